@@ -1,0 +1,74 @@
+//! The stable error codes. Clients match on the code; the message is for humans.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A stable error code. The wire form is the snake_case name, e.g. `"stage_full"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No valid credentials: missing, malformed, wrongly signed or expired token / admin key.
+    Unauthorized,
+    /// The caller's preset does not allow the call.
+    PermissionDenied,
+    /// The call does not fit the current stage status of the caller or a target.
+    InvalidState,
+    /// An id that does not exist (in this meeting).
+    NotFound,
+    /// The stage already holds `max_on_stage` participants.
+    StageFull,
+    /// Malformed input: unparseable JSON, unknown call, oversized frame, bad field.
+    BadRequest,
+    /// Too many calls in too short a time.
+    RateLimited,
+    /// A server-side failure (storage, internal error). Nothing changed.
+    Internal,
+    /// The client lost its connection to the server before the call was answered.
+    ConnectionLost,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::InvalidState => "invalid_state",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::StageFull => "stage_full",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::ConnectionLost => "connection_lost",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error as it travels: `{"code":"stage_full","message":"..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ErrorBody {}

@@ -1,0 +1,394 @@
+//! Signaling over the WebSocket at `/v1/signal`.
+//!
+//! Client -> server: a [`Request`] per text frame, `{"id":1,"call":"stage.grantAccess",
+//! "user_ids":["u1"]}` — the same shape the `onstage bot` reads on stdin. Every request gets
+//! exactly one [`ServerMessage::Reply`] with the same `id`.
+//!
+//! Server -> client: first a [`ServerMessage::Welcome`] with a full [`RoomSnapshot`], then
+//! replies and [`ServerMessage::Event`]s. Room events are public to the whole meeting and
+//! numbered by a per-meeting sequence number (`seq`), so every client sees every event in
+//! the same order and can detect a gap; on a gap it asks for `meeting.snapshot` and resyncs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AccessRequest, ErrorBody, ErrorCode, MeetingId, PeerId, Preset, StageStatus, UnixMillis,
+    UserId,
+};
+
+/// One call a client can make. The tag is the call name of the `onstage` command contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "call")]
+pub enum Call {
+    #[serde(rename = "stage.getAccessRequests")]
+    GetAccessRequests,
+    #[serde(rename = "stage.requestAccess")]
+    RequestAccess,
+    #[serde(rename = "stage.cancelRequestAccess")]
+    CancelRequestAccess,
+    #[serde(rename = "stage.grantAccess")]
+    GrantAccess { user_ids: Vec<UserId> },
+    #[serde(rename = "stage.denyAccess")]
+    DenyAccess { user_ids: Vec<UserId> },
+    #[serde(rename = "stage.join")]
+    Join,
+    #[serde(rename = "stage.leave")]
+    Leave,
+    #[serde(rename = "stage.kick")]
+    Kick { user_ids: Vec<UserId> },
+    /// A fresh snapshot of the room (used to resync after a sequence gap).
+    #[serde(rename = "meeting.snapshot")]
+    Snapshot,
+    /// Leave the meeting for good (no grace period).
+    #[serde(rename = "meeting.leave")]
+    LeaveMeeting,
+}
+
+impl Call {
+    /// The call's wire name, e.g. `stage.join`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::GetAccessRequests => "stage.getAccessRequests",
+            Call::RequestAccess => "stage.requestAccess",
+            Call::CancelRequestAccess => "stage.cancelRequestAccess",
+            Call::GrantAccess { .. } => "stage.grantAccess",
+            Call::DenyAccess { .. } => "stage.denyAccess",
+            Call::Join => "stage.join",
+            Call::Leave => "stage.leave",
+            Call::Kick { .. } => "stage.kick",
+            Call::Snapshot => "meeting.snapshot",
+            Call::LeaveMeeting => "meeting.leave",
+        }
+    }
+}
+
+/// A client's request: an id chosen by the client and the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    #[serde(flatten)]
+    pub call: Call,
+}
+
+/// Alias kept for readability at call sites: what a client sends is a request.
+pub type ClientMessage = Request;
+
+impl Request {
+    /// Parses one text frame. On failure returns the request id when it could be read (so the
+    /// error reply can carry it) and a `bad_request` error saying what is wrong.
+    pub fn parse(text: &str) -> Result<Request, (Option<u64>, ErrorBody)> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            (
+                None,
+                ErrorBody::new(ErrorCode::BadRequest, format!("not valid JSON: {e}")),
+            )
+        })?;
+        let id = value.get("id").and_then(serde_json::Value::as_u64);
+        let Some(obj) = value.as_object() else {
+            return Err((
+                None,
+                ErrorBody::new(ErrorCode::BadRequest, "a request must be a JSON object"),
+            ));
+        };
+        if id.is_none() {
+            return Err((
+                None,
+                ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "a request needs an \"id\" (unsigned integer)",
+                ),
+            ));
+        }
+        match obj.get("call").and_then(serde_json::Value::as_str) {
+            None => {
+                return Err((
+                    id,
+                    ErrorBody::new(ErrorCode::BadRequest, "a request needs a \"call\" (string)"),
+                ))
+            }
+            Some(name) if !KNOWN_CALLS.contains(&name) => {
+                return Err((
+                    id,
+                    ErrorBody::new(ErrorCode::BadRequest, format!("unknown call {name:?}")),
+                ))
+            }
+            Some(_) => {}
+        }
+        serde_json::from_value(value)
+            .map_err(|e| (id, ErrorBody::new(ErrorCode::BadRequest, e.to_string())))
+    }
+}
+
+/// Every call name a server accepts.
+pub const KNOWN_CALLS: &[&str] = &[
+    "stage.getAccessRequests",
+    "stage.requestAccess",
+    "stage.cancelRequestAccess",
+    "stage.grantAccess",
+    "stage.denyAccess",
+    "stage.join",
+    "stage.leave",
+    "stage.kick",
+    "meeting.snapshot",
+    "meeting.leave",
+];
+
+/// What a successful call returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CallResult {
+    /// `stage.getAccessRequests`: the queue, oldest first.
+    Requests(Vec<AccessRequest>),
+    /// Calls that change the caller's own status: the status it now has.
+    Status { stage_status: StageStatus },
+    /// `meeting.snapshot`.
+    Snapshot(RoomSnapshot),
+    /// Batch calls and `meeting.leave`: nothing to return (`null`).
+    Done,
+}
+
+/// A participant as everyone in the meeting sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub user_id: UserId,
+    pub peer_id: PeerId,
+    pub name: String,
+    /// The preset's name.
+    pub preset: String,
+    pub stage_status: StageStatus,
+    /// Set while the participant's network connection is up; a participant inside its
+    /// disconnect grace period stays in the roster with `connected: false`.
+    pub connected: bool,
+}
+
+/// The whole room at one sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSnapshot {
+    /// The sequence number of the last event included in this snapshot.
+    pub seq: u64,
+    pub max_on_stage: u32,
+    pub participants: Vec<ParticipantInfo>,
+    /// The request queue, oldest first.
+    pub queue: Vec<AccessRequest>,
+}
+
+/// Why a participant's stage status changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageChangeReason {
+    /// `requestAccess`: OFF -> REQUESTED.
+    Requested,
+    /// `requestAccess` by a participant whose preset is ALLOWED: OFF -> ACCEPTED.
+    AutoAccepted,
+    /// `cancelRequestAccess`: REQUESTED -> OFF.
+    Cancelled,
+    /// `grantAccess` on a request: REQUESTED -> ACCEPTED.
+    Granted,
+    /// `grantAccess` on someone who had not asked: OFF -> ACCEPTED.
+    Invited,
+    /// `denyAccess`: REQUESTED -> OFF.
+    Denied,
+    /// `join`: -> ON.
+    Joined,
+    /// `leave` from ON.
+    Left,
+    /// `leave` from ACCEPTED: an invitation declined.
+    Declined,
+    /// `kick`: ON/ACCEPTED -> OFF.
+    Kicked,
+    /// The participant left the meeting or its grace period ran out.
+    Removed,
+}
+
+/// Why a participant left the roster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// `meeting.leave`.
+    Left,
+    /// The connection dropped and did not come back within the grace period.
+    TimedOut,
+}
+
+/// A change in the room, told to everyone in the meeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomEvent {
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        user_id: UserId,
+        reason: LeaveReason,
+    },
+    /// The participant's connection dropped (grace period running) or came back.
+    ParticipantConnection {
+        user_id: UserId,
+        connected: bool,
+    },
+    StageStatusChanged {
+        user_id: UserId,
+        status: StageStatus,
+        reason: StageChangeReason,
+        /// Who caused it when it was not the participant itself (grant, deny, invite, kick).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
+        /// Set when the status is REQUESTED: the request's time (its place in the queue).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requested_at: Option<UnixMillis>,
+    },
+}
+
+/// The first message on a signaling connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub meeting_id: MeetingId,
+    pub user_id: UserId,
+    pub peer_id: PeerId,
+    /// True when this connection resumed a session inside its grace period.
+    pub resumed: bool,
+    /// The caller's own preset (its permissions).
+    pub preset: Preset,
+    /// How long a dropped connection keeps its place, in milliseconds.
+    pub grace_ms: u64,
+    pub snapshot: RoomSnapshot,
+}
+
+/// Why the server is closing a connection on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The participant left the meeting (`meeting.leave`).
+    Left,
+    /// A newer connection with the same participant took over.
+    Replaced,
+    /// The server is shutting down; reconnecting later resumes.
+    Shutdown,
+    /// The client was too slow reading events; reconnecting resumes.
+    TooSlow,
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome(Box<Welcome>),
+    Reply {
+        id: u64,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<CallResult>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorBody>,
+    },
+    Event {
+        seq: u64,
+        event: RoomEvent,
+    },
+    /// An input that could not be tied to a request id (e.g. not JSON at all).
+    Error {
+        error: ErrorBody,
+    },
+    /// The server is about to close the connection on purpose.
+    Goodbye {
+        reason: CloseReason,
+    },
+}
+
+impl ServerMessage {
+    pub fn reply(id: u64, outcome: Result<CallResult, ErrorBody>) -> Self {
+        match outcome {
+            Ok(result) => ServerMessage::Reply {
+                id,
+                ok: true,
+                result: Some(result),
+                error: None,
+            },
+            Err(error) => ServerMessage::Reply {
+                id,
+                ok: false,
+                result: None,
+                error: Some(error),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_shape_matches_the_bot_contract() {
+        let r = Request::parse(r#"{"id":2,"call":"stage.grantAccess","user_ids":["u1"]}"#)
+            .expect("parses");
+        assert_eq!(
+            r,
+            Request {
+                id: 2,
+                call: Call::GrantAccess {
+                    user_ids: vec![UserId::new("u1")]
+                }
+            }
+        );
+        let back = serde_json::to_value(&r).expect("serializes");
+        assert_eq!(
+            back,
+            serde_json::json!({"id":2,"call":"stage.grantAccess","user_ids":["u1"]})
+        );
+    }
+
+    #[test]
+    fn every_known_call_name_parses() {
+        for name in KNOWN_CALLS {
+            let text = format!(r#"{{"id":1,"call":"{name}","user_ids":[]}}"#);
+            let r = Request::parse(&text).expect(name);
+            assert_eq!(r.call.name(), *name);
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_bad_requests_with_id_when_readable() {
+        let (id, e) = Request::parse("not json").unwrap_err();
+        assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
+        let (id, e) = Request::parse(r#"{"id":7,"call":"stage.dance"}"#).unwrap_err();
+        assert_eq!((id, e.code), (Some(7), ErrorCode::BadRequest));
+        let (id, e) = Request::parse(r#"{"id":8,"call":"stage.kick"}"#).unwrap_err();
+        assert_eq!((id, e.code), (Some(8), ErrorCode::BadRequest));
+        let (id, e) = Request::parse(r#"{"call":"stage.join"}"#).unwrap_err();
+        assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
+        let (id, _) = Request::parse("[1,2]").unwrap_err();
+        assert_eq!(id, None);
+    }
+
+    #[test]
+    fn preset_accepts_legacy_alias() {
+        let p: Preset = serde_json::from_str(
+            r#"{"name":"mod","stage_access":"CAN_REQUEST","accept_present_requests":true}"#,
+        )
+        .expect("parses");
+        assert!(p.accept_stage_requests);
+        assert!(p.stage_enabled);
+    }
+
+    #[test]
+    fn status_and_error_wire_names() {
+        assert_eq!(
+            serde_json::to_string(&StageStatus::RequestedToJoinStage).unwrap(),
+            "\"REQUESTED_TO_JOIN_STAGE\""
+        );
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::StageFull).unwrap(),
+            "\"stage_full\""
+        );
+        let reply = ServerMessage::reply(
+            3,
+            Err(ErrorBody::new(ErrorCode::PermissionDenied, "no")),
+        );
+        assert_eq!(
+            serde_json::to_value(&reply).unwrap(),
+            serde_json::json!({"type":"reply","id":3,"ok":false,
+                "error":{"code":"permission_denied","message":"no"}})
+        );
+    }
+}

@@ -1,0 +1,35 @@
+use onstage_proto::{ErrorBody, ErrorCode, UserId};
+
+/// Why the room refused a call. A refused call changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StageError {
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    #[error("participant {0} is not in this meeting")]
+    NotFound(UserId),
+    #[error("the stage is full ({max} on stage)")]
+    StageFull { max: u32 },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl StageError {
+    /// The stable wire code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StageError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            StageError::InvalidState(_) => ErrorCode::InvalidState,
+            StageError::NotFound(_) => ErrorCode::NotFound,
+            StageError::StageFull { .. } => ErrorCode::StageFull,
+            StageError::BadRequest(_) => ErrorCode::BadRequest,
+        }
+    }
+}
+
+impl From<StageError> for ErrorBody {
+    fn from(e: StageError) -> Self {
+        ErrorBody::new(e.code(), e.to_string())
+    }
+}

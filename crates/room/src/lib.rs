@@ -1,0 +1,22 @@
+//! # onstage-room — the stage authority, as a plain state machine
+//!
+//! One [`Room`] per live meeting holds the roster, each participant's preset and stage
+//! status, and the request queue. It is sans-IO in the way `str0m` is: no sockets, no
+//! tasks, no clock of its own. The caller (the server) feeds it inputs —
+//! [`Room::connect`], [`Room::disconnect`], [`Room::handle_call`], [`Room::handle_timeout`] —
+//! each with the current time, and drains what it produced with [`Room::drain_events`] and
+//! [`Room::poll_timeout`]. The same inputs always give the same outputs, which is what makes
+//! the property tests in `tests/` possible.
+//!
+//! Every rule of the stage lives here (see `stage.rs` for the table); nothing here knows
+//! how the events travel.
+
+mod error;
+mod presets;
+mod room;
+
+pub use error::StageError;
+pub use presets::{builtin_preset, builtin_presets, is_builtin_preset, BUILTIN_PRESET_NAMES};
+pub use room::{Connected, Member, Room, RoomConfig, Sequenced};
+
+pub use onstage_proto as proto;

@@ -1,0 +1,563 @@
+//! The room state machine.
+//!
+//! | call                 | who may                                    | from -> to                    |
+//! |----------------------|--------------------------------------------|-------------------------------|
+//! | `getAccessRequests`  | `accept_stage_requests`                    | -                             |
+//! | `requestAccess`      | `stage_access` CAN_REQUEST (ALLOWED: auto) | OFF -> REQUESTED (ACCEPTED)   |
+//! | `cancelRequestAccess`| the requester                              | REQUESTED -> OFF              |
+//! | `grantAccess(ids)`   | `accept_stage_requests`                    | REQUESTED or OFF -> ACCEPTED  |
+//! | `denyAccess(ids)`    | `accept_stage_requests`                    | REQUESTED -> OFF              |
+//! | `join`               | ACCEPTED, or `stage_access` ALLOWED        | -> ON (`stage_full` at max)   |
+//! | `leave`              | ON or ACCEPTED                             | -> OFF                        |
+//! | `kick(ids)`          | `accept_stage_requests` or `kick_participant` | ON/ACCEPTED -> OFF         |
+//!
+//! Order of checks for every call: the request itself (`bad_request`), the caller's
+//! permission (`permission_denied`), the targets' existence (`not_found`), the statuses
+//! (`invalid_state`), then capacity (`stage_full`). Batch calls check every target before
+//! changing any. A participant whose preset has `stage_enabled = false` can neither request,
+//! be granted, nor join (`permission_denied`); a CAN_REQUEST participant calling `join`
+//! before being accepted gets `permission_denied`.
+
+use std::collections::{HashMap, VecDeque};
+
+use onstage_proto::{
+    AccessRequest, Call, CallResult, LeaveReason, ParticipantInfo, PeerId, Preset, RoomEvent,
+    RoomSnapshot, StageAccess, StageChangeReason, StageStatus, UnixMillis, UserId, MAX_BATCH_IDS,
+};
+
+use crate::StageError;
+
+/// Settings of one room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomConfig {
+    /// Most participants ON_STAGE at once.
+    pub max_on_stage: u32,
+    /// How long a dropped participant keeps its status and queue place, in milliseconds.
+    pub grace_ms: u64,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            max_on_stage: 25,
+            grace_ms: 30_000,
+        }
+    }
+}
+
+/// Who is connecting: the identity and preset the server resolved from the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: UserId,
+    pub name: String,
+    pub preset: Preset,
+}
+
+/// The outcome of [`Room::connect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    pub peer_id: PeerId,
+    /// True when the participant was already in the roster (inside its grace period, or a
+    /// second connection replacing the first): its status and queue place are kept.
+    pub resumed: bool,
+    /// True when the participant already had a live connection, which the caller should close.
+    pub replaced: bool,
+}
+
+/// A room event with its per-meeting sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequenced {
+    pub seq: u64,
+    pub event: RoomEvent,
+}
+
+#[derive(Debug, Clone)]
+struct Participant {
+    peer_id: PeerId,
+    name: String,
+    preset: Preset,
+    status: StageStatus,
+    /// Set while the network connection is down: when it dropped.
+    disconnected_at: Option<UnixMillis>,
+    /// Order of arrival in the roster, for a stable participant list.
+    joined_order: u64,
+}
+
+/// The authority over one meeting's stage. See the module docs for the rules.
+#[derive(Debug, Clone)]
+pub struct Room {
+    config: RoomConfig,
+    participants: HashMap<UserId, Participant>,
+    /// REQUESTED participants, oldest request first.
+    queue: Vec<AccessRequest>,
+    on_stage: u32,
+    seq: u64,
+    next_joined_order: u64,
+    events: VecDeque<Sequenced>,
+}
+
+impl Room {
+    pub fn new(config: RoomConfig) -> Self {
+        Self {
+            config,
+            participants: HashMap::new(),
+            queue: Vec::new(),
+            on_stage: 0,
+            seq: 0,
+            next_joined_order: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> RoomConfig {
+        self.config
+    }
+
+    /// The sequence number of the last event produced.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Number of participants in the roster (connected or inside their grace period).
+    pub fn len(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    /// Number of participants ON_STAGE.
+    pub fn on_stage_count(&self) -> u32 {
+        self.on_stage
+    }
+
+    /// A participant's stage status, if it is in the roster.
+    pub fn status_of(&self, user_id: &UserId) -> Option<StageStatus> {
+        self.participants.get(user_id).map(|p| p.status)
+    }
+
+    /// A participant's preset, if it is in the roster.
+    pub fn preset_of(&self, user_id: &UserId) -> Option<&Preset> {
+        self.participants.get(user_id).map(|p| &p.preset)
+    }
+
+    /// A participant's current peer id, if it is in the roster.
+    pub fn peer_of(&self, user_id: &UserId) -> Option<&PeerId> {
+        self.participants.get(user_id).map(|p| &p.peer_id)
+    }
+
+    /// Is the participant in the roster with a live connection?
+    pub fn is_connected(&self, user_id: &UserId) -> bool {
+        self.participants
+            .get(user_id)
+            .is_some_and(|p| p.disconnected_at.is_none())
+    }
+
+    /// The request queue, oldest first.
+    pub fn queue(&self) -> &[AccessRequest] {
+        &self.queue
+    }
+
+    /// A participant's connection arrives. New participants enter OFF_STAGE; one already in
+    /// the roster resumes with its status and queue place, keeping its peer id (`peer_id` is
+    /// used only for a new participant).
+    pub fn connect(&mut self, member: Member, peer_id: PeerId, _now: UnixMillis) -> Connected {
+        if let Some(p) = self.participants.get_mut(&member.user_id) {
+            let replaced = p.disconnected_at.is_none();
+            let peer_id = p.peer_id.clone();
+            if !replaced {
+                p.disconnected_at = None;
+                self.emit(RoomEvent::ParticipantConnection {
+                    user_id: member.user_id,
+                    connected: true,
+                });
+            }
+            return Connected {
+                peer_id,
+                resumed: true,
+                replaced,
+            };
+        }
+        let participant = Participant {
+            peer_id: peer_id.clone(),
+            name: member.name,
+            preset: member.preset,
+            status: StageStatus::OffStage,
+            disconnected_at: None,
+            joined_order: self.next_joined_order,
+        };
+        self.next_joined_order += 1;
+        let info = info_of(&member.user_id, &participant);
+        self.participants.insert(member.user_id, participant);
+        self.emit(RoomEvent::ParticipantJoined { participant: info });
+        Connected {
+            peer_id,
+            resumed: false,
+            replaced: false,
+        }
+    }
+
+    /// A participant's connection dropped. Its status and queue place are kept for the grace
+    /// period; [`Room::handle_timeout`] removes it afterwards. Unknown ids are ignored.
+    pub fn disconnect(&mut self, user_id: &UserId, now: UnixMillis) {
+        let Some(p) = self.participants.get_mut(user_id) else {
+            return;
+        };
+        if p.disconnected_at.is_some() {
+            return;
+        }
+        p.disconnected_at = Some(now);
+        self.emit(RoomEvent::ParticipantConnection {
+            user_id: user_id.clone(),
+            connected: false,
+        });
+    }
+
+    /// When [`Room::handle_timeout`] next has work to do, if ever.
+    pub fn poll_timeout(&self) -> Option<UnixMillis> {
+        self.participants
+            .values()
+            .filter_map(|p| p.disconnected_at)
+            .min()
+            .map(|t| t.saturating_add(self.config.grace_ms))
+    }
+
+    /// Removes every participant whose grace period has run out by `now`.
+    pub fn handle_timeout(&mut self, now: UnixMillis) {
+        let grace = self.config.grace_ms;
+        let mut expired: Vec<(u64, UserId)> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| {
+                p.disconnected_at
+                    .is_some_and(|t| t.saturating_add(grace) <= now)
+            })
+            .map(|(id, p)| (p.joined_order, id.clone()))
+            .collect();
+        // Deterministic event order whatever the map's iteration order.
+        expired.sort();
+        for (_, user_id) in expired {
+            self.remove(&user_id, LeaveReason::TimedOut);
+        }
+    }
+
+    /// Drains the events produced so far, in sequence order.
+    pub fn drain_events(&mut self) -> std::collections::vec_deque::Drain<'_, Sequenced> {
+        self.events.drain(..)
+    }
+
+    /// The whole room as of the last event.
+    pub fn snapshot(&self) -> RoomSnapshot {
+        let mut list: Vec<(&UserId, &Participant)> = self.participants.iter().collect();
+        list.sort_by_key(|(_, p)| p.joined_order);
+        RoomSnapshot {
+            seq: self.seq,
+            max_on_stage: self.config.max_on_stage,
+            participants: list.into_iter().map(|(id, p)| info_of(id, p)).collect(),
+            queue: self.queue.clone(),
+        }
+    }
+
+    /// Handles one call from a participant in the roster. A refused call changes nothing
+    /// and produces no event.
+    pub fn handle_call(
+        &mut self,
+        caller: &UserId,
+        call: Call,
+        now: UnixMillis,
+    ) -> Result<CallResult, StageError> {
+        let Some(me) = self.participants.get(caller) else {
+            return Err(StageError::NotFound(caller.clone()));
+        };
+        let preset = me.preset.clone();
+        let status = me.status;
+        match call {
+            Call::GetAccessRequests => {
+                require(preset.may_accept_requests(), "accept_stage_requests")?;
+                Ok(CallResult::Requests(self.queue.clone()))
+            }
+            Call::RequestAccess => {
+                require_stage_enabled(&preset)?;
+                if preset.stage_access == StageAccess::NotAllowed {
+                    return Err(StageError::PermissionDenied(
+                        "this preset may not request the stage (stage_access NOT_ALLOWED)".into(),
+                    ));
+                }
+                expect_status(caller, status, &[StageStatus::OffStage])?;
+                let (to, reason) = if preset.stage_access == StageAccess::Allowed {
+                    (
+                        StageStatus::AcceptedToJoinStage,
+                        StageChangeReason::AutoAccepted,
+                    )
+                } else {
+                    (StageStatus::RequestedToJoinStage, StageChangeReason::Requested)
+                };
+                self.set_status(caller, to, reason, None, now);
+                Ok(CallResult::Status { stage_status: to })
+            }
+            Call::CancelRequestAccess => {
+                expect_status(caller, status, &[StageStatus::RequestedToJoinStage])?;
+                let to = StageStatus::OffStage;
+                self.set_status(caller, to, StageChangeReason::Cancelled, None, now);
+                Ok(CallResult::Status { stage_status: to })
+            }
+            Call::GrantAccess { user_ids } => {
+                require(preset.may_accept_requests(), "accept_stage_requests")?;
+                let targets = self.targets(user_ids, |id, p| {
+                    if !p.preset.stage_enabled {
+                        return Err(StageError::PermissionDenied(format!(
+                            "{id}'s preset has the stage disabled"
+                        )));
+                    }
+                    expect_status(
+                        id,
+                        p.status,
+                        &[StageStatus::RequestedToJoinStage, StageStatus::OffStage],
+                    )
+                })?;
+                for id in targets {
+                    let reason = if self.status_of(&id) == Some(StageStatus::OffStage) {
+                        StageChangeReason::Invited
+                    } else {
+                        StageChangeReason::Granted
+                    };
+                    self.set_status(
+                        &id,
+                        StageStatus::AcceptedToJoinStage,
+                        reason,
+                        Some(caller.clone()),
+                        now,
+                    );
+                }
+                Ok(CallResult::Done)
+            }
+            Call::DenyAccess { user_ids } => {
+                require(preset.may_accept_requests(), "accept_stage_requests")?;
+                let targets = self.targets(user_ids, |id, p| {
+                    expect_status(id, p.status, &[StageStatus::RequestedToJoinStage])
+                })?;
+                for id in targets {
+                    self.set_status(
+                        &id,
+                        StageStatus::OffStage,
+                        StageChangeReason::Denied,
+                        Some(caller.clone()),
+                        now,
+                    );
+                }
+                Ok(CallResult::Done)
+            }
+            Call::Join => {
+                require_stage_enabled(&preset)?;
+                match status {
+                    StageStatus::OnStage => {
+                        return Err(StageError::InvalidState("already on stage".into()))
+                    }
+                    StageStatus::AcceptedToJoinStage => {}
+                    StageStatus::OffStage | StageStatus::RequestedToJoinStage => {
+                        if preset.stage_access != StageAccess::Allowed {
+                            return Err(StageError::PermissionDenied(
+                                "joining the stage needs an accepted request or an invitation"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+                if self.on_stage >= self.config.max_on_stage {
+                    return Err(StageError::StageFull {
+                        max: self.config.max_on_stage,
+                    });
+                }
+                let to = StageStatus::OnStage;
+                self.set_status(caller, to, StageChangeReason::Joined, None, now);
+                Ok(CallResult::Status { stage_status: to })
+            }
+            Call::Leave => {
+                expect_status(
+                    caller,
+                    status,
+                    &[StageStatus::OnStage, StageStatus::AcceptedToJoinStage],
+                )?;
+                let reason = if status == StageStatus::OnStage {
+                    StageChangeReason::Left
+                } else {
+                    StageChangeReason::Declined
+                };
+                let to = StageStatus::OffStage;
+                self.set_status(caller, to, reason, None, now);
+                Ok(CallResult::Status { stage_status: to })
+            }
+            Call::Kick { user_ids } => {
+                require(preset.may_kick(), "kick_participant")?;
+                let targets = self.targets(user_ids, |id, p| {
+                    expect_status(
+                        id,
+                        p.status,
+                        &[StageStatus::OnStage, StageStatus::AcceptedToJoinStage],
+                    )
+                })?;
+                for id in targets {
+                    self.set_status(
+                        &id,
+                        StageStatus::OffStage,
+                        StageChangeReason::Kicked,
+                        Some(caller.clone()),
+                        now,
+                    );
+                }
+                Ok(CallResult::Done)
+            }
+            Call::Snapshot => Ok(CallResult::Snapshot(self.snapshot())),
+            Call::LeaveMeeting => {
+                self.remove(caller, LeaveReason::Left);
+                Ok(CallResult::Done)
+            }
+        }
+    }
+
+    /// Validates a batch's targets, all before any change: the list is non-empty and not
+    /// oversized, every id is in the roster, and `check` passes for each. Duplicate ids count
+    /// once. Returns the targets in the order given.
+    fn targets(
+        &self,
+        user_ids: Vec<UserId>,
+        check: impl Fn(&UserId, &Participant) -> Result<(), StageError>,
+    ) -> Result<Vec<UserId>, StageError> {
+        if user_ids.is_empty() {
+            return Err(StageError::BadRequest("user_ids is empty".into()));
+        }
+        if user_ids.len() > MAX_BATCH_IDS {
+            return Err(StageError::BadRequest(format!(
+                "at most {MAX_BATCH_IDS} user_ids per call"
+            )));
+        }
+        let mut unique: Vec<UserId> = Vec::with_capacity(user_ids.len());
+        for id in user_ids {
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        for id in &unique {
+            let p = self
+                .participants
+                .get(id)
+                .ok_or_else(|| StageError::NotFound(id.clone()))?;
+            check(id, p)?;
+        }
+        Ok(unique)
+    }
+
+    fn set_status(
+        &mut self,
+        user_id: &UserId,
+        to: StageStatus,
+        reason: StageChangeReason,
+        by: Option<UserId>,
+        now: UnixMillis,
+    ) {
+        let Some(p) = self.participants.get_mut(user_id) else {
+            return;
+        };
+        let from = std::mem::replace(&mut p.status, to);
+        let name = p.name.clone();
+        if from == StageStatus::OnStage {
+            self.on_stage -= 1;
+        }
+        if to == StageStatus::OnStage {
+            self.on_stage += 1;
+        }
+        if from == StageStatus::RequestedToJoinStage {
+            self.queue.retain(|r| &r.user_id != user_id);
+        }
+        let requested_at = (to == StageStatus::RequestedToJoinStage).then(|| {
+            // Oldest first; equal times keep arrival order.
+            let at = self.queue.partition_point(|r| r.requested_at <= now);
+            self.queue.insert(
+                at,
+                AccessRequest {
+                    user_id: user_id.clone(),
+                    name,
+                    requested_at: now,
+                },
+            );
+            now
+        });
+        self.emit(RoomEvent::StageStatusChanged {
+            user_id: user_id.clone(),
+            status: to,
+            reason,
+            by,
+            requested_at,
+        });
+    }
+
+    fn remove(&mut self, user_id: &UserId, reason: LeaveReason) {
+        let Some(status) = self.status_of(user_id) else {
+            return;
+        };
+        if status != StageStatus::OffStage {
+            self.set_status(
+                user_id,
+                StageStatus::OffStage,
+                StageChangeReason::Removed,
+                None,
+                0,
+            );
+        }
+        self.participants.remove(user_id);
+        self.emit(RoomEvent::ParticipantLeft {
+            user_id: user_id.clone(),
+            reason,
+        });
+    }
+
+    fn emit(&mut self, event: RoomEvent) {
+        self.seq += 1;
+        self.events.push_back(Sequenced {
+            seq: self.seq,
+            event,
+        });
+    }
+}
+
+fn info_of(user_id: &UserId, p: &Participant) -> ParticipantInfo {
+    ParticipantInfo {
+        user_id: user_id.clone(),
+        peer_id: p.peer_id.clone(),
+        name: p.name.clone(),
+        preset: p.preset.name.clone(),
+        stage_status: p.status,
+        connected: p.disconnected_at.is_none(),
+    }
+}
+
+fn require(allowed: bool, permission: &str) -> Result<(), StageError> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(StageError::PermissionDenied(format!(
+            "this preset lacks {permission}"
+        )))
+    }
+}
+
+fn require_stage_enabled(preset: &Preset) -> Result<(), StageError> {
+    require(preset.stage_enabled, "stage_enabled")
+}
+
+fn expect_status(
+    who: &UserId,
+    status: StageStatus,
+    allowed: &[StageStatus],
+) -> Result<(), StageError> {
+    if allowed.contains(&status) {
+        return Ok(());
+    }
+    let wanted: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+    Err(StageError::InvalidState(format!(
+        "{who} is {}, needs {}",
+        status.as_str(),
+        wanted.join(" or ")
+    )))
+}
