@@ -12,8 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AccessRequest, ErrorBody, ErrorCode, MeetingId, PeerId, Preset, StageStatus, UnixMillis,
-    UserId,
+    AccessRequest, ErrorBody, ErrorCode, MeetingId, PeerId, Preset, StageStatus, UnixMillis, UserId,
 };
 
 /// One call a client can make. The tag is the call name of the `onstage` command contract.
@@ -381,10 +380,7 @@ mod tests {
             serde_json::to_string(&ErrorCode::StageFull).unwrap(),
             "\"stage_full\""
         );
-        let reply = ServerMessage::reply(
-            3,
-            Err(ErrorBody::new(ErrorCode::PermissionDenied, "no")),
-        );
+        let reply = ServerMessage::reply(3, Err(ErrorBody::new(ErrorCode::PermissionDenied, "no")));
         assert_eq!(
             serde_json::to_value(&reply).unwrap(),
             serde_json::json!({"type":"reply","id":3,"ok":false,

@@ -291,7 +291,10 @@ impl Room {
                         StageChangeReason::AutoAccepted,
                     )
                 } else {
-                    (StageStatus::RequestedToJoinStage, StageChangeReason::Requested)
+                    (
+                        StageStatus::RequestedToJoinStage,
+                        StageChangeReason::Requested,
+                    )
                 };
                 self.set_status(caller, to, reason, None, now);
                 Ok(CallResult::Status { stage_status: to })

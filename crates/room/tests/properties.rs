@@ -1,0 +1,364 @@
+//! Property test: random sequences of inputs from several participants, run against the
+//! room and against a small, independently written reference model of the stage rules.
+//!
+//! Checked after every step:
+//! - the room and the model agree on the outcome (ok, or the same error code) and on every
+//!   participant's status;
+//! - a refused call changes nothing and produces no event;
+//! - the queue holds exactly the REQUESTED participants, oldest request first;
+//! - never more than `max_on_stage` participants ON_STAGE;
+//! - the events tell everyone everything: replaying them onto the previous snapshot gives
+//!   exactly the new snapshot (so a client that mirrors events never diverges), and the
+//!   sequence numbers run on without a gap.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::uid;
+use onstage_proto::{
+    AccessRequest, Call, ErrorCode, ParticipantInfo, PeerId, Preset, RoomEvent, RoomSnapshot,
+    StageAccess, StageStatus, UserId,
+};
+use onstage_room::{builtin_preset, Member, Room, RoomConfig};
+use proptest::prelude::*;
+
+const USERS: [&str; 6] = ["u0", "u1", "u2", "u3", "u4", "u5"];
+const MAX_ON_STAGE: u32 = 2;
+const GRACE: u64 = 50;
+
+fn preset_for(user: usize) -> Preset {
+    match user {
+        0 => builtin_preset("host").unwrap(),
+        1 => builtin_preset("speaker").unwrap(),
+        2 | 3 => builtin_preset("viewer").unwrap(),
+        4 => builtin_preset("spectator").unwrap(),
+        _ => Preset {
+            name: "kicker".into(),
+            stage_enabled: false,
+            stage_access: StageAccess::CanRequest,
+            accept_stage_requests: false,
+            kick_participant: true,
+            can_produce_audio: false,
+            can_produce_video: false,
+        },
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Input {
+    Connect(usize),
+    Disconnect(usize),
+    Wait(u64),
+    Call(usize, Call),
+}
+
+fn targets() -> impl Strategy<Value = Vec<UserId>> {
+    prop::collection::vec(0..USERS.len() + 1, 0..3).prop_map(|v| {
+        v.into_iter()
+            .map(|i| USERS.get(i).map_or_else(|| uid("ghost"), |u| uid(u)))
+            .collect()
+    })
+}
+
+fn call() -> impl Strategy<Value = Call> {
+    prop_oneof![
+        1 => Just(Call::GetAccessRequests),
+        3 => Just(Call::RequestAccess),
+        1 => Just(Call::CancelRequestAccess),
+        3 => targets().prop_map(|user_ids| Call::GrantAccess { user_ids }),
+        1 => targets().prop_map(|user_ids| Call::DenyAccess { user_ids }),
+        3 => Just(Call::Join),
+        1 => Just(Call::Leave),
+        1 => targets().prop_map(|user_ids| Call::Kick { user_ids }),
+        1 => Just(Call::LeaveMeeting),
+    ]
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    let user = 0..USERS.len();
+    prop_oneof![
+        2 => user.clone().prop_map(Input::Connect),
+        1 => user.clone().prop_map(Input::Disconnect),
+        1 => (0..GRACE * 2).prop_map(Input::Wait),
+        8 => (user, call()).prop_map(|(u, c)| Input::Call(u, c)),
+    ]
+}
+
+/// The reference model: the stage table written as plainly as possible.
+#[derive(Debug, Default, Clone)]
+struct Model {
+    /// user index -> (status, requested_at, disconnected_at)
+    present: BTreeMap<usize, (StageStatus, u64, Option<u64>)>,
+    /// requested order: (requested_at, arrival counter, user)
+    arrivals: u64,
+    order: BTreeMap<usize, (u64, u64)>,
+}
+
+impl Model {
+    fn index(id: &UserId) -> Option<usize> {
+        USERS.iter().position(|u| *u == id.as_str())
+    }
+
+    fn status(&self, u: usize) -> Option<StageStatus> {
+        self.present.get(&u).map(|p| p.0)
+    }
+
+    fn on_stage(&self) -> u32 {
+        self.present
+            .values()
+            .filter(|p| p.0 == StageStatus::OnStage)
+            .count() as u32
+    }
+
+    fn set(&mut self, u: usize, s: StageStatus, now: u64) {
+        if let Some(p) = self.present.get_mut(&u) {
+            p.0 = s;
+            if s == StageStatus::RequestedToJoinStage {
+                self.arrivals += 1;
+                self.order.insert(u, (now, self.arrivals));
+            } else {
+                self.order.remove(&u);
+            }
+        }
+    }
+
+    fn queue(&self) -> Vec<usize> {
+        let mut q: Vec<_> = self.order.iter().map(|(u, k)| (*k, *u)).collect();
+        q.sort();
+        q.into_iter().map(|(_, u)| u).collect()
+    }
+
+    fn batch(
+        &self,
+        ids: &[UserId],
+        ok: impl Fn(usize, StageStatus) -> Result<(), ErrorCode>,
+    ) -> Result<Vec<usize>, ErrorCode> {
+        if ids.is_empty() {
+            return Err(ErrorCode::BadRequest);
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            let u = Self::index(id)
+                .filter(|u| self.present.contains_key(u))
+                .ok_or(ErrorCode::NotFound)?;
+            ok(u, self.status(u).unwrap_or_default())?;
+            if !out.contains(&u) {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    fn call(&mut self, u: usize, call: &Call, now: u64) -> Result<(), ErrorCode> {
+        use StageStatus::*;
+        let Some(me) = self.status(u) else {
+            return Err(ErrorCode::NotFound);
+        };
+        let p = preset_for(u);
+        let deny = |b: bool| {
+            if b {
+                Ok(())
+            } else {
+                Err(ErrorCode::PermissionDenied)
+            }
+        };
+        let state = |b: bool| {
+            if b {
+                Ok(())
+            } else {
+                Err(ErrorCode::InvalidState)
+            }
+        };
+        match call {
+            Call::GetAccessRequests => deny(p.accept_stage_requests),
+            Call::RequestAccess => {
+                deny(p.stage_enabled && p.stage_access != StageAccess::NotAllowed)?;
+                state(me == OffStage)?;
+                let to = if p.stage_access == StageAccess::Allowed {
+                    AcceptedToJoinStage
+                } else {
+                    RequestedToJoinStage
+                };
+                self.set(u, to, now);
+                Ok(())
+            }
+            Call::CancelRequestAccess => {
+                state(me == RequestedToJoinStage)?;
+                self.set(u, OffStage, now);
+                Ok(())
+            }
+            Call::GrantAccess { user_ids } => {
+                deny(p.accept_stage_requests)?;
+                let t = self.batch(user_ids, |t, s| {
+                    deny(preset_for(t).stage_enabled)?;
+                    state(s == OffStage || s == RequestedToJoinStage)
+                })?;
+                t.into_iter()
+                    .for_each(|t| self.set(t, AcceptedToJoinStage, now));
+                Ok(())
+            }
+            Call::DenyAccess { user_ids } => {
+                deny(p.accept_stage_requests)?;
+                let t = self.batch(user_ids, |_, s| state(s == RequestedToJoinStage))?;
+                t.into_iter().for_each(|t| self.set(t, OffStage, now));
+                Ok(())
+            }
+            Call::Join => {
+                deny(p.stage_enabled)?;
+                state(me != OnStage)?;
+                deny(me == AcceptedToJoinStage || p.stage_access == StageAccess::Allowed)?;
+                if self.on_stage() >= MAX_ON_STAGE {
+                    return Err(ErrorCode::StageFull);
+                }
+                self.set(u, OnStage, now);
+                Ok(())
+            }
+            Call::Leave => {
+                state(me == OnStage || me == AcceptedToJoinStage)?;
+                self.set(u, OffStage, now);
+                Ok(())
+            }
+            Call::Kick { user_ids } => {
+                deny(p.accept_stage_requests || p.kick_participant)?;
+                let t = self.batch(user_ids, |_, s| {
+                    state(s == OnStage || s == AcceptedToJoinStage)
+                })?;
+                t.into_iter().for_each(|t| self.set(t, OffStage, now));
+                Ok(())
+            }
+            Call::Snapshot => Ok(()),
+            Call::LeaveMeeting => {
+                self.present.remove(&u);
+                self.order.remove(&u);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a client does with events: apply them to its mirror of the room.
+fn apply(snap: &mut RoomSnapshot, seq: u64, event: &RoomEvent) {
+    assert_eq!(seq, snap.seq + 1, "sequence gap");
+    snap.seq = seq;
+    match event {
+        RoomEvent::ParticipantJoined { participant } => snap.participants.push(participant.clone()),
+        RoomEvent::ParticipantLeft { user_id, .. } => {
+            snap.participants.retain(|p| &p.user_id != user_id);
+            snap.queue.retain(|r| &r.user_id != user_id);
+        }
+        RoomEvent::ParticipantConnection { user_id, connected } => {
+            find(snap, user_id).connected = *connected;
+        }
+        RoomEvent::StageStatusChanged {
+            user_id,
+            status,
+            requested_at,
+            ..
+        } => {
+            let p = find(snap, user_id);
+            p.stage_status = *status;
+            let name = p.name.clone();
+            snap.queue.retain(|r| &r.user_id != user_id);
+            if let Some(at) = requested_at {
+                let pos = snap.queue.partition_point(|r| r.requested_at <= *at);
+                snap.queue.insert(
+                    pos,
+                    AccessRequest {
+                        user_id: user_id.clone(),
+                        name,
+                        requested_at: *at,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn find<'a>(snap: &'a mut RoomSnapshot, id: &UserId) -> &'a mut ParticipantInfo {
+    snap.participants
+        .iter_mut()
+        .find(|p| &p.user_id == id)
+        .expect("event about a participant the mirror knows")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn room_matches_model_and_keeps_invariants(inputs in prop::collection::vec(input(), 1..80)) {
+        let mut room = Room::new(RoomConfig { max_on_stage: MAX_ON_STAGE, grace_ms: GRACE });
+        let mut model = Model::default();
+        let mut mirror = room.snapshot();
+        let mut now = 1_000u64;
+        for input in inputs {
+            let before = room.snapshot();
+            let mut refused = false;
+            match &input {
+                Input::Connect(u) => {
+                    room.connect(
+                        Member { user_id: uid(USERS[*u]), name: USERS[*u].into(), preset: preset_for(*u) },
+                        PeerId::new(format!("p{u}-{now}")),
+                        now,
+                    );
+                    model.present.entry(*u).or_insert((StageStatus::OffStage, 0, None)).2 = None;
+                }
+                Input::Disconnect(u) => {
+                    room.disconnect(&uid(USERS[*u]), now);
+                    if let Some(p) = model.present.get_mut(u) {
+                        p.2.get_or_insert(now);
+                    }
+                }
+                Input::Wait(ms) => {
+                    now += ms;
+                    room.handle_timeout(now);
+                    let gone: Vec<usize> = model.present.iter()
+                        .filter(|(_, p)| p.2.is_some_and(|t| t + GRACE <= now))
+                        .map(|(u, _)| *u).collect();
+                    for u in gone {
+                        model.present.remove(&u);
+                        model.order.remove(&u);
+                    }
+                }
+                Input::Call(u, call) => {
+                    now += 1;
+                    let got = room.handle_call(&uid(USERS[*u]), call.clone(), now).map_err(|e| e.code());
+                    let want = model.call(*u, call, now);
+                    prop_assert_eq!(got.map(|_| ()), want, "outcome of {:?} by {}", call, USERS[*u]);
+                    refused = want.is_err();
+                }
+            }
+            let events: Vec<_> = room.drain_events().collect();
+            let after = room.snapshot();
+            if refused {
+                prop_assert!(events.is_empty(), "a refused call produced events");
+                prop_assert_eq!(&after, &before, "a refused call changed the room");
+            }
+            for e in &events {
+                apply(&mut mirror, e.seq, &e.event);
+            }
+            prop_assert_eq!(&mirror, &after, "events do not tell the whole change");
+
+            // Same statuses as the model.
+            for (i, user) in USERS.iter().enumerate() {
+                prop_assert_eq!(room.status_of(&uid(user)), model.status(i), "status of {}", user);
+            }
+            // The queue is exactly the REQUESTED participants, oldest first, as the model has it.
+            let queue: Vec<&str> = after.queue.iter().map(|r| r.user_id.as_str()).collect();
+            let requested: Vec<&str> = model.queue().into_iter().map(|u| USERS[u]).collect();
+            prop_assert_eq!(queue, requested);
+            let mut requested_in_roster: Vec<&str> = after.participants.iter()
+                .filter(|p| p.stage_status == StageStatus::RequestedToJoinStage)
+                .map(|p| p.user_id.as_str()).collect();
+            let mut queued: Vec<&str> = after.queue.iter().map(|r| r.user_id.as_str()).collect();
+            requested_in_roster.sort();
+            queued.sort();
+            prop_assert_eq!(requested_in_roster, queued);
+            prop_assert!(after.queue.windows(2).all(|w| w[0].requested_at <= w[1].requested_at));
+            // Capacity.
+            let on = after.participants.iter().filter(|p| p.stage_status == StageStatus::OnStage).count() as u32;
+            prop_assert!(on <= MAX_ON_STAGE);
+            prop_assert_eq!(on, room.on_stage_count());
+        }
+    }
+}
