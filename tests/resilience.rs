@@ -1,0 +1,293 @@
+//! What happens when things go wrong: dropped connections (resume inside the grace period,
+//! removal after it), a server restart on the same data dir, and garbage on every endpoint.
+
+use std::time::Duration;
+
+use onstage_e2e::*;
+use onstage_proto::{ErrorCode, StageStatus};
+use serde_json::{json, Value};
+
+const SHORT_GRACE: Duration = Duration::from_millis(400);
+
+fn status_in(snapshot: &Value, user: &str) -> Value {
+    snapshot["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["user_id"] == user)
+        .map(|p| p["stage_status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_dropped_requester_resumes_its_place_inside_the_grace_period() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("resume").await;
+    let mut host = server.join(&meeting, "Host", "host").await;
+    let (first_id, first_token) = server.add_participant(&meeting, "First", "viewer").await;
+    let second = server.join(&meeting, "Second", "viewer").await;
+
+    let mut first = RawPeer::connect(&server, &first_token).await;
+    let welcome = first.next_matching(|v| v["type"] == "welcome").await;
+    let peer_id = welcome["peer_id"].clone();
+    assert_eq!(welcome["resumed"], false);
+    let reply = first.call(json!({"id":1,"call":"stage.requestAccess"})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    host.expect_event("newStageRequest", json!({"request":{"user_id":first_id}}))
+        .await;
+    second.meeting.stage().request_access().await.expect("second asks");
+    host.expect_event("newStageRequest", json!({"request":{"user_id":second.id()}}))
+        .await;
+
+    first.vanish();
+    host.expect_event(
+        "participantConnection",
+        json!({"user_id":first_id,"connected":false}),
+    )
+    .await;
+    // Still in the queue, still first.
+    let queue = host.meeting.stage().get_access_requests().await.expect("queue");
+    assert_eq!(queue[0].user_id.as_str(), first_id);
+
+    let mut back = RawPeer::connect(&server, &first_token).await;
+    let welcome = back.next_matching(|v| v["type"] == "welcome").await;
+    assert_eq!(welcome["resumed"], true);
+    assert_eq!(welcome["peer_id"], peer_id, "same session");
+    assert_eq!(
+        status_in(&welcome["snapshot"], &first_id),
+        "REQUESTED_TO_JOIN_STAGE"
+    );
+    assert_eq!(welcome["snapshot"]["queue"][0]["user_id"], first_id);
+    host.expect_event(
+        "participantConnection",
+        json!({"user_id":first_id,"connected":true}),
+    )
+    .await;
+    // The resumed session carries on: it can cancel its request.
+    let reply = back.call(json!({"id":2,"call":"stage.cancelRequestAccess"})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+}
+
+#[tokio::test]
+async fn a_dropped_participant_is_removed_after_the_grace_period() {
+    let server = TestServer::start_with_grace(SHORT_GRACE).await;
+    let meeting = server.create_meeting("expire").await;
+    let mut host = server.join(&meeting, "Host", "host").await;
+    let (speaker_id, speaker_token) = server.add_participant(&meeting, "Sp", "speaker").await;
+    let (viewer_id, viewer_token) = server.add_participant(&meeting, "Vi", "viewer").await;
+
+    let mut speaker = RawPeer::connect(&server, &speaker_token).await;
+    assert_eq!(
+        speaker.call(json!({"id":1,"call":"stage.join"})).await["ok"],
+        true
+    );
+    let mut viewer = RawPeer::connect(&server, &viewer_token).await;
+    assert_eq!(
+        viewer.call(json!({"id":1,"call":"stage.requestAccess"})).await["ok"],
+        true
+    );
+    host.expect_event("newStageRequest", json!({})).await;
+    host.expect_event(
+        "participantStageStatus",
+        json!({"user_id":speaker_id,"status":"ON_STAGE"}),
+    )
+    .await;
+
+    speaker.vanish();
+    viewer.vanish();
+    host.expect_event(
+        "participantStageStatus",
+        json!({"user_id":speaker_id,"status":"OFF_STAGE"}),
+    )
+    .await;
+    host.expect_event("participantLeft", json!({"user_id":speaker_id}))
+        .await;
+    host.expect_event("stageAccessRequestUpdate", json!({"requests":[]}))
+        .await;
+    host.expect_event("participantLeft", json!({"user_id":viewer_id}))
+        .await;
+    assert!(host
+        .meeting
+        .participants()
+        .iter()
+        .all(|p| p.user_id.as_str() != speaker_id && p.user_id.as_str() != viewer_id));
+
+    // Coming back after the grace period is a fresh start, off stage.
+    let mut again = RawPeer::connect(&server, &speaker_token).await;
+    let welcome = again.next_matching(|v| v["type"] == "welcome").await;
+    assert_eq!(welcome["resumed"], false);
+    assert_eq!(status_in(&welcome["snapshot"], &speaker_id), "OFF_STAGE");
+}
+
+#[tokio::test]
+async fn the_sdk_reconnects_and_resumes_after_a_network_cut() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("cut").await;
+    let mut host = server.join(&meeting, "Host", "host").await;
+    let proxy = CutProxy::start(&server.url).await;
+    let (_, token) = server.add_participant(&meeting, "Wanderer", "speaker").await;
+    let mut wanderer = Client::join(&proxy.url, &token).await;
+    let id = wanderer.id();
+    let peer = wanderer.meeting.peer_id();
+    wanderer.meeting.stage().join().await.expect("join");
+    host.expect_event("participantStageStatus", json!({"user_id":id,"status":"ON_STAGE"}))
+        .await;
+
+    proxy.cut().await;
+    wanderer
+        .expect_event("connectionStateUpdate", json!({"state":"reconnecting"}))
+        .await;
+    wanderer
+        .expect_event("connectionStateUpdate", json!({"state":"connected"}))
+        .await;
+    assert_eq!(wanderer.meeting.peer_id(), peer, "resumed the same session");
+    assert_eq!(wanderer.meeting.stage().status(), StageStatus::OnStage);
+    host.expect_event("participantConnection", json!({"user_id":id,"connected":true}))
+        .await;
+    // Still on stage, still in control.
+    wanderer.meeting.stage().leave().await.expect("leave after resume");
+    host.expect_event("participantStageStatus", json!({"user_id":id,"status":"OFF_STAGE"}))
+        .await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("durable").await;
+    server
+        .create_preset(json!({"name":"panelist","stage_access":"ALLOWED","accept_stage_requests":true}))
+        .await;
+    let (host_id, host_token) = server.add_participant(&meeting, "Host", "panelist").await;
+    let (_, viewer_token) = server.add_participant(&meeting, "Viewer", "viewer").await;
+    let admin_key = server.admin_key.clone();
+
+    let server = server.restart().await;
+    assert_eq!(server.admin_key, admin_key, "the generated admin key is kept");
+    let (status, body) = server.admin("GET", &format!("/v1/meetings/{meeting}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["title"], "durable");
+    let (status, body) = server.admin("GET", "/v1/presets/panelist", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["accept_stage_requests"], true);
+    let (_, body) = server
+        .admin("GET", &format!("/v1/meetings/{meeting}/participants"), None)
+        .await;
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(2));
+
+    // Tokens minted before the restart still work, with their custom preset.
+    let mut host = Client::join(&server.url, &host_token).await;
+    assert_eq!(host.id(), host_id);
+    let viewer = Client::join(&server.url, &viewer_token).await;
+    viewer.meeting.stage().request_access().await.expect("request");
+    host.expect_event("newStageRequest", json!({})).await;
+    host.meeting
+        .stage()
+        .grant_access(&[viewer.user_id()])
+        .await
+        .expect("the custom preset's permission survived");
+}
+
+#[tokio::test]
+async fn garbage_on_the_websocket_is_refused_and_hurts_nobody() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("garbage").await;
+    let mut host = server.join(&meeting, "Host", "host").await;
+    let (_, token) = server.add_participant(&meeting, "Troll", "viewer").await;
+    let mut troll = RawPeer::connect(&server, &token).await;
+    let welcome = troll.next_matching(|v| v["type"] == "welcome").await;
+    let seq_before = welcome["snapshot"]["seq"].as_u64().expect("seq");
+
+    let bad_request = |v: &Value| v["error"]["code"] == "bad_request";
+    troll.send_text("this is not json").await;
+    let e = troll.next_json().await;
+    assert!(bad_request(&e), "{e}");
+    troll.send_text(r#"{"id":5,"call":"stage.takeOver"}"#).await;
+    let e = troll.next_json().await;
+    assert!(bad_request(&e) && e["id"] == 5, "{e}");
+    troll.send_text(r#"{"id":6,"call":"stage.grantAccess","user_ids":"everyone"}"#).await;
+    let e = troll.next_json().await;
+    assert!(bad_request(&e) && e["id"] == 6, "{e}");
+    troll.send_text(format!(r#"{{"id":7,"call":"stage.join","pad":"{}"}}"#, "x".repeat(64 * 1024))).await;
+    let e = troll.next_json().await;
+    assert!(bad_request(&e), "oversized: {e}");
+    troll.send_binary(vec![0xde, 0xad, 0xbe, 0xef]).await;
+    let e = troll.next_json().await;
+    assert!(bad_request(&e), "binary: {e}");
+
+    // The offender's connection still works, and the room did not move.
+    let reply = troll.call(json!({"id":8,"call":"meeting.snapshot"})).await;
+    assert_eq!(reply["ok"], true);
+    assert_eq!(reply["result"]["seq"].as_u64(), Some(seq_before));
+    // Everyone else carries on.
+    let reply = troll.call(json!({"id":9,"call":"stage.requestAccess"})).await;
+    assert_eq!(reply["ok"], true);
+    host.expect_event("newStageRequest", json!({})).await;
+    assert!(host.meeting.stage().get_access_requests().await.is_ok());
+}
+
+#[tokio::test]
+async fn garbage_on_the_rest_api_is_refused_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("rest").await;
+    let key = server.admin_key.clone();
+    let count = |body: &Value| body["data"].as_array().map(Vec::len);
+    let (_, before) = server.admin("GET", "/v1/meetings", None).await;
+
+    let cases: Vec<(&str, String, Option<String>, Option<&str>, u16, &str)> = vec![
+        ("POST", "/v1/meetings".into(), Some("{not json".into()), Some(&key), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some(r#"{"title":42}"#.into()), Some(&key), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some(r#"{"title":"x"}"#.into()), None, 401, "unauthorized"),
+        ("POST", "/v1/meetings".into(), Some(r#"{"title":"x"}"#.into()), Some("wrong"), 401, "unauthorized"),
+        ("POST", "/v1/meetings".into(), Some(format!(r#"{{"title":"{}"}}"#, "x".repeat(200_000))), Some(&key), 413, "bad_request"),
+        ("GET", "/v1/meetings/does-not-exist".into(), None, Some(&key), 404, "not_found"),
+        ("POST", "/v1/meetings/does-not-exist/participants".into(), Some(r#"{"name":"a","preset_name":"host"}"#.into()), Some(&key), 404, "not_found"),
+        ("POST", format!("/v1/meetings/{meeting}/participants"), Some(r#"{"name":"a","preset_name":"emperor"}"#.into()), Some(&key), 400, "bad_request"),
+        ("POST", format!("/v1/meetings/{meeting}/participants"), Some(r#"{"preset_name":"host"}"#.into()), Some(&key), 400, "bad_request"),
+        ("POST", "/v1/presets".into(), Some(r#"{"name":"host","stage_access":"ALLOWED"}"#.into()), Some(&key), 400, "bad_request"),
+        ("POST", "/v1/presets".into(), Some(r#"{"name":"x","stage_access":"SOMETIMES"}"#.into()), Some(&key), 400, "bad_request"),
+        ("DELETE", "/v1/presets/viewer".into(), None, Some(&key), 400, "bad_request"),
+    ];
+    for (method, path, body, auth, want_status, want_code) in cases {
+        let (status, reply) = server.raw(method, &path, body, auth).await;
+        assert_eq!(status, want_status, "{method} {path}: {reply}");
+        assert_eq!(reply["success"], false, "{method} {path}: {reply}");
+        assert_eq!(reply["error"]["code"], want_code, "{method} {path}: {reply}");
+    }
+
+    let (_, after) = server.admin("GET", "/v1/meetings", None).await;
+    assert_eq!(count(&after), count(&before), "no meeting was created");
+    let (_, participants) = server
+        .admin("GET", &format!("/v1/meetings/{meeting}/participants"), None)
+        .await;
+    assert_eq!(count(&participants), Some(0), "no participant was added");
+    let (_, presets) = server.admin("GET", "/v1/presets", None).await;
+    assert_eq!(count(&presets), Some(4), "only the built-in presets");
+    let (status, _) = server.raw("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_token_for_one_meeting_cannot_touch_another() {
+    let server = TestServer::start().await;
+    let a = server.create_meeting("a").await;
+    let b = server.create_meeting("b").await;
+    let mut host_a = server.join(&a, "HostA", "host").await;
+    let guest_b = server.join(&b, "GuestB", "viewer").await;
+    guest_b.meeting.stage().request_access().await.expect("request in b");
+    // The host of A sees nothing of B and cannot act on B's participants.
+    assert!(host_a
+        .meeting
+        .stage()
+        .get_access_requests()
+        .await
+        .expect("queue")
+        .is_empty());
+    let err = host_a
+        .meeting
+        .stage()
+        .grant_access(&[guest_b.user_id()])
+        .await
+        .expect_err("not in this meeting");
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    assert!(host_a.drain().iter().all(|e| e["event"] != "newStageRequest"));
+}
