@@ -1,1 +1,55 @@
-//! SDK (being written).
+//! # onstage-client — the Onstage SDK
+//!
+//! What the desktop app and the `onstage bot` use to take part in a meeting: join with a
+//! participant token, read the room, run the stage, receive events. The API mirrors
+//! RealtimeKit's web-core (`meeting.self`, `meeting.participants`, `meeting.stage`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), onstage_client::ClientError> {
+//! use onstage_client::{Meeting, MeetingEvent};
+//!
+//! let meeting = Meeting::join("http://127.0.0.1:7800", "<participant token>").await?;
+//! let mut events = meeting.events();
+//! meeting.stage().request_access().await?;          // OFF -> REQUESTED
+//! while let Some(event) = events.recv().await {
+//!     if let MeetingEvent::StageRequestApproved { .. } = event {
+//!         meeting.stage().join().await?;            // ACCEPTED -> ON
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it works
+//! [`Meeting::join`] opens the WebSocket at `/v1/signal`, waits for the server's welcome
+//! (ids, own preset, grace period, a snapshot of the room) and hands the socket to a
+//! background task. The task keeps a [`mirror::Mirror`] of the room, applies the server's
+//! sequenced room events to it and publishes the [`MeetingEvent`]s derived from them to
+//! every [`EventStream`]. Calls go through the same task: each gets an id and exactly one
+//! reply, or fails after a timeout.
+//!
+//! If the connection drops without the server saying goodbye for good (`left`,
+//! `replaced`), the task emits `connectionStateUpdate` `reconnecting` and retries (50 ms,
+//! doubling to 1 s) for as long as the server keeps the session (the welcome's grace
+//! period). Back in, it replaces the mirror from the new welcome, emits events for what
+//! changed and `connectionStateUpdate` `connected` (`resumed: true` when the stage status
+//! and queue place were kept). Calls made meanwhile fail with `connection_lost`.
+//!
+//! ## Modules
+//! - [`meeting`]: [`Meeting`], [`Stage`], [`EventStream`], [`JoinOptions`] — the front door.
+//! - [`event`]: [`MeetingEvent`], [`ConnectionState`] — what subscribers receive.
+//! - [`mirror`]: the pure room copy and the event-derivation rules (unit-tested).
+//! - [`error`]: [`ClientError`] and its stable codes.
+//! - `connection` (private): the socket task, reconnect and resume.
+
+mod connection;
+pub mod error;
+pub mod event;
+pub mod meeting;
+pub mod mirror;
+
+pub use error::ClientError;
+pub use event::{ConnectionState, MeetingEvent};
+pub use meeting::{EventStream, JoinOptions, Meeting, Participant, Stage};
+
+pub use onstage_proto as proto;
+pub use onstage_proto::{AccessRequest, ErrorCode, PeerId, Preset, StageStatus, UserId};

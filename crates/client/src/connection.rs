@@ -1,0 +1,578 @@
+//! The task that owns the signaling socket: sends calls, matches replies, feeds room events
+//! to the mirror and publishes what it derives, and reconnects with resume.
+//!
+//! One task per [`Meeting`](crate::Meeting). Handles talk to it through a command channel;
+//! the mirror and the subscriber list live in [`Shared`] behind a mutex, updated and
+//! published under the same lock so a handle never sees an event before the state it
+//! describes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use url::Url;
+
+use onstage_proto::{Call, CallResult, CloseReason, Request, ServerMessage, Welcome};
+
+use crate::mirror::Mirror;
+use crate::{ClientError, ConnectionState, EventStream, JoinOptions, MeetingEvent};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Reply = oneshot::Sender<Result<CallResult, ClientError>>;
+
+/// What handles ask of the task.
+pub(crate) enum Command {
+    Call { call: Call, reply: Reply },
+}
+
+/// State shared by the handles and the task.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+pub(crate) struct State {
+    pub(crate) mirror: Mirror,
+    pub(crate) connection: ConnectionState,
+    subscribers: Vec<mpsc::UnboundedSender<MeetingEvent>>,
+    /// The subscriber created at join, handed to the first `events()` call so that it misses
+    /// nothing that happened after the welcome.
+    first: Option<mpsc::UnboundedReceiver<MeetingEvent>>,
+    /// Set once the task has ended: no more events will come.
+    finished: bool,
+}
+
+impl Shared {
+    pub(crate) fn new(mirror: Mirror) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            state: Mutex::new(State {
+                mirror,
+                connection: ConnectionState::Connected,
+                subscribers: vec![tx],
+                first: Some(rx),
+                finished: false,
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the mirror half-updated in a way that
+        // matters more than losing the meeting; keep going with the data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mutates the state and publishes the events it returns, under one lock.
+    fn publish(&self, f: impl FnOnce(&mut State) -> Vec<MeetingEvent>) {
+        let mut state = self.lock();
+        let events = f(&mut state);
+        if events.is_empty() {
+            return;
+        }
+        state
+            .subscribers
+            .retain(|tx| events.iter().all(|event| tx.send(event.clone()).is_ok()));
+    }
+
+    /// A new subscriber (the join-time one on the first call).
+    pub(crate) fn subscribe(&self) -> EventStream {
+        let mut state = self.lock();
+        if let Some(rx) = state.first.take() {
+            return EventStream::new(rx);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        if !state.finished {
+            state.subscribers.push(tx);
+        }
+        EventStream::new(rx)
+    }
+
+    /// Ends every event stream (after what they hold is read).
+    fn finish(&self) {
+        let mut state = self.lock();
+        state.finished = true;
+        state.subscribers.clear();
+    }
+}
+
+/// Builds the signaling URL: `http(s)://host:port[/base]` -> `ws(s)://host:port[/base]/v1/signal?token=..`.
+pub(crate) fn signal_url(server_url: &str, token: &str) -> Result<Url, ClientError> {
+    let mut url = Url::parse(server_url)
+        .map_err(|e| ClientError::Connect(format!("bad server URL {server_url:?}: {e}")))?;
+    let scheme = match url.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        other => {
+            return Err(ClientError::Connect(format!(
+                "unsupported URL scheme {other:?} (use http:// or ws://)"
+            )))
+        }
+    };
+    url.set_scheme(scheme)
+        .map_err(|()| ClientError::Connect(format!("cannot use scheme {scheme}")))?;
+    let base = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{base}/v1/signal"));
+    url.set_fragment(None);
+    url.set_query(None);
+    url.query_pairs_mut().append_pair("token", token);
+    Ok(url)
+}
+
+/// Opens the socket and waits for the welcome, all within `limit`.
+pub(crate) async fn connect(url: &Url, limit: Duration) -> Result<(Ws, Welcome), ClientError> {
+    match tokio::time::timeout(limit, connect_inner(url)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(ClientError::Connect(format!(
+            "no welcome from the server within {limit:?}"
+        ))),
+    }
+}
+
+async fn connect_inner(url: &Url) -> Result<(Ws, Welcome), ClientError> {
+    let (mut ws, _response) =
+        tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+            .await
+            .map_err(handshake_error)?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => {
+                return match serde_json::from_str::<ServerMessage>(text.as_str()) {
+                    Ok(ServerMessage::Welcome(welcome)) => Ok((ws, *welcome)),
+                    Ok(ServerMessage::Error { error }) => Err(ClientError::Server(error)),
+                    Ok(ServerMessage::Goodbye { reason }) => Err(ClientError::Connect(format!(
+                        "the server closed the connection ({reason:?})"
+                    ))),
+                    Ok(_) => Err(ClientError::Protocol(
+                        "the first message was not a welcome".into(),
+                    )),
+                    Err(e) => Err(ClientError::Protocol(format!("unreadable welcome: {e}"))),
+                }
+            }
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(ClientError::Connect(
+                    "the server closed the connection before the welcome".into(),
+                ))
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+        }
+    }
+}
+
+fn handshake_error(e: tungstenite::Error) -> ClientError {
+    match e {
+        tungstenite::Error::Http(response) => {
+            let message = response
+                .body()
+                .as_deref()
+                .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+                .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned));
+            if response.status() == 401 {
+                ClientError::Unauthorized(
+                    message.unwrap_or_else(|| "the server refused the token".into()),
+                )
+            } else {
+                ClientError::Connect(format!(
+                    "HTTP {}{}",
+                    response.status(),
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                ))
+            }
+        }
+        other => ClientError::Connect(other.to_string()),
+    }
+}
+
+/// Why a connected phase ended.
+enum Ended {
+    /// The socket dropped (or the server asked us to come back later): reconnect.
+    Dropped,
+    /// Over for good. `left` when it ended by leaving the meeting.
+    Over { left: bool },
+}
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    url: Url,
+    options: JoinOptions,
+    next_id: u64,
+    pending: HashMap<u64, Reply>,
+    /// The id of an in-flight `meeting.leave`.
+    leave_id: Option<u64>,
+    /// The id of an in-flight `meeting.snapshot` (asked by the mirror after a gap).
+    snapshot_id: Option<u64>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        url: Url,
+        options: JoinOptions,
+    ) -> Self {
+        Self {
+            shared,
+            commands,
+            url,
+            options,
+            next_id: 0,
+            pending: HashMap::new(),
+            leave_id: None,
+            snapshot_id: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut ws: Ws) {
+        loop {
+            match self.serve(&mut ws).await {
+                Ended::Over { left } => {
+                    self.fail_pending(left, ClientError::Closed);
+                    break;
+                }
+                Ended::Dropped => {
+                    if self.leave_id.is_some() {
+                        // Leaving and the socket went: we are gone either way (the server
+                        // times the session out after its grace period).
+                        self.fail_pending(true, ClientError::ConnectionLost);
+                        break;
+                    }
+                    self.fail_pending(false, ClientError::ConnectionLost);
+                    tracing::info!("signaling connection lost; reconnecting");
+                    self.shared.publish(|state| {
+                        state.connection = ConnectionState::Reconnecting;
+                        vec![MeetingEvent::ConnectionStateUpdate {
+                            state: ConnectionState::Reconnecting,
+                            resumed: None,
+                        }]
+                    });
+                    let Some((new_ws, welcome)) = self.reconnect().await else {
+                        break;
+                    };
+                    tracing::info!(resumed = welcome.resumed, "signaling connection restored");
+                    ws = new_ws;
+                    let resumed = welcome.resumed;
+                    self.shared.publish(|state| {
+                        let mut events = state.mirror.on_welcome(welcome);
+                        state.connection = ConnectionState::Connected;
+                        events.push(MeetingEvent::ConnectionStateUpdate {
+                            state: ConnectionState::Connected,
+                            resumed: Some(resumed),
+                        });
+                        events
+                    });
+                }
+            }
+        }
+        self.shared.publish(|state| {
+            state.connection = ConnectionState::Disconnected;
+            vec![MeetingEvent::ConnectionStateUpdate {
+                state: ConnectionState::Disconnected,
+                resumed: None,
+            }]
+        });
+        self.shared.finish();
+        self.commands.close();
+        while let Ok(Command::Call { reply, .. }) = self.commands.try_recv() {
+            let _ = reply.send(Err(ClientError::Closed));
+        }
+    }
+
+    /// Answers every call in flight: a pending `meeting.leave` succeeds when `left`, the rest
+    /// get `error`.
+    fn fail_pending(&mut self, left: bool, error: ClientError) {
+        let leave_id = self.leave_id.take();
+        self.snapshot_id = None;
+        for (id, reply) in self.pending.drain() {
+            let outcome = if left && Some(id) == leave_id {
+                Ok(CallResult::Done)
+            } else {
+                Err(error.clone())
+            };
+            let _ = reply.send(outcome);
+        }
+        self.shared.lock().mirror.snapshot_failed();
+    }
+
+    /// The connected phase: runs until the socket drops or the meeting is over.
+    async fn serve(&mut self, ws: &mut Ws) -> Ended {
+        let mut keepalive = tokio::time::interval(self.options.ping_interval);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keepalive.tick().await;
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => {
+                    let Some(Command::Call { call, reply }) = command else {
+                        // Every handle is gone: close without leaving (the server keeps the
+                        // session for its grace period).
+                        close_quietly(ws).await;
+                        return Ended::Over { left: false };
+                    };
+                    if self.send_call(ws, call, Some(reply)).await.is_err() {
+                        return Ended::Dropped;
+                    }
+                }
+                frame = ws.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        last_heard = Instant::now();
+                        if let Some(ended) = self.on_text(ws, text.as_str()).await {
+                            return ended;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ended::Dropped,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "signaling socket error");
+                        return Ended::Dropped;
+                    }
+                    Some(Ok(_)) => last_heard = Instant::now(),
+                },
+                _ = keepalive.tick() => {
+                    if last_heard.elapsed() >= self.options.dead_after {
+                        tracing::warn!("nothing heard from the server; dropping the connection");
+                        return Ended::Dropped;
+                    }
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return Ended::Dropped;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a call. `reply: None` marks the mirror's own `meeting.snapshot`.
+    async fn send_call(
+        &mut self,
+        ws: &mut Ws,
+        call: Call,
+        reply: Option<Reply>,
+    ) -> Result<(), tungstenite::Error> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let is_leave = matches!(call, Call::LeaveMeeting);
+        let text = match serde_json::to_string(&Request { id, call }) {
+            Ok(text) => text,
+            Err(e) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(ClientError::Protocol(e.to_string())));
+                }
+                return Ok(());
+            }
+        };
+        // Callers that timed out dropped their receiver; forget them.
+        self.pending.retain(|_, reply| !reply.is_closed());
+        match reply {
+            Some(reply) => {
+                self.pending.insert(id, reply);
+                if is_leave {
+                    self.leave_id = Some(id);
+                }
+            }
+            None => self.snapshot_id = Some(id),
+        }
+        ws.send(Message::text(text)).await
+    }
+
+    async fn on_text(&mut self, ws: &mut Ws, text: &str) -> Option<Ended> {
+        let message = match serde_json::from_str::<ServerMessage>(text) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable frame from the server");
+                return None;
+            }
+        };
+        match message {
+            ServerMessage::Reply {
+                id,
+                ok,
+                result,
+                error,
+            } => {
+                let outcome = if ok {
+                    Ok(result.unwrap_or(CallResult::Done))
+                } else {
+                    Err(error.map(ClientError::Server).unwrap_or_else(|| {
+                        ClientError::Protocol("an error reply without an error".into())
+                    }))
+                };
+                if self.snapshot_id == Some(id) {
+                    self.snapshot_id = None;
+                    return self.on_snapshot(ws, outcome).await;
+                }
+                if let Some(reply) = self.pending.remove(&id) {
+                    let _ = reply.send(outcome);
+                }
+                if self.leave_id == Some(id) {
+                    self.leave_id = None;
+                    if ok {
+                        close_quietly(ws).await;
+                        return Some(Ended::Over { left: true });
+                    }
+                }
+                None
+            }
+            ServerMessage::Event { seq, event } => {
+                let mut need_snapshot = false;
+                self.shared.publish(|state| {
+                    let applied = state.mirror.on_event(seq, event);
+                    need_snapshot = applied.need_snapshot;
+                    applied.events
+                });
+                if need_snapshot {
+                    tracing::debug!(seq, "event sequence gap; asking for a snapshot");
+                    return self.ask_snapshot(ws).await;
+                }
+                None
+            }
+            ServerMessage::Goodbye { reason } => {
+                tracing::info!(?reason, "the server closes the connection");
+                match reason {
+                    CloseReason::Left | CloseReason::Replaced => {
+                        close_quietly(ws).await;
+                        Some(Ended::Over {
+                            left: reason == CloseReason::Left,
+                        })
+                    }
+                    CloseReason::Shutdown | CloseReason::TooSlow => Some(Ended::Dropped),
+                }
+            }
+            ServerMessage::Error { error } => {
+                tracing::warn!(%error, "the server reported an error");
+                None
+            }
+            ServerMessage::Welcome(_) => {
+                tracing::warn!("unexpected second welcome; ignored");
+                None
+            }
+        }
+    }
+
+    async fn on_snapshot(
+        &mut self,
+        ws: &mut Ws,
+        outcome: Result<CallResult, ClientError>,
+    ) -> Option<Ended> {
+        match outcome {
+            Ok(CallResult::Snapshot(snapshot)) => {
+                let mut need_snapshot = false;
+                self.shared.publish(|state| {
+                    let applied = state.mirror.on_snapshot(snapshot);
+                    need_snapshot = applied.need_snapshot;
+                    applied.events
+                });
+                if need_snapshot {
+                    return self.ask_snapshot(ws).await;
+                }
+            }
+            other => {
+                tracing::warn!(
+                    ?other,
+                    "meeting.snapshot failed; will retry on the next gap"
+                );
+                self.shared.lock().mirror.snapshot_failed();
+            }
+        }
+        None
+    }
+
+    async fn ask_snapshot(&mut self, ws: &mut Ws) -> Option<Ended> {
+        if self.snapshot_id.is_some() {
+            return None;
+        }
+        match self.send_call(ws, Call::Snapshot, None).await {
+            Ok(()) => None,
+            Err(_) => Some(Ended::Dropped),
+        }
+    }
+
+    /// Retries with backoff until the server's grace period is over. `None` when it is over
+    /// for good (grace elapsed, token refused, meeting left, handles gone).
+    async fn reconnect(&mut self) -> Option<(Ws, Welcome)> {
+        let grace = Duration::from_millis(self.shared.lock().mirror.grace_ms());
+        let deadline = Instant::now() + grace;
+        let mut backoff = self.options.reconnect_min;
+        loop {
+            let now = Instant::now();
+            let limit = self
+                .options
+                .connect_timeout
+                .min(deadline.saturating_duration_since(now))
+                .max(Duration::from_millis(100));
+            let url = self.url.clone();
+            match self
+                .while_down(async move { connect(&url, limit).await })
+                .await?
+            {
+                Ok(connected) => return Some(connected),
+                Err(ClientError::Unauthorized(message)) => {
+                    tracing::warn!(%message, "the server refused the token; giving up");
+                    return None;
+                }
+                Err(e) => tracing::debug!(error = %e, "reconnect attempt failed"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!("could not reconnect within the grace period");
+                return None;
+            }
+            self.while_down(tokio::time::sleep(backoff.min(left)))
+                .await?;
+            backoff = (backoff * 2).min(self.options.reconnect_max);
+        }
+    }
+
+    /// Runs `fut` while the socket is down, answering calls meanwhile: they fail with
+    /// `connection_lost`, except `meeting.leave`, which succeeds and ends the meeting
+    /// (`None`, as when every handle is gone).
+    async fn while_down<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                command = self.commands.recv() => match command {
+                    None => return None,
+                    Some(Command::Call { call: Call::LeaveMeeting, reply }) => {
+                        let _ = reply.send(Ok(CallResult::Done));
+                        return None;
+                    }
+                    Some(Command::Call { reply, .. }) => {
+                        let _ = reply.send(Err(ClientError::ConnectionLost));
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn close_quietly(ws: &mut Ws) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_url_from_http_base() {
+        let url = signal_url("http://127.0.0.1:8080", "a b&c").unwrap();
+        assert_eq!(url.as_str(), "ws://127.0.0.1:8080/v1/signal?token=a+b%26c");
+        let url = signal_url("https://example.com/onstage/", "t").unwrap();
+        assert_eq!(url.as_str(), "wss://example.com/onstage/v1/signal?token=t");
+        let url = signal_url("ws://h:1/?x=1", "t").unwrap();
+        assert_eq!(url.as_str(), "ws://h:1/v1/signal?token=t");
+        assert!(matches!(
+            signal_url("ftp://h", "t"),
+            Err(ClientError::Connect(_))
+        ));
+        assert!(matches!(
+            signal_url("not a url", "t"),
+            Err(ClientError::Connect(_))
+        ));
+    }
+}

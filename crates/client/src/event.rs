@@ -1,0 +1,133 @@
+//! The events a [`Meeting`](crate::Meeting) delivers.
+//!
+//! They serialize exactly as the `onstage bot` prints them: an `"event"` key with the SDK's
+//! event name (camelCase, as in RealtimeKit), fields in snake_case, e.g.
+//! `{"event":"stageStatusUpdate","status":"ON_STAGE"}`.
+
+use serde::{Deserialize, Serialize};
+
+use onstage_proto::{AccessRequest, LeaveReason, ParticipantInfo, StageStatus, UserId};
+
+/// The state of the signaling connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    /// Up; the mirror of the room is live.
+    Connected,
+    /// The connection dropped; the SDK is retrying inside the server's grace period. Calls
+    /// fail with `connection_lost` meanwhile.
+    Reconnecting,
+    /// Over for good: the meeting was left, another connection with the same token took
+    /// over, or reconnecting failed. The event streams end after this event.
+    Disconnected,
+}
+
+/// Something that happened in the meeting, from this participant's point of view.
+///
+/// Room events are public to the whole meeting; the SDK derives the personal ones
+/// (`stageStatusUpdate`, `stageRequestApproved`, ...) from them. See [`crate::mirror`] for
+/// the rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum MeetingEvent {
+    /// This participant's own stage status changed.
+    StageStatusUpdate { status: StageStatus },
+    /// The whole request queue, oldest first, after any change to it. Only delivered to
+    /// participants whose preset may accept requests.
+    StageAccessRequestUpdate { requests: Vec<AccessRequest> },
+    /// Someone asked to come on stage. Only delivered to participants whose preset may
+    /// accept requests.
+    NewStageRequest { request: AccessRequest },
+    /// This participant's request was granted, or it was invited to the stage (status is
+    /// now `ACCEPTED_TO_JOIN_STAGE`). `by` is who granted it, when known.
+    StageRequestApproved { by: Option<UserId> },
+    /// This participant's request was denied (status is back to `OFF_STAGE`).
+    StageRequestRejected { by: Option<UserId> },
+    /// Any participant's stage status changed, this participant's own included
+    /// (RealtimeKit's `stageStatusUpdate` on a participant).
+    ParticipantStageStatus {
+        user_id: UserId,
+        status: StageStatus,
+    },
+    /// A participant entered the meeting.
+    ParticipantJoined { participant: ParticipantInfo },
+    /// A participant left the meeting for good (left, or its grace period ran out).
+    ParticipantLeft {
+        user_id: UserId,
+        reason: LeaveReason,
+    },
+    /// A participant's network connection dropped (it keeps its place for the grace period)
+    /// or came back.
+    ParticipantConnection { user_id: UserId, connected: bool },
+    /// This client's own connection changed state. `resumed` is set on `connected` after a
+    /// reconnect: true when the session (stage status, queue place) was kept.
+    ConnectionStateUpdate {
+        state: ConnectionState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resumed: Option<bool>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wire_shapes_match_the_bot_contract() {
+        let e = MeetingEvent::StageStatusUpdate {
+            status: StageStatus::OnStage,
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"event":"stageStatusUpdate","status":"ON_STAGE"})
+        );
+        let e = MeetingEvent::StageAccessRequestUpdate {
+            requests: vec![AccessRequest {
+                user_id: UserId::new("u1"),
+                name: "Ann".into(),
+                requested_at: 5,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"event":"stageAccessRequestUpdate",
+                   "requests":[{"user_id":"u1","name":"Ann","requested_at":5}]})
+        );
+        let e = MeetingEvent::ParticipantStageStatus {
+            user_id: UserId::new("u1"),
+            status: StageStatus::AcceptedToJoinStage,
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"event":"participantStageStatus","user_id":"u1",
+                   "status":"ACCEPTED_TO_JOIN_STAGE"})
+        );
+        let e = MeetingEvent::StageRequestApproved {
+            by: Some(UserId::new("h")),
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"event":"stageRequestApproved","by":"h"})
+        );
+        let e = MeetingEvent::ConnectionStateUpdate {
+            state: ConnectionState::Reconnecting,
+            resumed: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"event":"connectionStateUpdate","state":"reconnecting"})
+        );
+        let e = MeetingEvent::ParticipantLeft {
+            user_id: UserId::new("u2"),
+            reason: LeaveReason::TimedOut,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            json!({"event":"participantLeft","user_id":"u2","reason":"timed_out"})
+        );
+        let back: MeetingEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+}

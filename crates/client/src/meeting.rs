@@ -1,0 +1,320 @@
+//! The front door: [`Meeting`], its [`Stage`], and [`EventStream`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use onstage_proto::{
+    AccessRequest, Call, CallResult, MeetingId, ParticipantInfo, PeerId, Preset, StageStatus,
+    UserId,
+};
+
+use crate::connection::{self, Command, Driver, Shared};
+use crate::mirror::Mirror;
+use crate::{ClientError, ConnectionState, MeetingEvent};
+
+/// A participant as everyone in the meeting sees it: `user_id`, `peer_id`, `name`,
+/// `preset` (its name), `stage_status`, `connected`.
+pub type Participant = ParticipantInfo;
+
+/// Timeouts and reconnect pacing. [`JoinOptions::default`] suits interactive use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// How long a call waits for its reply before failing with [`ClientError::Timeout`].
+    pub request_timeout: Duration,
+    /// How long one connection attempt (TCP, WebSocket handshake, welcome) may take.
+    pub connect_timeout: Duration,
+    /// First pause between reconnect attempts; doubles up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// How often the client pings the server.
+    pub ping_interval: Duration,
+    /// With nothing heard from the server for this long, the connection counts as dropped.
+    pub dead_after: Duration,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(1),
+            ping_interval: Duration::from_secs(10),
+            dead_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A joined meeting. A cheap handle: clones share one connection, owned by a background
+/// task. Dropping the last handle closes the connection without leaving (the server keeps
+/// the session for its grace period); call [`Meeting::leave`] to leave for good.
+#[derive(Clone)]
+pub struct Meeting {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+    options: JoinOptions,
+}
+
+impl std::fmt::Debug for Meeting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.inner.shared.lock();
+        f.debug_struct("Meeting")
+            .field("meeting_id", state.mirror.meeting_id())
+            .field("user_id", state.mirror.user_id())
+            .field("peer_id", state.mirror.peer_id())
+            .field("connection", &state.connection)
+            .finish()
+    }
+}
+
+impl Meeting {
+    /// Joins with a participant token. `server_url` is the server's base URL, e.g.
+    /// `http://127.0.0.1:7800` (`ws://` works too); the SDK connects to
+    /// `ws://.../v1/signal?token=...` and returns once the server's welcome has arrived.
+    ///
+    /// A refused token gives [`ClientError::Unauthorized`]; an unreachable server
+    /// [`ClientError::Connect`]. Must be called inside a tokio runtime.
+    pub async fn join(server_url: &str, token: &str) -> Result<Meeting, ClientError> {
+        Self::join_with(server_url, token, JoinOptions::default()).await
+    }
+
+    /// [`Meeting::join`] with explicit timeouts and reconnect pacing.
+    pub async fn join_with(
+        server_url: &str,
+        token: &str,
+        options: JoinOptions,
+    ) -> Result<Meeting, ClientError> {
+        let url = connection::signal_url(server_url, token)?;
+        let (ws, welcome) = connection::connect(&url, options.connect_timeout).await?;
+        tracing::debug!(
+            meeting_id = %welcome.meeting_id,
+            user_id = %welcome.user_id,
+            peer_id = %welcome.peer_id,
+            resumed = welcome.resumed,
+            "joined"
+        );
+        let shared = Arc::new(Shared::new(Mirror::new(welcome)));
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(Driver::new(shared.clone(), rx, url, options.clone()).run(ws));
+        Ok(Meeting {
+            inner: Arc::new(Inner {
+                shared,
+                commands,
+                options,
+            }),
+        })
+    }
+
+    pub fn meeting_id(&self) -> MeetingId {
+        self.inner.shared.lock().mirror.meeting_id().clone()
+    }
+
+    /// This participant's user id (stable across reconnects and restarts).
+    pub fn user_id(&self) -> UserId {
+        self.inner.shared.lock().mirror.user_id().clone()
+    }
+
+    /// This session's peer id. Kept by a resumed reconnect; a new session gets a new one.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.shared.lock().mirror.peer_id().clone()
+    }
+
+    /// This participant's preset (its permissions).
+    pub fn preset(&self) -> Preset {
+        self.inner.shared.lock().mirror.preset().clone()
+    }
+
+    /// This participant as the room sees it.
+    pub fn self_(&self) -> Participant {
+        self.inner.shared.lock().mirror.me()
+    }
+
+    /// Everyone in the meeting, this participant included, in the order they joined.
+    /// Participants inside their disconnect grace period are listed with
+    /// `connected: false`.
+    pub fn participants(&self) -> Vec<Participant> {
+        self.inner.shared.lock().mirror.participants().to_vec()
+    }
+
+    /// One participant, if in the meeting.
+    pub fn participant(&self, user_id: &UserId) -> Option<Participant> {
+        self.inner
+            .shared
+            .lock()
+            .mirror
+            .participant(user_id)
+            .cloned()
+    }
+
+    /// The most participants the stage holds at once.
+    pub fn max_on_stage(&self) -> u32 {
+        self.inner.shared.lock().mirror.max_on_stage()
+    }
+
+    /// The state of the signaling connection.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.inner.shared.lock().connection
+    }
+
+    /// The stage: status, requests, grant/deny, join/leave, kick.
+    pub fn stage(&self) -> Stage<'_> {
+        Stage { meeting: self }
+    }
+
+    /// A stream of every event from now on, in order, without loss. Each call is a new,
+    /// independent subscriber. The first call after joining receives everything since the
+    /// welcome, so nothing between [`Meeting::join`] and subscribing is missed (until then
+    /// those events are kept in memory). The stream ends after the final
+    /// `connectionStateUpdate` `disconnected`.
+    pub fn events(&self) -> EventStream {
+        self.inner.shared.subscribe()
+    }
+
+    /// Leaves the meeting for good (`meeting.leave`): the server takes this participant off
+    /// the stage and out of the queue at once and tells everyone. The connection then
+    /// closes; later calls fail with [`ClientError::Closed`]. While reconnecting it just
+    /// stops (the server removes the participant when its grace period ends).
+    pub async fn leave(&self) -> Result<(), ClientError> {
+        self.call(Call::LeaveMeeting).await.map(|_| ())
+    }
+
+    /// Sends one call and awaits its reply.
+    pub(crate) async fn call(&self, call: Call) -> Result<CallResult, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Call { call, reply })
+            .map_err(|_| ClientError::Closed)?;
+        let limit = self.inner.options.request_timeout;
+        match tokio::time::timeout(limit, rx).await {
+            Err(_) => Err(ClientError::Timeout(limit)),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Ok(outcome)) => outcome,
+        }
+    }
+}
+
+/// The stage of a meeting (RealtimeKit's `meeting.stage`). Calls are validated by the
+/// server; a refused call changes nothing and returns [`ClientError::Server`] with a stable
+/// code (`permission_denied`, `invalid_state`, `not_found`, `stage_full`, `bad_request`,
+/// `rate_limited`).
+#[derive(Debug, Clone, Copy)]
+pub struct Stage<'a> {
+    meeting: &'a Meeting,
+}
+
+impl Stage<'_> {
+    /// This participant's own stage status, as of the last event received.
+    pub fn status(&self) -> StageStatus {
+        self.meeting.inner.shared.lock().mirror.status()
+    }
+
+    /// The request queue, oldest first. Needs `accept_stage_requests`.
+    pub async fn get_access_requests(&self) -> Result<Vec<AccessRequest>, ClientError> {
+        match self.meeting.call(Call::GetAccessRequests).await? {
+            CallResult::Requests(requests) => Ok(requests),
+            other => Err(unexpected("stage.getAccessRequests", &other)),
+        }
+    }
+
+    /// Asks to come on stage: OFF -> REQUESTED (ACCEPTED at once for an ALLOWED preset).
+    /// Returns the new status.
+    pub async fn request_access(&self) -> Result<StageStatus, ClientError> {
+        self.status_call(Call::RequestAccess).await
+    }
+
+    /// Withdraws a request: REQUESTED -> OFF.
+    pub async fn cancel_request_access(&self) -> Result<StageStatus, ClientError> {
+        self.status_call(Call::CancelRequestAccess).await
+    }
+
+    /// Grants requests or invites (REQUESTED or OFF -> ACCEPTED). All or nothing.
+    pub async fn grant_access(&self, user_ids: &[UserId]) -> Result<(), ClientError> {
+        self.batch_call(Call::GrantAccess {
+            user_ids: user_ids.to_vec(),
+        })
+        .await
+    }
+
+    /// Denies requests (REQUESTED -> OFF). All or nothing.
+    pub async fn deny_access(&self, user_ids: &[UserId]) -> Result<(), ClientError> {
+        self.batch_call(Call::DenyAccess {
+            user_ids: user_ids.to_vec(),
+        })
+        .await
+    }
+
+    /// Goes on stage (from ACCEPTED, or directly with an ALLOWED preset). `stage_full` at
+    /// the meeting's limit.
+    pub async fn join(&self) -> Result<StageStatus, ClientError> {
+        self.status_call(Call::Join).await
+    }
+
+    /// Leaves the stage (from ON), or declines an invitation (from ACCEPTED).
+    pub async fn leave(&self) -> Result<StageStatus, ClientError> {
+        self.status_call(Call::Leave).await
+    }
+
+    /// Takes participants off the stage (ON or ACCEPTED -> OFF). All or nothing.
+    pub async fn kick(&self, user_ids: &[UserId]) -> Result<(), ClientError> {
+        self.batch_call(Call::Kick {
+            user_ids: user_ids.to_vec(),
+        })
+        .await
+    }
+
+    async fn status_call(&self, call: Call) -> Result<StageStatus, ClientError> {
+        let name = call.name();
+        match self.meeting.call(call).await? {
+            CallResult::Status { stage_status } => Ok(stage_status),
+            other => Err(unexpected(name, &other)),
+        }
+    }
+
+    async fn batch_call(&self, call: Call) -> Result<(), ClientError> {
+        self.meeting.call(call).await.map(|_| ())
+    }
+}
+
+fn unexpected(call: &str, result: &CallResult) -> ClientError {
+    ClientError::Protocol(format!("unexpected result for {call}: {result:?}"))
+}
+
+/// A subscriber's events, in order. Use [`EventStream::recv`] or the
+/// [`futures_util::Stream`] impl. Ends after the meeting is over.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<MeetingEvent>,
+}
+
+impl EventStream {
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<MeetingEvent>) -> Self {
+        Self { rx }
+    }
+
+    /// The next event; `None` once the meeting is over and every event was read.
+    pub async fn recv(&mut self) -> Option<MeetingEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready.
+    pub fn try_recv(&mut self) -> Option<MeetingEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_util::Stream for EventStream {
+    type Item = MeetingEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<MeetingEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
