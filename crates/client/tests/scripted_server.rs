@@ -1,0 +1,520 @@
+//! The SDK against a scripted WebSocket server: each test plays the server's side frame by
+//! frame, so replies, event order, gaps, drops and goodbyes are exactly what the test says.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{http, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use onstage_client::{
+    ClientError, ConnectionState, ErrorCode, JoinOptions, Meeting, MeetingEvent, StageStatus,
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+struct Scripted {
+    url: String,
+    conns: mpsc::UnboundedReceiver<Conn>,
+    refuse: Arc<AtomicBool>,
+}
+
+struct Conn {
+    ws: WebSocketStream<TcpStream>,
+    token: String,
+}
+
+impl Scripted {
+    async fn start() -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, conns) = mpsc::unbounded_channel();
+        let refuse = Arc::new(AtomicBool::new(false));
+        let refusing = refuse.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                let refusing = refusing.clone();
+                tokio::spawn(async move {
+                    let mut token = String::new();
+                    // The signature is tungstenite's handshake callback.
+                    #[allow(clippy::result_large_err)]
+                    let callback = |req: &http::Request<()>, resp| {
+                        assert_eq!(req.uri().path(), "/v1/signal");
+                        token = req
+                            .uri()
+                            .query()
+                            .and_then(|q| q.strip_prefix("token="))
+                            .unwrap_or_default()
+                            .to_owned();
+                        if refusing.load(Ordering::SeqCst) {
+                            let body = json!({"success":false,"error":
+                                {"code":"unauthorized","message":"token expired"}});
+                            return Err(http::Response::builder()
+                                .status(401)
+                                .body(Some(body.to_string()))
+                                .unwrap());
+                        }
+                        Ok(resp)
+                    };
+                    if let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await {
+                        let _ = tx.send(Conn { ws, token });
+                    }
+                });
+            }
+        });
+        Scripted { url, conns, refuse }
+    }
+
+    async fn next_conn(&mut self) -> Conn {
+        within("a connection", self.conns.recv()).await.unwrap()
+    }
+}
+
+impl Conn {
+    async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// The next request the client sent.
+    async fn request(&mut self) -> Value {
+        loop {
+            match within("a request", self.ws.next()).await {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    async fn reply(&mut self, id: &Value, result: Value) {
+        self.send(json!({"type":"reply","id":id,"ok":true,"result":result}))
+            .await;
+    }
+}
+
+fn participant(id: &str, preset: &str, status: &str) -> Value {
+    json!({"user_id":id,"peer_id":format!("p-{id}"),"name":id.to_uppercase(),
+           "preset":preset,"stage_status":status,"connected":true})
+}
+
+fn preset(name: &str) -> Value {
+    match name {
+        "host" => json!({"name":"host","stage_access":"ALLOWED",
+                         "accept_stage_requests":true,"kick_participant":true}),
+        _ => json!({"name":"viewer","stage_access":"CAN_REQUEST"}),
+    }
+}
+
+fn welcome(me: &str, preset_name: &str, seq: u64, participants: Vec<Value>) -> Value {
+    json!({"type":"welcome","meeting_id":"m1","user_id":me,"peer_id":format!("p-{me}"),
+           "resumed":false,"preset":preset(preset_name),"grace_ms":30000,
+           "snapshot":{"seq":seq,"max_on_stage":25,"participants":participants,"queue":[]}})
+}
+
+fn two(viewer_status: &str) -> Vec<Value> {
+    vec![
+        participant("h", "host", "OFF_STAGE"),
+        participant("v", "viewer", viewer_status),
+    ]
+}
+
+fn status_event(seq: u64, user: &str, status: &str, reason: &str, by: Option<&str>) -> Value {
+    let mut event = json!({"kind":"stage_status_changed","user_id":user,"status":status,
+                           "reason":reason});
+    if let Some(by) = by {
+        event["by"] = json!(by);
+    }
+    if status == "REQUESTED_TO_JOIN_STAGE" {
+        event["requested_at"] = json!(1000 + seq);
+    }
+    json!({"type":"event","seq":seq,"event":event})
+}
+
+fn fast() -> JoinOptions {
+    JoinOptions {
+        request_timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(3),
+        reconnect_min: Duration::from_millis(10),
+        reconnect_max: Duration::from_millis(50),
+        ..JoinOptions::default()
+    }
+}
+
+/// Joins as `me`; the scripted side sends the welcome.
+async fn join(server: &mut Scripted, me: &str, preset: &str) -> (Meeting, Conn) {
+    let url = server.url.clone();
+    let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", fast()).await });
+    let mut conn = server.next_conn().await;
+    assert_eq!(conn.token, "tok");
+    conn.send(welcome(me, preset, 2, two("OFF_STAGE"))).await;
+    let meeting = within("join", joining).await.unwrap().expect("joined");
+    (meeting, conn)
+}
+
+async fn next_event(events: &mut onstage_client::EventStream) -> Value {
+    let e = within("an event", events.recv())
+        .await
+        .expect("stream open");
+    serde_json::to_value(e).unwrap()
+}
+
+#[tokio::test]
+async fn join_exposes_the_welcome() {
+    let mut server = Scripted::start().await;
+    let (meeting, _conn) = join(&mut server, "v", "viewer").await;
+    assert_eq!(meeting.user_id().as_str(), "v");
+    assert_eq!(meeting.peer_id().as_str(), "p-v");
+    assert_eq!(meeting.meeting_id().as_str(), "m1");
+    assert_eq!(meeting.preset().name, "viewer");
+    assert_eq!(meeting.participants().len(), 2);
+    assert_eq!(meeting.self_().name, "V");
+    assert_eq!(meeting.stage().status(), StageStatus::OffStage);
+    assert_eq!(meeting.connection_state(), ConnectionState::Connected);
+    assert_eq!(meeting.max_on_stage(), 25);
+}
+
+#[tokio::test]
+async fn a_call_gets_its_reply_and_events_are_derived() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    // Events sent before anyone subscribed still reach the first subscriber.
+    conn.send(
+        json!({"type":"event","seq":3,"event":{"kind":"participant_connection",
+                     "user_id":"h","connected":false}}),
+    )
+    .await;
+    let m = meeting.clone();
+    let call = tokio::spawn(async move { m.stage().request_access().await });
+    let req = conn.request().await;
+    assert_eq!(req["call"], "stage.requestAccess");
+    assert!(req["id"].as_u64().is_some());
+    conn.send(status_event(
+        4,
+        "v",
+        "REQUESTED_TO_JOIN_STAGE",
+        "requested",
+        None,
+    ))
+    .await;
+    conn.reply(
+        &req["id"],
+        json!({"stage_status":"REQUESTED_TO_JOIN_STAGE"}),
+    )
+    .await;
+    let status = within("reply", call).await.unwrap().expect("ok");
+    assert_eq!(status, StageStatus::RequestedToJoinStage);
+    assert_eq!(meeting.stage().status(), StageStatus::RequestedToJoinStage);
+
+    let mut events = meeting.events();
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"participantConnection","user_id":"h","connected":false})
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"stageStatusUpdate","status":"REQUESTED_TO_JOIN_STAGE"})
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"participantStageStatus","user_id":"v","status":"REQUESTED_TO_JOIN_STAGE"})
+    );
+    // A second subscriber starts from now.
+    let mut later = meeting.events();
+    assert!(later.try_recv().is_none());
+
+    // An error reply carries the server's code.
+    let m = meeting.clone();
+    let call = tokio::spawn(async move { m.stage().join().await });
+    let req = conn.request().await;
+    conn.send(json!({"type":"reply","id":req["id"],"ok":false,
+                     "error":{"code":"permission_denied","message":"no"}}))
+        .await;
+    let err = within("reply", call).await.unwrap().expect_err("refused");
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    assert!(matches!(err, ClientError::Server(_)));
+}
+
+#[tokio::test]
+async fn batch_calls_send_user_ids_and_return_unit() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "h", "host").await;
+    let m = meeting.clone();
+    let call = tokio::spawn(async move { m.stage().grant_access(&["v".into(), "w".into()]).await });
+    let req = conn.request().await;
+    assert_eq!(req["call"], "stage.grantAccess");
+    assert_eq!(req["user_ids"], json!(["v", "w"]));
+    conn.reply(&req["id"], Value::Null).await;
+    within("reply", call).await.unwrap().expect("granted");
+
+    let m = meeting.clone();
+    let call = tokio::spawn(async move { m.stage().get_access_requests().await });
+    let req = conn.request().await;
+    conn.reply(
+        &req["id"],
+        json!([{"user_id":"v","name":"V","requested_at":7}]),
+    )
+    .await;
+    let queue = within("reply", call).await.unwrap().expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].requested_at, 7);
+}
+
+#[tokio::test]
+async fn an_unanswered_call_times_out() {
+    let mut server = Scripted::start().await;
+    let url = server.url.clone();
+    let options = JoinOptions {
+        request_timeout: Duration::from_millis(200),
+        ..fast()
+    };
+    let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", options).await });
+    let mut conn = server.next_conn().await;
+    conn.send(welcome("v", "viewer", 2, two("OFF_STAGE"))).await;
+    let meeting = within("join", joining).await.unwrap().unwrap();
+    let err = meeting.stage().join().await.expect_err("no reply");
+    assert!(matches!(err, ClientError::Timeout(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::ConnectionLost);
+    // A late reply to the abandoned call is ignored; the next call works.
+    let req = conn.request().await;
+    conn.reply(&req["id"], json!({"stage_status":"ON_STAGE"}))
+        .await;
+    let m = meeting.clone();
+    let call = tokio::spawn(async move { m.stage().leave().await });
+    let req2 = conn.request().await;
+    assert_ne!(req2["id"], req["id"]);
+    conn.reply(&req2["id"], json!({"stage_status":"OFF_STAGE"}))
+        .await;
+    assert_eq!(
+        within("reply", call).await.unwrap().unwrap(),
+        StageStatus::OffStage
+    );
+}
+
+#[tokio::test]
+async fn a_sequence_gap_resyncs_from_a_snapshot() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    let mut events = meeting.events();
+    // seq 3 (request) and 4 (grant) are lost; 5 arrives.
+    conn.send(status_event(5, "h", "ON_STAGE", "joined", None))
+        .await;
+    let req = conn.request().await;
+    assert_eq!(req["call"], "meeting.snapshot");
+    // 6 arrives before the snapshot answer; it is newer than the snapshot and replayed.
+    conn.send(status_event(6, "v", "ON_STAGE", "joined", None))
+        .await;
+    let mut participants = two("ACCEPTED_TO_JOIN_STAGE");
+    participants[0]["stage_status"] = json!("ON_STAGE");
+    conn.reply(
+        &req["id"],
+        json!({"seq":5,"max_on_stage":25,"participants":participants,"queue":[]}),
+    )
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(next_event(&mut events).await);
+    }
+    assert_eq!(
+        got,
+        vec![
+            json!({"event":"participantStageStatus","user_id":"h","status":"ON_STAGE"}),
+            json!({"event":"stageRequestApproved","by":null}),
+            json!({"event":"stageStatusUpdate","status":"ACCEPTED_TO_JOIN_STAGE"}),
+            json!({"event":"participantStageStatus","user_id":"v","status":"ACCEPTED_TO_JOIN_STAGE"}),
+            json!({"event":"stageStatusUpdate","status":"ON_STAGE"}),
+            json!({"event":"participantStageStatus","user_id":"v","status":"ON_STAGE"}),
+        ]
+    );
+    assert_eq!(meeting.stage().status(), StageStatus::OnStage);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_reconnects_and_resumes() {
+    let mut server = Scripted::start().await;
+    let (meeting, conn) = join(&mut server, "v", "viewer").await;
+    let mut events = meeting.events();
+    drop(conn);
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"reconnecting"})
+    );
+    assert_eq!(meeting.connection_state(), ConnectionState::Reconnecting);
+    let mut conn = server.next_conn().await;
+    // Until the welcome arrives, calls fail at once.
+    let err = meeting.stage().join().await.expect_err("down");
+    assert!(matches!(err, ClientError::ConnectionLost), "{err:?}");
+    assert_eq!(err.code().as_str(), "connection_lost");
+    let mut w = welcome("v", "viewer", 9, two("OFF_STAGE"));
+    w["resumed"] = json!(true);
+    w["snapshot"]["participants"][0]["connected"] = json!(false);
+    conn.send(w).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"participantConnection","user_id":"h","connected":false})
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"connected","resumed":true})
+    );
+    assert_eq!(meeting.connection_state(), ConnectionState::Connected);
+    // Sequence numbers continue from the new welcome.
+    conn.send(status_event(10, "h", "ON_STAGE", "joined", None))
+        .await;
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"participantStageStatus","user_id":"h","status":"ON_STAGE"})
+    );
+}
+
+#[tokio::test]
+async fn a_goodbye_shutdown_reconnects_but_replaced_ends_the_meeting() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    let mut events = meeting.events();
+    conn.send(json!({"type":"goodbye","reason":"shutdown"}))
+        .await;
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"reconnecting"})
+    );
+    let mut conn = server.next_conn().await;
+    conn.send(welcome("v", "viewer", 2, two("OFF_STAGE"))).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"connected","resumed":false})
+    );
+
+    conn.send(json!({"type":"goodbye","reason":"replaced"}))
+        .await;
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"disconnected"})
+    );
+    assert!(within("end", events.recv()).await.is_none(), "stream ends");
+    assert!(matches!(
+        meeting.stage().join().await,
+        Err(ClientError::Closed)
+    ));
+    assert_eq!(meeting.connection_state(), ConnectionState::Disconnected);
+    // No reconnect attempt follows.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), server.conns.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn reconnecting_stops_when_the_token_is_refused() {
+    let mut server = Scripted::start().await;
+    let (meeting, conn) = join(&mut server, "v", "viewer").await;
+    let mut events = meeting.events();
+    server.refuse.store(true, Ordering::SeqCst);
+    drop(conn);
+    assert_eq!(
+        next_event(&mut events).await["state"],
+        json!("reconnecting")
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"disconnected"})
+    );
+}
+
+#[tokio::test]
+async fn reconnecting_gives_up_after_the_grace_period() {
+    let mut server = Scripted::start().await;
+    let url = server.url.clone();
+    let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", fast()).await });
+    let mut conn = server.next_conn().await;
+    let mut w = welcome("v", "viewer", 2, two("OFF_STAGE"));
+    w["grace_ms"] = json!(300);
+    conn.send(w).await;
+    let meeting = within("join", joining).await.unwrap().unwrap();
+    let mut events = meeting.events();
+    drop(conn);
+    // The server accepts sockets but never welcomes them again.
+    let mut held = Vec::new();
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            conn = server.conns.recv() => held.push(conn),
+            event = events.recv() => {
+                let event = serde_json::to_value(event.expect("open")).unwrap();
+                if event["state"] == "disconnected" { break; }
+            }
+            _ = tokio::time::sleep(WAIT) => panic!("never gave up"),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(!held.is_empty(), "it tried");
+}
+
+#[tokio::test]
+async fn leave_ends_the_meeting() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    let mut events = meeting.events();
+    let m = meeting.clone();
+    let leaving = tokio::spawn(async move { m.leave().await });
+    let req = conn.request().await;
+    assert_eq!(req["call"], "meeting.leave");
+    // The goodbye may come first; the leave still succeeds.
+    conn.send(json!({"type":"goodbye","reason":"left"})).await;
+    conn.reply(&req["id"], Value::Null).await;
+    within("leave", leaving).await.unwrap().expect("left");
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"disconnected"})
+    );
+    assert!(within("end", events.recv()).await.is_none());
+    assert!(matches!(meeting.leave().await, Err(ClientError::Closed)));
+}
+
+#[tokio::test]
+async fn a_refused_token_is_unauthorized_and_a_dead_address_is_connect() {
+    let server = Scripted::start().await;
+    server.refuse.store(true, Ordering::SeqCst);
+    let err = Meeting::join(&server.url, "bad")
+        .await
+        .expect_err("refused");
+    assert_eq!(err, ClientError::Unauthorized("token expired".into()));
+    assert_eq!(err.code(), ErrorCode::Unauthorized);
+
+    let err = Meeting::join("http://127.0.0.1:1", "t")
+        .await
+        .expect_err("nothing there");
+    assert!(matches!(err, ClientError::Connect(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn dropping_every_handle_closes_the_socket() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    drop(meeting);
+    loop {
+        match within("close", conn.ws.next()).await {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+#[test]
+fn events_are_plain_data() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<MeetingEvent>();
+    assert_send_sync::<Meeting>();
+}
