@@ -1,0 +1,375 @@
+//! The command line, as clap sees it. Kept apart from the commands so parsing can be tested
+//! on its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use onstage_proto::StageAccess;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "onstage",
+    version,
+    about = "Onstage: serve meetings, administer them, and take part as a scripted bot.",
+    long_about = "Onstage: serve meetings, administer them, and take part as a scripted bot.\n\n\
+        Everything printed on stdout is JSON, one object a line; logs go to stderr \
+        (RUST_LOG sets the level). Failures print {\"ok\":false,\"error\":{\"code\":..,\"message\":..}} \
+        on stdout and exit with status 1."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: REST admin API, WebSocket signaling, storage.
+    ///
+    /// Prints {"event":"listening","http":"http://IP:PORT"} once ready, with "admin_key" when
+    /// the key did not come from ONSTAGE_ADMIN_KEY (generated, or kept in the data dir).
+    /// Ctrl-C or SIGTERM shuts it down gracefully.
+    Serve(ServeArgs),
+    /// Meetings (admin API).
+    #[command(subcommand)]
+    Meeting(MeetingCommand),
+    /// Participants of a meeting (admin API).
+    #[command(subcommand)]
+    Participant(ParticipantCommand),
+    /// Presets (admin API).
+    #[command(subcommand)]
+    Preset(PresetCommand),
+    /// Join a meeting and take calls as JSON lines on stdin.
+    #[command(long_about = BOT_HELP)]
+    Bot(BotArgs),
+}
+
+const BOT_HELP: &str = "\
+Join a meeting with a participant token and take calls as JSON lines on stdin.
+
+Once joined it prints {\"event\":\"joined\",\"user_id\":..,\"peer_id\":..}. Then every stdin line
+is one call, {\"id\":N,\"call\":NAME,...}, answered by exactly one line with the same id:
+{\"id\":N,\"ok\":true,\"result\":..} or {\"id\":N,\"ok\":false,\"error\":{\"code\":..,\"message\":..}}.
+
+Calls and their results:
+  stage.getAccessRequests        [{\"user_id\",\"name\",\"requested_at\"}, ...] oldest first
+  stage.requestAccess            {\"status\":STATUS} (the caller's new stage status)
+  stage.cancelRequestAccess      {\"status\":STATUS}
+  stage.grantAccess   user_ids   null
+  stage.denyAccess    user_ids   null
+  stage.join                     {\"status\":STATUS}
+  stage.leave                    {\"status\":STATUS}
+  stage.kick          user_ids   null
+  stage.status                   {\"status\":STATUS} (local, no round trip)
+  participants.list              [{\"user_id\",\"name\",\"preset\",\"stage_status\"}, ...] everyone,
+                                 the bot included, in join order
+  media.stats                    {\"publishing\":{\"audio\":bool,\"video\":bool},
+                                  \"received\":{USER_ID:{\"video_frames\":N,\"audio_frames\":N}}}
+  meeting.leave                  null; the bot then exits with status 0
+
+A line that is not JSON or names no known call gets {\"ok\":false,\"error\":{\"code\":\"bad_request\",..}}
+(with the id when it could be read) and the bot carries on. Errors from the server carry its
+codes (permission_denied, invalid_state, not_found, stage_full, bad_request, rate_limited);
+calls made while the connection is down get connection_lost.
+
+Events are printed as they happen, one line each, with an \"event\" key: stageStatusUpdate,
+stageAccessRequestUpdate, newStageRequest, stageRequestApproved, stageRequestRejected,
+participantStageStatus, participantJoined, participantLeft, participantConnection,
+connectionStateUpdate.
+
+End of input (or Ctrl-C / SIGTERM) leaves the meeting and exits with status 0.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Directory for the database, the admin key and the token secret.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// How long a dropped participant keeps its stage status and queue place, in ms.
+    #[arg(long, value_name = "N")]
+    pub grace_ms: Option<u64>,
+    /// How long participant tokens stay valid, in seconds.
+    #[arg(long, value_name = "N")]
+    pub token_ttl_secs: Option<u64>,
+    /// Default most participants on stage at once, for meetings that do not set it.
+    #[arg(long, value_name = "N")]
+    pub max_on_stage: Option<u32>,
+}
+
+/// Where the admin API is and the key to use.
+#[derive(Debug, Args)]
+pub struct AdminConnection {
+    /// The server's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The admin key (default: $ONSTAGE_ADMIN_KEY).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "ONSTAGE_ADMIN_KEY",
+        hide_env_values = true
+    )]
+    pub admin_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MeetingCommand {
+    /// Create a meeting. Prints {"id":"..."}.
+    Create {
+        #[command(flatten)]
+        conn: AdminConnection,
+        /// The meeting's title.
+        #[arg(long)]
+        title: String,
+        /// Most participants on stage at once (server default when unset).
+        #[arg(long, value_name = "N")]
+        max_on_stage: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParticipantCommand {
+    /// Add a participant to a meeting. Prints {"user_id":"...","token":"..."}.
+    Add {
+        #[command(flatten)]
+        conn: AdminConnection,
+        /// The meeting's id.
+        #[arg(long, value_name = "ID")]
+        meeting: String,
+        /// The participant's display name.
+        #[arg(long)]
+        name: String,
+        /// The preset's name: host, speaker, viewer, spectator or a custom one.
+        #[arg(long)]
+        preset: String,
+        /// Use this user id (RealtimeKit's custom_participant_id); adding it again updates
+        /// the name and preset and issues a fresh token.
+        #[arg(long, value_name = "U")]
+        user_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PresetCommand {
+    /// Create a custom preset. Prints the preset as the server stored it.
+    Create {
+        #[command(flatten)]
+        conn: AdminConnection,
+        /// The preset's name.
+        #[arg(long)]
+        name: String,
+        /// ALLOWED (joins directly), CAN_REQUEST (asks first) or NOT_ALLOWED (invitation only).
+        #[arg(long, value_name = "A", value_parser = parse_stage_access)]
+        stage_access: StageAccess,
+        /// May see the request queue, grant, deny and kick.
+        #[arg(long)]
+        accept_stage_requests: bool,
+        /// May take participants off the stage.
+        #[arg(long)]
+        kick_participant: bool,
+        /// Disables the stage for this preset (stage_enabled = false).
+        #[arg(long)]
+        no_stage: bool,
+    },
+}
+
+/// Media the bot publishes while on stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MediaMode {
+    /// Publish and decode nothing.
+    None,
+    /// A moving test pattern and a sine tone (not available yet).
+    Synthetic,
+}
+
+#[derive(Debug, Args)]
+pub struct BotArgs {
+    /// The server's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// A participant token (from `onstage participant add`).
+    #[arg(long, value_name = "T")]
+    pub token: String,
+    /// Media to publish while on stage.
+    #[arg(long, value_enum, default_value_t = MediaMode::None)]
+    pub media: MediaMode,
+}
+
+/// `ALLOWED`, `CAN_REQUEST`, `NOT_ALLOWED`; case and `-`/`_` do not matter.
+pub fn parse_stage_access(s: &str) -> Result<StageAccess, String> {
+    let normal = s.trim().to_ascii_uppercase().replace('-', "_");
+    serde_json::from_value(serde_json::Value::String(normal))
+        .map_err(|_| format!("{s:?} is not one of ALLOWED, CAN_REQUEST, NOT_ALLOWED"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("onstage").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_takes_an_address_with_port_zero_and_options() {
+        let cli = parse(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            "/tmp/x",
+            "--grace-ms",
+            "500",
+            "--token-ttl-secs",
+            "60",
+            "--max-on-stage",
+            "3",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.listen.port(), 0);
+        assert_eq!(args.data, PathBuf::from("/tmp/x"));
+        assert_eq!(args.grace_ms, Some(500));
+        assert_eq!(args.token_ttl_secs, Some(60));
+        assert_eq!(args.max_on_stage, Some(3));
+        assert!(parse(&["serve", "--listen", "nowhere", "--data", "d"]).is_err());
+        assert!(parse(&["serve", "--data", "d"]).is_err());
+    }
+
+    #[test]
+    fn admin_commands() {
+        let cli = parse(&[
+            "meeting",
+            "create",
+            "--server",
+            "http://h:1",
+            "--title",
+            "T",
+            "--admin-key",
+            "k",
+        ])
+        .unwrap();
+        let Command::Meeting(MeetingCommand::Create { conn, title, .. }) = cli.command else {
+            panic!("meeting create")
+        };
+        assert_eq!(
+            (
+                conn.server.as_str(),
+                conn.admin_key.as_deref(),
+                title.as_str()
+            ),
+            ("http://h:1", Some("k"), "T")
+        );
+
+        let cli = parse(&[
+            "participant",
+            "add",
+            "--server",
+            "http://h:1",
+            "--meeting",
+            "m",
+            "--name",
+            "N",
+            "--preset",
+            "viewer",
+            "--user-id",
+            "u",
+        ])
+        .unwrap();
+        let Command::Participant(ParticipantCommand::Add {
+            meeting,
+            name,
+            preset,
+            user_id,
+            ..
+        }) = cli.command
+        else {
+            panic!("participant add")
+        };
+        assert_eq!(
+            (
+                meeting.as_str(),
+                name.as_str(),
+                preset.as_str(),
+                user_id.as_deref()
+            ),
+            ("m", "N", "viewer", Some("u"))
+        );
+
+        let cli = parse(&[
+            "preset",
+            "create",
+            "--server",
+            "http://h:1",
+            "--name",
+            "mod",
+            "--stage-access",
+            "can_request",
+            "--kick-participant",
+            "--no-stage",
+        ])
+        .unwrap();
+        let Command::Preset(PresetCommand::Create {
+            stage_access,
+            accept_stage_requests,
+            kick_participant,
+            no_stage,
+            ..
+        }) = cli.command
+        else {
+            panic!("preset create")
+        };
+        assert_eq!(stage_access, StageAccess::CanRequest);
+        assert!(!accept_stage_requests && kick_participant && no_stage);
+    }
+
+    #[test]
+    fn stage_access_values() {
+        assert_eq!(parse_stage_access("ALLOWED"), Ok(StageAccess::Allowed));
+        assert_eq!(
+            parse_stage_access("can-request"),
+            Ok(StageAccess::CanRequest)
+        );
+        assert_eq!(
+            parse_stage_access("NOT_ALLOWED"),
+            Ok(StageAccess::NotAllowed)
+        );
+        assert!(parse_stage_access("SOMETIMES").is_err());
+    }
+
+    #[test]
+    fn bot_media_defaults_to_none() {
+        let cli = parse(&["bot", "--server", "http://h:1", "--token", "t"]).unwrap();
+        let Command::Bot(args) = cli.command else {
+            panic!("bot")
+        };
+        assert_eq!(args.media, MediaMode::None);
+        let cli = parse(&[
+            "bot",
+            "--server",
+            "http://h:1",
+            "--token",
+            "t",
+            "--media",
+            "synthetic",
+        ])
+        .unwrap();
+        let Command::Bot(args) = cli.command else {
+            panic!("bot")
+        };
+        assert_eq!(args.media, MediaMode::Synthetic);
+        assert!(parse(&["bot", "--server", "s", "--token", "t", "--media", "x"]).is_err());
+        assert!(parse(&["bot", "--server", "s"]).is_err());
+    }
+}

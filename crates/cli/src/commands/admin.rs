@@ -1,0 +1,295 @@
+//! `meeting create`, `participant add`, `preset create`: one admin API call each.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use onstage_proto::{ErrorBody, ErrorCode, Preset};
+
+use crate::cli::{AdminConnection, MeetingCommand, ParticipantCommand, PresetCommand};
+use crate::output;
+
+/// A small client of the admin REST API (see `docs/API.md`).
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl AdminClient {
+    /// `base` is the server's URL (`http://host:port`); `key` the admin key.
+    pub fn new(base: &str, key: &str) -> Result<Self, ErrorBody> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// From the command line's `--server` / `--admin-key` (or `ONSTAGE_ADMIN_KEY`).
+    pub fn from_args(conn: &AdminConnection) -> Result<Self, ErrorBody> {
+        let key = conn
+            .admin_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                ErrorBody::new(
+                    ErrorCode::Unauthorized,
+                    "no admin key: set ONSTAGE_ADMIN_KEY or pass --admin-key",
+                )
+            })?;
+        Self::new(&conn.server, key)
+    }
+
+    /// `POST /v1/meetings`; returns the meeting (`{"id","title","max_on_stage","created_at"}`).
+    pub async fn create_meeting(
+        &self,
+        title: &str,
+        max_on_stage: Option<u32>,
+    ) -> Result<Value, ErrorBody> {
+        let mut body = json!({ "title": title });
+        if let Some(max) = max_on_stage {
+            body["max_on_stage"] = json!(max);
+        }
+        self.post("/v1/meetings", &body).await
+    }
+
+    /// `POST /v1/meetings/{id}/participants`; returns `{"id","name","preset_name",..,"token"}`.
+    pub async fn add_participant(
+        &self,
+        meeting: &str,
+        name: &str,
+        preset: &str,
+        user_id: Option<&str>,
+    ) -> Result<Value, ErrorBody> {
+        let mut body = json!({ "name": name, "preset_name": preset });
+        if let Some(id) = user_id {
+            body["custom_participant_id"] = json!(id);
+        }
+        let path = format!("/v1/meetings/{}/participants", path_segment(meeting));
+        self.post(&path, &body).await
+    }
+
+    /// `POST /v1/presets`; returns the preset as stored.
+    pub async fn create_preset(&self, preset: &Preset) -> Result<Value, ErrorBody> {
+        let body = serde_json::to_value(preset)
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        self.post("/v1/presets", &body).await
+    }
+
+    /// POSTs JSON and unwraps the `{"success":..,"data"|"error":..}` envelope.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ErrorBody> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                ErrorBody::new(
+                    ErrorCode::ConnectionLost,
+                    format!("cannot reach {}: {e}", self.base),
+                )
+            })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::ConnectionLost,
+                format!("reading the response: {e}"),
+            )
+        })?;
+        unwrap_envelope(status.as_u16(), &text)
+    }
+}
+
+/// Turns an admin API response into its `data` or its error.
+pub fn unwrap_envelope(status: u16, text: &str) -> Result<Value, ErrorBody> {
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
+    if let Some(body) = &parsed {
+        if body.get("success") == Some(&Value::Bool(true)) {
+            return Ok(body.get("data").cloned().unwrap_or(Value::Null));
+        }
+        if let Some(error) = body
+            .get("error")
+            .and_then(|e| serde_json::from_value::<ErrorBody>(e.clone()).ok())
+        {
+            return Err(error);
+        }
+    }
+    let code = match status {
+        400 | 413 => ErrorCode::BadRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::PermissionDenied,
+        404 => ErrorCode::NotFound,
+        409 => ErrorCode::InvalidState,
+        429 => ErrorCode::RateLimited,
+        _ => ErrorCode::Internal,
+    };
+    let snippet: String = text.chars().take(200).collect();
+    Err(ErrorBody::new(
+        code,
+        format!("unexpected response (HTTP {status}): {snippet}"),
+    ))
+}
+
+/// Percent-encodes one path segment (ids are plain, but never trust input to be).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn finish(outcome: Result<Value, ErrorBody>) -> ExitCode {
+    match outcome {
+        Ok(value) => {
+            output::print_line(&value);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            output::print_error(None, &error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `onstage meeting create` -> `{"id":"..."}`.
+pub async fn meeting(command: MeetingCommand) -> ExitCode {
+    let MeetingCommand::Create {
+        conn,
+        title,
+        max_on_stage,
+    } = command;
+    finish(
+        async {
+            let client = AdminClient::from_args(&conn)?;
+            let meeting = client.create_meeting(&title, max_on_stage).await?;
+            Ok(json!({ "id": field(&meeting, "id")? }))
+        }
+        .await,
+    )
+}
+
+/// `onstage participant add` -> `{"user_id":"...","token":"..."}`.
+pub async fn participant(command: ParticipantCommand) -> ExitCode {
+    let ParticipantCommand::Add {
+        conn,
+        meeting,
+        name,
+        preset,
+        user_id,
+    } = command;
+    finish(
+        async {
+            let client = AdminClient::from_args(&conn)?;
+            let added = client
+                .add_participant(&meeting, &name, &preset, user_id.as_deref())
+                .await?;
+            Ok(json!({
+                "user_id": field(&added, "id")?,
+                "token": field(&added, "token")?,
+            }))
+        }
+        .await,
+    )
+}
+
+/// `onstage preset create` -> the preset as the server stored it.
+pub async fn preset(command: PresetCommand) -> ExitCode {
+    let PresetCommand::Create {
+        conn,
+        name,
+        stage_access,
+        accept_stage_requests,
+        kick_participant,
+        no_stage,
+    } = command;
+    let preset = Preset {
+        name,
+        stage_enabled: !no_stage,
+        stage_access,
+        accept_stage_requests,
+        kick_participant,
+        can_produce_audio: true,
+        can_produce_video: true,
+    };
+    finish(
+        async {
+            let client = AdminClient::from_args(&conn)?;
+            client.create_preset(&preset).await
+        }
+        .await,
+    )
+}
+
+fn field(data: &Value, key: &str) -> Result<Value, ErrorBody> {
+    data.get(key).cloned().ok_or_else(|| {
+        ErrorBody::new(
+            ErrorCode::Internal,
+            format!("the server's answer has no {key:?}: {data}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_success_and_errors() {
+        assert_eq!(
+            unwrap_envelope(201, r#"{"success":true,"data":{"id":"m1"}}"#),
+            Ok(json!({"id":"m1"}))
+        );
+        assert_eq!(
+            unwrap_envelope(
+                404,
+                r#"{"success":false,"error":{"code":"not_found","message":"no such meeting"}}"#
+            ),
+            Err(ErrorBody::new(ErrorCode::NotFound, "no such meeting"))
+        );
+        let e = unwrap_envelope(401, "nope").unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized);
+        let e = unwrap_envelope(502, "<html>").unwrap_err();
+        assert_eq!(e.code, ErrorCode::Internal);
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("abc-1_2.x~"), "abc-1_2.x~");
+        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn a_missing_admin_key_is_unauthorized() {
+        let conn = AdminConnection {
+            server: "http://127.0.0.1:1".into(),
+            admin_key: None,
+        };
+        assert_eq!(
+            AdminClient::from_args(&conn).unwrap_err().code,
+            ErrorCode::Unauthorized
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_clear_error() {
+        // Port 1 on loopback: nothing listens there.
+        let client = AdminClient::new("http://127.0.0.1:1", "k").unwrap();
+        let e = client.create_meeting("t", None).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::ConnectionLost);
+    }
+}

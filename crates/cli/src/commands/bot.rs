@@ -1,0 +1,402 @@
+//! `onstage bot`: joins a meeting through the SDK, answers calls read as JSON lines on stdin
+//! and prints the SDK's events. The protocol is in `cli::BOT_HELP` (`onstage bot --help`).
+//!
+//! Stage calls are parsed by `onstage_proto::Request::parse`, the same parser the server
+//! uses for the wire; the bot adds its local calls (`stage.status`, `participants.list`,
+//! `media.stats`) in front of it.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use onstage_client::{ClientError, Meeting, Participant};
+use onstage_proto::{Call, ErrorBody, ErrorCode, PeerId, Request, StageStatus, UserId};
+
+use crate::cli::{BotArgs, MediaMode};
+use crate::output::{self, Lines, Reply};
+
+/// Every call the bot answers.
+pub const BOT_CALLS: &[&str] = &[
+    "stage.getAccessRequests",
+    "stage.requestAccess",
+    "stage.cancelRequestAccess",
+    "stage.grantAccess",
+    "stage.denyAccess",
+    "stage.join",
+    "stage.leave",
+    "stage.kick",
+    "stage.status",
+    "participants.list",
+    "media.stats",
+    "meeting.leave",
+];
+
+/// One call the bot understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotCall {
+    /// A call that goes to the server through the SDK.
+    Sdk(Call),
+    /// `stage.status`: the bot's own status, from the SDK's mirror.
+    StageStatus,
+    /// `participants.list`: the roster, from the SDK's mirror.
+    ParticipantsList,
+    /// `media.stats`: what the bot publishes and has decoded.
+    MediaStats,
+}
+
+/// A line the bot could not take: the id when it could be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub id: Option<Value>,
+    pub error: ErrorBody,
+}
+
+fn bad(id: Option<Value>, message: impl Into<String>) -> BadLine {
+    BadLine {
+        id,
+        error: ErrorBody::new(ErrorCode::BadRequest, message),
+    }
+}
+
+/// Parses one stdin line into its id and call.
+pub fn parse_line(line: &str) -> Result<(u64, BotCall), BadLine> {
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| bad(None, format!("not valid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(bad(None, "a call must be a JSON object"));
+    };
+    let raw_id = object.get("id").filter(|id| !id.is_null()).cloned();
+    let Some(name) = object.get("call").and_then(Value::as_str) else {
+        return Err(bad(raw_id, "a call needs a \"call\" (string)"));
+    };
+    if !BOT_CALLS.contains(&name) {
+        return Err(bad(
+            raw_id,
+            format!("unknown call {name:?}; calls: {}", BOT_CALLS.join(" ")),
+        ));
+    }
+    let local = match name {
+        "stage.status" => Some(BotCall::StageStatus),
+        "participants.list" => Some(BotCall::ParticipantsList),
+        "media.stats" => Some(BotCall::MediaStats),
+        _ => None,
+    };
+    match local {
+        Some(call) => match raw_id.as_ref().and_then(Value::as_u64) {
+            Some(id) => Ok((id, call)),
+            None => Err(bad(raw_id, "a call needs an \"id\" (unsigned integer)")),
+        },
+        None => Request::parse(line)
+            .map(|request| (request.id, BotCall::Sdk(request.call)))
+            .map_err(|(_, error)| BadLine { id: raw_id, error }),
+    }
+}
+
+/// `{"status":"ON_STAGE"}`: the result of every call that moves the caller.
+pub fn status_json(status: StageStatus) -> Value {
+    json!({ "status": status })
+}
+
+/// `participants.list`: `[{"user_id","name","preset","stage_status"}]`.
+pub fn participants_json(participants: &[Participant]) -> Value {
+    Value::Array(
+        participants
+            .iter()
+            .map(|p| {
+                json!({
+                    "user_id": p.user_id,
+                    "name": p.name,
+                    "preset": p.preset,
+                    "stage_status": p.stage_status,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `media.stats`. The bot publishes no media yet (`--media none`), so nothing is
+/// published and nothing decoded.
+pub fn media_stats_json() -> Value {
+    json!({
+        "publishing": { "audio": false, "video": false },
+        "received": {},
+    })
+}
+
+/// Runs one call against the meeting; the `result` of the reply line.
+pub async fn execute(meeting: &Meeting, call: BotCall) -> Result<Value, ClientError> {
+    let stage = meeting.stage();
+    let done = |()| Value::Null;
+    Ok(match call {
+        BotCall::StageStatus => status_json(stage.status()),
+        BotCall::ParticipantsList => participants_json(&meeting.participants()),
+        BotCall::MediaStats => media_stats_json(),
+        BotCall::Sdk(call) => match call {
+            Call::GetAccessRequests => serde_json::to_value(stage.get_access_requests().await?)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?,
+            Call::RequestAccess => status_json(stage.request_access().await?),
+            Call::CancelRequestAccess => status_json(stage.cancel_request_access().await?),
+            Call::GrantAccess { user_ids } => done(stage.grant_access(&user_ids).await?),
+            Call::DenyAccess { user_ids } => done(stage.deny_access(&user_ids).await?),
+            Call::Join => status_json(stage.join().await?),
+            Call::Leave => status_json(stage.leave().await?),
+            Call::Kick { user_ids } => done(stage.kick(&user_ids).await?),
+            Call::LeaveMeeting => done(meeting.leave().await?),
+            Call::Snapshot => {
+                return Err(ClientError::Server(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "unknown call \"meeting.snapshot\"",
+                )))
+            }
+        },
+    })
+}
+
+/// What one input line produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    /// The reply line (a JSON object).
+    pub reply: String,
+    /// The line was `meeting.leave`: the bot stops after printing the reply.
+    pub leave: bool,
+}
+
+/// Parses and runs one input line; `None` for a blank line.
+pub async fn handle_line(meeting: &Meeting, line: &str) -> Option<Handled> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    Some(match parse_line(line) {
+        Err(BadLine { id, error }) => Handled {
+            reply: output::to_line(&Reply::error(id.as_ref(), error)),
+            leave: false,
+        },
+        Ok((id, call)) => {
+            let leave = call == BotCall::Sdk(Call::LeaveMeeting);
+            let id = Value::from(id);
+            let reply = match execute(meeting, call).await {
+                Ok(result) => Reply::ok(Some(&id), result),
+                Err(e) => Reply::error(Some(&id), e.to_body()),
+            };
+            Handled {
+                reply: output::to_line(&reply),
+                leave,
+            }
+        }
+    })
+}
+
+#[derive(Serialize)]
+struct Joined {
+    event: &'static str,
+    user_id: UserId,
+    peer_id: PeerId,
+}
+
+/// How long, after leaving, the bot waits for the SDK's last events to be printed.
+const DRAIN: Duration = Duration::from_secs(2);
+
+pub async fn run(args: BotArgs) -> ExitCode {
+    if args.media == MediaMode::Synthetic {
+        output::print_error(
+            None,
+            &ErrorBody::new(
+                ErrorCode::BadRequest,
+                "--media synthetic is not available yet; use --media none",
+            ),
+        );
+        return ExitCode::FAILURE;
+    }
+    let meeting = match Meeting::join(&args.server, &args.token).await {
+        Ok(meeting) => meeting,
+        Err(e) => {
+            output::print_error(None, &e.to_body());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (lines, writer) = Lines::start();
+    lines.send(&Joined {
+        event: "joined",
+        user_id: meeting.user_id(),
+        peer_id: meeting.peer_id(),
+    });
+    let mut events = meeting.events();
+    let event_lines = lines.clone();
+    let mut pump = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            event_lines.send(&event);
+        }
+    });
+
+    let left = read_calls(&meeting, &lines).await;
+    if !left {
+        if let Err(e) = meeting.leave().await {
+            tracing::debug!(error = %e, "leaving at end of input");
+        }
+    }
+    // The event stream ends after the final `disconnected`; give it a moment to get out.
+    if tokio::time::timeout(DRAIN, &mut pump).await.is_err() {
+        pump.abort();
+    }
+    drop(lines);
+    let _ = writer.await;
+    ExitCode::SUCCESS
+}
+
+/// Answers stdin lines until end of input, a signal, or `meeting.leave` (returns true).
+async fn read_calls(meeting: &Meeting, lines: &Lines) -> bool {
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut buf = Vec::new();
+    let shutdown = super::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        buf.clear();
+        let read = tokio::select! {
+            read = stdin.read_until(b'\n', &mut buf) => read,
+            _ = &mut shutdown => return false,
+        };
+        match read {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading stdin");
+                return false;
+            }
+        }
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            lines.send(&Reply::error(
+                None,
+                ErrorBody::new(ErrorCode::BadRequest, "not valid UTF-8"),
+            ));
+            continue;
+        };
+        if let Some(handled) = handle_line(meeting, line).await {
+            lines.send_line(handled.reply);
+            if handled.leave {
+                return true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onstage_proto::PeerId;
+
+    fn ok(line: &str) -> (u64, BotCall) {
+        parse_line(line).unwrap_or_else(|e| panic!("{line}: {e:?}"))
+    }
+
+    fn err(line: &str) -> BadLine {
+        let e = parse_line(line).expect_err(line);
+        assert_eq!(e.error.code, ErrorCode::BadRequest, "{line}");
+        e
+    }
+
+    #[test]
+    fn every_bot_call_parses() {
+        for name in BOT_CALLS {
+            let line = format!(r#"{{"id":4,"call":"{name}","user_ids":["u1"]}}"#);
+            let (id, _) = ok(&line);
+            assert_eq!(id, 4);
+        }
+        assert_eq!(
+            ok(r#"{"id":2,"call":"stage.grantAccess","user_ids":["u1","u2"]}"#),
+            (
+                2,
+                BotCall::Sdk(Call::GrantAccess {
+                    user_ids: vec!["u1".into(), "u2".into()]
+                })
+            )
+        );
+        assert_eq!(
+            ok(r#"{"id":1,"call":"stage.requestAccess"}"#).1,
+            BotCall::Sdk(Call::RequestAccess)
+        );
+        assert_eq!(
+            ok(r#"{"id":1,"call":"stage.status"}"#).1,
+            BotCall::StageStatus
+        );
+        assert_eq!(
+            ok(r#"{"id":1,"call":"participants.list"}"#).1,
+            BotCall::ParticipantsList
+        );
+        assert_eq!(
+            ok(r#"{"id":1,"call":"media.stats"}"#).1,
+            BotCall::MediaStats
+        );
+        assert_eq!(
+            ok(r#"{"id":9,"call":"meeting.leave"}"#).1,
+            BotCall::Sdk(Call::LeaveMeeting)
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_bad_requests_with_the_id_when_readable() {
+        assert_eq!(err("garbage").id, None);
+        assert_eq!(err("[1,2]").id, None);
+        assert_eq!(err(r#"{"call":"stage.join"}"#).id, None);
+        assert_eq!(err(r#"{"id":7,"call":"stage.dance"}"#).id, Some(json!(7)));
+        assert_eq!(err(r#"{"id":7}"#).id, Some(json!(7)));
+        // The wire's meeting.snapshot is not a bot call.
+        assert_eq!(
+            err(r#"{"id":8,"call":"meeting.snapshot"}"#).id,
+            Some(json!(8))
+        );
+        // Batch calls need their user ids.
+        assert_eq!(err(r#"{"id":3,"call":"stage.kick"}"#).id, Some(json!(3)));
+        assert_eq!(
+            err(r#"{"id":3,"call":"stage.kick","user_ids":"all"}"#).id,
+            Some(json!(3))
+        );
+        // Ids must be unsigned integers; a readable one is echoed anyway.
+        assert_eq!(
+            err(r#"{"id":"a","call":"stage.join"}"#).id,
+            Some(json!("a"))
+        );
+        assert_eq!(
+            err(r#"{"id":-1,"call":"stage.status"}"#).id,
+            Some(json!(-1))
+        );
+    }
+
+    #[test]
+    fn results_have_the_documented_shapes() {
+        assert_eq!(
+            status_json(StageStatus::OnStage),
+            json!({"status":"ON_STAGE"})
+        );
+        let p = Participant {
+            user_id: UserId::new("u1"),
+            peer_id: PeerId::new("p1"),
+            name: "Ann".into(),
+            preset: "viewer".into(),
+            stage_status: StageStatus::RequestedToJoinStage,
+            connected: true,
+        };
+        assert_eq!(
+            participants_json(&[p]),
+            json!([{"user_id":"u1","name":"Ann","preset":"viewer",
+                    "stage_status":"REQUESTED_TO_JOIN_STAGE"}])
+        );
+        assert_eq!(
+            media_stats_json(),
+            json!({"publishing":{"audio":false,"video":false},"received":{}})
+        );
+    }
+
+    #[test]
+    fn joined_line_shape() {
+        let line = output::to_line(&Joined {
+            event: "joined",
+            user_id: UserId::new("u"),
+            peer_id: PeerId::new("p"),
+        });
+        assert_eq!(line, r#"{"event":"joined","user_id":"u","peer_id":"p"}"#);
+    }
+}

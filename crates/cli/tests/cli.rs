@@ -1,0 +1,501 @@
+//! The `onstage` binary end to end: `serve` as a child process, the admin commands, and two
+//! `bot`s driven over stdin/stdout through a whole stage flow. Every wait is bounded; no
+//! fixed sleeps.
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const WAIT: Duration = Duration::from_secs(15);
+const BIN: &str = env!("CARGO_BIN_EXE_onstage");
+
+/// A running `onstage` process whose stdout is read line by line as JSON.
+struct Proc {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Lines<BufReader<ChildStdout>>,
+    seen: Vec<Value>,
+}
+
+impl Proc {
+    fn spawn(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env_remove("ONSTAGE_ADMIN_KEY")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("onstage starts");
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Proc {
+            name: name.to_owned(),
+            child,
+            stdin,
+            out,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next stdout line, which must be one JSON object.
+    async fn next(&mut self) -> Option<Value> {
+        let line = tokio::time::timeout(WAIT, self.out.next_line())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{}: no output within {WAIT:?}; saw {:#?}",
+                    self.name, self.seen
+                )
+            })
+            .expect("read stdout")?;
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: stdout line is not JSON ({e}): {line}", self.name));
+        assert!(value.is_object(), "{}: not an object: {line}", self.name);
+        self.seen.push(value.clone());
+        Some(value)
+    }
+
+    /// Waits for the first line matching `pred`.
+    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            match self.next().await {
+                Some(v) if pred(&v) => return v,
+                Some(_) => continue,
+                None => panic!(
+                    "{}: stdout closed before {what}; saw {:#?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    async fn expect_event(&mut self, name: &str, fields: Value) -> Value {
+        let what = format!("{name} {fields}");
+        self.expect(&what, |v| v["event"] == name && includes(v, &fields))
+            .await
+    }
+
+    async fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).await.expect("write");
+        stdin.write_all(b"\n").await.expect("write");
+        stdin.flush().await.expect("flush");
+    }
+
+    /// Sends a call and returns its reply line (events before it are kept in `seen`).
+    async fn call(&mut self, call: Value) -> Value {
+        let id = call["id"].clone();
+        self.send(&call.to_string()).await;
+        let what = format!("the reply to {call}");
+        self.expect(&what, |v| v.get("event").is_none() && v["id"] == id)
+            .await
+    }
+
+    async fn ok(&mut self, call: Value) -> Value {
+        let reply = self.call(call.clone()).await;
+        assert_eq!(reply["ok"], true, "{}: {call} -> {reply}", self.name);
+        reply["result"].clone()
+    }
+
+    async fn close_stdin(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    async fn exit_code(&mut self) -> Option<i32> {
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{}: did not exit", self.name))
+            .expect("wait");
+        status.code()
+    }
+}
+
+/// Does `value` hold every field of `fields` (recursively for objects)?
+fn includes(value: &Value, fields: &Value) -> bool {
+    match (value, fields) {
+        (Value::Object(v), Value::Object(f)) => f
+            .iter()
+            .all(|(k, fv)| v.get(k).is_some_and(|vv| includes(vv, fv))),
+        (v, f) => v == f,
+    }
+}
+
+/// Runs a one-shot command; returns its single stdout line as JSON and the output.
+async fn once(args: &[&str], key: &str) -> (Value, Output) {
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(BIN)
+            .args(args)
+            .env("ONSTAGE_ADMIN_KEY", key)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("command finishes")
+    .expect("command runs");
+    let text = String::from_utf8(output.stdout.clone()).expect("utf-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one line from {args:?}: {text:?}");
+    let value = serde_json::from_str(lines[0]).expect("JSON line");
+    (value, output)
+}
+
+async fn once_ok(args: &[&str], key: &str) -> Value {
+    let (value, output) = once(args, key).await;
+    assert!(output.status.success(), "{args:?}: {value}");
+    value
+}
+
+async fn serve(data: &std::path::Path) -> (Proc, String, String) {
+    let data = data.to_str().expect("utf-8 path");
+    let mut server = Proc::spawn(
+        "serve",
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data,
+            "--grace-ms",
+            "2000",
+        ],
+        &[],
+    );
+    let ready = server.next().await.expect("serve prints its ready line");
+    assert_eq!(ready["event"], "listening", "{ready}");
+    let url = ready["http"].as_str().expect("http").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let key = ready["admin_key"]
+        .as_str()
+        .expect("a generated admin key is printed")
+        .to_owned();
+    (server, url, key)
+}
+
+async fn bot(name: &str, url: &str, token: &str) -> (Proc, Value) {
+    let mut bot = Proc::spawn(name, &["bot", "--server", url, "--token", token], &[]);
+    let joined = bot.next().await.expect("joined line");
+    assert_eq!(joined["event"], "joined", "{joined}");
+    assert!(joined["peer_id"].is_string());
+    (bot, joined)
+}
+
+#[tokio::test]
+async fn serve_admin_and_two_bots_run_a_stage_flow() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (mut server, url, key) = serve(data.path()).await;
+
+    // Admin commands.
+    let meeting = once_ok(
+        &[
+            "meeting",
+            "create",
+            "--server",
+            &url,
+            "--title",
+            "Town hall",
+        ],
+        &key,
+    )
+    .await;
+    let meeting_id = meeting["id"].as_str().expect("meeting id").to_owned();
+    assert_eq!(meeting.as_object().map(|o| o.len()), Some(1), "{meeting}");
+    let host = once_ok(
+        &[
+            "participant",
+            "add",
+            "--server",
+            &url,
+            "--meeting",
+            &meeting_id,
+            "--name",
+            "Hana",
+            "--preset",
+            "host",
+        ],
+        &key,
+    )
+    .await;
+    let viewer = once_ok(
+        &[
+            "participant",
+            "add",
+            "--server",
+            &url,
+            "--meeting",
+            &meeting_id,
+            "--name",
+            "Vera",
+            "--preset",
+            "viewer",
+            "--user-id",
+            "vera",
+        ],
+        &key,
+    )
+    .await;
+    assert_eq!(viewer["user_id"], "vera");
+    let host_id = host["user_id"].as_str().expect("user id").to_owned();
+    let preset = once_ok(
+        &[
+            "preset",
+            "create",
+            "--server",
+            &url,
+            "--name",
+            "moderator",
+            "--stage-access",
+            "CAN_REQUEST",
+            "--kick-participant",
+        ],
+        &key,
+    )
+    .await;
+    assert_eq!(preset["name"], "moderator");
+    assert_eq!(preset["stage_access"], "CAN_REQUEST");
+    assert_eq!(preset["kick_participant"], true);
+    assert_eq!(preset["accept_stage_requests"], false);
+    assert_eq!(preset["stage_enabled"], true);
+
+    // A wrong key: an error line on stdout and a failing exit status.
+    let (error, output) = once(
+        &["meeting", "create", "--server", &url, "--title", "x"],
+        "wrong",
+    )
+    .await;
+    assert!(!output.status.success());
+    assert_eq!(error["ok"], false);
+    assert_eq!(error["error"]["code"], "unauthorized", "{error}");
+    let (error, output) = once(
+        &[
+            "participant",
+            "add",
+            "--server",
+            &url,
+            "--meeting",
+            "nope",
+            "--name",
+            "n",
+            "--preset",
+            "host",
+        ],
+        &key,
+    )
+    .await;
+    assert!(!output.status.success());
+    assert_eq!(error["error"]["code"], "not_found", "{error}");
+
+    // Two bots.
+    let (mut h, joined) = bot("host-bot", &url, host["token"].as_str().expect("token")).await;
+    assert_eq!(joined["user_id"], host_id.as_str());
+    let (mut v, joined) = bot("viewer-bot", &url, viewer["token"].as_str().expect("token")).await;
+    assert_eq!(joined["user_id"], "vera");
+    h.expect_event(
+        "participantJoined",
+        json!({"participant":{"user_id":"vera","name":"Vera"}}),
+    )
+    .await;
+
+    // Request -> the host sees it -> grant -> join.
+    let result = v.ok(json!({"id":1,"call":"stage.requestAccess"})).await;
+    assert_eq!(result, json!({"status":"REQUESTED_TO_JOIN_STAGE"}));
+    v.expect_event(
+        "stageStatusUpdate",
+        json!({"status":"REQUESTED_TO_JOIN_STAGE"}),
+    )
+    .await;
+    h.expect_event(
+        "newStageRequest",
+        json!({"request":{"user_id":"vera","name":"Vera"}}),
+    )
+    .await;
+    let update = h.expect_event("stageAccessRequestUpdate", json!({})).await;
+    assert_eq!(update["requests"][0]["user_id"], "vera");
+    let queue = h.ok(json!({"id":1,"call":"stage.getAccessRequests"})).await;
+    assert_eq!(queue[0]["user_id"], "vera");
+    assert_eq!(queue[0]["name"], "Vera");
+    assert!(queue[0]["requested_at"].as_u64().is_some(), "{queue}");
+
+    let result = h
+        .ok(json!({"id":2,"call":"stage.grantAccess","user_ids":["vera"]}))
+        .await;
+    assert_eq!(result, Value::Null);
+    v.expect_event("stageRequestApproved", json!({"by": host_id.as_str()}))
+        .await;
+    v.expect_event(
+        "stageStatusUpdate",
+        json!({"status":"ACCEPTED_TO_JOIN_STAGE"}),
+    )
+    .await;
+    let result = v.ok(json!({"id":2,"call":"stage.join"})).await;
+    assert_eq!(result, json!({"status":"ON_STAGE"}));
+    v.expect_event("stageStatusUpdate", json!({"status":"ON_STAGE"}))
+        .await;
+    h.expect_event(
+        "participantStageStatus",
+        json!({"user_id":"vera","status":"ON_STAGE"}),
+    )
+    .await;
+    assert_eq!(
+        v.ok(json!({"id":3,"call":"stage.status"})).await,
+        json!({"status":"ON_STAGE"})
+    );
+    let list = h.ok(json!({"id":3,"call":"participants.list"})).await;
+    let vera = list
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["user_id"] == "vera"))
+        .expect("vera listed")
+        .clone();
+    assert_eq!(
+        vera,
+        json!({"user_id":"vera","name":"Vera","preset":"viewer","stage_status":"ON_STAGE"})
+    );
+    assert_eq!(
+        v.ok(json!({"id":4,"call":"media.stats"})).await,
+        json!({"publishing":{"audio":false,"video":false},"received":{}})
+    );
+
+    // Refusals carry the server's codes.
+    let reply = v
+        .call(json!({"id":5,"call":"stage.kick","user_ids":[host_id.as_str()]}))
+        .await;
+    assert_eq!(reply["ok"], false);
+    assert_eq!(reply["error"]["code"], "permission_denied", "{reply}");
+
+    // Garbage: bad_request, with the id when readable, and the bot carries on.
+    v.send("this is not json").await;
+    let reply = v.expect("bad_request", |l| l.get("event").is_none()).await;
+    assert_eq!(reply["ok"], false);
+    assert_eq!(reply["error"]["code"], "bad_request");
+    assert!(reply.get("id").is_none(), "{reply}");
+    let reply = v.call(json!({"id":6,"call":"stage.dance"})).await;
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+    assert_eq!(
+        v.ok(json!({"id":7,"call":"stage.leave"})).await,
+        json!({"status":"OFF_STAGE"})
+    );
+    h.expect_event(
+        "participantStageStatus",
+        json!({"user_id":"vera","status":"OFF_STAGE"}),
+    )
+    .await;
+
+    // End of input: the viewer leaves and exits 0; the host is told.
+    v.close_stdin().await;
+    assert_eq!(v.exit_code().await, Some(0));
+    h.expect_event("participantLeft", json!({"user_id":"vera","reason":"left"}))
+        .await;
+
+    // meeting.leave answers, then the bot exits 0 on its own.
+    let result = h.ok(json!({"id":9,"call":"meeting.leave"})).await;
+    assert_eq!(result, Value::Null);
+    assert_eq!(h.exit_code().await, Some(0));
+
+    // SIGTERM stops the server gracefully.
+    let pid = server.child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    assert_eq!(server.exit_code().await, Some(0));
+}
+
+#[tokio::test]
+async fn bot_refuses_bad_tokens_and_unavailable_media_with_stable_codes() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_server, url, _key) = serve(data.path()).await;
+
+    let mut bot = Proc::spawn(
+        "bad-token",
+        &["bot", "--server", &url, "--token", "nope"],
+        &[],
+    );
+    let line = bot.next().await.expect("an error line");
+    assert_eq!(line["ok"], false);
+    assert_eq!(line["error"]["code"], "unauthorized", "{line}");
+    assert_ne!(bot.exit_code().await, Some(0));
+
+    let mut bot = Proc::spawn(
+        "synthetic",
+        &[
+            "bot",
+            "--server",
+            &url,
+            "--token",
+            "t",
+            "--media",
+            "synthetic",
+        ],
+        &[],
+    );
+    let line = bot.next().await.expect("an error line");
+    assert_eq!(line["error"]["code"], "bad_request", "{line}");
+    assert_ne!(bot.exit_code().await, Some(0));
+}
+
+#[tokio::test]
+async fn serve_uses_the_admin_key_from_the_environment() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let path = data.path().to_str().expect("utf-8 path");
+    let mut server = Proc::spawn(
+        "serve-env",
+        &["serve", "--listen", "127.0.0.1:0", "--data", path],
+        &[("ONSTAGE_ADMIN_KEY", "sekrit")],
+    );
+    let ready = server.next().await.expect("ready line");
+    assert_eq!(ready["event"], "listening");
+    assert!(
+        ready.get("admin_key").is_none(),
+        "a key from the environment is not echoed"
+    );
+    let url = ready["http"].as_str().expect("http").to_owned();
+    let meeting = once_ok(
+        &["meeting", "create", "--server", &url, "--title", "t"],
+        "sekrit",
+    )
+    .await;
+    assert!(meeting["id"].is_string());
+}
+
+#[tokio::test]
+async fn admin_commands_without_a_server_fail_cleanly() {
+    let (line, output) = once(
+        &[
+            "meeting",
+            "create",
+            "--server",
+            "http://127.0.0.1:1",
+            "--title",
+            "t",
+        ],
+        "k",
+    )
+    .await;
+    assert!(!output.status.success());
+    assert_eq!(line["ok"], false);
+    assert_eq!(line["error"]["code"], "connection_lost", "{line}");
+
+    let (line, output) = once(
+        &[
+            "meeting",
+            "create",
+            "--server",
+            "http://127.0.0.1:1",
+            "--title",
+            "t",
+        ],
+        "",
+    )
+    .await;
+    assert!(!output.status.success());
+    assert_eq!(line["error"]["code"], "unauthorized", "{line}");
+}
