@@ -26,6 +26,29 @@ use crate::{ClientError, ConnectionState, EventStream, JoinOptions, MeetingEvent
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply = oneshot::Sender<Result<CallResult, ClientError>>;
+type Outcome = Result<CallResult, ClientError>;
+
+/// The longest a successful status reply waits for its event (see [`Deferred`]); at most
+/// half the request timeout.
+const DEFER_LIMIT: Duration = Duration::from_secs(1);
+
+/// A call in flight.
+struct Pending {
+    reply: Reply,
+    /// The mirror's seq when the call was sent.
+    sent_seq: u64,
+}
+
+/// A successful reply to a call that changed the caller's own status, held back until the
+/// event carrying that change has reached the mirror, so that `stage().status()` agrees with
+/// the result as soon as the call returns (whatever order the server sends reply and event
+/// in). Released at the latest after [`DEFER_LIMIT`] (the call did succeed).
+struct Deferred {
+    reply: Reply,
+    outcome: Outcome,
+    sent_seq: u64,
+    until: Instant,
+}
 
 /// What handles ask of the task.
 pub(crate) enum Command {
@@ -203,7 +226,8 @@ pub(crate) struct Driver {
     url: Url,
     options: JoinOptions,
     next_id: u64,
-    pending: HashMap<u64, Reply>,
+    pending: HashMap<u64, Pending>,
+    deferred: Vec<Deferred>,
     /// The id of an in-flight `meeting.leave`.
     leave_id: Option<u64>,
     /// The id of an in-flight `meeting.snapshot` (asked by the mirror after a gap).
@@ -224,6 +248,7 @@ impl Driver {
             options,
             next_id: 0,
             pending: HashMap::new(),
+            deferred: Vec::new(),
             leave_id: None,
             snapshot_id: None,
         }
@@ -286,10 +311,12 @@ impl Driver {
 
     /// Answers every call in flight: a pending `meeting.leave` succeeds when `left`, the rest
     /// get `error`.
+    /// Held-back replies answered successfully: they are delivered as they are.
     fn fail_pending(&mut self, left: bool, error: ClientError) {
+        self.release_deferred(true);
         let leave_id = self.leave_id.take();
         self.snapshot_id = None;
-        for (id, reply) in self.pending.drain() {
+        for (id, Pending { reply, .. }) in self.pending.drain() {
             let outcome = if left && Some(id) == leave_id {
                 Ok(CallResult::Done)
             } else {
@@ -333,6 +360,7 @@ impl Driver {
                     }
                     Some(Ok(_)) => last_heard = Instant::now(),
                 },
+                _ = sleep_until_first(&self.deferred) => self.release_deferred(false),
                 _ = keepalive.tick() => {
                     if last_heard.elapsed() >= self.options.dead_after {
                         tracing::warn!("nothing heard from the server; dropping the connection");
@@ -366,10 +394,11 @@ impl Driver {
             }
         };
         // Callers that timed out dropped their receiver; forget them.
-        self.pending.retain(|_, reply| !reply.is_closed());
+        self.pending.retain(|_, pending| !pending.reply.is_closed());
         match reply {
             Some(reply) => {
-                self.pending.insert(id, reply);
+                let sent_seq = self.shared.lock().mirror.seq();
+                self.pending.insert(id, Pending { reply, sent_seq });
                 if is_leave {
                     self.leave_id = Some(id);
                 }
@@ -405,8 +434,8 @@ impl Driver {
                     self.snapshot_id = None;
                     return self.on_snapshot(ws, outcome).await;
                 }
-                if let Some(reply) = self.pending.remove(&id) {
-                    let _ = reply.send(outcome);
+                if let Some(pending) = self.pending.remove(&id) {
+                    self.answer(pending, outcome);
                 }
                 if self.leave_id == Some(id) {
                     self.leave_id = None;
@@ -424,6 +453,7 @@ impl Driver {
                     need_snapshot = applied.need_snapshot;
                     applied.events
                 });
+                self.release_deferred(false);
                 if need_snapshot {
                     tracing::debug!(seq, "event sequence gap; asking for a snapshot");
                     return self.ask_snapshot(ws).await;
@@ -466,6 +496,8 @@ impl Driver {
                     need_snapshot = applied.need_snapshot;
                     applied.events
                 });
+                // The snapshot is at least as new as anything replied so far.
+                self.release_deferred(true);
                 if need_snapshot {
                     return self.ask_snapshot(ws).await;
                 }
@@ -479,6 +511,43 @@ impl Driver {
             }
         }
         None
+    }
+
+    /// Delivers a reply, holding back a successful status change until the mirror shows it.
+    fn answer(&mut self, pending: Pending, outcome: Outcome) {
+        let Pending { reply, sent_seq } = pending;
+        if reply.is_closed() {
+            // The caller gave up (timed out); nobody to tell.
+            return;
+        }
+        let changes_own_status = matches!(outcome, Ok(CallResult::Status { .. }));
+        if changes_own_status && self.shared.lock().mirror.own_status_seq() <= sent_seq {
+            self.deferred.push(Deferred {
+                reply,
+                outcome,
+                sent_seq,
+                until: Instant::now() + DEFER_LIMIT.min(self.options.request_timeout / 2),
+            });
+            return;
+        }
+        let _ = reply.send(outcome);
+    }
+
+    /// Delivers the held-back replies whose change has reached the mirror (all of them when
+    /// `all`), and those held too long.
+    fn release_deferred(&mut self, all: bool) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let own_status_seq = self.shared.lock().mirror.own_status_seq();
+        let now = Instant::now();
+        let (ready, waiting): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| all || own_status_seq > d.sent_seq || d.until <= now);
+        self.deferred = waiting;
+        for d in ready {
+            let _ = d.reply.send(d.outcome);
+        }
     }
 
     async fn ask_snapshot(&mut self, ws: &mut Ws) -> Option<Ended> {
@@ -547,6 +616,14 @@ impl Driver {
                 },
             }
         }
+    }
+}
+
+/// Resolves when the first held-back reply is due; never when there is none.
+async fn sleep_until_first(deferred: &[Deferred]) {
+    match deferred.iter().map(|d| d.until).min() {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -66,6 +66,8 @@ pub struct Mirror {
     queue: Vec<AccessRequest>,
     /// Set while a snapshot is awaited: the events received meanwhile, by seq.
     resync: Option<BTreeMap<u64, RoomEvent>>,
+    /// The seq of the last event that changed this participant's own status.
+    own_status_seq: u64,
 }
 
 impl Mirror {
@@ -91,6 +93,7 @@ impl Mirror {
             participants: snapshot.participants,
             queue: snapshot.queue,
             resync: None,
+            own_status_seq: 0,
         }
     }
 
@@ -157,6 +160,13 @@ impl Mirror {
     /// The request queue, oldest first.
     pub fn queue(&self) -> &[AccessRequest] {
         &self.queue
+    }
+
+    /// The sequence number of the last event (or snapshot) that changed this participant's
+    /// own stage status. A status call sent when the mirror was at seq `s` has taken effect
+    /// in the mirror once this is greater than `s`.
+    pub fn own_status_seq(&self) -> u64 {
+        self.own_status_seq
     }
 
     /// Is a snapshot awaited (a gap was seen)?
@@ -302,6 +312,7 @@ impl Mirror {
                     queue_changed = true;
                 }
                 if self.is_me(&user_id) {
+                    self.own_status_seq = self.seq;
                     match reason {
                         StageChangeReason::Granted | StageChangeReason::Invited => {
                             out.push(MeetingEvent::StageRequestApproved { by: by.clone() });
@@ -333,6 +344,15 @@ impl Mirror {
         let old_queue = std::mem::replace(&mut self.queue, snapshot.queue);
         self.seq = snapshot.seq;
         self.max_on_stage = snapshot.max_on_stage;
+
+        let old_own = old_participants
+            .iter()
+            .find(|p| p.user_id == self.user_id)
+            .map(|p| p.stage_status)
+            .unwrap_or_default();
+        if old_own != self.status() {
+            self.own_status_seq = self.seq;
+        }
 
         let mut out = Vec::new();
         let find_old = |id: &UserId| old_participants.iter().find(|p| &p.user_id == id);
@@ -540,6 +560,7 @@ mod tests {
         );
         assert_eq!(m.queue(), &[request("v", 100)]);
         assert_eq!(m.status(), RequestedToJoinStage);
+        assert_eq!(m.own_status_seq(), 3);
 
         let a = m.on_event(
             4,
@@ -598,6 +619,7 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(m.own_status_seq(), 0, "someone else's change");
         let a = m.on_event(
             4,
             changed("v", OffStage, StageChangeReason::Denied, Some("h"), None),

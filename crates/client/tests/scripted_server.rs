@@ -247,6 +247,64 @@ async fn a_call_gets_its_reply_and_events_are_derived() {
 }
 
 #[tokio::test]
+async fn a_status_reply_waits_for_its_event_so_status_agrees() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    for round in 0..20u64 {
+        let m = meeting.clone();
+        let (call, want, reason, status) = if round % 2 == 0 {
+            (
+                "stage.requestAccess",
+                StageStatus::RequestedToJoinStage,
+                "requested",
+                "REQUESTED_TO_JOIN_STAGE",
+            )
+        } else {
+            (
+                "stage.cancelRequestAccess",
+                StageStatus::OffStage,
+                "cancelled",
+                "OFF_STAGE",
+            )
+        };
+        let task = tokio::spawn(async move {
+            let got = if round % 2 == 0 {
+                m.stage().request_access().await
+            } else {
+                m.stage().cancel_request_access().await
+            };
+            // The moment the call returns, the mirror already shows the change.
+            (got, m.stage().status())
+        });
+        let req = conn.request().await;
+        assert_eq!(req["call"], call);
+        // The reply overtakes its event.
+        conn.reply(&req["id"], json!({ "stage_status": status }))
+            .await;
+        conn.send(status_event(3 + round, "v", status, reason, None))
+            .await;
+        let (got, seen) = within("reply", task).await.unwrap();
+        assert_eq!(got.expect("ok"), want);
+        assert_eq!(seen, want);
+    }
+    // A reply whose event never comes is still delivered, a little later.
+    let req_task = {
+        let m = meeting.clone();
+        tokio::spawn(async move { m.stage().request_access().await })
+    };
+    let req = conn.request().await;
+    conn.reply(
+        &req["id"],
+        json!({"stage_status":"REQUESTED_TO_JOIN_STAGE"}),
+    )
+    .await;
+    assert_eq!(
+        within("late reply", req_task).await.unwrap().expect("ok"),
+        StageStatus::RequestedToJoinStage
+    );
+}
+
+#[tokio::test]
 async fn batch_calls_send_user_ids_and_return_unit() {
     let mut server = Scripted::start().await;
     let (meeting, mut conn) = join(&mut server, "h", "host").await;
@@ -291,15 +349,11 @@ async fn an_unanswered_call_times_out() {
     conn.reply(&req["id"], json!({"stage_status":"ON_STAGE"}))
         .await;
     let m = meeting.clone();
-    let call = tokio::spawn(async move { m.stage().leave().await });
+    let call = tokio::spawn(async move { m.stage().kick(&["h".into()]).await });
     let req2 = conn.request().await;
     assert_ne!(req2["id"], req["id"]);
-    conn.reply(&req2["id"], json!({"stage_status":"OFF_STAGE"}))
-        .await;
-    assert_eq!(
-        within("reply", call).await.unwrap().unwrap(),
-        StageStatus::OffStage
-    );
+    conn.reply(&req2["id"], Value::Null).await;
+    within("reply", call).await.unwrap().expect("kicked");
 }
 
 #[tokio::test]
