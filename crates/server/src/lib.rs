@@ -1,1 +1,38 @@
-//! Meeting server (being written).
+//! # onstage-server — the Onstage meeting server
+//!
+//! One process serves the admin REST API, WebSocket signaling at `/v1/signal`, `/healthz`
+//! and `/metrics`, with meetings, presets and participants stored in SQLite. It is a library
+//! first, so the `onstage serve` command and the desktop app (embedded) run the same code:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), onstage_server::ServerError> {
+//! let config = onstage_server::ServerConfig::new("127.0.0.1:0".parse().unwrap(), "data".into());
+//! let server = onstage_server::start(config).await?;
+//! println!("{} (admin key {})", server.http_url(), server.admin_key());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules, in the order a request meets them:
+//! - [`server`]: start-up (storage, secrets, listener), the router, graceful shutdown.
+//! - [`auth`]: the admin key and participant tokens (HS256 JWTs).
+//! - [`rest`]: the admin API (`docs/API.md`).
+//! - [`signal`]: one task per WebSocket: frames in, room messages out.
+//! - [`rooms`]: one task per live meeting, driving its `onstage_room::Room` and fanning out
+//!   its events.
+//! - [`storage`]: SQLite (rusqlite + migrations) and the data dir's secret files.
+//! - [`metrics`], [`config`], [`error`].
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod rest;
+pub mod rooms;
+pub mod server;
+pub mod signal;
+pub mod storage;
+
+pub use config::ServerConfig;
+pub use error::{ApiError, ServerError, StorageError};
+pub use server::{start, RunningServer};

@@ -1,0 +1,157 @@
+//! Credentials: the admin bearer key and participant tokens (HS256 JWTs).
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use onstage_proto::{MeetingId, UnixMillis, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// What a participant token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The participant's user id.
+    pub sub: String,
+    pub meeting_id: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the epoch.
+    pub exp: u64,
+}
+
+impl Claims {
+    pub fn user_id(&self) -> UserId {
+        UserId::new(self.sub.clone())
+    }
+
+    pub fn meeting_id(&self) -> MeetingId {
+        MeetingId::new(self.meeting_id.clone())
+    }
+}
+
+/// Checks admin keys, mints and verifies participant tokens.
+pub struct Auth {
+    admin_key: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    token_ttl: Duration,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    pub fn new(admin_key: String, jwt_secret: &str, token_ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            admin_key,
+            encoding: EncodingKey::from_secret(jwt_secret.as_bytes()),
+            decoding: DecodingKey::from_secret(jwt_secret.as_bytes()),
+            validation,
+            token_ttl,
+        }
+    }
+
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
+    }
+
+    /// Accepts only `Authorization: Bearer <admin key>`.
+    pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match bearer(headers) {
+            Some(key) if constant_time_eq(key.as_bytes(), self.admin_key.as_bytes()) => Ok(()),
+            Some(_) => Err(ApiError::unauthorized("wrong admin key")),
+            None => Err(ApiError::unauthorized(
+                "missing admin key (Authorization: Bearer <key>)",
+            )),
+        }
+    }
+
+    /// A token for a participant of a meeting, valid for the configured lifetime.
+    pub fn mint(
+        &self,
+        meeting: &MeetingId,
+        user: &UserId,
+        now: UnixMillis,
+    ) -> Result<String, ApiError> {
+        let iat = now / 1000;
+        let claims = Claims {
+            sub: user.to_string(),
+            meeting_id: meeting.to_string(),
+            iat,
+            exp: iat.saturating_add(self.token_ttl.as_secs()),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::internal(format!("cannot sign token: {e}")))
+    }
+
+    /// The claims of a valid, unexpired token signed by this server.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, if present.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_are_bound_to_the_secret() {
+        let auth = Auth::new("k".into(), "secret", Duration::from_secs(60));
+        let now = 1_700_000_000_000;
+        let token = auth
+            .mint(&MeetingId::new("m"), &UserId::new("u"), now)
+            .expect("mint");
+        let claims = auth.verify(&token).expect("verify");
+        assert_eq!(
+            (claims.sub.as_str(), claims.meeting_id.as_str()),
+            ("u", "m")
+        );
+        let other = Auth::new("k".into(), "other", Duration::from_secs(60));
+        assert!(other.verify(&token).is_err());
+        assert!(auth.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let auth = Auth::new("k".into(), "secret", Duration::from_secs(1));
+        let token = auth
+            .mint(&MeetingId::new("m"), &UserId::new("u"), 1_000_000)
+            .expect("mint");
+        assert!(auth.verify(&token).is_err());
+    }
+
+    #[test]
+    fn admin_key_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

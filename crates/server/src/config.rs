@@ -1,0 +1,78 @@
+//! Server settings. [`ServerConfig::new`] gives the documented defaults; change fields
+//! before calling [`crate::start`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything [`crate::start`] needs to run a server.
+///
+/// Built with [`ServerConfig::new`] and then adjusted field by field:
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// let mut config = onstage_server::ServerConfig::new(
+///     "127.0.0.1:0".parse().unwrap(),
+///     "/tmp/onstage-data".into(),
+/// );
+/// config.grace = Duration::from_secs(5);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Where the HTTP server (REST + WebSocket signaling) listens. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and the `admin_key` / `jwt_secret` files.
+    /// Created if missing.
+    pub data_dir: PathBuf,
+    /// The admin bearer key. `None`: read `admin_key` from the data dir, generating and
+    /// storing one first if there is none.
+    pub admin_key: Option<String>,
+    /// How long a dropped participant keeps its stage status and queue place (default 30 s).
+    pub grace: Duration,
+    /// Lifetime of participant tokens (default 24 h).
+    pub token_ttl: Duration,
+    /// `max_on_stage` of meetings created without one (default 25).
+    pub default_max_on_stage: u32,
+    /// Signaling rate limit per connection: the bucket size (default 50 calls).
+    pub rate_limit_burst: u32,
+    /// Signaling rate limit per connection: refill rate in calls per second (default 20).
+    pub rate_limit_per_sec: f64,
+    /// How often the server pings an idle signaling connection (default 15 s).
+    pub ping_interval: Duration,
+    /// A signaling connection with no traffic at all for this long is dropped (default 45 s).
+    pub idle_timeout: Duration,
+    /// Messages that may wait for one slow connection before it is dropped with
+    /// `goodbye: too_slow` (default 256).
+    pub outbound_queue: usize,
+    /// Largest REST request body, in bytes (default 64 KiB). Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown waits for connections to finish (default 5 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// A configuration with the defaults documented on each field.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            admin_key: None,
+            grace: Duration::from_secs(30),
+            token_ttl: Duration::from_secs(24 * 60 * 60),
+            default_max_on_stage: 25,
+            rate_limit_burst: 50,
+            rate_limit_per_sec: 20.0,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            outbound_queue: 256,
+            max_body_bytes: 64 * 1024,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The grace period in milliseconds, as the room and the welcome message carry it.
+    pub fn grace_ms(&self) -> u64 {
+        u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX)
+    }
+}

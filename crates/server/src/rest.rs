@@ -1,0 +1,316 @@
+//! The admin REST API (see `docs/API.md`). Every route needs the admin bearer key; every
+//! failure answers `{"success":false,"error":{code,message}}` and changes nothing.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use onstage_proto::{MeetingId, Preset, RoomSnapshot};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::rooms::now_ms;
+use crate::server::AppState;
+use crate::storage::{AddParticipant, DeletePreset, MeetingRecord};
+
+type Shared = State<Arc<AppState>>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/meetings", get(list_meetings).post(create_meeting))
+        .route("/v1/meetings/{id}", get(get_meeting))
+        .route(
+            "/v1/meetings/{id}/participants",
+            get(list_participants).post(add_participant),
+        )
+        .route("/v1/meetings/{id}/stage", get(stage))
+        .route("/v1/presets", get(list_presets).post(create_preset))
+        .route(
+            "/v1/presets/{name}",
+            get(get_preset).put(update_preset).delete(delete_preset),
+        )
+}
+
+/// JSON bodies whose rejections speak our error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large("request body too large")
+    } else {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+fn ok(status: StatusCode, data: impl serde::Serialize) -> Response {
+    (status, Json(json!({ "success": true, "data": data }))).into_response()
+}
+
+fn admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    app.auth.check_admin(headers)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateMeeting {
+    title: String,
+    max_on_stage: Option<u32>,
+}
+
+async fn create_meeting(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: Result<ApiJson<CreateMeeting>, ApiError>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let ApiJson(body) = body?;
+    let title = body.title.trim().to_owned();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::bad_request("title must be 1 to 200 characters"));
+    }
+    let max_on_stage = body.max_on_stage.unwrap_or(app.config.default_max_on_stage);
+    if !(1..=1000).contains(&max_on_stage) {
+        return Err(ApiError::bad_request("max_on_stage must be 1 to 1000"));
+    }
+    let meeting = MeetingRecord {
+        id: MeetingId::new(uuid::Uuid::new_v4().to_string()),
+        title,
+        max_on_stage,
+        created_at: now_ms(),
+    };
+    app.storage.create_meeting(meeting.clone()).await?;
+    tracing::info!(meeting = %meeting.id, "meeting created");
+    Ok(ok(StatusCode::CREATED, meeting))
+}
+
+async fn list_meetings(State(app): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    Ok(ok(StatusCode::OK, app.storage.list_meetings().await?))
+}
+
+async fn meeting_or_404(app: &AppState, id: &str) -> Result<MeetingRecord, ApiError> {
+    app.storage
+        .get_meeting(MeetingId::new(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no meeting {id:?}")))
+}
+
+async fn get_meeting(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    Ok(ok(StatusCode::OK, meeting_or_404(&app, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddParticipantBody {
+    name: String,
+    preset_name: String,
+    custom_participant_id: Option<String>,
+}
+
+async fn add_participant(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<ApiJson<AddParticipantBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let ApiJson(body) = body?;
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request("name must be 1 to 100 characters"));
+    }
+    if let Some(custom) = &body.custom_participant_id {
+        let valid = !custom.is_empty()
+            && custom.len() <= 128
+            && custom
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:@".contains(c));
+        if !valid {
+            return Err(ApiError::bad_request(
+                "custom_participant_id must be 1 to 128 of [A-Za-z0-9_-.:@]",
+            ));
+        }
+    }
+    let meeting = MeetingId::new(id.clone());
+    let added = app
+        .storage
+        .add_participant(
+            meeting.clone(),
+            name,
+            body.preset_name.clone(),
+            body.custom_participant_id,
+            now_ms(),
+        )
+        .await?;
+    let participant = match added {
+        AddParticipant::Added(p) => p,
+        AddParticipant::NoMeeting => return Err(ApiError::not_found(format!("no meeting {id:?}"))),
+        AddParticipant::NoPreset => {
+            return Err(ApiError::bad_request(format!(
+                "no preset {:?}",
+                body.preset_name
+            )))
+        }
+    };
+    let token = app.auth.mint(&meeting, &participant.id, now_ms())?;
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({
+            "id": participant.id,
+            "name": participant.name,
+            "preset_name": participant.preset_name,
+            "custom_participant_id": participant.custom_participant_id,
+            "token": token,
+        }),
+    ))
+}
+
+async fn list_participants(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let list = app
+        .storage
+        .list_participants(MeetingId::new(id.clone()))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no meeting {id:?}")))?;
+    Ok(ok(StatusCode::OK, list))
+}
+
+async fn stage(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let meeting = meeting_or_404(&app, &id).await?;
+    let snapshot = app
+        .rooms
+        .snapshot(&meeting.id)
+        .await
+        .unwrap_or(RoomSnapshot {
+            seq: 0,
+            max_on_stage: meeting.max_on_stage,
+            participants: Vec::new(),
+            queue: Vec::new(),
+        });
+    Ok(ok(StatusCode::OK, snapshot))
+}
+
+fn validate_preset_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !valid {
+        return Err(ApiError::bad_request(
+            "preset name must be 1 to 64 of [a-z0-9_-]",
+        ));
+    }
+    if onstage_room::is_builtin_preset(name) {
+        return Err(ApiError::bad_request(format!(
+            "{name:?} is a built-in preset and cannot be changed"
+        )));
+    }
+    Ok(())
+}
+
+async fn list_presets(State(app): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let mut all = onstage_room::builtin_presets();
+    all.extend(app.storage.list_presets().await?);
+    Ok(ok(StatusCode::OK, all))
+}
+
+async fn create_preset(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: Result<ApiJson<Preset>, ApiError>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let ApiJson(preset) = body?;
+    validate_preset_name(&preset.name)?;
+    if !app.storage.insert_preset(preset.clone(), now_ms()).await? {
+        return Err(ApiError::invalid_state(format!(
+            "preset {:?} already exists",
+            preset.name
+        )));
+    }
+    Ok(ok(StatusCode::CREATED, preset))
+}
+
+async fn get_preset(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let preset = match onstage_room::builtin_preset(&name) {
+        Some(p) => Some(p),
+        None => app.storage.get_preset(name.clone()).await?,
+    };
+    preset
+        .map(|p| ok(StatusCode::OK, p))
+        .ok_or_else(|| ApiError::not_found(format!("no preset {name:?}")))
+}
+
+async fn update_preset(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<Preset>, ApiError>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    validate_preset_name(&name)?;
+    let ApiJson(mut preset) = body?;
+    preset.name = name.clone();
+    if !app.storage.update_preset(preset.clone()).await? {
+        return Err(ApiError::not_found(format!("no preset {name:?}")));
+    }
+    Ok(ok(StatusCode::OK, preset))
+}
+
+async fn delete_preset(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    validate_preset_name(&name)?;
+    match app.storage.delete_preset(name.clone()).await? {
+        DeletePreset::Deleted(p) => Ok(ok(StatusCode::OK, p)),
+        DeletePreset::NotFound => Err(ApiError::not_found(format!("no preset {name:?}"))),
+        DeletePreset::InUse(n) => Err(ApiError::invalid_state(format!(
+            "preset {name:?} is used by {n} participants"
+        ))),
+    }
+}

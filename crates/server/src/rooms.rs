@@ -1,0 +1,422 @@
+//! Live meetings: one tokio task per meeting owns its [`Room`] and every connection's
+//! outbound queue.
+//!
+//! The task is the only thing that touches the room, so the room needs no lock. After every
+//! input it drains the room's events, serializes each one once and hands the same bytes to
+//! every connection's bounded queue. A connection that lets its queue fill up is dropped
+//! (its socket task then says `goodbye: too_slow`); the room never waits for anyone.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::Utf8Bytes;
+use onstage_proto::{
+    Call, CallResult, CloseReason, ErrorBody, ErrorCode, MeetingId, PeerId, RoomSnapshot,
+    ServerMessage, UnixMillis, UserId, Welcome,
+};
+use onstage_room::{Member, Room, RoomConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// Commands queued to one room task at most; senders wait beyond it.
+const ROOM_QUEUE: usize = 1024;
+
+/// Milliseconds since the Unix epoch, the room's clock.
+pub fn now_ms() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// What a room task sends to one connection.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A serialized `ServerMessage`, shared between every receiver.
+    Text(Utf8Bytes),
+    /// Say goodbye with this reason and close.
+    Goodbye(CloseReason),
+}
+
+/// The room's side of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub tx: mpsc::Sender<Outbound>,
+}
+
+/// Serializes a server message for the wire.
+pub fn encode(msg: &ServerMessage) -> Utf8Bytes {
+    match serde_json::to_string(msg) {
+        Ok(s) => Utf8Bytes::from(s),
+        // Our own types always serialize; keep the connection alive regardless.
+        Err(e) => Utf8Bytes::from(format!(
+            r#"{{"type":"error","error":{{"code":"internal","message":"{e}"}}}}"#
+        )),
+    }
+}
+
+enum Command {
+    Connect {
+        member: Member,
+        grace_ms: u64,
+        conn: ConnHandle,
+        done: oneshot::Sender<()>,
+    },
+    Disconnect {
+        user: UserId,
+        conn_id: u64,
+    },
+    Call {
+        user: UserId,
+        conn_id: u64,
+        request_id: u64,
+        call: Call,
+    },
+    Snapshot {
+        reply: oneshot::Sender<RoomSnapshot>,
+    },
+    Shutdown,
+}
+
+/// The set of live rooms. Cheap to clone.
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<Mutex<HashMap<MeetingId, mpsc::Sender<Command>>>>,
+    metrics: Arc<Metrics>,
+    grace_ms: u64,
+}
+
+impl std::fmt::Debug for Rooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rooms").finish_non_exhaustive()
+    }
+}
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh connection id.
+pub fn next_conn_id() -> u64 {
+    NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Rooms {
+    pub fn new(metrics: Arc<Metrics>, grace_ms: u64) -> Self {
+        Self {
+            inner: Arc::default(),
+            metrics,
+            grace_ms,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MeetingId, mpsc::Sender<Command>>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn live(&self, meeting: &MeetingId) -> Option<mpsc::Sender<Command>> {
+        self.lock()
+            .get(meeting)
+            .filter(|tx| !tx.is_closed())
+            .cloned()
+    }
+
+    fn get_or_start(&self, meeting: &MeetingId, max_on_stage: u32) -> mpsc::Sender<Command> {
+        let mut map = self.lock();
+        if let Some(tx) = map.get(meeting).filter(|tx| !tx.is_closed()) {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+        let config = RoomConfig {
+            max_on_stage,
+            grace_ms: self.grace_ms,
+        };
+        let task = RoomTask {
+            meeting: meeting.clone(),
+            room: Room::new(config),
+            conns: HashMap::new(),
+            metrics: self.metrics.clone(),
+            rooms: self.clone(),
+            self_tx: tx.downgrade(),
+            participants: 0,
+        };
+        tokio::spawn(task.run(rx));
+        self.metrics.rooms.inc();
+        map.insert(meeting.clone(), tx.clone());
+        tx
+    }
+
+    /// Seats a connection in its meeting's room (starting the room if needed). The welcome
+    /// is the first thing queued on `conn`.
+    pub async fn connect(
+        &self,
+        meeting: &MeetingId,
+        max_on_stage: u32,
+        member: Member,
+        conn: ConnHandle,
+    ) {
+        // A room may be closing down just as we arrive; then start a new one.
+        for _ in 0..3 {
+            let tx = self.get_or_start(meeting, max_on_stage);
+            let (done, wait) = oneshot::channel();
+            let cmd = Command::Connect {
+                member: member.clone(),
+                grace_ms: self.grace_ms,
+                conn: conn.clone(),
+                done,
+            };
+            if tx.send(cmd).await.is_ok() && wait.await.is_ok() {
+                return;
+            }
+        }
+        let _ = conn.tx.try_send(Outbound::Goodbye(CloseReason::Shutdown));
+    }
+
+    pub async fn disconnect(&self, meeting: &MeetingId, user: UserId, conn_id: u64) {
+        if let Some(tx) = self.live(meeting) {
+            let _ = tx.send(Command::Disconnect { user, conn_id }).await;
+        }
+    }
+
+    /// Hands a call to the room; the reply arrives on the connection's queue. `false` when
+    /// the room is gone.
+    pub async fn call(
+        &self,
+        meeting: &MeetingId,
+        user: UserId,
+        conn_id: u64,
+        request_id: u64,
+        call: Call,
+    ) -> bool {
+        match self.live(meeting) {
+            Some(tx) => tx
+                .send(Command::Call {
+                    user,
+                    conn_id,
+                    request_id,
+                    call,
+                })
+                .await
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// The live room's snapshot, or `None` when nobody is in the meeting.
+    pub async fn snapshot(&self, meeting: &MeetingId) -> Option<RoomSnapshot> {
+        let tx = self.live(meeting)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Command::Snapshot { reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops every room task.
+    pub fn shutdown(&self) {
+        let rooms: Vec<_> = self.lock().drain().map(|(_, tx)| tx).collect();
+        for tx in rooms {
+            let _ = tx.try_send(Command::Shutdown);
+        }
+    }
+
+    /// Forgets a room whose task has ended, unless a new one has taken its place.
+    fn forget(&self, meeting: &MeetingId, tx: &mpsc::WeakSender<Command>) {
+        let mut map = self.lock();
+        let same = match (map.get(meeting), tx.upgrade()) {
+            (Some(current), Some(ours)) => current.same_channel(&ours),
+            (Some(current), None) => current.is_closed(),
+            _ => false,
+        };
+        if same {
+            map.remove(meeting);
+        }
+    }
+}
+
+struct RoomTask {
+    meeting: MeetingId,
+    room: Room,
+    conns: HashMap<UserId, ConnHandle>,
+    metrics: Arc<Metrics>,
+    rooms: Rooms,
+    self_tx: mpsc::WeakSender<Command>,
+    participants: i64,
+}
+
+impl RoomTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        tracing::debug!(meeting = %self.meeting, "room started");
+        loop {
+            let deadline = self.room.poll_timeout();
+            let cmd = match deadline {
+                Some(at) => {
+                    let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+                    match tokio::time::timeout(wait, rx.recv()).await {
+                        Ok(cmd) => cmd,
+                        Err(_) => {
+                            self.room.handle_timeout(now_ms());
+                            self.flush();
+                            continue;
+                        }
+                    }
+                }
+                None => rx.recv().await,
+            };
+            let Some(cmd) = cmd else { break };
+            if matches!(cmd, Command::Shutdown) {
+                break;
+            }
+            self.handle(cmd);
+            self.flush();
+            if self.room.is_empty() && self.conns.is_empty() && rx.is_empty() {
+                // Nobody left: free the room; the meeting stays in storage.
+                self.rooms.forget(&self.meeting, &self.self_tx);
+                rx.close();
+                // Serve whatever slipped in before the close, then end.
+                while let Some(cmd) = rx.recv().await {
+                    if !matches!(cmd, Command::Shutdown) {
+                        self.handle(cmd);
+                        self.flush();
+                    }
+                }
+                if self.room.is_empty() {
+                    break;
+                }
+            }
+        }
+        self.metrics.participants.dec_by(self.participants);
+        self.metrics.rooms.dec();
+        tracing::debug!(meeting = %self.meeting, "room closed");
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        let now = now_ms();
+        match cmd {
+            Command::Connect {
+                member,
+                grace_ms,
+                conn,
+                done,
+            } => {
+                let user = member.user_id.clone();
+                let preset = member.preset.clone();
+                let connected =
+                    self.room
+                        .connect(member, PeerId::new(uuid::Uuid::new_v4().to_string()), now);
+                if let Some(old) = self.conns.remove(&user) {
+                    let _ = old.tx.try_send(Outbound::Goodbye(CloseReason::Replaced));
+                }
+                // Everyone else hears of the arrival before the newcomer's snapshot is taken,
+                // so the newcomer sees each event exactly once: in the snapshot or after it.
+                self.flush();
+                let welcome = ServerMessage::Welcome(Box::new(Welcome {
+                    meeting_id: self.meeting.clone(),
+                    user_id: user.clone(),
+                    peer_id: connected.peer_id,
+                    resumed: connected.resumed,
+                    preset,
+                    grace_ms,
+                    snapshot: self.room.snapshot(),
+                }));
+                if conn.tx.try_send(Outbound::Text(encode(&welcome))).is_ok() {
+                    self.conns.insert(user, conn);
+                }
+                let _ = done.send(());
+            }
+            Command::Disconnect { user, conn_id } => {
+                if self.conns.get(&user).is_some_and(|c| c.id == conn_id) {
+                    self.conns.remove(&user);
+                    self.room.disconnect(&user, now);
+                }
+            }
+            Command::Call {
+                user,
+                conn_id,
+                request_id,
+                call,
+            } => {
+                let Some(conn) = self.conns.get(&user).filter(|c| c.id == conn_id).cloned() else {
+                    return; // a connection that was replaced or dropped: nobody to answer
+                };
+                let name = call.name();
+                let leaving = matches!(call, Call::LeaveMeeting);
+                let outcome: Result<CallResult, ErrorBody> = self
+                    .room
+                    .handle_call(&user, call, now)
+                    .map_err(ErrorBody::from);
+                let code = match &outcome {
+                    Ok(_) => "ok",
+                    Err(e) => e.code.as_str(),
+                };
+                self.metrics
+                    .calls
+                    .get_or_create(&crate::metrics::CallLabels {
+                        call: name.to_owned(),
+                        code: code.to_owned(),
+                    })
+                    .inc();
+                // Events first: when the reply arrives, the caller's mirror already shows
+                // what the call changed.
+                self.flush();
+                let reply = ServerMessage::reply(request_id, outcome);
+                if conn.tx.try_send(Outbound::Text(encode(&reply))).is_err() {
+                    self.drop_slow(&user);
+                    return;
+                }
+                if leaving {
+                    self.conns.remove(&user);
+                    let _ = conn.tx.try_send(Outbound::Goodbye(CloseReason::Left));
+                }
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.room.snapshot());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Sends the room's new events to every connection.
+    fn flush(&mut self) {
+        let mut slow = Vec::new();
+        for ev in self.room.drain_events() {
+            self.metrics.events.inc();
+            let bytes = encode(&ServerMessage::Event {
+                seq: ev.seq,
+                event: ev.event,
+            });
+            for (user, conn) in &self.conns {
+                if conn.tx.try_send(Outbound::Text(bytes.clone())).is_err() {
+                    slow.push(user.clone());
+                }
+            }
+        }
+        let count = self.room.len() as i64;
+        self.metrics.participants.inc_by(count - self.participants);
+        self.participants = count;
+        slow.sort();
+        slow.dedup();
+        for user in slow {
+            self.drop_slow(&user);
+        }
+    }
+
+    /// A connection that cannot keep up loses its socket (it may reconnect and resume).
+    fn drop_slow(&mut self, user: &UserId) {
+        if self.conns.remove(user).is_some() {
+            self.metrics.slow_clients.inc();
+            tracing::warn!(meeting = %self.meeting, user = %user, "dropping a client that does not read its events");
+            self.room.disconnect(user, now_ms());
+            self.flush();
+        }
+    }
+}
+
+/// An error reply for a call the room never saw.
+pub fn error_reply(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
+    let error = ErrorBody::new(code, message);
+    encode(&match id {
+        Some(id) => ServerMessage::reply(id, Err(error)),
+        None => ServerMessage::Error { error },
+    })
+}

@@ -1,0 +1,675 @@
+//! Persistence: meetings, custom presets and participants in SQLite, plus the secret files
+//! (`admin_key`, `jwt_secret`) of the data dir.
+//!
+//! One `rusqlite::Connection` (WAL mode) sits behind a mutex; every call runs on tokio's
+//! blocking pool through [`Storage::run`], gated by a small semaphore so a burst of joins
+//! cannot fan out into hundreds of blocking threads that would only queue on the mutex.
+//! The schema is versioned with `rusqlite_migration`; add migrations, never edit old ones.
+//! Built-in presets are not stored: they come from [`onstage_room::builtin_preset`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use onstage_proto::{MeetingId, Preset, StageAccess, UnixMillis, UserId};
+use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::error::StorageError;
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "onstage.db";
+/// The admin key file inside the data dir.
+pub const ADMIN_KEY_FILE: &str = "admin_key";
+/// The JWT signing secret file inside the data dir.
+pub const JWT_SECRET_FILE: &str = "jwt_secret";
+
+/// How many storage calls may wait on the blocking pool at once.
+const MAX_CONCURRENT_CALLS: usize = 4;
+
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "CREATE TABLE meetings (
+        id TEXT PRIMARY KEY NOT NULL,
+        title TEXT NOT NULL,
+        max_on_stage INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE presets (
+        name TEXT PRIMARY KEY NOT NULL,
+        stage_enabled INTEGER NOT NULL,
+        stage_access TEXT NOT NULL,
+        accept_stage_requests INTEGER NOT NULL,
+        kick_participant INTEGER NOT NULL,
+        can_produce_audio INTEGER NOT NULL,
+        can_produce_video INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE participants (
+        meeting_id TEXT NOT NULL REFERENCES meetings(id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        preset_name TEXT NOT NULL,
+        custom_participant_id TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (meeting_id, user_id)
+    ) STRICT;
+    CREATE INDEX participants_by_preset ON participants(preset_name);",
+)];
+
+/// A meeting as stored and as the admin API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeetingRecord {
+    pub id: MeetingId,
+    pub title: String,
+    pub max_on_stage: u32,
+    pub created_at: UnixMillis,
+}
+
+/// A participant of a meeting as stored and as the admin API lists it (no token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParticipantRecord {
+    /// The participant's user id.
+    pub id: UserId,
+    #[serde(skip)]
+    pub meeting_id: MeetingId,
+    pub name: String,
+    pub preset_name: String,
+    pub custom_participant_id: Option<String>,
+}
+
+/// The outcome of [`Storage::add_participant`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddParticipant {
+    Added(ParticipantRecord),
+    NoMeeting,
+    NoPreset,
+}
+
+/// The outcome of [`Storage::delete_preset`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeletePreset {
+    Deleted(Preset),
+    NotFound,
+    /// Participants still use it; it stays.
+    InUse(u64),
+}
+
+/// What the signaling handler needs to seat a participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub meeting: MeetingRecord,
+    pub participant: ParticipantRecord,
+    /// The participant's preset, `None` if it no longer resolves.
+    pub preset: Option<Preset>,
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    conn: Arc<Mutex<Connection>>,
+    gate: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Opens (creating if needed) the database in `data_dir` and brings its schema up to
+    /// date. Blocking: call it from a blocking context.
+    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        ensure_dir(data_dir)?;
+        let mut conn = Connection::open(data_dir.join(DB_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            gate: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|e| StorageError::Worker(e.to_string()))?;
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a transaction half applied
+            // (rusqlite rolls back on drop), so a poisoned lock is still usable.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StorageError::Worker(e.to_string()))?
+    }
+
+    pub async fn create_meeting(&self, meeting: MeetingRecord) -> Result<(), StorageError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO meetings (id, title, max_on_stage, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    meeting.id.as_str(),
+                    meeting.title,
+                    meeting.max_on_stage,
+                    to_sql_time(meeting.created_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn list_meetings(&self) -> Result<Vec<MeetingRecord>, StorageError> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, title, max_on_stage, created_at FROM meetings
+                 ORDER BY created_at, rowid",
+            )?;
+            let rows = stmt.query_map([], meeting_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn get_meeting(&self, id: MeetingId) -> Result<Option<MeetingRecord>, StorageError> {
+        self.run(move |c| get_meeting(c, &id)).await
+    }
+
+    /// Adds a participant, or with a `custom_participant_id` already in the meeting, updates
+    /// its name and preset. The preset must exist (built-in or custom).
+    pub async fn add_participant(
+        &self,
+        meeting_id: MeetingId,
+        name: String,
+        preset_name: String,
+        custom_participant_id: Option<String>,
+        now: UnixMillis,
+    ) -> Result<AddParticipant, StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            if get_meeting(&tx, &meeting_id)?.is_none() {
+                return Ok(AddParticipant::NoMeeting);
+            }
+            if resolve_preset(&tx, &preset_name)?.is_none() {
+                return Ok(AddParticipant::NoPreset);
+            }
+            let user_id = match &custom_participant_id {
+                Some(custom) => UserId::new(custom.clone()),
+                None => UserId::new(uuid::Uuid::new_v4().to_string()),
+            };
+            tx.execute(
+                "INSERT INTO participants
+                   (meeting_id, user_id, name, preset_name, custom_participant_id,
+                    created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (meeting_id, user_id) DO UPDATE SET
+                   name = excluded.name,
+                   preset_name = excluded.preset_name,
+                   updated_at = excluded.updated_at",
+                params![
+                    meeting_id.as_str(),
+                    user_id.as_str(),
+                    name,
+                    preset_name,
+                    custom_participant_id,
+                    to_sql_time(now)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(AddParticipant::Added(ParticipantRecord {
+                id: user_id,
+                meeting_id,
+                name,
+                preset_name,
+                custom_participant_id,
+            }))
+        })
+        .await
+    }
+
+    /// The participants of a meeting in the order they were added; `None` if the meeting
+    /// does not exist.
+    pub async fn list_participants(
+        &self,
+        meeting_id: MeetingId,
+    ) -> Result<Option<Vec<ParticipantRecord>>, StorageError> {
+        self.run(move |c| {
+            if get_meeting(c, &meeting_id)?.is_none() {
+                return Ok(None);
+            }
+            let mut stmt = c.prepare_cached(
+                "SELECT meeting_id, user_id, name, preset_name, custom_participant_id
+                 FROM participants WHERE meeting_id = ?1 ORDER BY created_at, rowid",
+            )?;
+            let rows = stmt.query_map([meeting_id.as_str()], participant_from_row)?;
+            Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
+        })
+        .await
+    }
+
+    /// Everything needed to seat a participant, in one storage call; `None` when the
+    /// meeting or the participant does not exist.
+    pub async fn load_member(
+        &self,
+        meeting_id: MeetingId,
+        user_id: UserId,
+    ) -> Result<Option<MemberRecord>, StorageError> {
+        self.run(move |c| {
+            let Some(meeting) = get_meeting(c, &meeting_id)? else {
+                return Ok(None);
+            };
+            let participant = c
+                .prepare_cached(
+                    "SELECT meeting_id, user_id, name, preset_name, custom_participant_id
+                     FROM participants WHERE meeting_id = ?1 AND user_id = ?2",
+                )?
+                .query_row(
+                    [meeting_id.as_str(), user_id.as_str()],
+                    participant_from_row,
+                )
+                .optional()?;
+            let Some(participant) = participant else {
+                return Ok(None);
+            };
+            let preset = resolve_preset(c, &participant.preset_name)?;
+            Ok(Some(MemberRecord {
+                meeting,
+                participant,
+                preset,
+            }))
+        })
+        .await
+    }
+
+    /// Custom presets, by name.
+    pub async fn list_presets(&self) -> Result<Vec<Preset>, StorageError> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached(&format!("{PRESET_SELECT} ORDER BY name"))?;
+            let rows = stmt.query_map([], preset_from_row)?;
+            rows.map(|r| r?.into_preset())
+                .collect::<Result<Vec<_>, StorageError>>()
+        })
+        .await
+    }
+
+    /// A custom preset by name.
+    pub async fn get_preset(&self, name: String) -> Result<Option<Preset>, StorageError> {
+        self.run(move |c| get_custom_preset(c, &name)).await
+    }
+
+    /// Stores a new custom preset; `false` if one with that name exists (nothing changes).
+    pub async fn insert_preset(
+        &self,
+        preset: Preset,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError> {
+        self.run(move |c| {
+            let n = c.execute(
+                "INSERT INTO presets (name, stage_enabled, stage_access, accept_stage_requests,
+                   kick_participant, can_produce_audio, can_produce_video, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (name) DO NOTHING",
+                params![
+                    preset.name,
+                    preset.stage_enabled,
+                    access_to_str(preset.stage_access),
+                    preset.accept_stage_requests,
+                    preset.kick_participant,
+                    preset.can_produce_audio,
+                    preset.can_produce_video,
+                    to_sql_time(now)
+                ],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Replaces a custom preset's fields; `false` if there is no such preset.
+    pub async fn update_preset(&self, preset: Preset) -> Result<bool, StorageError> {
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE presets SET stage_enabled = ?2, stage_access = ?3,
+                   accept_stage_requests = ?4, kick_participant = ?5,
+                   can_produce_audio = ?6, can_produce_video = ?7
+                 WHERE name = ?1",
+                params![
+                    preset.name,
+                    preset.stage_enabled,
+                    access_to_str(preset.stage_access),
+                    preset.accept_stage_requests,
+                    preset.kick_participant,
+                    preset.can_produce_audio,
+                    preset.can_produce_video
+                ],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Deletes a custom preset unless participants still use it.
+    pub async fn delete_preset(&self, name: String) -> Result<DeletePreset, StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(preset) = get_custom_preset(&tx, &name)? else {
+                return Ok(DeletePreset::NotFound);
+            };
+            let users: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM participants WHERE preset_name = ?1",
+                [&name],
+                |r| r.get(0),
+            )?;
+            if users > 0 {
+                return Ok(DeletePreset::InUse(u64::try_from(users).unwrap_or(0)));
+            }
+            tx.execute("DELETE FROM presets WHERE name = ?1", [&name])?;
+            tx.commit()?;
+            Ok(DeletePreset::Deleted(preset))
+        })
+        .await
+    }
+}
+
+const PRESET_SELECT: &str = "SELECT name, stage_enabled, stage_access, accept_stage_requests,
+    kick_participant, can_produce_audio, can_produce_video FROM presets";
+
+/// A preset row before its `stage_access` text is checked.
+struct PresetRow {
+    preset: Preset,
+    access: String,
+}
+
+impl PresetRow {
+    fn into_preset(self) -> Result<Preset, StorageError> {
+        let mut preset = self.preset;
+        preset.stage_access = access_from_str(&self.access).ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "preset {:?} has stage_access {:?}",
+                preset.name, self.access
+            ))
+        })?;
+        Ok(preset)
+    }
+}
+
+fn preset_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PresetRow> {
+    Ok(PresetRow {
+        preset: Preset {
+            name: r.get(0)?,
+            stage_enabled: r.get(1)?,
+            stage_access: StageAccess::NotAllowed,
+            accept_stage_requests: r.get(3)?,
+            kick_participant: r.get(4)?,
+            can_produce_audio: r.get(5)?,
+            can_produce_video: r.get(6)?,
+        },
+        access: r.get(2)?,
+    })
+}
+
+fn get_custom_preset(c: &Connection, name: &str) -> Result<Option<Preset>, StorageError> {
+    c.prepare_cached(&format!("{PRESET_SELECT} WHERE name = ?1"))?
+        .query_row([name], preset_from_row)
+        .optional()?
+        .map(PresetRow::into_preset)
+        .transpose()
+}
+
+/// A preset by name: built-in first, then custom.
+fn resolve_preset(c: &Connection, name: &str) -> Result<Option<Preset>, StorageError> {
+    if let Some(p) = onstage_room::builtin_preset(name) {
+        return Ok(Some(p));
+    }
+    get_custom_preset(c, name)
+}
+
+fn get_meeting(c: &Connection, id: &MeetingId) -> Result<Option<MeetingRecord>, StorageError> {
+    Ok(
+        c.prepare_cached("SELECT id, title, max_on_stage, created_at FROM meetings WHERE id = ?1")?
+            .query_row([id.as_str()], meeting_from_row)
+            .optional()?,
+    )
+}
+
+fn meeting_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MeetingRecord> {
+    Ok(MeetingRecord {
+        id: MeetingId::new(r.get::<_, String>(0)?),
+        title: r.get(1)?,
+        max_on_stage: r.get(2)?,
+        created_at: from_sql_time(r.get(3)?),
+    })
+}
+
+fn participant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ParticipantRecord> {
+    Ok(ParticipantRecord {
+        meeting_id: MeetingId::new(r.get::<_, String>(0)?),
+        id: UserId::new(r.get::<_, String>(1)?),
+        name: r.get(2)?,
+        preset_name: r.get(3)?,
+        custom_participant_id: r.get(4)?,
+    })
+}
+
+fn to_sql_time(t: UnixMillis) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+fn from_sql_time(t: i64) -> UnixMillis {
+    u64::try_from(t).unwrap_or(0)
+}
+
+fn access_to_str(a: StageAccess) -> &'static str {
+    match a {
+        StageAccess::Allowed => "ALLOWED",
+        StageAccess::CanRequest => "CAN_REQUEST",
+        StageAccess::NotAllowed => "NOT_ALLOWED",
+    }
+}
+
+fn access_from_str(s: &str) -> Option<StageAccess> {
+    Some(match s {
+        "ALLOWED" => StageAccess::Allowed,
+        "CAN_REQUEST" => StageAccess::CanRequest,
+        "NOT_ALLOWED" => StageAccess::NotAllowed,
+        _ => return None,
+    })
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+        what: format!("creating data dir {}", dir.display()),
+        source,
+    })
+}
+
+/// Reads a secret file of the data dir (surrounding whitespace trimmed), or when it is
+/// missing or empty creates it with `generate()`, readable by the owner only (0600).
+/// Returns the secret and whether it was created now. Blocking.
+pub fn load_or_create_secret(
+    data_dir: &Path,
+    file: &str,
+    generate: impl FnOnce() -> String,
+) -> Result<(String, bool), StorageError> {
+    ensure_dir(data_dir)?;
+    let path: PathBuf = data_dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_owned(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(StorageError::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            })
+        }
+    }
+    let secret = generate();
+    write_private(&path, &secret).map_err(|source| StorageError::Io {
+        what: format!("writing {}", path.display()),
+        source,
+    })?;
+    Ok((secret, true))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}
+
+/// A fresh random secret: 32 bytes from the thread's CSPRNG, hex encoded (64 chars).
+pub fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> MeetingRecord {
+        MeetingRecord {
+            id: MeetingId::new(id),
+            title: format!("t-{id}"),
+            max_on_stage: 3,
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn meetings_participants_and_presets_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Storage::open(dir.path()).expect("open");
+        s.create_meeting(record("m1")).await.expect("create");
+        assert_eq!(s.list_meetings().await.expect("list"), vec![record("m1")]);
+
+        let custom = Preset {
+            name: "mod".into(),
+            stage_enabled: true,
+            stage_access: StageAccess::CanRequest,
+            accept_stage_requests: true,
+            kick_participant: false,
+            can_produce_audio: true,
+            can_produce_video: false,
+        };
+        assert!(s.insert_preset(custom.clone(), 1).await.expect("insert"));
+        assert!(!s
+            .insert_preset(custom.clone(), 1)
+            .await
+            .expect("insert again"));
+        assert_eq!(
+            s.get_preset("mod".into()).await.expect("get"),
+            Some(custom.clone())
+        );
+
+        let added = s
+            .add_participant(
+                MeetingId::new("m1"),
+                "Ann".into(),
+                "mod".into(),
+                Some("ann".into()),
+                2,
+            )
+            .await
+            .expect("add");
+        assert!(matches!(added, AddParticipant::Added(ref p) if p.id.as_str() == "ann"));
+        let again = s
+            .add_participant(
+                MeetingId::new("m1"),
+                "Anna".into(),
+                "viewer".into(),
+                Some("ann".into()),
+                3,
+            )
+            .await
+            .expect("re-add");
+        assert!(matches!(again, AddParticipant::Added(ref p) if p.name == "Anna"));
+        let list = s
+            .list_participants(MeetingId::new("m1"))
+            .await
+            .expect("list")
+            .expect("some");
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].preset_name, "viewer");
+
+        assert_eq!(
+            s.add_participant(MeetingId::new("nope"), "x".into(), "host".into(), None, 4)
+                .await
+                .expect("add"),
+            AddParticipant::NoMeeting
+        );
+        assert_eq!(
+            s.add_participant(MeetingId::new("m1"), "x".into(), "ghost".into(), None, 4)
+                .await
+                .expect("add"),
+            AddParticipant::NoPreset
+        );
+
+        let member = s
+            .load_member(MeetingId::new("m1"), UserId::new("ann"))
+            .await
+            .expect("load")
+            .expect("some");
+        assert_eq!(member.preset.map(|p| p.name), Some("viewer".to_owned()));
+        assert_eq!(
+            s.delete_preset("mod".into()).await.expect("delete"),
+            DeletePreset::Deleted(custom)
+        );
+        assert_eq!(
+            s.delete_preset("mod".into()).await.expect("delete"),
+            DeletePreset::NotFound
+        );
+    }
+
+    #[test]
+    fn secrets_are_created_once_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, created) =
+            load_or_create_secret(dir.path(), JWT_SECRET_FILE, random_secret).expect("create");
+        assert!(created);
+        assert_eq!(a.len(), 64);
+        let (b, created) =
+            load_or_create_secret(dir.path(), JWT_SECRET_FILE, random_secret).expect("load");
+        assert!(!created);
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(JWT_SECRET_FILE))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
