@@ -31,13 +31,23 @@ async fn a_dropped_requester_resumes_its_place_inside_the_grace_period() {
     let welcome = first.next_matching(|v| v["type"] == "welcome").await;
     let peer_id = welcome["peer_id"].clone();
     assert_eq!(welcome["resumed"], false);
-    let reply = first.call(json!({"id":1,"call":"stage.requestAccess"})).await;
+    let reply = first
+        .call(json!({"id":1,"call":"stage.requestAccess"}))
+        .await;
     assert_eq!(reply["ok"], true, "{reply}");
     host.expect_event("newStageRequest", json!({"request":{"user_id":first_id}}))
         .await;
-    second.meeting.stage().request_access().await.expect("second asks");
-    host.expect_event("newStageRequest", json!({"request":{"user_id":second.id()}}))
-        .await;
+    second
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("second asks");
+    host.expect_event(
+        "newStageRequest",
+        json!({"request":{"user_id":second.id()}}),
+    )
+    .await;
 
     first.vanish();
     host.expect_event(
@@ -46,7 +56,12 @@ async fn a_dropped_requester_resumes_its_place_inside_the_grace_period() {
     )
     .await;
     // Still in the queue, still first.
-    let queue = host.meeting.stage().get_access_requests().await.expect("queue");
+    let queue = host
+        .meeting
+        .stage()
+        .get_access_requests()
+        .await
+        .expect("queue");
     assert_eq!(queue[0].user_id.as_str(), first_id);
 
     let mut back = RawPeer::connect(&server, &first_token).await;
@@ -64,7 +79,9 @@ async fn a_dropped_requester_resumes_its_place_inside_the_grace_period() {
     )
     .await;
     // The resumed session carries on: it can cancel its request.
-    let reply = back.call(json!({"id":2,"call":"stage.cancelRequestAccess"})).await;
+    let reply = back
+        .call(json!({"id":2,"call":"stage.cancelRequestAccess"}))
+        .await;
     assert_eq!(reply["ok"], true, "{reply}");
 }
 
@@ -83,15 +100,17 @@ async fn a_dropped_participant_is_removed_after_the_grace_period() {
     );
     let mut viewer = RawPeer::connect(&server, &viewer_token).await;
     assert_eq!(
-        viewer.call(json!({"id":1,"call":"stage.requestAccess"})).await["ok"],
+        viewer
+            .call(json!({"id":1,"call":"stage.requestAccess"}))
+            .await["ok"],
         true
     );
-    host.expect_event("newStageRequest", json!({})).await;
     host.expect_event(
         "participantStageStatus",
         json!({"user_id":speaker_id,"status":"ON_STAGE"}),
     )
     .await;
+    host.expect_event("newStageRequest", json!({})).await;
 
     speaker.vanish();
     viewer.vanish();
@@ -125,13 +144,18 @@ async fn the_sdk_reconnects_and_resumes_after_a_network_cut() {
     let meeting = server.create_meeting("cut").await;
     let mut host = server.join(&meeting, "Host", "host").await;
     let proxy = CutProxy::start(&server.url).await;
-    let (_, token) = server.add_participant(&meeting, "Wanderer", "speaker").await;
+    let (_, token) = server
+        .add_participant(&meeting, "Wanderer", "speaker")
+        .await;
     let mut wanderer = Client::join(&proxy.url, &token).await;
     let id = wanderer.id();
     let peer = wanderer.meeting.peer_id();
     wanderer.meeting.stage().join().await.expect("join");
-    host.expect_event("participantStageStatus", json!({"user_id":id,"status":"ON_STAGE"}))
-        .await;
+    host.expect_event(
+        "participantStageStatus",
+        json!({"user_id":id,"status":"ON_STAGE"}),
+    )
+    .await;
 
     proxy.cut().await;
     wanderer
@@ -142,12 +166,23 @@ async fn the_sdk_reconnects_and_resumes_after_a_network_cut() {
         .await;
     assert_eq!(wanderer.meeting.peer_id(), peer, "resumed the same session");
     assert_eq!(wanderer.meeting.stage().status(), StageStatus::OnStage);
-    host.expect_event("participantConnection", json!({"user_id":id,"connected":true}))
-        .await;
+    host.expect_event(
+        "participantConnection",
+        json!({"user_id":id,"connected":true}),
+    )
+    .await;
     // Still on stage, still in control.
-    wanderer.meeting.stage().leave().await.expect("leave after resume");
-    host.expect_event("participantStageStatus", json!({"user_id":id,"status":"OFF_STAGE"}))
-        .await;
+    wanderer
+        .meeting
+        .stage()
+        .leave()
+        .await
+        .expect("leave after resume");
+    host.expect_event(
+        "participantStageStatus",
+        json!({"user_id":id,"status":"OFF_STAGE"}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -155,15 +190,22 @@ async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
     let server = TestServer::start().await;
     let meeting = server.create_meeting("durable").await;
     server
-        .create_preset(json!({"name":"panelist","stage_access":"ALLOWED","accept_stage_requests":true}))
+        .create_preset(
+            json!({"name":"panelist","stage_access":"ALLOWED","accept_stage_requests":true}),
+        )
         .await;
     let (host_id, host_token) = server.add_participant(&meeting, "Host", "panelist").await;
     let (_, viewer_token) = server.add_participant(&meeting, "Viewer", "viewer").await;
     let admin_key = server.admin_key.clone();
 
     let server = server.restart().await;
-    assert_eq!(server.admin_key, admin_key, "the generated admin key is kept");
-    let (status, body) = server.admin("GET", &format!("/v1/meetings/{meeting}"), None).await;
+    assert_eq!(
+        server.admin_key, admin_key,
+        "the generated admin key is kept"
+    );
+    let (status, body) = server
+        .admin("GET", &format!("/v1/meetings/{meeting}"), None)
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["title"], "durable");
     let (status, body) = server.admin("GET", "/v1/presets/panelist", None).await;
@@ -178,7 +220,12 @@ async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
     let mut host = Client::join(&server.url, &host_token).await;
     assert_eq!(host.id(), host_id);
     let viewer = Client::join(&server.url, &viewer_token).await;
-    viewer.meeting.stage().request_access().await.expect("request");
+    viewer
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("request");
     host.expect_event("newStageRequest", json!({})).await;
     host.meeting
         .stage()
@@ -204,10 +251,17 @@ async fn garbage_on_the_websocket_is_refused_and_hurts_nobody() {
     troll.send_text(r#"{"id":5,"call":"stage.takeOver"}"#).await;
     let e = troll.next_json().await;
     assert!(bad_request(&e) && e["id"] == 5, "{e}");
-    troll.send_text(r#"{"id":6,"call":"stage.grantAccess","user_ids":"everyone"}"#).await;
+    troll
+        .send_text(r#"{"id":6,"call":"stage.grantAccess","user_ids":"everyone"}"#)
+        .await;
     let e = troll.next_json().await;
     assert!(bad_request(&e) && e["id"] == 6, "{e}");
-    troll.send_text(format!(r#"{{"id":7,"call":"stage.join","pad":"{}"}}"#, "x".repeat(64 * 1024))).await;
+    troll
+        .send_text(format!(
+            r#"{{"id":7,"call":"stage.join","pad":"{}"}}"#,
+            "x".repeat(64 * 1024)
+        ))
+        .await;
     let e = troll.next_json().await;
     assert!(bad_request(&e), "oversized: {e}");
     troll.send_binary(vec![0xde, 0xad, 0xbe, 0xef]).await;
@@ -219,7 +273,9 @@ async fn garbage_on_the_websocket_is_refused_and_hurts_nobody() {
     assert_eq!(reply["ok"], true);
     assert_eq!(reply["result"]["seq"].as_u64(), Some(seq_before));
     // Everyone else carries on.
-    let reply = troll.call(json!({"id":9,"call":"stage.requestAccess"})).await;
+    let reply = troll
+        .call(json!({"id":9,"call":"stage.requestAccess"}))
+        .await;
     assert_eq!(reply["ok"], true);
     host.expect_event("newStageRequest", json!({})).await;
     assert!(host.meeting.stage().get_access_requests().await.is_ok());
@@ -234,24 +290,111 @@ async fn garbage_on_the_rest_api_is_refused_and_changes_nothing() {
     let (_, before) = server.admin("GET", "/v1/meetings", None).await;
 
     let cases: Vec<(&str, String, Option<String>, Option<&str>, u16, &str)> = vec![
-        ("POST", "/v1/meetings".into(), Some("{not json".into()), Some(&key), 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some(r#"{"title":42}"#.into()), Some(&key), 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some(r#"{"title":"x"}"#.into()), None, 401, "unauthorized"),
-        ("POST", "/v1/meetings".into(), Some(r#"{"title":"x"}"#.into()), Some("wrong"), 401, "unauthorized"),
-        ("POST", "/v1/meetings".into(), Some(format!(r#"{{"title":"{}"}}"#, "x".repeat(200_000))), Some(&key), 413, "bad_request"),
-        ("GET", "/v1/meetings/does-not-exist".into(), None, Some(&key), 404, "not_found"),
-        ("POST", "/v1/meetings/does-not-exist/participants".into(), Some(r#"{"name":"a","preset_name":"host"}"#.into()), Some(&key), 404, "not_found"),
-        ("POST", format!("/v1/meetings/{meeting}/participants"), Some(r#"{"name":"a","preset_name":"emperor"}"#.into()), Some(&key), 400, "bad_request"),
-        ("POST", format!("/v1/meetings/{meeting}/participants"), Some(r#"{"preset_name":"host"}"#.into()), Some(&key), 400, "bad_request"),
-        ("POST", "/v1/presets".into(), Some(r#"{"name":"host","stage_access":"ALLOWED"}"#.into()), Some(&key), 400, "bad_request"),
-        ("POST", "/v1/presets".into(), Some(r#"{"name":"x","stage_access":"SOMETIMES"}"#.into()), Some(&key), 400, "bad_request"),
-        ("DELETE", "/v1/presets/viewer".into(), None, Some(&key), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some("{not json".into()),
+            Some(&key),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":42}"#.into()),
+            Some(&key),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":"x"}"#.into()),
+            None,
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":"x"}"#.into()),
+            Some("wrong"),
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(format!(r#"{{"title":"{}"}}"#, "x".repeat(200_000))),
+            Some(&key),
+            413,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/meetings/does-not-exist".into(),
+            None,
+            Some(&key),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/v1/meetings/does-not-exist/participants".into(),
+            Some(r#"{"name":"a","preset_name":"host"}"#.into()),
+            Some(&key),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            format!("/v1/meetings/{meeting}/participants"),
+            Some(r#"{"name":"a","preset_name":"emperor"}"#.into()),
+            Some(&key),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/v1/meetings/{meeting}/participants"),
+            Some(r#"{"preset_name":"host"}"#.into()),
+            Some(&key),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"host","stage_access":"ALLOWED"}"#.into()),
+            Some(&key),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"x","stage_access":"SOMETIMES"}"#.into()),
+            Some(&key),
+            400,
+            "bad_request",
+        ),
+        (
+            "DELETE",
+            "/v1/presets/viewer".into(),
+            None,
+            Some(&key),
+            400,
+            "bad_request",
+        ),
     ];
     for (method, path, body, auth, want_status, want_code) in cases {
         let (status, reply) = server.raw(method, &path, body, auth).await;
         assert_eq!(status, want_status, "{method} {path}: {reply}");
         assert_eq!(reply["success"], false, "{method} {path}: {reply}");
-        assert_eq!(reply["error"]["code"], want_code, "{method} {path}: {reply}");
+        assert_eq!(
+            reply["error"]["code"], want_code,
+            "{method} {path}: {reply}"
+        );
     }
 
     let (_, after) = server.admin("GET", "/v1/meetings", None).await;
@@ -273,7 +416,12 @@ async fn a_token_for_one_meeting_cannot_touch_another() {
     let b = server.create_meeting("b").await;
     let mut host_a = server.join(&a, "HostA", "host").await;
     let guest_b = server.join(&b, "GuestB", "viewer").await;
-    guest_b.meeting.stage().request_access().await.expect("request in b");
+    guest_b
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("request in b");
     // The host of A sees nothing of B and cannot act on B's participants.
     assert!(host_a
         .meeting
@@ -289,5 +437,48 @@ async fn a_token_for_one_meeting_cannot_touch_another() {
         .await
         .expect_err("not in this meeting");
     assert_eq!(err.code(), ErrorCode::NotFound);
-    assert!(host_a.drain().iter().all(|e| e["event"] != "newStageRequest"));
+    assert!(host_a
+        .drain()
+        .iter()
+        .all(|e| e["event"] != "newStageRequest"));
+}
+
+#[tokio::test]
+async fn expired_and_forged_tokens_are_unauthorized_and_metrics_count_the_traffic() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("tokens").await;
+    let (user, _) = server.add_participant(&meeting, "Late", "viewer").await;
+    let secret = std::fs::read_to_string(server.data_dir().join("jwt_secret")).expect("secret");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mint = |secret: &str, exp: u64| {
+        encode(
+            &Header::default(),
+            &json!({"sub": user, "meeting_id": meeting, "iat": now - 7200, "exp": exp}),
+            &EncodingKey::from_secret(secret.trim().as_bytes()),
+        )
+        .expect("mint")
+    };
+    let expired = mint(&secret, now - 3600);
+    let forged = mint("not-the-secret", now + 3600);
+    let valid = mint(&secret, now + 3600);
+    for token in [&expired, &forged] {
+        let err = onstage_client::Meeting::join(&server.url, token)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), ErrorCode::Unauthorized);
+    }
+    // The same claims, properly signed and in date, are accepted.
+    let client = Client::join(&server.url, &valid).await;
+    assert_eq!(client.id(), user);
+
+    let (status, text) = server.raw("GET", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().expect("metrics are text").to_owned();
+    assert!(text.contains("onstage_signal_connections 1"), "{text}");
+    assert!(text.contains("onstage_rooms 1"), "{text}");
+    assert!(text.contains("onstage_http_requests_total"), "{text}");
 }

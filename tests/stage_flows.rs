@@ -37,18 +37,30 @@ async fn cast() -> Cast {
 #[tokio::test]
 async fn request_then_cancel() {
     let Cast {
+        server: _server,
         mut host,
         mut viewer,
         mut audience,
         ..
     } = cast().await;
     let vid = viewer.id();
-    viewer.meeting.stage().request_access().await.expect("request");
     viewer
-        .expect_event("stageStatusUpdate", json!({"status":"REQUESTED_TO_JOIN_STAGE"}))
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("request");
+    viewer
+        .expect_event(
+            "stageStatusUpdate",
+            json!({"status":"REQUESTED_TO_JOIN_STAGE"}),
+        )
         .await;
-    host.expect_event("newStageRequest", json!({"request":{"user_id":vid, "name":"Vera"}}))
-        .await;
+    host.expect_event(
+        "newStageRequest",
+        json!({"request":{"user_id":vid, "name":"Vera"}}),
+    )
+    .await;
     let update = host
         .expect_event("stageAccessRequestUpdate", json!({}))
         .await;
@@ -60,7 +72,12 @@ async fn request_then_cancel() {
             json!({"user_id":vid,"status":"REQUESTED_TO_JOIN_STAGE"}),
         )
         .await;
-    let queue = host.meeting.stage().get_access_requests().await.expect("queue");
+    let queue = host
+        .meeting
+        .stage()
+        .get_access_requests()
+        .await
+        .expect("queue");
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].user_id.as_str(), vid);
 
@@ -84,7 +101,10 @@ async fn request_then_cancel() {
         .is_empty());
     // The audience (not a host) never gets the queue events.
     audience
-        .expect_event("participantStageStatus", json!({"user_id":vid,"status":"OFF_STAGE"}))
+        .expect_event(
+            "participantStageStatus",
+            json!({"user_id":vid,"status":"OFF_STAGE"}),
+        )
         .await;
     assert!(audience
         .seen
@@ -95,13 +115,19 @@ async fn request_then_cancel() {
 #[tokio::test]
 async fn grant_join_then_kick() {
     let Cast {
+        server: _server,
         mut host,
         mut viewer,
         mut audience,
         ..
     } = cast().await;
     let vid = viewer.id();
-    viewer.meeting.stage().request_access().await.expect("request");
+    viewer
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("request");
     host.expect_event("newStageRequest", json!({})).await;
     host.meeting
         .stage()
@@ -110,7 +136,10 @@ async fn grant_join_then_kick() {
         .expect("grant");
     viewer.expect_event("stageRequestApproved", json!({})).await;
     viewer
-        .expect_event("stageStatusUpdate", json!({"status":"ACCEPTED_TO_JOIN_STAGE"}))
+        .expect_event(
+            "stageStatusUpdate",
+            json!({"status":"ACCEPTED_TO_JOIN_STAGE"}),
+        )
         .await;
     host.expect_event("stageAccessRequestUpdate", json!({"requests": []}))
         .await;
@@ -120,7 +149,10 @@ async fn grant_join_then_kick() {
         .await;
     assert_eq!(viewer.meeting.stage().status(), StageStatus::OnStage);
     audience
-        .expect_event("participantStageStatus", json!({"user_id":vid,"status":"ON_STAGE"}))
+        .expect_event(
+            "participantStageStatus",
+            json!({"user_id":vid,"status":"ON_STAGE"}),
+        )
         .await;
     let seen_by_audience = audience
         .meeting
@@ -139,7 +171,10 @@ async fn grant_join_then_kick() {
         .expect_event("stageStatusUpdate", json!({"status":"OFF_STAGE"}))
         .await;
     audience
-        .expect_event("participantStageStatus", json!({"user_id":vid,"status":"OFF_STAGE"}))
+        .expect_event(
+            "participantStageStatus",
+            json!({"user_id":vid,"status":"OFF_STAGE"}),
+        )
         .await;
     assert_eq!(viewer.meeting.stage().status(), StageStatus::OffStage);
 }
@@ -147,11 +182,17 @@ async fn grant_join_then_kick() {
 #[tokio::test]
 async fn deny_tells_the_requester() {
     let Cast {
+        server: _server,
         mut host,
         mut viewer,
         ..
     } = cast().await;
-    viewer.meeting.stage().request_access().await.expect("request");
+    viewer
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("request");
     host.expect_event("newStageRequest", json!({})).await;
     host.meeting
         .stage()
@@ -192,14 +233,19 @@ async fn invite_a_spectator_who_joins_and_a_viewer_who_declines() {
         .grant_access(&[spectator.user_id(), viewer.user_id()])
         .await
         .expect("invite both");
-    spectator.expect_event("stageRequestApproved", json!({})).await;
+    spectator
+        .expect_event("stageRequestApproved", json!({}))
+        .await;
     spectator.meeting.stage().join().await.expect("join");
     spectator
         .expect_event("stageStatusUpdate", json!({"status":"ON_STAGE"}))
         .await;
     // Leaving from ACCEPTED declines the invitation.
     viewer
-        .expect_event("stageStatusUpdate", json!({"status":"ACCEPTED_TO_JOIN_STAGE"}))
+        .expect_event(
+            "stageStatusUpdate",
+            json!({"status":"ACCEPTED_TO_JOIN_STAGE"}),
+        )
         .await;
     viewer.meeting.stage().leave().await.expect("decline");
     viewer
@@ -222,10 +268,14 @@ async fn presets_refuse_what_they_do_not_allow() {
     let server = TestServer::start().await;
     let meeting = server.create_meeting("perms").await;
     server
-        .create_preset(json!({"name":"moderator","stage_access":"CAN_REQUEST","kick_participant":true}))
+        .create_preset(
+            json!({"name":"moderator","stage_access":"CAN_REQUEST","kick_participant":true}),
+        )
         .await;
     server
-        .create_preset(json!({"name":"listener","stage_access":"CAN_REQUEST","stage_enabled":false}))
+        .create_preset(
+            json!({"name":"listener","stage_access":"CAN_REQUEST","stage_enabled":false}),
+        )
         .await;
     let host = server.join(&meeting, "Host", "host").await;
     let speaker = server.join(&meeting, "Speaker", "speaker").await;
@@ -234,14 +284,33 @@ async fn presets_refuse_what_they_do_not_allow() {
     let moderator = server.join(&meeting, "Mod", "moderator").await;
     let listener = server.join(&meeting, "Listener", "listener").await;
 
-    speaker.meeting.stage().join().await.expect("speaker joins directly");
-    viewer.meeting.stage().request_access().await.expect("viewer asks");
+    speaker
+        .meeting
+        .stage()
+        .join()
+        .await
+        .expect("speaker joins directly");
+    viewer
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("viewer asks");
     let target = [viewer.user_id()];
     for who in [&speaker, &viewer, &spectator, &moderator, &listener] {
         let stage = who.meeting.stage();
-        assert_eq!(code(stage.get_access_requests().await), ErrorCode::PermissionDenied);
-        assert_eq!(code(stage.grant_access(&target).await), ErrorCode::PermissionDenied);
-        assert_eq!(code(stage.deny_access(&target).await), ErrorCode::PermissionDenied);
+        assert_eq!(
+            code(stage.get_access_requests().await),
+            ErrorCode::PermissionDenied
+        );
+        assert_eq!(
+            code(stage.grant_access(&target).await),
+            ErrorCode::PermissionDenied
+        );
+        assert_eq!(
+            code(stage.deny_access(&target).await),
+            ErrorCode::PermissionDenied
+        );
     }
     for who in [&speaker, &viewer, &spectator, &listener] {
         assert_eq!(
@@ -249,12 +318,29 @@ async fn presets_refuse_what_they_do_not_allow() {
             ErrorCode::PermissionDenied
         );
     }
-    assert_eq!(code(viewer.meeting.stage().join().await), ErrorCode::PermissionDenied);
-    assert_eq!(code(spectator.meeting.stage().join().await), ErrorCode::PermissionDenied);
-    assert_eq!(code(listener.meeting.stage().request_access().await), ErrorCode::PermissionDenied);
-    assert_eq!(code(listener.meeting.stage().join().await), ErrorCode::PermissionDenied);
     assert_eq!(
-        code(host.meeting.stage().grant_access(&[listener.user_id()]).await),
+        code(viewer.meeting.stage().join().await),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(spectator.meeting.stage().join().await),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(listener.meeting.stage().request_access().await),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(listener.meeting.stage().join().await),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            host.meeting
+                .stage()
+                .grant_access(&[listener.user_id()])
+                .await
+        ),
         ErrorCode::PermissionDenied
     );
     // kick_participant alone is enough to take someone down.
@@ -265,7 +351,12 @@ async fn presets_refuse_what_they_do_not_allow() {
         .await
         .expect("moderator kicks");
     // Nothing above changed the viewer's request.
-    let queue = host.meeting.stage().get_access_requests().await.expect("queue");
+    let queue = host
+        .meeting
+        .stage()
+        .get_access_requests()
+        .await
+        .expect("queue");
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].user_id, viewer.user_id());
 }
@@ -280,7 +371,10 @@ async fn state_errors_unknown_ids_and_bad_requests() {
         ..
     } = cast().await;
     let stage = viewer.meeting.stage();
-    assert_eq!(code(stage.cancel_request_access().await), ErrorCode::InvalidState);
+    assert_eq!(
+        code(stage.cancel_request_access().await),
+        ErrorCode::InvalidState
+    );
     assert_eq!(code(stage.leave().await), ErrorCode::InvalidState);
     stage.request_access().await.expect("request");
     assert_eq!(code(stage.request_access().await), ErrorCode::InvalidState);
@@ -293,7 +387,10 @@ async fn state_errors_unknown_ids_and_bad_requests() {
     );
     // One bad id fails the whole batch: the viewer's request is still there.
     assert_eq!(
-        code(hs.grant_access(&[viewer.user_id(), UserId::new("nobody")]).await),
+        code(
+            hs.grant_access(&[viewer.user_id(), UserId::new("nobody")])
+                .await
+        ),
         ErrorCode::NotFound
     );
     // One target in the wrong state fails the whole batch too.
@@ -306,12 +403,20 @@ async fn state_errors_unknown_ids_and_bad_requests() {
         code(hs.kick(&[host.user_id(), audience.user_id()]).await),
         ErrorCode::InvalidState
     );
-    assert_eq!(code(hs.kick(&[viewer.user_id()]).await), ErrorCode::InvalidState);
+    assert_eq!(
+        code(hs.kick(&[viewer.user_id()]).await),
+        ErrorCode::InvalidState
+    );
     assert_eq!(code(hs.grant_access(&[]).await), ErrorCode::BadRequest);
     // A participant of another meeting is not found here.
     let other = server.create_meeting("other").await;
     let stranger = server.join(&other, "Stranger", "viewer").await;
-    stranger.meeting.stage().request_access().await.expect("request elsewhere");
+    stranger
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("request elsewhere");
     assert_eq!(
         code(hs.grant_access(&[stranger.user_id()]).await),
         ErrorCode::NotFound
@@ -322,7 +427,10 @@ async fn state_errors_unknown_ids_and_bad_requests() {
     );
     let queue = hs.get_access_requests().await.expect("queue");
     assert_eq!(queue.len(), 1, "refused calls changed nothing");
-    assert_eq!(viewer.meeting.stage().status(), StageStatus::RequestedToJoinStage);
+    assert_eq!(
+        viewer.meeting.stage().status(),
+        StageStatus::RequestedToJoinStage
+    );
 }
 
 #[tokio::test]
@@ -334,10 +442,18 @@ async fn the_stage_fills_up() {
     let host = server.join(&meeting, "Host", "host").await;
     let speaker = server.join(&meeting, "Speaker", "speaker").await;
     host.meeting.stage().join().await.expect("first joins");
-    assert_eq!(code(speaker.meeting.stage().join().await), ErrorCode::StageFull);
+    assert_eq!(
+        code(speaker.meeting.stage().join().await),
+        ErrorCode::StageFull
+    );
     assert_eq!(speaker.meeting.stage().status(), StageStatus::OffStage);
     host.meeting.stage().leave().await.expect("leave");
-    speaker.meeting.stage().join().await.expect("now there is room");
+    speaker
+        .meeting
+        .stage()
+        .join()
+        .await
+        .expect("now there is room");
 }
 
 #[tokio::test]
@@ -351,7 +467,12 @@ async fn a_bad_token_is_unauthorized() {
 
 #[tokio::test]
 async fn too_many_calls_are_rate_limited_and_change_nothing() {
-    let Cast { host, viewer, .. } = cast().await;
+    let Cast {
+        server: _server,
+        host,
+        viewer,
+        ..
+    } = cast().await;
     let mut limited = 0;
     for _ in 0..200 {
         match host.meeting.stage().get_access_requests().await {
@@ -365,5 +486,10 @@ async fn too_many_calls_are_rate_limited_and_change_nothing() {
     }
     assert_eq!(limited, 1, "200 calls at once must hit the limit");
     // The limit is per connection: the viewer is unaffected.
-    viewer.meeting.stage().request_access().await.expect("viewer still served");
+    viewer
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("viewer still served");
 }

@@ -87,8 +87,13 @@ impl TestServer {
 
     /// An admin request; returns (HTTP status, JSON body).
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.raw(method, path, body.map(|b| b.to_string()), Some(&self.admin_key))
-            .await
+        self.raw(
+            method,
+            path,
+            body.map(|b| b.to_string()),
+            Some(&self.admin_key),
+        )
+        .await
     }
 
     /// A request with any body text and any (or no) bearer key.
@@ -130,7 +135,12 @@ impl TestServer {
     }
 
     /// Registers a participant; returns (user id, token).
-    pub async fn add_participant(&self, meeting: &str, name: &str, preset: &str) -> (String, String) {
+    pub async fn add_participant(
+        &self,
+        meeting: &str,
+        name: &str,
+        preset: &str,
+    ) -> (String, String) {
         let (status, body) = self
             .admin(
                 "POST",
@@ -216,7 +226,7 @@ impl Client {
     /// Every event that has already arrived, without waiting.
     pub fn drain(&mut self) -> Vec<Value> {
         let mut out = Vec::new();
-        while let Ok(e) = self.events.try_recv() {
+        while let Some(e) = self.events.try_recv() {
             let v = serde_json::to_value(&e).expect("event serializes");
             self.seen.push(v.clone());
             out.push(v);
