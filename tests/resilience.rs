@@ -289,7 +289,16 @@ async fn garbage_on_the_rest_api_is_refused_and_changes_nothing() {
     let count = |body: &Value| body["data"].as_array().map(Vec::len);
     let (_, before) = server.admin("GET", "/v1/meetings", None).await;
 
-    let cases: Vec<(&str, String, Option<String>, Option<&str>, u16, &str)> = vec![
+    // (method, path, body, bearer key, expected status, expected code)
+    type Case<'a> = (
+        &'a str,
+        String,
+        Option<String>,
+        Option<&'a str>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/meetings".into(),
