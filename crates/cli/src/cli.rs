@@ -43,6 +43,9 @@ pub enum Command {
     /// Join a meeting and take calls as JSON lines on stdin.
     #[command(long_about = BOT_HELP)]
     Bot(BotArgs),
+    /// Benchmark: join N participants to one meeting and measure how long a stage change
+    /// takes to reach all of them, and the server's memory per idle participant.
+    LoadTest(LoadTestArgs),
 }
 
 const BOT_HELP: &str = "\
@@ -196,6 +199,31 @@ pub struct BotArgs {
     /// Media to publish while on stage.
     #[arg(long, value_enum, default_value_t = MediaMode::None)]
     pub media: MediaMode,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadTestArgs {
+    /// Participants to join to one meeting (the first is the host).
+    #[arg(long, default_value_t = 1000)]
+    pub participants: usize,
+    /// Stage changes to measure (the host joins and leaves the stage in turn).
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// Signaling only, no media.
+    #[arg(long)]
+    pub no_media: bool,
+    /// Test this running server instead of starting one (needs the admin key).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The pid of the `--server`, to read its memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// The admin key of `--server` (default: $ONSTAGE_ADMIN_KEY).
+    #[arg(long, env = "ONSTAGE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Registrations and joins in flight at once while setting up.
+    #[arg(long, default_value_t = 50)]
+    pub join_concurrency: usize,
 }
 
 /// `ALLOWED`, `CAN_REQUEST`, `NOT_ALLOWED`; case and `-`/`_` do not matter.

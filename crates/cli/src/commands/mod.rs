@@ -11,6 +11,7 @@ use crate::cli::Command;
 
 pub mod admin;
 pub mod bot;
+pub mod load_test;
 pub mod serve;
 
 /// Runs one parsed command.
@@ -21,6 +22,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Participant(command) => admin::participant(command).await,
         Command::Preset(command) => admin::preset(command).await,
         Command::Bot(args) => bot::run(args).await,
+        Command::LoadTest(args) => load_test::run(args).await,
     }
 }
 

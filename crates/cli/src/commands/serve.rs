@@ -1,13 +1,51 @@
-//! `onstage serve` (waiting for the server library's `start` API).
+//! `onstage serve`: the whole server in this process until Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use onstage_proto::{ErrorBody, ErrorCode};
+use onstage_server::ServerConfig;
+use serde_json::json;
 
-pub async fn run(_args: crate::cli::ServeArgs) -> ExitCode {
-    crate::output::print_error(
-        None,
-        &ErrorBody::new(ErrorCode::Internal, "serve is not available in this build yet"),
-    );
-    ExitCode::FAILURE
+use crate::cli::ServeArgs;
+use crate::output;
+
+pub async fn run(args: ServeArgs) -> ExitCode {
+    let mut config = ServerConfig::new(args.listen, args.data);
+    let from_env = std::env::var("ONSTAGE_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    config.admin_key = from_env.clone();
+    if let Some(ms) = args.grace_ms {
+        config.grace = Duration::from_millis(ms);
+    }
+    if let Some(secs) = args.token_ttl_secs {
+        config.token_ttl = Duration::from_secs(secs);
+    }
+    if let Some(max) = args.max_on_stage {
+        if max == 0 {
+            output::print_error(
+                None,
+                &ErrorBody::new(ErrorCode::BadRequest, "--max-on-stage must be at least 1"),
+            );
+            return ExitCode::FAILURE;
+        }
+        config.default_max_on_stage = max;
+    }
+    let server = match onstage_server::start(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            output::print_error(None, &ErrorBody::new(ErrorCode::Internal, e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ready = json!({ "event": "listening", "http": server.http_url() });
+    // The key is printed only when it did not come from the environment: generated now,
+    // or kept in the data dir from an earlier start.
+    if from_env.is_none() {
+        ready["admin_key"] = json!(server.admin_key());
+    }
+    output::print_line(&ready);
+    server.run_until(super::shutdown_signal()).await;
+    ExitCode::SUCCESS
 }
