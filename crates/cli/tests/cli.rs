@@ -2,6 +2,7 @@
 //! `bot`s driven over stdin/stdout through a whole stage flow. Every wait is bounded; no
 //! fixed sleeps.
 
+use std::collections::VecDeque;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ struct Proc {
     stdin: Option<ChildStdin>,
     out: Lines<BufReader<ChildStdout>>,
     seen: Vec<Value>,
+    /// Lines read while waiting for something else, not yet matched by `expect`.
+    pending: VecDeque<Value>,
 }
 
 impl Proc {
@@ -41,6 +44,7 @@ impl Proc {
             stdin,
             out,
             seen: Vec::new(),
+            pending: VecDeque::new(),
         }
     }
 
@@ -62,12 +66,17 @@ impl Proc {
         Some(value)
     }
 
-    /// Waits for the first line matching `pred`.
+    /// Takes the first line matching `pred` that no earlier `expect` took, whether it has
+    /// already been read or is still to come: a reply and the events it caused may arrive
+    /// in either order.
     async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(at) = self.pending.iter().position(&pred) {
+            return self.pending.remove(at).expect("position is in range");
+        }
         loop {
             match self.next().await {
                 Some(v) if pred(&v) => return v,
-                Some(_) => continue,
+                Some(v) => self.pending.push_back(v),
                 None => panic!(
                     "{}: stdout closed before {what}; saw {:#?}",
                     self.name, self.seen
@@ -498,4 +507,203 @@ async fn admin_commands_without_a_server_fail_cleanly() {
     .await;
     assert!(!output.status.success());
     assert_eq!(line["error"]["code"], "unauthorized", "{line}");
+}
+
+/// Registers a participant with the admin command; returns (user id, token).
+async fn add(url: &str, key: &str, meeting: &str, name: &str, preset: &str) -> (String, String) {
+    let p = once_ok(
+        &[
+            "participant",
+            "add",
+            "--server",
+            url,
+            "--meeting",
+            meeting,
+            "--name",
+            name,
+            "--preset",
+            preset,
+            "--user-id",
+            name,
+        ],
+        key,
+    )
+    .await;
+    (
+        p["user_id"].as_str().expect("user id").to_owned(),
+        p["token"].as_str().expect("token").to_owned(),
+    )
+}
+
+fn code_of(reply: &Value) -> &str {
+    reply["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The rows of the stage table the first bot test does not walk, and every error code, all
+/// through `onstage bot` lines.
+#[tokio::test]
+async fn bots_walk_every_stage_row_and_error_code() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_server, url, key) = serve(data.path()).await;
+    let meeting = once_ok(
+        &["meeting", "create", "--server", &url, "--title", "rows"],
+        &key,
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, host_token) = add(&url, &key, &meeting, "hana", "host").await;
+    let (_, speaker_token) = add(&url, &key, &meeting, "sami", "speaker").await;
+    let (_, viewer_token) = add(&url, &key, &meeting, "vera", "viewer").await;
+    let (_, spectator_token) = add(&url, &key, &meeting, "spec", "spectator").await;
+    let (mut h, _) = bot("host", &url, &host_token).await;
+    let (mut s, _) = bot("speaker", &url, &speaker_token).await;
+    let (mut v, _) = bot("viewer", &url, &viewer_token).await;
+    let (mut x, _) = bot("spectator", &url, &spectator_token).await;
+    h.expect_event(
+        "participantJoined",
+        json!({"participant":{"user_id":"spec"}}),
+    )
+    .await;
+
+    // invalid_state: nothing to cancel or leave.
+    let r = v
+        .call(json!({"id":1,"call":"stage.cancelRequestAccess"}))
+        .await;
+    assert_eq!(code_of(&r), "invalid_state", "{r}");
+    let r = v.call(json!({"id":2,"call":"stage.leave"})).await;
+    assert_eq!(code_of(&r), "invalid_state", "{r}");
+    // permission_denied: a viewer may not see the queue, a spectator may not ask.
+    let r = v
+        .call(json!({"id":3,"call":"stage.getAccessRequests"}))
+        .await;
+    assert_eq!(code_of(&r), "permission_denied", "{r}");
+    let r = x.call(json!({"id":1,"call":"stage.requestAccess"})).await;
+    assert_eq!(code_of(&r), "permission_denied", "{r}");
+    let r = v.call(json!({"id":4,"call":"stage.join"})).await;
+    assert_eq!(code_of(&r), "permission_denied", "{r}");
+
+    // request -> cancel.
+    v.ok(json!({"id":5,"call":"stage.requestAccess"})).await;
+    h.expect_event("newStageRequest", json!({"request":{"user_id":"vera"}}))
+        .await;
+    assert_eq!(
+        v.ok(json!({"id":6,"call":"stage.cancelRequestAccess"}))
+            .await,
+        json!({"status":"OFF_STAGE"})
+    );
+    h.expect_event("stageAccessRequestUpdate", json!({"requests":[]}))
+        .await;
+
+    // request -> deny: the viewer is told it was rejected.
+    v.ok(json!({"id":7,"call":"stage.requestAccess"})).await;
+    h.expect_event("newStageRequest", json!({"request":{"user_id":"vera"}}))
+        .await;
+    // not_found and bad_request leave the request alone.
+    let r = h
+        .call(json!({"id":1,"call":"stage.denyAccess","user_ids":["vera","ghost"]}))
+        .await;
+    assert_eq!(code_of(&r), "not_found", "{r}");
+    let r = h
+        .call(json!({"id":2,"call":"stage.grantAccess","user_ids":[]}))
+        .await;
+    assert_eq!(code_of(&r), "bad_request", "{r}");
+    h.ok(json!({"id":3,"call":"stage.denyAccess","user_ids":["vera"]}))
+        .await;
+    v.expect_event("stageRequestRejected", json!({"by":"hana"}))
+        .await;
+    v.expect_event("stageStatusUpdate", json!({"status":"OFF_STAGE"}))
+        .await;
+
+    // invite a spectator (grant from OFF) who joins; invite the viewer, who declines.
+    h.ok(json!({"id":4,"call":"stage.grantAccess","user_ids":["spec","vera"]}))
+        .await;
+    x.expect_event("stageRequestApproved", json!({"by":"hana"}))
+        .await;
+    assert_eq!(
+        x.ok(json!({"id":2,"call":"stage.join"})).await,
+        json!({"status":"ON_STAGE"})
+    );
+    v.expect_event(
+        "stageStatusUpdate",
+        json!({"status":"ACCEPTED_TO_JOIN_STAGE"}),
+    )
+    .await;
+    assert_eq!(
+        v.ok(json!({"id":8,"call":"stage.leave"})).await,
+        json!({"status":"OFF_STAGE"})
+    );
+    h.expect_event(
+        "participantStageStatus",
+        json!({"user_id":"vera","status":"OFF_STAGE"}),
+    )
+    .await;
+
+    // An ALLOWED speaker: requestAccess goes straight to ACCEPTED; then joins.
+    assert_eq!(
+        s.ok(json!({"id":1,"call":"stage.requestAccess"})).await,
+        json!({"status":"ACCEPTED_TO_JOIN_STAGE"})
+    );
+    s.ok(json!({"id":2,"call":"stage.join"})).await;
+    let r = s.call(json!({"id":3,"call":"stage.join"})).await;
+    assert_eq!(code_of(&r), "invalid_state", "{r}");
+
+    // kick: both off stage at once; the speaker is told.
+    let r = h
+        .call(json!({"id":5,"call":"stage.kick","user_ids":["sami","vera"]}))
+        .await;
+    assert_eq!(
+        code_of(&r),
+        "invalid_state",
+        "a batch with one bad target: {r}"
+    );
+    h.ok(json!({"id":6,"call":"stage.kick","user_ids":["sami","spec"]}))
+        .await;
+    s.expect_event("stageStatusUpdate", json!({"status":"OFF_STAGE"}))
+        .await;
+    x.expect_event("stageStatusUpdate", json!({"status":"OFF_STAGE"}))
+        .await;
+
+    // rate_limited: a burst of calls beyond the limit; the bot still answers each.
+    let mut limited = 0;
+    for i in 0..80 {
+        let r = v
+            .call(json!({"id": 100 + i, "call":"stage.cancelRequestAccess"}))
+            .await;
+        if code_of(&r) == "rate_limited" {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "80 calls at once must hit the limit");
+
+    // stage_full: a meeting with room for one.
+    let small = once_ok(
+        &[
+            "meeting",
+            "create",
+            "--server",
+            &url,
+            "--title",
+            "small",
+            "--max-on-stage",
+            "1",
+        ],
+        &key,
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, a) = add(&url, &key, &small, "alpha", "speaker").await;
+    let (_, b) = add(&url, &key, &small, "beta", "speaker").await;
+    let (mut a, _) = bot("alpha", &url, &a).await;
+    let (mut b, _) = bot("beta", &url, &b).await;
+    a.ok(json!({"id":1,"call":"stage.join"})).await;
+    let r = b.call(json!({"id":1,"call":"stage.join"})).await;
+    assert_eq!(code_of(&r), "stage_full", "{r}");
+    assert_eq!(
+        b.ok(json!({"id":2,"call":"stage.status"})).await,
+        json!({"status":"OFF_STAGE"})
+    );
 }
