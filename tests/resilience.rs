@@ -15,7 +15,8 @@ fn status_in(snapshot: &Value, user: &str) -> Value {
         .expect("participants")
         .iter()
         .find(|p| p["user_id"] == user)
-        .map(|p| p["stage_status"].clone())
+        // The wire omits OFF_STAGE, the default.
+        .map(|p| p.get("stage_status").cloned().unwrap_or(json!("OFF_STAGE")))
         .unwrap_or(Value::Null)
 }
 

@@ -154,10 +154,27 @@ pub struct ParticipantInfo {
     pub name: String,
     /// The preset's name.
     pub preset: String,
+    /// Omitted on the wire when `OFF_STAGE`, the status of most of a large audience: every
+    /// newcomer's welcome lists the whole roster, so each byte here counts once per member.
+    #[serde(default, skip_serializing_if = "is_off_stage")]
     pub stage_status: StageStatus,
     /// Set while the participant's network connection is up; a participant inside its
-    /// disconnect grace period stays in the roster with `connected: false`.
+    /// disconnect grace period stays in the roster with `connected: false`. Omitted on the
+    /// wire when true.
+    #[serde(default = "connected_default", skip_serializing_if = "is_connected")]
     pub connected: bool,
+}
+
+fn is_off_stage(status: &StageStatus) -> bool {
+    *status == StageStatus::OffStage
+}
+
+fn connected_default() -> bool {
+    true
+}
+
+fn is_connected(connected: &bool) -> bool {
+    *connected
 }
 
 /// The whole room at one sequence number.

@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_are_bound_to_the_secret() {
         let auth = Auth::new("k".into(), "secret", Duration::from_secs(60));
-        let now = 1_700_000_000_000;
+        let now = crate::rooms::now_ms();
         let token = auth
             .mint(&MeetingId::new("m"), &UserId::new("u"), now)
             .expect("mint");

@@ -48,6 +48,13 @@ pub struct ConnHandle {
     pub tx: mpsc::Sender<Outbound>,
 }
 
+/// A new session id: 96 random bits, hex. Unique enough for a meeting's sessions and
+/// shorter than a UUID, which matters because every welcome lists every peer.
+fn new_peer_id() -> PeerId {
+    let bits: u128 = rand::random::<u128>() >> 32;
+    PeerId::new(format!("{bits:024x}"))
+}
+
 /// Serializes a server message for the wire.
 pub fn encode(msg: &ServerMessage) -> Utf8Bytes {
     match serde_json::to_string(msg) {
@@ -301,9 +308,7 @@ impl RoomTask {
             } => {
                 let user = member.user_id.clone();
                 let preset = member.preset.clone();
-                let connected =
-                    self.room
-                        .connect(member, PeerId::new(uuid::Uuid::new_v4().to_string()), now);
+                let connected = self.room.connect(member, new_peer_id(), now);
                 if let Some(old) = self.conns.remove(&user) {
                     let _ = old.tx.try_send(Outbound::Goodbye(CloseReason::Replaced));
                 }
