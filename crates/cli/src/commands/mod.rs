@@ -1,8 +1,8 @@
 //! One module per subcommand. Each `run` returns the process exit code and prints only
 //! JSON lines on stdout.
 //!
-//! To add a subcommand (e.g. `load-test`): add its arguments to `cli::Command`, a module
-//! here with `pub async fn run(args) -> ExitCode`, and a line in [`run`]. The admin helpers
+//! To add a subcommand: add its arguments to `cli::Command`, a module here with
+//! `pub async fn run(args) -> ExitCode`, and a line in [`run`]. The admin helpers
 //! in [`admin`] (`AdminClient`) and the bot's call handling in [`bot`] are reusable.
 
 use std::process::ExitCode;

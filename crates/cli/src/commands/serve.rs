@@ -5,10 +5,20 @@ use std::time::Duration;
 
 use onstage_proto::{ErrorBody, ErrorCode};
 use onstage_server::ServerConfig;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cli::ServeArgs;
 use crate::output;
+
+/// The ready line, keys in the documented order:
+/// `{"event":"listening","http":"http://127.0.0.1:PORT","admin_key":..}`.
+#[derive(Serialize)]
+struct Listening<'a> {
+    event: &'static str,
+    http: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_key: Option<&'a str>,
+}
 
 pub async fn run(args: ServeArgs) -> ExitCode {
     let mut config = ServerConfig::new(args.listen, args.data);
@@ -39,13 +49,13 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut ready = json!({ "event": "listening", "http": server.http_url() });
     // The key is printed only when it did not come from the environment: generated now,
     // or kept in the data dir from an earlier start.
-    if from_env.is_none() {
-        ready["admin_key"] = json!(server.admin_key());
-    }
-    output::print_line(&ready);
+    output::print_line(&Listening {
+        event: "listening",
+        http: &server.http_url(),
+        admin_key: from_env.is_none().then(|| server.admin_key()),
+    });
     server.run_until(super::shutdown_signal()).await;
     ExitCode::SUCCESS
 }
