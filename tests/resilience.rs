@@ -492,3 +492,46 @@ async fn expired_and_forged_tokens_are_unauthorized_and_metrics_count_the_traffi
     assert!(text.contains("onstage_rooms 1"), "{text}");
     assert!(text.contains("onstage_http_requests_total"), "{text}");
 }
+
+#[tokio::test]
+async fn a_frame_beyond_the_hard_limit_closes_only_the_offender() {
+    let server = TestServer::start_with_grace(SHORT_GRACE).await;
+    let meeting = server.create_meeting("flood").await;
+    let mut host = server.join(&meeting, "Host", "host").await;
+    let (troll_id, token) = server.add_participant(&meeting, "Flood", "viewer").await;
+    let mut troll = RawPeer::connect(&server, &token).await;
+    troll.next_matching(|v| v["type"] == "welcome").await;
+    host.expect_event(
+        "participantJoined",
+        json!({"participant":{"user_id":troll_id}}),
+    )
+    .await;
+    // 2 MiB: over the 1 MiB hard cap, so the server drops this connection...
+    let _ = futures_util::SinkExt::send(
+        &mut troll.ws,
+        tokio_tungstenite::tungstenite::Message::text("x".repeat(2 * 1024 * 1024)),
+    )
+    .await;
+    let closed = within("the offender's connection to close", async {
+        loop {
+            match futures_util::StreamExt::next(&mut troll.ws).await {
+                None | Some(Err(_)) => return,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    });
+    closed.await;
+    host.expect_event(
+        "participantConnection",
+        json!({"user_id":troll_id,"connected":false}),
+    )
+    .await;
+    // ...and nobody else notices anything but that.
+    host.meeting
+        .stage()
+        .join()
+        .await
+        .expect("the host carries on");
+    assert_eq!(host.meeting.stage().status(), StageStatus::OnStage);
+}
