@@ -535,3 +535,31 @@ async fn a_frame_beyond_the_hard_limit_closes_only_the_offender() {
         .expect("the host carries on");
     assert_eq!(host.meeting.stage().status(), StageStatus::OnStage);
 }
+
+#[tokio::test]
+async fn an_empty_room_is_freed_and_a_later_join_starts_a_new_one() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("freed").await;
+    let (_, token) = server.add_participant(&meeting, "Solo", "host").await;
+    let solo = Client::join(&server.url, &token).await;
+    solo.meeting.stage().join().await.expect("join");
+    solo.meeting.leave().await.expect("leave the meeting");
+    let rooms_gauge = || async {
+        let (_, text) = server.raw("GET", "/metrics", None, None).await;
+        text.as_str()
+            .and_then(|t| t.lines().find(|l| l.starts_with("onstage_rooms ")))
+            .map(str::to_owned)
+    };
+    within("the room to be freed", async {
+        // The gauge is state, not an event: poll it, bounded by `within`.
+        while rooms_gauge().await.as_deref() != Some("onstage_rooms 0") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The meeting is still there and starts afresh: off stage, alone.
+    let again = Client::join(&server.url, &token).await;
+    assert_eq!(again.meeting.stage().status(), StageStatus::OffStage);
+    assert_eq!(again.meeting.participants().len(), 1);
+    assert_eq!(rooms_gauge().await.as_deref(), Some("onstage_rooms 1"));
+}

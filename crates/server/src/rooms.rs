@@ -227,17 +227,27 @@ impl Rooms {
         }
     }
 
-    /// Forgets a room whose task has ended, unless a new one has taken its place.
-    fn forget(&self, meeting: &MeetingId, tx: &mpsc::WeakSender<Command>) {
+    /// Removes an empty room from the registry, but only when no command is queued and no
+    /// caller holds a sender (all senders are handed out under this lock, so nobody can be
+    /// about to send). Returns whether the room was removed and its task should end.
+    fn forget_if_idle(
+        &self,
+        meeting: &MeetingId,
+        ours: &mpsc::WeakSender<Command>,
+        rx: &mpsc::Receiver<Command>,
+    ) -> bool {
         let mut map = self.lock();
-        let same = match (map.get(meeting), tx.upgrade()) {
-            (Some(current), Some(ours)) => current.same_channel(&ours),
-            (Some(current), None) => current.is_closed(),
-            _ => false,
+        let Some(ours) = ours.upgrade() else {
+            return true; // already dropped from the registry (shutdown)
         };
-        if same {
+        let idle = map.get(meeting).is_some_and(|registered| {
+            // Two strong senders: the registry's and the `ours` just upgraded.
+            registered.same_channel(&ours) && ours.strong_count() == 2 && rx.is_empty()
+        });
+        if idle {
             map.remove(meeting);
         }
+        idle
     }
 }
 
@@ -264,6 +274,9 @@ impl RoomTask {
                         Err(_) => {
                             self.room.handle_timeout(now_ms());
                             self.flush();
+                            if self.can_close(&rx) {
+                                break;
+                            }
                             continue;
                         }
                     }
@@ -276,25 +289,21 @@ impl RoomTask {
             }
             self.handle(cmd);
             self.flush();
-            if self.room.is_empty() && self.conns.is_empty() && rx.is_empty() {
-                // Nobody left: free the room; the meeting stays in storage.
-                self.rooms.forget(&self.meeting, &self.self_tx);
-                rx.close();
-                // Serve whatever slipped in before the close, then end.
-                while let Some(cmd) = rx.recv().await {
-                    if !matches!(cmd, Command::Shutdown) {
-                        self.handle(cmd);
-                        self.flush();
-                    }
-                }
-                if self.room.is_empty() {
-                    break;
-                }
+            if self.can_close(&rx) {
+                break;
             }
         }
         self.metrics.participants.dec_by(self.participants);
         self.metrics.rooms.dec();
         tracing::debug!(meeting = %self.meeting, "room closed");
+    }
+
+    /// Nobody left and nobody about to arrive: the room can go (the meeting stays in
+    /// storage; a later join starts a new room). Unregisters it when so.
+    fn can_close(&self, rx: &mpsc::Receiver<Command>) -> bool {
+        self.room.is_empty()
+            && self.conns.is_empty()
+            && self.rooms.forget_if_idle(&self.meeting, &self.self_tx, rx)
     }
 
     fn handle(&mut self, cmd: Command) {
