@@ -13,26 +13,26 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use onstage_client::{ClientError, Meeting, Participant};
+use onstage_proto::signal::KNOWN_CALLS;
 use onstage_proto::{Call, ErrorBody, ErrorCode, PeerId, Request, StageStatus, UserId};
 
 use crate::cli::{BotArgs, MediaMode};
 use crate::output::{self, Lines, Reply};
 
-/// Every call the bot answers.
-pub const BOT_CALLS: &[&str] = &[
-    "stage.getAccessRequests",
-    "stage.requestAccess",
-    "stage.cancelRequestAccess",
-    "stage.grantAccess",
-    "stage.denyAccess",
-    "stage.join",
-    "stage.leave",
-    "stage.kick",
-    "stage.status",
-    "participants.list",
-    "media.stats",
-    "meeting.leave",
-];
+/// Calls the bot answers itself, from the SDK's state.
+const LOCAL_CALLS: &[&str] = &["stage.status", "participants.list", "media.stats"];
+
+/// Server calls the bot does not offer: the SDK resyncs by itself.
+const HIDDEN_CALLS: &[&str] = &["meeting.snapshot"];
+
+/// Every call the bot answers: the server's calls (one list, in `onstage_proto`) and its own.
+pub fn bot_calls() -> impl Iterator<Item = &'static str> {
+    KNOWN_CALLS
+        .iter()
+        .copied()
+        .filter(|c| !HIDDEN_CALLS.contains(c))
+        .chain(LOCAL_CALLS.iter().copied())
+}
 
 /// One call the bot understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +72,11 @@ pub fn parse_line(line: &str) -> Result<(u64, BotCall), BadLine> {
     let Some(name) = object.get("call").and_then(Value::as_str) else {
         return Err(bad(raw_id, "a call needs a \"call\" (string)"));
     };
-    if !BOT_CALLS.contains(&name) {
+    if !bot_calls().any(|c| c == name) {
+        let calls: Vec<&str> = bot_calls().collect();
         return Err(bad(
             raw_id,
-            format!("unknown call {name:?}; calls: {}", BOT_CALLS.join(" ")),
+            format!("unknown call {name:?}; calls: {}", calls.join(" ")),
         ));
     }
     let local = match name {
@@ -300,7 +301,7 @@ mod tests {
 
     #[test]
     fn every_bot_call_parses() {
-        for name in BOT_CALLS {
+        for name in bot_calls() {
             let line = format!(r#"{{"id":4,"call":"{name}","user_ids":["u1"]}}"#);
             let (id, _) = ok(&line);
             assert_eq!(id, 4);
