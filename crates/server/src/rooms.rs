@@ -374,8 +374,9 @@ impl RoomTask {
                 // what the call changed.
                 self.flush();
                 let reply = ServerMessage::reply(request_id, outcome);
-                if conn.tx.try_send(Outbound::Text(encode(&reply))).is_err() {
-                    self.drop_slow(&user);
+                if let Err(e) = conn.tx.try_send(Outbound::Text(encode(&reply))) {
+                    let too_slow = matches!(e, mpsc::error::TrySendError::Full(_));
+                    self.drop_conn(&user, too_slow);
                     return;
                 }
                 if leaving {
@@ -400,8 +401,11 @@ impl RoomTask {
                 event: ev.event,
             });
             for (user, conn) in &self.conns {
-                if conn.tx.try_send(Outbound::Text(bytes.clone())).is_err() {
-                    slow.push(user.clone());
+                match conn.tx.try_send(Outbound::Text(bytes.clone())) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => slow.push((user.clone(), true)),
+                    // The socket task has ended; its disconnect is on the way or already lost.
+                    Err(mpsc::error::TrySendError::Closed(_)) => slow.push((user.clone(), false)),
                 }
             }
         }
@@ -409,17 +413,20 @@ impl RoomTask {
         self.metrics.participants.inc_by(count - self.participants);
         self.participants = count;
         slow.sort();
-        slow.dedup();
-        for user in slow {
-            self.drop_slow(&user);
+        slow.dedup_by(|a, b| a.0 == b.0);
+        for (user, too_slow) in slow {
+            self.drop_conn(&user, too_slow);
         }
     }
 
-    /// A connection that cannot keep up loses its socket (it may reconnect and resume).
-    fn drop_slow(&mut self, user: &UserId) {
+    /// Lets go of a connection that cannot take more: too slow (it loses its socket and may
+    /// reconnect and resume) or already gone. Either way the room hears of the disconnect.
+    fn drop_conn(&mut self, user: &UserId, too_slow: bool) {
         if self.conns.remove(user).is_some() {
-            self.metrics.slow_clients.inc();
-            tracing::warn!(meeting = %self.meeting, user = %user, "dropping a client that does not read its events");
+            if too_slow {
+                self.metrics.slow_clients.inc();
+                tracing::warn!(meeting = %self.meeting, user = %user, "dropping a client that does not read its events");
+            }
             self.room.disconnect(user, now_ms());
             self.flush();
         }
@@ -433,4 +440,79 @@ pub fn error_reply(id: Option<u64>, code: ErrorCode, message: impl Into<String>)
         Some(id) => ServerMessage::reply(id, Err(error)),
         None => ServerMessage::Error { error },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(user: &str) -> Member {
+        Member {
+            user_id: UserId::new(user),
+            name: user.to_owned(),
+            preset: onstage_room::builtin_preset("viewer").expect("built-in"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_does_not_read_is_dropped_and_the_room_carries_on() {
+        let metrics = Arc::new(Metrics::new());
+        let rooms = Rooms::new(metrics.clone(), 30_000);
+        let meeting = MeetingId::new("m");
+        // Room for the welcome and one event only, and nobody reads it.
+        let (slow_tx, mut slow_rx) = mpsc::channel(2);
+        rooms
+            .connect(
+                &meeting,
+                25,
+                member("slow"),
+                ConnHandle { id: 1, tx: slow_tx },
+            )
+            .await;
+        let (fast_tx, mut fast_rx) = mpsc::channel(64);
+        rooms
+            .connect(
+                &meeting,
+                25,
+                member("fast"),
+                ConnHandle { id: 2, tx: fast_tx },
+            )
+            .await;
+        // Each newcomer is one more event for `slow`, whose queue is already full.
+        let mut others = Vec::new();
+        for i in 0..3 {
+            let (tx, rx) = mpsc::channel(64);
+            others.push(rx);
+            rooms
+                .connect(
+                    &meeting,
+                    25,
+                    member(&format!("extra{i}")),
+                    ConnHandle { id: 10 + i, tx },
+                )
+                .await;
+        }
+        // The room let go of `slow`: its queue ends after what was already in it.
+        let mut drained = 0;
+        while let Some(msg) = slow_rx.recv().await {
+            assert!(matches!(msg, Outbound::Text(_)));
+            drained += 1;
+        }
+        assert_eq!(drained, 2, "welcome + the one event that fitted");
+        assert_eq!(metrics.slow_clients.get(), 1);
+        // Everyone else heard that `slow` dropped (it keeps its place for the grace period).
+        let mut heard = false;
+        while let Ok(Outbound::Text(text)) = fast_rx.try_recv() {
+            heard |= text
+                .as_str()
+                .contains(r#""kind":"participant_connection","user_id":"slow","connected":false"#);
+        }
+        assert!(heard, "the others are told the slow client is gone");
+        let snapshot = rooms.snapshot(&meeting).await.expect("room is live");
+        assert_eq!(snapshot.participants.len(), 5);
+        assert!(
+            !snapshot.participants[0].connected,
+            "slow is inside its grace period"
+        );
+    }
 }
