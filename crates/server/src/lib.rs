@@ -35,4 +35,4 @@ pub mod storage;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError, StorageError};
-pub use server::{start, RunningServer};
+pub use server::{shutdown_signal, start, RunningServer, ShutdownHandle};

@@ -285,6 +285,9 @@ impl RoomTask {
             };
             let Some(cmd) = cmd else { break };
             if matches!(cmd, Command::Shutdown) {
+                for conn in self.conns.values() {
+                    let _ = conn.tx.try_send(Outbound::Goodbye(CloseReason::Shutdown));
+                }
                 break;
             }
             self.handle(cmd);

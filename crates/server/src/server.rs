@@ -1,6 +1,6 @@
 //! Putting it together: storage and secrets, the router, the listener, graceful shutdown.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
@@ -32,18 +32,44 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Flips to `true` when the server shuts down; every connection watches it.
     pub shutdown: watch::Receiver<bool>,
+    /// Held (cloned) by every signaling connection; a graceful shutdown waits until every
+    /// clone is gone.
+    pub(crate) alive: mpsc::Sender<()>,
 }
 
-/// A server that is up and serving.
+impl AppState {
+    /// Has a shutdown begun?
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A server that is up and serving. Stop it with [`RunningServer::shutdown`], or hand a
+/// [`ShutdownHandle`] to whoever decides and [`RunningServer::wait`]. Dropping it also
+/// stops the server, without waiting for the connections to close.
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
     admin_key: String,
     admin_key_generated: bool,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     rooms: Rooms,
     task: JoinHandle<()>,
+    alive: mpsc::Receiver<()>,
     shutdown_timeout: std::time::Duration,
+}
+
+/// Asks a [`RunningServer`] to shut down gracefully from anywhere. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl ShutdownHandle {
+    /// Starts the graceful shutdown; [`RunningServer::wait`] returns once it is done.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
 }
 
 impl RunningServer {
@@ -51,9 +77,15 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://IP:PORT`, the base of the admin API and of `/v1/signal`.
+    /// `http://IP:PORT`, the base of the admin API and of `/v1/signal`. A wildcard listen
+    /// address (`0.0.0.0`, `::`) is given as loopback, which is reachable from this machine.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
     }
 
     pub fn admin_key(&self) -> &str {
@@ -65,26 +97,93 @@ impl RunningServer {
         self.admin_key_generated
     }
 
+    /// A handle that triggers the graceful shutdown from elsewhere (see [`Self::wait`]).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            stop: self.stop.clone(),
+        }
+    }
+
     /// Stops accepting, tells every signaling connection `goodbye: shutdown`, closes them
-    /// and waits (bounded) for the server to wind down. Stored data is already durable.
+    /// and waits (bounded by `shutdown_timeout`) until every connection has ended. Stored
+    /// data is already durable.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.finish(false).await;
+    }
+
+    async fn finish(self, http_done: bool) {
+        self.stop.send_replace(true);
         self.rooms.shutdown();
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let mut task = self.task;
-        if tokio::time::timeout(self.shutdown_timeout, &mut task)
+        if !http_done && tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            tracing::warn!("shutdown timed out; aborting the HTTP server");
+            task.abort();
+        }
+        // Every connection holds a sender; `None` means the last one has ended.
+        let mut alive = self.alive;
+        if tokio::time::timeout_at(deadline, alive.recv())
             .await
             .is_err()
         {
-            tracing::warn!("shutdown timed out; aborting remaining connections");
-            task.abort();
+            tracing::warn!("shutdown timed out with signaling connections still open");
         }
         tracing::info!("server stopped");
     }
 
-    /// Serves until `signal` completes, then shuts down gracefully.
+    /// Serves until a [`ShutdownHandle`] asks to stop, then shuts down gracefully. Also
+    /// returns (after closing what is left) if the HTTP server fails on its own.
+    pub async fn wait(mut self) {
+        let mut asked = self.stop.subscribe();
+        let http_done = tokio::select! {
+            _ = asked.wait_for(|stop| *stop) => false,
+            _ = &mut self.task => {
+                tracing::error!("the HTTP server ended on its own");
+                true
+            }
+        };
+        self.finish(http_done).await;
+    }
+
+    /// Serves until `signal` completes (e.g. [`shutdown_signal`]) or a [`ShutdownHandle`]
+    /// asks to stop, then shuts down gracefully.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
-        signal.await;
-        self.shutdown().await;
+        let handle = self.shutdown_handle();
+        let trigger = async move {
+            signal.await;
+            handle.shutdown();
+            // `wait` below does the shutdown and ends the select.
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = trigger => {}
+            () = self.wait() => {}
+        }
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what `onstage serve` stops on.
+/// `server.run_until(onstage_server::shutdown_signal()).await`
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
     }
 }
 
@@ -121,6 +220,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let metrics = Arc::new(Metrics::new());
     let rooms = Rooms::new(metrics.clone(), config.grace_ms());
     let (stop, shutdown) = watch::channel(false);
+    let stop = Arc::new(stop);
+    let (alive, alive_rx) = mpsc::channel(1);
     let shutdown_timeout = config.shutdown_timeout;
     let max_body = config.max_body_bytes;
     let state = Arc::new(AppState {
@@ -130,6 +231,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         rooms: rooms.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        alive,
     });
 
     let app = Router::new()
@@ -141,6 +243,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         )
         .route("/metrics", get(render_metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                onstage_proto::ErrorCode::BadRequest,
+                "method not allowed on this route",
+            )
+        })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -165,6 +274,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         stop,
         rooms,
         task,
+        alive: alive_rx,
         shutdown_timeout,
     })
 }

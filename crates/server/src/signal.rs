@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -27,16 +29,20 @@ use crate::server::AppState;
 /// `bad_request` and the connection carries on).
 pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 
-/// `GET /v1/signal?token=...` (or `Authorization: Bearer`).
+/// `GET /v1/signal?token=...` (or `Authorization: Bearer`). Credentials are checked before
+/// anything else, so every refusal is our JSON error shape: 401 for the token, 400 for a
+/// request that is not a WebSocket upgrade, 503 while shutting down.
 pub async fn handler(
     State(app): State<Arc<AppState>>,
-    Query(query): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let query = query.map(|Query(q)| q).unwrap_or_default();
     let token = query
         .get("token")
         .map(String::as_str)
+        .filter(|t| !t.is_empty())
         .or_else(|| crate::auth::bearer(&headers));
     let Some(token) = token else {
         return ApiError::unauthorized("missing token (?token= or Authorization: Bearer)")
@@ -72,6 +78,19 @@ pub async fn handler(
     };
     let meeting = record.meeting.id.clone();
     let max_on_stage = record.meeting.max_on_stage;
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::bad_request(format!(
+                "/v1/signal expects a WebSocket upgrade: {}",
+                rejection.body_text()
+            ))
+            .into_response()
+        }
+    };
+    if app.stopping() {
+        return ApiError::unavailable("the server is shutting down").into_response();
+    }
     ws.max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .read_buffer_size(4 * 1024)
@@ -136,6 +155,8 @@ impl Connection {
     async fn run(self, socket: WebSocket, member: Member, max_on_stage: u32) {
         let metrics = self.app.metrics.clone();
         metrics.connections.inc();
+        // Shutdown waits until every connection has dropped its clone.
+        let _alive = self.app.alive.clone();
         let (tx, mut rx) = mpsc::channel(self.app.config.outbound_queue);
         let mut shutdown = self.app.shutdown.clone();
         let (mut sink, mut stream) = socket.split();
@@ -167,8 +188,16 @@ impl Connection {
                         if sink.send(Message::Text(text)).await.is_err() { break; }
                     }
                     Some(Outbound::Goodbye(reason)) => { goodbye = Some(reason); break; }
-                    // The room let go of us: we did not keep up with the events.
-                    None => { goodbye = Some(CloseReason::TooSlow); break; }
+                    // The room let go of us: it is shutting down, or we did not keep up
+                    // with the events.
+                    None => {
+                        goodbye = Some(if self.app.stopping() {
+                            CloseReason::Shutdown
+                        } else {
+                            CloseReason::TooSlow
+                        });
+                        break;
+                    }
                 },
                 frame = stream.next() => {
                     let Some(Ok(frame)) = frame else { break };
@@ -184,7 +213,7 @@ impl Connection {
                     }
                     if sink.send(Message::Ping(Default::default())).await.is_err() { break; }
                 },
-                _ = shutdown.changed() => { goodbye = Some(CloseReason::Shutdown); break; }
+                _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => { goodbye = Some(CloseReason::Shutdown); break; }
             }
         }
 
