@@ -1,0 +1,444 @@
+//! The admin REST API of `docs/API.md`: every route, every refusal, and that a refusal
+//! changes nothing.
+
+mod common;
+
+use common::{assert_error, Srv};
+use serde_json::{json, Value};
+
+/// Everything the admin API can show, to compare before and after a refused request.
+async fn state(srv: &Srv) -> Value {
+    let meetings = srv.ok("GET", "/v1/meetings", None).await;
+    let mut participants = Vec::new();
+    for m in meetings.as_array().expect("list") {
+        let id = m["id"].as_str().expect("id");
+        participants.push(
+            srv.ok("GET", &format!("/v1/meetings/{id}/participants"), None)
+                .await,
+        );
+    }
+    let presets = srv.ok("GET", "/v1/presets", None).await;
+    json!({ "meetings": meetings, "participants": participants, "presets": presets })
+}
+
+#[tokio::test]
+async fn health_and_metrics_need_no_key() {
+    let srv = Srv::start().await;
+    let (status, body) = srv.raw("GET", "/healthz", None, None).await;
+    assert_eq!((status, body), (200, json!({"status":"ok"})));
+    let (status, body) = srv.raw("GET", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    let text = body.as_str().expect("text");
+    assert!(text.contains("onstage_signal_connections"), "{text}");
+    assert!(text.contains("onstage_rooms"), "{text}");
+}
+
+#[tokio::test]
+async fn meetings_are_created_listed_and_fetched() {
+    let srv = Srv::start().await;
+    let (status, body) = srv
+        .admin("POST", "/v1/meetings", Some(json!({"title":"Town hall"})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["success"], json!(true));
+    let m = &body["data"];
+    assert_eq!(m["title"], json!("Town hall"));
+    assert_eq!(m["max_on_stage"], json!(25));
+    assert!(m["id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(m["created_at"].as_u64().is_some_and(|t| t > 1_600_000_000_000));
+
+    let small = srv
+        .ok(
+            "POST",
+            "/v1/meetings",
+            Some(json!({"title":"Panel","max_on_stage":3})),
+        )
+        .await;
+    assert_eq!(small["max_on_stage"], json!(3));
+
+    let list = srv.ok("GET", "/v1/meetings", None).await;
+    assert_eq!(list, json!([m.clone(), small.clone()]));
+    let id = m["id"].as_str().expect("id");
+    assert_eq!(
+        srv.ok("GET", &format!("/v1/meetings/{id}"), None).await,
+        m.clone()
+    );
+    let stage = srv
+        .ok("GET", &format!("/v1/meetings/{id}/stage"), None)
+        .await;
+    assert_eq!(
+        stage,
+        json!({"seq":0,"max_on_stage":25,"participants":[],"queue":[]})
+    );
+}
+
+#[tokio::test]
+async fn participants_get_tokens_and_custom_ids_are_upserted() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let path = format!("/v1/meetings/{meeting}/participants");
+    let (status, body) = srv
+        .admin(
+            "POST",
+            &path,
+            Some(json!({"name":"Ann","preset_name":"host"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let ann = &body["data"];
+    assert_eq!(ann["name"], json!("Ann"));
+    assert_eq!(ann["preset_name"], json!("host"));
+    assert_eq!(ann["custom_participant_id"], Value::Null);
+    assert_eq!(
+        ann["token"].as_str().expect("token").split('.').count(),
+        3,
+        "a JWT"
+    );
+
+    let bob = srv
+        .ok(
+            "POST",
+            &path,
+            Some(json!({"name":"Bob","preset_name":"viewer","custom_participant_id":"bob-1"})),
+        )
+        .await;
+    assert_eq!(bob["id"], json!("bob-1"));
+    // Adding the same custom id again updates it and issues a fresh token.
+    let again = srv
+        .ok(
+            "POST",
+            &path,
+            Some(json!({"name":"Robert","preset_name":"speaker","custom_participant_id":"bob-1"})),
+        )
+        .await;
+    assert_eq!(again["id"], json!("bob-1"));
+    assert!(again["token"].is_string());
+
+    let list = srv.ok("GET", &path, None).await;
+    assert_eq!(
+        list,
+        json!([
+            {"id": ann["id"], "name":"Ann","preset_name":"host","custom_participant_id":null},
+            {"id":"bob-1","name":"Robert","preset_name":"speaker","custom_participant_id":"bob-1"},
+        ]),
+        "listed in order of addition, no tokens"
+    );
+}
+
+#[tokio::test]
+async fn presets_crud_with_built_ins_reserved() {
+    let srv = Srv::start().await;
+    let builtins = srv.ok("GET", "/v1/presets", None).await;
+    let names: Vec<&str> = builtins
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["host", "speaker", "viewer", "spectator"]);
+
+    let moderator = json!({
+        "name":"moderator","stage_enabled":true,"stage_access":"CAN_REQUEST",
+        "accept_stage_requests":true,"kick_participant":true,
+        "can_produce_audio":true,"can_produce_video":false
+    });
+    let (status, body) = srv
+        .admin("POST", "/v1/presets", Some(moderator.clone()))
+        .await;
+    assert_eq!((status, &body["data"]), (201, &moderator), "{body}");
+    // The legacy alias and the defaults.
+    let legacy = srv
+        .ok(
+            "POST",
+            "/v1/presets",
+            Some(json!({"name":"legacy","stage_access":"NOT_ALLOWED","accept_present_requests":true})),
+        )
+        .await;
+    assert_eq!(legacy["accept_stage_requests"], json!(true));
+    assert_eq!(legacy["stage_enabled"], json!(true));
+
+    assert_eq!(
+        srv.ok("GET", "/v1/presets/moderator", None).await,
+        moderator
+    );
+    assert_eq!(
+        srv.ok("GET", "/v1/presets/host", None).await["stage_access"],
+        json!("ALLOWED")
+    );
+    let names: Vec<String> = srv
+        .ok("GET", "/v1/presets", None)
+        .await
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names,
+        ["host", "speaker", "viewer", "spectator", "legacy", "moderator"]
+    );
+
+    let mut changed = moderator.clone();
+    changed["stage_access"] = json!("ALLOWED");
+    changed["can_produce_video"] = json!(true);
+    assert_eq!(
+        srv.ok("PUT", "/v1/presets/moderator", Some(changed.clone()))
+            .await,
+        changed
+    );
+    assert_eq!(srv.ok("GET", "/v1/presets/moderator", None).await, changed);
+
+    // A participant can use a custom preset; while it does, the preset cannot be deleted.
+    let meeting = srv.meeting("m").await;
+    srv.participant(&meeting, "Mo", "moderator").await;
+    let (status, body) = srv.admin("DELETE", "/v1/presets/moderator", None).await;
+    assert_error(status, &body, 409, "invalid_state");
+
+    assert_eq!(
+        srv.ok("DELETE", "/v1/presets/legacy", None).await["name"],
+        json!("legacy")
+    );
+    let (status, body) = srv.admin("GET", "/v1/presets/legacy", None).await;
+    assert_error(status, &body, 404, "not_found");
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_admin_key_is_unauthorized_everywhere() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let before = state(&srv).await;
+    let routes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", "/v1/meetings".into(), None),
+        ("POST", "/v1/meetings".into(), Some(json!({"title":"x"}))),
+        ("GET", format!("/v1/meetings/{meeting}"), None),
+        (
+            "POST",
+            format!("/v1/meetings/{meeting}/participants"),
+            Some(json!({"name":"x","preset_name":"host"})),
+        ),
+        ("GET", format!("/v1/meetings/{meeting}/participants"), None),
+        ("GET", format!("/v1/meetings/{meeting}/stage"), None),
+        ("GET", "/v1/presets".into(), None),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(json!({"name":"p","stage_access":"ALLOWED"})),
+        ),
+        ("GET", "/v1/presets/host".into(), None),
+        (
+            "PUT",
+            "/v1/presets/p".into(),
+            Some(json!({"name":"p","stage_access":"ALLOWED"})),
+        ),
+        ("DELETE", "/v1/presets/p".into(), None),
+    ];
+    let wrong = format!("{}x", srv.key);
+    for (method, path, body) in routes {
+        for key in [None, Some(wrong.as_str()), Some("")] {
+            let (status, reply) = srv
+                .raw(method, &path, body.as_ref().map(Value::to_string), key)
+                .await;
+            assert_error(status, &reply, 401, "unauthorized");
+        }
+    }
+    assert_eq!(state(&srv).await, before);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    srv.participant(&meeting, "Ann", "host").await;
+    srv.ok(
+        "POST",
+        "/v1/presets",
+        Some(json!({"name":"custom","stage_access":"ALLOWED"})),
+    )
+    .await;
+    let before = state(&srv).await;
+    let participants = format!("/v1/meetings/{meeting}/participants");
+    let huge = format!(r#"{{"title":"{}"}}"#, "x".repeat(70 * 1024));
+
+    let cases: Vec<(&str, String, Option<String>, u16, &str)> = vec![
+        // Malformed JSON, wrong types, missing fields, empty bodies.
+        ("POST", "/v1/meetings".into(), Some("{".into()), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some("not json".into()), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some(String::new()), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), None, 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some("[]".into()), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some(r#"{"title":5}"#.into()), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some("{}".into()), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some(r#"{"title":""}"#.into()), 400, "bad_request"),
+        ("POST", "/v1/meetings".into(), Some(r#"{"title":"  "}"#.into()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":"t","max_on_stage":0}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":"t","max_on_stage":-1}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":"t","max_on_stage":"3"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        // Oversized body.
+        ("POST", "/v1/meetings".into(), Some(huge), 413, "bad_request"),
+        // Participants.
+        (
+            "POST",
+            participants.clone(),
+            Some(r#"{"name":"x"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            participants.clone(),
+            Some(r#"{"name":"x","preset_name":"nope"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            participants.clone(),
+            Some(r#"{"name":"","preset_name":"host"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            participants.clone(),
+            Some(r#"{"name":"x","preset_name":"host","custom_participant_id":""}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            participants.clone(),
+            Some(r#"{"name":"x","preset_name":7}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings/no-such-meeting/participants".into(),
+            Some(r#"{"name":"x","preset_name":"host"}"#.into()),
+            404,
+            "not_found",
+        ),
+        ("GET", "/v1/meetings/no-such-meeting".into(), None, 404, "not_found"),
+        (
+            "GET",
+            "/v1/meetings/no-such-meeting/participants".into(),
+            None,
+            404,
+            "not_found",
+        ),
+        ("GET", "/v1/meetings/no-such-meeting/stage".into(), None, 404, "not_found"),
+        // Presets.
+        ("POST", "/v1/presets".into(), Some("{".into()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"p"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"p","stage_access":"SOMETIMES"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"p","stage_access":"ALLOWED","kick_participant":"yes"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"Has Caps","stage_access":"ALLOWED"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"","stage_access":"ALLOWED"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(format!(r#"{{"name":"{}","stage_access":"ALLOWED"}}"#, "a".repeat(65))),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"host","stage_access":"NOT_ALLOWED"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some(r#"{"name":"custom","stage_access":"NOT_ALLOWED"}"#.into()),
+            409,
+            "invalid_state",
+        ),
+        (
+            "PUT",
+            "/v1/presets/host".into(),
+            Some(r#"{"name":"host","stage_access":"NOT_ALLOWED"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/v1/presets/custom".into(),
+            Some(r#"{"name":"custom"}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/v1/presets/ghost".into(),
+            Some(r#"{"name":"ghost","stage_access":"ALLOWED"}"#.into()),
+            404,
+            "not_found",
+        ),
+        ("DELETE", "/v1/presets/host".into(), None, 400, "bad_request"),
+        ("DELETE", "/v1/presets/ghost".into(), None, 404, "not_found"),
+        ("GET", "/v1/presets/ghost".into(), None, 404, "not_found"),
+        // Unknown routes and methods.
+        ("GET", "/v1/nothing".into(), None, 404, "not_found"),
+        ("DELETE", "/v1/meetings".into(), None, 405, "bad_request"),
+    ];
+    for (method, path, body, want_status, code) in cases {
+        let (status, reply) = srv.raw(method, &path, body.clone(), Some(&srv.key)).await;
+        assert!(
+            status == want_status && reply["error"]["code"] == code,
+            "{method} {path} {:?}: got {status} {reply}",
+            body.map(|b| b.chars().take(80).collect::<String>())
+        );
+        assert_error(status, &reply, want_status, code);
+    }
+    assert_eq!(state(&srv).await, before, "refused requests changed nothing");
+}
