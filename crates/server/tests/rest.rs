@@ -45,7 +45,9 @@ async fn meetings_are_created_listed_and_fetched() {
     assert_eq!(m["title"], json!("Town hall"));
     assert_eq!(m["max_on_stage"], json!(25));
     assert!(m["id"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(m["created_at"].as_u64().is_some_and(|t| t > 1_600_000_000_000));
+    assert!(m["created_at"]
+        .as_u64()
+        .is_some_and(|t| t > 1_600_000_000_000));
 
     let small = srv
         .ok(
@@ -175,7 +177,14 @@ async fn presets_crud_with_built_ins_reserved() {
         .collect();
     assert_eq!(
         names,
-        ["host", "speaker", "viewer", "spectator", "legacy", "moderator"]
+        [
+            "host",
+            "speaker",
+            "viewer",
+            "spectator",
+            "legacy",
+            "moderator"
+        ]
     );
 
     let mut changed = moderator.clone();
@@ -261,15 +270,63 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
 
     let cases: Vec<(&str, String, Option<String>, u16, &str)> = vec![
         // Malformed JSON, wrong types, missing fields, empty bodies.
-        ("POST", "/v1/meetings".into(), Some("{".into()), 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some("not json".into()), 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some(String::new()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some("{".into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some("not json".into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(String::new()),
+            400,
+            "bad_request",
+        ),
         ("POST", "/v1/meetings".into(), None, 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some("[]".into()), 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some(r#"{"title":5}"#.into()), 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some("{}".into()), 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some(r#"{"title":""}"#.into()), 400, "bad_request"),
-        ("POST", "/v1/meetings".into(), Some(r#"{"title":"  "}"#.into()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some("[]".into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":5}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some("{}".into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":""}"#.into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(r#"{"title":"  "}"#.into()),
+            400,
+            "bad_request",
+        ),
         (
             "POST",
             "/v1/meetings".into(),
@@ -292,7 +349,13 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
             "bad_request",
         ),
         // Oversized body.
-        ("POST", "/v1/meetings".into(), Some(huge), 413, "bad_request"),
+        (
+            "POST",
+            "/v1/meetings".into(),
+            Some(huge),
+            413,
+            "bad_request",
+        ),
         // Participants.
         (
             "POST",
@@ -336,7 +399,13 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
             404,
             "not_found",
         ),
-        ("GET", "/v1/meetings/no-such-meeting".into(), None, 404, "not_found"),
+        (
+            "GET",
+            "/v1/meetings/no-such-meeting".into(),
+            None,
+            404,
+            "not_found",
+        ),
         (
             "GET",
             "/v1/meetings/no-such-meeting/participants".into(),
@@ -344,9 +413,21 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
             404,
             "not_found",
         ),
-        ("GET", "/v1/meetings/no-such-meeting/stage".into(), None, 404, "not_found"),
+        (
+            "GET",
+            "/v1/meetings/no-such-meeting/stage".into(),
+            None,
+            404,
+            "not_found",
+        ),
         // Presets.
-        ("POST", "/v1/presets".into(), Some("{".into()), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/presets".into(),
+            Some("{".into()),
+            400,
+            "bad_request",
+        ),
         (
             "POST",
             "/v1/presets".into(),
@@ -385,7 +466,10 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
         (
             "POST",
             "/v1/presets".into(),
-            Some(format!(r#"{{"name":"{}","stage_access":"ALLOWED"}}"#, "a".repeat(65))),
+            Some(format!(
+                r#"{{"name":"{}","stage_access":"ALLOWED"}}"#,
+                "a".repeat(65)
+            )),
             400,
             "bad_request",
         ),
@@ -424,7 +508,13 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
             404,
             "not_found",
         ),
-        ("DELETE", "/v1/presets/host".into(), None, 400, "bad_request"),
+        (
+            "DELETE",
+            "/v1/presets/host".into(),
+            None,
+            400,
+            "bad_request",
+        ),
         ("DELETE", "/v1/presets/ghost".into(), None, 404, "not_found"),
         ("GET", "/v1/presets/ghost".into(), None, 404, "not_found"),
         // Unknown routes and methods.
@@ -440,5 +530,9 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
         );
         assert_error(status, &reply, want_status, code);
     }
-    assert_eq!(state(&srv).await, before, "refused requests changed nothing");
+    assert_eq!(
+        state(&srv).await,
+        before,
+        "refused requests changed nothing"
+    );
 }

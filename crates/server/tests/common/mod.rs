@@ -258,7 +258,9 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, code: &str) {
     assert_eq!(body["success"], json!(false), "{body}");
     assert_eq!(body["error"]["code"], json!(code), "{body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
 }

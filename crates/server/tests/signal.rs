@@ -1,0 +1,476 @@
+//! WebSocket signaling at `/v1/signal`: refusals before the upgrade, the welcome, bad and
+//! oversized frames, the rate limit, replaced connections, leaving, idle connections and
+//! shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_error, within, Peer, Srv};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const CONNECTIONS: &str = "onstage_signal_connections";
+
+/// A token signed with the server's own secret (read from the data dir), with any claims.
+fn forge(srv: &Srv, claims: Value) -> String {
+    let secret = std::fs::read_to_string(srv.dir.path().join("jwt_secret")).expect("secret");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .expect("sign")
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn is_event(msg: &Value, kind: &str) -> bool {
+    msg["type"] == "event" && msg["event"]["kind"] == kind
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_before_the_upgrade_with_json_401() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (user, token) = srv.participant(&meeting, "Ann", "host").await;
+    let now = now_secs();
+    let expired = forge(
+        &srv,
+        json!({"sub": user, "meeting_id": meeting, "iat": now - 7200, "exp": now - 3600}),
+    );
+    let unknown_user = forge(
+        &srv,
+        json!({"sub": "nobody", "meeting_id": meeting, "iat": now, "exp": now + 600}),
+    );
+    let unknown_meeting = forge(
+        &srv,
+        json!({"sub": user, "meeting_id": "no-such-meeting", "iat": now, "exp": now + 600}),
+    );
+    let no_exp = forge(
+        &srv,
+        json!({"sub": user, "meeting_id": meeting, "iat": now}),
+    );
+    let other_secret = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": user, "meeting_id": meeting, "iat": now, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(b"not the server's secret"),
+    )
+    .expect("sign");
+    let mut tampered = token.clone();
+    tampered.insert(tampered.len() / 2, 'x');
+
+    for bad in [
+        "",
+        "garbage",
+        &expired,
+        &unknown_user,
+        &unknown_meeting,
+        &no_exp,
+        &other_secret,
+        &tampered,
+    ] {
+        // Over plain HTTP: the JSON error shape.
+        let (status, body) = srv
+            .raw("GET", &format!("/v1/signal?token={bad}"), None, None)
+            .await;
+        assert_error(status, &body, 401, "unauthorized");
+        // As a WebSocket client sees it: the handshake fails with 401.
+        match tokio_tungstenite::connect_async(srv.ws_url(bad)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 401)
+            }
+            other => panic!("token {bad:?} was not refused: {:?}", other.map(|_| ())),
+        }
+    }
+    let (status, body) = srv.raw("GET", "/v1/signal", None, None).await;
+    assert_error(status, &body, 401, "unauthorized");
+    // A valid token on a request that is not an upgrade: our JSON 400.
+    let (status, body) = srv
+        .raw("GET", &format!("/v1/signal?token={token}"), None, None)
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    srv.await_metric(CONNECTIONS, 0.0).await;
+}
+
+#[tokio::test]
+async fn the_token_may_come_as_a_bearer_header() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (user, token) = srv.participant(&meeting, "Ann", "viewer").await;
+    let url = format!("{}/v1/signal", srv.url.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (mut ws, _) = within(
+        "connect with bearer",
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .expect("connects");
+    use futures_util::StreamExt;
+    let first = within("welcome", ws.next())
+        .await
+        .expect("a frame")
+        .expect("ok");
+    let welcome: Value = serde_json::from_str(first.to_text().expect("text")).expect("json");
+    assert_eq!(welcome["type"], json!("welcome"));
+    assert_eq!(welcome["user_id"], json!(user));
+}
+
+#[tokio::test]
+async fn the_welcome_carries_ids_preset_grace_and_a_consistent_snapshot() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (host_id, host_token) = srv.participant(&meeting, "Host", "host").await;
+    let (viewer_id, viewer_token) = srv.participant(&meeting, "Vic", "viewer").await;
+
+    let (mut host, welcome) = Peer::join(&srv, &host_token).await;
+    assert_eq!(welcome["meeting_id"], json!(meeting));
+    assert_eq!(welcome["user_id"], json!(host_id));
+    assert_eq!(welcome["resumed"], json!(false));
+    assert_eq!(welcome["grace_ms"], json!(30_000));
+    assert_eq!(welcome["preset"]["name"], json!("host"));
+    assert_eq!(welcome["preset"]["accept_stage_requests"], json!(true));
+    assert!(welcome["peer_id"].as_str().is_some_and(|p| !p.is_empty()));
+    let snapshot = &welcome["snapshot"];
+    assert_eq!(snapshot["max_on_stage"], json!(25));
+    assert_eq!(snapshot["queue"], json!([]));
+    let roster = snapshot["participants"].as_array().expect("roster");
+    assert_eq!(roster.len(), 1);
+    assert_eq!(roster[0]["user_id"], json!(host_id));
+    assert_eq!(roster[0]["name"], json!("Host"));
+    let host_seq = snapshot["seq"].as_u64().expect("seq");
+
+    let (mut viewer, welcome) = Peer::join(&srv, &viewer_token).await;
+    let viewer_seq = welcome["snapshot"]["seq"].as_u64().expect("seq");
+    assert_eq!(
+        welcome["snapshot"]["participants"]
+            .as_array()
+            .expect("roster")
+            .len(),
+        2
+    );
+    // The host hears of the viewer with exactly the seq the viewer's snapshot includes.
+    let joined = host
+        .next_matching(|m| is_event(m, "participant_joined"))
+        .await;
+    assert_eq!(joined["seq"], json!(host_seq + 1));
+    assert_eq!(joined["seq"], json!(viewer_seq));
+    assert_eq!(joined["event"]["participant"]["user_id"], json!(viewer_id));
+
+    // The viewer's first event comes right after its snapshot.
+    let reply = viewer.call(json!({"call":"stage.requestAccess"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+    assert_eq!(
+        reply["result"],
+        json!({"stage_status":"REQUESTED_TO_JOIN_STAGE"})
+    );
+    let (status, stage) = srv
+        .admin("GET", &format!("/v1/meetings/{meeting}/stage"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(stage["data"]["queue"][0]["user_id"], json!(viewer_id));
+    let ev = host
+        .next_matching(|m| is_event(m, "stage_status_changed"))
+        .await;
+    assert_eq!(ev["seq"], json!(viewer_seq + 1));
+    assert_eq!(ev["event"]["status"], json!("REQUESTED_TO_JOIN_STAGE"));
+}
+
+#[tokio::test]
+async fn bad_frames_get_bad_request_and_the_connection_carries_on() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (host_id, host_token) = srv.participant(&meeting, "Host", "host").await;
+    let (_, other_token) = srv.participant(&meeting, "Other", "viewer").await;
+    let (mut host, _) = Peer::join(&srv, &host_token).await;
+    let (mut other, _) = Peer::join(&srv, &other_token).await;
+
+    let error_frame = |m: &Value| m["type"] == "error" && m["error"]["code"] == "bad_request";
+
+    host.send_text("not json").await;
+    assert!(error_frame(
+        &host.next_matching(|m| m["type"] != "event").await
+    ));
+    host.send_text("[1,2,3]").await;
+    assert!(error_frame(
+        &host.next_matching(|m| m["type"] != "event").await
+    ));
+    host.send_text(r#"{"call":"stage.join"}"#).await;
+    assert!(error_frame(
+        &host.next_matching(|m| m["type"] != "event").await
+    ));
+    host.send_binary(vec![0, 1, 2, 3]).await;
+    assert!(error_frame(
+        &host.next_matching(|m| m["type"] != "event").await
+    ));
+    // Over 16 KiB (but under the 1 MiB hard cap).
+    host.send_text(format!(
+        r#"{{"id":9,"call":"stage.join","pad":"{}"}}"#,
+        "x".repeat(20 * 1024)
+    ))
+    .await;
+    assert!(error_frame(
+        &host.next_matching(|m| m["type"] != "event").await
+    ));
+
+    for (request, id) in [
+        (json!({"id":5,"call":"stage.dance"}), 5),
+        (json!({"id":6,"call":"stage.grantAccess"}), 6),
+        (json!({"id":7,"call":"stage.kick","user_ids":"everyone"}), 7),
+        (json!({"id":8,"call":42}), 8),
+    ] {
+        let reply = host.call(request).await;
+        assert_eq!(reply["id"], json!(id));
+        assert_eq!(reply["ok"], json!(false));
+        assert_eq!(reply["error"]["code"], json!("bad_request"), "{reply}");
+    }
+
+    // The same connection still works, and so does everyone else's.
+    let reply = host.call(json!({"call":"stage.join"})).await;
+    assert_eq!(
+        reply["result"],
+        json!({"stage_status":"ON_STAGE"}),
+        "{reply}"
+    );
+    let ev = other
+        .next_matching(|m| is_event(m, "stage_status_changed"))
+        .await;
+    assert_eq!(ev["event"]["user_id"], json!(host_id));
+    assert_eq!(ev["event"]["status"], json!("ON_STAGE"));
+    let reply = other.call(json!({"call":"stage.requestAccess"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+    let snapshot = other.call(json!({"call":"meeting.snapshot"})).await;
+    assert_eq!(
+        snapshot["result"]["participants"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn a_frame_over_the_hard_cap_closes_only_that_connection() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (_, a_token) = srv.participant(&meeting, "A", "host").await;
+    let (_, b_token) = srv.participant(&meeting, "B", "viewer").await;
+    let (mut a, _) = Peer::join(&srv, &a_token).await;
+    let (mut b, _) = Peer::join(&srv, &b_token).await;
+    a.send_text("x".repeat(1024 * 1024 + 16)).await;
+    a.until_closed().await;
+    let reply = b.call(json!({"call":"stage.requestAccess"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+}
+
+#[tokio::test]
+async fn calls_beyond_the_rate_limit_get_rate_limited_and_change_nothing() {
+    let srv = Srv::start_with(|c| {
+        c.rate_limit_burst = 5;
+        c.rate_limit_per_sec = 0.001;
+    })
+    .await;
+    let meeting = srv.meeting("m").await;
+    let (_, token) = srv.participant(&meeting, "Host", "host").await;
+    let (mut host, _) = Peer::join(&srv, &token).await;
+    // Five calls fill the bucket; the next ones are refused without reaching the room.
+    for id in 1..=5 {
+        host.send_text(json!({"id":id,"call":"stage.getAccessRequests"}).to_string())
+            .await;
+    }
+    for id in 6..=8 {
+        host.send_text(json!({"id":id,"call":"stage.join"}).to_string())
+            .await;
+    }
+    // Refusals are answered at once, accepted calls by the room: any order.
+    let mut replies = std::collections::BTreeMap::new();
+    while replies.len() < 8 {
+        let reply = host.next_matching(|m| m["type"] == "reply").await;
+        replies.insert(reply["id"].as_u64().expect("id"), reply);
+    }
+    for (id, reply) in replies {
+        if id <= 5 {
+            assert_eq!(reply["ok"], json!(true), "{reply}");
+        } else {
+            assert_eq!(reply["error"]["code"], json!("rate_limited"), "{reply}");
+        }
+    }
+    let (_, stage) = srv
+        .admin("GET", &format!("/v1/meetings/{meeting}/stage"), None)
+        .await;
+    assert_eq!(
+        stage["data"]["participants"][0]["stage_status"],
+        Value::Null,
+        "still OFF_STAGE (omitted as the default): {stage}"
+    );
+    assert_eq!(
+        stage["data"]["participants"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn a_second_connection_replaces_the_first_without_a_disconnect() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (ann_id, ann_token) = srv.participant(&meeting, "Ann", "viewer").await;
+    let (_, watcher_token) = srv.participant(&meeting, "Wat", "host").await;
+    let (mut first, welcome1) = Peer::join(&srv, &ann_token).await;
+    let (mut watcher, _) = Peer::join(&srv, &watcher_token).await;
+    let reply = first.call(json!({"call":"stage.requestAccess"})).await;
+    assert_eq!(reply["ok"], json!(true));
+
+    let (mut second, welcome2) = Peer::join(&srv, &ann_token).await;
+    assert_eq!(welcome2["resumed"], json!(true));
+    assert_eq!(welcome2["peer_id"], welcome1["peer_id"]);
+    // The old connection is told why, then closed.
+    let seen = first.until_closed().await;
+    assert_eq!(
+        seen.last(),
+        Some(&json!({"type":"goodbye","reason":"replaced"})),
+        "{seen:?}"
+    );
+    // Once the old socket's end has reached the room (the connection count drops), the
+    // participant is still connected and keeps its place in the queue.
+    srv.await_metric(CONNECTIONS, 2.0).await;
+    let snapshot = watcher.call(json!({"call":"meeting.snapshot"})).await;
+    let ann = snapshot["result"]["participants"]
+        .as_array()
+        .expect("roster")
+        .iter()
+        .find(|p| p["user_id"] == json!(ann_id))
+        .cloned()
+        .expect("ann is in the roster");
+    assert_ne!(ann["connected"], json!(false), "{ann}");
+    assert_eq!(snapshot["result"]["queue"][0]["user_id"], json!(ann_id));
+    let reply = second
+        .call(json!({"call":"stage.cancelRequestAccess"}))
+        .await;
+    assert_eq!(
+        reply["result"],
+        json!({"stage_status":"OFF_STAGE"}),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn the_replaced_socket_closing_tells_nobody_of_a_disconnect() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (ann_id, ann_token) = srv.participant(&meeting, "Ann", "viewer").await;
+    let (_, watcher_token) = srv.participant(&meeting, "Wat", "host").await;
+    let (mut watcher, _) = Peer::join(&srv, &watcher_token).await;
+    let (mut first, _) = Peer::join(&srv, &ann_token).await;
+    let (_second, _) = Peer::join(&srv, &ann_token).await;
+    first.until_closed().await;
+    srv.await_metric(CONNECTIONS, 2.0).await;
+    // Everything the room said since: a snapshot reply marks the end.
+    let mut events = Vec::new();
+    watcher
+        .send_text(json!({"id":1,"call":"meeting.snapshot"}).to_string())
+        .await;
+    loop {
+        let msg = watcher.next_json().await;
+        if msg["type"] == "reply" {
+            break;
+        }
+        events.push(msg);
+    }
+    assert!(
+        !events.iter().any(
+            |m| is_event(m, "participant_connection") && m["event"]["user_id"] == json!(ann_id)
+        ),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn meeting_leave_replies_then_says_goodbye_and_everyone_is_told() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (ann_id, ann_token) = srv.participant(&meeting, "Ann", "speaker").await;
+    let (_, bob_token) = srv.participant(&meeting, "Bob", "viewer").await;
+    let (mut ann, _) = Peer::join(&srv, &ann_token).await;
+    let (mut bob, _) = Peer::join(&srv, &bob_token).await;
+    let reply = ann.call(json!({"call":"stage.join"})).await;
+    assert_eq!(reply["ok"], json!(true));
+
+    let reply = ann.call(json!({"id":77,"call":"meeting.leave"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+    let rest = ann.until_closed().await;
+    assert_eq!(
+        rest.last(),
+        Some(&json!({"type":"goodbye","reason":"left"}))
+    );
+
+    let off = bob
+        .next_matching(|m| {
+            is_event(m, "stage_status_changed") && m["event"]["status"] == "OFF_STAGE"
+        })
+        .await;
+    assert_eq!(off["event"]["user_id"], json!(ann_id));
+    assert_eq!(off["event"]["reason"], json!("removed"));
+    let left = bob.next_matching(|m| is_event(m, "participant_left")).await;
+    assert_eq!(
+        left["event"],
+        json!({"kind":"participant_left","user_id":ann_id,"reason":"left"})
+    );
+    assert_eq!(left["seq"], json!(off["seq"].as_u64().expect("seq") + 1));
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_dropped_and_a_live_one_is_kept() {
+    let srv = Srv::start_with(|c| {
+        c.ping_interval = Duration::from_millis(50);
+        c.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let meeting = srv.meeting("m").await;
+    let (silent_id, silent_token) = srv.participant(&meeting, "Silent", "viewer").await;
+    let (_, live_token) = srv.participant(&meeting, "Live", "host").await;
+    let (_silent, _) = Peer::join(&srv, &silent_token).await;
+    let (mut live, _) = Peer::join(&srv, &live_token).await;
+    // `live` keeps reading (answering pings); `silent` never reads, so never answers.
+    let dropped = live
+        .next_matching(|m| {
+            is_event(m, "participant_connection") && m["event"]["connected"] == json!(false)
+        })
+        .await;
+    assert_eq!(dropped["event"]["user_id"], json!(silent_id));
+    srv.await_metric(CONNECTIONS, 1.0).await;
+    let reply = live.call(json!({"call":"stage.join"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+}
+
+#[tokio::test]
+async fn shutdown_says_goodbye_to_every_connection() {
+    let mut srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (_, a_token) = srv.participant(&meeting, "A", "host").await;
+    let (_, b_token) = srv.participant(&meeting, "B", "viewer").await;
+    let (mut a, _) = Peer::join(&srv, &a_token).await;
+    let (mut b, _) = Peer::join(&srv, &b_token).await;
+    let server = srv.server.take().expect("running");
+    let handle = server.shutdown_handle();
+    let waiting = tokio::spawn(server.wait());
+    handle.shutdown();
+    for peer in [&mut a, &mut b] {
+        let seen = peer.until_closed().await;
+        assert_eq!(
+            seen.last(),
+            Some(&json!({"type":"goodbye","reason":"shutdown"})),
+            "{seen:?}"
+        );
+    }
+    within("wait() returns", waiting).await.expect("joins");
+    assert!(
+        reqwest::get(format!("{}/healthz", srv.url)).await.is_err(),
+        "no longer listening"
+    );
+}
