@@ -13,6 +13,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The front door:
+//! - [`ServerConfig::new`] (defaults: 30 s grace, 24 h tokens, `max_on_stage` 25, 50-call
+//!   burst at 20 calls/s per connection, 15 s pings, 45 s idle cut-off), then [`start`].
+//! - [`RunningServer`]: `local_addr`, `http_url`, `admin_key`, `admin_key_generated`; stop
+//!   it with `shutdown().await` (every socket gets `goodbye: shutdown`, then the server
+//!   waits for them to close), or serve until told: `wait()` with a [`ShutdownHandle`], or
+//!   `run_until(shutdown_signal())` for Ctrl-C / SIGTERM.
+//!
 //! Modules, in the order a request meets them:
 //! - [`server`]: start-up (storage, secrets, listener), the router, graceful shutdown.
 //! - [`auth`]: the admin key and participant tokens (HS256 JWTs).

@@ -219,11 +219,12 @@ impl Rooms {
         rx.await.ok()
     }
 
-    /// Stops every room task.
-    pub fn shutdown(&self) {
+    /// Stops every room task: each says `goodbye: shutdown` to its connections and ends.
+    pub async fn shutdown(&self) {
         let rooms: Vec<_> = self.lock().drain().map(|(_, tx)| tx).collect();
         for tx in rooms {
-            let _ = tx.try_send(Command::Shutdown);
+            // Waits only while a room's queue is full; a room that is gone is fine.
+            let _ = tx.send(Command::Shutdown).await;
         }
     }
 

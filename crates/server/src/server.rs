@@ -113,8 +113,13 @@ impl RunningServer {
 
     async fn finish(self, http_done: bool) {
         self.stop.send_replace(true);
-        self.rooms.shutdown();
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        if tokio::time::timeout_at(deadline, self.rooms.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timed out telling the rooms");
+        }
         let mut task = self.task;
         if !http_done && tokio::time::timeout_at(deadline, &mut task).await.is_err() {
             tracing::warn!("shutdown timed out; aborting the HTTP server");
