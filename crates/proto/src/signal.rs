@@ -41,6 +41,20 @@ pub enum Call {
     /// Leave the meeting for good (no grace period).
     #[serde(rename = "meeting.leave")]
     LeaveMeeting,
+    /// Start publishing: a WebRTC offer (sendonly audio and/or video). Only while ON_STAGE;
+    /// the reply carries the SFU's answer.
+    #[serde(rename = "media.publish")]
+    Publish { sdp: String },
+    /// Stop publishing (the server also stops on its own when the caller leaves the stage).
+    #[serde(rename = "media.unpublish")]
+    Unpublish,
+    /// Receive an ON_STAGE participant's media: a WebRTC offer (recvonly audio + video).
+    /// The subscription lasts until the publisher leaves the stage or the caller
+    /// unsubscribes; the reply carries the SFU's answer.
+    #[serde(rename = "media.subscribe")]
+    Subscribe { user_id: UserId, sdp: String },
+    #[serde(rename = "media.unsubscribe")]
+    Unsubscribe { user_id: UserId },
 }
 
 impl Call {
@@ -57,7 +71,22 @@ impl Call {
             Call::Kick { .. } => "stage.kick",
             Call::Snapshot => "meeting.snapshot",
             Call::LeaveMeeting => "meeting.leave",
+            Call::Publish { .. } => "media.publish",
+            Call::Unpublish => "media.unpublish",
+            Call::Subscribe { .. } => "media.subscribe",
+            Call::Unsubscribe { .. } => "media.unsubscribe",
         }
+    }
+
+    /// Media calls are answered by the SFU, not the room.
+    pub fn is_media(&self) -> bool {
+        matches!(
+            self,
+            Call::Publish { .. }
+                | Call::Unpublish
+                | Call::Subscribe { .. }
+                | Call::Unsubscribe { .. }
+        )
     }
 }
 
@@ -130,6 +159,10 @@ pub const KNOWN_CALLS: &[&str] = &[
     "stage.kick",
     "meeting.snapshot",
     "meeting.leave",
+    "media.publish",
+    "media.unpublish",
+    "media.subscribe",
+    "media.unsubscribe",
 ];
 
 /// What a successful call returns.
@@ -142,6 +175,8 @@ pub enum CallResult {
     Status { stage_status: StageStatus },
     /// `meeting.snapshot`.
     Snapshot(RoomSnapshot),
+    /// `media.publish` and `media.subscribe`: the SFU's SDP answer.
+    Sdp { sdp: String },
     /// Batch calls and `meeting.leave`: nothing to return (`null`).
     Done,
 }
@@ -255,6 +290,23 @@ pub enum RoomEvent {
     },
 }
 
+/// A change in who publishes media, told to everyone in the meeting. Not sequenced like
+/// [`RoomEvent`]s: it follows the room (only ON_STAGE participants publish) and a client
+/// that missed one learns the truth from the tracks themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MediaEvent {
+    /// The participant's media is flowing into the SFU (its publish was answered).
+    Published {
+        user_id: UserId,
+        audio: bool,
+        video: bool,
+    },
+    /// The participant's tracks ended: it left the stage, was kicked or removed, or its
+    /// connection dropped. The SFU has stopped forwarding them.
+    Unpublished { user_id: UserId },
+}
+
 /// The first message on a signaling connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
@@ -305,6 +357,8 @@ pub enum ServerMessage {
     Error {
         error: ErrorBody,
     },
+    /// Who publishes media changed.
+    Media { event: MediaEvent },
     /// The server is about to close the connection on purpose.
     Goodbye {
         reason: CloseReason,
@@ -357,7 +411,8 @@ mod tests {
     #[test]
     fn every_known_call_name_parses() {
         for name in KNOWN_CALLS {
-            let text = format!(r#"{{"id":1,"call":"{name}","user_ids":[]}}"#);
+            let text =
+                format!(r#"{{"id":1,"call":"{name}","user_ids":[],"user_id":"u","sdp":"v=0"}}"#);
             let r = Request::parse(&text).expect(name);
             assert_eq!(r.call.name(), *name);
         }

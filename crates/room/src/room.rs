@@ -416,8 +416,41 @@ impl Room {
                 self.remove(caller, LeaveReason::Left);
                 Ok(CallResult::Done)
             }
+            // Media calls are carried out by the SFU; the room only rules on who may make
+            // them, and they change nothing here.
+            Call::Publish { .. } => {
+                require(
+                    preset.can_produce_audio || preset.can_produce_video,
+                    "can_produce_audio or can_produce_video",
+                )?;
+                if status != StageStatus::OnStage {
+                    return Err(StageError::InvalidState(
+                        "only a participant ON_STAGE may publish".into(),
+                    ));
+                }
+                Ok(CallResult::Done)
+            }
+            Call::Subscribe { user_id, .. } => {
+                if user_id == *caller {
+                    return Err(StageError::InvalidState(
+                        "a participant does not subscribe to itself".into(),
+                    ));
+                }
+                let target = self
+                    .participants
+                    .get(&user_id)
+                    .ok_or_else(|| StageError::NotFound(user_id.clone()))?;
+                if target.status != StageStatus::OnStage {
+                    return Err(StageError::InvalidState(format!(
+                        "{user_id} is not on stage"
+                    )));
+                }
+                Ok(CallResult::Done)
+            }
+            Call::Unpublish | Call::Unsubscribe { .. } => Ok(CallResult::Done),
         }
     }
+
 
     /// Validates a batch's targets, all before any change: the list is non-empty and not
     /// oversized, every id is in the roster, and `check` passes for each. Duplicate ids count

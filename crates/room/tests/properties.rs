@@ -72,6 +72,12 @@ fn call() -> impl Strategy<Value = Call> {
         1 => Just(Call::Leave),
         1 => targets().prop_map(|user_ids| Call::Kick { user_ids }),
         1 => Just(Call::LeaveMeeting),
+        1 => Just(Call::Publish { sdp: String::new() }),
+        1 => Just(Call::Unpublish),
+        1 => (0..USERS.len() + 1).prop_map(|i| Call::Subscribe {
+            user_id: USERS.get(i).map_or_else(|| uid("ghost"), |u| uid(u)),
+            sdp: String::new(),
+        }),
     ]
 }
 
@@ -227,7 +233,17 @@ impl Model {
                 t.into_iter().for_each(|t| self.set(t, OffStage, now));
                 Ok(())
             }
-            Call::Snapshot => Ok(()),
+            Call::Snapshot | Call::Unpublish | Call::Unsubscribe { .. } => Ok(()),
+            Call::Publish { .. } => {
+                deny(p.can_produce_audio || p.can_produce_video)?;
+                state(me == OnStage)
+            }
+            Call::Subscribe { user_id, .. } => {
+                let t = Self::index(user_id)
+                    .filter(|t| self.present.contains_key(t))
+                    .ok_or(ErrorCode::NotFound)?;
+                state(t != u && self.status(t) == Some(OnStage))
+            }
             Call::LeaveMeeting => {
                 self.present.remove(&u);
                 self.order.remove(&u);
