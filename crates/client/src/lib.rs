@@ -46,6 +46,7 @@ pub mod error;
 pub mod event;
 pub mod meeting;
 pub mod mirror;
+pub mod rtc;
 
 pub use error::ClientError;
 pub use event::{ConnectionState, MeetingEvent};
