@@ -1,0 +1,1066 @@
+//! Real devices: cameras through nokhwa, microphones and speakers through cpal.
+//!
+//! No device is a normal state, never a crash: listing with nothing plugged in gives an
+//! empty list, opening gives [`MediaError::DeviceNotFound`] (or `device_busy` /
+//! `device_error`), and every call into the device libraries is guarded against panics.
+//! Dropping a source or sink closes the device at once (the camera light goes off when
+//! the participant leaves the stage).
+//!
+//! cpal streams are not `Send` on every platform, so each audio stream lives on its own
+//! small thread that owns it from creation to drop; the source/sink talks to it through
+//! channels and a shared ring, which keeps [`MicrophoneSource`] and [`SpeakerSink`] `Send`.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
+use nokhwa::pixel_format::RgbFormat;
+use nokhwa::utils::{
+    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
+};
+
+use crate::convert::rgb_to_i420;
+use crate::{
+    now_unix_us, AudioFrame, AudioSink, AudioSource, MediaError, VideoFormat, VideoFrame,
+    VideoSource, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE,
+};
+
+/// A device as the UI lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceInfo {
+    /// What to pass to `open` to get this device back (a camera index, a cpal device id
+    /// like `alsa:hw:0,0`).
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+}
+
+/// Runs a call into a device library, turning a panic into `device_error`: a broken
+/// driver must not take the app down.
+fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, MediaError> {
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|_| MediaError::Device(format!("{what}: the device library panicked")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Cameras
+
+fn camera_backend() -> ApiBackend {
+    nokhwa::native_api_backend().unwrap_or(ApiBackend::Auto)
+}
+
+fn nokhwa_err(what: &str, e: &nokhwa::NokhwaError) -> MediaError {
+    let msg = format!("{what}: {e}");
+    let lower = msg.to_lowercase();
+    if lower.contains("busy") || lower.contains("os error 16") {
+        MediaError::DeviceBusy(msg)
+    } else if lower.contains("no such file")
+        || lower.contains("no such device")
+        || lower.contains("os error 2)")
+        || lower.contains("os error 19")
+        || lower.contains("not found")
+    {
+        MediaError::DeviceNotFound(msg)
+    } else {
+        MediaError::Device(msg)
+    }
+}
+
+/// Cameras the OS knows about (empty, not an error, when there are none).
+///
+/// # Errors
+/// `device_error` if the camera system itself cannot be queried.
+pub fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
+    let infos = guard("camera query", || nokhwa::query(camera_backend()))?
+        .map_err(|e| nokhwa_err("camera query", &e))?;
+    Ok(infos
+        .into_iter()
+        .map(|info| DeviceInfo {
+            id: info.index().as_string(),
+            name: info.human_name(),
+        })
+        .collect())
+}
+
+/// A camera as a [`VideoSource`]: frames are decoded to RGB, then converted to I420.
+///
+/// nokhwa's `Camera` is not `Send`, so it lives on a capture thread that also does the
+/// conversion (in parallel with the caller's encoder); `next_frame` blocks until that
+/// thread has the next picture, so the camera sets the pace. If the caller is slower than
+/// the camera, older pictures are dropped rather than queued. Dropping the source stops
+/// the thread, which closes the device.
+pub struct CameraSource {
+    frames: Receiver<Result<VideoFrame, MediaError>>,
+    format: VideoFormat,
+    name: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Tells `drop` the capture thread has finished (so joining cannot hang on a stuck
+    /// driver).
+    done: Receiver<()>,
+}
+
+impl std::fmt::Debug for CameraSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraSource")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Frame formats we can decode, best first: raw formats cost no JPEG decoding.
+const CAMERA_FORMATS: [FrameFormat; 6] = [
+    FrameFormat::YUYV,
+    FrameFormat::NV12,
+    FrameFormat::RAWRGB,
+    FrameFormat::RAWBGR,
+    FrameFormat::MJPEG,
+    FrameFormat::GRAY,
+];
+
+/// Consecutive capture failures after which the camera counts as gone.
+const CAMERA_MAX_ERRORS: u32 = 5;
+/// `next_frame` gives up after this long without a picture.
+const CAMERA_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Picks the camera mode closest to what was asked: nearest size first, then a frame
+/// rate at or just above the wish, then the cheapest pixel format.
+fn best_camera_format(modes: &[CameraFormat], want: VideoFormat) -> Option<CameraFormat> {
+    modes
+        .iter()
+        .filter(|m| CAMERA_FORMATS.contains(&m.format()))
+        .min_by_key(|m| {
+            let size = u64::from(m.width().abs_diff(want.width))
+                + u64::from(m.height().abs_diff(want.height));
+            let fps = if m.frame_rate() >= want.fps {
+                m.frame_rate() - want.fps
+            } else {
+                // Too slow is worse than too fast.
+                1000 + want.fps - m.frame_rate()
+            };
+            let rank = CAMERA_FORMATS
+                .iter()
+                .position(|f| *f == m.format())
+                .unwrap_or(CAMERA_FORMATS.len());
+            (size, fps, rank)
+        })
+        .copied()
+}
+
+/// Opens the camera at `index` in the mode nearest to `want` and starts its stream.
+fn open_camera(index: CameraIndex, want: VideoFormat) -> Result<nokhwa::Camera, MediaError> {
+    let mut camera = guard("camera open", || {
+        nokhwa::Camera::with_backend(
+            index,
+            RequestedFormat::new::<RgbFormat>(RequestedFormatType::None),
+            camera_backend(),
+        )
+    })?
+    .map_err(|e| nokhwa_err("camera open", &e))?;
+
+    match guard("camera modes", || camera.compatible_camera_formats())? {
+        Ok(modes) => {
+            if let Some(best) = best_camera_format(&modes, want) {
+                if best != camera.camera_format() {
+                    let request =
+                        RequestedFormat::new::<RgbFormat>(RequestedFormatType::Exact(best));
+                    if let Err(e) = guard("camera mode", || camera.set_camera_requset(request))? {
+                        tracing::warn!(error = %e, ?best, "camera refused the mode, keeping its default");
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list camera modes, keeping its default"),
+    }
+    guard("camera stream", || camera.open_stream())?
+        .map_err(|e| nokhwa_err("camera stream", &e))?;
+    Ok(camera)
+}
+
+/// One picture from the camera, converted to I420.
+fn capture(camera: &mut nokhwa::Camera, rgb: &mut Vec<u8>) -> Result<VideoFrame, MediaError> {
+    let buffer =
+        guard("camera frame", || camera.frame())?.map_err(|e| nokhwa_err("camera frame", &e))?;
+    let timestamp_us = now_unix_us();
+    let res = buffer.resolution();
+    let (w, h) = (res.width(), res.height());
+    rgb.resize(w as usize * h as usize * 3, 0);
+    guard("camera decode", || {
+        buffer.decode_image_to_buffer::<RgbFormat>(rgb)
+    })?
+    .map_err(|e| MediaError::UnsupportedFormat(format!("camera frame decode: {e}")))?;
+    rgb_to_i420(rgb, w, h, timestamp_us)
+}
+
+/// The capture thread: owns the camera from open to close.
+fn camera_thread(
+    mut camera: nokhwa::Camera,
+    tx: SyncSender<Result<VideoFrame, MediaError>>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut rgb = Vec::new();
+    let mut errors = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match capture(&mut camera, &mut rgb) {
+            Ok(frame) => {
+                errors = 0;
+                match tx.try_send(Ok(frame)) {
+                    Ok(()) | Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                tracing::debug!(error = %e, errors, "camera capture failed");
+                if errors >= CAMERA_MAX_ERRORS {
+                    // The error must reach the consumer, but the thread must still notice
+                    // a stop while the queue is full.
+                    let mut msg = Err(e);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match tx.try_send(msg) {
+                            Err(TrySendError::Full(back)) => {
+                                msg = back;
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            Ok(()) | Err(TrySendError::Disconnected(_)) => break,
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    // nokhwa's Drop unwraps `stop_stream`; a failing driver must not abort us.
+    if guard("camera close", move || drop(camera)).is_err() {
+        tracing::warn!("camera close panicked");
+    }
+}
+
+impl CameraSource {
+    /// Opens a camera (`None` = the first one) in the mode nearest to `format`.
+    ///
+    /// The frames may come out at a different size or rate than asked if the camera has
+    /// no exact match: check [`format`](VideoSource::format).
+    ///
+    /// # Errors
+    /// `device_not_found` if there is no such camera, `device_busy` if another program
+    /// holds it, `device_error` otherwise.
+    pub fn open(id: Option<&str>, format: VideoFormat) -> Result<Self, MediaError> {
+        let cameras = list_cameras()?;
+        let info = match id {
+            None => cameras.first(),
+            Some(id) => cameras.iter().find(|c| c.id == id || c.name == id),
+        }
+        .ok_or_else(|| {
+            MediaError::DeviceNotFound(match id {
+                Some(id) => format!("no camera {id:?}"),
+                None => "no camera".into(),
+            })
+        })?
+        .clone();
+        let index = match info.id.parse::<u32>() {
+            Ok(i) => CameraIndex::Index(i),
+            Err(_) => CameraIndex::String(info.id.clone()),
+        };
+
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<CameraFormat, MediaError>>(1);
+        let (tx, frames) = mpsc::sync_channel(2);
+        let (done_tx, done) = mpsc::sync_channel::<()>(1);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("onstage-camera".into())
+            .spawn(move || {
+                match open_camera(index, format) {
+                    Ok(camera) => {
+                        let _ = ready_tx.send(Ok(camera.camera_format()));
+                        camera_thread(camera, tx, &stop2);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| MediaError::Device(format!("cannot start camera thread: {e}")))?;
+        let mode = match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(mode)) => mode,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(MediaError::Device("camera did not open within 10 s".into()));
+            }
+        };
+        tracing::info!(camera = %info.name, ?mode, "camera open");
+        Ok(Self {
+            frames,
+            format: VideoFormat {
+                width: mode.width() & !1,
+                height: mode.height() & !1,
+                fps: mode.frame_rate().max(1),
+            },
+            name: info.name,
+            stop,
+            thread: Some(thread),
+            done,
+        })
+    }
+
+    /// The camera's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl VideoSource for CameraSource {
+    fn format(&self) -> VideoFormat {
+        self.format
+    }
+
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        match self.frames.recv_timeout(CAMERA_FRAME_TIMEOUT) {
+            Ok(Ok(frame)) => {
+                self.format.width = frame.width;
+                self.format.height = frame.height;
+                Ok(frame)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(RecvTimeoutError::Timeout) => Err(MediaError::Device(format!(
+                "the camera delivered no picture for {} s",
+                CAMERA_FRAME_TIMEOUT.as_secs()
+            ))),
+            Err(RecvTimeoutError::Disconnected) => Err(MediaError::Closed),
+        }
+    }
+}
+
+impl Drop for CameraSource {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The thread notices within one camera frame. Wait for it so the device is really
+        // closed when this returns, but not forever if the driver is stuck.
+        let finished = self.done.recv_timeout(Duration::from_secs(2)).is_ok();
+        if let Some(thread) = self.thread.take() {
+            if finished {
+                let _ = thread.join();
+            } else {
+                tracing::warn!("camera thread did not stop within 2 s, leaving it behind");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Audio devices (cpal)
+
+fn cpal_err(what: &str, e: &cpal::Error) -> MediaError {
+    use cpal::ErrorKind as K;
+    let msg = format!("{what}: {e}");
+    match e.kind() {
+        K::DeviceNotAvailable => MediaError::DeviceNotFound(msg),
+        K::DeviceBusy => MediaError::DeviceBusy(msg),
+        K::UnsupportedConfig => MediaError::UnsupportedFormat(msg),
+        _ => MediaError::Device(msg),
+    }
+}
+
+/// Whether a stream error ends the stream (as opposed to a glitch worth a log line).
+fn is_fatal(e: &cpal::Error) -> bool {
+    use cpal::ErrorKind as K;
+    !matches!(e.kind(), K::Xrun | K::RealtimeDenied | K::DeviceChanged)
+}
+
+fn list_audio(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
+    let what = if input {
+        "microphone list"
+    } else {
+        "speaker list"
+    };
+    guard(what, || {
+        let host = cpal::default_host();
+        let devices = if input {
+            host.input_devices().map(|d| d.collect::<Vec<_>>())
+        } else {
+            host.output_devices().map(|d| d.collect::<Vec<_>>())
+        }
+        .map_err(|e| cpal_err(what, &e))?;
+        Ok(devices
+            .into_iter()
+            .filter_map(|d| {
+                let id = d.id().ok()?.to_string();
+                let name = d
+                    .description()
+                    .map(|desc| desc.name().to_owned())
+                    .unwrap_or_else(|_| id.clone());
+                Some(DeviceInfo { id, name })
+            })
+            .collect())
+    })?
+}
+
+/// Microphones of the default audio host.
+///
+/// # Errors
+/// `device_error` if the audio system cannot be queried.
+pub fn list_microphones() -> Result<Vec<DeviceInfo>, MediaError> {
+    list_audio(true)
+}
+
+/// Speakers of the default audio host.
+///
+/// # Errors
+/// `device_error` if the audio system cannot be queried.
+pub fn list_speakers() -> Result<Vec<DeviceInfo>, MediaError> {
+    list_audio(false)
+}
+
+fn find_audio_device(input: bool, id: Option<&str>) -> Result<cpal::Device, MediaError> {
+    let host = cpal::default_host();
+    let kind = if input { "microphone" } else { "speaker" };
+    let found = match id {
+        None => {
+            if input {
+                host.default_input_device()
+            } else {
+                host.default_output_device()
+            }
+        }
+        Some(id) => {
+            let by_id = id
+                .parse::<cpal::DeviceId>()
+                .ok()
+                .and_then(|parsed| host.device_by_id(&parsed));
+            by_id.or_else(|| {
+                host.devices().ok()?.find(|d| {
+                    d.id().is_ok_and(|i| i.to_string() == id)
+                        || d.description().is_ok_and(|desc| desc.name() == id)
+                })
+            })
+        }
+    };
+    found.ok_or_else(|| {
+        MediaError::DeviceNotFound(match id {
+            Some(id) => format!("no {kind} {id:?}"),
+            None => format!("no default {kind}"),
+        })
+    })
+}
+
+/// The device's default mode, moved to 48 kHz when the device can do it (then nothing
+/// needs resampling).
+fn pick_config(
+    device: &cpal::Device,
+    input: bool,
+) -> Result<cpal::SupportedStreamConfig, MediaError> {
+    let what = if input {
+        "microphone config"
+    } else {
+        "speaker config"
+    };
+    let default = if input {
+        device.default_input_config()
+    } else {
+        device.default_output_config()
+    }
+    .map_err(|e| cpal_err(what, &e))?;
+    if default.sample_rate() == AUDIO_SAMPLE_RATE {
+        return Ok(default);
+    }
+    let ranges: Vec<cpal::SupportedStreamConfigRange> = if input {
+        device.supported_input_configs().map(Iterator::collect)
+    } else {
+        device.supported_output_configs().map(Iterator::collect)
+    }
+    .unwrap_or_default();
+    Ok(ranges
+        .into_iter()
+        .filter(|r| {
+            r.sample_format() == default.sample_format() && r.channels() == default.channels()
+        })
+        .find_map(|r| r.try_with_sample_rate(AUDIO_SAMPLE_RATE))
+        .unwrap_or(default))
+}
+
+/// Linear-interpolation resampler for one channel, streaming across calls.
+///
+/// Good enough for speech between common rates (44.1/48/16 kHz); it does not low-pass
+/// before downsampling, which matters little for a voice call.
+#[derive(Debug, Clone)]
+pub(crate) struct Resampler {
+    /// Input samples per output sample.
+    step: f64,
+    /// Position of the next output sample, in input samples, where 0 is `prev`.
+    pos: f64,
+    prev: f32,
+}
+
+impl Resampler {
+    pub(crate) fn new(from_rate: u32, to_rate: u32) -> Self {
+        Self {
+            step: f64::from(from_rate.max(1)) / f64::from(to_rate.max(1)),
+            pos: 1.0,
+            prev: 0.0,
+        }
+    }
+
+    pub(crate) fn process(&mut self, input: &[f32], out: &mut Vec<f32>) {
+        if self.step == 1.0 {
+            out.extend_from_slice(input);
+            return;
+        }
+        let n = input.len();
+        // Positions index the sequence [prev, input[0], .., input[n-1]]; an output at `pos`
+        // interpolates between entries `floor(pos)` and `floor(pos) + 1`.
+        while self.pos < n as f64 {
+            let i = self.pos as usize;
+            let a = if i == 0 { self.prev } else { input[i - 1] };
+            let b = input[i];
+            out.push(a + (b - a) * (self.pos - i as f64) as f32);
+            self.pos += self.step;
+        }
+        self.pos -= n as f64;
+        if let Some(&last) = input.last() {
+            self.prev = last;
+        }
+    }
+}
+
+/// Turns interleaved device samples (any channel count and rate, as `f32`) into 20 ms,
+/// 48 kHz mono [`AudioFrame`]s.
+#[derive(Debug)]
+pub(crate) struct MonoConverter {
+    channels: usize,
+    resampler: Resampler,
+    mono: Vec<f32>,
+    resampled: Vec<f32>,
+    pending: Vec<i16>,
+}
+
+impl MonoConverter {
+    pub(crate) fn new(channels: u16, rate: u32) -> Self {
+        Self {
+            channels: usize::from(channels.max(1)),
+            resampler: Resampler::new(rate, AUDIO_SAMPLE_RATE),
+            mono: Vec::new(),
+            resampled: Vec::new(),
+            pending: Vec::with_capacity(AUDIO_FRAME_SAMPLES * 2),
+        }
+    }
+
+    /// Feeds interleaved samples; calls `emit` for every complete frame.
+    pub(crate) fn push(&mut self, interleaved: &[f32], mut emit: impl FnMut(AudioFrame)) {
+        self.mono.clear();
+        let scale = 1.0 / self.channels as f32;
+        self.mono.extend(
+            interleaved
+                .chunks_exact(self.channels)
+                .map(|c| c.iter().sum::<f32>() * scale),
+        );
+        self.resampled.clear();
+        self.resampler.process(&self.mono, &mut self.resampled);
+        for &s in &self.resampled {
+            self.pending
+                .push((s.clamp(-1.0, 1.0) * 32767.0).round() as i16);
+            if self.pending.len() == AUDIO_FRAME_SAMPLES {
+                let samples =
+                    std::mem::replace(&mut self.pending, Vec::with_capacity(AUDIO_FRAME_SAMPLES));
+                // The frame's first sample was captured ~20 ms ago.
+                let timestamp_us = now_unix_us().saturating_sub(20_000);
+                emit(AudioFrame {
+                    samples,
+                    timestamp_us,
+                });
+            }
+        }
+    }
+}
+
+/// The thread that owns a cpal stream; dropping this stops the stream and joins it.
+struct StreamThread {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl StreamThread {
+    /// Starts `open` on a new thread and waits until the stream is playing (or failed).
+    /// The stream lives until this handle is dropped.
+    fn spawn<S: 'static>(
+        name: &str,
+        open: impl FnOnce() -> Result<S, MediaError> + Send + 'static,
+    ) -> Result<Self, MediaError> {
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), MediaError>>(1);
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let stream = match guard("audio open", open) {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) | Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                // Park until the owner is dropped (the sender goes away).
+                let _ = stop_rx.recv();
+                if guard("audio close", move || drop(stream)).is_err() {
+                    tracing::warn!("audio stream close panicked");
+                }
+            })
+            .map_err(|e| MediaError::Device(format!("cannot start audio thread: {e}")))?;
+        let mut thread = Self {
+            stop: Some(stop_tx),
+            handle: Some(handle),
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(thread),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                // The thread is stuck in the driver; do not wait for it on drop.
+                thread.handle = None;
+                Err(MediaError::Device(
+                    "audio device did not open within 10 s".into(),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for StreamThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Locks, recovering from poisoning: audio state stays usable even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+type ErrorSlot = Arc<Mutex<Option<MediaError>>>;
+
+fn error_callback(slot: ErrorSlot, what: &'static str) -> impl FnMut(cpal::Error) + Send {
+    move |e: cpal::Error| {
+        if is_fatal(&e) {
+            tracing::warn!(error = %e, "{what} stream failed");
+            lock(&slot).get_or_insert_with(|| cpal_err(what, &e));
+        } else {
+            tracing::debug!(error = %e, "{what} stream glitch");
+        }
+    }
+}
+
+/// Frames the microphone may queue before the oldest are dropped (1 s): a consumer that
+/// stalls gets fresh audio afterwards, not a growing delay.
+const MIC_QUEUE_FRAMES: usize = 50;
+/// `next_frame` gives up after this long without audio, so a dead device is an error and
+/// not a hang.
+const MIC_SILENCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A microphone as an [`AudioSource`]: any sample format, rate and channel count is
+/// converted to 48 kHz mono `i16` in 20 ms frames.
+pub struct MicrophoneSource {
+    frames: Receiver<AudioFrame>,
+    error: ErrorSlot,
+    name: String,
+    _stream: StreamThread,
+}
+
+impl std::fmt::Debug for MicrophoneSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MicrophoneSource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_input<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    tx: SyncSender<AudioFrame>,
+    error: ErrorSlot,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample,
+    f32: FromSample<T>,
+{
+    let mut converter = MonoConverter::new(config.channels, config.sample_rate);
+    let mut scratch: Vec<f32> = Vec::new();
+    device.build_input_stream::<T, _, _>(
+        config,
+        move |data: &[T], _: &cpal::InputCallbackInfo| {
+            scratch.clear();
+            scratch.extend(data.iter().map(|s| s.to_sample::<f32>()));
+            converter.push(&scratch, |frame| {
+                if let Err(TrySendError::Full(_)) = tx.try_send(frame) {
+                    tracing::trace!("microphone queue full, dropping a frame");
+                }
+            });
+        },
+        error_callback(error, "microphone"),
+        Some(Duration::from_secs(5)),
+    )
+}
+
+impl MicrophoneSource {
+    /// Opens a microphone (`None` = the system default) and starts capturing.
+    ///
+    /// # Errors
+    /// `device_not_found` if there is no such (or no default) microphone, `device_busy`,
+    /// `unsupported_format` for a sample format we cannot convert, `device_error` otherwise.
+    pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
+        let id = id.map(str::to_owned);
+        let (tx, rx) = mpsc::sync_channel(MIC_QUEUE_FRAMES);
+        let error: ErrorSlot = Arc::default();
+        let (name_tx, name_rx) = mpsc::sync_channel(1);
+        let slot = error.clone();
+        let stream = StreamThread::spawn("onstage-mic", move || {
+            let device = find_audio_device(true, id.as_deref())?;
+            let name = device
+                .description()
+                .map(|d| d.name().to_owned())
+                .unwrap_or_else(|_| "microphone".into());
+            let supported = pick_config(&device, true)?;
+            let config = supported.config();
+            macro_rules! build {
+                ($t:ty) => {
+                    build_input::<$t>(&device, config, tx, slot)
+                };
+            }
+            let stream = match supported.sample_format() {
+                SampleFormat::I8 => build!(i8),
+                SampleFormat::I16 => build!(i16),
+                SampleFormat::I24 => build!(cpal::I24),
+                SampleFormat::I32 => build!(i32),
+                SampleFormat::I64 => build!(i64),
+                SampleFormat::U8 => build!(u8),
+                SampleFormat::U16 => build!(u16),
+                SampleFormat::U24 => build!(cpal::U24),
+                SampleFormat::U32 => build!(u32),
+                SampleFormat::U64 => build!(u64),
+                SampleFormat::F32 => build!(f32),
+                SampleFormat::F64 => build!(f64),
+                other => {
+                    return Err(MediaError::UnsupportedFormat(format!(
+                        "microphone sample format {other}"
+                    )))
+                }
+            }
+            .map_err(|e| cpal_err("microphone stream", &e))?;
+            stream
+                .play()
+                .map_err(|e| cpal_err("microphone start", &e))?;
+            tracing::info!(microphone = %name, ?config, "microphone open");
+            let _ = name_tx.send(name);
+            Ok(stream)
+        })?;
+        Ok(Self {
+            frames: rx,
+            error,
+            name: name_rx.try_recv().unwrap_or_else(|_| "microphone".into()),
+            _stream: stream,
+        })
+    }
+
+    /// The microphone's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl AudioSource for MicrophoneSource {
+    fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
+        if let Some(e) = lock(&self.error).clone() {
+            return Err(e);
+        }
+        match self.frames.recv_timeout(MIC_SILENCE_TIMEOUT) {
+            Ok(frame) => Ok(frame),
+            Err(RecvTimeoutError::Timeout) => Err(lock(&self.error).clone().unwrap_or_else(|| {
+                MediaError::Device(format!(
+                    "no audio from the microphone for {} s",
+                    MIC_SILENCE_TIMEOUT.as_secs()
+                ))
+            })),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(lock(&self.error).clone().unwrap_or(MediaError::Closed))
+            }
+        }
+    }
+}
+
+/// Most audio the speaker queue holds (200 ms): beyond it the oldest is dropped, so a
+/// burst from the network cannot build up delay.
+const SPEAKER_QUEUE_MS: u32 = 200;
+
+/// A speaker as an [`AudioSink`]: 48 kHz mono frames are resampled to the device rate
+/// and copied to every channel. When the queue runs dry the device plays silence.
+pub struct SpeakerSink {
+    ring: Arc<Mutex<VecDeque<f32>>>,
+    error: ErrorSlot,
+    resampler: Resampler,
+    capacity: usize,
+    name: String,
+    scratch: Vec<f32>,
+    resampled: Vec<f32>,
+    _stream: StreamThread,
+}
+
+impl std::fmt::Debug for SpeakerSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeakerSink")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_output<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    ring: Arc<Mutex<VecDeque<f32>>>,
+    error: ErrorSlot,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + FromSample<f32>,
+{
+    let channels = usize::from(config.channels.max(1));
+    device.build_output_stream::<T, _, _>(
+        config,
+        move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+            let mut ring = lock(&ring);
+            for frame in data.chunks_mut(channels) {
+                let s = ring.pop_front().unwrap_or(0.0);
+                let v = T::from_sample(s);
+                frame.fill(v);
+            }
+        },
+        error_callback(error, "speaker"),
+        Some(Duration::from_secs(5)),
+    )
+}
+
+impl SpeakerSink {
+    /// Opens a speaker (`None` = the system default) and starts playing (silence until
+    /// frames arrive).
+    ///
+    /// # Errors
+    /// `device_not_found` if there is no such (or no default) speaker, `device_busy`,
+    /// `unsupported_format` for a sample format we cannot produce, `device_error` otherwise.
+    pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
+        let id = id.map(str::to_owned);
+        let ring: Arc<Mutex<VecDeque<f32>>> = Arc::default();
+        let error: ErrorSlot = Arc::default();
+        let (info_tx, info_rx) = mpsc::sync_channel::<(String, u32)>(1);
+        let (ring2, slot) = (ring.clone(), error.clone());
+        let stream = StreamThread::spawn("onstage-speaker", move || {
+            let device = find_audio_device(false, id.as_deref())?;
+            let name = device
+                .description()
+                .map(|d| d.name().to_owned())
+                .unwrap_or_else(|_| "speaker".into());
+            let supported = pick_config(&device, false)?;
+            let config = supported.config();
+            let rate = config.sample_rate;
+            macro_rules! build {
+                ($t:ty) => {
+                    build_output::<$t>(&device, config, ring2, slot)
+                };
+            }
+            let stream = match supported.sample_format() {
+                SampleFormat::I8 => build!(i8),
+                SampleFormat::I16 => build!(i16),
+                SampleFormat::I24 => build!(cpal::I24),
+                SampleFormat::I32 => build!(i32),
+                SampleFormat::I64 => build!(i64),
+                SampleFormat::U8 => build!(u8),
+                SampleFormat::U16 => build!(u16),
+                SampleFormat::U24 => build!(cpal::U24),
+                SampleFormat::U32 => build!(u32),
+                SampleFormat::U64 => build!(u64),
+                SampleFormat::F32 => build!(f32),
+                SampleFormat::F64 => build!(f64),
+                other => {
+                    return Err(MediaError::UnsupportedFormat(format!(
+                        "speaker sample format {other}"
+                    )))
+                }
+            }
+            .map_err(|e| cpal_err("speaker stream", &e))?;
+            stream.play().map_err(|e| cpal_err("speaker start", &e))?;
+            tracing::info!(speaker = %name, ?config, "speaker open");
+            let _ = info_tx.send((name, rate));
+            Ok(stream)
+        })?;
+        let (name, rate) = info_rx
+            .try_recv()
+            .unwrap_or_else(|_| ("speaker".into(), AUDIO_SAMPLE_RATE));
+        Ok(Self {
+            ring,
+            error,
+            resampler: Resampler::new(AUDIO_SAMPLE_RATE, rate),
+            capacity: (rate * SPEAKER_QUEUE_MS / 1000) as usize,
+            name,
+            scratch: Vec::new(),
+            resampled: Vec::new(),
+            _stream: stream,
+        })
+    }
+
+    /// The speaker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl AudioSink for SpeakerSink {
+    fn play(&mut self, frame: &AudioFrame) -> Result<(), MediaError> {
+        if let Some(e) = lock(&self.error).clone() {
+            return Err(e);
+        }
+        self.scratch.clear();
+        self.scratch
+            .extend(frame.samples.iter().map(|&s| f32::from(s) / 32768.0));
+        self.resampled.clear();
+        self.resampler.process(&self.scratch, &mut self.resampled);
+        let mut ring = lock(&self.ring);
+        ring.extend(self.resampled.iter().copied());
+        if ring.len() > self.capacity {
+            let excess = ring.len() - self.capacity;
+            ring.drain(..excess);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::dominant_frequency;
+
+    fn sine(rate: u32, freq: f32, seconds: f32, channels: usize) -> Vec<f32> {
+        let n = (rate as f32 * seconds) as usize;
+        (0..n)
+            .flat_map(|i| {
+                let v = 0.5 * (std::f32::consts::TAU * freq * i as f32 / rate as f32).sin();
+                std::iter::repeat_n(v, channels)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn converter_makes_48k_mono_frames_from_any_rate_and_layout() {
+        for (rate, channels) in [(48_000, 1), (44_100, 2), (16_000, 1), (96_000, 6)] {
+            let mut conv = MonoConverter::new(channels as u16, rate);
+            let input = sine(rate, 440.0, 1.0, channels);
+            let mut frames = Vec::new();
+            // Feed in odd-sized chunks like a device callback would.
+            for chunk in input.chunks(channels * 441) {
+                conv.push(chunk, |f| frames.push(f));
+            }
+            assert!(
+                (49..=50).contains(&frames.len()),
+                "{rate} Hz x{channels}: {} frames",
+                frames.len()
+            );
+            assert!(frames
+                .iter()
+                .all(|f| f.samples.len() == AUDIO_FRAME_SAMPLES));
+            let all: Vec<i16> = frames.iter().flat_map(|f| f.samples.clone()).collect();
+            let f = dominant_frequency(&all, AUDIO_SAMPLE_RATE);
+            assert!((f - 440.0).abs() < 2.0, "{rate} Hz x{channels}: got {f} Hz");
+            let peak = all.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+            assert!((15_500..=16_800).contains(&peak), "level kept: {peak}");
+        }
+    }
+
+    #[test]
+    fn resampler_is_continuous_across_calls() {
+        let mut r = Resampler::new(44_100, 48_000);
+        let input: Vec<f32> = (0..4410).map(|i| i as f32).collect();
+        let mut out = Vec::new();
+        for chunk in input.chunks(100) {
+            r.process(chunk, &mut out);
+        }
+        // A ramp stays a ramp with slope 44.1/48 and no jumps at chunk borders.
+        let expected = 44_100.0 / 48_000.0;
+        for w in out.windows(2) {
+            assert!(((w[1] - w[0]) - expected).abs() < 1e-3, "{w:?}");
+        }
+        assert!(
+            (out.len() as i64 - 4800).abs() <= 2,
+            "{} samples",
+            out.len()
+        );
+    }
+
+    #[test]
+    fn camera_mode_choice() {
+        let modes = [
+            CameraFormat::new_from(1920, 1080, FrameFormat::MJPEG, 30),
+            CameraFormat::new_from(1280, 720, FrameFormat::MJPEG, 30),
+            CameraFormat::new_from(1280, 720, FrameFormat::YUYV, 10),
+            CameraFormat::new_from(640, 480, FrameFormat::YUYV, 30),
+        ];
+        let want = |w, h, fps| VideoFormat {
+            width: w,
+            height: h,
+            fps,
+        };
+        // Nearest size wins; at equal size the one that keeps up with the rate.
+        assert_eq!(
+            best_camera_format(&modes, want(1280, 720, 30)),
+            Some(modes[1])
+        );
+        assert_eq!(
+            best_camera_format(&modes, want(1280, 720, 10)),
+            Some(modes[2])
+        );
+        assert_eq!(
+            best_camera_format(&modes, want(600, 400, 30)),
+            Some(modes[3])
+        );
+        assert_eq!(best_camera_format(&[], want(640, 480, 30)), None);
+    }
+
+    #[test]
+    fn error_mapping() {
+        let busy = nokhwa::NokhwaError::OpenDeviceError(
+            "0".into(),
+            "V4L2 Error: Device or resource busy (os error 16)".into(),
+        );
+        assert_eq!(nokhwa_err("open", &busy).code(), "device_busy");
+        let gone = nokhwa::NokhwaError::OpenDeviceError(
+            "3".into(),
+            "V4L2 Error: No such file or directory (os error 2)".into(),
+        );
+        assert_eq!(nokhwa_err("open", &gone).code(), "device_not_found");
+        let other = nokhwa::NokhwaError::ReadFrameError("timeout".into());
+        assert_eq!(nokhwa_err("frame", &other).code(), "device_error");
+
+        let e = cpal::Error::new(cpal::ErrorKind::DeviceNotAvailable);
+        assert_eq!(cpal_err("mic", &e).code(), "device_not_found");
+        assert_eq!(
+            cpal_err("mic", &cpal::Error::new(cpal::ErrorKind::DeviceBusy)).code(),
+            "device_busy"
+        );
+        assert!(!is_fatal(&cpal::Error::new(cpal::ErrorKind::Xrun)));
+        assert!(is_fatal(&e));
+    }
+
+    #[test]
+    fn guard_turns_panics_into_errors() {
+        let r: Result<(), _> = guard("test", || panic!("driver bug"));
+        assert_eq!(r.map_err(|e| e.code()), Err("device_error"));
+    }
+}
