@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::Url;
 
-use onstage_proto::{Call, CallResult, CloseReason, Request, ServerMessage, Welcome};
+use onstage_proto::{Call, CallResult, CloseReason, MediaEvent, Request, ServerMessage, Welcome};
 
 use crate::mirror::Mirror;
 use crate::{ClientError, ConnectionState, EventStream, JoinOptions, MeetingEvent};
@@ -471,6 +471,24 @@ impl Driver {
                     }
                     CloseReason::Shutdown | CloseReason::TooSlow => Some(Ended::Dropped),
                 }
+            }
+            ServerMessage::Media { event } => {
+                let event = match event {
+                    MediaEvent::Published {
+                        user_id,
+                        audio,
+                        video,
+                    } => MeetingEvent::MediaPublished {
+                        user_id,
+                        audio,
+                        video,
+                    },
+                    MediaEvent::Unpublished { user_id } => {
+                        MeetingEvent::MediaUnpublished { user_id }
+                    }
+                };
+                self.shared.publish(|_| vec![event]);
+                None
             }
             ServerMessage::Error { error } => {
                 tracing::warn!(%error, "the server reported an error");

@@ -59,6 +59,14 @@ pub enum MeetingEvent {
     /// A participant's network connection dropped (it keeps its place for the grace period)
     /// or came back.
     ParticipantConnection { user_id: UserId, connected: bool },
+    /// A participant's media started flowing into the server (it published).
+    MediaPublished {
+        user_id: UserId,
+        audio: bool,
+        video: bool,
+    },
+    /// A participant's tracks ended (left the stage, kicked, or its connection dropped).
+    MediaUnpublished { user_id: UserId },
     /// This client's own connection changed state. `resumed` is set on `connected` after a
     /// reconnect: true when the session (stage status, queue place) was kept.
     ConnectionStateUpdate {

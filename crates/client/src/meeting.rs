@@ -284,6 +284,50 @@ impl Stage<'_> {
     }
 }
 
+/// Media signaling: SDP offers to the server's SFU and its answers. The WebRTC side is in
+/// [`crate::rtc`]; [`crate::media`] ties both to the stage.
+impl Meeting {
+    /// Offers to publish (sendonly audio and/or video); returns the SFU's answer. Only
+    /// while ON_STAGE (`invalid_state` otherwise).
+    pub async fn publish_offer(&self, sdp: String) -> Result<String, ClientError> {
+        sdp_result("media.publish", self.call(Call::Publish { sdp }).await?)
+    }
+
+    /// Stops publishing.
+    pub async fn unpublish(&self) -> Result<(), ClientError> {
+        self.call(Call::Unpublish).await.map(|_| ())
+    }
+
+    /// Offers to receive `user_id`'s media (recvonly audio + video); returns the SFU's
+    /// answer. `user_id` must be ON_STAGE.
+    pub async fn subscribe_offer(
+        &self,
+        user_id: &UserId,
+        sdp: String,
+    ) -> Result<String, ClientError> {
+        let call = Call::Subscribe {
+            user_id: user_id.clone(),
+            sdp,
+        };
+        sdp_result("media.subscribe", self.call(call).await?)
+    }
+
+    /// Stops receiving `user_id`'s media.
+    pub async fn unsubscribe(&self, user_id: &UserId) -> Result<(), ClientError> {
+        let call = Call::Unsubscribe {
+            user_id: user_id.clone(),
+        };
+        self.call(call).await.map(|_| ())
+    }
+}
+
+fn sdp_result(call: &str, result: CallResult) -> Result<String, ClientError> {
+    match result {
+        CallResult::Sdp { sdp } => Ok(sdp),
+        other => Err(unexpected(call, &other)),
+    }
+}
+
 fn unexpected(call: &str, result: &CallResult) -> ClientError {
     ClientError::Protocol(format!("unexpected result for {call}: {result:?}"))
 }

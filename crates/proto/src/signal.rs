@@ -358,7 +358,9 @@ pub enum ServerMessage {
         error: ErrorBody,
     },
     /// Who publishes media changed.
-    Media { event: MediaEvent },
+    Media {
+        event: MediaEvent,
+    },
     /// The server is about to close the connection on purpose.
     Goodbye {
         reason: CloseReason,

@@ -451,7 +451,6 @@ impl Room {
         }
     }
 
-
     /// Validates a batch's targets, all before any change: the list is non-empty and not
     /// oversized, every id is in the roster, and `check` passes for each. Duplicate ids count
     /// once. Returns the targets in the order given.

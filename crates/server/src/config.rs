@@ -1,7 +1,7 @@
 //! Server settings. [`ServerConfig::new`] gives the documented defaults; change fields
 //! before calling [`crate::start`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +49,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for connections to finish (default 5 s).
     pub shutdown_timeout: Duration,
+    /// Where the SFU's UDP socket binds (default: the listen IP, a free port). `None` runs
+    /// signaling only.
+    pub media_udp: Option<SocketAddr>,
+    /// The IPs peers are told to send media to. Empty (the default): the bound IP, or for a
+    /// wildcard bind, loopback and the address of the interface that routes outwards.
+    pub media_advertise: Vec<IpAddr>,
 }
 
 impl ServerConfig {
@@ -68,6 +74,8 @@ impl ServerConfig {
             outbound_queue: 256,
             max_body_bytes: 64 * 1024,
             shutdown_timeout: Duration::from_secs(5),
+            media_udp: Some(SocketAddr::new(listen.ip(), 0)),
+            media_advertise: Vec::new(),
         }
     }
 

@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod rest;
 pub mod rooms;
 pub mod server;
+pub mod sfu;
 pub mod signal;
 pub mod storage;
 

@@ -30,6 +30,12 @@ pub struct Metrics {
     pub bad_frames: Counter,
     pub slow_clients: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub sfu_received: Counter,
+    pub sfu_forwarded: Counter,
+    pub sfu_dropped: Counter,
+    pub sfu_keyframe_requests: Counter,
+    pub sfu_publications: Gauge,
+    pub sfu_subscriptions: Gauge,
     registry: Registry,
 }
 
@@ -82,7 +88,49 @@ impl Metrics {
             "Admin API requests by method and status",
             http_requests.clone(),
         );
+        let sfu_received = Counter::default();
+        let sfu_forwarded = Counter::default();
+        let sfu_dropped = Counter::default();
+        let sfu_keyframe_requests = Counter::default();
+        let sfu_publications = Gauge::default();
+        let sfu_subscriptions = Gauge::default();
+        registry.register(
+            "sfu_received_packets",
+            "RTP packets received from publishers",
+            sfu_received.clone(),
+        );
+        registry.register(
+            "sfu_forwarded_packets",
+            "RTP packets forwarded to subscribers (one per subscriber)",
+            sfu_forwarded.clone(),
+        );
+        registry.register(
+            "sfu_dropped_datagrams",
+            "Datagrams no live media session accepted (e.g. from a participant off stage)",
+            sfu_dropped.clone(),
+        );
+        registry.register(
+            "sfu_keyframe_requests",
+            "Keyframe requests sent to publishers",
+            sfu_keyframe_requests.clone(),
+        );
+        registry.register(
+            "sfu_publications",
+            "Participants publishing media",
+            sfu_publications.clone(),
+        );
+        registry.register(
+            "sfu_subscriptions",
+            "Media subscriptions (one viewer of one publisher)",
+            sfu_subscriptions.clone(),
+        );
         Self {
+            sfu_received,
+            sfu_forwarded,
+            sfu_dropped,
+            sfu_keyframe_requests,
+            sfu_publications,
+            sfu_subscriptions,
             connections,
             rooms,
             participants,

@@ -6,20 +6,21 @@
 //! every connection's bounded queue. A connection that lets its queue fill up is dropped
 //! (its socket task then says `goodbye: too_slow`); the room never waits for anyone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use onstage_proto::{
-    Call, CallResult, CloseReason, ErrorBody, ErrorCode, MeetingId, PeerId, RoomSnapshot,
-    ServerMessage, UnixMillis, UserId, Welcome,
+    Call, CallResult, CloseReason, ErrorBody, ErrorCode, MediaEvent, MeetingId, PeerId, RoomEvent,
+    RoomSnapshot, ServerMessage, StageStatus, UnixMillis, UserId, Welcome,
 };
 use onstage_room::{Member, Room, RoomConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use crate::sfu::{Sfu, SfuError};
 
 /// Commands queued to one room task at most; senders wait beyond it.
 const ROOM_QUEUE: usize = 1024;
@@ -86,6 +87,16 @@ enum Command {
     Snapshot {
         reply: oneshot::Sender<RoomSnapshot>,
     },
+    /// The SFU answered a `media.publish` or `media.subscribe`.
+    MediaAnswer {
+        user: UserId,
+        conn_id: u64,
+        request_id: u64,
+        /// For a publish: the kinds offered (audio, video).
+        published: Option<(bool, bool)>,
+        name: &'static str,
+        result: Result<String, SfuError>,
+    },
     Shutdown,
 }
 
@@ -95,6 +106,8 @@ pub struct Rooms {
     inner: Arc<Mutex<HashMap<MeetingId, mpsc::Sender<Command>>>>,
     metrics: Arc<Metrics>,
     grace_ms: u64,
+    /// Where media goes; `None` runs signaling only (media calls get `internal`).
+    sfu: Option<Sfu>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -111,11 +124,12 @@ pub fn next_conn_id() -> u64 {
 }
 
 impl Rooms {
-    pub fn new(metrics: Arc<Metrics>, grace_ms: u64) -> Self {
+    pub fn new(metrics: Arc<Metrics>, grace_ms: u64, sfu: Option<Sfu>) -> Self {
         Self {
             inner: Arc::default(),
             metrics,
             grace_ms,
+            sfu,
         }
     }
 
@@ -148,6 +162,8 @@ impl Rooms {
             rooms: self.clone(),
             self_tx: tx.downgrade(),
             participants: 0,
+            sfu: self.sfu.clone(),
+            publishing: HashSet::new(),
         };
         tokio::spawn(task.run(rx));
         self.metrics.rooms.inc();
@@ -260,6 +276,10 @@ struct RoomTask {
     rooms: Rooms,
     self_tx: mpsc::WeakSender<Command>,
     participants: i64,
+    sfu: Option<Sfu>,
+    /// Who has a live publication, as far as this room knows (to tell the meeting when it
+    /// ends).
+    publishing: HashSet<UserId>,
 }
 
 impl RoomTask {
@@ -324,6 +344,8 @@ impl RoomTask {
                 let connected = self.room.connect(member, new_peer_id(), now);
                 if let Some(old) = self.conns.remove(&user) {
                     let _ = old.tx.try_send(Outbound::Goodbye(CloseReason::Replaced));
+                    // The old connection's peer connections belong to the old client.
+                    self.media_gone(&user);
                 }
                 // Everyone else hears of the arrival before the newcomer's snapshot is taken,
                 // so the newcomer sees each event exactly once: in the snapshot or after it.
@@ -345,6 +367,7 @@ impl RoomTask {
             Command::Disconnect { user, conn_id } => {
                 if self.conns.get(&user).is_some_and(|c| c.id == conn_id) {
                     self.conns.remove(&user);
+                    self.media_gone(&user);
                     self.room.disconnect(&user, now);
                 }
             }
@@ -359,10 +382,20 @@ impl RoomTask {
                 };
                 let name = call.name();
                 let leaving = matches!(call, Call::LeaveMeeting);
-                let outcome: Result<CallResult, ErrorBody> = self
+                let media = call.is_media().then(|| call.clone());
+                let mut outcome: Result<CallResult, ErrorBody> = self
                     .room
                     .handle_call(&user, call, now)
                     .map_err(ErrorBody::from);
+                if let (Ok(_), Some(call)) = (&outcome, media) {
+                    // The room allows it; the SFU carries it out. Publish and subscribe
+                    // are answered when the SFU has answered.
+                    match self.media_call(&user, conn_id, request_id, call) {
+                        Ok(Some(result)) => outcome = Ok(result),
+                        Ok(None) => return,
+                        Err(e) => outcome = Err(e),
+                    }
+                }
                 let code = match &outcome {
                     Ok(_) => "ok",
                     Err(e) => e.code.as_str(),
@@ -391,6 +424,14 @@ impl RoomTask {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.room.snapshot());
             }
+            Command::MediaAnswer {
+                user,
+                conn_id,
+                request_id,
+                published,
+                name,
+                result,
+            } => self.media_answered(user, conn_id, request_id, published, name, result),
             Command::Shutdown => {}
         }
     }
@@ -398,8 +439,17 @@ impl RoomTask {
     /// Sends the room's new events to every connection.
     fn flush(&mut self) {
         let mut slow = Vec::new();
+        let mut ended = Vec::new();
         for ev in self.room.drain_events() {
             self.metrics.events.inc();
+            match &ev.event {
+                // Off the stage (leave, kick, removed): the SFU stops their media now.
+                RoomEvent::StageStatusChanged {
+                    user_id, status, ..
+                } if *status != StageStatus::OnStage => ended.push(user_id.clone()),
+                RoomEvent::ParticipantLeft { user_id, .. } => ended.push(user_id.clone()),
+                _ => {}
+            }
             let bytes = encode(&ServerMessage::Event {
                 seq: ev.seq,
                 event: ev.event,
@@ -411,6 +461,14 @@ impl RoomTask {
                     // The socket task has ended; its disconnect is on the way or already lost.
                     Err(mpsc::error::TrySendError::Closed(_)) => slow.push((user.clone(), false)),
                 }
+            }
+        }
+        for user in ended {
+            if let Some(sfu) = &self.sfu {
+                sfu.end_publisher(self.key(&user));
+            }
+            if self.publishing.remove(&user) {
+                self.tell_media(MediaEvent::Unpublished { user_id: user });
             }
         }
         let count = self.room.len() as i64;
@@ -431,8 +489,147 @@ impl RoomTask {
                 self.metrics.slow_clients.inc();
                 tracing::warn!(meeting = %self.meeting, user = %user, "dropping a client that does not read its events");
             }
+            self.media_gone(user);
             self.room.disconnect(user, now_ms());
             self.flush();
+        }
+    }
+
+    fn key(&self, user: &UserId) -> crate::sfu::engine::ParticipantKey {
+        (self.meeting.clone(), user.clone())
+    }
+
+    /// The participant's connection is gone: so are its peer connections.
+    fn media_gone(&mut self, user: &UserId) {
+        if let Some(sfu) = &self.sfu {
+            sfu.drop_participant(self.key(user));
+        }
+        if self.publishing.remove(user) {
+            self.tell_media(MediaEvent::Unpublished {
+                user_id: user.clone(),
+            });
+        }
+    }
+
+    /// Tells every connection who publishes now. A connection that cannot take it is
+    /// left to the next room event to drop (media events are advisory).
+    fn tell_media(&self, event: MediaEvent) {
+        let bytes = encode(&ServerMessage::Media { event });
+        for conn in self.conns.values() {
+            let _ = conn.tx.try_send(Outbound::Text(bytes.clone()));
+        }
+    }
+
+    /// Carries out a media call the room allowed. `Ok(Some)` answers now; `Ok(None)` means
+    /// the SFU will answer (through [`Command::MediaAnswer`]).
+    fn media_call(
+        &mut self,
+        user: &UserId,
+        conn_id: u64,
+        request_id: u64,
+        call: Call,
+    ) -> Result<Option<CallResult>, ErrorBody> {
+        let Some(sfu) = self.sfu.clone() else {
+            return Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "this server runs without media",
+            ));
+        };
+        let name = call.name();
+        let (answer, published) = match call {
+            Call::Publish { sdp } => {
+                let Some(preset) = self.room.preset_of(user).cloned() else {
+                    return Err(ErrorBody::new(ErrorCode::NotFound, "not in this meeting"));
+                };
+                let kinds = (sdp.contains("m=audio"), sdp.contains("m=video"));
+                let rx = sfu.publish_queued(
+                    self.key(user),
+                    sdp,
+                    preset.can_produce_audio,
+                    preset.can_produce_video,
+                );
+                (rx, Some(kinds))
+            }
+            Call::Subscribe { user_id, sdp } => {
+                let rx = sfu.subscribe_queued(self.key(user), self.key(&user_id), sdp);
+                (rx, None)
+            }
+            Call::Unpublish => {
+                sfu.unpublish(self.key(user));
+                if self.publishing.remove(user) {
+                    self.tell_media(MediaEvent::Unpublished {
+                        user_id: user.clone(),
+                    });
+                }
+                return Ok(Some(CallResult::Done));
+            }
+            Call::Unsubscribe { user_id } => {
+                sfu.unsubscribe(self.key(user), self.key(&user_id));
+                return Ok(Some(CallResult::Done));
+            }
+            _ => return Ok(Some(CallResult::Done)),
+        };
+        let Some(back) = self.self_tx.upgrade() else {
+            return Err(ErrorBody::new(ErrorCode::Internal, "the room is closing"));
+        };
+        let user = user.clone();
+        tokio::spawn(async move {
+            let result = answer.await.unwrap_or(Err(SfuError::Closed));
+            let _ = back
+                .send(Command::MediaAnswer {
+                    user,
+                    conn_id,
+                    request_id,
+                    published,
+                    name,
+                    result,
+                })
+                .await;
+        });
+        Ok(None)
+    }
+
+    fn media_answered(
+        &mut self,
+        user: UserId,
+        conn_id: u64,
+        request_id: u64,
+        published: Option<(bool, bool)>,
+        name: &'static str,
+        result: Result<String, SfuError>,
+    ) {
+        let outcome = result
+            .map(|sdp| CallResult::Sdp { sdp })
+            .map_err(|e| ErrorBody::new(e.code(), e.to_string()));
+        self.metrics
+            .calls
+            .get_or_create(&crate::metrics::CallLabels {
+                call: name.to_owned(),
+                code: match &outcome {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.code.as_str().to_owned(),
+                },
+            })
+            .inc();
+        if let (Ok(_), Some((audio, video))) = (&outcome, published) {
+            // Still on stage? (If not, the SFU has already ended the publication: the
+            // stage exit was queued to it after this publish.)
+            if self.room.status_of(&user) == Some(StageStatus::OnStage) {
+                self.publishing.insert(user.clone());
+                self.tell_media(MediaEvent::Published {
+                    user_id: user.clone(),
+                    audio,
+                    video,
+                });
+            }
+        }
+        let Some(conn) = self.conns.get(&user).filter(|c| c.id == conn_id).cloned() else {
+            return;
+        };
+        let reply = ServerMessage::reply(request_id, outcome);
+        if let Err(e) = conn.tx.try_send(Outbound::Text(encode(&reply))) {
+            let too_slow = matches!(e, mpsc::error::TrySendError::Full(_));
+            self.drop_conn(&user, too_slow);
         }
     }
 }
@@ -461,7 +658,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_does_not_read_is_dropped_and_the_room_carries_on() {
         let metrics = Arc::new(Metrics::new());
-        let rooms = Rooms::new(metrics.clone(), 30_000);
+        let rooms = Rooms::new(metrics.clone(), 30_000, None);
         let meeting = MeetingId::new("m");
         // Room for the welcome and one event only, and nobody reads it.
         let (slow_tx, mut slow_rx) = mpsc::channel(2);

@@ -57,6 +57,7 @@ pub struct RunningServer {
     task: JoinHandle<()>,
     alive: mpsc::Receiver<()>,
     shutdown_timeout: std::time::Duration,
+    sfu: Option<crate::sfu::Sfu>,
 }
 
 /// Asks a [`RunningServer`] to shut down gracefully from anywhere. Cheap to clone.
@@ -86,6 +87,16 @@ impl RunningServer {
             ip => ip,
         };
         format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// The SFU's UDP address, when media is on.
+    pub fn media_addr(&self) -> Option<SocketAddr> {
+        self.sfu.as_ref().map(|s| s.local_addr())
+    }
+
+    /// The SFU handle (for its counters), when media is on.
+    pub fn sfu(&self) -> Option<&crate::sfu::Sfu> {
+        self.sfu.as_ref()
     }
 
     pub fn admin_key(&self) -> &str {
@@ -124,6 +135,14 @@ impl RunningServer {
         if !http_done && tokio::time::timeout_at(deadline, &mut task).await.is_err() {
             tracing::warn!("shutdown timed out; aborting the HTTP server");
             task.abort();
+        }
+        if let Some(sfu) = &self.sfu {
+            if tokio::time::timeout_at(deadline, sfu.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("shutdown timed out closing media sessions");
+            }
         }
         // Every connection holds a sender; `None` means the last one has ended.
         let mut alive = self.alive;
@@ -223,7 +242,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     })?;
 
     let metrics = Arc::new(Metrics::new());
-    let rooms = Rooms::new(metrics.clone(), config.grace_ms());
+    let sfu = match config.media_udp {
+        Some(bind) => Some(
+            crate::sfu::Sfu::start(bind, &config.media_advertise, metrics.clone())
+                .map_err(|source| ServerError::Bind { addr: bind, source })?,
+        ),
+        None => None,
+    };
+    let rooms = Rooms::new(metrics.clone(), config.grace_ms(), sfu.clone());
     let (stop, shutdown) = watch::channel(false);
     let stop = Arc::new(stop);
     let (alive, alive_rx) = mpsc::channel(1);
@@ -281,6 +307,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         task,
         alive: alive_rx,
         shutdown_timeout,
+        sfu,
     })
 }
 

@@ -1,0 +1,690 @@
+//! The SFU core: every WebRTC session (a str0m [`Rtc`]) of every meeting, driven by
+//! datagrams, commands and the clock, producing datagrams to send. No sockets and no
+//! tokio here; [`super::Sfu`] does the I/O.
+//!
+//! Two kinds of session, one WebRTC peer connection each (the pattern of Janus' video
+//! room): a participant's *publication* (its sendonly offer: audio and/or video in), and a
+//! *subscription* of one participant to one publisher (a recvonly offer: that publisher's
+//! audio and video out). A subscription belongs to the publisher's *participant*, not to
+//! one publication: when a publisher reconnects and publishes again, its viewers keep their
+//! sessions and the media simply resumes (starting at a keyframe).
+//!
+//! Forwarding is per RTP packet (str0m's RTP mode): each packet from a publication is
+//! rewritten (SSRC, sequence number, timestamp: see [`TrackForwarder`]) and written to
+//! every subscriber's stream; str0m then does SRTP, NACK/RTX and RTCP per leg.
+//!
+//! The rules of the stage are enforced by what exists: media is accepted only on a
+//! publication's session, publications are created only for ON_STAGE participants (the
+//! room checks) and are closed the moment the participant leaves the stage or its
+//! connection drops. A datagram no live session accepts is dropped and counted.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use onstage_proto::{MeetingId, UserId};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+use super::forward::{KeyframeThrottle, TrackForwarder, Verdict};
+use super::h264::starts_keyframe;
+use super::SfuError;
+
+/// A participant of a meeting: who owns a session.
+pub type ParticipantKey = (MeetingId, UserId);
+
+/// One datagram to send.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+/// Counters the engine keeps; the server exports them as metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// RTP packets received from publishers.
+    pub received: u64,
+    /// RTP packets written to subscribers (one per packet per subscriber).
+    pub forwarded: u64,
+    /// Datagrams no live session accepted (e.g. media from a kicked participant).
+    pub dropped: u64,
+    /// Keyframe requests sent to publishers.
+    pub keyframe_requests: u64,
+}
+
+type SessionId = u64;
+
+struct Session {
+    rtc: Rtc,
+    owner: ParticipantKey,
+    role: Role,
+    /// The negotiated media lines.
+    mids: Vec<(Mid, MediaKind)>,
+    timeout: Instant,
+}
+
+enum Role {
+    Publication {
+        keyframes: KeyframeThrottle,
+    },
+    Subscription {
+        publisher: ParticipantKey,
+        audio: Option<OutTrack>,
+        video: Option<OutTrack>,
+    },
+}
+
+/// One outgoing track of a subscription.
+struct OutTrack {
+    ssrc: Ssrc,
+    pt: str0m::media::Pt,
+    forwarder: TrackForwarder,
+}
+
+/// What a publisher's packet needs to be forwarded: read once, written to every viewer.
+struct Incoming {
+    kind: MediaKind,
+    seq: u64,
+    timestamp: u32,
+    marker: bool,
+    keyframe_start: bool,
+    payload: Arc<[u8]>,
+    arrived: Instant,
+}
+
+/// Every session of every meeting. See the module docs.
+pub struct Engine {
+    /// Host candidates offered to every peer (the SFU's one UDP socket, by address).
+    candidates: Vec<SocketAddr>,
+    /// The socket's own address, the `destination` of everything received.
+    local_addr: SocketAddr,
+    sessions: HashMap<SessionId, Session>,
+    next_id: SessionId,
+    publications: HashMap<ParticipantKey, SessionId>,
+    /// Subscriptions by publisher participant.
+    audiences: HashMap<ParticipantKey, Vec<SessionId>>,
+    /// Subscriptions by (subscriber, publisher).
+    subscriptions: HashMap<(ParticipantKey, ParticipantKey), SessionId>,
+    /// Which session a remote address belongs to, learnt from the first datagram a
+    /// session accepted.
+    routes: HashMap<SocketAddr, SessionId>,
+    /// Sessions that had input since they were last polled.
+    dirty: Vec<SessionId>,
+    out: Vec<Datagram>,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// `local_addr` is the bound socket; `candidates` the addresses peers can reach it at.
+    pub fn new(local_addr: SocketAddr, candidates: Vec<SocketAddr>) -> Self {
+        Self {
+            candidates,
+            local_addr,
+            sessions: HashMap::new(),
+            next_id: 1,
+            publications: HashMap::new(),
+            audiences: HashMap::new(),
+            subscriptions: HashMap::new(),
+            routes: HashMap::new(),
+            dirty: Vec::new(),
+            out: Vec::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Live publications and subscriptions.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.publications.len(), self.subscriptions.len())
+    }
+
+    /// Is `key` publishing right now?
+    pub fn is_publishing(&self, key: &ParticipantKey) -> bool {
+        self.publications.contains_key(key)
+    }
+
+    /// Datagrams produced since the last call.
+    pub fn drain_datagrams(&mut self) -> std::vec::Drain<'_, Datagram> {
+        self.out.drain(..)
+    }
+
+    /// The earliest moment [`Engine::handle_timeout`] must run.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .flat_map(|s| {
+                let keyframe = match &s.role {
+                    Role::Publication { keyframes } => keyframes.due(),
+                    Role::Subscription { .. } => None,
+                };
+                std::iter::once(s.timeout).chain(keyframe)
+            })
+            .min()
+    }
+
+    /// A participant starts publishing: `offer` is its sendonly SDP offer. Replaces an
+    /// earlier publication of the same participant. Returns the SDP answer.
+    pub fn publish(
+        &mut self,
+        key: ParticipantKey,
+        offer: &str,
+        allow_audio: bool,
+        allow_video: bool,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        let (has_audio, has_video) = offered_kinds(offer);
+        if !has_audio && !has_video {
+            return Err(SfuError::BadSdp("the offer has no audio or video".into()));
+        }
+        if (has_audio && !allow_audio) || (has_video && !allow_video) {
+            return Err(SfuError::NotAllowed(
+                "this preset may not publish that kind of media".into(),
+            ));
+        }
+        let (rtc, answer) = self.accept(offer, now)?;
+        self.unpublish(&key, now);
+        let id = self.insert(
+            rtc,
+            key.clone(),
+            Role::Publication {
+                keyframes: KeyframeThrottle::default(),
+            },
+            now,
+        );
+        self.publications.insert(key.clone(), id);
+        // Viewers who were watching an earlier publication start over at a keyframe.
+        for sub in self.audiences.get(&key).cloned().unwrap_or_default() {
+            if let Some(Role::Subscription { audio, video, .. }) =
+                self.sessions.get_mut(&sub).map(|s| &mut s.role)
+            {
+                for (track, is_video) in [(audio, false), (video, true)] {
+                    if let Some(t) = track {
+                        t.forwarder.restart(is_video);
+                    }
+                }
+            }
+        }
+        self.drive(now);
+        Ok(answer)
+    }
+
+    /// `subscriber` wants `publisher`'s media: `offer` is its recvonly SDP offer. Replaces
+    /// an earlier subscription of the same pair. Returns the SDP answer.
+    pub fn subscribe(
+        &mut self,
+        subscriber: ParticipantKey,
+        publisher: ParticipantKey,
+        offer: &str,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        let (rtc, answer) = self.accept(offer, now)?;
+        self.unsubscribe(&subscriber, &publisher, now);
+        let id = self.insert(
+            rtc,
+            subscriber.clone(),
+            Role::Subscription {
+                publisher: publisher.clone(),
+                audio: None,
+                video: None,
+            },
+            now,
+        );
+        self.audiences
+            .entry(publisher.clone())
+            .or_default()
+            .push(id);
+        self.subscriptions.insert((subscriber, publisher), id);
+        self.drive(now);
+        Ok(answer)
+    }
+
+    /// Ends one subscription.
+    pub fn unsubscribe(
+        &mut self,
+        subscriber: &ParticipantKey,
+        publisher: &ParticipantKey,
+        now: Instant,
+    ) {
+        if let Some(id) = self
+            .subscriptions
+            .get(&(subscriber.clone(), publisher.clone()))
+            .copied()
+        {
+            self.close(id, now);
+        }
+    }
+
+    /// Ends a participant's publication (its subscribers stay, waiting for the next one).
+    pub fn unpublish(&mut self, key: &ParticipantKey, now: Instant) {
+        if let Some(id) = self.publications.get(key).copied() {
+            self.close(id, now);
+        }
+    }
+
+    /// The participant left the stage: its publication and everyone's subscription to it
+    /// end now.
+    pub fn end_publisher(&mut self, key: &ParticipantKey, now: Instant) {
+        self.unpublish(key, now);
+        for id in self.audiences.get(key).cloned().unwrap_or_default() {
+            self.close(id, now);
+        }
+    }
+
+    /// The participant's connection is gone: its publication and its own subscriptions end.
+    pub fn drop_participant(&mut self, key: &ParticipantKey, now: Instant) {
+        self.unpublish(key, now);
+        let own: Vec<SessionId> = self
+            .subscriptions
+            .iter()
+            .filter(|((sub, _), _)| sub == key)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in own {
+            self.close(id, now);
+        }
+    }
+
+    /// Ends every session (server shutdown).
+    pub fn close_all(&mut self, now: Instant) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.close(id, now);
+        }
+    }
+
+    /// A datagram arrived on the socket.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local_addr,
+                contents,
+            },
+        );
+        let routed = self
+            .routes
+            .get(&source)
+            .copied()
+            .filter(|id| self.sessions.get(id).is_some_and(|s| s.rtc.accepts(&input)));
+        let id = match routed {
+            Some(id) => id,
+            None => {
+                // New address (ICE checks): ask every session. Only STUN with the right
+                // credentials or traffic from a nominated pair is accepted.
+                let found = self
+                    .sessions
+                    .iter()
+                    .find(|(_, s)| s.rtc.accepts(&input))
+                    .map(|(id, _)| *id);
+                match found {
+                    Some(id) => {
+                        self.routes.insert(source, id);
+                        id
+                    }
+                    None => {
+                        self.stats.dropped += 1;
+                        return;
+                    }
+                }
+            }
+        };
+        if let Some(session) = self.sessions.get_mut(&id) {
+            if let Err(e) = session.rtc.handle_input(input) {
+                tracing::debug!(error = %e, "a session refused a datagram");
+            }
+            self.dirty.push(id);
+        }
+        self.drive(now);
+    }
+
+    /// Time passed: wake the sessions whose timers are due and send deferred keyframe
+    /// requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut keyframes = Vec::new();
+        for (id, s) in &mut self.sessions {
+            if s.timeout <= now {
+                if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(error = %e, "session timeout failed");
+                }
+                self.dirty.push(*id);
+            }
+            if let Role::Publication { keyframes: k } = &mut s.role {
+                if k.poll(now) {
+                    keyframes.push(*id);
+                }
+            }
+        }
+        for id in keyframes {
+            self.send_keyframe_request(id);
+        }
+        self.drive(now);
+    }
+
+    fn accept(&mut self, offer: &str, now: Instant) -> Result<(Rtc, String), SfuError> {
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .build(now);
+        for addr in &self.candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%addr, error = %e, "unusable media address"),
+            }
+        }
+        let answer: SdpAnswer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        Ok((rtc, answer.to_sdp_string()))
+    }
+
+    fn insert(&mut self, rtc: Rtc, owner: ParticipantKey, role: Role, now: Instant) -> SessionId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sessions.insert(
+            id,
+            Session {
+                rtc,
+                owner,
+                role,
+                mids: Vec::new(),
+                timeout: now,
+            },
+        );
+        self.dirty.push(id);
+        id
+    }
+
+    /// Closes a session: str0m sends RTCP BYE and DTLS close_notify (so the peer learns at
+    /// once that the tracks ended), then it is forgotten. Anything that peer sends later
+    /// finds no session and is dropped.
+    fn close(&mut self, id: SessionId, now: Instant) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            if let Err(e) = s.rtc.close() {
+                tracing::debug!(error = %e, "closing a session");
+            }
+            // Drain the goodbye datagrams; events are no longer of interest.
+            for _ in 0..64 {
+                match s.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => self.out.push(Datagram {
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    }),
+                    Ok(Output::Event(_)) => {}
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                }
+            }
+        }
+        let _ = now;
+        self.forget(id);
+    }
+
+    fn forget(&mut self, id: SessionId) {
+        let Some(s) = self.sessions.remove(&id) else {
+            return;
+        };
+        self.routes.retain(|_, sid| *sid != id);
+        match s.role {
+            Role::Publication { .. } => {
+                if self.publications.get(&s.owner) == Some(&id) {
+                    self.publications.remove(&s.owner);
+                }
+            }
+            Role::Subscription { publisher, .. } => {
+                if let Some(list) = self.audiences.get_mut(&publisher) {
+                    list.retain(|sid| *sid != id);
+                    if list.is_empty() {
+                        self.audiences.remove(&publisher);
+                    }
+                }
+                let pair = (s.owner, publisher);
+                if self.subscriptions.get(&pair) == Some(&id) {
+                    self.subscriptions.remove(&pair);
+                }
+            }
+        }
+    }
+
+    /// Polls every dirty session until it has nothing more to say, handling its events
+    /// (which may dirty other sessions: forwarding writes to subscribers).
+    fn drive(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            let mut events = Vec::new();
+            let mut dead = false;
+            if let Some(s) = self.sessions.get_mut(&id) {
+                loop {
+                    if !s.rtc.is_alive() {
+                        dead = true;
+                        break;
+                    }
+                    match s.rtc.poll_output() {
+                        Ok(Output::Transmit(t)) => self.out.push(Datagram {
+                            destination: t.destination,
+                            contents: t.contents.into(),
+                        }),
+                        Ok(Output::Timeout(t)) => {
+                            s.timeout = t;
+                            break;
+                        }
+                        Ok(Output::Event(e)) => events.push(e),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "session failed");
+                            dead = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            for e in events {
+                self.on_event(id, e, now);
+            }
+            if dead {
+                self.forget(id);
+            }
+        }
+    }
+
+    fn on_event(&mut self, id: SessionId, event: Event, now: Instant) {
+        match event {
+            Event::MediaAdded(m) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.mids.push((m.mid, m.kind));
+                }
+            }
+            Event::RtpPacket(packet) => self.forward(id, packet, now),
+            // A viewer is ready, or its decoder lost the picture: ask the publisher.
+            Event::Connected | Event::KeyframeRequest(_) => {
+                if let Some(pub_id) = self.publisher_session_of(id) {
+                    self.request_keyframe(pub_id, now);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    tracing::debug!(owner = %s.owner.1, "peer went away (ICE disconnected)");
+                    s.rtc.disconnect();
+                }
+                self.forget(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// For a subscription: its publisher's live publication session.
+    fn publisher_session_of(&self, id: SessionId) -> Option<SessionId> {
+        match &self.sessions.get(&id)?.role {
+            Role::Subscription { publisher, .. } => self.publications.get(publisher).copied(),
+            Role::Publication { .. } => None,
+        }
+    }
+
+    fn forward(&mut self, from: SessionId, packet: RtpPacket, now: Instant) {
+        let Some(publisher) = self.sessions.get_mut(&from) else {
+            return;
+        };
+        if !matches!(publisher.role, Role::Publication { .. }) {
+            return; // viewers do not send media; ignore whatever they do send
+        }
+        let ssrc = packet.header.ssrc;
+        let mid = publisher.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
+        let Some(kind) = mid.and_then(|mid| {
+            publisher
+                .mids
+                .iter()
+                .find(|(m, _)| *m == mid)
+                .map(|(_, k)| *k)
+        }) else {
+            return;
+        };
+        self.stats.received += 1;
+        let incoming = Incoming {
+            kind,
+            seq: *packet.seq_no,
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            keyframe_start: kind == MediaKind::Video && starts_keyframe(&packet.payload),
+            payload: packet.payload,
+            arrived: packet.timestamp,
+        };
+        let owner = publisher.owner.clone();
+        let audience = self.audiences.get(&owner).cloned().unwrap_or_default();
+        let mut want_keyframe = false;
+        for sub in audience {
+            match self.write_to(sub, &incoming, now) {
+                Some(Verdict::Forward(_)) => {
+                    self.stats.forwarded += 1;
+                    self.dirty.push(sub);
+                }
+                Some(Verdict::WaitingForKeyframe) => want_keyframe = true,
+                Some(Verdict::Stale) | None => {}
+            }
+        }
+        if want_keyframe {
+            self.request_keyframe(from, now);
+        }
+    }
+
+    /// Writes one publisher packet to one subscription, rewritten for it.
+    fn write_to(&mut self, sub: SessionId, p: &Incoming, now: Instant) -> Option<Verdict> {
+        let s = self.sessions.get_mut(&sub)?;
+        let Role::Subscription { audio, video, .. } = &mut s.role else {
+            return None;
+        };
+        let is_video = p.kind == MediaKind::Video;
+        let slot = if is_video { video } else { audio };
+        if slot.is_none() {
+            *slot = out_track(&mut s.rtc, &s.mids, p.kind);
+        }
+        let track = slot.as_mut()?;
+        let verdict = track
+            .forwarder
+            .on_packet(p.seq, p.timestamp, p.keyframe_start, now);
+        if let Verdict::Forward(rw) = verdict {
+            let stream = s.rtc.direct_api();
+            let mut stream = stream;
+            let tx = stream.stream_tx(&track.ssrc)?;
+            tx.write_rtp(
+                RtpWrite::new(
+                    track.pt,
+                    rw.seq.into(),
+                    rw.timestamp,
+                    p.arrived,
+                    p.payload.clone(),
+                )
+                .marker(p.marker)
+                .nackable(is_video),
+            );
+        }
+        Some(verdict)
+    }
+
+    fn request_keyframe(&mut self, publication: SessionId, now: Instant) {
+        let send = match self.sessions.get_mut(&publication).map(|s| &mut s.role) {
+            Some(Role::Publication { keyframes }) => keyframes.request(now),
+            _ => false,
+        };
+        if send {
+            self.send_keyframe_request(publication);
+        }
+    }
+
+    fn send_keyframe_request(&mut self, publication: SessionId) {
+        let Some(s) = self.sessions.get_mut(&publication) else {
+            return;
+        };
+        let Some(mid) = s
+            .mids
+            .iter()
+            .find(|(_, k)| *k == MediaKind::Video)
+            .map(|(m, _)| *m)
+        else {
+            return;
+        };
+        // No stream yet means no packet yet: the encoder's first frame is a keyframe.
+        if let Some(rx) = s.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            self.stats.keyframe_requests += 1;
+            self.dirty.push(publication);
+        }
+    }
+}
+
+/// Sets up a subscription's outgoing track of `kind`: the stream str0m declared for the
+/// media line, and the payload type the viewer offered for our codec.
+fn out_track(rtc: &mut Rtc, mids: &[(Mid, MediaKind)], kind: MediaKind) -> Option<OutTrack> {
+    let mid = mids.iter().find(|(_, k)| *k == kind).map(|(m, _)| *m)?;
+    let codec = match kind {
+        MediaKind::Video => Codec::H264,
+        MediaKind::Audio => Codec::Opus,
+    };
+    let remote_pts = rtc.media(mid)?.remote_pts().to_vec();
+    let params = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .filter(|p| p.spec().codec == codec && remote_pts.contains(&p.pt()))
+        // H.264: the packetization our publishers use (FU-A).
+        .max_by_key(|p| p.spec().format.packetization_mode == Some(1))?;
+    let pt = params.pt();
+    let clock_rate = match kind {
+        MediaKind::Video => 90_000,
+        MediaKind::Audio => 48_000,
+    };
+    let ssrc = rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
+    Some(OutTrack {
+        ssrc,
+        pt,
+        forwarder: TrackForwarder::new(kind == MediaKind::Video, clock_rate, rand::random::<u16>()),
+    })
+}
+
+/// Which media kinds an SDP offer carries.
+fn offered_kinds(sdp: &str) -> (bool, bool) {
+    let mut audio = false;
+    let mut video = false;
+    for line in sdp.lines() {
+        audio |= line.starts_with("m=audio");
+        video |= line.starts_with("m=video");
+    }
+    (audio, video)
+}

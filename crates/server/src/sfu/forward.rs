@@ -1,0 +1,261 @@
+//! Per-viewer forwarding state: what the SFU rewrites in each RTP packet it relays, and
+//! when it asks a publisher for a keyframe. Pure logic, no I/O, unit-tested.
+
+use std::time::{Duration, Instant};
+
+/// The least time between two keyframe requests to one publisher. Many viewers joining at
+/// once, or one viewer's repeated PLIs, make one request.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Rewrites one publisher track for one viewer.
+///
+/// Each viewer's outgoing stream has its own SSRC, and its sequence numbers and timestamps
+/// must run on without jumps even when the publisher's stream restarts (a publisher that
+/// reconnects starts new ones). Video forwarding starts at a keyframe, since a decoder can
+/// do nothing with what comes before it. Gaps in the input are kept as gaps in the output,
+/// so the viewer's NACKs name the right packets.
+#[derive(Debug, Clone)]
+pub struct TrackForwarder {
+    needs_keyframe: bool,
+    /// Input (extended seq, timestamp) mapped onto output (seq, timestamp) at the start of
+    /// the current input stream: out = in - in_base + out_base.
+    base: Option<Base>,
+    /// The next sequence number and the timestamp after the last output packet, so a new
+    /// input stream continues where the old one stopped.
+    next_seq: u64,
+    last_ts: u32,
+    last_at: Option<Instant>,
+    clock_rate: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    in_seq: u64,
+    in_ts: u32,
+    out_seq: u64,
+    out_ts: u32,
+}
+
+/// A packet's new header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    pub seq: u64,
+    pub timestamp: u32,
+}
+
+/// What to do with one input packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Forward(Rewritten),
+    /// Not forwarded: video before the first keyframe. The caller should make sure a
+    /// keyframe was asked for.
+    WaitingForKeyframe,
+    /// Not forwarded: older than where this viewer started.
+    Stale,
+}
+
+impl TrackForwarder {
+    /// `first_seq` is the viewer stream's first sequence number (below 2^15, so the SRTP
+    /// rollover counter starts at zero on both sides).
+    pub fn new(video: bool, clock_rate: u32, first_seq: u16) -> Self {
+        Self {
+            needs_keyframe: video,
+            base: None,
+            next_seq: u64::from(first_seq & 0x7fff),
+            last_ts: rand_ts(first_seq),
+            last_at: None,
+            clock_rate,
+        }
+    }
+
+    /// Is this forwarder still waiting for its first keyframe?
+    pub fn waiting_for_keyframe(&self) -> bool {
+        self.needs_keyframe
+    }
+
+    /// The publisher's stream (re)started: the next packet begins a new mapping, and video
+    /// waits for a keyframe again.
+    pub fn restart(&mut self, video: bool) {
+        self.base = None;
+        self.needs_keyframe = video;
+    }
+
+    /// Decides on one input packet: `seq` is the publisher's extended sequence number.
+    pub fn on_packet(&mut self, seq: u64, ts: u32, keyframe_start: bool, now: Instant) -> Verdict {
+        if self.needs_keyframe {
+            if !keyframe_start {
+                return Verdict::WaitingForKeyframe;
+            }
+            self.needs_keyframe = false;
+            self.base = None;
+        }
+        let base = match self.base {
+            Some(b) => b,
+            None => {
+                // Continue the timeline: the gap in wall-clock time since the last packet
+                // we sent, in media clock ticks (at least one tick).
+                let elapsed = self
+                    .last_at
+                    .map(|at| now.saturating_duration_since(at))
+                    .unwrap_or_default();
+                let ticks = (elapsed.as_secs_f64() * f64::from(self.clock_rate)) as u32;
+                let b = Base {
+                    in_seq: seq,
+                    in_ts: ts,
+                    out_seq: self.next_seq,
+                    out_ts: self.last_ts.wrapping_add(ticks.max(1)),
+                };
+                self.base = Some(b);
+                b
+            }
+        };
+        if seq < base.in_seq {
+            return Verdict::Stale;
+        }
+        let out_seq = base.out_seq + (seq - base.in_seq);
+        let out_ts = base.out_ts.wrapping_add(ts.wrapping_sub(base.in_ts));
+        if out_seq + 1 > self.next_seq {
+            self.next_seq = out_seq + 1;
+            self.last_ts = out_ts;
+            self.last_at = Some(now);
+        }
+        Verdict::Forward(Rewritten {
+            seq: out_seq,
+            timestamp: out_ts,
+        })
+    }
+}
+
+/// A start timestamp derived from the (random) first sequence number, so streams do not
+/// all start at zero.
+fn rand_ts(seed: u16) -> u32 {
+    u32::from(seed).wrapping_mul(2_654_435_761)
+}
+
+/// Coalesces keyframe requests to one publisher: at most one per
+/// [`KEYFRAME_REQUEST_INTERVAL`]; a request inside the interval is sent when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct KeyframeThrottle {
+    last_sent: Option<Instant>,
+    pending: bool,
+}
+
+impl KeyframeThrottle {
+    /// Someone wants a keyframe. Returns true when the request should go out now.
+    pub fn request(&mut self, now: Instant) -> bool {
+        match self.last_sent {
+            Some(at) if now < at + KEYFRAME_REQUEST_INTERVAL => {
+                self.pending = true;
+                false
+            }
+            _ => {
+                self.last_sent = Some(now);
+                self.pending = false;
+                true
+            }
+        }
+    }
+
+    /// When a deferred request is due, if one is waiting.
+    pub fn due(&self) -> Option<Instant> {
+        match (self.pending, self.last_sent) {
+            (true, Some(at)) => Some(at + KEYFRAME_REQUEST_INTERVAL),
+            _ => None,
+        }
+    }
+
+    /// Time passed: returns true when a deferred request should go out now.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        if self.due().is_some_and(|due| now >= due) {
+            self.last_sent = Some(now);
+            self.pending = false;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd(v: Verdict) -> Rewritten {
+        match v {
+            Verdict::Forward(r) => r,
+            other => panic!("expected a forward, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn video_starts_at_a_keyframe_and_keeps_gaps() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(true, 90_000, 1000);
+        assert_eq!(
+            f.on_packet(50, 9000, false, t0),
+            Verdict::WaitingForKeyframe
+        );
+        let a = fwd(f.on_packet(51, 12000, true, t0));
+        assert_eq!(a.seq, 1000);
+        let b = fwd(f.on_packet(52, 12000, false, t0));
+        assert_eq!((b.seq, b.timestamp), (1001, a.timestamp));
+        // 53 lost upstream: the gap stays so the viewer can NACK it.
+        let c = fwd(f.on_packet(54, 15000, false, t0));
+        assert_eq!(c.seq, 1003);
+        assert_eq!(c.timestamp, a.timestamp.wrapping_add(3000));
+        // A late retransmission of 53 fills the gap.
+        assert_eq!(fwd(f.on_packet(53, 12000, false, t0)).seq, 1002);
+        assert_eq!(f.on_packet(40, 0, true, t0), Verdict::Stale);
+    }
+
+    #[test]
+    fn audio_needs_no_keyframe() {
+        let mut f = TrackForwarder::new(false, 48_000, 7);
+        assert!(!f.waiting_for_keyframe());
+        assert_eq!(fwd(f.on_packet(9, 960, false, Instant::now())).seq, 7);
+    }
+
+    #[test]
+    fn a_restarted_publisher_stream_continues_the_viewer_timeline() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(true, 90_000, 100);
+        fwd(f.on_packet(10, 1000, true, t0));
+        let last = fwd(f.on_packet(11, 4000, false, t0));
+        f.restart(true);
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(f.on_packet(7, 77, false, t1), Verdict::WaitingForKeyframe);
+        let first = fwd(f.on_packet(8, 88, true, t1));
+        assert_eq!(first.seq, last.seq + 1);
+        // Half a second at 90 kHz later on the viewer's clock.
+        assert_eq!(first.timestamp, last.timestamp.wrapping_add(45_000));
+    }
+
+    #[test]
+    fn timestamps_wrap() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(false, 48_000, 0);
+        let a = fwd(f.on_packet(1, u32::MAX - 100, false, t0));
+        let b = fwd(f.on_packet(2, 860, false, t0));
+        assert_eq!(b.timestamp.wrapping_sub(a.timestamp), 961);
+    }
+
+    #[test]
+    fn first_sequence_number_keeps_the_rollover_counter_at_zero() {
+        let mut f = TrackForwarder::new(false, 48_000, u16::MAX);
+        assert!(fwd(f.on_packet(1, 0, false, Instant::now())).seq < 1 << 15);
+    }
+
+    #[test]
+    fn keyframe_requests_are_coalesced() {
+        let t0 = Instant::now();
+        let mut k = KeyframeThrottle::default();
+        assert!(k.request(t0));
+        assert!(!k.request(t0 + Duration::from_millis(10)));
+        assert!(!k.request(t0 + Duration::from_millis(200)));
+        assert_eq!(k.due(), Some(t0 + KEYFRAME_REQUEST_INTERVAL));
+        assert!(!k.poll(t0 + Duration::from_millis(299)));
+        assert!(k.poll(t0 + KEYFRAME_REQUEST_INTERVAL));
+        assert_eq!(k.due(), None);
+        assert!(!k.poll(t0 + Duration::from_secs(5)));
+        assert!(k.request(t0 + Duration::from_secs(5)));
+    }
+}
