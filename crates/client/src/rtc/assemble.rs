@@ -115,6 +115,10 @@ pub(crate) struct VideoAssembler {
     prev_timestamp: Option<u32>,
     /// Only a keyframe may be delivered next (start of stream, or after a hole).
     need_keyframe: bool,
+    /// Frames were thrown away since the last keyframe: a keyframe request is in order. (Not
+    /// just `need_keyframe`: at the start of a stream that is set before the first packet of
+    /// what may well be a keyframe.)
+    dropping: bool,
     max_wait: Duration,
     max_late: usize,
 }
@@ -133,6 +137,7 @@ impl VideoAssembler {
             next: None,
             prev_timestamp: None,
             need_keyframe: true,
+            dropping: false,
             max_wait,
             max_late,
         }
@@ -161,12 +166,15 @@ impl VideoAssembler {
             }
             break;
         }
+        if out.discarded > 0 {
+            self.dropping = true;
+        }
         out
     }
 
     /// Whether frames are being dropped until a keyframe arrives (the caller should send PLI).
     pub(crate) fn waiting_for_keyframe(&self) -> bool {
-        self.need_keyframe
+        self.need_keyframe && self.dropping
     }
 
     /// Tries to take one complete frame starting at `next`. Returns whether it consumed anything.
@@ -212,6 +220,7 @@ impl VideoAssembler {
                     out.discarded += 1;
                 } else {
                     self.need_keyframe = false;
+                    self.dropping = false;
                     out.frames.push(VideoFrame {
                         data,
                         rtp_timestamp: timestamp,
@@ -391,6 +400,7 @@ mod tests {
         let now = Instant::now();
         let [a, b, c] = fua(100, 9000, 5);
         assert!(asm.push(now, a).frames.is_empty());
+        assert!(!asm.waiting_for_keyframe(), "nothing dropped yet: no PLI");
         assert!(asm.push(now, b).frames.is_empty());
         let out = asm.push(now, c);
         assert_eq!(out.frames.len(), 1);
@@ -417,11 +427,13 @@ mod tests {
     fn drops_until_first_keyframe_and_asks_for_one() {
         let mut asm = VideoAssembler::default();
         let now = Instant::now();
-        let out = run(
-            &mut asm,
-            now,
-            vec![single(1, 0, 1), single(2, 3000, 1), single(3, 6000, 5)],
-        );
+        let out = run(&mut asm, now, vec![single(1, 0, 1), single(2, 3000, 1)]);
+        assert!(asm.waiting_for_keyframe());
+        let out2 = run(&mut asm, now, vec![single(3, 6000, 5)]);
+        let out = PushOutcome {
+            frames: out2.frames,
+            discarded: out.discarded + out2.discarded,
+        };
         assert!(!asm.waiting_for_keyframe());
         assert_eq!(out.discarded, 2);
         assert_eq!(out.frames.len(), 1);

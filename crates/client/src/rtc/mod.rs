@@ -229,7 +229,6 @@ fn media_setup(tap: tap::RtcpTap) -> Result<(MediaEngine, Registry), RtcError> {
             RTCRtpCodecParameters {
                 rtp_codec: h264_codec(),
                 payload_type: H264_PAYLOAD_TYPE,
-                ..Default::default()
             },
             RtpCodecKind::Video,
         )
@@ -239,7 +238,6 @@ fn media_setup(tap: tap::RtcpTap) -> Result<(MediaEngine, Registry), RtcError> {
             RTCRtpCodecParameters {
                 rtp_codec: opus_codec(),
                 payload_type: OPUS_PAYLOAD_TYPE,
-                ..Default::default()
             },
             RtpCodecKind::Audio,
         )
