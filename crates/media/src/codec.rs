@@ -278,6 +278,10 @@ fn build_encoder(config: &EncoderConfig) -> Result<Encoder, MediaError> {
         ))
         // SPS/PPS with every IDR, same ids, so any keyframe is a starting point.
         .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+        // Scene-change detection inserts IDRs on its own (it fires on big motion and after
+        // bitrate drops); in a call every IDR is a bitrate spike for all viewers, and
+        // receivers ask for one when they need it.
+        .scene_change_detect(false)
         .complexity(Complexity::Medium)
         // One thread: the machine also decodes every other participant, and OpenH264's
         // threads only pay off with several slices.
