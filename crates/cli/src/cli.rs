@@ -184,7 +184,8 @@ pub enum PresetCommand {
 pub enum MediaMode {
     /// Publish and decode nothing.
     None,
-    /// A moving test pattern and a sine tone (not available yet).
+    /// A moving test pattern (640x480, 30 fps, stamped with frame number and capture
+    /// time) and a sine tone; also receives and decodes everyone on stage.
     Synthetic,
 }
 
@@ -199,6 +200,9 @@ pub struct BotArgs {
     /// Media to publish while on stage.
     #[arg(long, value_enum, default_value_t = MediaMode::None)]
     pub media: MediaMode,
+    /// The synthetic tone's frequency, Hz.
+    #[arg(long, default_value_t = 440.0, value_name = "HZ")]
+    pub tone_hz: f32,
 }
 
 #[derive(Debug, Args)]

@@ -44,12 +44,14 @@
 mod connection;
 pub mod error;
 pub mod event;
+pub mod media;
 pub mod meeting;
 pub mod mirror;
 pub mod rtc;
 
 pub use error::ClientError;
 pub use event::{ConnectionState, MeetingEvent};
+pub use media::{MediaConfig, MediaStats, RemoteVideo, Sources, StageMedia};
 pub use meeting::{EventStream, JoinOptions, Meeting, Participant, Stage};
 
 pub use onstage_proto as proto;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use onstage_client::{ClientError, Meeting, Participant};
+use onstage_client::{ClientError, MediaConfig, Meeting, Participant, Sources, StageMedia};
 use onstage_proto::signal::KNOWN_CALLS;
 use onstage_proto::{Call, ErrorBody, ErrorCode, PeerId, Request, StageStatus, UserId};
 
@@ -22,8 +22,14 @@ use crate::output::{self, Lines, Reply};
 /// Calls the bot answers itself, from the SDK's state.
 const LOCAL_CALLS: &[&str] = &["stage.status", "participants.list", "media.stats"];
 
-/// Server calls the bot does not offer: the SDK resyncs by itself.
-const HIDDEN_CALLS: &[&str] = &["meeting.snapshot"];
+/// Server calls the bot does not offer: the SDK makes them itself (resync, media).
+const HIDDEN_CALLS: &[&str] = &[
+    "meeting.snapshot",
+    "media.publish",
+    "media.unpublish",
+    "media.subscribe",
+    "media.unsubscribe",
+];
 
 /// Every call the bot answers: the server's calls (one list, in `onstage_proto`) and its own.
 pub fn bot_calls() -> impl Iterator<Item = &'static str> {
@@ -118,23 +124,30 @@ pub fn participants_json(participants: &[Participant]) -> Value {
     )
 }
 
-/// `media.stats`. The bot publishes no media yet (`--media none`), so nothing is
-/// published and nothing decoded.
-pub fn media_stats_json() -> Value {
-    json!({
-        "publishing": { "audio": false, "video": false },
-        "received": {},
-    })
+/// `media.stats`: what the bot publishes and what it has decoded from whom. With
+/// `--media none` there is no media at all: nothing published, nothing received.
+pub fn media_stats_json(media: Option<&StageMedia>) -> Value {
+    match media {
+        Some(media) => serde_json::to_value(media.stats()).unwrap_or(Value::Null),
+        None => json!({
+            "publishing": { "audio": false, "video": false },
+            "received": {},
+        }),
+    }
 }
 
 /// Runs one call against the meeting; the `result` of the reply line.
-pub async fn execute(meeting: &Meeting, call: BotCall) -> Result<Value, ClientError> {
+pub async fn execute(
+    meeting: &Meeting,
+    media: Option<&StageMedia>,
+    call: BotCall,
+) -> Result<Value, ClientError> {
     let stage = meeting.stage();
     let done = |()| Value::Null;
     Ok(match call {
         BotCall::StageStatus => status_json(stage.status()),
         BotCall::ParticipantsList => participants_json(&meeting.participants()),
-        BotCall::MediaStats => media_stats_json(),
+        BotCall::MediaStats => media_stats_json(media),
         BotCall::Sdk(call) => match call {
             Call::GetAccessRequests => serde_json::to_value(stage.get_access_requests().await?)
                 .map_err(|e| ClientError::Protocol(e.to_string()))?,
@@ -146,10 +159,15 @@ pub async fn execute(meeting: &Meeting, call: BotCall) -> Result<Value, ClientEr
             Call::Leave => status_json(stage.leave().await?),
             Call::Kick { user_ids } => done(stage.kick(&user_ids).await?),
             Call::LeaveMeeting => done(meeting.leave().await?),
-            Call::Snapshot => {
+            // Signaling internals the SDK makes on the bot's behalf, not bot calls.
+            Call::Snapshot
+            | Call::Publish { .. }
+            | Call::Unpublish
+            | Call::Subscribe { .. }
+            | Call::Unsubscribe { .. } => {
                 return Err(ClientError::Server(ErrorBody::new(
                     ErrorCode::BadRequest,
-                    "unknown call \"meeting.snapshot\"",
+                    format!("unknown call {:?}", call.name()),
                 )))
             }
         },
@@ -166,7 +184,11 @@ pub struct Handled {
 }
 
 /// Parses and runs one input line; `None` for a blank line.
-pub async fn handle_line(meeting: &Meeting, line: &str) -> Option<Handled> {
+pub async fn handle_line(
+    meeting: &Meeting,
+    media: Option<&StageMedia>,
+    line: &str,
+) -> Option<Handled> {
     let line = line.trim();
     if line.is_empty() {
         return None;
@@ -179,7 +201,7 @@ pub async fn handle_line(meeting: &Meeting, line: &str) -> Option<Handled> {
         Ok((id, call)) => {
             let leave = call == BotCall::Sdk(Call::LeaveMeeting);
             let id = Value::from(id);
-            let reply = match execute(meeting, call).await {
+            let reply = match execute(meeting, media, call).await {
                 Ok(result) => Reply::ok(Some(&id), result),
                 Err(e) => Reply::error(Some(&id), e.to_body()),
             };
@@ -202,16 +224,6 @@ struct Joined {
 const DRAIN: Duration = Duration::from_secs(2);
 
 pub async fn run(args: BotArgs) -> ExitCode {
-    if args.media == MediaMode::Synthetic {
-        output::print_error(
-            None,
-            &ErrorBody::new(
-                ErrorCode::BadRequest,
-                "--media synthetic is not available yet; use --media none",
-            ),
-        );
-        return ExitCode::FAILURE;
-    }
     let meeting = match Meeting::join(&args.server, &args.token).await {
         Ok(meeting) => meeting,
         Err(e) => {
@@ -233,7 +245,22 @@ pub async fn run(args: BotArgs) -> ExitCode {
         }
     });
 
-    let left = read_calls(&meeting, &lines).await;
+    // Publishes the synthetic sources while on stage; receives everyone on stage.
+    let media = (args.media == MediaMode::Synthetic).then(|| {
+        StageMedia::start(
+            meeting.clone(),
+            MediaConfig {
+                sources: Sources::Synthetic {
+                    tone_hz: args.tone_hz,
+                },
+                ..MediaConfig::default()
+            },
+        )
+    });
+    let left = read_calls(&meeting, media.as_ref(), &lines).await;
+    if let Some(media) = media {
+        media.stop().await;
+    }
     if !left {
         if let Err(e) = meeting.leave().await {
             tracing::debug!(error = %e, "leaving at end of input");
@@ -249,7 +276,7 @@ pub async fn run(args: BotArgs) -> ExitCode {
 }
 
 /// Answers stdin lines until end of input, a signal, or `meeting.leave` (returns true).
-async fn read_calls(meeting: &Meeting, lines: &Lines) -> bool {
+async fn read_calls(meeting: &Meeting, media: Option<&StageMedia>, lines: &Lines) -> bool {
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut buf = Vec::new();
     let shutdown = super::shutdown_signal();
@@ -275,7 +302,7 @@ async fn read_calls(meeting: &Meeting, lines: &Lines) -> bool {
             ));
             continue;
         };
-        if let Some(handled) = handle_line(meeting, line).await {
+        if let Some(handled) = handle_line(meeting, media, line).await {
             lines.send_line(handled.reply);
             if handled.leave {
                 return true;
@@ -386,7 +413,7 @@ mod tests {
                     "stage_status":"REQUESTED_TO_JOIN_STAGE"}])
         );
         assert_eq!(
-            media_stats_json(),
+            media_stats_json(None),
             json!({"publishing":{"audio":false,"video":false},"received":{}})
         );
     }

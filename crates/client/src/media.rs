@@ -1,0 +1,793 @@
+//! Stage media: publish camera and microphone while this participant is ON_STAGE, and
+//! receive everyone on stage.
+//!
+//! [`StageMedia::start`] ties the three layers together: the stage (the [`Meeting`]'s
+//! mirror and events say who is on stage), the transport ([`crate::rtc`]: one publish peer,
+//! one subscribe peer per participant on stage) and the codecs and devices
+//! ([`onstage_media`]). It reconciles continuously:
+//!
+//! - own status ON_STAGE -> open the sources, encode, publish; any other status -> stop at
+//!   once: the capture threads end and drop their sources, which closes the devices;
+//! - every other participant ON_STAGE -> subscribe, decode, count, hand decoded pictures to
+//!   the app ([`StageMedia::video_frames`]) and audio to the speaker mix; off stage ->
+//!   unsubscribe;
+//! - after a reconnect the server has dropped this client's peer connections: start over.
+//!
+//! Capture, encoding and decoding run on plain threads (they block and burn CPU); the
+//! network side runs on tokio.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
+
+use onstage_media::{
+    dominant_frequency, now_unix_us, read_stamp, AudioFrame, AudioMixer, AudioSink, AudioSource,
+    CameraSource, EncoderConfig, H264Decoder, H264Encoder, MediaError, MicrophoneSource,
+    OpusDecoder, OpusEncoder, SpeakerSink, SyntheticAudio, SyntheticVideo, VideoFormat, VideoFrame,
+    VideoSource, AUDIO_SAMPLE_RATE,
+};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::rtc::{MediaKind, PublishOptions, PublishPeer, SubscribePeer, TransportConfig};
+use crate::{ConnectionState, Meeting, MeetingEvent, StageStatus, UserId};
+
+/// Where published media comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sources {
+    /// Publish nothing (receive only).
+    None,
+    /// A moving test pattern stamped with frame number and capture time, and a sine tone.
+    Synthetic { tone_hz: f32 },
+    /// The real camera and microphone; `None` picks the default device.
+    Devices {
+        camera: Option<String>,
+        microphone: Option<String>,
+    },
+}
+
+/// How [`StageMedia`] runs.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub sources: Sources,
+    /// Capture size and rate (default 640x480 at 30 fps).
+    pub video: VideoFormat,
+    /// Starting video bitrate; the encoder then follows the transport's estimate.
+    pub video_bitrate_bps: u32,
+    pub audio_bitrate_bps: u32,
+    /// Decode received video (the app and the tests want pictures; a pure listener may not).
+    pub decode_video: bool,
+    /// Play the mix of everyone on stage on the default speaker. A missing speaker is
+    /// logged, not fatal.
+    pub play_audio: bool,
+    pub transport: TransportConfig,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            sources: Sources::None,
+            video: VideoFormat {
+                width: 640,
+                height: 480,
+                fps: 30,
+            },
+            video_bitrate_bps: 1_000_000,
+            audio_bitrate_bps: 32_000,
+            decode_video: true,
+            play_audio: false,
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+/// What is being published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Publishing {
+    pub audio: bool,
+    pub video: bool,
+}
+
+/// What was received from one participant on stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Received {
+    /// Pictures decoded.
+    pub video_frames: u64,
+    /// Opus packets decoded (20 ms each).
+    pub audio_frames: u64,
+    /// Decoded pictures carrying a valid synthetic stamp, and those whose frame number did
+    /// not increase (each should stay 0).
+    pub stamped_frames: u64,
+    pub out_of_order_frames: u64,
+    /// The last stamp's frame number.
+    pub last_frame_number: Option<u32>,
+    /// Capture -> decoded delay of stamped pictures (glass to glass), milliseconds: the
+    /// median and 95th percentile of the last samples.
+    pub glass_to_glass_p50_ms: Option<f64>,
+    pub glass_to_glass_p95_ms: Option<f64>,
+    /// The dominant frequency of the decoded audio (synthetic tones), Hz.
+    pub audio_frequency_hz: Option<f32>,
+    /// Decoder errors (each triggers a keyframe request).
+    pub decode_errors: u64,
+    #[serde(skip)]
+    latencies_ms: Vec<f64>,
+}
+
+/// `media.stats` in the `onstage` command contract, plus diagnostics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MediaStats {
+    pub publishing: Publishing,
+    pub received: BTreeMap<UserId, Received>,
+    /// Devices (or synthetic sources) currently open.
+    pub open_sources: usize,
+    /// The encoder's current target bitrate while publishing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_bitrate_bps: Option<u32>,
+    /// Keyframe requests the publisher received.
+    pub keyframe_requests: u64,
+    /// The last error, e.g. a missing camera (`device_not_found`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A decoded picture from someone on stage, for the app to draw.
+#[derive(Debug, Clone)]
+pub struct RemoteVideo {
+    pub user_id: UserId,
+    pub frame: Arc<VideoFrame>,
+}
+
+/// Samples of glass-to-glass delay kept per publisher.
+const LATENCY_SAMPLES: usize = 512;
+/// Encoded frames waiting between a capture thread and the network.
+const ENCODED_QUEUE: usize = 8;
+/// Received access units waiting for a decoder.
+const DECODE_QUEUE: usize = 16;
+
+struct Shared {
+    stats: Mutex<MediaStats>,
+    open_sources: AtomicUsize,
+    frames: broadcast::Sender<RemoteVideo>,
+    mixer: Mutex<AudioMixer>,
+}
+
+impl Shared {
+    fn stats(&self) -> std::sync::MutexGuard<'_, MediaStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn received(&self, user: &UserId, f: impl FnOnce(&mut Received)) {
+        f(self.stats().received.entry(user.clone()).or_default());
+    }
+
+    fn error(&self, what: &str, e: &dyn std::fmt::Display) {
+        tracing::warn!(error = %e, "{what}");
+        self.stats().last_error = Some(format!("{what}: {e}"));
+    }
+}
+
+/// Stage media for one joined meeting. Dropping it (or [`StageMedia::stop`]) stops
+/// publishing and receiving.
+pub struct StageMedia {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl StageMedia {
+    /// Starts following the stage. Must be called inside a tokio runtime.
+    pub fn start(meeting: Meeting, config: MediaConfig) -> StageMedia {
+        let (frames, _) = broadcast::channel(16);
+        let shared = Arc::new(Shared {
+            stats: Mutex::default(),
+            open_sources: AtomicUsize::new(0),
+            frames,
+            mixer: Mutex::new(AudioMixer::new()),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(reconcile_loop(meeting, config, shared.clone(), stop_rx));
+        StageMedia {
+            shared,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// A snapshot of what is published and received.
+    pub fn stats(&self) -> MediaStats {
+        let mut stats = self.shared.stats().clone();
+        stats.open_sources = self.shared.open_sources.load(Ordering::SeqCst);
+        stats
+    }
+
+    /// Sources (camera, microphone, or their synthetic stand-ins) open right now.
+    pub fn open_sources(&self) -> usize {
+        self.shared.open_sources.load(Ordering::SeqCst)
+    }
+
+    /// Decoded pictures of everyone on stage. Lossy: a receiver that lags skips pictures.
+    pub fn video_frames(&self) -> broadcast::Receiver<RemoteVideo> {
+        self.shared.frames.subscribe()
+    }
+
+    /// Stops everything and waits until the devices are closed.
+    pub async fn stop(mut self) {
+        self.stop.send_replace(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for StageMedia {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// A running piece of media work that can be told to stop.
+struct Job {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Job {
+    fn spawn<F>(f: impl FnOnce(watch::Receiver<bool>) -> F) -> Job
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, rx) = watch::channel(false);
+        Job {
+            stop,
+            task: tokio::spawn(f(rx)),
+        }
+    }
+
+    async fn end(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+
+    fn finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+async fn reconcile_loop(
+    meeting: Meeting,
+    config: MediaConfig,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut events = meeting.events();
+    let mut publisher: Option<Job> = None;
+    let mut subscriptions: HashMap<UserId, Job> = HashMap::new();
+    let speaker = config.play_audio.then(|| start_speaker(shared.clone()));
+    let me = meeting.user_id();
+    loop {
+        // Reconcile with the mirror: who should be published and received right now.
+        let connected = meeting.connection_state() == ConnectionState::Connected;
+        let on_stage = meeting.stage().status() == StageStatus::OnStage;
+        let want_publish = connected && on_stage && config.sources != Sources::None;
+        if publisher.as_ref().is_some_and(Job::finished) && !want_publish {
+            publisher = None;
+        }
+        match (&publisher, want_publish) {
+            (None, true) => {
+                let (m, c, s) = (meeting.clone(), config.clone(), shared.clone());
+                publisher = Some(Job::spawn(move |stop| run_publisher(m, c, s, stop)));
+            }
+            (Some(_), false) => {
+                if let Some(job) = publisher.take() {
+                    job.end().await;
+                }
+            }
+            _ => {}
+        }
+        let stage: Vec<UserId> = if connected {
+            meeting
+                .participants()
+                .into_iter()
+                .filter(|p| p.stage_status == StageStatus::OnStage && p.user_id != me)
+                .map(|p| p.user_id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let gone: Vec<UserId> = subscriptions
+            .keys()
+            .filter(|u| !stage.contains(u))
+            .cloned()
+            .collect();
+        for user in gone {
+            if let Some(job) = subscriptions.remove(&user) {
+                job.end().await;
+            }
+            if let Ok(mut mixer) = shared.mixer.lock() {
+                mixer.remove(user.as_str());
+            }
+        }
+        for user in stage {
+            if !subscriptions.contains_key(&user) {
+                let (m, c, s, u) = (
+                    meeting.clone(),
+                    config.clone(),
+                    shared.clone(),
+                    user.clone(),
+                );
+                subscriptions.insert(
+                    user,
+                    Job::spawn(move |stop| run_subscription(m, c, s, u, stop)),
+                );
+            }
+        }
+
+        tokio::select! {
+            event = events.recv() => match event {
+                None => break,
+                // Back after a drop: the server ended this client's peer connections.
+                Some(MeetingEvent::ConnectionStateUpdate { state: ConnectionState::Connected, .. }) => {
+                    if let Some(job) = publisher.take() {
+                        job.end().await;
+                    }
+                    for (_, job) in subscriptions.drain() {
+                        job.end().await;
+                    }
+                }
+                Some(_) => {}
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    if let Some(job) = publisher.take() {
+        job.end().await;
+    }
+    for (_, job) in subscriptions.drain() {
+        job.end().await;
+    }
+    if let Some(speaker) = speaker {
+        speaker.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Counts an open source for as long as it lives.
+struct OpenSource<S> {
+    source: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> OpenSource<S> {
+    fn new(source: S, shared: &Arc<Shared>) -> Self {
+        shared.open_sources.fetch_add(1, Ordering::SeqCst);
+        Self {
+            source,
+            shared: shared.clone(),
+        }
+    }
+}
+
+impl<S> Drop for OpenSource<S> {
+    fn drop(&mut self) {
+        self.shared.open_sources.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn open_video(config: &MediaConfig) -> Result<Option<Box<dyn VideoSource>>, MediaError> {
+    let f = config.video;
+    Ok(match &config.sources {
+        Sources::None => None,
+        Sources::Synthetic { .. } => Some(Box::new(SyntheticVideo::new(f.width, f.height, f.fps))),
+        Sources::Devices { camera, .. } => {
+            Some(Box::new(CameraSource::open(camera.as_deref(), f)?))
+        }
+    })
+}
+
+fn open_audio(config: &MediaConfig) -> Result<Option<Box<dyn AudioSource>>, MediaError> {
+    Ok(match &config.sources {
+        Sources::None => None,
+        Sources::Synthetic { tone_hz } => Some(Box::new(SyntheticAudio::new(*tone_hz))),
+        Sources::Devices { microphone, .. } => {
+            Some(Box::new(MicrophoneSource::open(microphone.as_deref())?))
+        }
+    })
+}
+
+/// Control shared between the network side and a capture thread.
+struct CaptureControl {
+    stop: AtomicBool,
+    keyframe: AtomicBool,
+    bitrate: AtomicU32,
+}
+
+async fn run_publisher(
+    meeting: Meeting,
+    config: MediaConfig,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Open the devices first: a missing camera still lets the microphone through, and
+    // the reverse.
+    let cfg = config.clone();
+    let opened = tokio::task::spawn_blocking(move || (open_video(&cfg), open_audio(&cfg))).await;
+    let (video, audio) = match opened {
+        Ok(pair) => pair,
+        Err(e) => return shared.error("opening devices", &e),
+    };
+    let video = video.unwrap_or_else(|e| {
+        shared.error("camera", &e);
+        None
+    });
+    let audio = audio.unwrap_or_else(|e| {
+        shared.error("microphone", &e);
+        None
+    });
+    if video.is_none() && audio.is_none() {
+        return;
+    }
+    let video = video.map(|v| OpenSource::new(v, &shared));
+    let audio = audio.map(|a| OpenSource::new(a, &shared));
+    let opts = PublishOptions {
+        audio: audio.is_some(),
+        video: video.is_some(),
+    };
+    let (peer, offer) = match PublishPeer::with_config(opts, &config.transport).await {
+        Ok(pair) => pair,
+        Err(e) => return shared.error("publish peer", &e),
+    };
+    let answer = tokio::select! {
+        a = meeting.publish_offer(offer) => a,
+        _ = stop.changed() => { peer.close().await; return; }
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            peer.close().await;
+            return shared.error("media.publish", &e);
+        }
+    };
+    if let Err(e) = peer.apply_answer(&answer).await {
+        peer.close().await;
+        return shared.error("publish answer", &e);
+    }
+    let control = Arc::new(CaptureControl {
+        stop: AtomicBool::new(false),
+        keyframe: AtomicBool::new(false),
+        bitrate: AtomicU32::new(config.video_bitrate_bps),
+    });
+    let (video_tx, mut video_rx) = mpsc::channel::<Vec<u8>>(ENCODED_QUEUE);
+    let (audio_tx, mut audio_rx) = mpsc::channel::<Vec<u8>>(ENCODED_QUEUE);
+    let mut threads: Vec<ThreadHandle<()>> = Vec::new();
+    if let Some(source) = video {
+        let (c, s, cfg) = (control.clone(), shared.clone(), config.clone());
+        threads.push(std::thread::spawn(move || {
+            video_capture(source, cfg, c, video_tx, s)
+        }));
+    }
+    if let Some(source) = audio {
+        let (c, s, rate) = (control.clone(), shared.clone(), config.audio_bitrate_bps);
+        threads.push(std::thread::spawn(move || {
+            audio_capture(source, rate, c, audio_tx, s)
+        }));
+    }
+    {
+        let mut stats = shared.stats();
+        stats.publishing = Publishing {
+            audio: opts.audio,
+            video: opts.video,
+        };
+        stats.video_bitrate_bps = opts.video.then_some(config.video_bitrate_bps);
+    }
+    let frame_time = Duration::from_secs(1) / config.video.fps.max(1);
+    let audio_time = Duration::from_millis(20);
+    let mut keyframes = peer.keyframe_requests();
+    let mut estimates = peer.bitrate_estimates();
+    loop {
+        tokio::select! {
+            Some(au) = video_rx.recv() => {
+                if let Err(e) = peer.write_video(&au, frame_time).await {
+                    tracing::debug!(error = %e, "video write");
+                }
+            }
+            Some(packet) = audio_rx.recv() => {
+                if let Err(e) = peer.write_audio(&packet, audio_time).await {
+                    tracing::debug!(error = %e, "audio write");
+                }
+            }
+            Some(()) = keyframes.recv() => {
+                control.keyframe.store(true, Ordering::SeqCst);
+                shared.stats().keyframe_requests += 1;
+            }
+            Ok(()) = estimates.changed() => {
+                let bps = (*estimates.borrow()).min(config.video_bitrate_bps.saturating_mul(2));
+                control.bitrate.store(bps, Ordering::SeqCst);
+            }
+            _ = peer.closed() => break,
+            _ = stop.changed() => break,
+        }
+    }
+    // Stop capturing first: the devices close as the threads drop their sources.
+    control.stop.store(true, Ordering::SeqCst);
+    drop(video_rx);
+    drop(audio_rx);
+    peer.close().await;
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    let mut stats = shared.stats();
+    stats.publishing = Publishing::default();
+    stats.video_bitrate_bps = None;
+}
+
+fn video_capture(
+    mut source: OpenSource<Box<dyn VideoSource>>,
+    config: MediaConfig,
+    control: Arc<CaptureControl>,
+    out: mpsc::Sender<Vec<u8>>,
+    shared: Arc<Shared>,
+) {
+    let format = source.source.format();
+    let mut encoder = match H264Encoder::new(EncoderConfig {
+        width: format.width,
+        height: format.height,
+        fps: format.fps,
+        bitrate_bps: config.video_bitrate_bps,
+    }) {
+        Ok(e) => e,
+        Err(e) => return shared.error("video encoder", &e),
+    };
+    while !control.stop.load(Ordering::SeqCst) {
+        let frame = match source.source.next_frame() {
+            Ok(f) => f,
+            Err(e) => return shared.error("camera", &e),
+        };
+        if control.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if control.keyframe.swap(false, Ordering::SeqCst) {
+            encoder.request_keyframe();
+        }
+        let target = control.bitrate.load(Ordering::SeqCst);
+        if target != encoder.bitrate() {
+            if let Err(e) = encoder.set_bitrate(target) {
+                tracing::debug!(error = %e, "bitrate change");
+            }
+            shared.stats().video_bitrate_bps = Some(encoder.bitrate());
+        }
+        match encoder.encode(&frame) {
+            Ok(Some(au)) => match out.try_send(au.data) {
+                Ok(()) => {}
+                // The network cannot keep up: drop this picture, and restart the decoders
+                // downstream with a keyframe.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    control.keyframe.store(true, Ordering::SeqCst);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            },
+            Ok(None) => {}
+            Err(e) => return shared.error("video encoder", &e),
+        }
+    }
+}
+
+fn audio_capture(
+    mut source: OpenSource<Box<dyn AudioSource>>,
+    bitrate: u32,
+    control: Arc<CaptureControl>,
+    out: mpsc::Sender<Vec<u8>>,
+    shared: Arc<Shared>,
+) {
+    let mut encoder = match OpusEncoder::new(bitrate) {
+        Ok(e) => e,
+        Err(e) => return shared.error("audio encoder", &e),
+    };
+    while !control.stop.load(Ordering::SeqCst) {
+        let frame = match source.source.next_frame() {
+            Ok(f) => f,
+            Err(e) => return shared.error("microphone", &e),
+        };
+        match encoder.encode(&frame) {
+            Ok(packet) => {
+                if let Err(mpsc::error::TrySendError::Closed(_)) = out.try_send(packet) {
+                    break;
+                }
+            }
+            Err(e) => return shared.error("audio encoder", &e),
+        }
+    }
+}
+
+async fn run_subscription(
+    meeting: Meeting,
+    config: MediaConfig,
+    shared: Arc<Shared>,
+    user: UserId,
+    mut stop: watch::Receiver<bool>,
+) {
+    shared.received(&user, |_| {});
+    let (peer, offer) = match SubscribePeer::with_config(&config.transport).await {
+        Ok(pair) => pair,
+        Err(e) => return shared.error("subscribe peer", &e),
+    };
+    let answer = tokio::select! {
+        a = meeting.subscribe_offer(&user, offer) => a,
+        _ = stop.changed() => { peer.close().await; return; }
+    };
+    match answer {
+        Ok(answer) => {
+            if let Err(e) = peer.apply_answer(&answer).await {
+                peer.close().await;
+                return shared.error("subscribe answer", &e);
+            }
+        }
+        Err(e) => {
+            peer.close().await;
+            // Off stage already (a race with the stage event): nothing to receive.
+            if e.code() != onstage_proto::ErrorCode::InvalidState {
+                shared.error("media.subscribe", &e);
+            }
+            return;
+        }
+    }
+    let mut frames = peer.frames();
+    let (decode_tx, decode_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(DECODE_QUEUE);
+    let (keyframe_tx, mut keyframe_rx) = mpsc::unbounded_channel::<()>();
+    let decoder = config.decode_video.then(|| {
+        let (s, u) = (shared.clone(), user.clone());
+        std::thread::spawn(move || video_decode(decode_rx, s, u, keyframe_tx))
+    });
+    let mut opus = match OpusDecoder::new() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            shared.error("audio decoder", &e);
+            None
+        }
+    };
+    let mut tone: Vec<i16> = Vec::with_capacity(AUDIO_SAMPLE_RATE as usize / 5);
+    loop {
+        tokio::select! {
+            frame = frames.recv() => {
+                let Some(frame) = frame else { break };
+                match frame.kind {
+                    MediaKind::Video => {
+                        if decoder.is_some() {
+                            if let Err(std::sync::mpsc::TrySendError::Full(_)) =
+                                decode_tx.try_send(frame.data)
+                            {
+                                // The decoder fell behind: skip to the next keyframe.
+                                let _ = peer.request_keyframe().await;
+                            }
+                        }
+                    }
+                    MediaKind::Audio => {
+                        let Some(opus) = opus.as_mut() else { continue };
+                        match opus.decode(&frame.data) {
+                            Ok(pcm) => {
+                                tone.extend_from_slice(&pcm.samples);
+                                let measured = (tone.len() >= tone.capacity()).then(|| {
+                                    let hz = dominant_frequency(&tone, AUDIO_SAMPLE_RATE);
+                                    tone.clear();
+                                    hz
+                                });
+                                shared.received(&user, |r| {
+                                    r.audio_frames += 1;
+                                    if measured.is_some() {
+                                        r.audio_frequency_hz = measured;
+                                    }
+                                });
+                                if config.play_audio {
+                                    if let Ok(mut mixer) = shared.mixer.lock() {
+                                        mixer.push(user.as_str(), frame.rtp_timestamp, pcm);
+                                    }
+                                }
+                            }
+                            Err(e) => tracing::debug!(error = %e, "opus decode"),
+                        }
+                    }
+                }
+            }
+            Some(()) = keyframe_rx.recv() => {
+                let _ = peer.request_keyframe().await;
+            }
+            _ = peer.closed() => break,
+            _ = stop.changed() => break,
+        }
+    }
+    drop(decode_tx);
+    peer.close().await;
+    if let Some(t) = decoder {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+}
+
+fn video_decode(
+    rx: std::sync::mpsc::Receiver<bytes::Bytes>,
+    shared: Arc<Shared>,
+    user: UserId,
+    want_keyframe: mpsc::UnboundedSender<()>,
+) {
+    let mut decoder = match H264Decoder::new() {
+        Ok(d) => d,
+        Err(e) => return shared.error("video decoder", &e),
+    };
+    while let Ok(au) = rx.recv() {
+        match decoder.decode(&au) {
+            Ok(Some(mut frame)) => {
+                let now_us = now_unix_us();
+                frame.timestamp_us = now_us;
+                let stamp = read_stamp(&frame);
+                shared.received(&user, |r| {
+                    r.video_frames += 1;
+                    if let Some(stamp) = stamp {
+                        r.stamped_frames += 1;
+                        if r.last_frame_number.is_some_and(|n| stamp.frame_number <= n) {
+                            r.out_of_order_frames += 1;
+                        }
+                        r.last_frame_number = Some(stamp.frame_number);
+                        let now_ms = now_us / 1000 & ((1 << 48) - 1);
+                        let delay = now_ms.saturating_sub(stamp.capture_time_ms) as f64;
+                        if r.latencies_ms.len() >= LATENCY_SAMPLES {
+                            r.latencies_ms.remove(0);
+                        }
+                        r.latencies_ms.push(delay);
+                        let (p50, p95) = percentiles(&r.latencies_ms);
+                        r.glass_to_glass_p50_ms = Some(p50);
+                        r.glass_to_glass_p95_ms = Some(p95);
+                    }
+                });
+                let _ = shared.frames.send(RemoteVideo {
+                    user_id: user.clone(),
+                    frame: Arc::new(frame),
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "h264 decode");
+                shared.received(&user, |r| r.decode_errors += 1);
+                let _ = want_keyframe.send(());
+            }
+        }
+    }
+}
+
+fn percentiles(samples: &[f64]) -> (f64, f64) {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted.get(i).copied().unwrap_or(0.0)
+    };
+    (at(0.5), at(0.95))
+}
+
+/// Plays the mix on the default speaker, paced by 20 ms frames. Returns the stop flag.
+fn start_speaker(shared: Arc<Shared>) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let mut sink = match SpeakerSink::open(None) {
+            Ok(s) => s,
+            Err(e) => return shared.error("speaker", &e),
+        };
+        let start = Instant::now();
+        let mut n: u32 = 0;
+        while !flag.load(Ordering::SeqCst) {
+            n = n.wrapping_add(1);
+            let due = start + Duration::from_millis(20) * n;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let frame: AudioFrame = match shared.mixer.lock() {
+                Ok(mut mixer) => mixer.mix_next(),
+                Err(_) => break,
+            };
+            if let Err(e) = sink.play(&frame) {
+                return shared.error("speaker", &e);
+            }
+        }
+    });
+    stop
+}
