@@ -94,15 +94,14 @@ impl Shared {
             MediaKind::Video => &self.counters.video_frames,
             MediaKind::Audio => &self.counters.audio_frames,
         };
-        match tx.try_send(frame) {
-            Ok(()) => {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
+        // Counted before the send, so a consumer that just received a frame never reads stats
+        // that do not include it yet.
+        counter.fetch_add(1, Ordering::Relaxed);
+        if tx.try_send(frame).is_err() {
             // A slow consumer loses frames rather than stalling the network task; a gone one
             // loses everything, which is the same thing from here.
-            Err(_) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            counter.fetch_sub(1, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
