@@ -100,3 +100,26 @@ pub fn now_unix_us() -> u64 {
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Capture, encode and playback run on their own threads: everything must be `Send`.
+    #[test]
+    fn public_types_are_send() {
+        fn send<T: Send>() {}
+        send::<crate::H264Encoder>();
+        send::<crate::H264Decoder>();
+        send::<crate::OpusEncoder>();
+        send::<crate::OpusDecoder>();
+        send::<crate::CameraSource>();
+        send::<crate::MicrophoneSource>();
+        send::<crate::SpeakerSink>();
+        send::<crate::SyntheticVideo>();
+        send::<crate::SyntheticAudio>();
+        send::<crate::AudioMixer>();
+        send::<crate::JitterBuffer>();
+        send::<Box<dyn crate::VideoSource>>();
+        send::<Box<dyn crate::AudioSource>>();
+        send::<Box<dyn crate::AudioSink>>();
+    }
+}

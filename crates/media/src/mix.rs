@@ -31,18 +31,18 @@ const EMPTY_POPS_BEFORE_REBUFFER: u32 = 25;
 
 /// What one playout tick of a [`JitterBuffer`] gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Playout {
+pub enum Playout<T = AudioFrame> {
     /// The frame for this slot.
-    Frame(AudioFrame),
+    Frame(T),
     /// This slot's frame is missing (lost or too late): conceal it.
     Lost,
     /// Not playing yet (buffering up to the target delay, or the source is idle).
     Waiting,
 }
 
-impl Playout {
+impl<T> Playout<T> {
     /// The frame, if there is one.
-    pub fn into_frame(self) -> Option<AudioFrame> {
+    pub fn into_frame(self) -> Option<T> {
         match self {
             Self::Frame(f) => Some(f),
             Self::Lost | Self::Waiting => None,
@@ -50,8 +50,13 @@ impl Playout {
     }
 }
 
-/// Reorders one remote source's decoded 20 ms frames by RTP timestamp and releases them
-/// one per [`pop`](Self::pop) after a small, adaptive delay.
+/// Reorders one remote source's 20 ms frames by RTP timestamp and releases them one per
+/// [`pop`](Self::pop) after a small, adaptive delay.
+///
+/// It holds decoded [`AudioFrame`]s by default (what the [`AudioMixer`] sums), but any
+/// payload works: buffering the encoded Opus packets (`JitterBuffer<Vec<u8>>`) and
+/// decoding them in playout order, with concealment on [`Playout::Lost`], keeps the
+/// decoder's state in stream order even when the network reorders.
 ///
 /// The delay starts at [`MIN_TARGET_FRAMES`] and grows by one frame whenever a frame
 /// arrives after its slot was played (observed jitter), or to cover the reordering depth
@@ -59,9 +64,9 @@ impl Playout {
 /// fast and the buffer grows well beyond the target, the oldest frames are dropped to keep
 /// latency bounded.
 #[derive(Debug, Clone)]
-pub struct JitterBuffer {
+pub struct JitterBuffer<T = AudioFrame> {
     /// Frames by extended (unwrapped) RTP timestamp.
-    frames: BTreeMap<i64, AudioFrame>,
+    frames: BTreeMap<i64, T>,
     /// Highest extended timestamp seen, the reference for unwrapping.
     highest: Option<i64>,
     /// Extended timestamp of the next slot to play; `None` while buffering.
@@ -77,13 +82,13 @@ pub struct JitterBuffer {
     lost: u64,
 }
 
-impl Default for JitterBuffer {
+impl<T> Default for JitterBuffer<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl JitterBuffer {
+impl<T> JitterBuffer<T> {
     /// An empty buffer with the minimum target delay.
     pub fn new() -> Self {
         Self {
@@ -139,7 +144,7 @@ impl JitterBuffer {
 
     /// Adds a decoded frame with its RTP timestamp (48 kHz clock). Duplicates and frames
     /// whose slot has already been played are dropped.
-    pub fn push(&mut self, rtp_ts: u32, frame: AudioFrame) {
+    pub fn push(&mut self, rtp_ts: u32, frame: T) {
         let ts = self.extend(rtp_ts);
         if let Some(next) = self.next {
             if ts - next > RESYNC_FRAMES * TICKS_PER_FRAME
@@ -196,12 +201,12 @@ impl JitterBuffer {
     /// One playout tick (call every 20 ms): the frame for the current slot, `None` when
     /// the slot is missing or the buffer is still filling. Use [`poll`](Self::poll) to
     /// tell those two apart.
-    pub fn pop(&mut self) -> Option<AudioFrame> {
+    pub fn pop(&mut self) -> Option<T> {
         self.poll().into_frame()
     }
 
     /// One playout tick with the reason when there is no frame.
-    pub fn poll(&mut self) -> Playout {
+    pub fn poll(&mut self) -> Playout<T> {
         let Some(next) = self.next else {
             return self.try_start();
         };
@@ -264,7 +269,7 @@ impl JitterBuffer {
         }
     }
 
-    fn try_start(&mut self) -> Playout {
+    fn try_start(&mut self) -> Playout<T> {
         let (Some((&first, _)), Some(h)) = (self.frames.first_key_value(), self.highest) else {
             return Playout::Waiting;
         };
