@@ -406,6 +406,10 @@ impl Relay {
 /// NAL units of access unit `i`: every 10th is a keyframe (SPS, PPS, IDR), the rest one
 /// non-IDR slice. Sizes cycle through 200 B .. 5 kB. No zero bytes, so no accidental start codes.
 fn access_unit(i: usize) -> Vec<Vec<u8>> {
+    coded_frame(i, i % 10 == 0)
+}
+
+fn coded_frame(i: usize, keyframe: bool) -> Vec<Vec<u8>> {
     let nal = |header: u8, len: usize| -> Vec<u8> {
         let mut v = Vec::with_capacity(len);
         v.push(header);
@@ -415,7 +419,7 @@ fn access_unit(i: usize) -> Vec<Vec<u8>> {
         v
     };
     let size = 200 + (i * 997) % 4800;
-    if i % 10 == 0 {
+    if keyframe {
         vec![nal(0x67, 12), nal(0x68, 6), nal(0x65, size)]
     } else {
         vec![nal(0x41, size)]
@@ -640,6 +644,68 @@ async fn subscriber_pli_reaches_the_publisher() -> TestResult {
 
     s.relay.close().await;
     s.publisher.close().await;
+    s.subscriber.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_subscriber_gets_a_keyframe_by_asking_for_one() -> TestResult {
+    let s = session().await?;
+    let mut requests = s.publisher.keyframe_requests();
+    let mut frames = s.subscriber.frames();
+    let joined = Instant::now();
+    // An encoder loop that only ever sends P-frames unless asked for a keyframe, as if the
+    // subscriber had joined mid-stream.
+    let publisher = Arc::clone(&s.publisher);
+    let encoder = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut keyframes_sent = Vec::new();
+        for i in 1..300usize {
+            tick.tick().await;
+            let keyframe = requests.try_recv().is_ok();
+            if keyframe {
+                keyframes_sent.push(i);
+            }
+            let au = annex_b(&coded_frame(i, keyframe));
+            if publisher
+                .write_video(&au, Duration::from_millis(33))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        keyframes_sent
+    });
+    let first = loop {
+        let frame = next_frame(&mut frames).await?;
+        if frame.kind == MediaKind::Video {
+            break frame;
+        }
+    };
+    let elapsed = joined.elapsed();
+    assert!(
+        first.keyframe,
+        "the first video frame delivered is a keyframe"
+    );
+    let stats = s.subscriber.stats();
+    assert!(
+        stats.frames_discarded > 0,
+        "P-frames before it were dropped"
+    );
+    assert!(stats.keyframe_requests_sent >= 1, "{stats:?}");
+    eprintln!("timing: P-frames only -> first (key)frame delivered {elapsed:?}");
+    // Delivery continues after it (audio is not sent in this test).
+    assert_eq!(next_frame(&mut frames).await?.kind, MediaKind::Video);
+
+    s.publisher.close().await;
+    let keyframes_sent = encoder.await?;
+    assert!(!keyframes_sent.is_empty());
+    assert_eq!(
+        split_annex_b(&first.data),
+        coded_frame(keyframes_sent[0], true)
+    );
+    s.relay.close().await;
     s.subscriber.close().await;
     Ok(())
 }

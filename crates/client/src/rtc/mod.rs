@@ -14,7 +14,7 @@
 //!
 //! ## Why an interceptor of our own
 //! In webrtc-rs 0.21 inbound RTCP ends inside the interceptor chain: a sender never sees a PLI
-//! unless an interceptor forwards it. [`tap::RtcpTap`] sits wire-most in the chain, reads
+//! unless an interceptor forwards it. `tap::RtcpTap` sits wire-most in the chain, reads
 //! every inbound RTCP compound packet (PLI/FIR -> keyframe requests, receiver reports and REMB ->
 //! bandwidth estimate) and every outbound RTP packet (send counters), and passes everything on
 //! unchanged so the stock interceptors (NACK, reports, TWCC) still work.
@@ -221,7 +221,7 @@ pub(crate) fn opus_codec() -> RTCRtpCodec {
 }
 
 /// A media engine with exactly H.264 and Opus, and the stock interceptors (NACK both ways,
-/// sender/receiver reports, TWCC receiver) plus our [`tap::RtcpTap`] wire-most.
+/// sender/receiver reports, TWCC receiver) plus our `tap::RtcpTap` wire-most.
 fn media_setup(tap: tap::RtcpTap) -> Result<(MediaEngine, Registry), RtcError> {
     let mut engine = MediaEngine::default();
     engine
