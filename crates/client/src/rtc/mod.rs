@@ -23,7 +23,7 @@
 //! webrtc-rs does not change the peer connection state when the remote closes DTLS
 //! (`close_notify`) while ICE is still up, and it never ends remote tracks by itself. A small
 //! monitor task therefore watches three things: the connection state (failed/closed), the DTLS
-//! transport state (closed by the peer, polled every [`MONITOR_INTERVAL`]) and the ICE
+//! transport state (closed by the peer, polled every 100 ms) and the ICE
 //! consent timeouts (shortened in [`TransportConfig`] so a silently vanished SFU is noticed in
 //! seconds, not the 30 s default).
 
