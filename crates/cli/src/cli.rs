@@ -100,6 +100,13 @@ pub struct ServeArgs {
     /// Default most participants on stage at once, for meetings that do not set it.
     #[arg(long, value_name = "N")]
     pub max_on_stage: Option<u32>,
+    /// Where the SFU's UDP socket binds (default: the listen IP, a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub media_udp: Option<SocketAddr>,
+    /// The IP peers are told to send media to (repeatable; default: the bound IP, or for
+    /// a wildcard bind, loopback and the outward interface's address).
+    #[arg(long, value_name = "IP")]
+    pub media_ip: Vec<std::net::IpAddr>,
 }
 
 /// Where the admin API is and the key to use.

@@ -419,36 +419,123 @@ async fn serve_admin_and_two_bots_run_a_stage_flow() {
 }
 
 #[tokio::test]
-async fn bot_refuses_bad_tokens_and_unavailable_media_with_stable_codes() {
+async fn bot_refuses_bad_tokens_with_stable_codes() {
     let data = tempfile::tempdir().expect("temp dir");
     let (_server, url, _key) = serve(data.path()).await;
+    for media in ["none", "synthetic"] {
+        let mut bot = Proc::spawn(
+            "bad-token",
+            &["bot", "--server", &url, "--token", "nope", "--media", media],
+            &[],
+        );
+        let line = bot.next().await.expect("an error line");
+        assert_eq!(line["ok"], false);
+        assert_eq!(line["error"]["code"], "unauthorized", "{line}");
+        assert_ne!(bot.exit_code().await, Some(0));
+    }
+}
 
-    let mut bot = Proc::spawn(
-        "bad-token",
-        &["bot", "--server", &url, "--token", "nope"],
-        &[],
-    );
-    let line = bot.next().await.expect("an error line");
-    assert_eq!(line["ok"], false);
-    assert_eq!(line["error"]["code"], "unauthorized", "{line}");
-    assert_ne!(bot.exit_code().await, Some(0));
+/// Frames decoded by `viewer` from `user`, as its `media.stats` says.
+async fn frames_from(viewer: &mut Proc, user: &str) -> (u64, u64) {
+    let stats = viewer.ok(json!({"id": 900, "call": "media.stats"})).await;
+    let r = &stats["received"][user];
+    (
+        r["video_frames"].as_u64().unwrap_or(0),
+        r["audio_frames"].as_u64().unwrap_or(0),
+    )
+}
 
-    let mut bot = Proc::spawn(
-        "synthetic",
-        &[
-            "bot",
-            "--server",
-            &url,
-            "--token",
-            "t",
-            "--media",
-            "synthetic",
-        ],
-        &[],
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_synthetic_bots_a_viewer_sees_both_stage_members_and_nothing_after_they_leave() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_server, url, key) = serve(data.path()).await;
+    let meeting = once_ok(
+        &["meeting", "create", "--server", &url, "--title", "media"],
+        &key,
+    )
+    .await["id"]
+        .as_str()
+        .expect("meeting id")
+        .to_owned();
+    let mut bots = Vec::new();
+    for (name, preset) in [
+        ("host", "host"),
+        ("speaker", "speaker"),
+        ("viewer", "viewer"),
+    ] {
+        let (_, token) = add(&url, &key, &meeting, name, preset).await;
+        let mut bot = Proc::spawn(
+            name,
+            &[
+                "bot",
+                "--server",
+                &url,
+                "--token",
+                &token,
+                "--media",
+                "synthetic",
+            ],
+            &[],
+        );
+        let joined = bot.next().await.expect("joined line");
+        assert_eq!(joined["event"], "joined", "{joined}");
+        bots.push(bot);
+    }
+    let [host, speaker, viewer] = &mut bots[..] else {
+        unreachable!("three bots")
+    };
+    host.ok(json!({"id": 1, "call": "stage.join"})).await;
+    speaker.ok(json!({"id": 1, "call": "stage.join"})).await;
+
+    // The viewer decodes both stage members' video and audio.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let host_frames = frames_from(viewer, "host").await;
+        let speaker_frames = frames_from(viewer, "speaker").await;
+        if host_frames.0 >= 30
+            && host_frames.1 >= 30
+            && speaker_frames.0 >= 30
+            && speaker_frames.1 >= 30
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "viewer decoded host {host_frames:?}, speaker {speaker_frames:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = viewer.ok(json!({"id": 2, "call": "media.stats"})).await;
+    assert_eq!(stats["publishing"], json!({"audio": false, "video": false}));
+    let stats = host.ok(json!({"id": 2, "call": "media.stats"})).await;
+    assert_eq!(stats["publishing"], json!({"audio": true, "video": true}));
+
+    host.ok(json!({"id": 3, "call": "stage.leave"})).await;
+    speaker.ok(json!({"id": 3, "call": "stage.leave"})).await;
+    for who in ["host", "speaker"] {
+        viewer
+            .expect_event("mediaUnpublished", json!({ "user_id": who }))
+            .await;
+    }
+    // What was in flight may still land; after that, nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = (
+        frames_from(viewer, "host").await,
+        frames_from(viewer, "speaker").await,
     );
-    let line = bot.next().await.expect("an error line");
-    assert_eq!(line["error"]["code"], "bad_request", "{line}");
-    assert_ne!(bot.exit_code().await, Some(0));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let later = (
+        frames_from(viewer, "host").await,
+        frames_from(viewer, "speaker").await,
+    );
+    assert_eq!(settled, later, "no frames after both left the stage");
+    let stats = host.ok(json!({"id": 4, "call": "media.stats"})).await;
+    assert_eq!(stats["publishing"], json!({"audio": false, "video": false}));
+    assert_eq!(stats["open_sources"], 0);
+    for bot in bots.iter_mut() {
+        bot.close_stdin().await;
+        assert_eq!(bot.exit_code().await, Some(0));
+    }
 }
 
 #[tokio::test]

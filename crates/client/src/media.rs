@@ -433,10 +433,13 @@ async fn run_publisher(
         audio: audio.is_some(),
         video: video.is_some(),
     };
+    let t0 = Instant::now();
+    tracing::debug!("publish: sources open");
     let (peer, offer) = match PublishPeer::with_config(opts, &config.transport).await {
         Ok(pair) => pair,
         Err(e) => return shared.error("publish peer", &e),
     };
+    tracing::debug!(after = ?t0.elapsed(), "publish: offer ready");
     let answer = tokio::select! {
         a = meeting.publish_offer(offer) => a,
         _ = stop.changed() => { peer.close().await; return; }
@@ -452,6 +455,7 @@ async fn run_publisher(
         peer.close().await;
         return shared.error("publish answer", &e);
     }
+    tracing::debug!(after = ?t0.elapsed(), "publish: answer applied");
     let control = Arc::new(CaptureControl {
         stop: AtomicBool::new(false),
         keyframe: AtomicBool::new(false),
@@ -484,8 +488,16 @@ async fn run_publisher(
     let audio_time = Duration::from_millis(20);
     let mut keyframes = peer.keyframe_requests();
     let mut estimates = peer.bitrate_estimates();
+    let mut connecting = true;
     loop {
         tokio::select! {
+            // Whatever was encoded before the connection was up is lost: start the
+            // viewers' pictures with a fresh keyframe.
+            r = peer.connected(Duration::from_secs(10)), if connecting => {
+                connecting = false;
+                tracing::debug!(after = ?t0.elapsed(), ok = r.is_ok(), "publish: connected");
+                control.keyframe.store(true, Ordering::SeqCst);
+            }
             Some(au) = video_rx.recv() => {
                 if let Err(e) = peer.write_video(&au, frame_time).await {
                     tracing::debug!(error = %e, "video write");
@@ -614,6 +626,7 @@ async fn run_subscription(
         Ok(pair) => pair,
         Err(e) => return shared.error("subscribe peer", &e),
     };
+    tracing::debug!(%user, "subscribe: offer ready");
     let answer = tokio::select! {
         a = meeting.subscribe_offer(&user, offer) => a,
         _ = stop.changed() => { peer.close().await; return; }
@@ -634,7 +647,10 @@ async fn run_subscription(
             return;
         }
     }
+    let t0 = Instant::now();
+    tracing::debug!(%user, "subscribe: answer applied");
     let mut frames = peer.frames();
+    let mut first = true;
     let (decode_tx, decode_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(DECODE_QUEUE);
     let (keyframe_tx, mut keyframe_rx) = mpsc::unbounded_channel::<()>();
     let decoder = config.decode_video.then(|| {
@@ -653,6 +669,10 @@ async fn run_subscription(
         tokio::select! {
             frame = frames.recv() => {
                 let Some(frame) = frame else { break };
+                if first && frame.kind == MediaKind::Video {
+                    first = false;
+                    tracing::debug!(%user, after = ?t0.elapsed(), keyframe = frame.keyframe, "subscribe: first video frame");
+                }
                 match frame.kind {
                     MediaKind::Video => {
                         if decoder.is_some() {

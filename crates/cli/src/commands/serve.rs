@@ -42,6 +42,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
         config.default_max_on_stage = max;
     }
+    if let Some(udp) = args.media_udp {
+        config.media_udp = Some(udp);
+    }
+    config.media_advertise = args.media_ip.clone();
     let server = match onstage_server::start(config).await {
         Ok(server) => server,
         Err(e) => {

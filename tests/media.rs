@@ -1,0 +1,201 @@
+//! Stage media end to end: real server and SFU, real WebRTC over loopback, synthetic
+//! sources encoded with H.264 and Opus, decoded at every receiver.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use onstage_client::{MediaConfig, Sources, StageMedia};
+use onstage_e2e::*;
+use onstage_proto::UserId;
+
+/// A participant with its stage media running (synthetic camera and microphone).
+struct Member {
+    client: Client,
+    media: StageMedia,
+}
+
+async fn member(server: &TestServer, meeting: &str, name: &str, preset: &str, tone: f32) -> Member {
+    let client = server.join(meeting, name, preset).await;
+    let media = StageMedia::start(
+        client.meeting.clone(),
+        MediaConfig {
+            sources: Sources::Synthetic { tone_hz: tone },
+            ..MediaConfig::default()
+        },
+    );
+    Member { client, media }
+}
+
+impl Member {
+    fn id(&self) -> UserId {
+        self.client.user_id()
+    }
+
+    /// Waits until `pred` holds on the media stats (they change as frames are decoded).
+    async fn wait_stats(&self, what: &str, pred: impl Fn(&onstage_client::MediaStats) -> bool) {
+        within(what, async {
+            loop {
+                if pred(&self.media.stats()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    /// Waits until `n` stamped pictures and `n` audio frames from `from` were decoded.
+    async fn wait_frames(&self, from: &UserId, n: u64) {
+        self.wait_stats(&format!("{n} frames from {from}"), |s| {
+            s.received
+                .get(from)
+                .is_some_and(|r| r.stamped_frames >= n && r.audio_frames >= n)
+        })
+        .await
+    }
+
+    fn video_frames_from(&self, from: &UserId) -> u64 {
+        self.media
+            .stats()
+            .received
+            .get(from)
+            .map_or(0, |r| r.video_frames)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn everyone_receives_everyone_on_stage_and_nothing_from_the_rest() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let speaker = member(&server, &meeting, "Speaker", "speaker", 660.0).await;
+    let viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
+    let audience = member(&server, &meeting, "Audrey", "viewer", 1000.0).await;
+    host.client.meeting.stage().join().await.expect("host joins");
+    speaker.client.meeting.stage().join().await.expect("speaker joins");
+
+    for watcher in [&viewer, &audience] {
+        watcher.wait_frames(&host.id(), 30).await;
+        watcher.wait_frames(&speaker.id(), 30).await;
+    }
+    host.wait_frames(&speaker.id(), 30).await;
+    speaker.wait_frames(&host.id(), 30).await;
+
+    for watcher in [&viewer, &audience] {
+        let stats = watcher.media.stats();
+        let from: BTreeSet<UserId> = stats.received.keys().cloned().collect();
+        assert_eq!(
+            from,
+            BTreeSet::from([host.id(), speaker.id()]),
+            "media only from those on stage"
+        );
+        for (who, tone) in [(host.id(), 440.0), (speaker.id(), 660.0)] {
+            let r = &stats.received[&who];
+            // Every decoded picture is the one sent: its stamp reads back, in order.
+            assert_eq!(r.stamped_frames, r.video_frames, "{who}: every picture checks out");
+            assert_eq!(r.out_of_order_frames, 0, "{who}: frame numbers increase");
+            let hz = r.audio_frequency_hz.expect("a tone was measured");
+            assert!((hz - tone).abs() < 5.0, "{who}: tone {hz} Hz, sent {tone} Hz");
+            assert!(r.glass_to_glass_p95_ms.is_some());
+        }
+        // Off stage: nothing published, no device open.
+        assert!(!stats.publishing.audio && !stats.publishing.video);
+        assert_eq!(watcher.media.open_sources(), 0);
+    }
+    let stats = host.media.stats();
+    assert!(stats.publishing.audio && stats.publishing.video);
+    assert_eq!(host.media.open_sources(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_participant_coming_on_stage_is_seen_by_all_within_a_second() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let mut viewer = member(&server, &meeting, "Vera", "viewer", 660.0).await;
+    let audience = member(&server, &meeting, "Audrey", "viewer", 880.0).await;
+    host.client.meeting.stage().join().await.expect("host joins");
+    audience.wait_frames(&host.id(), 5).await;
+
+    viewer.client.meeting.stage().request_access().await.expect("asks");
+    host.client
+        .meeting
+        .stage()
+        .grant_access(&[viewer.id()])
+        .await
+        .expect("granted");
+    viewer
+        .client
+        .expect_event("stageRequestApproved", serde_json::json!({}))
+        .await;
+    let mut at_host = host.media.video_frames();
+    let mut at_audience = audience.media.video_frames();
+    let started = Instant::now();
+    viewer.client.meeting.stage().join().await.expect("joins");
+    let vid = viewer.id();
+    for (who, frames) in [("host", &mut at_host), ("audience", &mut at_audience)] {
+        within("a first picture of the newcomer", async {
+            loop {
+                match frames.recv().await {
+                    Ok(f) if f.user_id == vid => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("frames ended: {e}"),
+                }
+            }
+        })
+        .await;
+        let took = started.elapsed();
+        eprintln!("stage join -> first decoded picture at the {who}: {took:?}");
+        assert!(took < Duration::from_secs(1), "{who} saw the newcomer after {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_leave_or_kick_no_frames_arrive_and_the_devices_are_closed() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let speaker = member(&server, &meeting, "Speaker", "speaker", 660.0).await;
+    let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
+    let sid = speaker.id();
+
+    for round in ["leave", "kick"] {
+        speaker.client.meeting.stage().join().await.expect("speaker joins");
+        let before = viewer.video_frames_from(&sid);
+        viewer.wait_frames(&sid, before + 20).await;
+        assert_eq!(speaker.media.open_sources(), 2, "{round}: camera and mic open");
+
+        let stopped = Instant::now();
+        match round {
+            "leave" => {
+                speaker.client.meeting.stage().leave().await.expect("leaves");
+            }
+            _ => host
+                .client
+                .meeting
+                .stage()
+                .kick(&[sid.clone()])
+                .await
+                .expect("kicks"),
+        }
+        // The devices close at once.
+        speaker
+            .wait_stats(&format!("{round}: devices closed"), |s| {
+                s.open_sources == 0 && !s.publishing.video && !s.publishing.audio
+            })
+            .await;
+        eprintln!("{round}: devices closed after {:?}", stopped.elapsed());
+        let sid_json = serde_json::json!({ "user_id": sid.as_str() });
+        viewer.client.expect_event("mediaUnpublished", sid_json).await;
+        // What was in flight may still land; after that, silence.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let settled = viewer.video_frames_from(&sid);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            viewer.video_frames_from(&sid),
+            settled,
+            "{round}: no new pictures after the speaker left the stage"
+        );
+        viewer.client.drain();
+    }
+}
