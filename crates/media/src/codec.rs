@@ -13,7 +13,7 @@ use openh264::encoder::{
     IntraFramePeriod, Level, Profile, RateControlMode, SpsPpsStrategy, UsageType,
 };
 use openh264::formats::{YUVSlices, YUVSource};
-use openh264::OpenH264API;
+use openh264::{OpenH264API, Timestamp};
 
 use crate::{AudioFrame, MediaError, VideoFrame, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
 
@@ -62,6 +62,54 @@ pub struct H264Encoder {
     /// A keyframe was asked for and has not come out yet (a forced IDR can still be
     /// dropped by rate control, so we keep asking until one is produced).
     keyframe_pending: bool,
+    /// Measures the real input rate from capture times.
+    rate: InputRate,
+}
+
+/// Tracks the actual frame rate from capture timestamps.
+///
+/// OpenH264's rate control budgets `bitrate / fps` bits per frame with the configured
+/// fps; a camera that slows to 15 fps in the dark would then get half the bitrate. We
+/// measure the real rate and tell the encoder when it is off by more than 20 %.
+#[derive(Debug, Clone, Copy)]
+struct InputRate {
+    last_us: Option<u64>,
+    /// Smoothed frame interval in microseconds.
+    interval_us: f64,
+    /// The rate the encoder currently budgets for.
+    applied_fps: f32,
+    frames: u32,
+}
+
+impl InputRate {
+    fn new(fps: u32) -> Self {
+        Self {
+            last_us: None,
+            interval_us: 1e6 / f64::from(fps.max(1)),
+            applied_fps: fps as f32,
+            frames: 0,
+        }
+    }
+
+    /// Records a capture time; returns the measured rate if it is more than 20 % away
+    /// from the applied one.
+    fn observe(&mut self, timestamp_us: u64) -> Option<f32> {
+        if timestamp_us == 0 {
+            return None;
+        }
+        let last = self.last_us.replace(timestamp_us);
+        let interval = timestamp_us
+            .checked_sub(last?)
+            .filter(|&d| d > 0 && d < 2_000_000)?;
+        self.interval_us = 0.9 * self.interval_us + 0.1 * interval as f64;
+        self.frames += 1;
+        if self.frames < 10 {
+            return None; // not enough history
+        }
+        let measured = (1e6 / self.interval_us).clamp(1.0, 60.0) as f32;
+        let off = (measured - self.applied_fps).abs() / self.applied_fps;
+        (off > 0.2).then_some(measured)
+    }
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -99,6 +147,7 @@ impl H264Encoder {
             inner: build_encoder(&config)?,
             initialised: false,
             keyframe_pending: false,
+            rate: InputRate::new(config.fps),
         })
     }
 
@@ -122,9 +171,13 @@ impl H264Encoder {
             check_size(frame.width, frame.height)?;
             self.config.width = frame.width;
             self.config.height = frame.height;
-            self.inner = build_encoder(&self.config)?;
-            self.initialised = false;
+            self.rebuild()?;
             self.keyframe_pending = false;
+        }
+        if let Some(fps) = self.rate.observe(frame.timestamp_us) {
+            if self.initialised && self.set_frame_rate(fps) {
+                self.rate.applied_fps = fps;
+            }
         }
         if self.keyframe_pending && self.initialised {
             self.inner.force_intra_frame();
@@ -133,9 +186,12 @@ impl H264Encoder {
         // Lengths were checked by `validate`, so `YUVSlices::new`'s asserts hold.
         let yuv = YUVSlices::new((&frame.y, &frame.u, &frame.v), (w, h), (w, w / 2, w / 2));
         debug_assert_eq!(yuv.dimensions(), (w, h));
+        // Real capture times let rate control see the actual frame rate (a camera that
+        // drops to 15 fps in the dark still gets the full bitrate); OpenH264 substitutes
+        // `last + 1/fps` when they are zero or do not increase.
         let bitstream = self
             .inner
-            .encode(&yuv)
+            .encode_at(&yuv, Timestamp::from_millis(frame.timestamp_us / 1000))
             .map_err(|e| codec_err("H.264 encode", e))?;
         self.initialised = true;
         let keyframe = match bitstream.frame_type() {
@@ -180,8 +236,7 @@ impl H264Encoder {
         self.config.bitrate_bps = bps;
         if !self.initialised {
             // Nothing encoded yet: simply start with the new setting.
-            self.inner = build_encoder(&self.config)?;
-            return Ok(());
+            return self.rebuild();
         }
         // OpenH264 requires max >= target at every step: raise the ceiling first when
         // going up, lower it last when going down.
@@ -195,8 +250,7 @@ impl H264Encoder {
         if let Err(e) = result {
             // Fall back to a fresh encoder at the new rate; it must start with an IDR.
             tracing::warn!(error = %e, bps, "live bitrate change failed, restarting the encoder");
-            self.inner = build_encoder(&self.config)?;
-            self.initialised = false;
+            self.rebuild()?;
         }
         Ok(())
     }
@@ -204,6 +258,33 @@ impl H264Encoder {
     /// The current target bitrate in bits per second.
     pub fn bitrate(&self) -> u32 {
         self.config.bitrate_bps
+    }
+
+    /// A fresh OpenH264 encoder with the current config; its first frame is an IDR.
+    fn rebuild(&mut self) -> Result<(), MediaError> {
+        self.inner = build_encoder(&self.config)?;
+        self.initialised = false;
+        // The new encoder budgets for the configured rate; re-apply the measured one.
+        self.rate.applied_fps = self.config.fps as f32;
+        Ok(())
+    }
+
+    fn set_frame_rate(&mut self, fps: f32) -> bool {
+        let mut value = fps;
+        // SAFETY: the encoder is initialised; ENCODER_OPTION_FRAME_RATE reads one `float`
+        // from the pointer during the call.
+        let rc = unsafe {
+            self.inner.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_FRAME_RATE,
+                std::ptr::addr_of_mut!(value).cast(),
+            )
+        };
+        if rc == 0 {
+            tracing::debug!(fps, "encoder follows the input frame rate");
+        } else {
+            tracing::warn!(fps, rc, "encoder refused the input frame rate");
+        }
+        rc == 0
     }
 
     fn set_rate_option(
@@ -493,5 +574,29 @@ impl OpusDecoder {
             samples: out,
             timestamp_us: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InputRate;
+
+    #[test]
+    fn input_rate_reports_a_slower_camera_once_it_is_sure() {
+        let mut rate = InputRate::new(30);
+        let mut reported = None;
+        for k in 0..40u64 {
+            if let Some(fps) = rate.observe(1_000_000 + k * 66_667) {
+                reported.get_or_insert((k, fps));
+            }
+        }
+        let (k, fps) = reported.expect("15 fps is more than 20 % off 30");
+        assert!(k >= 10, "needs some history first (reported at frame {k})");
+        assert!(fps < 24.0, "reported {fps} fps");
+
+        // On-rate input and missing timestamps report nothing.
+        let mut steady = InputRate::new(30);
+        assert!((0..100u64).all(|k| steady.observe(1_000_000 + k * 33_333).is_none()));
+        assert!((0..100).all(|_| steady.observe(0).is_none()));
     }
 }

@@ -353,3 +353,27 @@ fn opus_rejects_wrong_frames_and_garbage() {
         AUDIO_FRAME_SAMPLES
     );
 }
+
+#[test]
+fn rate_control_follows_capture_times() {
+    // The same 60 pictures captured at 15 fps cover 4 s instead of 2 s, so a 30 fps
+    // encoder that reads the capture times spends about twice the bytes on them.
+    let spend = |frame_interval_us: u64| {
+        let source = SyntheticVideo::unpaced(640, 480, 30);
+        let mut enc = encoder(640, 480, 300_000);
+        let start = 1_700_000_000_000_000u64;
+        (0..60u32)
+            .filter_map(|k| {
+                let frame = source.render(k, start + u64::from(k) * frame_interval_us);
+                enc.encode(&frame).expect("encode")
+            })
+            .map(|o| o.data.len())
+            .sum::<usize>()
+    };
+    let at_30 = spend(33_333);
+    let at_15 = spend(66_667);
+    assert!(
+        at_15 * 2 > at_30 * 3,
+        "15 fps capture: {at_15} bytes, 30 fps capture: {at_30} bytes"
+    );
+}
