@@ -210,6 +210,39 @@ pub struct BotArgs {
     /// The synthetic tone's frequency, Hz.
     #[arg(long, default_value_t = 440.0, value_name = "HZ")]
     pub tone_hz: f32,
+    /// The synthetic picture: WIDTHxHEIGHT@FPS.
+    #[arg(long, default_value = "640x480@30", value_parser = parse_video, value_name = "WxH@FPS")]
+    pub video: onstage_media::VideoFormat,
+    /// Starting video bitrate, bits per second (the encoder then follows the estimate).
+    #[arg(long, default_value_t = 1_000_000, value_name = "BPS")]
+    pub video_bitrate: u32,
+}
+
+/// `1280x720@30` -> a video format (even sizes, 1..=60 fps).
+fn parse_video(text: &str) -> Result<onstage_media::VideoFormat, String> {
+    let bad = || format!("expected WIDTHxHEIGHT@FPS like 1280x720@30, got {text:?}");
+    let (size, fps) = text.split_once('@').ok_or_else(bad)?;
+    let (w, h) = size.split_once('x').ok_or_else(bad)?;
+    let (width, height, fps): (u32, u32, u32) = (
+        w.parse().map_err(|_| bad())?,
+        h.parse().map_err(|_| bad())?,
+        fps.parse().map_err(|_| bad())?,
+    );
+    if width == 0
+        || height == 0
+        || width % 2 == 1
+        || height % 2 == 1
+        || width > 3840
+        || height > 2160
+    {
+        return Err(format!(
+            "{text:?}: width and height must be even, at most 3840x2160"
+        ));
+    }
+    if !(1..=60).contains(&fps) {
+        return Err(format!("{text:?}: fps must be 1..=60"));
+    }
+    Ok(onstage_media::VideoFormat { width, height, fps })
 }
 
 #[derive(Debug, Args)]

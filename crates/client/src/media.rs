@@ -310,17 +310,14 @@ async fn reconcile_loop(
             }
         }
         for user in stage {
-            if !subscriptions.contains_key(&user) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = subscriptions.entry(user) {
                 let (m, c, s, u) = (
                     meeting.clone(),
                     config.clone(),
                     shared.clone(),
-                    user.clone(),
+                    slot.key().clone(),
                 );
-                subscriptions.insert(
-                    user,
-                    Job::spawn(move |stop| run_subscription(m, c, s, u, stop)),
-                );
+                slot.insert(Job::spawn(move |stop| run_subscription(m, c, s, u, stop)));
             }
         }
 
@@ -749,7 +746,7 @@ fn video_decode(
                             r.out_of_order_frames += 1;
                         }
                         r.last_frame_number = Some(stamp.frame_number);
-                        let now_ms = now_us / 1000 & ((1 << 48) - 1);
+                        let now_ms = (now_us / 1000) & ((1 << 48) - 1);
                         let delay = now_ms.saturating_sub(stamp.capture_time_ms) as f64;
                         if r.latencies_ms.len() >= LATENCY_SAMPLES {
                             r.latencies_ms.remove(0);
