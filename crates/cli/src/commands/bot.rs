@@ -253,6 +253,8 @@ pub async fn run(args: BotArgs) -> ExitCode {
                 sources: Sources::Synthetic {
                     tone_hz: args.tone_hz,
                 },
+                video: args.video,
+                video_bitrate_bps: args.video_bitrate,
                 ..MediaConfig::default()
             },
         )
