@@ -42,17 +42,17 @@ pub async fn run(args: LoadTestArgs) -> ExitCode {
     }
 }
 
-fn fail(message: impl Into<String>) -> ErrorBody {
+pub(crate) fn fail(message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::Internal, message)
 }
 
-struct ChildServer {
+pub(crate) struct ChildServer {
     child: Child,
     data: PathBuf,
 }
 
 impl ChildServer {
-    async fn start(admin_key: &str) -> Result<(ChildServer, String), ErrorBody> {
+    pub(crate) async fn start(admin_key: &str) -> Result<(ChildServer, String), ErrorBody> {
         let exe = std::env::current_exe().map_err(|e| fail(format!("own path: {e}")))?;
         let data = std::env::temp_dir().join(format!("onstage-load-{}", std::process::id()));
         let mut child = Command::new(exe)
@@ -83,11 +83,11 @@ impl ChildServer {
         Ok((ChildServer { child, data }, url))
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.id()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
         let _ = std::fs::remove_dir_all(&self.data);
     }
@@ -102,7 +102,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -110,7 +110,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
