@@ -316,11 +316,13 @@ impl Engine {
                 contents,
             },
         );
-        let routed = self
+        let learnt = self
             .routes
             .get(&source)
             .copied()
-            .filter(|id| self.sessions.get(id).is_some_and(|s| s.rtc.accepts(&input)));
+            .filter(|id| self.sessions.contains_key(id));
+        let routed =
+            learnt.filter(|id| self.sessions.get(id).is_some_and(|s| s.rtc.accepts(&input)));
         let id = match routed {
             Some(id) => id,
             None => {
@@ -331,12 +333,18 @@ impl Engine {
                     .iter()
                     .find(|(_, s)| s.rtc.accepts(&input))
                     .map(|(id, _)| *id);
-                match found {
-                    Some(id) => {
+                match (found, learnt) {
+                    (Some(id), _) => {
                         self.routes.insert(source, id);
                         id
                     }
-                    None => {
+                    // The peer's DTLS hello can overtake our side of the ICE checks: its
+                    // pair is nominated on its side, not yet on ours, so str0m does not
+                    // claim it. The address was learnt from a check with this session's
+                    // credentials: hand it over rather than make the peer wait a DTLS
+                    // retransmission (about a second).
+                    (None, Some(id)) => id,
+                    (None, None) => {
                         self.stats.dropped += 1;
                         return;
                     }
