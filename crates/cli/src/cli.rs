@@ -268,6 +268,30 @@ pub struct LoadTestArgs {
     /// Registrations and joins in flight at once while setting up.
     #[arg(long, default_value_t = 50)]
     pub join_concurrency: usize,
+    /// Media: participants publishing on stage.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Media: viewers receiving everyone on stage.
+    #[arg(long, default_value_t = 0)]
+    pub viewers: usize,
+    /// Media: seconds of steady streaming to measure.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Media with the real SDK clients (capture, H.264/Opus encoding, WebRTC, decoding)
+    /// instead of lightweight probes: the client-side figures (glass to glass, time to
+    /// first picture, the publisher's CPU). The publisher is an `onstage bot` child
+    /// process; `--rounds` stage joins are timed, then `--late-viewers` join a live stage.
+    #[arg(long)]
+    pub sdk_clients: bool,
+    /// With --sdk-clients: the publisher's synthetic picture.
+    #[arg(long, default_value = "1280x720@30", value_parser = parse_video, value_name = "WxH@FPS")]
+    pub video: onstage_media::VideoFormat,
+    /// With --sdk-clients: the publisher's starting video bitrate.
+    #[arg(long, default_value_t = 1_200_000, value_name = "BPS")]
+    pub video_bitrate: u32,
+    /// With --sdk-clients: viewers that join the live stage one after another.
+    #[arg(long, default_value_t = 20)]
+    pub late_viewers: usize,
 }
 
 /// `ALLOWED`, `CAN_REQUEST`, `NOT_ALLOWED`; case and `-`/`_` do not matter.

@@ -271,7 +271,10 @@ async fn reconcile_loop(
         let connected = meeting.connection_state() == ConnectionState::Connected;
         let on_stage = meeting.stage().status() == StageStatus::OnStage;
         let want_publish = connected && on_stage && config.sources != Sources::None;
-        if publisher.as_ref().is_some_and(Job::finished) && !want_publish {
+        // A publication that ended on its own (the server closed it, a device failed) is
+        // started again if this participant should still publish; this runs on events
+        // only, so a failing device is retried at the pace of the meeting's events.
+        if publisher.as_ref().is_some_and(Job::finished) {
             publisher = None;
         }
         match (&publisher, want_publish) {
@@ -296,10 +299,12 @@ async fn reconcile_loop(
         } else {
             Vec::new()
         };
+        // Off stage, or a session that ended on its own (the server closed it): let go;
+        // whoever is still on stage gets a fresh subscription below.
         let gone: Vec<UserId> = subscriptions
-            .keys()
-            .filter(|u| !stage.contains(u))
-            .cloned()
+            .iter()
+            .filter(|(u, job)| !stage.contains(u) || job.finished())
+            .map(|(u, _)| u.clone())
             .collect();
         for user in gone {
             if let Some(job) = subscriptions.remove(&user) {
@@ -330,6 +335,19 @@ async fn reconcile_loop(
                         job.end().await;
                     }
                     for (_, job) in subscriptions.drain() {
+                        job.end().await;
+                    }
+                }
+                // Someone left the stage: stop receiving them now, before a quick return
+                // to the stage could hide the change from the mirror.
+                Some(MeetingEvent::ParticipantStageStatus { user_id, status })
+                    if status != StageStatus::OnStage =>
+                {
+                    if user_id == me {
+                        if let Some(job) = publisher.take() {
+                            job.end().await;
+                        }
+                    } else if let Some(job) = subscriptions.remove(&user_id) {
                         job.end().await;
                     }
                 }
@@ -496,11 +514,19 @@ async fn run_publisher(
                 control.keyframe.store(true, Ordering::SeqCst);
             }
             Some(au) = video_rx.recv() => {
+                // Nothing can leave before the connection is up; the first picture after
+                // it is a keyframe (see above).
+                if connecting {
+                    continue;
+                }
                 if let Err(e) = peer.write_video(&au, frame_time).await {
                     tracing::debug!(error = %e, "video write");
                 }
             }
             Some(packet) = audio_rx.recv() => {
+                if connecting {
+                    continue;
+                }
                 if let Err(e) = peer.write_audio(&packet, audio_time).await {
                     tracing::debug!(error = %e, "audio write");
                 }

@@ -115,6 +115,9 @@ pub(crate) fn round3(x: f64) -> f64 {
 }
 
 async fn load_test(args: LoadTestArgs) -> Result<Value, ErrorBody> {
+    if args.sdk_clients {
+        return super::client_bench::run(&args).await;
+    }
     if !args.no_media {
         return Err(ErrorBody::new(
             ErrorCode::BadRequest,

@@ -11,6 +11,7 @@ use crate::cli::Command;
 
 pub mod admin;
 pub mod bot;
+pub mod client_bench;
 pub mod load_test;
 pub mod serve;
 

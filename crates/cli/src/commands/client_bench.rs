@@ -1,0 +1,293 @@
+//! `onstage load-test --sdk-clients`: stage media with the real clients, end to end.
+//!
+//! The publisher is an `onstage bot --media synthetic` child process (so its CPU, capture +
+//! H.264/Opus encoding + WebRTC sending, is measured apart); the viewers are SDK clients in
+//! this process running [`StageMedia`] (WebRTC receiving + decoding). Three phases:
+//!
+//! 1. `--rounds` stage joins: the bot joins the stage while `--viewers` wait; time from the
+//!    join to each viewer's first decoded picture of it. Then it leaves again.
+//! 2. `--duration` seconds on stage: the bot's CPU (publishing), and glass to glass at the
+//!    viewers (capture time stamped in the picture -> decoded).
+//! 3. `--late-viewers` join the live stage one after another: time from joining the
+//!    meeting to the first decoded picture.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use onstage_client::{MediaConfig, Meeting, Sources, StageMedia, UserId};
+use onstage_proto::ErrorBody;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::broadcast;
+
+use super::admin::AdminClient;
+use super::load_test::{fail, percentile, round3, ChildServer};
+use crate::cli::LoadTestArgs;
+
+/// How long one expected thing (a picture, a reply) may take before the run fails.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The publishing bot, driven over stdin/stdout.
+struct Bot {
+    child: Child,
+    stdin: ChildStdin,
+    out: Lines<BufReader<ChildStdout>>,
+    next_id: u64,
+    user_id: UserId,
+}
+
+impl Bot {
+    async fn start(url: &str, token: &str, args: &LoadTestArgs) -> Result<Bot, ErrorBody> {
+        let exe = std::env::current_exe().map_err(|e| fail(format!("own path: {e}")))?;
+        let video = format!(
+            "{}x{}@{}",
+            args.video.width, args.video.height, args.video.fps
+        );
+        let bitrate = args.video_bitrate.to_string();
+        let mut child = Command::new(exe)
+            .args([
+                "bot",
+                "--server",
+                url,
+                "--token",
+                token,
+                "--media",
+                "synthetic",
+            ])
+            .args(["--video", &video, "--video-bitrate", &bitrate])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("cannot start the bot: {e}")))?;
+        let stdin = child.stdin.take().ok_or_else(|| fail("no bot stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| fail("no bot stdout"))?;
+        let mut bot = Bot {
+            child,
+            stdin,
+            out: BufReader::new(stdout).lines(),
+            next_id: 1,
+            user_id: UserId::new(""),
+        };
+        let joined = bot.wait_for(|v| v["event"] == "joined").await?;
+        bot.user_id = UserId::new(joined["user_id"].as_str().unwrap_or_default());
+        Ok(bot)
+    }
+
+    async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Result<Value, ErrorBody> {
+        loop {
+            let line = tokio::time::timeout(WAIT, self.out.next_line())
+                .await
+                .map_err(|_| fail("the bot went quiet"))?
+                .map_err(|e| fail(format!("bot stdout: {e}")))?
+                .ok_or_else(|| fail("the bot exited"))?;
+            let value: Value = serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
+            if pred(&value) {
+                return Ok(value);
+            }
+        }
+    }
+
+    async fn call(&mut self, call: &str) -> Result<Value, ErrorBody> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = format!("{}\n", json!({"id": id, "call": call}));
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| fail(format!("bot stdin: {e}")))?;
+        let reply = self.wait_for(|v| v["id"] == id).await?;
+        if reply["ok"] != true {
+            return Err(fail(format!("{call}: {reply}")));
+        }
+        Ok(reply["result"].clone())
+    }
+
+    /// CPU seconds (user + system) the bot has used so far (Linux).
+    fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds(self.child.id()?)
+    }
+}
+
+/// A process's CPU time, user + system, in seconds (from /proc; Linux).
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let rest = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some((utime + stime) / 100.0)
+}
+
+/// Waits for the first decoded picture of `from` on `frames`.
+async fn first_picture(
+    frames: &mut broadcast::Receiver<onstage_client::RemoteVideo>,
+    from: &UserId,
+) -> Result<(), ErrorBody> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match frames.recv().await {
+                Ok(f) if &f.user_id == from => return Ok(()),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => return Err(fail(format!("pictures ended: {e}"))),
+            }
+        }
+    })
+    .await
+    .map_err(|_| fail("no picture arrived"))?
+}
+
+fn viewer_config() -> MediaConfig {
+    MediaConfig {
+        sources: Sources::None,
+        ..MediaConfig::default()
+    }
+}
+
+fn summary(mut ms: Vec<f64>) -> Value {
+    ms.sort_by(f64::total_cmp);
+    json!({
+        "n": ms.len(),
+        "p50_ms": round3(percentile(&ms, 50.0)),
+        "p95_ms": round3(percentile(&ms, 95.0)),
+        "max_ms": round3(ms.last().copied().unwrap_or(0.0)),
+    })
+}
+
+pub async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
+    let viewers_n = args.viewers.max(1);
+    let key = format!("bench-{}", std::process::id());
+    let (server, url) = ChildServer::start(&key).await?;
+    let admin = AdminClient::new(&url, &key)?;
+    let meeting = admin.create_meeting("client bench", None).await?;
+    let meeting_id = meeting["id"]
+        .as_str()
+        .ok_or_else(|| fail("no meeting id"))?
+        .to_owned();
+    let token = |p: &Value| p["token"].as_str().unwrap_or_default().to_owned();
+    let host = admin
+        .add_participant(&meeting_id, "publisher", "host", None)
+        .await?;
+    let mut bot = Bot::start(&url, &token(&host), args).await?;
+    let host_id = bot.user_id.clone();
+
+    let mut viewers = Vec::new();
+    for i in 0..viewers_n {
+        let p = admin
+            .add_participant(&meeting_id, &format!("viewer-{i}"), "viewer", None)
+            .await?;
+        let meeting = Meeting::join(&url, &token(&p))
+            .await
+            .map_err(|e| fail(format!("join: {e}")))?;
+        let media = StageMedia::start(meeting.clone(), viewer_config());
+        viewers.push((meeting, media));
+    }
+
+    // 1. Stage join -> first picture at every viewer.
+    let mut join_to_picture = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        let mut frames: Vec<_> = viewers.iter().map(|(_, m)| m.video_frames()).collect();
+        let joined = Instant::now();
+        bot.call("stage.join").await?;
+        for f in &mut frames {
+            first_picture(f, &host_id).await?;
+            join_to_picture.push(joined.elapsed().as_secs_f64() * 1000.0);
+        }
+        bot.call("stage.leave").await?;
+        // Every viewer has let go of the subscription before the next round.
+        for (meeting, _) in &viewers {
+            wait_off_stage(meeting, &host_id).await?;
+        }
+    }
+
+    // 2. Steady streaming: the publisher's CPU and glass to glass at the viewers.
+    bot.call("stage.join").await?;
+    for (_, media) in &viewers {
+        first_picture(&mut media.video_frames(), &host_id).await?;
+    }
+    let warm = Duration::from_secs(2);
+    tokio::time::sleep(warm).await;
+    let cpu_before = bot.cpu_seconds();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration.max(1))).await;
+    let wall = started.elapsed().as_secs_f64();
+    let publisher_cores = match (cpu_before, bot.cpu_seconds()) {
+        (Some(a), Some(b)) => Some(round3((b - a) / wall)),
+        _ => None,
+    };
+    let publisher_stats = bot.call("media.stats").await?;
+    let mut g2g_p50 = Vec::new();
+    let mut g2g_p95 = Vec::new();
+    let mut frames_per_viewer = Vec::new();
+    for (_, media) in &viewers {
+        if let Some(r) = media.stats().received.get(&host_id) {
+            g2g_p50.extend(r.glass_to_glass_p50_ms);
+            g2g_p95.extend(r.glass_to_glass_p95_ms);
+            frames_per_viewer.push(r.video_frames);
+        }
+    }
+
+    // 3. Viewers joining the live stage: meeting join -> first decoded picture.
+    let mut ttff = Vec::new();
+    for i in 0..args.late_viewers {
+        let p = admin
+            .add_participant(&meeting_id, &format!("late-{i}"), "viewer", None)
+            .await?;
+        let started = Instant::now();
+        let meeting = Meeting::join(&url, &token(&p))
+            .await
+            .map_err(|e| fail(format!("join: {e}")))?;
+        let media = StageMedia::start(meeting.clone(), viewer_config());
+        first_picture(&mut media.video_frames(), &host_id).await?;
+        ttff.push(started.elapsed().as_secs_f64() * 1000.0);
+        media.stop().await;
+        let _ = meeting.leave().await;
+    }
+
+    let _ = bot.call("stage.leave").await;
+    for (meeting, media) in viewers {
+        media.stop().await;
+        let _ = meeting.leave().await;
+    }
+    drop(bot);
+    server.stop().await;
+    Ok(json!({
+        "event": "client_bench",
+        "video": format!("{}x{}@{}", args.video.width, args.video.height, args.video.fps),
+        "video_bitrate_bps": args.video_bitrate,
+        "viewers": viewers_n,
+        "stage_join_to_first_picture": summary(join_to_picture),
+        "time_to_first_picture_live_stage": summary(ttff),
+        "glass_to_glass_ms": {
+            "viewer_p50s": g2g_p50,
+            "viewer_p95s": g2g_p95,
+        },
+        "publisher_cpu_cores": publisher_cores,
+        "publisher_stats": publisher_stats,
+        "steady_seconds": round3(wall),
+        "pictures_per_viewer": frames_per_viewer,
+    }))
+}
+
+/// Waits until `meeting`'s mirror shows `user` off the stage.
+async fn wait_off_stage(meeting: &Meeting, user: &UserId) -> Result<(), ErrorBody> {
+    let mut events = meeting.events();
+    let off = |m: &Meeting| {
+        m.participant(user)
+            .is_none_or(|p| p.stage_status != onstage_client::StageStatus::OnStage)
+    };
+    tokio::time::timeout(WAIT, async {
+        while !off(meeting) {
+            if events.recv().await.is_none() {
+                break;
+            }
+        }
+    })
+    .await
+    .map_err(|_| fail("a viewer still sees the publisher on stage"))
+}
