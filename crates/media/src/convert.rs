@@ -134,27 +134,48 @@ fn i420_to_packed(frame: &VideoFrame, bpp: usize) -> Vec<u8> {
             px[3] = 255;
         }
     }
+    if w == 0 || h == 0 {
+        return out;
+    }
+    if frame.validate().is_ok() {
+        // Fast path: whole rows as slices, so the inner loop has no bounds surprises.
+        let cw = w / 2;
+        for (row, line) in out.chunks_exact_mut(w * bpp).enumerate() {
+            let ys = &frame.y[row * w..(row + 1) * w];
+            let us = &frame.u[(row / 2) * cw..(row / 2 + 1) * cw];
+            let vs = &frame.v[(row / 2) * cw..(row / 2 + 1) * cw];
+            for (col, px) in line.chunks_exact_mut(bpp).enumerate() {
+                write_pixel(px, ys[col], us[col / 2], vs[col / 2]);
+            }
+        }
+        return out;
+    }
+    // Broken frame: convert what exists, leave the rest black.
     let cw = w.div_ceil(2);
     for row in 0..h {
-        let crow = row / 2;
         for col in 0..w {
             let (Some(&yy), Some(&uu), Some(&vv)) = (
                 frame.y.get(row * w + col),
-                frame.u.get(crow * cw + col / 2),
-                frame.v.get(crow * cw + col / 2),
+                frame.u.get((row / 2) * cw + col / 2),
+                frame.v.get((row / 2) * cw + col / 2),
             ) else {
                 continue;
             };
-            let c = 298 * (i32::from(yy) - 16);
-            let d = i32::from(uu) - 128;
-            let e = i32::from(vv) - 128;
             let o = (row * w + col) * bpp;
-            out[o] = clamp_u8((c + 409 * e + 128) >> 8);
-            out[o + 1] = clamp_u8((c - 100 * d - 208 * e + 128) >> 8);
-            out[o + 2] = clamp_u8((c + 516 * d + 128) >> 8);
+            write_pixel(&mut out[o..o + bpp], yy, uu, vv);
         }
     }
     out
+}
+
+#[inline]
+fn write_pixel(px: &mut [u8], y: u8, u: u8, v: u8) {
+    let c = 298 * (i32::from(y) - 16);
+    let d = i32::from(u) - 128;
+    let e = i32::from(v) - 128;
+    px[0] = clamp_u8((c + 409 * e + 128) >> 8);
+    px[1] = clamp_u8((c - 100 * d - 208 * e + 128) >> 8);
+    px[2] = clamp_u8((c + 516 * d + 128) >> 8);
 }
 
 #[cfg(test)]

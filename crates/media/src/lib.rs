@@ -16,8 +16,9 @@
 //! - Codecs in [`codec`]: [`H264Encoder`] (constrained baseline, keyframes on request,
 //!   live bitrate changes), [`H264Decoder`], [`OpusEncoder`], [`OpusDecoder`] (with loss
 //!   concealment).
-//! - Receive side audio in [`mix`]: a [`JitterBuffer`] per remote source and the
-//!   [`AudioMixer`] that sums them.
+//! - Receive side audio in [`mix`]: a [`JitterBuffer`] per remote source (decoded frames,
+//!   or Opus packets to decode in order with concealment on [`Playout::Lost`]) and the
+//!   [`AudioMixer`] that sums them once per 20 ms tick.
 //! - Pixel conversions in [`convert`].
 //!
 //! Every failure is a [`MediaError`] whose [`MediaError::code`] is a stable string the UI
@@ -57,7 +58,9 @@ pub use devices::{
 pub use error::MediaError;
 pub use frame::{AudioFrame, VideoFormat, VideoFrame, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
 pub use mix::{AudioMixer, JitterBuffer, Playout};
-pub use synthetic::{dominant_frequency, read_stamp, Stamp, SyntheticAudio, SyntheticVideo};
+pub use synthetic::{
+    dominant_frequency, read_stamp, write_stamp, Stamp, SyntheticAudio, SyntheticVideo,
+};
 
 /// Something that produces pictures: a camera or a synthetic pattern.
 ///
