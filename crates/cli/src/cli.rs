@@ -271,7 +271,8 @@ pub struct LoadTestArgs {
     /// Media: participants publishing on stage.
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
-    /// Media: viewers receiving everyone on stage.
+    /// Media: viewers receiving everyone on stage. Without --sdk-clients, N > 0 runs the
+    /// SFU benchmark with lightweight probe endpoints (M publishers, N viewers each).
     #[arg(long, default_value_t = 0)]
     pub viewers: usize,
     /// Media: seconds of steady streaming to measure.
@@ -286,10 +287,10 @@ pub struct LoadTestArgs {
     /// With --sdk-clients: the publisher's synthetic picture.
     #[arg(long, default_value = "1280x720@30", value_parser = parse_video, value_name = "WxH@FPS")]
     pub video: onstage_media::VideoFormat,
-    /// With --sdk-clients: the publisher's starting video bitrate.
+    /// The publishers' (starting) video bitrate.
     #[arg(long, default_value_t = 1_200_000, value_name = "BPS")]
     pub video_bitrate: u32,
-    /// With --sdk-clients: viewers that join the live stage one after another.
+    /// Media: viewers that join the live stage one after another (time to first frame).
     #[arg(long, default_value_t = 20)]
     pub late_viewers: usize,
 }

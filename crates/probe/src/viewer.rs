@@ -176,8 +176,19 @@ impl ProbeViewer {
         })
     }
 
+    /// Everything counted so far (a copy, latencies included).
     pub fn stats(&self) -> ViewerStats {
         lock(&self.stats).clone()
+    }
+
+    /// When the first packet starting a keyframe arrived: a cheap look, no copy.
+    pub fn first_keyframe_at(&self) -> Option<Instant> {
+        lock(&self.stats).first_keyframe_at
+    }
+
+    /// Frames seen so far: a cheap look, no copy.
+    pub fn frames(&self) -> u64 {
+        lock(&self.stats).frames
     }
 
     /// Resolves when the WebRTC session is connected.

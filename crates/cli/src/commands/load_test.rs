@@ -1,4 +1,7 @@
-//! `onstage load-test`: the signaling benchmark.
+//! `onstage load-test`: the signaling benchmark (`--no-media`); the SFU benchmark with
+//! probe endpoints (`--viewers N`, in [`media`]); real SDK clients (`--sdk-clients`).
+//!
+//! The signaling benchmark:
 //!
 //! Joins N participants to one meeting through the real SDK (the first is the host), then
 //! has the host change its stage status R times (join, leave, join, ...) and measures, for
@@ -25,6 +28,8 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::cli::LoadTestArgs;
 use crate::commands::admin::AdminClient;
 use crate::output;
+
+mod media;
 
 /// How long one stage change may take to reach everyone before the run fails.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -118,10 +123,13 @@ async fn load_test(args: LoadTestArgs) -> Result<Value, ErrorBody> {
     if args.sdk_clients {
         return super::client_bench::run(&args).await;
     }
+    if args.viewers > 0 {
+        return media::run(&args).await;
+    }
     if !args.no_media {
         return Err(ErrorBody::new(
             ErrorCode::BadRequest,
-            "only --no-media (signaling) load tests exist so far",
+            "pick one: --no-media (signaling), --viewers N (SFU, probes) or --sdk-clients",
         ));
     }
     if args.participants < 2 || args.rounds == 0 {
