@@ -225,18 +225,23 @@ impl H264Encoder {
     /// Changes the target bitrate, clamped to [`MIN_BITRATE_BPS`]..=[`MAX_BITRATE_BPS`],
     /// on the live encoder (no new keyframe, no restart), for congestion control.
     ///
-    /// # Errors
-    /// `codec_error` if OpenH264 rejects the value.
-    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), MediaError> {
+    /// Infallible for the caller: if OpenH264 refused the live change, the encoder is
+    /// recreated at the new rate (the next frame is then an IDR); if even that failed, the
+    /// old encoder keeps running at its old rate and a warning is logged.
+    pub fn set_bitrate(&mut self, bps: u32) {
         let bps = bps.clamp(MIN_BITRATE_BPS, MAX_BITRATE_BPS);
         if bps == self.config.bitrate_bps {
-            return Ok(());
+            return;
         }
         let old = self.config.bitrate_bps;
         self.config.bitrate_bps = bps;
         if !self.initialised {
             // Nothing encoded yet: simply start with the new setting.
-            return self.rebuild();
+            if let Err(e) = self.rebuild() {
+                tracing::warn!(error = %e, bps, "cannot recreate the encoder, keeping the old rate");
+                self.config.bitrate_bps = old;
+            }
+            return;
         }
         // OpenH264 requires max >= target at every step: raise the ceiling first when
         // going up, lower it last when going down.
@@ -248,11 +253,13 @@ impl H264Encoder {
                 .and_then(|()| self.set_rate_option(openh264_sys2::ENCODER_OPTION_MAX_BITRATE, bps))
         };
         if let Err(e) = result {
-            // Fall back to a fresh encoder at the new rate; it must start with an IDR.
+            // Fall back to a fresh encoder at the new rate; it starts with an IDR.
             tracing::warn!(error = %e, bps, "live bitrate change failed, restarting the encoder");
-            self.rebuild()?;
+            if let Err(e) = self.rebuild() {
+                tracing::warn!(error = %e, bps, "cannot recreate the encoder, keeping the old one");
+                self.config.bitrate_bps = old;
+            }
         }
-        Ok(())
     }
 
     /// The current target bitrate in bits per second.
@@ -260,7 +267,8 @@ impl H264Encoder {
         self.config.bitrate_bps
     }
 
-    /// A fresh OpenH264 encoder with the current config; its first frame is an IDR.
+    /// A fresh OpenH264 encoder with the current config; its first frame is an IDR. On
+    /// error the current encoder stays.
     fn rebuild(&mut self) -> Result<(), MediaError> {
         self.inner = build_encoder(&self.config)?;
         self.initialised = false;

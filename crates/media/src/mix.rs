@@ -295,7 +295,12 @@ impl AudioMixer {
     }
 
     /// Adds a decoded frame from `source_id` (created on first use) at its RTP timestamp.
-    pub fn push(&mut self, source_id: &str, rtp_ts: u32, frame: AudioFrame) {
+    pub fn push(&mut self, source_id: impl AsRef<str>, rtp_ts: u32, frame: AudioFrame) {
+        let source_id = source_id.as_ref();
+        if let Some(buffer) = self.sources.get_mut(source_id) {
+            buffer.push(rtp_ts, frame);
+            return;
+        }
         self.sources
             .entry(source_id.to_owned())
             .or_default()
@@ -303,8 +308,8 @@ impl AudioMixer {
     }
 
     /// Forgets a source (it left the stage) and whatever it had buffered.
-    pub fn remove(&mut self, source_id: &str) {
-        self.sources.remove(source_id);
+    pub fn remove(&mut self, source_id: impl AsRef<str>) {
+        self.sources.remove(source_id.as_ref());
     }
 
     /// Ids of the sources currently mixed.

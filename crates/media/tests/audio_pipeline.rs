@@ -82,7 +82,7 @@ fn mixer_carries_each_source() {
     for i in 0..60 {
         for (s, (stream, dec)) in streams.iter().zip(decoders.iter_mut()).enumerate() {
             let (ts, packet) = &stream[i];
-            mixer.push(&format!("p{s}"), *ts, dec.decode(packet).expect("decode"));
+            mixer.push(format!("p{s}"), *ts, dec.decode(packet).expect("decode"));
         }
         out.extend(mixer.mix_next().samples);
     }
