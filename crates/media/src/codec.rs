@@ -225,23 +225,24 @@ impl H264Encoder {
     /// Changes the target bitrate, clamped to [`MIN_BITRATE_BPS`]..=[`MAX_BITRATE_BPS`],
     /// on the live encoder (no new keyframe, no restart), for congestion control.
     ///
-    /// Infallible for the caller: if OpenH264 refused the live change, the encoder is
-    /// recreated at the new rate (the next frame is then an IDR); if even that failed, the
-    /// old encoder keeps running at its old rate and a warning is logged.
-    pub fn set_bitrate(&mut self, bps: u32) {
+    /// If OpenH264 refuses the live change, the encoder is recreated at the new rate (the
+    /// next frame is then an IDR).
+    ///
+    /// # Errors
+    /// `codec_error` only if even recreating failed; the old encoder then keeps running
+    /// at its old rate, so the caller can log it and carry on.
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), MediaError> {
         let bps = bps.clamp(MIN_BITRATE_BPS, MAX_BITRATE_BPS);
         if bps == self.config.bitrate_bps {
-            return;
+            return Ok(());
         }
         let old = self.config.bitrate_bps;
         self.config.bitrate_bps = bps;
         if !self.initialised {
             // Nothing encoded yet: simply start with the new setting.
-            if let Err(e) = self.rebuild() {
-                tracing::warn!(error = %e, bps, "cannot recreate the encoder, keeping the old rate");
-                self.config.bitrate_bps = old;
-            }
-            return;
+            return self
+                .rebuild()
+                .inspect_err(|_| self.config.bitrate_bps = old);
         }
         // OpenH264 requires max >= target at every step: raise the ceiling first when
         // going up, lower it last when going down.
@@ -255,11 +256,11 @@ impl H264Encoder {
         if let Err(e) = result {
             // Fall back to a fresh encoder at the new rate; it starts with an IDR.
             tracing::warn!(error = %e, bps, "live bitrate change failed, restarting the encoder");
-            if let Err(e) = self.rebuild() {
-                tracing::warn!(error = %e, bps, "cannot recreate the encoder, keeping the old one");
-                self.config.bitrate_bps = old;
-            }
+            return self
+                .rebuild()
+                .inspect_err(|_| self.config.bitrate_bps = old);
         }
+        Ok(())
     }
 
     /// The current target bitrate in bits per second.

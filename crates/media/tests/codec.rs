@@ -172,7 +172,7 @@ fn set_bitrate_moves_output_size() {
     bytes_over(&mut enc, &mut source, 30); // settle
     let (high, _) = bytes_over(&mut enc, &mut source, 60);
 
-    enc.set_bitrate(200_000);
+    enc.set_bitrate(200_000).expect("lower");
     assert_eq!(enc.bitrate(), 200_000);
     bytes_over(&mut enc, &mut source, 15); // let rate control react
     let (low, keyframes) = bytes_over(&mut enc, &mut source, 60);
@@ -185,23 +185,23 @@ fn set_bitrate_moves_output_size() {
         "200 kbps gave {low} bytes, 1.5 Mbps gave {high} bytes"
     );
 
-    enc.set_bitrate(1_500_000);
+    enc.set_bitrate(1_500_000).expect("raise");
     bytes_over(&mut enc, &mut source, 15);
     let (again, _) = bytes_over(&mut enc, &mut source, 60);
     assert!(again > low * 2, "raised back: {again} bytes vs {low}");
     // 60 frames at 30 fps is 2 s: roughly the target, not wildly above it.
     assert!(again * 8 / 2 < 2 * 1_500_000, "{again} bytes in 2 s");
 
-    enc.set_bitrate(10);
+    enc.set_bitrate(10).expect("clamped low");
     assert_eq!(enc.bitrate(), MIN_BITRATE_BPS);
-    enc.set_bitrate(u32::MAX);
+    enc.set_bitrate(u32::MAX).expect("clamped high");
     assert_eq!(enc.bitrate(), MAX_BITRATE_BPS);
 }
 
 #[test]
 fn set_bitrate_before_the_first_frame() {
     let mut enc = encoder(320, 240, 300_000);
-    enc.set_bitrate(800_000);
+    enc.set_bitrate(800_000).expect("set");
     assert_eq!(enc.bitrate(), 800_000);
     assert_eq!(enc.config().bitrate_bps, 800_000);
     let out = enc
