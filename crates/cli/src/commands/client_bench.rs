@@ -8,8 +8,8 @@
 //!    join to each viewer's first decoded picture of it. Then it leaves again.
 //! 2. `--duration` seconds on stage: the bot's CPU (publishing), and glass to glass at the
 //!    viewers (capture time stamped in the picture -> decoded).
-//! 3. `--late-viewers` join the live stage one after another: time from joining the
-//!    meeting to the first decoded picture.
+//! 3. `--late-viewers` join the live stage one after another, 500 ms apart: time from
+//!    joining the meeting to the first decoded picture.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -27,6 +27,9 @@ use crate::cli::LoadTestArgs;
 
 /// How long one expected thing (a picture, a reply) may take before the run fails.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// Between two late viewers: more than the SFU's keyframe-request interval (300 ms).
+const LATE_VIEWER_GAP: Duration = Duration::from_millis(500);
 
 /// The publishing bot, driven over stdin/stdout.
 struct Bot {
@@ -247,6 +250,9 @@ pub async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
         ttff.push(started.elapsed().as_secs_f64() * 1000.0);
         media.stop().await;
         let _ = meeting.leave().await;
+        // Apart from each other: viewers arriving within one keyframe-request interval
+        // share a keyframe, and the later ones wait for it (measured separately).
+        tokio::time::sleep(LATE_VIEWER_GAP).await;
     }
 
     let _ = bot.call("stage.leave").await;
