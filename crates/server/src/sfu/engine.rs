@@ -696,3 +696,332 @@ fn offered_kinds(sdp: &str) -> (bool, bool) {
     }
     (audio, video)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The engine against str0m clients over an in-memory network: no sockets, no
+    //! threads, a simulated clock. Each test is deterministic and runs in milliseconds.
+
+    use std::time::Duration;
+
+    use str0m::change::SdpAnswer;
+    use str0m::media::{Direction, MediaKind, Mid};
+    use str0m::rtp::RtpWrite;
+
+    use super::*;
+
+    const SFU: &str = "10.0.0.1:5000";
+
+    fn key(user: &str) -> ParticipantKey {
+        (MeetingId::new("m"), UserId::new(user))
+    }
+
+    /// A client: a str0m peer in RTP mode at its own address.
+    struct Client {
+        rtc: Rtc,
+        addr: SocketAddr,
+        mids: Vec<(Mid, MediaKind)>,
+        /// RTP received: (kind, sequence number, payload).
+        received: Vec<(MediaKind, u16, Vec<u8>)>,
+        seq: u64,
+    }
+
+    impl Client {
+        fn new(port: u16, now: Instant) -> Client {
+            let addr: SocketAddr = format!("10.0.0.2:{port}").parse().expect("addr");
+            let mut rtc = Rtc::builder()
+                .set_rtp_mode(true)
+                .clear_codecs()
+                .enable_h264(true)
+                .enable_opus(true, false)
+                .build(now);
+            rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+            Client {
+                rtc,
+                addr,
+                mids: Vec::new(),
+                received: Vec::new(),
+                seq: 1,
+            }
+        }
+
+        /// Makes an offer for audio + video in `dir`; returns it with the pending change.
+        fn offer(&mut self, dir: Direction) -> (String, str0m::change::SdpPendingOffer) {
+            let mut change = self.rtc.sdp_api();
+            let a = change.add_media(MediaKind::Audio, dir, None, None, None);
+            let v = change.add_media(MediaKind::Video, dir, None, None, None);
+            self.mids = vec![(a, MediaKind::Audio), (v, MediaKind::Video)];
+            let (offer, pending) = change.apply().expect("an offer");
+            (offer.to_sdp_string(), pending)
+        }
+
+        fn accept(&mut self, pending: str0m::change::SdpPendingOffer, answer: &str) {
+            let answer = SdpAnswer::from_sdp_string(answer).expect("answer parses");
+            self.rtc
+                .sdp_api()
+                .accept_answer(pending, answer)
+                .expect("answer accepted");
+        }
+
+        /// Sends one video packet: a keyframe start (SPS) or a plain slice.
+        fn send_video(&mut self, keyframe: bool, now: Instant) {
+            let mid = self.mid(MediaKind::Video);
+            let pt = self.pt(mid, Codec::H264);
+            let payload: Vec<u8> = if keyframe {
+                vec![0x67, 0x42, 0xc0, 0x1f]
+            } else {
+                vec![0x41, 0x9a, self.seq as u8]
+            };
+            let seq = self.seq;
+            self.seq += 1;
+            let mut api = self.rtc.direct_api();
+            let tx = api.stream_tx_by_mid(mid, None).expect("a send stream");
+            tx.write_rtp(
+                RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload)
+                    .marker(true)
+                    .nackable(true),
+            );
+        }
+
+        fn mid(&self, kind: MediaKind) -> Mid {
+            self.mids
+                .iter()
+                .find(|(_, k)| *k == kind)
+                .map(|(m, _)| *m)
+                .expect("media line")
+        }
+
+        fn pt(&self, mid: Mid, codec: Codec) -> str0m::media::Pt {
+            let remote = self.rtc.media(mid).expect("media").remote_pts().to_vec();
+            self.rtc
+                .codec_config()
+                .params()
+                .iter()
+                .find(|p| p.spec().codec == codec && remote.contains(&p.pt()))
+                .map(|p| p.pt())
+                .expect("a negotiated payload type")
+        }
+
+        fn video_received(&self) -> Vec<&Vec<u8>> {
+            self.received
+                .iter()
+                .filter(|(k, _, _)| *k == MediaKind::Video)
+                .map(|(_, _, p)| p)
+                .collect()
+        }
+    }
+
+    /// The engine plus its clients on one simulated network.
+    struct Net {
+        engine: Engine,
+        clients: Vec<Client>,
+        now: Instant,
+    }
+
+    impl Net {
+        fn new() -> Net {
+            let sfu: SocketAddr = SFU.parse().expect("addr");
+            Net {
+                engine: Engine::new(sfu, vec![sfu]),
+                clients: Vec::new(),
+                now: Instant::now(),
+            }
+        }
+
+        fn client(&mut self) -> usize {
+            let port = 6000 + self.clients.len() as u16;
+            self.clients.push(Client::new(port, self.now));
+            self.clients.len() - 1
+        }
+
+        /// Moves every datagram and runs every timer, `ms` milliseconds of simulated time.
+        fn run(&mut self, ms: u64) {
+            let sfu: SocketAddr = SFU.parse().expect("addr");
+            for _ in 0..ms {
+                self.now += Duration::from_millis(1);
+                let now = self.now;
+                self.engine.handle_timeout(now);
+                for c in &mut self.clients {
+                    let _ = c.rtc.handle_input(Input::Timeout(now));
+                }
+                for i in 0..self.clients.len() {
+                    self.pump(i);
+                }
+                // SFU -> clients. A client is polled after every datagram: in RTP mode
+                // str0m holds one received packet until it is polled.
+                let out: Vec<Datagram> = self.engine.drain_datagrams().collect();
+                for d in out {
+                    let Some(i) = self.clients.iter().position(|c| c.addr == d.destination) else {
+                        continue;
+                    };
+                    let Ok(contents) = DatagramRecv::try_from(d.contents.as_slice()) else {
+                        continue;
+                    };
+                    let input = Input::Receive(
+                        now,
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: sfu,
+                            destination: d.destination,
+                            contents,
+                        },
+                    );
+                    let _ = self.clients[i].rtc.handle_input(input);
+                    self.pump(i);
+                }
+            }
+        }
+
+        /// Drains client `i`: its datagrams go to the engine, its RTP is recorded.
+        fn pump(&mut self, i: usize) {
+            let now = self.now;
+            loop {
+                let c = &mut self.clients[i];
+                match c.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => {
+                        let from = c.addr;
+                        let data: Vec<u8> = t.contents.into();
+                        self.engine.handle_datagram(now, from, &data);
+                    }
+                    Ok(Output::Event(Event::RtpPacket(p))) => {
+                        let mid = c
+                            .rtc
+                            .direct_api()
+                            .stream_rx(&p.header.ssrc)
+                            .map(|s| s.mid());
+                        let kind = c
+                            .mids
+                            .iter()
+                            .find(|(m, _)| Some(*m) == mid)
+                            .map_or(MediaKind::Audio, |(_, k)| *k);
+                        c.received
+                            .push((kind, p.header.sequence_number, p.payload.to_vec()));
+                    }
+                    Ok(Output::Event(_)) => {}
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                }
+            }
+        }
+
+        fn publish(&mut self, i: usize, user: &str) {
+            let (offer, pending) = self.clients[i].offer(Direction::SendOnly);
+            let answer = self
+                .engine
+                .publish(key(user), &offer, true, true, self.now)
+                .expect("publish answered");
+            self.clients[i].accept(pending, &answer);
+        }
+
+        fn subscribe(&mut self, i: usize, user: &str, to: &str) {
+            let (offer, pending) = self.clients[i].offer(Direction::RecvOnly);
+            let answer = self
+                .engine
+                .subscribe(key(user), key(to), &offer, self.now)
+                .expect("subscribe answered");
+            self.clients[i].accept(pending, &answer);
+        }
+    }
+
+    /// A publisher and a viewer, connected; the viewer has had its first keyframe.
+    fn stage() -> (Net, usize, usize) {
+        let mut net = Net::new();
+        let host = net.client();
+        let viewer = net.client();
+        net.publish(host, "host");
+        net.subscribe(viewer, "viewer", "host");
+        net.run(300);
+        assert!(net.clients[host].rtc.is_connected(), "publisher connected");
+        assert!(net.clients[viewer].rtc.is_connected(), "viewer connected");
+        (net, host, viewer)
+    }
+
+    #[test]
+    fn video_reaches_the_viewer_from_the_first_keyframe_on_with_its_own_numbering() {
+        let (mut net, host, viewer) = stage();
+        let now = net.now;
+        net.clients[host].send_video(false, now); // before any keyframe: held back
+        net.run(20);
+        assert!(net.clients[viewer].video_received().is_empty());
+        assert!(
+            net.engine.stats().keyframe_requests >= 1,
+            "asked for a keyframe"
+        );
+        let now = net.now;
+        net.clients[host].send_video(true, now);
+        net.clients[host].send_video(false, now);
+        net.run(20);
+        let got = net.clients[viewer].video_received();
+        assert_eq!(got.len(), 2, "the keyframe and what follows it");
+        assert_eq!(got[0][0] & 0x1f, 7, "starts with the SPS");
+        let seqs: Vec<u16> = net.clients[viewer]
+            .received
+            .iter()
+            .filter(|r| r.0 == MediaKind::Video)
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(
+            seqs[1],
+            seqs[0].wrapping_add(1),
+            "consecutive on the viewer's stream"
+        );
+    }
+
+    #[test]
+    fn a_publisher_off_stage_is_not_forwarded_even_if_it_keeps_sending() {
+        let (mut net, host, viewer) = stage();
+        let now = net.now;
+        net.clients[host].send_video(true, now);
+        net.run(20);
+        assert_eq!(net.clients[viewer].video_received().len(), 1);
+        // Kicked: the room ends the publication. The client ignores it and keeps sending.
+        let now = net.now;
+        net.engine.unpublish(&key("host"), now);
+        let dropped = net.engine.stats().dropped;
+        let forwarded = net.engine.stats().forwarded;
+        for _ in 0..10 {
+            let now = net.now;
+            net.clients[host].send_video(true, now);
+            net.run(5);
+        }
+        assert_eq!(net.clients[viewer].video_received().len(), 1, "nothing new");
+        assert_eq!(net.engine.stats().forwarded, forwarded);
+        assert!(
+            net.engine.stats().dropped > dropped,
+            "its datagrams are dropped"
+        );
+        assert!(!net.engine.is_publishing(&key("host")));
+    }
+
+    #[test]
+    fn leaving_the_stage_closes_the_viewers_sessions() {
+        let (mut net, _host, viewer) = stage();
+        assert_eq!(net.engine.counts(), (1, 1));
+        let now = net.now;
+        net.engine.end_publisher(&key("host"), now);
+        net.run(50);
+        assert_eq!(net.engine.counts(), (0, 0));
+        assert!(
+            !net.clients[viewer].rtc.is_connected() || !net.clients[viewer].rtc.is_alive(),
+            "the viewer was told (DTLS close)"
+        );
+    }
+
+    #[test]
+    fn bad_offers_are_refused_and_change_nothing() {
+        let mut net = Net::new();
+        let now = net.now;
+        let e = net
+            .engine
+            .publish(key("a"), "not sdp", true, true, now)
+            .expect_err("garbage");
+        assert!(matches!(e, SfuError::BadSdp(_)));
+        let c = net.client();
+        let (offer, _) = net.clients[c].offer(Direction::SendOnly);
+        let e = net
+            .engine
+            .publish(key("a"), &offer, true, false, now)
+            .expect_err("video not allowed");
+        assert!(matches!(e, SfuError::NotAllowed(_)));
+        assert_eq!(net.engine.counts(), (0, 0));
+    }
+}
