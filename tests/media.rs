@@ -71,8 +71,19 @@ async fn everyone_receives_everyone_on_stage_and_nothing_from_the_rest() {
     let speaker = member(&server, &meeting, "Speaker", "speaker", 660.0).await;
     let viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
     let audience = member(&server, &meeting, "Audrey", "viewer", 1000.0).await;
-    host.client.meeting.stage().join().await.expect("host joins");
-    speaker.client.meeting.stage().join().await.expect("speaker joins");
+    host.client
+        .meeting
+        .stage()
+        .join()
+        .await
+        .expect("host joins");
+    speaker
+        .client
+        .meeting
+        .stage()
+        .join()
+        .await
+        .expect("speaker joins");
 
     for watcher in [&viewer, &audience] {
         watcher.wait_frames(&host.id(), 30).await;
@@ -92,10 +103,16 @@ async fn everyone_receives_everyone_on_stage_and_nothing_from_the_rest() {
         for (who, tone) in [(host.id(), 440.0), (speaker.id(), 660.0)] {
             let r = &stats.received[&who];
             // Every decoded picture is the one sent: its stamp reads back, in order.
-            assert_eq!(r.stamped_frames, r.video_frames, "{who}: every picture checks out");
+            assert_eq!(
+                r.stamped_frames, r.video_frames,
+                "{who}: every picture checks out"
+            );
             assert_eq!(r.out_of_order_frames, 0, "{who}: frame numbers increase");
             let hz = r.audio_frequency_hz.expect("a tone was measured");
-            assert!((hz - tone).abs() < 5.0, "{who}: tone {hz} Hz, sent {tone} Hz");
+            assert!(
+                (hz - tone).abs() < 5.0,
+                "{who}: tone {hz} Hz, sent {tone} Hz"
+            );
             assert!(r.glass_to_glass_p95_ms.is_some());
         }
         // Off stage: nothing published, no device open.
@@ -114,10 +131,21 @@ async fn a_participant_coming_on_stage_is_seen_by_all_within_a_second() {
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let mut viewer = member(&server, &meeting, "Vera", "viewer", 660.0).await;
     let audience = member(&server, &meeting, "Audrey", "viewer", 880.0).await;
-    host.client.meeting.stage().join().await.expect("host joins");
+    host.client
+        .meeting
+        .stage()
+        .join()
+        .await
+        .expect("host joins");
     audience.wait_frames(&host.id(), 5).await;
 
-    viewer.client.meeting.stage().request_access().await.expect("asks");
+    viewer
+        .client
+        .meeting
+        .stage()
+        .request_access()
+        .await
+        .expect("asks");
     host.client
         .meeting
         .stage()
@@ -146,7 +174,10 @@ async fn a_participant_coming_on_stage_is_seen_by_all_within_a_second() {
         .await;
         let took = started.elapsed();
         eprintln!("stage join -> first decoded picture at the {who}: {took:?}");
-        assert!(took < Duration::from_secs(1), "{who} saw the newcomer after {took:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "{who} saw the newcomer after {took:?}"
+        );
     }
 }
 
@@ -160,15 +191,31 @@ async fn after_leave_or_kick_no_frames_arrive_and_the_devices_are_closed() {
     let sid = speaker.id();
 
     for round in ["leave", "kick"] {
-        speaker.client.meeting.stage().join().await.expect("speaker joins");
+        speaker
+            .client
+            .meeting
+            .stage()
+            .join()
+            .await
+            .expect("speaker joins");
         let before = viewer.video_frames_from(&sid);
         viewer.wait_frames(&sid, before + 20).await;
-        assert_eq!(speaker.media.open_sources(), 2, "{round}: camera and mic open");
+        assert_eq!(
+            speaker.media.open_sources(),
+            2,
+            "{round}: camera and mic open"
+        );
 
         let stopped = Instant::now();
         match round {
             "leave" => {
-                speaker.client.meeting.stage().leave().await.expect("leaves");
+                speaker
+                    .client
+                    .meeting
+                    .stage()
+                    .leave()
+                    .await
+                    .expect("leaves");
             }
             _ => host
                 .client
@@ -186,7 +233,10 @@ async fn after_leave_or_kick_no_frames_arrive_and_the_devices_are_closed() {
             .await;
         eprintln!("{round}: devices closed after {:?}", stopped.elapsed());
         let sid_json = serde_json::json!({ "user_id": sid.as_str() });
-        viewer.client.expect_event("mediaUnpublished", sid_json).await;
+        viewer
+            .client
+            .expect_event("mediaUnpublished", sid_json)
+            .await;
         // What was in flight may still land; after that, silence.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let settled = viewer.video_frames_from(&sid);
