@@ -88,16 +88,19 @@ enum Command {
         reply: oneshot::Sender<RoomSnapshot>,
     },
     /// The SFU answered a `media.publish` or `media.subscribe`.
-    MediaAnswer {
-        user: UserId,
-        conn_id: u64,
-        request_id: u64,
-        /// For a publish: the kinds offered (audio, video).
-        published: Option<(bool, bool)>,
-        name: &'static str,
-        result: Result<String, SfuError>,
-    },
+    MediaAnswer(MediaAnswer),
     Shutdown,
+}
+
+/// The SFU's answer to a media call, back in the room task.
+struct MediaAnswer {
+    user: UserId,
+    conn_id: u64,
+    request_id: u64,
+    /// For a publish: the kinds offered (audio, video).
+    published: Option<(bool, bool)>,
+    name: &'static str,
+    result: Result<String, SfuError>,
 }
 
 /// The set of live rooms. Cheap to clone.
@@ -424,14 +427,7 @@ impl RoomTask {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.room.snapshot());
             }
-            Command::MediaAnswer {
-                user,
-                conn_id,
-                request_id,
-                published,
-                name,
-                result,
-            } => self.media_answered(user, conn_id, request_id, published, name, result),
+            Command::MediaAnswer(answer) => self.media_answered(answer),
             Command::Shutdown => {}
         }
     }
@@ -575,29 +571,28 @@ impl RoomTask {
         let user = user.clone();
         tokio::spawn(async move {
             let result = answer.await.unwrap_or(Err(SfuError::Closed));
-            let _ = back
-                .send(Command::MediaAnswer {
-                    user,
-                    conn_id,
-                    request_id,
-                    published,
-                    name,
-                    result,
-                })
-                .await;
+            let answer = MediaAnswer {
+                user,
+                conn_id,
+                request_id,
+                published,
+                name,
+                result,
+            };
+            let _ = back.send(Command::MediaAnswer(answer)).await;
         });
         Ok(None)
     }
 
-    fn media_answered(
-        &mut self,
-        user: UserId,
-        conn_id: u64,
-        request_id: u64,
-        published: Option<(bool, bool)>,
-        name: &'static str,
-        result: Result<String, SfuError>,
-    ) {
+    fn media_answered(&mut self, answer: MediaAnswer) {
+        let MediaAnswer {
+            user,
+            conn_id,
+            request_id,
+            published,
+            name,
+            result,
+        } = answer;
         let outcome = result
             .map(|sdp| CallResult::Sdp { sdp })
             .map_err(|e| ErrorBody::new(e.code(), e.to_string()));

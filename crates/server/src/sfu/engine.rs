@@ -386,12 +386,7 @@ impl Engine {
     fn accept(&mut self, offer: &str, now: Instant) -> Result<(Rtc, String), SfuError> {
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_h264(true)
-            .enable_opus(true, false)
-            .build(now);
+        let mut rtc = rtc_config().build(now);
         for addr in &self.candidates {
             match Candidate::host(*addr, "udp") {
                 Ok(c) => {
@@ -686,6 +681,16 @@ fn out_track(rtc: &mut Rtc, mids: &[(Mid, MediaKind)], kind: MediaKind) -> Optio
     })
 }
 
+/// Every session: RTP mode (packets are forwarded, not frames), and only the codecs the
+/// stage uses, H.264 and Opus.
+pub fn rtc_config() -> str0m::RtcConfig {
+    Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+}
+
 /// Which media kinds an SDP offer carries.
 fn offered_kinds(sdp: &str) -> (bool, bool) {
     let mut audio = false;
@@ -729,12 +734,7 @@ mod tests {
     impl Client {
         fn new(port: u16, now: Instant) -> Client {
             let addr: SocketAddr = format!("10.0.0.2:{port}").parse().expect("addr");
-            let mut rtc = Rtc::builder()
-                .set_rtp_mode(true)
-                .clear_codecs()
-                .enable_h264(true)
-                .enable_opus(true, false)
-                .build(now);
+            let mut rtc = rtc_config().build(now);
             rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
             Client {
                 rtc,

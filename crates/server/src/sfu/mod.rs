@@ -128,24 +128,6 @@ impl Sfu {
         self.local_addr
     }
 
-    pub async fn publish(
-        &self,
-        key: ParticipantKey,
-        offer: String,
-        allow_audio: bool,
-        allow_video: bool,
-    ) -> Result<String, SfuError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Publish {
-            key,
-            offer,
-            allow_audio,
-            allow_video,
-            reply,
-        });
-        rx.await.unwrap_or(Err(SfuError::Closed))
-    }
-
     /// Queues a publish; the answer arrives on the returned receiver. Lets a caller that
     /// must not wait (a room task) keep its commands in order.
     pub fn publish_queued(
