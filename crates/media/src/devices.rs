@@ -30,6 +30,33 @@ use crate::{
     VideoSource, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE,
 };
 
+/// Expands `$build!(T)` for the Rust sample type `T` of a cpal sample format (streams are
+/// generic over it); an unknown format returns `unsupported_format` naming `$what`.
+macro_rules! with_sample_type {
+    ($format:expr, $what:expr, $build:ident) => {
+        match $format {
+            SampleFormat::I8 => $build!(i8),
+            SampleFormat::I16 => $build!(i16),
+            SampleFormat::I24 => $build!(cpal::I24),
+            SampleFormat::I32 => $build!(i32),
+            SampleFormat::I64 => $build!(i64),
+            SampleFormat::U8 => $build!(u8),
+            SampleFormat::U16 => $build!(u16),
+            SampleFormat::U24 => $build!(cpal::U24),
+            SampleFormat::U32 => $build!(u32),
+            SampleFormat::U64 => $build!(u64),
+            SampleFormat::F32 => $build!(f32),
+            SampleFormat::F64 => $build!(f64),
+            other => {
+                return Err(MediaError::UnsupportedFormat(format!(
+                    "{} sample format {other}",
+                    $what
+                )))
+            }
+        }
+    };
+}
+
 /// A device as the UI lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeviceInfo {
@@ -739,26 +766,8 @@ impl MicrophoneSource {
                     build_input::<$t>(&device, config, tx, slot)
                 };
             }
-            let stream = match supported.sample_format() {
-                SampleFormat::I8 => build!(i8),
-                SampleFormat::I16 => build!(i16),
-                SampleFormat::I24 => build!(cpal::I24),
-                SampleFormat::I32 => build!(i32),
-                SampleFormat::I64 => build!(i64),
-                SampleFormat::U8 => build!(u8),
-                SampleFormat::U16 => build!(u16),
-                SampleFormat::U24 => build!(cpal::U24),
-                SampleFormat::U32 => build!(u32),
-                SampleFormat::U64 => build!(u64),
-                SampleFormat::F32 => build!(f32),
-                SampleFormat::F64 => build!(f64),
-                other => {
-                    return Err(MediaError::UnsupportedFormat(format!(
-                        "microphone sample format {other}"
-                    )))
-                }
-            }
-            .map_err(|e| cpal_err("microphone stream", &e))?;
+            let stream = with_sample_type!(supported.sample_format(), "microphone", build)
+                .map_err(|e| cpal_err("microphone stream", &e))?;
             stream
                 .play()
                 .map_err(|e| cpal_err("microphone start", &e))?;
@@ -877,26 +886,8 @@ impl SpeakerSink {
                     build_output::<$t>(&device, config, ring2, slot)
                 };
             }
-            let stream = match supported.sample_format() {
-                SampleFormat::I8 => build!(i8),
-                SampleFormat::I16 => build!(i16),
-                SampleFormat::I24 => build!(cpal::I24),
-                SampleFormat::I32 => build!(i32),
-                SampleFormat::I64 => build!(i64),
-                SampleFormat::U8 => build!(u8),
-                SampleFormat::U16 => build!(u16),
-                SampleFormat::U24 => build!(cpal::U24),
-                SampleFormat::U32 => build!(u32),
-                SampleFormat::U64 => build!(u64),
-                SampleFormat::F32 => build!(f32),
-                SampleFormat::F64 => build!(f64),
-                other => {
-                    return Err(MediaError::UnsupportedFormat(format!(
-                        "speaker sample format {other}"
-                    )))
-                }
-            }
-            .map_err(|e| cpal_err("speaker stream", &e))?;
+            let stream = with_sample_type!(supported.sample_format(), "speaker", build)
+                .map_err(|e| cpal_err("speaker stream", &e))?;
             stream.play().map_err(|e| cpal_err("speaker start", &e))?;
             tracing::info!(speaker = %name, ?config, "speaker open");
             let _ = info_tx.send((name, rate));
