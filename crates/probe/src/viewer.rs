@@ -71,6 +71,8 @@ impl TrackStats {
 pub struct ViewerStats {
     /// When [`ProbeViewer::start`] was called.
     pub started_at: Option<Instant>,
+    /// When the server's answer was applied (signaling done).
+    pub answered_at: Option<Instant>,
     pub connected_at: Option<Instant>,
     pub video: TrackStats,
     pub audio: TrackStats,
@@ -149,6 +151,7 @@ impl ProbeViewer {
         ep.accept(&answer)?;
         let stats = Arc::new(Mutex::new(ViewerStats {
             started_at: Some(started),
+            answered_at: Some(Instant::now()),
             ..ViewerStats::default()
         }));
         let (connected_tx, connected) = watch::channel(false);

@@ -167,14 +167,19 @@ async fn bench(
     // 1. Stage joins, one publisher at a time, everyone watching.
     let mut publishers = Vec::with_capacity(m);
     let mut join_to_frame_ms = Vec::with_capacity(m * n);
+    // Where the time goes, from the join call: the join's reply, the publisher's session
+    // connected, and at each viewer: subscribe sent, answered, connected.
+    let mut steps: [Vec<f64>; 5] = Default::default();
     let mut subscribe_failures = 0usize;
     let mut missing_first_frame = 0usize;
     for (pi, pm) in publisher_meetings.iter().enumerate() {
         let t0 = Instant::now();
+        let ms = |at: Instant| at.saturating_duration_since(t0).as_secs_f64() * 1e3;
         pm.stage()
             .join()
             .await
             .map_err(|e| fail(format!("stage join: {e}")))?;
+        steps[0].push(ms(Instant::now()));
         let opts = PublisherOptions {
             video_bitrate_bps: u64::from(args.video_bitrate),
             ..PublisherOptions::default()
@@ -182,6 +187,7 @@ async fn bench(
         let publisher = ProbePublisher::start(pm, opts)
             .await
             .map_err(|e| fail(format!("publisher {pi}: {e}")))?;
+        steps[1].push(ms(publisher.connected_at()));
         publishers.push(publisher);
         let deadline = t0 + FIRST_FRAME_TIMEOUT;
         let mut pending = n;
@@ -203,12 +209,23 @@ async fn bench(
                 if let Some(at) = v.probes[pi].as_ref().and_then(|p| p.first_keyframe_at()) {
                     got[vi] = true;
                     pending -= 1;
-                    join_to_frame_ms.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3);
+                    join_to_frame_ms.push(ms(at));
                 }
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         missing_first_frame += pending;
+        for p in viewers.iter().filter_map(|v| v.probes[pi].as_ref()) {
+            let s = p.stats();
+            for (k, at) in [s.started_at, s.answered_at, s.connected_at]
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(at) = at {
+                    steps[2 + k].push(ms(at));
+                }
+            }
+        }
     }
 
     // 2. The steady window.
@@ -290,9 +307,15 @@ async fn bench(
         _ => None,
     };
     let core_fraction = server_cpu.map(|c| c / wall);
-    let viewers_per_core = core_fraction
-        .filter(|f| *f > 0.0)
-        .map(|f| (n as f64 / m as f64 / f).round());
+    // Viewers one core could serve at this load: for one publisher N / core fraction; with
+    // more publishers each viewer holds M subscriptions, so count subscriptions too.
+    let per_core = |x: usize| {
+        core_fraction
+            .filter(|f| *f > 0.0)
+            .map(|f| (x as f64 / f).round())
+    };
+    let viewers_per_core = if m == 1 { per_core(n) } else { None };
+    let subscriptions_per_core = per_core(m * n);
     let pct = |l: u64, e: u64| {
         if e == 0 {
             0.0
@@ -301,6 +324,9 @@ async fn bench(
         }
     };
     join_to_frame_ms.sort_by(f64::total_cmp);
+    for v in &mut steps {
+        v.sort_by(f64::total_cmp);
+    }
     late_ms.sort_by(f64::total_cmp);
     latencies_ms.sort_by(f64::total_cmp);
     let dist = |v: &[f64]| {
@@ -320,6 +346,13 @@ async fn bench(
         "join_all_secs": round3(join_all_secs),
         "subscribe_failures": subscribe_failures,
         "stage_join_to_first_frame_ms": dist(&join_to_frame_ms),
+        "stage_join_steps_ms": {
+            "join_replied": dist(&steps[0]),
+            "publisher_connected": dist(&steps[1]),
+            "viewer_subscribe_sent": dist(&steps[2]),
+            "viewer_answered": dist(&steps[3]),
+            "viewer_connected": dist(&steps[4]),
+        },
         "missing_first_frame": missing_first_frame,
         "first_video_packet_was_keyframe": { "yes": first_keyframe, "no": first_not_keyframe },
         "steady": {
@@ -330,6 +363,7 @@ async fn bench(
             "forwarded_per_sec": forwarded.map(|f| (f / wall).round()),
             "us_per_forwarded_packet": us_per_packet,
             "viewers_per_core": viewers_per_core,
+            "subscriptions_per_core": subscriptions_per_core,
             "load_test_process_cpu_secs": own_cpu.map(round3),
             "server_rss_kib": rss,
         },
