@@ -221,7 +221,7 @@ async fn after_leave_or_kick_no_frames_arrive_and_the_devices_are_closed() {
                 .client
                 .meeting
                 .stage()
-                .kick(&[sid.clone()])
+                .kick(std::slice::from_ref(&sid))
                 .await
                 .expect("kicks"),
         }

@@ -102,6 +102,10 @@ struct Incoming {
 pub struct Engine {
     /// Host candidates offered to every peer (the SFU's one UDP socket, by address).
     candidates: Vec<SocketAddr>,
+    /// One DTLS certificate for every session (as one SFU process is one endpoint):
+    /// generating a key pair per session was a third of the cost of setting one up, which
+    /// adds up when hundreds of viewers subscribe at once.
+    dtls_cert: Option<str0m::config::DtlsCert>,
     /// The socket's own address, the `destination` of everything received.
     local_addr: SocketAddr,
     sessions: HashMap<SessionId, Session>,
@@ -123,8 +127,12 @@ pub struct Engine {
 impl Engine {
     /// `local_addr` is the bound socket; `candidates` the addresses peers can reach it at.
     pub fn new(local_addr: SocketAddr, candidates: Vec<SocketAddr>) -> Self {
+        let dtls_cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate();
         Self {
             candidates,
+            dtls_cert,
             local_addr,
             sessions: HashMap::new(),
             next_id: 1,
@@ -386,7 +394,11 @@ impl Engine {
     fn accept(&mut self, offer: &str, now: Instant) -> Result<(Rtc, String), SfuError> {
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let mut rtc = rtc_config().build(now);
+        let mut config = rtc_config();
+        if let Some(cert) = &self.dtls_cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = config.build(now);
         for addr in &self.candidates {
             match Candidate::host(*addr, "udp") {
                 Ok(c) => {
