@@ -111,6 +111,10 @@ pub struct Received {
     pub audio_frequency_hz: Option<f32>,
     /// Decoder errors (each triggers a keyframe request).
     pub decode_errors: u64,
+    /// Audio packets that never arrived and were concealed, and packets that arrived too
+    /// late to be played (after their slot was concealed).
+    pub audio_concealed: u64,
+    pub audio_late: u64,
     #[serde(skip)]
     latencies_ms: Vec<f64>,
 }
@@ -688,6 +692,7 @@ async fn run_subscription(
         }
     };
     let mut tone: Vec<i16> = Vec::with_capacity(AUDIO_SAMPLE_RATE as usize / 5);
+    let mut order = AudioOrder::default();
     loop {
         tokio::select! {
             frame = frames.recv() => {
@@ -709,6 +714,27 @@ async fn run_subscription(
                     }
                     MediaKind::Audio => {
                         let Some(opus) = opus.as_mut() else { continue };
+                        let lost = match order.arrive(frame.rtp_timestamp) {
+                            Arrival::Late => {
+                                shared.received(&user, |r| r.audio_late += 1);
+                                continue;
+                            }
+                            Arrival::InOrder { lost } => lost,
+                        };
+                        // Packets that never came: Opus conceals them from its state, so the
+                        // mix hears a smooth guess instead of a click of silence.
+                        for k in 0..lost {
+                            let pcm = opus.decode_lost();
+                            let ts = frame
+                                .rtp_timestamp
+                                .wrapping_sub(OPUS_FRAME_TICKS * (lost - k));
+                            shared.received(&user, |r| r.audio_concealed += 1);
+                            if config.play_audio {
+                                if let Ok(mut mixer) = shared.mixer.lock() {
+                                    mixer.push(user.as_str(), ts, pcm);
+                                }
+                            }
+                        }
                         match opus.decode(&frame.data) {
                             Ok(pcm) => {
                                 tone.extend_from_slice(&pcm.samples);
@@ -798,6 +824,46 @@ fn video_decode(
     }
 }
 
+/// RTP ticks of one 20 ms Opus packet at 48 kHz.
+const OPUS_FRAME_TICKS: u32 = 960;
+/// The longest gap concealed; a longer one (a publisher that paused) just restarts.
+const MAX_CONCEALED: u32 = 10;
+
+/// Where an audio packet falls in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Next in order, after `lost` packets that never came.
+    InOrder { lost: u32 },
+    /// Older than one already decoded: its slot has passed.
+    Late,
+}
+
+/// Orders the audio stream by RTP timestamp (with wrap-around) so the decoder sees each
+/// packet once, in order, and learns of the gaps.
+#[derive(Debug, Default)]
+struct AudioOrder {
+    last: Option<u32>,
+}
+
+impl AudioOrder {
+    fn arrive(&mut self, ts: u32) -> Arrival {
+        let Some(last) = self.last else {
+            self.last = Some(ts);
+            return Arrival::InOrder { lost: 0 };
+        };
+        let ahead = ts.wrapping_sub(last);
+        // More than half the clock range ahead means behind (wrap-around arithmetic).
+        if ahead == 0 || ahead > u32::MAX / 2 {
+            return Arrival::Late;
+        }
+        self.last = Some(ts);
+        let missing = ahead / OPUS_FRAME_TICKS - u32::from(ahead % OPUS_FRAME_TICKS == 0);
+        Arrival::InOrder {
+            lost: if missing <= MAX_CONCEALED { missing } else { 0 },
+        }
+    }
+}
+
 fn percentiles(samples: &[f64]) -> (f64, f64) {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -833,4 +899,39 @@ fn start_speaker(shared: Arc<Shared>) -> Arc<AtomicBool> {
         }
     });
     stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_order_finds_gaps_and_late_packets_across_the_wrap() {
+        let mut o = AudioOrder::default();
+        let start = u32::MAX - 960;
+        assert_eq!(o.arrive(start), Arrival::InOrder { lost: 0 });
+        assert_eq!(
+            o.arrive(start.wrapping_add(960)),
+            Arrival::InOrder { lost: 0 }
+        );
+        // Two packets missing (crossing the wrap).
+        assert_eq!(
+            o.arrive(start.wrapping_add(960 * 4)),
+            Arrival::InOrder { lost: 2 }
+        );
+        // One of them shows up after its slot was concealed; a duplicate too.
+        assert_eq!(o.arrive(start.wrapping_add(960 * 2)), Arrival::Late);
+        assert_eq!(o.arrive(start.wrapping_add(960 * 4)), Arrival::Late);
+        // A long pause is not concealed.
+        assert_eq!(
+            o.arrive(start.wrapping_add(960 * 100)),
+            Arrival::InOrder { lost: 0 }
+        );
+    }
+
+    #[test]
+    fn percentiles_of_samples() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentiles(&samples), (51.0, 95.0));
+    }
 }
