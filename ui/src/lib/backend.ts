@@ -1,0 +1,107 @@
+// The only module that talks to Tauri. Everything else uses the `Backend` interface, with
+// one method per command of docs/APP.md plus the event subscriptions, so components and
+// logic never import @tauri-apps/api.
+
+import { Channel, invoke } from '@tauri-apps/api/core';
+import { listen } from '@tauri-apps/api/event';
+import { parseMessage, type Picture } from './picture';
+import type {
+  AppInfo,
+  AudioLevel,
+  BackendError,
+  DeviceSelection,
+  Devices,
+  Invite,
+  InvitePreset,
+  JoinArgs,
+  MeetingEvent,
+  Session,
+  StageStatus,
+  Unlisten,
+} from './types';
+
+export interface Backend {
+  appInfo(): Promise<AppInfo>;
+  startEmbedded(name: string): Promise<Session>;
+  join(args: JoinArgs): Promise<Session>;
+  createInvite(preset: InvitePreset, name: string): Promise<Invite>;
+  leaveMeeting(): Promise<void>;
+  session(): Promise<Session>;
+  devices(): Promise<Devices>;
+  selectDevices(selection: DeviceSelection): Promise<void>;
+  preview(on: boolean): Promise<void>;
+  setMic(on: boolean): Promise<void>;
+  setCamera(on: boolean): Promise<void>;
+  stageRequestAccess(): Promise<StageStatus>;
+  stageCancelRequest(): Promise<StageStatus>;
+  stageJoin(): Promise<StageStatus>;
+  stageLeave(): Promise<StageStatus>;
+  stageGrant(userIds: string[]): Promise<void>;
+  stageDeny(userIds: string[]): Promise<void>;
+  stageKick(userIds: string[]): Promise<void>;
+  /**
+   * Opens the picture channel. `onPicture` gets every well-formed picture; a malformed
+   * message goes to `onBadPicture` and the stream carries on.
+   */
+  videoChannel(
+    onPicture: (picture: Picture) => void,
+    onBadPicture?: (error: string) => void,
+  ): Promise<void>;
+  onSession(cb: (session: Session) => void): Promise<Unlisten>;
+  onMeetingEvent(cb: (event: MeetingEvent) => void): Promise<Unlisten>;
+  onMediaError(cb: (error: BackendError) => void): Promise<Unlisten>;
+  onAudioLevel(cb: (level: AudioLevel) => void): Promise<Unlisten>;
+}
+
+function subscribe<T>(event: string, cb: (payload: T) => void): Promise<Unlisten> {
+  return listen<T>(event, (e) => cb(e.payload));
+}
+
+/** Argument keys are exactly those of docs/APP.md (snake_case). */
+export const tauriBackend: Backend = {
+  appInfo: () => invoke('app_info'),
+  startEmbedded: (name) => invoke('start_embedded', { name }),
+  join: (args) => invoke('join', { ...args }),
+  createInvite: (preset, name) => invoke('create_invite', { preset, name }),
+  leaveMeeting: () => invoke('leave_meeting'),
+  session: () => invoke('session'),
+  devices: () => invoke('devices'),
+  selectDevices: (selection) => invoke('select_devices', { ...selection }),
+  preview: (on) => invoke('preview', { on }),
+  setMic: (on) => invoke('set_mic', { on }),
+  setCamera: (on) => invoke('set_camera', { on }),
+  stageRequestAccess: () => invoke('stage_request_access'),
+  stageCancelRequest: () => invoke('stage_cancel_request'),
+  stageJoin: () => invoke('stage_join'),
+  stageLeave: () => invoke('stage_leave'),
+  stageGrant: (userIds) => invoke('stage_grant', { user_ids: userIds }),
+  stageDeny: (userIds) => invoke('stage_deny', { user_ids: userIds }),
+  stageKick: (userIds) => invoke('stage_kick', { user_ids: userIds }),
+  videoChannel: async (onPicture, onBadPicture) => {
+    const channel = new Channel<unknown>((message) => {
+      const parsed = parseMessage(message);
+      if (parsed.ok) onPicture(parsed.picture);
+      else onBadPicture?.(parsed.error);
+    });
+    await invoke('video_channel', { channel });
+  },
+  onSession: (cb) => subscribe('session', cb),
+  onMeetingEvent: (cb) => subscribe('meeting-event', cb),
+  onMediaError: (cb) => subscribe('media-error', cb),
+  onAudioLevel: (cb) => subscribe('audio-level', cb),
+};
+
+export function inTauri(): boolean {
+  return typeof window !== 'undefined' && '__TAURI_INTERNALS__' in window;
+}
+
+/**
+ * The Tauri backend inside the app; in a plain browser (`npm run dev`) a dev fake so the
+ * screens can be worked on without the shell. The fake is a separate chunk, loaded only
+ * then.
+ */
+export async function createBackend(): Promise<Backend> {
+  if (inTauri()) return tauriBackend;
+  const { createDevFakeBackend } = await import('./devFake');
+  return createDevFakeBackend();
+}

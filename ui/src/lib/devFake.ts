@@ -1,0 +1,200 @@
+// DEV FAKE — for `npm run dev` in a plain browser only. backend.ts loads it when there is
+// no Tauri; it imitates the shell closely enough to click through every screen (a host
+// with a queue, a viewer that gets granted, moving test pictures, mic levels). It is not a
+// model of the room: behaviour is tested against stage.ts, never against this.
+
+import type { Backend } from './backend';
+import { encodePicture, KIND_RGBA, parsePicture } from './picture';
+import type {
+  AudioLevel,
+  BackendError,
+  MeetingEvent,
+  Participant,
+  Session,
+  StageStatus,
+} from './types';
+
+type Listener<T> = (value: T) => void;
+
+function fakeParticipant(
+  user_id: string,
+  name: string,
+  preset: string,
+  stage_status: StageStatus,
+): Participant {
+  const on = stage_status === 'ON_STAGE';
+  return { user_id, name, preset, stage_status, connected: true, audio: on, video: on };
+}
+
+/** A moving colour gradient, so a canvas visibly updates. */
+function testPattern(id: string, frame: number): Uint8Array {
+  const w = 160;
+  const h = 90;
+  const px = new Uint8Array(w * h * 4);
+  const hue = [...id].reduce((a, c) => a + c.charCodeAt(0), 0) % 255;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 4;
+      px[i] = (x * 2 + frame * 3) % 256;
+      px[i + 1] = (y * 3 + hue) % 256;
+      px[i + 2] = (hue + frame) % 256;
+      px[i + 3] = 255;
+    }
+  }
+  return encodePicture(KIND_RGBA, id, w, h, px);
+}
+
+export function createDevFakeBackend(): Backend {
+  let session: Session | null = null;
+  let previewOn = false;
+  const sessionListeners: Listener<Session>[] = [];
+  const eventListeners: Listener<MeetingEvent>[] = [];
+  const levelListeners: Listener<AudioLevel>[] = [];
+
+  const later = (ms: number, f: () => void) => window.setTimeout(f, ms);
+  const emit = <T>(listeners: Listener<T>[], value: T) => listeners.forEach((l) => l(value));
+  const sub = <T>(listeners: Listener<T>[], l: Listener<T>) => {
+    listeners.push(l);
+    return Promise.resolve(() => void listeners.splice(listeners.indexOf(l), 1));
+  };
+  const fail = (code: string, message: string): BackendError => ({ code, message });
+
+  function live(): Session {
+    if (!session) throw fail('invalid_state', 'not in a meeting');
+    return session;
+  }
+  function changed() {
+    const s = live();
+    const me = s.participants.find((p) => p.user_id === s.me.user_id);
+    if (me) Object.assign(me, { stage_status: s.me.stage_status, ...s.publishing });
+    s.queue = s.participants
+      .filter((p) => p.stage_status === 'REQUESTED_TO_JOIN_STAGE')
+      .map((p, i) => ({ user_id: p.user_id, name: p.name, requested_at: Date.now() - 1000 * (9 - i) }));
+    emit(sessionListeners, structuredClone(s));
+  }
+  function setMine(status: StageStatus): StageStatus {
+    const s = live();
+    s.me.stage_status = status;
+    s.publishing = { audio: status === 'ON_STAGE' && s.mic_on, video: status === 'ON_STAGE' && s.camera_on };
+    changed();
+    return status;
+  }
+  function setTheirs(ids: string[], status: StageStatus) {
+    for (const p of live().participants.filter((p) => ids.includes(p.user_id))) {
+      Object.assign(p, fakeParticipant(p.user_id, p.name, p.preset, status));
+    }
+    changed();
+  }
+  function newSession(name: string, host: boolean): Session {
+    const me = fakeParticipant('me', name || 'You', host ? 'host' : 'viewer', 'OFF_STAGE');
+    return {
+      meeting_id: 'dev-meeting',
+      connection: 'connected',
+      me: { ...me, can: { accept_requests: host, kick: host, request: !host, join_directly: host } },
+      participants: [
+        me,
+        fakeParticipant('ada', 'Ada (dev fake)', 'speaker', 'ON_STAGE'),
+        fakeParticipant('bo', 'Bo (dev fake)', 'viewer', 'OFF_STAGE'),
+        fakeParticipant('cy', 'Cy (dev fake)', 'viewer', 'REQUESTED_TO_JOIN_STAGE'),
+      ],
+      queue: [],
+      max_on_stage: 25,
+      mic_on: true,
+      camera_on: true,
+      publishing: { audio: false, video: false },
+    };
+  }
+  function started(s: Session): Session {
+    session = s;
+    changed();
+    if (s.me.can.accept_requests) {
+      later(6000, () => {
+        if (session !== s) return;
+        s.participants.push(fakeParticipant('dee', 'Dee (dev fake)', 'viewer', 'REQUESTED_TO_JOIN_STAGE'));
+        changed();
+        const request = s.queue.find((r) => r.user_id === 'dee');
+        emit(eventListeners, { event: 'newStageRequest', request });
+      });
+    }
+    return structuredClone(s);
+  }
+
+  return {
+    appInfo: async () => ({ mode: session ? 'joined' : 'idle' }),
+    startEmbedded: async (name) => started(newSession(name, true)),
+    join: async (args) => {
+      if ('server_url' in args && !args.token) throw fail('unauthorized', 'empty token');
+      return started(newSession(args.name ?? 'You', false));
+    },
+    createInvite: async (preset, name) => ({
+      server_url: 'http://127.0.0.1:7000',
+      token: `dev-${preset}`,
+      link: `onstage://join?server=http%3A%2F%2F127.0.0.1%3A7000&token=dev-${preset}&name=${encodeURIComponent(name)}`,
+    }),
+    leaveMeeting: async () => {
+      session = null;
+    },
+    session: async () => structuredClone(live()),
+    devices: async () => ({
+      cameras: [{ id: 'cam0', name: 'Test pattern camera (dev fake)' }],
+      microphones: [{ id: 'mic0', name: 'Sine microphone (dev fake)' }],
+      speakers: [],
+    }),
+    selectDevices: async () => {},
+    preview: async (on) => {
+      previewOn = on;
+    },
+    setMic: async (on) => {
+      const s = live();
+      s.mic_on = on;
+      s.publishing.audio = on && s.me.stage_status === 'ON_STAGE';
+      changed();
+    },
+    setCamera: async (on) => {
+      const s = live();
+      s.camera_on = on;
+      s.publishing.video = on && s.me.stage_status === 'ON_STAGE';
+      changed();
+    },
+    stageRequestAccess: async () => {
+      const s = live();
+      later(3000, () => {
+        if (session !== s || s.me.stage_status !== 'REQUESTED_TO_JOIN_STAGE') return;
+        setMine('ACCEPTED_TO_JOIN_STAGE');
+        emit(eventListeners, { event: 'stageRequestApproved', by: 'ada' });
+      });
+      return setMine('REQUESTED_TO_JOIN_STAGE');
+    },
+    stageCancelRequest: async () => setMine('OFF_STAGE'),
+    stageJoin: async () => setMine('ON_STAGE'),
+    stageLeave: async () => setMine('OFF_STAGE'),
+    stageGrant: async (ids) => {
+      setTheirs(ids, 'ACCEPTED_TO_JOIN_STAGE');
+      later(1500, () => session && setTheirs(ids, 'ON_STAGE'));
+    },
+    stageDeny: async (ids) => setTheirs(ids, 'OFF_STAGE'),
+    stageKick: async (ids) => setTheirs(ids, 'OFF_STAGE'),
+    videoChannel: async (onPicture, onBadPicture) => {
+      let frame = 0;
+      window.setInterval(() => {
+        frame++;
+        const ids = (session?.participants ?? [])
+          .filter((p) => p.stage_status === 'ON_STAGE' && p.video && p.user_id !== session?.me.user_id)
+          .map((p) => p.user_id);
+        if (previewOn || session?.publishing.video) ids.push('local');
+        for (const id of ids) {
+          const parsed = parsePicture(testPattern(id, frame));
+          if (parsed.ok) onPicture(parsed.picture);
+          else onBadPicture?.(parsed.error);
+        }
+        for (const id of ['local', ...ids]) {
+          emit(levelListeners, { user_id: id, level: Math.abs(Math.sin(frame / 5 + id.length)) });
+        }
+      }, 1000 / 15);
+    },
+    onSession: (cb) => sub(sessionListeners, cb),
+    onMeetingEvent: (cb) => sub(eventListeners, cb),
+    onMediaError: () => Promise.resolve(() => {}),
+    onAudioLevel: (cb) => sub(levelListeners, cb),
+  };
+}

@@ -1,0 +1,88 @@
+// Refusals from the shell turned into words. The codes are the SDK's stable codes plus the
+// media codes (docs/APP.md); users never see a code or raw JSON.
+
+import type { BackendError } from './types';
+
+const WORDS: Record<string, string> = {
+  permission_denied: "You don't have permission to do that",
+  stage_full: 'The stage is full',
+  connection_lost: 'Connection lost — reconnecting…',
+  invalid_state: 'That is no longer possible: the stage changed. Try again.',
+  not_found: 'That person is no longer in the meeting',
+  unauthorized: 'The token or invite link is not valid, or it has expired',
+  bad_request: 'The app sent a request the server did not understand',
+  rate_limited: 'Too many requests — wait a moment and try again',
+  internal: 'Something went wrong. Try again.',
+};
+
+export type DeviceKind = 'camera' | 'microphone';
+
+/**
+ * Which device a media error is about. The shell may say so in a `device` field; otherwise
+ * the message is the only hint.
+ */
+export function deviceOf(err: BackendError & { device?: unknown }): DeviceKind | null {
+  if (err.device === 'camera' || err.device === 'microphone') return err.device;
+  if (/\b(mic|microphone|audio|input)\b/i.test(err.message)) return 'microphone';
+  if (/\b(camera|video|webcam)\b/i.test(err.message)) return 'camera';
+  return null;
+}
+
+function deviceWords(code: string, device: DeviceKind | null): string | null {
+  const what = device ?? 'camera or microphone';
+  const What = what[0]!.toUpperCase() + what.slice(1);
+  switch (code) {
+    case 'device_not_found':
+      return `No ${what} found`;
+    case 'device_busy':
+      return `The ${what} is in use by another app`;
+    case 'device_error':
+      return `${What} stopped working`;
+    default:
+      return null;
+  }
+}
+
+/** Human words for a refusal. */
+export function errorText(err: BackendError & { device?: unknown }): string {
+  return (
+    WORDS[err.code] ??
+    deviceWords(err.code, deviceOf(err)) ??
+    'Something went wrong. Try again.'
+  );
+}
+
+function isBackendError(v: unknown): v is BackendError {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as { code?: unknown }).code === 'string'
+  );
+}
+
+/**
+ * Whatever a rejected promise carried, as a BackendError. The shell rejects with
+ * `{code, message}`; Tauri itself rejects with a plain string when a command or its
+ * arguments are wrong, and that string may be JSON.
+ */
+export function toBackendError(thrown: unknown): BackendError {
+  if (isBackendError(thrown)) {
+    return { ...thrown, message: typeof thrown.message === 'string' ? thrown.message : '' };
+  }
+  if (typeof thrown === 'string') {
+    try {
+      const parsed: unknown = JSON.parse(thrown);
+      if (isBackendError(parsed)) return toBackendError(parsed);
+    } catch {
+      // not JSON: a plain message
+    }
+    return { code: 'internal', message: thrown };
+  }
+  if (thrown instanceof Error) return { code: 'internal', message: thrown.message };
+  return { code: 'internal', message: String(thrown) };
+}
+
+/** Words for anything a command rejected with. */
+export function describeError(thrown: unknown): string {
+  return errorText(toBackendError(thrown));
+}

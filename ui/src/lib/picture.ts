@@ -1,0 +1,103 @@
+// The binary picture format of docs/APP.md: a 16-byte little-endian header
+// [u32 kind][u32 width][u32 height][u32 id_len], the UTF-8 user id, then the picture.
+// Parsing never throws: a bad message is dropped by the caller, the stream carries on.
+
+export const HEADER_LEN = 16;
+export const KIND_RGBA = 1;
+export const KIND_JPEG = 2;
+
+/** Far above any camera; guards width * height * 4 against absurd headers. */
+export const MAX_SIDE = 8192;
+/** User ids are short; a long one means the header is garbage. */
+export const MAX_ID_LEN = 1024;
+
+export type Picture =
+  | { kind: 'rgba'; id: string; width: number; height: number; data: Uint8ClampedArray }
+  | { kind: 'jpeg'; id: string; width: number; height: number; data: Uint8Array };
+
+export type ParseResult = { ok: true; picture: Picture } | { ok: false; error: string };
+
+const fail = (error: string): ParseResult => ({ ok: false, error });
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Parses one picture message. The pixel data is a view into `input`, not a copy. */
+export function parsePicture(input: ArrayBuffer | ArrayBufferView): ParseResult {
+  const bytes =
+    input instanceof ArrayBuffer
+      ? new Uint8Array(input)
+      : new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  if (bytes.byteLength < HEADER_LEN) {
+    return fail(`truncated header: ${bytes.byteLength} of ${HEADER_LEN} bytes`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const kind = view.getUint32(0, true);
+  const width = view.getUint32(4, true);
+  const height = view.getUint32(8, true);
+  const idLen = view.getUint32(12, true);
+
+  if (kind !== KIND_RGBA && kind !== KIND_JPEG) return fail(`unknown picture kind ${kind}`);
+  if (idLen === 0 || idLen > MAX_ID_LEN) return fail(`bad id length ${idLen}`);
+  if (HEADER_LEN + idLen > bytes.byteLength) return fail('truncated user id');
+
+  let id: string;
+  try {
+    id = utf8.decode(bytes.subarray(HEADER_LEN, HEADER_LEN + idLen));
+  } catch {
+    return fail('user id is not UTF-8');
+  }
+
+  const body = bytes.subarray(HEADER_LEN + idLen);
+  if (kind === KIND_RGBA) {
+    if (width === 0 || height === 0 || width > MAX_SIDE || height > MAX_SIDE) {
+      return fail(`bad size ${width}x${height}`);
+    }
+    const expected = width * height * 4;
+    if (body.byteLength !== expected) {
+      return fail(`RGBA ${width}x${height} needs ${expected} bytes, got ${body.byteLength}`);
+    }
+    const data = new Uint8ClampedArray(body.buffer, body.byteOffset, body.byteLength);
+    return { ok: true, picture: { kind: 'rgba', id, width, height, data } };
+  }
+
+  // A JPEG starts with the SOI marker FF D8; anything else would only fail later in the
+  // decoder, asynchronously and with a less useful error.
+  if (body.byteLength < 2 || body[0] !== 0xff || body[1] !== 0xd8) {
+    return fail('JPEG data does not start with a JPEG marker');
+  }
+  return { ok: true, picture: { kind: 'jpeg', id, width, height, data: body } };
+}
+
+/** Builds a message in the same format; the dev fake and the tests use it. */
+export function encodePicture(
+  kind: typeof KIND_RGBA | typeof KIND_JPEG,
+  id: string,
+  width: number,
+  height: number,
+  body: Uint8Array,
+): Uint8Array {
+  const idBytes = new TextEncoder().encode(id);
+  const out = new Uint8Array(HEADER_LEN + idBytes.byteLength + body.byteLength);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, kind, true);
+  view.setUint32(4, width, true);
+  view.setUint32(8, height, true);
+  view.setUint32(12, idBytes.byteLength, true);
+  out.set(idBytes, HEADER_LEN);
+  out.set(body, HEADER_LEN + idBytes.byteLength);
+  return out;
+}
+
+/**
+ * Parses whatever a Tauri channel delivered. Raw bodies arrive as an ArrayBuffer; a shell
+ * that serialized the bytes as JSON would deliver a number array, accepted for robustness.
+ */
+export function parseMessage(message: unknown): ParseResult {
+  if (message instanceof ArrayBuffer || ArrayBuffer.isView(message)) {
+    return parsePicture(message);
+  }
+  if (Array.isArray(message) && message.every((b) => Number.isInteger(b) && b >= 0 && b < 256)) {
+    return parsePicture(Uint8Array.from(message as number[]));
+  }
+  return fail(`not a binary message (${message === null ? 'null' : typeof message})`);
+}

@@ -1,0 +1,275 @@
+// What the stage looks like from my seat: which controls I get, what the host panel
+// lists, which tiles are on stage. Pure functions of the Session, so every rule here is
+// unit-tested without Tauri. The room on the server stays the authority: these only decide
+// what to offer, and a refused call still comes back as an error code (errors.ts).
+
+import type {
+  AccessRequest,
+  MeetingEvent,
+  Participant,
+  Session,
+  StageStatus,
+} from './types';
+
+export type ControlId =
+  | 'request-access'
+  | 'cancel-request'
+  | 'join-stage'
+  | 'decline'
+  | 'leave-stage'
+  | 'mute-mic'
+  | 'camera-off';
+
+export interface Control {
+  id: ControlId;
+  label: string;
+  enabled: boolean;
+  /** For the mic / camera toggles: true while muted / camera off (aria-pressed). */
+  pressed?: boolean;
+}
+
+export type Indicator = 'On stage' | 'Viewer' | 'Requested' | 'Invited';
+
+export interface MyStageView {
+  indicator: Indicator;
+  /** Invited or granted, not yet on stage: show the local preview before joining. */
+  greenRoom: boolean;
+  controls: Control[];
+  /** A line of explanation when there is something to explain, else null. */
+  hint: string | null;
+}
+
+export function indicatorText(status: StageStatus): Indicator {
+  switch (status) {
+    case 'ON_STAGE':
+      return 'On stage';
+    case 'REQUESTED_TO_JOIN_STAGE':
+      return 'Requested';
+    case 'ACCEPTED_TO_JOIN_STAGE':
+      return 'Invited';
+    case 'OFF_STAGE':
+      return 'Viewer';
+  }
+}
+
+/** Stage status of someone else, as the host's participant list shows it. */
+export function statusText(status: StageStatus): string {
+  return status === 'OFF_STAGE' ? 'Off stage' : indicatorText(status);
+}
+
+/** Everyone in the meeting, me included exactly once (the shell may or may not list me). */
+export function everyone(s: Session): Participant[] {
+  const others = s.participants.filter((p) => p.user_id !== s.me.user_id);
+  const listed = s.participants.find((p) => p.user_id === s.me.user_id);
+  // My own status comes from `me`, which the shell updates first.
+  const me: Participant = { ...(listed ?? s.me), stage_status: s.me.stage_status };
+  return [me, ...others];
+}
+
+export function onStageCount(s: Session): number {
+  return everyone(s).filter((p) => p.stage_status === 'ON_STAGE').length;
+}
+
+/** True when joining now would be refused with `stage_full` (I am not on stage yet). */
+export function stageFull(s: Session): boolean {
+  return s.me.stage_status !== 'ON_STAGE' && onStageCount(s) >= s.max_on_stage;
+}
+
+function mediaToggles(s: Session, enabled: boolean): Control[] {
+  return [
+    {
+      id: 'mute-mic',
+      label: s.mic_on ? 'Mute mic' : 'Unmute mic',
+      enabled,
+      pressed: !s.mic_on,
+    },
+    {
+      id: 'camera-off',
+      label: s.camera_on ? 'Camera off' : 'Camera on',
+      enabled,
+      pressed: !s.camera_on,
+    },
+  ];
+}
+
+export function myStageView(s: Session): MyStageView {
+  const status = s.me.stage_status;
+  const can = s.me.can;
+  // While reconnecting every call fails with connection_lost: offer nothing clickable.
+  const live = s.connection === 'connected';
+  const full = stageFull(s);
+  const view: MyStageView = {
+    indicator: indicatorText(status),
+    greenRoom: status === 'ACCEPTED_TO_JOIN_STAGE',
+    controls: [],
+    hint: null,
+  };
+
+  switch (status) {
+    case 'OFF_STAGE':
+      if (can.join_directly) {
+        view.controls.push({ id: 'join-stage', label: 'Join stage', enabled: live && !full });
+        if (full) view.hint = 'The stage is full';
+      } else if (can.request) {
+        view.controls.push({ id: 'request-access', label: 'Request to join', enabled: live });
+      } else {
+        // Spectators cannot ask, but a host can still invite them (grant on OFF_STAGE).
+        view.hint = 'You are watching. A host can invite you to the stage.';
+      }
+      break;
+    case 'REQUESTED_TO_JOIN_STAGE':
+      view.controls.push({ id: 'cancel-request', label: 'Cancel request', enabled: live });
+      view.hint = 'Waiting for a host to let you in';
+      break;
+    case 'ACCEPTED_TO_JOIN_STAGE':
+      view.controls.push(
+        ...mediaToggles(s, live),
+        { id: 'join-stage', label: 'Join stage', enabled: live && !full },
+        { id: 'decline', label: 'Decline', enabled: live },
+      );
+      view.hint = full
+        ? 'The stage is full'
+        : 'Check your camera and microphone, then join the stage';
+      break;
+    case 'ON_STAGE':
+      view.controls.push(...mediaToggles(s, live), {
+        id: 'leave-stage',
+        label: 'Leave stage',
+        enabled: live,
+      });
+      break;
+  }
+  return view;
+}
+
+export type HostAction = 'invite' | 'kick';
+
+export interface ParticipantRow {
+  user_id: string;
+  name: string;
+  preset: string;
+  status: StageStatus;
+  statusText: string;
+  connected: boolean;
+  isMe: boolean;
+  actions: HostAction[];
+}
+
+export interface HostView {
+  /** Only for presets that may accept requests; the queue is not sent to others. */
+  queue: AccessRequest[] | null;
+  participants: ParticipantRow[];
+  /** Whether the host buttons can be pressed now (not while reconnecting). */
+  enabled: boolean;
+}
+
+/** Oldest first; requests with the same timestamp keep the order the shell gave. */
+export function queueOldestFirst(queue: readonly AccessRequest[]): AccessRequest[] {
+  return queue
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => a.r.requested_at - b.r.requested_at || a.i - b.i)
+    .map(({ r }) => r);
+}
+
+function hostActions(p: Participant, s: Session): HostAction[] {
+  const can = s.me.can;
+  if (p.user_id === s.me.user_id) return []; // my own stage is run by my own controls
+  switch (p.stage_status) {
+    case 'OFF_STAGE':
+      // Granting someone who did not ask is an invitation.
+      return can.accept_requests ? ['invite'] : [];
+    case 'ACCEPTED_TO_JOIN_STAGE':
+    case 'ON_STAGE':
+      return can.accept_requests || can.kick ? ['kick'] : [];
+    case 'REQUESTED_TO_JOIN_STAGE':
+      // Decided in the queue with Grant / Deny.
+      return [];
+  }
+}
+
+/** The host panel, or null when my preset may neither accept requests nor kick. */
+export function hostView(s: Session): HostView | null {
+  const can = s.me.can;
+  if (!can.accept_requests && !can.kick) return null;
+  return {
+    queue: can.accept_requests ? queueOldestFirst(s.queue) : null,
+    participants: everyone(s).map((p) => ({
+      user_id: p.user_id,
+      name: p.name,
+      preset: p.preset,
+      status: p.stage_status,
+      statusText: statusText(p.stage_status),
+      connected: p.connected,
+      isMe: p.user_id === s.me.user_id,
+      actions: hostActions(p, s),
+    })),
+    enabled: s.connection === 'connected',
+  };
+}
+
+export interface TileView {
+  user_id: string;
+  name: string;
+  isMe: boolean;
+  audio: boolean;
+  video: boolean;
+  connected: boolean;
+  /** The picture ids drawn on this tile. */
+  pictureIds: string[];
+}
+
+/** One tile per participant on stage, in the shell's order. */
+export function stageTiles(s: Session): TileView[] {
+  return everyone(s)
+    .filter((p) => p.stage_status === 'ON_STAGE')
+    .map((p) => {
+      const isMe = p.user_id === s.me.user_id;
+      return {
+        user_id: p.user_id,
+        name: p.name,
+        isMe,
+        // My own mute state is what I publish, known locally before the server echoes it.
+        audio: isMe ? s.publishing.audio : p.audio,
+        video: isMe ? s.publishing.video : p.video,
+        connected: p.connected,
+        // My self-view is the local camera ("local"), which needs no round trip.
+        pictureIds: isMe ? ['local', p.user_id] : [p.user_id],
+      };
+    });
+}
+
+/** The request carried by a `newStageRequest` event, or null for any other event. */
+export function requestFromEvent(e: MeetingEvent): AccessRequest | null {
+  if (e.event !== 'newStageRequest') return null;
+  const r = e['request'];
+  if (typeof r !== 'object' || r === null) return null;
+  const { user_id, name, requested_at } = r as Record<string, unknown>;
+  if (typeof user_id !== 'string' || typeof name !== 'string') return null;
+  return { user_id, name, requested_at: typeof requested_at === 'number' ? requested_at : 0 };
+}
+
+export interface Notice {
+  text: string;
+  tone: 'info' | 'error';
+}
+
+/** The toast an event deserves, or null when the session view already says it all. */
+export function eventNotice(e: MeetingEvent): Notice | null {
+  switch (e.event) {
+    case 'newStageRequest': {
+      const r = requestFromEvent(e);
+      return r ? { text: `${r.name} asks to join the stage`, tone: 'info' } : null;
+    }
+    case 'stageRequestApproved':
+      return { text: 'You are invited to the stage', tone: 'info' };
+    case 'stageRequestRejected':
+      return { text: 'Your request to join the stage was declined', tone: 'info' };
+    case 'connectionStateUpdate':
+      if (e['state'] === 'connected' && e['resumed'] === false) {
+        return { text: 'Reconnected, but your place on stage was lost', tone: 'error' };
+      }
+      return null;
+    default:
+      return null;
+  }
+}

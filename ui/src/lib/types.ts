@@ -1,0 +1,107 @@
+// The shapes of docs/APP.md, the contract between this UI and the Tauri shell.
+
+export type StageStatus =
+  | 'OFF_STAGE'
+  | 'REQUESTED_TO_JOIN_STAGE'
+  | 'ACCEPTED_TO_JOIN_STAGE'
+  | 'ON_STAGE';
+
+export type ConnectionState = 'connected' | 'reconnecting' | 'disconnected';
+
+export interface Participant {
+  user_id: string;
+  name: string;
+  preset: string;
+  stage_status: StageStatus;
+  connected: boolean;
+  /** What the participant publishes right now: false means muted / camera off. */
+  audio: boolean;
+  video: boolean;
+}
+
+export interface Capabilities {
+  accept_requests: boolean;
+  kick: boolean;
+  request: boolean;
+  join_directly: boolean;
+}
+
+export interface Me extends Participant {
+  can: Capabilities;
+}
+
+export interface AccessRequest {
+  user_id: string;
+  name: string;
+  requested_at: number;
+}
+
+export interface Session {
+  meeting_id: string;
+  connection: ConnectionState;
+  me: Me;
+  participants: Participant[];
+  queue: AccessRequest[];
+  max_on_stage: number;
+  mic_on: boolean;
+  camera_on: boolean;
+  publishing: { audio: boolean; video: boolean };
+}
+
+export interface AppInfo {
+  mode: 'idle' | 'embedded' | 'joined';
+  server_url?: string;
+  invite_link?: string;
+}
+
+export type InvitePreset = 'viewer' | 'speaker';
+
+export interface Invite {
+  server_url: string;
+  token: string;
+  link: string;
+}
+
+export interface Device {
+  id: string;
+  name: string;
+}
+
+export interface Devices {
+  cameras: Device[];
+  microphones: Device[];
+  speakers: Device[];
+}
+
+export interface DeviceSelection {
+  camera?: string | null;
+  microphone?: string | null;
+}
+
+export type JoinArgs =
+  | { server_url: string; token: string; name?: string }
+  | { invite_link: string; name?: string };
+
+/** A refused command, as the shell rejects it. */
+export interface BackendError {
+  code: string;
+  message: string;
+}
+
+/**
+ * One SDK event as `onstage bot` prints it, e.g. `{"event":"newStageRequest","request":{..}}`.
+ * Left loose on purpose: the UI reads a few events and checks their fields where it does
+ * (stage.ts), so a new event from the shell never breaks it.
+ */
+export interface MeetingEvent {
+  event: string;
+  [field: string]: unknown;
+}
+
+export interface AudioLevel {
+  /** A participant's user id, or "local" for this machine's microphone. */
+  user_id: string;
+  level: number;
+}
+
+export type Unlisten = () => void;
