@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { describeError, deviceOf, errorText, toBackendError } from './errors';
+
+describe('error wording', () => {
+  it.each([
+    ['permission_denied', "You don't have permission to do that"],
+    ['stage_full', 'The stage is full'],
+    ['connection_lost', 'Connection lost — reconnecting…'],
+    ['unauthorized', 'The token or invite link is not valid, or it has expired'],
+    ['rate_limited', 'Too many requests — wait a moment and try again'],
+  ])('%s -> %s', (code, words) => {
+    expect(errorText({ code, message: 'raw server text' })).toBe(words);
+  });
+
+  it('has words for every SDK code, never the code or the message', () => {
+    for (const code of ['invalid_state', 'not_found', 'bad_request', 'internal', 'something_new']) {
+      const text = errorText({ code, message: '{"raw":"json"}' });
+      expect(text).not.toContain(code);
+      expect(text).not.toContain('{');
+      expect(text.length).toBeGreaterThan(10);
+    }
+  });
+
+  it('names the device of a media error', () => {
+    expect(errorText({ code: 'device_not_found', message: 'no camera at index 0' })).toBe('No camera found');
+    expect(errorText({ code: 'device_not_found', message: 'no default input (microphone)' })).toBe(
+      'No microphone found',
+    );
+    expect(errorText({ code: 'device_not_found', message: 'nothing' })).toBe('No camera or microphone found');
+    expect(errorText({ code: 'device_busy', message: 'camera busy' })).toBe('The camera is in use by another app');
+    expect(errorText({ code: 'device_error', message: 'mic stream failed' })).toBe('Microphone stopped working');
+  });
+
+  it('prefers an explicit device field over the message', () => {
+    expect(deviceOf({ code: 'device_error', message: 'camera thing', device: 'microphone' })).toBe('microphone');
+    expect(errorText({ code: 'device_not_found', message: '', device: 'camera' } as never)).toBe('No camera found');
+  });
+});
+
+describe('toBackendError', () => {
+  it('keeps a {code, message} rejection', () => {
+    expect(toBackendError({ code: 'stage_full', message: 'm' })).toEqual({ code: 'stage_full', message: 'm' });
+  });
+
+  it('reads a JSON string rejection', () => {
+    expect(toBackendError('{"code":"permission_denied","message":"no"}')).toEqual({
+      code: 'permission_denied',
+      message: 'no',
+    });
+  });
+
+  it('turns a plain string, an Error or anything else into internal', () => {
+    expect(toBackendError('command join not found').code).toBe('internal');
+    expect(toBackendError(new Error('boom'))).toEqual({ code: 'internal', message: 'boom' });
+    expect(toBackendError(undefined).code).toBe('internal');
+    expect(toBackendError({ code: 'stage_full' })).toEqual({ code: 'stage_full', message: '' });
+  });
+
+  it('describeError gives words for raw rejections', () => {
+    expect(describeError('{"code":"stage_full","message":"x"}')).toBe('The stage is full');
+    expect(describeError({ code: 'connection_lost', message: '' })).toBe('Connection lost — reconnecting…');
+  });
+});

@@ -1,0 +1,229 @@
+import { describe, expect, it } from 'vitest';
+import {
+  eventNotice,
+  everyone,
+  hostView,
+  indicatorText,
+  myStageView,
+  queueOldestFirst,
+  requestFromEvent,
+  stageFull,
+  stageTiles,
+  type ControlId,
+} from './stage';
+import type { StageStatus } from './types';
+import { person, session, type Preset } from '../test/fixtures';
+
+const ids = (preset: Preset, status: StageStatus): ControlId[] =>
+  myStageView(session(preset, status)).controls.map((c) => c.id);
+
+describe('my controls, per preset and status', () => {
+  it('viewer off stage can request to join, nothing else', () => {
+    expect(ids('viewer', 'OFF_STAGE')).toEqual(['request-access']);
+    const v = myStageView(session('viewer', 'OFF_STAGE'));
+    expect(v.controls[0]).toMatchObject({ label: 'Request to join', enabled: true });
+    expect(v.indicator).toBe('Viewer');
+    expect(v.greenRoom).toBe(false);
+  });
+
+  it('a pending request can only be cancelled', () => {
+    for (const preset of ['viewer', 'spectator', 'host', 'speaker'] as const) {
+      expect(ids(preset, 'REQUESTED_TO_JOIN_STAGE')).toEqual(['cancel-request']);
+    }
+    expect(myStageView(session('viewer', 'REQUESTED_TO_JOIN_STAGE')).indicator).toBe('Requested');
+  });
+
+  it('accepted: green room with toggles, Join stage and Decline', () => {
+    for (const preset of ['viewer', 'spectator', 'host', 'speaker'] as const) {
+      const v = myStageView(session(preset, 'ACCEPTED_TO_JOIN_STAGE'));
+      expect(v.greenRoom).toBe(true);
+      expect(v.indicator).toBe('Invited');
+      expect(v.controls.map((c) => c.id)).toEqual(['mute-mic', 'camera-off', 'join-stage', 'decline']);
+      expect(v.controls.every((c) => c.enabled)).toBe(true);
+    }
+  });
+
+  it('on stage: mute, camera off, leave', () => {
+    for (const preset of ['viewer', 'spectator', 'host', 'speaker'] as const) {
+      const v = myStageView(session(preset, 'ON_STAGE'));
+      expect(v.controls.map((c) => c.id)).toEqual(['mute-mic', 'camera-off', 'leave-stage']);
+      expect(v.indicator).toBe('On stage');
+      expect(v.greenRoom).toBe(false);
+    }
+  });
+
+  it('host and speaker (stage_access ALLOWED) join directly without asking', () => {
+    expect(ids('host', 'OFF_STAGE')).toEqual(['join-stage']);
+    expect(ids('speaker', 'OFF_STAGE')).toEqual(['join-stage']);
+    expect(myStageView(session('speaker', 'OFF_STAGE')).indicator).toBe('Viewer');
+  });
+
+  it('a spectator cannot request, but can accept an invitation', () => {
+    const off = myStageView(session('spectator', 'OFF_STAGE'));
+    expect(off.controls).toEqual([]);
+    expect(off.hint).toMatch(/host can invite you/);
+    expect(ids('spectator', 'ACCEPTED_TO_JOIN_STAGE')).toContain('join-stage');
+    expect(ids('spectator', 'ACCEPTED_TO_JOIN_STAGE')).toContain('decline');
+  });
+
+  it('toggles say what pressing them does and report the muted state', () => {
+    const on = myStageView(session('speaker', 'ON_STAGE'));
+    expect(on.controls.find((c) => c.id === 'mute-mic')).toMatchObject({ label: 'Mute mic', pressed: false });
+    expect(on.controls.find((c) => c.id === 'camera-off')).toMatchObject({ label: 'Camera off', pressed: false });
+    const muted = myStageView(session('speaker', 'ON_STAGE', [], { mic_on: false, camera_on: false }));
+    expect(muted.controls.find((c) => c.id === 'mute-mic')).toMatchObject({ label: 'Unmute mic', pressed: true });
+    expect(muted.controls.find((c) => c.id === 'camera-off')).toMatchObject({ label: 'Camera on', pressed: true });
+  });
+
+  it('nothing is clickable while reconnecting', () => {
+    for (const status of ['OFF_STAGE', 'REQUESTED_TO_JOIN_STAGE', 'ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'] as const) {
+      const v = myStageView(session('viewer', status, [], { connection: 'reconnecting' }));
+      expect(v.controls.length).toBeGreaterThan(0);
+      expect(v.controls.every((c) => !c.enabled)).toBe(true);
+    }
+  });
+
+  it('Join stage is disabled when the stage is full, with the reason', () => {
+    const full = session('speaker', 'OFF_STAGE', [person('a', 'ON_STAGE'), person('b', 'ON_STAGE')], {
+      max_on_stage: 2,
+    });
+    expect(stageFull(full)).toBe(true);
+    const v = myStageView(full);
+    expect(v.controls).toEqual([{ id: 'join-stage', label: 'Join stage', enabled: false }]);
+    expect(v.hint).toBe('The stage is full');
+    const invited = myStageView({ ...full, me: { ...full.me, stage_status: 'ACCEPTED_TO_JOIN_STAGE' } });
+    expect(invited.controls.find((c) => c.id === 'join-stage')?.enabled).toBe(false);
+    expect(invited.controls.find((c) => c.id === 'decline')?.enabled).toBe(true);
+  });
+
+  it('being on a full stage myself does not count as full', () => {
+    const s = session('speaker', 'ON_STAGE', [person('a', 'ON_STAGE')], { max_on_stage: 2 });
+    expect(stageFull(s)).toBe(false);
+  });
+
+  it('indicator text for every status', () => {
+    expect(indicatorText('OFF_STAGE')).toBe('Viewer');
+    expect(indicatorText('REQUESTED_TO_JOIN_STAGE')).toBe('Requested');
+    expect(indicatorText('ACCEPTED_TO_JOIN_STAGE')).toBe('Invited');
+    expect(indicatorText('ON_STAGE')).toBe('On stage');
+  });
+});
+
+describe('the host panel', () => {
+  it('is absent for presets that can neither accept nor kick', () => {
+    for (const preset of ['speaker', 'viewer', 'spectator'] as const) {
+      expect(hostView(session(preset))).toBeNull();
+    }
+  });
+
+  it('lists the queue oldest first, whatever order the shell sent', () => {
+    const s = session('host', 'ON_STAGE', [], {
+      queue: [
+        { user_id: 'late', name: 'Late', requested_at: 300 },
+        { user_id: 'first', name: 'First', requested_at: 100 },
+        { user_id: 'mid', name: 'Mid', requested_at: 200 },
+      ],
+    });
+    expect(hostView(s)?.queue?.map((r) => r.user_id)).toEqual(['first', 'mid', 'late']);
+  });
+
+  it('keeps the shell order for requests with the same time', () => {
+    const q = [
+      { user_id: 'b', name: 'B', requested_at: 5 },
+      { user_id: 'a', name: 'A', requested_at: 5 },
+      { user_id: 'z', name: 'Z', requested_at: 1 },
+    ];
+    expect(queueOldestFirst(q).map((r) => r.user_id)).toEqual(['z', 'b', 'a']);
+    expect(q.map((r) => r.user_id)).toEqual(['b', 'a', 'z']); // input untouched
+  });
+
+  it('offers per status: Invite when off stage, Remove when on stage or accepted, nothing when requested', () => {
+    const s = session('host', 'ON_STAGE', [
+      person('off', 'OFF_STAGE'),
+      person('req', 'REQUESTED_TO_JOIN_STAGE'),
+      person('acc', 'ACCEPTED_TO_JOIN_STAGE'),
+      person('on', 'ON_STAGE', 'speaker'),
+      person('spec', 'OFF_STAGE', 'spectator'),
+    ]);
+    const rows = Object.fromEntries(hostView(s)!.participants.map((r) => [r.user_id, r]));
+    expect(rows['off']).toMatchObject({ actions: ['invite'], statusText: 'Off stage' });
+    expect(rows['req']).toMatchObject({ actions: [], statusText: 'Requested' });
+    expect(rows['acc']).toMatchObject({ actions: ['kick'], statusText: 'Invited' });
+    expect(rows['on']).toMatchObject({ actions: ['kick'], statusText: 'On stage' });
+    // Spectators cannot ask, but the host may still invite them.
+    expect(rows['spec']?.actions).toEqual(['invite']);
+  });
+
+  it('never offers actions on my own row', () => {
+    for (const status of ['OFF_STAGE', 'ACCEPTED_TO_JOIN_STAGE', 'ON_STAGE'] as const) {
+      const me = hostView(session('host', status))!.participants.find((r) => r.isMe);
+      expect(me).toMatchObject({ user_id: 'me', actions: [] });
+    }
+  });
+
+  it('a kick-only preset can remove but sees no queue and cannot invite', () => {
+    const s = session('speaker', 'ON_STAGE', [person('on', 'ON_STAGE'), person('off')]);
+    s.me.can = { ...s.me.can, kick: true };
+    const v = hostView(s)!;
+    expect(v.queue).toBeNull();
+    expect(v.participants.find((r) => r.user_id === 'on')?.actions).toEqual(['kick']);
+    expect(v.participants.find((r) => r.user_id === 'off')?.actions).toEqual([]);
+  });
+
+  it('is disabled while reconnecting', () => {
+    expect(hostView(session('host', 'OFF_STAGE', [], { connection: 'reconnecting' }))?.enabled).toBe(false);
+    expect(hostView(session('host'))?.enabled).toBe(true);
+  });
+});
+
+describe('participants and tiles', () => {
+  it('lists me once, first, with my own status even if my entry is stale', () => {
+    const s = session('viewer', 'ON_STAGE', [person('a')]);
+    s.participants[0] = { ...s.participants[0]!, stage_status: 'OFF_STAGE' };
+    const all = everyone(s);
+    expect(all.map((p) => p.user_id)).toEqual(['me', 'a']);
+    expect(all[0]?.stage_status).toBe('ON_STAGE');
+  });
+
+  it('adds me when the shell lists only the others', () => {
+    const s = session('viewer', 'OFF_STAGE', [person('a')]);
+    s.participants = s.participants.filter((p) => p.user_id !== 'me');
+    expect(everyone(s).map((p) => p.user_id)).toEqual(['me', 'a']);
+  });
+
+  it('has a tile for everyone on stage only, with their mute state', () => {
+    const muted = { ...person('m', 'ON_STAGE'), audio: false, video: false };
+    const s = session('viewer', 'OFF_STAGE', [person('a', 'ON_STAGE'), person('b', 'ACCEPTED_TO_JOIN_STAGE'), muted]);
+    const tiles = stageTiles(s);
+    expect(tiles.map((t) => t.user_id)).toEqual(['a', 'm']);
+    expect(tiles[1]).toMatchObject({ audio: false, video: false, isMe: false, pictureIds: ['m'] });
+  });
+
+  it('my tile shows my local camera and what I publish', () => {
+    const s = session('speaker', 'ON_STAGE', [], { publishing: { audio: false, video: true } });
+    const [mine] = stageTiles(s);
+    expect(mine).toMatchObject({ isMe: true, audio: false, video: true, pictureIds: ['local', 'me'] });
+  });
+});
+
+describe('meeting events', () => {
+  const request = { user_id: 'v1', name: 'Vera', requested_at: 42 };
+
+  it('reads the request of newStageRequest', () => {
+    expect(requestFromEvent({ event: 'newStageRequest', request })).toEqual(request);
+    expect(requestFromEvent({ event: 'newStageRequest', request: null })).toBeNull();
+    expect(requestFromEvent({ event: 'newStageRequest', request: { name: 'x' } })).toBeNull();
+    expect(requestFromEvent({ event: 'stageStatusUpdate', status: 'ON_STAGE' })).toBeNull();
+  });
+
+  it('turns the events that matter into notices', () => {
+    expect(eventNotice({ event: 'newStageRequest', request })?.text).toBe('Vera asks to join the stage');
+    expect(eventNotice({ event: 'stageRequestApproved', by: 'h' })?.text).toBe('You are invited to the stage');
+    expect(eventNotice({ event: 'stageRequestRejected', by: 'h' })?.text).toBe(
+      'Your request to join the stage was declined',
+    );
+    expect(eventNotice({ event: 'connectionStateUpdate', state: 'connected', resumed: false })?.tone).toBe('error');
+    expect(eventNotice({ event: 'connectionStateUpdate', state: 'connected', resumed: true })).toBeNull();
+    expect(eventNotice({ event: 'participantJoined', participant: {} })).toBeNull();
+  });
+});
