@@ -1,0 +1,87 @@
+// The app's state: the current session and what arrives beside it (devices, mic levels,
+// media errors, toasts). Components read it and call `run` for every command, so every
+// refusal ends up as words in a toast and never as an unhandled rejection.
+
+import type { Backend } from './backend';
+import { describeError, deviceOf, errorText, toBackendError } from './errors';
+import { PictureHub } from './pictureHub';
+import type { AppInfo, BackendError, Devices, Session } from './types';
+
+export interface Toast {
+  id: number;
+  text: string;
+  tone: 'info' | 'error';
+}
+
+const TOAST_MS = 6000;
+
+export class AppState {
+  session = $state<Session | null>(null);
+  mode = $state<AppInfo['mode']>('idle');
+  devices = $state<Devices | null>(null);
+  /** Words for the last media error per device, cleared when the device works again. */
+  cameraProblem = $state<string | null>(null);
+  micProblem = $state<string | null>(null);
+  /** Latest audio level (0..1) per user id, "local" for my microphone. */
+  levels = $state<Record<string, number>>({});
+  toasts = $state<Toast[]>([]);
+  /** Commands in flight; while any runs, buttons that would race it are disabled. */
+  private pending = $state(0);
+
+  readonly pictures = new PictureHub();
+  private nextToast = 1;
+
+  constructor(readonly backend: Backend) {}
+
+  get busy(): boolean {
+    return this.pending > 0;
+  }
+
+  toast(text: string, tone: Toast['tone'] = 'info') {
+    const id = this.nextToast++;
+    this.toasts.push({ id, text, tone });
+    setTimeout(() => this.dismiss(id), TOAST_MS);
+  }
+
+  dismiss(id: number) {
+    this.toasts = this.toasts.filter((t) => t.id !== id);
+  }
+
+  /** Runs a command; a refusal becomes an error toast and the result is undefined. */
+  async run<T>(command: () => Promise<T>): Promise<T | undefined> {
+    this.pending++;
+    try {
+      return await command();
+    } catch (e) {
+      this.toast(describeError(e), 'error');
+      return undefined;
+    } finally {
+      this.pending--;
+    }
+  }
+
+  mediaError(err: BackendError) {
+    const words = errorText(err);
+    const device = deviceOf(err);
+    if (device !== 'microphone') this.cameraProblem = words;
+    if (device !== 'camera') this.micProblem = words;
+  }
+
+  async loadDevices() {
+    try {
+      this.devices = await this.backend.devices();
+    } catch (e) {
+      this.mediaError(toBackendError(e));
+    }
+  }
+
+  /** Turns the local preview on or off; a device error is shown where the preview is. */
+  async preview(on: boolean) {
+    try {
+      await this.backend.preview(on);
+      if (on) this.cameraProblem = this.micProblem = null;
+    } catch (e) {
+      this.mediaError(toBackendError(e));
+    }
+  }
+}
