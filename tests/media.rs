@@ -249,3 +249,113 @@ async fn after_leave_or_kick_no_frames_arrive_and_the_devices_are_closed() {
         viewer.client.drain();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mute_and_camera_off_are_told_to_everyone_and_stop_that_media() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
+    let hid = host.id();
+    let hid_json = serde_json::json!({ "user_id": hid.as_str(), "audio": true, "video": true });
+    host.client
+        .meeting
+        .stage()
+        .join()
+        .await
+        .expect("host joins");
+    viewer.client.expect_event("mediaPublished", hid_json).await;
+    viewer.wait_frames(&hid, 10).await;
+
+    // Camera off: the camera closes, everyone is told, pictures stop; audio goes on.
+    host.media.set_camera(false);
+    viewer
+        .client
+        .expect_event(
+            "mediaPublished",
+            serde_json::json!({ "user_id": hid.as_str(), "audio": true, "video": false }),
+        )
+        .await;
+    host.wait_stats("camera closed", |s| {
+        s.open_sources == 1 && !s.publishing.video
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pictures = viewer.video_frames_from(&hid);
+    let audio = viewer.media.stats().received[&hid].audio_frames;
+    viewer
+        .wait_stats("audio goes on", |s| {
+            s.received[&hid].audio_frames >= audio + 10
+        })
+        .await;
+    assert_eq!(
+        viewer.video_frames_from(&hid),
+        pictures,
+        "no pictures while off"
+    );
+
+    // Camera back on: pictures resume (starting with a keyframe).
+    host.media.set_camera(true);
+    viewer.wait_frames(&hid, pictures + 10).await;
+
+    // Mic muted: told, and no audio arrives; pictures go on.
+    host.media.set_mic(false);
+    viewer
+        .client
+        .expect_event(
+            "mediaPublished",
+            serde_json::json!({ "user_id": hid.as_str(), "audio": false, "video": true }),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audio = viewer.media.stats().received[&hid].audio_frames;
+    let pictures = viewer.video_frames_from(&hid);
+    viewer
+        .wait_stats("pictures go on", |s| {
+            s.received[&hid].video_frames >= pictures + 10
+        })
+        .await;
+    assert_eq!(
+        viewer.media.stats().received[&hid].audio_frames,
+        audio,
+        "no audio while muted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_preview_shows_the_local_camera_and_mic_off_stage_and_publishes_nothing() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
+    let mut pictures = viewer.media.video_frames();
+    let mut levels = viewer.media.audio_levels();
+    viewer.media.preview(true);
+    within("a local picture", async {
+        loop {
+            if let Ok(p) = pictures.recv().await {
+                if p.user_id.as_str() == onstage_client::LOCAL {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let level = within("a local level", async {
+        loop {
+            if let Ok(l) = levels.recv().await {
+                if l.user_id.as_str() == onstage_client::LOCAL {
+                    return l.level;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(level > 0.1, "the tone is heard: level {level}");
+    assert_eq!(viewer.media.open_sources(), 2);
+    let stats = viewer.media.stats();
+    assert!(!stats.publishing.audio && !stats.publishing.video);
+    viewer.media.preview(false);
+    viewer
+        .wait_stats("devices closed", |s| s.open_sources == 0)
+        .await;
+}

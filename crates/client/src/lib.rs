@@ -51,7 +51,9 @@ pub mod rtc;
 
 pub use error::ClientError;
 pub use event::{ConnectionState, MeetingEvent};
-pub use media::{MediaConfig, MediaStats, RemoteVideo, Sources, StageMedia};
+pub use media::{
+    AudioLevel, Controls, MediaConfig, MediaStats, RemoteVideo, Sources, StageMedia, LOCAL,
+};
 pub use meeting::{EventStream, JoinOptions, Meeting, Participant, Stage};
 
 pub use onstage_proto as proto;

@@ -150,11 +150,45 @@ const ENCODED_QUEUE: usize = 8;
 /// Received access units waiting for a decoder.
 const DECODE_QUEUE: usize = 16;
 
+/// The user id under which the local camera preview is delivered on
+/// [`StageMedia::video_frames`] and the local microphone level on
+/// [`StageMedia::audio_levels`].
+pub const LOCAL: &str = "local";
+
+/// What the user has switched on: the microphone (off = muted: nothing is sent), the
+/// camera (off = closed) and the local preview (device check, green room).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Controls {
+    pub mic: bool,
+    pub camera: bool,
+    pub preview: bool,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        Self {
+            mic: true,
+            camera: true,
+            preview: false,
+        }
+    }
+}
+
+/// The loudness of someone's audio (or [`LOCAL`]'s microphone), 0.0 to 1.0 (RMS over
+/// about 100 ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioLevel {
+    pub user_id: UserId,
+    pub level: f32,
+}
+
 struct Shared {
     stats: Mutex<MediaStats>,
     open_sources: AtomicUsize,
     frames: broadcast::Sender<RemoteVideo>,
+    levels: broadcast::Sender<AudioLevel>,
     mixer: Mutex<AudioMixer>,
+    controls: watch::Sender<Controls>,
 }
 
 impl Shared {
@@ -170,6 +204,45 @@ impl Shared {
         tracing::warn!(error = %e, "{what}");
         self.stats().last_error = Some(format!("{what}: {e}"));
     }
+
+    fn controls(&self) -> Controls {
+        *self.controls.borrow()
+    }
+
+    /// Hands a picture of the local camera to the app, when the preview is on.
+    fn preview(&self, frame: &VideoFrame) {
+        if self.controls().preview && self.frames.receiver_count() > 0 {
+            let _ = self.frames.send(RemoteVideo {
+                user_id: UserId::new(LOCAL),
+                frame: Arc::new(frame.clone()),
+            });
+        }
+    }
+}
+
+/// Sums 20 ms frames into a level every five frames (100 ms).
+#[derive(Debug, Default)]
+struct LevelMeter {
+    sum_squares: f64,
+    samples: usize,
+    frames: u32,
+}
+
+impl LevelMeter {
+    fn add(&mut self, samples: &[i16]) -> Option<f32> {
+        self.sum_squares += samples
+            .iter()
+            .map(|&s| f64::from(s) * f64::from(s))
+            .sum::<f64>();
+        self.samples += samples.len();
+        self.frames += 1;
+        if self.frames < 5 {
+            return None;
+        }
+        let rms = (self.sum_squares / self.samples.max(1) as f64).sqrt() / f64::from(i16::MAX);
+        *self = LevelMeter::default();
+        Some(rms.min(1.0) as f32)
+    }
 }
 
 /// Stage media for one joined meeting. Dropping it (or [`StageMedia::stop`]) stops
@@ -184,11 +257,14 @@ impl StageMedia {
     /// Starts following the stage. Must be called inside a tokio runtime.
     pub fn start(meeting: Meeting, config: MediaConfig) -> StageMedia {
         let (frames, _) = broadcast::channel(16);
+        let (levels, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
             stats: Mutex::default(),
             open_sources: AtomicUsize::new(0),
             frames,
+            levels,
             mixer: Mutex::new(AudioMixer::new()),
+            controls: watch::channel(Controls::default()).0,
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(reconcile_loop(meeting, config, shared.clone(), stop_rx));
@@ -211,9 +287,39 @@ impl StageMedia {
         self.shared.open_sources.load(Ordering::SeqCst)
     }
 
-    /// Decoded pictures of everyone on stage. Lossy: a receiver that lags skips pictures.
+    /// Decoded pictures of everyone on stage, and of the local camera ([`LOCAL`]) while the
+    /// preview is on. Lossy: a receiver that lags skips pictures.
     pub fn video_frames(&self) -> broadcast::Receiver<RemoteVideo> {
         self.shared.frames.subscribe()
+    }
+
+    /// Audio levels of everyone on stage and of the local microphone ([`LOCAL`]).
+    pub fn audio_levels(&self) -> broadcast::Receiver<AudioLevel> {
+        self.shared.levels.subscribe()
+    }
+
+    /// Unmutes (`true`) or mutes the microphone. Muted, nothing is sent; the device stays
+    /// open while on stage so unmuting is instant. Everyone is told.
+    pub fn set_mic(&self, on: bool) {
+        self.shared.controls.send_modify(|c| c.mic = on);
+    }
+
+    /// Turns the camera on or off. Off, the camera is closed (its light goes off) and no
+    /// video is sent. Everyone is told.
+    pub fn set_camera(&self, on: bool) {
+        self.shared.controls.send_modify(|c| c.camera = on);
+    }
+
+    /// Shows the local camera (on [`StageMedia::video_frames`] as [`LOCAL`]) and the
+    /// microphone level, also off stage: the device check and the green room. Nothing is
+    /// published off stage.
+    pub fn preview(&self, on: bool) {
+        self.shared.controls.send_modify(|c| c.preview = on);
+    }
+
+    /// The current switches.
+    pub fn controls(&self) -> Controls {
+        self.shared.controls()
     }
 
     /// Stops everything and waits until the devices are closed.
@@ -267,6 +373,8 @@ async fn reconcile_loop(
 ) {
     let mut events = meeting.events();
     let mut publisher: Option<Job> = None;
+    let mut preview: Option<Job> = None;
+    let mut controls = shared.controls.subscribe();
     let mut subscriptions: HashMap<UserId, Job> = HashMap::new();
     let speaker = config.play_audio.then(|| start_speaker(shared.clone()));
     let me = meeting.user_id();
@@ -280,6 +388,25 @@ async fn reconcile_loop(
         // only, so a failing device is retried at the pace of the meeting's events.
         if publisher.as_ref().is_some_and(Job::finished) {
             publisher = None;
+        }
+        // Off stage, the preview has the devices; on stage, the publisher (which shows the
+        // preview itself). One at a time: a camera opens once.
+        let want_preview =
+            !want_publish && shared.controls().preview && config.sources != Sources::None;
+        if preview.as_ref().is_some_and(Job::finished) && !want_preview {
+            preview = None;
+        }
+        match (&preview, want_preview) {
+            (None, true) => {
+                let (c, s) = (config.clone(), shared.clone());
+                preview = Some(Job::spawn(move |stop| run_preview(c, s, stop)));
+            }
+            (Some(_), false) => {
+                if let Some(job) = preview.take() {
+                    job.end().await;
+                }
+            }
+            _ => {}
         }
         match (&publisher, want_publish) {
             (None, true) => {
@@ -357,10 +484,15 @@ async fn reconcile_loop(
                 }
                 Some(_) => {}
             },
+            // The preview switch decides who holds the devices (see above).
+            Ok(()) = controls.changed() => {}
             _ = stop.changed() => break,
         }
     }
     if let Some(job) = publisher.take() {
+        job.end().await;
+    }
+    if let Some(job) = preview.take() {
         job.end().await;
     }
     for (_, job) in subscriptions.drain() {
@@ -421,39 +553,127 @@ struct CaptureControl {
     bitrate: AtomicU32,
 }
 
+impl CaptureControl {
+    fn new(bitrate: u32) -> Arc<Self> {
+        Arc::new(CaptureControl {
+            stop: AtomicBool::new(false),
+            keyframe: AtomicBool::new(false),
+            bitrate: AtomicU32::new(bitrate),
+        })
+    }
+}
+
+/// A capture thread and its switch.
+struct Capture {
+    control: Arc<CaptureControl>,
+    thread: ThreadHandle<()>,
+}
+
+impl Capture {
+    /// Stops the thread and waits until it has dropped its source (the device is closed).
+    async fn end(self) {
+        self.control.stop.store(true, Ordering::SeqCst);
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+/// Opens the camera (off the async threads: a device may take a while) and starts
+/// capturing; `encode` says whether pictures are encoded and sent to `out` or only shown
+/// as the local preview. `None` when there is no camera (the error is reported).
+async fn start_video(
+    config: &MediaConfig,
+    shared: &Arc<Shared>,
+    out: Option<mpsc::Sender<Vec<u8>>>,
+) -> Option<Capture> {
+    let cfg = config.clone();
+    let source = match tokio::task::spawn_blocking(move || open_video(&cfg)).await {
+        Ok(Ok(Some(source))) => source,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            shared.error("camera", &e);
+            return None;
+        }
+        Err(e) => {
+            shared.error("camera", &e);
+            return None;
+        }
+    };
+    let source = OpenSource::new(source, shared);
+    let control = CaptureControl::new(config.video_bitrate_bps);
+    let (c, s, cfg) = (control.clone(), shared.clone(), config.clone());
+    let thread = std::thread::spawn(move || video_capture(source, cfg, c, out, s));
+    Some(Capture { control, thread })
+}
+
+/// Opens the microphone and starts capturing: levels always, encoded packets to `out`
+/// when given.
+async fn start_audio(
+    config: &MediaConfig,
+    shared: &Arc<Shared>,
+    out: Option<mpsc::Sender<Vec<u8>>>,
+) -> Option<Capture> {
+    let cfg = config.clone();
+    let source = match tokio::task::spawn_blocking(move || open_audio(&cfg)).await {
+        Ok(Ok(Some(source))) => source,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            shared.error("microphone", &e);
+            return None;
+        }
+        Err(e) => {
+            shared.error("microphone", &e);
+            return None;
+        }
+    };
+    let source = OpenSource::new(source, shared);
+    let control = CaptureControl::new(0);
+    let (c, s, rate) = (control.clone(), shared.clone(), config.audio_bitrate_bps);
+    let thread = std::thread::spawn(move || audio_capture(source, rate, c, out, s));
+    Some(Capture { control, thread })
+}
+
+/// The device check and green room off stage: camera pictures to the app, microphone
+/// levels, nothing encoded or sent.
+async fn run_preview(config: MediaConfig, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut controls = shared.controls.subscribe();
+    let mut video: Option<Capture> = None;
+    let audio = start_audio(&config, &shared, None).await;
+    loop {
+        let camera = shared.controls().camera;
+        if camera && video.is_none() {
+            video = start_video(&config, &shared, None).await;
+        } else if !camera {
+            if let Some(v) = video.take() {
+                v.end().await;
+            }
+        }
+        tokio::select! {
+            r = controls.changed() => if r.is_err() { break },
+            _ = stop.changed() => break,
+        }
+    }
+    for capture in [video, audio].into_iter().flatten() {
+        capture.end().await;
+    }
+}
+
 async fn run_publisher(
     meeting: Meeting,
     config: MediaConfig,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Open the devices first: a missing camera still lets the microphone through, and
-    // the reverse.
-    let cfg = config.clone();
-    let opened = tokio::task::spawn_blocking(move || (open_video(&cfg), open_audio(&cfg))).await;
-    let (video, audio) = match opened {
-        Ok(pair) => pair,
-        Err(e) => return shared.error("opening devices", &e),
+    // Offer what the preset allows, whatever is switched on now: the camera may be turned
+    // on later without a new negotiation.
+    let preset = meeting.preset();
+    let opts = PublishOptions {
+        audio: preset.can_produce_audio,
+        video: preset.can_produce_video,
     };
-    let video = video.unwrap_or_else(|e| {
-        shared.error("camera", &e);
-        None
-    });
-    let audio = audio.unwrap_or_else(|e| {
-        shared.error("microphone", &e);
-        None
-    });
-    if video.is_none() && audio.is_none() {
+    if !opts.audio && !opts.video {
         return;
     }
-    let video = video.map(|v| OpenSource::new(v, &shared));
-    let audio = audio.map(|a| OpenSource::new(a, &shared));
-    let opts = PublishOptions {
-        audio: audio.is_some(),
-        video: video.is_some(),
-    };
     let t0 = Instant::now();
-    tracing::debug!("publish: sources open");
     let (peer, offer) = match PublishPeer::with_config(opts, &config.transport).await {
         Ok(pair) => pair,
         Err(e) => return shared.error("publish peer", &e),
@@ -475,47 +695,59 @@ async fn run_publisher(
         return shared.error("publish answer", &e);
     }
     tracing::debug!(after = ?t0.elapsed(), "publish: answer applied");
-    let control = Arc::new(CaptureControl {
-        stop: AtomicBool::new(false),
-        keyframe: AtomicBool::new(false),
-        bitrate: AtomicU32::new(config.video_bitrate_bps),
-    });
     let (video_tx, mut video_rx) = mpsc::channel::<Vec<u8>>(ENCODED_QUEUE);
     let (audio_tx, mut audio_rx) = mpsc::channel::<Vec<u8>>(ENCODED_QUEUE);
-    let mut threads: Vec<ThreadHandle<()>> = Vec::new();
-    if let Some(source) = video {
-        let (c, s, cfg) = (control.clone(), shared.clone(), config.clone());
-        threads.push(std::thread::spawn(move || {
-            video_capture(source, cfg, c, video_tx, s)
-        }));
-    }
-    if let Some(source) = audio {
-        let (c, s, rate) = (control.clone(), shared.clone(), config.audio_bitrate_bps);
-        threads.push(std::thread::spawn(move || {
-            audio_capture(source, rate, c, audio_tx, s)
-        }));
-    }
-    {
-        let mut stats = shared.stats();
-        stats.publishing = Publishing {
-            audio: opts.audio,
-            video: opts.video,
-        };
-        stats.video_bitrate_bps = opts.video.then_some(config.video_bitrate_bps);
-    }
+    let mut audio = match opts.audio {
+        true => start_audio(&config, &shared, Some(audio_tx)).await,
+        false => None,
+    };
+    let mut video: Option<Capture> = None;
     let frame_time = Duration::from_secs(1) / config.video.fps.max(1);
     let audio_time = Duration::from_millis(20);
     let mut keyframes = peer.keyframe_requests();
     let mut estimates = peer.bitrate_estimates();
+    let mut controls = shared.controls.subscribe();
     let mut connecting = true;
+    let mut bitrate = config.video_bitrate_bps;
+    let mut announced: Option<(bool, bool)> = None;
     loop {
+        // Follow the switches: the camera opens and closes with its switch; a muted mic
+        // keeps capturing (levels) but nothing is sent.
+        let c = shared.controls();
+        if opts.video && c.camera && video.is_none() {
+            video = start_video(&config, &shared, Some(video_tx.clone())).await;
+            if let Some(v) = &video {
+                v.control.bitrate.store(bitrate, Ordering::SeqCst);
+                v.control.keyframe.store(true, Ordering::SeqCst);
+            }
+        } else if !c.camera {
+            if let Some(v) = video.take() {
+                v.end().await;
+            }
+        }
+        let sending = (audio.is_some() && c.mic, video.is_some());
+        {
+            let mut stats = shared.stats();
+            stats.publishing = Publishing {
+                audio: sending.0,
+                video: sending.1,
+            };
+            stats.video_bitrate_bps = sending.1.then_some(bitrate);
+        }
+        if !connecting && announced != Some(sending) {
+            // Everyone's tiles show the mute state; the publication itself stays.
+            let _ = meeting.media_state(sending.0, sending.1).await;
+            announced = Some(sending);
+        }
         tokio::select! {
             // Whatever was encoded before the connection was up is lost: start the
             // viewers' pictures with a fresh keyframe.
             r = peer.connected(Duration::from_secs(10)), if connecting => {
                 connecting = false;
                 tracing::debug!(after = ?t0.elapsed(), ok = r.is_ok(), "publish: connected");
-                control.keyframe.store(true, Ordering::SeqCst);
+                if let Some(v) = &video {
+                    v.control.keyframe.store(true, Ordering::SeqCst);
+                }
             }
             Some(au) = video_rx.recv() => {
                 // Nothing can leave before the connection is up; the first picture after
@@ -528,7 +760,7 @@ async fn run_publisher(
                 }
             }
             Some(packet) = audio_rx.recv() => {
-                if connecting {
+                if connecting || !shared.controls().mic {
                     continue;
                 }
                 if let Err(e) = peer.write_audio(&packet, audio_time).await {
@@ -536,28 +768,29 @@ async fn run_publisher(
                 }
             }
             Some(()) = keyframes.recv() => {
-                control.keyframe.store(true, Ordering::SeqCst);
+                if let Some(v) = &video {
+                    v.control.keyframe.store(true, Ordering::SeqCst);
+                }
                 shared.stats().keyframe_requests += 1;
             }
             Ok(()) = estimates.changed() => {
-                let bps = (*estimates.borrow()).min(config.video_bitrate_bps.saturating_mul(2));
-                control.bitrate.store(bps, Ordering::SeqCst);
+                bitrate = (*estimates.borrow()).min(config.video_bitrate_bps.saturating_mul(2));
+                if let Some(v) = &video {
+                    v.control.bitrate.store(bitrate, Ordering::SeqCst);
+                }
             }
+            Ok(()) = controls.changed() => {}
             _ = peer.closed() => break,
             _ = stop.changed() => break,
         }
     }
     // Stop capturing first: the devices close as the threads drop their sources.
-    control.stop.store(true, Ordering::SeqCst);
     drop(video_rx);
     drop(audio_rx);
     peer.close().await;
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
-        }
-    })
-    .await;
+    for capture in [video.take(), audio.take()].into_iter().flatten() {
+        capture.end().await;
+    }
     let mut stats = shared.stats();
     stats.publishing = Publishing::default();
     stats.video_bitrate_bps = None;
@@ -567,18 +800,21 @@ fn video_capture(
     mut source: OpenSource<Box<dyn VideoSource>>,
     config: MediaConfig,
     control: Arc<CaptureControl>,
-    out: mpsc::Sender<Vec<u8>>,
+    out: Option<mpsc::Sender<Vec<u8>>>,
     shared: Arc<Shared>,
 ) {
     let format = source.source.format();
-    let mut encoder = match H264Encoder::new(EncoderConfig {
-        width: format.width,
-        height: format.height,
-        fps: format.fps,
-        bitrate_bps: config.video_bitrate_bps,
-    }) {
-        Ok(e) => e,
-        Err(e) => return shared.error("video encoder", &e),
+    let mut encoder = match &out {
+        None => None,
+        Some(_) => match H264Encoder::new(EncoderConfig {
+            width: format.width,
+            height: format.height,
+            fps: format.fps,
+            bitrate_bps: config.video_bitrate_bps,
+        }) {
+            Ok(e) => Some(e),
+            Err(e) => return shared.error("video encoder", &e),
+        },
     };
     while !control.stop.load(Ordering::SeqCst) {
         let frame = match source.source.next_frame() {
@@ -588,11 +824,15 @@ fn video_capture(
         if control.stop.load(Ordering::SeqCst) {
             break;
         }
+        shared.preview(&frame);
+        let (Some(encoder), Some(out)) = (encoder.as_mut(), out.as_ref()) else {
+            continue;
+        };
         if control.keyframe.swap(false, Ordering::SeqCst) {
             encoder.request_keyframe();
         }
         let target = control.bitrate.load(Ordering::SeqCst);
-        if target != encoder.bitrate() {
+        if target != 0 && target != encoder.bitrate() {
             if let Err(e) = encoder.set_bitrate(target) {
                 tracing::debug!(error = %e, "bitrate change");
             }
@@ -618,17 +858,30 @@ fn audio_capture(
     mut source: OpenSource<Box<dyn AudioSource>>,
     bitrate: u32,
     control: Arc<CaptureControl>,
-    out: mpsc::Sender<Vec<u8>>,
+    out: Option<mpsc::Sender<Vec<u8>>>,
     shared: Arc<Shared>,
 ) {
-    let mut encoder = match OpusEncoder::new(bitrate) {
-        Ok(e) => e,
-        Err(e) => return shared.error("audio encoder", &e),
+    let mut encoder = match &out {
+        None => None,
+        Some(_) => match OpusEncoder::new(bitrate) {
+            Ok(e) => Some(e),
+            Err(e) => return shared.error("audio encoder", &e),
+        },
     };
+    let mut meter = LevelMeter::default();
     while !control.stop.load(Ordering::SeqCst) {
         let frame = match source.source.next_frame() {
             Ok(f) => f,
             Err(e) => return shared.error("microphone", &e),
+        };
+        if let Some(level) = meter.add(&frame.samples) {
+            let _ = shared.levels.send(AudioLevel {
+                user_id: UserId::new(LOCAL),
+                level,
+            });
+        }
+        let (Some(encoder), Some(out)) = (encoder.as_mut(), out.as_ref()) else {
+            continue;
         };
         match encoder.encode(&frame) {
             Ok(packet) => {
@@ -693,6 +946,7 @@ async fn run_subscription(
     };
     let mut tone: Vec<i16> = Vec::with_capacity(AUDIO_SAMPLE_RATE as usize / 5);
     let mut order = AudioOrder::default();
+    let mut meter = LevelMeter::default();
     loop {
         tokio::select! {
             frame = frames.recv() => {
@@ -743,6 +997,12 @@ async fn run_subscription(
                                     tone.clear();
                                     hz
                                 });
+                                if let Some(level) = meter.add(&pcm.samples) {
+                                    let _ = shared.levels.send(AudioLevel {
+                                        user_id: user.clone(),
+                                        level,
+                                    });
+                                }
                                 shared.received(&user, |r| {
                                     r.audio_frames += 1;
                                     if measured.is_some() {

@@ -312,6 +312,14 @@ impl Meeting {
         sdp_result("media.subscribe", self.call(call).await?)
     }
 
+    /// Tells everyone what this participant's publication carries now (mic muted, camera
+    /// off). Only while ON_STAGE.
+    pub async fn media_state(&self, audio: bool, video: bool) -> Result<(), ClientError> {
+        self.call(Call::MediaState { audio, video })
+            .await
+            .map(|_| ())
+    }
+
     /// Stops receiving `user_id`'s media.
     pub async fn unsubscribe(&self, user_id: &UserId) -> Result<(), ClientError> {
         let call = Call::Unsubscribe {

@@ -55,6 +55,10 @@ pub enum Call {
     Subscribe { user_id: UserId, sdp: String },
     #[serde(rename = "media.unsubscribe")]
     Unsubscribe { user_id: UserId },
+    /// What the caller's publication carries right now (mic muted, camera off): told to
+    /// everyone as `published`. Only while publishing.
+    #[serde(rename = "media.state")]
+    MediaState { audio: bool, video: bool },
 }
 
 impl Call {
@@ -75,6 +79,7 @@ impl Call {
             Call::Unpublish => "media.unpublish",
             Call::Subscribe { .. } => "media.subscribe",
             Call::Unsubscribe { .. } => "media.unsubscribe",
+            Call::MediaState { .. } => "media.state",
         }
     }
 
@@ -86,6 +91,7 @@ impl Call {
                 | Call::Unpublish
                 | Call::Subscribe { .. }
                 | Call::Unsubscribe { .. }
+                | Call::MediaState { .. }
         )
     }
 }
@@ -163,6 +169,7 @@ pub const KNOWN_CALLS: &[&str] = &[
     "media.unpublish",
     "media.subscribe",
     "media.unsubscribe",
+    "media.state",
 ];
 
 /// What a successful call returns.
@@ -296,7 +303,8 @@ pub enum RoomEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MediaEvent {
-    /// The participant's media is flowing into the SFU (its publish was answered).
+    /// The participant's media is flowing into the SFU (its publish was answered), or
+    /// what it carries changed (`media.state`: mic muted, camera off).
     Published {
         user_id: UserId,
         audio: bool,
@@ -413,8 +421,9 @@ mod tests {
     #[test]
     fn every_known_call_name_parses() {
         for name in KNOWN_CALLS {
-            let text =
-                format!(r#"{{"id":1,"call":"{name}","user_ids":[],"user_id":"u","sdp":"v=0"}}"#);
+            let text = format!(
+                r#"{{"id":1,"call":"{name}","user_ids":[],"user_id":"u","sdp":"v=0","audio":true,"video":false}}"#
+            );
             let r = Request::parse(&text).expect(name);
             assert_eq!(r.call.name(), *name);
         }

@@ -447,6 +447,14 @@ impl Room {
                 }
                 Ok(CallResult::Done)
             }
+            Call::MediaState { .. } => {
+                if status != StageStatus::OnStage {
+                    return Err(StageError::InvalidState(
+                        "only a participant ON_STAGE publishes".into(),
+                    ));
+                }
+                Ok(CallResult::Done)
+            }
             Call::Unpublish | Call::Unsubscribe { .. } => Ok(CallResult::Done),
         }
     }

@@ -74,6 +74,7 @@ fn call() -> impl Strategy<Value = Call> {
         1 => Just(Call::LeaveMeeting),
         1 => Just(Call::Publish { sdp: String::new() }),
         1 => Just(Call::Unpublish),
+        1 => Just(Call::MediaState { audio: true, video: false }),
         1 => (0..USERS.len() + 1).prop_map(|i| Call::Subscribe {
             user_id: USERS.get(i).map_or_else(|| uid("ghost"), |u| uid(u)),
             sdp: String::new(),
@@ -238,6 +239,7 @@ impl Model {
                 deny(p.can_produce_audio || p.can_produce_video)?;
                 state(me == OnStage)
             }
+            Call::MediaState { .. } => state(me == OnStage),
             Call::Subscribe { user_id, .. } => {
                 let t = Self::index(user_id)
                     .filter(|t| self.present.contains_key(t))

@@ -563,6 +563,16 @@ impl RoomTask {
                 sfu.unsubscribe(self.key(user), self.key(&user_id));
                 return Ok(Some(CallResult::Done));
             }
+            Call::MediaState { audio, video } => {
+                if self.publishing.contains(user) {
+                    self.tell_media(MediaEvent::Published {
+                        user_id: user.clone(),
+                        audio,
+                        video,
+                    });
+                }
+                return Ok(Some(CallResult::Done));
+            }
             _ => return Ok(Some(CallResult::Done)),
         };
         let Some(back) = self.self_tx.upgrade() else {

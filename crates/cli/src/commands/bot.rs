@@ -29,6 +29,7 @@ const HIDDEN_CALLS: &[&str] = &[
     "media.unpublish",
     "media.subscribe",
     "media.unsubscribe",
+    "media.state",
 ];
 
 /// Every call the bot answers: the server's calls (one list, in `onstage_proto`) and its own.
@@ -164,7 +165,8 @@ pub async fn execute(
             | Call::Publish { .. }
             | Call::Unpublish
             | Call::Subscribe { .. }
-            | Call::Unsubscribe { .. } => {
+            | Call::Unsubscribe { .. }
+            | Call::MediaState { .. } => {
                 return Err(ClientError::Server(ErrorBody::new(
                     ErrorCode::BadRequest,
                     format!("unknown call {:?}", call.name()),
