@@ -1036,4 +1036,54 @@ mod tests {
         assert!(matches!(e, SfuError::NotAllowed(_)));
         assert_eq!(net.engine.counts(), (0, 0));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever arrives on the socket, from a stranger or from a connected peer's
+        /// address, the engine neither panics nor disturbs the live session.
+        #[test]
+        fn garbage_datagrams_hurt_nobody(
+            packets in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1500), proptest::prelude::any::<bool>()),
+                1..40,
+            )
+        ) {
+            let (mut net, host, viewer) = stage();
+            let stranger: SocketAddr = "10.0.0.9:7000".parse().expect("addr");
+            for (bytes, from_peer) in &packets {
+                let from = if *from_peer { net.clients[host].addr } else { stranger };
+                let now = net.now;
+                net.engine.handle_datagram(now, from, bytes);
+            }
+            let now = net.now;
+            net.clients[host].send_video(true, now);
+            net.run(20);
+            proptest::prop_assert_eq!(net.engine.counts(), (1, 1));
+            proptest::prop_assert!(!net.clients[viewer].video_received().is_empty());
+        }
+
+        /// A cut or corrupted offer is refused as bad SDP (or, if it still parses, answered);
+        /// never a panic, and a refusal leaves nothing behind.
+        #[test]
+        fn mangled_offers_are_refused_cleanly(cut in 0usize..4000, flip in 0usize..4000, byte in proptest::prelude::any::<u8>()) {
+            let mut net = Net::new();
+            let c = net.client();
+            let (offer, _) = net.clients[c].offer(Direction::SendOnly);
+            let mut bytes = offer.into_bytes();
+            bytes.truncate(cut.min(bytes.len()));
+            if let Some(b) = bytes.get_mut(flip) {
+                *b = byte;
+            }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let now = net.now;
+            match net.engine.publish(key("p"), &text, true, true, now) {
+                Ok(_) => proptest::prop_assert_eq!(net.engine.counts(), (1, 0)),
+                Err(e) => {
+                    proptest::prop_assert!(matches!(e, SfuError::BadSdp(_) | SfuError::NotAllowed(_)));
+                    proptest::prop_assert_eq!(net.engine.counts(), (0, 0));
+                }
+            }
+        }
+    }
 }
