@@ -22,7 +22,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::broadcast;
 
 use super::admin::AdminClient;
-use super::load_test::{fail, percentile, round3, ChildServer};
+use super::load_test::{fail, percentile, round3};
 use crate::cli::LoadTestArgs;
 
 /// How long one expected thing (a picture, a reply) may take before the run fails.
@@ -164,8 +164,7 @@ fn summary(mut ms: Vec<f64>) -> Value {
 
 pub async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
     let viewers_n = args.viewers.max(1);
-    let key = format!("bench-{}", std::process::id());
-    let (server, url) = ChildServer::start(&key).await?;
+    let (server, url, key, _) = super::load_test::server_under_test(args).await?;
     let admin = AdminClient::new(&url, &key)?;
     let meeting = admin.create_meeting("client bench", None).await?;
     let meeting_id = meeting["id"]
@@ -261,7 +260,9 @@ pub async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
         let _ = meeting.leave().await;
     }
     drop(bot);
-    server.stop().await;
+    if let Some(server) = server {
+        server.stop().await;
+    }
     Ok(json!({
         "event": "client_bench",
         "video": format!("{}x{}@{}", args.video.width, args.video.height, args.video.fps),

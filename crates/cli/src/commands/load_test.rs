@@ -107,6 +107,31 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The server a load test talks to: `--server` (with its admin key and, for memory and
+/// CPU figures, `--server-pid`), or else this binary's `serve` started as a child process,
+/// which the caller stops when done.
+pub(crate) async fn server_under_test(
+    args: &LoadTestArgs,
+) -> Result<(Option<ChildServer>, String, String, Option<u32>), ErrorBody> {
+    match &args.server {
+        Some(url) => {
+            let key = args.admin_key.clone().ok_or_else(|| {
+                ErrorBody::new(
+                    ErrorCode::Unauthorized,
+                    "set ONSTAGE_ADMIN_KEY for --server",
+                )
+            })?;
+            Ok((None, url.clone(), key, args.server_pid))
+        }
+        None => {
+            let key = format!("load-{}", std::process::id());
+            let (child, url) = ChildServer::start(&key).await?;
+            let pid = child.pid();
+            Ok((Some(child), url, key, pid))
+        }
+    }
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -139,23 +164,7 @@ async fn load_test(args: LoadTestArgs) -> Result<Value, ErrorBody> {
         ));
     }
     let n = args.participants;
-    let (child, url, key, pid) = match &args.server {
-        Some(url) => {
-            let key = args.admin_key.clone().ok_or_else(|| {
-                ErrorBody::new(
-                    ErrorCode::Unauthorized,
-                    "set ONSTAGE_ADMIN_KEY for --server",
-                )
-            })?;
-            (None, url.clone(), key, args.server_pid)
-        }
-        None => {
-            let key = format!("load-{}", std::process::id());
-            let (child, url) = ChildServer::start(&key).await?;
-            let pid = child.pid();
-            (Some(child), url, key, pid)
-        }
-    };
+    let (child, url, key, pid) = server_under_test(&args).await?;
     let admin = AdminClient::new(&url, &key)?;
     let meeting = admin.create_meeting("load test", None).await?;
     let meeting_id = meeting["id"]

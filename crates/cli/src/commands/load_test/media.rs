@@ -27,7 +27,7 @@ use onstage_proto::{ErrorBody, ErrorCode};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{fail, percentile, round3, rss_kib, ChildServer};
+use super::{fail, percentile, round3, rss_kib};
 use crate::cli::LoadTestArgs;
 use crate::commands::admin::AdminClient;
 
@@ -52,23 +52,7 @@ pub(super) async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
             "need --publishers >= 1, --viewers >= 1 and --duration >= 1",
         ));
     }
-    let (child, url, key, pid) = match &args.server {
-        Some(url) => {
-            let key = args.admin_key.clone().ok_or_else(|| {
-                ErrorBody::new(
-                    ErrorCode::Unauthorized,
-                    "set ONSTAGE_ADMIN_KEY for --server",
-                )
-            })?;
-            (None, url.clone(), key, args.server_pid)
-        }
-        None => {
-            let key = format!("load-{}", std::process::id());
-            let (child, url) = ChildServer::start(&key).await?;
-            let pid = child.pid();
-            (Some(child), url, key, pid)
-        }
-    };
+    let (child, url, key, pid) = super::server_under_test(args).await?;
     let result = bench(args, &url, &key, pid).await;
     if let Some(child) = child {
         child.stop().await;
