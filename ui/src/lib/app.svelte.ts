@@ -37,6 +37,14 @@ export class AppState {
     return this.pending > 0;
   }
 
+  /** A `session` event from the shell. */
+  applySession(s: Session) {
+    // After Leave meeting the shell may still report the old meeting as disconnected;
+    // that must not pull the user back out of the join screen.
+    if (s.connection === 'disconnected' && this.session === null) return;
+    this.session = s;
+  }
+
   toast(text: string, tone: Toast['tone'] = 'info') {
     const id = this.nextToast++;
     this.toasts.push({ id, text, tone });

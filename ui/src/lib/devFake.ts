@@ -45,6 +45,8 @@ function testPattern(id: string, frame: number): Uint8Array {
 }
 
 export function createDevFakeBackend(): Backend {
+  // `?nodevices` in the address shows the "No camera" / "No microphone" states.
+  const noDevices = new URLSearchParams(window.location.search).has('nodevices');
   let session: Session | null = null;
   let previewOn = false;
   const sessionListeners: Listener<Session>[] = [];
@@ -135,13 +137,17 @@ export function createDevFakeBackend(): Backend {
       session = null;
     },
     session: async () => structuredClone(live()),
-    devices: async () => ({
-      cameras: [{ id: 'cam0', name: 'Test pattern camera (dev fake)' }],
-      microphones: [{ id: 'mic0', name: 'Sine microphone (dev fake)' }],
-      speakers: [],
-    }),
+    devices: async () =>
+      noDevices
+        ? { cameras: [], microphones: [], speakers: [] }
+        : {
+            cameras: [{ id: 'cam0', name: 'Test pattern camera (dev fake)' }],
+            microphones: [{ id: 'mic0', name: 'Sine microphone (dev fake)' }],
+            speakers: [],
+          },
     selectDevices: async () => {},
     preview: async (on) => {
+      if (on && noDevices) throw fail('device_not_found', 'no camera');
       previewOn = on;
     },
     setMic: async (on) => {

@@ -1,0 +1,63 @@
+import { describe, expect, it, vi } from 'vitest';
+import { AppState } from './app.svelte';
+import type { Backend } from './backend';
+import { session } from '../test/fixtures';
+
+// Only the methods a test touches are filled in; calling any other one fails the test.
+const backend = (parts: Partial<Backend>) => parts as Backend;
+
+describe('AppState', () => {
+  it('run turns a refusal into words in an error toast, never a rejection', async () => {
+    vi.useFakeTimers();
+    const app = new AppState(backend({}));
+    const result = await app.run(() => Promise.reject({ code: 'stage_full', message: 'max 25' }));
+    expect(result).toBeUndefined();
+    expect(app.toasts).toEqual([{ id: 1, text: 'The stage is full', tone: 'error' }]);
+    expect(app.busy).toBe(false);
+    vi.advanceTimersByTime(6000);
+    expect(app.toasts).toEqual([]);
+    vi.useRealTimers();
+  });
+
+  it('is busy while a command runs', async () => {
+    const app = new AppState(backend({}));
+    let finish!: (v: string) => void;
+    const running = app.run(() => new Promise<string>((r) => (finish = r)));
+    expect(app.busy).toBe(true);
+    finish('done');
+    expect(await running).toBe('done');
+    expect(app.busy).toBe(false);
+  });
+
+  it('ignores a late "disconnected" session after leaving, but shows it in a meeting', () => {
+    const app = new AppState(backend({}));
+    app.applySession(session('viewer', 'OFF_STAGE', [], { connection: 'disconnected' }));
+    expect(app.session).toBeNull();
+    app.applySession(session('viewer'));
+    app.applySession(session('viewer', 'OFF_STAGE', [], { connection: 'disconnected' }));
+    expect(app.session?.connection).toBe('disconnected');
+  });
+
+  it('files a media error under the device it names', () => {
+    const app = new AppState(backend({}));
+    app.mediaError({ code: 'device_not_found', message: 'no microphone' });
+    expect(app.micProblem).toBe('No microphone found');
+    expect(app.cameraProblem).toBeNull();
+    app.mediaError({ code: 'device_busy', message: 'camera 0 busy' });
+    expect(app.cameraProblem).toBe('The camera is in use by another app');
+  });
+
+  it('a failing preview shows as a device problem; a working one clears it', async () => {
+    let fail = true;
+    const app = new AppState(
+      backend({
+        preview: () => (fail ? Promise.reject({ code: 'device_not_found', message: 'no camera' }) : Promise.resolve()),
+      }),
+    );
+    await app.preview(true);
+    expect(app.cameraProblem).toBe('No camera found');
+    fail = false;
+    await app.preview(true);
+    expect(app.cameraProblem).toBeNull();
+  });
+});
