@@ -57,11 +57,21 @@ function subscribe<T>(event: string, cb: (payload: T) => void): Promise<Unlisten
   return listen<T>(event, (e) => cb(e.payload));
 }
 
-/** Argument keys are exactly those of docs/APP.md (snake_case). */
+/**
+ * Tauri 2 matches a command's snake_case Rust parameters to camelCase keys by default
+ * (`user_ids` <- `userIds`), so the multi-word arguments of docs/APP.md go over as
+ * camelCase.
+ */
+function joinArgs(args: JoinArgs): Record<string, string | undefined> {
+  return 'invite_link' in args
+    ? { inviteLink: args.invite_link, name: args.name }
+    : { serverUrl: args.server_url, token: args.token, name: args.name };
+}
+
 export const tauriBackend: Backend = {
   appInfo: () => invoke('app_info'),
   startEmbedded: (name) => invoke('start_embedded', { name }),
-  join: (args) => invoke('join', { ...args }),
+  join: (args) => invoke('join', joinArgs(args)),
   createInvite: (preset, name) => invoke('create_invite', { preset, name }),
   leaveMeeting: () => invoke('leave_meeting'),
   session: () => invoke('session'),
@@ -74,9 +84,9 @@ export const tauriBackend: Backend = {
   stageCancelRequest: () => invoke('stage_cancel_request'),
   stageJoin: () => invoke('stage_join'),
   stageLeave: () => invoke('stage_leave'),
-  stageGrant: (userIds) => invoke('stage_grant', { user_ids: userIds }),
-  stageDeny: (userIds) => invoke('stage_deny', { user_ids: userIds }),
-  stageKick: (userIds) => invoke('stage_kick', { user_ids: userIds }),
+  stageGrant: (userIds) => invoke('stage_grant', { userIds }),
+  stageDeny: (userIds) => invoke('stage_deny', { userIds }),
+  stageKick: (userIds) => invoke('stage_kick', { userIds }),
   videoChannel: async (onPicture, onBadPicture) => {
     const channel = new Channel<unknown>((message) => {
       const parsed = parseMessage(message);
