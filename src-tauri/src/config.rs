@@ -1,0 +1,230 @@
+//! How the app was started: command-line arguments and environment.
+//!
+//! ```text
+//! onstage-app                                   # the join screen
+//! onstage-app --server URL --token T [--name N] # joins at start
+//! onstage-app 'onstage://join?server=..&token=..'
+//! ONSTAGE_AUTOSTART=host onstage-app            # embedded server, joined as host
+//! ONSTAGE_SERVER / ONSTAGE_TOKEN                # same as --server / --token
+//! ONSTAGE_MEDIA=synthetic                       # test pattern + tone instead of devices
+//! ONSTAGE_PICTURES=rgba|jpeg                    # picture transport (default: rgba)
+//! ```
+
+use url::Url;
+
+use crate::video::PictureKind;
+
+/// What to do once the window is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// Show the join screen and wait.
+    Idle,
+    /// Join this server with this token.
+    Join {
+        server_url: String,
+        token: String,
+        name: Option<String>,
+    },
+    /// Start the embedded server and join as its host.
+    Host { name: String },
+}
+
+/// Where published media comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaMode {
+    /// The camera and microphone (a missing one is a `media-error`, not a crash).
+    Devices,
+    /// The synthetic test pattern and tone: tests and machines without devices.
+    Synthetic,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    pub startup: Startup,
+    pub media: MediaMode,
+    pub pictures: PictureKind,
+}
+
+/// A malformed argument: reported on stderr and the app falls back to the join screen
+/// rather than refusing to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ArgError(pub String);
+
+impl AppConfig {
+    /// Reads the process's arguments and environment.
+    pub fn from_env() -> (AppConfig, Option<ArgError>) {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self::parse(&args, env)
+    }
+
+    /// The pure part of [`AppConfig::from_env`], for tests.
+    pub fn parse(
+        args: &[String],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> (AppConfig, Option<ArgError>) {
+        let media = match env("ONSTAGE_MEDIA").as_deref() {
+            Some("synthetic") => MediaMode::Synthetic,
+            _ => MediaMode::Devices,
+        };
+        let pictures = match env("ONSTAGE_PICTURES").as_deref() {
+            Some("jpeg") => PictureKind::Jpeg,
+            _ => PictureKind::Rgba,
+        };
+        let (startup, error) = match startup(args, &env) {
+            Ok(s) => (s, None),
+            Err(e) => (Startup::Idle, Some(e)),
+        };
+        (
+            AppConfig {
+                startup,
+                media,
+                pictures,
+            },
+            error,
+        )
+    }
+}
+
+fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Startup, ArgError> {
+    let mut server = env("ONSTAGE_SERVER");
+    let mut token = env("ONSTAGE_TOKEN");
+    let mut name = env("ONSTAGE_NAME");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| ArgError(format!("{flag} needs a value")))
+        };
+        match arg.as_str() {
+            "--server" => server = Some(value("--server")?),
+            "--token" => token = Some(value("--token")?),
+            "--name" => name = Some(value("--name")?),
+            "--invite" => {
+                let (s, t) = parse_invite(&value("--invite")?)?;
+                (server, token) = (Some(s), Some(t));
+            }
+            link if link.starts_with("onstage:") => {
+                let (s, t) = parse_invite(link)?;
+                (server, token) = (Some(s), Some(t));
+            }
+            other => return Err(ArgError(format!("unknown argument {other:?}"))),
+        }
+    }
+    match (server, token) {
+        (Some(server_url), Some(token)) => Ok(Startup::Join {
+            server_url,
+            token,
+            name,
+        }),
+        (Some(_), None) | (None, Some(_)) => Err(ArgError(
+            "--server and --token go together (or pass an invite link)".into(),
+        )),
+        (None, None) if env("ONSTAGE_AUTOSTART").as_deref() == Some("host") => Ok(Startup::Host {
+            name: name.unwrap_or_else(|| "Host".into()),
+        }),
+        (None, None) => Ok(Startup::Idle),
+    }
+}
+
+/// `onstage://join?server=<url>&token=<t>` -> (server url, token).
+pub fn parse_invite(link: &str) -> Result<(String, String), ArgError> {
+    let url = Url::parse(link.trim()).map_err(|e| ArgError(format!("bad invite link: {e}")))?;
+    if url.scheme() != "onstage" {
+        return Err(ArgError("an invite link starts with onstage://".into()));
+    }
+    let get = |key: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.is_empty())
+    };
+    match (get("server"), get("token")) {
+        (Some(server), Some(token)) => Ok((server, token)),
+        _ => Err(ArgError(
+            "an invite link carries both server= and token=".into(),
+        )),
+    }
+}
+
+/// The invite link for a server and a token (both query-encoded).
+pub fn invite_link(server_url: &str, token: &str) -> String {
+    let mut url = Url::parse("onstage://join").expect("a constant URL parses");
+    url.query_pairs_mut()
+        .append_pair("server", server_url)
+        .append_pair("token", token);
+    url.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn invite_links_round_trip() {
+        let link = invite_link("http://127.0.0.1:4000", "a.b+c=");
+        assert!(link.starts_with("onstage://join?server="));
+        assert_eq!(
+            parse_invite(&link),
+            Ok(("http://127.0.0.1:4000".into(), "a.b+c=".into()))
+        );
+        assert!(parse_invite("https://x/?server=a&token=b").is_err());
+        assert!(parse_invite("onstage://join?server=a").is_err());
+        assert!(parse_invite("not a link").is_err());
+    }
+
+    #[test]
+    fn arguments_and_environment() {
+        let none = |_: &str| None;
+        let (c, e) = AppConfig::parse(&[], none);
+        assert_eq!(
+            (c.startup, c.media, c.pictures, e),
+            (Startup::Idle, MediaMode::Devices, PictureKind::Rgba, None)
+        );
+
+        let (c, e) = AppConfig::parse(&args(&["--server", "http://s", "--token", "t"]), none);
+        assert_eq!(e, None);
+        assert_eq!(
+            c.startup,
+            Startup::Join {
+                server_url: "http://s".into(),
+                token: "t".into(),
+                name: None
+            }
+        );
+
+        let link = invite_link("http://s", "t");
+        let (c, _) = AppConfig::parse(&args(&[&link]), none);
+        assert!(matches!(c.startup, Startup::Join { .. }));
+
+        let env = |k: &str| match k {
+            "ONSTAGE_AUTOSTART" => Some("host".to_string()),
+            "ONSTAGE_MEDIA" => Some("synthetic".to_string()),
+            "ONSTAGE_PICTURES" => Some("jpeg".to_string()),
+            _ => None,
+        };
+        let (c, _) = AppConfig::parse(&[], env);
+        assert_eq!(
+            c.startup,
+            Startup::Host {
+                name: "Host".into()
+            }
+        );
+        assert_eq!(
+            (c.media, c.pictures),
+            (MediaMode::Synthetic, PictureKind::Jpeg)
+        );
+
+        let (c, e) = AppConfig::parse(&args(&["--server", "http://s"]), none);
+        assert_eq!(c.startup, Startup::Idle);
+        assert!(e.is_some());
+        let (_, e) = AppConfig::parse(&args(&["--token"]), none);
+        assert!(e.is_some());
+    }
+}

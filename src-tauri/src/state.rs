@@ -1,0 +1,291 @@
+//! What the shell holds: the joined meeting, its stage media, the embedded server, and the
+//! Session the UI renders from (docs/APP.md).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use onstage_client::proto::StageAccess;
+use onstage_client::{
+    AccessRequest, ConnectionState, Meeting, Participant, StageMedia, StageStatus, UserId,
+};
+use onstage_server::RunningServer;
+
+use crate::commands::CommandError;
+use crate::config::AppConfig;
+use crate::video::Pictures;
+
+/// What the app is doing (`app_info.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Idle,
+    Embedded,
+    Joined,
+}
+
+/// Managed by Tauri; every command gets it.
+pub struct AppState {
+    pub config: AppConfig,
+    /// One command at a time changes the session (join while leaving would leak a meeting).
+    pub live: tokio::sync::Mutex<Option<Live>>,
+    pub pictures: Pictures,
+    /// Device choice for the next media start (`select_devices`).
+    pub devices: Mutex<DeviceChoice>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceChoice {
+    pub camera: Option<String>,
+    pub microphone: Option<String>,
+}
+
+/// A joined meeting and everything that lives as long as it.
+pub struct Live {
+    pub meeting: Meeting,
+    pub media: Arc<StageMedia>,
+    /// Stops the picture thread.
+    pub pictures_stop: Arc<std::sync::atomic::AtomicBool>,
+    pub server_url: String,
+    /// Set when this app runs the server.
+    pub embedded: Option<Embedded>,
+    /// What the events task learnt (queue, published state); shared with it.
+    pub view: Arc<Mutex<View>>,
+    /// The task turning SDK events into Tauri events; aborted on leave.
+    pub events_task: tauri::async_runtime::JoinHandle<()>,
+    /// The last invitation minted (`app_info.invite_link`).
+    pub invite_link: Option<String>,
+}
+
+/// The server this app runs, and the admin access to mint invitations.
+pub struct Embedded {
+    pub server: RunningServer,
+    pub admin: Admin,
+    pub meeting_id: String,
+}
+
+/// What the SDK does not keep in its mirror but the Session shows: the request queue (from
+/// `stageAccessRequestUpdate`) and what each participant publishes (from `mediaPublished` /
+/// `mediaUnpublished`).
+#[derive(Debug, Default)]
+pub struct View {
+    pub queue: Vec<AccessRequest>,
+    pub published: HashMap<UserId, (bool, bool)>,
+    pub last_session: Option<Session>,
+}
+
+/// `Session` of docs/APP.md.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Session {
+    pub meeting_id: String,
+    pub connection: ConnectionState,
+    pub me: Me,
+    pub participants: Vec<ParticipantView>,
+    pub queue: Vec<AccessRequest>,
+    pub max_on_stage: u32,
+    pub mic_on: bool,
+    pub camera_on: bool,
+    pub publishing: Publishing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParticipantView {
+    pub user_id: UserId,
+    pub name: String,
+    pub preset: String,
+    pub stage_status: StageStatus,
+    pub connected: bool,
+    pub audio: bool,
+    pub video: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Me {
+    #[serde(flatten)]
+    pub participant: ParticipantView,
+    pub can: Can,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Can {
+    pub accept_requests: bool,
+    pub kick: bool,
+    pub request: bool,
+    pub join_directly: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Publishing {
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl Live {
+    /// The Session as of now.
+    pub fn session(&self) -> Session {
+        let view = lock(&self.view);
+        build_session(&self.meeting, &self.media, &view)
+    }
+}
+
+/// Builds the Session from the SDK's mirror, the media switches and what the events said.
+pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Session {
+    let me_id = meeting.user_id();
+    let stats = media.stats();
+    let controls = media.controls();
+    let publishing = Publishing {
+        audio: stats.publishing.audio,
+        video: stats.publishing.video,
+    };
+    let participant = |p: Participant| {
+        let (audio, video) = if p.user_id == me_id {
+            (publishing.audio, publishing.video)
+        } else if p.stage_status == StageStatus::OnStage {
+            // A participant that published before we joined announced it before we
+            // listened (the welcome does not carry publications): what arrives tells.
+            view.published.get(&p.user_id).copied().unwrap_or_else(|| {
+                stats
+                    .received
+                    .get(&p.user_id)
+                    .map_or((false, false), |r| (r.audio_frames > 0, r.video_frames > 0))
+            })
+        } else {
+            (false, false)
+        };
+        ParticipantView {
+            user_id: p.user_id,
+            name: p.name,
+            preset: p.preset,
+            stage_status: p.stage_status,
+            connected: p.connected,
+            audio,
+            video,
+        }
+    };
+    let preset = meeting.preset();
+    let stage = preset.stage_enabled;
+    let can = Can {
+        accept_requests: preset.may_accept_requests(),
+        kick: preset.may_kick(),
+        request: stage && preset.stage_access == StageAccess::CanRequest,
+        join_directly: stage && preset.stage_access == StageAccess::Allowed,
+    };
+    Session {
+        meeting_id: meeting.meeting_id().to_string(),
+        connection: meeting.connection_state(),
+        me: Me {
+            participant: participant(meeting.self_()),
+            can,
+        },
+        participants: meeting
+            .participants()
+            .into_iter()
+            .map(participant)
+            .collect(),
+        queue: if can.accept_requests {
+            view.queue.clone()
+        } else {
+            Vec::new()
+        },
+        max_on_stage: meeting.max_on_stage(),
+        mic_on: controls.mic,
+        camera_on: controls.camera,
+        publishing,
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere; the data is still the best we have.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The few admin REST calls the app needs (docs/API.md): create a meeting, add a participant.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Admin {
+    pub fn new(base: &str, key: &str) -> Result<Admin, CommandError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| CommandError::internal(format!("HTTP client: {e}")))?;
+        Ok(Admin {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// `POST /v1/meetings` -> the meeting id.
+    pub async fn create_meeting(&self, title: &str) -> Result<String, CommandError> {
+        let data = self.post("/v1/meetings", json!({ "title": title })).await?;
+        field(&data, "id")
+    }
+
+    /// `POST /v1/meetings/{id}/participants` -> the participant's token.
+    pub async fn add_participant(
+        &self,
+        meeting_id: &str,
+        name: &str,
+        preset: &str,
+    ) -> Result<String, CommandError> {
+        // Meeting ids come from our own server, but the path is built from a string:
+        // keep it to the characters ids use.
+        if !meeting_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(CommandError::new("bad_request", "malformed meeting id"));
+        }
+        let body = json!({ "name": name, "preset_name": preset });
+        let data = self
+            .post(&format!("/v1/meetings/{meeting_id}/participants"), body)
+            .await?;
+        field(&data, "token")
+    }
+
+    /// POSTs JSON and unwraps the `{"success", "data" | "error"}` envelope.
+    async fn post(&self, path: &str, body: Value) -> Result<Value, CommandError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| CommandError::new("connection_lost", format!("admin API: {e}")))?;
+        let status = response.status();
+        let envelope: Value = response
+            .json()
+            .await
+            .map_err(|e| CommandError::internal(format!("admin API reply: {e}")))?;
+        if envelope.get("success") == Some(&Value::Bool(true)) {
+            return Ok(envelope.get("data").cloned().unwrap_or(Value::Null));
+        }
+        let error = envelope.get("error");
+        let text = |k: &str| {
+            error
+                .and_then(|e| e.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Err(CommandError::new(
+            text("code").unwrap_or_else(|| "internal".into()),
+            text("message").unwrap_or_else(|| format!("admin API: HTTP {status}")),
+        ))
+    }
+}
+
+fn field(data: &Value, key: &str) -> Result<String, CommandError> {
+    data.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| CommandError::internal(format!("admin API reply without {key:?}")))
+}
