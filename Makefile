@@ -1,7 +1,8 @@
 # The two entry points on a fresh Debian machine:
-#   make run   — build and start a local Onstage server with a demo meeting
-#   make test  — every test (what CI runs)
-.PHONY: run test setup lint
+#   make run         — build and open the desktop app, hosting a meeting (embedded server)
+#   make run-server  — build and start a standalone server with a demo meeting
+#   make test        — every test (what CI runs)
+.PHONY: run run-server test e2e-app setup lint
 
 setup:
 	bash scripts/setup.sh
@@ -9,8 +10,17 @@ setup:
 run: setup
 	bash scripts/run.sh
 
+run-server: setup
+	bash scripts/run.sh server
+
 test: setup
 	bash scripts/test.sh
+
+# The desktop app's WebDriver tests alone (after a build).
+e2e-app: setup
+	(cd ui && npm run build)
+	cargo build --workspace --locked
+	bash scripts/e2e-app.sh
 
 lint:
 	cargo fmt --all --check

@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# The main job: build Onstage, start a local server with a demo meeting and print how to
-# join it. The server keeps running in the foreground; Ctrl-C stops it.
+# The main job.
+#   scripts/run.sh          build and open the desktop app, hosting a meeting on its
+#                           embedded server (the host view; invite people from there)
+#   scripts/run.sh server   build and start a standalone server with a demo meeting and
+#                           print how to join it; Ctrl-C stops it
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-app}" != server ]; then
+  # Tauri embeds ui/dist at compile time: the UI is built first.
+  (cd ui && npm run build)
+  cargo build --locked --bin onstage-app
+  if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
+    echo "run: no display (DISPLAY / WAYLAND_DISPLAY); for a headless machine use: make run-server" >&2
+    exit 1
+  fi
+  # Real camera and microphone unless ONSTAGE_MEDIA=synthetic; a missing device shows as
+  # such in the app.
+  ONSTAGE_AUTOSTART="${ONSTAGE_AUTOSTART:-host}" exec target/debug/onstage-app "$@"
+fi
 
 LISTEN="${ONSTAGE_LISTEN:-127.0.0.1:8080}"
 DATA="${ONSTAGE_DATA:-$PWD/.onstage-data}"

@@ -5,7 +5,14 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential pkg-config cmake nasm libclang-dev libssl-dev libasound2-dev
+  # The desktop app (Tauri 2 on WebKitGTK) and its end-to-end tests (virtual display,
+  # WebDriver, screenshots).
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
+  xvfb xauth webkit2gtk-driver imagemagick python3-venv
 )
+if ! command -v npm >/dev/null 2>&1; then
+  APT_PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -30,4 +37,31 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest" >&2
   cargo install cargo-nextest --locked
+fi
+
+cd "$(dirname "$0")/.."
+
+# The web UI: Node 18 or newer (Vite), its packages pinned by ui/package-lock.json.
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 18 ]; then
+  echo "setup: Node.js 18 or newer is needed for the UI (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+if [ -f ui/package-lock.json ] && { [ ! -f ui/node_modules/.package-lock.json ] ||
+  [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; }; then
+  echo "setup: npm ci in ui/" >&2
+  (cd ui && npm ci --no-audit --no-fund)
+fi
+
+# WebDriver for the app's end-to-end tests.
+if ! command -v tauri-driver >/dev/null 2>&1; then
+  echo "setup: installing tauri-driver" >&2
+  cargo install tauri-driver --version '^2' --locked
+fi
+venv=target/e2e-venv
+if ! "$venv/bin/python" -c 'import selenium' >/dev/null 2>&1; then
+  echo "setup: Python venv with selenium in $venv" >&2
+  mkdir -p target
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'selenium>=4,<5'
 fi

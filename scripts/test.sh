@@ -3,7 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Tauri embeds ui/dist at compile time: build the UI before anything compiles the app.
+(cd ui && npm run build)
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+(cd ui && npm test)
+
+# The desktop app end to end (WebDriver), with the binaries it drives.
+cargo build --workspace --locked
+bash scripts/e2e-app.sh

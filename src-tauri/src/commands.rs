@@ -15,6 +15,7 @@ use onstage_media::{list_cameras, list_microphones, list_speakers, DeviceInfo, M
 
 use crate::config::{invite_link, parse_invite, MediaMode};
 use crate::events::{self, emit_session};
+use crate::preview::IdlePreview;
 use crate::state::{lock, Admin, AppState, Embedded, Live, Mode, Session, View};
 
 /// A refused command, as the UI receives it.
@@ -203,6 +204,8 @@ fn attach<R: Runtime>(
     embedded: Option<Embedded>,
     view: Option<Arc<Mutex<View>>>,
 ) -> Live {
+    // Stage media owns the devices from here on.
+    *lock(&state.idle_preview) = None;
     let media = Arc::new(StageMedia::start(meeting.clone(), media_config(state)));
     let pictures_stop = Arc::new(AtomicBool::new(false));
     state
@@ -431,6 +434,21 @@ pub async fn preview<R: Runtime>(
     state: State<'_, AppState>,
     on: bool,
 ) -> Result<()> {
+    if state.live.lock().await.is_none() {
+        // The join screen's device check: no meeting, so the shell opens the devices.
+        let mut idle = lock(&state.idle_preview);
+        *idle = None;
+        if on {
+            let choice = lock(&state.devices).clone();
+            *idle = Some(IdlePreview::start(
+                &app,
+                state.config.media,
+                &choice,
+                &state.pictures,
+            ));
+        }
+        return Ok(());
+    }
     switch(&app, &state, |m| m.preview(on)).await
 }
 

@@ -8,6 +8,7 @@
 mod commands;
 mod config;
 mod events;
+mod preview;
 mod state;
 mod video;
 
@@ -41,6 +42,7 @@ fn main() {
         live: tokio::sync::Mutex::new(None),
         pictures,
         devices: Mutex::new(DeviceChoice::default()),
+        idle_preview: Mutex::new(None),
     };
 
     let result = tauri::Builder::default()

@@ -35,6 +35,8 @@ pub struct AppState {
     pub pictures: Pictures,
     /// Device choice for the next media start (`select_devices`).
     pub devices: Mutex<DeviceChoice>,
+    /// The device check before joining (`preview` with no meeting).
+    pub idle_preview: Mutex<Option<crate::preview::IdlePreview>>,
 }
 
 #[derive(Debug, Clone, Default)]
