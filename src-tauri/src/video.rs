@@ -104,6 +104,9 @@ impl Pictures {
             }
             channel.clone()
         };
+        // The transport's delay starts here, when the shell has the decoded picture (the
+        // webview compares with its own wall clock: same machine).
+        let produced_us = now_unix_us();
         let started = Instant::now();
         let Some(message) = encode_message(self.kind, user_id, frame) else {
             return;
@@ -115,14 +118,6 @@ impl Pictures {
         self.counters
             .bytes
             .fetch_add(message.len() as u64, Ordering::Relaxed);
-        // The decoder stamps pictures with its wall clock; the webview compares with its own
-        // (same machine). A stamp far from now (a capture clock) is replaced by now.
-        let now_us = now_unix_us();
-        let produced_us = if now_us.abs_diff(frame.timestamp_us) < 10_000_000 {
-            frame.timestamp_us
-        } else {
-            now_us
-        };
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
         {
             let mut inner = lock(&self.inner);
@@ -186,7 +181,7 @@ impl Pictures {
         let (ticket, produced) = produced_ms;
         let js = format!(
             "window.__TAURI_INTERNALS__.invoke('video_fetch', null, {{ headers: {{ 'Onstage-Picture': '{ticket}' }} }}).then((m) => {{ \
-               const now = () => performance.timeOrigin + performance.now(); \
+               const now = () => Date.now(); \
                const got = now(); \
                window.__TAURI_INTERNALS__.runCallback({callback}, {{ message: m, index: {index} }}); \
                const s = (window.__onstagePictures ??= {{ count: 0, bytes: 0, received: [], handled: [] }}); \
@@ -305,5 +300,27 @@ mod tests {
         let mut frame = VideoFrame::black(64, 48, 0);
         frame.y.truncate(10);
         assert!(encode_message(PictureKind::Rgba, "u", &frame).is_none());
+    }
+
+    /// The shell's cost per picture (`cargo test -p onstage-app -- --ignored --nocapture`).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn conversion_cost() {
+        use onstage_media::{SyntheticVideo, VideoSource};
+        let mut source = SyntheticVideo::unpaced(640, 480, 30);
+        let frames: Vec<VideoFrame> = (0..60).filter_map(|_| source.next_frame().ok()).collect();
+        for kind in [PictureKind::Rgba, PictureKind::Jpeg] {
+            let t = Instant::now();
+            let mut bytes = 0;
+            for f in &frames {
+                bytes += encode_message(kind, "u", f).map_or(0, |m| m.len());
+            }
+            let n = frames.len() as f64;
+            println!(
+                "{kind:?}: {:.2} ms and {:.0} KB per 640x480 picture",
+                t.elapsed().as_secs_f64() * 1000.0 / n,
+                bytes as f64 / n / 1000.0
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 real servers and `onstage bot`s. Run by scripts/e2e-app.sh, which starts Xvfb and
 tauri-driver. Screenshots go to target/app-e2e/ (E2E_OUT).
 
-    python3 tests/app/e2e.py [host|viewer ...]
+    python3 tests/app/e2e.py [host|viewer|bench ...]   (bench: tests/app/bench.py)
 """
 
 import os
@@ -131,12 +131,21 @@ def viewer_scenario():
 
 
 SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario}
+DEFAULT = ["host", "viewer"]
+
+
+def bench():
+    from bench import bench_scenario  # the transport benchmark, run on request only
+    bench_scenario()
+
+
+SCENARIOS["bench"] = bench
 
 
 def main(names):
     os.makedirs(OUT, exist_ok=True)
     failed = []
-    for name in names or SCENARIOS:
+    for name in names or DEFAULT:
         started = time.monotonic()
         log(f"--- {name}")
         try:
