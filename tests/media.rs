@@ -359,3 +359,35 @@ async fn the_preview_shows_the_local_camera_and_mic_off_stage_and_publishes_noth
         .wait_stats("devices closed", |s| s.open_sources == 0)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_newcomer_learns_who_publishes_and_what_from_the_welcome() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let mut host = member(&server, &meeting, "Host", "host", 440.0).await;
+    host.client
+        .meeting
+        .stage()
+        .join()
+        .await
+        .expect("host joins");
+    host.media.set_camera(false);
+    let hid = host.id();
+    host.client
+        .expect_event(
+            "mediaPublished",
+            serde_json::json!({ "user_id": hid.as_str(), "audio": true, "video": false }),
+        )
+        .await;
+    let mut late = server.join(&meeting, "Late", "viewer").await;
+    assert_eq!(
+        late.meeting.publishing().get(&hid),
+        Some(&(true, false)),
+        "the welcome says the host publishes audio, camera off"
+    );
+    late.expect_event(
+        "mediaPublished",
+        serde_json::json!({ "user_id": hid.as_str(), "audio": true, "video": false }),
+    )
+    .await;
+}

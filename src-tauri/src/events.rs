@@ -23,6 +23,9 @@ const TICK: Duration = Duration::from_millis(250);
 pub struct MediaErrorEvent {
     pub code: String,
     pub message: String,
+    /// `camera`, `microphone` or `speaker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,9 +61,9 @@ pub async fn run<R: Runtime>(
 ) {
     let mut events = meeting.events();
     let mut levels = media.audio_levels();
+    let mut problems = media.media_problems();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last_error: Option<String> = None;
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -79,14 +82,18 @@ pub async fn run<R: Runtime>(
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => levels = media.audio_levels(),
             },
-            _ = tick.tick() => {
-                let error = media.stats().last_error;
-                if error.is_some() && error != last_error {
-                    if let Some(message) = &error {
-                        let _ = app.emit("media-error", media_error(message));
-                    }
+            problem = problems.recv() => match problem {
+                Ok(p) => {
+                    let _ = app.emit("media-error", MediaErrorEvent {
+                        code: p.code.into(),
+                        message: p.message,
+                        device: Some(p.device.as_str()),
+                    });
                 }
-                last_error = error;
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => problems = media.media_problems(),
+            },
+            _ = tick.tick() => {
                 emit_session(&app, &meeting, &media, &view);
             }
         }
@@ -116,39 +123,10 @@ fn remember(view: &Mutex<View>, event: &MeetingEvent) {
     }
 }
 
-/// The SDK reports media failures as text (`"camera: device not found: ..."`, the
-/// `MediaError` display after what failed); the UI wants the stable code.
-pub fn media_error(message: &str) -> MediaErrorEvent {
-    let code = if message.contains("device not found") {
-        "device_not_found"
-    } else if message.contains("device busy") {
-        "device_busy"
-    } else {
-        "device_error"
-    };
-    MediaErrorEvent {
-        code: code.into(),
-        message: message.into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use onstage_client::UserId;
-
-    #[test]
-    fn media_error_codes() {
-        assert_eq!(
-            media_error("camera: device not found: no camera").code,
-            "device_not_found"
-        );
-        assert_eq!(
-            media_error("microphone: device busy: x").code,
-            "device_busy"
-        );
-        assert_eq!(media_error("speaker: device error: x").code, "device_error");
-    }
 
     #[test]
     fn view_follows_the_queue_and_publications() {

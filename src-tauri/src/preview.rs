@@ -117,13 +117,14 @@ impl Drop for IdlePreview {
     }
 }
 
-fn report<R: Runtime>(app: &AppHandle<R>, what: &str, e: &MediaError) {
+fn report<R: Runtime>(app: &AppHandle<R>, what: &'static str, e: &MediaError) {
     tracing::warn!(error = %e, "{what}");
     let _ = app.emit(
         "media-error",
         MediaErrorEvent {
             code: e.code().into(),
             message: format!("{what}: {e}"),
+            device: Some(what),
         },
     );
 }

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::Url;
 
-use onstage_proto::{Call, CallResult, CloseReason, MediaEvent, Request, ServerMessage, Welcome};
+use onstage_proto::{Call, CallResult, CloseReason, Request, ServerMessage, Welcome};
 
 use crate::mirror::Mirror;
 use crate::{ClientError, ConnectionState, EventStream, JoinOptions, MeetingEvent};
@@ -92,7 +92,7 @@ impl Shared {
     }
 
     /// Mutates the state and publishes the events it returns, under one lock.
-    fn publish(&self, f: impl FnOnce(&mut State) -> Vec<MeetingEvent>) {
+    pub(crate) fn publish(&self, f: impl FnOnce(&mut State) -> Vec<MeetingEvent>) {
         let mut state = self.lock();
         let events = f(&mut state);
         if events.is_empty() {
@@ -473,21 +473,8 @@ impl Driver {
                 }
             }
             ServerMessage::Media { event } => {
-                let event = match event {
-                    MediaEvent::Published {
-                        user_id,
-                        audio,
-                        video,
-                    } => MeetingEvent::MediaPublished {
-                        user_id,
-                        audio,
-                        video,
-                    },
-                    MediaEvent::Unpublished { user_id } => {
-                        MeetingEvent::MediaUnpublished { user_id }
-                    }
-                };
-                self.shared.publish(|_| vec![event]);
+                self.shared
+                    .publish(|state| vec![state.mirror.on_media(event)]);
                 None
             }
             ServerMessage::Error { error } => {

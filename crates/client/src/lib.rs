@@ -52,7 +52,8 @@ pub mod rtc;
 pub use error::ClientError;
 pub use event::{ConnectionState, MeetingEvent};
 pub use media::{
-    AudioLevel, Controls, MediaConfig, MediaStats, RemoteVideo, Sources, StageMedia, LOCAL,
+    AudioLevel, Controls, Device, MediaConfig, MediaProblem, MediaStats, RemoteVideo, Sources,
+    StageMedia, LOCAL,
 };
 pub use meeting::{EventStream, JoinOptions, Meeting, Participant, Stage};
 

@@ -182,7 +182,36 @@ pub struct AudioLevel {
     pub level: f32,
 }
 
+/// Which device a [`MediaProblem`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Device {
+    Camera,
+    Microphone,
+    Speaker,
+}
+
+impl Device {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Camera => "camera",
+            Device::Microphone => "microphone",
+            Device::Speaker => "speaker",
+        }
+    }
+}
+
+/// A device that could not be used: `code` is the stable media code (`device_not_found`,
+/// `device_busy`, `device_error`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MediaProblem {
+    pub device: Device,
+    pub code: &'static str,
+    pub message: String,
+}
+
 struct Shared {
+    problems: broadcast::Sender<MediaProblem>,
     stats: Mutex<MediaStats>,
     open_sources: AtomicUsize,
     frames: broadcast::Sender<RemoteVideo>,
@@ -205,13 +234,24 @@ impl Shared {
         self.stats().last_error = Some(format!("{what}: {e}"));
     }
 
+    /// A device failed (missing, busy, gone): recorded and told to the app, typed.
+    fn device_error(&self, device: Device, e: &MediaError) {
+        self.error(device.as_str(), e);
+        let _ = self.problems.send(MediaProblem {
+            device,
+            code: e.code(),
+            message: e.to_string(),
+        });
+    }
+
     fn controls(&self) -> Controls {
         *self.controls.borrow()
     }
 
-    /// Hands a picture of the local camera to the app, when the preview is on.
-    fn preview(&self, frame: &VideoFrame) {
-        if self.controls().preview && self.frames.receiver_count() > 0 {
+    /// Hands a picture of the local camera to the app: always while publishing (the
+    /// self-view tile), otherwise when the preview is on.
+    fn local_picture(&self, frame: &VideoFrame, publishing: bool) {
+        if (publishing || self.controls().preview) && self.frames.receiver_count() > 0 {
             let _ = self.frames.send(RemoteVideo {
                 user_id: UserId::new(LOCAL),
                 frame: Arc::new(frame.clone()),
@@ -259,6 +299,7 @@ impl StageMedia {
         let (frames, _) = broadcast::channel(16);
         let (levels, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
+            problems: broadcast::channel(16).0,
             stats: Mutex::default(),
             open_sources: AtomicUsize::new(0),
             frames,
@@ -291,6 +332,12 @@ impl StageMedia {
     /// preview is on. Lossy: a receiver that lags skips pictures.
     pub fn video_frames(&self) -> broadcast::Receiver<RemoteVideo> {
         self.shared.frames.subscribe()
+    }
+
+    /// Devices that could not be used, as they happen (a missing camera, a microphone
+    /// that went away).
+    pub fn media_problems(&self) -> broadcast::Receiver<MediaProblem> {
+        self.shared.problems.subscribe()
     }
 
     /// Audio levels of everyone on stage and of the local microphone ([`LOCAL`]).
@@ -590,7 +637,7 @@ async fn start_video(
         Ok(Ok(Some(source))) => source,
         Ok(Ok(None)) => return None,
         Ok(Err(e)) => {
-            shared.error("camera", &e);
+            shared.device_error(Device::Camera, &e);
             return None;
         }
         Err(e) => {
@@ -617,7 +664,7 @@ async fn start_audio(
         Ok(Ok(Some(source))) => source,
         Ok(Ok(None)) => return None,
         Ok(Err(e)) => {
-            shared.error("microphone", &e);
+            shared.device_error(Device::Microphone, &e);
             return None;
         }
         Err(e) => {
@@ -819,12 +866,12 @@ fn video_capture(
     while !control.stop.load(Ordering::SeqCst) {
         let frame = match source.source.next_frame() {
             Ok(f) => f,
-            Err(e) => return shared.error("camera", &e),
+            Err(e) => return shared.device_error(Device::Camera, &e),
         };
         if control.stop.load(Ordering::SeqCst) {
             break;
         }
-        shared.preview(&frame);
+        shared.local_picture(&frame, out.is_some());
         let (Some(encoder), Some(out)) = (encoder.as_mut(), out.as_ref()) else {
             continue;
         };
@@ -872,7 +919,7 @@ fn audio_capture(
     while !control.stop.load(Ordering::SeqCst) {
         let frame = match source.source.next_frame() {
             Ok(f) => f,
-            Err(e) => return shared.error("microphone", &e),
+            Err(e) => return shared.device_error(Device::Microphone, &e),
         };
         if let Some(level) = meter.add(&frame.samples) {
             let _ = shared.levels.send(AudioLevel {
@@ -1141,7 +1188,7 @@ fn start_speaker(shared: Arc<Shared>) -> Arc<AtomicBool> {
     std::thread::spawn(move || {
         let mut sink = match SpeakerSink::open(None) {
             Ok(s) => s,
-            Err(e) => return shared.error("speaker", &e),
+            Err(e) => return shared.device_error(Device::Speaker, &e),
         };
         let start = Instant::now();
         let mut n: u32 = 0;
@@ -1154,7 +1201,7 @@ fn start_speaker(shared: Arc<Shared>) -> Arc<AtomicBool> {
                 Err(_) => break,
             };
             if let Err(e) = sink.play(&frame) {
-                return shared.error("speaker", &e);
+                return shared.device_error(Device::Speaker, &e);
             }
         }
     });

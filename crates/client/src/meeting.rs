@@ -102,6 +102,8 @@ impl Meeting {
             "joined"
         );
         let shared = Arc::new(Shared::new(Mirror::new(welcome)));
+        // Who already publishes, as the first events (they wait for the first stream).
+        shared.publish(|state| state.mirror.publishing_events());
         let (commands, rx) = mpsc::unbounded_channel();
         tokio::spawn(Driver::new(shared.clone(), rx, url, options.clone()).run(ws));
         Ok(Meeting {
@@ -310,6 +312,11 @@ impl Meeting {
             sdp,
         };
         sdp_result("media.subscribe", self.call(call).await?)
+    }
+
+    /// Who publishes media right now and what: `(audio, video)` by participant.
+    pub fn publishing(&self) -> std::collections::BTreeMap<UserId, (bool, bool)> {
+        self.inner.shared.lock().mirror.publishing().clone()
     }
 
     /// Tells everyone what this participant's publication carries now (mic muted, camera

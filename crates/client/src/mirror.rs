@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 
 use onstage_proto::{
-    AccessRequest, LeaveReason, MeetingId, ParticipantInfo, PeerId, Preset, RoomEvent,
+    AccessRequest, LeaveReason, MediaEvent, MeetingId, ParticipantInfo, PeerId, Preset, RoomEvent,
     RoomSnapshot, StageAccess, StageChangeReason, StageStatus, UserId, Welcome,
 };
 
@@ -68,6 +68,9 @@ pub struct Mirror {
     resync: Option<BTreeMap<u64, RoomEvent>>,
     /// The seq of the last event that changed this participant's own status.
     own_status_seq: u64,
+    /// Who publishes media and what (audio, video), from the welcome and the `media`
+    /// messages.
+    publishing: BTreeMap<UserId, (bool, bool)>,
 }
 
 impl Mirror {
@@ -81,6 +84,7 @@ impl Mirror {
             preset,
             grace_ms,
             snapshot,
+            publishing,
         } = welcome;
         Self {
             meeting_id,
@@ -94,6 +98,49 @@ impl Mirror {
             queue: snapshot.queue,
             resync: None,
             own_status_seq: 0,
+            publishing: publishing
+                .into_iter()
+                .map(|p| (p.user_id, (p.audio, p.video)))
+                .collect(),
+        }
+    }
+
+    /// Who publishes media right now and what: (audio, video).
+    pub fn publishing(&self) -> &BTreeMap<UserId, (bool, bool)> {
+        &self.publishing
+    }
+
+    /// Events telling what is published now (after a join: there is no earlier state).
+    pub fn publishing_events(&self) -> Vec<MeetingEvent> {
+        self.publishing
+            .iter()
+            .map(|(user_id, (audio, video))| MeetingEvent::MediaPublished {
+                user_id: user_id.clone(),
+                audio: *audio,
+                video: *video,
+            })
+            .collect()
+    }
+
+    /// A `media` message: who publishes changed. Returns the event to deliver.
+    pub fn on_media(&mut self, event: MediaEvent) -> MeetingEvent {
+        match event {
+            MediaEvent::Published {
+                user_id,
+                audio,
+                video,
+            } => {
+                self.publishing.insert(user_id.clone(), (audio, video));
+                MeetingEvent::MediaPublished {
+                    user_id,
+                    audio,
+                    video,
+                }
+            }
+            MediaEvent::Unpublished { user_id } => {
+                self.publishing.remove(&user_id);
+                MeetingEvent::MediaUnpublished { user_id }
+            }
         }
     }
 
@@ -230,14 +277,38 @@ impl Mirror {
             preset,
             grace_ms,
             snapshot,
+            publishing,
         } = welcome;
         self.resync = None;
+        // What changed in who publishes while we were away, as events.
+        let now: BTreeMap<UserId, (bool, bool)> = publishing
+            .into_iter()
+            .map(|p| (p.user_id, (p.audio, p.video)))
+            .collect();
+        let mut media: Vec<MeetingEvent> = self
+            .publishing
+            .keys()
+            .filter(|u| !now.contains_key(*u))
+            .map(|u| MeetingEvent::MediaUnpublished { user_id: u.clone() })
+            .collect();
+        media.extend(
+            now.iter()
+                .filter(|(u, state)| self.publishing.get(*u) != Some(*state))
+                .map(|(u, (audio, video))| MeetingEvent::MediaPublished {
+                    user_id: u.clone(),
+                    audio: *audio,
+                    video: *video,
+                }),
+        );
+        self.publishing = now;
         self.meeting_id = meeting_id;
         self.user_id = user_id;
         self.peer_id = peer_id;
         self.preset = preset;
         self.grace_ms = grace_ms;
-        self.replace(snapshot)
+        let mut events = self.replace(snapshot);
+        events.extend(media);
+        events
     }
 
     fn status_of(&self, user_id: &UserId) -> StageStatus {
@@ -490,6 +561,7 @@ mod tests {
             preset,
             grace_ms: 30_000,
             snapshot,
+            publishing: Vec::new(),
         }
     }
 

@@ -21,7 +21,7 @@ pub use error::{ErrorBody, ErrorCode};
 pub use ids::{MeetingId, PeerId, UserId};
 pub use signal::{
     Call, CallResult, ClientMessage, CloseReason, LeaveReason, MediaEvent, ParticipantInfo,
-    Request, RoomEvent, RoomSnapshot, ServerMessage, StageChangeReason, Welcome,
+    PublishedMedia, Request, RoomEvent, RoomSnapshot, ServerMessage, StageChangeReason, Welcome,
 };
 pub use stage::{AccessRequest, Preset, StageAccess, StageStatus};
 

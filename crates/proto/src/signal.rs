@@ -328,6 +328,18 @@ pub struct Welcome {
     /// How long a dropped connection keeps its place, in milliseconds.
     pub grace_ms: u64,
     pub snapshot: RoomSnapshot,
+    /// Who publishes media right now, and what (so a newcomer knows without waiting for
+    /// the next `published`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publishing: Vec<PublishedMedia>,
+}
+
+/// One participant's live publication: what it carries (mic muted, camera off).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedMedia {
+    pub user_id: UserId,
+    pub audio: bool,
+    pub video: bool,
 }
 
 /// Why the server is closing a connection on purpose.

@@ -6,15 +6,16 @@
 //! every connection's bounded queue. A connection that lets its queue fill up is dropped
 //! (its socket task then says `goodbye: too_slow`); the room never waits for anyone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use onstage_proto::{
-    Call, CallResult, CloseReason, ErrorBody, ErrorCode, MediaEvent, MeetingId, PeerId, RoomEvent,
-    RoomSnapshot, ServerMessage, StageStatus, UnixMillis, UserId, Welcome,
+    Call, CallResult, CloseReason, ErrorBody, ErrorCode, MediaEvent, MeetingId, PeerId,
+    PublishedMedia, RoomEvent, RoomSnapshot, ServerMessage, StageStatus, UnixMillis, UserId,
+    Welcome,
 };
 use onstage_room::{Member, Room, RoomConfig};
 use tokio::sync::{mpsc, oneshot};
@@ -166,7 +167,7 @@ impl Rooms {
             self_tx: tx.downgrade(),
             participants: 0,
             sfu: self.sfu.clone(),
-            publishing: HashSet::new(),
+            publishing: HashMap::new(),
         };
         tokio::spawn(task.run(rx));
         self.metrics.rooms.inc();
@@ -280,9 +281,9 @@ struct RoomTask {
     self_tx: mpsc::WeakSender<Command>,
     participants: i64,
     sfu: Option<Sfu>,
-    /// Who has a live publication, as far as this room knows (to tell the meeting when it
-    /// ends).
-    publishing: HashSet<UserId>,
+    /// Who has a live publication, as far as this room knows, and what it carries (audio,
+    /// video): told to newcomers in the welcome, and to everyone when it ends.
+    publishing: HashMap<UserId, (bool, bool)>,
 }
 
 impl RoomTask {
@@ -361,6 +362,15 @@ impl RoomTask {
                     preset,
                     grace_ms,
                     snapshot: self.room.snapshot(),
+                    publishing: self
+                        .publishing
+                        .iter()
+                        .map(|(user_id, (audio, video))| PublishedMedia {
+                            user_id: user_id.clone(),
+                            audio: *audio,
+                            video: *video,
+                        })
+                        .collect(),
                 }));
                 if conn.tx.try_send(Outbound::Text(encode(&welcome))).is_ok() {
                     self.conns.insert(user, conn);
@@ -463,7 +473,7 @@ impl RoomTask {
             if let Some(sfu) = &self.sfu {
                 sfu.end_publisher(self.key(&user));
             }
-            if self.publishing.remove(&user) {
+            if self.publishing.remove(&user).is_some() {
                 self.tell_media(MediaEvent::Unpublished { user_id: user });
             }
         }
@@ -500,7 +510,7 @@ impl RoomTask {
         if let Some(sfu) = &self.sfu {
             sfu.drop_participant(self.key(user));
         }
-        if self.publishing.remove(user) {
+        if self.publishing.remove(user).is_some() {
             self.tell_media(MediaEvent::Unpublished {
                 user_id: user.clone(),
             });
@@ -552,7 +562,7 @@ impl RoomTask {
             }
             Call::Unpublish => {
                 sfu.unpublish(self.key(user));
-                if self.publishing.remove(user) {
+                if self.publishing.remove(user).is_some() {
                     self.tell_media(MediaEvent::Unpublished {
                         user_id: user.clone(),
                     });
@@ -564,7 +574,8 @@ impl RoomTask {
                 return Ok(Some(CallResult::Done));
             }
             Call::MediaState { audio, video } => {
-                if self.publishing.contains(user) {
+                if let Some(state) = self.publishing.get_mut(user) {
+                    *state = (audio, video);
                     self.tell_media(MediaEvent::Published {
                         user_id: user.clone(),
                         audio,
@@ -620,7 +631,7 @@ impl RoomTask {
             // Still on stage? (If not, the SFU has already ended the publication: the
             // stage exit was queued to it after this publish.)
             if self.room.status_of(&user) == Some(StageStatus::OnStage) {
-                self.publishing.insert(user.clone());
+                self.publishing.insert(user.clone(), (audio, video));
                 self.tell_media(MediaEvent::Published {
                     user_id: user.clone(),
                     audio,
