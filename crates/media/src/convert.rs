@@ -113,6 +113,39 @@ fn clamp_u8(x: i32) -> u8 {
     x.clamp(0, 255) as u8
 }
 
+/// Halves a picture in each direction (a 2x2 box filter on every plane), e.g. 640x480 to
+/// 320x240: a quarter of the pixels to convert and to move for a small tile. Sizes are
+/// rounded down to even; a picture smaller than 4x4, or a malformed one, comes back as is.
+pub fn half_size(frame: &VideoFrame) -> VideoFrame {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let (nw, nh) = ((w / 2) & !1, (h / 2) & !1);
+    if frame.validate().is_err() || nw < 2 || nh < 2 {
+        return frame.clone();
+    }
+    let plane = |src: &[u8], sw: usize, dw: usize, dh: usize| -> Vec<u8> {
+        let mut out = Vec::with_capacity(dw * dh);
+        for y in 0..dh {
+            let (r0, r1) = (&src[2 * y * sw..], &src[(2 * y + 1) * sw..]);
+            for x in 0..dw {
+                let sum = u16::from(r0[2 * x])
+                    + u16::from(r0[2 * x + 1])
+                    + u16::from(r1[2 * x])
+                    + u16::from(r1[2 * x + 1]);
+                out.push(((sum + 2) / 4) as u8);
+            }
+        }
+        out
+    };
+    VideoFrame {
+        width: nw as u32,
+        height: nh as u32,
+        y: plane(&frame.y, w, nw, nh),
+        u: plane(&frame.u, w / 2, nw / 2, nh / 2),
+        v: plane(&frame.v, w / 2, nw / 2, nh / 2),
+        timestamp_us: frame.timestamp_us,
+    }
+}
+
 /// Converts I420 to packed RGBA (alpha 255), `width * height * 4` bytes.
 ///
 /// Never panics: pixels whose plane bytes are missing (a frame that fails
@@ -243,5 +276,22 @@ mod tests {
             rgb_to_i420(&[], u32::MAX, u32::MAX, 0).map_err(|e| e.code()),
             Err("unsupported_format")
         );
+    }
+
+    #[test]
+    fn half_size_averages_blocks_and_keeps_even_sizes() {
+        let mut f = VideoFrame::black(8, 6, 7);
+        for (i, px) in f.y.iter_mut().enumerate() {
+            *px = if (i / 8) % 2 == 0 { 100 } else { 200 };
+        }
+        let h = half_size(&f);
+        assert_eq!((h.width, h.height, h.timestamp_us), (4, 2, 7));
+        h.validate().expect("a valid I420 picture");
+        assert!(
+            h.y.iter().all(|&p| p == 150),
+            "rows 100 and 200 average to 150"
+        );
+        let tiny = VideoFrame::black(2, 2, 0);
+        assert_eq!(half_size(&tiny).width, 2, "too small to halve");
     }
 }
