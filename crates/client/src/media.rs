@@ -624,28 +624,36 @@ impl Capture {
     }
 }
 
-/// Opens the camera (off the async threads: a device may take a while) and starts
-/// capturing; `encode` says whether pictures are encoded and sent to `out` or only shown
-/// as the local preview. `None` when there is no camera (the error is reported).
+/// Opens a device off the async threads (a device may take a while to open) and counts it
+/// as open. `None` when there is none to open or it failed (the failure is reported).
+async fn open_source<S: ?Sized + Send + 'static>(
+    device: Device,
+    shared: &Arc<Shared>,
+    open: impl FnOnce() -> Result<Option<Box<S>>, MediaError> + Send + 'static,
+) -> Option<OpenSource<Box<S>>> {
+    match tokio::task::spawn_blocking(open).await {
+        Ok(Ok(Some(source))) => Some(OpenSource::new(source, shared)),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            shared.device_error(device, &e);
+            None
+        }
+        Err(e) => {
+            shared.error(device.as_str(), &e);
+            None
+        }
+    }
+}
+
+/// Opens the camera and starts capturing: every picture to the local preview, and encoded
+/// to `out` when given (publishing).
 async fn start_video(
     config: &MediaConfig,
     shared: &Arc<Shared>,
     out: Option<mpsc::Sender<Vec<u8>>>,
 ) -> Option<Capture> {
     let cfg = config.clone();
-    let source = match tokio::task::spawn_blocking(move || open_video(&cfg)).await {
-        Ok(Ok(Some(source))) => source,
-        Ok(Ok(None)) => return None,
-        Ok(Err(e)) => {
-            shared.device_error(Device::Camera, &e);
-            return None;
-        }
-        Err(e) => {
-            shared.error("camera", &e);
-            return None;
-        }
-    };
-    let source = OpenSource::new(source, shared);
+    let source = open_source(Device::Camera, shared, move || open_video(&cfg)).await?;
     let control = CaptureControl::new(config.video_bitrate_bps);
     let (c, s, cfg) = (control.clone(), shared.clone(), config.clone());
     let thread = std::thread::spawn(move || video_capture(source, cfg, c, out, s));
@@ -660,19 +668,7 @@ async fn start_audio(
     out: Option<mpsc::Sender<Vec<u8>>>,
 ) -> Option<Capture> {
     let cfg = config.clone();
-    let source = match tokio::task::spawn_blocking(move || open_audio(&cfg)).await {
-        Ok(Ok(Some(source))) => source,
-        Ok(Ok(None)) => return None,
-        Ok(Err(e)) => {
-            shared.device_error(Device::Microphone, &e);
-            return None;
-        }
-        Err(e) => {
-            shared.error("microphone", &e);
-            return None;
-        }
-    };
-    let source = OpenSource::new(source, shared);
+    let source = open_source(Device::Microphone, shared, move || open_audio(&cfg)).await?;
     let control = CaptureControl::new(0);
     let (c, s, rate) = (control.clone(), shared.clone(), config.audio_bitrate_bps);
     let thread = std::thread::spawn(move || audio_capture(source, rate, c, out, s));
