@@ -22,7 +22,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::broadcast;
 
 use super::admin::AdminClient;
-use super::load_test::{fail, percentile, round3};
+use super::load_test::{cpu_seconds, fail, percentile, round3};
 use crate::cli::LoadTestArgs;
 
 /// How long one expected thing (a picture, a reply) may take before the run fails.
@@ -113,18 +113,6 @@ impl Bot {
     fn cpu_seconds(&self) -> Option<f64> {
         cpu_seconds(self.child.id()?)
     }
-}
-
-/// A process's CPU time, user + system, in seconds (from /proc; Linux).
-pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start after ") ".
-    let rest = stat.rsplit_once(") ")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // USER_HZ is 100 on every Linux this runs on.
-    Some((utime + stime) / 100.0)
 }
 
 /// Waits for the first decoded picture of `from` on `frames`.

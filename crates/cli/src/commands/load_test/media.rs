@@ -27,7 +27,7 @@ use onstage_proto::{ErrorBody, ErrorCode};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{fail, percentile, round3, rss_kib};
+use super::{cpu_seconds, fail, percentile, round3, rss_kib};
 use crate::cli::LoadTestArgs;
 use crate::commands::admin::AdminClient;
 
@@ -35,8 +35,6 @@ use crate::commands::admin::AdminClient;
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between two late viewers, longer than the SFU's keyframe-request coalescing.
 const LATE_VIEWER_GAP: Duration = Duration::from_millis(400);
-/// Linux reports process times in clock ticks of 1/100 s (USER_HZ).
-const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 /// One viewer's subscriptions, by publisher index.
 struct Viewer {
@@ -224,13 +222,13 @@ async fn bench(
                 .collect()
         })
         .collect();
-    let cpu_before = pid.and_then(cpu_ticks);
-    let own_before = cpu_ticks(std::process::id());
+    let cpu_before = pid.and_then(cpu_seconds);
+    let own_before = cpu_seconds(std::process::id());
     let fwd_before = metric(&http, url, "onstage_sfu_forwarded_packets_total").await;
     let window_start = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
-    let cpu_after = pid.and_then(cpu_ticks);
-    let own_after = cpu_ticks(std::process::id());
+    let cpu_after = pid.and_then(cpu_seconds);
+    let own_after = cpu_seconds(std::process::id());
     let fwd_after = metric(&http, url, "onstage_sfu_forwarded_packets_total").await;
     let wall = window_start.elapsed().as_secs_f64();
     let rss = pid.and_then(rss_kib);
@@ -279,11 +277,11 @@ async fn bench(
         _ => None,
     };
     let server_cpu = match (cpu_before, cpu_after) {
-        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / CLOCK_TICKS_PER_SEC),
+        (Some(b), Some(a)) => Some((a - b).max(0.0)),
         _ => None,
     };
     let own_cpu = match (own_before, own_after) {
-        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / CLOCK_TICKS_PER_SEC),
+        (Some(b), Some(a)) => Some((a - b).max(0.0)),
         _ => None,
     };
     let us_per_packet = match (server_cpu, forwarded) {
@@ -384,17 +382,6 @@ async fn bench(
         let _ = pm.leave().await;
     }
     Ok(report)
-}
-
-/// utime + stime of a process, in clock ticks (Linux `/proc/<pid>/stat`).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it are fixed.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 /// An unlabelled metric from the server's `/metrics`.
