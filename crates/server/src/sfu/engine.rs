@@ -199,7 +199,7 @@ impl Engine {
             ));
         }
         let (rtc, answer) = self.accept(offer, now)?;
-        self.unpublish(&key, now);
+        self.unpublish(&key);
         let id = self.insert(
             rtc,
             key.clone(),
@@ -235,7 +235,7 @@ impl Engine {
         now: Instant,
     ) -> Result<String, SfuError> {
         let (rtc, answer) = self.accept(offer, now)?;
-        self.unsubscribe(&subscriber, &publisher, now);
+        self.unsubscribe(&subscriber, &publisher);
         let id = self.insert(
             rtc,
             subscriber.clone(),
@@ -256,40 +256,35 @@ impl Engine {
     }
 
     /// Ends one subscription.
-    pub fn unsubscribe(
-        &mut self,
-        subscriber: &ParticipantKey,
-        publisher: &ParticipantKey,
-        now: Instant,
-    ) {
+    pub fn unsubscribe(&mut self, subscriber: &ParticipantKey, publisher: &ParticipantKey) {
         if let Some(id) = self
             .subscriptions
             .get(&(subscriber.clone(), publisher.clone()))
             .copied()
         {
-            self.close(id, now);
+            self.close(id);
         }
     }
 
     /// Ends a participant's publication (its subscribers stay, waiting for the next one).
-    pub fn unpublish(&mut self, key: &ParticipantKey, now: Instant) {
+    pub fn unpublish(&mut self, key: &ParticipantKey) {
         if let Some(id) = self.publications.get(key).copied() {
-            self.close(id, now);
+            self.close(id);
         }
     }
 
     /// The participant left the stage: its publication and everyone's subscription to it
     /// end now.
-    pub fn end_publisher(&mut self, key: &ParticipantKey, now: Instant) {
-        self.unpublish(key, now);
+    pub fn end_publisher(&mut self, key: &ParticipantKey) {
+        self.unpublish(key);
         for id in self.audiences.get(key).cloned().unwrap_or_default() {
-            self.close(id, now);
+            self.close(id);
         }
     }
 
     /// The participant's connection is gone: its publication and its own subscriptions end.
-    pub fn drop_participant(&mut self, key: &ParticipantKey, now: Instant) {
-        self.unpublish(key, now);
+    pub fn drop_participant(&mut self, key: &ParticipantKey) {
+        self.unpublish(key);
         let own: Vec<SessionId> = self
             .subscriptions
             .iter()
@@ -297,15 +292,15 @@ impl Engine {
             .map(|(_, id)| *id)
             .collect();
         for id in own {
-            self.close(id, now);
+            self.close(id);
         }
     }
 
     /// Ends every session (server shutdown).
-    pub fn close_all(&mut self, now: Instant) {
+    pub fn close_all(&mut self) {
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
-            self.close(id, now);
+            self.close(id);
         }
     }
 
@@ -434,7 +429,7 @@ impl Engine {
     /// Closes a session: str0m sends RTCP BYE and DTLS close_notify (so the peer learns at
     /// once that the tracks ended), then it is forgotten. Anything that peer sends later
     /// finds no session and is dropped.
-    fn close(&mut self, id: SessionId, now: Instant) {
+    fn close(&mut self, id: SessionId) {
         if let Some(s) = self.sessions.get_mut(&id) {
             if let Err(e) = s.rtc.close() {
                 tracing::debug!(error = %e, "closing a session");
@@ -451,7 +446,6 @@ impl Engine {
                 }
             }
         }
-        let _ = now;
         self.forget(id);
     }
 
@@ -615,9 +609,8 @@ impl Engine {
             .forwarder
             .on_packet(p.seq, p.timestamp, p.keyframe_start, now);
         if let Verdict::Forward(rw) = verdict {
-            let stream = s.rtc.direct_api();
-            let mut stream = stream;
-            let tx = stream.stream_tx(&track.ssrc)?;
+            let mut api = s.rtc.direct_api();
+            let tx = api.stream_tx(&track.ssrc)?;
             tx.write_rtp(
                 RtpWrite::new(
                     track.pt,
@@ -986,8 +979,7 @@ mod tests {
         net.run(20);
         assert_eq!(net.clients[viewer].video_received().len(), 1);
         // Kicked: the room ends the publication. The client ignores it and keeps sending.
-        let now = net.now;
-        net.engine.unpublish(&key("host"), now);
+        net.engine.unpublish(&key("host"));
         let dropped = net.engine.stats().dropped;
         let forwarded = net.engine.stats().forwarded;
         for _ in 0..10 {
@@ -1008,8 +1000,7 @@ mod tests {
     fn leaving_the_stage_closes_the_viewers_sessions() {
         let (mut net, _host, viewer) = stage();
         assert_eq!(net.engine.counts(), (1, 1));
-        let now = net.now;
-        net.engine.end_publisher(&key("host"), now);
+        net.engine.end_publisher(&key("host"));
         net.run(50);
         assert_eq!(net.engine.counts(), (0, 0));
         assert!(

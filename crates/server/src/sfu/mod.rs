@@ -272,7 +272,7 @@ async fn run(
             () = tokio::time::sleep_until(wake.into()) => engine.handle_timeout(Instant::now()),
         }
         if let Some(done) = shutdown {
-            engine.close_all(Instant::now());
+            engine.close_all();
             send_all(&socket, &mut engine).await;
             let _ = done.send(());
             tracing::info!("media (SFU) stopped");
@@ -308,10 +308,10 @@ fn handle(engine: &mut Engine, cmd: Command) {
         Command::Unsubscribe {
             subscriber,
             publisher,
-        } => engine.unsubscribe(&subscriber, &publisher, now),
-        Command::Unpublish(key) => engine.unpublish(&key, now),
-        Command::EndPublisher(key) => engine.end_publisher(&key, now),
-        Command::DropParticipant(key) => engine.drop_participant(&key, now),
+        } => engine.unsubscribe(&subscriber, &publisher),
+        Command::Unpublish(key) => engine.unpublish(&key),
+        Command::EndPublisher(key) => engine.end_publisher(&key),
+        Command::DropParticipant(key) => engine.drop_participant(&key),
         Command::Stats(reply) => {
             let (publications, subscriptions) = engine.counts();
             let _ = reply.send(SfuStats {
