@@ -409,24 +409,11 @@ impl RoomTask {
                         Err(e) => outcome = Err(e),
                     }
                 }
-                let code = match &outcome {
-                    Ok(_) => "ok",
-                    Err(e) => e.code.as_str(),
-                };
-                self.metrics
-                    .calls
-                    .get_or_create(&crate::metrics::CallLabels {
-                        call: name.to_owned(),
-                        code: code.to_owned(),
-                    })
-                    .inc();
+                self.count_call(name, &outcome);
                 // Events first: when the reply arrives, the caller's mirror already shows
                 // what the call changed.
                 self.flush();
-                let reply = ServerMessage::reply(request_id, outcome);
-                if let Err(e) = conn.tx.try_send(Outbound::Text(encode(&reply))) {
-                    let too_slow = matches!(e, mpsc::error::TrySendError::Full(_));
-                    self.drop_conn(&user, too_slow);
+                if !self.reply(&user, &conn, request_id, outcome) {
                     return;
                 }
                 if leaving {
@@ -617,16 +604,7 @@ impl RoomTask {
         let outcome = result
             .map(|sdp| CallResult::Sdp { sdp })
             .map_err(|e| ErrorBody::new(e.code(), e.to_string()));
-        self.metrics
-            .calls
-            .get_or_create(&crate::metrics::CallLabels {
-                call: name.to_owned(),
-                code: match &outcome {
-                    Ok(_) => "ok".to_owned(),
-                    Err(e) => e.code.as_str().to_owned(),
-                },
-            })
-            .inc();
+        self.count_call(name, &outcome);
         if let (Ok(_), Some((audio, video))) = (&outcome, published) {
             // Still on stage? (If not, the SFU has already ended the publication: the
             // stage exit was queued to it after this publish.)
@@ -642,10 +620,41 @@ impl RoomTask {
         let Some(conn) = self.conns.get(&user).filter(|c| c.id == conn_id).cloned() else {
             return;
         };
+        self.reply(&user, &conn, request_id, outcome);
+    }
+
+    /// Counts a call by name and outcome.
+    fn count_call(&self, name: &str, outcome: &Result<CallResult, ErrorBody>) {
+        let code = match outcome {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
+        };
+        self.metrics
+            .calls
+            .get_or_create(&crate::metrics::CallLabels {
+                call: name.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Queues a call's reply on its connection. A connection that cannot take it is let
+    /// go (see [`Self::drop_conn`]); returns whether the reply was queued.
+    fn reply(
+        &mut self,
+        user: &UserId,
+        conn: &ConnHandle,
+        request_id: u64,
+        outcome: Result<CallResult, ErrorBody>,
+    ) -> bool {
         let reply = ServerMessage::reply(request_id, outcome);
-        if let Err(e) = conn.tx.try_send(Outbound::Text(encode(&reply))) {
-            let too_slow = matches!(e, mpsc::error::TrySendError::Full(_));
-            self.drop_conn(&user, too_slow);
+        match conn.tx.try_send(Outbound::Text(encode(&reply))) {
+            Ok(()) => true,
+            Err(e) => {
+                let too_slow = matches!(e, mpsc::error::TrySendError::Full(_));
+                self.drop_conn(user, too_slow);
+                false
+            }
         }
     }
 }
