@@ -407,6 +407,20 @@ impl Job {
         let _ = self.task.await;
     }
 
+    /// Starts the job in `slot` when it is wanted and not there; ends it when it is not
+    /// wanted.
+    async fn follow(slot: &mut Option<Job>, want: bool, start: impl FnOnce() -> Job) {
+        match (slot.is_some(), want) {
+            (false, true) => *slot = Some(start()),
+            (true, false) => {
+                if let Some(job) = slot.take() {
+                    job.end().await;
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn finished(&self) -> bool {
         self.task.is_finished()
     }
@@ -443,30 +457,16 @@ async fn reconcile_loop(
         if preview.as_ref().is_some_and(Job::finished) && !want_preview {
             preview = None;
         }
-        match (&preview, want_preview) {
-            (None, true) => {
-                let (c, s) = (config.clone(), shared.clone());
-                preview = Some(Job::spawn(move |stop| run_preview(c, s, stop)));
-            }
-            (Some(_), false) => {
-                if let Some(job) = preview.take() {
-                    job.end().await;
-                }
-            }
-            _ => {}
-        }
-        match (&publisher, want_publish) {
-            (None, true) => {
-                let (m, c, s) = (meeting.clone(), config.clone(), shared.clone());
-                publisher = Some(Job::spawn(move |stop| run_publisher(m, c, s, stop)));
-            }
-            (Some(_), false) => {
-                if let Some(job) = publisher.take() {
-                    job.end().await;
-                }
-            }
-            _ => {}
-        }
+        Job::follow(&mut preview, want_preview, || {
+            let (c, s) = (config.clone(), shared.clone());
+            Job::spawn(move |stop| run_preview(c, s, stop))
+        })
+        .await;
+        Job::follow(&mut publisher, want_publish, || {
+            let (m, c, s) = (meeting.clone(), config.clone(), shared.clone());
+            Job::spawn(move |stop| run_publisher(m, c, s, stop))
+        })
+        .await;
         let stage: Vec<UserId> = if connected {
             meeting
                 .participants()
