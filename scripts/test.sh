@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A test run builds cold and once: incremental caches would only cost disk and time.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # Tauri embeds ui/dist at compile time: build the UI before anything compiles the app.
 (cd ui && npm run build)
 
