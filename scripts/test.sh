@@ -13,7 +13,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
-(cd ui && npm test)
+(cd ui && npm run check && npm test)
 
 # The desktop app end to end (WebDriver), with the binaries it drives.
 cargo build --workspace --locked

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tauri::ipc::{Channel, Request, Response};
 use tauri::{AppHandle, Manager, Runtime, State};
 
 use onstage_client::{ClientError, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId};
@@ -590,25 +589,19 @@ pub async fn stage_kick<R: Runtime>(
     batch_call(&app, &state, BatchCall::Kick, user_ids).await
 }
 
+/// `video_socket`: where the UI's picture socket is (docs/APP.md "Pictures").
 #[tauri::command]
-pub fn video_channel(state: State<'_, AppState>, channel: Channel<Response>) {
-    state.pictures.set_channel(channel);
+pub fn video_socket(state: State<'_, AppState>) -> Result<VideoSocket> {
+    state
+        .picture_socket
+        .clone()
+        .map(|url| VideoSocket { url })
+        .ok_or_else(|| CommandError::new("unavailable", "the picture socket could not start"))
 }
 
-/// Not in docs/APP.md: the webview's half of the picture hand-over (see `video.rs`).
-#[tauri::command]
-pub fn video_fetch(state: State<'_, AppState>, request: Request<'_>) -> Result<Response> {
-    let ticket = request
-        .headers()
-        .get("Onstage-Picture")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| CommandError::new("bad_request", "no picture ticket"))?;
-    state
-        .pictures
-        .fetch(ticket)
-        .map(Response::new)
-        .ok_or_else(|| CommandError::new("not_found", "no such picture"))
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VideoSocket {
+    pub url: String,
 }
 
 /// Picture counters, for the transport benchmark and diagnostics.

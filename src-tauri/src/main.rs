@@ -21,7 +21,27 @@ use crate::config::{AppConfig, Startup};
 use crate::state::{AppState, DeviceChoice};
 use crate::video::Pictures;
 
+/// WebKitGTK composites the page with OpenGL. Without a GPU (virtual machines, remote
+/// desktops, Xvfb) that GL is Mesa's software rasterizer, and every canvas update then
+/// costs the web process about a core per 30 fps tile; painting without compositing costs
+/// it ~8 % for one tile and ~13 % for four (BENCHMARKS.md "Pictures to the desktop UI").
+/// Our page is a few canvases and plain widgets, which compositing does not speed up, so
+/// it is off unless asked for: `ONSTAGE_WEBKIT_COMPOSITING=1` keeps WebKit's default, and
+/// an explicit `WEBKIT_DISABLE_COMPOSITING_MODE` is respected.
+fn choose_webkit_compositing() {
+    #[cfg(target_os = "linux")]
+    {
+        let keep = std::env::var_os("ONSTAGE_WEBKIT_COMPOSITING").is_some_and(|v| v == "1");
+        if !keep && std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
+            // Before any other thread exists: WebKit reads it when the first web view
+            // starts.
+            std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+        }
+    }
+}
+
 fn main() {
+    choose_webkit_compositing();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -35,21 +55,25 @@ fn main() {
         tracing::error!("{e}");
     }
     let pictures = Pictures::new(config.pictures);
-    let interceptor = pictures.clone();
+    let picture_socket = match tauri::async_runtime::block_on(pictures.serve()) {
+        Ok(url) => Some(url),
+        Err(e) => {
+            tracing::error!("{e}; the app runs without video");
+            None
+        }
+    };
     let startup = config.startup.clone();
     let state = AppState {
         config,
         live: tokio::sync::Mutex::new(None),
         pictures,
+        picture_socket,
         devices: Mutex::new(DeviceChoice::default()),
         idle_preview: Mutex::new(None),
     };
 
     let result = tauri::Builder::default()
         .manage(state)
-        .channel_interceptor(move |webview, callback, index, body| {
-            interceptor.intercept(webview, callback.0, index, body)
-        })
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::start_embedded,
@@ -69,8 +93,7 @@ fn main() {
             commands::stage_grant,
             commands::stage_deny,
             commands::stage_kick,
-            commands::video_channel,
-            commands::video_fetch,
+            commands::video_socket,
             commands::picture_stats,
         ])
         .setup(move |app| {

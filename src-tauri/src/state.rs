@@ -33,6 +33,9 @@ pub struct AppState {
     /// One command at a time changes the session (join while leaving would leak a meeting).
     pub live: tokio::sync::Mutex<Option<Live>>,
     pub pictures: Pictures,
+    /// The picture socket's URL; `None` when it could not start (the app runs on without
+    /// video).
+    pub picture_socket: Option<String>,
     /// Device choice for the next media start (`select_devices`).
     pub devices: Mutex<DeviceChoice>,
     /// The device check before joining (`preview` with no meeting).

@@ -1,26 +1,38 @@
-//! Pictures to the UI over the `video_channel` (docs/APP.md "Pictures").
+//! Pictures to the UI over a local WebSocket (docs/APP.md "Pictures").
 //!
-//! A message is a 16-byte little-endian header `[kind][width][height][id_len]`, the user id,
-//! then the picture: kind 1 RGBA, kind 2 JPEG. Which one is sent is measured in README.md
-//! ("The desktop app"): RGBA by default, `ONSTAGE_PICTURES=jpeg` for the other.
+//! Why a socket: Tauri's IPC (events, channels, command responses) runs through the app's
+//! main thread on Linux, one script evaluation or URI-scheme request per message. That
+//! keeps one 30 fps tile but not four (BENCHMARKS.md "Pictures to the desktop UI"). A
+//! WebSocket on 127.0.0.1 is carried by WebKit's network process straight into the page,
+//! beside the main thread, so the pictures never queue behind the UI's own IPC.
 //!
-//! Backpressure. Tauri's `Channel::send` never blocks: a large message is parked in a map
-//! until the webview fetches it, so a webview that falls behind (busy, hidden, throttled)
-//! would make that map grow without bound. Instead the shell sends an 8-byte ticket through
-//! the channel and keeps the picture itself; a channel interceptor ([`Pictures::intercept`])
-//! turns the ticket into a fetch of `video_fetch`, which hands the picture over. Until that
-//! fetch, the tile is busy and newer pictures of it are dropped, so at most one picture per
-//! tile is ever waiting. The same eval'd script records when each picture arrived
-//! (`window.__onstagePictures`), the timing hook the transport benchmark reads.
+//! The socket listens on 127.0.0.1 only, on a port the OS picks, behind a random key in its
+//! path that only the UI learns (`video_socket`): other local programs cannot watch.
+//!
+//! A message is a 32-byte little-endian header `[u32 kind][u32 width][u32 height]
+//! [u32 id_len][u64 ticket][f64 produced_unix_ms]`, the user id, then the picture: kind 1
+//! RGBA, kind 2 JPEG. Which kind is sent is measured in README.md ("The desktop app"): RGBA
+//! by default, `ONSTAGE_PICTURES=jpeg` for the other.
+//!
+//! Backpressure: the UI answers each picture, once handed to its canvas, with the picture's
+//! 8 ticket bytes. A tile has at most [`IN_FLIGHT_PER_TILE`] pictures unanswered; newer
+//! pictures of a full tile are dropped (before they are converted): a busy or hidden
+//! webview costs frames, never memory or delay.
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tauri::ipc::{Channel, InvokeResponseBody, Response};
-use tauri::{Runtime, Webview};
-use tokio::sync::broadcast;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::sync::{broadcast, mpsc};
 
 use onstage_client::RemoteVideo;
 use onstage_media::{half_size, i420_to_rgb, i420_to_rgba, now_unix_us, VideoFrame};
@@ -37,6 +49,15 @@ pub enum PictureKind {
 /// JPEG quality: 80 keeps the test pattern's text readable at a tenth of RGBA's size.
 const JPEG_QUALITY: u8 = 80;
 
+/// Pictures of one tile sent and not yet answered. Two, so the next picture travels while
+/// the page draws the last one: with one, a tile's rate is bounded by the round trip, and
+/// on a loaded machine a round trip now and then takes longer than a frame. Each more
+/// would only add a frame of delay when the page falls behind.
+pub const IN_FLIGHT_PER_TILE: usize = 2;
+
+/// Bytes before the user id in a picture message.
+pub const HEADER_LEN: usize = 32;
+
 /// Counters for logs and the benchmark.
 #[derive(Debug, Default)]
 pub struct PictureCounters {
@@ -47,30 +68,43 @@ pub struct PictureCounters {
     pub convert_us: AtomicU64,
 }
 
-/// A picture waiting to be fetched by the webview.
-struct Parked {
-    tile: String,
-    message: Vec<u8>,
-    produced_ms: f64,
+/// The UI's socket, while one is open.
+struct Viewer {
+    /// Tells this connection from the one that replaced it (the page reloaded).
+    id: u64,
+    /// To the connection's writer task. Unbounded, yet never long: a tile has at most one
+    /// picture in flight.
+    pictures: mpsc::UnboundedSender<Vec<u8>>,
+    /// Tiles with a picture in flight, by ticket.
+    in_flight: HashMap<u64, String>,
+}
+
+impl Viewer {
+    fn busy(&self, tile: &str) -> bool {
+        self.in_flight.values().filter(|t| *t == tile).count() >= IN_FLIGHT_PER_TILE
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    /// The UI's channel: its callback id (what the interceptor sees) and the channel.
-    channel: Option<(u32, Channel<Response>)>,
-    parked: HashMap<u64, Parked>,
-    /// Tiles with a picture parked.
-    busy: HashMap<String, Instant>,
+    viewer: Option<Viewer>,
 }
 
-/// The picture pipe, shared by the commands, the interceptor and the pump thread.
+/// The picture pipe, shared by the commands, the socket and the pump threads.
 #[derive(Clone)]
 pub struct Pictures {
     kind: PictureKind,
     inner: Arc<Mutex<Inner>>,
     next: Arc<AtomicU64>,
+    /// The path part of the socket URL that only the UI knows.
+    key: Arc<str>,
     pub counters: Arc<PictureCounters>,
 }
+
+/// Why the picture socket could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the picture socket on 127.0.0.1: {0}")]
+pub struct SocketError(#[from] std::io::Error);
 
 impl Pictures {
     pub fn new(kind: PictureKind) -> Pictures {
@@ -78,141 +112,135 @@ impl Pictures {
             kind,
             inner: Arc::default(),
             next: Arc::new(AtomicU64::new(1)),
+            key: uuid::Uuid::new_v4().simple().to_string().into(),
             counters: Arc::default(),
         }
     }
 
-    /// `video_channel`: pictures go to this channel from now on. A new channel (the page
-    /// reloaded) forgets the pictures parked for the old one.
-    pub fn set_channel(&self, channel: Channel<Response>) {
-        let mut inner = lock(&self.inner);
-        inner.parked.clear();
-        inner.busy.clear();
-        inner.channel = Some((channel.id(), channel));
+    /// Opens the picture socket on a free port of 127.0.0.1 and serves it on the current
+    /// tokio runtime for as long as the app runs. Returns the URL the UI connects to.
+    pub async fn serve(&self) -> Result<String, SocketError> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        // Without it the tail of each picture can wait on Nagle for the page's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY on the picture socket");
+            }
+        });
+        let router = Router::new()
+            .route("/pictures/{key}", get(upgrade))
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the picture socket stopped");
+            }
+        });
+        Ok(format!("ws://{addr}/pictures/{}", self.key))
     }
 
-    /// Converts and sends one picture, unless its tile still has one waiting.
+    /// Converts and sends one picture, unless no UI is connected or its tile is full.
     pub fn offer(&self, user_id: &str, frame: &VideoFrame) {
-        let channel = {
-            let inner = lock(&self.inner);
-            let Some((_, channel)) = inner.channel.as_ref() else {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let viewer_id = {
+            let mut inner = lock(&self.inner);
+            let Some(viewer) = inner.viewer.as_mut() else {
                 return;
             };
-            if inner.busy.contains_key(user_id) {
+            if viewer.busy(user_id) {
                 self.counters.dropped_busy.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            channel.clone()
+            viewer.in_flight.insert(ticket, user_id.to_owned());
+            viewer.id
         };
         // The transport's delay starts here, when the shell has the decoded picture (the
         // webview compares with its own wall clock: same machine).
-        let produced_us = now_unix_us();
+        let produced_ms = now_unix_us() as f64 / 1000.0;
         let started = Instant::now();
-        let Some(message) = encode_message(self.kind, user_id, frame) else {
-            return;
-        };
+        let message = encode_message(self.kind, user_id, ticket, produced_ms, frame);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counters
             .convert_us
             .fetch_add(micros, Ordering::Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(message.len() as u64, Ordering::Relaxed);
-        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut inner = lock(&self.inner);
-            inner.busy.insert(user_id.to_owned(), Instant::now());
-            inner.parked.insert(
-                ticket,
-                Parked {
-                    tile: user_id.to_owned(),
-                    message,
-                    produced_ms: produced_us as f64 / 1000.0,
-                },
-            );
+
+        let mut inner = lock(&self.inner);
+        let Some(viewer) = inner.viewer.as_mut().filter(|v| v.id == viewer_id) else {
+            return; // The UI went away (or was replaced) while converting.
+        };
+        let Some(message) = message else {
+            viewer.in_flight.remove(&ticket);
+            return;
+        };
+        let len = message.len() as u64;
+        if viewer.pictures.send(message).is_err() {
+            viewer.in_flight.remove(&ticket);
+            return;
         }
+        self.counters.bytes.fetch_add(len, Ordering::Relaxed);
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = channel.send(Response::new(ticket.to_le_bytes().to_vec())) {
-            tracing::debug!(error = %e, "picture channel closed");
-            let mut inner = lock(&self.inner);
-            inner.parked.remove(&ticket);
-            inner.busy.remove(user_id);
+    }
+
+    /// The UI drew (or dropped) the picture with this ticket: its tile may take the next.
+    fn acknowledge(&self, viewer_id: u64, ticket: u64) {
+        let mut inner = lock(&self.inner);
+        if let Some(viewer) = inner.viewer.as_mut().filter(|v| v.id == viewer_id) {
+            viewer.in_flight.remove(&ticket);
         }
     }
 
-    /// The channel interceptor (`tauri::Builder::channel_interceptor`): turns a ticket on
-    /// the video channel into a fetch of `video_fetch` + delivery to the channel's callback
-    /// at the channel's message index (the JS side orders messages by it). Messages of every
-    /// other channel go their normal way (`false`).
-    pub fn intercept<R: Runtime>(
-        &self,
-        webview: &Webview<R>,
-        callback: u32,
-        index: usize,
-        body: &InvokeResponseBody,
-    ) -> bool {
-        let produced_ms = {
-            let inner = lock(&self.inner);
-            if inner.channel.as_ref().map(|(id, _)| *id) != Some(callback) {
-                return false;
+    /// Forgets the pictures in flight (leaving a meeting): their acknowledgements may never
+    /// come, and the next meeting's tiles must not wait for them.
+    pub fn clear(&self) {
+        if let Some(viewer) = lock(&self.inner).viewer.as_mut() {
+            viewer.in_flight.clear();
+        }
+    }
+
+    /// Serves one UI connection until it closes or a newer one replaces it.
+    async fn connected(self, socket: WebSocket) {
+        use futures_util::{SinkExt, StreamExt};
+
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let viewer_id = self.next.fetch_add(1, Ordering::Relaxed);
+        // A newer page replaces an older one; dropping the old sender ends its writer.
+        lock(&self.inner).viewer = Some(Viewer {
+            id: viewer_id,
+            pictures: tx,
+            in_flight: HashMap::new(),
+        });
+        tracing::debug!(viewer_id, "picture socket connected");
+
+        let (mut sink, mut stream) = socket.split();
+        let writer = async {
+            while let Some(message) = rx.recv().await {
+                if sink.send(Message::Binary(message.into())).await.is_err() {
+                    break;
+                }
             }
-            let ticket = match body {
-                InvokeResponseBody::Raw(b) => b
-                    .as_slice()
-                    .try_into()
-                    .ok()
-                    .map(u64::from_le_bytes)
-                    .unwrap_or(0),
-                InvokeResponseBody::Json(_) => 0,
-            };
-            match inner.parked.get(&ticket) {
-                Some(p) => (ticket, p.produced_ms),
-                None => {
-                    // Cannot happen for our own tickets; deliver an empty message so the
-                    // channel's ordering does not stall on a missing index.
-                    let js = format!(
-                        "window.__TAURI_INTERNALS__.runCallback({callback}, {{ message: new ArrayBuffer(0), index: {index} }})"
-                    );
-                    let _ = webview.eval(js);
-                    return true;
+            let _ = sink.close().await;
+        };
+        let reader = async {
+            while let Some(Ok(message)) = stream.next().await {
+                match message {
+                    Message::Binary(bytes) => match <[u8; 8]>::try_from(bytes.as_ref()) {
+                        Ok(ticket) => self.acknowledge(viewer_id, u64::from_le_bytes(ticket)),
+                        Err(_) => tracing::debug!(len = bytes.len(), "not a picture ticket"),
+                    },
+                    Message::Close(_) => break,
+                    _ => {}
                 }
             }
         };
-        let (ticket, produced) = produced_ms;
-        let js = format!(
-            "window.__TAURI_INTERNALS__.invoke('video_fetch', null, {{ headers: {{ 'Onstage-Picture': '{ticket}' }} }}).then((m) => {{ \
-               const now = () => Date.now(); \
-               const got = now(); \
-               window.__TAURI_INTERNALS__.runCallback({callback}, {{ message: m, index: {index} }}); \
-               const s = (window.__onstagePictures ??= {{ count: 0, bytes: 0, received: [], handled: [] }}); \
-               s.count += 1; s.bytes += m.byteLength; \
-               s.received.push(got - {produced:.3}); s.handled.push(now() - {produced:.3}); \
-               if (s.received.length > 2000) {{ s.received.splice(0, 1000); s.handled.splice(0, 1000); }} \
-             }}).catch((e) => {{ console.error(e); window.__TAURI_INTERNALS__.runCallback({callback}, {{ message: new ArrayBuffer(0), index: {index} }}); }})"
-        );
-        if let Err(e) = webview.eval(js) {
-            tracing::debug!(error = %e, "picture delivery");
-            let mut inner = lock(&self.inner);
-            if let Some(p) = inner.parked.remove(&ticket) {
-                inner.busy.remove(&p.tile);
-            }
+        tokio::select! {
+            () = writer => {}
+            () = reader => {}
         }
-        true
-    }
-
-    /// `video_fetch`: hands over a parked picture and frees its tile.
-    pub fn fetch(&self, ticket: u64) -> Option<Vec<u8>> {
         let mut inner = lock(&self.inner);
-        let parked = inner.parked.remove(&ticket)?;
-        inner.busy.remove(&parked.tile);
-        Some(parked.message)
-    }
-
-    /// Forgets everything parked (leaving a meeting).
-    pub fn clear(&self) {
-        let mut inner = lock(&self.inner);
-        inner.parked.clear();
-        inner.busy.clear();
+        if inner.viewer.as_ref().is_some_and(|v| v.id == viewer_id) {
+            inner.viewer = None;
+        }
+        tracing::debug!(viewer_id, "picture socket closed");
     }
 
     /// Starts the pump: a thread that takes decoded pictures from the SDK and offers them.
@@ -241,6 +269,18 @@ impl Pictures {
     }
 }
 
+/// `GET /pictures/{key}`: the UI's WebSocket. A wrong key is refused before the upgrade.
+async fn upgrade(
+    State(pictures): State<Pictures>,
+    Path(key): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if key.as_str() != &*pictures.key {
+        return (StatusCode::FORBIDDEN, "wrong picture key").into_response();
+    }
+    ws.on_upgrade(move |socket| pictures.connected(socket))
+}
+
 /// Pictures wider than this are halved before they cross to the webview: a tile on the
 /// stage grid is at most a few hundred pixels wide, and the bytes through the webview's IPC
 /// are what limits several tiles at 30 fps (a 640x480 RGBA picture is 1.2 MB, its half
@@ -248,7 +288,13 @@ impl Pictures {
 pub const MAX_TILE_WIDTH: u32 = 480;
 
 /// The message of docs/APP.md for one picture; `None` for a malformed frame.
-pub fn encode_message(kind: PictureKind, user_id: &str, frame: &VideoFrame) -> Option<Vec<u8>> {
+pub fn encode_message(
+    kind: PictureKind,
+    user_id: &str,
+    ticket: u64,
+    produced_ms: f64,
+    frame: &VideoFrame,
+) -> Option<Vec<u8>> {
     if frame.validate().is_err() {
         return None;
     }
@@ -260,11 +306,14 @@ pub fn encode_message(kind: PictureKind, user_id: &str, frame: &VideoFrame) -> O
         frame
     };
     let id = user_id.as_bytes();
-    let mut out =
-        Vec::with_capacity(16 + id.len() + frame.width as usize * frame.height as usize * 4);
+    let mut out = Vec::with_capacity(
+        HEADER_LEN + id.len() + frame.width as usize * frame.height as usize * 4,
+    );
     for v in [kind as u32, frame.width, frame.height, id.len() as u32] {
         out.extend_from_slice(&v.to_le_bytes());
     }
+    out.extend_from_slice(&ticket.to_le_bytes());
+    out.extend_from_slice(&produced_ms.to_le_bytes());
     out.extend_from_slice(id);
     match kind {
         PictureKind::Rgba => out.extend_from_slice(&i420_to_rgba(frame)),
@@ -285,42 +334,149 @@ pub fn encode_message(kind: PictureKind, user_id: &str, frame: &VideoFrame) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
 
     fn header(m: &[u8]) -> [u32; 4] {
         let w = |i: usize| u32::from_le_bytes([m[i], m[i + 1], m[i + 2], m[i + 3]]);
         [w(0), w(4), w(8), w(12)]
     }
 
+    fn ticket(m: &[u8]) -> u64 {
+        u64::from_le_bytes(m[16..24].try_into().unwrap())
+    }
+
     #[test]
     fn rgba_and_jpeg_messages() {
         let frame = VideoFrame::black(64, 48, 0);
-        let m = encode_message(PictureKind::Rgba, "u1", &frame).unwrap();
+        let m = encode_message(PictureKind::Rgba, "u1", 7, 1234.5, &frame).unwrap();
         assert_eq!(header(&m), [1, 64, 48, 2]);
-        assert_eq!(&m[16..18], b"u1");
-        assert_eq!(m.len(), 18 + 64 * 48 * 4);
+        assert_eq!(ticket(&m), 7);
+        assert_eq!(f64::from_le_bytes(m[24..32].try_into().unwrap()), 1234.5);
+        assert_eq!(&m[32..34], b"u1");
+        assert_eq!(m.len(), 34 + 64 * 48 * 4);
         // Black, opaque.
-        assert_eq!(&m[18..22], &[0, 0, 0, 255]);
+        assert_eq!(&m[34..38], &[0, 0, 0, 255]);
 
-        let m = encode_message(PictureKind::Jpeg, "local", &frame).unwrap();
+        let m = encode_message(PictureKind::Jpeg, "local", 8, 0.0, &frame).unwrap();
         assert_eq!(header(&m), [2, 64, 48, 5]);
-        assert_eq!(&m[16..21], b"local");
-        assert_eq!(&m[21..23], &[0xFF, 0xD8], "a JPEG starts with SOI");
+        assert_eq!(&m[32..37], b"local");
+        assert_eq!(&m[37..39], &[0xFF, 0xD8], "a JPEG starts with SOI");
         assert_eq!(&m[m.len() - 2..], &[0xFF, 0xD9], "and ends with EOI");
     }
 
     #[test]
     fn large_pictures_are_halved_for_the_tiles() {
         let frame = VideoFrame::black(640, 480, 0);
-        let m = encode_message(PictureKind::Rgba, "u1", &frame).unwrap();
+        let m = encode_message(PictureKind::Rgba, "u1", 1, 0.0, &frame).unwrap();
         assert_eq!(header(&m), [1, 320, 240, 2]);
-        assert_eq!(m.len(), 18 + 320 * 240 * 4);
+        assert_eq!(m.len(), 34 + 320 * 240 * 4);
     }
 
     #[test]
     fn a_malformed_frame_is_skipped() {
         let mut frame = VideoFrame::black(64, 48, 0);
         frame.y.truncate(10);
-        assert!(encode_message(PictureKind::Rgba, "u", &frame).is_none());
+        assert!(encode_message(PictureKind::Rgba, "u", 1, 0.0, &frame).is_none());
+    }
+
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn next_picture(client: &mut Client) -> Vec<u8> {
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(10), client.next());
+        match wait.await {
+            Ok(Some(Ok(WsMessage::Binary(b)))) => b.to_vec(),
+            other => panic!("expected a picture, got {other:?}"),
+        }
+    }
+
+    /// Offers pictures until `n` of them are sent (the connection registers asynchronously
+    /// after the handshake, so the first offers may find no UI yet).
+    async fn offer_until_sent(pictures: &Pictures, tile: &str, n: u64) {
+        let frame = VideoFrame::black(64, 48, 0);
+        for _ in 0..1000 {
+            if pictures.counters.sent.load(Ordering::Relaxed) >= n {
+                return;
+            }
+            pictures.offer(tile, &frame);
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the picture was never sent");
+    }
+
+    #[tokio::test]
+    async fn a_tile_takes_pictures_until_it_is_full_and_an_answer_frees_it() {
+        let pictures = Pictures::new(PictureKind::Rgba);
+        let url = pictures.serve().await.unwrap();
+        let (mut client, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+
+        offer_until_sent(&pictures, "alice", 1).await;
+        let first = next_picture(&mut client).await;
+        assert_eq!(header(&first), [1, 64, 48, 5]);
+        assert_eq!(&first[32..37], b"alice");
+        let frame = VideoFrame::black(64, 48, 0);
+        pictures.offer("alice", &frame);
+        let second = next_picture(&mut client).await;
+        assert_eq!(IN_FLIGHT_PER_TILE, 2);
+
+        // Alice's tile is full: her next pictures are dropped, Bob's tile is not.
+        let dropped = pictures.counters.dropped_busy.load(Ordering::Relaxed);
+        pictures.offer("alice", &frame);
+        pictures.offer("alice", &frame);
+        assert_eq!(
+            pictures.counters.dropped_busy.load(Ordering::Relaxed),
+            dropped + 2
+        );
+        pictures.offer("bob", &frame);
+        let bob = next_picture(&mut client).await;
+        assert_eq!(&bob[32..35], b"bob");
+
+        // A stray message is ignored; the ticket frees the tile.
+        client.send(WsMessage::Text("hello".into())).await.unwrap();
+        client
+            .send(WsMessage::Binary(vec![1, 2, 3].into()))
+            .await
+            .unwrap();
+        client
+            .send(WsMessage::Binary(first[16..24].to_vec().into()))
+            .await
+            .unwrap();
+        offer_until_sent(&pictures, "alice", 4).await;
+        let again = next_picture(&mut client).await;
+        assert_eq!(&again[32..37], b"alice");
+        assert!(ticket(&again) > ticket(&second));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_is_refused_and_a_new_page_replaces_the_old() {
+        let pictures = Pictures::new(PictureKind::Rgba);
+        let url = pictures.serve().await.unwrap();
+        let wrong = format!("{}x", url);
+        assert!(tokio_tungstenite::connect_async(&wrong).await.is_err());
+
+        let (mut old, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        offer_until_sent(&pictures, "alice", 1).await;
+        pictures.offer("alice", &VideoFrame::black(64, 48, 0));
+        next_picture(&mut old).await;
+        next_picture(&mut old).await;
+
+        // The page reloaded: the new socket gets pictures at once (the old page's full
+        // tile is forgotten), the old one is closed.
+        let (mut new, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        offer_until_sent(&pictures, "alice", 3).await;
+        next_picture(&mut new).await;
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match old.next().await {
+                    None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        });
+        assert!(closed.await.is_ok(), "the old socket stays open");
     }
 
     /// The shell's cost per picture (`cargo test -p onstage-app -- --ignored --nocapture`).
@@ -334,7 +490,7 @@ mod tests {
             let t = Instant::now();
             let mut bytes = 0;
             for f in &frames {
-                bytes += encode_message(kind, "u", f).map_or(0, |m| m.len());
+                bytes += encode_message(kind, "u", 1, 0.0, f).map_or(0, |m| m.len());
             }
             let n = frames.len() as f64;
             println!(

@@ -1,21 +1,34 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { encodePicture, KIND_RGBA } from './picture';
 
-// Stands in for Tauri's IPC: records every invoke, and keeps the channel's handler so a
-// test can push messages as the shell would.
+// Stands in for Tauri's IPC: records every invoke; `video_socket` answers with a URL.
 const calls: { cmd: string; args: unknown }[] = [];
-let channelHandler: ((m: unknown) => void) | null = null;
 vi.mock('@tauri-apps/api/core', () => ({
   invoke: vi.fn(async (cmd: string, args?: unknown) => {
     calls.push({ cmd, args });
-    return null;
+    return cmd === 'video_socket' ? { url: 'ws://127.0.0.1:1/pictures/key' } : null;
   }),
-  Channel: class {
-    constructor(onmessage: (m: unknown) => void) {
-      channelHandler = onmessage;
-    }
-  },
 }));
+
+// And the page's WebSocket: the test pushes messages as the shell would.
+class FakeSocket {
+  static readonly OPEN = 1;
+  static last: FakeSocket | null = null;
+  readyState = FakeSocket.OPEN;
+  binaryType = 'blob';
+  sent: unknown[] = [];
+  onopen: (() => void) | null = null;
+  onmessage: ((e: { data: unknown }) => void) | null = null;
+  onclose: (() => void) | null = null;
+  constructor(readonly url: string) {
+    FakeSocket.last = this;
+  }
+  send(data: unknown) {
+    this.sent.push(data);
+  }
+  close() {}
+}
+vi.stubGlobal('WebSocket', FakeSocket);
 vi.mock('@tauri-apps/api/event', () => ({ listen: vi.fn(async () => () => {}) }));
 
 const { tauriBackend } = await import('./backend');
@@ -42,17 +55,20 @@ describe('tauriBackend', () => {
     ]);
   });
 
-  it('decodes channel messages into pictures and reports bad ones', async () => {
+  it('opens the socket the shell names and decodes its pictures', async () => {
     const pictures: string[] = [];
     const bad: string[] = [];
     await tauriBackend.videoChannel(
       (p) => pictures.push(`${p.id} ${p.width}x${p.height}`),
       (e) => bad.push(e),
     );
-    expect(calls[0]?.cmd).toBe('video_channel');
-    channelHandler!(encodePicture(KIND_RGBA, 'u1', 1, 1, new Uint8Array(4)).buffer);
-    channelHandler!(new ArrayBuffer(0)); // what the shell delivers when a fetch failed
+    expect(calls[0]?.cmd).toBe('video_socket');
+    const socket = FakeSocket.last!;
+    expect([socket.url, socket.binaryType]).toEqual(['ws://127.0.0.1:1/pictures/key', 'arraybuffer']);
+    socket.onmessage!({ data: encodePicture(KIND_RGBA, 'u1', 1, 1, new Uint8Array(4), 9).buffer });
+    socket.onmessage!({ data: new ArrayBuffer(0) });
     expect(pictures).toEqual(['u1 1x1']);
     expect(bad).toHaveLength(1);
+    expect(socket.sent).toHaveLength(1);
   });
 });

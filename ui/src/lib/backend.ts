@@ -2,9 +2,10 @@
 // one method per command of docs/APP.md plus the event subscriptions, so components and
 // logic never import @tauri-apps/api.
 
-import { Channel, invoke } from '@tauri-apps/api/core';
+import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
-import { parseMessage, type Picture } from './picture';
+import type { Picture } from './picture';
+import { openPictureSocket } from './pictureSocket';
 import type {
   AppInfo,
   AudioLevel,
@@ -40,7 +41,7 @@ export interface Backend {
   stageDeny(userIds: string[]): Promise<void>;
   stageKick(userIds: string[]): Promise<void>;
   /**
-   * Opens the picture channel. `onPicture` gets every well-formed picture; a malformed
+   * Opens the picture stream. `onPicture` gets every well-formed picture; a malformed
    * message goes to `onBadPicture` and the stream carries on.
    */
   videoChannel(
@@ -88,12 +89,8 @@ export const tauriBackend: Backend = {
   stageDeny: (userIds) => invoke('stage_deny', { userIds }),
   stageKick: (userIds) => invoke('stage_kick', { userIds }),
   videoChannel: async (onPicture, onBadPicture) => {
-    const channel = new Channel<unknown>((message) => {
-      const parsed = parseMessage(message);
-      if (parsed.ok) onPicture(parsed.picture);
-      else onBadPicture?.(parsed.error);
-    });
-    await invoke('video_channel', { channel });
+    const { url } = await invoke<{ url: string }>('video_socket');
+    openPictureSocket(url, { onPicture, onBadPicture });
   },
   onSession: (cb) => subscribe('session', cb),
   onMeetingEvent: (cb) => subscribe('meeting-event', cb),

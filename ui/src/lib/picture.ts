@@ -1,8 +1,12 @@
-// The binary picture format of docs/APP.md: a 16-byte little-endian header
-// [u32 kind][u32 width][u32 height][u32 id_len], the UTF-8 user id, then the picture.
-// Parsing never throws: a bad message is dropped by the caller, the stream carries on.
+// The binary picture format of docs/APP.md: a 32-byte little-endian header
+// [u32 kind][u32 width][u32 height][u32 id_len][u64 ticket][f64 produced_unix_ms], the
+// UTF-8 user id, then the picture. Parsing never throws: a bad message is dropped by the
+// caller, the stream carries on.
 
-export const HEADER_LEN = 16;
+export const HEADER_LEN = 32;
+/** Where the ticket is: the UI answers a picture with these 8 bytes. */
+export const TICKET_AT = 16;
+export const TICKET_LEN = 8;
 export const KIND_RGBA = 1;
 export const KIND_JPEG = 2;
 
@@ -11,9 +15,17 @@ export const MAX_SIDE = 8192;
 /** User ids are short; a long one means the header is garbage. */
 export const MAX_ID_LEN = 1024;
 
+interface PictureCommon {
+  id: string;
+  width: number;
+  height: number;
+  /** When the shell had the decoded picture, Unix milliseconds. */
+  producedMs: number;
+}
+
 export type Picture =
-  | { kind: 'rgba'; id: string; width: number; height: number; data: Uint8ClampedArray }
-  | { kind: 'jpeg'; id: string; width: number; height: number; data: Uint8Array };
+  | (PictureCommon & { kind: 'rgba'; data: Uint8ClampedArray })
+  | (PictureCommon & { kind: 'jpeg'; data: Uint8Array });
 
 export type ParseResult = { ok: true; picture: Picture } | { ok: false; error: string };
 
@@ -35,6 +47,7 @@ export function parsePicture(input: ArrayBuffer | ArrayBufferView): ParseResult 
   const width = view.getUint32(4, true);
   const height = view.getUint32(8, true);
   const idLen = view.getUint32(12, true);
+  const producedMs = view.getFloat64(24, true);
 
   if (kind !== KIND_RGBA && kind !== KIND_JPEG) return fail(`unknown picture kind ${kind}`);
   if (idLen === 0 || idLen > MAX_ID_LEN) return fail(`bad id length ${idLen}`);
@@ -57,7 +70,7 @@ export function parsePicture(input: ArrayBuffer | ArrayBufferView): ParseResult 
       return fail(`RGBA ${width}x${height} needs ${expected} bytes, got ${body.byteLength}`);
     }
     const data = new Uint8ClampedArray(body.buffer, body.byteOffset, body.byteLength);
-    return { ok: true, picture: { kind: 'rgba', id, width, height, data } };
+    return { ok: true, picture: { kind: 'rgba', id, width, height, producedMs, data } };
   }
 
   // A JPEG starts with the SOI marker FF D8; anything else would only fail later in the
@@ -65,7 +78,7 @@ export function parsePicture(input: ArrayBuffer | ArrayBufferView): ParseResult 
   if (body.byteLength < 2 || body[0] !== 0xff || body[1] !== 0xd8) {
     return fail('JPEG data does not start with a JPEG marker');
   }
-  return { ok: true, picture: { kind: 'jpeg', id, width, height, data: body } };
+  return { ok: true, picture: { kind: 'jpeg', id, width, height, producedMs, data: body } };
 }
 
 /** Builds a message in the same format; the dev fake and the tests use it. */
@@ -75,6 +88,8 @@ export function encodePicture(
   width: number,
   height: number,
   body: Uint8Array,
+  ticket = 0,
+  producedMs = 0,
 ): Uint8Array {
   const idBytes = new TextEncoder().encode(id);
   const out = new Uint8Array(HEADER_LEN + idBytes.byteLength + body.byteLength);
@@ -83,21 +98,19 @@ export function encodePicture(
   view.setUint32(4, width, true);
   view.setUint32(8, height, true);
   view.setUint32(12, idBytes.byteLength, true);
+  view.setUint32(TICKET_AT, ticket % 2 ** 32, true);
+  view.setUint32(TICKET_AT + 4, Math.floor(ticket / 2 ** 32), true);
+  view.setFloat64(24, producedMs, true);
   out.set(idBytes, HEADER_LEN);
   out.set(body, HEADER_LEN + idBytes.byteLength);
   return out;
 }
 
 /**
- * Parses whatever a Tauri channel delivered. Raw bodies arrive as an ArrayBuffer; a shell
- * that serialized the bytes as JSON would deliver a number array, accepted for robustness.
+ * The ticket of a picture message (its bytes 16..24), copied: what the UI sends back once
+ * the picture is drawn. `null` when the message is too short to have one.
  */
-export function parseMessage(message: unknown): ParseResult {
-  if (message instanceof ArrayBuffer || ArrayBuffer.isView(message)) {
-    return parsePicture(message);
-  }
-  if (Array.isArray(message) && message.every((b) => Number.isInteger(b) && b >= 0 && b < 256)) {
-    return parsePicture(Uint8Array.from(message as number[]));
-  }
-  return fail(`not a binary message (${message === null ? 'null' : typeof message})`);
+export function pictureTicket(message: ArrayBuffer): ArrayBuffer | null {
+  if (message.byteLength < HEADER_LEN) return null;
+  return message.slice(TICKET_AT, TICKET_AT + TICKET_LEN);
 }

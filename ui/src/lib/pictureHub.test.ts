@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { PictureHub } from './pictureHub';
 import type { Picture } from './picture';
 
-const pic = (id: string): Picture => ({ kind: 'jpeg', id, width: 1, height: 1, data: new Uint8Array([0xff, 0xd8]) });
+const pic = (id: string): Picture => ({ kind: 'jpeg', id, width: 1, height: 1, producedMs: 0, data: new Uint8Array([0xff, 0xd8]) });
 
 describe('PictureHub', () => {
   it('routes pictures by user id and stops after unsubscribe', () => {
