@@ -7,7 +7,8 @@
 //! ONSTAGE_AUTOSTART=host onstage-app            # embedded server, joined as host
 //! ONSTAGE_SERVER / ONSTAGE_TOKEN                # same as --server / --token
 //! ONSTAGE_MEDIA=synthetic                       # test pattern + tone instead of devices
-//! ONSTAGE_PICTURES=rgba|jpeg                    # picture transport (default: rgba)
+//! ONSTAGE_PICTURES=rgba|jpeg                    # picture encoding (default: rgba)
+//! ONSTAGE_WEBKIT_COMPOSITING=1                  # keep WebKit's GL compositing (main.rs)
 //! ```
 
 use url::Url;

@@ -1,6 +1,7 @@
 """The picture transport benchmark: 4 tiles of 640x480 at 30 fps through the app's video
 channel. The app hosts; four speaker bots publish the synthetic pattern. Over a window it
-measures the CPU of the app process and of its WebKit processes (from /proc), the pictures
+measures the CPU of the app process and of its WebKit processes (from /proc), of the
+publishing bots and how idle the machine was, the pictures
 that reached the webview and their delay (decoded in the shell -> received in the webview,
 and -> handed to the UI's drawing, from the shell's timing hook `window.__onstagePictures`).
 
@@ -18,6 +19,9 @@ from harness import APP, OUT, Bot, frames, invoke, log, shot, start_app, testid,
 TILES = int(os.environ.get("BENCH_TILES", "4"))
 WINDOW = float(os.environ.get("BENCH_SECONDS", "20"))
 TICK = os.sysconf("SC_CLK_TCK")
+# The publishers share this machine with the app. BENCH_BOTS_NICE=19 runs them at low
+# priority, so that on a saturated machine what is measured is the app, not the scheduler.
+BOTS_NICE = int(os.environ.get("BENCH_BOTS_NICE", "0"))
 
 
 def app_pids():
@@ -58,6 +62,13 @@ def cpu_seconds(pids):
     return out
 
 
+def machine_idle():
+    """Idle and total jiffies of the whole machine (/proc/stat), to tell a saturated box."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
 def pct(values, q):
     if not values:
         return None
@@ -74,7 +85,9 @@ def bench_scenario():
         testid(app, "leave-meeting")
         for i in range(TILES):
             invite = invoke(app, "create_invite", {"preset": "speaker", "name": f"Speaker {i + 1}"})
-            bot = Bot(invite["server_url"], invite["token"], media="synthetic", extra=["--video", "640x480@30"])
+            bot = Bot(
+                invite["server_url"], invite["token"], media="synthetic", extra=["--video", "640x480@30"], nice=BOTS_NICE
+            )
             bot.call("stage.join")
             bots.append(bot)
         for bot in bots:
@@ -84,11 +97,16 @@ def bench_scenario():
         app.execute_script("window.__onstagePictures = undefined")
         before_stats = invoke(app, "picture_stats")
         before_frames = {b.user_id: frames(app, f"tile-{b.user_id}") for b in bots}
+        bot_pids = [b.proc.pid for b in bots]
         before_cpu = cpu_seconds(family)
+        before_bots = cpu_seconds(bot_pids)
+        before_idle = machine_idle()
         t0 = time.monotonic()
         time.sleep(WINDOW)  # the measurement window
         elapsed = time.monotonic() - t0
         after_cpu = cpu_seconds(family)
+        after_bots = cpu_seconds(bot_pids)
+        after_idle = machine_idle()
         after_frames = {b.user_id: frames(app, f"tile-{b.user_id}") for b in bots}
         after_stats = invoke(app, "picture_stats")
         hook = app.execute_script("return window.__onstagePictures || null") or {}
@@ -103,8 +121,16 @@ def bench_scenario():
         result = {
             "kind": kind,
             "tiles": TILES,
+            "bots_nice": BOTS_NICE,
             "seconds": round(elapsed, 1),
             "cpu_percent": cpu,
+            # The publishing bots run on this machine too (four H.264 encoders at 4 tiles).
+            "publishers_cpu_percent": round(
+                sum(100 * (after_bots[p][1] - before_bots[p][1]) for p in after_bots if p in before_bots) / elapsed, 1
+            ),
+            "machine_idle_percent": round(
+                100 * (after_idle[0] - before_idle[0]) / max(1, after_idle[1] - before_idle[1]), 1
+            ),
             "sent_per_s": round(sent / elapsed, 1),
             "dropped_busy_per_s": round((after_stats["dropped"] - before_stats["dropped"]) / elapsed, 1),
             "received_per_s": round(hook.get("count", 0) / elapsed, 1),

@@ -11,6 +11,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.options import ArgOptions
+from selenium.webdriver.remote.client_config import ClientConfig
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -31,7 +32,10 @@ def start_app(args=()):
     options = ArgOptions()
     options.set_capability("browserName", "wry")
     options.set_capability("tauri:options", {"application": APP, "args": list(args)})
-    return webdriver.Remote(command_executor=DRIVER, options=options)
+    # Every WebDriver call is bounded too: a page that stops answering fails the test
+    # instead of hanging the run.
+    config = ClientConfig(remote_server_addr=DRIVER, keep_alive=True, timeout=WAIT * 2)
+    return webdriver.Remote(command_executor=DRIVER, options=options, client_config=config)
 
 
 def testid(driver, tid, timeout=WAIT, clickable=False):
@@ -75,10 +79,38 @@ def invoke(driver, command, args=None):
     return reply["result"]
 
 
+# WebKitWebDriver takes a screenshot at the page's next paint. The app paints without GL
+# compositing (src-tauri/src/main.rs), and then a page where nothing changes does not paint:
+# the screenshot would wait for ever. While one is taken, a pixel in a corner changes every
+# 50 ms, so a paint always comes.
+_PAINT_TICK_ON = """
+  if (!window.__onstageShotTick) {
+    const dot = document.createElement('div');
+    dot.id = 'onstage-shot-tick';
+    dot.style.cssText = 'position:fixed;right:0;bottom:0;width:1px;height:1px;pointer-events:none';
+    document.body.appendChild(dot);
+    let odd = false;
+    window.__onstageShotTick = setInterval(() => {
+      odd = !odd;
+      dot.style.background = odd ? 'rgba(0,0,0,0.02)' : 'rgba(0,0,0,0.01)';
+    }, 50);
+  }
+"""
+_PAINT_TICK_OFF = """
+  clearInterval(window.__onstageShotTick);
+  window.__onstageShotTick = undefined;
+  document.getElementById('onstage-shot-tick')?.remove();
+"""
+
+
 def shot(driver, name):
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, f"{name}.png")
-    driver.save_screenshot(path)
+    driver.execute_script(_PAINT_TICK_ON)
+    try:
+        driver.save_screenshot(path)
+    finally:
+        driver.execute_script(_PAINT_TICK_OFF)
     log("screenshot", path)
     return path
 
@@ -143,8 +175,9 @@ class Lines:
 class Bot(Lines):
     """`onstage bot`: calls as JSON lines, one reply each."""
 
-    def __init__(self, server, token, media="synthetic", extra=()):
-        super().__init__([ONSTAGE, "bot", "--server", server, "--token", token, "--media", media, *extra])
+    def __init__(self, server, token, media="synthetic", extra=(), nice=0):
+        prefix = ["nice", "-n", str(nice)] if nice else []
+        super().__init__([*prefix, ONSTAGE, "bot", "--server", server, "--token", token, "--media", media, *extra])
         joined = self.next(lambda l: l.get("event") == "joined", what="joined")
         self.user_id = joined["user_id"]
         self._id = 0
