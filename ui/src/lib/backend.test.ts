@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { encodePicture, KIND_RGBA } from './picture';
+import { FakeSocket } from './testing/fakeSocket';
 
 // Stands in for Tauri's IPC: records every invoke; `video_socket` answers with a URL.
 const calls: { cmd: string; args: unknown }[] = [];
@@ -11,23 +12,6 @@ vi.mock('@tauri-apps/api/core', () => ({
 }));
 
 // And the page's WebSocket: the test pushes messages as the shell would.
-class FakeSocket {
-  static readonly OPEN = 1;
-  static last: FakeSocket | null = null;
-  readyState = FakeSocket.OPEN;
-  binaryType = 'blob';
-  sent: unknown[] = [];
-  onopen: (() => void) | null = null;
-  onmessage: ((e: { data: unknown }) => void) | null = null;
-  onclose: (() => void) | null = null;
-  constructor(readonly url: string) {
-    FakeSocket.last = this;
-  }
-  send(data: unknown) {
-    this.sent.push(data);
-  }
-  close() {}
-}
 vi.stubGlobal('WebSocket', FakeSocket);
 vi.mock('@tauri-apps/api/event', () => ({ listen: vi.fn(async () => () => {}) }));
 
@@ -63,10 +47,11 @@ describe('tauriBackend', () => {
       (e) => bad.push(e),
     );
     expect(calls[0]?.cmd).toBe('video_socket');
-    const socket = FakeSocket.last!;
+    const socket = FakeSocket.all[FakeSocket.all.length - 1]!;
+    socket.open();
     expect([socket.url, socket.binaryType]).toEqual(['ws://127.0.0.1:1/pictures/key', 'arraybuffer']);
-    socket.onmessage!({ data: encodePicture(KIND_RGBA, 'u1', 1, 1, new Uint8Array(4), 9).buffer });
-    socket.onmessage!({ data: new ArrayBuffer(0) });
+    socket.deliver(encodePicture(KIND_RGBA, 'u1', 1, 1, new Uint8Array(4), 9).buffer);
+    socket.deliver(new ArrayBuffer(0));
     expect(pictures).toEqual(['u1 1x1']);
     expect(bad).toHaveLength(1);
     expect(socket.sent).toHaveLength(1);

@@ -1,41 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { encodePicture, KIND_JPEG, KIND_RGBA } from './picture';
 import { openPictureSocket } from './pictureSocket';
-
-/** A WebSocket the test drives: it opens, delivers and closes on command. */
-class FakeSocket {
-  static readonly OPEN = 1;
-  static readonly CLOSED = 3;
-  static all: FakeSocket[] = [];
-  readyState = 0;
-  binaryType = 'blob';
-  sent: ArrayBuffer[] = [];
-  onopen: (() => void) | null = null;
-  onmessage: ((e: { data: unknown }) => void) | null = null;
-  onclose: (() => void) | null = null;
-  constructor(readonly url: string) {
-    FakeSocket.all.push(this);
-  }
-  send(data: ArrayBuffer) {
-    this.sent.push(data);
-  }
-  close() {
-    this.readyState = FakeSocket.CLOSED;
-    this.onclose?.();
-  }
-  // Test side.
-  open() {
-    this.readyState = FakeSocket.OPEN;
-    this.onopen?.();
-  }
-  deliver(data: unknown) {
-    this.onmessage?.({ data });
-  }
-  drop() {
-    this.readyState = FakeSocket.CLOSED;
-    this.onclose?.();
-  }
-}
+import { FakeSocket } from './testing/fakeSocket';
 
 const rgba = (id: string, ticket: number, producedMs = 0) =>
   encodePicture(KIND_RGBA, id, 1, 1, new Uint8Array(4), ticket, producedMs).buffer as ArrayBuffer;
