@@ -55,7 +55,8 @@ describe('my controls, per preset and status', () => {
   it('host and speaker (stage_access ALLOWED) join directly without asking', () => {
     expect(ids('host', 'OFF_STAGE')).toEqual(['join-stage']);
     expect(ids('speaker', 'OFF_STAGE')).toEqual(['join-stage']);
-    expect(myStageView(session('speaker', 'OFF_STAGE')).indicator).toBe('Viewer');
+    expect(myStageView(session('speaker', 'OFF_STAGE')).indicator).toBe('Off stage');
+    expect(myStageView(session('host', 'OFF_STAGE')).indicator).toBe('Off stage');
   });
 
   it('a spectator cannot request, but can accept an invitation', () => {

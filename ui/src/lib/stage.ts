@@ -28,7 +28,7 @@ export interface Control {
   pressed?: boolean;
 }
 
-export type Indicator = 'On stage' | 'Viewer' | 'Requested' | 'Invited';
+export type Indicator = 'On stage' | 'Viewer' | 'Off stage' | 'Requested' | 'Invited';
 
 export interface MyStageView {
   indicator: Indicator;
@@ -99,7 +99,9 @@ export function myStageView(s: Session): MyStageView {
   const live = s.connection === 'connected';
   const full = stageFull(s);
   const view: MyStageView = {
-    indicator: indicatorText(status),
+    // Someone who may go on stage whenever they like (host, speaker) is not a viewer who
+    // has to ask: for them off stage is just "Off stage".
+    indicator: status === 'OFF_STAGE' && can.join_directly ? 'Off stage' : indicatorText(status),
     greenRoom: status === 'ACCEPTED_TO_JOIN_STAGE',
     controls: [],
     hint: null,
