@@ -8,6 +8,42 @@ use onstage_client::{MediaConfig, Sources, StageMedia};
 use onstage_e2e::*;
 use onstage_proto::UserId;
 
+/// Waits until `pred` holds on the media stats (they change as frames are decoded and
+/// devices open and close; there is no event to await).
+async fn wait_media(
+    media: &StageMedia,
+    what: &str,
+    pred: impl Fn(&onstage_client::MediaStats) -> bool,
+) {
+    within(what, async {
+        loop {
+            if pred(&media.stats()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Waits for the first item of `rx` that `pick` accepts.
+async fn first<T: Clone, U>(
+    what: &str,
+    rx: &mut tokio::sync::broadcast::Receiver<T>,
+    pick: impl Fn(T) -> Option<U>,
+) -> U {
+    within(what, async {
+        loop {
+            if let Ok(item) = rx.recv().await {
+                if let Some(found) = pick(item) {
+                    return found;
+                }
+            }
+        }
+    })
+    .await
+}
+
 /// A participant with its stage media running (synthetic camera and microphone).
 struct Member {
     client: Client,
@@ -31,17 +67,8 @@ impl Member {
         self.client.user_id()
     }
 
-    /// Waits until `pred` holds on the media stats (they change as frames are decoded).
     async fn wait_stats(&self, what: &str, pred: impl Fn(&onstage_client::MediaStats) -> bool) {
-        within(what, async {
-            loop {
-                if pred(&self.media.stats()) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
+        wait_media(&self.media, what, pred).await
     }
 
     /// Waits until `n` stamped pictures and `n` audio frames from `from` were decoded.
@@ -330,24 +357,12 @@ async fn the_preview_shows_the_local_camera_and_mic_off_stage_and_publishes_noth
     let mut pictures = viewer.media.video_frames();
     let mut levels = viewer.media.audio_levels();
     viewer.media.preview(true);
-    within("a local picture", async {
-        loop {
-            if let Ok(p) = pictures.recv().await {
-                if p.user_id.as_str() == onstage_client::LOCAL {
-                    return;
-                }
-            }
-        }
+    first("a local picture", &mut pictures, |p| {
+        (p.user_id.as_str() == onstage_client::LOCAL).then_some(())
     })
     .await;
-    let level = within("a local level", async {
-        loop {
-            if let Ok(l) = levels.recv().await {
-                if l.user_id.as_str() == onstage_client::LOCAL {
-                    return l.level;
-                }
-            }
-        }
+    let level = first("a local level", &mut levels, |l| {
+        (l.user_id.as_str() == onstage_client::LOCAL).then_some(l.level)
     })
     .await;
     assert!(level > 0.1, "the tone is heard: level {level}");
@@ -358,6 +373,54 @@ async fn the_preview_shows_the_local_camera_and_mic_off_stage_and_publishes_noth
     viewer
         .wait_stats("devices closed", |s| s.open_sources == 0)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_device_check_needs_no_meeting_and_follows_its_switches() {
+    let media = StageMedia::device_check(MediaConfig {
+        sources: Sources::Synthetic { tone_hz: 440.0 },
+        ..MediaConfig::default()
+    });
+    let mut pictures = media.video_frames();
+    let mut levels = media.audio_levels();
+    assert_eq!(
+        media.open_sources(),
+        0,
+        "nothing opens before the preview is on"
+    );
+    media.preview(true);
+    first("a local picture", &mut pictures, |p| {
+        (p.user_id.as_str() == onstage_client::LOCAL).then_some(())
+    })
+    .await;
+    let level = first("a local level", &mut levels, |l| Some(l.level)).await;
+    assert!(level > 0.1, "the tone is heard: level {level}");
+    wait_media(&media, "camera and mic open", |s| s.open_sources == 2).await;
+    media.set_camera(false);
+    wait_media(&media, "the camera closes", |s| s.open_sources == 1).await;
+    media.preview(false);
+    wait_media(&media, "the mic closes", |s| s.open_sources == 0).await;
+    media.stop().await;
+
+    // A camera that is not there is a typed problem, not a failure of the check.
+    let media = StageMedia::device_check(MediaConfig {
+        sources: Sources::Devices {
+            camera: Some("no-such-camera".into()),
+            microphone: Some("no-such-microphone".into()),
+        },
+        ..MediaConfig::default()
+    });
+    let mut problems = media.media_problems();
+    media.preview(true);
+    let mut seen = BTreeSet::new();
+    while seen.len() < 2 {
+        let p = first("device problems", &mut problems, Some).await;
+        assert_eq!(p.code, "device_not_found", "{p:?}");
+        seen.insert(p.device.as_str());
+    }
+    assert_eq!(seen, BTreeSet::from(["camera", "microphone"]));
+    assert_eq!(media.open_sources(), 0);
+    media.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,8 +13,8 @@ use onstage_client::{ClientError, MediaConfig, Meeting, Sources, StageMedia, Sta
 use onstage_media::{list_cameras, list_microphones, list_speakers, DeviceInfo, MediaError};
 
 use crate::config::{invite_link, parse_invite, MediaMode};
+use crate::device_check::DeviceCheck;
 use crate::events::{self, emit_session};
-use crate::preview::IdlePreview;
 use crate::state::{lock, Admin, AppState, Embedded, Live, Mode, Session, View};
 
 /// A refused command, as the UI receives it.
@@ -358,28 +358,47 @@ pub struct Devices {
 }
 
 #[tauri::command]
-pub async fn devices() -> Result<Devices> {
+pub async fn devices(state: State<'_, AppState>) -> Result<Devices> {
+    let synthetic = state.config.media == MediaMode::Synthetic;
     // Device libraries block (and may be slow to enumerate): off the async threads.
-    let listed = tauri::async_runtime::spawn_blocking(|| {
-        let list = |r: std::result::Result<Vec<DeviceInfo>, MediaError>| {
-            // No device system at all lists as no devices: the UI shows "none found".
-            r.unwrap_or_default()
-                .into_iter()
-                .map(|d| Device {
-                    id: d.id,
-                    name: d.name,
-                })
-                .collect()
-        };
+    let listed = tauri::async_runtime::spawn_blocking(move || {
+        if synthetic {
+            // ONSTAGE_MEDIA=synthetic: the test pattern and tone are the camera and the
+            // microphone; what plays is still the real speaker.
+            let one = |id: &str, name: &str| {
+                vec![Device {
+                    id: id.into(),
+                    name: name.into(),
+                }]
+            };
+            return Devices {
+                cameras: one("synthetic", "Test pattern"),
+                microphones: one("synthetic", "Test tone (440 Hz)"),
+                speakers: list_devices(list_speakers()),
+            };
+        }
         Devices {
-            cameras: list(list_cameras()),
-            microphones: list(list_microphones()),
-            speakers: list(list_speakers()),
+            cameras: list_devices(list_cameras()),
+            microphones: list_devices(list_microphones()),
+            speakers: list_devices(list_speakers()),
         }
     })
     .await
     .map_err(|e| CommandError::internal(format!("listing devices: {e}")))?;
     Ok(listed)
+}
+
+/// A device listing for the UI. No device system at all lists as no devices: the UI shows
+/// "none found".
+fn list_devices(listed: std::result::Result<Vec<DeviceInfo>, MediaError>) -> Vec<Device> {
+    listed
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| Device {
+            id: d.id,
+            name: d.name,
+        })
+        .collect()
 }
 
 #[tauri::command]
@@ -434,15 +453,13 @@ pub async fn preview<R: Runtime>(
     on: bool,
 ) -> Result<()> {
     if state.live.lock().await.is_none() {
-        // The join screen's device check: no meeting, so the shell opens the devices.
+        // The join screen's device check: no meeting yet.
         let mut idle = lock(&state.idle_preview);
         *idle = None;
         if on {
-            let choice = lock(&state.devices).clone();
-            *idle = Some(IdlePreview::start(
+            *idle = Some(DeviceCheck::start(
                 &app,
-                state.config.media,
-                &choice,
+                media_config(&state),
                 &state.pictures,
             ));
         }

@@ -59,28 +59,48 @@ pub async fn run<R: Runtime>(
     media: Arc<StageMedia>,
     view: Arc<Mutex<View>>,
 ) {
-    let mut events = meeting.events();
+    let meeting_events = async {
+        let mut events = meeting.events();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    remember(&view, &event);
+                    if let Err(e) = app.emit("meeting-event", &event) {
+                        tracing::warn!(error = %e, "emit meeting-event");
+                    }
+                    emit_session(&app, &meeting, &media, &view);
+                }
+                _ = tick.tick() => {
+                    emit_session(&app, &meeting, &media, &view);
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = meeting_events => {}
+        () = forward_media(app.clone(), media.clone()) => {}
+    }
+    // The stream ended: the final Session says `disconnected`.
+    emit_session(&app, &meeting, &media, &view);
+}
+
+/// `audio-level` and `media-error` events from stage media, in a meeting or in the device
+/// check before one. Runs until the media is gone.
+pub async fn forward_media<R: Runtime>(app: AppHandle<R>, media: Arc<StageMedia>) {
     let mut levels = media.audio_levels();
     let mut problems = media.media_problems();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                remember(&view, &event);
-                if let Err(e) = app.emit("meeting-event", &event) {
-                    tracing::warn!(error = %e, "emit meeting-event");
-                }
-                emit_session(&app, &meeting, &media, &view);
-            }
             level = levels.recv() => match level {
                 Ok(AudioLevel { user_id, level }) => {
                     let _ = app.emit("audio-level", AudioLevelEvent { user_id: user_id.as_str(), level });
                 }
                 // Levels are momentary: a missed one is simply gone.
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => levels = media.audio_levels(),
+                Err(broadcast::error::RecvError::Closed) => break,
             },
             problem = problems.recv() => match problem {
                 Ok(p) => {
@@ -91,15 +111,10 @@ pub async fn run<R: Runtime>(
                     });
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => problems = media.media_problems(),
+                Err(broadcast::error::RecvError::Closed) => break,
             },
-            _ = tick.tick() => {
-                emit_session(&app, &meeting, &media, &view);
-            }
         }
     }
-    // The stream ended: the final Session says `disconnected`.
-    emit_session(&app, &meeting, &media, &view);
 }
 
 /// Keeps what the Session needs and the SDK's mirror does not hold.

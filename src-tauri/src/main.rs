@@ -7,8 +7,8 @@
 
 mod commands;
 mod config;
+mod device_check;
 mod events;
-mod preview;
 mod state;
 mod video;
 

@@ -39,7 +39,7 @@ pub struct AppState {
     /// Device choice for the next media start (`select_devices`).
     pub devices: Mutex<DeviceChoice>,
     /// The device check before joining (`preview` with no meeting).
-    pub idle_preview: Mutex<Option<crate::preview::IdlePreview>>,
+    pub idle_preview: Mutex<Option<crate::device_check::DeviceCheck>>,
 }
 
 #[derive(Debug, Clone, Default)]

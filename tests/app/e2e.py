@@ -18,11 +18,18 @@ from harness import (OUT, ROOT, Bot, Server, frames, gone, invoke, log, shot, st
 
 
 def host_scenario():
-    """(a) The app hosts (embedded server); a bot viewer asks to come up, the host grants,
+    """(a) The device check shows the camera and the mic; the app hosts (embedded server); a
+    bot viewer asks to come up, the host grants,
     the bot's video shows in its tile, the host kicks it and the tile goes."""
     app = start_app()
     bots = []
     try:
+        # The device check on the join screen: the camera picture and the mic level move.
+        until(app, lambda d: frames(d, "device-preview") >= 5, "the camera preview")
+        until(app, lambda d: int(testid(d, "mic-level").get_attribute("data-level") or 0) > 0,
+              "the mic level")
+        assert testid(app, "camera-state").get_attribute("data-state") == "ok"
+        shot(app, "host-0-device-check")
         testid(app, "join-name").clear()
         testid(app, "join-name").send_keys("Hanna Host")
         testid(app, "start-meeting", clickable=True).click()

@@ -296,6 +296,21 @@ pub struct StageMedia {
 impl StageMedia {
     /// Starts following the stage. Must be called inside a tokio runtime.
     pub fn start(meeting: Meeting, config: MediaConfig) -> StageMedia {
+        Self::spawn(|shared, stop| reconcile_loop(meeting, config, shared, stop))
+    }
+
+    /// Media without a meeting: the device check before joining one. Only the preview
+    /// works ([`StageMedia::preview`], [`StageMedia::set_camera`]): the local camera on
+    /// [`StageMedia::video_frames`] as [`LOCAL`], the microphone level, device problems.
+    /// Must be called inside a tokio runtime.
+    pub fn device_check(config: MediaConfig) -> StageMedia {
+        Self::spawn(|shared, stop| preview_loop(config, shared, stop))
+    }
+
+    fn spawn<F>(run: impl FnOnce(Arc<Shared>, watch::Receiver<bool>) -> F) -> StageMedia
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (frames, _) = broadcast::channel(16);
         let (levels, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
@@ -308,7 +323,7 @@ impl StageMedia {
             controls: watch::channel(Controls::default()).0,
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(reconcile_loop(meeting, config, shared.clone(), stop_rx));
+        let task = tokio::spawn(run(shared.clone(), stop_rx));
         StageMedia {
             shared,
             stop,
@@ -452,16 +467,7 @@ async fn reconcile_loop(
         }
         // Off stage, the preview has the devices; on stage, the publisher (which shows the
         // preview itself). One at a time: a camera opens once.
-        let want_preview =
-            !want_publish && shared.controls().preview && config.sources != Sources::None;
-        if preview.as_ref().is_some_and(Job::finished) && !want_preview {
-            preview = None;
-        }
-        Job::follow(&mut preview, want_preview, || {
-            let (c, s) = (config.clone(), shared.clone());
-            Job::spawn(move |stop| run_preview(c, s, stop))
-        })
-        .await;
+        follow_preview(&mut preview, !want_publish, &config, &shared).await;
         Job::follow(&mut publisher, want_publish, || {
             let (m, c, s) = (meeting.clone(), config.clone(), shared.clone());
             Job::spawn(move |stop| run_publisher(m, c, s, stop))
@@ -547,6 +553,41 @@ async fn reconcile_loop(
     }
     if let Some(speaker) = speaker {
         speaker.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Runs the preview when it is switched on and `allowed` (not while publishing: the
+/// publisher has the devices then).
+async fn follow_preview(
+    preview: &mut Option<Job>,
+    allowed: bool,
+    config: &MediaConfig,
+    shared: &Arc<Shared>,
+) {
+    let want = allowed && shared.controls().preview && config.sources != Sources::None;
+    if preview.as_ref().is_some_and(Job::finished) && !want {
+        *preview = None;
+    }
+    Job::follow(preview, want, || {
+        let (c, s) = (config.clone(), shared.clone());
+        Job::spawn(move |stop| run_preview(c, s, stop))
+    })
+    .await;
+}
+
+/// [`StageMedia::device_check`]: the preview follows its switch, nothing else runs.
+async fn preview_loop(config: MediaConfig, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut controls = shared.controls.subscribe();
+    let mut preview: Option<Job> = None;
+    loop {
+        follow_preview(&mut preview, true, &config, &shared).await;
+        tokio::select! {
+            r = controls.changed() => if r.is_err() { break },
+            _ = stop.changed() => break,
+        }
+    }
+    if let Some(job) = preview.take() {
+        job.end().await;
     }
 }
 
