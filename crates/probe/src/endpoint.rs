@@ -274,6 +274,61 @@ async fn drain<R: Role>(ep: &mut Endpoint, role: &mut R) -> Option<Instant> {
     }
 }
 
+/// A session running in its own task ([`run`]), as publisher and viewer hold it: stop it,
+/// or learn that the server ended it. Dropping it aborts the task.
+pub(crate) struct Session {
+    closed: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Session {
+    /// Runs `role` on `ep`; `closed` is set by the role when the server ends the session.
+    pub(crate) fn spawn<R: Role>(ep: Endpoint, role: R, closed: watch::Receiver<bool>) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            run(ep, role, stop_rx).await;
+        });
+        Session {
+            closed,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Has the server ended the session?
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Resolves when the server ends the session.
+    pub(crate) async fn closed(&self) {
+        let mut rx = self.closed.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Closes the session (if still open) and waits for the task to end.
+    pub(crate) async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The stats mutexes hold plain counters: a panic elsewhere leaves them usable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Microseconds since the unix epoch, the clock stamps use.
 pub(crate) fn unix_us() -> u64 {
     std::time::SystemTime::now()

@@ -10,9 +10,8 @@ use str0m::media::{Direction, MediaKind, Pt};
 use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Event, Rtc};
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
-use crate::endpoint::{self, unix_us, Endpoint, Role};
+use crate::endpoint::{lock, unix_us, Endpoint, Role, Session};
 use crate::shape::{self, Stamp};
 use crate::ProbeError;
 
@@ -76,9 +75,7 @@ pub struct PublisherStats {
 /// stops it (without a proper close; use [`ProbePublisher::stop`] for that).
 pub struct ProbePublisher {
     stats: Arc<Mutex<PublisherStats>>,
-    closed: watch::Receiver<bool>,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    session: Session,
     connected_at: Instant,
 }
 
@@ -105,7 +102,6 @@ impl ProbePublisher {
         let stats = Arc::new(Mutex::new(PublisherStats::default()));
         let (closed_tx, closed) = watch::channel(false);
         let (connected_tx, connected_rx) = oneshot::channel();
-        let (stop, stop_rx) = watch::channel(false);
         let role = Publisher {
             opts: opts.clone(),
             video,
@@ -123,14 +119,9 @@ impl ProbePublisher {
             stats: stats.clone(),
             closed_tx,
         };
-        let task = tokio::spawn(async move {
-            endpoint::run(ep, role, stop_rx).await;
-        });
         let mut me = ProbePublisher {
             stats,
-            closed,
-            stop,
-            task: Some(task),
+            session: Session::spawn(ep, role, closed),
             connected_at: Instant::now(),
         };
         match tokio::time::timeout(opts.connect_timeout, connected_rx).await {
@@ -154,35 +145,19 @@ impl ProbePublisher {
 
     /// Has the server ended the session?
     pub fn is_closed(&self) -> bool {
-        *self.closed.borrow()
+        self.session.is_closed()
     }
 
     /// Resolves when the server ends the session.
     pub async fn closed(&self) {
-        let mut rx = self.closed.clone();
-        let _ = rx.wait_for(|c| *c).await;
+        self.session.closed().await
     }
 
     /// Stops sending and closes the session; returns the final counts.
     pub async fn stop(mut self) -> PublisherStats {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.session.stop().await;
         self.stats()
     }
-}
-
-impl Drop for ProbePublisher {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One outgoing track.

@@ -9,9 +9,8 @@ use onstage_client::{Meeting, UserId};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::{Event, Rtc};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::endpoint::{self, unix_us, Endpoint, Role};
+use crate::endpoint::{lock, unix_us, Endpoint, Role, Session};
 use crate::shape;
 use crate::ProbeError;
 
@@ -124,9 +123,7 @@ impl ViewerStats {
 pub struct ProbeViewer {
     stats: Arc<Mutex<ViewerStats>>,
     connected: watch::Receiver<bool>,
-    closed: watch::Receiver<bool>,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    session: Session,
 }
 
 impl ProbeViewer {
@@ -156,7 +153,6 @@ impl ProbeViewer {
         }));
         let (connected_tx, connected) = watch::channel(false);
         let (closed_tx, closed) = watch::channel(false);
-        let (stop, stop_rx) = watch::channel(false);
         let role = Viewer {
             kinds: ep.kinds(),
             seen: [HashSet::new(), HashSet::new()],
@@ -167,15 +163,10 @@ impl ProbeViewer {
             connected_tx,
             closed_tx,
         };
-        let task = tokio::spawn(async move {
-            endpoint::run(ep, role, stop_rx).await;
-        });
         Ok(ProbeViewer {
             stats,
             connected,
-            closed,
-            stop,
-            task: Some(task),
+            session: Session::spawn(ep, role, closed),
         })
     }
 
@@ -202,34 +193,18 @@ impl ProbeViewer {
 
     /// Resolves when the server ends the session.
     pub async fn closed(&self) {
-        let mut rx = self.closed.clone();
-        let _ = rx.wait_for(|c| *c).await;
+        self.session.closed().await
     }
 
     pub fn is_closed(&self) -> bool {
-        *self.closed.borrow()
+        self.session.is_closed()
     }
 
     /// Closes the session (if still open); returns the final counts.
     pub async fn stop(mut self) -> ViewerStats {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.session.stop().await;
         self.stats()
     }
-}
-
-impl Drop for ProbeViewer {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Viewer {
