@@ -81,6 +81,12 @@ impl Member {
         .await
     }
 
+    /// Goes on stage (the preset may join directly, or was granted).
+    async fn join_stage(&self) {
+        let joined = self.client.meeting.stage().join().await;
+        joined.unwrap_or_else(|e| panic!("{} joins the stage: {e}", self.id()));
+    }
+
     fn video_frames_from(&self, from: &UserId) -> u64 {
         self.media
             .stats()
@@ -98,19 +104,8 @@ async fn everyone_receives_everyone_on_stage_and_nothing_from_the_rest() {
     let speaker = member(&server, &meeting, "Speaker", "speaker", 660.0).await;
     let viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
     let audience = member(&server, &meeting, "Audrey", "viewer", 1000.0).await;
-    host.client
-        .meeting
-        .stage()
-        .join()
-        .await
-        .expect("host joins");
-    speaker
-        .client
-        .meeting
-        .stage()
-        .join()
-        .await
-        .expect("speaker joins");
+    host.join_stage().await;
+    speaker.join_stage().await;
 
     for watcher in [&viewer, &audience] {
         watcher.wait_frames(&host.id(), 30).await;
@@ -158,12 +153,7 @@ async fn a_participant_coming_on_stage_is_seen_by_all_within_a_second() {
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let mut viewer = member(&server, &meeting, "Vera", "viewer", 660.0).await;
     let audience = member(&server, &meeting, "Audrey", "viewer", 880.0).await;
-    host.client
-        .meeting
-        .stage()
-        .join()
-        .await
-        .expect("host joins");
+    host.join_stage().await;
     audience.wait_frames(&host.id(), 5).await;
 
     viewer
@@ -186,7 +176,7 @@ async fn a_participant_coming_on_stage_is_seen_by_all_within_a_second() {
     let mut at_host = host.media.video_frames();
     let mut at_audience = audience.media.video_frames();
     let started = Instant::now();
-    viewer.client.meeting.stage().join().await.expect("joins");
+    viewer.join_stage().await;
     let vid = viewer.id();
     for (who, frames) in [("host", &mut at_host), ("audience", &mut at_audience)] {
         within("a first picture of the newcomer", async {
@@ -218,13 +208,7 @@ async fn after_leave_or_kick_no_frames_arrive_and_the_devices_are_closed() {
     let sid = speaker.id();
 
     for round in ["leave", "kick"] {
-        speaker
-            .client
-            .meeting
-            .stage()
-            .join()
-            .await
-            .expect("speaker joins");
+        speaker.join_stage().await;
         let before = viewer.video_frames_from(&sid);
         viewer.wait_frames(&sid, before + 20).await;
         assert_eq!(
@@ -285,12 +269,7 @@ async fn mute_and_camera_off_are_told_to_everyone_and_stop_that_media() {
     let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
     let hid = host.id();
     let hid_json = serde_json::json!({ "user_id": hid.as_str(), "audio": true, "video": true });
-    host.client
-        .meeting
-        .stage()
-        .join()
-        .await
-        .expect("host joins");
+    host.join_stage().await;
     viewer.client.expect_event("mediaPublished", hid_json).await;
     viewer.wait_frames(&hid, 10).await;
 
@@ -428,12 +407,7 @@ async fn a_newcomer_learns_who_publishes_and_what_from_the_welcome() {
     let server = TestServer::start().await;
     let meeting = server.create_meeting("media").await;
     let mut host = member(&server, &meeting, "Host", "host", 440.0).await;
-    host.client
-        .meeting
-        .stage()
-        .join()
-        .await
-        .expect("host joins");
+    host.join_stage().await;
     host.media.set_camera(false);
     let hid = host.id();
     host.client

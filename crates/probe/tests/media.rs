@@ -7,8 +7,28 @@ mod common;
 use std::time::Duration;
 
 use common::{until, within, Srv};
-use onstage_client::ErrorCode;
+use onstage_client::{ErrorCode, Meeting};
 use onstage_probe::{ProbePublisher, ProbeViewer, PublisherOptions};
+
+/// `who` joins the stage and publishes.
+async fn go_live(who: &Meeting, opts: PublisherOptions) -> ProbePublisher {
+    within("stage join", who.stage().join())
+        .await
+        .expect("on stage");
+    within("publish", ProbePublisher::start(who, opts))
+        .await
+        .expect("publishes")
+}
+
+/// `viewer` subscribes to `publisher`.
+async fn watch(viewer: &Meeting, publisher: &Meeting) -> ProbeViewer {
+    within(
+        "subscribe",
+        ProbeViewer::start(viewer, &publisher.user_id()),
+    )
+    .await
+    .expect("subscribes")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_viewers_get_everything_starting_at_a_keyframe() {
@@ -17,21 +37,9 @@ async fn two_viewers_get_everything_starting_at_a_keyframe() {
     let host = srv.join(&m, "host", "host").await;
     let a = srv.join(&m, "a", "viewer").await;
     let b = srv.join(&m, "b", "viewer").await;
-    within("stage join", host.stage().join())
-        .await
-        .expect("on stage");
-    let publisher = within(
-        "publish",
-        ProbePublisher::start(&host, PublisherOptions::default()),
-    )
-    .await
-    .expect("publishes");
-    let va = within("subscribe a", ProbeViewer::start(&a, &host.user_id()))
-        .await
-        .expect("subscribes");
-    let vb = within("subscribe b", ProbeViewer::start(&b, &host.user_id()))
-        .await
-        .expect("subscribes");
+    let publisher = go_live(&host, PublisherOptions::default()).await;
+    let va = watch(&a, &host).await;
+    let vb = watch(&b, &host).await;
     // About two seconds of media at each viewer.
     until("60 frames at both viewers", || {
         va.stats().frames >= 60 && vb.stats().frames >= 60
@@ -60,24 +68,12 @@ async fn a_viewer_joining_a_live_stage_gets_a_keyframe_fast() {
     let host = srv.join(&m, "host", "host").await;
     let early = srv.join(&m, "early", "viewer").await;
     let late = srv.join(&m, "late", "viewer").await;
-    within("stage join", host.stage().join())
-        .await
-        .expect("on stage");
-    let publisher = within(
-        "publish",
-        ProbePublisher::start(&host, PublisherOptions::default()),
-    )
-    .await
-    .expect("publishes");
-    let first = within("subscribe", ProbeViewer::start(&early, &host.user_id()))
-        .await
-        .expect("subscribes");
+    let publisher = go_live(&host, PublisherOptions::default()).await;
+    let first = watch(&early, &host).await;
     // The stage is live (well past its first keyframe) when the late viewer comes.
     until("a live stage", || first.stats().frames >= 30).await;
     let requests_before = publisher.stats().keyframe_requests;
-    let viewer = within("subscribe late", ProbeViewer::start(&late, &host.user_id()))
-        .await
-        .expect("subscribes");
+    let viewer = watch(&late, &host).await;
     until("the late viewer's first keyframe", || {
         viewer.stats().first_keyframe_at.is_some()
     })
@@ -104,24 +100,12 @@ async fn a_kick_ends_media_even_from_a_client_that_keeps_sending() {
     let speaker = srv.join(&m, "speaker", "speaker").await;
     let a = srv.join(&m, "a", "viewer").await;
     let b = srv.join(&m, "b", "viewer").await;
-    within("stage join", speaker.stage().join())
-        .await
-        .expect("on stage");
     let opts = PublisherOptions {
         keep_sending_after_close: true,
         ..PublisherOptions::default()
     };
-    let publisher = within("publish", ProbePublisher::start(&speaker, opts))
-        .await
-        .expect("publishes");
-    let viewers = [
-        within("subscribe a", ProbeViewer::start(&a, &speaker.user_id()))
-            .await
-            .expect("subscribes"),
-        within("subscribe b", ProbeViewer::start(&b, &speaker.user_id()))
-            .await
-            .expect("subscribes"),
-    ];
+    let publisher = go_live(&speaker, opts).await;
+    let viewers = [watch(&a, &speaker).await, watch(&b, &speaker).await];
     until("media at both viewers", || {
         viewers.iter().all(|v| v.stats().frames >= 10)
     })
