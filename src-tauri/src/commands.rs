@@ -240,9 +240,14 @@ fn attach<R: Runtime>(
     }
 }
 
+/// The tone the synthetic microphone plays (`ONSTAGE_MEDIA=synthetic`).
+const SYNTHETIC_TONE_HZ: f32 = 440.0;
+
 fn media_config(state: &AppState) -> MediaConfig {
     let sources = match state.config.media {
-        MediaMode::Synthetic => Sources::Synthetic { tone_hz: 440.0 },
+        MediaMode::Synthetic => Sources::Synthetic {
+            tone_hz: SYNTHETIC_TONE_HZ,
+        },
         MediaMode::Devices => {
             let choice = lock(&state.devices).clone();
             Sources::Devices {
@@ -373,7 +378,7 @@ pub async fn devices(state: State<'_, AppState>) -> Result<Devices> {
             };
             return Devices {
                 cameras: one("synthetic", "Test pattern"),
-                microphones: one("synthetic", "Test tone (440 Hz)"),
+                microphones: one("synthetic", &format!("Test tone ({SYNTHETIC_TONE_HZ} Hz)")),
                 speakers: list_devices(list_speakers()),
             };
         }

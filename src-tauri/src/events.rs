@@ -79,6 +79,8 @@ pub async fn run<R: Runtime>(
             }
         }
     };
+    // `forward_media` runs as long as the media does, and this task holds the media: the
+    // meeting's event stream decides when this ends.
     tokio::select! {
         () = meeting_events => {}
         () = forward_media(app.clone(), media.clone()) => {}

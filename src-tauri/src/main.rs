@@ -24,7 +24,8 @@ use crate::video::Pictures;
 /// WebKitGTK composites the page with OpenGL. Without a GPU (virtual machines, remote
 /// desktops, Xvfb) that GL is Mesa's software rasterizer, and every canvas update then
 /// costs the web process about a core per 30 fps tile; painting without compositing costs
-/// it ~8 % for one tile and ~13 % for four (BENCHMARKS.md "Pictures to the desktop UI").
+/// it ~8 % for one tile and ~16 % for four (BENCHMARKS.md "Desktop app: pictures from the
+/// shell to the webview").
 /// Our page is a few canvases and plain widgets, which compositing does not speed up, so
 /// it is off unless asked for: `ONSTAGE_WEBKIT_COMPOSITING=1` keeps WebKit's default, and
 /// an explicit `WEBKIT_DISABLE_COMPOSITING_MODE` is respected.

@@ -2,9 +2,10 @@
 //!
 //! Why a socket: Tauri's IPC (events, channels, command responses) runs through the app's
 //! main thread on Linux, one script evaluation or URI-scheme request per message. That
-//! keeps one 30 fps tile but not four (BENCHMARKS.md "Pictures to the desktop UI"). A
-//! WebSocket on 127.0.0.1 is carried by WebKit's network process straight into the page,
-//! beside the main thread, so the pictures never queue behind the UI's own IPC.
+//! keeps one 30 fps tile but not four (BENCHMARKS.md "Desktop app: pictures from the
+//! shell to the webview"). A WebSocket on 127.0.0.1 is carried by WebKit's network process
+//! straight into the page, beside the main thread, so the pictures never queue behind the
+//! UI's own IPC.
 //!
 //! The socket listens on 127.0.0.1 only, on a port the OS picks, behind a random key in its
 //! path that only the UI learns (`video_socket`): other local programs cannot watch.
@@ -244,8 +245,8 @@ impl Pictures {
     }
 
     /// Starts the pump: a thread that takes decoded pictures from the SDK and offers them.
-    /// A plain thread because converting is CPU work (about 1 ms for RGBA, 4 ms for JPEG
-    /// at 640x480) that must not hold up the async runtime. Ends when `stop` is set or the
+    /// A plain thread because converting is CPU work (about 1 ms for RGBA, 7 ms for JPEG
+    /// per 640x480 picture) that must not hold up the async runtime. Ends when `stop` is set or the
     /// media ends.
     pub fn pump(&self, mut frames: broadcast::Receiver<RemoteVideo>, stop: Arc<AtomicBool>) {
         let this = self.clone();
