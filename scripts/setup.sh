@@ -9,6 +9,8 @@ APT_PACKAGES=(
   # WebDriver, screenshots).
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
   xvfb xauth webkit2gtk-driver imagemagick python3-venv
+  # The network lab (namespaces, NAT and firewall rules) and its TURN relay.
+  iproute2 iptables coturn
 )
 if ! command -v npm >/dev/null 2>&1; then
   APT_PACKAGES+=(nodejs npm)

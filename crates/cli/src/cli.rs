@@ -100,13 +100,33 @@ pub struct ServeArgs {
     /// Default most participants on stage at once, for meetings that do not set it.
     #[arg(long, value_name = "N")]
     pub max_on_stage: Option<u32>,
-    /// Where the SFU's UDP socket binds (default: the listen IP, a free port).
+    /// Where the SFU's media socket binds, UDP and ICE-TCP on the same port (default: the
+    /// listen IP, a free port). A wildcard (0.0.0.0, or :: for IPv6 and IPv4) serves every
+    /// interface and offers each interface's address.
     #[arg(long, value_name = "ADDR")]
     pub media_udp: Option<SocketAddr>,
-    /// The IP peers are told to send media to (repeatable; default: the bound IP, or for
-    /// a wildcard bind, loopback and the outward interface's address).
+    /// The public IP of a server behind 1:1 NAT (a cloud VM): announced in place of the
+    /// interfaces' private addresses (repeatable, one per address family). Forward the
+    /// media port, UDP and TCP, unchanged to this machine.
     #[arg(long, value_name = "IP")]
     pub media_ip: Vec<std::net::IpAddr>,
+    /// Do not accept media over TCP (ICE-TCP), only UDP.
+    #[arg(long)]
+    pub no_media_tcp: bool,
+    /// A TURN relay for guests that reach nothing else, e.g. turn:turn.example.org:3478
+    /// (repeatable; UDP). Needs --turn-secret.
+    #[arg(long, value_name = "URL", requires = "turn_secret")]
+    pub turn_url: Vec<String>,
+    /// The relay's shared secret (coturn's static-auth-secret); each participant gets
+    /// credentials minted from it (the TURN REST API).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "ONSTAGE_TURN_SECRET",
+        hide_env_values = true,
+        requires = "turn_url"
+    )]
+    pub turn_secret: Option<String>,
 }
 
 /// Where the admin API is and the key to use.

@@ -758,10 +758,11 @@ async fn run_publisher(
         return;
     }
     let t0 = Instant::now();
-    let (peer, offer) = match PublishPeer::with_config(opts, &config.transport).await {
-        Ok(pair) => pair,
-        Err(e) => return shared.error("publish peer", &e),
-    };
+    let (peer, offer) =
+        match PublishPeer::with_config(opts, &transport_for(&meeting, &config)).await {
+            Ok(pair) => pair,
+            Err(e) => return shared.error("publish peer", &e),
+        };
     tracing::debug!(after = ?t0.elapsed(), "publish: offer ready");
     let answer = tokio::select! {
         a = meeting.publish_offer(offer) => a,
@@ -978,6 +979,14 @@ fn audio_capture(
     }
 }
 
+/// The transport for a new peer: the configured one plus the relays the server offers
+/// (their credentials are the latest welcome's).
+fn transport_for(meeting: &Meeting, config: &MediaConfig) -> TransportConfig {
+    let mut transport = config.transport.clone();
+    transport.ice_servers.extend(meeting.ice_servers());
+    transport
+}
+
 async fn run_subscription(
     meeting: Meeting,
     config: MediaConfig,
@@ -986,7 +995,7 @@ async fn run_subscription(
     mut stop: watch::Receiver<bool>,
 ) {
     shared.received(&user, |_| {});
-    let (peer, offer) = match SubscribePeer::with_config(&config.transport).await {
+    let (peer, offer) = match SubscribePeer::with_config(&transport_for(&meeting, &config)).await {
         Ok(pair) => pair,
         Err(e) => return shared.error("subscribe peer", &e),
     };

@@ -134,6 +134,12 @@ impl Meeting {
         self.inner.shared.lock().mirror.preset().clone()
     }
 
+    /// The TURN relays the server offers this participant, with credentials (from the
+    /// latest welcome: a reconnect renews them).
+    pub fn ice_servers(&self) -> Vec<onstage_proto::IceServer> {
+        self.inner.shared.lock().mirror.ice_servers().to_vec()
+    }
+
     /// This participant as the room sees it.
     pub fn self_(&self) -> Participant {
         self.inner.shared.lock().mirror.me()

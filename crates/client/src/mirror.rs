@@ -34,8 +34,8 @@
 use std::collections::BTreeMap;
 
 use onstage_proto::{
-    AccessRequest, LeaveReason, MediaEvent, MeetingId, ParticipantInfo, PeerId, Preset, RoomEvent,
-    RoomSnapshot, StageAccess, StageChangeReason, StageStatus, UserId, Welcome,
+    AccessRequest, IceServer, LeaveReason, MediaEvent, MeetingId, ParticipantInfo, PeerId, Preset,
+    RoomEvent, RoomSnapshot, StageAccess, StageChangeReason, StageStatus, UserId, Welcome,
 };
 
 use crate::MeetingEvent;
@@ -71,6 +71,8 @@ pub struct Mirror {
     /// Who publishes media and what (audio, video), from the welcome and the `media`
     /// messages.
     publishing: BTreeMap<UserId, (bool, bool)>,
+    /// The relays (with this participant's credentials) from the latest welcome.
+    ice_servers: Vec<IceServer>,
 }
 
 impl Mirror {
@@ -85,6 +87,7 @@ impl Mirror {
             grace_ms,
             snapshot,
             publishing,
+            ice_servers,
         } = welcome;
         Self {
             meeting_id,
@@ -102,7 +105,13 @@ impl Mirror {
                 .into_iter()
                 .map(|p| (p.user_id, (p.audio, p.video)))
                 .collect(),
+            ice_servers,
         }
+    }
+
+    /// The relays to offer media through, from the latest welcome.
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.ice_servers
     }
 
     /// Who publishes media right now and what: (audio, video).
@@ -278,8 +287,11 @@ impl Mirror {
             grace_ms,
             snapshot,
             publishing,
+            ice_servers,
         } = welcome;
         self.resync = None;
+        // Fresh credentials with every welcome: expired ones are renewed by reconnecting.
+        self.ice_servers = ice_servers;
         // What changed in who publishes while we were away, as events.
         let now: BTreeMap<UserId, (bool, bool)> = publishing
             .into_iter()
@@ -562,6 +574,7 @@ mod tests {
             grace_ms: 30_000,
             snapshot,
             publishing: Vec::new(),
+            ice_servers: Vec::new(),
         }
     }
 

@@ -20,8 +20,9 @@ pub mod stage;
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{MeetingId, PeerId, UserId};
 pub use signal::{
-    Call, CallResult, ClientMessage, CloseReason, LeaveReason, MediaEvent, ParticipantInfo,
-    PublishedMedia, Request, RoomEvent, RoomSnapshot, ServerMessage, StageChangeReason, Welcome,
+    Call, CallResult, ClientMessage, CloseReason, IceServer, LeaveReason, MediaEvent,
+    ParticipantInfo, PublishedMedia, Request, RoomEvent, RoomSnapshot, ServerMessage,
+    StageChangeReason, Welcome,
 };
 pub use stage::{AccessRequest, Preset, StageAccess, StageStatus};
 

@@ -332,6 +332,22 @@ pub struct Welcome {
     /// the next `published`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publishing: Vec<PublishedMedia>,
+    /// TURN servers with credentials minted for this participant (when the server has a
+    /// relay configured), for networks that reach nothing but the relay. Fresh in every
+    /// welcome, so a reconnect renews them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// A STUN or TURN server and the credentials to use it (the shape of WebRTC's
+/// `RTCIceServer`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub credential: String,
 }
 
 /// One participant's live publication: what it carries (mic muted, camera off).

@@ -52,9 +52,16 @@ pub struct ServerConfig {
     /// Where the SFU's UDP socket binds (default: the listen IP, a free port). `None` runs
     /// signaling only.
     pub media_udp: Option<SocketAddr>,
-    /// The IPs peers are told to send media to. Empty (the default): the bound IP, or for a
-    /// wildcard bind, loopback and the address of the interface that routes outwards.
+    /// Public IPs announced in place of the interface addresses, for a server behind 1:1
+    /// NAT (a cloud VM): `--media-ip`. Empty (the default): the bound IP, or for a wildcard
+    /// bind, every usable interface address.
     pub media_advertise: Vec<IpAddr>,
+    /// Also accept media over TCP (ICE-TCP) at the media port, for guests whose network
+    /// blocks UDP (default: on).
+    pub media_tcp: bool,
+    /// A TURN relay (coturn) for guests that reach nothing else; each participant gets its
+    /// own credentials in the welcome. `None` (the default): no relay.
+    pub turn: Option<crate::turn::TurnConfig>,
 }
 
 impl ServerConfig {
@@ -76,6 +83,8 @@ impl ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             media_udp: Some(SocketAddr::new(listen.ip(), 0)),
             media_advertise: Vec::new(),
+            media_tcp: true,
+            turn: None,
         }
     }
 

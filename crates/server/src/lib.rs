@@ -41,6 +41,7 @@ pub mod server;
 pub mod sfu;
 pub mod signal;
 pub mod storage;
+pub mod turn;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError, StorageError};

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub sfu_keyframe_requests: Counter,
     pub sfu_publications: Gauge,
     pub sfu_subscriptions: Gauge,
+    pub sfu_tcp_connections: Gauge,
+    pub sfu_sessions_over_udp: Gauge,
+    pub sfu_sessions_over_tcp: Gauge,
     registry: Registry,
 }
 
@@ -94,6 +97,9 @@ impl Metrics {
         let sfu_keyframe_requests = Counter::default();
         let sfu_publications = Gauge::default();
         let sfu_subscriptions = Gauge::default();
+        let sfu_tcp_connections = Gauge::default();
+        let sfu_sessions_over_udp = Gauge::default();
+        let sfu_sessions_over_tcp = Gauge::default();
         registry.register(
             "sfu_received_packets",
             "RTP packets received from publishers",
@@ -124,6 +130,21 @@ impl Metrics {
             "Media subscriptions (one viewer of one publisher)",
             sfu_subscriptions.clone(),
         );
+        registry.register(
+            "sfu_tcp_connections",
+            "Open ICE-TCP media connections",
+            sfu_tcp_connections.clone(),
+        );
+        registry.register(
+            "sfu_sessions_over_udp",
+            "Media sessions whose DTLS and media travel over UDP",
+            sfu_sessions_over_udp.clone(),
+        );
+        registry.register(
+            "sfu_sessions_over_tcp",
+            "Media sessions whose DTLS and media travel over TCP (ICE-TCP)",
+            sfu_sessions_over_tcp.clone(),
+        );
         Self {
             sfu_received,
             sfu_forwarded,
@@ -131,6 +152,9 @@ impl Metrics {
             sfu_keyframe_requests,
             sfu_publications,
             sfu_subscriptions,
+            sfu_tcp_connections,
+            sfu_sessions_over_udp,
+            sfu_sessions_over_tcp,
             connections,
             rooms,
             participants,

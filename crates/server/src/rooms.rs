@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use onstage_proto::{
-    Call, CallResult, CloseReason, ErrorBody, ErrorCode, MediaEvent, MeetingId, PeerId,
+    Call, CallResult, CloseReason, ErrorBody, ErrorCode, IceServer, MediaEvent, MeetingId, PeerId,
     PublishedMedia, RoomEvent, RoomSnapshot, ServerMessage, StageStatus, UnixMillis, UserId,
     Welcome,
 };
@@ -72,6 +72,7 @@ enum Command {
     Connect {
         member: Member,
         grace_ms: u64,
+        ice_servers: Vec<IceServer>,
         conn: ConnHandle,
         done: oneshot::Sender<()>,
     },
@@ -176,12 +177,14 @@ impl Rooms {
     }
 
     /// Seats a connection in its meeting's room (starting the room if needed). The welcome
-    /// is the first thing queued on `conn`.
+    /// (with `ice_servers`, the participant's relay credentials) is the first thing queued
+    /// on `conn`.
     pub async fn connect(
         &self,
         meeting: &MeetingId,
         max_on_stage: u32,
         member: Member,
+        ice_servers: Vec<IceServer>,
         conn: ConnHandle,
     ) {
         // A room may be closing down just as we arrive; then start a new one.
@@ -191,6 +194,7 @@ impl Rooms {
             let cmd = Command::Connect {
                 member: member.clone(),
                 grace_ms: self.grace_ms,
+                ice_servers: ice_servers.clone(),
                 conn: conn.clone(),
                 done,
             };
@@ -340,6 +344,7 @@ impl RoomTask {
             Command::Connect {
                 member,
                 grace_ms,
+                ice_servers,
                 conn,
                 done,
             } => {
@@ -371,6 +376,7 @@ impl RoomTask {
                             video: *video,
                         })
                         .collect(),
+                    ice_servers,
                 }));
                 if conn.tx.try_send(Outbound::Text(encode(&welcome))).is_ok() {
                     self.conns.insert(user, conn);
@@ -692,6 +698,7 @@ mod tests {
                 &meeting,
                 25,
                 member("slow"),
+                Vec::new(),
                 ConnHandle { id: 1, tx: slow_tx },
             )
             .await;
@@ -701,6 +708,7 @@ mod tests {
                 &meeting,
                 25,
                 member("fast"),
+                Vec::new(),
                 ConnHandle { id: 2, tx: fast_tx },
             )
             .await;
@@ -714,6 +722,7 @@ mod tests {
                     &meeting,
                     25,
                     member(&format!("extra{i}")),
+                    Vec::new(),
                     ConnHandle { id: 10 + i, tx },
                 )
                 .await;

@@ -244,8 +244,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let metrics = Arc::new(Metrics::new());
     let sfu = match config.media_udp {
         Some(bind) => Some(
-            crate::sfu::Sfu::start(bind, &config.media_advertise, metrics.clone())
-                .map_err(|source| ServerError::Bind { addr: bind, source })?,
+            crate::sfu::Sfu::start(
+                crate::sfu::MediaConfig {
+                    bind,
+                    advertise: config.media_advertise.clone(),
+                    tcp: config.media_tcp,
+                },
+                metrics.clone(),
+            )
+            .map_err(|source| ServerError::Bind { addr: bind, source })?,
         ),
         None => None,
     };

@@ -160,12 +160,20 @@ impl Connection {
         let (tx, mut rx) = mpsc::channel(self.app.config.outbound_queue);
         let mut shutdown = self.app.shutdown.clone();
         let (mut sink, mut stream) = socket.split();
+        let ice_servers = self
+            .app
+            .config
+            .turn
+            .iter()
+            .map(|turn| turn.credentials(&self.user, std::time::SystemTime::now()))
+            .collect();
         self.app
             .rooms
             .connect(
                 &self.meeting,
                 max_on_stage,
                 member,
+                ice_servers,
                 ConnHandle { id: self.id, tx },
             )
             .await;

@@ -46,6 +46,36 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         config.media_udp = Some(udp);
     }
     config.media_advertise = args.media_ip.clone();
+    config.media_tcp = !args.no_media_tcp;
+    if let Some(secret) = &args.turn_secret {
+        if secret.is_empty() {
+            output::print_error(
+                None,
+                &ErrorBody::new(ErrorCode::BadRequest, "--turn-secret is empty"),
+            );
+            return ExitCode::FAILURE;
+        }
+        if let Some(bad) = args
+            .turn_url
+            .iter()
+            .find(|u| !(u.starts_with("turn:") || u.starts_with("stun:")))
+        {
+            output::print_error(
+                None,
+                &ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    format!("--turn-url {bad}: a TURN URL starts with turn: (UDP)"),
+                ),
+            );
+            return ExitCode::FAILURE;
+        }
+        config.turn = Some(onstage_server::turn::TurnConfig {
+            urls: args.turn_url.clone(),
+            secret: secret.clone(),
+            // Allocations are refreshed with the same credentials for the whole call.
+            ttl: config.token_ttl,
+        });
+    }
     let server = match onstage_server::start(config).await {
         Ok(server) => server,
         Err(e) => {

@@ -9,8 +9,17 @@
 //!
 //! Codecs live elsewhere; this module never decodes. Signaling is the caller's: it carries the
 //! offer SDP to the server and the answer back ([`PublishPeer::apply_answer`]). ICE is
-//! non-trickle: the offer is returned once gathering is complete, so it carries every host
-//! candidate, and no STUN/TURN server is used.
+//! non-trickle: the offer is returned once gathering is complete, so it carries every
+//! candidate (host, and relayed when [`TransportConfig::ice_servers`] names a TURN server).
+//!
+//! ## Networks
+//! - Host candidates on every interface, IPv4 and (where the machine has it) IPv6.
+//! - ICE-TCP for networks that drop UDP: the peer also gathers active TCP candidates, and
+//!   the server's passive TCP candidates from the answer are handed to
+//!   `add_ice_candidate` (webrtc-rs 0.21 dials passive candidates only when given that way,
+//!   not from inside a remote description).
+//! - mDNS is off: the SFU never sends `.local` candidates, and webrtc-rs's mDNS socket fails
+//!   the whole connection on a host without a multicast route (`IP_ADD_MEMBERSHIP`, ENODEV).
 //!
 //! ## Why an interceptor of our own
 //! In webrtc-rs 0.21 inbound RTCP ends inside the interceptor chain: a sender never sees a PLI
@@ -37,6 +46,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::interceptor_registry::{
     register_default_interceptors, Registry,
 };
@@ -46,6 +56,7 @@ use rtc::peer_connection::configuration::media_engine::{
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::transport::RTCDtlsTransportState;
+use rtc::peer_connection::transport::{RTCIceCandidateInit, RTCIceServer};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
@@ -59,7 +70,7 @@ pub use bwe::{LossBasedEstimator, MAX_BITRATE_BPS, MIN_BITRATE_BPS, START_BITRAT
 pub use publish::{PublishOptions, PublishPeer, PublishStats};
 pub use subscribe::{SubscribePeer, SubscribeStats};
 
-use onstage_proto::ErrorCode;
+use onstage_proto::{ErrorCode, IceServer};
 
 /// RTP payload type offered for H.264 (constrained baseline, packetization-mode 1).
 pub const H264_PAYLOAD_TYPE: u8 = 102;
@@ -153,6 +164,12 @@ pub struct TransportConfig {
     /// non-loopback interface; loopback must be listed explicitly (it is by default, so a server
     /// on the same machine works).
     pub udp_addrs: Vec<SocketAddr>,
+    /// Local TCP listeners for ICE-TCP (each gives an active and a passive candidate);
+    /// expanded like `udp_addrs`. Empty: no ICE-TCP.
+    pub tcp_addrs: Vec<SocketAddr>,
+    /// STUN/TURN servers (`turn:` over UDP is what webrtc-rs 0.21 supports): the server hands
+    /// out TURN credentials in the welcome.
+    pub ice_servers: Vec<IceServer>,
     /// No consent for this long -> ICE `disconnected`.
     pub ice_disconnected_timeout: Duration,
     /// Disconnected for this long -> ICE `failed`, which ends the session.
@@ -170,11 +187,15 @@ pub struct TransportConfig {
 
 impl Default for TransportConfig {
     fn default() -> Self {
+        let mut wildcards = vec![SocketAddr::from(([0, 0, 0, 0], 0))];
+        if has_global_ipv6() {
+            wildcards.push(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)));
+        }
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         TransportConfig {
-            udp_addrs: vec![
-                SocketAddr::from(([0, 0, 0, 0], 0)),
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-            ],
+            udp_addrs: wildcards.iter().copied().chain([loopback]).collect(),
+            tcp_addrs: wildcards,
+            ice_servers: Vec::new(),
             ice_disconnected_timeout: Duration::from_secs(4),
             ice_failed_timeout: Duration::from_secs(6),
             ice_keepalive_interval: Duration::from_secs(1),
@@ -189,9 +210,23 @@ impl TransportConfig {
     pub fn loopback() -> Self {
         TransportConfig {
             udp_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            tcp_addrs: Vec::new(),
             ..TransportConfig::default()
         }
     }
+}
+
+/// Does any interface have a routable IPv6 address? (A wildcard IPv6 socket on a machine
+/// without one would yield an unusable `::` candidate.)
+fn has_global_ipv6() -> bool {
+    if_addrs::get_if_addrs().is_ok_and(|ifaces| {
+        ifaces.iter().any(|i| match i.ip() {
+            std::net::IpAddr::V6(v6) => {
+                !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+            }
+            std::net::IpAddr::V4(_) => false,
+        })
+    })
 }
 
 fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
@@ -344,15 +379,29 @@ async fn build_peer(
             Some(config.ice_check_interval),
             Some(config.ice_max_binding_requests),
         )
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .build();
+    let ice_servers = config
+        .ice_servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone(),
+            credential: s.credential.clone(),
+        })
+        .collect();
     let pc = PeerConnectionBuilder::new()
-        // No ICE servers: host candidates only (the SFU is reachable directly).
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_ice_servers(ice_servers)
+                .build(),
+        )
         .with_media_engine(engine)
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
         .with_handler(handler)
         .with_udp_addrs(config.udp_addrs.clone())
+        .with_tcp_addrs(config.tcp_addrs.clone())
         .build()
         .await
         .map_err(RtcError::internal)?;
@@ -386,7 +435,46 @@ async fn apply_answer(pc: &dyn PeerConnection, sdp: &str) -> Result<(), RtcError
         .map_err(|e| RtcError::BadSdp(e.to_string()))?;
     pc.set_remote_description(answer)
         .await
-        .map_err(|e| RtcError::BadSdp(e.to_string()))
+        .map_err(|e| RtcError::BadSdp(e.to_string()))?;
+    for candidate in passive_tcp_candidates(sdp) {
+        // One bad candidate must not cost the others (or the UDP path).
+        if let Err(e) = pc.add_ice_candidate(candidate).await {
+            tracing::debug!(error = %e, "a passive TCP candidate of the answer was refused");
+        }
+    }
+    Ok(())
+}
+
+/// The passive TCP candidates of an SDP, each once, with the media line they came from.
+fn passive_tcp_candidates(sdp: &str) -> Vec<RTCIceCandidateInit> {
+    let mut out: Vec<RTCIceCandidateInit> = Vec::new();
+    let mut mline: Option<u16> = None;
+    let mut mid: Option<String> = None;
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            mline = Some(mline.map_or(0, |i| i.saturating_add(1)));
+            mid = None;
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.to_owned());
+        } else if let Some(c) = line.strip_prefix("a=candidate:") {
+            let fields: Vec<&str> = c.split_whitespace().collect();
+            let is_tcp = fields.get(2).is_some_and(|p| p.eq_ignore_ascii_case("tcp"));
+            let passive = fields
+                .windows(2)
+                .any(|w| w[0] == "tcptype" && w[1] == "passive");
+            let candidate = format!("candidate:{c}");
+            if is_tcp && passive && !out.iter().any(|o| o.candidate == candidate) {
+                out.push(RTCIceCandidateInit {
+                    candidate,
+                    sdp_mid: mid.clone(),
+                    sdp_mline_index: mline,
+                    username_fragment: None,
+                    url: None,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Watches the session until it ends: connection failed/closed (via `events`), or the DTLS
@@ -438,6 +526,28 @@ async fn dtls_closed(pc: &dyn PeerConnection) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passive_tcp_candidates_are_found_once_with_their_media_line() {
+        let sdp = "v=0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+            a=mid:0\r\n\
+            a=candidate:1 1 udp 2130706175 10.0.0.1 5000 typ host\r\n\
+            a=candidate:2 1 tcp 2105524479 10.0.0.1 5000 typ host tcptype passive\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 102\r\n\
+            a=mid:1\r\n\
+            a=candidate:2 1 tcp 2105524479 10.0.0.1 5000 typ host tcptype passive\r\n\
+            a=candidate:3 1 tcp 2105524479 10.0.0.1 9 typ host tcptype active\r\n";
+        let found = passive_tcp_candidates(sdp);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].candidate,
+            "candidate:2 1 tcp 2105524479 10.0.0.1 5000 typ host tcptype passive"
+        );
+        assert_eq!(found[0].sdp_mid.as_deref(), Some("0"));
+        assert_eq!(found[0].sdp_mline_index, Some(0));
+        assert!(passive_tcp_candidates("garbage\n a=candidate:").is_empty());
+    }
 
     #[test]
     fn error_codes() {

@@ -27,7 +27,7 @@ use onstage_proto::{MeetingId, UserId};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
-use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::net::{DatagramRecv, Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -38,11 +38,50 @@ use super::SfuError;
 /// A participant of a meeting: who owns a session.
 pub type ParticipantKey = (MeetingId, UserId);
 
-/// One datagram to send.
+/// One datagram to send: over UDP, or as one RFC 4571 frame on the TCP connection to
+/// `destination`.
 #[derive(Debug, Clone)]
 pub struct Datagram {
+    pub proto: Protocol,
+    /// The local candidate address it leaves from (the address the peer used).
+    pub source: SocketAddr,
     pub destination: SocketAddr,
     pub contents: Vec<u8>,
+}
+
+/// An address of ours that peers are told about: a UDP host candidate, or a passive TCP
+/// candidate (ICE-TCP, for peers whose UDP is blocked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LocalCandidate {
+    pub proto: Protocol,
+    pub addr: SocketAddr,
+}
+
+impl LocalCandidate {
+    pub fn udp(addr: SocketAddr) -> Self {
+        LocalCandidate {
+            proto: Protocol::Udp,
+            addr,
+        }
+    }
+
+    pub fn tcp(addr: SocketAddr) -> Self {
+        LocalCandidate {
+            proto: Protocol::Tcp,
+            addr,
+        }
+    }
+
+    fn to_str0m(self) -> Result<Candidate, str0m::error::IceError> {
+        match self.proto {
+            Protocol::Tcp => Candidate::builder()
+                .tcp()
+                .host(self.addr)
+                .tcptype(TcpType::Passive)
+                .build(),
+            _ => Candidate::host(self.addr, "udp"),
+        }
+    }
 }
 
 /// Counters the engine keeps; the server exports them as metrics.
@@ -67,6 +106,9 @@ struct Session {
     /// The negotiated media lines.
     mids: Vec<(Mid, MediaKind)>,
     timeout: Instant,
+    /// How its DTLS and media travel (the nominated pair's protocol), once known: ICE
+    /// checks go over every pair, everything else only over the nominated one.
+    transport: Option<Protocol>,
 }
 
 enum Role {
@@ -100,14 +142,12 @@ struct Incoming {
 
 /// Every session of every meeting. See the module docs.
 pub struct Engine {
-    /// Host candidates offered to every peer (the SFU's one UDP socket, by address).
-    candidates: Vec<SocketAddr>,
+    /// Candidates offered to every new session (the SFU's sockets, by address).
+    candidates: Vec<LocalCandidate>,
     /// One DTLS certificate for every session (as one SFU process is one endpoint):
     /// generating a key pair per session was a third of the cost of setting one up, which
     /// adds up when hundreds of viewers subscribe at once.
     dtls_cert: Option<str0m::config::DtlsCert>,
-    /// The socket's own address, the `destination` of everything received.
-    local_addr: SocketAddr,
     sessions: HashMap<SessionId, Session>,
     next_id: SessionId,
     publications: HashMap<ParticipantKey, SessionId>,
@@ -117,23 +157,24 @@ pub struct Engine {
     subscriptions: HashMap<(ParticipantKey, ParticipantKey), SessionId>,
     /// Which session a remote address belongs to, learnt from the first datagram a
     /// session accepted.
-    routes: HashMap<SocketAddr, SessionId>,
+    routes: HashMap<(Protocol, SocketAddr), SessionId>,
     /// Sessions that had input since they were last polled.
     dirty: Vec<SessionId>,
     out: Vec<Datagram>,
     stats: EngineStats,
+    /// Sessions whose media travels over UDP and over TCP.
+    over: [usize; 2],
 }
 
 impl Engine {
-    /// `local_addr` is the bound socket; `candidates` the addresses peers can reach it at.
-    pub fn new(local_addr: SocketAddr, candidates: Vec<SocketAddr>) -> Self {
+    /// `candidates`: the addresses peers can reach the SFU at, offered in every answer.
+    pub fn new(candidates: Vec<LocalCandidate>) -> Self {
         let dtls_cert = str0m::crypto::from_feature_flags()
             .dtls_provider
             .generate_certificate();
         Self {
             candidates,
             dtls_cert,
-            local_addr,
             sessions: HashMap::new(),
             next_id: 1,
             publications: HashMap::new(),
@@ -143,6 +184,7 @@ impl Engine {
             dirty: Vec::new(),
             out: Vec::new(),
             stats: EngineStats::default(),
+            over: [0, 0],
         }
     }
 
@@ -150,9 +192,24 @@ impl Engine {
         self.stats
     }
 
+    /// The candidates offered to sessions created from now on (the machine's interfaces
+    /// change: a laptop joins another network). Live sessions keep theirs.
+    pub fn set_candidates(&mut self, candidates: Vec<LocalCandidate>) {
+        self.candidates = candidates;
+    }
+
+    pub fn candidates(&self) -> &[LocalCandidate] {
+        &self.candidates
+    }
+
     /// Live publications and subscriptions.
     pub fn counts(&self) -> (usize, usize) {
         (self.publications.len(), self.subscriptions.len())
+    }
+
+    /// Sessions whose media travels over UDP, and over TCP (ICE-TCP).
+    pub fn transports(&self) -> (usize, usize) {
+        (self.over[0], self.over[1])
     }
 
     /// Is `key` publishing right now?
@@ -304,24 +361,34 @@ impl Engine {
         }
     }
 
-    /// A datagram arrived on the socket.
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    /// A datagram arrived: over UDP, or as one frame of a TCP connection. `destination` is
+    /// the local candidate address it was sent to (str0m accepts ICE checks only on its own
+    /// candidates). Returns whether a session took it; a refused datagram is counted and
+    /// changes nothing.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         let Ok(contents) = DatagramRecv::try_from(data) else {
             self.stats.dropped += 1;
-            return;
+            return false;
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
-                destination: self.local_addr,
+                destination,
                 contents,
             },
         );
         let learnt = self
             .routes
-            .get(&source)
+            .get(&(proto, source))
             .copied()
             .filter(|id| self.sessions.contains_key(id));
         let routed =
@@ -338,7 +405,7 @@ impl Engine {
                     .map(|(id, _)| *id);
                 match (found, learnt) {
                     (Some(id), _) => {
-                        self.routes.insert(source, id);
+                        self.routes.insert((proto, source), id);
                         id
                     }
                     // The peer's DTLS hello can overtake our side of the ICE checks: its
@@ -349,18 +416,26 @@ impl Engine {
                     (None, Some(id)) => id,
                     (None, None) => {
                         self.stats.dropped += 1;
-                        return;
+                        return false;
                     }
                 }
             }
         };
         if let Some(session) = self.sessions.get_mut(&id) {
+            // RFC 7983: a first byte of 0-3 is STUN; 20 and above is DTLS, RTP or RTCP.
+            if data.first().is_some_and(|b| *b >= 20) && session.transport != Some(proto) {
+                if let Some(old) = session.transport.replace(proto) {
+                    self.over[transport_index(old)] -= 1;
+                }
+                self.over[transport_index(proto)] += 1;
+            }
             if let Err(e) = session.rtc.handle_input(input) {
                 tracing::debug!(error = %e, "a session refused a datagram");
             }
             self.dirty.push(id);
         }
         self.drive(now);
+        true
     }
 
     /// Time passed: wake the sessions whose timers are due and send deferred keyframe
@@ -394,12 +469,12 @@ impl Engine {
             config = config.set_dtls_cert(cert.clone());
         }
         let mut rtc = config.build(now);
-        for addr in &self.candidates {
-            match Candidate::host(*addr, "udp") {
+        for local in &self.candidates {
+            match local.to_str0m() {
                 Ok(c) => {
                     rtc.add_local_candidate(c);
                 }
-                Err(e) => tracing::warn!(%addr, error = %e, "unusable media address"),
+                Err(e) => tracing::warn!(addr = %local.addr, error = %e, "unusable media address"),
             }
         }
         let answer: SdpAnswer = rtc
@@ -420,6 +495,7 @@ impl Engine {
                 role,
                 mids: Vec::new(),
                 timeout: now,
+                transport: None,
             },
         );
         self.dirty.push(id);
@@ -437,10 +513,7 @@ impl Engine {
             // Drain the goodbye datagrams; events are no longer of interest.
             for _ in 0..64 {
                 match s.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => self.out.push(Datagram {
-                        destination: t.destination,
-                        contents: t.contents.into(),
-                    }),
+                    Ok(Output::Transmit(t)) => self.out.push(Datagram::from(t)),
                     Ok(Output::Event(_)) => {}
                     Ok(Output::Timeout(_)) | Err(_) => break,
                 }
@@ -453,6 +526,9 @@ impl Engine {
         let Some(s) = self.sessions.remove(&id) else {
             return;
         };
+        if let Some(t) = s.transport {
+            self.over[transport_index(t)] -= 1;
+        }
         self.routes.retain(|_, sid| *sid != id);
         match s.role {
             Role::Publication { .. } => {
@@ -488,10 +564,7 @@ impl Engine {
                         break;
                     }
                     match s.rtc.poll_output() {
-                        Ok(Output::Transmit(t)) => self.out.push(Datagram {
-                            destination: t.destination,
-                            contents: t.contents.into(),
-                        }),
+                        Ok(Output::Transmit(t)) => self.out.push(Datagram::from(t)),
                         Ok(Output::Timeout(t)) => {
                             s.timeout = t;
                             break;
@@ -653,6 +726,21 @@ impl Engine {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests += 1;
             self.dirty.push(publication);
+        }
+    }
+}
+
+fn transport_index(proto: Protocol) -> usize {
+    usize::from(proto != Protocol::Udp)
+}
+
+impl From<Transmit> for Datagram {
+    fn from(t: Transmit) -> Self {
+        Datagram {
+            proto: t.proto,
+            source: t.source,
+            destination: t.destination,
+            contents: t.contents.into(),
         }
     }
 }
@@ -827,7 +915,7 @@ mod tests {
         fn new() -> Net {
             let sfu: SocketAddr = SFU.parse().expect("addr");
             Net {
-                engine: Engine::new(sfu, vec![sfu]),
+                engine: Engine::new(vec![LocalCandidate::udp(sfu)]),
                 clients: Vec::new(),
                 now: Instant::now(),
             }
@@ -886,7 +974,8 @@ mod tests {
                     Ok(Output::Transmit(t)) => {
                         let from = c.addr;
                         let data: Vec<u8> = t.contents.into();
-                        self.engine.handle_datagram(now, from, &data);
+                        self.engine
+                            .handle_datagram(now, Protocol::Udp, from, t.destination, &data);
                     }
                     Ok(Output::Event(Event::RtpPacket(p))) => {
                         let mid = c
@@ -1045,7 +1134,8 @@ mod tests {
             for (bytes, from_peer) in &packets {
                 let from = if *from_peer { net.clients[host].addr } else { stranger };
                 let now = net.now;
-                net.engine.handle_datagram(now, from, bytes);
+                let sfu: SocketAddr = SFU.parse().expect("addr");
+                net.engine.handle_datagram(now, Protocol::Udp, from, sfu, bytes);
             }
             let now = net.now;
             net.clients[host].send_video(true, now);

@@ -1,8 +1,9 @@
 //! The SFU: forwards the media of everyone on stage to everyone in the meeting.
 //!
-//! One UDP socket carries every WebRTC session of every meeting. One task owns the socket
-//! and the sans-IO [`engine::Engine`] (str0m sessions, routing, forwarding); everything
-//! else talks to it through [`Sfu`], a cheap handle that queues commands in order. Room
+//! One UDP socket (and one TCP listener at the same port, for peers without UDP) carries
+//! every WebRTC session of every meeting. One task owns the sockets and the sans-IO
+//! [`engine::Engine`] (str0m sessions, routing, forwarding); everything else talks to it
+//! through [`Sfu`], a cheap handle that queues commands in order. Room
 //! tasks decide *who* may publish and *when* publishing ends (the stage rules); the SFU
 //! carries it out.
 //!
@@ -10,22 +11,26 @@
 //! - [`forward`]: per-viewer rewriting (SSRC, sequence numbers, timestamps), keyframe
 //!   gating and keyframe-request coalescing.
 //! - [`h264`]: finding where a keyframe starts in an RTP payload.
+//! - [`net`]: the UDP socket and the ICE-TCP listener, and the addresses peers are told.
 
 pub mod engine;
 pub mod forward;
 pub mod h264;
+pub mod net;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onstage_proto::ErrorCode;
-use tokio::net::UdpSocket;
+use str0m::net::Protocol;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use engine::{Engine, EngineStats, ParticipantKey};
+pub use net::MediaConfig;
+use net::{AddressPlan, TcpConns, TcpEvent};
 
 /// Why the SFU refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,13 +54,9 @@ impl SfuError {
     }
 }
 
-/// Largest datagram we read; WebRTC stays under the 1500-byte MTU.
-const MAX_DATAGRAM: usize = 2048;
-/// Datagrams read in one go before the engine's output is sent.
-const READ_BATCH: usize = 64;
-/// Socket buffers asked of the kernel: a video keyframe fanned out to hundreds of viewers
-/// is a burst of thousands of datagrams.
-const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// How often the announced addresses are read again from the interfaces (a laptop that
+/// changes networks keeps hosting).
+const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
 
 enum Command {
     Publish {
@@ -98,28 +99,33 @@ pub struct Sfu {
 }
 
 impl Sfu {
-    /// Binds the UDP socket and starts the SFU task. `advertise` are the IPs peers are told
-    /// to send to; empty means: the bound IP, or for a wildcard bind, loopback plus the
-    /// address of the interface that routes outwards.
-    pub fn start(bind: SocketAddr, advertise: &[IpAddr], metrics: Arc<Metrics>) -> io::Result<Sfu> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(bind),
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )?;
-        // Best effort: the kernel caps these at its configured maximum.
-        let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
-        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
-        socket.set_nonblocking(true)?;
-        socket.bind(&bind.into())?;
-        let std_socket: StdUdpSocket = socket.into();
-        let local_addr = std_socket.local_addr()?;
-        let candidates = candidate_addrs(local_addr, advertise);
-        tracing::info!(%local_addr, ?candidates, "media (SFU) listening");
-        let socket = UdpSocket::from_std(std_socket)?;
+    /// Binds the UDP socket (and the TCP listener at the same address, when
+    /// `config.tcp`) and starts the SFU task. See [`net`] for what is announced.
+    pub fn start(config: MediaConfig, metrics: Arc<Metrics>) -> io::Result<Sfu> {
+        let udp = net::MediaUdp::bind(config.bind)?;
+        let local_addr = udp.local_addr();
+        let tcp = if config.tcp {
+            // The same port as UDP, so one number is forwarded or opened in a firewall.
+            let (_, events) = net::start_tcp(local_addr)?;
+            Some(events)
+        } else {
+            None
+        };
+        let plan = AddressPlan::new(config.bind.ip(), config.advertise.clone());
+        let candidates = plan.candidates(local_addr.port(), config.tcp);
+        tracing::info!(%local_addr, tcp = config.tcp, ?candidates, "media (SFU) listening");
         let (tx, rx) = mpsc::unbounded_channel();
-        let engine = Engine::new(local_addr, candidates);
-        tokio::spawn(run(socket, engine, rx, metrics));
+        let engine = Engine::new(candidates);
+        let io = Io {
+            udp,
+            tcp,
+            tcp_conns: TcpConns::default(),
+            plan,
+            port: local_addr.port(),
+            with_tcp: config.tcp,
+            refreshed: Instant::now(),
+        };
+        tokio::spawn(run(io, engine, rx, metrics));
         Ok(Sfu { tx, local_addr })
     }
 
@@ -206,82 +212,128 @@ impl Sfu {
     }
 }
 
-/// Where peers can reach the socket.
-fn candidate_addrs(local: SocketAddr, advertise: &[IpAddr]) -> Vec<SocketAddr> {
-    let port = local.port();
-    if !advertise.is_empty() {
-        return advertise
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, port))
-            .collect();
+/// The SFU task's sockets and what it knows about them.
+struct Io {
+    udp: net::MediaUdp,
+    /// Events of the TCP connections (`None`: ICE-TCP is off).
+    tcp: Option<mpsc::Receiver<TcpEvent>>,
+    tcp_conns: TcpConns,
+    plan: AddressPlan,
+    port: u16,
+    with_tcp: bool,
+    /// When the candidates were last read from the interfaces.
+    refreshed: Instant,
+}
+
+impl Io {
+    /// A datagram's real local address as str0m knows it (a candidate).
+    fn announced(&self, local: SocketAddr) -> SocketAddr {
+        SocketAddr::new(self.plan.announced(local.ip()), local.port())
     }
-    if !local.ip().is_unspecified() {
-        return vec![local];
-    }
-    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    // The interface the default route uses: connecting a UDP socket sends nothing.
-    let outward = StdUdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
-        .and_then(|s| s.local_addr());
-    if let Ok(addr) = outward {
-        if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
-            ips.push(addr.ip());
+
+    /// Before a new session: the interfaces may have changed since the last one.
+    fn refresh_candidates(&mut self, engine: &mut Engine, now: Instant) {
+        if now.duration_since(self.refreshed) < ADDRESS_REFRESH {
+            return;
+        }
+        self.refreshed = now;
+        let candidates = self.plan.candidates(self.port, self.with_tcp);
+        if candidates != engine.candidates() {
+            tracing::info!(?candidates, "media addresses changed");
+            engine.set_candidates(candidates);
         }
     }
-    ips.into_iter()
-        .map(|ip| SocketAddr::new(ip, port))
-        .collect()
 }
 
 async fn run(
-    socket: UdpSocket,
+    mut io: Io,
     mut engine: Engine,
     mut rx: mpsc::UnboundedReceiver<Command>,
     metrics: Arc<Metrics>,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut reported = EngineStats::default();
     loop {
         let wake = engine
             .next_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        // Unclaimed TCP connections are swept at least once a second.
+        let wake = if io.tcp_conns.is_empty() {
+            wake
+        } else {
+            wake.min(Instant::now() + Duration::from_secs(1))
+        };
         let mut shutdown = None;
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 Some(Command::Shutdown(done)) => shutdown = Some(done),
-                Some(cmd) => handle(&mut engine, cmd),
+                Some(cmd) => {
+                    if matches!(cmd, Command::Publish { .. } | Command::Subscribe { .. }) {
+                        io.refresh_candidates(&mut engine, Instant::now());
+                    }
+                    handle(&mut engine, cmd);
+                }
                 None => shutdown = Some(oneshot::channel().0),
             },
-            got = socket.recv_from(&mut buf) => {
-                match got {
-                    Ok((n, from)) => {
-                        let now = Instant::now();
-                        engine.handle_datagram(now, from, &buf[..n]);
-                        // Take what else is already queued before sending anything.
-                        for _ in 1..READ_BATCH {
-                            match socket.try_recv_from(&mut buf) {
-                                Ok((n, from)) => engine.handle_datagram(now, from, &buf[..n]),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    // ICMP errors (a peer went away) surface here on some systems.
-                    Err(e) => tracing::trace!(error = %e, "udp receive"),
+            ready = io.udp.readable() => {
+                if ready.is_ok() {
+                    let now = Instant::now();
+                    let plan = &io.plan;
+                    // One batch, then send what it produced before reading more.
+                    io.udp.try_recv(|d| {
+                        let destination =
+                            SocketAddr::new(plan.announced(d.destination.ip()), d.destination.port());
+                        engine.handle_datagram(now, Protocol::Udp, d.source, destination, d.contents);
+                    });
                 }
             },
-            () = tokio::time::sleep_until(wake.into()) => engine.handle_timeout(Instant::now()),
+            event = recv_tcp(&mut io.tcp) => on_tcp(&mut io, &mut engine, event),
+            () = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                engine.handle_timeout(now);
+                io.tcp_conns.sweep(now);
+            }
         }
         if let Some(done) = shutdown {
             engine.close_all();
-            send_all(&socket, &mut engine).await;
+            send_all(&io, &mut engine).await;
             let _ = done.send(());
             tracing::info!("media (SFU) stopped");
             return;
         }
-        send_all(&socket, &mut engine).await;
+        send_all(&io, &mut engine).await;
         let now_stats = engine.stats();
-        report(&metrics, &reported, &now_stats, engine.counts());
+        report(&metrics, &reported, &now_stats, &engine, io.tcp_conns.len());
         reported = now_stats;
+    }
+}
+
+/// The next TCP event; never resolves when ICE-TCP is off.
+async fn recv_tcp(tcp: &mut Option<mpsc::Receiver<TcpEvent>>) -> Option<TcpEvent> {
+    match tcp {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn on_tcp(io: &mut Io, engine: &mut Engine, event: Option<TcpEvent>) {
+    let now = Instant::now();
+    match event {
+        Some(TcpEvent::Opened { peer, local, conn }) => io.tcp_conns.open(peer, local, conn, now),
+        Some(TcpEvent::Frame { peer, data }) => {
+            let Some(local) = io.tcp_conns.local_of(&peer) else {
+                return; // refused at open, or closed since
+            };
+            let destination = io.announced(local);
+            if engine.handle_datagram(now, Protocol::Tcp, peer, destination, &data) {
+                io.tcp_conns.claim(&peer);
+            } else {
+                // One connection carries one session: anything else is a stranger's.
+                io.tcp_conns.close(&peer);
+            }
+        }
+        Some(TcpEvent::Closed { peer }) => io.tcp_conns.close(&peer),
+        // The listener is gone (shutdown): nothing more will arrive.
+        None => io.tcp = None,
     }
 }
 
@@ -324,27 +376,27 @@ fn handle(engine: &mut Engine, cmd: Command) {
     }
 }
 
-async fn send_all(socket: &UdpSocket, engine: &mut Engine) {
+async fn send_all(io: &Io, engine: &mut Engine) {
     for d in engine.drain_datagrams() {
-        loop {
-            match socket.try_send_to(&d.contents, d.destination) {
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if socket.writable().await.is_err() {
-                        break;
-                    }
-                }
-                // A peer that went away (ICMP unreachable) must not stop the others.
-                Err(e) => {
-                    tracing::trace!(error = %e, to = %d.destination, "udp send");
-                    break;
-                }
-            }
+        if net::is_tcp(&d) {
+            // A full queue or a closed connection drops the frame; NACK or ICE recovers.
+            io.tcp_conns.send(&d);
+        } else {
+            let source = io.plan.local_source(d.source.ip());
+            io.udp.send(source, d.destination, &d.contents).await;
         }
     }
 }
 
-fn report(metrics: &Metrics, before: &EngineStats, now: &EngineStats, counts: (usize, usize)) {
+fn report(
+    metrics: &Metrics,
+    before: &EngineStats,
+    now: &EngineStats,
+    engine: &Engine,
+    tcp_connections: usize,
+) {
+    let counts = engine.counts();
+    let (over_udp, over_tcp) = engine.transports();
     metrics
         .sfu_received
         .inc_by(now.received.saturating_sub(before.received));
@@ -360,4 +412,7 @@ fn report(metrics: &Metrics, before: &EngineStats, now: &EngineStats, counts: (u
     );
     metrics.sfu_publications.set(counts.0 as i64);
     metrics.sfu_subscriptions.set(counts.1 as i64);
+    metrics.sfu_tcp_connections.set(tcp_connections as i64);
+    metrics.sfu_sessions_over_udp.set(over_udp as i64);
+    metrics.sfu_sessions_over_tcp.set(over_tcp as i64);
 }

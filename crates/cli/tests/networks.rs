@@ -1,0 +1,553 @@
+//! Meetings across real networks, built for each test from network namespaces (see
+//! `support/netlab.rs`): a LAN, guests behind NAT, a server behind 1:1 NAT, a guest whose
+//! UDP is blocked. Each scenario has a speaker on stage (`onstage bot --media synthetic`) and
+//! viewers that must decode its video and audio: `onstage bot`s, and an SDK client running
+//! inside a guest's namespace. The server is `onstage serve` in its own host.
+//!
+//! Addresses: the "internet" is the switch 10.77.0.0/24; the server is 10.77.0.1, serving
+//! HTTP on 8080 and media on 40000 (UDP and TCP). Hosts behind routers get 192.168.N.0/24.
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use onstage_client::{MediaConfig, Meeting, Sources, StageMedia};
+use onstage_proto::UserId;
+use serde_json::{json, Value};
+use support::netlab::{Host, Lab};
+use support::{once_ok_in, Proc};
+
+const HTTP_PORT: u16 = 8080;
+const MEDIA_PORT: u16 = 40000;
+/// Pictures and audio frames a viewer must decode from the speaker.
+const FRAMES: u64 = 10;
+/// How long media may take to arrive on a path (ICE over TCP or a relay included).
+const MEDIA_WAIT: Duration = Duration::from_secs(25);
+
+/// The lab's internet: a switch, the server host, and whoever is plugged in later.
+struct World {
+    lab: Lab,
+    net: Host,
+    next_ip: u8,
+    next_subnet: u8,
+}
+
+impl World {
+    fn new() -> World {
+        let mut lab = Lab::new();
+        let net = lab.switch("net");
+        World {
+            lab,
+            net,
+            next_ip: 10,
+            next_subnet: 50,
+        }
+    }
+
+    /// A host on the switch at 10.77.0.`ip`.
+    fn host_at(&mut self, name: &str, ip: u8, default_route: bool) -> Host {
+        let mut host = self.lab.host(name);
+        self.lab
+            .plug(&mut host, &mut self.net, &format!("10.77.0.{ip}/24"));
+        if default_route {
+            // A gateway that does not exist: real hosts have a default route.
+            host.default_route(Ipv4Addr::new(10, 77, 0, 254));
+        }
+        host
+    }
+
+    /// A new host on the switch.
+    fn lan_host(&mut self, name: &str, default_route: bool) -> Host {
+        self.next_ip += 1;
+        let ip = self.next_ip;
+        self.host_at(name, ip, default_route)
+    }
+
+    /// A host behind its own router (NAT, MASQUERADE); `rules` adds the router's filter
+    /// rules, given the router and its outside interface. Returns (guest, router).
+    fn behind_nat(&mut self, name: &str, rules: impl Fn(&Host, &str)) -> (Host, Host) {
+        self.next_ip += 1;
+        let wan_ip = self.next_ip;
+        self.next_subnet += 1;
+        let subnet = self.next_subnet;
+        let mut router = self.lab.host(&format!("{name}-rt"));
+        let wan = self
+            .lab
+            .plug(&mut router, &mut self.net, &format!("10.77.0.{wan_ip}/24"));
+        let mut guest = self.lab.host(name);
+        self.lab.link(
+            &mut router,
+            &format!("192.168.{subnet}.1/24"),
+            &mut guest,
+            &format!("192.168.{subnet}.2/24"),
+        );
+        guest.default_route(Ipv4Addr::new(192, 168, subnet, 1));
+        router.masquerade(&wan);
+        rules(&router, &wan);
+        (guest, router)
+    }
+}
+
+/// `onstage serve` running in a host, and the admin side of one meeting on it.
+struct Server {
+    _proc: Proc,
+    _data: tempfile::TempDir,
+    url: String,
+    key: String,
+    /// Where admin commands run from (a host that reaches the server).
+    admin: String,
+    meeting: String,
+}
+
+async fn serve(host: &Host, admin: &Host, url_ip: &str, args: &[&str]) -> Server {
+    let data = tempfile::tempdir().expect("temp dir");
+    let listen = format!("0.0.0.0:{HTTP_PORT}");
+    let media = format!("0.0.0.0:{MEDIA_PORT}");
+    let mut all = vec![
+        "serve",
+        "--listen",
+        &listen,
+        "--data",
+        data.path().to_str().expect("utf-8 path"),
+        "--media-udp",
+        &media,
+    ];
+    all.extend_from_slice(args);
+    let mut proc = Proc::spawn_in(Some(&host.ns), "serve", &all, &[]);
+    let ready = proc.next().await.expect("serve prints its ready line");
+    assert_eq!(ready["event"], "listening", "{ready}");
+    let key = ready["admin_key"].as_str().expect("admin key").to_owned();
+    let url = format!("http://{url_ip}:{HTTP_PORT}");
+    let created = once_ok_in(
+        Some(&admin.ns),
+        &["meeting", "create", "--server", &url, "--title", "Lab"],
+        &key,
+    )
+    .await;
+    let meeting = created["id"].as_str().expect("meeting id").to_owned();
+    Server {
+        _proc: proc,
+        _data: data,
+        url,
+        key,
+        admin: admin.ns.clone(),
+        meeting,
+    }
+}
+
+impl Server {
+    /// Adds a participant; returns (user id, token).
+    async fn add(&self, name: &str, preset: &str) -> (String, String) {
+        let p = once_ok_in(
+            Some(&self.admin),
+            &[
+                "participant",
+                "add",
+                "--server",
+                &self.url,
+                "--meeting",
+                &self.meeting,
+                "--name",
+                name,
+                "--preset",
+                preset,
+            ],
+            &self.key,
+        )
+        .await;
+        (
+            p["user_id"].as_str().expect("user id").to_owned(),
+            p["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// A synthetic bot in `host`, joined.
+    async fn bot(&self, host: &Host, name: &str, preset: &str) -> (Proc, String) {
+        let (user, token) = self.add(name, preset).await;
+        let mut bot = Proc::spawn_in(
+            Some(&host.ns),
+            name,
+            &[
+                "bot",
+                "--server",
+                &self.url,
+                "--token",
+                &token,
+                "--media",
+                "synthetic",
+                "--video",
+                "320x240@15",
+            ],
+            &[],
+        );
+        let joined = bot.next().await.expect("joined line");
+        assert_eq!(joined["event"], "joined", "{name}: {joined}");
+        (bot, user)
+    }
+
+    /// An SDK viewer in `host` (on its own thread inside the namespace) that waits for
+    /// `FRAMES` pictures and audio frames from `from`; returns what it decoded.
+    async fn sdk_viewer(&self, lab: &Lab, host: &Host, from: &str) -> Result<(u64, u64), String> {
+        let (_, token) = self.add("SDK viewer", "viewer").await;
+        let url = self.url.clone();
+        let from = UserId::new(from);
+        let thread = lab.run_in(host, move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let meeting = Meeting::join(&url, &token)
+                    .await
+                    .map_err(|e| format!("join: {e}"))?;
+                let media = StageMedia::start(
+                    meeting.clone(),
+                    MediaConfig {
+                        sources: Sources::None,
+                        ..MediaConfig::default()
+                    },
+                );
+                let got = tokio::time::timeout(MEDIA_WAIT, async {
+                    loop {
+                        let stats = media.stats();
+                        if let Some(r) = stats.received.get(&from) {
+                            if r.video_frames >= FRAMES && r.audio_frames >= FRAMES {
+                                return (r.video_frames, r.audio_frames);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                })
+                .await;
+                let stats = media.stats();
+                media.stop().await;
+                let _ = meeting.leave().await;
+                got.map_err(|_| format!("no media from {from} within {MEDIA_WAIT:?}: {stats:?}"))
+            })
+        });
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join the SDK thread")
+            .unwrap_or_else(|_| Err("the SDK viewer panicked".into()))
+    }
+}
+
+impl Server {
+    /// The server's media sessions over UDP and over TCP, read from `/metrics` by `from`.
+    fn transports(&self, from: &Host) -> (u64, u64) {
+        let addr = self.url.trim_start_matches("http://").replace(':', "/");
+        let metrics = from.exec(&[
+            "bash",
+            "-c",
+            &format!(
+                "exec 3<>/dev/tcp/{addr}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
+            ),
+        ]);
+        let gauge = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{name} in /metrics: {metrics}")) as u64
+        };
+        (
+            gauge("onstage_sfu_sessions_over_udp"),
+            gauge("onstage_sfu_sessions_over_tcp"),
+        )
+    }
+
+    /// Media flows, all of it over UDP (no session fell back to TCP).
+    fn assert_all_udp(&self, from: &Host, sessions: u64) {
+        let (udp, tcp) = self.transports(from);
+        assert!(
+            udp >= sessions && tcp == 0,
+            "expected {sessions}+ sessions over UDP and none over TCP: udp {udp}, tcp {tcp}"
+        );
+    }
+}
+
+/// Goes on stage (the preset may join directly).
+async fn join_stage(bot: &mut Proc) {
+    let r = bot.ok(json!({"id": 100, "call": "stage.join"})).await;
+    assert_eq!(r["status"], "ON_STAGE", "{r}");
+}
+
+async fn leave_stage(bot: &mut Proc) {
+    bot.ok(json!({"id": 101, "call": "stage.leave"})).await;
+}
+
+/// Waits until `viewer` has decoded `FRAMES` pictures and audio frames from `from`.
+async fn wait_media(viewer: &mut Proc, from: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
+    let mut id = 1000;
+    loop {
+        id += 1;
+        let stats = viewer.ok(json!({"id": id, "call": "media.stats"})).await;
+        let got = &stats["received"][from];
+        let video = got["video_frames"].as_u64().unwrap_or(0);
+        let audio = got["audio_frames"].as_u64().unwrap_or(0);
+        if video >= FRAMES && audio >= FRAMES {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: no media from {from} within {MEDIA_WAIT:?}: {stats}",
+            viewer.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_guests_on_other_hosts_get_media_from_an_sfu_on_every_interface() {
+    let mut world = World::new();
+    let server_host = world.host_at("srv", 1, true);
+    let speaker_host = world.lan_host("g1", true);
+    // No default route: webrtc-rs's mDNS socket used to fail the whole connection here.
+    let viewer_host = world.lan_host("g2", false);
+    let sdk_host = world.lan_host("g3", true);
+    let server = serve(&server_host, &speaker_host, "10.77.0.1", &[]).await;
+
+    let (mut speaker, speaker_id) = server.bot(&speaker_host, "Sam", "host").await;
+    let (mut viewer, _) = server.bot(&viewer_host, "Vic", "viewer").await;
+    join_stage(&mut speaker).await;
+    wait_media(&mut viewer, &speaker_id).await;
+    // The publication and the two bots' subscriptions (speaker and viewer watch too).
+    server.assert_all_udp(&speaker_host, 2);
+    let sdk = server.sdk_viewer(&world.lab, &sdk_host, &speaker_id).await;
+    let (video, audio) = sdk.expect("the SDK viewer gets media");
+    assert!(video >= FRAMES && audio >= FRAMES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_behind_nat_watches_and_speaks() {
+    let mut world = World::new();
+    let server_host = world.host_at("srv", 1, true);
+    let lan_host = world.lan_host("g1", true);
+    let (natted, _router) = world.behind_nat("home", |_, _| {});
+    let server = serve(&server_host, &lan_host, "10.77.0.1", &[]).await;
+
+    let (mut lan, lan_id) = server.bot(&lan_host, "Lan", "host").await;
+    let (mut home, home_id) = server.bot(&natted, "Home", "host").await;
+    // The guest behind NAT watches...
+    join_stage(&mut lan).await;
+    wait_media(&mut home, &lan_id).await;
+    // ...and speaks.
+    leave_stage(&mut lan).await;
+    join_stage(&mut home).await;
+    wait_media(&mut lan, &home_id).await;
+    server.assert_all_udp(&lan_host, 2);
+    let sdk = server.sdk_viewer(&world.lab, &natted, &home_id).await;
+    sdk.expect("an SDK viewer behind the NAT gets media");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_behind_one_to_one_nat_announces_its_public_address() {
+    let mut world = World::new();
+    // The cloud: the server has only a private address; its router maps the public
+    // 10.77.0.30 to it, both ways.
+    let mut cloud = world.lab.host("cloud");
+    world.lab.plug(&mut cloud, &mut world.net, "10.77.0.30/24");
+    let mut server_host = world.lab.host("vm");
+    world
+        .lab
+        .link(&mut cloud, "10.88.0.1/24", &mut server_host, "10.88.0.2/24");
+    server_host.default_route(Ipv4Addr::new(10, 88, 0, 1));
+    cloud.forward();
+    cloud.iptables(&[
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-d",
+        "10.77.0.30",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "10.88.0.2",
+    ]);
+    cloud.iptables(&[
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.88.0.2",
+        "-j",
+        "SNAT",
+        "--to-source",
+        "10.77.0.30",
+    ]);
+    let speaker_host = world.lan_host("g1", true);
+    let viewer_host = world.lan_host("g2", true);
+    let server = serve(
+        &server_host,
+        &speaker_host,
+        "10.77.0.30",
+        &["--media-ip", "10.77.0.30"],
+    )
+    .await;
+
+    let (mut speaker, speaker_id) = server.bot(&speaker_host, "Sam", "host").await;
+    let (mut viewer, _) = server.bot(&viewer_host, "Vic", "viewer").await;
+    join_stage(&mut speaker).await;
+    wait_media(&mut viewer, &speaker_id).await;
+    server.assert_all_udp(&speaker_host, 2);
+    let sdk = server
+        .sdk_viewer(&world.lab, &viewer_host, &speaker_id)
+        .await;
+    sdk.expect("an SDK viewer reaches the server behind 1:1 NAT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_whose_udp_is_blocked_gets_media_over_tcp() {
+    let mut world = World::new();
+    let server_host = world.host_at("srv", 1, true);
+    let lan_host = world.lan_host("g1", true);
+    // A firewall that forwards no UDP at all, either way.
+    let (blocked, _router) = world.behind_nat("office", |router, _| {
+        router.iptables(&["-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
+    });
+    let server = serve(&server_host, &lan_host, "10.77.0.1", &[]).await;
+
+    let (mut lan, lan_id) = server.bot(&lan_host, "Lan", "host").await;
+    let (mut office, office_id) = server.bot(&blocked, "Office", "host").await;
+    join_stage(&mut lan).await;
+    wait_media(&mut office, &lan_id).await;
+    leave_stage(&mut lan).await;
+    join_stage(&mut office).await;
+    wait_media(&mut lan, &office_id).await;
+    let sdk = server.sdk_viewer(&world.lab, &blocked, &office_id).await;
+    sdk.expect("an SDK viewer without UDP gets media over TCP");
+    let (_, over_tcp) = server.transports(&lan_host);
+    assert!(over_tcp >= 1, "media went over TCP");
+}
+
+/// coturn, stopped when dropped.
+struct Coturn(std::process::Child);
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// coturn in `host`, listening at `ip`:3478 with `secret` (TURN REST API credentials).
+fn coturn(host: &Host, ip: &str, secret: &str) -> Coturn {
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &host.ns,
+            "turnserver",
+            "-n",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+        ])
+        .arg(format!("--listening-ip={ip}"))
+        .arg(format!("--relay-ip={ip}"))
+        .args([
+            "--listening-port=3478",
+            "--min-port=49152",
+            "--max-port=49300",
+        ])
+        .args(["--use-auth-secret", "--realm=onstage.lab", "--fingerprint"])
+        .arg(format!("--static-auth-secret={secret}"))
+        .args(["--simple-log", "--log-file=stdout", "--pidfile="])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("turnserver (coturn) starts");
+    let relay = Coturn(child);
+    // Ready once its UDP listener is bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening = host.exec(&["ss", "-Hlun"]);
+        if listening.contains(&format!("{ip}:3478")) {
+            return relay;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "coturn did not listen on {ip}:3478"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_reaches_only_the_relay_gets_media_through_coturn() {
+    let mut world = World::new();
+    let server_host = world.host_at("srv", 1, true);
+    let turn_host = world.host_at("turn", 5, true);
+    let lan_host = world.lan_host("g1", true);
+    // A network that lets out signaling to the server (TCP 8080) and UDP to the relay,
+    // nothing else: no media to the SFU, over UDP or TCP.
+    let (relayed, _router) = world.behind_nat("hotel", |router, _| {
+        for rule in [
+            &[
+                "-A",
+                "FORWARD",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-j",
+                "ACCEPT",
+            ][..],
+            &[
+                "-A",
+                "FORWARD",
+                "-p",
+                "tcp",
+                "-d",
+                "10.77.0.1",
+                "--dport",
+                "8080",
+                "-j",
+                "ACCEPT",
+            ],
+            &[
+                "-A",
+                "FORWARD",
+                "-p",
+                "udp",
+                "-d",
+                "10.77.0.5",
+                "--dport",
+                "3478",
+                "-j",
+                "ACCEPT",
+            ],
+            &["-P", "FORWARD", "DROP"],
+        ] {
+            router.iptables(rule);
+        }
+    });
+    let _turn = coturn(&turn_host, "10.77.0.5", "lab-secret");
+    let server = serve(
+        &server_host,
+        &lan_host,
+        "10.77.0.1",
+        &[
+            "--turn-url",
+            "turn:10.77.0.5:3478",
+            "--turn-secret",
+            "lab-secret",
+        ],
+    )
+    .await;
+
+    let (mut lan, lan_id) = server.bot(&lan_host, "Lan", "host").await;
+    let (mut hotel, hotel_id) = server.bot(&relayed, "Hotel", "host").await;
+    join_stage(&mut lan).await;
+    wait_media(&mut hotel, &lan_id).await;
+    leave_stage(&mut lan).await;
+    join_stage(&mut hotel).await;
+    wait_media(&mut lan, &hotel_id).await;
+    let sdk = server.sdk_viewer(&world.lab, &relayed, &hotel_id).await;
+    sdk.expect("an SDK viewer that reaches only the relay gets media");
+}
