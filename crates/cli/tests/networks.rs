@@ -15,7 +15,7 @@ use std::time::Duration;
 use onstage_client::{MediaConfig, Meeting, Sources, StageMedia};
 use onstage_proto::UserId;
 use serde_json::{json, Value};
-use support::netlab::{Host, Lab};
+use support::netlab::{add_address, Host, Lab};
 use support::{once_ok_in, Proc};
 
 const HTTP_PORT: u16 = 8080;
@@ -45,15 +45,27 @@ impl World {
         }
     }
 
-    /// A host on the switch at 10.77.0.`ip`.
+    /// A host on the switch at 10.77.0.`ip` and fd77::`ip`.
     fn host_at(&mut self, name: &str, ip: u8, default_route: bool) -> Host {
         let mut host = self.lab.host(name);
-        self.lab
+        let iface = self
+            .lab
             .plug(&mut host, &mut self.net, &format!("10.77.0.{ip}/24"));
+        add_address(&host, &iface, &format!("fd77::{ip}/64"));
         if default_route {
             // A gateway that does not exist: real hosts have a default route.
             host.default_route(Ipv4Addr::new(10, 77, 0, 254));
         }
+        host
+    }
+
+    /// A new host on the switch with only an IPv6 address.
+    fn v6_only_host(&mut self, name: &str) -> Host {
+        self.next_ip += 1;
+        let ip = self.next_ip;
+        let mut host = self.lab.host(name);
+        self.lab
+            .plug(&mut host, &mut self.net, &format!("fd77::{ip}/64"));
         host
     }
 
@@ -101,9 +113,15 @@ struct Server {
 }
 
 async fn serve(host: &Host, admin: &Host, url_ip: &str, args: &[&str]) -> Server {
+    serve_on(host, admin, url_ip, "0.0.0.0", args).await
+}
+
+/// `serve` with its HTTP and media sockets on `bind_ip` (`::` serves IPv6 and IPv4).
+async fn serve_on(host: &Host, admin: &Host, url_ip: &str, bind_ip: &str, args: &[&str]) -> Server {
     let data = tempfile::tempdir().expect("temp dir");
-    let listen = format!("0.0.0.0:{HTTP_PORT}");
-    let media = format!("0.0.0.0:{MEDIA_PORT}");
+    let bind_ip: std::net::IpAddr = bind_ip.parse().expect("bind ip");
+    let listen = std::net::SocketAddr::new(bind_ip, HTTP_PORT).to_string();
+    let media = std::net::SocketAddr::new(bind_ip, MEDIA_PORT).to_string();
     let mut all = vec![
         "serve",
         "--listen",
@@ -118,7 +136,8 @@ async fn serve(host: &Host, admin: &Host, url_ip: &str, args: &[&str]) -> Server
     let ready = proc.next().await.expect("serve prints its ready line");
     assert_eq!(ready["event"], "listening", "{ready}");
     let key = ready["admin_key"].as_str().expect("admin key").to_owned();
-    let url = format!("http://{url_ip}:{HTTP_PORT}");
+    let url_ip: std::net::IpAddr = url_ip.parse().expect("url ip");
+    let url = format!("http://{}", std::net::SocketAddr::new(url_ip, HTTP_PORT));
     let created = once_ok_in(
         Some(&admin.ns),
         &["meeting", "create", "--server", &url, "--title", "Lab"],
@@ -237,7 +256,12 @@ impl Server {
 impl Server {
     /// The server's media sessions over UDP and over TCP, read from `/metrics` by `from`.
     fn transports(&self, from: &Host) -> (u64, u64) {
-        let addr = self.url.trim_start_matches("http://").replace(':', "/");
+        let addr: std::net::SocketAddr = self
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the URL names an address");
+        let addr = format!("{}/{}", addr.ip(), addr.port());
         let metrics = from.exec(&[
             "bash",
             "-c",
@@ -550,4 +574,31 @@ async fn a_guest_that_reaches_only_the_relay_gets_media_through_coturn() {
     wait_media(&mut lan, &hotel_id).await;
     let sdk = server.sdk_viewer(&world.lab, &relayed, &hotel_id).await;
     sdk.expect("an SDK viewer that reaches only the relay gets media");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_guests_get_media_from_an_sfu_on_both_families() {
+    let mut world = World::new();
+    let server_host = world.host_at("srv", 1, true);
+    // Guests without IPv4 at all: whatever reaches them is IPv6.
+    let v6_speaker = world.v6_only_host("g1");
+    let v6_viewer = world.v6_only_host("g2");
+    let v4_viewer = world.lan_host("g3", true);
+    // `::` serves both families; guests reach it at fd77::1.
+    let server = serve_on(&server_host, &v6_speaker, "fd77::1", "::", &[]).await;
+
+    let (mut speaker, speaker_id) = server.bot(&v6_speaker, "Sam", "host").await;
+    let (mut viewer, _) = server.bot(&v6_viewer, "Vic", "viewer").await;
+    join_stage(&mut speaker).await;
+    wait_media(&mut viewer, &speaker_id).await;
+    server.assert_all_udp(&v6_speaker, 2);
+    // A guest with both families, reaching the server at its IPv4 address (the SFU's one
+    // dual-stack socket serves both).
+    let v4 = Server {
+        url: format!("http://10.77.0.1:{HTTP_PORT}"),
+        admin: v4_viewer.ns.clone(),
+        ..server
+    };
+    let sdk = v4.sdk_viewer(&world.lab, &v4_viewer, &speaker_id).await;
+    sdk.expect("a dual-stack SDK viewer gets media from an IPv6 speaker");
 }

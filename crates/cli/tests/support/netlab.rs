@@ -168,8 +168,18 @@ fn remove_stale_namespaces() {
 }
 
 fn address(host: &Host, iface: &str, cidr: &str) {
-    sh(&["ip", "-n", &host.ns, "addr", "add", cidr, "dev", iface]);
+    add_address(host, iface, cidr);
     sh(&["ip", "-n", &host.ns, "link", "set", iface, "up"]);
+}
+
+/// One more address on an interface. IPv6 addresses skip duplicate detection, which would
+/// keep them unusable ("tentative") for a second or two.
+pub fn add_address(host: &Host, iface: &str, cidr: &str) {
+    let mut args = vec!["ip", "-n", &host.ns, "addr", "add", cidr, "dev", iface];
+    if cidr.contains(':') {
+        args.push("nodad");
+    }
+    sh(&args);
 }
 
 impl Host {
