@@ -5,6 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use url::Url;
+
+pub use crate::tls::TlsConfig;
+
 /// Everything [`crate::start`] needs to run a server.
 ///
 /// Built with [`ServerConfig::new`] and then adjusted field by field:
@@ -55,6 +59,16 @@ pub struct ServerConfig {
     /// The IPs peers are told to send media to. Empty (the default): the bound IP, or for a
     /// wildcard bind, loopback and the address of the interface that routes outwards.
     pub media_advertise: Vec<IpAddr>,
+    /// Serve https and wss instead of http and ws (default `None`: plain). See
+    /// [`TlsConfig`].
+    pub tls: Option<TlsConfig>,
+    /// How long a client may take over its TLS handshake before the connection is closed
+    /// (default 10 s). Only that connection is affected.
+    pub tls_handshake_timeout: Duration,
+    /// The server's base URL as invitees reach it: the `server=` of the invite links the
+    /// admin API hands out. `None` (the default): the listen address as a URL (loopback for
+    /// a wildcard bind), `https` with TLS. With TLS it must be `https`.
+    pub public_url: Option<Url>,
 }
 
 impl ServerConfig {
@@ -76,6 +90,9 @@ impl ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             media_udp: Some(SocketAddr::new(listen.ip(), 0)),
             media_advertise: Vec::new(),
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
+            public_url: None,
         }
     }
 
