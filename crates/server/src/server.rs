@@ -261,13 +261,8 @@ fn local_url(addr: SocketAddr, tls: bool) -> String {
     format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
-/// The public URL: configured (http or https; https with TLS), or the local one.
-fn public_url(config: &ServerConfig, addr: SocketAddr, tls: bool) -> Result<Url, ServerError> {
-    let url = match &config.public_url {
-        Some(url) => url.clone(),
-        None => Url::parse(&local_url(addr, tls))
-            .map_err(|e| ServerError::Config(format!("the listen address as a URL: {e}")))?,
-    };
+/// A configured public URL must be http or https (https with TLS) and name a host.
+fn check_public_url(url: &Url, tls: bool) -> Result<(), ServerError> {
     match url.scheme() {
         "https" => {}
         "http" if tls => {
@@ -287,11 +282,14 @@ fn public_url(config: &ServerConfig, addr: SocketAddr, tls: bool) -> Result<Url,
             "the public URL {url} has no host"
         )));
     }
-    Ok(url)
+    Ok(())
 }
 
 /// Opens the data dir, loads the TLS certificate, binds the listener and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    if let Some(url) = &config.public_url {
+        check_public_url(url, config.tls.is_some())?;
+    }
     let data_dir = config.data_dir.clone();
     let configured_key = config.admin_key.clone();
     let tls_config = config.tls.clone();
@@ -325,8 +323,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         addr: config.listen,
         source,
     })?;
+    let server_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&local_url(addr, tls.is_some()))
+            .map_err(|e| ServerError::Config(format!("the listen address as a URL: {e}")))?,
+    };
     let invites = Invites {
-        server: public_url(&config, addr, tls.is_some())?,
+        server: server_url,
         fingerprint: tls
             .as_ref()
             .filter(|t| t.self_signed)
