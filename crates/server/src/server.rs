@@ -81,6 +81,8 @@ pub struct RunningServer {
     sfu: Option<crate::sfu::Sfu>,
     tls: Option<ServerTls>,
     invites: Invites,
+    /// The TLS listener's accept task.
+    tls_accept: Option<JoinHandle<()>>,
 }
 
 /// Asks a [`RunningServer`] to shut down gracefully from anywhere. Cheap to clone.
@@ -174,6 +176,15 @@ impl RunningServer {
         if !http_done && tokio::time::timeout_at(deadline, &mut task).await.is_err() {
             tracing::warn!("shutdown timed out; aborting the HTTP server");
             task.abort();
+        }
+        if let Some(mut accept) = self.tls_accept {
+            // It ends as soon as it sees the stop; once it has, the port is free.
+            if tokio::time::timeout_at(deadline, &mut accept)
+                .await
+                .is_err()
+            {
+                accept.abort();
+            }
         }
         if let Some(sfu) = &self.sfu {
             if tokio::time::timeout_at(deadline, sfu.shutdown())
@@ -390,6 +401,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         let _ = stopped.wait_for(|s| *s).await;
     };
     // The same axum server either way; with TLS its listener yields finished handshakes.
+    let mut tls_accept = None;
     let task = match &tls {
         None => tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
@@ -398,8 +410,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             }
         }),
         Some(tls) => {
-            let listener = crate::tls::TlsListener::new(listener, tls, handshake_timeout)
-                .map_err(|source| ServerError::Bind { addr, source })?;
+            let (listener, accept) =
+                crate::tls::TlsListener::new(listener, tls, handshake_timeout, shutdown.clone())
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+            tls_accept = Some(accept);
             tokio::spawn(async move {
                 let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
                 if let Err(e) = serve.await {
@@ -421,6 +435,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         sfu,
         tls,
         invites,
+        tls_accept,
     })
 }
 

@@ -16,8 +16,8 @@ use onstage_proto::Fingerprint;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -238,25 +238,28 @@ fn self_signed_names() -> Vec<String> {
 }
 
 /// A TCP listener whose connections come out TLS-wrapped: the `axum::serve` listener when
-/// TLS is on. Accepting and handshaking happen on a background task that ends when this
-/// is dropped (axum drops its listener when a graceful shutdown starts), aborting the
-/// handshakes still under way.
+/// TLS is on. Accepting and handshaking happen on a background task that ends, closing
+/// the port and aborting the handshakes still under way, when the server stops or this is
+/// dropped (axum drops its listener when a graceful shutdown starts).
 pub(crate) struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
+    /// The listener and its accept task (awaited at shutdown, so that the port is free
+    /// once the server has stopped).
     pub(crate) fn new(
         tcp: TcpListener,
         tls: &ServerTls,
         handshake_timeout: Duration,
-    ) -> io::Result<Self> {
+        stop: watch::Receiver<bool>,
+    ) -> io::Result<(Self, JoinHandle<()>)> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(16);
         let acceptor = TlsAcceptor::from(tls.config.clone());
-        tokio::spawn(accept_loop(tcp, acceptor, handshake_timeout, tx));
-        Ok(Self { ready, local })
+        let task = tokio::spawn(accept_loop(tcp, acceptor, handshake_timeout, tx, stop));
+        Ok((Self { ready, local }, task))
     }
 }
 
@@ -283,11 +286,17 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let mut handshakes = JoinSet::new();
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             () = ready.closed() => break,
+            () = &mut stopped => break,
             Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
                 if let Ok(Some(conn)) = done {
                     if ready.send(conn).await.is_err() {

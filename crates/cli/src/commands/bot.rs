@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use onstage_client::{
-    ClientError, JoinOptions, MediaConfig, Meeting, Participant, Sources, StageMedia,
+    ClientError, InviteLink, JoinOptions, MediaConfig, Meeting, Participant, Sources, StageMedia,
 };
 use onstage_proto::signal::KNOWN_CALLS;
 use onstage_proto::{Call, ErrorBody, ErrorCode, PeerId, Request, StageStatus, UserId};
@@ -230,7 +230,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Joins with the invite link, or with --server/--token (and --fingerprint).
 async fn join(args: &BotArgs) -> Result<Meeting, ClientError> {
     if let Some(link) = &args.link {
-        return Meeting::join_invite(link, JoinOptions::default()).await;
+        let link = InviteLink::parse(link)?;
+        return Meeting::join_invite(&link, JoinOptions::default()).await;
     }
     // clap makes --server and --token go together, or --link: both present here.
     let (Some(server), Some(token)) = (&args.server, &args.token) else {
