@@ -387,3 +387,46 @@ async fn a_server_back_with_another_certificate_ends_the_meeting_instead_of_retr
     assert_eq!(error, ClientError::Closed);
     drop(second);
 }
+
+#[tokio::test]
+async fn body_limits_metrics_and_shutdown_work_over_https() {
+    let mut srv = TlsServer::start().await;
+    let big = "x".repeat(100 * 1024);
+    let response = within(
+        "an oversized body",
+        srv.http
+            .post(format!("{}/v1/meetings", srv.url))
+            .bearer_auth(&srv.admin_key)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"title":"{big}"}}"#))
+            .send(),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(response.status(), 413);
+
+    let metrics = within(
+        "metrics",
+        srv.http.get(format!("{}/metrics", srv.url)).send(),
+    )
+    .await
+    .expect("metrics over https")
+    .text()
+    .await
+    .expect("text");
+    assert!(metrics.contains("status=\"413\""), "{metrics}");
+
+    // A graceful shutdown tells a wss participant and frees the port.
+    let meeting = srv.meeting().await;
+    let added = srv.add(&meeting, "Hana", "host").await;
+    let mut hana = srv.join(added["token"].as_str().expect("token")).await;
+    let addr = srv.url.trim_start_matches("https://").to_owned();
+    within("shutdown", srv.server.take().expect("running").shutdown()).await;
+    hana.expect_event("connectionStateUpdate", json!({"state": "reconnecting"}))
+        .await;
+    let rebound = tokio::net::TcpListener::bind(&addr).await;
+    assert!(
+        rebound.is_ok(),
+        "the port is free after shutdown: {rebound:?}"
+    );
+}
