@@ -9,10 +9,13 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Manager, Runtime, State};
 
-use onstage_client::{ClientError, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId};
+use onstage_client::link::{Fingerprint, InviteLink};
+use onstage_client::{
+    ClientError, JoinOptions, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId,
+};
 use onstage_media::{list_cameras, list_microphones, list_speakers, DeviceInfo, MediaError};
 
-use crate::config::{invite_link, parse_invite, MediaMode};
+use crate::config::MediaMode;
 use crate::device_check::DeviceCheck;
 use crate::events::{self, emit_session};
 use crate::state::{lock, Admin, AppState, Embedded, Live, Mode, Session, View};
@@ -159,11 +162,13 @@ pub async fn join<R: Runtime>(
     token: Option<String>,
     invite_link: Option<String>,
 ) -> Result<Session> {
-    let (server_url, token) = match (server_url, token, invite_link) {
+    let (server_url, token, fingerprint) = match (server_url, token, invite_link) {
         (_, _, Some(link)) => {
-            parse_invite(&link).map_err(|e| CommandError::new("bad_request", e.0))?
+            let link = InviteLink::parse(&link)
+                .map_err(|e| CommandError::new(e.code().as_str(), e.to_string()))?;
+            (link.server.to_string(), link.token, link.fingerprint)
         }
-        (Some(s), Some(t), None) => (s.trim().to_owned(), t.trim().to_owned()),
+        (Some(s), Some(t), None) => (s.trim().to_owned(), t.trim().to_owned(), None),
         _ => {
             return Err(CommandError::new(
                 "bad_request",
@@ -171,21 +176,27 @@ pub async fn join<R: Runtime>(
             ))
         }
     };
-    join_server(&app, &state, &server_url, &token).await
+    join_server(&app, &state, &server_url, &token, fingerprint).await
 }
 
-/// Joins a meeting on a server (not embedded).
+/// Joins a meeting on a server (not embedded). `fingerprint` pins a self-signed server's
+/// certificate (from its invite link).
 pub async fn join_server<R: Runtime>(
     app: &AppHandle<R>,
     state: &AppState,
     server_url: &str,
     token: &str,
+    fingerprint: Option<Fingerprint>,
 ) -> Result<Session> {
     let mut live = state.live.lock().await;
     if live.is_some() {
         return Err(CommandError::new("invalid_state", "already in a meeting"));
     }
-    let meeting = Meeting::join(server_url, token).await?;
+    let options = JoinOptions {
+        fingerprint,
+        ..JoinOptions::default()
+    };
+    let meeting = Meeting::join_with(server_url, token, options).await?;
     tracing::info!(server_url, user_id = %meeting.user_id(), "joined");
     let started = attach(app, state, meeting, server_url.to_owned(), None, None);
     let session = started.session();
@@ -314,7 +325,13 @@ pub async fn create_invite(
         .admin
         .add_participant(&embedded.meeting_id, &name, &preset)
         .await?;
-    let link = invite_link(&live.server_url, &token);
+    let server = live
+        .server_url
+        .parse()
+        .map_err(|e| CommandError::internal(format!("the embedded server's URL: {e}")))?;
+    let link = InviteLink::new(server, &token, None)
+        .map_err(|e| CommandError::internal(e.to_string()))?
+        .to_string();
     live.invite_link = Some(link.clone());
     Ok(Invite {
         server_url: live.server_url.clone(),

@@ -3,7 +3,7 @@
 //! ```text
 //! onstage-app                                   # the join screen
 //! onstage-app --server URL --token T [--name N] # joins at start
-//! onstage-app 'onstage://join?server=..&token=..'
+//! onstage-app 'onstage://join?server=..&token=..[&fp=..]'   # or --invite LINK
 //! ONSTAGE_AUTOSTART=host onstage-app            # embedded server, joined as host
 //! ONSTAGE_SERVER / ONSTAGE_TOKEN                # same as --server / --token
 //! ONSTAGE_MEDIA=synthetic                       # test pattern + tone instead of devices
@@ -11,7 +11,7 @@
 //! ONSTAGE_WEBKIT_COMPOSITING=1                  # keep WebKit's GL compositing (main.rs)
 //! ```
 
-use url::Url;
+use onstage_client::link::{Fingerprint, InviteLink};
 
 use crate::video::PictureKind;
 
@@ -25,6 +25,8 @@ pub enum Startup {
         server_url: String,
         token: String,
         name: Option<String>,
+        /// The server certificate's fingerprint, from an invite link (self-signed servers).
+        fingerprint: Option<Fingerprint>,
     },
     /// Start the embedded server and join as its host.
     Host { name: String },
@@ -92,6 +94,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
     let mut server = env("ONSTAGE_SERVER");
     let mut token = env("ONSTAGE_TOKEN");
     let mut name = env("ONSTAGE_NAME");
+    let mut fingerprint = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| {
@@ -104,12 +107,14 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
             "--token" => token = Some(value("--token")?),
             "--name" => name = Some(value("--name")?),
             "--invite" => {
-                let (s, t) = parse_invite(&value("--invite")?)?;
-                (server, token) = (Some(s), Some(t));
+                let link = parse_invite(&value("--invite")?)?;
+                (server, token) = (Some(link.server.to_string()), Some(link.token));
+                fingerprint = link.fingerprint;
             }
             link if link.starts_with("onstage:") => {
-                let (s, t) = parse_invite(link)?;
-                (server, token) = (Some(s), Some(t));
+                let link = parse_invite(link)?;
+                (server, token) = (Some(link.server.to_string()), Some(link.token));
+                fingerprint = link.fingerprint;
             }
             other => return Err(ArgError(format!("unknown argument {other:?}"))),
         }
@@ -119,6 +124,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
             server_url,
             token,
             name,
+            fingerprint,
         }),
         (Some(_), None) | (None, Some(_)) => Err(ArgError(
             "--server and --token go together (or pass an invite link)".into(),
@@ -130,33 +136,9 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
     }
 }
 
-/// `onstage://join?server=<url>&token=<t>` -> (server url, token).
-pub fn parse_invite(link: &str) -> Result<(String, String), ArgError> {
-    let url = Url::parse(link.trim()).map_err(|e| ArgError(format!("bad invite link: {e}")))?;
-    if url.scheme() != "onstage" {
-        return Err(ArgError("an invite link starts with onstage://".into()));
-    }
-    let get = |key: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-            .filter(|v| !v.is_empty())
-    };
-    match (get("server"), get("token")) {
-        (Some(server), Some(token)) => Ok((server, token)),
-        _ => Err(ArgError(
-            "an invite link carries both server= and token=".into(),
-        )),
-    }
-}
-
-/// The invite link for a server and a token (both query-encoded).
-pub fn invite_link(server_url: &str, token: &str) -> String {
-    let mut url = Url::parse("onstage://join").expect("a constant URL parses");
-    url.query_pairs_mut()
-        .append_pair("server", server_url)
-        .append_pair("token", token);
-    url.into()
+/// An invite link through the SDK's parser.
+fn parse_invite(link: &str) -> Result<InviteLink, ArgError> {
+    InviteLink::parse(link).map_err(|e| ArgError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -167,17 +149,50 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
+    fn link(server: &str, token: &str, fingerprint: Option<Fingerprint>) -> String {
+        InviteLink::new(server.parse().unwrap(), token, fingerprint)
+            .unwrap()
+            .to_string()
+    }
+
     #[test]
-    fn invite_links_round_trip() {
-        let link = invite_link("http://127.0.0.1:4000", "a.b+c=");
-        assert!(link.starts_with("onstage://join?server="));
+    fn invite_links_start_a_join_with_their_fingerprint() {
+        let fp: Fingerprint = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let none = |_: &str| None;
+        let (c, e) = AppConfig::parse(&args(&[&link("https://h:8443", "a.b+c=", Some(fp))]), none);
+        assert_eq!(e, None);
         assert_eq!(
-            parse_invite(&link),
-            Ok(("http://127.0.0.1:4000".into(), "a.b+c=".into()))
+            c.startup,
+            Startup::Join {
+                server_url: "https://h:8443/".into(),
+                token: "a.b+c=".into(),
+                name: None,
+                fingerprint: Some(fp),
+            }
         );
-        assert!(parse_invite("https://x/?server=a&token=b").is_err());
-        assert!(parse_invite("onstage://join?server=a").is_err());
-        assert!(parse_invite("not a link").is_err());
+        let (c, _) = AppConfig::parse(
+            &args(&["--invite", &link("http://h", "t", None), "--name", "N"]),
+            none,
+        );
+        assert!(matches!(
+            c.startup,
+            Startup::Join {
+                fingerprint: None,
+                name: Some(_),
+                ..
+            }
+        ));
+        for bad in [
+            "onstage://join?server=a",
+            "onstage://join?server=http%3A%2F%2Fh",
+            "onstage:nothing",
+        ] {
+            let (c, e) = AppConfig::parse(&args(&[bad]), none);
+            assert_eq!(c.startup, Startup::Idle);
+            assert!(e.is_some(), "{bad}");
+        }
+        let (_, e) = AppConfig::parse(&args(&["--invite", "https://x/?server=a&token=b"]), none);
+        assert!(e.is_some());
     }
 
     #[test]
@@ -196,11 +211,12 @@ mod tests {
             Startup::Join {
                 server_url: "http://s".into(),
                 token: "t".into(),
-                name: None
+                name: None,
+                fingerprint: None,
             }
         );
 
-        let link = invite_link("http://s", "t");
+        let link = link("http://s", "t", None);
         let (c, _) = AppConfig::parse(&args(&[&link]), none);
         assert!(matches!(c.startup, Startup::Join { .. }));
 

@@ -107,8 +107,14 @@ fn main() {
                     Startup::Idle => return,
                     Startup::Host { name } => commands::host(&handle, &state, name).await,
                     Startup::Join {
-                        server_url, token, ..
-                    } => commands::join_server(&handle, &state, server_url, token).await,
+                        server_url,
+                        token,
+                        fingerprint,
+                        ..
+                    } => {
+                        commands::join_server(&handle, &state, server_url, token, *fingerprint)
+                            .await
+                    }
                 };
                 match outcome {
                     Ok(session) => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use onstage_proto::StageAccess;
+use onstage_proto::{Fingerprint, StageAccess};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,9 +27,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: REST admin API, WebSocket signaling, storage.
     ///
-    /// Prints {"event":"listening","http":"http://IP:PORT"} once ready, with "admin_key" when
-    /// the key did not come from ONSTAGE_ADMIN_KEY (generated, or kept in the data dir).
-    /// Ctrl-C or SIGTERM shuts it down gracefully.
+    /// Prints {"event":"listening","http":"http://IP:PORT","public_url":..} once ready
+    /// ("https://" with TLS), with "fingerprint":"sha256:<hex>" for a self-signed
+    /// certificate, and "admin_key" when the key did not come from ONSTAGE_ADMIN_KEY
+    /// (generated, or kept in the data dir). Ctrl-C or SIGTERM shuts it down gracefully.
     Serve(ServeArgs),
     /// Meetings (admin API).
     #[command(subcommand)]
@@ -127,6 +128,26 @@ pub struct ServeArgs {
         requires = "turn_url"
     )]
     pub turn_secret: Option<String>,
+    /// Serve https/wss with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve https/wss with a self-signed certificate for this machine's names and
+    /// addresses, made once and kept in the data dir. Clients pin it by the fingerprint
+    /// the ready line prints and invite links carry.
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// The server's URL as invitees reach it, named by invite links (default: the listen
+    /// address, https with TLS; loopback for a wildcard address).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<url::Url>,
 }
 
 /// Where the admin API is and the key to use.
@@ -143,6 +164,10 @@ pub struct AdminConnection {
         hide_env_values = true
     )]
     pub admin_key: Option<String>,
+    /// The certificate fingerprint of a self-signed https server (sha256:<hex>, as its
+    /// ready line prints it; sha256:AA:BB:.. works too).
+    #[arg(long, value_name = "FP")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,12 +243,25 @@ pub enum MediaMode {
 
 #[derive(Debug, Args)]
 pub struct BotArgs {
-    /// The server's base URL, e.g. http://127.0.0.1:8080.
-    #[arg(long, value_name = "URL")]
-    pub server: String,
+    /// The server's base URL, e.g. http://127.0.0.1:8080 (or pass --link).
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "link",
+        requires = "token"
+    )]
+    pub server: Option<String>,
     /// A participant token (from `onstage participant add`).
-    #[arg(long, value_name = "T")]
-    pub token: String,
+    #[arg(long, value_name = "T", requires = "server")]
+    pub token: Option<String>,
+    /// An invite link, onstage://join?server=..&token=..[&fp=..] (the "link" of
+    /// `onstage participant add`), instead of --server and --token. A malformed one is
+    /// answered like any refusal: a bad_request line on stdout.
+    #[arg(long, value_name = "LINK", conflicts_with_all = ["server", "token", "fingerprint"])]
+    pub link: Option<String>,
+    /// With --server: the certificate fingerprint of a self-signed https server.
+    #[arg(long, value_name = "FP")]
+    pub fingerprint: Option<Fingerprint>,
     /// Media to publish while on stage.
     #[arg(long, value_enum, default_value_t = MediaMode::None)]
     pub media: MediaMode,
@@ -463,6 +501,82 @@ mod tests {
             Ok(StageAccess::NotAllowed)
         );
         assert!(parse_stage_access("SOMETIMES").is_err());
+    }
+
+    #[test]
+    fn tls_and_link_arguments() {
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        let cli = parse(&[
+            "serve",
+            "--listen",
+            "0.0.0.0:8443",
+            "--data",
+            "d",
+            "--tls-self-signed",
+            "--public-url",
+            "https://meet.example.com",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert!(args.tls_self_signed && args.tls_cert.is_none());
+        assert_eq!(
+            args.public_url.map(String::from).as_deref(),
+            Some("https://meet.example.com/")
+        );
+        let serve = ["serve", "--listen", "127.0.0.1:0", "--data", "d"];
+        let with = |extra: &[&str]| parse(&[&serve[..], extra].concat());
+        assert!(with(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_ok());
+        assert!(with(&["--tls-cert", "c.pem"]).is_err());
+        assert!(with(&["--tls-key", "k.pem"]).is_err());
+        assert!(with(&["--tls-cert", "c", "--tls-key", "k", "--tls-self-signed"]).is_err());
+        assert!(with(&["--public-url", "not a url"]).is_err());
+
+        let link = format!("onstage://join?server=https://h:1&token=t&fp={fp}");
+        let cli = parse(&["bot", "--link", &link]).unwrap();
+        let Command::Bot(args) = cli.command else {
+            panic!("bot")
+        };
+        assert_eq!(args.link.as_deref(), Some(link.as_str()));
+        assert!(parse(&["bot", "--link", &link, "--token", "t"]).is_err());
+        assert!(parse(&["bot"]).is_err());
+        assert!(parse(&[
+            "bot",
+            "--server",
+            "https://h",
+            "--token",
+            "t",
+            "--fingerprint",
+            &fp
+        ])
+        .is_ok());
+        assert!(parse(&[
+            "bot",
+            "--server",
+            "https://h",
+            "--token",
+            "t",
+            "--fingerprint",
+            "sha256:12"
+        ])
+        .is_err());
+
+        let cli = parse(&[
+            "meeting",
+            "create",
+            "--server",
+            "https://h:1",
+            "--title",
+            "T",
+            "--fingerprint",
+            &fp,
+        ])
+        .unwrap();
+        let Command::Meeting(MeetingCommand::Create { conn, .. }) = cli.command else {
+            panic!("meeting create")
+        };
+        assert_eq!(conn.fingerprint.map(|f| f.to_string()), Some(fp));
     }
 
     #[test]

@@ -37,11 +37,13 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr, never stdout. `serve` logs at `info` by default, the client commands
 /// at `warn`; `RUST_LOG` overrides both. The WebRTC stack's handshake chatter (STUN checks
-/// that beat the answer, DTLS server-name defaults) is benign and kept to errors.
+/// that beat the answer, DTLS server-name defaults) is benign and kept to errors. The OS
+/// certificate verifier's own error log is silenced: a refused certificate is reported
+/// on stdout as `untrusted_server`.
 fn init_logging(command: &Command) {
     let default = match command {
         Command::Serve(_) => "info,rtc=error,rtc_dtls=error,webrtc=error",
-        _ => "warn,rtc=error,rtc_dtls=error,webrtc=error",
+        _ => "warn,rtc=error,rtc_dtls=error,webrtc=error,rustls_platform_verifier=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -7,7 +7,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{once, once_ok, Proc, WAIT};
+use std::process::Stdio;
+
+use support::{once, once_ok, Proc, BIN, WAIT};
 use tokio::process::Command;
 
 async fn serve(data: &std::path::Path) -> (Proc, String, String) {
@@ -641,4 +643,179 @@ async fn bots_walk_every_stage_row_and_error_code() {
         b.ok(json!({"id":2,"call":"stage.status"})).await,
         json!({"status":"OFF_STAGE"})
     );
+}
+
+/// `serve --tls-self-signed` as a child: (process, https url, admin key, fingerprint).
+async fn serve_tls(data: &std::path::Path) -> (Proc, String, String, String) {
+    let data = data.to_str().expect("utf-8 path");
+    let mut server = Proc::spawn(
+        "serve-tls",
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data,
+            "--tls-self-signed",
+        ],
+        &[],
+    );
+    let ready = server.next().await.expect("serve prints its ready line");
+    assert_eq!(ready["event"], "listening", "{ready}");
+    let url = ready["http"].as_str().expect("http").to_owned();
+    assert!(url.starts_with("https://127.0.0.1:"), "{ready}");
+    assert_eq!(ready["public_url"], url.as_str(), "{ready}");
+    let fp = ready["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_owned();
+    let hex = fp.strip_prefix("sha256:").expect("sha256: prefix");
+    assert!(
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{fp}"
+    );
+    let key = ready["admin_key"].as_str().expect("admin key").to_owned();
+    (server, url, key, fp)
+}
+
+#[tokio::test]
+async fn serve_self_signed_and_a_bot_joins_by_link() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (mut server, url, key, fp) = serve_tls(data.path()).await;
+
+    // Admin commands reach it with the fingerprint, and are refused without it.
+    let (line, output) = once(
+        &["meeting", "create", "--server", &url, "--title", "T"],
+        &key,
+    )
+    .await;
+    assert!(!output.status.success());
+    assert_eq!(line["error"]["code"], "untrusted_server", "{line}");
+    let meeting = once_ok(
+        &[
+            "meeting",
+            "create",
+            "--server",
+            &url,
+            "--title",
+            "T",
+            "--fingerprint",
+            &fp,
+        ],
+        &key,
+    )
+    .await;
+    let meeting = meeting["id"].as_str().expect("id").to_owned();
+    // The colon-separated uppercase form is accepted too.
+    let hex = fp.trim_start_matches("sha256:");
+    let pairs: Vec<String> = (0..32)
+        .map(|i| hex[2 * i..2 * i + 2].to_ascii_uppercase())
+        .collect();
+    let colon_fp = format!("sha256:{}", pairs.join(":"));
+    let added = once_ok(
+        &[
+            "participant",
+            "add",
+            "--server",
+            &url,
+            "--meeting",
+            &meeting,
+            "--name",
+            "Hana",
+            "--preset",
+            "host",
+            "--fingerprint",
+            &colon_fp,
+        ],
+        &key,
+    )
+    .await;
+    let link = added["link"]
+        .as_str()
+        .expect("participant add prints the link");
+    assert!(
+        link.starts_with("onstage://join?server=https%3A%2F%2F127.0.0.1%3A"),
+        "{link}"
+    );
+    assert!(link.ends_with(&format!("&fp=sha256%3A{hex}")), "{link}");
+
+    // The bot joins with the link alone and runs a stage call.
+    let mut bot = Proc::spawn("bot-link", &["bot", "--link", link], &[]);
+    let joined = bot.next().await.expect("joined line");
+    assert_eq!(joined["event"], "joined", "{joined}");
+    assert_eq!(joined["user_id"], added["user_id"]);
+    let result = bot.ok(json!({"id": 1, "call": "stage.join"})).await;
+    assert_eq!(result["status"], "ON_STAGE");
+    bot.close_stdin().await;
+    assert_eq!(bot.exit_code().await, Some(0));
+
+    // A link whose fingerprint is another certificate's is refused, naming both.
+    let wrong_hex: String = hex
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    let wrong = link.replace(hex, &wrong_hex);
+    let mut bot = Proc::spawn("bot-wrong-fp", &["bot", "--link", &wrong], &[]);
+    let line = bot.next().await.expect("an error line");
+    assert_eq!(line["error"]["code"], "untrusted_server", "{line}");
+    let message = line["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains(&wrong_hex) && message.contains(hex),
+        "{message}"
+    );
+    assert_ne!(bot.exit_code().await, Some(0));
+
+    // A truncated link is a bad_request naming what is missing; the bot never connects.
+    let cut = &link[..link.find("&token=").expect("token") + 5];
+    let mut bot = Proc::spawn("bot-cut-link", &["bot", "--link", cut], &[]);
+    let line = bot.next().await.expect("an error line");
+    assert_eq!(line["error"]["code"], "bad_request", "{line}");
+    assert!(
+        line["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("token")),
+        "{line}"
+    );
+    assert_ne!(bot.exit_code().await, Some(0));
+
+    // The next start reuses the stored certificate: links already handed out keep working.
+    server.child.kill().await.expect("kill serve");
+    let (_server, _url, _key, again) = serve_tls(data.path()).await;
+    assert_eq!(again, fp);
+}
+
+#[tokio::test]
+async fn serve_refuses_missing_certificate_files() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let missing = data.path().join("missing-cert.pem");
+    let missing = missing.to_str().expect("utf-8 path");
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.path().to_str().expect("utf-8"),
+                "--tls-cert",
+                missing,
+                "--tls-key",
+                missing,
+            ])
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("serve exits")
+    .expect("serve runs");
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line: Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(line["error"]["code"], "bad_request", "{line}");
+    let message = line["error"]["message"].as_str().expect("message");
+    assert!(message.contains(missing), "{message}");
 }

@@ -16,10 +16,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
-use onstage_proto::{Call, CallResult, CloseReason, Request, ServerMessage, Welcome};
+use onstage_proto::{
+    Call, CallResult, CloseReason, Fingerprint, LinkError, Request, ServerMessage, Welcome,
+};
 
 use crate::mirror::Mirror;
 use crate::{ClientError, ConnectionState, EventStream, JoinOptions, MeetingEvent};
@@ -133,7 +135,7 @@ pub(crate) fn signal_url(server_url: &str, token: &str) -> Result<Url, ClientErr
         "https" | "wss" => "wss",
         other => {
             return Err(ClientError::Connect(format!(
-                "unsupported URL scheme {other:?} (use http:// or ws://)"
+                "unsupported URL scheme {other:?} (use http(s):// or ws(s)://)"
             )))
         }
     };
@@ -147,9 +149,33 @@ pub(crate) fn signal_url(server_url: &str, token: &str) -> Result<Url, ClientErr
     Ok(url)
 }
 
+/// How to open the socket for a signaling URL: TLS for `wss` (pinned to `pin` when given),
+/// plain for `ws`. A pin with a plain URL is refused: the token would go in clear to a
+/// server that was meant to be authenticated.
+pub(crate) fn connector(url: &Url, pin: Option<Fingerprint>) -> Result<Connector, ClientError> {
+    match (url.scheme(), pin) {
+        ("wss", pin) => {
+            let config = crate::tls::client_config(pin).map_err(ClientError::Certificate)?;
+            Ok(Connector::Rustls(Arc::new(config)))
+        }
+        (_, None) => Ok(Connector::Plain),
+        (_, Some(_)) => {
+            let mut shown = url.clone();
+            shown.set_query(None);
+            Err(ClientError::Link(LinkError::FingerprintWithoutTls(
+                shown.to_string(),
+            )))
+        }
+    }
+}
+
 /// Opens the socket and waits for the welcome, all within `limit`.
-pub(crate) async fn connect(url: &Url, limit: Duration) -> Result<(Ws, Welcome), ClientError> {
-    match tokio::time::timeout(limit, connect_inner(url)).await {
+pub(crate) async fn connect(
+    url: &Url,
+    connector: &Connector,
+    limit: Duration,
+) -> Result<(Ws, Welcome), ClientError> {
+    match tokio::time::timeout(limit, connect_inner(url, connector)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(ClientError::Connect(format!(
             "no welcome from the server within {limit:?}"
@@ -157,11 +183,15 @@ pub(crate) async fn connect(url: &Url, limit: Duration) -> Result<(Ws, Welcome),
     }
 }
 
-async fn connect_inner(url: &Url) -> Result<(Ws, Welcome), ClientError> {
-    let (mut ws, _response) =
-        tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
-            .await
-            .map_err(handshake_error)?;
+async fn connect_inner(url: &Url, connector: &Connector) -> Result<(Ws, Welcome), ClientError> {
+    let (mut ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
+        url.as_str(),
+        None,
+        true,
+        Some(connector.clone()),
+    )
+    .await
+    .map_err(handshake_error)?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => {
@@ -208,7 +238,10 @@ fn handshake_error(e: tungstenite::Error) -> ClientError {
                 ))
             }
         }
-        other => ClientError::Connect(other.to_string()),
+        other => match crate::tls::certificate_problem(&other) {
+            Some(problem) => ClientError::Certificate(problem),
+            None => ClientError::Connect(other.to_string()),
+        },
     }
 }
 
@@ -224,6 +257,7 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     url: Url,
+    connector: Connector,
     options: JoinOptions,
     next_id: u64,
     pending: HashMap<u64, Pending>,
@@ -239,12 +273,14 @@ impl Driver {
         shared: Arc<Shared>,
         commands: mpsc::UnboundedReceiver<Command>,
         url: Url,
+        connector: Connector,
         options: JoinOptions,
     ) -> Self {
         Self {
             shared,
             commands,
             url,
+            connector,
             options,
             next_id: 0,
             pending: HashMap::new(),
@@ -578,14 +614,19 @@ impl Driver {
                 .connect_timeout
                 .min(deadline.saturating_duration_since(now))
                 .max(Duration::from_millis(100));
-            let url = self.url.clone();
+            let (url, connector) = (self.url.clone(), self.connector.clone());
             match self
-                .while_down(async move { connect(&url, limit).await })
+                .while_down(async move { connect(&url, &connector, limit).await })
                 .await?
             {
                 Ok(connected) => return Some(connected),
                 Err(ClientError::Unauthorized(message)) => {
                     tracing::warn!(%message, "the server refused the token; giving up");
+                    return None;
+                }
+                // The same server would show the same certificate: retrying cannot help.
+                Err(ClientError::Certificate(problem)) => {
+                    tracing::warn!(%problem, "the server's certificate is refused; giving up");
                     return None;
                 }
                 Err(e) => tracing::debug!(error = %e, "reconnect attempt failed"),

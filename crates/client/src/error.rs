@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use onstage_proto::{ErrorBody, ErrorCode};
+use onstage_proto::{ErrorBody, ErrorCode, LinkError};
+
+use crate::tls::CertificateError;
 
 /// An error from the SDK. Every variant maps to a stable [`ErrorCode`] through
 /// [`ClientError::code`], so callers (and the `onstage bot`) can report one uniform shape.
@@ -34,12 +36,21 @@ pub enum ClientError {
     /// The server sent something this SDK does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The server's TLS certificate was refused: not the pinned one (the mismatch names
+    /// both fingerprints), or not trusted. Never retried: the same server would present
+    /// the same certificate.
+    #[error("{0}")]
+    Certificate(CertificateError),
+    /// A malformed invite link, or a fingerprint given for a server that is not `https`.
+    #[error("{0}")]
+    Link(#[from] LinkError),
 }
 
 impl ClientError {
     /// The stable code: the server's code for [`ClientError::Server`]; `unauthorized` for a
     /// refused token; `connection_lost` for every connection problem (including timeouts and
-    /// a closed meeting); `internal` for protocol errors.
+    /// a closed meeting); `untrusted_server` for a refused certificate; `bad_request` for
+    /// a malformed invite link; `internal` for protocol errors.
     pub fn code(&self) -> ErrorCode {
         match self {
             ClientError::Server(body) => body.code,
@@ -49,6 +60,8 @@ impl ClientError {
             | ClientError::Timeout(_)
             | ClientError::Closed => ErrorCode::ConnectionLost,
             ClientError::Protocol(_) => ErrorCode::Internal,
+            ClientError::Certificate(_) => ErrorCode::UntrustedServer,
+            ClientError::Link(e) => e.code(),
         }
     }
 

@@ -19,6 +19,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `https://` servers are reached over `wss://`. A self-signed one is pinned by its
+//! certificate's fingerprint: [`Meeting::join_invite`] with an invite link that carries
+//! `fp=`, or [`JoinOptions::fingerprint`]. A certificate that does not match is
+//! [`ClientError::Certificate`] (code `untrusted_server`), naming both fingerprints.
+//!
 //! ## How it works
 //! [`Meeting::join`] opens the WebSocket at `/v1/signal`, waits for the server's welcome
 //! (ids, own preset, grace period, a snapshot of the room) and hands the socket to a
@@ -39,23 +44,30 @@
 //! - [`event`]: [`MeetingEvent`], [`ConnectionState`] — what subscribers receive.
 //! - [`mirror`]: the pure room copy and the event-derivation rules (unit-tested).
 //! - [`error`]: [`ClientError`] and its stable codes.
+//! - [`link`]: [`InviteLink`] (`onstage://join?...`) and [`Fingerprint`].
+//! - [`tls`]: how `https`/`wss` servers are trusted: the system's roots, or exactly the
+//!   certificate a fingerprint pins.
 //! - `connection` (private): the socket task, reconnect and resume.
 
 mod connection;
 pub mod error;
 pub mod event;
+pub mod link;
 pub mod media;
 pub mod meeting;
 pub mod mirror;
 pub mod rtc;
+pub mod tls;
 
 pub use error::ClientError;
 pub use event::{ConnectionState, MeetingEvent};
+pub use link::{Fingerprint, InviteLink, LinkError};
 pub use media::{
     AudioLevel, Controls, Device, MediaConfig, MediaProblem, MediaStats, RemoteVideo, Sources,
     StageMedia, LOCAL,
 };
 pub use meeting::{EventStream, JoinOptions, Meeting, Participant, Stage};
+pub use tls::CertificateError;
 
 pub use onstage_proto as proto;
 pub use onstage_proto::{AccessRequest, ErrorCode, PeerId, Preset, StageStatus, UserId};

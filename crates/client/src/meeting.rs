@@ -13,6 +13,7 @@ use onstage_proto::{
 };
 
 use crate::connection::{self, Command, Driver, Shared};
+use crate::link::{Fingerprint, InviteLink};
 use crate::mirror::Mirror;
 use crate::{ClientError, ConnectionState, MeetingEvent};
 
@@ -34,6 +35,12 @@ pub struct JoinOptions {
     pub ping_interval: Duration,
     /// With nothing heard from the server for this long, the connection counts as dropped.
     pub dead_after: Duration,
+    /// The SHA-256 fingerprint of the server's certificate, for a self-signed `https`
+    /// server (an invite link's `fp=`): the server must present exactly that certificate.
+    /// `None` (the default): an `https` server's certificate must be one the system trusts.
+    /// Refused with [`ClientError::Link`] for a plain `http` server, whose token would
+    /// travel in clear.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 impl Default for JoinOptions {
@@ -45,6 +52,7 @@ impl Default for JoinOptions {
             reconnect_max: Duration::from_secs(1),
             ping_interval: Duration::from_secs(10),
             dead_after: Duration::from_secs(30),
+            fingerprint: None,
         }
     }
 }
@@ -80,20 +88,39 @@ impl Meeting {
     /// `http://127.0.0.1:7800` (`ws://` works too); the SDK connects to
     /// `ws://.../v1/signal?token=...` and returns once the server's welcome has arrived.
     ///
+    /// `https://` servers are reached over `wss://`, their certificate checked against the
+    /// system's roots (see [`JoinOptions::fingerprint`] for self-signed ones).
+    ///
     /// A refused token gives [`ClientError::Unauthorized`]; an unreachable server
-    /// [`ClientError::Connect`]. Must be called inside a tokio runtime.
+    /// [`ClientError::Connect`]; a refused certificate [`ClientError::Certificate`]. Must be
+    /// called inside a tokio runtime.
     pub async fn join(server_url: &str, token: &str) -> Result<Meeting, ClientError> {
         Self::join_with(server_url, token, JoinOptions::default()).await
     }
 
-    /// [`Meeting::join`] with explicit timeouts and reconnect pacing.
+    /// Joins with an invite link (`onstage://join?server=..&token=..[&fp=..]`): its server,
+    /// its token and, when it has one, its certificate fingerprint (which replaces
+    /// `options.fingerprint`).
+    pub async fn join_invite(
+        link: &InviteLink,
+        options: JoinOptions,
+    ) -> Result<Meeting, ClientError> {
+        let options = JoinOptions {
+            fingerprint: link.fingerprint.or(options.fingerprint),
+            ..options
+        };
+        Self::join_with(link.server.as_str(), &link.token, options).await
+    }
+
+    /// [`Meeting::join`] with explicit timeouts, reconnect pacing and certificate pin.
     pub async fn join_with(
         server_url: &str,
         token: &str,
         options: JoinOptions,
     ) -> Result<Meeting, ClientError> {
         let url = connection::signal_url(server_url, token)?;
-        let (ws, welcome) = connection::connect(&url, options.connect_timeout).await?;
+        let connector = connection::connector(&url, options.fingerprint)?;
+        let (ws, welcome) = connection::connect(&url, &connector, options.connect_timeout).await?;
         tracing::debug!(
             meeting_id = %welcome.meeting_id,
             user_id = %welcome.user_id,
@@ -105,7 +132,7 @@ impl Meeting {
         // Who already publishes, as the first events (they wait for the first stream).
         shared.publish(|state| state.mirror.publishing_events());
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(Driver::new(shared.clone(), rx, url, options.clone()).run(ws));
+        tokio::spawn(Driver::new(shared.clone(), rx, url, connector, options.clone()).run(ws));
         Ok(Meeting {
             inner: Arc::new(Inner {
                 shared,

@@ -25,6 +25,10 @@ pub enum ErrorCode {
     Internal,
     /// The client lost its connection to the server before the call was answered.
     ConnectionLost,
+    /// The client refused the server's TLS certificate: not the one the invite link pins
+    /// (fingerprint mismatch), or not vouched for by a trusted authority. Retrying does not
+    /// help; the link or the server's certificate is wrong.
+    UntrustedServer,
 }
 
 impl ErrorCode {
@@ -39,6 +43,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::ConnectionLost => "connection_lost",
+            ErrorCode::UntrustedServer => "untrusted_server",
         }
     }
 }

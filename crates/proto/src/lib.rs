@@ -11,14 +11,17 @@
 //! - [`stage`]: `StageStatus`, `StageAccess`, `Preset`, `AccessRequest`.
 //! - [`error`]: `ErrorCode` (the stable codes) and `ErrorBody`.
 //! - [`signal`]: `Call` (what a client asks), `ClientMessage`, `ServerMessage`, `RoomEvent`.
+//! - [`link`]: `InviteLink` (`onstage://join?...`) and certificate `Fingerprint`s.
 
 pub mod error;
 pub mod ids;
+pub mod link;
 pub mod signal;
 pub mod stage;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{MeetingId, PeerId, UserId};
+pub use link::{Fingerprint, FingerprintError, InviteLink, LinkError};
 pub use signal::{
     Call, CallResult, ClientMessage, CloseReason, IceServer, LeaveReason, MediaEvent,
     ParticipantInfo, PublishedMedia, Request, RoomEvent, RoomSnapshot, ServerMessage,

@@ -5,6 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use url::Url;
+
+pub use crate::tls::TlsConfig;
+
 /// Everything [`crate::start`] needs to run a server.
 ///
 /// Built with [`ServerConfig::new`] and then adjusted field by field:
@@ -62,6 +66,16 @@ pub struct ServerConfig {
     /// A TURN relay (coturn) for guests that reach nothing else; each participant gets its
     /// own credentials in the welcome. `None` (the default): no relay.
     pub turn: Option<crate::turn::TurnConfig>,
+    /// Serve https and wss instead of http and ws (default `None`: plain). See
+    /// [`TlsConfig`].
+    pub tls: Option<TlsConfig>,
+    /// How long a client may take over its TLS handshake before the connection is closed
+    /// (default 10 s). Only that connection is affected.
+    pub tls_handshake_timeout: Duration,
+    /// The server's base URL as invitees reach it: the `server=` of the invite links the
+    /// admin API hands out. `None` (the default): the listen address as a URL (loopback for
+    /// a wildcard bind), `https` with TLS. With TLS it must be `https`.
+    pub public_url: Option<Url>,
 }
 
 impl ServerConfig {
@@ -85,6 +99,9 @@ impl ServerConfig {
             media_advertise: Vec::new(),
             media_tcp: true,
             turn: None,
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
+            public_url: None,
         }
     }
 

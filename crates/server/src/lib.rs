@@ -29,6 +29,7 @@
 //! - [`rooms`]: one task per live meeting, driving its `onstage_room::Room` and fanning out
 //!   its events.
 //! - [`storage`]: SQLite (rusqlite + migrations) and the data dir's secret files.
+//! - [`tls`]: https/wss: certificates (files or self-signed) and the TLS listener.
 //! - [`metrics`], [`config`], [`error`].
 
 pub mod auth;
@@ -41,8 +42,9 @@ pub mod server;
 pub mod sfu;
 pub mod signal;
 pub mod storage;
+pub mod tls;
 pub mod turn;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, TlsConfig};
 pub use error::{ApiError, ServerError, StorageError};
 pub use server::{shutdown_signal, start, RunningServer, ShutdownHandle};

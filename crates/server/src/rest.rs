@@ -179,6 +179,10 @@ async fn add_participant(
         }
     };
     let token = app.auth.mint(&meeting, &participant.id, now_ms())?;
+    let link = app
+        .invites
+        .link(&token)
+        .map_err(|e| ApiError::internal(format!("cannot build the invite link: {e}")))?;
     Ok(ok(
         StatusCode::CREATED,
         json!({
@@ -187,6 +191,7 @@ async fn add_participant(
             "preset_name": participant.preset_name,
             "custom_participant_id": participant.custom_participant_id,
             "token": token,
+            "link": link.to_string(),
         }),
     ))
 }

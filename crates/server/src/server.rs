@@ -15,12 +15,16 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
 use crate::config::ServerConfig;
-use crate::error::{ApiError, ServerError, StorageError};
+use onstage_proto::{Fingerprint, InviteLink, LinkError};
+use url::Url;
+
+use crate::error::{ApiError, ServerError};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::rooms::Rooms;
 use crate::storage::{
     load_or_create_secret, random_secret, Storage, ADMIN_KEY_FILE, JWT_SECRET_FILE,
 };
+use crate::tls::ServerTls;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -35,6 +39,23 @@ pub struct AppState {
     /// Held (cloned) by every signaling connection; a graceful shutdown waits until every
     /// clone is gone.
     pub(crate) alive: mpsc::Sender<()>,
+    /// What invite links name: the public URL and, for a self-signed certificate, its
+    /// fingerprint.
+    pub invites: Invites,
+}
+
+/// The server part of invite links.
+#[derive(Debug, Clone)]
+pub struct Invites {
+    pub server: Url,
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl Invites {
+    /// `onstage://join?server=..&token=..[&fp=..]`.
+    pub fn link(&self, token: &str) -> Result<InviteLink, LinkError> {
+        InviteLink::new(self.server.clone(), token, self.fingerprint)
+    }
 }
 
 impl AppState {
@@ -58,6 +79,10 @@ pub struct RunningServer {
     alive: mpsc::Receiver<()>,
     shutdown_timeout: std::time::Duration,
     sfu: Option<crate::sfu::Sfu>,
+    tls: Option<ServerTls>,
+    invites: Invites,
+    /// The TLS listener's accept task.
+    tls_accept: Option<JoinHandle<()>>,
 }
 
 /// Asks a [`RunningServer`] to shut down gracefully from anywhere. Cheap to clone.
@@ -78,15 +103,31 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://IP:PORT`, the base of the admin API and of `/v1/signal`. A wildcard listen
-    /// address (`0.0.0.0`, `::`) is given as loopback, which is reachable from this machine.
+    /// `http://IP:PORT` (`https://` with TLS), the base of the admin API and of
+    /// `/v1/signal`. A wildcard listen address (`0.0.0.0`, `::`) is given as loopback, which
+    /// is reachable from this machine.
     pub fn http_url(&self) -> String {
-        let ip = match self.addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        local_url(self.addr, self.tls.is_some())
+    }
+
+    /// The base URL invite links name ([`ServerConfig::public_url`], or [`Self::http_url`]).
+    pub fn public_url(&self) -> &Url {
+        &self.invites.server
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The fingerprint clients pin: `Some` only for a self-signed certificate.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.invites.fingerprint
+    }
+
+    /// The invite link for a participant token.
+    pub fn invite_link(&self, token: &str) -> Result<InviteLink, LinkError> {
+        self.invites.link(token)
     }
 
     /// The SFU's UDP address, when media is on.
@@ -135,6 +176,15 @@ impl RunningServer {
         if !http_done && tokio::time::timeout_at(deadline, &mut task).await.is_err() {
             tracing::warn!("shutdown timed out; aborting the HTTP server");
             task.abort();
+        }
+        if let Some(mut accept) = self.tls_accept {
+            // It ends as soon as it sees the stop; once it has, the port is free.
+            if tokio::time::timeout_at(deadline, &mut accept)
+                .await
+                .is_err()
+            {
+                accept.abort();
+            }
         }
         if let Some(sfu) = &self.sfu {
             if tokio::time::timeout_at(deadline, sfu.shutdown())
@@ -211,18 +261,62 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Opens the data dir, binds the listener and starts serving.
+/// `http(s)://IP:PORT` for a bound address, loopback for a wildcard one.
+fn local_url(addr: SocketAddr, tls: bool) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// A configured public URL must be http or https (https with TLS) and name a host.
+fn check_public_url(url: &Url, tls: bool) -> Result<(), ServerError> {
+    match url.scheme() {
+        "https" => {}
+        "http" if tls => {
+            return Err(ServerError::Config(format!(
+                "the public URL {url} must be https:// when the server serves TLS"
+            )))
+        }
+        "http" => {}
+        other => {
+            return Err(ServerError::Config(format!(
+                "the public URL must be http:// or https://, not {other}://"
+            )))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ServerError::Config(format!(
+            "the public URL {url} has no host"
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the data dir, loads the TLS certificate, binds the listener and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    if let Some(url) = &config.public_url {
+        check_public_url(url, config.tls.is_some())?;
+    }
     let data_dir = config.data_dir.clone();
     let configured_key = config.admin_key.clone();
-    let (storage, admin_key, generated, jwt_secret) = tokio::task::spawn_blocking(move || {
+    let tls_config = config.tls.clone();
+    let (storage, admin_key, generated, jwt_secret, tls) = tokio::task::spawn_blocking(move || {
+        // TLS first: a bad certificate path is a configuration error that should not
+        // leave a fresh database behind.
+        let tls = tls_config
+            .map(|tls| crate::tls::load(&tls, &data_dir))
+            .transpose()?;
         let storage = Storage::open(&data_dir)?;
         let (admin_key, generated) = match configured_key {
             Some(key) => (key, false),
             None => load_or_create_secret(&data_dir, ADMIN_KEY_FILE, random_secret)?,
         };
         let (jwt_secret, _) = load_or_create_secret(&data_dir, JWT_SECRET_FILE, random_secret)?;
-        Ok::<_, StorageError>((storage, admin_key, generated, jwt_secret))
+        Ok::<_, ServerError>((storage, admin_key, generated, jwt_secret, tls))
     })
     .await
     .map_err(|e| ServerError::Config(format!("startup task failed: {e}")))??;
@@ -240,6 +334,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         addr: config.listen,
         source,
     })?;
+    let server_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&local_url(addr, tls.is_some()))
+            .map_err(|e| ServerError::Config(format!("the listen address as a URL: {e}")))?,
+    };
+    let invites = Invites {
+        server: server_url,
+        fingerprint: tls
+            .as_ref()
+            .filter(|t| t.self_signed)
+            .map(|t| t.fingerprint),
+    };
 
     let metrics = Arc::new(Metrics::new());
     let sfu = match config.media_udp {
@@ -262,6 +368,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (alive, alive_rx) = mpsc::channel(1);
     let shutdown_timeout = config.shutdown_timeout;
     let max_body = config.max_body_bytes;
+    let handshake_timeout = config.tls_handshake_timeout;
     let state = Arc::new(AppState {
         auth: Auth::new(admin_key.clone(), &jwt_secret, config.token_ttl),
         config,
@@ -270,6 +377,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
         alive,
+        invites: invites.clone(),
     });
 
     let app = Router::new()
@@ -296,15 +404,32 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .with_state(state);
 
     let mut stopped = shutdown.clone();
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server failed");
+    let stopped = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    // The same axum server either way; with TLS its listener yields finished handshakes.
+    let mut tls_accept = None;
+    let task = match &tls {
+        None => tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "server failed");
+            }
+        }),
+        Some(tls) => {
+            let (listener, accept) =
+                crate::tls::TlsListener::new(listener, tls, handshake_timeout, shutdown.clone())
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+            tls_accept = Some(accept);
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "server failed");
+                }
+            })
         }
-    });
-    tracing::info!(%addr, "listening");
+    };
+    tracing::info!(%addr, tls = tls.is_some(), public_url = %invites.server, "listening");
     Ok(RunningServer {
         addr,
         admin_key,
@@ -315,6 +440,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         alive: alive_rx,
         shutdown_timeout,
         sfu,
+        tls,
+        invites,
+        tls_accept,
     })
 }
 

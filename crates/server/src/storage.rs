@@ -526,7 +526,8 @@ pub fn load_or_create_secret(
     Ok((secret, true))
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+/// Writes a file only its owner may read (secrets, the self-signed certificate's key).
+pub(crate) fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

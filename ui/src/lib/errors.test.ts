@@ -8,6 +8,10 @@ describe('error wording', () => {
     ['connection_lost', 'Connection lost — reconnecting…'],
     ['unauthorized', 'The token or invite link is not valid, or it has expired'],
     ['rate_limited', 'Too many requests — wait a moment and try again'],
+    [
+      'untrusted_server',
+      "The server's identity could not be verified: its certificate is not the one the invite link names",
+    ],
   ])('%s -> %s', (code, words) => {
     expect(errorText({ code, message: 'raw server text' })).toBe(words);
   });

@@ -13,6 +13,8 @@ const WORDS: Record<string, string> = {
   bad_request: 'The app sent a request the server did not understand',
   rate_limited: 'Too many requests — wait a moment and try again',
   internal: 'Something went wrong. Try again.',
+  untrusted_server:
+    "The server's identity could not be verified: its certificate is not the one the invite link names",
 };
 
 export type DeviceKind = 'camera' | 'microphone';

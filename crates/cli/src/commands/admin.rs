@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use onstage_proto::{ErrorBody, ErrorCode, Preset};
+use onstage_proto::{ErrorBody, ErrorCode, Fingerprint, Preset};
 
 use crate::cli::{AdminConnection, MeetingCommand, ParticipantCommand, PresetCommand};
 use crate::output;
@@ -21,8 +21,42 @@ pub struct AdminClient {
 impl AdminClient {
     /// `base` is the server's URL (`http://host:port`); `key` the admin key.
     pub fn new(base: &str, key: &str) -> Result<Self, ErrorBody> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+        Self::with_fingerprint(base, key, None)
+    }
+
+    /// For an `https` server: its certificate is checked as the SDK checks it (the
+    /// system's trust, or exactly the certificate `pin` names), and the client never
+    /// follows a redirect to plain http, so the admin key never goes in clear. A pin with
+    /// an `http` base is refused for the same reason.
+    pub fn with_fingerprint(
+        base: &str,
+        key: &str,
+        pin: Option<Fingerprint>,
+    ) -> Result<Self, ErrorBody> {
+        let bad = |message: String| ErrorBody::new(ErrorCode::BadRequest, message);
+        let url =
+            url::Url::parse(base).map_err(|e| bad(format!("bad server URL {base:?}: {e}")))?;
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        let builder = match (url.scheme(), pin) {
+            ("https", pin) => {
+                let tls = onstage_client::tls::client_config(pin)
+                    .map_err(|e| ErrorBody::new(ErrorCode::UntrustedServer, e.to_string()))?;
+                builder.tls_backend_preconfigured(tls).https_only(true)
+            }
+            // Plain http needs no roots: keep the client from loading the system's.
+            ("http", None) => builder.tls_certs_only([]),
+            ("http", Some(_)) => {
+                return Err(bad(format!(
+                    "a certificate fingerprint needs an https:// server, not {base}"
+                )))
+            }
+            (other, _) => {
+                return Err(bad(format!(
+                    "the server URL must be http(s)://, not {other}://"
+                )))
+            }
+        };
+        let http = builder
             .build()
             .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -44,7 +78,7 @@ impl AdminClient {
                     "no admin key: set ONSTAGE_ADMIN_KEY or pass --admin-key",
                 )
             })?;
-        Self::new(&conn.server, key)
+        Self::with_fingerprint(&conn.server, key, conn.fingerprint)
     }
 
     /// `POST /v1/meetings`; returns the meeting (`{"id","title","max_on_stage","created_at"}`).
@@ -93,11 +127,12 @@ impl AdminClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| {
-                ErrorBody::new(
+            .map_err(|e| match onstage_client::tls::certificate_problem(&e) {
+                Some(problem) => ErrorBody::new(ErrorCode::UntrustedServer, problem.to_string()),
+                None => ErrorBody::new(
                     ErrorCode::ConnectionLost,
                     format!("cannot reach {}: {e}", self.base),
-                )
+                ),
             })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| {
@@ -183,7 +218,7 @@ pub async fn meeting(command: MeetingCommand) -> ExitCode {
     )
 }
 
-/// `onstage participant add` -> `{"user_id":"...","token":"..."}`.
+/// `onstage participant add` -> `{"user_id":"...","token":"...","link":"onstage://join?.."}`.
 pub async fn participant(command: ParticipantCommand) -> ExitCode {
     let ParticipantCommand::Add {
         conn,
@@ -201,6 +236,7 @@ pub async fn participant(command: ParticipantCommand) -> ExitCode {
             Ok(json!({
                 "user_id": field(&added, "id")?,
                 "token": field(&added, "token")?,
+                "link": field(&added, "link")?,
             }))
         }
         .await,
@@ -278,11 +314,21 @@ mod tests {
         let conn = AdminConnection {
             server: "http://127.0.0.1:1".into(),
             admin_key: None,
+            fingerprint: None,
         };
         assert_eq!(
             AdminClient::from_args(&conn).unwrap_err().code,
             ErrorCode::Unauthorized
         );
+    }
+
+    #[test]
+    fn a_fingerprint_needs_https() {
+        let fp = format!("sha256:{}", "00".repeat(32)).parse().ok();
+        let e = AdminClient::with_fingerprint("http://127.0.0.1:1", "k", fp).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(AdminClient::with_fingerprint("https://127.0.0.1:1", "k", fp).is_ok());
+        assert!(AdminClient::with_fingerprint("ftp://h", "k", None).is_err());
     }
 
     #[tokio::test]

@@ -12,7 +12,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use onstage_client::{ClientError, MediaConfig, Meeting, Participant, Sources, StageMedia};
+use onstage_client::{
+    ClientError, InviteLink, JoinOptions, MediaConfig, Meeting, Participant, Sources, StageMedia,
+};
 use onstage_proto::signal::KNOWN_CALLS;
 use onstage_proto::{Call, ErrorBody, ErrorCode, PeerId, Request, StageStatus, UserId};
 
@@ -225,8 +227,25 @@ struct Joined {
 /// How long, after leaving, the bot waits for the SDK's last events to be printed.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// Joins with the invite link, or with --server/--token (and --fingerprint).
+async fn join(args: &BotArgs) -> Result<Meeting, ClientError> {
+    if let Some(link) = &args.link {
+        let link = InviteLink::parse(link)?;
+        return Meeting::join_invite(&link, JoinOptions::default()).await;
+    }
+    // clap makes --server and --token go together, or --link: both present here.
+    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+        return Err(ClientError::Link(onstage_proto::LinkError::MissingServer));
+    };
+    let options = JoinOptions {
+        fingerprint: args.fingerprint,
+        ..JoinOptions::default()
+    };
+    Meeting::join_with(server, token, options).await
+}
+
 pub async fn run(args: BotArgs) -> ExitCode {
-    let meeting = match Meeting::join(&args.server, &args.token).await {
+    let meeting = match join(&args).await {
         Ok(meeting) => meeting,
         Err(e) => {
             output::print_error(None, &e.to_body());

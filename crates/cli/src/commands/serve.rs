@@ -3,19 +3,25 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use onstage_proto::Fingerprint;
 use onstage_proto::{ErrorBody, ErrorCode};
-use onstage_server::ServerConfig;
+use onstage_server::{ServerConfig, ServerError, TlsConfig};
 use serde::Serialize;
 
 use crate::cli::ServeArgs;
 use crate::output;
 
 /// The ready line, keys in the documented order:
-/// `{"event":"listening","http":"http://127.0.0.1:PORT","admin_key":..}`.
+/// `{"event":"listening","http":"http(s)://127.0.0.1:PORT","public_url":..,
+/// "fingerprint":"sha256:..","admin_key":..}` (fingerprint only for a self-signed
+/// certificate).
 #[derive(Serialize)]
 struct Listening<'a> {
     event: &'static str,
     http: &'a str,
+    public_url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Fingerprint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_key: Option<&'a str>,
 }
@@ -76,10 +82,22 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             ttl: config.token_ttl,
         });
     }
+    config.tls = match (args.tls_cert, args.tls_key, args.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(TlsConfig::Files { cert, key }),
+        (_, _, true) => Some(TlsConfig::SelfSigned),
+        _ => None,
+    };
+    config.public_url = args.public_url;
     let server = match onstage_server::start(config).await {
         Ok(server) => server,
         Err(e) => {
-            output::print_error(None, &ErrorBody::new(ErrorCode::Internal, e.to_string()));
+            // What the operator got wrong (a certificate file, the public URL) is
+            // bad_request; the rest (storage, binding) internal.
+            let code = match e {
+                ServerError::Tls(_) | ServerError::Config(_) => ErrorCode::BadRequest,
+                _ => ErrorCode::Internal,
+            };
+            output::print_error(None, &ErrorBody::new(code, e.to_string()));
             return ExitCode::FAILURE;
         }
     };
@@ -88,6 +106,8 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     output::print_line(&Listening {
         event: "listening",
         http: &server.http_url(),
+        public_url: server.public_url().as_str().trim_end_matches('/'),
+        fingerprint: server.fingerprint(),
         admin_key: from_env.is_none().then(|| server.admin_key()),
     });
     server.run_until(super::shutdown_signal()).await;

@@ -1,0 +1,384 @@
+//! Invite links and certificate fingerprints: the one place they are built and read.
+//!
+//! An invite link names a server, a participant token and, for a server with a
+//! self-signed certificate, that certificate's SHA-256 fingerprint:
+//!
+//! ```text
+//! onstage://join?server=https%3A%2F%2F192.168.1.20%3A8443&token=eyJ...&fp=sha256:3f9a...
+//! ```
+//!
+//! The server puts one in every participant it adds (`"link"`), the desktop app opens
+//! them, `onstage bot --link` joins with them. These types live in the wire crate because
+//! both sides need them and the server does not depend on the SDK; the SDK re-exports them
+//! as `onstage_client::link`.
+//!
+//! A fingerprint is written `sha256:` followed by the 64 lowercase hex digits of the
+//! SHA-256 of the certificate's DER bytes (what [`Fingerprint`]'s `Display` prints). On
+//! input the digits may also be uppercase and in colon-separated pairs, the form
+//! `openssl x509 -fingerprint -sha256` shows (`sha256:3F:9A:...`); the `sha256:` prefix is
+//! required so that the algorithm is never guessed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+use crate::error::ErrorCode;
+
+/// The SHA-256 fingerprint of a certificate (of its DER encoding).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+/// Why a fingerprint could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FingerprintError {
+    #[error("a fingerprint starts with \"sha256:\"")]
+    MissingPrefix,
+    #[error("a sha256 fingerprint has 64 hex digits, this one has {0}")]
+    Length(usize),
+    #[error("a fingerprint holds hex digits (optionally in colon-separated pairs)")]
+    NotHex,
+}
+
+impl Fingerprint {
+    /// The prefix naming the algorithm.
+    pub const PREFIX: &'static str = "sha256:";
+
+    /// A fingerprint from a SHA-256 digest (hashing is left to the crates that link a
+    /// crypto library).
+    pub fn from_sha256(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The `sha256:AA:BB:...` form (uppercase, colon-separated), as OpenSSL prints it.
+    pub fn to_colon_hex(&self) -> String {
+        let pairs: Vec<String> = self.0.iter().map(|b| format!("{b:02X}")).collect();
+        format!("{}{}", Self::PREFIX, pairs.join(":"))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    /// `sha256:` + 64 lowercase hex digits: the canonical form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::PREFIX)?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = FingerprintError;
+
+    /// `sha256:<64 hex>` or `sha256:AA:BB:...` (32 pairs); case does not matter.
+    fn from_str(text: &str) -> Result<Self, FingerprintError> {
+        let text = text.trim();
+        let prefix = text
+            .get(..Self::PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(Self::PREFIX))
+            .ok_or(FingerprintError::MissingPrefix)?;
+        let rest = &text[prefix.len()..];
+        let digits: String = if rest.contains(':') {
+            // Pairs: every group exactly two digits, so "A:BB:..." or "AB::CD" are refused.
+            if !rest.split(':').all(|pair| pair.len() == 2) {
+                return Err(FingerprintError::NotHex);
+            }
+            rest.split(':').collect()
+        } else {
+            rest.to_owned()
+        };
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(FingerprintError::NotHex);
+        }
+        if digits.len() != 64 {
+            return Err(FingerprintError::Length(digits.len()));
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16)
+                .map_err(|_| FingerprintError::NotHex)?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `onstage://join?server=<url>&token=<t>[&fp=sha256:<hex>]`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteLink {
+    /// The server's base URL, `http://` or `https://`.
+    pub server: Url,
+    /// The participant token.
+    pub token: String,
+    /// The server certificate's fingerprint, for a server whose certificate no public
+    /// authority vouches for (self-signed). Only with an `https` server.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What is wrong with an invite link. Every variant has the code `bad_request`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("not an invite link: {0}")]
+    Unparseable(String),
+    #[error("an invite link starts with onstage://join, not {0:?}")]
+    NotOnstage(String),
+    #[error("the invite link has no server (server=...)")]
+    MissingServer,
+    #[error("the invite link has no token (token=...)")]
+    MissingToken,
+    #[error("the invite link names {0} more than once")]
+    Repeated(&'static str),
+    #[error("the invite link's server is not a URL: {0}")]
+    BadServer(String),
+    #[error("the invite link's server must be http:// or https://, not {0:?}")]
+    ServerScheme(String),
+    #[error("the invite link's fingerprint: {0}")]
+    BadFingerprint(#[from] FingerprintError),
+    #[error("a certificate fingerprint needs an https:// server, not {0}")]
+    FingerprintWithoutTls(String),
+}
+
+impl LinkError {
+    /// The stable code: `bad_request`, whatever the cause.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::BadRequest
+    }
+}
+
+impl InviteLink {
+    /// A link, checked as [`InviteLink::parse`] would check it.
+    pub fn new(
+        server: Url,
+        token: impl Into<String>,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<Self, LinkError> {
+        let token = token.into();
+        check_server(&server, fingerprint.is_some())?;
+        if token.is_empty() {
+            return Err(LinkError::MissingToken);
+        }
+        Ok(Self {
+            server,
+            token,
+            fingerprint,
+        })
+    }
+
+    /// Reads a link; every way it can be malformed or truncated is a [`LinkError`].
+    pub fn parse(link: &str) -> Result<Self, LinkError> {
+        let url = Url::parse(link.trim()).map_err(|e| LinkError::Unparseable(e.to_string()))?;
+        if url.scheme() != "onstage" || url.host_str() != Some("join") {
+            let shown: String = link.trim().chars().take(40).collect();
+            return Err(LinkError::NotOnstage(shown));
+        }
+        let one = |key: &'static str| -> Result<Option<String>, LinkError> {
+            let mut values = url.query_pairs().filter(|(k, _)| k == key).map(|(_, v)| v);
+            let first = values.next().map(|v| v.into_owned());
+            if values.next().is_some() {
+                return Err(LinkError::Repeated(key));
+            }
+            Ok(first.filter(|v| !v.trim().is_empty()))
+        };
+        let server = one("server")?.ok_or(LinkError::MissingServer)?;
+        let token = one("token")?.ok_or(LinkError::MissingToken)?;
+        let fingerprint = one("fp")?.map(|fp| fp.parse()).transpose()?;
+        let server = Url::parse(server.trim())
+            .map_err(|e| LinkError::BadServer(format!("{server:?}: {e}")))?;
+        Self::new(server, token, fingerprint)
+    }
+}
+
+/// An http(s) URL with a host; a fingerprint only with https.
+fn check_server(server: &Url, pinned: bool) -> Result<(), LinkError> {
+    match server.scheme() {
+        "https" => {}
+        "http" if pinned => return Err(LinkError::FingerprintWithoutTls(server.to_string())),
+        "http" => {}
+        other => return Err(LinkError::ServerScheme(other.to_owned())),
+    }
+    if server.host_str().is_none_or(str::is_empty) {
+        return Err(LinkError::BadServer(format!("{server} has no host")));
+    }
+    Ok(())
+}
+
+impl FromStr for InviteLink {
+    type Err = LinkError;
+
+    fn from_str(link: &str) -> Result<Self, LinkError> {
+        Self::parse(link)
+    }
+}
+
+impl fmt::Display for InviteLink {
+    /// `onstage://join?server=..&token=..[&fp=..]`, every value query-encoded. The server
+    /// URL is written without the trailing `/` that URL parsing adds to a bare host.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut server = self.server.to_string();
+        if self.server.path() == "/" && self.server.query().is_none() {
+            server.pop();
+        }
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("server", &server);
+        query.append_pair("token", &self.token);
+        if let Some(fp) = &self.fingerprint {
+            query.append_pair("fp", &fp.to_string());
+        }
+        write!(f, "onstage://join?{}", query.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "3f9a00112233445566778899aabbccddeeff00112233445566778899aabbccdd";
+
+    fn fp() -> Fingerprint {
+        format!("sha256:{HEX}").parse().unwrap()
+    }
+
+    #[test]
+    fn fingerprint_formats_and_parses_both_forms() {
+        let fp = fp();
+        assert_eq!(fp.to_string(), format!("sha256:{HEX}"));
+        assert_eq!(fp.as_bytes()[0], 0x3f);
+        let colon = fp.to_colon_hex();
+        assert!(colon.starts_with("sha256:3F:9A:00:11:"), "{colon}");
+        assert_eq!(colon.len(), "sha256:".len() + 32 * 3 - 1);
+        assert_eq!(colon.parse::<Fingerprint>(), Ok(fp));
+        assert_eq!(format!("SHA256:{}", HEX.to_uppercase()).parse(), Ok(fp));
+        assert_eq!(format!("  sha256:{HEX}\n").parse(), Ok(fp));
+        assert_eq!(Fingerprint::from_sha256(*fp.as_bytes()), fp);
+        let json = serde_json::to_string(&fp).unwrap();
+        assert_eq!(json, format!("\"sha256:{HEX}\""));
+        assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);
+    }
+
+    #[test]
+    fn malformed_fingerprints_say_what_is_wrong() {
+        use FingerprintError::*;
+        let parse = |s: &str| s.parse::<Fingerprint>();
+        assert_eq!(parse(HEX), Err(MissingPrefix));
+        assert_eq!(parse(&format!("sha1:{HEX}")), Err(MissingPrefix));
+        assert_eq!(parse(""), Err(MissingPrefix));
+        assert_eq!(parse("sha256:"), Err(Length(0)));
+        assert_eq!(parse(&format!("sha256:{}", &HEX[..40])), Err(Length(40)));
+        assert_eq!(parse(&format!("sha256:{HEX}00")), Err(Length(66)));
+        assert_eq!(parse(&format!("sha256:{}zz", &HEX[..62])), Err(NotHex));
+        assert_eq!(parse("sha256:3F:9A:0"), Err(NotHex));
+        assert_eq!(parse("sha256:3F::9A"), Err(NotHex));
+        assert_eq!(parse(&format!("sha256:{}é", &HEX[..63])), Err(NotHex));
+        assert!(serde_json::from_str::<Fingerprint>("\"sha256:00\"").is_err());
+    }
+
+    #[test]
+    fn links_round_trip() {
+        let server = Url::parse("https://192.168.1.20:8443").unwrap();
+        let link = InviteLink::new(server.clone(), "a.b+c=&d", Some(fp())).unwrap();
+        let text = link.to_string();
+        assert_eq!(
+            text,
+            format!(
+                "onstage://join?server=https%3A%2F%2F192.168.1.20%3A8443&token=a.b%2Bc%3D%26d&fp=sha256%3A{HEX}"
+            )
+        );
+        assert_eq!(InviteLink::parse(&text), Ok(link.clone()));
+        assert_eq!(text.parse::<InviteLink>(), Ok(link));
+
+        // No fingerprint, a path under the server, and a literal ':' in fp are all fine.
+        let plain = InviteLink::new(
+            Url::parse("http://example.com/onstage/").unwrap(),
+            "t",
+            None,
+        )
+        .unwrap();
+        assert_eq!(InviteLink::parse(&plain.to_string()), Ok(plain));
+        let literal = format!("onstage://join?server=https://h:1&token=t&fp=sha256:{HEX}");
+        assert_eq!(InviteLink::parse(&literal).unwrap().fingerprint, Some(fp()));
+    }
+
+    #[test]
+    fn malformed_links_say_what_is_wrong() {
+        use LinkError::*;
+        let parse = InviteLink::parse;
+        let good = format!("onstage://join?server=https%3A%2F%2Fh%3A1&token=t&fp=sha256:{HEX}");
+        assert!(parse(&good).is_ok());
+        assert!(matches!(parse("not a link"), Err(Unparseable(_))));
+        assert!(matches!(parse(""), Err(Unparseable(_))));
+        assert!(matches!(
+            parse("https://h/?server=http://a&token=b"),
+            Err(NotOnstage(_))
+        ));
+        assert!(matches!(
+            parse("onstage://leave?server=http://a&token=b"),
+            Err(NotOnstage(_))
+        ));
+        assert_eq!(parse("onstage://join?token=t"), Err(MissingServer));
+        assert_eq!(parse("onstage://join?server=&token=t"), Err(MissingServer));
+        assert_eq!(parse("onstage://join?server=http://h"), Err(MissingToken));
+        assert_eq!(parse("onstage://join"), Err(MissingServer));
+        // Cut off in the middle of the token's name, or of the fingerprint.
+        assert_eq!(
+            parse(&good[..good.find("&token").unwrap() + 4]),
+            Err(MissingToken)
+        );
+        assert_eq!(
+            parse(&good[..good.len() - 10]),
+            Err(BadFingerprint(FingerprintError::Length(54)))
+        );
+        assert_eq!(
+            parse("onstage://join?server=http://a&server=http://b&token=t"),
+            Err(Repeated("server"))
+        );
+        assert!(matches!(
+            parse("onstage://join?server=no%20url&token=t"),
+            Err(BadServer(_))
+        ));
+        assert_eq!(
+            parse("onstage://join?server=ftp://h&token=t"),
+            Err(ServerScheme("ftp".into()))
+        );
+        assert_eq!(
+            parse("onstage://join?server=ws://h&token=t"),
+            Err(ServerScheme("ws".into()))
+        );
+        assert_eq!(
+            parse("onstage://join?server=https://h&token=t&fp=md5:00"),
+            Err(BadFingerprint(FingerprintError::MissingPrefix))
+        );
+        assert!(matches!(
+            parse(&format!(
+                "onstage://join?server=http://h&token=t&fp=sha256:{HEX}"
+            )),
+            Err(FingerprintWithoutTls(_))
+        ));
+        for e in [MissingServer, MissingToken, NotOnstage("x".into())] {
+            assert_eq!(e.code(), ErrorCode::BadRequest);
+        }
+    }
+}
