@@ -12,7 +12,8 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use onstage_client::{MediaConfig, Meeting, Sources, StageMedia};
+use onstage_client::link::InviteLink;
+use onstage_client::{JoinOptions, MediaConfig, Meeting, Sources, StageMedia};
 use onstage_proto::UserId;
 use serde_json::{json, Value};
 use support::netlab::{add_address, Host, Lab};
@@ -107,6 +108,8 @@ struct Server {
     _data: tempfile::TempDir,
     url: String,
     key: String,
+    /// The self-signed certificate's fingerprint, when serving https.
+    fingerprint: Option<String>,
     /// Where admin commands run from (a host that reaches the server).
     admin: String,
     meeting: String,
@@ -132,74 +135,70 @@ async fn serve_on(host: &Host, admin: &Host, url_ip: &str, bind_ip: &str, args: 
         &media,
     ];
     all.extend_from_slice(args);
+    // Invite links name the address guests reach the server at.
+    let url_ip: std::net::IpAddr = url_ip.parse().expect("url ip");
+    let scheme = if args.contains(&"--tls-self-signed") {
+        "https"
+    } else {
+        "http"
+    };
+    let public = format!(
+        "{scheme}://{}",
+        std::net::SocketAddr::new(url_ip, HTTP_PORT)
+    );
+    if !args.contains(&"--public-url") {
+        all.extend(["--public-url", &public]);
+    }
     let mut proc = Proc::spawn_in(Some(&host.ns), "serve", &all, &[]);
     let ready = proc.next().await.expect("serve prints its ready line");
     assert_eq!(ready["event"], "listening", "{ready}");
     let key = ready["admin_key"].as_str().expect("admin key").to_owned();
-    let url_ip: std::net::IpAddr = url_ip.parse().expect("url ip");
-    let url = format!("http://{}", std::net::SocketAddr::new(url_ip, HTTP_PORT));
-    let created = once_ok_in(
-        Some(&admin.ns),
-        &["meeting", "create", "--server", &url, "--title", "Lab"],
-        &key,
-    )
-    .await;
+    let fingerprint = ready["fingerprint"].as_str().map(str::to_owned);
+    let url = public;
+    let mut args = vec!["meeting", "create", "--server", &url, "--title", "Lab"];
+    if let Some(fp) = &fingerprint {
+        args.extend(["--fingerprint", fp]);
+    }
+    let created = once_ok_in(Some(&admin.ns), &args, &key).await;
     let meeting = created["id"].as_str().expect("meeting id").to_owned();
     Server {
         _proc: proc,
         _data: data,
         url,
         key,
+        fingerprint,
         admin: admin.ns.clone(),
         meeting,
     }
 }
 
 impl Server {
-    /// Adds a participant; returns (user id, token).
-    async fn add(&self, name: &str, preset: &str) -> (String, String) {
-        let p = once_ok_in(
-            Some(&self.admin),
-            &[
-                "participant",
-                "add",
-                "--server",
-                &self.url,
-                "--meeting",
-                &self.meeting,
-                "--name",
-                name,
-                "--preset",
-                preset,
-            ],
-            &self.key,
-        )
-        .await;
-        (
-            p["user_id"].as_str().expect("user id").to_owned(),
-            p["token"].as_str().expect("token").to_owned(),
-        )
+    /// `participant add`: {user_id, token, link}.
+    async fn add_participant(&self, name: &str, preset: &str) -> Value {
+        let mut args = vec![
+            "participant",
+            "add",
+            "--server",
+            &self.url,
+            "--meeting",
+            &self.meeting,
+            "--name",
+            name,
+            "--preset",
+            preset,
+        ];
+        if let Some(fp) = &self.fingerprint {
+            args.extend(["--fingerprint", fp]);
+        }
+        once_ok_in(Some(&self.admin), &args, &self.key).await
     }
 
-    /// A synthetic bot in `host`, joined.
+    /// A synthetic bot in `host`, joined (with the invite link the server made).
     async fn bot(&self, host: &Host, name: &str, preset: &str) -> (Proc, String) {
-        let (user, token) = self.add(name, preset).await;
-        let mut bot = Proc::spawn_in(
-            Some(&host.ns),
-            name,
-            &[
-                "bot",
-                "--server",
-                &self.url,
-                "--token",
-                &token,
-                "--media",
-                "synthetic",
-                "--video",
-                "320x240@15",
-            ],
-            &[],
-        );
+        let added = self.add_participant(name, preset).await;
+        let user = added["user_id"].as_str().expect("user id").to_owned();
+        let link = added["link"].as_str().expect("an invite link");
+        let mut bot = bot_with_link(host, name, link);
         let joined = bot.next().await.expect("joined line");
         assert_eq!(joined["event"], "joined", "{name}: {joined}");
         (bot, user)
@@ -208,8 +207,12 @@ impl Server {
     /// An SDK viewer in `host` (on its own thread inside the namespace) that waits for
     /// `FRAMES` pictures and audio frames from `from`; returns what it decoded.
     async fn sdk_viewer(&self, lab: &Lab, host: &Host, from: &str) -> Result<(u64, u64), String> {
-        let (_, token) = self.add("SDK viewer", "viewer").await;
-        let url = self.url.clone();
+        let added = self.add_participant("SDK viewer", "viewer").await;
+        let link: InviteLink = added["link"]
+            .as_str()
+            .expect("an invite link")
+            .parse()
+            .expect("the server's link parses");
         let from = UserId::new(from);
         let thread = lab.run_in(host, move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -218,7 +221,7 @@ impl Server {
                 .build()
                 .map_err(|e| e.to_string())?;
             rt.block_on(async move {
-                let meeting = Meeting::join(&url, &token)
+                let meeting = Meeting::join_invite(&link, JoinOptions::default())
                     .await
                     .map_err(|e| format!("join: {e}"))?;
                 let media = StageMedia::start(
@@ -290,6 +293,24 @@ impl Server {
             "expected {sessions}+ sessions over UDP and none over TCP: udp {udp}, tcp {tcp}"
         );
     }
+}
+
+/// `onstage bot --link LINK` with synthetic media, in `host`.
+fn bot_with_link(host: &Host, name: &str, link: &str) -> Proc {
+    Proc::spawn_in(
+        Some(&host.ns),
+        name,
+        &[
+            "bot",
+            "--link",
+            link,
+            "--media",
+            "synthetic",
+            "--video",
+            "320x240@15",
+        ],
+        &[],
+    )
 }
 
 /// Goes on stage (the preset may join directly).
@@ -601,4 +622,53 @@ async fn ipv6_guests_get_media_from_an_sfu_on_both_families() {
     };
     let sdk = v4.sdk_viewer(&world.lab, &v4_viewer, &speaker_id).await;
     sdk.expect("a dual-stack SDK viewer gets media from an IPv6 speaker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_guests_pin_the_self_signed_certificate_and_a_wrong_fingerprint_is_refused() {
+    let mut world = World::new();
+    let server_host = world.host_at("srv", 1, true);
+    let speaker_host = world.lan_host("g1", true);
+    let (natted, _router) = world.behind_nat("home", |_, _| {});
+    let server = serve(
+        &server_host,
+        &speaker_host,
+        "10.77.0.1",
+        &["--tls-self-signed"],
+    )
+    .await;
+    let fingerprint = server
+        .fingerprint
+        .clone()
+        .expect("a self-signed server prints its fingerprint");
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+
+    // Bots and the SDK join with the links the server hands out (https, fingerprint).
+    let (mut speaker, speaker_id) = server.bot(&speaker_host, "Sam", "host").await;
+    let (mut viewer, _) = server.bot(&natted, "Vic", "viewer").await;
+    join_stage(&mut speaker).await;
+    wait_media(&mut viewer, &speaker_id).await;
+    let sdk = server.sdk_viewer(&world.lab, &natted, &speaker_id).await;
+    sdk.expect("an SDK viewer joins over wss with the pinned certificate");
+
+    // The same link with another certificate's fingerprint is refused, saying so.
+    let added = server.add_participant("Mallory", "viewer").await;
+    let link = added["link"].as_str().expect("link");
+    let wrong = format!("sha256%3A{}", "ab".repeat(32));
+    let pinned = fingerprint.replace(':', "%3A");
+    assert!(link.contains(&pinned), "{link} carries {pinned}");
+    let forged = link.replace(&pinned, &wrong);
+    let mut refused = bot_with_link(&natted, "Mallory", &forged);
+    let line = refused
+        .next()
+        .await
+        .expect("the bot says why it did not join");
+    assert_eq!(line["ok"], false, "{line}");
+    assert_eq!(line["error"]["code"], "untrusted_server", "{line}");
+    let message = line["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&"ab".repeat(32)) || message.contains("fingerprint"),
+        "{message}"
+    );
+    assert_ne!(refused.exit_code().await, Some(0));
 }

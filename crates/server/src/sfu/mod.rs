@@ -102,15 +102,8 @@ impl Sfu {
     /// Binds the UDP socket (and the TCP listener at the same address, when
     /// `config.tcp`) and starts the SFU task. See [`net`] for what is announced.
     pub fn start(config: MediaConfig, metrics: Arc<Metrics>) -> io::Result<Sfu> {
-        let udp = net::MediaUdp::bind(config.bind)?;
+        let (udp, tcp) = bind_sockets(&config)?;
         let local_addr = udp.local_addr();
-        let tcp = if config.tcp {
-            // The same port as UDP, so one number is forwarded or opened in a firewall.
-            let (_, events) = net::start_tcp(local_addr)?;
-            Some(events)
-        } else {
-            None
-        };
         let plan = AddressPlan::new(config.bind.ip(), config.advertise.clone());
         let candidates = plan.candidates(local_addr.port(), config.tcp);
         tracing::info!(%local_addr, tcp = config.tcp, ?candidates, "media (SFU) listening");
@@ -209,6 +202,32 @@ impl Sfu {
     fn send(&self, cmd: Command) {
         // The task only ends on shutdown; later commands have nothing left to act on.
         let _ = self.tx.send(cmd);
+    }
+}
+
+/// Binds the UDP socket and, with `config.tcp`, the TCP listener on the same port, so one
+/// number is forwarded or opened in a firewall. With port 0 the kernel picks a UDP port that
+/// may be taken for TCP: then another pick.
+fn bind_sockets(
+    config: &MediaConfig,
+) -> io::Result<(net::MediaUdp, Option<mpsc::Receiver<TcpEvent>>)> {
+    let mut attempts = 0;
+    loop {
+        let udp = net::MediaUdp::bind(config.bind)?;
+        if !config.tcp {
+            return Ok((udp, None));
+        }
+        match net::start_tcp(udp.local_addr()) {
+            Ok((_, events)) => return Ok((udp, Some(events))),
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse
+                    && config.bind.port() == 0
+                    && attempts < 16 =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
