@@ -259,30 +259,33 @@ impl Server {
 impl Server {
     /// The server's media sessions over UDP and over TCP, read from `/metrics` by `from`.
     fn transports(&self, from: &Host) -> (u64, u64) {
+        (
+            self.metric(from, "onstage_sfu_sessions_over_udp") as u64,
+            self.metric(from, "onstage_sfu_sessions_over_tcp") as u64,
+        )
+    }
+
+    /// One value of the server's `/metrics`, fetched by `from` (plain http).
+    fn metric(&self, from: &Host, name: &str) -> f64 {
         let addr: std::net::SocketAddr = self
             .url
             .trim_start_matches("http://")
             .parse()
-            .expect("the URL names an address");
-        let addr = format!("{}/{}", addr.ip(), addr.port());
+            .expect("an http URL naming an address");
         let metrics = from.exec(&[
             "bash",
             "-c",
             &format!(
-                "exec 3<>/dev/tcp/{addr}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
+                "exec 3<>/dev/tcp/{}/{}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+                addr.ip(),
+                addr.port()
             ),
         ]);
-        let gauge = |name: &str| {
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or_else(|| panic!("{name} in /metrics: {metrics}")) as u64
-        };
-        (
-            gauge("onstage_sfu_sessions_over_udp"),
-            gauge("onstage_sfu_sessions_over_tcp"),
-        )
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics: {metrics}"))
     }
 
     /// Media flows, all of it over UDP (no session fell back to TCP).
@@ -671,4 +674,285 @@ async fn tls_guests_pin_the_self_signed_certificate_and_a_wrong_fingerprint_is_r
         "{message}"
     );
     assert_ne!(refused.exit_code().await, Some(0));
+}
+
+// ---- Benchmarks (ignored by default; BENCHMARKS.md "Paths across networks" has the
+// command). They print JSON lines; nothing here asserts a time.
+
+/// Tries per path for the time to the first picture.
+const TRIES: usize = 20;
+
+/// `tries` fresh SDK viewers in `host`, one after another: for each, the time from starting
+/// its media (it subscribes at once: `from` is on stage) to the first decoded picture.
+async fn first_picture_times(
+    server: &Server,
+    lab: &Lab,
+    host: &Host,
+    from: &str,
+    tries: usize,
+) -> Vec<Duration> {
+    let mut links = Vec::new();
+    for i in 0..tries {
+        let added = server
+            .add_participant(&format!("Bench {i}"), "viewer")
+            .await;
+        let link: InviteLink = added["link"]
+            .as_str()
+            .expect("link")
+            .parse()
+            .expect("link parses");
+        links.push(link);
+    }
+    let from = UserId::new(from);
+    let thread = lab.run_in(host, move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut times = Vec::new();
+            for link in links {
+                let meeting = Meeting::join_invite(&link, JoinOptions::default())
+                    .await
+                    .expect("join");
+                let t0 = std::time::Instant::now();
+                let media = StageMedia::start(
+                    meeting.clone(),
+                    MediaConfig {
+                        sources: Sources::None,
+                        ..MediaConfig::default()
+                    },
+                );
+                let mut frames = media.video_frames();
+                tokio::time::timeout(MEDIA_WAIT, async {
+                    loop {
+                        match frames.recv().await {
+                            Ok(v) if v.user_id == from => return,
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(e) => panic!("pictures: {e}"),
+                        }
+                    }
+                })
+                .await
+                .expect("a first picture");
+                times.push(t0.elapsed());
+                media.stop().await;
+                let _ = meeting.leave().await;
+            }
+            times
+        })
+    });
+    tokio::task::spawn_blocking(move || thread.join().expect("bench thread"))
+        .await
+        .expect("join")
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn report_first_picture(path: &str, mut times: Vec<Duration>) {
+    times.sort();
+    println!(
+        "{}",
+        json!({
+            "bench": "first_picture",
+            "path": path,
+            "tries": times.len(),
+            "p50_ms": (percentile_ms(&times, 0.5) * 10.0).round() / 10.0,
+            "p95_ms": (percentile_ms(&times, 0.95) * 10.0).round() / 10.0,
+            "max_ms": (percentile_ms(&times, 1.0) * 10.0).round() / 10.0,
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand, see BENCHMARKS.md"]
+async fn bench_first_picture_on_every_path() {
+    let mut world = World::new();
+    let server_host = world.host_at("srv", 1, true);
+    let turn_host = world.host_at("turn", 5, true);
+    let lan_host = world.lan_host("g1", true);
+    let viewer_lan = world.lan_host("g2", true);
+    let (natted, _nat) = world.behind_nat("home", |_, _| {});
+    let (no_udp, _fw) = world.behind_nat("office", |router, _| {
+        router.iptables(&["-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
+    });
+    let (relay_only, _hotel) = world.behind_nat("hotel", |router, _| {
+        for rule in [
+            &[
+                "-A",
+                "FORWARD",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-j",
+                "ACCEPT",
+            ][..],
+            &[
+                "-A",
+                "FORWARD",
+                "-p",
+                "tcp",
+                "-d",
+                "10.77.0.1",
+                "--dport",
+                "8080",
+                "-j",
+                "ACCEPT",
+            ],
+            &[
+                "-A",
+                "FORWARD",
+                "-p",
+                "udp",
+                "-d",
+                "10.77.0.5",
+                "--dport",
+                "3478",
+                "-j",
+                "ACCEPT",
+            ],
+            &["-P", "FORWARD", "DROP"],
+        ] {
+            router.iptables(rule);
+        }
+    });
+    let _turn = coturn(&turn_host, "10.77.0.5", "lab-secret");
+    for tls in [false, true] {
+        let mut args = vec![
+            "--turn-url",
+            "turn:10.77.0.5:3478",
+            "--turn-secret",
+            "lab-secret",
+        ];
+        if tls {
+            args.push("--tls-self-signed");
+        }
+        let server = serve(&server_host, &lan_host, "10.77.0.1", &args).await;
+        let (mut speaker, speaker_id) = server.bot(&lan_host, "Sam", "host").await;
+        join_stage(&mut speaker).await;
+        let paths: Vec<(&str, &Host)> = if tls {
+            vec![("tls_lan", &viewer_lan)]
+        } else {
+            vec![
+                ("lan", &viewer_lan),
+                ("behind_nat", &natted),
+                ("udp_blocked_tcp", &no_udp),
+                ("relay_only_turn", &relay_only),
+            ]
+        };
+        for (path, host) in paths {
+            let times = first_picture_times(&server, &world.lab, host, &speaker_id, TRIES).await;
+            report_first_picture(path, times);
+        }
+    }
+}
+
+/// CPU time of a process so far (Linux: the first field of schedstat, in nanoseconds).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let ns = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+    Duration::from_nanos(ns.unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand, see BENCHMARKS.md"]
+async fn bench_sfu_cpu_per_packet_over_tcp_and_udp() {
+    const VIEWERS: usize = 8;
+    const WINDOW: Duration = Duration::from_secs(10);
+    let mut world = World::new();
+    let server_host = world.host_at("srv", 1, true);
+    let lan_host = world.lan_host("g1", true);
+    let udp_viewers = world.lan_host("g2", true);
+    let (tcp_viewers, _fw) = world.behind_nat("office", |router, _| {
+        router.iptables(&["-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
+    });
+    for (path, host) in [("udp", &udp_viewers), ("tcp", &tcp_viewers)] {
+        let server = serve(&server_host, &lan_host, "10.77.0.1", &[]).await;
+        let pid = server._proc.child.id().expect("serve runs");
+        let (mut speaker, speaker_id) = server.bot(&lan_host, "Sam", "host").await;
+        join_stage(&mut speaker).await;
+        let mut links = Vec::new();
+        for i in 0..VIEWERS {
+            let added = server.add_participant(&format!("V{i}"), "viewer").await;
+            let link: InviteLink = added["link"].as_str().expect("link").parse().expect("link");
+            links.push(link);
+        }
+        let from = UserId::new(&speaker_id);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = world.lab.run_in(host, move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut all = Vec::new();
+                for link in links {
+                    let meeting = Meeting::join_invite(&link, JoinOptions::default())
+                        .await
+                        .expect("join");
+                    // Receive and count, no decoding: the viewers' CPU is not measured.
+                    let media = StageMedia::start(
+                        meeting.clone(),
+                        MediaConfig {
+                            sources: Sources::None,
+                            decode_video: false,
+                            ..MediaConfig::default()
+                        },
+                    );
+                    all.push((meeting, media));
+                }
+                for (_, media) in &all {
+                    while media
+                        .stats()
+                        .received
+                        .get(&from)
+                        .is_none_or(|r| r.audio_frames < 10)
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                let _ = ready_tx.send(());
+                let _ = done_rx.await;
+                for (meeting, media) in all {
+                    media.stop().await;
+                    let _ = meeting.leave().await;
+                }
+            })
+        });
+        tokio::task::spawn_blocking(move || ready_rx.recv_timeout(MEDIA_WAIT))
+            .await
+            .expect("join")
+            .expect("every viewer receives");
+        let (udp0, tcp0) = server.transports(&lan_host);
+        let fwd0 = server.metric(&lan_host, "onstage_sfu_forwarded_packets_total");
+        let cpu0 = cpu_time(pid);
+        tokio::time::sleep(WINDOW).await;
+        let cpu = cpu_time(pid) - cpu0;
+        let fwd = server.metric(&lan_host, "onstage_sfu_forwarded_packets_total") - fwd0;
+        let _ = done_tx.send(());
+        tokio::task::spawn_blocking(move || thread.join().expect("viewers"))
+            .await
+            .expect("join");
+        println!(
+            "{}",
+            json!({
+                "bench": "sfu_cpu_per_packet",
+                "path": path,
+                "viewers": VIEWERS,
+                "sessions_over_udp": udp0,
+                "sessions_over_tcp": tcp0,
+                "forwarded_packets_per_s": (fwd / WINDOW.as_secs_f64()).round(),
+                "sfu_cpu_cores": (cpu.as_secs_f64() / WINDOW.as_secs_f64() * 1000.0).round() / 1000.0,
+                "us_per_forwarded_packet": (cpu.as_secs_f64() * 1e6 / fwd * 100.0).round() / 100.0,
+            })
+        );
+        drop(speaker);
+    }
 }

@@ -183,6 +183,11 @@ pub struct TransportConfig {
     /// Checks per candidate pair before it is given up: with the interval, how long a pair
     /// is tried (70 x 20 ms = the stack's default 1.4 s).
     pub ice_max_binding_requests: u16,
+    /// How long a working relayed pair waits for a direct one before it is chosen. The
+    /// stack's 2 s is for peers behind unknown NATs; our peer is an SFU with host
+    /// candidates, which a direct path reaches within a round trip or not at all, so a
+    /// relay-only guest need not wait that long for its first picture.
+    pub relay_acceptance_min_wait: Duration,
 }
 
 impl Default for TransportConfig {
@@ -201,6 +206,7 @@ impl Default for TransportConfig {
             ice_keepalive_interval: Duration::from_secs(1),
             ice_check_interval: Duration::from_millis(20),
             ice_max_binding_requests: 70,
+            relay_acceptance_min_wait: Duration::from_millis(500),
         }
     }
 }
@@ -380,6 +386,7 @@ async fn build_peer(
             Some(config.ice_max_binding_requests),
         )
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_relay_acceptance_min_wait(Some(config.relay_acceptance_min_wait))
         .build();
     let ice_servers = config
         .ice_servers
