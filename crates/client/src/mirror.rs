@@ -1080,4 +1080,23 @@ mod tests {
         w.resumed = true;
         assert!(m.on_welcome(w).is_empty());
     }
+
+    #[test]
+    fn every_welcome_renews_the_relay_credentials() {
+        let relay = |user: &str| IceServer {
+            urls: vec!["turn:10.0.0.5:3478".into()],
+            username: user.into(),
+            credential: "c".into(),
+        };
+        let mut first = welcome("v", viewer(), room());
+        first.ice_servers = vec![relay("100:v")];
+        let mut m = Mirror::new(first);
+        assert_eq!(m.ice_servers(), [relay("100:v")]);
+        // A reconnect's welcome carries fresh credentials: the old ones are gone.
+        let mut again = welcome("v", viewer(), room_at(2));
+        again.resumed = true;
+        again.ice_servers = vec![relay("200:v")];
+        assert!(m.on_welcome(again).is_empty());
+        assert_eq!(m.ice_servers(), [relay("200:v")]);
+    }
 }

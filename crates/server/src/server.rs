@@ -273,6 +273,27 @@ fn local_url(addr: SocketAddr, tls: bool) -> String {
 }
 
 /// A configured public URL must be http or https (https with TLS) and name a host.
+/// The IP a public URL names (resolved if it is a name), for a server behind a NAT that
+/// forwards its ports: guests that reached the server there can reach the SFU there too.
+fn public_ip(url: Option<&Url>) -> Vec<std::net::IpAddr> {
+    let Some(url) = url else {
+        return Vec::new();
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![ip.into()],
+        Some(url::Host::Ipv6(ip)) => vec![ip.into()],
+        Some(url::Host::Domain(name)) => {
+            use std::net::ToSocketAddrs;
+            // Best effort at start: a name that does not resolve here announces nothing.
+            (name, 0)
+                .to_socket_addrs()
+                .map(|addrs| addrs.map(|a| a.ip()).take(2).collect())
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    }
+}
+
 fn check_public_url(url: &Url, tls: bool) -> Result<(), ServerError> {
     match url.scheme() {
         "https" => {}
@@ -354,6 +375,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
                 crate::sfu::MediaConfig {
                     bind,
                     advertise: config.media_advertise.clone(),
+                    also_announce: public_ip(config.public_url.as_ref()),
                     tcp: config.media_tcp,
                 },
                 metrics.clone(),

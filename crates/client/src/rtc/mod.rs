@@ -85,8 +85,10 @@ pub const OPUS_FMTP: &str = "minptime=10;useinbandfec=1";
 
 /// How often the session monitor looks at the DTLS transport state.
 const MONITOR_INTERVAL: Duration = Duration::from_millis(100);
-/// Upper bound for ICE gathering (host candidates only: normally a few milliseconds).
-const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an offer waits for ICE gathering: host candidates take milliseconds, a relay
+/// one round trip to the TURN server. A relay that never answers (its UDP blocked) is given
+/// up after this, and the offer goes out with the candidates gathered.
+const GATHER_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -423,13 +425,21 @@ async fn complete_offer(pc: &dyn PeerConnection, events: &ConnEvents) -> Result<
     pc.set_local_description(offer)
         .await
         .map_err(RtcError::internal)?;
-    tokio::time::timeout(
+    match tokio::time::timeout(
         GATHER_TIMEOUT,
         gathering.wait_for(|g| *g == RTCIceGatheringState::Complete),
     )
     .await
-    .map_err(|_| RtcError::Timeout(GATHER_TIMEOUT))?
-    .map_err(|_| RtcError::Closed)?;
+    {
+        Ok(done) => {
+            done.map_err(|_| RtcError::Closed)?;
+        }
+        // A relay that does not answer (its UDP blocked) must not cost the other paths:
+        // offer what was gathered by now.
+        Err(_) => {
+            tracing::debug!(after = ?GATHER_TIMEOUT, "ICE gathering incomplete; offering what there is")
+        }
+    }
     let local = pc.local_description().await.ok_or(RtcError::Internal(
         "no local description after offer".into(),
     ))?;

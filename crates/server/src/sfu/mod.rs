@@ -104,7 +104,8 @@ impl Sfu {
     pub fn start(config: MediaConfig, metrics: Arc<Metrics>) -> io::Result<Sfu> {
         let (udp, tcp) = bind_sockets(&config)?;
         let local_addr = udp.local_addr();
-        let plan = AddressPlan::new(config.bind.ip(), config.advertise.clone());
+        let plan = AddressPlan::new(config.bind.ip(), config.advertise.clone())
+            .also_announce(config.also_announce.clone());
         let candidates = plan.candidates(local_addr.port(), config.tcp);
         tracing::info!(%local_addr, tcp = config.tcp, ?candidates, "media (SFU) listening");
         let (tx, rx) = mpsc::unbounded_channel();

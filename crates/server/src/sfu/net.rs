@@ -66,6 +66,10 @@ pub struct MediaConfig {
     /// Public IPs to announce in place of the interface addresses (1:1 NAT). Empty: the
     /// interfaces' own addresses.
     pub advertise: Vec<IpAddr>,
+    /// IPs announced besides the others: the public URL's, for a server behind a NAT that
+    /// forwards its ports (what arrives there reaches a private address, which is a
+    /// candidate too, and replies leave from it, which the NAT maps back).
+    pub also_announce: Vec<IpAddr>,
     /// Also accept ICE over TCP at the same port.
     pub tcp: bool,
 }
@@ -75,11 +79,22 @@ pub struct MediaConfig {
 pub struct AddressPlan {
     bind: IpAddr,
     advertise: Vec<IpAddr>,
+    also: Vec<IpAddr>,
 }
 
 impl AddressPlan {
     pub fn new(bind: IpAddr, advertise: Vec<IpAddr>) -> Self {
-        AddressPlan { bind, advertise }
+        AddressPlan {
+            bind,
+            advertise,
+            also: Vec::new(),
+        }
+    }
+
+    /// Also announces `ips` (those the socket serves, and not already announced).
+    pub fn also_announce(mut self, ips: Vec<IpAddr>) -> Self {
+        self.also = ips;
+        self
     }
 
     /// The local IPs datagrams can arrive at: the bound IP, or for a wildcard every usable
@@ -139,6 +154,13 @@ impl AddressPlan {
             .into_iter()
             .map(|ip| self.announced(ip))
             .collect();
+        let serves_v6 = self.bind.is_ipv6() && self.bind.is_unspecified();
+        for ip in &self.also {
+            let family_ok = ip.is_ipv4() == self.bind.is_ipv4() || serves_v6;
+            if family_ok && usable(*ip) && !announced.contains(ip) {
+                announced.push(*ip);
+            }
+        }
         announced.dedup();
         let mut out = Vec::new();
         for ip in &announced {
@@ -588,6 +610,25 @@ mod tests {
                 "203.0.113.7:9000".parse().expect("addr")
             )]
         );
+    }
+
+    #[test]
+    fn the_public_url_address_is_announced_besides_the_interfaces() {
+        let plan = AddressPlan::new(ip("10.0.0.5"), vec![]).also_announce(vec![
+            ip("198.51.100.4"),
+            ip("10.0.0.5"),
+            ip("2001:db8::9"),
+        ]);
+        assert_eq!(
+            plan.candidates(40000, false),
+            vec![
+                LocalCandidate::udp("10.0.0.5:40000".parse().expect("addr")),
+                // Not again the interface's own, and no IPv6 on an IPv4 socket.
+                LocalCandidate::udp("198.51.100.4:40000".parse().expect("addr")),
+            ]
+        );
+        // It is no stand-in: replies to it leave from the interface, unchanged.
+        assert_eq!(plan.announced(ip("10.0.0.5")), ip("10.0.0.5"));
     }
 
     #[test]
