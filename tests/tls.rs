@@ -116,17 +116,7 @@ impl TlsServer {
         let meeting = within("join", Meeting::join_with(&self.url, token, self.pinned()))
             .await
             .expect("joins over wss");
-        client(meeting, token)
-    }
-}
-
-fn client(meeting: Meeting, token: &str) -> Client {
-    let events = meeting.events();
-    Client {
-        meeting,
-        events,
-        token: token.to_owned(),
-        seen: Vec::new(),
+        Client::of(meeting, token)
     }
 }
 

@@ -177,6 +177,11 @@ impl Client {
         let meeting = within("join", Meeting::join(url, token))
             .await
             .expect("joins the meeting");
+        Client::of(meeting, token)
+    }
+
+    /// A client around a meeting joined some other way (e.g. over TLS with a pin).
+    pub fn of(meeting: Meeting, token: &str) -> Client {
         let events = meeting.events();
         Client {
             meeting,

@@ -102,6 +102,24 @@ impl World {
     }
 }
 
+/// A firewall (the router of [`World::behind_nat`]) that forwards no UDP at all.
+fn drop_all_udp(router: &Host, _wan: &str) {
+    router.iptables(&["-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
+}
+
+/// A firewall that lets out signaling to the server (TCP 8080) and UDP to the relay
+/// (10.77.0.5:3478), nothing else: no media to the SFU, over UDP or TCP.
+fn reach_only_signaling_and_the_relay(router: &Host, _wan: &str) {
+    for rule in [
+        "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A FORWARD -p tcp -d 10.77.0.1 --dport 8080 -j ACCEPT",
+        "-A FORWARD -p udp -d 10.77.0.5 --dport 3478 -j ACCEPT",
+        "-P FORWARD DROP",
+    ] {
+        router.iptables(&rule.split_whitespace().collect::<Vec<_>>());
+    }
+}
+
 /// `onstage serve` running in a host, and the admin side of one meeting on it.
 struct Server {
     _proc: Proc,
@@ -214,53 +232,42 @@ impl Server {
             .parse()
             .expect("the server's link parses");
         let from = UserId::new(from);
-        let thread = lab.run_in(host, move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(async move {
-                let meeting = Meeting::join_invite(&link, JoinOptions::default())
-                    .await
-                    .map_err(|e| format!("join: {e}"))?;
-                let media = StageMedia::start(
-                    meeting.clone(),
-                    MediaConfig {
-                        sources: Sources::None,
-                        ..MediaConfig::default()
-                    },
-                );
-                let got = tokio::time::timeout(MEDIA_WAIT, async {
-                    loop {
-                        let stats = media.stats();
-                        if let Some(r) = stats.received.get(&from) {
-                            if r.video_frames >= FRAMES && r.audio_frames >= FRAMES {
-                                return (r.video_frames, r.audio_frames);
-                            }
+        lab.run_async(host, move || async move {
+            let meeting = Meeting::join_invite(&link, JoinOptions::default())
+                .await
+                .map_err(|e| format!("join: {e}"))?;
+            let media = StageMedia::start(
+                meeting.clone(),
+                MediaConfig {
+                    sources: Sources::None,
+                    ..MediaConfig::default()
+                },
+            );
+            let got = tokio::time::timeout(MEDIA_WAIT, async {
+                loop {
+                    let stats = media.stats();
+                    if let Some(r) = stats.received.get(&from) {
+                        if r.video_frames >= FRAMES && r.audio_frames >= FRAMES {
+                            return (r.video_frames, r.audio_frames);
                         }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                })
-                .await;
-                let stats = media.stats();
-                media.stop().await;
-                let _ = meeting.leave().await;
-                let got = got.map_err(|_| {
-                    format!("no media from {from} within {MEDIA_WAIT:?}: {stats:?}")
-                })?;
-                // Media came, and no attempt failed on the way (a path that works only on
-                // a retry is a path that does not work).
-                match stats.last_error {
-                    Some(e) => Err(format!("media arrived, after an error: {e}")),
-                    None => Ok(got),
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             })
-        });
-        tokio::task::spawn_blocking(move || thread.join())
-            .await
-            .expect("join the SDK thread")
-            .unwrap_or_else(|_| Err("the SDK viewer panicked".into()))
+            .await;
+            let stats = media.stats();
+            media.stop().await;
+            let _ = meeting.leave().await;
+            let got =
+                got.map_err(|_| format!("no media from {from} within {MEDIA_WAIT:?}: {stats:?}"))?;
+            // Media came, and no attempt failed on the way (a path that works only on
+            // a retry is a path that does not work).
+            match stats.last_error {
+                Some(e) => Err(format!("media arrived, after an error: {e}")),
+                None => Ok(got),
+            }
+        })
+        .await
     }
 }
 
@@ -507,10 +514,7 @@ async fn a_guest_whose_udp_is_blocked_gets_media_over_tcp() {
     let mut world = World::new();
     let server_host = world.host_at("srv", 1, true);
     let lan_host = world.lan_host("g1", true);
-    // A firewall that forwards no UDP at all, either way.
-    let (blocked, _router) = world.behind_nat("office", |router, _| {
-        router.iptables(&["-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
-    });
+    let (blocked, _router) = world.behind_nat("office", drop_all_udp);
     // The server offers a relay too, which this guest cannot reach (UDP): waiting for it
     // must not cost the TCP path.
     let server = serve(
@@ -593,49 +597,7 @@ async fn a_guest_that_reaches_only_the_relay_gets_media_through_coturn() {
     let server_host = world.host_at("srv", 1, true);
     let turn_host = world.host_at("turn", 5, true);
     let lan_host = world.lan_host("g1", true);
-    // A network that lets out signaling to the server (TCP 8080) and UDP to the relay,
-    // nothing else: no media to the SFU, over UDP or TCP.
-    let (relayed, _router) = world.behind_nat("hotel", |router, _| {
-        for rule in [
-            &[
-                "-A",
-                "FORWARD",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ][..],
-            &[
-                "-A",
-                "FORWARD",
-                "-p",
-                "tcp",
-                "-d",
-                "10.77.0.1",
-                "--dport",
-                "8080",
-                "-j",
-                "ACCEPT",
-            ],
-            &[
-                "-A",
-                "FORWARD",
-                "-p",
-                "udp",
-                "-d",
-                "10.77.0.5",
-                "--dport",
-                "3478",
-                "-j",
-                "ACCEPT",
-            ],
-            &["-P", "FORWARD", "DROP"],
-        ] {
-            router.iptables(rule);
-        }
-    });
+    let (relayed, _router) = world.behind_nat("hotel", reach_only_signaling_and_the_relay);
     let _turn = coturn(&turn_host, "10.77.0.5", "lab-secret");
     let server = serve(
         &server_host,
@@ -765,48 +727,39 @@ async fn first_picture_times(
         links.push(link);
     }
     let from = UserId::new(from);
-    let thread = lab.run_in(host, move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let mut times = Vec::new();
-            for link in links {
-                let meeting = Meeting::join_invite(&link, JoinOptions::default())
-                    .await
-                    .expect("join");
-                let t0 = std::time::Instant::now();
-                let media = StageMedia::start(
-                    meeting.clone(),
-                    MediaConfig {
-                        sources: Sources::None,
-                        ..MediaConfig::default()
-                    },
-                );
-                let mut frames = media.video_frames();
-                tokio::time::timeout(MEDIA_WAIT, async {
-                    loop {
-                        match frames.recv().await {
-                            Ok(v) if v.user_id == from => return,
-                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                            Err(e) => panic!("pictures: {e}"),
-                        }
-                    }
-                })
+    lab.run_async(host, move || async move {
+        let mut times = Vec::new();
+        for link in links {
+            let meeting = Meeting::join_invite(&link, JoinOptions::default())
                 .await
-                .expect("a first picture");
-                times.push(t0.elapsed());
-                media.stop().await;
-                let _ = meeting.leave().await;
-            }
-            times
-        })
-    });
-    tokio::task::spawn_blocking(move || thread.join().expect("bench thread"))
-        .await
-        .expect("join")
+                .expect("join");
+            let t0 = std::time::Instant::now();
+            let media = StageMedia::start(
+                meeting.clone(),
+                MediaConfig {
+                    sources: Sources::None,
+                    ..MediaConfig::default()
+                },
+            );
+            let mut frames = media.video_frames();
+            tokio::time::timeout(MEDIA_WAIT, async {
+                loop {
+                    match frames.recv().await {
+                        Ok(v) if v.user_id == from => return,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(e) => panic!("pictures: {e}"),
+                    }
+                }
+            })
+            .await
+            .expect("a first picture");
+            times.push(t0.elapsed());
+            media.stop().await;
+            let _ = meeting.leave().await;
+        }
+        times
+    })
+    .await
 }
 
 fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
@@ -838,50 +791,8 @@ async fn bench_first_picture_on_every_path() {
     let lan_host = world.lan_host("g1", true);
     let viewer_lan = world.lan_host("g2", true);
     let (natted, _nat) = world.behind_nat("home", |_, _| {});
-    let (no_udp, _fw) = world.behind_nat("office", |router, _| {
-        router.iptables(&["-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
-    });
-    let (relay_only, _hotel) = world.behind_nat("hotel", |router, _| {
-        for rule in [
-            &[
-                "-A",
-                "FORWARD",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ][..],
-            &[
-                "-A",
-                "FORWARD",
-                "-p",
-                "tcp",
-                "-d",
-                "10.77.0.1",
-                "--dport",
-                "8080",
-                "-j",
-                "ACCEPT",
-            ],
-            &[
-                "-A",
-                "FORWARD",
-                "-p",
-                "udp",
-                "-d",
-                "10.77.0.5",
-                "--dport",
-                "3478",
-                "-j",
-                "ACCEPT",
-            ],
-            &["-P", "FORWARD", "DROP"],
-        ] {
-            router.iptables(rule);
-        }
-    });
+    let (no_udp, _fw) = world.behind_nat("office", drop_all_udp);
+    let (relay_only, _hotel) = world.behind_nat("hotel", reach_only_signaling_and_the_relay);
     let _turn = coturn(&turn_host, "10.77.0.5", "lab-secret");
     for tls in [false, true] {
         let mut args = vec![
@@ -929,9 +840,7 @@ async fn bench_sfu_cpu_per_packet_over_tcp_and_udp() {
     let server_host = world.host_at("srv", 1, true);
     let lan_host = world.lan_host("g1", true);
     let udp_viewers = world.lan_host("g2", true);
-    let (tcp_viewers, _fw) = world.behind_nat("office", |router, _| {
-        router.iptables(&["-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
-    });
+    let (tcp_viewers, _fw) = world.behind_nat("office", drop_all_udp);
     for (path, host) in [("udp", &udp_viewers), ("tcp", &tcp_viewers)] {
         let server = serve(&server_host, &lan_host, "10.77.0.1", &[]).await;
         let pid = server._proc.child.id().expect("serve runs");
@@ -946,46 +855,39 @@ async fn bench_sfu_cpu_per_packet_over_tcp_and_udp() {
         let from = UserId::new(&speaker_id);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = world.lab.run_in(host, move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let mut all = Vec::new();
-                for link in links {
-                    let meeting = Meeting::join_invite(&link, JoinOptions::default())
-                        .await
-                        .expect("join");
-                    // Receive and count, no decoding: the viewers' CPU is not measured.
-                    let media = StageMedia::start(
-                        meeting.clone(),
-                        MediaConfig {
-                            sources: Sources::None,
-                            decode_video: false,
-                            ..MediaConfig::default()
-                        },
-                    );
-                    all.push((meeting, media));
+        let viewers = world.lab.run_async(host, move || async move {
+            let mut all = Vec::new();
+            for link in links {
+                let meeting = Meeting::join_invite(&link, JoinOptions::default())
+                    .await
+                    .expect("join");
+                // Receive and count, no decoding: the viewers' CPU is not measured.
+                let media = StageMedia::start(
+                    meeting.clone(),
+                    MediaConfig {
+                        sources: Sources::None,
+                        decode_video: false,
+                        ..MediaConfig::default()
+                    },
+                );
+                all.push((meeting, media));
+            }
+            for (_, media) in &all {
+                while media
+                    .stats()
+                    .received
+                    .get(&from)
+                    .is_none_or(|r| r.audio_frames < 10)
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                for (_, media) in &all {
-                    while media
-                        .stats()
-                        .received
-                        .get(&from)
-                        .is_none_or(|r| r.audio_frames < 10)
-                    {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-                let _ = ready_tx.send(());
-                let _ = done_rx.await;
-                for (meeting, media) in all {
-                    media.stop().await;
-                    let _ = meeting.leave().await;
-                }
-            })
+            }
+            let _ = ready_tx.send(());
+            let _ = done_rx.await;
+            for (meeting, media) in all {
+                media.stop().await;
+                let _ = meeting.leave().await;
+            }
         });
         tokio::task::spawn_blocking(move || ready_rx.recv_timeout(MEDIA_WAIT))
             .await
@@ -998,9 +900,7 @@ async fn bench_sfu_cpu_per_packet_over_tcp_and_udp() {
         let cpu = cpu_time(pid) - cpu0;
         let fwd = server.metric(&lan_host, "onstage_sfu_forwarded_packets_total") - fwd0;
         let _ = done_tx.send(());
-        tokio::task::spawn_blocking(move || thread.join().expect("viewers"))
-            .await
-            .expect("join");
+        viewers.await;
         println!(
             "{}",
             json!({

@@ -128,6 +128,38 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Runs the future `f` makes inside `host`'s namespace, on a thread and runtime of its
+    /// own (every socket the SDK opens is then the host's); it starts at once, and what is
+    /// returned resolves to its output.
+    pub fn run_async<T, F, Fut>(
+        &self,
+        host: &Host,
+        f: F,
+    ) -> impl std::future::Future<Output = T> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+    {
+        let thread = self.run_in(host, move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime in the namespace")
+                .block_on(f())
+        });
+        async move {
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(out)) => out,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("the namespace thread: {e}"),
+            }
+        }
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for ns in self.namespaces.iter().rev() {
