@@ -1086,6 +1086,50 @@ mod tests {
     }
 
     #[test]
+    fn answers_offer_udp_and_passive_tcp_candidates_and_count_sessions_by_transport() {
+        let now = Instant::now();
+        let sfu: SocketAddr = SFU.parse().expect("addr");
+        let mut engine = Engine::new(vec![LocalCandidate::udp(sfu), LocalCandidate::tcp(sfu)]);
+        let mut client = Client::new(6000, now);
+        let (offer, _pending) = client.offer(Direction::SendOnly);
+        let answer = engine
+            .publish(key("host"), &offer, true, true, now)
+            .expect("an answer");
+        let candidates: Vec<&str> = answer
+            .lines()
+            .filter(|l| l.starts_with("a=candidate"))
+            .collect();
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.contains(" udp ") && c.contains("10.0.0.1 5000")),
+            "{candidates:?}"
+        );
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.contains(" tcp ") && c.contains("tcptype passive")),
+            "{candidates:?}"
+        );
+        // Nothing has travelled yet, and junk is refused without a session noticing.
+        assert_eq!(engine.transports(), (0, 0));
+        let stranger: SocketAddr = "10.0.0.9:7000".parse().expect("addr");
+        assert!(!engine.handle_datagram(now, Protocol::Tcp, stranger, sfu, &[0x17, 1, 2, 3]));
+        assert_eq!(engine.transports(), (0, 0));
+        assert_eq!(engine.counts(), (1, 0));
+    }
+
+    #[test]
+    fn a_live_stage_travels_over_udp_and_is_counted_so() {
+        let (mut net, _host, _viewer) = stage();
+        net.run(20);
+        assert_eq!(net.engine.transports(), (2, 0));
+        net.engine.end_publisher(&key("host"));
+        net.run(20);
+        assert_eq!(net.engine.transports(), (0, 0));
+    }
+
+    #[test]
     fn leaving_the_stage_closes_the_viewers_sessions() {
         let (mut net, _host, viewer) = stage();
         assert_eq!(net.engine.counts(), (1, 1));
