@@ -146,6 +146,9 @@ pub async fn start_embedded<R: Runtime>(
 /// brings the host back as the same participant.
 const HOST_USER_ID: &str = "app-host";
 
+/// How long a stored port that is in use is tried again before it counts as taken.
+const PORT_RELEASE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How many times a first start tries fresh ports (the free UDP port may be taken for TCP).
 const FRESH_PORT_TRIES: usize = 5;
 
@@ -230,6 +233,7 @@ async fn start_server(
     let mut wildcard = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
     let mut last = None;
     let mut tried = 0;
+    let in_use_until = std::time::Instant::now() + PORT_RELEASE;
     while tried < tries {
         let (http, media) = if fresh {
             (0, 0)
@@ -250,6 +254,16 @@ async fn start_server(
             {
                 tracing::info!(%addr, error = %source, "no IPv6 here: serving IPv4 only");
                 wildcard = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+            }
+            Err(onstage_server::ServerError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && !fresh
+                    && std::time::Instant::now() < in_use_until =>
+            {
+                // A server of this process that just stopped (leave, then host again) may
+                // still be letting go of its sockets: a moment, then the port is taken for
+                // real.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             Err(onstage_server::ServerError::Bind { addr, source })
                 if source.kind() == std::io::ErrorKind::AddrInUse && !fresh =>
@@ -911,5 +925,44 @@ pub fn picture_stats(state: State<'_, AppState>) -> PictureStats {
         dropped: c.dropped_busy.load(Ordering::Relaxed),
         bytes: c.bytes.load(Ordering::Relaxed),
         convert_ms: c.convert_us.load(Ordering::Relaxed) as f64 / 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded server's ports: free ones the first time, the same ones afterwards, and
+    /// a taken one is `port_in_use` naming it. TLS persists: the same certificate.
+    #[tokio::test]
+    async fn hosting_keeps_its_ports_and_certificate_and_names_a_taken_port() {
+        let dir = std::env::temp_dir().join(format!("onstage-ports-{}", uuid::Uuid::new_v4()));
+        let first = start_server(&dir, &HostRecord::default()).await.unwrap();
+        assert!(first.local_addr().ip().is_unspecified());
+        assert!(first.tls());
+        let record = HostRecord {
+            http_port: Some(first.local_addr().port()),
+            media_port: first.media_addr().map(|a| a.port()),
+            ..HostRecord::default()
+        };
+        let fingerprint = first.fingerprint();
+        assert!(fingerprint.is_some());
+        first.shutdown().await;
+
+        let again = start_server(&dir, &record).await.unwrap();
+        assert_eq!(Some(again.local_addr().port()), record.http_port);
+        assert_eq!(again.media_addr().map(|a| a.port()), record.media_port);
+        assert_eq!(again.fingerprint(), fingerprint);
+        again.shutdown().await;
+
+        let squatter = std::net::TcpListener::bind(("0.0.0.0", record.http_port.unwrap())).unwrap();
+        let e = start_server(&dir, &record).await.unwrap_err();
+        assert_eq!(e.code, "port_in_use");
+        assert!(
+            e.message.contains(&record.http_port.unwrap().to_string()),
+            "{e}"
+        );
+        drop(squatter);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
