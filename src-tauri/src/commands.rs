@@ -247,6 +247,7 @@ async fn start_server(
             onstage_server::ServerConfig::new(SocketAddr::new(wildcard, http), data_dir.into());
         config.media_udp = Some(SocketAddr::new(wildcard, media));
         config.tls = Some(onstage_server::TlsConfig::SelfSigned);
+        config.public_url = public_url(record);
         match onstage_server::start(config).await {
             Ok(server) => return Ok(server),
             Err(onstage_server::ServerError::Bind { addr, source })
@@ -290,6 +291,20 @@ async fn start_server(
     }
     let e = last.map_or_else(|| "no attempt".to_owned(), |e| e.to_string());
     Err(CommandError::internal(format!("embedded server: {e}")))
+}
+
+/// The public URL to configure: the address the last links named when it is none of this
+/// machine's (typed for a port forwarded by a router), so that the server knows it (a
+/// server that announces its public URL's address to media peers then announces it too).
+fn public_url(record: &HostRecord) -> Option<url::Url> {
+    let typed = record.invite_address.as_deref()?;
+    let own = hosting::interface_addresses(true)
+        .iter()
+        .any(|a| typed.parse::<IpAddr>() == Ok(a.ip));
+    if own {
+        return None;
+    }
+    hosting::server_url(typed, record.http_port.unwrap_or(443)).ok()
 }
 
 /// A bind that failed because this machine has no IPv6 (disabled, or no such family).
