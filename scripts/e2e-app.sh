@@ -3,7 +3,9 @@
 # WebKitWebDriver) on a virtual display, against real servers and `onstage bot`s.
 # Expects the app, the `onstage` command and the UI to be built (scripts/test.sh does it),
 # and the packages and the Python venv of scripts/setup.sh.
-#   scripts/e2e-app.sh [host|viewer ...]      screenshots in target/app-e2e/
+#   scripts/e2e-app.sh [host|viewer|lan|link ...]      screenshots in target/app-e2e/
+# Runs as root: the lan scenario makes a network namespace and a veth pair (and fails,
+# not skips, if it cannot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,21 @@ exec 5< <(Xvfb -displayfd 1 -screen 0 1280x800x24 -nolisten tcp 2>"$OUT/xvfb.log
 pids+=($!)
 read -r -t 20 display <&5 || { echo "e2e-app: Xvfb did not start" >&2; exit 1; }
 export DISPLAY=":$display"
+
+# A session bus of our own, so that the app's single-instance hand-over (a second start
+# with a link) works as on a desktop, and nothing of the machine's is touched. GTK's
+# accessibility bridge is kept off it.
+for tool in dbus-daemon dbus-send ip; do
+  command -v "$tool" >/dev/null || { echo "e2e-app: $tool is missing (Debian: dbus-daemon, dbus-bin, iproute2)" >&2; exit 1; }
+done
+bus="$OUT/session-bus"
+dbus-daemon --session --nofork --nopidfile --address="unix:path=$bus" 2>"$OUT/dbus.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$bus" ] && break; sleep 0.05; done
+[ -S "$bus" ] || { echo "e2e-app: the session bus did not start" >&2; exit 1; }
+export DBUS_SESSION_BUS_ADDRESS="unix:path=$bus" NO_AT_BRIDGE=1
+# Where the app registers the onstage:// scheme (a desktop entry): the run's own.
+export XDG_DATA_HOME="$OUT/xdg-data"
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port="$(free_port)"

@@ -1,7 +1,7 @@
 //! The Tauri commands of docs/APP.md, each a thin mapping onto the SDK. A refusal is a
 //! [`CommandError`] `{code, message}` with the SDK's stable codes.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use onstage_media::{list_cameras, list_microphones, list_speakers, DeviceInfo, M
 use crate::config::MediaMode;
 use crate::device_check::DeviceCheck;
 use crate::events::{self, emit_session};
+use crate::hosting::{self, HostRecord};
 use crate::state::{lock, Admin, AppState, Embedded, Live, Mode, Session, View};
 
 /// A refused command, as the UI receives it.
@@ -67,6 +68,41 @@ pub struct AppInfo {
     server_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     invite_link: Option<String>,
+    /// The last thing that failed without a command to answer: hosting or joining at start,
+    /// an invite link opened from outside (also sent as the `app-error` event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<AppError>,
+}
+
+/// `app-error`: a failure no command answers for (the app was started with, or was sent,
+/// something that did not work).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppError {
+    pub code: String,
+    pub message: String,
+    /// `"start"` (hosting or joining at start, the command line) or `"link"` (an invite
+    /// link opened while the app runs).
+    pub context: &'static str,
+}
+
+/// Reports an [`AppError`]: logged, kept for `app_info`, and sent to the UI.
+pub fn report<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    context: &'static str,
+    e: CommandError,
+) {
+    use tauri::Emitter;
+    tracing::error!(code = %e.code, context, "{}", e.message);
+    let error = AppError {
+        code: e.code,
+        message: e.message,
+        context,
+    };
+    *lock(&state.last_error) = Some(error.clone());
+    if let Err(e) = app.emit("app-error", &error) {
+        tracing::warn!(error = %e, "emit app-error");
+    }
 }
 
 #[tauri::command]
@@ -77,6 +113,7 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo> {
             mode: Mode::Idle,
             server_url: None,
             invite_link: None,
+            last_error: lock(&state.last_error).clone(),
         },
         Some(l) => AppInfo {
             mode: if l.embedded.is_some() {
@@ -86,6 +123,7 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo> {
             },
             server_url: Some(l.server_url.clone()),
             invite_link: l.invite_link.clone(),
+            last_error: lock(&state.last_error).clone(),
         },
     })
 }
@@ -95,32 +133,63 @@ pub async fn start_embedded<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
     name: Option<String>,
+    new_ports: Option<bool>,
 ) -> Result<Session> {
     let name = name
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "Host".into());
-    host(&app, &state, &name).await
+    host(&app, &state, &name, new_ports.unwrap_or(false)).await
 }
 
-/// Starts the embedded server, creates a meeting and joins it as its host.
-pub async fn host<R: Runtime>(app: &AppHandle<R>, state: &AppState, name: &str) -> Result<Session> {
+/// The host's own user id in its meeting: the same at every start, so reopening the app
+/// brings the host back as the same participant.
+const HOST_USER_ID: &str = "app-host";
+
+/// How long a stored port that is in use is tried again before it counts as taken.
+const PORT_RELEASE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How many times a first start tries fresh ports (the free UDP port may be taken for TCP).
+const FRESH_PORT_TRIES: usize = 5;
+
+/// Starts the embedded server (every interface, the stored ports, TLS with the stored
+/// self-signed certificate), brings back or creates its meeting and joins it as host.
+/// `new_ports` forgets the stored ports (links made before stop working).
+pub async fn host<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    name: &str,
+    new_ports: bool,
+) -> Result<Session> {
     let mut live = state.live.lock().await;
     if live.is_some() {
         return Err(CommandError::new("invalid_state", "already in a meeting"));
     }
-    let data_dir = data_dir(app)?;
-    let config =
-        onstage_server::ServerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), data_dir);
-    let server = onstage_server::start(config)
-        .await
-        .map_err(|e| CommandError::internal(format!("embedded server: {e}")))?;
-    let url = server.http_url();
+    let data_dir = data_dir(app, state)?;
+    let mut record = HostRecord::load(&data_dir);
+    if new_ports {
+        record.http_port = None;
+        record.media_port = None;
+    }
+    let server = start_server(&data_dir, &record).await?;
+    let port = server.local_addr().port();
+    let fingerprint = server.fingerprint();
+    // The host talks to its own server over loopback (a wildcard bind serves it too).
+    let url = format!("https://127.0.0.1:{port}");
     let prepared = async {
-        let admin = Admin::new(&url, server.admin_key())?;
-        let meeting_id = admin.create_meeting("Onstage meeting").await?;
-        let token = admin.add_participant(&meeting_id, name, "host").await?;
-        let meeting = Meeting::join(&url, &token).await?;
+        let admin = Admin::new(&url, server.admin_key(), fingerprint)?;
+        let meeting_id = match record.meeting_id.clone() {
+            Some(id) if admin.meeting_exists(&id).await? => id,
+            _ => admin.create_meeting("Onstage meeting").await?,
+        };
+        let token = admin
+            .add_participant(&meeting_id, name, "host", Some(HOST_USER_ID))
+            .await?;
+        let options = JoinOptions {
+            fingerprint,
+            ..JoinOptions::default()
+        };
+        let meeting = Meeting::join_with(&url, &token, options).await?;
         Ok::<_, CommandError>((admin, meeting_id, meeting))
     }
     .await;
@@ -131,11 +200,21 @@ pub async fn host<R: Runtime>(app: &AppHandle<R>, state: &AppState, name: &str) 
             return Err(e);
         }
     };
-    tracing::info!(%url, %meeting_id, "embedded server up, joined as host");
+    record.http_port = Some(port);
+    record.media_port = server.media_addr().map(|a| a.port());
+    record.meeting_id = Some(meeting_id.clone());
+    if let Err(e) = record.save(&data_dir) {
+        // Hosting works; only the next start will not find the same ports and meeting.
+        tracing::warn!(error = %e, "cannot store the hosting record");
+    }
+    tracing::info!(listen = %server.local_addr(), media = ?server.media_addr(), %meeting_id, "embedded server up, joined as host");
     let embedded = Embedded {
+        with_v6: server.local_addr().is_ipv6(),
         server,
         admin,
         meeting_id,
+        data_dir,
+        record,
     };
     let started = attach(app, state, meeting, url, Some(embedded), None);
     let session = started.session();
@@ -143,10 +222,102 @@ pub async fn host<R: Runtime>(app: &AppHandle<R>, state: &AppState, name: &str) 
     Ok(session)
 }
 
-/// The embedded server's data: `ONSTAGE_DATA_DIR`, else `server/` in the app's data dir.
-fn data_dir<R: Runtime>(app: &AppHandle<R>) -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("ONSTAGE_DATA_DIR").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
+/// The embedded server on `::` (IPv6 and IPv4), or `0.0.0.0` where IPv6 is off, at the
+/// stored ports; free ones the first time.
+async fn start_server(
+    data_dir: &std::path::Path,
+    record: &HostRecord,
+) -> Result<onstage_server::RunningServer> {
+    let fresh = record.http_port.is_none() || record.media_port.is_none();
+    let tries = if fresh { FRESH_PORT_TRIES } else { 1 };
+    let mut wildcard = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    let mut last = None;
+    let mut tried = 0;
+    let in_use_until = std::time::Instant::now() + PORT_RELEASE;
+    while tried < tries {
+        let (http, media) = if fresh {
+            (0, 0)
+        } else {
+            (
+                record.http_port.unwrap_or(0),
+                record.media_port.unwrap_or(0),
+            )
+        };
+        let mut config =
+            onstage_server::ServerConfig::new(SocketAddr::new(wildcard, http), data_dir.into());
+        config.media_udp = Some(SocketAddr::new(wildcard, media));
+        config.tls = Some(onstage_server::TlsConfig::SelfSigned);
+        config.public_url = public_url(record);
+        match onstage_server::start(config).await {
+            Ok(server) => return Ok(server),
+            Err(onstage_server::ServerError::Bind { addr, source })
+                if wildcard.is_ipv6() && no_ipv6(&source) =>
+            {
+                tracing::info!(%addr, error = %source, "no IPv6 here: serving IPv4 only");
+                wildcard = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+            }
+            Err(onstage_server::ServerError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && !fresh
+                    && std::time::Instant::now() < in_use_until =>
+            {
+                // A server of this process that just stopped (leave, then host again) may
+                // still be letting go of its sockets: a moment, then the port is taken for
+                // real.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(onstage_server::ServerError::Bind { addr, source })
+                if source.kind() == std::io::ErrorKind::AddrInUse && !fresh =>
+            {
+                let what = if addr.port() == http {
+                    "HTTPS"
+                } else {
+                    "media (UDP and TCP)"
+                };
+                return Err(CommandError::new(
+                    "port_in_use",
+                    format!(
+                        "port {} ({what}) is in use by another program; close it, or host on \
+                         new ports (links already sent stop working)",
+                        addr.port()
+                    ),
+                ));
+            }
+            Err(e) => {
+                tried += 1;
+                last = Some(e);
+            }
+        }
+    }
+    let e = last.map_or_else(|| "no attempt".to_owned(), |e| e.to_string());
+    Err(CommandError::internal(format!("embedded server: {e}")))
+}
+
+/// The public URL to configure: the address the last links named when it is none of this
+/// machine's (typed for a port forwarded by a router), so that the server knows it (a
+/// server that announces its public URL's address to media peers then announces it too).
+fn public_url(record: &HostRecord) -> Option<url::Url> {
+    let typed = record.invite_address.as_deref()?;
+    let own = hosting::interface_addresses(true)
+        .iter()
+        .any(|a| typed.parse::<IpAddr>() == Ok(a.ip));
+    if own {
+        return None;
+    }
+    hosting::server_url(typed, record.http_port.unwrap_or(443)).ok()
+}
+
+/// A bind that failed because this machine has no IPv6 (disabled, or no such family).
+fn no_ipv6(e: &std::io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(EAFNOSUPPORT)
+}
+
+/// The embedded server's data: `--data-dir` / `ONSTAGE_DATA_DIR`, else `server/` in the
+/// app's data dir.
+fn data_dir<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Result<PathBuf> {
+    if let Some(dir) = &state.config.data_dir {
+        return Ok(dir.clone());
     }
     app.path()
         .app_data_dir()
@@ -164,8 +335,7 @@ pub async fn join<R: Runtime>(
 ) -> Result<Session> {
     let (server_url, token, fingerprint) = match (server_url, token, invite_link) {
         (_, _, Some(link)) => {
-            let link = InviteLink::parse(&link)
-                .map_err(|e| CommandError::new(e.code().as_str(), e.to_string()))?;
+            let link = parse_link(&link)?;
             (link.server.to_string(), link.token, link.fingerprint)
         }
         (Some(s), Some(t), None) => (s.trim().to_owned(), t.trim().to_owned(), None),
@@ -177,6 +347,53 @@ pub async fn join<R: Runtime>(
         }
     };
     join_server(&app, &state, &server_url, &token, fingerprint).await
+}
+
+/// An invite link through the SDK's parser; what is wrong with it is `bad_link`, its
+/// message naming the part (no server, no token, a bad fingerprint, ...).
+pub fn parse_link(link: &str) -> Result<InviteLink> {
+    InviteLink::parse(link).map_err(|e| CommandError::new("bad_link", e.to_string()))
+}
+
+/// An invite link opened from outside while the app runs (the URL scheme, or a second
+/// start of the app handing over its arguments): joins it, or reports what went wrong as
+/// `app-error` (context `link`). Brings the window to the front either way.
+pub async fn open_link<R: Runtime>(app: &AppHandle<R>, state: &AppState, link: &str) {
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+    }
+    let link = match parse_link(link) {
+        Ok(link) => link,
+        Err(e) => return report(app, state, "link", e),
+    };
+    if state.live.lock().await.is_some() {
+        let e = CommandError::new(
+            "invalid_state",
+            format!(
+                "already in a meeting: leave it to join the one at {}",
+                link.server
+            ),
+        );
+        return report(app, state, "link", e);
+    }
+    match join_server(
+        app,
+        state,
+        link.server.as_str(),
+        &link.token,
+        link.fingerprint,
+    )
+    .await
+    {
+        Ok(session) => {
+            use tauri::Emitter;
+            *lock(&state.last_error) = None;
+            let _ = app.emit("session", &session);
+        }
+        Err(e) => report(app, state, "link", e),
+    }
 }
 
 /// Joins a meeting on a server (not embedded). `fingerprint` pins a self-signed server's
@@ -295,6 +512,8 @@ pub struct Invite {
     server_url: String,
     token: String,
     link: String,
+    /// The address the link names (as given, or the one chosen for it).
+    address: String,
 }
 
 #[tauri::command]
@@ -302,6 +521,7 @@ pub async fn create_invite(
     state: State<'_, AppState>,
     preset: String,
     name: Option<String>,
+    address: Option<String>,
 ) -> Result<Invite> {
     if preset != "viewer" && preset != "speaker" {
         return Err(CommandError::new(
@@ -315,28 +535,88 @@ pub async fn create_invite(
         .unwrap_or_else(|| "Guest".into());
     let mut live = state.live.lock().await;
     let live = live.as_mut().ok_or_else(CommandError::not_joined)?;
-    let embedded = live.embedded.as_ref().ok_or_else(|| {
-        CommandError::new(
-            "permission_denied",
-            "invitations come from the host of an embedded meeting",
-        )
-    })?;
+    let embedded = live.embedded.as_mut().ok_or_else(not_embedded)?;
+    let port = embedded.server.local_addr().port();
+    // No address given: the last one used, else the machine's first (non-loopback first).
+    let address = match address
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+    {
+        Some(a) => a,
+        None => embedded.record.invite_address.clone().unwrap_or_else(|| {
+            hosting::interface_addresses(embedded.with_v6)[0]
+                .ip
+                .to_string()
+        }),
+    };
+    let server = hosting::server_url(&address, port)
+        .map_err(|e| CommandError::new("bad_address", format!("the invite address: {e}")))?;
     let token = embedded
         .admin
-        .add_participant(&embedded.meeting_id, &name, &preset)
+        .add_participant(&embedded.meeting_id, &name, &preset, None)
         .await?;
-    let server = live
-        .server_url
-        .parse()
-        .map_err(|e| CommandError::internal(format!("the embedded server's URL: {e}")))?;
-    let link = InviteLink::new(server, &token, None)
-        .map_err(|e| CommandError::internal(e.to_string()))?
-        .to_string();
+    let link = InviteLink::new(server.clone(), &token, embedded.server.fingerprint())
+        .map_err(|e| CommandError::internal(e.to_string()))?;
+    if embedded.record.invite_address.as_deref() != Some(address.as_str()) {
+        embedded.record.invite_address = Some(address.clone());
+        if let Err(e) = embedded.record.save(&embedded.data_dir) {
+            tracing::warn!(error = %e, "cannot store the hosting record");
+        }
+    }
+    let link = link.to_string();
     live.invite_link = Some(link.clone());
+    let mut server_url = server.to_string();
+    server_url.pop(); // the trailing "/" of a bare host
     Ok(Invite {
-        server_url: live.server_url.clone(),
+        server_url,
         token,
         link,
+        address,
+    })
+}
+
+fn not_embedded() -> CommandError {
+    CommandError::new(
+        "permission_denied",
+        "invitations come from the host of an embedded meeting",
+    )
+}
+
+/// `invite_addresses`: where others may reach the embedded server.
+#[derive(Debug, Serialize)]
+pub struct InviteAddresses {
+    /// The HTTPS port links name (unless an address says otherwise).
+    port: u16,
+    /// The media port (UDP and TCP), for port forwarding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_port: Option<u16>,
+    /// This machine's addresses, non-loopback first.
+    addresses: Vec<hosting::HostAddress>,
+    /// The address the last invitations named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_address: Option<String>,
+    /// The certificate's fingerprint the links carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+}
+
+#[tauri::command]
+pub async fn invite_addresses(state: State<'_, AppState>) -> Result<InviteAddresses> {
+    let live = state.live.lock().await;
+    let live = live.as_ref().ok_or_else(CommandError::not_joined)?;
+    let embedded = live.embedded.as_ref().ok_or_else(not_embedded)?;
+    let with_v6 = embedded.with_v6;
+    // Listing interfaces is a few system calls: fine here, but keep it off the lock.
+    let addresses =
+        tauri::async_runtime::spawn_blocking(move || hosting::interface_addresses(with_v6))
+            .await
+            .map_err(|e| CommandError::internal(format!("listing addresses: {e}")))?;
+    Ok(InviteAddresses {
+        port: embedded.server.local_addr().port(),
+        media_port: embedded.server.media_addr().map(|a| a.port()),
+        addresses,
+        last_address: embedded.record.invite_address.clone(),
+        fingerprint: embedded.server.fingerprint().map(|f| f.to_string()),
     })
 }
 
@@ -660,5 +940,44 @@ pub fn picture_stats(state: State<'_, AppState>) -> PictureStats {
         dropped: c.dropped_busy.load(Ordering::Relaxed),
         bytes: c.bytes.load(Ordering::Relaxed),
         convert_ms: c.convert_us.load(Ordering::Relaxed) as f64 / 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded server's ports: free ones the first time, the same ones afterwards, and
+    /// a taken one is `port_in_use` naming it. TLS persists: the same certificate.
+    #[tokio::test]
+    async fn hosting_keeps_its_ports_and_certificate_and_names_a_taken_port() {
+        let dir = std::env::temp_dir().join(format!("onstage-ports-{}", uuid::Uuid::new_v4()));
+        let first = start_server(&dir, &HostRecord::default()).await.unwrap();
+        assert!(first.local_addr().ip().is_unspecified());
+        assert!(first.tls());
+        let record = HostRecord {
+            http_port: Some(first.local_addr().port()),
+            media_port: first.media_addr().map(|a| a.port()),
+            ..HostRecord::default()
+        };
+        let fingerprint = first.fingerprint();
+        assert!(fingerprint.is_some());
+        first.shutdown().await;
+
+        let again = start_server(&dir, &record).await.unwrap();
+        assert_eq!(Some(again.local_addr().port()), record.http_port);
+        assert_eq!(again.media_addr().map(|a| a.port()), record.media_port);
+        assert_eq!(again.fingerprint(), fingerprint);
+        again.shutdown().await;
+
+        let squatter = std::net::TcpListener::bind(("0.0.0.0", record.http_port.unwrap())).unwrap();
+        let e = start_server(&dir, &record).await.unwrap_err();
+        assert_eq!(e.code, "port_in_use");
+        assert!(
+            e.message.contains(&record.http_port.unwrap().to_string()),
+            "{e}"
+        );
+        drop(squatter);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,7 @@
 //! onstage-app 'onstage://join?server=..&token=..[&fp=..]'   # or --invite LINK
 //! ONSTAGE_AUTOSTART=host onstage-app            # embedded server, joined as host
 //! ONSTAGE_SERVER / ONSTAGE_TOKEN                # same as --server / --token
+//! onstage-app --data-dir DIR                   # the embedded server's data (or ONSTAGE_DATA_DIR)
 //! ONSTAGE_MEDIA=synthetic                       # test pattern + tone instead of devices
 //! ONSTAGE_PICTURES=rgba|jpeg                    # picture encoding (default: rgba)
 //! ONSTAGE_WEBKIT_COMPOSITING=1                  # keep WebKit's GL compositing (main.rs)
@@ -46,13 +47,29 @@ pub struct AppConfig {
     pub startup: Startup,
     pub media: MediaMode,
     pub pictures: PictureKind,
+    /// The embedded server's data dir (`--data-dir`, `ONSTAGE_DATA_DIR`); `None`: `server/`
+    /// in the app's data dir.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
-/// A malformed argument: reported on stderr and the app falls back to the join screen
-/// rather than refusing to start.
+/// A malformed argument: reported on stderr and in the UI (`app_info.start_error`), and
+/// the app falls back to the join screen rather than refusing to start. `code` is
+/// `bad_link` for an invite link, else `bad_request`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ArgError(pub String);
+#[error("{message}")]
+pub struct ArgError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ArgError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
 
 impl AppConfig {
     /// Reads the process's arguments and environment.
@@ -75,15 +92,33 @@ impl AppConfig {
             Some("jpeg") => PictureKind::Jpeg,
             _ => PictureKind::Rgba,
         };
-        let (startup, error) = match startup(args, &env) {
-            Ok(s) => (s, None),
-            Err(e) => (Startup::Idle, Some(e)),
+        let mut data_dir = env("ONSTAGE_DATA_DIR").map(std::path::PathBuf::from);
+        let mut rest = Vec::with_capacity(args.len());
+        let mut error = None;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            if arg == "--data-dir" {
+                match it.next() {
+                    Some(dir) => data_dir = Some(dir.into()),
+                    None => error = Some(ArgError::new("bad_request", "--data-dir needs a value")),
+                }
+            } else {
+                rest.push(arg.clone());
+            }
+        }
+        let startup = match startup(&rest, &env) {
+            Ok(s) => s,
+            Err(e) => {
+                error = Some(e);
+                Startup::Idle
+            }
         };
         (
             AppConfig {
                 startup,
                 media,
                 pictures,
+                data_dir,
             },
             error,
         )
@@ -100,7 +135,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
         let mut value = |flag: &str| {
             it.next()
                 .cloned()
-                .ok_or_else(|| ArgError(format!("{flag} needs a value")))
+                .ok_or_else(|| ArgError::new("bad_request", format!("{flag} needs a value")))
         };
         match arg.as_str() {
             "--server" => server = Some(value("--server")?),
@@ -116,7 +151,12 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
                 (server, token) = (Some(link.server.to_string()), Some(link.token));
                 fingerprint = link.fingerprint;
             }
-            other => return Err(ArgError(format!("unknown argument {other:?}"))),
+            other => {
+                return Err(ArgError::new(
+                    "bad_request",
+                    format!("unknown argument {other:?}"),
+                ))
+            }
         }
     }
     match (server, token) {
@@ -126,8 +166,9 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
             name,
             fingerprint,
         }),
-        (Some(_), None) | (None, Some(_)) => Err(ArgError(
-            "--server and --token go together (or pass an invite link)".into(),
+        (Some(_), None) | (None, Some(_)) => Err(ArgError::new(
+            "bad_request",
+            "--server and --token go together (or pass an invite link)",
         )),
         (None, None) if env("ONSTAGE_AUTOSTART").as_deref() == Some("host") => Ok(Startup::Host {
             name: name.unwrap_or_else(|| "Host".into()),
@@ -138,7 +179,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
 
 /// An invite link through the SDK's parser.
 fn parse_invite(link: &str) -> Result<InviteLink, ArgError> {
-    InviteLink::parse(link).map_err(|e| ArgError(e.to_string()))
+    InviteLink::parse(link).map_err(|e| ArgError::new("bad_link", e.to_string()))
 }
 
 #[cfg(test)]
@@ -189,7 +230,7 @@ mod tests {
         ] {
             let (c, e) = AppConfig::parse(&args(&[bad]), none);
             assert_eq!(c.startup, Startup::Idle);
-            assert!(e.is_some(), "{bad}");
+            assert_eq!(e.map(|e| e.code), Some("bad_link"), "{bad}");
         }
         let (_, e) = AppConfig::parse(&args(&["--invite", "https://x/?server=a&token=b"]), none);
         assert!(e.is_some());
@@ -200,9 +241,28 @@ mod tests {
         let none = |_: &str| None;
         let (c, e) = AppConfig::parse(&[], none);
         assert_eq!(
-            (c.startup, c.media, c.pictures, e),
-            (Startup::Idle, MediaMode::Devices, PictureKind::Rgba, None)
+            (c.startup, c.media, c.pictures, e, c.data_dir),
+            (
+                Startup::Idle,
+                MediaMode::Devices,
+                PictureKind::Rgba,
+                None,
+                None
+            )
         );
+        let (c, e) = AppConfig::parse(
+            &args(&["--data-dir", "/d", "--server", "s", "--token", "t"]),
+            |k: &str| (k == "ONSTAGE_DATA_DIR").then(|| "/env".to_string()),
+        );
+        assert_eq!(e, None);
+        assert_eq!(c.data_dir, Some("/d".into()));
+        assert!(matches!(c.startup, Startup::Join { .. }));
+        let (c, _) = AppConfig::parse(&[], |k: &str| {
+            (k == "ONSTAGE_DATA_DIR").then(|| "/env".to_string())
+        });
+        assert_eq!(c.data_dir, Some("/env".into()));
+        let (_, e) = AppConfig::parse(&args(&["--data-dir"]), none);
+        assert_eq!(e.map(|e| e.code), Some("bad_request"));
 
         let (c, e) = AppConfig::parse(&args(&["--server", "http://s", "--token", "t"]), none);
         assert_eq!(e, None);

@@ -9,6 +9,8 @@ mod commands;
 mod config;
 mod device_check;
 mod events;
+mod hosting;
+mod links;
 mod state;
 mod video;
 
@@ -51,10 +53,15 @@ fn main() {
         .init();
 
     let (config, arg_error) = AppConfig::from_env();
-    if let Some(e) = &arg_error {
-        // Not fatal: the join screen lets the user enter what the arguments got wrong.
+    // Not fatal: the join screen shows it and lets the user enter what was wrong.
+    let arg_error = arg_error.map(|e| {
         tracing::error!("{e}");
-    }
+        commands::AppError {
+            code: e.code.to_owned(),
+            message: e.message,
+            context: "start",
+        }
+    });
     let pictures = Pictures::new(config.pictures);
     let picture_socket = match tauri::async_runtime::block_on(pictures.serve()) {
         Ok(url) => Some(url),
@@ -71,15 +78,37 @@ fn main() {
         picture_socket,
         devices: Mutex::new(DeviceChoice::default()),
         idle_preview: Mutex::new(None),
+        last_error: Mutex::new(arg_error),
     };
 
     let result = tauri::Builder::default()
+        // First: a second start of the app (a clicked invite link on Linux and Windows)
+        // hands its arguments to this one and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            let handle = app.clone();
+            let links = links::links_in(&argv);
+            tauri::async_runtime::spawn(async move {
+                let state = handle.state::<AppState>();
+                if links.is_empty() {
+                    // Started again without a link: just come to the front.
+                    if let Some(window) = handle.get_webview_window("main") {
+                        let _ = window.unminimize();
+                        let _ = window.set_focus();
+                    }
+                }
+                for link in links {
+                    commands::open_link(&handle, &state, &link).await;
+                }
+            });
+        }))
+        .plugin(tauri_plugin_deep_link::init())
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::start_embedded,
             commands::join,
             commands::create_invite,
+            commands::invite_addresses,
             commands::leave_meeting,
             commands::session,
             commands::devices,
@@ -98,6 +127,7 @@ fn main() {
             commands::picture_stats,
         ])
         .setup(move |app| {
+            links::register(app.handle());
             let handle = app.handle().clone();
             // Join (or host) in the background: the window shows at once and the UI,
             // asking `app_info`/`session`, sees the meeting when it is there.
@@ -105,7 +135,7 @@ fn main() {
                 let state = handle.state::<AppState>();
                 let outcome = match &startup {
                     Startup::Idle => return,
-                    Startup::Host { name } => commands::host(&handle, &state, name).await,
+                    Startup::Host { name } => commands::host(&handle, &state, name, false).await,
                     Startup::Join {
                         server_url,
                         token,
@@ -121,9 +151,7 @@ fn main() {
                         use tauri::Emitter;
                         let _ = handle.emit("session", &session);
                     }
-                    Err(e) => {
-                        tracing::error!(code = %e.code, "joining at start: {}", e.message);
-                    }
+                    Err(e) => commands::report(&handle, &state, "start", e),
                 }
             });
             Ok(())

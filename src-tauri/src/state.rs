@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use onstage_client::proto::StageAccess;
+use onstage_client::Fingerprint;
 use onstage_client::{
     AccessRequest, ConnectionState, Meeting, Participant, StageMedia, StageStatus, UserId,
 };
@@ -16,6 +17,7 @@ use onstage_server::RunningServer;
 
 use crate::commands::CommandError;
 use crate::config::AppConfig;
+use crate::hosting::HostRecord;
 use crate::video::Pictures;
 
 /// What the app is doing (`app_info.mode`).
@@ -40,6 +42,8 @@ pub struct AppState {
     pub devices: Mutex<DeviceChoice>,
     /// The device check before joining (`preview` with no meeting).
     pub idle_preview: Mutex<Option<crate::device_check::DeviceCheck>>,
+    /// The last failure no command answered for (`app_info.last_error`).
+    pub last_error: Mutex<Option<crate::commands::AppError>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,6 +74,12 @@ pub struct Embedded {
     pub server: RunningServer,
     pub admin: Admin,
     pub meeting_id: String,
+    /// The server's data dir, where [`HostRecord`] lives.
+    pub data_dir: std::path::PathBuf,
+    /// What hosting keeps between starts (ports, meeting, the last invite address).
+    pub record: HostRecord,
+    /// The server serves IPv6 too (bound to `::`).
+    pub with_v6: bool,
 }
 
 /// What the SDK does not keep in its mirror but the Session shows: the request queue (from
@@ -216,12 +226,19 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn new(base: &str, key: &str) -> Result<Admin, CommandError> {
-        // The embedded server is plain http on this machine: no certificates to check, so
-        // no need to load the system's roots.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .tls_certs_only([])
+    /// `base` is the embedded server's https URL; `pin` its self-signed certificate's
+    /// fingerprint, which the client insists on exactly as the SDK does.
+    pub fn new(base: &str, key: &str, pin: Option<Fingerprint>) -> Result<Admin, CommandError> {
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        let builder = if base.starts_with("https://") {
+            let tls = onstage_client::tls::client_config(pin)
+                .map_err(|e| CommandError::new("untrusted_server", e.to_string()))?;
+            builder.tls_backend_preconfigured(tls).https_only(true)
+        } else {
+            // Plain http needs no roots: keep the client from loading the system's.
+            builder.tls_certs_only([])
+        };
+        let http = builder
             .build()
             .map_err(|e| CommandError::internal(format!("HTTP client: {e}")))?;
         Ok(Admin {
@@ -237,35 +254,63 @@ impl Admin {
         field(&data, "id")
     }
 
-    /// `POST /v1/meetings/{id}/participants` -> the participant's token.
+    /// `GET /v1/meetings/{id}`: does the server still have this meeting?
+    pub async fn meeting_exists(&self, meeting_id: &str) -> Result<bool, CommandError> {
+        check_id(meeting_id)?;
+        match self
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/meetings/{meeting_id}"),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code == "not_found" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /v1/meetings/{id}/participants` -> the participant's token. With `user_id`
+    /// the participant keeps that id (adding it again renews its token).
     pub async fn add_participant(
         &self,
         meeting_id: &str,
         name: &str,
         preset: &str,
+        user_id: Option<&str>,
     ) -> Result<String, CommandError> {
-        // Meeting ids come from our own server, but the path is built from a string:
-        // keep it to the characters ids use.
-        if !meeting_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(CommandError::new("bad_request", "malformed meeting id"));
+        check_id(meeting_id)?;
+        let mut body = json!({ "name": name, "preset_name": preset });
+        if let Some(id) = user_id {
+            body["custom_participant_id"] = json!(id);
         }
-        let body = json!({ "name": name, "preset_name": preset });
         let data = self
             .post(&format!("/v1/meetings/{meeting_id}/participants"), body)
             .await?;
         field(&data, "token")
     }
 
-    /// POSTs JSON and unwraps the `{"success", "data" | "error"}` envelope.
     async fn post(&self, path: &str, body: Value) -> Result<Value, CommandError> {
-        let response = self
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Sends a request (with a JSON body) and unwraps the `{"success", "data" | "error"}`
+    /// envelope.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CommandError> {
+        let mut request = self
             .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(&body)
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| CommandError::new("connection_lost", format!("admin API: {e}")))?;
@@ -288,6 +333,20 @@ impl Admin {
             text("code").unwrap_or_else(|| "internal".into()),
             text("message").unwrap_or_else(|| format!("admin API: HTTP {status}")),
         ))
+    }
+}
+
+/// Meeting ids come from our own server, but paths are built from strings: keep them to
+/// the characters ids use.
+fn check_id(meeting_id: &str) -> Result<(), CommandError> {
+    let ok = !meeting_id.is_empty()
+        && meeting_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandError::new("bad_request", "malformed meeting id"))
     }
 }
 

@@ -2,19 +2,24 @@
 real servers and `onstage bot`s. Run by scripts/e2e-app.sh, which starts Xvfb and
 tauri-driver. Screenshots go to target/app-e2e/ (E2E_OUT).
 
-    python3 tests/app/e2e.py [host|viewer|bench ...]   (bench: tests/app/bench.py)
+    python3 tests/app/e2e.py [host|viewer|lan|link|bench ...]   (bench: tests/app/bench.py)
 """
 
+import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from urllib.parse import parse_qs, urlparse
 
-from harness import (OUT, ROOT, Bot, Server, frames, gone, invoke, log, shot, start_app,
-                     testid, until)
+from selenium.webdriver.support.ui import Select
+
+from harness import (APP, OUT, ROOT, WAIT, Bot, LanLab, Server, frames, gone, invoke, log, shot,
+                     start_app, testid, until)
 
 
 def host_scenario():
@@ -33,6 +38,14 @@ def host_scenario():
         testid(app, "join-name").clear()
         testid(app, "join-name").send_keys("Hanna Host")
         testid(app, "start-meeting", clickable=True).click()
+        # A public address typed for the links (here this machine's loopback: the bots run
+        # here), first mistyped.
+        testid(app, "invite-public").send_keys("127.0.0.1:0")
+        assert "not a port" in testid(app, "invite-address-error").text
+        assert not testid(app, "create-invites").is_enabled()
+        testid(app, "invite-public").clear()
+        testid(app, "invite-public").send_keys("127.0.0.1")
+        testid(app, "invite-forward-hint")
         testid(app, "create-invites", clickable=True).click()
         link = until(
             app,
@@ -41,10 +54,11 @@ def host_scenario():
         )
         assert link.startswith("onstage://join?"), link
         query = parse_qs(urlparse(link).query)
-        server, token = query["server"][0], query["token"][0]
+        server = query["server"][0]
+        assert server.startswith("https://127.0.0.1:") and query["fp"][0].startswith("sha256:"), link
         log("invite", server)
 
-        viewer = Bot(server, token, media="synthetic")
+        viewer = Bot(link=link, media="synthetic")
         bots.append(viewer)
         uid = viewer.user_id
         viewer.call("stage.requestAccess")
@@ -64,7 +78,7 @@ def host_scenario():
         # A second viewer waits in the queue while the first is on stage: the picture for
         # the README.
         second = invoke(app, "create_invite", {"preset": "viewer", "name": "Bob"})
-        waiting = Bot(second["server_url"], second["token"], media="none")
+        waiting = Bot(link=second["link"], media="none")
         bots.append(waiting)
         waiting.call("stage.requestAccess")
         testid(app, f"queue-item-{waiting.user_id}")
@@ -137,8 +151,162 @@ def viewer_scenario():
         shutil.rmtree(data, ignore_errors=True)
 
 
-SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario}
-DEFAULT = ["host", "viewer"]
+def speaker_link(app):
+    """Creates links in "Invite people" and returns the speaker link shown."""
+    testid(app, "create-invites", clickable=True).click()
+    return until(app, lambda d: testid(d, "invite-link-speaker").get_attribute("value") or False,
+                 "the speaker invite link")
+
+
+def on_stage_with_pictures(app, bot, what):
+    """The bot goes on stage; its tile in the app shows moving pictures."""
+    bot.call("stage.join")
+    uid = bot.user_id
+    testid(app, f"tile-{uid}")
+    first = until(app, lambda d: frames(d, f"tile-{uid}") > 0 and frames(d, f"tile-{uid}"),
+                  f"the first picture of {what}")
+    later = until(app, lambda d: frames(d, f"tile-{uid}") >= first + 10 and frames(d, f"tile-{uid}"),
+                  f"more pictures of {what}")
+    log(what, "tile frames", first, "->", later)
+
+
+def host_meeting(app, name):
+    testid(app, "join-name").clear()
+    testid(app, "join-name").send_keys(name)
+    testid(app, "start-meeting", clickable=True).click()
+    testid(app, "stage-indicator")
+    return invoke(app, "session")["meeting_id"]
+
+
+def lan_scenario():
+    """(c) Hosting for a LAN: the app's embedded server (every interface, TLS) is reached
+    from another network namespace at the address chosen in "Invite people"; a bot there
+    joins with that exact link, goes on stage and its pictures show. The app restarts: the
+    same meeting, port and certificate, the same address offered, and the old link still
+    joins."""
+    lab = LanLab()  # fails the test if namespaces cannot be made
+    data = os.path.join(OUT, "lan-data")
+    app = None
+    bots = []
+    try:
+        app = start_app(["--data-dir", data])
+        meeting = host_meeting(app, "Lana Lan")
+        Select(testid(app, "invite-address")).select_by_value(lab.host_ip)
+        link = speaker_link(app)
+        query = parse_qs(urlparse(link).query)
+        info = invoke(app, "invite_addresses")
+        assert query["server"][0] == f"https://{lab.host_ip}:{info['port']}", link
+        assert query["fp"][0] == info["fingerprint"], (link, info)
+        assert testid(app, "invite-server").text == query["server"][0]
+        log("lan link", query["server"][0], query["fp"][0][:20])
+        shot(app, "lan-1-invite")
+
+        guest = Bot(link=link, media="synthetic", netns=lab.ns)
+        bots.append(guest)
+        on_stage_with_pictures(app, guest, "the LAN guest")
+        shot(app, "lan-2-guest-on-stage")
+        guest.stop()
+        gone(app, f"tile-{guest.user_id}")
+
+        record = json.load(open(os.path.join(data, "host.json")))
+        assert record["meeting_id"] == meeting and record["http_port"] == info["port"], record
+        assert record["invite_address"] == lab.host_ip, record
+        app.quit()
+        app = None
+
+        # Reopened while another program holds the port: the join screen says so (and offers
+        # new ports); once the port is free, hosting brings back the same meeting at the
+        # same address, port and certificate.
+        app = start_app(["--data-dir", data])
+        squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # (The old server's connections may linger in TIME_WAIT.)
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("0.0.0.0", info["port"]))
+            squatter.listen()
+            testid(app, "start-meeting", clickable=True).click()
+            problem = testid(app, "app-error")
+            assert problem.get_attribute("data-code") == "port_in_use", problem.text
+            assert str(info["port"]) in problem.text, problem.text
+            testid(app, "host-new-ports")
+            shot(app, "lan-3-port-in-use")
+        finally:
+            squatter.close()
+        assert host_meeting(app, "Lana Lan") == meeting
+        again = invoke(app, "invite_addresses")
+        assert (again["port"], again["media_port"], again["fingerprint"]) == (
+            info["port"], info["media_port"], info["fingerprint"]), (info, again)
+        assert Select(testid(app, "invite-address")).first_selected_option.get_attribute("value") == lab.host_ip
+        fresh = parse_qs(urlparse(speaker_link(app)).query)
+        assert (fresh["server"], fresh["fp"]) == (query["server"], query["fp"]), (fresh, query)
+        # Yesterday's link still joins.
+        guest = Bot(link=link, media="synthetic", netns=lab.ns)
+        bots.append(guest)
+        on_stage_with_pictures(app, guest, "the LAN guest after the restart")
+        shot(app, "lan-4-after-restart")
+    finally:
+        for bot in bots:
+            bot.stop()
+        if app:
+            app.quit()
+        lab.close()
+
+
+def second_start(link):
+    """Starts the app again with a link, as a click on it does; it hands the link to the
+    running app and exits."""
+    out = subprocess.run([APP, link], capture_output=True, text=True, timeout=WAIT)
+    with open(os.path.join(OUT, "second-start.log"), "a") as f:
+        f.write(out.stderr)
+    assert out.returncode == 0, f"the second start exited {out.returncode}"
+
+
+def link_scenario():
+    """(d) Invite links from outside: the app registers the onstage:// scheme; a start of
+    the app with a link while it runs hands the link over (single instance). A truncated
+    link shows what is missing, typed or clicked; a good one joins."""
+    assert os.environ.get("DBUS_SESSION_BUS_ADDRESS"), "needs the session bus scripts/e2e-app.sh starts"
+    data = tempfile.mkdtemp(prefix="onstage-e2e-")
+    server = Server(data, tls=True)
+    app = None
+    try:
+        meeting = server.admin("meeting", "create", "--title", "E2E link")["id"]
+        viewer = server.admin("participant", "add", "--meeting", meeting, "--name", "Lin Link", "--preset", "viewer")
+        link = viewer["link"]
+        assert "fp=sha256" in link, link
+        truncated = link[:link.index("&token=")]
+        app = start_app()
+        testid(app, "join-name")
+
+        handler = os.path.join(os.environ["XDG_DATA_HOME"], "applications", "onstage-app-handler.desktop")
+        entry = open(handler).read()
+        assert "MimeType=x-scheme-handler/onstage" in entry and f'Exec="{APP}" %u' in entry, entry
+
+        testid(app, "join-invite").send_keys(truncated)
+        testid(app, "join-submit", clickable=True).click()
+        toast = testid(app, "toast-error")
+        assert "no token" in toast.text, toast.text
+
+        second_start(truncated)
+        problem = testid(app, "app-error")
+        assert (problem.get_attribute("data-code"), problem.get_attribute("data-context")) == ("bad_link", "link")
+        assert "no token" in problem.text, problem.text
+        shot(app, "link-1-truncated")
+
+        second_start(link)
+        until(app, lambda d: testid(d, "stage-indicator").get_attribute("data-status") == "OFF_STAGE",
+              "joined from the link")
+        assert invoke(app, "session")["meeting_id"] == meeting
+        shot(app, "link-2-joined")
+    finally:
+        if app:
+            app.quit()
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario, "lan": lan_scenario, "link": link_scenario}
+DEFAULT = ["host", "viewer", "lan", "link"]
 
 
 def bench():

@@ -27,8 +27,36 @@ def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
 
 
+# The app's single-instance name on the session bus (tauri-plugin-single-instance: the
+# identifier + ".SingleInstance"). scripts/e2e-app.sh runs a bus of its own for the run.
+INSTANCE_NAME = "dev.onstage.app.SingleInstance"
+
+
+def instance_running():
+    """Whether an app holds the single-instance name (False without a session bus)."""
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return False
+    out = subprocess.run(
+        ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+         "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner", f"string:{INSTANCE_NAME}"],
+        capture_output=True, text=True, timeout=10,
+    )
+    return "boolean true" in out.stdout
+
+
+def wait_no_instance(timeout=WAIT):
+    """Until the previous app has let go of the single-instance name: an app started while
+    it still holds it would hand over its arguments and exit."""
+    deadline = time.monotonic() + timeout
+    while instance_running():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the previous app still runs (it holds the single-instance name)")
+        time.sleep(0.1)  # nothing to await: the bus has no "name released" for us
+
+
 def start_app(args=()):
     """A WebDriver session on a fresh app process (tauri-driver starts it)."""
+    wait_no_instance()
     options = ArgOptions()
     options.set_capability("browserName", "wry")
     options.set_capability("tauri:options", {"application": APP, "args": list(args)})
@@ -173,11 +201,15 @@ class Lines:
 
 
 class Bot(Lines):
-    """`onstage bot`: calls as JSON lines, one reply each."""
+    """`onstage bot`: calls as JSON lines, one reply each. Joins with `server` + `token`, or
+    with an invite `link`; `netns` runs it inside that network namespace."""
 
-    def __init__(self, server, token, media="synthetic", extra=(), nice=0):
+    def __init__(self, server=None, token=None, media="synthetic", extra=(), nice=0, link=None, netns=None):
         prefix = ["nice", "-n", str(nice)] if nice else []
-        super().__init__([*prefix, ONSTAGE, "bot", "--server", server, "--token", token, "--media", media, *extra])
+        if netns:
+            prefix = ["ip", "netns", "exec", netns, *prefix]
+        target = ["--link", link] if link else ["--server", server, "--token", token]
+        super().__init__([*prefix, ONSTAGE, "bot", *target, "--media", media, *extra])
         joined = self.next(lambda l: l.get("event") == "joined", what="joined")
         self.user_id = joined["user_id"]
         self._id = 0
@@ -197,17 +229,20 @@ class Bot(Lines):
 
 
 class Server(Lines):
-    """`onstage serve` on a free port, with its own data dir."""
+    """`onstage serve` on a free port, with its own data dir (`tls`: self-signed https)."""
 
-    def __init__(self, data_dir):
-        super().__init__([ONSTAGE, "serve", "--listen", "127.0.0.1:0", "--data", data_dir], stdin=False)
+    def __init__(self, data_dir, tls=False):
+        extra = ["--tls-self-signed"] if tls else []
+        super().__init__([ONSTAGE, "serve", "--listen", "127.0.0.1:0", "--data", data_dir, *extra], stdin=False)
         ready = self.next(lambda l: l.get("event") == "listening", what="listening")
         self.url = ready["http"]
+        self.fingerprint = ready.get("fingerprint")
         self.admin_key = ready.get("admin_key") or open(os.path.join(data_dir, "admin_key")).read().strip()
 
     def admin(self, *args):
+        pin = ["--fingerprint", self.fingerprint] if self.fingerprint else []
         out = subprocess.run(
-            [ONSTAGE, *args, "--server", self.url],
+            [ONSTAGE, *args, "--server", self.url, *pin],
             env={**os.environ, "ONSTAGE_ADMIN_KEY": self.admin_key},
             capture_output=True, text=True, timeout=WAIT, check=True,
         )
@@ -220,3 +255,82 @@ class Server(Lines):
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+class LanLab:
+    """A second host on a LAN with this machine: a network namespace joined to the root
+    namespace (where the app runs) by a veth pair, `10.99.N.1/24` on this side and
+    `10.99.N.2/24` on the guest's, the guest routing everything through this machine. N is
+    a /24 no interface here uses yet. Names carry the test's pid (`oe<pid>...`), so runs in
+    parallel do not collide, and what a killed run left behind is removed by the next.
+    Needs root: without it the constructor raises (the test fails, it is not skipped)."""
+
+    def __init__(self):
+        pid = os.getpid()
+        self.ns = f"oe{pid}-guest"
+        self.veth = f"oe{pid}r"[:15]
+        _remove_stale_labs()
+        made = subprocess.run(["ip", "netns", "add", self.ns], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise RuntimeError("cannot make a network namespace for the LAN test (it needs root and "
+                               f"iproute2): {made.stderr.strip()}")
+        try:
+            n = _free_subnet()
+            self.host_ip, self.guest_ip = f"10.99.{n}.1", f"10.99.{n}.2"
+            _sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
+            _sh("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.veth)
+            _sh("ip", "link", "set", self.veth, "up")
+            _sh("ip", "-n", self.ns, "link", "set", "lo", "up")
+            _sh("ip", "-n", self.ns, "addr", "add", f"{self.guest_ip}/24", "dev", "eth0")
+            _sh("ip", "-n", self.ns, "link", "set", "eth0", "up")
+            _sh("ip", "-n", self.ns, "route", "add", "default", "via", self.host_ip)
+        except Exception:
+            self.close()
+            raise
+        log("lab: guest", self.ns, self.guest_ip, "reaches this machine at", self.host_ip, "on", self.veth)
+
+    def run(self, *argv, timeout=WAIT):
+        """Runs a command on the guest; its completed process."""
+        return subprocess.run(["ip", "netns", "exec", self.ns, *argv], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def close(self):
+        _remove_lab(self.ns, self.veth)
+
+
+def _sh(*argv):
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def _free_subnet():
+    """A 10.99.N.0/24 no address of this machine is in."""
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    start = os.getpid() % 200
+    for i in range(250):
+        n = (start + i) % 250 + 1
+        if f" 10.99.{n}." not in used:
+            return n
+    raise RuntimeError("no free 10.99.N.0/24 for the LAN test")
+
+
+def _remove_lab(ns, veth):
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    for pid in pids:  # only ever what this lab started in its namespace
+        subprocess.run(["kill", "-9", pid], capture_output=True)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    # Deleting the namespace takes the veth pair with it; make sure of it.
+    subprocess.run(["ip", "link", "del", veth], capture_output=True)
+
+
+def _remove_stale_labs():
+    """Labs of test processes that no longer run (killed before cleaning up)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in listed.splitlines():
+        ns = line.split()[0] if line.split() else ""
+        if ns.startswith("oe") and ns.endswith("-guest"):
+            pid = ns[2:-len("-guest")]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                _remove_lab(ns, f"oe{pid}r"[:15])

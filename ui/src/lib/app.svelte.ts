@@ -5,7 +5,7 @@
 import type { Backend } from './backend';
 import { describeError, deviceOf, errorText, toBackendError } from './errors';
 import { PictureHub } from './pictureHub';
-import type { AppInfo, BackendError, Devices, Session } from './types';
+import type { AppError, AppInfo, BackendError, Devices, Session } from './types';
 
 export interface Toast {
   id: number;
@@ -25,6 +25,12 @@ export class AppState {
   /** Latest audio level (0..1) per user id, "local" for my microphone. */
   levels = $state<Record<string, number>>({});
   toasts = $state<Toast[]>([]);
+  /**
+   * A failure no command answered for (`app-error`: hosting at start, an invite link opened
+   * from outside) or a start that needs a decision (`port_in_use`): shown on the join
+   * screen until the next attempt.
+   */
+  appError = $state<AppError | null>(null);
   /** Commands in flight; while any runs, buttons that would race it are disabled. */
   private pending = $state(0);
 
@@ -62,6 +68,34 @@ export class AppState {
       return await command();
     } catch (e) {
       this.toast(describeError(e), 'error');
+      return undefined;
+    } finally {
+      this.pending--;
+    }
+  }
+
+  /** An `app-error` from the shell: on the join screen, and as a toast in a meeting. */
+  reportAppError(err: AppError) {
+    this.appError = err;
+    if (this.session) this.toast(errorText(err), 'error');
+  }
+
+  /**
+   * Hosts a meeting on the embedded server. A taken port is kept as `appError` (the join
+   * screen offers new ports); other refusals are toasts as usual.
+   */
+  async host(name: string, newPorts = false): Promise<Session | undefined> {
+    this.appError = null;
+    this.pending++;
+    try {
+      const session = await this.backend.startEmbedded(name, newPorts);
+      this.mode = 'embedded';
+      this.session = session;
+      return session;
+    } catch (e) {
+      const err = toBackendError(e);
+      if (err.code === 'port_in_use') this.appError = { ...err, context: 'start' };
+      else this.toast(errorText(err), 'error');
       return undefined;
     } finally {
       this.pending--;

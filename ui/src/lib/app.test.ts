@@ -60,4 +60,45 @@ describe('AppState', () => {
     await app.preview(true);
     expect(app.cameraProblem).toBeNull();
   });
+
+  it('hosts, keeping a taken port as the join screen\'s problem rather than a toast', async () => {
+    const calls: unknown[][] = [];
+    let refuse = true;
+    const app = new AppState(
+      backend({
+        startEmbedded: async (...args: unknown[]) => {
+          calls.push(args);
+          if (refuse) throw { code: 'port_in_use', message: 'port 8443 (HTTPS) is in use' };
+          return session('host');
+        },
+      }),
+    );
+    expect(await app.host('Hanna')).toBeUndefined();
+    expect(app.appError).toEqual({ code: 'port_in_use', message: 'port 8443 (HTTPS) is in use', context: 'start' });
+    expect(app.toasts).toEqual([]);
+    refuse = false;
+    expect(await app.host('Hanna', true)).toBeDefined();
+    expect(calls).toEqual([
+      ['Hanna', false],
+      ['Hanna', true],
+    ]);
+    expect([app.appError, app.mode, app.session?.meeting_id]).toEqual([null, 'embedded', session('host').meeting_id]);
+  });
+
+  it('shows an app-error on the join screen, and as a toast in a meeting', () => {
+    const app = new AppState(backend({}));
+    app.reportAppError({ code: 'bad_link', message: 'no token', context: 'link' });
+    expect(app.appError?.code).toBe('bad_link');
+    expect(app.toasts).toEqual([]);
+    app.session = session('host');
+    app.reportAppError({ code: 'invalid_state', message: 'already in a meeting', context: 'link' });
+    expect(app.toasts.map((t) => t.tone)).toEqual(['error']);
+  });
+
+  it('other refusals to host are toasts', async () => {
+    const app = new AppState(backend({ startEmbedded: () => Promise.reject({ code: 'internal', message: 'x' }) }));
+    expect(await app.host('H')).toBeUndefined();
+    expect(app.appError).toBeNull();
+    expect(app.toasts).toHaveLength(1);
+  });
 });

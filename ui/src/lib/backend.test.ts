@@ -29,6 +29,10 @@ describe('tauriBackend', () => {
     await tauriBackend.join({ invite_link: 'onstage://x' });
     await tauriBackend.setMic(false);
     await tauriBackend.createInvite('speaker', 'Guest');
+    await tauriBackend.createInvite('viewer', 'G', '10.99.0.1');
+    await tauriBackend.startEmbedded('Host');
+    await tauriBackend.startEmbedded('Host', true);
+    await tauriBackend.inviteAddresses();
     expect(calls).toEqual([
       { cmd: 'stage_grant', args: { userIds: ['u1', 'u2'] } },
       { cmd: 'stage_kick', args: { userIds: ['u3'] } },
@@ -36,6 +40,10 @@ describe('tauriBackend', () => {
       { cmd: 'join', args: { inviteLink: 'onstage://x', name: undefined } },
       { cmd: 'set_mic', args: { on: false } },
       { cmd: 'create_invite', args: { preset: 'speaker', name: 'Guest' } },
+      { cmd: 'create_invite', args: { preset: 'viewer', name: 'G', address: '10.99.0.1' } },
+      { cmd: 'start_embedded', args: { name: 'Host' } },
+      { cmd: 'start_embedded', args: { name: 'Host', newPorts: true } },
+      { cmd: 'invite_addresses', args: undefined },
     ]);
   });
 

@@ -7,12 +7,14 @@ import { listen } from '@tauri-apps/api/event';
 import type { Picture } from './picture';
 import { openPictureSocket } from './pictureSocket';
 import type {
+  AppError,
   AppInfo,
   AudioLevel,
   BackendError,
   DeviceSelection,
   Devices,
   Invite,
+  InviteAddresses,
   InvitePreset,
   JoinArgs,
   MeetingEvent,
@@ -23,9 +25,12 @@ import type {
 
 export interface Backend {
   appInfo(): Promise<AppInfo>;
-  startEmbedded(name: string): Promise<Session>;
+  /** `newPorts` forgets the stored ports (after `port_in_use`; links made before stop working). */
+  startEmbedded(name: string, newPorts?: boolean): Promise<Session>;
   join(args: JoinArgs): Promise<Session>;
-  createInvite(preset: InvitePreset, name: string): Promise<Invite>;
+  /** `address`: what the link's server names (an address of this machine, or a public one). */
+  createInvite(preset: InvitePreset, name: string, address?: string): Promise<Invite>;
+  inviteAddresses(): Promise<InviteAddresses>;
   leaveMeeting(): Promise<void>;
   session(): Promise<Session>;
   devices(): Promise<Devices>;
@@ -52,6 +57,7 @@ export interface Backend {
   onMeetingEvent(cb: (event: MeetingEvent) => void): Promise<Unlisten>;
   onMediaError(cb: (error: BackendError) => void): Promise<Unlisten>;
   onAudioLevel(cb: (level: AudioLevel) => void): Promise<Unlisten>;
+  onAppError(cb: (error: AppError) => void): Promise<Unlisten>;
 }
 
 function subscribe<T>(event: string, cb: (payload: T) => void): Promise<Unlisten> {
@@ -71,9 +77,12 @@ function joinArgs(args: JoinArgs): Record<string, string | undefined> {
 
 export const tauriBackend: Backend = {
   appInfo: () => invoke('app_info'),
-  startEmbedded: (name) => invoke('start_embedded', { name }),
+  startEmbedded: (name, newPorts) =>
+    invoke('start_embedded', newPorts ? { name, newPorts: true } : { name }),
   join: (args) => invoke('join', joinArgs(args)),
-  createInvite: (preset, name) => invoke('create_invite', { preset, name }),
+  createInvite: (preset, name, address) =>
+    invoke('create_invite', address ? { preset, name, address } : { preset, name }),
+  inviteAddresses: () => invoke('invite_addresses'),
   leaveMeeting: () => invoke('leave_meeting'),
   session: () => invoke('session'),
   devices: () => invoke('devices'),
@@ -96,6 +105,7 @@ export const tauriBackend: Backend = {
   onMeetingEvent: (cb) => subscribe('meeting-event', cb),
   onMediaError: (cb) => subscribe('media-error', cb),
   onAudioLevel: (cb) => subscribe('audio-level', cb),
+  onAppError: (cb) => subscribe('app-error', cb),
 };
 
 export function inTauri(): boolean {

@@ -128,10 +128,24 @@ export function createDevFakeBackend(): Backend {
       if ('server_url' in args && !args.token) throw fail('unauthorized', 'empty token');
       return started(newSession(args.name ?? 'You', false));
     },
-    createInvite: async (preset, name) => ({
-      server_url: 'http://127.0.0.1:7000',
-      token: `dev-${preset}`,
-      link: `onstage://join?server=http%3A%2F%2F127.0.0.1%3A7000&token=dev-${preset}&name=${encodeURIComponent(name)}`,
+    createInvite: async (preset, name, address) => {
+      const server = `https://${address ?? '192.168.1.20'}:7000`;
+      return {
+        server_url: server,
+        token: `dev-${preset}-${encodeURIComponent(name)}`,
+        link: `onstage://join?server=${encodeURIComponent(server)}&token=dev-${preset}&fp=sha256:${'ab'.repeat(32)}`,
+        address: address ?? '192.168.1.20',
+      };
+    },
+    inviteAddresses: async () => ({
+      port: 7000,
+      media_port: 7001,
+      addresses: [
+        { ip: '192.168.1.20', interface: 'wlan0', loopback: false },
+        { ip: '10.8.0.2', interface: 'tun0', loopback: false },
+        { ip: '127.0.0.1', interface: 'lo', loopback: true },
+      ],
+      fingerprint: `sha256:${'ab'.repeat(32)}`,
     }),
     leaveMeeting: async () => {
       session = null;
@@ -201,6 +215,7 @@ export function createDevFakeBackend(): Backend {
     onSession: (cb) => sub(sessionListeners, cb),
     onMeetingEvent: (cb) => sub(eventListeners, cb),
     onMediaError: () => Promise.resolve(() => {}),
+    onAppError: () => Promise.resolve(() => {}),
     onAudioLevel: (cb) => sub(levelListeners, cb),
   };
 }

@@ -25,6 +25,17 @@ describe('error wording', () => {
     }
   });
 
+  it('says what is wrong with a link, an address or a port, from the message', () => {
+    expect(errorText({ code: 'bad_link', message: 'the invite link has no token (token=...)' })).toBe(
+      'This invite link cannot be used: the invite link has no token (token=...)',
+    );
+    expect(errorText({ code: 'bad_address', message: 'x' })).toBe('That address cannot go into a link: x');
+    expect(errorText({ code: 'port_in_use', message: 'port 8443 (HTTPS) is in use' })).toBe(
+      'The meeting cannot start: port 8443 (HTTPS) is in use',
+    );
+    expect(errorText({ code: 'bad_link', message: '' })).toBe('This invite link cannot be used');
+  });
+
   it('names the device of a media error', () => {
     expect(errorText({ code: 'device_not_found', message: 'no camera at index 0' })).toBe('No camera found');
     expect(errorText({ code: 'device_not_found', message: 'no default input (microphone)' })).toBe(

@@ -45,8 +45,17 @@ function deviceWords(code: string, device: DeviceKind | null): string | null {
   }
 }
 
+/** Refusals whose message says exactly what is wrong: shown after the words. */
+const WITH_MESSAGE: Record<string, string> = {
+  bad_link: 'This invite link cannot be used',
+  bad_address: 'That address cannot go into a link',
+  port_in_use: 'The meeting cannot start',
+};
+
 /** Human words for a refusal. */
 export function errorText(err: BackendError & { device?: unknown }): string {
+  const lead = WITH_MESSAGE[err.code];
+  if (lead) return err.message ? `${lead}: ${err.message}` : lead;
   return (
     WORDS[err.code] ??
     deviceWords(err.code, deviceOf(err)) ??

@@ -52,6 +52,35 @@ export interface AppInfo {
   mode: 'idle' | 'embedded' | 'joined';
   server_url?: string;
   invite_link?: string;
+  /** The last failure no command answered for (also sent as `app-error`). */
+  last_error?: AppError;
+}
+
+/**
+ * `app-error`: hosting or joining at start failed (`start`), or an invite link opened from
+ * outside could not be joined (`link`).
+ */
+export interface AppError extends BackendError {
+  context: 'start' | 'link';
+}
+
+/** One of this machine's addresses (`invite_addresses`). */
+export interface HostAddress {
+  ip: string;
+  interface: string;
+  loopback: boolean;
+}
+
+export interface InviteAddresses {
+  /** The HTTPS port links name. */
+  port: number;
+  /** The media port (UDP and TCP), for port forwarding. */
+  media_port?: number;
+  /** Non-loopback first. */
+  addresses: HostAddress[];
+  /** The address the last invitations named. */
+  last_address?: string;
+  fingerprint?: string;
 }
 
 export type InvitePreset = 'viewer' | 'speaker';
@@ -60,6 +89,8 @@ export interface Invite {
   server_url: string;
   token: string;
   link: string;
+  /** The address the link names. */
+  address: string;
 }
 
 export interface Device {

@@ -316,6 +316,9 @@ async fn run(
         if let Some(done) = shutdown {
             engine.close_all();
             send_all(&io, &mut engine).await;
+            // Close the sockets before saying so: the UDP port is free once `shutdown`
+            // returns, and the TCP listener's task ends as it sees its events closed.
+            drop(io);
             let _ = done.send(());
             tracing::info!("media (SFU) stopped");
             return;

@@ -393,7 +393,12 @@ pub fn start_tcp(bind: SocketAddr) -> io::Result<(SocketAddr, mpsc::Receiver<Tcp
 async fn accept_loop(listener: TcpListener, events: mpsc::Sender<TcpEvent>) {
     let slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
-        let (stream, peer) = match listener.accept().await {
+        // The SFU gone (shut down), the listener closes: its port must not outlive it.
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = events.closed() => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // EMFILE and friends: wait a little instead of spinning.

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { addressChoice, addressProblem, describeAddress, isIpv6, serverUrlFor } from './invite';
+import type { HostAddress, InviteAddresses } from './types';
+
+const lan: HostAddress = { ip: '192.168.1.20', interface: 'wlan0', loopback: false };
+const lab: HostAddress = { ip: '10.99.0.1', interface: 'veth1', loopback: false };
+const v6: HostAddress = { ip: 'fd00::2', interface: 'eth0', loopback: false };
+const lo: HostAddress = { ip: '127.0.0.1', interface: 'lo', loopback: true };
+const lo6: HostAddress = { ip: '::1', interface: 'lo', loopback: true };
+const info = (addresses: HostAddress[], last_address?: string): InviteAddresses => ({
+  port: 8443,
+  addresses,
+  ...(last_address ? { last_address } : {}),
+});
+
+describe('addressChoice', () => {
+  it('offers the LAN addresses, not loopback, the first chosen', () => {
+    const c = addressChoice(info([lan, lab, v6, lo, lo6]));
+    expect(c.options.map((o) => o.value)).toEqual(['192.168.1.20', '10.99.0.1', 'fd00::2']);
+    expect(c.selected).toBe('192.168.1.20');
+    expect(c.localOnly).toBe(false);
+    expect(c.typed).toBe('');
+    expect(c.options[1]!.label).toBe('10.99.0.1 (veth1)');
+  });
+
+  it('keeps the last address used while the machine still has it', () => {
+    expect(addressChoice(info([lan, lab, lo], '10.99.0.1')).selected).toBe('10.99.0.1');
+    // Gone (another network now): the first one, and nothing typed.
+    const gone = addressChoice(info([lan, lo], '10.99.0.1'));
+    expect(gone.selected).toBe('192.168.1.20');
+    expect(gone.typed).toBe('10.99.0.1');
+  });
+
+  it('puts a public address used last back in the field', () => {
+    const c = addressChoice(info([lan, lo], 'meet.example.com:443'));
+    expect(c.typed).toBe('meet.example.com:443');
+    expect(c.selected).toBe('192.168.1.20');
+  });
+
+  it('says so when only this machine can reach it, and offers loopback then', () => {
+    const c = addressChoice(info([lo, lo6]));
+    expect(c.localOnly).toBe(true);
+    expect(c.options.map((o) => o.value)).toEqual(['127.0.0.1', '::1']);
+    expect(c.selected).toBe('127.0.0.1');
+    expect(describeAddress(lo)).toBe('127.0.0.1 (this computer only)');
+    // A loopback address used last is chosen again, not shown as typed.
+    expect(addressChoice(info([lo], '127.0.0.1')).typed).toBe('');
+    expect(addressChoice(info([]))).toEqual({ options: [], selected: '', typed: '', localOnly: true });
+  });
+});
+
+describe('addressProblem', () => {
+  it('accepts addresses and host names, with or without a port', () => {
+    for (const ok of [
+      '10.99.0.1',
+      ' 192.168.1.20:9000 ',
+      'fd00::1',
+      '::1',
+      '[fd00::1]',
+      '[fd00::1]:443',
+      '::ffff:10.0.0.1',
+      'meet.example.com',
+      'meet.example.com.',
+      'host-1:8443',
+      'https://meet.example.com:9/',
+    ]) {
+      expect(addressProblem(ok), ok).toBeNull();
+    }
+  });
+
+  it('names what is wrong', () => {
+    expect(addressProblem('')).toBe('Enter an address or a host name');
+    expect(addressProblem('http://h')).toMatch(/links always use https/);
+    expect(addressProblem('host:0')).toMatch(/not a port/);
+    expect(addressProblem('host:99999')).toMatch(/not a port/);
+    expect(addressProblem('host:')).toMatch(/\(empty\) is not a port/);
+    expect(addressProblem('host:x')).toMatch(/not a port/);
+    expect(addressProblem('[fd00::1')).toMatch(/closing \]/);
+    expect(addressProblem('[nothost]:1')).toMatch(/not an IPv6/);
+    expect(addressProblem('[fd00::1]x')).toMatch(/not an address/);
+    for (const bad of ['bad_name', 'a..b', '-a.b', '300.1.1.1', '01.2.3.4', 'a b', 'user@host', 'fd00::1::2', 'g::1']) {
+      expect(addressProblem(bad), bad).not.toBeNull();
+    }
+  });
+
+  it('knows IPv6 forms', () => {
+    expect(isIpv6('1:2:3:4:5:6:7:8')).toBe(true);
+    expect(isIpv6('1:2:3:4:5:6:7')).toBe(false);
+    expect(isIpv6('1:2:3:4:5:6:7:8:9')).toBe(false);
+    expect(isIpv6('1::8')).toBe(true);
+    expect(isIpv6('1:2:3:4:5:6:7::8')).toBe(false);
+    expect(isIpv6('12345::')).toBe(false);
+  });
+});
+
+describe('serverUrlFor', () => {
+  it('previews the https URL links name', () => {
+    expect(serverUrlFor('10.99.0.1', 8443)).toBe('https://10.99.0.1:8443');
+    expect(serverUrlFor('fd00::1', 8443)).toBe('https://[fd00::1]:8443');
+    expect(serverUrlFor('[fd00::1]:9', 8443)).toBe('https://[fd00::1]:9');
+    expect(serverUrlFor('Meet.Example.com:443', 8443)).toBe('https://meet.example.com');
+    expect(serverUrlFor('https://h:7/', 8443)).toBe('https://h:7');
+  });
+});
