@@ -9,6 +9,9 @@ APT_PACKAGES=(
   # WebDriver, screenshots).
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
   xvfb xauth webkit2gtk-driver imagemagick python3-venv
+  # The app's onstage:// scheme (a desktop entry made the default handler) and the session
+  # bus its single-instance hand-over uses; the e2e run starts its own bus.
+  dbus-daemon dbus-bin xdg-utils
   # The network lab (namespaces, NAT and firewall rules) and its TURN relay.
   iproute2 iptables coturn
 )
