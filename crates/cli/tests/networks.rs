@@ -705,8 +705,9 @@ async fn tls_guests_pin_the_self_signed_certificate_and_a_wrong_fingerprint_is_r
 /// Tries per path for the time to the first picture.
 const TRIES: usize = 20;
 
-/// `tries` fresh SDK viewers in `host`, one after another: for each, the time from starting
-/// its media (it subscribes at once: `from` is on stage) to the first decoded picture.
+/// `tries` fresh SDK viewers in `host`, one after another, 400 ms apart: for each, the time
+/// from starting its media (it subscribes at once: `from` is on stage) to the first decoded
+/// picture: offer, answer, ICE, DTLS, the keyframe request and the keyframe, decoded.
 async fn first_picture_times(
     server: &Server,
     lab: &Lab,
@@ -756,6 +757,9 @@ async fn first_picture_times(
             times.push(t0.elapsed());
             media.stop().await;
             let _ = meeting.leave().await;
+            // Beyond the SFU's keyframe-request interval (300 ms), so each try waits for
+            // its own keyframe request, not the previous one's.
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
         times
     })

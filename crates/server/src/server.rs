@@ -433,6 +433,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let mut tls_accept = None;
     let task = match &tls {
         None => tokio::spawn(async move {
+            // Signaling is small messages both ways: Nagle's algorithm would hold a reply
+            // behind an event until the peer's delayed ACK (up to 40 ms).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "server failed");

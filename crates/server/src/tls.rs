@@ -306,6 +306,8 @@ async fn accept_loop(
             }
             accepted = tcp.accept(), if handshakes.len() < MAX_HANDSHAKES => match accepted {
                 Ok((stream, peer)) => {
+                    // Small signaling messages: no Nagle delay (as on the plain listener).
+                    let _ = stream.set_nodelay(true);
                     let acceptor = acceptor.clone();
                     handshakes.spawn(async move {
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
