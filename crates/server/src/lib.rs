@@ -30,6 +30,9 @@
 //!   its events.
 //! - [`storage`]: SQLite (rusqlite + migrations) and the data dir's secret files.
 //! - [`tls`]: https/wss: certificates (files or self-signed) and the TLS listener.
+//! - [`sfu`]: media: the str0m sessions and forwarding ([`sfu::engine`], sans-IO) and the
+//!   sockets ([`sfu::net`]: UDP on every interface, ICE-TCP, the announced addresses).
+//! - [`turn`]: per-participant credentials for a TURN relay (coturn), put in each welcome.
 //! - [`metrics`], [`config`], [`error`].
 
 pub mod auth;
