@@ -462,6 +462,7 @@ impl Engine {
     }
 
     fn accept(&mut self, offer: &str, now: Instant) -> Result<(Rtc, String), SfuError> {
+        let reach = PeerReach::of(offer);
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
         let mut config = rtc_config();
@@ -469,7 +470,11 @@ impl Engine {
             config = config.set_dtls_cert(cert.clone());
         }
         let mut rtc = config.build(now);
-        for local in &self.candidates {
+        for local in self
+            .candidates
+            .iter()
+            .filter(|c| reach.may_use(c.addr.ip()))
+        {
             match local.to_str0m() {
                 Ok(c) => {
                     rtc.add_local_candidate(c);
@@ -726,6 +731,67 @@ impl Engine {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests += 1;
             self.dirty.push(publication);
+        }
+    }
+}
+
+/// What the peer's offered candidates say about which of our addresses it can use. Every
+/// pair the peer must check costs it a check interval before its last one (a TCP pair,
+/// lowest in priority, is tried after all the UDP ones): loopback is of use only to a peer
+/// on this machine, and an address family only to a peer that has it. An offer without
+/// candidates (or with names, e.g. mDNS) gets everything.
+struct PeerReach {
+    known: bool,
+    loopback: bool,
+    v4: bool,
+    v6: bool,
+}
+
+impl PeerReach {
+    fn of(offer: &str) -> PeerReach {
+        let mut reach = PeerReach {
+            known: false,
+            loopback: false,
+            v4: false,
+            v6: false,
+        };
+        for line in offer.lines() {
+            let Some(c) = line.trim().strip_prefix("a=candidate:") else {
+                continue;
+            };
+            let Some(address) = c.split_whitespace().nth(4) else {
+                continue;
+            };
+            match address.parse::<std::net::IpAddr>() {
+                Ok(ip) => {
+                    reach.known = true;
+                    reach.loopback |= ip.is_loopback();
+                    reach.v4 |= ip.is_ipv4();
+                    reach.v6 |= ip.is_ipv6();
+                }
+                // A name (mDNS, a host name): we cannot tell, so offer everything.
+                Err(_) => {
+                    return PeerReach {
+                        known: false,
+                        ..reach
+                    }
+                }
+            }
+        }
+        reach
+    }
+
+    fn may_use(&self, ip: std::net::IpAddr) -> bool {
+        if !self.known {
+            return true;
+        }
+        if ip.is_loopback() {
+            return self.loopback;
+        }
+        if ip.is_ipv4() {
+            self.v4
+        } else {
+            self.v6
         }
     }
 }
@@ -1117,6 +1183,32 @@ mod tests {
         assert!(!engine.handle_datagram(now, Protocol::Tcp, stranger, sfu, &[0x17, 1, 2, 3]));
         assert_eq!(engine.transports(), (0, 0));
         assert_eq!(engine.counts(), (1, 0));
+    }
+
+    #[test]
+    fn peers_are_offered_only_addresses_they_can_use() {
+        let offer = |candidates: &[&str]| {
+            candidates
+                .iter()
+                .map(|a| format!("a=candidate:1 1 udp 2130706431 {a} 5000 typ host\r\n"))
+                .collect::<String>()
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        let remote = PeerReach::of(&offer(&["192.168.1.2"]));
+        assert!(remote.may_use(ip("10.0.0.1")));
+        assert!(
+            !remote.may_use(ip("127.0.0.1")),
+            "loopback is of no use to another host"
+        );
+        assert!(
+            !remote.may_use(ip("fd00::1")),
+            "nor IPv6 to a peer without it"
+        );
+        let local = PeerReach::of(&offer(&["192.168.1.2", "127.0.0.1", "fd00::2"]));
+        assert!(local.may_use(ip("127.0.0.1")) && local.may_use(ip("fd00::1")));
+        // No candidates, or a name: everything.
+        assert!(PeerReach::of("v=0\r\n").may_use(ip("127.0.0.1")));
+        assert!(PeerReach::of(&offer(&["1f2e.local"])).may_use(ip("::1")));
     }
 
     #[test]
