@@ -85,10 +85,7 @@ async fn create_meeting(
 ) -> Result<Response, ApiError> {
     admin(&app, &headers)?;
     let ApiJson(body) = body?;
-    let title = body.title.trim().to_owned();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(ApiError::bad_request("title must be 1 to 200 characters"));
-    }
+    let title = clean_text("title", &body.title, 200)?;
     let max_on_stage = body.max_on_stage.unwrap_or(app.config.default_max_on_stage);
     if !(1..=1000).contains(&max_on_stage) {
         return Err(ApiError::bad_request("max_on_stage must be 1 to 1000"));
@@ -141,10 +138,7 @@ async fn add_participant(
 ) -> Result<Response, ApiError> {
     admin(&app, &headers)?;
     let ApiJson(body) = body?;
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request("name must be 1 to 100 characters"));
-    }
+    let name = clean_text("name", &body.name, 100)?;
     if let Some(custom) = &body.custom_participant_id {
         let valid = !custom.is_empty()
             && custom.len() <= 128
@@ -154,6 +148,13 @@ async fn add_participant(
         if !valid {
             return Err(ApiError::bad_request(
                 "custom_participant_id must be 1 to 128 of [A-Za-z0-9_-.:@]",
+            ));
+        }
+        // The server's own ids are UUIDs: a custom id in that form could name (rename,
+        // re-preset, mint a token for) a participant the server made.
+        if uuid::Uuid::try_parse(custom).is_ok() {
+            return Err(ApiError::bad_request(
+                "custom_participant_id may not have the form of the server's ids (a UUID)",
             ));
         }
     }
@@ -228,6 +229,36 @@ async fn stage(
             queue: Vec::new(),
         });
     Ok(ok(StatusCode::OK, snapshot))
+}
+
+/// A title or a name as people will see it: trimmed, 1 to `max` characters, and no control
+/// or format characters (Unicode Cc, Cf, and line or paragraph separators): NUL, escape
+/// sequences, CR LF, zero-width and bidirectional overrides (U+202E) would reach every
+/// roster, UI and terminal that shows it. Plain spaces are fine.
+fn clean_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let text = value.trim();
+    if text.is_empty() || text.chars().count() > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be 1 to {max} characters"
+        )));
+    }
+    let bad = text.chars().find(|c| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    });
+    match bad {
+        Some(c) => Err(ApiError::bad_request(format!(
+            "{field} may not contain control or format characters (found U+{:04X})",
+            u32::from(c)
+        ))),
+        None => Ok(text.to_owned()),
+    }
 }
 
 fn validate_preset_name(name: &str) -> Result<(), ApiError> {

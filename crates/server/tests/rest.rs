@@ -536,3 +536,78 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
         "refused requests changed nothing"
     );
 }
+
+#[tokio::test]
+async fn control_and_format_characters_in_titles_and_names_are_refused() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let before = state(&srv).await;
+    let participants = format!("/v1/meetings/{meeting}/participants");
+    for bad in [
+        "a\u{0}b",           // NUL
+        "\u{1b}[31mred",     // an escape sequence
+        "two\r\nlines",      // CR LF
+        "left\u{202e}right", // a bidirectional override
+        "zero\u{200b}width", // a zero-width space
+        "line\u{2028}sep",   // a line separator
+    ] {
+        let (status, body) = srv
+            .admin("POST", "/v1/meetings", Some(json!({ "title": bad })))
+            .await;
+        assert_error(status, &body, 400, "bad_request");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("control or format")),
+            "{body}"
+        );
+        let (status, body) = srv
+            .admin(
+                "POST",
+                &participants,
+                Some(json!({"name": bad, "preset_name": "viewer"})),
+            )
+            .await;
+        assert_error(status, &body, 400, "bad_request");
+    }
+    assert_eq!(state(&srv).await, before, "a refusal changes nothing");
+    // Plain spaces, letters of any script and emoji are names.
+    for good in ["Zoë  Ünal", "李 小龍", "Ада Лавлейс", "DJ 🎧"] {
+        let added = srv
+            .ok(
+                "POST",
+                &participants,
+                Some(json!({"name": good, "preset_name": "viewer"})),
+            )
+            .await;
+        assert_eq!(added["name"], good);
+    }
+}
+
+#[tokio::test]
+async fn a_custom_id_may_not_take_the_form_of_a_server_made_one() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let participants = format!("/v1/meetings/{meeting}/participants");
+    let made = srv
+        .ok(
+            "POST",
+            &participants,
+            Some(json!({"name": "Ann", "preset_name": "viewer"})),
+        )
+        .await;
+    let ann = made["id"].as_str().expect("a server-made id").to_owned();
+    let before = state(&srv).await;
+    // Taking Ann's id would rename her, change her preset and mint a token for her.
+    for custom in [ann.as_str(), "6f1c2a9e-0b7d-4c35-9a51-2f3e4d5c6b7a"] {
+        let (status, body) = srv
+            .admin(
+                "POST",
+                &participants,
+                Some(json!({"name": "Mallory", "preset_name": "host", "custom_participant_id": custom})),
+            )
+            .await;
+        assert_error(status, &body, 400, "bad_request");
+    }
+    assert_eq!(state(&srv).await, before, "Ann is untouched");
+}
