@@ -110,6 +110,19 @@ pub type ClientMessage = Request;
 impl Request {
     /// Parses one text frame. On failure returns the request id when it could be read (so the
     /// error reply can carry it) and a `bad_request` error saying what is wrong.
+    /// The id of a request read from the start of its text alone (`{"id":N,...`, the
+    /// order our clients write), for answering a frame too large to parse.
+    pub fn leading_id(text: &str) -> Option<u64> {
+        let head = text.get(..text.len().min(64)).unwrap_or(text);
+        let rest = head.trim_start().strip_prefix('{')?.trim_start();
+        let rest = rest.strip_prefix("\"id\"")?.trim_start();
+        let rest = rest.strip_prefix(':')?.trim_start();
+        let digits: &str = &rest[..rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len())];
+        digits.parse().ok()
+    }
+
     pub fn parse(text: &str) -> Result<Request, (Option<u64>, ErrorBody)> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             (
@@ -459,6 +472,15 @@ mod tests {
 
     #[test]
     fn bad_frames_are_bad_requests_with_id_when_readable() {
+        assert_eq!(
+            Request::leading_id(r#"{"id":42,"call":"x","pad":"..."#),
+            Some(42)
+        );
+        assert_eq!(Request::leading_id(r#"  { "id" : 7 ,"call""#), Some(7));
+        assert_eq!(Request::leading_id(r#"{"call":"x","id":3}"#), None);
+        assert_eq!(Request::leading_id(r#"{"id":"3"}"#), None);
+        assert_eq!(Request::leading_id("é{\"id\":1}"), None);
+        assert_eq!(Request::leading_id(""), None);
         let (id, e) = Request::parse("not json").unwrap_err();
         assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
         let (id, e) = Request::parse(r#"{"id":7,"call":"stage.dance"}"#).unwrap_err();

@@ -29,6 +29,20 @@ use crate::server::AppState;
 /// `bad_request` and the connection carries on).
 pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 
+/// The id of a refused frame, for its reply: from the frame's start, or, for a frame small
+/// enough to parse, wherever it stands.
+fn request_id(text: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<u64>,
+    }
+    Request::leading_id(text).or_else(|| {
+        (text.len() <= MAX_SIGNAL_FRAME_BYTES)
+            .then(|| serde_json::from_str::<IdOnly>(text).ok()?.id)
+            .flatten()
+    })
+}
+
 /// `GET /v1/signal?token=...` (or `Authorization: Bearer`). Credentials are checked before
 /// anything else, so every refusal is our JSON error shape: 401 for the token, 400 for a
 /// request that is not a WebSocket upgrade, 503 while shutting down.
@@ -244,22 +258,39 @@ impl Connection {
 
     /// Handles one incoming frame; returns a frame to send back at once, if any.
     async fn on_frame(&self, frame: Message, limit: &mut RateLimit) -> Option<Utf8Bytes> {
-        let text = match frame {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                self.app.metrics.bad_frames.inc();
-                return Some(error_reply(
-                    None,
-                    ErrorCode::BadRequest,
-                    "binary frames are not part of the protocol; send JSON text",
-                ));
-            }
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return None,
-        };
-        if text.len() > MAX_SIGNAL_FRAME_BYTES {
+        if matches!(
+            frame,
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_)
+        ) {
+            return None;
+        }
+        // Every frame counts against the bucket, junk included: checking size and syntax
+        // first let a client send (and be answered for) unlimited bad frames.
+        if !limit.allow() {
+            let id = match &frame {
+                Message::Text(t) => request_id(t.as_str()),
+                _ => None,
+            };
+            return Some(error_reply(
+                id,
+                ErrorCode::RateLimited,
+                "too many calls; slow down",
+            ));
+        }
+        let Message::Text(text) = frame else {
             self.app.metrics.bad_frames.inc();
             return Some(error_reply(
                 None,
+                ErrorCode::BadRequest,
+                "binary frames are not part of the protocol; send JSON text",
+            ));
+        };
+        if text.len() > MAX_SIGNAL_FRAME_BYTES {
+            self.app.metrics.bad_frames.inc();
+            // Answered with its id when the frame's start names it, so a caller waiting
+            // for that reply is not left to its timeout.
+            return Some(error_reply(
+                Request::leading_id(text.as_str()),
                 ErrorCode::BadRequest,
                 format!(
                     "frame of {} bytes exceeds the {MAX_SIGNAL_FRAME_BYTES}-byte limit",
@@ -274,13 +305,6 @@ impl Connection {
                 return Some(error_reply(id, error.code, error.message));
             }
         };
-        if !limit.allow() {
-            return Some(error_reply(
-                Some(request.id),
-                ErrorCode::RateLimited,
-                "too many calls; slow down",
-            ));
-        }
         let accepted = self
             .app
             .rooms

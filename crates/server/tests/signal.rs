@@ -212,15 +212,17 @@ async fn bad_frames_get_bad_request_and_the_connection_carries_on() {
     assert!(error_frame(
         &host.next_matching(|m| m["type"] != "event").await
     ));
-    // Over 16 KiB (but under the 1 MiB hard cap).
+    // Over 16 KiB (but under the 1 MiB hard cap): refused, and answered with its id (read
+    // from the frame's start), so a caller waiting for reply 9 hears at once.
     host.send_text(format!(
         r#"{{"id":9,"call":"stage.join","pad":"{}"}}"#,
         "x".repeat(20 * 1024)
     ))
     .await;
-    assert!(error_frame(
-        &host.next_matching(|m| m["type"] != "event").await
-    ));
+    let reply = host.next_matching(|m| m["type"] != "event").await;
+    assert_eq!(reply["type"], "reply", "{reply}");
+    assert_eq!(reply["id"], json!(9), "{reply}");
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
 
     for (request, id) in [
         (json!({"id":5,"call":"stage.dance"}), 5),
@@ -266,6 +268,46 @@ async fn a_frame_over_the_hard_cap_closes_only_that_connection() {
     a.send_text("x".repeat(1024 * 1024 + 16)).await;
     a.until_closed().await;
     let reply = b.call(json!({"call":"stage.requestAccess"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+}
+
+#[tokio::test]
+async fn junk_frames_count_against_the_rate_limit_too() {
+    let srv = Srv::start_with(|c| {
+        c.rate_limit_burst = 5;
+        c.rate_limit_per_sec = 0.001;
+    })
+    .await;
+    let meeting = srv.meeting("m").await;
+    let (_, token) = srv.participant(&meeting, "Host", "host").await;
+    let (_, other_token) = srv.participant(&meeting, "Other", "viewer").await;
+    let (mut host, _) = Peer::join(&srv, &token).await;
+    // Five bad frames (unparseable, binary, oversized) empty the bucket...
+    for _ in 0..2 {
+        host.send_text("not json").await;
+        host.send_binary(vec![1, 2, 3]).await;
+    }
+    host.send_text(format!(r#"{{"id":1,"pad":"{}"}}"#, "x".repeat(20 * 1024)))
+        .await;
+    for _ in 0..5 {
+        let refused = host.next_matching(|m| m["type"] != "event").await;
+        assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
+    }
+    // ...so the next frame, junk or not, is rate limited (with its id when it has one).
+    host.send_text("still not json").await;
+    let limited = host.next_matching(|m| m["type"] != "event").await;
+    assert_eq!(limited["error"]["code"], "rate_limited", "{limited}");
+    // (As the SDK writes requests: the id first.)
+    host.send_text(r#"{"id":77,"call":"stage.getAccessRequests"}"#)
+        .await;
+    let limited = host.next_matching(|m| m["type"] != "event").await;
+    assert_eq!(limited["id"], json!(77), "{limited}");
+    assert_eq!(limited["error"]["code"], "rate_limited", "{limited}");
+    // Another connection has its own bucket.
+    let (mut other, _) = Peer::join(&srv, &other_token).await;
+    let reply = other
+        .call(json!({"id": 1, "call": "stage.requestAccess"}))
+        .await;
     assert_eq!(reply["ok"], json!(true), "{reply}");
 }
 
