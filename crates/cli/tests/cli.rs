@@ -395,7 +395,7 @@ async fn serve_uses_the_admin_key_from_the_environment() {
     let mut server = Proc::spawn(
         "serve-env",
         &["serve", "--listen", "127.0.0.1:0", "--data", path],
-        &[("ONSTAGE_ADMIN_KEY", "sekrit")],
+        &[("ONSTAGE_ADMIN_KEY", ENV_KEY)],
     );
     let ready = server.next().await.expect("ready line");
     assert_eq!(ready["event"], "listening");
@@ -406,10 +406,33 @@ async fn serve_uses_the_admin_key_from_the_environment() {
     let url = ready["http"].as_str().expect("http").to_owned();
     let meeting = once_ok(
         &["meeting", "create", "--server", &url, "--title", "t"],
-        "sekrit",
+        ENV_KEY,
     )
     .await;
     assert!(meeting["id"].is_string());
+}
+
+/// An operator's admin key (32 characters or more).
+const ENV_KEY: &str = "an-operator-key-of-32-characters-or-more";
+
+#[tokio::test]
+async fn serve_refuses_a_short_admin_key() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let path = data.path().to_str().expect("utf-8 path");
+    let mut server = Proc::spawn(
+        "serve-short-key",
+        &["serve", "--listen", "127.0.0.1:0", "--data", path],
+        &[("ONSTAGE_ADMIN_KEY", "sekrit")],
+    );
+    let line = server.next().await.expect("an error line");
+    assert_eq!(line["ok"], false, "{line}");
+    assert!(
+        line["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at least 32 characters")),
+        "{line}"
+    );
+    assert_ne!(server.exit_code().await, Some(0));
 }
 
 #[tokio::test]

@@ -317,10 +317,23 @@ fn check_public_url(url: &Url, tls: bool) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// The shortest admin key a server accepts from its configuration.
+pub const MIN_ADMIN_KEY_CHARS: usize = 32;
+
 /// Opens the data dir, loads the TLS certificate, binds the listener and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     if let Some(url) = &config.public_url {
         check_public_url(url, config.tls.is_some())?;
+    }
+    // The admin key opens everything, to anyone who can reach the port: a short one can be
+    // guessed. Checked before the data dir is touched. (A generated key has 64 characters.)
+    if let Some(key) = &config.admin_key {
+        if key.trim().chars().count() < MIN_ADMIN_KEY_CHARS {
+            return Err(ServerError::Config(format!(
+                "the admin key (ONSTAGE_ADMIN_KEY) must be at least {MIN_ADMIN_KEY_CHARS} \
+                 characters (e.g. `openssl rand -hex 32`); unset it and the server makes one"
+            )));
+        }
     }
     let data_dir = config.data_dir.clone();
     let configured_key = config.admin_key.clone();

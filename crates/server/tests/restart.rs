@@ -87,13 +87,28 @@ async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
 
 #[tokio::test]
 async fn a_configured_admin_key_is_used_and_not_reported_as_generated() {
-    let srv = Srv::start_with(|c| c.admin_key = Some("operator-key".into())).await;
-    assert_eq!(srv.key, "operator-key");
+    let key = "operator-key-with-at-least-32-characters";
+    let srv = Srv::start_with(|c| c.admin_key = Some(key.into())).await;
+    assert_eq!(srv.key, key);
     assert!(srv
         .server
         .as_ref()
         .is_some_and(|s| !s.admin_key_generated()));
     srv.ok("GET", "/v1/meetings", None).await;
+}
+
+#[tokio::test]
+async fn a_short_configured_admin_key_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut config =
+        onstage_server::ServerConfig::new("127.0.0.1:0".parse().expect("addr"), data.clone());
+    config.admin_key = Some("short-key".into());
+    let err = onstage_server::start(config)
+        .await
+        .expect_err("a guessable admin key is refused");
+    assert!(err.to_string().contains("at least 32 characters"), "{err}");
+    assert!(!data.exists(), "nothing was written");
 }
 
 #[cfg(unix)]
