@@ -86,24 +86,14 @@ pub struct HostAddress {
 /// when the server serves IPv6), loopback last. Link-local, multicast and unspecified
 /// addresses are left out (they need a scope or reach no one).
 pub fn interface_addresses(with_v6: bool) -> Vec<HostAddress> {
-    let listed = match if_addrs::get_if_addrs() {
-        Ok(list) => list,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the network interfaces");
-            Vec::new()
-        }
-    };
-    let mut out: Vec<HostAddress> = listed
+    let mut out: Vec<HostAddress> = onstage_server::sfu::net::interface_addresses(with_v6)
         .into_iter()
-        .map(|i| HostAddress {
-            ip: i.ip(),
-            loopback: i.ip().is_loopback(),
-            interface: i.name,
+        .map(|a| HostAddress {
+            ip: a.ip,
+            loopback: a.ip.is_loopback(),
+            interface: a.name,
         })
-        .filter(|a| usable(a.ip) && (with_v6 || a.ip.is_ipv4()))
         .collect();
-    out.sort_by_key(|a| (a.loopback, a.ip.is_ipv6()));
-    out.dedup_by(|a, b| a.ip == b.ip);
     if out.is_empty() {
         out.push(HostAddress {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -112,18 +102,6 @@ pub fn interface_addresses(with_v6: bool) -> Vec<HostAddress> {
         });
     }
     out
-}
-
-fn usable(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_multicast() && !v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            !v6.is_unspecified()
-                && !v6.is_multicast()
-                && (v6.segments()[0] & 0xffc0) != 0xfe80
-                && v6.to_ipv4_mapped().is_none()
-        }
-    }
 }
 
 /// Why an address typed for the links cannot be used.

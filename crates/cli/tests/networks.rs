@@ -291,22 +291,27 @@ impl Server {
 }
 
 impl Server {
-    /// The server's media sessions over UDP and over TCP, read from `/metrics` by `from`.
+    /// The server's media sessions over UDP and over TCP, read from `/metrics` by `from`
+    /// (one snapshot).
     fn transports(&self, from: &Host) -> (u64, u64) {
-        (
-            self.metric(from, "onstage_sfu_sessions_over_udp") as u64,
-            self.metric(from, "onstage_sfu_sessions_over_tcp") as u64,
-        )
+        let [udp, tcp] = self.metrics(
+            from,
+            [
+                "onstage_sfu_sessions_over_udp",
+                "onstage_sfu_sessions_over_tcp",
+            ],
+        );
+        (udp as u64, tcp as u64)
     }
 
-    /// One value of the server's `/metrics`, fetched by `from` (plain http).
-    fn metric(&self, from: &Host, name: &str) -> f64 {
+    /// Values of the server's `/metrics`, fetched once by `from` (plain http).
+    fn metrics<const N: usize>(&self, from: &Host, names: [&str; N]) -> [f64; N] {
         let addr: std::net::SocketAddr = self
             .url
             .trim_start_matches("http://")
             .parse()
             .expect("an http URL naming an address");
-        let metrics = from.exec(&[
+        let text = from.exec(&[
             "bash",
             "-c",
             &format!(
@@ -315,11 +320,12 @@ impl Server {
                 addr.port()
             ),
         ]);
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /metrics: {metrics}"))
+        names.map(|name| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} in /metrics: {text}"))
+        })
     }
 
     /// Media flows, all of it over UDP (no session fell back to TCP).
@@ -925,11 +931,12 @@ async fn bench_sfu_cpu_per_packet_over_tcp_and_udp() {
             .expect("join")
             .expect("every viewer receives");
         let (udp0, tcp0) = server.transports(&lan_host);
-        let fwd0 = server.metric(&lan_host, "onstage_sfu_forwarded_packets_total");
+        let [fwd0] = server.metrics(&lan_host, ["onstage_sfu_forwarded_packets_total"]);
         let cpu0 = cpu_time(pid);
         tokio::time::sleep(WINDOW).await;
         let cpu = cpu_time(pid) - cpu0;
-        let fwd = server.metric(&lan_host, "onstage_sfu_forwarded_packets_total") - fwd0;
+        let [fwd1] = server.metrics(&lan_host, ["onstage_sfu_forwarded_packets_total"]);
+        let fwd = fwd1 - fwd0;
         let _ = done_tx.send(());
         viewers.await;
         println!(

@@ -225,16 +225,7 @@ impl Host {
     /// The default route. Real hosts have one; webrtc-rs gathers candidates by interface
     /// and some stacks need a route to pick a source address.
     pub fn default_route(&self, via: Ipv4Addr) {
-        sh(&[
-            "ip",
-            "-n",
-            &self.ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &via.to_string(),
-        ]);
+        self.route("default", via);
     }
 
     pub fn route(&self, net: &str, via: Ipv4Addr) {

@@ -246,11 +246,6 @@ struct Io {
 }
 
 impl Io {
-    /// A datagram's real local address as str0m knows it (a candidate).
-    fn announced(&self, local: SocketAddr) -> SocketAddr {
-        SocketAddr::new(self.plan.announced(local.ip()), local.port())
-    }
-
     /// Before a new session: the interfaces may have changed since the last one.
     fn refresh_candidates(&mut self, engine: &mut Engine, now: Instant) {
         if now.duration_since(self.refreshed) < ADDRESS_REFRESH {
@@ -300,8 +295,7 @@ async fn run(
                     let plan = &io.plan;
                     // One batch, then send what it produced before reading more.
                     io.udp.try_recv(|d| {
-                        let destination =
-                            SocketAddr::new(plan.announced(d.destination.ip()), d.destination.port());
+                        let destination = plan.announced_addr(d.destination);
                         engine.handle_datagram(now, Protocol::Udp, d.source, destination, d.contents);
                     });
                 }
@@ -346,7 +340,7 @@ fn on_tcp(io: &mut Io, engine: &mut Engine, event: Option<TcpEvent>) {
             let Some(local) = io.tcp_conns.local_of(&peer) else {
                 return; // refused at open, or closed since
             };
-            let destination = io.announced(local);
+            let destination = io.plan.announced_addr(local);
             if engine.handle_datagram(now, Protocol::Tcp, peer, destination, &data) {
                 io.tcp_conns.claim(&peer);
             } else {
@@ -401,7 +395,7 @@ fn handle(engine: &mut Engine, cmd: Command) {
 
 async fn send_all(io: &Io, engine: &mut Engine) {
     for d in engine.drain_datagrams() {
-        if net::is_tcp(&d) {
+        if d.proto == Protocol::Tcp {
             // A full queue or a closed connection drops the frame; NACK or ICE recovers.
             io.tcp_conns.send(&d);
         } else {

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
-use str0m::net::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
@@ -104,16 +103,10 @@ impl AddressPlan {
             return vec![self.bind];
         }
         let serves_v6 = self.bind.is_ipv6();
-        let mut ips: Vec<IpAddr> = match if_addrs::get_if_addrs() {
-            Ok(ifaces) => ifaces.into_iter().map(|i| i.ip()).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the network interfaces");
-                Vec::new()
-            }
-        };
-        ips.retain(|ip| usable(*ip) && (ip.is_ipv4() || serves_v6));
-        ips.sort_by_key(|ip| (ip.is_loopback(), ip.is_ipv6()));
-        ips.dedup();
+        let mut ips: Vec<IpAddr> = interface_addresses(serves_v6)
+            .into_iter()
+            .map(|a| a.ip)
+            .collect();
         if ips.is_empty() {
             // Nothing listed: loopback still works on any machine.
             ips.push(if serves_v6 {
@@ -135,6 +128,11 @@ impl AddressPlan {
             .find(|a| a.is_ipv4() == local.is_ipv4())
             .copied()
             .unwrap_or(local)
+    }
+
+    /// A datagram's real local address as str0m knows it: the candidate it was sent to.
+    pub fn announced_addr(&self, local: SocketAddr) -> SocketAddr {
+        SocketAddr::new(self.announced(local.ip()), local.port())
     }
 
     /// The local IP a datagram announced as leaving from `announced` is sent from; `None`
@@ -175,9 +173,41 @@ impl AddressPlan {
     }
 }
 
+/// One address of one of this machine's interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    /// The interface's name (`eth0`, `wlp2s0`, ...).
+    pub name: String,
+    pub ip: IpAddr,
+}
+
+/// The machine's usable interface addresses ([`usable`]), IPv6 ones only `with_v6`: IPv4
+/// first, loopback last, each address once. What a wildcard-bound SFU offers, and what the
+/// desktop app offers for its invite links. Empty if the interfaces cannot be listed.
+pub fn interface_addresses(with_v6: bool) -> Vec<InterfaceAddress> {
+    let listed = match if_addrs::get_if_addrs() {
+        Ok(ifaces) => ifaces,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the network interfaces");
+            Vec::new()
+        }
+    };
+    let mut out: Vec<InterfaceAddress> = listed
+        .into_iter()
+        .map(|i| InterfaceAddress {
+            ip: i.ip(),
+            name: i.name,
+        })
+        .filter(|a| usable(a.ip) && (a.ip.is_ipv4() || with_v6))
+        .collect();
+    out.sort_by_key(|a| (a.ip.is_loopback(), a.ip.is_ipv6()));
+    out.dedup_by(|a, b| a.ip == b.ip);
+    out
+}
+
 /// An address peers can send to: not unspecified, multicast or link-local (which would
 /// need a scope and is rarely routable).
-fn usable(ip: IpAddr) -> bool {
+pub fn usable(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_multicast() && !v4.is_link_local(),
         IpAddr::V6(v6) => {
@@ -561,11 +591,6 @@ impl TcpConns {
         frame.extend_from_slice(&d.contents);
         e.conn.tx.try_send(frame).is_ok()
     }
-}
-
-/// Is this datagram for a TCP connection?
-pub fn is_tcp(d: &Datagram) -> bool {
-    d.proto == Protocol::Tcp
 }
 
 #[cfg(test)]
