@@ -148,6 +148,21 @@ pub struct ServeArgs {
     /// address, https with TLS; loopback for a wildcard address).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<url::Url>,
+    /// Open HTTP connections at most, WebSockets included; more get a fast 503 (default:
+    /// sized from the open-files limit).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Open HTTP connections from one address (an IPv6 /64) at most (default 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_source: Option<u32>,
+    /// Hold loopback connections to --max-connections-per-source too (by default this
+    /// machine's own clients are not).
+    #[arg(long)]
+    pub limit_loopback: bool,
+    /// How long a client may take to send a request's head, also the idle time allowed
+    /// between requests, in ms (default 10000).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..))]
+    pub header_timeout_ms: Option<u64>,
 }
 
 /// Where the admin API is and the key to use.

@@ -76,6 +76,24 @@ pub struct ServerConfig {
     /// admin API hands out. `None` (the default): the listen address as a URL (loopback for
     /// a wildcard bind), `https` with TLS. With TLS it must be `https`.
     pub public_url: Option<Url>,
+    /// How long a client may take to send a request's head, counted from when its
+    /// connection starts waiting for one: a new connection's first request and each
+    /// keep-alive one, so this is also the idle timeout between requests (default 10 s).
+    /// Half-open requests are closed by it.
+    pub http_header_timeout: Duration,
+    /// How long a request, its body included, may take to be answered; later gets 408
+    /// (default 30 s). A WebSocket is past it once upgraded.
+    pub http_request_timeout: Duration,
+    /// Open HTTP connections at most, WebSockets included; more get a fast 503. `None`
+    /// (the default): three quarters of the open-files limit left after the SFU's share,
+    /// which the server raises to the system's ceiling at start.
+    pub max_connections: Option<usize>,
+    /// Open HTTP connections from one source (an IPv4 address or an IPv6 /64) at most
+    /// (default 256: a whole office behind one NAT can still join one meeting).
+    pub max_connections_per_source: usize,
+    /// Hold loopback connections (this machine: the desktop app, local bots, load tests)
+    /// to the per-source cap too (default false).
+    pub limit_loopback: bool,
 }
 
 impl ServerConfig {
@@ -102,6 +120,11 @@ impl ServerConfig {
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
             public_url: None,
+            http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(30),
+            max_connections: None,
+            max_connections_per_source: 256,
+            limit_loopback: false,
         }
     }
 

@@ -23,13 +23,15 @@
 //!
 //! Modules, in the order a request meets them:
 //! - [`server`]: start-up (storage, secrets, listener), the router, graceful shutdown.
+//! - [`http`]: the front door: accepting, TLS handshakes, connection caps, time limits.
+//! - [`limits`]: what one source may hold and try (connection caps, admin-key back-off).
 //! - [`auth`]: the admin key and participant tokens (HS256 JWTs).
 //! - [`rest`]: the admin API (`docs/API.md`).
 //! - [`signal`]: one task per WebSocket: frames in, room messages out.
 //! - [`rooms`]: one task per live meeting, driving its `onstage_room::Room` and fanning out
 //!   its events.
 //! - [`storage`]: SQLite (rusqlite + migrations) and the data dir's secret files.
-//! - [`tls`]: https/wss: certificates (files or self-signed) and the TLS listener.
+//! - [`tls`]: https/wss certificates (files or self-signed).
 //! - [`sfu`]: media: the str0m sessions and forwarding ([`sfu::engine`], sans-IO) and the
 //!   sockets ([`sfu::net`]: UDP on every interface, ICE-TCP, the announced addresses).
 //! - [`turn`]: per-participant credentials for a TURN relay (coturn), put in each welcome.
@@ -38,6 +40,8 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod rest;
 pub mod rooms;

@@ -19,6 +19,12 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `server_full` or `source_full`.
+    pub reason: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -30,6 +36,9 @@ pub struct Metrics {
     pub bad_frames: Counter,
     pub slow_clients: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub http_connections: Gauge,
+    pub http_refused: Family<RefusedLabels, Counter>,
+    pub admin_backoffs: Counter,
     pub sfu_received: Counter,
     pub sfu_forwarded: Counter,
     pub sfu_dropped: Counter,
@@ -90,6 +99,24 @@ impl Metrics {
             "http_requests",
             "Admin API requests by method and status",
             http_requests.clone(),
+        );
+        let http_connections = Gauge::default();
+        let http_refused = Family::<RefusedLabels, Counter>::default();
+        let admin_backoffs = Counter::default();
+        registry.register(
+            "http_connections",
+            "Open HTTP connections, WebSockets included",
+            http_connections.clone(),
+        );
+        registry.register(
+            "http_refused_connections",
+            "Connections refused with 503 (or closed) over a connection cap, by reason",
+            http_refused.clone(),
+        );
+        registry.register(
+            "admin_backoffs",
+            "Admin requests answered 429 because their source failed the key too often",
+            admin_backoffs.clone(),
         );
         let sfu_received = Counter::default();
         let sfu_forwarded = Counter::default();
@@ -163,6 +190,9 @@ impl Metrics {
             bad_frames,
             slow_clients,
             http_requests,
+            http_connections,
+            http_refused,
+            admin_backoffs,
             registry,
         }
     }

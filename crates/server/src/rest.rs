@@ -1,11 +1,14 @@
-//! The admin REST API (see `docs/API.md`). Every route needs the admin bearer key; every
-//! failure answers `{"success":false,"error":{code,message}}` and changes nothing.
+//! The admin REST API (see `docs/API.md`). Every route needs the admin bearer key, checked
+//! by [`require_admin`] before the handler runs; every failure answers
+//! `{"success":false,"error":{code,message}}` and changes nothing.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::limits::Source;
 use crate::rooms::now_ms;
 use crate::server::AppState;
 use crate::storage::{AddParticipant, DeletePreset, MeetingRecord};
@@ -67,8 +71,45 @@ fn ok(status: StatusCode, data: impl serde::Serialize) -> Response {
     (status, Json(json!({ "success": true, "data": data }))).into_response()
 }
 
-fn admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    app.auth.check_admin(headers)
+/// Every admin route goes through this first: a source that keeps failing the admin key
+/// waits (429 with `Retry-After`) before it may try again, without the key being looked at.
+pub async fn require_admin(State(app): Shared, request: Request, next: Next) -> Response {
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| Source::of(peer.ip()))
+        // Only the front door serves the router, and it always says who is asking.
+        .unwrap_or(Source::V4([0; 4]));
+    let now = std::time::Instant::now();
+    if let Err(wait) = app.admin_backoff.check(source, now) {
+        app.metrics.admin_backoffs.inc();
+        return too_many_failures(wait);
+    }
+    match app.auth.check_admin(request.headers()) {
+        Ok(()) => {
+            app.admin_backoff.succeeded(source);
+            next.run(request).await
+        }
+        // A request without a key guesses nothing; only a wrong key counts.
+        Err(refused) if crate::auth::bearer(request.headers()).is_none() => refused.into_response(),
+        Err(refused) => {
+            if app.admin_backoff.failed(source, now).is_some() {
+                tracing::warn!(?source, "admin key failures: the source now waits");
+            }
+            refused.into_response()
+        }
+    }
+}
+
+fn too_many_failures(wait: std::time::Duration) -> Response {
+    // Whole seconds, rounded up: a client that waits exactly this long is let in.
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        onstage_proto::ErrorCode::RateLimited,
+        format!("too many wrong admin keys from your address; try again in {secs} s"),
+    );
+    ([(axum::http::header::RETRY_AFTER, secs.to_string())], error).into_response()
 }
 
 #[derive(Deserialize)]
@@ -80,10 +121,8 @@ struct CreateMeeting {
 
 async fn create_meeting(
     State(app): Shared,
-    headers: HeaderMap,
     body: Result<ApiJson<CreateMeeting>, ApiError>,
 ) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
     let ApiJson(body) = body?;
     let title = clean_text("title", &body.title, 200)?;
     let max_on_stage = body.max_on_stage.unwrap_or(app.config.default_max_on_stage);
@@ -101,8 +140,7 @@ async fn create_meeting(
     Ok(ok(StatusCode::CREATED, meeting))
 }
 
-async fn list_meetings(State(app): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
+async fn list_meetings(State(app): Shared) -> Result<Response, ApiError> {
     Ok(ok(StatusCode::OK, app.storage.list_meetings().await?))
 }
 
@@ -113,12 +151,7 @@ async fn meeting_or_404(app: &AppState, id: &str) -> Result<MeetingRecord, ApiEr
         .ok_or_else(|| ApiError::not_found(format!("no meeting {id:?}")))
 }
 
-async fn get_meeting(
-    State(app): Shared,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
+async fn get_meeting(State(app): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     Ok(ok(StatusCode::OK, meeting_or_404(&app, &id).await?))
 }
 
@@ -132,11 +165,9 @@ struct AddParticipantBody {
 
 async fn add_participant(
     State(app): Shared,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<ApiJson<AddParticipantBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
     let ApiJson(body) = body?;
     let name = clean_text("name", &body.name, 100)?;
     if let Some(custom) = &body.custom_participant_id {
@@ -199,10 +230,8 @@ async fn add_participant(
 
 async fn list_participants(
     State(app): Shared,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
     let list = app
         .storage
         .list_participants(MeetingId::new(id.clone()))
@@ -211,12 +240,7 @@ async fn list_participants(
     Ok(ok(StatusCode::OK, list))
 }
 
-async fn stage(
-    State(app): Shared,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
+async fn stage(State(app): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let meeting = meeting_or_404(&app, &id).await?;
     let snapshot = app
         .rooms
@@ -280,8 +304,7 @@ fn validate_preset_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn list_presets(State(app): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
+async fn list_presets(State(app): Shared) -> Result<Response, ApiError> {
     let mut all = onstage_room::builtin_presets();
     all.extend(app.storage.list_presets().await?);
     Ok(ok(StatusCode::OK, all))
@@ -289,10 +312,8 @@ async fn list_presets(State(app): Shared, headers: HeaderMap) -> Result<Response
 
 async fn create_preset(
     State(app): Shared,
-    headers: HeaderMap,
     body: Result<ApiJson<Preset>, ApiError>,
 ) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
     let ApiJson(preset) = body?;
     validate_preset_name(&preset.name)?;
     if !app.storage.insert_preset(preset.clone(), now_ms()).await? {
@@ -304,12 +325,7 @@ async fn create_preset(
     Ok(ok(StatusCode::CREATED, preset))
 }
 
-async fn get_preset(
-    State(app): Shared,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
+async fn get_preset(State(app): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
     let preset = match onstage_room::builtin_preset(&name) {
         Some(p) => Some(p),
         None => app.storage.get_preset(name.clone()).await?,
@@ -321,11 +337,9 @@ async fn get_preset(
 
 async fn update_preset(
     State(app): Shared,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: Result<ApiJson<Preset>, ApiError>,
 ) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
     validate_preset_name(&name)?;
     let ApiJson(mut preset) = body?;
     preset.name = name.clone();
@@ -335,12 +349,7 @@ async fn update_preset(
     Ok(ok(StatusCode::OK, preset))
 }
 
-async fn delete_preset(
-    State(app): Shared,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
+async fn delete_preset(State(app): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
     validate_preset_name(&name)?;
     match app.storage.delete_preset(name.clone()).await? {
         DeletePreset::Deleted(p) => Ok(ok(StatusCode::OK, p)),

@@ -19,6 +19,7 @@ use onstage_proto::{Fingerprint, InviteLink, LinkError};
 use url::Url;
 
 use crate::error::{ApiError, ServerError};
+use crate::limits::{AdminBackoff, ConnectionLimits};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::rooms::Rooms;
 use crate::storage::{
@@ -34,6 +35,10 @@ pub struct AppState {
     pub auth: Auth,
     pub rooms: Rooms,
     pub metrics: Arc<Metrics>,
+    /// Failed admin keys, per source.
+    pub admin_backoff: AdminBackoff,
+    /// The HTTP connection caps.
+    pub limits: Arc<ConnectionLimits>,
     /// Flips to `true` when the server shuts down; every connection watches it.
     pub shutdown: watch::Receiver<bool>,
     /// Held (cloned) by every signaling connection; a graceful shutdown waits until every
@@ -81,8 +86,7 @@ pub struct RunningServer {
     sfu: Option<crate::sfu::Sfu>,
     tls: Option<ServerTls>,
     invites: Invites,
-    /// The TLS listener's accept task.
-    tls_accept: Option<JoinHandle<()>>,
+    limits: Arc<ConnectionLimits>,
 }
 
 /// Asks a [`RunningServer`] to shut down gracefully from anywhere. Cheap to clone.
@@ -135,6 +139,11 @@ impl RunningServer {
         self.sfu.as_ref().map(|s| s.local_addr())
     }
 
+    /// The HTTP connection caps and how many connections are open now.
+    pub fn connection_limits(&self) -> &ConnectionLimits {
+        &self.limits
+    }
+
     /// The SFU handle (for its counters), when media is on.
     pub fn sfu(&self) -> Option<&crate::sfu::Sfu> {
         self.sfu.as_ref()
@@ -176,15 +185,6 @@ impl RunningServer {
         if !http_done && tokio::time::timeout_at(deadline, &mut task).await.is_err() {
             tracing::warn!("shutdown timed out; aborting the HTTP server");
             task.abort();
-        }
-        if let Some(mut accept) = self.tls_accept {
-            // It ends as soon as it sees the stop; once it has, the port is free.
-            if tokio::time::timeout_at(deadline, &mut accept)
-                .await
-                .is_err()
-            {
-                accept.abort();
-            }
         }
         if let Some(sfu) = &self.sfu {
             if tokio::time::timeout_at(deadline, sfu.shutdown())
@@ -358,6 +358,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         return Err(ServerError::Config("the admin key is empty".into()));
     }
 
+    let open_files = crate::http::raise_open_files_limit();
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(|| crate::http::default_max_connections(open_files));
+    let limits = ConnectionLimits::new(
+        max_connections,
+        config.max_connections_per_source,
+        config.limit_loopback,
+    );
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -404,19 +413,28 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let shutdown_timeout = config.shutdown_timeout;
     let max_body = config.max_body_bytes;
     let handshake_timeout = config.tls_handshake_timeout;
+    let header_timeout = config.http_header_timeout;
+    let request_timeout = config.http_request_timeout;
     let state = Arc::new(AppState {
         auth: Auth::new(admin_key.clone(), &jwt_secret, config.token_ttl),
         config,
         storage,
         rooms: rooms.clone(),
         metrics: metrics.clone(),
+        admin_backoff: AdminBackoff::new(),
+        limits: limits.clone(),
         shutdown: shutdown.clone(),
         alive,
         invites: invites.clone(),
     });
 
     let app = Router::new()
-        .merge(crate::rest::routes())
+        .merge(
+            crate::rest::routes().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::rest::require_admin,
+            )),
+        )
         .route("/v1/signal", get(crate::signal::handler))
         .route(
             "/healthz",
@@ -431,6 +449,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
                 "method not allowed on this route",
             )
         })
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            request_deadline(request_timeout, req, next)
+        }))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -438,37 +459,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
 
-    let mut stopped = shutdown.clone();
-    let stopped = async move {
-        let _ = stopped.wait_for(|s| *s).await;
+    let door = crate::http::FrontDoor {
+        app,
+        limits: limits.clone(),
+        tls: tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config.clone())),
+        handshake_timeout,
+        header_timeout,
+        metrics: metrics.clone(),
     };
-    // The same axum server either way; with TLS its listener yields finished handshakes.
-    let mut tls_accept = None;
-    let task = match &tls {
-        None => tokio::spawn(async move {
-            // Signaling is small messages both ways: Nagle's algorithm would hold a reply
-            // behind an event until the peer's delayed ACK (up to 40 ms).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "server failed");
-            }
-        }),
-        Some(tls) => {
-            let (listener, accept) =
-                crate::tls::TlsListener::new(listener, tls, handshake_timeout, shutdown.clone())
-                    .map_err(|source| ServerError::Bind { addr, source })?;
-            tls_accept = Some(accept);
-            tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "server failed");
-                }
-            })
-        }
-    };
+    let task = tokio::spawn(door.serve(listener, shutdown.clone()));
     tracing::info!(%addr, tls = tls.is_some(), public_url = %invites.server, "listening");
     Ok(RunningServer {
         addr,
@@ -482,11 +483,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         sfu,
         tls,
         invites,
-        tls_accept,
+        limits,
     })
 }
 
 async fn render_metrics(State(app): State<Arc<AppState>>) -> Response {
+    let open = i64::try_from(app.limits.open()).unwrap_or(i64::MAX);
+    app.metrics.http_connections.set(open);
     (
         StatusCode::OK,
         [(
@@ -496,6 +499,27 @@ async fn render_metrics(State(app): State<Arc<AppState>>) -> Response {
         app.metrics.render(),
     )
         .into_response()
+}
+
+/// A request not answered within the timeout (a client dripping its body, say) gets 408
+/// and its connection is closed.
+async fn request_deadline(timeout: std::time::Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                onstage_proto::ErrorCode::BadRequest,
+                format!("the request was not complete within {timeout:?}"),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
 }
 
 async fn count_requests(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {

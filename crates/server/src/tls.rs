@@ -1,34 +1,22 @@
-//! HTTPS and WSS: the server's certificate (from PEM files, or self-signed and kept in the
-//! data dir) and a listener that runs each TLS handshake on its own task, bounded in time.
+//! HTTPS and WSS: the server's certificate, from PEM files or self-signed and kept in the
+//! data dir.
 //!
-//! The listener hands finished TLS streams to `axum::serve`, so graceful shutdown, body
-//! limits, metrics and WebSocket upgrades work exactly as over plain TCP. A client that
-//! sends garbage, speaks plain HTTP to the TLS port or stalls mid-handshake costs only its
-//! own connection: its handshake fails or times out on its own task while others proceed.
+//! The handshakes themselves run in [`crate::http`], each on its connection's own task and
+//! bounded in time, so a client that sends garbage, speaks plain HTTP to the TLS port or
+//! stalls mid-handshake costs only its own connection (and its place in the caps).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use onstage_proto::Fingerprint;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 /// The self-signed certificate and its key, in the data dir.
 pub const SELF_SIGNED_CERT_FILE: &str = "tls_cert.pem";
 pub const SELF_SIGNED_KEY_FILE: &str = "tls_key.pem";
-
-/// At most this many handshakes run at once; past that the listener stops accepting until
-/// one finishes (the kernel's backlog holds the rest), so a flood of stalled handshakes
-/// holds a bounded number of sockets and tasks.
-const MAX_HANDSHAKES: usize = 256;
 
 /// Where the server's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,112 +223,6 @@ fn self_signed_names() -> Vec<String> {
         }
     }
     names
-}
-
-/// A TCP listener whose connections come out TLS-wrapped: the `axum::serve` listener when
-/// TLS is on. Accepting and handshaking happen on a background task that ends, closing
-/// the port and aborting the handshakes still under way, when the server stops or this is
-/// dropped (axum drops its listener when a graceful shutdown starts).
-pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// The listener and its accept task (awaited at shutdown, so that the port is free
-    /// once the server has stopped).
-    pub(crate) fn new(
-        tcp: TcpListener,
-        tls: &ServerTls,
-        handshake_timeout: Duration,
-        stop: watch::Receiver<bool>,
-    ) -> io::Result<(Self, JoinHandle<()>)> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(16);
-        let acceptor = TlsAcceptor::from(tls.config.clone());
-        let task = tokio::spawn(accept_loop(tcp, acceptor, handshake_timeout, tx, stop));
-        Ok((Self { ready, local }, task))
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept task only ends once this listener is gone; should it ever end
-            // first, accept nothing more rather than spin.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-async fn accept_loop(
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut handshakes = JoinSet::new();
-    let stopped = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    };
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            () = ready.closed() => break,
-            () = &mut stopped => break,
-            Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
-                if let Ok(Some(conn)) = done {
-                    if ready.send(conn).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            accepted = tcp.accept(), if handshakes.len() < MAX_HANDSHAKES => match accepted {
-                Ok((stream, peer)) => {
-                    // Small signaling messages: no Nagle delay (as on the plain listener).
-                    let _ = stream.set_nodelay(true);
-                    let acceptor = acceptor.clone();
-                    handshakes.spawn(async move {
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => Some((tls, peer)),
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                None
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                None
-                            }
-                        }
-                    });
-                }
-                Err(e) => accept_error(e).await,
-            },
-        }
-    }
-}
-
-/// As axum's own TCP listener does: a connection that died before it was accepted is
-/// nothing; anything else (out of file descriptors) is logged and paced.
-async fn accept_error(e: io::Error) {
-    use io::ErrorKind::*;
-    if matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accept error");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 #[cfg(test)]

@@ -242,10 +242,21 @@ async fn a_missing_or_wrong_admin_key_is_unauthorized_everywhere() {
         ("DELETE", "/v1/presets/p".into(), None),
     ];
     let wrong = format!("{}x", srv.key);
+    // Each wrong key from its own address: one source failing this often would be made
+    // to wait (see the back-off test).
+    let mut source = 10u8;
     for (method, path, body) in routes {
         for key in [None, Some(wrong.as_str()), Some("")] {
+            source += 1;
+            let from = std::net::Ipv4Addr::new(127, 0, 0, source);
             let (status, reply) = srv
-                .raw(method, &path, body.as_ref().map(Value::to_string), key)
+                .raw_from(
+                    from,
+                    method,
+                    &path,
+                    body.as_ref().map(Value::to_string),
+                    key,
+                )
                 .await;
             assert_error(status, &reply, 401, "unauthorized");
         }

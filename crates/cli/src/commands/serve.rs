@@ -88,6 +88,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         _ => None,
     };
     config.public_url = args.public_url;
+    if let Some(max) = args.max_connections {
+        config.max_connections = Some(max as usize);
+    }
+    if let Some(max) = args.max_connections_per_source {
+        config.max_connections_per_source = max as usize;
+    }
+    config.limit_loopback = args.limit_loopback;
+    if let Some(ms) = args.header_timeout_ms {
+        config.http_header_timeout = Duration::from_millis(ms);
+    }
     let server = match onstage_server::start(config).await {
         Ok(server) => server,
         Err(e) => {

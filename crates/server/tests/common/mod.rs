@@ -74,8 +74,36 @@ impl Srv {
         body: Option<String>,
         key: Option<&str>,
     ) -> (u16, Value) {
+        self.raw_with(&self.http, method, path, body, key).await
+    }
+
+    /// [`Self::raw`] from another loopback address (`127.0.0.N`): another source, as the
+    /// server's per-source limits see it.
+    pub async fn raw_from(
+        &self,
+        source: std::net::Ipv4Addr,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::V4(source))
+            .build()
+            .expect("http client");
+        self.raw_with(&client, method, path, body, key).await
+    }
+
+    async fn raw_with(
+        &self,
+        client: &reqwest::Client,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        let mut req = client.request(method, format!("{}{path}", self.url));
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }
