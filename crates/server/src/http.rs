@@ -63,10 +63,13 @@ impl FrontDoor {
         let door = Arc::new(self);
         let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
         let mut connections = JoinSet::new();
+        let mut trim = Trim::default();
         loop {
             tokio::select! {
                 () = stopped(&mut stop) => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                Some(_) = connections.join_next(), if !connections.is_empty() => {
+                    trim.closed(door.limits.open());
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         // Signaling is small messages both ways: Nagle's algorithm would
@@ -74,6 +77,7 @@ impl FrontDoor {
                         let _ = tcp.set_nodelay(true);
                         match door.limits.admit(peer.ip()) {
                             Ok(permit) => {
+                                trim.opened(door.limits.open());
                                 connections.spawn(door.clone().connection(tcp, peer, permit, stop.clone()));
                             }
                             Err(refusal) => {
@@ -148,6 +152,44 @@ impl FrontDoor {
                 let _ = connection.await;
             }
         }
+    }
+}
+
+/// Gives the memory of closed connections back to the system after a flood.
+///
+/// glibc's allocator keeps what thousands of connections had allocated in its per-thread
+/// arenas, fragmented, and each flood left the process larger than the last (BENCHMARKS.md,
+/// "Floods"). Once most of a crowd of connections has gone, `malloc_trim` returns the free
+/// pages. It runs only after a drop of [`Trim::AFTER_CLOSED`] connections, so ordinary
+/// coming and going never pays for it.
+#[derive(Debug, Default)]
+struct Trim {
+    /// The most connections open since the last trim.
+    high_water: usize,
+}
+
+impl Trim {
+    const AFTER_CLOSED: usize = 1000;
+
+    fn opened(&mut self, open: usize) {
+        self.high_water = self.high_water.max(open);
+    }
+
+    fn closed(&mut self, open: usize) {
+        if self.high_water >= open + Self::AFTER_CLOSED && open <= self.high_water / 2 {
+            self.high_water = open;
+            // It walks every arena: off the async threads.
+            tokio::task::spawn_blocking(trim_allocator);
+        }
+    }
+}
+
+/// Returns free heap memory to the system, where the allocator can.
+pub fn trim_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
