@@ -498,14 +498,13 @@ impl Driver {
             }
             ServerMessage::Goodbye { reason } => {
                 tracing::info!(?reason, "the server closes the connection");
-                match reason {
-                    CloseReason::Left | CloseReason::Replaced => {
-                        close_quietly(ws).await;
-                        Some(Ended::Over {
-                            left: reason == CloseReason::Left,
-                        })
-                    }
-                    CloseReason::Shutdown | CloseReason::TooSlow => Some(Ended::Dropped),
+                if reason.is_final() {
+                    close_quietly(ws).await;
+                    Some(Ended::Over {
+                        left: reason == CloseReason::Left,
+                    })
+                } else {
+                    Some(Ended::Dropped)
                 }
             }
             ServerMessage::Media { event } => {
