@@ -23,8 +23,9 @@ pub struct Claims {
     /// current generation opens a session, so issuing a new token revokes the older ones.
     /// Tokens from before generations existed carry none and count as generation 0, the
     /// generation their participants were given.
-    #[serde(default)]
-    pub gen: u64,
+    /// (`gen` on the wire; `gen` is a reserved word from Rust 2024 on.)
+    #[serde(default, rename = "gen")]
+    pub generation: u64,
 }
 
 impl Claims {
@@ -81,13 +82,13 @@ impl Auth {
         }
     }
 
-    /// A token for a participant of a meeting at token generation `gen`, valid for the
+    /// A token for a participant of a meeting at token `generation`, valid for the
     /// configured lifetime (or until a newer generation is issued).
     pub fn mint(
         &self,
         meeting: &MeetingId,
         user: &UserId,
-        gen: u64,
+        generation: u64,
         now: UnixMillis,
     ) -> Result<String, ApiError> {
         let iat = now / 1000;
@@ -96,7 +97,7 @@ impl Auth {
             meeting_id: meeting.to_string(),
             iat,
             exp: iat.saturating_add(self.token_ttl.as_secs()),
-            gen,
+            generation,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::internal(format!("cannot sign token: {e}")))
@@ -140,7 +141,11 @@ mod tests {
             .expect("mint");
         let claims = auth.verify(&token).expect("verify");
         assert_eq!(
-            (claims.sub.as_str(), claims.meeting_id.as_str(), claims.gen),
+            (
+                claims.sub.as_str(),
+                claims.meeting_id.as_str(),
+                claims.generation
+            ),
             ("u", "m", 7)
         );
         let other = Auth::new("k".into(), "other", Duration::from_secs(60));
@@ -169,7 +174,7 @@ mod tests {
             &EncodingKey::from_secret(b"secret"),
         )
         .expect("sign");
-        assert_eq!(auth.verify(&token).expect("verify").gen, 0);
+        assert_eq!(auth.verify(&token).expect("verify").generation, 0);
     }
 
     #[test]

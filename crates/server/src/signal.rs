@@ -80,13 +80,13 @@ pub async fn handler(
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if claims.gen != record.participant.token_generation {
+    if claims.generation != record.participant.token_generation {
         return ApiError::token_revoked(
             "this token was revoked: the participant has been issued a newer one",
         )
         .into_response();
     }
-    let generation = claims.gen;
+    let generation = claims.generation;
     let Some(preset) = record.preset else {
         return ApiError::unauthorized(format!(
             "the participant's preset {:?} no longer exists",
