@@ -581,10 +581,13 @@ impl RoomTask {
                 if self
                     .conns
                     .get(&user)
-                    .is_some_and(|c| c.generation <= generation)
+                    .is_some_and(|c| c.generation > generation)
                 {
-                    self.end_conn(&user, CloseReason::Removed);
+                    // Added again since, and seated with the new token: that session is
+                    // not the one removed.
+                    return;
                 }
+                self.end_conn(&user, CloseReason::Removed);
                 if self.room.remove_member(&user, now) {
                     tracing::info!(meeting = %self.meeting, user = %user, "participant removed");
                 }
@@ -952,6 +955,11 @@ mod tests {
         // Added again (a newer generation): welcome.
         let mut back = seat(&rooms, &meeting, "ann", 4, 4).await;
         assert!(matches!(back.try_recv(), Ok(Outbound::Text(t)) if t.as_str().contains("welcome")));
+        // A removal of the earlier generation arriving late leaves the new session alone.
+        rooms.remove(&meeting, UserId::new("ann"), 3).await;
+        let snapshot = rooms.snapshot(&meeting).await.expect("live");
+        assert_eq!(snapshot.participants.len(), 2);
+        assert!(back.try_recv().is_err(), "no goodbye");
 
         rooms.delete(&meeting).await;
         assert_eq!(goodbye(&mut back).await, Some(CloseReason::MeetingDeleted));
