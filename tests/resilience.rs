@@ -458,16 +458,26 @@ async fn expired_and_forged_tokens_are_unauthorized_and_metrics_count_the_traffi
     use jsonwebtoken::{encode, EncodingKey, Header};
     let server = TestServer::start().await;
     let meeting = server.create_meeting("tokens").await;
-    let (user, _) = server.add_participant(&meeting, "Late", "viewer").await;
+    let (user, issued) = server.add_participant(&meeting, "Late", "viewer").await;
     let secret = std::fs::read_to_string(server.data_dir().join("jwt_secret")).expect("secret");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
+    // The participant's token generation, as the issued token carries it.
+    let gen = jsonwebtoken::decode::<Value>(
+        &issued,
+        &jsonwebtoken::DecodingKey::from_secret(secret.trim().as_bytes()),
+        &jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256),
+    )
+    .expect("the issued token decodes")
+    .claims["gen"]
+        .clone();
     let mint = |secret: &str, exp: u64| {
         encode(
             &Header::default(),
-            &json!({"sub": user, "meeting_id": meeting, "iat": now - 7200, "exp": exp}),
+            &json!({"sub": user, "meeting_id": meeting, "iat": now - 7200, "exp": exp,
+                    "gen": gen}),
             &EncodingKey::from_secret(secret.trim().as_bytes()),
         )
         .expect("mint")
@@ -562,4 +572,92 @@ async fn an_empty_room_is_freed_and_a_later_join_starts_a_new_one() {
     assert_eq!(again.meeting.stage().status(), StageStatus::OffStage);
     assert_eq!(again.meeting.participants().len(), 1);
     assert_eq!(rooms_gauge().await.as_deref(), Some("onstage_rooms 1"));
+}
+
+/// Issues `id` (again) in `meeting`; returns its token.
+async fn issue(server: &TestServer, meeting: &str, id: &str) -> String {
+    let (status, body) = server
+        .admin(
+            "POST",
+            &format!("/v1/meetings/{meeting}/participants"),
+            Some(json!({"name": id, "preset_name": "speaker", "custom_participant_id": id})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn the_sdk_stops_for_good_on_a_revoked_token_a_removal_and_a_deleted_meeting() {
+    use onstage_client::{ClientError, CloseReason};
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("cut off").await;
+    let mut host = server.join(&meeting, "Host", "host").await;
+
+    // Re-issued: the session of the old token ends, and says so.
+    let old = issue(&server, &meeting, "ann").await;
+    let mut ann = Client::join(&server.url, &old).await;
+    let new = issue(&server, &meeting, "ann").await;
+    ann.expect_event(
+        "connectionStateUpdate",
+        json!({"state":"disconnected","reason":"revoked"}),
+    )
+    .await;
+    assert_eq!(ann.meeting.end_reason(), Some(CloseReason::Revoked));
+    assert_eq!(
+        ann.meeting
+            .stage()
+            .request_access()
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::TokenRevoked
+    );
+    assert!(
+        !ann.seen.iter().any(|e| e["state"] == "reconnecting"),
+        "{:?}",
+        ann.seen
+    );
+    let err = onstage_client::Meeting::join(&server.url, &old)
+        .await
+        .expect_err("the old token is refused");
+    assert!(matches!(err, ClientError::TokenRevoked(_)), "{err:?}");
+
+    // The new token works; then the participant is removed.
+    let mut ann = Client::join(&server.url, &new).await;
+    ann.meeting.stage().join().await.expect("on stage");
+    let (status, body) = server
+        .admin(
+            "DELETE",
+            &format!("/v1/meetings/{meeting}/participants/ann"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ann.expect_event(
+        "connectionStateUpdate",
+        json!({"state":"disconnected","reason":"removed"}),
+    )
+    .await;
+    host.expect_event(
+        "participantLeft",
+        json!({"user_id":"ann","reason":"removed"}),
+    )
+    .await;
+    assert!(host.meeting.participant(&"ann".into()).is_none());
+
+    // The meeting deleted: everyone is told.
+    let (status, body) = server
+        .admin("DELETE", &format!("/v1/meetings/{meeting}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    host.expect_event(
+        "connectionStateUpdate",
+        json!({"state":"disconnected","reason":"meeting_deleted"}),
+    )
+    .await;
+    assert_eq!(
+        host.meeting.stage().join().await,
+        Err(ClientError::Ended(CloseReason::MeetingDeleted))
+    );
 }

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use onstage_client::proto::StageAccess;
 use onstage_client::Fingerprint;
 use onstage_client::{
-    AccessRequest, ConnectionState, Meeting, Participant, StageMedia, StageStatus, UserId,
+    AccessRequest, CloseReason, ConnectionState, Meeting, Participant, StageMedia, StageStatus,
+    UserId,
 };
 use onstage_server::RunningServer;
 
@@ -97,6 +98,10 @@ pub struct View {
 pub struct Session {
     pub meeting_id: String,
     pub connection: ConnectionState,
+    /// Once `disconnected`: why, when the meeting ended for a known reason (`left`,
+    /// `replaced`, `revoked`, `removed`, `meeting_deleted`), for the UI to say so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<CloseReason>,
     pub me: Me,
     pub participants: Vec<ParticipantView>,
     pub queue: Vec<AccessRequest>,
@@ -191,6 +196,7 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
     Session {
         meeting_id: meeting.meeting_id().to_string(),
         connection: meeting.connection_state(),
+        end_reason: meeting.end_reason(),
         me: Me {
             participant: participant(meeting.self_()),
             can,

@@ -80,7 +80,10 @@ calls made while the connection is down get connection_lost.
 Events are printed as they happen, one line each, with an \"event\" key: stageStatusUpdate,
 stageAccessRequestUpdate, newStageRequest, stageRequestApproved, stageRequestRejected,
 participantStageStatus, participantJoined, participantLeft, participantConnection,
-connectionStateUpdate.
+connectionStateUpdate. The last connectionStateUpdate, {\"state\":\"disconnected\"}, says why when
+the server ended the session for good, in \"reason\": left, replaced (the same token joined
+elsewhere), revoked (a newer token was issued), removed (an admin removed the participant)
+or meeting_deleted; the bot never reconnects after those.
 
 End of input (or Ctrl-C / SIGTERM) leaves the meeting and exits with status 0.";
 
@@ -198,6 +201,15 @@ pub enum MeetingCommand {
         #[arg(long, value_name = "N")]
         max_on_stage: Option<u32>,
     },
+    /// Delete a meeting and its participants. Everyone in it is disconnected
+    /// (goodbye meeting_deleted) and every token of it stops working. Prints {"id":"..."}.
+    Delete {
+        #[command(flatten)]
+        conn: AdminConnection,
+        /// The meeting's id.
+        #[arg(long, value_name = "ID")]
+        meeting: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,9 +228,22 @@ pub enum ParticipantCommand {
         #[arg(long)]
         preset: String,
         /// Use this user id (RealtimeKit's custom_participant_id); adding it again updates
-        /// the name and preset and issues a fresh token.
+        /// the name and preset and issues a fresh token, which revokes the one before (its
+        /// live session ends with goodbye revoked).
         #[arg(long, value_name = "U")]
         user_id: Option<String>,
+    },
+    /// Remove a participant from a meeting. Its live session ends (goodbye removed), it
+    /// leaves the stage and the queue, and its tokens stop working. Prints {"user_id":"..."}.
+    Remove {
+        #[command(flatten)]
+        conn: AdminConnection,
+        /// The meeting's id.
+        #[arg(long, value_name = "ID")]
+        meeting: String,
+        /// The participant's user id.
+        #[arg(long, value_name = "U")]
+        user_id: String,
     },
 }
 
@@ -502,6 +527,52 @@ mod tests {
         };
         assert_eq!(stage_access, StageAccess::CanRequest);
         assert!(!accept_stage_requests && kick_participant && no_stage);
+
+        let cli = parse(&[
+            "participant",
+            "remove",
+            "--server",
+            "http://h:1",
+            "--meeting",
+            "m",
+            "--user-id",
+            "u",
+        ])
+        .unwrap();
+        let Command::Participant(ParticipantCommand::Remove {
+            meeting, user_id, ..
+        }) = cli.command
+        else {
+            panic!("participant remove")
+        };
+        assert_eq!((meeting.as_str(), user_id.as_str()), ("m", "u"));
+        assert!(
+            parse(&[
+                "participant",
+                "remove",
+                "--server",
+                "http://h:1",
+                "--meeting",
+                "m"
+            ])
+            .is_err(),
+            "the user id is required"
+        );
+
+        let cli = parse(&[
+            "meeting",
+            "delete",
+            "--server",
+            "http://h:1",
+            "--meeting",
+            "m",
+        ])
+        .unwrap();
+        let Command::Meeting(MeetingCommand::Delete { meeting, .. }) = cli.command else {
+            panic!("meeting delete")
+        };
+        assert_eq!(meeting, "m");
+        assert!(parse(&["meeting", "delete", "--server", "http://h:1"]).is_err());
     }
 
     #[test]

@@ -436,6 +436,98 @@ async fn serve_refuses_a_short_admin_key() {
 }
 
 #[tokio::test]
+async fn reissue_remove_and_delete_cut_bots_off_for_good() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_server, url, key) = serve(data.path()).await;
+    let meeting = once_ok(
+        &["meeting", "create", "--server", &url, "--title", "cut"],
+        &key,
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, old) = add(&url, &key, &meeting, "vera", "viewer").await;
+    let (mut vera, _) = bot("vera", &url, &old).await;
+
+    // Issued again: the bot on the old token is told, and stays out.
+    let (_, new) = add(&url, &key, &meeting, "vera", "viewer").await;
+    vera.expect_event(
+        "connectionStateUpdate",
+        json!({"state":"disconnected","reason":"revoked"}),
+    )
+    .await;
+    let reply = vera
+        .call(json!({"id":1,"call":"stage.requestAccess"}))
+        .await;
+    assert_eq!(code_of(&reply), "token_revoked", "{reply}");
+    let (refused, output) = once(&["bot", "--server", &url, "--token", &old], "").await;
+    assert!(!output.status.success());
+    assert_eq!(refused["error"]["code"], "token_revoked", "{refused}");
+
+    // Removed: `participant remove` prints the user id; the bot is told.
+    let (mut vera, _) = bot("vera2", &url, &new).await;
+    let removed = once_ok(
+        &[
+            "participant",
+            "remove",
+            "--server",
+            &url,
+            "--meeting",
+            &meeting,
+            "--user-id",
+            "vera",
+        ],
+        &key,
+    )
+    .await;
+    assert_eq!(removed, json!({"user_id":"vera"}));
+    vera.expect_event(
+        "connectionStateUpdate",
+        json!({"state":"disconnected","reason":"removed"}),
+    )
+    .await;
+    let (line, output) = once(
+        &[
+            "participant",
+            "remove",
+            "--server",
+            &url,
+            "--meeting",
+            &meeting,
+            "--user-id",
+            "vera",
+        ],
+        &key,
+    )
+    .await;
+    assert!(!output.status.success());
+    assert_eq!(line["error"]["code"], "not_found", "{line}");
+
+    // Deleted: `meeting delete` prints the id; the bot still in it is told.
+    let (_, hana) = add(&url, &key, &meeting, "hana", "host").await;
+    let (mut hana, _) = bot("hana", &url, &hana).await;
+    let deleted = once_ok(
+        &["meeting", "delete", "--server", &url, "--meeting", &meeting],
+        &key,
+    )
+    .await;
+    assert_eq!(deleted, json!({"id": meeting}));
+    hana.expect_event(
+        "connectionStateUpdate",
+        json!({"state":"disconnected","reason":"meeting_deleted"}),
+    )
+    .await;
+    let (line, output) = once(
+        &["meeting", "delete", "--server", &url, "--meeting", &meeting],
+        &key,
+    )
+    .await;
+    assert!(!output.status.success());
+    assert_eq!(line["error"]["code"], "not_found", "{line}");
+}
+
+#[tokio::test]
 async fn admin_commands_without_a_server_fail_cleanly() {
     let (line, output) = once(
         &[

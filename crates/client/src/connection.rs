@@ -20,7 +20,8 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use onstage_proto::{
-    Call, CallResult, CloseReason, Fingerprint, LinkError, Request, ServerMessage, Welcome,
+    Call, CallResult, CloseReason, ErrorCode, Fingerprint, LinkError, Request, ServerMessage,
+    Welcome,
 };
 
 use crate::mirror::Mirror;
@@ -71,6 +72,23 @@ pub(crate) struct State {
     first: Option<mpsc::UnboundedReceiver<MeetingEvent>>,
     /// Set once the task has ended: no more events will come.
     finished: bool,
+    /// Why the session ended, when known (see [`State::closed_error`]).
+    pub(crate) ended: Option<CloseReason>,
+}
+
+impl State {
+    /// What a call gets once the meeting is over for this handle: the server's reason when
+    /// it ended the session ([`ClientError::Ended`]), else [`ClientError::Closed`].
+    pub(crate) fn closed_error(&self) -> ClientError {
+        closed_error(self.ended)
+    }
+}
+
+fn closed_error(reason: Option<CloseReason>) -> ClientError {
+    match reason {
+        Some(reason) if reason != CloseReason::Left => ClientError::Ended(reason),
+        _ => ClientError::Closed,
+    }
 }
 
 impl Shared {
@@ -83,6 +101,7 @@ impl Shared {
                 subscribers: vec![tx],
                 first: Some(rx),
                 finished: false,
+                ended: None,
             }),
         }
     }
@@ -198,14 +217,19 @@ async fn connect_inner(url: &Url, connector: &Connector) -> Result<(Ws, Welcome)
                 return match serde_json::from_str::<ServerMessage>(text.as_str()) {
                     Ok(ServerMessage::Welcome(welcome)) => Ok((ws, *welcome)),
                     Ok(ServerMessage::Error { error }) => Err(ClientError::Server(error)),
+                    // Turned away for good before the welcome (a token revoked or a
+                    // participant removed just as it connected): say why, never retry.
+                    Ok(ServerMessage::Goodbye { reason }) if reason.is_final() => {
+                        Err(ClientError::Ended(reason))
+                    }
                     Ok(ServerMessage::Goodbye { reason }) => Err(ClientError::Connect(format!(
-                        "the server closed the connection ({reason:?})"
+                        "the server closed the connection ({reason})"
                     ))),
                     Ok(_) => Err(ClientError::Protocol(
                         "the first message was not a welcome".into(),
                     )),
                     Err(e) => Err(ClientError::Protocol(format!("unreadable welcome: {e}"))),
-                }
+                };
             }
             Some(Ok(Message::Close(_))) | None => {
                 return Err(ClientError::Connect(
@@ -221,12 +245,22 @@ async fn connect_inner(url: &Url, connector: &Connector) -> Result<(Ws, Welcome)
 fn handshake_error(e: tungstenite::Error) -> ClientError {
     match e {
         tungstenite::Error::Http(response) => {
-            let message = response
+            let body = response
                 .body()
                 .as_deref()
-                .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+                .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok());
+            let message = body
+                .as_ref()
                 .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned));
-            if response.status() == 401 {
+            let code = body
+                .as_ref()
+                .and_then(|v| v.pointer("/error/code")?.as_str().map(str::to_owned));
+            if response.status() == 401 && code.as_deref() == Some(ErrorCode::TokenRevoked.as_str())
+            {
+                ClientError::TokenRevoked(
+                    message.unwrap_or_else(|| "the server revoked the token".into()),
+                )
+            } else if response.status() == 401 {
                 ClientError::Unauthorized(
                     message.unwrap_or_else(|| "the server refused the token".into()),
                 )
@@ -249,8 +283,9 @@ fn handshake_error(e: tungstenite::Error) -> ClientError {
 enum Ended {
     /// The socket dropped (or the server asked us to come back later): reconnect.
     Dropped,
-    /// Over for good. `left` when it ended by leaving the meeting.
-    Over { left: bool },
+    /// Over for good: `left` when it ended by leaving the meeting, or the server's final
+    /// goodbye; `None` when every handle is gone.
+    Over { reason: Option<CloseReason> },
 }
 
 pub(crate) struct Driver {
@@ -266,6 +301,8 @@ pub(crate) struct Driver {
     leave_id: Option<u64>,
     /// The id of an in-flight `meeting.snapshot` (asked by the mirror after a gap).
     snapshot_id: Option<u64>,
+    /// Why the session ended for good, when known: told with the final `disconnected`.
+    end_reason: Option<CloseReason>,
 }
 
 impl Driver {
@@ -287,20 +324,23 @@ impl Driver {
             deferred: Vec::new(),
             leave_id: None,
             snapshot_id: None,
+            end_reason: None,
         }
     }
 
     pub(crate) async fn run(mut self, mut ws: Ws) {
         loop {
             match self.serve(&mut ws).await {
-                Ended::Over { left } => {
-                    self.fail_pending(left, ClientError::Closed);
+                Ended::Over { reason } => {
+                    self.end_reason = reason;
+                    self.fail_pending(reason == Some(CloseReason::Left), closed_error(reason));
                     break;
                 }
                 Ended::Dropped => {
                     if self.leave_id.is_some() {
                         // Leaving and the socket went: we are gone either way (the server
                         // times the session out after its grace period).
+                        self.end_reason = Some(CloseReason::Left);
                         self.fail_pending(true, ClientError::ConnectionLost);
                         break;
                     }
@@ -311,6 +351,7 @@ impl Driver {
                         vec![MeetingEvent::ConnectionStateUpdate {
                             state: ConnectionState::Reconnecting,
                             resumed: None,
+                            reason: None,
                         }]
                     });
                     let Some((new_ws, welcome)) = self.reconnect().await else {
@@ -325,23 +366,30 @@ impl Driver {
                         events.push(MeetingEvent::ConnectionStateUpdate {
                             state: ConnectionState::Connected,
                             resumed: Some(resumed),
+                            reason: None,
                         });
                         events
                     });
                 }
             }
         }
+        let reason = self.end_reason;
+        if let Some(reason) = reason {
+            tracing::info!(%reason, "the meeting is over for this participant");
+        }
         self.shared.publish(|state| {
             state.connection = ConnectionState::Disconnected;
+            state.ended = reason;
             vec![MeetingEvent::ConnectionStateUpdate {
                 state: ConnectionState::Disconnected,
                 resumed: None,
+                reason,
             }]
         });
         self.shared.finish();
         self.commands.close();
         while let Ok(Command::Call { reply, .. }) = self.commands.try_recv() {
-            let _ = reply.send(Err(ClientError::Closed));
+            let _ = reply.send(Err(closed_error(reason)));
         }
     }
 
@@ -376,7 +424,7 @@ impl Driver {
                         // Every handle is gone: close without leaving (the server keeps the
                         // session for its grace period).
                         close_quietly(ws).await;
-                        return Ended::Over { left: false };
+                        return Ended::Over { reason: None };
                     };
                     if self.send_call(ws, call, Some(reply)).await.is_err() {
                         return Ended::Dropped;
@@ -477,7 +525,9 @@ impl Driver {
                     self.leave_id = None;
                     if ok {
                         close_quietly(ws).await;
-                        return Some(Ended::Over { left: true });
+                        return Some(Ended::Over {
+                            reason: Some(CloseReason::Left),
+                        });
                     }
                 }
                 None
@@ -498,14 +548,16 @@ impl Driver {
             }
             ServerMessage::Goodbye { reason } => {
                 tracing::info!(?reason, "the server closes the connection");
-                match reason {
-                    CloseReason::Left | CloseReason::Replaced => {
-                        close_quietly(ws).await;
-                        Some(Ended::Over {
-                            left: reason == CloseReason::Left,
-                        })
-                    }
-                    CloseReason::Shutdown | CloseReason::TooSlow => Some(Ended::Dropped),
+                // Final reasons are never fought with a reconnect: `replaced` means another
+                // session of this participant is live (reconnecting would knock it off, and
+                // it us, forever); the others mean the token no longer works.
+                if reason.is_final() {
+                    close_quietly(ws).await;
+                    Some(Ended::Over {
+                        reason: Some(reason),
+                    })
+                } else {
+                    Some(Ended::Dropped)
                 }
             }
             ServerMessage::Media { event } => {
@@ -624,6 +676,18 @@ impl Driver {
                     tracing::warn!(%message, "the server refused the token; giving up");
                     return None;
                 }
+                // The goodbye that said so was lost with the connection: the token was
+                // superseded meanwhile.
+                Err(ClientError::TokenRevoked(message)) => {
+                    tracing::warn!(%message, "the token was revoked; giving up");
+                    self.end_reason = Some(CloseReason::Revoked);
+                    return None;
+                }
+                Err(ClientError::Ended(reason)) => {
+                    tracing::warn!(%reason, "the server ended the session; giving up");
+                    self.end_reason = Some(reason);
+                    return None;
+                }
                 // The same server would show the same certificate: retrying cannot help.
                 Err(ClientError::Certificate(problem)) => {
                     tracing::warn!(%problem, "the server's certificate is refused; giving up");
@@ -654,6 +718,7 @@ impl Driver {
                     None => return None,
                     Some(Command::Call { call: Call::LeaveMeeting, reply }) => {
                         let _ = reply.send(Ok(CallResult::Done));
+                        self.end_reason = Some(CloseReason::Left);
                         return None;
                     }
                     Some(Command::Call { reply, .. }) => {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use onstage_proto::{ErrorBody, ErrorCode, LinkError};
+use onstage_proto::{CloseReason, ErrorBody, ErrorCode, LinkError};
 
 use crate::tls::CertificateError;
 
@@ -18,6 +18,16 @@ pub enum ClientError {
     /// the participant no longer exists.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The server refused the token because it was superseded (HTTP 401 `token_revoked`):
+    /// the participant has been issued a newer token. Retrying never helps.
+    #[error("token revoked: {0}")]
+    TokenRevoked(String),
+    /// The server ended this participant's session for good and said why (its goodbye):
+    /// `replaced` (the same token connected elsewhere, e.g. another window: that session
+    /// is live), `revoked` (a newer token was issued), `removed` (an admin removed the
+    /// participant) or `meeting_deleted`. The SDK does not reconnect; calls fail with this.
+    #[error("{}", ended_message(*.0))]
+    Ended(CloseReason),
     /// The server could not be reached, or the WebSocket handshake failed.
     #[error("cannot connect: {0}")]
     Connect(String),
@@ -29,8 +39,9 @@ pub enum ClientError {
     /// No reply within the request timeout.
     #[error("no reply from the server within {0:?}")]
     Timeout(Duration),
-    /// The meeting is over for this handle: it was left, replaced by another connection with
-    /// the same token, or reconnecting failed for good.
+    /// The meeting is over for this handle: it was left, every handle was dropped, or
+    /// reconnecting failed for good. (When the server ended it and said why, calls get
+    /// [`ClientError::Ended`] instead.)
     #[error("the meeting is closed")]
     Closed,
     /// The server sent something this SDK does not understand.
@@ -48,13 +59,23 @@ pub enum ClientError {
 
 impl ClientError {
     /// The stable code: the server's code for [`ClientError::Server`]; `unauthorized` for a
-    /// refused token; `connection_lost` for every connection problem (including timeouts and
-    /// a closed meeting); `untrusted_server` for a refused certificate; `bad_request` for
-    /// a malformed invite link; `internal` for protocol errors.
+    /// refused token, and for a session ended because the participant was removed or the
+    /// meeting deleted (its token no longer works); `token_revoked` for a superseded token
+    /// (refused, or its session ended with `revoked`); `connection_lost` for every connection
+    /// problem (including timeouts, a closed meeting and a `replaced` session);
+    /// `untrusted_server` for a refused certificate; `bad_request` for a malformed invite
+    /// link; `internal` for protocol errors.
     pub fn code(&self) -> ErrorCode {
         match self {
             ClientError::Server(body) => body.code,
             ClientError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ClientError::TokenRevoked(_) | ClientError::Ended(CloseReason::Revoked) => {
+                ErrorCode::TokenRevoked
+            }
+            ClientError::Ended(CloseReason::Removed | CloseReason::MeetingDeleted) => {
+                ErrorCode::Unauthorized
+            }
+            ClientError::Ended(_) => ErrorCode::ConnectionLost,
             ClientError::Connect(_)
             | ClientError::ConnectionLost
             | ClientError::Timeout(_)
@@ -74,8 +95,59 @@ impl ClientError {
     }
 }
 
+/// What [`ClientError::Ended`] says, per reason.
+fn ended_message(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Replaced => {
+            "this participant joined again elsewhere with the same token (another window or \
+             device); this session ended"
+        }
+        CloseReason::Revoked => {
+            "a newer token was issued for this participant; this session ended and this token \
+             no longer works"
+        }
+        CloseReason::Removed => "an admin removed this participant from the meeting",
+        CloseReason::MeetingDeleted => "an admin deleted the meeting",
+        CloseReason::Left => "the meeting was left",
+        CloseReason::Shutdown => "the server shut down",
+        CloseReason::TooSlow => "the server dropped this connection for reading too slowly",
+    }
+}
+
 impl From<ErrorBody> for ClientError {
     fn from(body: ErrorBody) -> Self {
         ClientError::Server(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ended_sessions_say_why_with_a_code_that_fits() {
+        let cases = [
+            (
+                CloseReason::Replaced,
+                ErrorCode::ConnectionLost,
+                "elsewhere",
+            ),
+            (CloseReason::Revoked, ErrorCode::TokenRevoked, "newer token"),
+            (CloseReason::Removed, ErrorCode::Unauthorized, "removed"),
+            (
+                CloseReason::MeetingDeleted,
+                ErrorCode::Unauthorized,
+                "deleted",
+            ),
+        ];
+        for (reason, code, words) in cases {
+            let e = ClientError::Ended(reason);
+            assert_eq!(e.code(), code, "{reason}");
+            assert!(e.to_string().contains(words), "{e}");
+        }
+        assert_eq!(
+            ClientError::TokenRevoked("x".into()).code(),
+            ErrorCode::TokenRevoked
+        );
     }
 }

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use onstage_proto::{AccessRequest, LeaveReason, ParticipantInfo, StageStatus, UserId};
+use onstage_proto::{
+    AccessRequest, CloseReason, LeaveReason, ParticipantInfo, StageStatus, UserId,
+};
 
 /// The state of the signaling connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,8 +19,10 @@ pub enum ConnectionState {
     /// The connection dropped; the SDK is retrying inside the server's grace period. Calls
     /// fail with `connection_lost` meanwhile.
     Reconnecting,
-    /// Over for good: the meeting was left, another connection with the same token took
-    /// over, or reconnecting failed. The event streams end after this event.
+    /// Over for good: the meeting was left, the server ended the session (another
+    /// connection with the same token took over, the token was revoked, the participant
+    /// removed, the meeting deleted), or reconnecting failed. The event streams end after
+    /// this event.
     Disconnected,
 }
 
@@ -68,11 +72,16 @@ pub enum MeetingEvent {
     /// A participant's tracks ended (left the stage, kicked, or its connection dropped).
     MediaUnpublished { user_id: UserId },
     /// This client's own connection changed state. `resumed` is set on `connected` after a
-    /// reconnect: true when the session (stage status, queue place) was kept.
+    /// reconnect: true when the session (stage status, queue place) was kept. `reason` is
+    /// set on `disconnected` when the session ended for a known reason (the server's
+    /// goodbye, or a reconnect refused as `token_revoked`): `left`, `replaced`, `revoked`,
+    /// `removed` or `meeting_deleted`. None of them is retried.
     ConnectionStateUpdate {
         state: ConnectionState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resumed: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<CloseReason>,
     },
 }
 
@@ -121,11 +130,24 @@ mod tests {
         let e = MeetingEvent::ConnectionStateUpdate {
             state: ConnectionState::Reconnecting,
             resumed: None,
+            reason: None,
         };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"event":"connectionStateUpdate","state":"reconnecting"})
         );
+        let e = MeetingEvent::ConnectionStateUpdate {
+            state: ConnectionState::Disconnected,
+            resumed: None,
+            reason: Some(CloseReason::MeetingDeleted),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            json!({"event":"connectionStateUpdate","state":"disconnected",
+                   "reason":"meeting_deleted"})
+        );
+        assert_eq!(serde_json::from_value::<MeetingEvent>(v).unwrap(), e);
         let e = MeetingEvent::ParticipantLeft {
             user_id: UserId::new("u2"),
             reason: LeaveReason::TimedOut,

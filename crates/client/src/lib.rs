@@ -32,12 +32,25 @@
 //! every [`EventStream`]. Calls go through the same task: each gets an id and exactly one
 //! reply, or fails after a timeout.
 //!
-//! If the connection drops without the server saying goodbye for good (`left`,
-//! `replaced`), the task emits `connectionStateUpdate` `reconnecting` and retries (50 ms,
-//! doubling to 1 s) for as long as the server keeps the session (the welcome's grace
-//! period). Back in, it replaces the mirror from the new welcome, emits events for what
-//! changed and `connectionStateUpdate` `connected` (`resumed: true` when the stage status
-//! and queue place were kept). Calls made meanwhile fail with `connection_lost`.
+//! If the connection drops without the server saying goodbye for good, the task emits
+//! `connectionStateUpdate` `reconnecting` and retries (50 ms, doubling to 1 s) for as long
+//! as the server keeps the session (the welcome's grace period). Back in, it replaces the
+//! mirror from the new welcome, emits events for what changed and `connectionStateUpdate`
+//! `connected` (`resumed: true` when the stage status and queue place were kept). Calls
+//! made meanwhile fail with `connection_lost`. Only `goodbye: shutdown` and `too_slow`
+//! lead to a reconnect.
+//!
+//! The final goodbyes stop it for good, without a single retry, and say why: the last
+//! `connectionStateUpdate` `disconnected` carries `reason`, [`Meeting::end_reason`] keeps
+//! it, and calls fail with [`ClientError::Ended`]:
+//! - `left`: this participant left (`meeting.leave`);
+//! - `replaced`: the same token connected again elsewhere (another window or device).
+//!   That session is live; reconnecting would knock it off and be knocked off in turn;
+//! - `revoked`: a newer token was issued for this participant; this one is refused from now
+//!   on (code `token_revoked`, also when a reconnect is refused so, or when joining with
+//!   it: [`ClientError::TokenRevoked`]);
+//! - `removed`: an admin removed the participant from the meeting;
+//! - `meeting_deleted`: an admin deleted the meeting.
 //!
 //! ## Modules
 //! - [`meeting`]: [`Meeting`], [`Stage`], [`EventStream`], [`JoinOptions`] — the front door.
@@ -70,4 +83,6 @@ pub use meeting::{EventStream, JoinOptions, Meeting, Participant, Stage};
 pub use tls::CertificateError;
 
 pub use onstage_proto as proto;
-pub use onstage_proto::{AccessRequest, ErrorCode, PeerId, Preset, StageStatus, UserId};
+pub use onstage_proto::{
+    AccessRequest, CloseReason, ErrorCode, PeerId, Preset, StageStatus, UserId,
+};

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use onstage_proto::{
-    AccessRequest, Call, CallResult, MeetingId, ParticipantInfo, PeerId, Preset, StageStatus,
-    UserId,
+    AccessRequest, Call, CallResult, CloseReason, MeetingId, ParticipantInfo, PeerId, Preset,
+    StageStatus, UserId,
 };
 
 use crate::connection::{self, Command, Driver, Shared};
@@ -199,6 +199,15 @@ impl Meeting {
         self.inner.shared.lock().connection
     }
 
+    /// Why the meeting is over for this handle, once it is and the reason is known: `left`,
+    /// or what the server said when it ended the session for good (`replaced`, `revoked`,
+    /// `removed`, `meeting_deleted`). `None` while the meeting goes on, and when it ended
+    /// otherwise (every handle dropped, reconnecting failed). The final
+    /// `connectionStateUpdate` carries the same reason.
+    pub fn end_reason(&self) -> Option<CloseReason> {
+        self.inner.shared.lock().ended
+    }
+
     /// The stage: status, requests, grant/deny, join/leave, kick.
     pub fn stage(&self) -> Stage<'_> {
         Stage { meeting: self }
@@ -227,11 +236,11 @@ impl Meeting {
         self.inner
             .commands
             .send(Command::Call { call, reply })
-            .map_err(|_| ClientError::Closed)?;
+            .map_err(|_| self.inner.shared.lock().closed_error())?;
         let limit = self.inner.options.request_timeout;
         match tokio::time::timeout(limit, rx).await {
             Err(_) => Err(ClientError::Timeout(limit)),
-            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Err(_)) => Err(self.inner.shared.lock().closed_error()),
             Ok(Ok(outcome)) => outcome,
         }
     }

@@ -13,7 +13,8 @@ use tokio_tungstenite::tungstenite::{http, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use onstage_client::{
-    ClientError, ConnectionState, ErrorCode, JoinOptions, Meeting, MeetingEvent, StageStatus,
+    ClientError, CloseReason, ConnectionState, ErrorCode, JoinOptions, Meeting, MeetingEvent,
+    StageStatus,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -28,6 +29,8 @@ struct Scripted {
     url: String,
     conns: mpsc::UnboundedReceiver<Conn>,
     refuse: Arc<AtomicBool>,
+    /// Refuses the token as superseded (401 `token_revoked`) rather than expired.
+    revoked: Arc<AtomicBool>,
 }
 
 struct Conn {
@@ -42,10 +45,13 @@ impl Scripted {
         let (tx, conns) = mpsc::unbounded_channel();
         let refuse = Arc::new(AtomicBool::new(false));
         let refusing = refuse.clone();
+        let revoked = Arc::new(AtomicBool::new(false));
+        let revoking = revoked.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let tx = tx.clone();
                 let refusing = refusing.clone();
+                let revoking = revoking.clone();
                 tokio::spawn(async move {
                     let mut token = String::new();
                     // The signature is tungstenite's handshake callback.
@@ -58,6 +64,14 @@ impl Scripted {
                             .and_then(|q| q.strip_prefix("token="))
                             .unwrap_or_default()
                             .to_owned();
+                        if revoking.load(Ordering::SeqCst) {
+                            let body = json!({"success":false,"error":
+                                {"code":"token_revoked","message":"this token was revoked"}});
+                            return Err(http::Response::builder()
+                                .status(401)
+                                .body(Some(body.to_string()))
+                                .unwrap());
+                        }
                         if refusing.load(Ordering::SeqCst) {
                             let body = json!({"success":false,"error":
                                 {"code":"unauthorized","message":"token expired"}});
@@ -74,7 +88,12 @@ impl Scripted {
                 });
             }
         });
-        Scripted { url, conns, refuse }
+        Scripted {
+            url,
+            conns,
+            refuse,
+            revoked,
+        }
     }
 
     async fn next_conn(&mut self) -> Conn {
@@ -452,22 +471,115 @@ async fn a_goodbye_shutdown_reconnects_but_replaced_ends_the_meeting() {
 
     conn.send(json!({"type":"goodbye","reason":"replaced"}))
         .await;
+    // Another session of the same participant is live: stop, and say so.
     assert_eq!(
         next_event(&mut events).await,
-        json!({"event":"connectionStateUpdate","state":"disconnected"})
+        json!({"event":"connectionStateUpdate","state":"disconnected","reason":"replaced"})
     );
     assert!(within("end", events.recv()).await.is_none(), "stream ends");
-    assert!(matches!(
+    assert_eq!(
         meeting.stage().join().await,
-        Err(ClientError::Closed)
-    ));
+        Err(ClientError::Ended(CloseReason::Replaced))
+    );
     assert_eq!(meeting.connection_state(), ConnectionState::Disconnected);
+    assert_eq!(meeting.end_reason(), Some(CloseReason::Replaced));
     // No reconnect attempt follows.
     assert!(
         tokio::time::timeout(Duration::from_millis(200), server.conns.recv())
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn revoked_removed_and_meeting_deleted_goodbyes_stop_for_good_and_say_why() {
+    for (reason, code) in [
+        ("revoked", ErrorCode::TokenRevoked),
+        ("removed", ErrorCode::Unauthorized),
+        ("meeting_deleted", ErrorCode::Unauthorized),
+    ] {
+        let mut server = Scripted::start().await;
+        let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+        let mut events = meeting.events();
+        // A call in flight when the goodbye comes fails with the reason.
+        let m = meeting.clone();
+        let pending = tokio::spawn(async move { m.stage().request_access().await });
+        conn.request().await;
+        conn.send(json!({"type":"goodbye","reason":reason})).await;
+        assert_eq!(
+            next_event(&mut events).await,
+            json!({"event":"connectionStateUpdate","state":"disconnected","reason":reason}),
+            "{reason}"
+        );
+        assert!(within("end", events.recv()).await.is_none(), "stream ends");
+        let expected: CloseReason = serde_json::from_value(json!(reason)).unwrap();
+        let error = within("pending call", pending).await.unwrap().unwrap_err();
+        assert_eq!(error, ClientError::Ended(expected), "{reason}");
+        assert_eq!(error.code(), code, "{reason}");
+        assert_eq!(
+            meeting.stage().join().await,
+            Err(ClientError::Ended(expected))
+        );
+        assert_eq!(meeting.end_reason(), Some(expected));
+        assert_eq!(meeting.connection_state(), ConnectionState::Disconnected);
+        // No reconnect attempt follows.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), server.conns.recv())
+                .await
+                .is_err(),
+            "{reason}: it tried to reconnect"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reconnect_refused_as_token_revoked_ends_with_revoked() {
+    let mut server = Scripted::start().await;
+    let (meeting, conn) = join(&mut server, "v", "viewer").await;
+    let mut events = meeting.events();
+    // The connection drops before any goodbye; meanwhile the token was superseded.
+    server.revoked.store(true, Ordering::SeqCst);
+    drop(conn);
+    assert_eq!(
+        next_event(&mut events).await["state"],
+        json!("reconnecting")
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"disconnected","reason":"revoked"})
+    );
+    assert_eq!(meeting.end_reason(), Some(CloseReason::Revoked));
+    assert_eq!(
+        meeting.stage().join().await.unwrap_err().code(),
+        ErrorCode::TokenRevoked
+    );
+}
+
+#[tokio::test]
+async fn joining_with_a_revoked_token_or_being_turned_away_says_why() {
+    let mut server = Scripted::start().await;
+    server.revoked.store(true, Ordering::SeqCst);
+    let err = Meeting::join(&server.url, "old")
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err,
+        ClientError::TokenRevoked("this token was revoked".into())
+    );
+    assert_eq!(err.code(), ErrorCode::TokenRevoked);
+
+    // Turned away with a final goodbye instead of a welcome (revoked just as it came).
+    server.revoked.store(false, Ordering::SeqCst);
+    let url = server.url.clone();
+    let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", fast()).await });
+    let mut conn = server.next_conn().await;
+    conn.send(json!({"type":"goodbye","reason":"removed"}))
+        .await;
+    let err = within("join", joining)
+        .await
+        .unwrap()
+        .expect_err("turned away");
+    assert_eq!(err, ClientError::Ended(CloseReason::Removed));
 }
 
 #[tokio::test]
@@ -531,10 +643,11 @@ async fn leave_ends_the_meeting() {
     within("leave", leaving).await.unwrap().expect("left");
     assert_eq!(
         next_event(&mut events).await,
-        json!({"event":"connectionStateUpdate","state":"disconnected"})
+        json!({"event":"connectionStateUpdate","state":"disconnected","reason":"left"})
     );
     assert!(within("end", events.recv()).await.is_none());
     assert!(matches!(meeting.leave().await, Err(ClientError::Closed)));
+    assert_eq!(meeting.end_reason(), Some(CloseReason::Left));
 }
 
 #[tokio::test]

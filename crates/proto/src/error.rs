@@ -9,6 +9,10 @@ use std::fmt;
 pub enum ErrorCode {
     /// No valid credentials: missing, malformed, wrongly signed or expired token / admin key.
     Unauthorized,
+    /// A participant token that was valid but has been superseded: the participant was
+    /// issued a newer token. Answered with HTTP 401 like `unauthorized`; retrying with the
+    /// same token never helps.
+    TokenRevoked,
     /// The caller's preset does not allow the call.
     PermissionDenied,
     /// The call does not fit the current stage status of the caller or a target.
@@ -35,6 +39,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenRevoked => "token_revoked",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::NotFound => "not_found",

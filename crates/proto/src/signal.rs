@@ -279,6 +279,9 @@ pub enum LeaveReason {
     Left,
     /// The connection dropped and did not come back within the grace period.
     TimedOut,
+    /// An admin removed the participant from the meeting
+    /// (`DELETE /v1/meetings/{id}/participants/{user_id}`); its token no longer works.
+    Removed,
 }
 
 /// A change in the room, told to everyone in the meeting.
@@ -372,17 +375,58 @@ pub struct PublishedMedia {
 }
 
 /// Why the server is closing a connection on purpose.
+///
+/// `shutdown` and `too_slow` invite a reconnect (it resumes); every other reason is final:
+/// a client must not reconnect with the same token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// The participant left the meeting (`meeting.leave`).
     Left,
-    /// A newer connection with the same participant took over.
+    /// A newer connection with the same token (the same participant, e.g. another window)
+    /// took over. That session is live: fighting it back would only knock it off again.
     Replaced,
     /// The server is shutting down; reconnecting later resumes.
     Shutdown,
     /// The client was too slow reading events; reconnecting resumes.
     TooSlow,
+    /// The token was superseded: the participant was issued a new one (re-added with the
+    /// same `custom_participant_id`). This token is refused from now on (401
+    /// `token_revoked`); the participant keeps its place for the grace period, for
+    /// whoever holds the new token.
+    Revoked,
+    /// An admin removed the participant from the meeting; it has left the room and its
+    /// token is refused from now on.
+    Removed,
+    /// An admin deleted the meeting; every token of it is refused from now on.
+    MeetingDeleted,
+}
+
+impl CloseReason {
+    /// Whether the session is over for good: the client must not reconnect (only
+    /// `shutdown` and `too_slow` invite a reconnect that resumes).
+    pub fn is_final(self) -> bool {
+        !matches!(self, CloseReason::Shutdown | CloseReason::TooSlow)
+    }
+
+    /// The wire name, e.g. `meeting_deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Left => "left",
+            CloseReason::Replaced => "replaced",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::TooSlow => "too_slow",
+            CloseReason::Revoked => "revoked",
+            CloseReason::Removed => "removed",
+            CloseReason::MeetingDeleted => "meeting_deleted",
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Everything the server sends.
@@ -491,6 +535,38 @@ mod tests {
         assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
         let (id, _) = Request::parse("[1,2]").unwrap_err();
         assert_eq!(id, None);
+    }
+
+    #[test]
+    fn close_reasons_are_snake_case_and_only_two_invite_a_reconnect() {
+        let all = [
+            CloseReason::Left,
+            CloseReason::Replaced,
+            CloseReason::Shutdown,
+            CloseReason::TooSlow,
+            CloseReason::Revoked,
+            CloseReason::Removed,
+            CloseReason::MeetingDeleted,
+        ];
+        for reason in all {
+            let wire = serde_json::to_value(reason).unwrap();
+            assert_eq!(wire, serde_json::json!(reason.as_str()));
+            let back: CloseReason = serde_json::from_value(wire).unwrap();
+            assert_eq!(back, reason);
+        }
+        let reconnect: Vec<_> = all.into_iter().filter(|r| !r.is_final()).collect();
+        assert_eq!(reconnect, [CloseReason::Shutdown, CloseReason::TooSlow]);
+        assert_eq!(
+            serde_json::to_value(ServerMessage::Goodbye {
+                reason: CloseReason::MeetingDeleted
+            })
+            .unwrap(),
+            serde_json::json!({"type":"goodbye","reason":"meeting_deleted"})
+        );
+        assert_eq!(
+            serde_json::to_value(LeaveReason::Removed).unwrap(),
+            serde_json::json!("removed")
+        );
     }
 
     #[test]

@@ -214,6 +214,19 @@ impl Room {
         });
     }
 
+    /// The participant was removed from the meeting by an admin: it leaves the roster at
+    /// once, connected or not (no grace period), first leaving the stage or the queue, so
+    /// everyone hears `stage_status_changed` (`removed`) when it was not OFF_STAGE, then
+    /// `participant_left` (`removed`). Returns whether it was in the roster; unknown ids
+    /// change nothing.
+    pub fn remove_member(&mut self, user_id: &UserId, _now: UnixMillis) -> bool {
+        if !self.participants.contains_key(user_id) {
+            return false;
+        }
+        self.remove(user_id, LeaveReason::Removed);
+        true
+    }
+
     /// When [`Room::handle_timeout`] next has work to do, if ever.
     pub fn poll_timeout(&self) -> Option<UnixMillis> {
         self.participants

@@ -4,7 +4,8 @@
 //! Checked after every step:
 //! - the room and the model agree on the outcome (ok, or the same error code) and on every
 //!   participant's status;
-//! - a refused call changes nothing and produces no event;
+//! - a refused call (or the removal of someone not in the roster) changes nothing and
+//!   produces no event;
 //! - the queue holds exactly the REQUESTED participants, oldest request first;
 //! - never more than `max_on_stage` participants ON_STAGE;
 //! - the events tell everyone everything: replaying them onto the previous snapshot gives
@@ -49,6 +50,8 @@ fn preset_for(user: usize) -> Preset {
 enum Input {
     Connect(usize),
     Disconnect(usize),
+    /// An admin removes the participant from the meeting.
+    Remove(usize),
     Wait(u64),
     Call(usize, Call),
 }
@@ -87,6 +90,7 @@ fn input() -> impl Strategy<Value = Input> {
     prop_oneof![
         2 => user.clone().prop_map(Input::Connect),
         1 => user.clone().prop_map(Input::Disconnect),
+        1 => user.clone().prop_map(Input::Remove),
         1 => (0..GRACE * 2).prop_map(Input::Wait),
         8 => (user, call()).prop_map(|(u, c)| Input::Call(u, c)),
     ]
@@ -326,6 +330,12 @@ proptest! {
                     if let Some(p) = model.present.get_mut(u) {
                         p.2.get_or_insert(now);
                     }
+                }
+                Input::Remove(u) => {
+                    let was_there = room.remove_member(&uid(USERS[*u]), now);
+                    prop_assert_eq!(was_there, model.present.remove(u).is_some());
+                    model.order.remove(u);
+                    refused = !was_there;
                 }
                 Input::Wait(ms) => {
                     now += ms;

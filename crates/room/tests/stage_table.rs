@@ -537,6 +537,51 @@ fn leaving_the_meeting_removes_from_queue_and_stage_at_once() {
 }
 
 #[test]
+fn an_admin_removal_takes_the_participant_off_stage_queue_and_roster_at_once() {
+    let mut room = room_with_everyone(25);
+    call(&mut room, "speaker", Call::Join, 1).unwrap();
+    call(&mut room, "viewer", Call::RequestAccess, 2).unwrap();
+    events(&mut room);
+
+    // On stage: off it first, then out.
+    assert!(room.remove_member(&uid("speaker"), 3));
+    assert_eq!(room.on_stage_count(), 0);
+    assert_eq!(
+        events(&mut room),
+        [
+            status_event("speaker", OffStage, Why::Removed),
+            RoomEvent::ParticipantLeft {
+                user_id: uid("speaker"),
+                reason: LeaveReason::Removed
+            },
+        ]
+    );
+    // Disconnected and inside its grace period, in the queue: out of both, no waiting.
+    room.disconnect(&uid("viewer"), 4);
+    events(&mut room);
+    assert!(room.remove_member(&uid("viewer"), 5));
+    assert!(room.queue().is_empty());
+    assert_eq!(room.status_of(&uid("viewer")), None);
+    assert_eq!(events(&mut room).len(), 2);
+    assert_eq!(room.poll_timeout(), None, "nothing left to time out");
+
+    // Off stage: only the leave. Unknown (or already removed) ids change nothing.
+    assert!(room.remove_member(&uid("spectator"), 6));
+    assert_eq!(
+        events(&mut room),
+        [RoomEvent::ParticipantLeft {
+            user_id: uid("spectator"),
+            reason: LeaveReason::Removed
+        }]
+    );
+    let before = room.snapshot();
+    assert!(!room.remove_member(&uid("spectator"), 7));
+    assert!(!room.remove_member(&uid("ghost"), 7));
+    assert_eq!(room.snapshot(), before);
+    assert!(events(&mut room).is_empty());
+}
+
+#[test]
 fn sequence_numbers_increase_by_one_and_snapshot_carries_the_last() {
     let mut room = Room::new(RoomConfig::default());
     add(&mut room, "host", "host");

@@ -19,6 +19,13 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, seconds since the epoch.
     pub exp: u64,
+    /// The participant's token generation when this token was issued: only a token of the
+    /// current generation opens a session, so issuing a new token revokes the older ones.
+    /// Tokens from before generations existed carry none and count as generation 0, the
+    /// generation their participants were given.
+    /// (`gen` on the wire; `gen` is a reserved word from Rust 2024 on.)
+    #[serde(default, rename = "gen")]
+    pub generation: u64,
 }
 
 impl Claims {
@@ -75,11 +82,13 @@ impl Auth {
         }
     }
 
-    /// A token for a participant of a meeting, valid for the configured lifetime.
+    /// A token for a participant of a meeting at token `generation`, valid for the
+    /// configured lifetime (or until a newer generation is issued).
     pub fn mint(
         &self,
         meeting: &MeetingId,
         user: &UserId,
+        generation: u64,
         now: UnixMillis,
     ) -> Result<String, ApiError> {
         let iat = now / 1000;
@@ -88,6 +97,7 @@ impl Auth {
             meeting_id: meeting.to_string(),
             iat,
             exp: iat.saturating_add(self.token_ttl.as_secs()),
+            generation,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::internal(format!("cannot sign token: {e}")))
@@ -127,12 +137,16 @@ mod tests {
         let auth = Auth::new("k".into(), "secret", Duration::from_secs(60));
         let now = crate::rooms::now_ms();
         let token = auth
-            .mint(&MeetingId::new("m"), &UserId::new("u"), now)
+            .mint(&MeetingId::new("m"), &UserId::new("u"), 7, now)
             .expect("mint");
         let claims = auth.verify(&token).expect("verify");
         assert_eq!(
-            (claims.sub.as_str(), claims.meeting_id.as_str()),
-            ("u", "m")
+            (
+                claims.sub.as_str(),
+                claims.meeting_id.as_str(),
+                claims.generation
+            ),
+            ("u", "m", 7)
         );
         let other = Auth::new("k".into(), "other", Duration::from_secs(60));
         assert!(other.verify(&token).is_err());
@@ -143,9 +157,24 @@ mod tests {
     fn expired_tokens_are_refused() {
         let auth = Auth::new("k".into(), "secret", Duration::from_secs(1));
         let token = auth
-            .mint(&MeetingId::new("m"), &UserId::new("u"), 1_000_000)
+            .mint(&MeetingId::new("m"), &UserId::new("u"), 0, 1_000_000)
             .expect("mint");
         assert!(auth.verify(&token).is_err());
+    }
+
+    #[test]
+    fn tokens_without_a_generation_are_generation_zero() {
+        let auth = Auth::new("k".into(), "secret", Duration::from_secs(60));
+        let iat = crate::rooms::now_ms() / 1000;
+        // The claims every token had before generations existed.
+        let legacy = serde_json::json!({"sub":"u","meeting_id":"m","iat":iat,"exp":iat + 60});
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &legacy,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("sign");
+        assert_eq!(auth.verify(&token).expect("verify").generation, 0);
     }
 
     #[test]

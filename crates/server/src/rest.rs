@@ -10,9 +10,9 @@ use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
-use onstage_proto::{MeetingId, Preset, RoomSnapshot};
+use onstage_proto::{MeetingId, Preset, RoomSnapshot, UserId};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -21,17 +21,21 @@ use crate::error::ApiError;
 use crate::limits::Source;
 use crate::rooms::now_ms;
 use crate::server::AppState;
-use crate::storage::{AddParticipant, DeletePreset, MeetingRecord};
+use crate::storage::{AddParticipant, DeletePreset, MeetingRecord, RemoveParticipant};
 
 type Shared = State<Arc<AppState>>;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/meetings", get(list_meetings).post(create_meeting))
-        .route("/v1/meetings/{id}", get(get_meeting))
+        .route("/v1/meetings/{id}", get(get_meeting).delete(delete_meeting))
         .route(
             "/v1/meetings/{id}/participants",
             get(list_participants).post(add_participant),
+        )
+        .route(
+            "/v1/meetings/{id}/participants/{participant_id}",
+            delete(remove_participant),
         )
         .route("/v1/meetings/{id}/stage", get(stage))
         .route("/v1/presets", get(list_presets).post(create_preset))
@@ -155,6 +159,25 @@ async fn get_meeting(State(app): Shared, Path(id): Path<String>) -> Result<Respo
     Ok(ok(StatusCode::OK, meeting_or_404(&app, &id).await?))
 }
 
+/// `DELETE /v1/meetings/{id}`: the meeting and its participants go; every live session
+/// ends with `goodbye: meeting_deleted` and every token of the meeting is refused.
+async fn delete_meeting(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let meeting = app
+        .storage
+        .delete_meeting(MeetingId::new(id.clone()))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no meeting {id:?}")))?;
+    // Storage first: from here on its tokens are refused, then the live room is told.
+    app.rooms.delete(&meeting.id).await;
+    tracing::info!(meeting = %meeting.id, "meeting deleted");
+    Ok(ok(StatusCode::OK, meeting))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddParticipantBody {
@@ -200,8 +223,9 @@ async fn add_participant(
             now_ms(),
         )
         .await?;
-    let participant = match added {
-        AddParticipant::Added(p) => p,
+    let (participant, reissued) = match added {
+        AddParticipant::Added(p) => (p, false),
+        AddParticipant::Reissued(p) => (p, true),
         AddParticipant::NoMeeting => return Err(ApiError::not_found(format!("no meeting {id:?}"))),
         AddParticipant::NoPreset => {
             return Err(ApiError::bad_request(format!(
@@ -210,7 +234,24 @@ async fn add_participant(
             )))
         }
     };
-    let token = app.auth.mint(&meeting, &participant.id, now_ms())?;
+    let token = app.auth.mint(
+        &meeting,
+        &participant.id,
+        participant.token_generation,
+        now_ms(),
+    )?;
+    if reissued {
+        // The session of the previous token, if live, ends now (a leaked token must not
+        // keep a seat); storage already refuses that token.
+        app.rooms
+            .revoke(
+                &meeting,
+                participant.id.clone(),
+                participant.token_generation,
+            )
+            .await;
+        tracing::info!(meeting = %meeting, user = %participant.id, "participant re-issued; older tokens revoked");
+    }
     let link = app
         .invites
         .link(&token)
@@ -226,6 +267,42 @@ async fn add_participant(
             "link": link.to_string(),
         }),
     ))
+}
+
+/// `DELETE /v1/meetings/{id}/participants/{participant_id}`: the participant goes from
+/// storage; its live session ends with `goodbye: removed`, it leaves the stage, the queue and
+/// the room (everyone hears), and its tokens are refused.
+async fn remove_participant(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path((id, participant_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let meeting = MeetingId::new(id.clone());
+    let removed = app
+        .storage
+        .remove_participant(meeting.clone(), UserId::new(participant_id.clone()))
+        .await?;
+    let participant = match removed {
+        RemoveParticipant::Removed(p) => p,
+        RemoveParticipant::NoMeeting => {
+            return Err(ApiError::not_found(format!("no meeting {id:?}")))
+        }
+        RemoveParticipant::NoParticipant => {
+            return Err(ApiError::not_found(format!(
+                "no participant {participant_id:?} in meeting {id:?}"
+            )))
+        }
+    };
+    app.rooms
+        .remove(
+            &meeting,
+            participant.id.clone(),
+            participant.token_generation,
+        )
+        .await;
+    tracing::info!(meeting = %meeting, user = %participant.id, "participant removed");
+    Ok(ok(StatusCode::OK, participant))
 }
 
 async fn list_participants(

@@ -48,6 +48,8 @@ pub enum Outbound {
 pub struct ConnHandle {
     pub id: u64,
     pub tx: mpsc::Sender<Outbound>,
+    /// The token generation the connection authenticated with.
+    pub generation: u64,
 }
 
 /// A new session id: 96 random bits, hex. Unique enough for a meeting's sessions and
@@ -91,6 +93,21 @@ enum Command {
     },
     /// The SFU answered a `media.publish` or `media.subscribe`.
     MediaAnswer(MediaAnswer),
+    /// The participant was issued a token of `generation`: a connection with an older one
+    /// ends (`goodbye: revoked`) and none is seated again.
+    Revoke {
+        user: UserId,
+        generation: u64,
+    },
+    /// An admin removed the participant (whose token was of `generation`): its connection
+    /// ends (`goodbye: removed`) and it leaves the room.
+    Remove {
+        user: UserId,
+        generation: u64,
+    },
+    /// An admin deleted the meeting: every connection ends (`goodbye: meeting_deleted`)
+    /// and the room with them.
+    Delete,
     Shutdown,
 }
 
@@ -113,6 +130,10 @@ pub struct Rooms {
     grace_ms: u64,
     /// Where media goes; `None` runs signaling only (media calls get `internal`).
     sfu: Option<Sfu>,
+    /// Counts revocations (re-issued tokens, removed participants, deleted meetings). A
+    /// connection checked against storage before one of them may be seated after it; it
+    /// compares this count before the check and after seating (see [`Rooms::recheck`]).
+    revocations: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -135,6 +156,7 @@ impl Rooms {
             metrics,
             grace_ms,
             sfu,
+            revocations: Arc::default(),
         }
     }
 
@@ -169,6 +191,7 @@ impl Rooms {
             participants: 0,
             sfu: self.sfu.clone(),
             publishing: HashMap::new(),
+            fences: HashMap::new(),
         };
         tokio::spawn(task.run(rx));
         self.metrics.rooms.inc();
@@ -243,6 +266,80 @@ impl Rooms {
         rx.await.ok()
     }
 
+    /// How many revocations there have been. Read it before checking a token against
+    /// storage and compare after seating the connection.
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::SeqCst)
+    }
+
+    /// Storage is updated first, then the count, then the live room: a connection either
+    /// read storage after the change, or is seated before the room hears of it, or sees
+    /// the count move and checks again.
+    fn revoked(&self) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The participant was issued a token of `generation` (storage already says so): a live
+    /// connection with an older token ends with `goodbye: revoked`. The participant keeps
+    /// its place for the grace period, so the holder of the new token resumes it.
+    pub async fn revoke(&self, meeting: &MeetingId, user: UserId, generation: u64) {
+        self.revoked();
+        if let Some(tx) = self.live(meeting) {
+            let _ = tx.send(Command::Revoke { user, generation }).await;
+        }
+    }
+
+    /// The participant (whose token was of `generation`) was removed from storage: its live
+    /// connection ends with `goodbye: removed` and it leaves the room (off the stage and
+    /// the queue first), which everyone hears.
+    pub async fn remove(&self, meeting: &MeetingId, user: UserId, generation: u64) {
+        self.revoked();
+        if let Some(tx) = self.live(meeting) {
+            let _ = tx.send(Command::Remove { user, generation }).await;
+        }
+    }
+
+    /// The meeting was deleted from storage: every live connection ends with
+    /// `goodbye: meeting_deleted` and the room is dropped.
+    pub async fn delete(&self, meeting: &MeetingId) {
+        self.revoked();
+        // Out of the registry first, so nobody is seated in the room that is ending.
+        let tx = self.lock().remove(meeting);
+        if let Some(tx) = tx {
+            let _ = tx.send(Command::Delete).await;
+        }
+    }
+
+    /// After seating a connection checked against storage with `revocations_before`
+    /// revocations: if one happened meanwhile, checks the token again and applies what
+    /// changed to the room, which then ends this connection with the matching goodbye.
+    /// Costs nothing when no revocation happened, the usual case.
+    pub async fn recheck(
+        &self,
+        storage: &crate::storage::Storage,
+        revocations_before: u64,
+        meeting: &MeetingId,
+        user: &UserId,
+        generation: u64,
+    ) {
+        if self.revocations() == revocations_before {
+            return;
+        }
+        match storage.load_member(meeting.clone(), user.clone()).await {
+            Ok(Some(member)) if member.participant.token_generation == generation => {}
+            Ok(Some(member)) => {
+                self.revoke(meeting, user.clone(), member.participant.token_generation)
+                    .await
+            }
+            Ok(None) => match storage.get_meeting(meeting.clone()).await {
+                Ok(Some(_)) => self.remove(meeting, user.clone(), generation).await,
+                Ok(None) => self.delete(meeting).await,
+                Err(e) => tracing::error!(error = %e, "storage failure re-checking a token"),
+            },
+            Err(e) => tracing::error!(error = %e, "storage failure re-checking a token"),
+        }
+    }
+
     /// Stops every room task: each says `goodbye: shutdown` to its connections and ends.
     pub async fn shutdown(&self) {
         let rooms: Vec<_> = self.lock().drain().map(|(_, tx)| tx).collect();
@@ -288,6 +385,11 @@ struct RoomTask {
     /// Who has a live publication, as far as this room knows, and what it carries (audio,
     /// video): told to newcomers in the welcome, and to everyone when it ends.
     publishing: HashMap<UserId, (bool, bool)>,
+    /// Per participant, the oldest token generation still seated, and the goodbye for an
+    /// older one: raised by revocations and removals, and by every connection (its
+    /// generation was the current one when it was checked). Keeps a connection checked
+    /// just before a revocation from taking a seat after it.
+    fences: HashMap<UserId, (u64, CloseReason)>,
 }
 
 impl RoomTask {
@@ -316,6 +418,19 @@ impl RoomTask {
             if matches!(cmd, Command::Shutdown) {
                 for conn in self.conns.values() {
                     let _ = conn.tx.try_send(Outbound::Goodbye(CloseReason::Shutdown));
+                }
+                break;
+            }
+            if matches!(cmd, Command::Delete) {
+                tracing::info!(meeting = %self.meeting, "meeting deleted; ending its sessions");
+                let users: Vec<UserId> = self.conns.keys().cloned().collect();
+                for user in users {
+                    if let Some(conn) = self.conns.remove(&user) {
+                        let _ = conn
+                            .tx
+                            .try_send(Outbound::Goodbye(CloseReason::MeetingDeleted));
+                    }
+                    self.media_gone(&user);
                 }
                 break;
             }
@@ -350,9 +465,25 @@ impl RoomTask {
             } => {
                 let user = member.user_id.clone();
                 let preset = member.preset.clone();
+                // A token older than one already seen for this participant was checked
+                // before a revocation reached storage: it gets no seat.
+                if let Some(reason) = self.fenced(&user, conn.generation) {
+                    tracing::info!(meeting = %self.meeting, user = %user, %reason, "a superseded token is not seated");
+                    let _ = conn.tx.try_send(Outbound::Goodbye(reason));
+                    let _ = done.send(());
+                    return;
+                }
+                self.raise_fence(&user, conn.generation, CloseReason::Revoked);
                 let connected = self.room.connect(member, new_peer_id(), now);
                 if let Some(old) = self.conns.remove(&user) {
-                    let _ = old.tx.try_send(Outbound::Goodbye(CloseReason::Replaced));
+                    // Same token generation: the same participant connected again (another
+                    // window). An older one: its token was superseded by the newcomer's.
+                    let reason = if old.generation < conn.generation {
+                        CloseReason::Revoked
+                    } else {
+                        CloseReason::Replaced
+                    };
+                    let _ = old.tx.try_send(Outbound::Goodbye(reason));
                     // The old connection's peer connections belong to the old client.
                     self.media_gone(&user);
                 }
@@ -431,7 +562,62 @@ impl RoomTask {
                 let _ = reply.send(self.room.snapshot());
             }
             Command::MediaAnswer(answer) => self.media_answered(answer),
-            Command::Shutdown => {}
+            Command::Revoke { user, generation } => {
+                self.raise_fence(&user, generation, CloseReason::Revoked);
+                if self
+                    .conns
+                    .get(&user)
+                    .is_some_and(|c| c.generation < generation)
+                {
+                    tracing::info!(meeting = %self.meeting, user = %user, "token revoked; ending its session");
+                    self.end_conn(&user, CloseReason::Revoked);
+                    // Like a dropped connection: the place is kept for the grace period,
+                    // for the holder of the new token.
+                    self.room.disconnect(&user, now);
+                }
+            }
+            Command::Remove { user, generation } => {
+                self.raise_fence(&user, generation.saturating_add(1), CloseReason::Removed);
+                if self
+                    .conns
+                    .get(&user)
+                    .is_some_and(|c| c.generation > generation)
+                {
+                    // Added again since, and seated with the new token: that session is
+                    // not the one removed.
+                    return;
+                }
+                self.end_conn(&user, CloseReason::Removed);
+                if self.room.remove_member(&user, now) {
+                    tracing::info!(meeting = %self.meeting, user = %user, "participant removed");
+                }
+            }
+            Command::Delete | Command::Shutdown => {}
+        }
+    }
+
+    /// The goodbye for a connection of `generation`, if its token has been superseded.
+    fn fenced(&self, user: &UserId, generation: u64) -> Option<CloseReason> {
+        self.fences
+            .get(user)
+            .filter(|(oldest, _)| generation < *oldest)
+            .map(|(_, reason)| *reason)
+    }
+
+    /// From now on tokens of `user` older than `oldest` get `reason` instead of a seat.
+    fn raise_fence(&mut self, user: &UserId, oldest: u64, reason: CloseReason) {
+        let fence = self.fences.entry(user.clone()).or_insert((0, reason));
+        if oldest > fence.0 {
+            *fence = (oldest, reason);
+        }
+    }
+
+    /// Ends a participant's connection on purpose with `reason`; its media ends with it.
+    /// The room itself is left to the caller (the participant may keep its place).
+    fn end_conn(&mut self, user: &UserId, reason: CloseReason) {
+        if let Some(conn) = self.conns.remove(user) {
+            let _ = conn.tx.try_send(Outbound::Goodbye(reason));
+            self.media_gone(user);
         }
     }
 
@@ -686,6 +872,177 @@ mod tests {
         }
     }
 
+    /// Seats `user` with a token of `generation`; returns its queue.
+    async fn seat(
+        rooms: &Rooms,
+        meeting: &MeetingId,
+        user: &str,
+        id: u64,
+        generation: u64,
+    ) -> mpsc::Receiver<Outbound> {
+        let (tx, rx) = mpsc::channel(64);
+        rooms
+            .connect(
+                meeting,
+                25,
+                member(user),
+                Vec::new(),
+                ConnHandle { id, tx, generation },
+            )
+            .await;
+        rx
+    }
+
+    /// The goodbye at the end of a queue the room let go of, if any.
+    async fn goodbye(rx: &mut mpsc::Receiver<Outbound>) -> Option<CloseReason> {
+        let mut last = None;
+        while let Some(msg) = rx.recv().await {
+            if let Outbound::Goodbye(reason) = msg {
+                last = Some(reason);
+                break;
+            }
+        }
+        last
+    }
+
+    #[tokio::test]
+    async fn a_token_checked_before_a_revocation_gets_no_seat_after_it() {
+        let rooms = Rooms::new(Arc::new(Metrics::new()), 30_000, None);
+        let meeting = MeetingId::new("m");
+        let mut watcher = seat(&rooms, &meeting, "w", 1, 1).await;
+        let mut old = seat(&rooms, &meeting, "ann", 2, 5).await;
+        let before = rooms.revocations();
+        rooms.revoke(&meeting, UserId::new("ann"), 6).await;
+        assert_eq!(goodbye(&mut old).await, Some(CloseReason::Revoked));
+        assert_ne!(rooms.revocations(), before, "a revocation is counted");
+        // A connection with the old token that passed its check before the re-issue.
+        let mut late = seat(&rooms, &meeting, "ann", 3, 5).await;
+        assert_eq!(goodbye(&mut late).await, Some(CloseReason::Revoked));
+        // The new token is seated and resumes the place; an older token arriving later
+        // does not knock it off.
+        let mut new = seat(&rooms, &meeting, "ann", 4, 6).await;
+        let mut stale = seat(&rooms, &meeting, "ann", 5, 5).await;
+        assert_eq!(goodbye(&mut stale).await, Some(CloseReason::Revoked));
+        assert!(
+            matches!(new.try_recv(), Ok(Outbound::Text(t)) if t.as_str().contains(r#""resumed":true"#))
+        );
+        // A newer token than the live one takes over as a revocation, not a replacement.
+        let _newer = seat(&rooms, &meeting, "ann", 6, 7).await;
+        assert_eq!(goodbye(&mut new).await, Some(CloseReason::Revoked));
+        let snapshot = rooms.snapshot(&meeting).await.expect("live");
+        assert_eq!(snapshot.participants.len(), 2);
+        assert!(snapshot.participants.iter().all(|p| p.connected));
+        assert!(watcher.try_recv().is_ok());
+    }
+
+    #[tokio::test]
+    async fn removal_and_deletion_end_sessions_and_keep_the_removed_out() {
+        let rooms = Rooms::new(Arc::new(Metrics::new()), 30_000, None);
+        let meeting = MeetingId::new("m");
+        let mut watcher = seat(&rooms, &meeting, "w", 1, 1).await;
+        let mut ann = seat(&rooms, &meeting, "ann", 2, 3).await;
+        rooms.remove(&meeting, UserId::new("ann"), 3).await;
+        assert_eq!(goodbye(&mut ann).await, Some(CloseReason::Removed));
+        let mut late = seat(&rooms, &meeting, "ann", 3, 3).await;
+        assert_eq!(goodbye(&mut late).await, Some(CloseReason::Removed));
+        let snapshot = rooms.snapshot(&meeting).await.expect("live");
+        let users: Vec<&str> = snapshot
+            .participants
+            .iter()
+            .map(|p| p.user_id.as_str())
+            .collect();
+        assert_eq!(users, ["w"]);
+        // Added again (a newer generation): welcome.
+        let mut back = seat(&rooms, &meeting, "ann", 4, 4).await;
+        assert!(matches!(back.try_recv(), Ok(Outbound::Text(t)) if t.as_str().contains("welcome")));
+        // A removal of the earlier generation arriving late leaves the new session alone.
+        rooms.remove(&meeting, UserId::new("ann"), 3).await;
+        let snapshot = rooms.snapshot(&meeting).await.expect("live");
+        assert_eq!(snapshot.participants.len(), 2);
+        assert!(back.try_recv().is_err(), "no goodbye");
+
+        rooms.delete(&meeting).await;
+        assert_eq!(goodbye(&mut back).await, Some(CloseReason::MeetingDeleted));
+        assert_eq!(
+            goodbye(&mut watcher).await,
+            Some(CloseReason::MeetingDeleted)
+        );
+        assert!(rooms.snapshot(&meeting).await.is_none(), "the room is gone");
+    }
+
+    #[tokio::test]
+    async fn a_connection_seated_after_a_revocation_it_missed_is_checked_again() {
+        use crate::storage::{AddParticipant, MeetingRecord, Storage};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        let rooms = Rooms::new(Arc::new(Metrics::new()), 30_000, None);
+        let meeting = MeetingId::new("m");
+        storage
+            .create_meeting(MeetingRecord {
+                id: meeting.clone(),
+                title: "t".into(),
+                max_on_stage: 5,
+                created_at: 1,
+            })
+            .await
+            .expect("meeting");
+        let add = || {
+            storage.add_participant(
+                meeting.clone(),
+                "Ann".into(),
+                "viewer".into(),
+                Some("ann".into()),
+                1,
+            )
+        };
+        let generation = |added| match added {
+            AddParticipant::Added(p) | AddParticipant::Reissued(p) => p.token_generation,
+            other => panic!("{other:?}"),
+        };
+        let ann = UserId::new("ann");
+        let old = generation(add().await.expect("add"));
+
+        // Checked against storage, then (no room live yet) the participant is issued
+        // again, then the connection is seated: the room has not heard of the revocation.
+        let before = rooms.revocations();
+        let new = generation(add().await.expect("re-issue"));
+        rooms.revoke(&meeting, ann.clone(), new).await;
+        let mut conn = seat(&rooms, &meeting, "ann", 1, old).await;
+        rooms.recheck(&storage, before, &meeting, &ann, old).await;
+        assert_eq!(goodbye(&mut conn).await, Some(CloseReason::Revoked));
+
+        // Nothing happened meanwhile: nothing to do, the connection stays.
+        let before = rooms.revocations();
+        let mut conn = seat(&rooms, &meeting, "ann", 2, new).await;
+        rooms.recheck(&storage, before, &meeting, &ann, new).await;
+        assert!(matches!(conn.try_recv(), Ok(Outbound::Text(_))));
+        assert!(conn.try_recv().is_err(), "no goodbye");
+
+        // Removed meanwhile.
+        let before = rooms.revocations();
+        storage
+            .remove_participant(meeting.clone(), ann.clone())
+            .await
+            .expect("remove");
+        rooms.revoked();
+        rooms.recheck(&storage, before, &meeting, &ann, new).await;
+        assert_eq!(goodbye(&mut conn).await, Some(CloseReason::Removed));
+
+        // The meeting deleted meanwhile.
+        let newest = generation(add().await.expect("add again"));
+        let mut conn = seat(&rooms, &meeting, "ann", 3, newest).await;
+        let before = rooms.revocations();
+        storage
+            .delete_meeting(meeting.clone())
+            .await
+            .expect("delete");
+        rooms.revoked();
+        rooms
+            .recheck(&storage, before, &meeting, &ann, newest)
+            .await;
+        assert_eq!(goodbye(&mut conn).await, Some(CloseReason::MeetingDeleted));
+    }
+
     #[tokio::test]
     async fn a_connection_that_does_not_read_is_dropped_and_the_room_carries_on() {
         let metrics = Arc::new(Metrics::new());
@@ -699,7 +1056,11 @@ mod tests {
                 25,
                 member("slow"),
                 Vec::new(),
-                ConnHandle { id: 1, tx: slow_tx },
+                ConnHandle {
+                    id: 1,
+                    tx: slow_tx,
+                    generation: 0,
+                },
             )
             .await;
         let (fast_tx, mut fast_rx) = mpsc::channel(64);
@@ -709,7 +1070,11 @@ mod tests {
                 25,
                 member("fast"),
                 Vec::new(),
-                ConnHandle { id: 2, tx: fast_tx },
+                ConnHandle {
+                    id: 2,
+                    tx: fast_tx,
+                    generation: 0,
+                },
             )
             .await;
         // Each newcomer is one more event for `slow`, whose queue is already full.
@@ -723,7 +1088,11 @@ mod tests {
                     25,
                     member(&format!("extra{i}")),
                     Vec::new(),
-                    ConnHandle { id: 10 + i, tx },
+                    ConnHandle {
+                        id: 10 + i,
+                        tx,
+                        generation: 0,
+                    },
                 )
                 .await;
         }

@@ -66,6 +66,8 @@ pub async fn handler(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    // Read before the check: a revocation after it is caught once seated (`recheck`).
+    let revocations = app.rooms.revocations();
     let record = match app
         .storage
         .load_member(claims.meeting_id(), claims.user_id())
@@ -78,6 +80,13 @@ pub async fn handler(
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
+    if claims.generation != record.participant.token_generation {
+        return ApiError::token_revoked(
+            "this token was revoked: the participant has been issued a newer one",
+        )
+        .into_response();
+    }
+    let generation = claims.generation;
     let Some(preset) = record.preset else {
         return ApiError::unauthorized(format!(
             "the participant's preset {:?} no longer exists",
@@ -110,8 +119,8 @@ pub async fn handler(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
-            Connection::new(app, meeting, member.user_id.clone())
-                .run(socket, member, max_on_stage)
+            Connection::new(app, meeting, member.user_id.clone(), generation)
+                .run(socket, member, max_on_stage, revocations)
                 .await
         })
 }
@@ -154,19 +163,22 @@ struct Connection {
     meeting: MeetingId,
     user: UserId,
     id: u64,
+    /// The token generation it authenticated with.
+    generation: u64,
 }
 
 impl Connection {
-    fn new(app: Arc<AppState>, meeting: MeetingId, user: UserId) -> Self {
+    fn new(app: Arc<AppState>, meeting: MeetingId, user: UserId, generation: u64) -> Self {
         Self {
             app,
             meeting,
             user,
             id: next_conn_id(),
+            generation,
         }
     }
 
-    async fn run(self, socket: WebSocket, member: Member, max_on_stage: u32) {
+    async fn run(self, socket: WebSocket, member: Member, max_on_stage: u32, revocations: u64) {
         let metrics = self.app.metrics.clone();
         metrics.connections.inc();
         // Shutdown waits until every connection has dropped its clone.
@@ -188,7 +200,21 @@ impl Connection {
                 max_on_stage,
                 member,
                 ice_servers,
-                ConnHandle { id: self.id, tx },
+                ConnHandle {
+                    id: self.id,
+                    tx,
+                    generation: self.generation,
+                },
+            )
+            .await;
+        self.app
+            .rooms
+            .recheck(
+                &self.app.storage,
+                revocations,
+                &self.meeting,
+                &self.user,
+                self.generation,
             )
             .await;
         tracing::debug!(meeting = %self.meeting, user = %self.user, conn = self.id, "connected");

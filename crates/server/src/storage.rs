@@ -28,8 +28,9 @@ pub const JWT_SECRET_FILE: &str = "jwt_secret";
 /// How many storage calls may wait on the blocking pool at once.
 const MAX_CONCURRENT_CALLS: usize = 4;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE meetings (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE meetings (
         id TEXT PRIMARY KEY NOT NULL,
         title TEXT NOT NULL,
         max_on_stage INTEGER NOT NULL,
@@ -56,7 +57,22 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         PRIMARY KEY (meeting_id, user_id)
     ) STRICT;
     CREATE INDEX participants_by_preset ON participants(preset_name);",
-)];
+    ),
+    // Token generations. Every token issued carries the participant's generation, and only
+    // the current one opens a session, so re-issuing revokes the token before. The numbers
+    // come from one server-wide counter rather than per participant: a participant removed
+    // and added again under the same custom id starts above every token it ever had, so
+    // none of them comes back to life. Existing participants get 0, the generation of the
+    // tokens issued before generations existed (they carry none), which keep working.
+    M::up(
+        "ALTER TABLE participants ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE token_generation_counter (
+        id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+        last INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO token_generation_counter (id, last) VALUES (1, 0);",
+    ),
+];
 
 /// A meeting as stored and as the admin API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,14 +93,29 @@ pub struct ParticipantRecord {
     pub name: String,
     pub preset_name: String,
     pub custom_participant_id: Option<String>,
+    /// The generation of the participant's current token; older tokens are refused.
+    #[serde(skip)]
+    pub token_generation: u64,
 }
 
 /// The outcome of [`Storage::add_participant`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddParticipant {
     Added(ParticipantRecord),
+    /// The custom id was already in the meeting: updated, with a new token generation (the
+    /// tokens issued before are revoked).
+    Reissued(ParticipantRecord),
     NoMeeting,
     NoPreset,
+}
+
+/// The outcome of [`Storage::remove_participant`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveParticipant {
+    /// Removed; what it was.
+    Removed(ParticipantRecord),
+    NoMeeting,
+    NoParticipant,
 }
 
 /// The outcome of [`Storage::delete_preset`].
@@ -211,32 +242,44 @@ impl Storage {
                 Some(custom) => UserId::new(custom.clone()),
                 None => UserId::new(uuid::Uuid::new_v4().to_string()),
             };
+            // Every issue, first or again, takes a fresh generation: the token minted now
+            // is the only one that works afterwards.
+            let generation = next_token_generation(&tx)?;
+            let existed = get_participant(&tx, &meeting_id, &user_id)?.is_some();
             tx.execute(
                 "INSERT INTO participants
                    (meeting_id, user_id, name, preset_name, custom_participant_id,
-                    created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                    created_at, updated_at, token_generation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
                  ON CONFLICT (meeting_id, user_id) DO UPDATE SET
                    name = excluded.name,
                    preset_name = excluded.preset_name,
-                   updated_at = excluded.updated_at",
+                   updated_at = excluded.updated_at,
+                   token_generation = excluded.token_generation",
                 params![
                     meeting_id.as_str(),
                     user_id.as_str(),
                     name,
                     preset_name,
                     custom_participant_id,
-                    to_sql_time(now)
+                    to_sql_time(now),
+                    to_sql_generation(generation)
                 ],
             )?;
             tx.commit()?;
-            Ok(AddParticipant::Added(ParticipantRecord {
+            let record = ParticipantRecord {
                 id: user_id,
                 meeting_id,
                 name,
                 preset_name,
                 custom_participant_id,
-            }))
+                token_generation: generation,
+            };
+            Ok(if existed {
+                AddParticipant::Reissued(record)
+            } else {
+                AddParticipant::Added(record)
+            })
         })
         .await
     }
@@ -252,11 +295,60 @@ impl Storage {
                 return Ok(None);
             }
             let mut stmt = c.prepare_cached(
-                "SELECT meeting_id, user_id, name, preset_name, custom_participant_id
+                "SELECT meeting_id, user_id, name, preset_name, custom_participant_id,
+                   token_generation
                  FROM participants WHERE meeting_id = ?1 ORDER BY created_at, rowid",
             )?;
             let rows = stmt.query_map([meeting_id.as_str()], participant_from_row)?;
             Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
+        })
+        .await
+    }
+
+    /// Removes a participant from a meeting. Its tokens are refused from then on, even if it
+    /// is added again under the same custom id (that issue takes a newer generation).
+    pub async fn remove_participant(
+        &self,
+        meeting_id: MeetingId,
+        user_id: UserId,
+    ) -> Result<RemoveParticipant, StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            if get_meeting(&tx, &meeting_id)?.is_none() {
+                return Ok(RemoveParticipant::NoMeeting);
+            }
+            let Some(participant) = get_participant(&tx, &meeting_id, &user_id)? else {
+                return Ok(RemoveParticipant::NoParticipant);
+            };
+            tx.execute(
+                "DELETE FROM participants WHERE meeting_id = ?1 AND user_id = ?2",
+                [meeting_id.as_str(), user_id.as_str()],
+            )?;
+            tx.commit()?;
+            Ok(RemoveParticipant::Removed(participant))
+        })
+        .await
+    }
+
+    /// Deletes a meeting and all its participants; `None` if there is no such meeting.
+    pub async fn delete_meeting(
+        &self,
+        meeting_id: MeetingId,
+    ) -> Result<Option<MeetingRecord>, StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(meeting) = get_meeting(&tx, &meeting_id)? else {
+                return Ok(None);
+            };
+            // Explicit rather than left to ON DELETE CASCADE: that needs the foreign_keys
+            // pragma, and a deleted meeting must never leave participants (tokens) behind.
+            tx.execute(
+                "DELETE FROM participants WHERE meeting_id = ?1",
+                [meeting_id.as_str()],
+            )?;
+            tx.execute("DELETE FROM meetings WHERE id = ?1", [meeting_id.as_str()])?;
+            tx.commit()?;
+            Ok(Some(meeting))
         })
         .await
     }
@@ -272,17 +364,7 @@ impl Storage {
             let Some(meeting) = get_meeting(c, &meeting_id)? else {
                 return Ok(None);
             };
-            let participant = c
-                .prepare_cached(
-                    "SELECT meeting_id, user_id, name, preset_name, custom_participant_id
-                     FROM participants WHERE meeting_id = ?1 AND user_id = ?2",
-                )?
-                .query_row(
-                    [meeting_id.as_str(), user_id.as_str()],
-                    participant_from_row,
-                )
-                .optional()?;
-            let Some(participant) = participant else {
+            let Some(participant) = get_participant(c, &meeting_id, &user_id)? else {
                 return Ok(None);
             };
             let preset = resolve_preset(c, &participant.preset_name)?;
@@ -446,6 +528,23 @@ fn get_meeting(c: &Connection, id: &MeetingId) -> Result<Option<MeetingRecord>, 
     )
 }
 
+fn get_participant(
+    c: &Connection,
+    meeting_id: &MeetingId,
+    user_id: &UserId,
+) -> Result<Option<ParticipantRecord>, StorageError> {
+    Ok(c.prepare_cached(
+        "SELECT meeting_id, user_id, name, preset_name, custom_participant_id,
+               token_generation
+             FROM participants WHERE meeting_id = ?1 AND user_id = ?2",
+    )?
+    .query_row(
+        [meeting_id.as_str(), user_id.as_str()],
+        participant_from_row,
+    )
+    .optional()?)
+}
+
 fn meeting_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MeetingRecord> {
     Ok(MeetingRecord {
         id: MeetingId::new(r.get::<_, String>(0)?),
@@ -462,7 +561,28 @@ fn participant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ParticipantRe
         name: r.get(2)?,
         preset_name: r.get(3)?,
         custom_participant_id: r.get(4)?,
+        token_generation: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
     })
+}
+
+/// Takes the next number of the server-wide token generation counter (inside the caller's
+/// transaction).
+fn next_token_generation(c: &Connection) -> Result<u64, StorageError> {
+    c.execute(
+        "UPDATE token_generation_counter SET last = last + 1 WHERE id = 1",
+        [],
+    )?;
+    let last: i64 = c.query_row(
+        "SELECT last FROM token_generation_counter WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    u64::try_from(last)
+        .map_err(|_| StorageError::Corrupt(format!("token generation counter is {last}")))
+}
+
+fn to_sql_generation(g: u64) -> i64 {
+    i64::try_from(g).unwrap_or(i64::MAX)
 }
 
 fn to_sql_time(t: UnixMillis) -> i64 {
@@ -614,7 +734,17 @@ mod tests {
             )
             .await
             .expect("re-add");
-        assert!(matches!(again, AddParticipant::Added(ref p) if p.name == "Anna"));
+        let AddParticipant::Reissued(again) = again else {
+            panic!("a custom id added again is a re-issue: {again:?}")
+        };
+        assert_eq!(again.name, "Anna");
+        let AddParticipant::Added(first) = added else {
+            panic!("{added:?}")
+        };
+        assert!(
+            again.token_generation > first.token_generation,
+            "a re-issue takes a newer generation"
+        );
         let list = s
             .list_participants(MeetingId::new("m1"))
             .await
@@ -649,6 +779,138 @@ mod tests {
         assert_eq!(
             s.delete_preset("mod".into()).await.expect("delete"),
             DeletePreset::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn data_from_before_token_generations_survives_at_generation_zero() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // A database as the first schema left it, with a participant in it.
+            let mut conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            Migrations::from_slice(&MIGRATIONS[..1])
+                .to_latest(&mut conn)
+                .expect("first schema");
+            conn.execute_batch(
+                "INSERT INTO meetings VALUES ('m1', 'Old', 5, 1);
+                 INSERT INTO participants VALUES ('m1', 'ann', 'Ann', 'host', 'ann', 1, 1);",
+            )
+            .expect("old data");
+        }
+        let s = Storage::open(dir.path()).expect("open and migrate");
+        let member = s
+            .load_member(MeetingId::new("m1"), UserId::new("ann"))
+            .await
+            .expect("load")
+            .expect("kept");
+        assert_eq!(member.meeting.title, "Old");
+        assert_eq!(member.participant.name, "Ann");
+        assert_eq!(
+            member.participant.token_generation, 0,
+            "the generation of the tokens issued before (they carry none)"
+        );
+        // Issuing again moves it on: the old tokens are revoked.
+        let again = s
+            .add_participant(
+                MeetingId::new("m1"),
+                "Ann".into(),
+                "host".into(),
+                Some("ann".into()),
+                2,
+            )
+            .await
+            .expect("re-issue");
+        assert!(matches!(again, AddParticipant::Reissued(ref p) if p.token_generation > 0));
+    }
+
+    #[tokio::test]
+    async fn removed_participants_and_deleted_meetings_are_gone_and_generations_never_repeat() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Storage::open(dir.path()).expect("open");
+        s.create_meeting(record("m1")).await.expect("create");
+        s.create_meeting(record("m2")).await.expect("create");
+        let add = |meeting: &str| {
+            s.add_participant(
+                MeetingId::new(meeting),
+                "Bob".into(),
+                "viewer".into(),
+                Some("bob".into()),
+                1,
+            )
+        };
+        let AddParticipant::Added(first) = add("m1").await.expect("add") else {
+            panic!("added")
+        };
+        let removed = s
+            .remove_participant(MeetingId::new("m1"), UserId::new("bob"))
+            .await
+            .expect("remove");
+        assert_eq!(removed, RemoveParticipant::Removed(first.clone()));
+        assert_eq!(
+            s.remove_participant(MeetingId::new("m1"), UserId::new("bob"))
+                .await
+                .expect("remove again"),
+            RemoveParticipant::NoParticipant
+        );
+        assert_eq!(
+            s.remove_participant(MeetingId::new("nope"), UserId::new("bob"))
+                .await
+                .expect("remove"),
+            RemoveParticipant::NoMeeting
+        );
+        assert!(s
+            .load_member(MeetingId::new("m1"), UserId::new("bob"))
+            .await
+            .expect("load")
+            .is_none());
+        // Added again under the same id: a generation above every earlier one, so the
+        // removed participant's tokens stay dead.
+        let AddParticipant::Added(back) = add("m1").await.expect("add") else {
+            panic!("added anew")
+        };
+        assert!(back.token_generation > first.token_generation);
+
+        add("m2").await.expect("add");
+        assert_eq!(
+            s.delete_meeting(MeetingId::new("m1"))
+                .await
+                .expect("delete"),
+            Some(record("m1"))
+        );
+        assert_eq!(
+            s.delete_meeting(MeetingId::new("m1"))
+                .await
+                .expect("delete"),
+            None
+        );
+        assert_eq!(
+            s.get_meeting(MeetingId::new("m1")).await.expect("get"),
+            None
+        );
+        assert_eq!(
+            s.list_participants(MeetingId::new("m1"))
+                .await
+                .expect("list"),
+            None
+        );
+        let left: i64 = s
+            .run(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM participants WHERE meeting_id = 'm1'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .expect("count");
+        assert_eq!(left, 0, "no participant outlives its meeting");
+        // The other meeting is untouched.
+        assert_eq!(
+            s.list_participants(MeetingId::new("m2"))
+                .await
+                .expect("list")
+                .map(|l| l.len()),
+            Some(1)
         );
     }
 

@@ -227,6 +227,12 @@ async fn a_missing_or_wrong_admin_key_is_unauthorized_everywhere() {
         ),
         ("GET", format!("/v1/meetings/{meeting}/participants"), None),
         ("GET", format!("/v1/meetings/{meeting}/stage"), None),
+        (
+            "DELETE",
+            format!("/v1/meetings/{meeting}/participants/someone"),
+            None,
+        ),
+        ("DELETE", format!("/v1/meetings/{meeting}"), None),
         ("GET", "/v1/presets".into(), None),
         (
             "POST",

@@ -1,5 +1,6 @@
 //! A restart on the same data dir keeps meetings, presets, participants, the admin key and
-//! the token secret, so tokens issued before still connect.
+//! the token secret, so tokens issued before still connect; and it keeps revocations:
+//! superseded tokens, removed participants and deleted meetings stay refused.
 
 mod common;
 
@@ -83,6 +84,118 @@ async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
     let (mut late, _) = Peer::join(&srv, &late_token).await;
     let reply = late.call(json!({"call":"stage.join"})).await;
     assert_eq!(reply["error"]["code"], json!("stage_full"), "{reply}");
+}
+
+/// The token is refused before the upgrade with 401 and `code`.
+async fn refused(srv: &Srv, token: &str, code: &str) {
+    let (status, body) = srv
+        .raw("GET", &format!("/v1/signal?token={token}"), None, None)
+        .await;
+    common::assert_error(status, &body, 401, code);
+}
+
+async fn issue(srv: &Srv, meeting: &str, id: &str) -> String {
+    srv.ok(
+        "POST",
+        &format!("/v1/meetings/{meeting}/participants"),
+        Some(json!({"name":"N","preset_name":"viewer","custom_participant_id":id})),
+    )
+    .await["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_restart_keeps_revoked_tokens_removed_participants_and_deleted_meetings_refused() {
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("kept").await;
+    let doomed = srv.meeting("doomed").await;
+    let old = issue(&srv, &meeting, "ann").await;
+    let new = issue(&srv, &meeting, "ann").await;
+    let bob = issue(&srv, &meeting, "bob").await;
+    let carl = issue(&srv, &doomed, "carl").await;
+    srv.ok(
+        "DELETE",
+        &format!("/v1/meetings/{meeting}/participants/bob"),
+        None,
+    )
+    .await;
+    srv.ok("DELETE", &format!("/v1/meetings/{doomed}"), None)
+        .await;
+    let dir = srv.stop().await;
+
+    let srv = Srv::start_in(dir, |_| {}).await;
+    // The generation persisted: the superseded token stays revoked, the current one works.
+    refused(&srv, &old, "token_revoked").await;
+    let (_ann, welcome) = Peer::join(&srv, &new).await;
+    assert_eq!(welcome["user_id"], json!("ann"));
+    // The removed participant and the deleted meeting stay gone.
+    refused(&srv, &bob, "unauthorized").await;
+    refused(&srv, &carl, "unauthorized").await;
+    let list = srv
+        .ok("GET", &format!("/v1/meetings/{meeting}/participants"), None)
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let (status, body) = srv
+        .admin("GET", &format!("/v1/meetings/{doomed}"), None)
+        .await;
+    common::assert_error(status, &body, 404, "not_found");
+    let meetings = srv.ok("GET", "/v1/meetings", None).await;
+    assert_eq!(meetings.as_array().map(Vec::len), Some(1), "{meetings}");
+    // Issuing again after the restart still supersedes (the counter was kept too).
+    let newer = issue(&srv, &meeting, "ann").await;
+    refused(&srv, &new, "token_revoked").await;
+    Peer::join(&srv, &newer).await;
+}
+
+#[tokio::test]
+async fn a_data_dir_from_before_token_generations_keeps_its_participants_and_tokens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The schema as the first version made it (migration 1, `user_version` 1), with a
+    // meeting and a participant, and that version's token secret.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("onstage.db")).expect("db");
+        conn.execute_batch(
+            "CREATE TABLE meetings (
+                id TEXT PRIMARY KEY NOT NULL, title TEXT NOT NULL,
+                max_on_stage INTEGER NOT NULL, created_at INTEGER NOT NULL) STRICT;
+             CREATE TABLE presets (
+                name TEXT PRIMARY KEY NOT NULL, stage_enabled INTEGER NOT NULL,
+                stage_access TEXT NOT NULL, accept_stage_requests INTEGER NOT NULL,
+                kick_participant INTEGER NOT NULL, can_produce_audio INTEGER NOT NULL,
+                can_produce_video INTEGER NOT NULL, created_at INTEGER NOT NULL) STRICT;
+             CREATE TABLE participants (
+                meeting_id TEXT NOT NULL REFERENCES meetings(id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL, name TEXT NOT NULL, preset_name TEXT NOT NULL,
+                custom_participant_id TEXT, created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL, PRIMARY KEY (meeting_id, user_id)) STRICT;
+             CREATE INDEX participants_by_preset ON participants(preset_name);
+             INSERT INTO meetings VALUES ('m-old', 'Old', 4, 1);
+             INSERT INTO participants VALUES ('m-old', 'ann', 'Ann', 'viewer', 'ann', 1, 1);
+             PRAGMA user_version = 1;",
+        )
+        .expect("old schema");
+    }
+    std::fs::write(dir.path().join("jwt_secret"), "old-secret").expect("secret");
+    let srv = Srv::start_in(dir, |_| {}).await;
+    // A token as that version minted them: no generation claim.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let legacy = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub":"ann","meeting_id":"m-old","iat":now,"exp":now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(b"old-secret"),
+    )
+    .expect("sign");
+    let (_ann, welcome) = Peer::join(&srv, &legacy).await;
+    assert_eq!(welcome["user_id"], json!("ann"));
+    assert_eq!(welcome["snapshot"]["max_on_stage"], json!(4));
+    // Issuing Ann again revokes it like any other token.
+    issue(&srv, "m-old", "ann").await;
+    refused(&srv, &legacy, "token_revoked").await;
 }
 
 #[tokio::test]

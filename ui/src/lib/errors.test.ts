@@ -7,6 +7,7 @@ describe('error wording', () => {
     ['stage_full', 'The stage is full'],
     ['connection_lost', 'Connection lost — reconnecting…'],
     ['unauthorized', 'The token or invite link is not valid, or it has expired'],
+    ['token_revoked', 'This invite link was replaced by a newer one: ask the host for the new link'],
     ['rate_limited', 'Too many requests — wait a moment and try again'],
     [
       'untrusted_server',

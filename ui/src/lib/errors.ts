@@ -10,6 +10,7 @@ const WORDS: Record<string, string> = {
   invalid_state: 'That is no longer possible: the stage changed. Try again.',
   not_found: 'That person is no longer in the meeting',
   unauthorized: 'The token or invite link is not valid, or it has expired',
+  token_revoked: 'This invite link was replaced by a newer one: ask the host for the new link',
   bad_request: 'The app sent a request the server did not understand',
   rate_limited: 'Too many requests — wait a moment and try again',
   internal: 'Something went wrong. Try again.',

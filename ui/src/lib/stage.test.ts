@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  disconnectedText,
   eventNotice,
   everyone,
   hostView,
@@ -11,7 +12,7 @@ import {
   stageTiles,
   type ControlId,
 } from './stage';
-import type { StageStatus } from './types';
+import type { EndReason, StageStatus } from './types';
 import { person, session, type Preset } from '../test/fixtures';
 
 const ids = (preset: Preset, status: StageStatus): ControlId[] =>
@@ -226,5 +227,25 @@ describe('meeting events', () => {
     expect(eventNotice({ event: 'connectionStateUpdate', state: 'connected', resumed: false })?.tone).toBe('error');
     expect(eventNotice({ event: 'connectionStateUpdate', state: 'connected', resumed: true })).toBeNull();
     expect(eventNotice({ event: 'participantJoined', participant: {} })).toBeNull();
+  });
+});
+
+describe('the disconnected banner', () => {
+  it('says why the meeting ended, in words, for every reason the server gives', () => {
+    const ended = (reason?: string) =>
+      disconnectedText(
+        session('viewer', 'OFF_STAGE', [], {
+          connection: 'disconnected',
+          // A reason this UI does not know yet must still read sensibly.
+          end_reason: reason as EndReason | undefined,
+        }),
+      );
+    expect(ended('replaced')).toContain('another window or device');
+    expect(ended('revoked')).toContain('replaced by a newer one');
+    expect(ended('removed')).toContain('removed you');
+    expect(ended('meeting_deleted')).toContain('deleted');
+    expect(ended('left')).toBe('You left the meeting.');
+    expect(ended()).toBe('You are disconnected from the meeting.');
+    expect(ended('something_new')).toBe('You are disconnected from the meeting.');
   });
 });

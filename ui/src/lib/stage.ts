@@ -275,3 +275,25 @@ export function eventNotice(e: MeetingEvent): Notice | null {
       return null;
   }
 }
+
+/**
+ * What the banner says once the meeting is over for this window: the reason the server
+ * gave (`end_reason`), in words, or the plain fact when there is none. None of these
+ * reconnects: another window may hold the meeting now, or the invitation no longer works.
+ */
+export function disconnectedText(s: Session): string {
+  switch (s.end_reason) {
+    case 'replaced':
+      return 'You joined this meeting from another window or device, so it ended here.';
+    case 'revoked':
+      return 'Your invitation was replaced by a newer one. Ask the host for the new link.';
+    case 'removed':
+      return 'The host removed you from the meeting.';
+    case 'meeting_deleted':
+      return 'The meeting has ended: the host deleted it.';
+    case 'left':
+      return 'You left the meeting.';
+    default:
+      return 'You are disconnected from the meeting.';
+  }
+}

@@ -8,6 +8,9 @@ export type StageStatus =
 
 export type ConnectionState = 'connected' | 'reconnecting' | 'disconnected';
 
+/** Why the meeting ended for good, when the server said so (docs/API.md, goodbye reasons). */
+export type EndReason = 'left' | 'replaced' | 'revoked' | 'removed' | 'meeting_deleted';
+
 export interface Participant {
   user_id: string;
   name: string;
@@ -39,6 +42,8 @@ export interface AccessRequest {
 export interface Session {
   meeting_id: string;
   connection: ConnectionState;
+  /** Once disconnected: why, when known. */
+  end_reason?: EndReason;
   me: Me;
   participants: Participant[];
   queue: AccessRequest[];

@@ -1,4 +1,5 @@
-//! `meeting create`, `participant add`, `preset create`: one admin API call each.
+//! `meeting create`, `meeting delete`, `participant add`, `participant remove`,
+//! `preset create`: one admin API call each.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -110,6 +111,26 @@ impl AdminClient {
         self.post(&path, &body).await
     }
 
+    /// `DELETE /v1/meetings/{id}`; returns the deleted meeting.
+    pub async fn delete_meeting(&self, meeting: &str) -> Result<Value, ErrorBody> {
+        let path = format!("/v1/meetings/{}", path_segment(meeting));
+        self.send(reqwest::Method::DELETE, &path, None).await
+    }
+
+    /// `DELETE /v1/meetings/{id}/participants/{user_id}`; returns the removed participant.
+    pub async fn remove_participant(
+        &self,
+        meeting: &str,
+        user_id: &str,
+    ) -> Result<Value, ErrorBody> {
+        let path = format!(
+            "/v1/meetings/{}/participants/{}",
+            path_segment(meeting),
+            path_segment(user_id)
+        );
+        self.send(reqwest::Method::DELETE, &path, None).await
+    }
+
     /// `POST /v1/presets`; returns the preset as stored.
     pub async fn create_preset(&self, preset: &Preset) -> Result<Value, ErrorBody> {
         let body = serde_json::to_value(preset)
@@ -119,21 +140,30 @@ impl AdminClient {
 
     /// POSTs JSON and unwraps the `{"success":..,"data"|"error":..}` envelope.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ErrorBody> {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Sends a request (with a JSON body when given) and unwraps the envelope.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ErrorBody> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| match onstage_client::tls::certificate_problem(&e) {
+        let mut request = self.http.request(method, &url).bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            match onstage_client::tls::certificate_problem(&e) {
                 Some(problem) => ErrorBody::new(ErrorCode::UntrustedServer, problem.to_string()),
                 None => ErrorBody::new(
                     ErrorCode::ConnectionLost,
                     format!("cannot reach {}: {e}", self.base),
                 ),
-            })?;
+            }
+        })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| {
             ErrorBody::new(
@@ -201,43 +231,64 @@ fn finish(outcome: Result<Value, ErrorBody>) -> ExitCode {
     }
 }
 
-/// `onstage meeting create` -> `{"id":"..."}`.
+/// `onstage meeting create` -> `{"id":"..."}`; `onstage meeting delete` -> `{"id":"..."}`.
 pub async fn meeting(command: MeetingCommand) -> ExitCode {
-    let MeetingCommand::Create {
-        conn,
-        title,
-        max_on_stage,
-    } = command;
     finish(
         async {
-            let client = AdminClient::from_args(&conn)?;
-            let meeting = client.create_meeting(&title, max_on_stage).await?;
-            Ok(json!({ "id": field(&meeting, "id")? }))
+            match command {
+                MeetingCommand::Create {
+                    conn,
+                    title,
+                    max_on_stage,
+                } => {
+                    let client = AdminClient::from_args(&conn)?;
+                    let meeting = client.create_meeting(&title, max_on_stage).await?;
+                    Ok(json!({ "id": field(&meeting, "id")? }))
+                }
+                MeetingCommand::Delete { conn, meeting } => {
+                    let client = AdminClient::from_args(&conn)?;
+                    let deleted = client.delete_meeting(&meeting).await?;
+                    Ok(json!({ "id": field(&deleted, "id")? }))
+                }
+            }
         }
         .await,
     )
 }
 
-/// `onstage participant add` -> `{"user_id":"...","token":"...","link":"onstage://join?.."}`.
+/// `onstage participant add` -> `{"user_id":"...","token":"...","link":"onstage://join?.."}`;
+/// `onstage participant remove` -> `{"user_id":"..."}`.
 pub async fn participant(command: ParticipantCommand) -> ExitCode {
-    let ParticipantCommand::Add {
-        conn,
-        meeting,
-        name,
-        preset,
-        user_id,
-    } = command;
     finish(
         async {
-            let client = AdminClient::from_args(&conn)?;
-            let added = client
-                .add_participant(&meeting, &name, &preset, user_id.as_deref())
-                .await?;
-            Ok(json!({
-                "user_id": field(&added, "id")?,
-                "token": field(&added, "token")?,
-                "link": field(&added, "link")?,
-            }))
+            match command {
+                ParticipantCommand::Add {
+                    conn,
+                    meeting,
+                    name,
+                    preset,
+                    user_id,
+                } => {
+                    let client = AdminClient::from_args(&conn)?;
+                    let added = client
+                        .add_participant(&meeting, &name, &preset, user_id.as_deref())
+                        .await?;
+                    Ok(json!({
+                        "user_id": field(&added, "id")?,
+                        "token": field(&added, "token")?,
+                        "link": field(&added, "link")?,
+                    }))
+                }
+                ParticipantCommand::Remove {
+                    conn,
+                    meeting,
+                    user_id,
+                } => {
+                    let client = AdminClient::from_args(&conn)?;
+                    let removed = client.remove_participant(&meeting, &user_id).await?;
+                    Ok(json!({ "user_id": field(&removed, "id")? }))
+                }
+            }
         }
         .await,
     )
