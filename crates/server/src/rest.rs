@@ -161,12 +161,7 @@ async fn get_meeting(State(app): Shared, Path(id): Path<String>) -> Result<Respo
 
 /// `DELETE /v1/meetings/{id}`: the meeting and its participants go; every live session
 /// ends with `goodbye: meeting_deleted` and every token of the meeting is refused.
-async fn delete_meeting(
-    State(app): Shared,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
+async fn delete_meeting(State(app): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let meeting = app
         .storage
         .delete_meeting(MeetingId::new(id.clone()))
@@ -274,10 +269,8 @@ async fn add_participant(
 /// the room (everyone hears), and its tokens are refused.
 async fn remove_participant(
     State(app): Shared,
-    headers: HeaderMap,
     Path((id, participant_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    admin(&app, &headers)?;
     let meeting = MeetingId::new(id.clone());
     let removed = app
         .storage
