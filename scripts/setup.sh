@@ -54,11 +54,10 @@ if [ "$node_major" -lt 18 ]; then
 fi
 if [ -f ui/package-lock.json ] && { [ ! -f ui/node_modules/.package-lock.json ] ||
   [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; }; then
-  # `npm install` (which keeps the locked versions) rather than `npm ci`: the lock lists
-  # only the Linux builds of rollup's per-platform packages, which `npm ci` refuses as out
-  # of sync (see ui/README.md).
-  echo "setup: npm install in ui/" >&2
-  (cd ui && npm install --no-audit --no-fund)
+  # `npm ci`: exactly the lock (which lists every platform's build of rollup's native
+  # package), never rewriting it, so a test run leaves the work tree clean.
+  echo "setup: npm ci in ui/" >&2
+  (cd ui && npm ci --no-audit --no-fund)
 fi
 
 # WebDriver for the app's end-to-end tests.

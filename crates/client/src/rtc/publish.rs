@@ -142,18 +142,10 @@ impl Outgoing {
     }
 }
 
+/// A random SSRC (RFC 3550 asks for one chosen at random, unique within the session; the
+/// stack resolves the rare collision). Zero is avoided: some stacks treat it as unset.
 fn random_ssrc() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded per process from the OS; enough for an SSRC (RFC 3550 only asks
-    // for uniqueness within the session, and collisions are resolved by the stack).
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    (hasher.finish() as u32).max(1)
+    rand::random::<u32>().max(1)
 }
 
 struct Handler {
