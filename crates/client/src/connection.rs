@@ -20,7 +20,8 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use onstage_proto::{
-    Call, CallResult, CloseReason, Fingerprint, LinkError, Request, ServerMessage, Welcome,
+    Call, CallResult, CloseReason, ErrorBody, ErrorCode, Fingerprint, LinkError, Request,
+    ServerMessage, Welcome,
 };
 
 use crate::mirror::Mirror;
@@ -251,6 +252,9 @@ enum Ended {
     Dropped,
     /// Over for good. `left` when it ended by leaving the meeting.
     Over { left: bool },
+    /// Over for good because the server refused this client (`goodbye: bad_input`): calls
+    /// in flight fail with this error.
+    Refused(ClientError),
 }
 
 pub(crate) struct Driver {
@@ -295,6 +299,10 @@ impl Driver {
             match self.serve(&mut ws).await {
                 Ended::Over { left } => {
                     self.fail_pending(left, ClientError::Closed);
+                    break;
+                }
+                Ended::Refused(error) => {
+                    self.fail_pending(false, error);
                     break;
                 }
                 Ended::Dropped => {
@@ -506,6 +514,19 @@ impl Driver {
                         })
                     }
                     CloseReason::Shutdown | CloseReason::TooSlow => Some(Ended::Dropped),
+                    // The server refused what this client sent, again and again: coming
+                    // back would only repeat it, so the meeting ends here, and calls in
+                    // flight say why.
+                    CloseReason::BadInput => {
+                        tracing::error!(
+                            "the server closed the connection: it kept refusing this client's frames (bad_input)"
+                        );
+                        close_quietly(ws).await;
+                        Some(Ended::Refused(ClientError::Server(ErrorBody::new(
+                            ErrorCode::BadRequest,
+                            "the server closed the connection (bad_input): it kept refusing this client's frames",
+                        ))))
+                    }
                 }
             }
             ServerMessage::Media { event } => {

@@ -33,7 +33,8 @@
 //! reply, or fails after a timeout.
 //!
 //! If the connection drops without the server saying goodbye for good (`left`,
-//! `replaced`), the task emits `connectionStateUpdate` `reconnecting` and retries (50 ms,
+//! `replaced`, or `bad_input`: the server kept refusing this client's frames, and calls in
+//! flight then fail with `bad_request`), the task emits `connectionStateUpdate` `reconnecting` and retries (50 ms,
 //! doubling to 1 s) for as long as the server keeps the session (the welcome's grace
 //! period). Back in, it replaces the mirror from the new welcome, emits events for what
 //! changed and `connectionStateUpdate` `connected` (`resumed: true` when the stage status

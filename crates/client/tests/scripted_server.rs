@@ -471,6 +471,38 @@ async fn a_goodbye_shutdown_reconnects_but_replaced_ends_the_meeting() {
 }
 
 #[tokio::test]
+async fn a_goodbye_bad_input_ends_the_meeting_and_fails_the_call_in_flight() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    let mut events = meeting.events();
+    let m = meeting.clone();
+    let call = tokio::spawn(async move { m.stage().request_access().await });
+    let req = conn.request().await;
+    assert_eq!(req["call"], "stage.requestAccess");
+    conn.send(json!({"type":"goodbye","reason":"bad_input"}))
+        .await;
+    match within("the call's outcome", call).await.expect("joins") {
+        Err(ClientError::Server(e)) => {
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains("bad_input"), "{e}");
+        }
+        other => panic!("expected a bad_request refusal, got {other:?}"),
+    }
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"disconnected"})
+    );
+    assert!(within("end", events.recv()).await.is_none(), "stream ends");
+    assert_eq!(meeting.connection_state(), ConnectionState::Disconnected);
+    // Final: no reconnect attempt follows.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), server.conns.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn reconnecting_stops_when_the_token_is_refused() {
     let mut server = Scripted::start().await;
     let (meeting, conn) = join(&mut server, "v", "viewer").await;

@@ -383,6 +383,10 @@ pub enum CloseReason {
     Shutdown,
     /// The client was too slow reading events; reconnecting resumes.
     TooSlow,
+    /// The client kept sending frames the server refuses (malformed, oversized, binary,
+    /// unknown calls, or past the rate limit after being told so). Final: reconnecting
+    /// would only repeat it.
+    BadInput,
 }
 
 /// Everything the server sends.
@@ -491,6 +495,17 @@ mod tests {
         assert_eq!((id, e.code), (None, ErrorCode::BadRequest));
         let (id, _) = Request::parse("[1,2]").unwrap_err();
         assert_eq!(id, None);
+    }
+
+    #[test]
+    fn close_reasons_are_snake_case_on_the_wire() {
+        assert_eq!(
+            serde_json::to_value(ServerMessage::Goodbye {
+                reason: CloseReason::BadInput
+            })
+            .unwrap(),
+            serde_json::json!({"type":"goodbye","reason":"bad_input"})
+        );
     }
 
     #[test]
