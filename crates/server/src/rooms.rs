@@ -158,6 +158,7 @@ impl Rooms {
         let config = RoomConfig {
             max_on_stage,
             grace_ms: self.grace_ms,
+            ..RoomConfig::default()
         };
         let task = RoomTask {
             meeting: meeting.clone(),
