@@ -149,17 +149,12 @@ impl Rooms {
             .cloned()
     }
 
-    fn get_or_start(&self, meeting: &MeetingId, max_on_stage: u32) -> mpsc::Sender<Command> {
+    fn get_or_start(&self, meeting: &MeetingId, config: RoomConfig) -> mpsc::Sender<Command> {
         let mut map = self.lock();
         if let Some(tx) = map.get(meeting).filter(|tx| !tx.is_closed()) {
             return tx.clone();
         }
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
-        let config = RoomConfig {
-            max_on_stage,
-            grace_ms: self.grace_ms,
-            ..RoomConfig::default()
-        };
         let task = RoomTask {
             meeting: meeting.clone(),
             room: Room::new(config),
@@ -177,20 +172,27 @@ impl Rooms {
         tx
     }
 
-    /// Seats a connection in its meeting's room (starting the room if needed). The welcome
-    /// (with `ice_servers`, the participant's relay credentials) is the first thing queued
-    /// on `conn`.
+    /// Seats a connection in its meeting's room (starting the room with `config` if needed;
+    /// its grace period is always the one these rooms were made with). The welcome (with
+    /// `ice_servers`, the participant's relay credentials) is the first thing queued on
+    /// `conn`.
     pub async fn connect(
         &self,
         meeting: &MeetingId,
-        max_on_stage: u32,
+        config: RoomConfig,
         member: Member,
         ice_servers: Vec<IceServer>,
         conn: ConnHandle,
     ) {
         // A room may be closing down just as we arrive; then start a new one.
         for _ in 0..3 {
-            let tx = self.get_or_start(meeting, max_on_stage);
+            let tx = self.get_or_start(
+                meeting,
+                RoomConfig {
+                    grace_ms: self.grace_ms,
+                    ..config
+                },
+            );
             let (done, wait) = oneshot::channel();
             let cmd = Command::Connect {
                 member: member.clone(),
@@ -697,7 +699,7 @@ mod tests {
         rooms
             .connect(
                 &meeting,
-                25,
+                RoomConfig::default(),
                 member("slow"),
                 Vec::new(),
                 ConnHandle { id: 1, tx: slow_tx },
@@ -707,7 +709,7 @@ mod tests {
         rooms
             .connect(
                 &meeting,
-                25,
+                RoomConfig::default(),
                 member("fast"),
                 Vec::new(),
                 ConnHandle { id: 2, tx: fast_tx },
@@ -721,7 +723,7 @@ mod tests {
             rooms
                 .connect(
                     &meeting,
-                    25,
+                    RoomConfig::default(),
                     member(&format!("extra{i}")),
                     Vec::new(),
                     ConnHandle { id: 10 + i, tx },
