@@ -1,0 +1,317 @@
+//! Measurements of signaling abuse, run by hand on a release build:
+//!
+//! ```text
+//! cargo test --release -p onstage-server --test abuse_bench -- --ignored --nocapture --test-threads 1
+//! ```
+//!
+//! The server runs in this process on its own runtime, whose threads are named
+//! `onstage-srv`; its CPU time and the bytes it read are summed over those threads from
+//! `/proc/self/task/*/{stat,io}`, so the load generator's own work is not counted.
+//!
+//! - `junk_frames`: one connection sends text frames of 1 MiB - 200 bytes as fast as the
+//!   socket takes them, for up to 10 s: bytes handed to the socket, bytes the server read,
+//!   server CPU seconds, replies and how soon the server closed.
+//! - `toggle_fan_out`: 300 connected participants; one of them alternates
+//!   `stage.requestAccess` and `stage.cancelRequestAccess` at the per-connection rate limit
+//!   (its burst, then 20 calls/s) for 20 s; every message the other 299 receive is counted.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const SERVER_THREADS: &str = "onstage-srv";
+
+/// Clock ticks per second of `/proc/*/stat` (USER_HZ, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// (CPU seconds, bytes read) of the server's threads so far.
+fn server_usage() -> (f64, u64) {
+    let mut cpu = 0.0;
+    let mut read = 0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0.0, 0);
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(SERVER_THREADS) {
+            continue;
+        }
+        // After the name: state is field 3; utime and stime are fields 14 and 15.
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks: u64 = fields
+            .get(11..13)
+            .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
+        cpu += ticks as f64 / TICKS;
+        if let Ok(io) = std::fs::read_to_string(task.path().join("io")) {
+            read += io
+                .lines()
+                .find_map(|l| l.strip_prefix("rchar: ")?.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    (cpu, read)
+}
+
+struct Bench {
+    _server: onstage_server::RunningServer,
+    _server_rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    url: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Bench {
+    fn start() -> Bench {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(SERVER_THREADS)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let mut config = onstage_server::ServerConfig::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            dir.path().to_path_buf(),
+        );
+        // Signaling only: the SFU is not what is measured.
+        config.media_udp = None;
+        let server = server_rt
+            .block_on(onstage_server::start(config))
+            .expect("server starts");
+        Bench {
+            url: server.http_url(),
+            key: server.admin_key().to_owned(),
+            _server: server,
+            _server_rt: server_rt,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn admin(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin call");
+        let body: Value = resp.json().await.expect("json");
+        body["data"].clone()
+    }
+
+    async fn meeting(&self) -> String {
+        self.admin("/v1/meetings", json!({"title":"bench"})).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    async fn token(&self, meeting: &str, name: &str, preset: &str) -> String {
+        self.admin(
+            &format!("/v1/meetings/{meeting}/participants"),
+            json!({"name": name, "preset_name": preset}),
+        )
+        .await["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    fn ws_url(&self, token: &str) -> String {
+        format!(
+            "{}/v1/signal?token={token}",
+            self.url.replacen("http", "ws", 1)
+        )
+    }
+}
+
+fn client_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .expect("client runtime")
+}
+
+#[test]
+#[ignore = "a measurement: run by hand with --release"]
+fn junk_frames() {
+    let bench = Bench::start();
+    client_rt().block_on(async {
+        let meeting = bench.meeting().await;
+        let token = bench.token(&meeting, "junk", "viewer").await;
+        let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
+            .await
+            .expect("connects");
+        let (mut sink, mut stream) = ws.split();
+        let replies = Arc::new(AtomicU64::new(0));
+        let goodbye = Arc::new(std::sync::Mutex::new(None::<String>));
+        let closed = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let closed_after = Arc::new(std::sync::Mutex::new(None::<Duration>));
+        let reader = {
+            let (replies, goodbye, closed, closed_after) = (
+                replies.clone(),
+                goodbye.clone(),
+                closed.clone(),
+                closed_after.clone(),
+            );
+            tokio::spawn(async move {
+                while let Some(Ok(msg)) = stream.next().await {
+                    match msg {
+                        Message::Text(t) => {
+                            let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                            if v["type"] == "goodbye" {
+                                *goodbye.lock().expect("lock") = Some(v["reason"].to_string());
+                            } else if v["type"] != "welcome" {
+                                replies.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Message::Close(_) => break,
+                        _ => {}
+                    }
+                }
+                closed.store(true, Ordering::Relaxed);
+                *closed_after.lock().expect("lock") = Some(started.elapsed());
+            })
+        };
+        let (cpu0, read0) = server_usage();
+        let frame = "x".repeat(1024 * 1024 - 200);
+        let mut sent_frames = 0u64;
+        let deadline = started + Duration::from_secs(10);
+        while Instant::now() < deadline && !closed.load(Ordering::Relaxed) {
+            let send = sink.send(Message::text(frame.clone()));
+            match tokio::time::timeout_at(deadline.into(), send).await {
+                Ok(Ok(())) => sent_frames += 1,
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        let elapsed = started.elapsed();
+        let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+        let (cpu1, read1) = server_usage();
+        println!(
+            "junk_frames: {sent_frames} frames of {} B handed to the socket ({:.1} MB) in {:.2} s; \
+             server read {:.1} MB, server CPU {:.2} s ({:.3} CPU-s per MB sent), {} replies, \
+             goodbye {:?}, closed after {:?}",
+            frame.len(),
+            (sent_frames * frame.len() as u64) as f64 / 1e6,
+            elapsed.as_secs_f64(),
+            (read1 - read0) as f64 / 1e6,
+            cpu1 - cpu0,
+            (cpu1 - cpu0) / ((sent_frames.max(1) * frame.len() as u64) as f64 / 1e6),
+            replies.load(Ordering::Relaxed),
+            goodbye.lock().expect("lock").clone(),
+            *closed_after.lock().expect("lock"),
+        );
+    });
+}
+
+#[test]
+#[ignore = "a measurement: run by hand with --release"]
+fn toggle_fan_out() {
+    const WATCHERS: usize = 299;
+    const SECS: u64 = 20;
+    let bench = Bench::start();
+    client_rt().block_on(async {
+        let meeting = bench.meeting().await;
+        let received = Arc::new(AtomicU64::new(0));
+        let counting = Arc::new(AtomicBool::new(false));
+        let mut watchers = Vec::new();
+        for i in 0..WATCHERS {
+            let token = bench.token(&meeting, &format!("w{i}"), "viewer").await;
+            let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
+                .await
+                .expect("connects");
+            let (received, counting) = (received.clone(), counting.clone());
+            watchers.push(tokio::spawn(async move {
+                let (_sink, mut stream) = ws.split();
+                while let Some(Ok(msg)) = stream.next().await {
+                    if matches!(msg, Message::Text(_)) && counting.load(Ordering::Relaxed) {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        let token = bench.token(&meeting, "toggler", "viewer").await;
+        let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
+            .await
+            .expect("connects");
+        let (mut sink, mut stream) = ws.split();
+        let codes = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+            String,
+            u64,
+        >::new()));
+        let reader = {
+            let codes = codes.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(Message::Text(t))) = stream.next().await {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    if v["type"] == "reply" {
+                        let code = if v["ok"] == json!(true) {
+                            "ok".to_owned()
+                        } else {
+                            v["error"]["code"].as_str().unwrap_or("?").to_owned()
+                        };
+                        *codes.lock().expect("lock").entry(code).or_default() += 1;
+                    }
+                }
+            })
+        };
+        // Let the joins' events drain before counting.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        counting.store(true, Ordering::Relaxed);
+        let (cpu0, _) = server_usage();
+        let started = Instant::now();
+        // The per-connection limit's burst (50) at once, then 20 calls/s: as fast as the
+        // limit allows, so every call reaches the room.
+        let mut next = tokio::time::Instant::now();
+        let mut id = 0u64;
+        while started.elapsed() < Duration::from_secs(SECS) {
+            id += 1;
+            let call = if id % 2 == 1 {
+                "stage.requestAccess"
+            } else {
+                "stage.cancelRequestAccess"
+            };
+            let text = json!({"id": id, "call": call}).to_string();
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+            if id >= 50 {
+                next += Duration::from_millis(50);
+                tokio::time::sleep_until(next).await;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        counting.store(false, Ordering::Relaxed);
+        let (cpu1, _) = server_usage();
+        let total = received.load(Ordering::Relaxed);
+        println!(
+            "toggle_fan_out: {id} calls in {elapsed:.1} s, replies {:?}; {WATCHERS} watchers \
+             received {total} messages ({:.0}/s, {:.1} per call); server CPU {:.2} s",
+            codes.lock().expect("lock"),
+            total as f64 / elapsed,
+            total as f64 / id as f64,
+            cpu1 - cpu0,
+        );
+        reader.abort();
+        for w in watchers {
+            w.abort();
+        }
+    });
+}
