@@ -448,11 +448,16 @@ impl Connection {
 }
 
 /// A read error that is the client's doing (a frame over the hard cap, a broken frame,
-/// text that is not UTF-8), as opposed to the network going away.
+/// text that is not UTF-8), as opposed to the network going away (an I/O error, or a
+/// connection that ended without a close frame).
 fn is_bad_input(error: axum::Error) -> bool {
+    use tungstenite::error::ProtocolError;
     use tungstenite::Error;
-    matches!(
-        error.into_inner().downcast_ref::<Error>(),
-        Some(Error::Capacity(_) | Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt)
-    )
+    match error.into_inner().downcast_ref::<Error>() {
+        Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => false,
+        Some(Error::Capacity(_) | Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt) => {
+            true
+        }
+        _ => false,
+    }
 }

@@ -5,15 +5,17 @@
 //! ```
 //!
 //! The server runs in this process on its own runtime, whose threads are named
-//! `onstage-srv`; its CPU time and the bytes it read are summed over those threads from
-//! `/proc/self/task/*/{stat,io}`, so the load generator's own work is not counted.
+//! `onstage-srv`; its CPU time is summed over those threads from `/proc/self/task/*/stat`,
+//! so the load generator's own work is not counted.
 //!
 //! - `junk_frames`: one connection sends text frames of 1 MiB - 200 bytes as fast as the
-//!   socket takes them, for up to 10 s: bytes handed to the socket, bytes the server read,
-//!   server CPU seconds, replies and how soon the server closed.
+//!   socket takes them, for up to 10 s: bytes handed to the socket, bytes the server's
+//!   socket received (`ss`), server CPU seconds, replies and how soon the server closed;
+//!   `junk_frames_under_the_cap`: the same with frames of 64 KiB - 200 bytes.
 //! - `toggle_fan_out`: 300 connected participants; one of them alternates
 //!   `stage.requestAccess` and `stage.cancelRequestAccess` at the per-connection rate limit
-//!   (its burst, then 20 calls/s) for 20 s; every message the other 299 receive is counted.
+//!   (its burst of 50, then 19 calls/s) for 20 s; every message the other 299 receive is
+//!   counted, and the toggler's replies by code.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,12 +30,33 @@ const SERVER_THREADS: &str = "onstage-srv";
 /// Clock ticks per second of `/proc/*/stat` (USER_HZ, 100 on Linux).
 const TICKS: f64 = 100.0;
 
-/// (CPU seconds, bytes read) of the server's threads so far.
-fn server_usage() -> (f64, u64) {
+/// Bytes received by the kernel on the server's side of its open TCP connections on
+/// `port` (`ss`'s `bytes_received`), `None` when there is none (or no `ss`).
+fn server_bytes_received(port: u16) -> Option<u64> {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tinH",
+            "state",
+            "established",
+            "sport",
+            "=",
+            &format!(":{port}"),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let counts: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("bytes_received:")?.parse().ok())
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
+/// CPU seconds of the server's threads so far.
+fn server_cpu() -> f64 {
     let mut cpu = 0.0;
-    let mut read = 0;
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return (0.0, 0);
+        return 0.0;
     };
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
@@ -52,14 +75,8 @@ fn server_usage() -> (f64, u64) {
             .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
             .unwrap_or(0);
         cpu += ticks as f64 / TICKS;
-        if let Ok(io) = std::fs::read_to_string(task.path().join("io")) {
-            read += io
-                .lines()
-                .find_map(|l| l.strip_prefix("rchar: ")?.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-        }
     }
-    (cpu, read)
+    cpu
 }
 
 struct Bench {
@@ -119,15 +136,16 @@ impl Bench {
             .to_owned()
     }
 
-    async fn token(&self, meeting: &str, name: &str, preset: &str) -> String {
-        self.admin(
-            &format!("/v1/meetings/{meeting}/participants"),
-            json!({"name": name, "preset_name": preset}),
-        )
-        .await["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
+    /// A new participant: (user id, token).
+    async fn participant(&self, meeting: &str, name: &str, preset: &str) -> (String, String) {
+        let data = self
+            .admin(
+                &format!("/v1/meetings/{meeting}/participants"),
+                json!({"name": name, "preset_name": preset}),
+            )
+            .await;
+        let field = |f: &str| data[f].as_str().expect("participant field").to_owned();
+        (field("id"), field("token"))
     }
 
     fn ws_url(&self, token: &str) -> String {
@@ -150,10 +168,22 @@ fn client_rt() -> tokio::runtime::Runtime {
 #[test]
 #[ignore = "a measurement: run by hand with --release"]
 fn junk_frames() {
+    junk(1024 * 1024 - 200);
+}
+
+/// The same with frames just under the hard cap: read, throttled, then closed.
+#[test]
+#[ignore = "a measurement: run by hand with --release"]
+fn junk_frames_under_the_cap() {
+    junk(64 * 1024 - 200);
+}
+
+/// One connection sends `len`-byte text frames (not JSON) as fast as it can for 10 s.
+fn junk(len: usize) {
     let bench = Bench::start();
     client_rt().block_on(async {
         let meeting = bench.meeting().await;
-        let token = bench.token(&meeting, "junk", "viewer").await;
+        let (_, token) = bench.participant(&meeting, "junk", "viewer").await;
         let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
             .await
             .expect("connects");
@@ -189,11 +219,23 @@ fn junk_frames() {
                 *closed_after.lock().expect("lock") = Some(started.elapsed());
             })
         };
-        let (cpu0, read0) = server_usage();
-        let frame = "x".repeat(1024 * 1024 - 200);
+        let port = url::Url::parse(&bench.url)
+            .ok()
+            .and_then(|u| u.port())
+            .expect("port");
+        let cpu0 = server_cpu();
+        let frame = "x".repeat(len);
         let mut sent_frames = 0u64;
+        // The server side's received bytes, sampled every 100 ms while the connection is
+        // open: the last sample before the end.
+        let mut received = None;
+        let mut sampled = Instant::now() - Duration::from_secs(1);
         let deadline = started + Duration::from_secs(10);
         while Instant::now() < deadline && !closed.load(Ordering::Relaxed) {
+            if sampled.elapsed() >= Duration::from_millis(100) {
+                received = server_bytes_received(port).or(received);
+                sampled = Instant::now();
+            }
             let send = sink.send(Message::text(frame.clone()));
             match tokio::time::timeout_at(deadline.into(), send).await {
                 Ok(Ok(())) => sent_frames += 1,
@@ -201,16 +243,17 @@ fn junk_frames() {
             }
         }
         let elapsed = started.elapsed();
+        received = server_bytes_received(port).or(received);
         let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
-        let (cpu1, read1) = server_usage();
+        let cpu1 = server_cpu();
         println!(
             "junk_frames: {sent_frames} frames of {} B handed to the socket ({:.1} MB) in {:.2} s; \
-             server read {:.1} MB, server CPU {:.2} s ({:.3} CPU-s per MB sent), {} replies, \
-             goodbye {:?}, closed after {:?}",
+             server's socket received {} (last sample), server CPU {:.2} s ({:.4} CPU-s per MB \
+             sent), {} replies, goodbye {:?}, closed after {:?}",
             frame.len(),
             (sent_frames * frame.len() as u64) as f64 / 1e6,
             elapsed.as_secs_f64(),
-            (read1 - read0) as f64 / 1e6,
+            received.map_or("?".to_owned(), |b| format!("{:.1} MB", b as f64 / 1e6)),
             cpu1 - cpu0,
             (cpu1 - cpu0) / ((sent_frames.max(1) * frame.len() as u64) as f64 / 1e6),
             replies.load(Ordering::Relaxed),
@@ -228,25 +271,34 @@ fn toggle_fan_out() {
     let bench = Bench::start();
     client_rt().block_on(async {
         let meeting = bench.meeting().await;
+        let (toggler_id, token) = bench.participant(&meeting, "toggler", "viewer").await;
+        let about_toggler = format!(r#""user_id":"{toggler_id}""#);
         let received = Arc::new(AtomicU64::new(0));
+        let about = Arc::new(AtomicU64::new(0));
         let counting = Arc::new(AtomicBool::new(false));
         let mut watchers = Vec::new();
         for i in 0..WATCHERS {
-            let token = bench.token(&meeting, &format!("w{i}"), "viewer").await;
+            let (_, token) = bench
+                .participant(&meeting, &format!("w{i}"), "viewer")
+                .await;
             let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
                 .await
                 .expect("connects");
-            let (received, counting) = (received.clone(), counting.clone());
+            let (received, about, counting) = (received.clone(), about.clone(), counting.clone());
+            let about_toggler = about_toggler.clone();
             watchers.push(tokio::spawn(async move {
                 let (_sink, mut stream) = ws.split();
                 while let Some(Ok(msg)) = stream.next().await {
-                    if matches!(msg, Message::Text(_)) && counting.load(Ordering::Relaxed) {
+                    let Message::Text(t) = msg else { continue };
+                    if counting.load(Ordering::Relaxed) {
                         received.fetch_add(1, Ordering::Relaxed);
+                        if t.as_str().contains(&about_toggler) {
+                            about.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }));
         }
-        let token = bench.token(&meeting, "toggler", "viewer").await;
         let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
             .await
             .expect("connects");
@@ -258,7 +310,8 @@ fn toggle_fan_out() {
         let reader = {
             let codes = codes.clone();
             tokio::spawn(async move {
-                while let Some(Ok(Message::Text(t))) = stream.next().await {
+                while let Some(Ok(msg)) = stream.next().await {
+                    let Message::Text(t) = msg else { continue };
                     let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
                     if v["type"] == "reply" {
                         let code = if v["ok"] == json!(true) {
@@ -272,12 +325,13 @@ fn toggle_fan_out() {
             })
         };
         // Let the joins' events drain before counting.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
         counting.store(true, Ordering::Relaxed);
-        let (cpu0, _) = server_usage();
+        let cpu0 = server_cpu();
         let started = Instant::now();
-        // The per-connection limit's burst (50) at once, then 20 calls/s: as fast as the
-        // limit allows, so every call reaches the room.
+        // The per-connection limit's burst (50) at once, then a call every 52 ms (the limit
+        // refills 20 a second; a little slower, so that no call arrives early and is
+        // dropped): as fast as the limit allows, and every call reaches the room.
         let mut next = tokio::time::Instant::now();
         let mut id = 0u64;
         while started.elapsed() < Duration::from_secs(SECS) {
@@ -292,21 +346,23 @@ fn toggle_fan_out() {
                 break;
             }
             if id >= 50 {
-                next += Duration::from_millis(50);
+                next += Duration::from_millis(52);
                 tokio::time::sleep_until(next).await;
             }
         }
         let elapsed = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(1)).await;
         counting.store(false, Ordering::Relaxed);
-        let (cpu1, _) = server_usage();
+        let cpu1 = server_cpu();
         let total = received.load(Ordering::Relaxed);
         println!(
             "toggle_fan_out: {id} calls in {elapsed:.1} s, replies {:?}; {WATCHERS} watchers \
-             received {total} messages ({:.0}/s, {:.1} per call); server CPU {:.2} s",
+             received {total} messages ({:.0}/s, {:.1} per call), {} of them about the \
+             toggler; server CPU {:.2} s",
             codes.lock().expect("lock"),
             total as f64 / elapsed,
             total as f64 / id as f64,
+            about.load(Ordering::Relaxed),
             cpu1 - cpu0,
         );
         reader.abort();

@@ -388,6 +388,10 @@ async fn bad_frames_in_a_row_close_the_connection_and_a_good_one_resets_the_coun
     // Nobody else is affected.
     let reply = other.call(json!({"call":"stage.requestAccess"})).await;
     assert_eq!(reply["ok"], json!(true), "{reply}");
+    // A connection that just goes away (no close frame) is a network matter, not bad input.
+    drop(other);
+    srv.await_metric(CONNECTIONS, 0.0).await;
+    assert_eq!(srv.metric(CLOSED_BAD_INPUT).await, 1.0);
 }
 
 #[tokio::test]
