@@ -63,9 +63,15 @@ impl Default for RoomConfig {
 /// requests at once is never refused for its size); the debt is paid back before the next
 /// such call.
 ///
+/// Arrivals and drops of a participant's connection, and its `meeting.leave`, are charged
+/// too (never refused: they happen), and an arrival with the budget spent is refused
+/// before it tells anyone (see [`Room::may_arrive`]), so connecting and dropping in a loop
+/// is bounded like toggling.
+///
 /// So one participant causes at most `burst + t / refill_ms + (its largest batch - 1)`
-/// room events in any `t` milliseconds, each sent to every connection; for the calls a
-/// viewer can make (one event each), at most `burst + t / refill_ms`.
+/// room events in any `t` milliseconds, each sent to every connection (plus the one drop
+/// and the one leave that may follow an overdraft); for the calls a viewer can make (one
+/// event each), at most `burst + t / refill_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BroadcastBudget {
     /// Events one participant may cause at once (the bucket's size).
@@ -144,8 +150,9 @@ impl Bucket {
     }
 }
 
-/// Does the call tell the whole room when it succeeds? Those spend the caller's budget.
-/// (`meeting.leave` does too, but ends the participant's session: never refused.)
+/// Does the call tell the whole room when it succeeds? Those need a token and spend the
+/// caller's budget. (`meeting.leave` tells the room too and is charged, but it ends the
+/// participant's session: never refused.)
 fn broadcasts(call: &Call) -> bool {
     matches!(
         call,
@@ -284,12 +291,17 @@ impl Room {
     /// A participant's connection arrives. New participants enter OFF_STAGE; one already in
     /// the roster resumes with its status and queue place, keeping its peer id (`peer_id` is
     /// used only for a new participant).
-    pub fn connect(&mut self, member: Member, peer_id: PeerId, _now: UnixMillis) -> Connected {
+    ///
+    /// An arrival that tells the room (a newcomer, or a return from a dropped connection)
+    /// spends one token of the participant's broadcast budget, and may overdraw it: it is
+    /// never refused here. The caller asks [`Room::may_arrive`] first.
+    pub fn connect(&mut self, member: Member, peer_id: PeerId, now: UnixMillis) -> Connected {
         if let Some(p) = self.participants.get_mut(&member.user_id) {
             let replaced = p.disconnected_at.is_none();
             let peer_id = p.peer_id.clone();
             if !replaced {
                 p.disconnected_at = None;
+                self.charge(&member.user_id, 1, now);
                 self.emit(RoomEvent::ParticipantConnection {
                     user_id: member.user_id,
                     connected: true,
@@ -310,6 +322,7 @@ impl Room {
             joined_order: self.next_joined_order,
         };
         self.next_joined_order += 1;
+        self.charge(&member.user_id, 1, now);
         let info = info_of(&member.user_id, &participant);
         self.participants.insert(member.user_id, participant);
         self.emit(RoomEvent::ParticipantJoined { participant: info });
@@ -330,6 +343,9 @@ impl Room {
             return;
         }
         p.disconnected_at = Some(now);
+        // Told to everyone: counted like any change (a connection that comes and goes in a
+        // loop spends the budget as toggling does), never refused.
+        self.charge(user_id, 1, now);
         self.emit(RoomEvent::ParticipantConnection {
             user_id: user_id.clone(),
             connected: false,
@@ -392,6 +408,14 @@ impl Room {
         if !self.participants.contains_key(caller) {
             return Err(StageError::NotFound(caller.clone()));
         }
+        if matches!(call, Call::LeaveMeeting) {
+            // Never refused (it ends the session), but what it tells the room is counted,
+            // so leaving and coming back in a loop spends the budget too.
+            let seq_before = self.seq;
+            let outcome = self.apply_call(caller, call, now);
+            self.charge(caller, self.seq - seq_before, now);
+            return outcome;
+        }
         if !broadcasts(&call) {
             return self.apply_call(caller, call, now);
         }
@@ -413,13 +437,49 @@ impl Room {
             // Media calls produce no room event here; the server tells the room about
             // the publication instead: one message per connection all the same.
             let events = if media { 1 } else { self.seq - seq_before };
-            if let Some(bucket) = self.budgets.get_mut(caller) {
-                bucket.tokens = bucket
-                    .tokens
-                    .saturating_sub(i64::try_from(events).unwrap_or(i64::MAX));
-            }
+            self.charge(caller, events, now);
         }
         outcome
+    }
+
+    /// May this participant's connection arrive now? An arrival that would tell the room
+    /// (a newcomer, or a return after a drop) needs a token of its broadcast budget, so a
+    /// client that connects and drops in a loop is refused with `rate_limited` once it has
+    /// spent it (a client's reconnect loop retries; one token comes back every
+    /// `refill_ms`). A connection replacing a live one tells nobody and is always let in.
+    pub fn may_arrive(&self, user_id: &UserId, now: UnixMillis) -> Result<(), StageError> {
+        if self.is_connected(user_id) {
+            return Ok(());
+        }
+        let budget = self.config.budget;
+        let mut bucket = self
+            .budgets
+            .get(user_id)
+            .copied()
+            .unwrap_or_else(|| Bucket::full(budget, now));
+        bucket.refill(budget, now);
+        if bucket.tokens <= 0 {
+            return Err(StageError::RateLimited {
+                retry_after_ms: bucket.retry_after(budget, now),
+            });
+        }
+        Ok(())
+    }
+
+    /// Spends `events` tokens of a participant's budget (possibly overdrawing it).
+    fn charge(&mut self, user_id: &UserId, events: u64, now: UnixMillis) {
+        if events == 0 {
+            return;
+        }
+        let budget = self.config.budget;
+        let bucket = self
+            .budgets
+            .entry(user_id.clone())
+            .or_insert_with(|| Bucket::full(budget, now));
+        bucket.refill(budget, now);
+        bucket.tokens = bucket
+            .tokens
+            .saturating_sub(i64::try_from(events).unwrap_or(i64::MAX));
     }
 
     /// The budget's remaining tokens of a participant as of `now` (the full `burst` for

@@ -99,43 +99,80 @@ fn a_large_batch_overdraws_the_bucket_once_and_is_paid_back() {
     users.extend(viewers.iter().map(|v| (v.as_str(), "viewer")));
     let mut room = room(&users);
     let all: Vec<_> = viewers.iter().map(|v| uid(v)).collect();
+    // (Arriving at 0 cost the host a token; it is back by T.)
+    const T: u64 = REFILL;
     // Twelve invitations at once with a bucket of five: allowed, twelve events.
     room.handle_call(
         &uid("host"),
         Call::GrantAccess {
             user_ids: all.clone(),
         },
-        0,
+        T,
     )
     .expect("a batch is never refused for its size");
     assert_eq!(events(&mut room).len(), 12);
-    assert_eq!(room.budget_of(&uid("host"), 0), 5 - 12);
+    assert_eq!(room.budget_of(&uid("host"), T), 5 - 12);
     // The debt (7) and one token more must come back before the next such call.
     let kick = Call::Kick { user_ids: all };
     assert_eq!(
-        room.handle_call(&uid("host"), kick.clone(), 7 * REFILL)
+        room.handle_call(&uid("host"), kick.clone(), T + 7 * REFILL)
             .map_err(|e| e.code()),
         Err(ErrorCode::RateLimited)
     );
-    room.handle_call(&uid("host"), kick, 8 * REFILL)
+    room.handle_call(&uid("host"), kick, T + 8 * REFILL)
         .expect("paid back");
 }
 
 #[test]
 fn leaving_the_meeting_and_coming_back_does_not_refill_the_budget() {
     let mut room = room(&[("viewer", "viewer")]);
+    let t = REFILL;
     for _ in 0..BURST {
         let call = toggle(&room, "viewer");
-        room.handle_call(&uid("viewer"), call, 0).expect("burst");
+        room.handle_call(&uid("viewer"), call, t).expect("burst");
     }
-    room.handle_call(&uid("viewer"), Call::LeaveMeeting, 0)
+    room.handle_call(&uid("viewer"), Call::LeaveMeeting, t)
         .expect("leaving is never refused");
+    // Coming back is refused while the budget is spent (the leave overdrew it: two events).
+    let refused = room.may_arrive(&uid("viewer"), t).expect_err("spent");
+    assert_eq!(
+        refused,
+        StageError::RateLimited {
+            retry_after_ms: 3 * REFILL
+        }
+    );
+    assert!(room.may_arrive(&uid("viewer"), t + 3 * REFILL).is_ok());
     add(&mut room, "viewer", "viewer");
     assert_eq!(
-        room.handle_call(&uid("viewer"), Call::RequestAccess, 0)
+        room.handle_call(&uid("viewer"), Call::RequestAccess, t + 3 * REFILL)
             .map_err(|e| e.code()),
-        Err(ErrorCode::RateLimited)
+        Err(ErrorCode::RateLimited),
+        "the arrival spent the token that came back"
     );
+}
+
+#[test]
+fn connecting_and_dropping_in_a_loop_is_refused_once_the_budget_is_spent() {
+    let mut room = room(&[("host", "host"), ("viewer", "viewer")]);
+    let viewer = uid("viewer");
+    let t = 10 * REFILL;
+    // Each drop and each return tells the room: two tokens a cycle.
+    let mut cycles = 0;
+    while room.may_arrive(&viewer, t).is_ok() {
+        room.disconnect(&viewer, t);
+        if room.may_arrive(&viewer, t).is_err() {
+            break;
+        }
+        add(&mut room, "viewer", "viewer");
+        cycles += 1;
+        assert!(cycles <= BURST, "the loop must be stopped");
+    }
+    assert_eq!(events(&mut room).len(), BURST as usize);
+    // A connection replacing a live one tells nobody and is always let in.
+    assert!(room.may_arrive(&uid("host"), t).is_ok());
+    // The host is untouched by the viewer's loop.
+    room.handle_call(&uid("host"), Call::GetAccessRequests, t)
+        .expect("host served");
 }
 
 #[derive(Debug, Clone)]
@@ -236,7 +273,8 @@ proptest! {
         gaps in prop::collection::vec(REFILL..3 * REFILL, 0..50),
     ) {
         let mut room = room(&[("host", "host"), ("viewer", "viewer")]);
-        let mut now = 5u64;
+        // After the arrival's token has come back.
+        let mut now = REFILL + 5;
         for _ in 0..burst {
             let call = toggle(&room, "viewer");
             prop_assert!(room.handle_call(&uid("viewer"), call, now).is_ok());

@@ -41,6 +41,9 @@ pub enum Outbound {
     Text(Utf8Bytes),
     /// Say goodbye with this reason and close.
     Goodbye(CloseReason),
+    /// Close without a goodbye: the connection was refused, and said why in the message
+    /// before (the client may try again later).
+    Close,
 }
 
 /// The room's side of one connection.
@@ -353,6 +356,18 @@ impl RoomTask {
             } => {
                 let user = member.user_id.clone();
                 let preset = member.preset.clone();
+                // A participant that connects and drops in a loop would tell everyone each
+                // time; once its budget is spent, it is refused before anyone hears of it.
+                if let Err(refused) = self.room.may_arrive(&user, now) {
+                    tracing::info!(meeting = %self.meeting, user = %user, "refusing a connection: its arrivals and changes are over budget");
+                    let error = ServerMessage::Error {
+                        error: ErrorBody::from(refused),
+                    };
+                    let _ = conn.tx.try_send(Outbound::Text(encode(&error)));
+                    let _ = conn.tx.try_send(Outbound::Close);
+                    let _ = done.send(());
+                    return;
+                }
                 let connected = self.room.connect(member, new_peer_id(), now);
                 if let Some(old) = self.conns.remove(&user) {
                     let _ = old.tx.try_send(Outbound::Goodbye(CloseReason::Replaced));

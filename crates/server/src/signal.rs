@@ -287,6 +287,10 @@ impl Connection {
                         if sink.send(Message::Text(text)).await.is_err() { break; }
                     }
                     Some(Outbound::Goodbye(reason)) => { goodbye = Some(reason); break; }
+                    Some(Outbound::Close) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+                        break;
+                    }
                     // The room let go of us: it is shutting down, or we did not keep up
                     // with the events.
                     None => {

@@ -531,7 +531,8 @@ async fn toggle_spam_in_a_big_meeting_reaches_everyone_a_bounded_number_of_times
     const WATCHERS: usize = 30;
     const TOGGLES: u64 = 40;
     let srv = Srv::start_with(|c| {
-        c.broadcast_burst = 3;
+        // Arriving spends one (everyone is told); three are left for stage changes.
+        c.broadcast_burst = 4;
         // No token comes back within the test.
         c.broadcast_refill = Duration::from_secs(3600);
     })
@@ -610,6 +611,72 @@ async fn toggle_spam_in_a_big_meeting_reaches_everyone_a_bounded_number_of_times
         json!({"stage_status":"ON_STAGE"}),
         "{reply}"
     );
+}
+
+#[tokio::test]
+async fn connecting_and_dropping_in_a_loop_is_refused_once_the_budget_is_spent() {
+    let srv = Srv::start_with(|c| {
+        c.broadcast_burst = 4;
+        c.broadcast_refill = Duration::from_secs(3600);
+    })
+    .await;
+    let meeting = srv.meeting("m").await;
+    let (_, host_token) = srv.participant(&meeting, "Host", "host").await;
+    let (looper_id, looper_token) = srv.participant(&meeting, "Loop", "viewer").await;
+    let (mut host, _) = Peer::join(&srv, &host_token).await;
+    // Arrive, drop, come back, drop: four events, the whole budget.
+    for _ in 0..2 {
+        let (looper, _) = Peer::join(&srv, &looper_token).await;
+        srv.await_metric(CONNECTIONS, 2.0).await;
+        drop(looper);
+        srv.await_metric(CONNECTIONS, 1.0).await;
+    }
+    // The next arrival is refused before anyone hears of it: an error, then the close.
+    let (mut ws, _) = within(
+        "ws connect",
+        tokio_tungstenite::connect_async(srv.ws_url(&looper_token)),
+    )
+    .await
+    .expect("the upgrade itself succeeds");
+    use futures_util::StreamExt;
+    let first = within("the refusal", ws.next())
+        .await
+        .expect("a frame")
+        .expect("ok");
+    let refusal: Value = serde_json::from_str(first.to_text().expect("text")).expect("json");
+    assert_eq!(refusal["type"], "error", "{refusal}");
+    assert_eq!(refusal["error"]["code"], "rate_limited", "{refusal}");
+    match within("the close", ws.next()).await {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => {}
+        Some(Ok(other)) => panic!("nothing after the refusal: {other:?}"),
+    }
+    // The host heard of the looper exactly four times, then nothing.
+    host.send_text(json!({"id": 1, "call": "meeting.snapshot"}).to_string())
+        .await;
+    let mut heard = Vec::new();
+    loop {
+        let msg = host.next_json().await;
+        if msg["type"] == "reply" {
+            break;
+        }
+        if msg["event"]["user_id"] == json!(looper_id)
+            || msg["event"]["participant"]["user_id"] == json!(looper_id)
+        {
+            heard.push(msg["event"]["kind"].as_str().unwrap_or("?").to_owned());
+        }
+    }
+    assert_eq!(
+        heard,
+        [
+            "participant_joined",
+            "participant_connection",
+            "participant_connection",
+            "participant_connection"
+        ]
+    );
+    // The host carries on.
+    let reply = host.call(json!({"call":"stage.join"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
 }
 
 #[tokio::test]
