@@ -16,6 +16,9 @@
 //!   `stage.requestAccess` and `stage.cancelRequestAccess` at the per-connection rate limit
 //!   (its burst of 50, then 19 calls/s) for 20 s; every message the other 299 receive is
 //!   counted, and the toggler's replies by code.
+//! - `reconnect_fan_out`: 300 connected participants; one of them connects, reads its
+//!   first message and drops the socket, in a loop for 10 s; every message the other 299
+//!   receive is counted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -272,33 +275,13 @@ fn toggle_fan_out() {
     client_rt().block_on(async {
         let meeting = bench.meeting().await;
         let (toggler_id, token) = bench.participant(&meeting, "toggler", "viewer").await;
-        let about_toggler = format!(r#""user_id":"{toggler_id}""#);
-        let received = Arc::new(AtomicU64::new(0));
-        let about = Arc::new(AtomicU64::new(0));
-        let counting = Arc::new(AtomicBool::new(false));
-        let mut watchers = Vec::new();
-        for i in 0..WATCHERS {
-            let (_, token) = bench
-                .participant(&meeting, &format!("w{i}"), "viewer")
-                .await;
-            let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
-                .await
-                .expect("connects");
-            let (received, about, counting) = (received.clone(), about.clone(), counting.clone());
-            let about_toggler = about_toggler.clone();
-            watchers.push(tokio::spawn(async move {
-                let (_sink, mut stream) = ws.split();
-                while let Some(Ok(msg)) = stream.next().await {
-                    let Message::Text(t) = msg else { continue };
-                    if counting.load(Ordering::Relaxed) {
-                        received.fetch_add(1, Ordering::Relaxed);
-                        if t.as_str().contains(&about_toggler) {
-                            about.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }));
-        }
+        let watchers = Watchers::join(&bench, &meeting, WATCHERS, &toggler_id).await;
+        let Watchers {
+            received,
+            about,
+            counting,
+            ..
+        } = &watchers;
         let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
             .await
             .expect("connects");
@@ -366,8 +349,107 @@ fn toggle_fan_out() {
             cpu1 - cpu0,
         );
         reader.abort();
-        for w in watchers {
-            w.abort();
+        watchers.stop();
+    });
+}
+
+/// `n` connected participants that count every message they receive while `counting`,
+/// and those naming `subject`.
+struct Watchers {
+    received: Arc<AtomicU64>,
+    about: Arc<AtomicU64>,
+    counting: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watchers {
+    async fn join(bench: &Bench, meeting: &str, n: usize, subject: &str) -> Watchers {
+        let pattern = format!(r#""user_id":"{subject}""#);
+        let received = Arc::new(AtomicU64::new(0));
+        let about = Arc::new(AtomicU64::new(0));
+        let counting = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let (_, token) = bench.participant(meeting, &format!("w{i}"), "viewer").await;
+            let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
+                .await
+                .expect("connects");
+            let (received, about, counting) = (received.clone(), about.clone(), counting.clone());
+            let pattern = pattern.clone();
+            tasks.push(tokio::spawn(async move {
+                let (_sink, mut stream) = ws.split();
+                while let Some(Ok(msg)) = stream.next().await {
+                    let Message::Text(t) = msg else { continue };
+                    if counting.load(Ordering::Relaxed) {
+                        received.fetch_add(1, Ordering::Relaxed);
+                        if t.as_str().contains(&pattern) {
+                            about.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
         }
+        Watchers {
+            received,
+            about,
+            counting,
+            tasks,
+        }
+    }
+
+    fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[test]
+#[ignore = "a measurement: run by hand with --release"]
+fn reconnect_fan_out() {
+    const WATCHERS: usize = 299;
+    const SECS: u64 = 10;
+    let bench = Bench::start();
+    client_rt().block_on(async {
+        let meeting = bench.meeting().await;
+        let (looper_id, token) = bench.participant(&meeting, "looper", "viewer").await;
+        let watchers = Watchers::join(&bench, &meeting, WATCHERS, &looper_id).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        watchers.counting.store(true, Ordering::Relaxed);
+        let cpu0 = server_cpu();
+        let started = Instant::now();
+        let (mut welcomed, mut refused) = (0u64, 0u64);
+        // Connect, read the first message (a welcome or a refusal), drop the socket
+        // without a close, again, as fast as the server lets us.
+        while started.elapsed() < Duration::from_secs(SECS) {
+            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(bench.ws_url(&token)).await
+            else {
+                continue;
+            };
+            while let Some(Ok(msg)) = ws.next().await {
+                let Message::Text(t) = msg else { continue };
+                if t.as_str().starts_with(r#"{"type":"welcome""#) {
+                    welcomed += 1;
+                } else {
+                    refused += 1;
+                }
+                break;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        watchers.counting.store(false, Ordering::Relaxed);
+        let cpu1 = server_cpu();
+        let total = watchers.received.load(Ordering::Relaxed);
+        println!(
+            "reconnect_fan_out: {} connections in {elapsed:.1} s ({welcomed} welcomed, \
+             {refused} refused); {WATCHERS} watchers received {total} messages ({:.0}/s), {} \
+             of them about the looper; server CPU {:.2} s",
+            welcomed + refused,
+            total as f64 / elapsed,
+            watchers.about.load(Ordering::Relaxed),
+            cpu1 - cpu0,
+        );
+        watchers.stop();
     });
 }
