@@ -30,6 +30,7 @@ pub struct Metrics {
     pub bad_frames: Counter,
     pub rate_limited_frames: Counter,
     pub closed_bad_input: Counter,
+    pub refused_arrivals: Counter,
     pub slow_clients: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub sfu_received: Counter,
@@ -61,6 +62,7 @@ impl Metrics {
         let bad_frames = Counter::default();
         let rate_limited_frames = Counter::default();
         let closed_bad_input = Counter::default();
+        let refused_arrivals = Counter::default();
         let slow_clients = Counter::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -94,6 +96,11 @@ impl Metrics {
             "signal_closed_bad_input",
             "Signaling connections closed with goodbye bad_input",
             closed_bad_input.clone(),
+        );
+        registry.register(
+            "signal_refused_arrivals",
+            "Signaling connections refused with rate_limited: the participant's broadcast budget was spent",
+            refused_arrivals.clone(),
         );
         registry.register(
             "slow_clients",
@@ -177,6 +184,7 @@ impl Metrics {
             bad_frames,
             rate_limited_frames,
             closed_bad_input,
+            refused_arrivals,
             slow_clients,
             http_requests,
             registry,

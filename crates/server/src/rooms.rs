@@ -359,7 +359,9 @@ impl RoomTask {
                 // A participant that connects and drops in a loop would tell everyone each
                 // time; once its budget is spent, it is refused before anyone hears of it.
                 if let Err(refused) = self.room.may_arrive(&user, now) {
-                    tracing::info!(meeting = %self.meeting, user = %user, "refusing a connection: its arrivals and changes are over budget");
+                    // Debug only: a client looping on this would flood an info log.
+                    tracing::debug!(meeting = %self.meeting, user = %user, "refusing a connection: its arrivals and changes are over budget");
+                    self.metrics.refused_arrivals.inc();
                     let error = ServerMessage::Error {
                         error: ErrorBody::from(refused),
                     };

@@ -650,6 +650,10 @@ async fn connecting_and_dropping_in_a_loop_is_refused_once_the_budget_is_spent()
         Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => {}
         Some(Ok(other)) => panic!("nothing after the refusal: {other:?}"),
     }
+    assert_eq!(
+        srv.metric("onstage_signal_refused_arrivals_total").await,
+        1.0
+    );
     // The host heard of the looper exactly four times, then nothing.
     host.send_text(json!({"id": 1, "call": "meeting.snapshot"}).to_string())
         .await;
