@@ -260,7 +260,8 @@ async fn garbage_on_the_websocket_is_refused_and_hurts_nobody() {
     troll
         .send_text(format!(
             r#"{{"id":7,"call":"stage.join","pad":"{}"}}"#,
-            "x".repeat(64 * 1024)
+            // Over the protocol's 16 KiB, under the 64 KiB that closes the connection.
+            "x".repeat(32 * 1024)
         ))
         .await;
     let e = troll.next_json().await;
@@ -516,7 +517,7 @@ async fn a_frame_beyond_the_hard_limit_closes_only_the_offender() {
         json!({"participant":{"user_id":troll_id}}),
     )
     .await;
-    // 2 MiB: over the 1 MiB hard cap, so the server drops this connection...
+    // 2 MiB: over the 64 KiB hard cap, so the server drops this connection...
     let _ = futures_util::SinkExt::send(
         &mut troll.ws,
         tokio_tungstenite::tungstenite::Message::text("x".repeat(2 * 1024 * 1024)),

@@ -25,7 +25,8 @@ pub enum ClientError {
     /// The server ended this participant's session for good and said why (its goodbye):
     /// `replaced` (the same token connected elsewhere, e.g. another window: that session
     /// is live), `revoked` (a newer token was issued), `removed` (an admin removed the
-    /// participant) or `meeting_deleted`. The SDK does not reconnect; calls fail with this.
+    /// participant), `meeting_deleted`, or `bad_input` (the server kept refusing this
+    /// client's frames). The SDK does not reconnect; calls fail with this.
     #[error("{}", ended_message(*.0))]
     Ended(CloseReason),
     /// The server could not be reached, or the WebSocket handshake failed.
@@ -75,6 +76,7 @@ impl ClientError {
             ClientError::Ended(CloseReason::Removed | CloseReason::MeetingDeleted) => {
                 ErrorCode::Unauthorized
             }
+            ClientError::Ended(CloseReason::BadInput) => ErrorCode::BadRequest,
             ClientError::Ended(_) => ErrorCode::ConnectionLost,
             ClientError::Connect(_)
             | ClientError::ConnectionLost
@@ -111,6 +113,9 @@ fn ended_message(reason: CloseReason) -> &'static str {
         CloseReason::Left => "the meeting was left",
         CloseReason::Shutdown => "the server shut down",
         CloseReason::TooSlow => "the server dropped this connection for reading too slowly",
+        CloseReason::BadInput => {
+            "the server closed the connection (bad_input): it kept refusing this client's frames"
+        }
     }
 }
 
@@ -139,6 +144,7 @@ mod tests {
                 ErrorCode::Unauthorized,
                 "deleted",
             ),
+            (CloseReason::BadInput, ErrorCode::BadRequest, "bad_input"),
         ];
         for (reason, code, words) in cases {
             let e = ClientError::Ended(reason);

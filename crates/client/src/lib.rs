@@ -50,7 +50,9 @@
 //!   on (code `token_revoked`, also when a reconnect is refused so, or when joining with
 //!   it: [`ClientError::TokenRevoked`]);
 //! - `removed`: an admin removed the participant from the meeting;
-//! - `meeting_deleted`: an admin deleted the meeting.
+//! - `meeting_deleted`: an admin deleted the meeting;
+//! - `bad_input`: the server kept refusing this client's frames (malformed, oversized, or
+//!   past the rate limit after being told so); reconnecting would only repeat it.
 //!
 //! ## Modules
 //! - [`meeting`]: [`Meeting`], [`Stage`], [`EventStream`], [`JoinOptions`] — the front door.

@@ -492,11 +492,12 @@ async fn a_goodbye_shutdown_reconnects_but_replaced_ends_the_meeting() {
 }
 
 #[tokio::test]
-async fn revoked_removed_and_meeting_deleted_goodbyes_stop_for_good_and_say_why() {
+async fn revoked_removed_meeting_deleted_and_bad_input_goodbyes_stop_for_good_and_say_why() {
     for (reason, code) in [
         ("revoked", ErrorCode::TokenRevoked),
         ("removed", ErrorCode::Unauthorized),
         ("meeting_deleted", ErrorCode::Unauthorized),
+        ("bad_input", ErrorCode::BadRequest),
     ] {
         let mut server = Scripted::start().await;
         let (meeting, mut conn) = join(&mut server, "v", "viewer").await;

@@ -400,6 +400,10 @@ pub enum CloseReason {
     Removed,
     /// An admin deleted the meeting; every token of it is refused from now on.
     MeetingDeleted,
+    /// The client kept sending frames the server refuses (malformed, oversized, binary,
+    /// unknown calls, or past the rate limit after being told so). Final: reconnecting
+    /// would only repeat it.
+    BadInput,
 }
 
 impl CloseReason {
@@ -419,6 +423,7 @@ impl CloseReason {
             CloseReason::Revoked => "revoked",
             CloseReason::Removed => "removed",
             CloseReason::MeetingDeleted => "meeting_deleted",
+            CloseReason::BadInput => "bad_input",
         }
     }
 }
@@ -547,6 +552,7 @@ mod tests {
             CloseReason::Revoked,
             CloseReason::Removed,
             CloseReason::MeetingDeleted,
+            CloseReason::BadInput,
         ];
         for reason in all {
             let wire = serde_json::to_value(reason).unwrap();

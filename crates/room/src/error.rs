@@ -13,6 +13,10 @@ pub enum StageError {
     StageFull { max: u32 },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The caller spent its budget of changes everyone is told about (see
+    /// [`crate::BroadcastBudget`]); it may try again after `retry_after_ms`.
+    #[error("too many stage changes; try again in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
 }
 
 impl StageError {
@@ -24,6 +28,7 @@ impl StageError {
             StageError::NotFound(_) => ErrorCode::NotFound,
             StageError::StageFull { .. } => ErrorCode::StageFull,
             StageError::BadRequest(_) => ErrorCode::BadRequest,
+            StageError::RateLimited { .. } => ErrorCode::RateLimited,
         }
     }
 }

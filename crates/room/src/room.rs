@@ -11,9 +11,10 @@
 //! | `leave`              | ON or ACCEPTED                             | -> OFF                        |
 //! | `kick(ids)`          | `accept_stage_requests` or `kick_participant` | ON/ACCEPTED -> OFF         |
 //!
-//! Order of checks for every call: the request itself (`bad_request`), the caller's
-//! permission (`permission_denied`), the targets' existence (`not_found`), the statuses
-//! (`invalid_state`), then capacity (`stage_full`). Batch calls check every target before
+//! Order of checks for every call: the caller's broadcast budget (`rate_limited`, only for
+//! calls that tell the whole room, see [`BroadcastBudget`]), the request itself
+//! (`bad_request`), the caller's permission (`permission_denied`), the targets' existence
+//! (`not_found`), the statuses (`invalid_state`), then capacity (`stage_full`). Batch calls check every target before
 //! changing any. A participant whose preset has `stage_enabled = false` can neither request,
 //! be granted, nor join (`permission_denied`); a CAN_REQUEST participant calling `join`
 //! before being accepted gets `permission_denied`.
@@ -34,6 +35,8 @@ pub struct RoomConfig {
     pub max_on_stage: u32,
     /// How long a dropped participant keeps its status and queue place, in milliseconds.
     pub grace_ms: u64,
+    /// Each participant's budget of changes told to the whole room.
+    pub budget: BroadcastBudget,
 }
 
 impl Default for RoomConfig {
@@ -41,8 +44,129 @@ impl Default for RoomConfig {
         Self {
             max_on_stage: 25,
             grace_ms: 30_000,
+            budget: BroadcastBudget::default(),
         }
     }
+}
+
+/// How many room-wide messages one participant's calls may cause.
+///
+/// Every event is sent to every connection in the meeting, so a call that changes a stage
+/// status costs the server one message per participant: toggling `requestAccess` and
+/// `cancelRequestAccess` in a meeting of 300 turned each call into 300 messages. Each
+/// participant therefore has a token bucket: a call that tells the room (a stage change of
+/// its own or of others, a media publication or its state) needs a token and spends one
+/// per room event it produces (batch calls: one per target changed; media calls: one, for
+/// the server's `published`/`unpublished`). Tokens come back one every `refill_ms`, up to
+/// `burst`. A call made with an empty bucket is refused with `rate_limited`, changes
+/// nothing and tells nobody. A batch may overdraw the bucket (a moderator granting many
+/// requests at once is never refused for its size); the debt is paid back before the next
+/// such call.
+///
+/// Arrivals and drops of a participant's connection, and its `meeting.leave`, are charged
+/// too (never refused: they happen), and an arrival with the budget spent is refused
+/// before it tells anyone (see [`Room::may_arrive`]), so connecting and dropping in a loop
+/// is bounded like toggling.
+///
+/// So one participant causes at most `burst + t / refill_ms + (its largest batch - 1)`
+/// room events in any `t` milliseconds, each sent to every connection (plus the one drop
+/// and the one leave that may follow an overdraft); for the calls a viewer can make (one
+/// event each), at most `burst + t / refill_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastBudget {
+    /// Events one participant may cause at once (the bucket's size).
+    pub burst: u32,
+    /// One token comes back every this many milliseconds. 0: no budget at all.
+    pub refill_ms: u64,
+}
+
+impl BroadcastBudget {
+    /// No limit: every call is judged on the stage rules alone.
+    pub const UNLIMITED: BroadcastBudget = BroadcastBudget {
+        burst: u32::MAX,
+        refill_ms: 0,
+    };
+}
+
+impl Default for BroadcastBudget {
+    /// 20 at once, then one per second: far more than anyone clicks (request, cancel, a
+    /// few mutes and unmutes), and 300 messages a second at most from one participant of a
+    /// 300-person meeting.
+    fn default() -> Self {
+        Self {
+            burst: 20,
+            refill_ms: 1_000,
+        }
+    }
+}
+
+/// One participant's tokens (see [`BroadcastBudget`]).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Below zero after a batch overdrew it.
+    tokens: i64,
+    /// Up to when tokens have been credited.
+    credited_at: UnixMillis,
+}
+
+impl Bucket {
+    fn full(budget: BroadcastBudget, now: UnixMillis) -> Self {
+        Self {
+            tokens: i64::from(budget.burst),
+            credited_at: now,
+        }
+    }
+
+    /// Credits the tokens earned by `now`. Integer arithmetic, with the part of a token
+    /// not yet earned carried over, so the same inputs always give the same outcome. A
+    /// clock that goes back credits nothing.
+    fn refill(&mut self, budget: BroadcastBudget, now: UnixMillis) {
+        let burst = i64::from(budget.burst);
+        if budget.refill_ms == 0 {
+            self.tokens = burst;
+            self.credited_at = now;
+            return;
+        }
+        let earned = now.saturating_sub(self.credited_at) / budget.refill_ms;
+        let tokens = self
+            .tokens
+            .saturating_add(i64::try_from(earned).unwrap_or(i64::MAX));
+        if tokens >= burst {
+            self.tokens = burst;
+            self.credited_at = self.credited_at.max(now);
+        } else {
+            self.tokens = tokens;
+            self.credited_at += earned * budget.refill_ms;
+        }
+    }
+
+    /// Milliseconds until the bucket holds a token again.
+    fn retry_after(&self, budget: BroadcastBudget, now: UnixMillis) -> u64 {
+        let missing = u64::try_from(1 - self.tokens).unwrap_or(0);
+        let at = self
+            .credited_at
+            .saturating_add(missing.saturating_mul(budget.refill_ms));
+        at.saturating_sub(now)
+    }
+}
+
+/// Does the call tell the whole room when it succeeds? Those need a token and spend the
+/// caller's budget. (`meeting.leave` tells the room too and is charged, but it ends the
+/// participant's session: never refused.)
+fn broadcasts(call: &Call) -> bool {
+    matches!(
+        call,
+        Call::RequestAccess
+            | Call::CancelRequestAccess
+            | Call::GrantAccess { .. }
+            | Call::DenyAccess { .. }
+            | Call::Join
+            | Call::Leave
+            | Call::Kick { .. }
+            | Call::Publish { .. }
+            | Call::Unpublish
+            | Call::MediaState { .. }
+    )
 }
 
 /// Who is connecting: the identity and preset the server resolved from the token.
@@ -94,6 +218,10 @@ pub struct Room {
     seq: u64,
     next_joined_order: u64,
     events: VecDeque<Sequenced>,
+    /// Broadcast budgets by participant. Kept when a participant leaves the roster, so
+    /// leaving and coming back does not refill it (the map holds at most one entry per
+    /// participant the meeting ever had).
+    budgets: HashMap<UserId, Bucket>,
 }
 
 impl Room {
@@ -106,6 +234,7 @@ impl Room {
             seq: 0,
             next_joined_order: 0,
             events: VecDeque::new(),
+            budgets: HashMap::new(),
         }
     }
 
@@ -162,12 +291,17 @@ impl Room {
     /// A participant's connection arrives. New participants enter OFF_STAGE; one already in
     /// the roster resumes with its status and queue place, keeping its peer id (`peer_id` is
     /// used only for a new participant).
-    pub fn connect(&mut self, member: Member, peer_id: PeerId, _now: UnixMillis) -> Connected {
+    ///
+    /// An arrival that tells the room (a newcomer, or a return from a dropped connection)
+    /// spends one token of the participant's broadcast budget, and may overdraw it: it is
+    /// never refused here. The caller asks [`Room::may_arrive`] first.
+    pub fn connect(&mut self, member: Member, peer_id: PeerId, now: UnixMillis) -> Connected {
         if let Some(p) = self.participants.get_mut(&member.user_id) {
             let replaced = p.disconnected_at.is_none();
             let peer_id = p.peer_id.clone();
             if !replaced {
                 p.disconnected_at = None;
+                self.charge(&member.user_id, 1, now);
                 self.emit(RoomEvent::ParticipantConnection {
                     user_id: member.user_id,
                     connected: true,
@@ -188,6 +322,7 @@ impl Room {
             joined_order: self.next_joined_order,
         };
         self.next_joined_order += 1;
+        self.charge(&member.user_id, 1, now);
         let info = info_of(&member.user_id, &participant);
         self.participants.insert(member.user_id, participant);
         self.emit(RoomEvent::ParticipantJoined { participant: info });
@@ -208,6 +343,9 @@ impl Room {
             return;
         }
         p.disconnected_at = Some(now);
+        // Told to everyone: counted like any change (a connection that comes and goes in a
+        // loop spends the budget as toggling does), never refused.
+        self.charge(user_id, 1, now);
         self.emit(RoomEvent::ParticipantConnection {
             user_id: user_id.clone(),
             connected: false,
@@ -275,6 +413,103 @@ impl Room {
     /// Handles one call from a participant in the roster. A refused call changes nothing
     /// and produces no event.
     pub fn handle_call(
+        &mut self,
+        caller: &UserId,
+        call: Call,
+        now: UnixMillis,
+    ) -> Result<CallResult, StageError> {
+        if !self.participants.contains_key(caller) {
+            return Err(StageError::NotFound(caller.clone()));
+        }
+        if matches!(call, Call::LeaveMeeting) {
+            // Never refused (it ends the session), but what it tells the room is counted,
+            // so leaving and coming back in a loop spends the budget too.
+            let seq_before = self.seq;
+            let outcome = self.apply_call(caller, call, now);
+            self.charge(caller, self.seq - seq_before, now);
+            return outcome;
+        }
+        if !broadcasts(&call) {
+            return self.apply_call(caller, call, now);
+        }
+        let budget = self.config.budget;
+        let bucket = self
+            .budgets
+            .entry(caller.clone())
+            .or_insert_with(|| Bucket::full(budget, now));
+        bucket.refill(budget, now);
+        if bucket.tokens <= 0 {
+            return Err(StageError::RateLimited {
+                retry_after_ms: bucket.retry_after(budget, now),
+            });
+        }
+        let media = call.is_media();
+        let seq_before = self.seq;
+        let outcome = self.apply_call(caller, call, now);
+        if outcome.is_ok() {
+            // Media calls produce no room event here; the server tells the room about
+            // the publication instead: one message per connection all the same.
+            let events = if media { 1 } else { self.seq - seq_before };
+            self.charge(caller, events, now);
+        }
+        outcome
+    }
+
+    /// May this participant's connection arrive now? An arrival that would tell the room
+    /// (a newcomer, or a return after a drop) needs a token of its broadcast budget, so a
+    /// client that connects and drops in a loop is refused with `rate_limited` once it has
+    /// spent it (a client's reconnect loop retries; one token comes back every
+    /// `refill_ms`). A connection replacing a live one tells nobody and is always let in.
+    pub fn may_arrive(&self, user_id: &UserId, now: UnixMillis) -> Result<(), StageError> {
+        if self.is_connected(user_id) {
+            return Ok(());
+        }
+        let budget = self.config.budget;
+        let mut bucket = self
+            .budgets
+            .get(user_id)
+            .copied()
+            .unwrap_or_else(|| Bucket::full(budget, now));
+        bucket.refill(budget, now);
+        if bucket.tokens <= 0 {
+            return Err(StageError::RateLimited {
+                retry_after_ms: bucket.retry_after(budget, now),
+            });
+        }
+        Ok(())
+    }
+
+    /// Spends `events` tokens of a participant's budget (possibly overdrawing it).
+    fn charge(&mut self, user_id: &UserId, events: u64, now: UnixMillis) {
+        if events == 0 {
+            return;
+        }
+        let budget = self.config.budget;
+        let bucket = self
+            .budgets
+            .entry(user_id.clone())
+            .or_insert_with(|| Bucket::full(budget, now));
+        bucket.refill(budget, now);
+        bucket.tokens = bucket
+            .tokens
+            .saturating_sub(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
+    /// The budget's remaining tokens of a participant as of `now` (the full `burst` for
+    /// one that has spent nothing), for tests and diagnostics.
+    pub fn budget_of(&self, user_id: &UserId, now: UnixMillis) -> i64 {
+        let budget = self.config.budget;
+        let mut bucket = self
+            .budgets
+            .get(user_id)
+            .copied()
+            .unwrap_or_else(|| Bucket::full(budget, now));
+        bucket.refill(budget, now);
+        bucket.tokens
+    }
+
+    /// [`Room::handle_call`] once the budget allows it: the stage rules.
+    fn apply_call(
         &mut self,
         caller: &UserId,
         call: Call,

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use onstage_proto::{Call, CallResult, ErrorCode, PeerId, RoomEvent, StageStatus, UserId};
-use onstage_room::{builtin_preset, Member, Room, RoomConfig, StageError};
+use onstage_room::{builtin_preset, BroadcastBudget, Member, Room, RoomConfig, StageError};
 
 pub fn uid(s: &str) -> UserId {
     UserId::new(s)
@@ -15,9 +15,11 @@ pub fn ids(list: &[&str]) -> Vec<UserId> {
 /// A room with `host`, `speaker`, `viewer`, `viewer2` and `spectator`, one per preset
 /// named like the user (viewer2 is a viewer), events drained.
 pub fn room_with_everyone(max_on_stage: u32) -> Room {
+    // The stage rules alone: the broadcast budget has its own tests (budget.rs).
     let mut room = Room::new(RoomConfig {
         max_on_stage,
         grace_ms: 1_000,
+        budget: BroadcastBudget::UNLIMITED,
     });
     for (user, preset) in [
         ("host", "host"),

@@ -42,6 +42,25 @@ pub struct ServerConfig {
     pub rate_limit_burst: u32,
     /// Signaling rate limit per connection: refill rate in calls per second (default 20).
     pub rate_limit_per_sec: f64,
+    /// Signaling byte limit per connection: bytes that may arrive at once (default 1 MiB,
+    /// room for 64 frames of the largest size the protocol allows, an SDP offer of 16 KiB).
+    /// Every frame counts, control and junk frames included.
+    pub rate_limit_bytes_burst: usize,
+    /// Signaling byte limit per connection: refill in bytes per second (default 256 KiB,
+    /// 16 of the largest frames a second; a client joining a full stage sends one offer per
+    /// speaker, a few KiB each).
+    pub rate_limit_bytes_per_sec: usize,
+    /// Refused frames in a row (binary, oversized, unparsable, unknown calls, or past the
+    /// rate limit) after which the connection is closed with `goodbye: bad_input`
+    /// (default 16). Past the rate limit only the first frame of a run is answered.
+    pub bad_frames_before_close: u32,
+    /// Changes told to the whole meeting (stage changes, media state) one participant may
+    /// cause at once (default 20). Beyond it, such calls are refused with `rate_limited`
+    /// and change nothing. See [`onstage_room::BroadcastBudget`].
+    pub broadcast_burst: u32,
+    /// One more such change is allowed every this long (default 1 s): one participant of
+    /// a meeting of N makes the server send at most about N messages a second this way.
+    pub broadcast_refill: Duration,
     /// How often the server pings an idle signaling connection (default 15 s).
     pub ping_interval: Duration,
     /// A signaling connection with no traffic at all for this long is dropped (default 45 s).
@@ -108,6 +127,11 @@ impl ServerConfig {
             default_max_on_stage: 25,
             rate_limit_burst: 50,
             rate_limit_per_sec: 20.0,
+            rate_limit_bytes_burst: 1024 * 1024,
+            rate_limit_bytes_per_sec: 256 * 1024,
+            bad_frames_before_close: 16,
+            broadcast_burst: 20,
+            broadcast_refill: Duration::from_secs(1),
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             outbound_queue: 256,
@@ -131,5 +155,16 @@ impl ServerConfig {
     /// The grace period in milliseconds, as the room and the welcome message carry it.
     pub fn grace_ms(&self) -> u64 {
         u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Each participant's broadcast budget, as the room applies it.
+    pub fn broadcast_budget(&self) -> onstage_room::BroadcastBudget {
+        onstage_room::BroadcastBudget {
+            burst: self.broadcast_burst,
+            // At least a millisecond: zero would mean no budget at all.
+            refill_ms: u64::try_from(self.broadcast_refill.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        }
     }
 }

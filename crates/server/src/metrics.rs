@@ -34,6 +34,9 @@ pub struct Metrics {
     pub calls: Family<CallLabels, Counter>,
     pub events: Counter,
     pub bad_frames: Counter,
+    pub rate_limited_frames: Counter,
+    pub closed_bad_input: Counter,
+    pub refused_arrivals: Counter,
     pub slow_clients: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_connections: Gauge,
@@ -66,6 +69,9 @@ impl Metrics {
         let calls = Family::<CallLabels, Counter>::default();
         let events = Counter::default();
         let bad_frames = Counter::default();
+        let rate_limited_frames = Counter::default();
+        let closed_bad_input = Counter::default();
+        let refused_arrivals = Counter::default();
         let slow_clients = Counter::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -89,6 +95,21 @@ impl Metrics {
             "bad_frames",
             "Signaling frames refused as bad_request",
             bad_frames.clone(),
+        );
+        registry.register(
+            "signal_rate_limited_frames",
+            "Signaling frames past a connection's frame or byte limit (answered or dropped)",
+            rate_limited_frames.clone(),
+        );
+        registry.register(
+            "signal_closed_bad_input",
+            "Signaling connections closed with goodbye bad_input",
+            closed_bad_input.clone(),
+        );
+        registry.register(
+            "signal_refused_arrivals",
+            "Signaling connections refused with rate_limited: the participant's broadcast budget was spent",
+            refused_arrivals.clone(),
         );
         registry.register(
             "slow_clients",
@@ -188,6 +209,9 @@ impl Metrics {
             calls,
             events,
             bad_frames,
+            rate_limited_frames,
+            closed_bad_input,
+            refused_arrivals,
             slow_clients,
             http_requests,
             http_connections,

@@ -41,6 +41,9 @@ pub enum Outbound {
     Text(Utf8Bytes),
     /// Say goodbye with this reason and close.
     Goodbye(CloseReason),
+    /// Close without a goodbye: the connection was refused, and said why in the message
+    /// before (the client may try again later).
+    Close,
 }
 
 /// The room's side of one connection.
@@ -171,16 +174,12 @@ impl Rooms {
             .cloned()
     }
 
-    fn get_or_start(&self, meeting: &MeetingId, max_on_stage: u32) -> mpsc::Sender<Command> {
+    fn get_or_start(&self, meeting: &MeetingId, config: RoomConfig) -> mpsc::Sender<Command> {
         let mut map = self.lock();
         if let Some(tx) = map.get(meeting).filter(|tx| !tx.is_closed()) {
             return tx.clone();
         }
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
-        let config = RoomConfig {
-            max_on_stage,
-            grace_ms: self.grace_ms,
-        };
         let task = RoomTask {
             meeting: meeting.clone(),
             room: Room::new(config),
@@ -199,20 +198,27 @@ impl Rooms {
         tx
     }
 
-    /// Seats a connection in its meeting's room (starting the room if needed). The welcome
-    /// (with `ice_servers`, the participant's relay credentials) is the first thing queued
-    /// on `conn`.
+    /// Seats a connection in its meeting's room (starting the room with `config` if needed;
+    /// its grace period is always the one these rooms were made with). The welcome (with
+    /// `ice_servers`, the participant's relay credentials) is the first thing queued on
+    /// `conn`.
     pub async fn connect(
         &self,
         meeting: &MeetingId,
-        max_on_stage: u32,
+        config: RoomConfig,
         member: Member,
         ice_servers: Vec<IceServer>,
         conn: ConnHandle,
     ) {
         // A room may be closing down just as we arrive; then start a new one.
         for _ in 0..3 {
-            let tx = self.get_or_start(meeting, max_on_stage);
+            let tx = self.get_or_start(
+                meeting,
+                RoomConfig {
+                    grace_ms: self.grace_ms,
+                    ..config
+                },
+            );
             let (done, wait) = oneshot::channel();
             let cmd = Command::Connect {
                 member: member.clone(),
@@ -470,6 +476,20 @@ impl RoomTask {
                 if let Some(reason) = self.fenced(&user, conn.generation) {
                     tracing::info!(meeting = %self.meeting, user = %user, %reason, "a superseded token is not seated");
                     let _ = conn.tx.try_send(Outbound::Goodbye(reason));
+                    let _ = done.send(());
+                    return;
+                }
+                // A participant that connects and drops in a loop would tell everyone each
+                // time; once its budget is spent, it is refused before anyone hears of it.
+                if let Err(refused) = self.room.may_arrive(&user, now) {
+                    // Debug only: a client looping on this would flood an info log.
+                    tracing::debug!(meeting = %self.meeting, user = %user, "refusing a connection: its arrivals and changes are over budget");
+                    self.metrics.refused_arrivals.inc();
+                    let error = ServerMessage::Error {
+                        error: ErrorBody::from(refused),
+                    };
+                    let _ = conn.tx.try_send(Outbound::Text(encode(&error)));
+                    let _ = conn.tx.try_send(Outbound::Close);
                     let _ = done.send(());
                     return;
                 }
@@ -884,7 +904,7 @@ mod tests {
         rooms
             .connect(
                 meeting,
-                25,
+                RoomConfig::default(),
                 member(user),
                 Vec::new(),
                 ConnHandle { id, tx, generation },
@@ -1053,7 +1073,7 @@ mod tests {
         rooms
             .connect(
                 &meeting,
-                25,
+                RoomConfig::default(),
                 member("slow"),
                 Vec::new(),
                 ConnHandle {
@@ -1067,7 +1087,7 @@ mod tests {
         rooms
             .connect(
                 &meeting,
-                25,
+                RoomConfig::default(),
                 member("fast"),
                 Vec::new(),
                 ConnHandle {
@@ -1085,7 +1105,7 @@ mod tests {
             rooms
                 .connect(
                     &meeting,
-                    25,
+                    RoomConfig::default(),
                     member(&format!("extra{i}")),
                     Vec::new(),
                     ConnHandle {

@@ -18,16 +18,23 @@ use futures_util::{SinkExt, StreamExt};
 use onstage_proto::{
     CloseReason, ErrorCode, MeetingId, Request, ServerMessage, UserId, MAX_SIGNAL_FRAME_BYTES,
 };
-use onstage_room::Member;
+use onstage_room::{Member, RoomConfig};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::rooms::{encode, error_reply, next_conn_id, ConnHandle, Outbound};
 use crate::server::AppState;
 
-/// Frames beyond this close the offending connection (below it, oversized frames get
-/// `bad_request` and the connection carries on).
-pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
+/// Frames beyond this close the offending connection at once (below it, frames over
+/// [`MAX_SIGNAL_FRAME_BYTES`] get `bad_request` and count as bad input).
+///
+/// A small multiple of the protocol's limit: frames a little over it (an SDP offer that grew
+/// too large) are still read and answered with their id, so the caller learns why, while
+/// nothing larger is ever legitimate. The WebSocket layer checks a frame's length in its
+/// header, so a bigger frame is refused before its payload is read, and a connection never
+/// buffers more than this (it was 1 MiB: one socket made the server read 4.9 GB of junk
+/// in 10 s).
+pub const HARD_FRAME_LIMIT: usize = 4 * MAX_SIGNAL_FRAME_BYTES;
 
 /// The id of a refused frame, for its reply: from the frame's start, or, for a frame small
 /// enough to parse, wherever it stands.
@@ -125,7 +132,7 @@ pub async fn handler(
         })
 }
 
-/// A token bucket: `burst` calls at once, refilled at `per_sec`.
+/// A token bucket: `burst` at once, refilled at `per_sec`.
 #[derive(Debug)]
 struct RateLimit {
     tokens: f64,
@@ -135,27 +142,96 @@ struct RateLimit {
 }
 
 impl RateLimit {
-    fn new(burst: u32, per_sec: f64) -> Self {
+    fn new(burst: f64, per_sec: f64) -> Self {
         Self {
-            tokens: f64::from(burst),
-            burst: f64::from(burst),
+            tokens: burst,
+            burst,
             per_sec,
             last: Instant::now(),
         }
     }
 
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
-        self.tokens = (self.tokens + refill).min(self.burst);
+    /// Credits what was earned since the last look.
+    fn refill(&mut self, now: Instant) {
+        let earned = now.duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + earned).min(self.burst);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+    }
+
+    /// Would `cost` pass? A cost above the bucket's size passes when the bucket is full
+    /// (then overdraws it), so no single frame is refused for its size alone.
+    fn allows(&self, cost: f64) -> bool {
+        self.tokens >= cost.min(self.burst)
+    }
+
+    fn spend(&mut self, cost: f64) {
+        self.tokens -= cost;
+    }
+}
+
+/// The per-connection limits on what a client sends: frames per second, bytes per second,
+/// and bad frames in a row.
+#[derive(Debug)]
+struct Limits {
+    frames: RateLimit,
+    bytes: RateLimit,
+    /// Bad or over-limit frames since the last good one.
+    strikes: u32,
+    /// This many strikes in a row close the connection (`goodbye: bad_input`).
+    close_after: u32,
+    /// Whether the current run of over-limit frames has been told `rate_limited` (only its
+    /// first frame is: answering every one costs as much as the junk itself).
+    told_limited: bool,
+}
+
+impl Limits {
+    fn new(config: &crate::ServerConfig) -> Self {
+        Self {
+            frames: RateLimit::new(
+                f64::from(config.rate_limit_burst),
+                config.rate_limit_per_sec,
+            ),
+            bytes: RateLimit::new(
+                config.rate_limit_bytes_burst as f64,
+                config.rate_limit_bytes_per_sec as f64,
+            ),
+            strikes: 0,
+            close_after: config.bad_frames_before_close.max(1),
+            told_limited: false,
+        }
+    }
+
+    /// Takes one frame of `len` bytes from both buckets, or from neither.
+    fn admit(&mut self, len: usize) -> bool {
+        let now = Instant::now();
+        self.frames.refill(now);
+        self.bytes.refill(now);
+        let len = len as f64;
+        if self.frames.allows(1.0) && self.bytes.allows(len) {
+            self.frames.spend(1.0);
+            self.bytes.spend(len);
             true
         } else {
             false
         }
     }
+
+    /// Counts a bad or over-limit frame; true when that was one too many.
+    fn strike(&mut self) -> bool {
+        self.strikes = self.strikes.saturating_add(1);
+        self.strikes >= self.close_after
+    }
+}
+
+/// What becomes of one incoming frame.
+enum Verdict {
+    /// Nothing to send back now (a control frame, a call the room answers, or an
+    /// over-limit frame after the first of its run).
+    Quiet,
+    /// Answer at once.
+    Reply(Utf8Bytes),
+    /// Enough bad input: say `goodbye: bad_input` and close.
+    Close,
 }
 
 struct Connection {
@@ -197,7 +273,11 @@ impl Connection {
             .rooms
             .connect(
                 &self.meeting,
-                max_on_stage,
+                RoomConfig {
+                    max_on_stage,
+                    grace_ms: self.app.config.grace_ms(),
+                    budget: self.app.config.broadcast_budget(),
+                },
                 member,
                 ice_servers,
                 ConnHandle {
@@ -219,10 +299,7 @@ impl Connection {
             .await;
         tracing::debug!(meeting = %self.meeting, user = %self.user, conn = self.id, "connected");
 
-        let mut limit = RateLimit::new(
-            self.app.config.rate_limit_burst,
-            self.app.config.rate_limit_per_sec,
-        );
+        let mut limits = Limits::new(&self.app.config);
         let mut ping = tokio::time::interval(self.app.config.ping_interval);
         ping.tick().await;
         let idle_timeout = self.app.config.idle_timeout;
@@ -236,6 +313,10 @@ impl Connection {
                         if sink.send(Message::Text(text)).await.is_err() { break; }
                     }
                     Some(Outbound::Goodbye(reason)) => { goodbye = Some(reason); break; }
+                    Some(Outbound::Close) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+                        break;
+                    }
                     // The room let go of us: it is shutting down, or we did not keep up
                     // with the events.
                     None => {
@@ -248,10 +329,32 @@ impl Connection {
                     }
                 },
                 frame = stream.next() => {
-                    let Some(Ok(frame)) = frame else { break };
+                    let frame = match frame {
+                        Some(Ok(frame)) => frame,
+                        Some(Err(e)) => {
+                            if is_bad_input(e) {
+                                // Over the hard cap, or not WebSocket at all: nothing a
+                                // client of ours sends.
+                                tracing::info!(meeting = %self.meeting, user = %self.user, conn = self.id, "closing a connection that sent a frame over the hard cap or broke the protocol");
+                                metrics.closed_bad_input.inc();
+                                goodbye = Some(CloseReason::BadInput);
+                            }
+                            break;
+                        }
+                        None => break,
+                    };
                     last_heard = Instant::now();
-                    if let Some(reply) = self.on_frame(frame, &mut limit).await {
-                        if sink.send(Message::Text(reply)).await.is_err() { break; }
+                    match self.on_frame(frame, &mut limits).await {
+                        Verdict::Quiet => {}
+                        Verdict::Reply(reply) => {
+                            if sink.send(Message::Text(reply)).await.is_err() { break; }
+                        }
+                        Verdict::Close => {
+                            tracing::info!(meeting = %self.meeting, user = %self.user, conn = self.id, strikes = limits.strikes, "closing a connection that keeps sending bad or over-limit frames");
+                            metrics.closed_bad_input.inc();
+                            goodbye = Some(CloseReason::BadInput);
+                            break;
+                        }
                     }
                 },
                 _ = ping.tick() => {
@@ -282,55 +385,65 @@ impl Connection {
         tracing::debug!(meeting = %self.meeting, user = %self.user, conn = self.id, "disconnected");
     }
 
-    /// Handles one incoming frame; returns a frame to send back at once, if any.
-    async fn on_frame(&self, frame: Message, limit: &mut RateLimit) -> Option<Utf8Bytes> {
-        if matches!(
-            frame,
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_)
-        ) {
-            return None;
-        }
-        // Every frame counts against the bucket, junk included: checking size and syntax
-        // first let a client send (and be answered for) unlimited bad frames.
-        if !limit.allow() {
+    /// Handles one incoming frame: what to send back at once, if anything.
+    async fn on_frame(&self, frame: Message, limits: &mut Limits) -> Verdict {
+        let len = match &frame {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            Message::Ping(p) | Message::Pong(p) => p.len(),
+            Message::Close(_) => return Verdict::Quiet,
+        };
+        // Every frame counts against both buckets, junk and pings included: checking size
+        // and syntax first let a client send (and be answered for) unlimited bad frames.
+        if !limits.admit(len) {
+            self.app.metrics.rate_limited_frames.inc();
+            if limits.strike() {
+                return Verdict::Close;
+            }
+            if std::mem::replace(&mut limits.told_limited, true) {
+                // Told once already in this run: drop quietly, the client knows.
+                return Verdict::Quiet;
+            }
             let id = match &frame {
                 Message::Text(t) => request_id(t.as_str()),
                 _ => None,
             };
-            return Some(error_reply(
+            return Verdict::Reply(error_reply(
                 id,
                 ErrorCode::RateLimited,
-                "too many calls; slow down",
+                "too many frames or bytes; slow down (further frames are dropped unanswered \
+                 until the limit allows them, and the connection closes if they keep coming)",
             ));
         }
-        let Message::Text(text) = frame else {
-            self.app.metrics.bad_frames.inc();
-            return Some(error_reply(
-                None,
-                ErrorCode::BadRequest,
-                "binary frames are not part of the protocol; send JSON text",
-            ));
+        limits.told_limited = false;
+        let text = match frame {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                return self.bad(
+                    limits,
+                    None,
+                    "binary frames are not part of the protocol; send JSON text".into(),
+                )
+            }
+            _ => return Verdict::Quiet,
         };
         if text.len() > MAX_SIGNAL_FRAME_BYTES {
-            self.app.metrics.bad_frames.inc();
             // Answered with its id when the frame's start names it, so a caller waiting
             // for that reply is not left to its timeout.
-            return Some(error_reply(
+            return self.bad(
+                limits,
                 Request::leading_id(text.as_str()),
-                ErrorCode::BadRequest,
                 format!(
                     "frame of {} bytes exceeds the {MAX_SIGNAL_FRAME_BYTES}-byte limit",
                     text.len()
                 ),
-            ));
+            );
         }
         let request = match Request::parse(text.as_str()) {
             Ok(r) => r,
-            Err((id, error)) => {
-                self.app.metrics.bad_frames.inc();
-                return Some(error_reply(id, error.code, error.message));
-            }
+            Err((id, error)) => return self.bad(limits, id, error.message),
         };
+        limits.strikes = 0;
         let accepted = self
             .app
             .rooms
@@ -342,12 +455,39 @@ impl Connection {
                 request.call,
             )
             .await;
-        (!accepted).then(|| {
-            error_reply(
+        if accepted {
+            Verdict::Quiet
+        } else {
+            Verdict::Reply(error_reply(
                 Some(request.id),
                 ErrorCode::Internal,
                 "the meeting is not live on this server",
-            )
-        })
+            ))
+        }
+    }
+
+    /// A frame refused as `bad_request` (binary, oversized, unparsable, unknown call): the
+    /// reply, or the close when it is one too many in a row.
+    fn bad(&self, limits: &mut Limits, id: Option<u64>, message: String) -> Verdict {
+        self.app.metrics.bad_frames.inc();
+        if limits.strike() {
+            return Verdict::Close;
+        }
+        Verdict::Reply(error_reply(id, ErrorCode::BadRequest, message))
+    }
+}
+
+/// A read error that is the client's doing (a frame over the hard cap, a broken frame,
+/// text that is not UTF-8), as opposed to the network going away (an I/O error, or a
+/// connection that ended without a close frame).
+fn is_bad_input(error: axum::Error) -> bool {
+    use tungstenite::error::ProtocolError;
+    use tungstenite::Error;
+    match error.into_inner().downcast_ref::<Error>() {
+        Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => false,
+        Some(Error::Capacity(_) | Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt) => {
+            true
+        }
+        _ => false,
     }
 }

@@ -1,6 +1,6 @@
 //! WebSocket signaling at `/v1/signal`: refusals before the upgrade, the welcome, bad and
-//! oversized frames, the rate limit, replaced connections, leaving, idle connections and
-//! shutdown.
+//! oversized frames, the rate limits and the close for bad input, the broadcast budget,
+//! replaced connections, leaving, idle connections and shutdown.
 
 mod common;
 
@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const CONNECTIONS: &str = "onstage_signal_connections";
+const CLOSED_BAD_INPUT: &str = "onstage_signal_closed_bad_input_total";
+const RATE_LIMITED: &str = "onstage_signal_rate_limited_frames_total";
 
 /// A token signed with the server's own secret (read from the data dir), with any claims.
 fn forge(srv: &Srv, claims: Value) -> String {
@@ -265,10 +267,164 @@ async fn a_frame_over_the_hard_cap_closes_only_that_connection() {
     let (_, b_token) = srv.participant(&meeting, "B", "viewer").await;
     let (mut a, _) = Peer::join(&srv, &a_token).await;
     let (mut b, _) = Peer::join(&srv, &b_token).await;
-    a.send_text("x".repeat(1024 * 1024 + 16)).await;
+    // Four times the protocol's 16 KiB is the most a frame may be; one byte more (here a
+    // frame of 1 MiB - 200 bytes, once accepted and read in full) ends the connection at
+    // its header. (The goodbye may be lost: the socket closes with the frame unread.)
+    a.send_text("x".repeat(1024 * 1024 - 200)).await;
     a.until_closed().await;
+    srv.await_metric(CLOSED_BAD_INPUT, 1.0).await;
     let reply = b.call(json!({"call":"stage.requestAccess"})).await;
     assert_eq!(reply["ok"], json!(true), "{reply}");
+    // The cap itself is not refused: a frame of exactly 64 KiB gets bad_request.
+    let mut frame = r#"{"id":3,"pad":""#.to_owned();
+    frame.push_str(&"x".repeat(64 * 1024 - frame.len() - 2));
+    frame.push_str(r#""}"#);
+    assert_eq!(frame.len(), 64 * 1024);
+    b.send_text(frame).await;
+    let reply = b.next_matching(|m| m["type"] == "reply").await;
+    assert_eq!(reply["id"], json!(3), "{reply}");
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+}
+
+#[tokio::test]
+async fn big_junk_frames_are_throttled_then_closed_with_goodbye_bad_input() {
+    let srv = Srv::start_with(|c| {
+        // Two 60 KiB frames fit the byte bucket, and it never refills within the test.
+        c.rate_limit_bytes_burst = 128 * 1024;
+        c.rate_limit_bytes_per_sec = 1;
+        c.bad_frames_before_close = 6;
+    })
+    .await;
+    let meeting = srv.meeting("m").await;
+    let (_, junk_token) = srv.participant(&meeting, "Junk", "viewer").await;
+    let (_, host_token) = srv.participant(&meeting, "Host", "host").await;
+    let (mut junk, _) = Peer::join(&srv, &junk_token).await;
+    let (mut host, _) = Peer::join(&srv, &host_token).await;
+    let frame = format!(r#"{{"id":1,"pad":"{}"}}"#, "x".repeat(60 * 1024));
+    for _ in 0..6 {
+        junk.send_text(frame.clone()).await;
+    }
+    // Two frames within the byte budget get bad_request (too large for the protocol), the
+    // first over it gets rate_limited, the next two get nothing, the sixth bad frame in a
+    // row ends the connection.
+    let seen: Vec<Value> = junk
+        .until_closed()
+        .await
+        .into_iter()
+        .filter(|m| m["type"] != "event")
+        .collect();
+    let codes: Vec<&str> = seen
+        .iter()
+        .map(|m| {
+            m["error"]["code"]
+                .as_str()
+                .or_else(|| m["reason"].as_str())
+                .unwrap_or("?")
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        ["bad_request", "bad_request", "rate_limited", "bad_input"],
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&json!({"type":"goodbye","reason":"bad_input"}))
+    );
+    srv.await_metric(CLOSED_BAD_INPUT, 1.0).await;
+    assert_eq!(srv.metric(RATE_LIMITED).await, 4.0);
+    // Everyone else carries on, answered at once.
+    let started = std::time::Instant::now();
+    let reply = host.call(json!({"call":"stage.join"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn bad_frames_in_a_row_close_the_connection_and_a_good_one_resets_the_count() {
+    let srv = Srv::start_with(|c| c.bad_frames_before_close = 4).await;
+    let meeting = srv.meeting("m").await;
+    let (_, token) = srv.participant(&meeting, "Bad", "viewer").await;
+    let (_, other_token) = srv.participant(&meeting, "Other", "viewer").await;
+    let (mut bad, _) = Peer::join(&srv, &token).await;
+    let (mut other, _) = Peer::join(&srv, &other_token).await;
+    let not_event = |m: &Value| m["type"] != "event";
+    // Three bad frames, then a valid call (which the room refuses: still not bad input):
+    // the count starts over. Three more, then a good call, and it starts over again.
+    for _ in 0..2 {
+        bad.send_text("not json").await;
+        bad.send_binary(vec![1, 2, 3]).await;
+        bad.send_text(r#"{"id":1,"call":"stage.dance"}"#).await;
+        for _ in 0..3 {
+            let refused = bad.next_matching(not_event).await;
+            assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
+        }
+        let reply = bad.call(json!({"call":"stage.cancelRequestAccess"})).await;
+        assert_eq!(reply["error"]["code"], "invalid_state", "{reply}");
+    }
+    // Four in a row: three answered, the fourth ends it.
+    for frame in ["{", "[]", r#"{"id":2}"#, r#"{"id":3,"call":"stage.fly"}"#] {
+        bad.send_text(frame).await;
+    }
+    let seen: Vec<Value> = bad
+        .until_closed()
+        .await
+        .into_iter()
+        .filter(not_event)
+        .collect();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(
+        seen[..3]
+            .iter()
+            .all(|m| m["error"]["code"] == "bad_request"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[3], json!({"type":"goodbye","reason":"bad_input"}));
+    srv.await_metric(CLOSED_BAD_INPUT, 1.0).await;
+    // Nobody else is affected.
+    let reply = other.call(json!({"call":"stage.requestAccess"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+    // A connection that just goes away (no close frame) is a network matter, not bad input.
+    drop(other);
+    srv.await_metric(CONNECTIONS, 0.0).await;
+    assert_eq!(srv.metric(CLOSED_BAD_INPUT).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_client_that_ignores_rate_limited_is_told_once_then_closed() {
+    let srv = Srv::start_with(|c| {
+        c.rate_limit_burst = 3;
+        c.rate_limit_per_sec = 0.001;
+        c.bad_frames_before_close = 5;
+    })
+    .await;
+    let meeting = srv.meeting("m").await;
+    let (_, token) = srv.participant(&meeting, "Eager", "viewer").await;
+    let (mut eager, _) = Peer::join(&srv, &token).await;
+    for id in 1..=3 {
+        let reply = eager
+            .call(json!({"id": id, "call":"meeting.snapshot"}))
+            .await;
+        assert_eq!(reply["ok"], json!(true), "{reply}");
+    }
+    // Valid calls, but past the limit: the first is answered, the next three dropped, the
+    // fifth closes the connection.
+    for id in 4..=8 {
+        eager
+            .send_text(json!({"id": id, "call":"meeting.snapshot"}).to_string())
+            .await;
+    }
+    let seen = eager.until_closed().await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0]["id"], json!(4), "{seen:?}");
+    assert_eq!(seen[0]["error"]["code"], "rate_limited", "{seen:?}");
+    assert_eq!(seen[1], json!({"type":"goodbye","reason":"bad_input"}));
+    assert_eq!(srv.metric(RATE_LIMITED).await, 5.0);
+    srv.await_metric(CLOSED_BAD_INPUT, 1.0).await;
 }
 
 #[tokio::test]
@@ -293,16 +449,16 @@ async fn junk_frames_count_against_the_rate_limit_too() {
         let refused = host.next_matching(|m| m["type"] != "event").await;
         assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
     }
-    // ...so the next frame, junk or not, is rate limited (with its id when it has one).
-    host.send_text("still not json").await;
-    let limited = host.next_matching(|m| m["type"] != "event").await;
-    assert_eq!(limited["error"]["code"], "rate_limited", "{limited}");
-    // (As the SDK writes requests: the id first.)
+    // ...so the next frame, junk or not, is rate limited, with its id when it has one
+    // (as the SDK writes requests: the id first).
     host.send_text(r#"{"id":77,"call":"stage.getAccessRequests"}"#)
         .await;
     let limited = host.next_matching(|m| m["type"] != "event").await;
     assert_eq!(limited["id"], json!(77), "{limited}");
     assert_eq!(limited["error"]["code"], "rate_limited", "{limited}");
+    // Only the first over-limit frame of a run is answered.
+    host.send_text("still not json").await;
+    srv.await_metric(RATE_LIMITED, 2.0).await;
     // Another connection has its own bucket.
     let (mut other, _) = Peer::join(&srv, &other_token).await;
     let reply = other
@@ -330,12 +486,25 @@ async fn calls_beyond_the_rate_limit_get_rate_limited_and_change_nothing() {
         host.send_text(json!({"id":id,"call":"stage.join"}).to_string())
             .await;
     }
-    // Refusals are answered at once, accepted calls by the room: any order.
+    // The first refusal is answered at once, accepted calls by the room (any order); the
+    // later refusals are dropped unanswered. Once the server has seen all three, our
+    // close ends the connection and shows everything it sent.
     let mut replies = std::collections::BTreeMap::new();
-    while replies.len() < 8 {
+    while replies.len() < 6 {
         let reply = host.next_matching(|m| m["type"] == "reply").await;
         replies.insert(reply["id"].as_u64().expect("id"), reply);
     }
+    srv.await_metric(RATE_LIMITED, 3.0).await;
+    host.send_close().await;
+    for msg in host.until_closed().await {
+        if msg["type"] == "reply" {
+            replies.insert(msg["id"].as_u64().expect("id"), msg);
+        }
+    }
+    assert_eq!(
+        replies.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
     for (id, reply) in replies {
         if id <= 5 {
             assert_eq!(reply["ok"], json!(true), "{reply}");
@@ -355,6 +524,163 @@ async fn calls_beyond_the_rate_limit_get_rate_limited_and_change_nothing() {
         stage["data"]["participants"].as_array().map(Vec::len),
         Some(1)
     );
+}
+
+#[tokio::test]
+async fn toggle_spam_in_a_big_meeting_reaches_everyone_a_bounded_number_of_times() {
+    const WATCHERS: usize = 30;
+    const TOGGLES: u64 = 40;
+    let srv = Srv::start_with(|c| {
+        // Arriving spends one (everyone is told); three are left for stage changes.
+        c.broadcast_burst = 4;
+        // No token comes back within the test.
+        c.broadcast_refill = Duration::from_secs(3600);
+    })
+    .await;
+    let meeting = srv.meeting("m").await;
+    let (_, host_token) = srv.participant(&meeting, "Host", "host").await;
+    let (toggler_id, toggler_token) = srv.participant(&meeting, "Tog", "viewer").await;
+    let (mut host, _) = Peer::join(&srv, &host_token).await;
+    let (mut toggler, _) = Peer::join(&srv, &toggler_token).await;
+    let mut watchers = Vec::new();
+    for i in 0..WATCHERS {
+        let (id, token) = srv.participant(&meeting, &format!("W{i}"), "viewer").await;
+        watchers.push((id, Peer::join(&srv, &token).await.0));
+    }
+    // Forty toggles, well within the connection's frame limit (50 at once): all reach the
+    // room, which lets the first three through and refuses the rest.
+    for id in 1..=TOGGLES {
+        let call = if id % 2 == 1 {
+            "stage.requestAccess"
+        } else {
+            "stage.cancelRequestAccess"
+        };
+        toggler
+            .send_text(json!({"id": id, "call": call}).to_string())
+            .await;
+    }
+    let mut codes = std::collections::BTreeMap::<String, u64>::new();
+    for _ in 0..TOGGLES {
+        let reply = toggler.next_matching(|m| m["type"] == "reply").await;
+        let code = reply["error"]["code"].as_str().unwrap_or("ok").to_owned();
+        *codes.entry(code).or_default() += 1;
+    }
+    assert_eq!(
+        codes,
+        [
+            ("ok".to_owned(), 3),
+            ("rate_limited".to_owned(), TOGGLES - 3)
+        ]
+        .into(),
+    );
+    // Every watcher heard of the toggler exactly three times: everything the room sent it
+    // before the reply to its own snapshot call.
+    let mut heard_total = 0;
+    for (_, watcher) in &mut watchers {
+        watcher
+            .send_text(json!({"id": 1, "call": "meeting.snapshot"}).to_string())
+            .await;
+        let mut heard = 0;
+        loop {
+            let msg = watcher.next_json().await;
+            if msg["type"] == "reply" {
+                break;
+            }
+            if msg["event"]["user_id"] == json!(toggler_id) {
+                heard += 1;
+            }
+        }
+        assert_eq!(heard, 3);
+        heard_total += heard;
+    }
+    assert_eq!(heard_total, 3 * WATCHERS);
+    // Normal use by everyone else is untouched: a request, a cancel, an invitation, a join.
+    let (w0_id, w0) = &mut watchers[0];
+    let w0_id = w0_id.clone();
+    for call in ["stage.requestAccess", "stage.cancelRequestAccess"] {
+        let reply = w0.call(json!({ "call": call })).await;
+        assert_eq!(reply["ok"], json!(true), "{reply}");
+    }
+    let reply = host
+        .call(json!({"call":"stage.grantAccess","user_ids":[w0_id, toggler_id]}))
+        .await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+    let reply = w0.call(json!({"call":"stage.join"})).await;
+    assert_eq!(
+        reply["result"],
+        json!({"stage_status":"ON_STAGE"}),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn connecting_and_dropping_in_a_loop_is_refused_once_the_budget_is_spent() {
+    let srv = Srv::start_with(|c| {
+        c.broadcast_burst = 4;
+        c.broadcast_refill = Duration::from_secs(3600);
+    })
+    .await;
+    let meeting = srv.meeting("m").await;
+    let (_, host_token) = srv.participant(&meeting, "Host", "host").await;
+    let (looper_id, looper_token) = srv.participant(&meeting, "Loop", "viewer").await;
+    let (mut host, _) = Peer::join(&srv, &host_token).await;
+    // Arrive, drop, come back, drop: four events, the whole budget.
+    for _ in 0..2 {
+        let (looper, _) = Peer::join(&srv, &looper_token).await;
+        srv.await_metric(CONNECTIONS, 2.0).await;
+        drop(looper);
+        srv.await_metric(CONNECTIONS, 1.0).await;
+    }
+    // The next arrival is refused before anyone hears of it: an error, then the close.
+    let (mut ws, _) = within(
+        "ws connect",
+        tokio_tungstenite::connect_async(srv.ws_url(&looper_token)),
+    )
+    .await
+    .expect("the upgrade itself succeeds");
+    use futures_util::StreamExt;
+    let first = within("the refusal", ws.next())
+        .await
+        .expect("a frame")
+        .expect("ok");
+    let refusal: Value = serde_json::from_str(first.to_text().expect("text")).expect("json");
+    assert_eq!(refusal["type"], "error", "{refusal}");
+    assert_eq!(refusal["error"]["code"], "rate_limited", "{refusal}");
+    match within("the close", ws.next()).await {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => {}
+        Some(Ok(other)) => panic!("nothing after the refusal: {other:?}"),
+    }
+    assert_eq!(
+        srv.metric("onstage_signal_refused_arrivals_total").await,
+        1.0
+    );
+    // The host heard of the looper exactly four times, then nothing.
+    host.send_text(json!({"id": 1, "call": "meeting.snapshot"}).to_string())
+        .await;
+    let mut heard = Vec::new();
+    loop {
+        let msg = host.next_json().await;
+        if msg["type"] == "reply" {
+            break;
+        }
+        if msg["event"]["user_id"] == json!(looper_id)
+            || msg["event"]["participant"]["user_id"] == json!(looper_id)
+        {
+            heard.push(msg["event"]["kind"].as_str().unwrap_or("?").to_owned());
+        }
+    }
+    assert_eq!(
+        heard,
+        [
+            "participant_joined",
+            "participant_connection",
+            "participant_connection",
+            "participant_connection"
+        ]
+    );
+    // The host carries on.
+    let reply = host.call(json!({"call":"stage.join"})).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
 }
 
 #[tokio::test]

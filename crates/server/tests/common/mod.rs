@@ -275,6 +275,14 @@ impl Peer {
         seen
     }
 
+    /// Starts a close from our side; the server's messages before its end can still be
+    /// read (see [`Peer::until_closed`]).
+    pub async fn send_close(&mut self) {
+        within("close", self.ws.send(Message::Close(None)))
+            .await
+            .expect("send close");
+    }
+
     pub async fn close(mut self) {
         let _ = within("close", self.ws.close(None)).await;
     }
