@@ -220,7 +220,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 ///
 /// A real `onstage serve` with its defaults (and `--limit-loopback`, so loopback sources
 /// are held to the per-source cap like remote ones) against: one source opening 15,000
-/// idle connections, twelve sources each holding 250 half-open requests that drip a header
+/// idle connections, 24 sources each holding 125 half-open requests that drip a header
 /// line every 5 s, and one source guessing the admin key as fast as it can for 10 s. A
 /// bystander's `/healthz` is sampled throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,7 +270,8 @@ async fn bench_attacks() {
     health.sort();
     println!(
         "connection flood from one source: 15000 attempts in {:?}; still held at the end {} \
-         (cap 256; idle ones close after the 10 s header timeout), closed {} ({} refused at \
+         (cap 256, 128 at once then 32/s; idle ones close after the 10 s header timeout), \
+         closed {} ({} refused at \
          connect); server fds at most {}; bystander /healthz p50 {:?} p99 {:?}, {} of {} \
          unanswered",
         started.elapsed(),
@@ -286,11 +287,11 @@ async fn bench_attacks() {
     drop(held);
     settle(flooded.pid, 20).await;
 
-    // 2. Slowloris from twelve sources, 250 each (inside the per-source cap).
+    // 2. Slowloris from 24 sources, 125 each (inside the per-source cap and burst).
     let started = Instant::now();
     let mut drips = Vec::new();
-    for source in 0..12u8 {
-        for _ in 0..250 {
+    for source in 0..24u8 {
+        for _ in 0..125 {
             let socket = tokio::net::TcpSocket::new_v4().expect("socket");
             socket
                 .bind(SocketAddr::new(
@@ -343,7 +344,7 @@ async fn bench_attacks() {
     closed.sort();
     health.sort();
     println!(
-        "slowloris, 12 sources x 250 half-open requests dripping every 5 s: held {:?} p50, \
+        "slowloris, 24 sources x 125 half-open requests dripping every 5 s: held {:?} p50, \
          {:?} max (header timeout 10 s); all gone {:?} after the first opened; bystander \
          /healthz p50 {:?} p99 {:?}, {unanswered} of {} unanswered",
         percentile(&closed, 0.5),

@@ -203,6 +203,9 @@ fn refusal_response(refusal: Refusal) -> Vec<u8> {
     let message = match refusal {
         Refusal::ServerFull => "the server holds as many connections as it can; try again shortly",
         Refusal::SourceFull => "too many connections from your address; close some and try again",
+        Refusal::SourceTooFast => {
+            "your address opens connections too fast; wait a moment and try again"
+        }
     };
     let body = serde_json::json!({
         "success": false,

@@ -45,6 +45,8 @@ pub enum Refusal {
     ServerFull,
     /// This source holds as many connections as one source may.
     SourceFull,
+    /// This source opens connections faster than one source may.
+    SourceTooFast,
 }
 
 impl Refusal {
@@ -52,6 +54,7 @@ impl Refusal {
         match self {
             Refusal::ServerFull => "server_full",
             Refusal::SourceFull => "source_full",
+            Refusal::SourceTooFast => "source_too_fast",
         }
     }
 }
@@ -74,14 +77,53 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// Open HTTP connections (a WebSocket counts until it closes), against two caps.
+/// Open HTTP connections (a WebSocket counts until it closes), against two caps, and the
+/// rate at which each source opens them.
+///
+/// The rate matters on its own: a client that connects and drops in a loop never holds
+/// many connections, yet each connection costs a TLS handshake, a token check and a
+/// database read. Each source may open [`ConnectionLimits::RATE_BURST`] at once, then
+/// [`ConnectionLimits::RATE_PER_SEC`] a second — a whole office behind one NAT joining at
+/// the meeting's start, or reconnecting after a restart, fits in it.
 #[derive(Debug)]
 pub struct ConnectionLimits {
     max_total: usize,
     max_per_source: usize,
     limit_loopback: bool,
     total: AtomicUsize,
-    per_source: Mutex<HashMap<Source, usize>>,
+    per_source: Mutex<HashMap<Source, SourceState>>,
+}
+
+/// One source's open connections and its bucket of new ones.
+#[derive(Debug, Clone, Copy)]
+struct SourceState {
+    open: usize,
+    tokens: f64,
+    last: Instant,
+}
+
+impl SourceState {
+    fn new(now: Instant) -> Self {
+        Self {
+            open: 0,
+            tokens: ConnectionLimits::RATE_BURST,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned =
+            now.saturating_duration_since(self.last).as_secs_f64() * ConnectionLimits::RATE_PER_SEC;
+        self.tokens = (self.tokens + earned).min(ConnectionLimits::RATE_BURST);
+        self.last = now;
+    }
+
+    /// Nothing to remember: no connection open and a full bucket.
+    fn idle(&self, now: Instant) -> bool {
+        let mut refilled = *self;
+        refilled.refill(now);
+        refilled.open == 0 && refilled.tokens >= ConnectionLimits::RATE_BURST
+    }
 }
 
 impl ConnectionLimits {
@@ -97,6 +139,13 @@ impl ConnectionLimits {
         })
     }
 
+    /// New connections one source may open at once.
+    pub const RATE_BURST: f64 = 128.0;
+    /// New connections one source may open per second, past the burst.
+    pub const RATE_PER_SEC: f64 = 32.0;
+    /// Sources remembered before the idle ones are forgotten.
+    const PRUNE_AT: usize = 4096;
+
     pub fn max_total(&self) -> usize {
         self.max_total
     }
@@ -109,17 +158,36 @@ impl ConnectionLimits {
     /// Counts a new connection from `ip`, or says why not. The permit gives the place back
     /// when dropped.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
+        self.admit_at(ip, Instant::now())
+    }
+
+    /// [`Self::admit`] at `now`.
+    pub fn admit_at(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<ConnectionPermit, Refusal> {
         let per_source = (self.limit_loopback || !is_loopback(ip)).then(|| Source::of(ip));
         let mut sources = lock(&self.per_source);
         if self.total.load(Ordering::Relaxed) >= self.max_total {
             return Err(Refusal::ServerFull);
         }
         if let Some(source) = per_source {
-            let held = sources.entry(source).or_insert(0);
-            if *held >= self.max_per_source {
+            if sources.len() >= Self::PRUNE_AT && !sources.contains_key(&source) {
+                sources.retain(|_, state| !state.idle(now));
+            }
+            let state = sources
+                .entry(source)
+                .or_insert_with(|| SourceState::new(now));
+            state.refill(now);
+            if state.open >= self.max_per_source {
                 return Err(Refusal::SourceFull);
             }
-            *held += 1;
+            if state.tokens < 1.0 {
+                return Err(Refusal::SourceTooFast);
+            }
+            state.tokens -= 1.0;
+            state.open += 1;
         }
         self.total.fetch_add(1, Ordering::Relaxed);
         Ok(ConnectionPermit {
@@ -140,11 +208,10 @@ impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut sources = lock(&self.limits.per_source);
         if let Some(source) = self.source {
-            if let Some(held) = sources.get_mut(&source) {
-                *held -= 1;
-                if *held == 0 {
-                    sources.remove(&source);
-                }
+            // The entry stays while its bucket refills: forgetting a source as soon as its
+            // last connection closed would let connect-and-drop loops past the rate.
+            if let Some(state) = sources.get_mut(&source) {
+                state.open = state.open.saturating_sub(1);
             }
         }
         self.limits.total.fetch_sub(1, Ordering::Relaxed);
@@ -284,6 +351,57 @@ mod tests {
             limits.admit(ip("10.0.0.3")).unwrap_err(),
             Refusal::ServerFull
         );
+    }
+
+    #[test]
+    fn a_source_opening_connections_too_fast_is_slowed_down() {
+        let limits = ConnectionLimits::new(10_000, 10_000, true);
+        let a = ip("10.0.0.1");
+        let t0 = Instant::now();
+        let burst = ConnectionLimits::RATE_BURST as usize;
+        // Connect and drop in a loop: no connection is held, yet the rate catches it.
+        for _ in 0..burst {
+            drop(limits.admit_at(a, t0).unwrap());
+        }
+        assert_eq!(limits.admit_at(a, t0).unwrap_err(), Refusal::SourceTooFast);
+        assert!(
+            limits.admit_at(ip("10.0.0.2"), t0).is_ok(),
+            "others are not slowed"
+        );
+        // A token comes back every 1/RATE_PER_SEC s.
+        let next = t0 + Duration::from_secs_f64(1.0 / ConnectionLimits::RATE_PER_SEC);
+        drop(limits.admit_at(a, next).unwrap());
+        assert_eq!(
+            limits.admit_at(a, next).unwrap_err(),
+            Refusal::SourceTooFast
+        );
+        // Loopback is not slowed unless asked.
+        let free = ConnectionLimits::new(10_000, 10_000, false);
+        for _ in 0..burst * 2 {
+            drop(free.admit_at(Ipv4Addr::LOCALHOST.into(), t0).unwrap());
+        }
+    }
+
+    #[test]
+    fn idle_sources_are_forgotten_and_busy_ones_kept() {
+        let limits = ConnectionLimits::new(100_000, 10, true);
+        let t0 = Instant::now();
+        let held = limits.admit_at(ip("10.9.9.9"), t0).unwrap();
+        for i in 0..ConnectionLimits::PRUNE_AT as u32 + 10 {
+            let addr = IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i));
+            drop(limits.admit_at(addr, t0).unwrap());
+        }
+        // Much later, every bucket is full again: a newcomer prunes the idle ones.
+        let later = t0 + Duration::from_secs(60);
+        drop(limits.admit_at(ip("12.0.0.1"), later).unwrap());
+        let sources = lock(&limits.per_source);
+        assert!(sources.len() <= 2, "{} sources remembered", sources.len());
+        assert!(
+            sources.contains_key(&Source::of(ip("10.9.9.9"))),
+            "held one kept"
+        );
+        drop(sources);
+        drop(held);
     }
 
     #[test]

@@ -97,8 +97,9 @@ async fn metric(srv: &Srv, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_requests_are_closed_by_the_header_timeout_and_others_are_served() {
-    const PER_SOURCE: usize = 1000;
-    const SOURCES: u8 = 3;
+    // 24 sources of 125: each inside the per-source burst of new connections.
+    const PER_SOURCE: usize = 125;
+    const SOURCES: u8 = 24;
     let timeout = Duration::from_secs(2);
     let srv = Srv::start_with(|c| {
         c.http_header_timeout = timeout;
@@ -375,4 +376,34 @@ async fn admin_key_guessing_is_made_to_wait_per_source() {
     })
     .await;
     assert!(asked.elapsed() <= Duration::from_secs(retry) + Duration::from_millis(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_and_dropping_in_a_loop_is_slowed_per_source() {
+    let srv = Srv::start_with(|c| c.limit_loopback = true).await;
+    let addr = server_addr(&srv);
+    let looper = source(70);
+    // Connect, close at once, again: never more than one open, yet past the burst the
+    // source is refused (503) while another is served.
+    let mut refused = 0;
+    for _ in 0..300 {
+        let mut stream = connect_from(looper, addr).await;
+        let _ = stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await;
+        let answer = within("an answer", read_to_close(&mut stream)).await;
+        if answer.starts_with(b"HTTP/1.1 503 ") {
+            refused += 1;
+        } else {
+            assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
+        }
+    }
+    assert!(refused >= 100, "only {refused} of 300 refused");
+    assert!(healthy_from(&srv, source(71)).await);
+    let too_fast = metric(
+        &srv,
+        "onstage_http_refused_connections_total{reason=\"source_too_fast\"}",
+    )
+    .await;
+    assert!(too_fast >= 100.0, "{too_fast}");
 }
