@@ -60,8 +60,8 @@ impl Default for RoomConfig {
 /// the server's `published`/`unpublished`). Tokens come back one every `refill_ms`, up to
 /// `burst`. A call made with an empty bucket is refused with `rate_limited`, changes
 /// nothing and tells nobody. A batch may overdraw the bucket (a moderator granting many
-/// requests at once is never refused for its size); the debt is paid back before the next
-/// such call.
+/// requests at once is never refused for its size), by one bucket at most; the debt is
+/// paid back before the next such call.
 ///
 /// Arrivals and drops of a participant's connection, and its `meeting.leave`, are charged
 /// too (never refused: they happen), and an arrival with the budget spent is refused
@@ -70,8 +70,10 @@ impl Default for RoomConfig {
 ///
 /// So one participant causes at most `burst + t / refill_ms + (its largest batch - 1)`
 /// room events in any `t` milliseconds, each sent to every connection (plus the one drop
-/// and the one leave that may follow an overdraft); for the calls a viewer can make (one
-/// event each), at most `burst + t / refill_ms`.
+/// and the one leave that may follow an overdraft) while its batches change at most
+/// `burst + 1` participants each; a larger batch pays one bucket, so a moderator's mass
+/// actions cause at most one batch per `burst + 1` refills. For the calls a viewer can
+/// make (one event each), at most `burst + t / refill_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BroadcastBudget {
     /// Events one participant may cause at once (the bucket's size).
@@ -490,9 +492,13 @@ impl Room {
             .entry(user_id.clone())
             .or_insert_with(|| Bucket::full(budget, now));
         bucket.refill(budget, now);
+        // The debt stops at one bucket: a host who granted a crowd at once waits at most
+        // `burst + 1` refills before the next change, not one refill per person granted.
+        let floor = -i64::from(budget.burst);
         bucket.tokens = bucket
             .tokens
-            .saturating_sub(i64::try_from(events).unwrap_or(i64::MAX));
+            .saturating_sub(i64::try_from(events).unwrap_or(i64::MAX))
+            .max(floor);
     }
 
     /// The budget's remaining tokens of a participant as of `now` (the full `burst` for
