@@ -8,8 +8,17 @@
 //! [`Room::poll_timeout`]. The same inputs always give the same outputs, which is what makes
 //! the property tests in `tests/` possible.
 //!
-//! Every rule of the stage lives here (see `stage.rs` for the table); nothing here knows
-//! how the events travel.
+//! Every rule of the stage lives here; nothing here knows how the events travel.
+//!
+//! ## Layout
+//! - `room.rs`: [`Room`] — the roster, stage statuses, the request queue, grace periods
+//!   and each participant's broadcast budget ([`BroadcastBudget`]); the stage table (who
+//!   may move from which status to which, by which call) is the match in its call
+//!   handling.
+//! - `presets.rs`: the built-in presets (`host`, `speaker`, `viewer`, `spectator`).
+//! - `error.rs`: [`StageError`], each with its stable wire code.
+//! - `tests/`: the stage table case by case, the budget, and property tests over random
+//!   call sequences.
 
 mod error;
 mod presets;

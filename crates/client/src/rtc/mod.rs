@@ -77,7 +77,8 @@ pub const H264_PAYLOAD_TYPE: u8 = 102;
 /// RTP payload type offered for Opus.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// The only H.264 format offered: constrained baseline 3.1, non-interleaved (FU-A/STAP-A).
-/// What openh264 produces and what str0m negotiates with webrtc-rs (see STACK-NOTES).
+/// What openh264 produces, and the one format both webrtc-rs and str0m (the SFU) agree on:
+/// profile-level-id 42e01f, packetization-mode 1.
 pub const H264_FMTP: &str =
     "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 /// Opus: 10 ms minimum packet time, in-band FEC on.
