@@ -169,12 +169,20 @@ impl RateLimit {
     }
 }
 
+/// A client asks for a snapshot after a gap in the event sequence: rarely. Four at once,
+/// then one every 5 s.
+const SNAPSHOT_BURST: f64 = 4.0;
+const SNAPSHOT_PER_SEC: f64 = 0.2;
+
 /// The per-connection limits on what a client sends: frames per second, bytes per second,
 /// and bad frames in a row.
 #[derive(Debug)]
 struct Limits {
     frames: RateLimit,
     bytes: RateLimit,
+    /// `meeting.snapshot` calls: each answer is the whole room (~30 KB at 300 people)
+    /// for a request of a few bytes, so they have a bucket of their own.
+    snapshots: RateLimit,
     /// Bad or over-limit frames since the last good one.
     strikes: u32,
     /// This many strikes in a row close the connection (`goodbye: bad_input`).
@@ -195,6 +203,7 @@ impl Limits {
                 config.rate_limit_bytes_burst as f64,
                 config.rate_limit_bytes_per_sec as f64,
             ),
+            snapshots: RateLimit::new(SNAPSHOT_BURST, SNAPSHOT_PER_SEC),
             strikes: 0,
             close_after: config.bad_frames_before_close.max(1),
             told_limited: false,
@@ -214,6 +223,16 @@ impl Limits {
         } else {
             false
         }
+    }
+
+    /// Takes a snapshot's token, if there is one.
+    fn admit_snapshot(&mut self) -> bool {
+        self.snapshots.refill(Instant::now());
+        let allowed = self.snapshots.allows(1.0);
+        if allowed {
+            self.snapshots.spend(1.0);
+        }
+        allowed
     }
 
     /// Counts a bad or over-limit frame; true when that was one too many.
@@ -443,6 +462,16 @@ impl Connection {
             Ok(r) => r,
             Err((id, error)) => return self.bad(limits, id, error.message),
         };
+        if matches!(request.call, onstage_proto::Call::Snapshot) && !limits.admit_snapshot() {
+            if limits.strike() {
+                return Verdict::Close;
+            }
+            return Verdict::Reply(error_reply(
+                Some(request.id),
+                ErrorCode::RateLimited,
+                "too many meeting.snapshot calls; one every 5 s (events keep it current)",
+            ));
+        }
         limits.strikes = 0;
         let accepted = self
             .app

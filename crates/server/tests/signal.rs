@@ -842,3 +842,28 @@ async fn shutdown_says_goodbye_to_every_connection() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn snapshots_have_a_budget_of_their_own() {
+    // Every answer is the whole room for a request of a few bytes: four at once, then one
+    // every 5 s, whatever the frame limits allow.
+    let srv = Srv::start().await;
+    let meeting = srv.meeting("m").await;
+    let (_, token) = srv.participant(&meeting, "Curious", "viewer").await;
+    let (mut curious, _) = Peer::join(&srv, &token).await;
+    for id in 1..=4 {
+        let reply = curious
+            .call(json!({"id": id, "call":"meeting.snapshot"}))
+            .await;
+        assert_eq!(reply["ok"], json!(true), "{reply}");
+    }
+    let reply = curious
+        .call(json!({"id": 5, "call":"meeting.snapshot"}))
+        .await;
+    assert_eq!(reply["error"]["code"], "rate_limited", "{reply}");
+    // Other calls are not held back by it.
+    let reply = curious
+        .call(json!({"id": 6, "call":"stage.requestAccess"}))
+        .await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+}
