@@ -187,8 +187,8 @@ struct Limits {
     strikes: u32,
     /// This many strikes in a row close the connection (`goodbye: bad_input`).
     close_after: u32,
-    /// Whether the current run of over-limit frames has been told `rate_limited` (only its
-    /// first frame is: answering every one costs as much as the junk itself).
+    /// Whether the current run of over-limit frames has been told `rate_limited` (frames
+    /// without a leading id are told only once a run).
     told_limited: bool,
 }
 
@@ -419,19 +419,22 @@ impl Connection {
             if limits.strike() {
                 return Verdict::Close;
             }
-            if std::mem::replace(&mut limits.told_limited, true) {
-                // Told once already in this run: drop quietly, the client knows.
-                return Verdict::Quiet;
-            }
+            // A call whose id can be read is answered, so its caller is not left waiting
+            // for its timeout; at most a run's worth of strikes are, before the close.
+            // Frames without a readable id are told once a run, then dropped: answering
+            // junk costs as much as the junk itself.
             let id = match &frame {
                 Message::Text(t) => request_id(t.as_str()),
                 _ => None,
             };
+            if std::mem::replace(&mut limits.told_limited, true) && id.is_none() {
+                return Verdict::Quiet;
+            }
             return Verdict::Reply(error_reply(
                 id,
                 ErrorCode::RateLimited,
-                "too many frames or bytes; slow down (further frames are dropped unanswered \
-                 until the limit allows them, and the connection closes if they keep coming)",
+                "too many frames or bytes; slow down (the connection closes if they keep \
+                 coming)",
             ));
         }
         limits.told_limited = false;
