@@ -1,4 +1,4 @@
-//! The device check on the join screen: the local camera picture (user id `"local"`) and
+//! The device check on the join screen: the local camera picture (origin local) and
 //! the microphone level before any meeting exists, from the SDK's
 //! [`StageMedia::device_check`]. In a meeting, the meeting's own `StageMedia` does this
 //! (`preview`), since it owns the devices there.

@@ -15,8 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::plan::{self, CaptureAction, CaptureInputs, CaptureState, Captures};
 use super::stats::LevelMeter;
-use super::{AudioLevel, Device, MediaConfig, Shared, Sources, LOCAL};
-use crate::UserId;
+use super::{AudioLevel, Device, MediaConfig, Origin, Shared, Sources};
 
 /// Counts an open source for as long as it lives.
 struct OpenSource<S> {
@@ -335,7 +334,7 @@ fn audio_capture(
         };
         if let Some(level) = meter.add(&frame.samples) {
             let _ = shared.levels.send(AudioLevel {
-                user_id: UserId::new(LOCAL),
+                origin: Origin::Local,
                 level,
             });
         }

@@ -50,10 +50,30 @@ use crate::{Meeting, UserId};
 pub use config::{Controls, Device, MediaConfig, MediaProblem, Sources};
 pub use stats::{MediaStats, Publishing, Received};
 
-/// A decoded picture from someone on stage, for the app to draw.
+/// Whose picture or audio level it is. The local camera and microphone are their own case,
+/// not a reserved user id: a participant whose id happens to be `"local"` is someone else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    /// This machine's camera or microphone: the self-view, the preview, the device check.
+    Local,
+    /// A participant on stage.
+    Remote(UserId),
+}
+
+impl Origin {
+    /// The participant, for a remote origin.
+    pub fn user_id(&self) -> Option<&UserId> {
+        match self {
+            Origin::Local => None,
+            Origin::Remote(user) => Some(user),
+        }
+    }
+}
+
+/// A decoded picture, from someone on stage or the local camera, for the app to draw.
 #[derive(Debug, Clone)]
-pub struct RemoteVideo {
-    pub user_id: UserId,
+pub struct Picture {
+    pub origin: Origin,
     pub frame: Arc<VideoFrame>,
 }
 
@@ -64,16 +84,11 @@ const ENCODED_QUEUE: usize = 8;
 /// Received access units waiting for a decoder.
 const DECODE_QUEUE: usize = 16;
 
-/// The user id under which the local camera preview is delivered on
-/// [`StageMedia::video_frames`] and the local microphone level on
-/// [`StageMedia::audio_levels`].
-pub const LOCAL: &str = "local";
-
-/// The loudness of someone's audio (or [`LOCAL`]'s microphone), 0.0 to 1.0 (RMS over
+/// The loudness of someone's audio (or of the local microphone), 0.0 to 1.0 (RMS over
 /// about 100 ms).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioLevel {
-    pub user_id: UserId,
+    pub origin: Origin,
     pub level: f32,
 }
 
@@ -81,7 +96,7 @@ struct Shared {
     problems: broadcast::Sender<MediaProblem>,
     stats: Mutex<MediaStats>,
     open_sources: AtomicUsize,
-    frames: broadcast::Sender<RemoteVideo>,
+    frames: broadcast::Sender<Picture>,
     levels: broadcast::Sender<AudioLevel>,
     mixer: Mutex<AudioMixer>,
     controls: watch::Sender<Controls>,
@@ -119,8 +134,8 @@ impl Shared {
     /// self-view tile), otherwise when the preview is on.
     fn local_picture(&self, frame: &VideoFrame, publishing: bool) {
         if (publishing || self.controls().preview) && self.frames.receiver_count() > 0 {
-            let _ = self.frames.send(RemoteVideo {
-                user_id: UserId::new(LOCAL),
+            let _ = self.frames.send(Picture {
+                origin: Origin::Local,
                 frame: Arc::new(frame.clone()),
             });
         }
@@ -143,7 +158,7 @@ impl StageMedia {
 
     /// Media without a meeting: the device check before joining one. Only the preview
     /// works ([`StageMedia::preview`], [`StageMedia::set_camera`]): the local camera on
-    /// [`StageMedia::video_frames`] as [`LOCAL`], the microphone level, device problems.
+    /// [`StageMedia::video_frames`] as [`Origin::Local`], the microphone level, device problems.
     /// Must be called inside a tokio runtime.
     pub fn device_check(config: MediaConfig) -> StageMedia {
         Self::spawn(|shared, stop| orchestrate::preview_loop(config, shared, stop))
@@ -185,9 +200,9 @@ impl StageMedia {
         self.shared.open_sources.load(Ordering::SeqCst)
     }
 
-    /// Decoded pictures of everyone on stage, and of the local camera ([`LOCAL`]) while the
+    /// Decoded pictures of everyone on stage, and of the local camera ([`Origin::Local`]) while the
     /// preview is on. Lossy: a receiver that lags skips pictures.
-    pub fn video_frames(&self) -> broadcast::Receiver<RemoteVideo> {
+    pub fn video_frames(&self) -> broadcast::Receiver<Picture> {
         self.shared.frames.subscribe()
     }
 
@@ -197,7 +212,7 @@ impl StageMedia {
         self.shared.problems.subscribe()
     }
 
-    /// Audio levels of everyone on stage and of the local microphone ([`LOCAL`]).
+    /// Audio levels of everyone on stage and of the local microphone ([`Origin::Local`]).
     pub fn audio_levels(&self) -> broadcast::Receiver<AudioLevel> {
         self.shared.levels.subscribe()
     }
@@ -214,7 +229,7 @@ impl StageMedia {
         self.shared.controls.send_modify(|c| c.camera = on);
     }
 
-    /// Shows the local camera (on [`StageMedia::video_frames`] as [`LOCAL`]) and the
+    /// Shows the local camera (on [`StageMedia::video_frames`] as [`Origin::Local`]) and the
     /// microphone level, also off stage: the device check and the green room. Nothing is
     /// published off stage.
     pub fn preview(&self, on: bool) {

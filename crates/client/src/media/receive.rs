@@ -17,7 +17,7 @@ use crate::{Meeting, UserId};
 
 use super::publish::transport_for;
 use super::stats::{percentiles, LevelMeter};
-use super::{AudioLevel, MediaConfig, RemoteVideo, Shared, DECODE_QUEUE, LATENCY_SAMPLES};
+use super::{AudioLevel, MediaConfig, Origin, Picture, Shared, DECODE_QUEUE, LATENCY_SAMPLES};
 
 /// Receives one participant on stage until told to stop or the server ends the session.
 pub(super) async fn run_subscription(
@@ -114,7 +114,7 @@ pub(super) async fn run_subscription(
                         });
                         if let Some(level) = meter.add(&pcm.samples) {
                             let _ = shared.levels.send(AudioLevel {
-                                user_id: user.clone(),
+                                origin: Origin::Remote(user.clone()),
                                 level,
                             });
                         }
@@ -188,8 +188,8 @@ fn video_decode(
                         r.glass_to_glass_p95_ms = Some(p95);
                     }
                 });
-                let _ = shared.frames.send(RemoteVideo {
-                    user_id: user.clone(),
+                let _ = shared.frames.send(Picture {
+                    origin: Origin::Remote(user.clone()),
                     frame: Arc::new(frame),
                 });
             }
