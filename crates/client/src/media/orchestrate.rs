@@ -148,7 +148,7 @@ fn read_inputs(ctx: &Context) -> StageInputs {
     match &ctx.meeting {
         Some(meeting) => StageInputs {
             connected: meeting.connection_state() == ConnectionState::Connected,
-            me: meeting.user_id(),
+            me: Some(meeting.user_id()),
             participants: meeting
                 .participants()
                 .into_iter()
@@ -161,7 +161,7 @@ fn read_inputs(ctx: &Context) -> StageInputs {
         // The device check before joining: never on stage, so only the preview runs.
         None => StageInputs {
             connected: false,
-            me: UserId::new(""),
+            me: None,
             participants: Vec::new(),
             own_status: StageStatus::OffStage,
             controls,
