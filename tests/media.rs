@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use onstage_client::{MediaConfig, Origin, Sources, StageMedia};
+use onstage_client::{DeviceChoice, MediaConfig, Origin, Sources, StageMedia};
 use onstage_e2e::*;
 use onstage_proto::UserId;
 
@@ -487,5 +487,61 @@ async fn a_participant_whose_id_is_local_is_shown_as_itself() {
     assert!(
         !stats.received.contains_key(&UserId::new("local")),
         "{stats:?}"
+    );
+}
+
+/// Choosing another camera and microphone restarts the capture only: the viewers see no
+/// new publication, the pictures and sound go on, and the devices are open again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn choosing_other_devices_restarts_only_the_capture() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
+    host.join_stage().await;
+    viewer.wait_frames(&host.id(), 10).await;
+    host.wait_stats("publishing", |s| s.open_sources == 2).await;
+    viewer.client.drain();
+    let hid = host.id();
+    let before = viewer.media.stats().received[&hid].clone();
+
+    let choice = DeviceChoice {
+        camera: Some("second-camera".into()),
+        microphone: Some("second-microphone".into()),
+    };
+    host.media.select_devices(choice.clone());
+    assert_eq!(host.media.devices(), choice);
+    // A fresh synthetic camera counts its frames from 0 again: proof that the capture
+    // restarted, while the subscription that sees it stayed.
+    viewer
+        .wait_stats("the capture restarted", |s| {
+            s.received[&hid].out_of_order_frames > before.out_of_order_frames
+        })
+        .await;
+    viewer
+        .wait_stats("pictures and sound go on", |s| {
+            let r = &s.received[&hid];
+            r.video_frames >= before.video_frames + 30 && r.audio_frames >= before.audio_frames + 30
+        })
+        .await;
+    assert_eq!(
+        host.media.open_sources(),
+        2,
+        "camera and microphone open again"
+    );
+    let republished: Vec<_> = viewer
+        .client
+        .drain()
+        .into_iter()
+        .filter(|e| e["event"] == "mediaUnpublished" || e["event"] == "mediaPublished")
+        .collect();
+    assert!(
+        republished.is_empty(),
+        "no new publication: {republished:?}"
+    );
+    assert!(
+        host.media.stats().last_error.is_none(),
+        "{:?}",
+        host.media.stats().last_error
     );
 }

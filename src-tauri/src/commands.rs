@@ -712,25 +712,23 @@ pub async fn select_devices<R: Runtime>(
 ) -> Result<()> {
     {
         let mut choice = lock(&state.devices);
-        choice.camera = camera;
-        choice.microphone = microphone;
+        choice.camera.clone_from(&camera);
+        choice.microphone.clone_from(&microphone);
     }
-    // Stage media opens its devices from its config: start it again with the new choice.
     // Synthetic media has nothing to switch.
     if state.config.media == MediaMode::Synthetic {
         return Ok(());
     }
-    let mut live = state.live.lock().await;
-    if let Some(old) = live.take() {
-        let controls = old.media.controls();
-        let invite = old.invite_link.clone();
-        let (meeting, embedded, view, url) = detach(old).await;
-        let mut restarted = attach(&app, &state, meeting, url, embedded, Some(view));
-        restarted.media.set_mic(controls.mic);
-        restarted.media.set_camera(controls.camera);
-        restarted.media.preview(controls.preview);
-        restarted.invite_link = invite;
-        *live = Some(restarted);
+    // Only the capture restarts, the old device closed before the new one opens: the
+    // publication and the subscriptions stay.
+    let choice = onstage_client::DeviceChoice { camera, microphone };
+    if let Some(check) = lock(&state.idle_preview).as_ref() {
+        check.select_devices(choice.clone());
+    }
+    let live = state.live.lock().await;
+    if let Some(live) = live.as_ref() {
+        live.media.select_devices(choice);
+        emit_session(&app, &live.meeting, &live.media, &live.view);
     }
     Ok(())
 }

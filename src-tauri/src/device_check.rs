@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tauri::{AppHandle, Runtime};
 
-use onstage_client::{MediaConfig, StageMedia};
+use onstage_client::{DeviceChoice, MediaConfig, StageMedia};
 
 use crate::events;
 use crate::video::Pictures;
@@ -16,7 +16,7 @@ use crate::video::Pictures;
 /// A running device check. Dropping it stops it: the SDK closes the devices.
 pub struct DeviceCheck {
     /// Held so the check runs; the SDK stops it when the last reference goes.
-    _media: Arc<StageMedia>,
+    media: Arc<StageMedia>,
     pictures_stop: Arc<AtomicBool>,
     signals: tauri::async_runtime::JoinHandle<()>,
 }
@@ -35,10 +35,18 @@ impl DeviceCheck {
             tauri::async_runtime::spawn(events::forward_media(app.clone(), media.clone()));
         media.preview(true);
         DeviceCheck {
-            _media: media,
+            media,
             pictures_stop,
             signals,
         }
+    }
+}
+
+impl DeviceCheck {
+    /// Shows another camera or microphone: the capture restarts, the old device closed
+    /// first.
+    pub fn select_devices(&self, choice: DeviceChoice) {
+        self.media.select_devices(choice);
     }
 }
 

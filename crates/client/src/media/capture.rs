@@ -13,7 +13,7 @@ use onstage_media::{
 };
 use tokio::sync::{mpsc, watch};
 
-use super::plan::{self, CaptureAction, CaptureInputs, CaptureState, Captures};
+use super::plan::{self, CaptureAction, CaptureInputs, CaptureState, Captures, Slot};
 use super::stats::LevelMeter;
 use super::{AudioLevel, Device, MediaConfig, Origin, Shared, Sources};
 
@@ -150,16 +150,19 @@ pub(super) async fn run_preview(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut controls = shared.controls.subscribe();
+    let mut choice = shared.devices.subscribe();
     let mut devices = Devices::new(None, None);
     loop {
         let inputs = CaptureInputs {
             audio: true,
             video: true,
             controls: shared.controls(),
+            devices: shared.devices(),
         };
         devices.follow(&inputs, &config, &shared).await;
         tokio::select! {
             r = controls.changed() => if r.is_err() { break },
+            r = choice.changed() => if r.is_err() { break },
             _ = stop.changed() => break,
         }
     }
@@ -170,9 +173,9 @@ pub(super) async fn run_preview(
 /// started and stopped as [`plan::capture`] says.
 pub(super) struct Devices {
     audio: Option<Capture>,
-    audio_state: CaptureState,
+    audio_slot: Slot,
     video: Option<Capture>,
-    video_state: CaptureState,
+    video_slot: Slot,
     /// Where encoded packets and pictures go; `None` for the preview (nothing is encoded).
     audio_out: Option<mpsc::Sender<Vec<u8>>>,
     video_out: Option<mpsc::Sender<Vec<u8>>>,
@@ -185,9 +188,9 @@ impl Devices {
     ) -> Self {
         Devices {
             audio: None,
-            audio_state: CaptureState::Stopped,
+            audio_slot: Slot::default(),
             video: None,
-            video_state: CaptureState::Stopped,
+            video_slot: Slot::default(),
             audio_out,
             video_out,
         }
@@ -195,8 +198,8 @@ impl Devices {
 
     fn states(&self) -> Captures {
         Captures {
-            audio: self.audio_state,
-            video: self.video_state,
+            audio: self.audio_slot.clone(),
+            video: self.video_slot.clone(),
         }
     }
 
@@ -208,21 +211,36 @@ impl Devices {
         shared: &Arc<Shared>,
     ) -> Vec<CaptureAction> {
         let actions = plan::capture(inputs, &self.states());
+        let config = config.with_devices(&inputs.devices);
         for action in &actions {
             match action {
-                CaptureAction::StartAudio => {
-                    self.audio = start_audio(config, shared, self.audio_out.clone()).await;
-                    self.audio_state = state_of(&self.audio);
-                }
-                CaptureAction::StartVideo => {
-                    self.video = start_video(config, shared, self.video_out.clone()).await;
-                    self.video_state = state_of(&self.video);
+                // Awaited: the thread has dropped its source, so the device is closed and
+                // can be opened again at once.
+                CaptureAction::StopAudio => {
+                    if let Some(a) = self.audio.take() {
+                        a.end().await;
+                    }
+                    self.audio_slot.state = CaptureState::Stopped;
                 }
                 CaptureAction::StopVideo => {
                     if let Some(v) = self.video.take() {
                         v.end().await;
                     }
-                    self.video_state = CaptureState::Stopped;
+                    self.video_slot.state = CaptureState::Stopped;
+                }
+                CaptureAction::StartAudio => {
+                    self.audio = start_audio(&config, shared, self.audio_out.clone()).await;
+                    self.audio_slot = Slot {
+                        state: state_of(&self.audio),
+                        device: inputs.devices.microphone.clone(),
+                    };
+                }
+                CaptureAction::StartVideo => {
+                    self.video = start_video(&config, shared, self.video_out.clone()).await;
+                    self.video_slot = Slot {
+                        state: state_of(&self.video),
+                        device: inputs.devices.camera.clone(),
+                    };
                 }
             }
         }

@@ -56,6 +56,37 @@ impl Default for MediaConfig {
     }
 }
 
+/// Which camera and microphone to open (device ids from the listings); `None` is the
+/// system's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceChoice {
+    pub camera: Option<String>,
+    pub microphone: Option<String>,
+}
+
+impl MediaConfig {
+    /// The devices [`Sources::Devices`] names; the defaults for other sources.
+    pub fn devices(&self) -> DeviceChoice {
+        match &self.sources {
+            Sources::Devices { camera, microphone } => DeviceChoice {
+                camera: camera.clone(),
+                microphone: microphone.clone(),
+            },
+            Sources::None | Sources::Synthetic { .. } => DeviceChoice::default(),
+        }
+    }
+
+    /// This configuration opening `choice` instead (real devices only).
+    pub(super) fn with_devices(&self, choice: &DeviceChoice) -> MediaConfig {
+        let mut config = self.clone();
+        if let Sources::Devices { camera, microphone } = &mut config.sources {
+            camera.clone_from(&choice.camera);
+            microphone.clone_from(&choice.microphone);
+        }
+        config
+    }
+}
+
 /// What the user has switched on: the microphone (off = muted: nothing is sent), the
 /// camera (off = closed) and the local preview (device check, green room).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

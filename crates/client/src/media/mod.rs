@@ -47,7 +47,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::{Meeting, UserId};
 
-pub use config::{Controls, Device, MediaConfig, MediaProblem, Sources};
+pub use config::{Controls, Device, DeviceChoice, MediaConfig, MediaProblem, Sources};
 pub use stats::{MediaStats, Publishing, Received};
 
 /// Whose picture or audio level it is. The local camera and microphone are their own case,
@@ -100,6 +100,11 @@ struct Shared {
     levels: broadcast::Sender<AudioLevel>,
     mixer: Mutex<AudioMixer>,
     controls: watch::Sender<Controls>,
+    /// The camera and microphone to capture from; changing it restarts only the capture.
+    devices: watch::Sender<DeviceChoice>,
+    /// There are sources to choose (a choice between synthetic sources restarts them, as it
+    /// would a device: what the tests check).
+    choosable: bool,
 }
 
 impl Shared {
@@ -130,6 +135,10 @@ impl Shared {
         *self.controls.borrow()
     }
 
+    fn devices(&self) -> DeviceChoice {
+        self.devices.borrow().clone()
+    }
+
     /// Hands a picture of the local camera to the app: always while publishing (the
     /// self-view tile), otherwise when the preview is on.
     fn local_picture(&self, frame: &VideoFrame, publishing: bool) {
@@ -153,7 +162,10 @@ pub struct StageMedia {
 impl StageMedia {
     /// Starts following the stage. Must be called inside a tokio runtime.
     pub fn start(meeting: Meeting, config: MediaConfig) -> StageMedia {
-        Self::spawn(|shared, stop| orchestrate::reconcile_loop(meeting, config, shared, stop))
+        let choice = (config.devices(), config.sources != Sources::None);
+        Self::spawn(choice, |shared, stop| {
+            orchestrate::reconcile_loop(meeting, config, shared, stop)
+        })
     }
 
     /// Media without a meeting: the device check before joining one. Only the preview
@@ -161,10 +173,16 @@ impl StageMedia {
     /// [`StageMedia::video_frames`] as [`Origin::Local`], the microphone level, device problems.
     /// Must be called inside a tokio runtime.
     pub fn device_check(config: MediaConfig) -> StageMedia {
-        Self::spawn(|shared, stop| orchestrate::preview_loop(config, shared, stop))
+        let choice = (config.devices(), config.sources != Sources::None);
+        Self::spawn(choice, |shared, stop| {
+            orchestrate::preview_loop(config, shared, stop)
+        })
     }
 
-    fn spawn<F>(run: impl FnOnce(Arc<Shared>, watch::Receiver<bool>) -> F) -> StageMedia
+    fn spawn<F>(
+        (devices, choosable): (DeviceChoice, bool),
+        run: impl FnOnce(Arc<Shared>, watch::Receiver<bool>) -> F,
+    ) -> StageMedia
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -178,6 +196,8 @@ impl StageMedia {
             levels,
             mixer: Mutex::new(AudioMixer::new()),
             controls: watch::channel(Controls::default()).0,
+            devices: watch::channel(devices).0,
+            choosable,
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(shared.clone(), stop_rx));
@@ -239,6 +259,27 @@ impl StageMedia {
     /// The current switches.
     pub fn controls(&self) -> Controls {
         self.shared.controls()
+    }
+
+    /// Captures from another camera or microphone. Only the capture restarts, the old
+    /// device closed before the new one opens: a publication and the subscriptions stay as
+    /// they are. Synthetic sources open the same stand-ins again; with no sources
+    /// ([`Sources::None`]) there is nothing to choose: ignored.
+    pub fn select_devices(&self, choice: DeviceChoice) {
+        if !self.shared.choosable {
+            tracing::debug!("device choice ignored: nothing is captured");
+            return;
+        }
+        self.shared.devices.send_if_modified(|now| {
+            let changed = *now != choice;
+            *now = choice;
+            changed
+        });
+    }
+
+    /// The camera and microphone captured from.
+    pub fn devices(&self) -> DeviceChoice {
+        self.shared.devices()
     }
 
     /// Stops everything and waits until the devices are closed.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{StageStatus, UserId};
 
-use super::Controls;
+use super::{Controls, DeviceChoice};
 
 /// How a job the orchestration started is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,13 +144,15 @@ pub fn stage(inputs: &StageInputs, running: &StageJobs) -> Vec<StageAction> {
 }
 
 /// What a job that holds the devices may capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureInputs {
     /// The microphone may be opened (the preview; a publisher whose preset sends audio).
     pub audio: bool,
     /// The camera may be opened (the preview; a publisher whose preset sends video).
     pub video: bool,
     pub controls: Controls,
+    /// The camera and microphone chosen now.
+    pub devices: DeviceChoice,
 }
 
 /// How one capture thread is doing inside its job.
@@ -164,42 +166,74 @@ pub enum CaptureState {
     Failed,
 }
 
+/// One capture thread: how it is doing and which device it opened (or tried to).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Slot {
+    pub state: CaptureState,
+    /// The device id; `None` is the system default.
+    pub device: Option<String>,
+}
+
 /// The capture threads of one job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Captures {
-    pub audio: CaptureState,
-    pub video: CaptureState,
+    pub audio: Slot,
+    pub video: Slot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaptureAction {
+    /// Stop the microphone's thread and wait until the device is closed.
+    StopAudio,
+    /// Stop the camera's thread and wait until the device is closed.
+    StopVideo,
     StartAudio,
     StartVideo,
-    StopVideo,
 }
 
-/// The capture threads a job should start or stop now.
+/// The capture threads a job should start or stop now, stops first (a device is closed
+/// before it is opened again, so reopening it cannot find it busy).
 ///
 /// - The microphone opens once and stays open while the job runs, muted or not: levels
 ///   keep flowing and unmuting is instant. A microphone that failed to open is not tried
-///   again in this job (it would be reported on every wake-up).
+///   again in this job (it would be reported on every wake-up) until another is chosen.
 /// - The camera follows its switch: off closes it (its light goes off). One that failed to
 ///   open is tried again at the next wake-up while switched on (it may have been plugged
 ///   in).
+/// - Choosing another device restarts that capture only; the publication and the
+///   subscriptions stay.
 pub fn capture(inputs: &CaptureInputs, running: &Captures) -> Vec<CaptureAction> {
-    let mut actions = Vec::new();
-    if inputs.audio && running.audio == CaptureState::Stopped {
-        actions.push(CaptureAction::StartAudio);
+    let mut stops = Vec::new();
+    let mut starts = Vec::new();
+    let mic = &inputs.devices.microphone;
+    let audio = &running.audio;
+    if inputs.audio {
+        match audio.state {
+            CaptureState::Stopped => starts.push(CaptureAction::StartAudio),
+            CaptureState::Running if audio.device != *mic => {
+                stops.push(CaptureAction::StopAudio);
+                starts.push(CaptureAction::StartAudio);
+            }
+            CaptureState::Failed if audio.device != *mic => starts.push(CaptureAction::StartAudio),
+            _ => {}
+        }
     }
+    let camera = &inputs.devices.camera;
+    let video = &running.video;
     let want_video = inputs.video && inputs.controls.camera;
-    match running.video {
-        CaptureState::Running if !inputs.controls.camera => actions.push(CaptureAction::StopVideo),
+    match video.state {
+        CaptureState::Running if !want_video => stops.push(CaptureAction::StopVideo),
+        CaptureState::Running if video.device != *camera => {
+            stops.push(CaptureAction::StopVideo);
+            starts.push(CaptureAction::StartVideo);
+        }
         CaptureState::Stopped | CaptureState::Failed if want_video => {
-            actions.push(CaptureAction::StartVideo)
+            starts.push(CaptureAction::StartVideo)
         }
         _ => {}
     }
-    actions
+    stops.extend(starts);
+    stops
 }
 
 #[cfg(test)]
@@ -368,20 +402,32 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_microphone_opens_once_and_the_camera_follows_its_switch() {
-        let mut i = CaptureInputs {
+    fn slot(state: CaptureState) -> Slot {
+        Slot {
+            state,
+            device: None,
+        }
+    }
+
+    fn may_capture_both() -> CaptureInputs {
+        CaptureInputs {
             audio: true,
             video: true,
             controls: Controls::default(),
-        };
+            devices: DeviceChoice::default(),
+        }
+    }
+
+    #[test]
+    fn the_microphone_opens_once_and_the_camera_follows_its_switch() {
+        let mut i = may_capture_both();
         assert_eq!(
             capture(&i, &Captures::default()),
             vec![CaptureAction::StartAudio, CaptureAction::StartVideo]
         );
         let running = Captures {
-            audio: CaptureState::Running,
-            video: CaptureState::Running,
+            audio: slot(CaptureState::Running),
+            video: slot(CaptureState::Running),
         };
         assert_eq!(capture(&i, &running), vec![]);
         // Muted: the microphone keeps capturing (levels).
@@ -403,16 +449,51 @@ mod tests {
 
     #[test]
     fn a_failed_camera_is_retried_a_failed_microphone_is_not() {
-        let i = CaptureInputs {
-            audio: true,
-            video: true,
-            controls: Controls::default(),
-        };
+        let i = may_capture_both();
         let failed = Captures {
-            audio: CaptureState::Failed,
-            video: CaptureState::Failed,
+            audio: slot(CaptureState::Failed),
+            video: slot(CaptureState::Failed),
         };
         assert_eq!(capture(&i, &failed), vec![CaptureAction::StartVideo]);
+    }
+
+    #[test]
+    fn another_device_restarts_only_that_capture_closing_it_first() {
+        let mut i = may_capture_both();
+        let running = Captures {
+            audio: slot(CaptureState::Running),
+            video: slot(CaptureState::Running),
+        };
+        i.devices.camera = Some("usb-cam".into());
+        assert_eq!(
+            capture(&i, &running),
+            vec![CaptureAction::StopVideo, CaptureAction::StartVideo]
+        );
+        i.devices.microphone = Some("headset".into());
+        assert_eq!(
+            capture(&i, &running),
+            vec![
+                CaptureAction::StopAudio,
+                CaptureAction::StopVideo,
+                CaptureAction::StartAudio,
+                CaptureAction::StartVideo
+            ]
+        );
+        // A microphone that failed is tried again once another is chosen.
+        let failed = Captures {
+            audio: slot(CaptureState::Failed),
+            video: Slot {
+                state: CaptureState::Running,
+                device: Some("usb-cam".into()),
+            },
+        };
+        assert_eq!(capture(&i, &failed), vec![CaptureAction::StartAudio]);
+        // A camera switched off is not opened because another was chosen.
+        i.controls.camera = false;
+        assert_eq!(
+            capture(&i, &Captures::default()),
+            vec![CaptureAction::StartAudio]
+        );
     }
 
     fn status() -> impl Strategy<Value = StageStatus> {
@@ -509,35 +590,66 @@ mod tests {
                 .all(|s| *s == JobState::Running));
         }
 
-        /// The capture actions converge too, and the camera is never open while switched
-        /// off or not allowed.
+        /// The capture actions converge too, stops come first, the camera is never open
+        /// while switched off or not allowed, and what runs is the device chosen.
         #[test]
         fn capture_actions_converge(
             audio in any::<bool>(),
             video in any::<bool>(),
             (mic, camera, preview) in any::<(bool, bool, bool)>(),
             states in any::<(u8, u8)>(),
+            devices in any::<(u8, u8, u8, u8)>(),
         ) {
             let state = |n: u8| match n % 3 {
                 0 => CaptureState::Stopped,
                 1 => CaptureState::Running,
                 _ => CaptureState::Failed,
             };
-            let inputs = CaptureInputs { audio, video, controls: Controls { mic, camera, preview } };
-            let mut running = Captures { audio: state(states.0), video: state(states.1) };
-            // A preset that forbids video never started it.
-            if !video && running.video == CaptureState::Running {
-                running.video = CaptureState::Stopped;
+            let device = |n: u8| match n % 3 {
+                0 => None,
+                k => Some(format!("device-{k}")),
+            };
+            let inputs = CaptureInputs {
+                audio,
+                video,
+                controls: Controls { mic, camera, preview },
+                devices: DeviceChoice { camera: device(devices.0), microphone: device(devices.1) },
+            };
+            let mut running = Captures {
+                audio: Slot { state: state(states.0), device: device(devices.2) },
+                video: Slot { state: state(states.1), device: device(devices.3) },
+            };
+            // A preset that forbids a kind never started it.
+            if !video && running.video.state == CaptureState::Running {
+                running.video.state = CaptureState::Stopped;
             }
-            for action in capture(&inputs, &running) {
+            if !audio && running.audio.state == CaptureState::Running {
+                running.audio.state = CaptureState::Stopped;
+            }
+            let actions = capture(&inputs, &running);
+            let stops = |a: &CaptureAction| matches!(a, CaptureAction::StopAudio | CaptureAction::StopVideo);
+            let first_start = actions.iter().position(|a| !stops(a)).unwrap_or(actions.len());
+            prop_assert!(actions[first_start..].iter().all(|a| !stops(a)), "stops first: {actions:?}");
+            for action in actions {
                 match action {
-                    CaptureAction::StartAudio => running.audio = CaptureState::Running,
-                    CaptureAction::StartVideo => running.video = CaptureState::Running,
-                    CaptureAction::StopVideo => running.video = CaptureState::Stopped,
+                    CaptureAction::StopAudio => running.audio.state = CaptureState::Stopped,
+                    CaptureAction::StopVideo => running.video.state = CaptureState::Stopped,
+                    CaptureAction::StartAudio => {
+                        running.audio = Slot { state: CaptureState::Running, device: inputs.devices.microphone.clone() };
+                    }
+                    CaptureAction::StartVideo => {
+                        running.video = Slot { state: CaptureState::Running, device: inputs.devices.camera.clone() };
+                    }
                 }
             }
             prop_assert_eq!(capture(&inputs, &running), vec![]);
-            prop_assert_eq!(running.video == CaptureState::Running, video && camera);
+            prop_assert_eq!(running.video.state == CaptureState::Running, video && camera);
+            if running.video.state == CaptureState::Running {
+                prop_assert_eq!(&running.video.device, &inputs.devices.camera);
+            }
+            if running.audio.state == CaptureState::Running {
+                prop_assert_eq!(&running.audio.device, &inputs.devices.microphone);
+            }
         }
     }
 }

@@ -65,6 +65,7 @@ pub(super) async fn run_publisher(
     let mut keyframes = peer.keyframe_requests();
     let mut estimates = peer.bitrate_estimates();
     let mut controls = shared.controls.subscribe();
+    let mut choice = shared.devices.subscribe();
     let mut connecting = true;
     let mut bitrate = config.video_bitrate_bps;
     let mut announced: Option<(bool, bool)> = None;
@@ -76,6 +77,7 @@ pub(super) async fn run_publisher(
             audio: opts.audio,
             video: opts.video,
             controls: c,
+            devices: shared.devices(),
         };
         let actions = devices.follow(&inputs, &config, &shared).await;
         if actions.contains(&CaptureAction::StartVideo) {
@@ -140,6 +142,9 @@ pub(super) async fn run_publisher(
                 }
             }
             Ok(()) = controls.changed() => {}
+            // Another camera or microphone: the capture restarts (above), the publication
+            // stays.
+            Ok(()) = choice.changed() => {}
             _ = peer.closed() => break,
             _ = stop.changed() => break,
         }
