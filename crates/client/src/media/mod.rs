@@ -164,7 +164,7 @@ impl StageMedia {
     pub fn start(meeting: Meeting, config: MediaConfig) -> StageMedia {
         let choice = (config.devices(), config.sources != Sources::None);
         Self::spawn(choice, |shared, stop| {
-            orchestrate::reconcile_loop(meeting, config, shared, stop)
+            orchestrate::run(Some(meeting), config, shared, stop)
         })
     }
 
@@ -175,7 +175,7 @@ impl StageMedia {
     pub fn device_check(config: MediaConfig) -> StageMedia {
         let choice = (config.devices(), config.sources != Sources::None);
         Self::spawn(choice, |shared, stop| {
-            orchestrate::preview_loop(config, shared, stop)
+            orchestrate::run(None, config, shared, stop)
         })
     }
 

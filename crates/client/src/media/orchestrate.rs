@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::{ConnectionState, Meeting, MeetingEvent, StageStatus, UserId};
+use crate::{ConnectionState, EventStream, Meeting, MeetingEvent, StageStatus, UserId};
 
 use super::capture::run_preview;
 use super::plan::{self, JobState, StageAction, StageInputs, StageJobs};
@@ -104,8 +104,9 @@ impl Jobs {
         }
     }
 
-    async fn apply_all(&mut self, actions: Vec<StageAction>, ctx: &Context) {
-        for action in actions {
+    /// Asks the plan what should run now and makes it so.
+    async fn follow(&mut self, ctx: &Context) {
+        for action in plan::stage(&read_inputs(ctx), &self.states()) {
             self.apply(action, ctx).await;
         }
     }
@@ -170,19 +171,22 @@ fn read_inputs(ctx: &Context) -> StageInputs {
     }
 }
 
-/// [`super::StageMedia::start`]: follows the meeting's stage until stopped.
-pub(super) async fn reconcile_loop(
-    meeting: Meeting,
+/// [`super::StageMedia::start`] (with a meeting: follows its stage) and
+/// [`super::StageMedia::device_check`] (without one: only the preview follows its switch),
+/// until stopped.
+pub(super) async fn run(
+    meeting: Option<Meeting>,
     config: MediaConfig,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut events = meeting.events();
+    let mut events = meeting.as_ref().map(Meeting::events);
     let mut controls = shared.controls.subscribe();
-    let speaker = config.play_audio.then(|| start_speaker(shared.clone()));
-    let me = meeting.user_id();
+    // The device check before joining plays nothing: there is no one to hear.
+    let speaker = (config.play_audio && meeting.is_some()).then(|| start_speaker(shared.clone()));
+    let me = meeting.as_ref().map(Meeting::user_id);
     let ctx = Context {
-        meeting: Some(meeting),
+        meeting,
         config,
         shared,
     };
@@ -191,11 +195,9 @@ pub(super) async fn reconcile_loop(
         // A job that ended on its own (the server closed it, a device failed) is started
         // again if still wanted; this runs on events only, so a failing device is retried
         // at the pace of the meeting's events.
-        let actions = plan::stage(&read_inputs(&ctx), &jobs.states());
-        jobs.apply_all(actions, &ctx).await;
-
+        jobs.follow(&ctx).await;
         tokio::select! {
-            event = events.recv() => match event {
+            event = next_event(&mut events) => match event {
                 None => break,
                 // Back after a drop: the server ended this client's peer connections.
                 Some(MeetingEvent::ConnectionStateUpdate { state: ConnectionState::Connected, .. }) => {
@@ -206,7 +208,7 @@ pub(super) async fn reconcile_loop(
                 Some(MeetingEvent::ParticipantStageStatus { user_id, status })
                     if status != StageStatus::OnStage =>
                 {
-                    let action = if user_id == me {
+                    let action = if me.as_ref() == Some(&user_id) {
                         StageAction::StopPublisher
                     } else {
                         StageAction::Unsubscribe(user_id)
@@ -226,26 +228,10 @@ pub(super) async fn reconcile_loop(
     }
 }
 
-/// [`super::StageMedia::device_check`]: the preview follows its switch, nothing else runs.
-pub(super) async fn preview_loop(
-    config: MediaConfig,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut controls = shared.controls.subscribe();
-    let ctx = Context {
-        meeting: None,
-        config,
-        shared,
-    };
-    let mut jobs = Jobs::default();
-    loop {
-        let actions = plan::stage(&read_inputs(&ctx), &jobs.states());
-        jobs.apply_all(actions, &ctx).await;
-        tokio::select! {
-            r = controls.changed() => if r.is_err() { break },
-            _ = stop.changed() => break,
-        }
+/// The meeting's next event; without a meeting (the device check) there never is one.
+async fn next_event(events: &mut Option<EventStream>) -> Option<MeetingEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
-    jobs.end_all().await;
 }
