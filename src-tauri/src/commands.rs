@@ -216,6 +216,7 @@ pub async fn host<R: Runtime>(
         data_dir,
         record,
     };
+    stop_idle_preview(state).await;
     let started = attach(app, state, meeting, url, Some(embedded), None);
     let session = started.session();
     *live = Some(started);
@@ -415,6 +416,7 @@ pub async fn join_server<R: Runtime>(
     };
     let meeting = Meeting::join_with(server_url, token, options).await?;
     tracing::info!(server_url, user_id = %meeting.user_id(), "joined");
+    stop_idle_preview(state).await;
     let started = attach(app, state, meeting, server_url.to_owned(), None, None);
     let session = started.session();
     *live = Some(started);
@@ -490,6 +492,15 @@ fn media_config(state: &AppState) -> MediaConfig {
         // not fatal.
         play_audio: state.config.media == MediaMode::Devices,
         ..MediaConfig::default()
+    }
+}
+
+/// Ends the join screen's device check, if any, once its devices are closed: the next to
+/// open them (the meeting's media, a new check) must not find them busy.
+async fn stop_idle_preview(state: &AppState) {
+    let check = lock(&state.idle_preview).take();
+    if let Some(check) = check {
+        check.stop().await;
     }
 }
 
@@ -754,10 +765,9 @@ pub async fn preview<R: Runtime>(
 ) -> Result<()> {
     if state.live.lock().await.is_none() {
         // The join screen's device check: no meeting yet.
-        let mut idle = lock(&state.idle_preview);
-        *idle = None;
+        stop_idle_preview(&state).await;
         if on {
-            *idle = Some(DeviceCheck::start(
+            *lock(&state.idle_preview) = Some(DeviceCheck::start(
                 &app,
                 media_config(&state),
                 &state.pictures,

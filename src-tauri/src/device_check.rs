@@ -15,8 +15,9 @@ use crate::video::Pictures;
 
 /// A running device check. Dropping it stops it: the SDK closes the devices.
 pub struct DeviceCheck {
-    /// Held so the check runs; the SDK stops it when the last reference goes.
-    media: Arc<StageMedia>,
+    /// Held so the check runs; the SDK stops it when the last reference goes. `None` once
+    /// stopped.
+    media: Option<Arc<StageMedia>>,
     pictures_stop: Arc<AtomicBool>,
     signals: tauri::async_runtime::JoinHandle<()>,
 }
@@ -35,7 +36,7 @@ impl DeviceCheck {
             tauri::async_runtime::spawn(events::forward_media(app.clone(), media.clone()));
         media.preview(true);
         DeviceCheck {
-            media,
+            media: Some(media),
             pictures_stop,
             signals,
         }
@@ -46,7 +47,24 @@ impl DeviceCheck {
     /// Shows another camera or microphone: the capture restarts, the old device closed
     /// first.
     pub fn select_devices(&self, choice: DeviceChoice) {
-        self.media.select_devices(choice);
+        if let Some(media) = &self.media {
+            media.select_devices(choice);
+        }
+    }
+
+    /// Stops the check and waits until its devices are closed, so that whoever opens them
+    /// next (the meeting's media, a new check) does not find them busy.
+    pub async fn stop(mut self) {
+        self.pictures_stop.store(true, Ordering::Relaxed);
+        self.signals.abort();
+        let _ = (&mut self.signals).await;
+        // The signals task held the other reference: with it gone the media can be stopped
+        // and awaited rather than just dropped.
+        match self.media.take().map(Arc::try_unwrap) {
+            Some(Ok(media)) => media.stop().await,
+            Some(Err(media)) => drop(media),
+            None => {}
+        }
     }
 }
 
