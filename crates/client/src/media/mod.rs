@@ -45,6 +45,7 @@ use std::sync::{Arc, Mutex};
 use onstage_media::{AudioMixer, MediaError, VideoFrame};
 use tokio::sync::{broadcast, watch};
 
+use crate::rtc::TransportConfig;
 use crate::{Meeting, UserId};
 
 pub use config::{Controls, Device, DeviceChoice, MediaConfig, MediaProblem, Sources};
@@ -92,6 +93,16 @@ pub struct AudioLevel {
     pub level: f32,
 }
 
+/// The transport for a new peer: the configured one plus the relays the server offers
+/// (their credentials are the latest welcome's).
+fn transport_for(meeting: &Meeting, config: &MediaConfig) -> TransportConfig {
+    let mut transport = config.transport.clone();
+    transport.ice_servers.extend(meeting.ice_servers());
+    transport
+}
+
+/// What the handle and its jobs share: the outputs (pictures, levels, problems, stats),
+/// the mix, the switches and the device choice.
 struct Shared {
     problems: broadcast::Sender<MediaProblem>,
     stats: Mutex<MediaStats>,

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::rtc::{PublishOptions, PublishPeer, TransportConfig};
+use crate::rtc::{PublishOptions, PublishPeer};
 use crate::Meeting;
 
 use super::capture::Devices;
 use super::plan::{CaptureAction, CaptureInputs};
-use super::{MediaConfig, Publishing, Shared, ENCODED_QUEUE};
+use super::{transport_for, MediaConfig, Publishing, Shared, ENCODED_QUEUE};
 
 /// Publishes while this participant is on stage: one publish peer, the capture threads
 /// feeding it, the bitrate following the estimate, keyframes on request.
@@ -157,12 +157,4 @@ pub(super) async fn run_publisher(
     let mut stats = shared.stats();
     stats.publishing = Publishing::default();
     stats.video_bitrate_bps = None;
-}
-
-/// The transport for a new peer: the configured one plus the relays the server offers
-/// (their credentials are the latest welcome's).
-pub(super) fn transport_for(meeting: &Meeting, config: &MediaConfig) -> TransportConfig {
-    let mut transport = config.transport.clone();
-    transport.ice_servers.extend(meeting.ice_servers());
-    transport
 }

@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, watch};
 use crate::rtc::{MediaKind, SubscribePeer};
 use crate::{Meeting, UserId};
 
-use super::publish::transport_for;
 use super::stats::{percentiles, LevelMeter};
-use super::{AudioLevel, MediaConfig, Origin, Picture, Shared, DECODE_QUEUE, LATENCY_SAMPLES};
+use super::{
+    transport_for, AudioLevel, MediaConfig, Origin, Picture, Shared, DECODE_QUEUE, LATENCY_SAMPLES,
+};
 
 /// Receives one participant on stage until told to stop or the server ends the session.
 pub(super) async fn run_subscription(
