@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use onstage_client::{MediaConfig, Sources, StageMedia};
+use onstage_client::{DeviceChoice, MediaConfig, Origin, Sources, StageMedia};
 use onstage_e2e::*;
 use onstage_proto::UserId;
 
@@ -182,7 +182,7 @@ async fn a_participant_coming_on_stage_is_seen_by_all_within_a_second() {
         within("a first picture of the newcomer", async {
             loop {
                 match frames.recv().await {
-                    Ok(f) if f.user_id == vid => return,
+                    Ok(f) if f.origin.user_id() == Some(&vid) => return,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(e) => panic!("frames ended: {e}"),
                 }
@@ -337,11 +337,11 @@ async fn the_preview_shows_the_local_camera_and_mic_off_stage_and_publishes_noth
     let mut levels = viewer.media.audio_levels();
     viewer.media.preview(true);
     first("a local picture", &mut pictures, |p| {
-        (p.user_id.as_str() == onstage_client::LOCAL).then_some(())
+        (p.origin == Origin::Local).then_some(())
     })
     .await;
     let level = first("a local level", &mut levels, |l| {
-        (l.user_id.as_str() == onstage_client::LOCAL).then_some(l.level)
+        (l.origin == Origin::Local).then_some(l.level)
     })
     .await;
     assert!(level > 0.1, "the tone is heard: level {level}");
@@ -369,7 +369,7 @@ async fn the_device_check_needs_no_meeting_and_follows_its_switches() {
     );
     media.preview(true);
     first("a local picture", &mut pictures, |p| {
-        (p.user_id.as_str() == onstage_client::LOCAL).then_some(())
+        (p.origin == Origin::Local).then_some(())
     })
     .await;
     let level = first("a local level", &mut levels, |l| Some(l.level)).await;
@@ -427,4 +427,121 @@ async fn a_newcomer_learns_who_publishes_and_what_from_the_welcome() {
         serde_json::json!({ "user_id": hid.as_str(), "audio": true, "video": false }),
     )
     .await;
+}
+
+/// The local camera is its own origin, not the user id `"local"`: a participant with that
+/// id is shown as themselves, beside (not merged with) the self-view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_participant_whose_id_is_local_is_shown_as_itself() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let (status, body) = server
+        .admin(
+            "POST",
+            &format!("/v1/meetings/{meeting}/participants"),
+            Some(serde_json::json!({
+                "name": "Loki",
+                "preset_name": "host",
+                "custom_participant_id": "local",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "add participant: {body}");
+    let token = body["data"]["token"].as_str().expect("token").to_owned();
+    let client = Client::join(&server.url, &token).await;
+    assert_eq!(client.id(), "local");
+    let media = StageMedia::start(
+        client.meeting.clone(),
+        MediaConfig {
+            sources: Sources::Synthetic { tone_hz: 660.0 },
+            ..MediaConfig::default()
+        },
+    );
+    let loki = Member { client, media };
+    let mut pictures = host.media.video_frames();
+    let mut levels = host.media.audio_levels();
+    host.join_stage().await;
+    loki.join_stage().await;
+    host.wait_frames(&loki.id(), 10).await;
+
+    let them = Origin::Remote(UserId::new("local"));
+    first(
+        "a picture of the participant \"local\"",
+        &mut pictures,
+        |p| (p.origin == them).then_some(()),
+    )
+    .await;
+    first("a picture of my own camera", &mut pictures, |p| {
+        (p.origin == Origin::Local).then_some(())
+    })
+    .await;
+    let level = first("the level of the participant \"local\"", &mut levels, |l| {
+        (l.origin == them).then_some(l.level)
+    })
+    .await;
+    assert!(level > 0.1, "their tone is heard: level {level}");
+    // And they see the host as the host, their own camera as their own.
+    let stats = loki.media.stats();
+    assert!(stats.received.contains_key(&host.id()), "{stats:?}");
+    assert!(
+        !stats.received.contains_key(&UserId::new("local")),
+        "{stats:?}"
+    );
+}
+
+/// Choosing another camera and microphone restarts the capture only: the viewers see no
+/// new publication, the pictures and sound go on, and the devices are open again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn choosing_other_devices_restarts_only_the_capture() {
+    let server = TestServer::start().await;
+    let meeting = server.create_meeting("media").await;
+    let host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
+    host.join_stage().await;
+    viewer.wait_frames(&host.id(), 10).await;
+    host.wait_stats("publishing", |s| s.open_sources == 2).await;
+    viewer.client.drain();
+    let hid = host.id();
+    let before = viewer.media.stats().received[&hid].clone();
+
+    let choice = DeviceChoice {
+        camera: Some("second-camera".into()),
+        microphone: Some("second-microphone".into()),
+    };
+    host.media.select_devices(choice.clone());
+    assert_eq!(host.media.devices(), choice);
+    // A fresh synthetic camera counts its frames from 0 again: proof that the capture
+    // restarted, while the subscription that sees it stayed.
+    viewer
+        .wait_stats("the capture restarted", |s| {
+            s.received[&hid].out_of_order_frames > before.out_of_order_frames
+        })
+        .await;
+    viewer
+        .wait_stats("pictures and sound go on", |s| {
+            let r = &s.received[&hid];
+            r.video_frames >= before.video_frames + 30 && r.audio_frames >= before.audio_frames + 30
+        })
+        .await;
+    assert_eq!(
+        host.media.open_sources(),
+        2,
+        "camera and microphone open again"
+    );
+    let republished: Vec<_> = viewer
+        .client
+        .drain()
+        .into_iter()
+        .filter(|e| e["event"] == "mediaUnpublished" || e["event"] == "mediaPublished")
+        .collect();
+    assert!(
+        republished.is_empty(),
+        "no new publication: {republished:?}"
+    );
+    assert!(
+        host.media.stats().last_error.is_none(),
+        "{:?}",
+        host.media.stats().last_error
+    );
 }

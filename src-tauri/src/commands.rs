@@ -216,6 +216,7 @@ pub async fn host<R: Runtime>(
         data_dir,
         record,
     };
+    stop_idle_preview(state).await;
     let started = attach(app, state, meeting, url, Some(embedded), None);
     let session = started.session();
     *live = Some(started);
@@ -415,6 +416,7 @@ pub async fn join_server<R: Runtime>(
     };
     let meeting = Meeting::join_with(server_url, token, options).await?;
     tracing::info!(server_url, user_id = %meeting.user_id(), "joined");
+    stop_idle_preview(state).await;
     let started = attach(app, state, meeting, server_url.to_owned(), None, None);
     let session = started.session();
     *live = Some(started);
@@ -490,6 +492,15 @@ fn media_config(state: &AppState) -> MediaConfig {
         // not fatal.
         play_audio: state.config.media == MediaMode::Devices,
         ..MediaConfig::default()
+    }
+}
+
+/// Ends the join screen's device check, if any, once its devices are closed: the next to
+/// open them (the meeting's media, a new check) must not find them busy.
+async fn stop_idle_preview(state: &AppState) {
+    let check = lock(&state.idle_preview).take();
+    if let Some(check) = check {
+        check.stop().await;
     }
 }
 
@@ -712,25 +723,23 @@ pub async fn select_devices<R: Runtime>(
 ) -> Result<()> {
     {
         let mut choice = lock(&state.devices);
-        choice.camera = camera;
-        choice.microphone = microphone;
+        choice.camera.clone_from(&camera);
+        choice.microphone.clone_from(&microphone);
     }
-    // Stage media opens its devices from its config: start it again with the new choice.
     // Synthetic media has nothing to switch.
     if state.config.media == MediaMode::Synthetic {
         return Ok(());
     }
-    let mut live = state.live.lock().await;
-    if let Some(old) = live.take() {
-        let controls = old.media.controls();
-        let invite = old.invite_link.clone();
-        let (meeting, embedded, view, url) = detach(old).await;
-        let mut restarted = attach(&app, &state, meeting, url, embedded, Some(view));
-        restarted.media.set_mic(controls.mic);
-        restarted.media.set_camera(controls.camera);
-        restarted.media.preview(controls.preview);
-        restarted.invite_link = invite;
-        *live = Some(restarted);
+    // Only the capture restarts, the old device closed before the new one opens: the
+    // publication and the subscriptions stay.
+    let choice = onstage_client::DeviceChoice { camera, microphone };
+    if let Some(check) = lock(&state.idle_preview).as_ref() {
+        check.select_devices(choice.clone());
+    }
+    let live = state.live.lock().await;
+    if let Some(live) = live.as_ref() {
+        live.media.select_devices(choice);
+        emit_session(&app, &live.meeting, &live.media, &live.view);
     }
     Ok(())
 }
@@ -756,10 +765,9 @@ pub async fn preview<R: Runtime>(
 ) -> Result<()> {
     if state.live.lock().await.is_none() {
         // The join screen's device check: no meeting yet.
-        let mut idle = lock(&state.idle_preview);
-        *idle = None;
+        stop_idle_preview(&state).await;
         if on {
-            *idle = Some(DeviceCheck::start(
+            *lock(&state.idle_preview) = Some(DeviceCheck::start(
                 &app,
                 media_config(&state),
                 &state.pictures,

@@ -1,4 +1,4 @@
-//! The device check on the join screen: the local camera picture (user id `"local"`) and
+//! The device check on the join screen: the local camera picture (origin local) and
 //! the microphone level before any meeting exists, from the SDK's
 //! [`StageMedia::device_check`]. In a meeting, the meeting's own `StageMedia` does this
 //! (`preview`), since it owns the devices there.
@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use tauri::{AppHandle, Runtime};
 
-use onstage_client::{MediaConfig, StageMedia};
+use onstage_client::{DeviceChoice, MediaConfig, StageMedia};
 
 use crate::events;
 use crate::video::Pictures;
 
 /// A running device check. Dropping it stops it: the SDK closes the devices.
 pub struct DeviceCheck {
-    /// Held so the check runs; the SDK stops it when the last reference goes.
-    _media: Arc<StageMedia>,
+    /// Held so the check runs; the SDK stops it when the last reference goes. `None` once
+    /// stopped.
+    media: Option<Arc<StageMedia>>,
     pictures_stop: Arc<AtomicBool>,
     signals: tauri::async_runtime::JoinHandle<()>,
 }
@@ -35,9 +36,34 @@ impl DeviceCheck {
             tauri::async_runtime::spawn(events::forward_media(app.clone(), media.clone()));
         media.preview(true);
         DeviceCheck {
-            _media: media,
+            media: Some(media),
             pictures_stop,
             signals,
+        }
+    }
+}
+
+impl DeviceCheck {
+    /// Shows another camera or microphone: the capture restarts, the old device closed
+    /// first.
+    pub fn select_devices(&self, choice: DeviceChoice) {
+        if let Some(media) = &self.media {
+            media.select_devices(choice);
+        }
+    }
+
+    /// Stops the check and waits until its devices are closed, so that whoever opens them
+    /// next (the meeting's media, a new check) does not find them busy.
+    pub async fn stop(mut self) {
+        self.pictures_stop.store(true, Ordering::Relaxed);
+        self.signals.abort();
+        let _ = (&mut self.signals).await;
+        // The signals task held the other reference: with it gone the media can be stopped
+        // and awaited rather than just dropped.
+        match self.media.take().map(Arc::try_unwrap) {
+            Some(Ok(media)) => media.stop().await,
+            Some(Err(media)) => drop(media),
+            None => {}
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime};
 use tokio::sync::broadcast;
 
-use onstage_client::{AudioLevel, Meeting, MeetingEvent, StageMedia};
+use onstage_client::{AudioLevel, Meeting, MeetingEvent, Origin, StageMedia};
 
 use crate::state::{build_session, lock, Session, View};
 
@@ -28,10 +28,26 @@ pub struct MediaErrorEvent {
     pub device: Option<&'static str>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct AudioLevelEvent<'a> {
-    user_id: &'a str,
-    level: f32,
+/// `audio-level`: `{"origin":"local","level":..}` for this machine's microphone,
+/// `{"origin":"remote","user_id":..,"level":..}` for a participant. The origin is its own
+/// field so that no user id (not even `"local"`) can pass for the local microphone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "origin", rename_all = "snake_case")]
+enum AudioLevelEvent<'a> {
+    Local { level: f32 },
+    Remote { user_id: &'a str, level: f32 },
+}
+
+impl<'a> AudioLevelEvent<'a> {
+    fn of(level: &'a AudioLevel) -> Self {
+        match &level.origin {
+            Origin::Local => AudioLevelEvent::Local { level: level.level },
+            Origin::Remote(user) => AudioLevelEvent::Remote {
+                user_id: user.as_str(),
+                level: level.level,
+            },
+        }
+    }
 }
 
 /// Emits the Session if it changed since the last one emitted.
@@ -97,8 +113,8 @@ pub async fn forward_media<R: Runtime>(app: AppHandle<R>, media: Arc<StageMedia>
     loop {
         tokio::select! {
             level = levels.recv() => match level {
-                Ok(AudioLevel { user_id, level }) => {
-                    let _ = app.emit("audio-level", AudioLevelEvent { user_id: user_id.as_str(), level });
+                Ok(level) => {
+                    let _ = app.emit("audio-level", AudioLevelEvent::of(&level));
                 }
                 // Levels are momentary: a missed one is simply gone.
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -144,6 +160,22 @@ fn remember(view: &Mutex<View>, event: &MeetingEvent) {
 mod tests {
     use super::*;
     use onstage_client::UserId;
+
+    #[test]
+    fn audio_levels_name_their_origin_and_local_is_no_user_id() {
+        let json = |origin: Origin| {
+            serde_json::to_value(AudioLevelEvent::of(&AudioLevel { origin, level: 0.5 }))
+                .expect("serializes")
+        };
+        assert_eq!(
+            json(Origin::Local),
+            serde_json::json!({"origin": "local", "level": 0.5})
+        );
+        assert_eq!(
+            json(Origin::Remote(UserId::new("local"))),
+            serde_json::json!({"origin": "remote", "user_id": "local", "level": 0.5})
+        );
+    }
 
     #[test]
     fn view_follows_the_queue_and_publications() {

@@ -10,10 +10,12 @@
 //! The socket listens on 127.0.0.1 only, on a port the OS picks, behind a random key in its
 //! path that only the UI learns (`video_socket`): other local programs cannot watch.
 //!
-//! A message is a 32-byte little-endian header `[u32 kind][u32 width][u32 height]
-//! [u32 id_len][u64 ticket][f64 produced_unix_ms]`, the user id, then the picture: kind 1
-//! RGBA, kind 2 JPEG. Which kind is sent is measured in README.md ("The desktop app"): RGBA
-//! by default, `ONSTAGE_PICTURES=jpeg` for the other.
+//! A message is a 32-byte little-endian header `[u16 kind][u16 origin][u32 width]
+//! [u32 height][u32 id_len][u64 ticket][f64 produced_unix_ms]`, the user id, then the
+//! picture: kind 1 RGBA, kind 2 JPEG; origin 0 a participant (the user id follows), origin
+//! 1 the local camera (no id: any user id, `"local"` too, is someone else). Which kind is
+//! sent is measured in README.md ("The desktop app"): RGBA by default,
+//! `ONSTAGE_PICTURES=jpeg` for the other.
 //!
 //! Backpressure: the UI answers each picture, once handed to its canvas, with the picture's
 //! 8 ticket bytes. A tile has at most [`IN_FLIGHT_PER_TILE`] pictures unanswered; newer
@@ -35,7 +37,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::sync::{broadcast, mpsc};
 
-use onstage_client::RemoteVideo;
+use onstage_client::{Origin, Picture};
 use onstage_media::{half_size, i420_to_rgb, i420_to_rgba, now_unix_us, VideoFrame};
 
 use crate::state::lock;
@@ -59,6 +61,11 @@ pub const IN_FLIGHT_PER_TILE: usize = 2;
 /// Bytes before the user id in a picture message.
 pub const HEADER_LEN: usize = 32;
 
+/// The header's origin: a participant, named by the user id after the header.
+pub const ORIGIN_REMOTE: u16 = 0;
+/// The header's origin: this machine's camera (no user id follows).
+pub const ORIGIN_LOCAL: u16 = 1;
+
 /// Counters for logs and the benchmark.
 #[derive(Debug, Default)]
 pub struct PictureCounters {
@@ -77,11 +84,11 @@ struct Viewer {
     /// picture in flight.
     pictures: mpsc::UnboundedSender<Vec<u8>>,
     /// Tiles with a picture in flight, by ticket.
-    in_flight: HashMap<u64, String>,
+    in_flight: HashMap<u64, Origin>,
 }
 
 impl Viewer {
-    fn busy(&self, tile: &str) -> bool {
+    fn busy(&self, tile: &Origin) -> bool {
         self.in_flight.values().filter(|t| *t == tile).count() >= IN_FLIGHT_PER_TILE
     }
 }
@@ -141,25 +148,25 @@ impl Pictures {
     }
 
     /// Converts and sends one picture, unless no UI is connected or its tile is full.
-    pub fn offer(&self, user_id: &str, frame: &VideoFrame) {
+    pub fn offer(&self, origin: &Origin, frame: &VideoFrame) {
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
         let viewer_id = {
             let mut inner = lock(&self.inner);
             let Some(viewer) = inner.viewer.as_mut() else {
                 return;
             };
-            if viewer.busy(user_id) {
+            if viewer.busy(origin) {
                 self.counters.dropped_busy.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            viewer.in_flight.insert(ticket, user_id.to_owned());
+            viewer.in_flight.insert(ticket, origin.clone());
             viewer.id
         };
         // The transport's delay starts here, when the shell has the decoded picture (the
         // webview compares with its own wall clock: same machine).
         let produced_ms = now_unix_us() as f64 / 1000.0;
         let started = Instant::now();
-        let message = encode_message(self.kind, user_id, ticket, produced_ms, frame);
+        let message = encode_message(self.kind, origin, ticket, produced_ms, frame);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counters
             .convert_us
@@ -248,14 +255,14 @@ impl Pictures {
     /// A plain thread because converting is CPU work (about 1 ms for RGBA, 7 ms for JPEG
     /// per 640x480 picture) that must not hold up the async runtime. Ends when `stop` is set or the
     /// media ends.
-    pub fn pump(&self, mut frames: broadcast::Receiver<RemoteVideo>, stop: Arc<AtomicBool>) {
+    pub fn pump(&self, mut frames: broadcast::Receiver<Picture>, stop: Arc<AtomicBool>) {
         let this = self.clone();
         let spawned = std::thread::Builder::new()
             .name("pictures".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match frames.blocking_recv() {
-                        Ok(picture) => this.offer(picture.user_id.as_str(), &picture.frame),
+                        Ok(picture) => this.offer(&picture.origin, &picture.frame),
                         // The SDK's queue is lossy by design: skipping is what we want.
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             this.counters.dropped_busy.fetch_add(n, Ordering::Relaxed);
@@ -291,7 +298,7 @@ pub const MAX_TILE_WIDTH: u32 = 480;
 /// The message of docs/APP.md for one picture; `None` for a malformed frame.
 pub fn encode_message(
     kind: PictureKind,
-    user_id: &str,
+    origin: &Origin,
     ticket: u64,
     produced_ms: f64,
     frame: &VideoFrame,
@@ -306,11 +313,16 @@ pub fn encode_message(
     } else {
         frame
     };
-    let id = user_id.as_bytes();
+    let (origin_code, id): (u16, &[u8]) = match origin {
+        Origin::Remote(user) => (ORIGIN_REMOTE, user.as_str().as_bytes()),
+        Origin::Local => (ORIGIN_LOCAL, &[]),
+    };
     let mut out = Vec::with_capacity(
         HEADER_LEN + id.len() + frame.width as usize * frame.height as usize * 4,
     );
-    for v in [kind as u32, frame.width, frame.height, id.len() as u32] {
+    out.extend_from_slice(&(kind as u16).to_le_bytes());
+    out.extend_from_slice(&origin_code.to_le_bytes());
+    for v in [frame.width, frame.height, id.len() as u32] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&ticket.to_le_bytes());
@@ -338,6 +350,10 @@ mod tests {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+    fn remote(id: &str) -> Origin {
+        Origin::Remote(onstage_client::UserId::new(id))
+    }
+
     fn header(m: &[u8]) -> [u32; 4] {
         let w = |i: usize| u32::from_le_bytes([m[i], m[i + 1], m[i + 2], m[i + 3]]);
         [w(0), w(4), w(8), w(12)]
@@ -350,7 +366,7 @@ mod tests {
     #[test]
     fn rgba_and_jpeg_messages() {
         let frame = VideoFrame::black(64, 48, 0);
-        let m = encode_message(PictureKind::Rgba, "u1", 7, 1234.5, &frame).unwrap();
+        let m = encode_message(PictureKind::Rgba, &remote("u1"), 7, 1234.5, &frame).unwrap();
         assert_eq!(header(&m), [1, 64, 48, 2]);
         assert_eq!(ticket(&m), 7);
         assert_eq!(f64::from_le_bytes(m[24..32].try_into().unwrap()), 1234.5);
@@ -359,7 +375,7 @@ mod tests {
         // Black, opaque.
         assert_eq!(&m[34..38], &[0, 0, 0, 255]);
 
-        let m = encode_message(PictureKind::Jpeg, "local", 8, 0.0, &frame).unwrap();
+        let m = encode_message(PictureKind::Jpeg, &remote("local"), 8, 0.0, &frame).unwrap();
         assert_eq!(header(&m), [2, 64, 48, 5]);
         assert_eq!(&m[32..37], b"local");
         assert_eq!(&m[37..39], &[0xFF, 0xD8], "a JPEG starts with SOI");
@@ -367,9 +383,28 @@ mod tests {
     }
 
     #[test]
+    fn the_local_camera_and_a_participant_called_local_are_told_apart() {
+        let frame = VideoFrame::black(64, 48, 0);
+        let origin = |m: &[u8]| u16::from_le_bytes([m[2], m[3]]);
+        let mine = encode_message(PictureKind::Rgba, &Origin::Local, 1, 0.0, &frame).unwrap();
+        assert_eq!(origin(&mine), ORIGIN_LOCAL);
+        assert_eq!(
+            u16::from_le_bytes([mine[0], mine[1]]),
+            PictureKind::Rgba as u16
+        );
+        assert_eq!(header(&mine)[3], 0, "no user id for the local camera");
+        assert_eq!(mine.len(), HEADER_LEN + 64 * 48 * 4);
+
+        let theirs = encode_message(PictureKind::Rgba, &remote("local"), 2, 0.0, &frame).unwrap();
+        assert_eq!(origin(&theirs), ORIGIN_REMOTE);
+        assert_eq!(header(&theirs)[3], 5);
+        assert_eq!(&theirs[HEADER_LEN..HEADER_LEN + 5], b"local");
+    }
+
+    #[test]
     fn large_pictures_are_halved_for_the_tiles() {
         let frame = VideoFrame::black(640, 480, 0);
-        let m = encode_message(PictureKind::Rgba, "u1", 1, 0.0, &frame).unwrap();
+        let m = encode_message(PictureKind::Rgba, &remote("u1"), 1, 0.0, &frame).unwrap();
         assert_eq!(header(&m), [1, 320, 240, 2]);
         assert_eq!(m.len(), 34 + 320 * 240 * 4);
     }
@@ -378,7 +413,7 @@ mod tests {
     fn a_malformed_frame_is_skipped() {
         let mut frame = VideoFrame::black(64, 48, 0);
         frame.y.truncate(10);
-        assert!(encode_message(PictureKind::Rgba, "u", 1, 0.0, &frame).is_none());
+        assert!(encode_message(PictureKind::Rgba, &remote("u"), 1, 0.0, &frame).is_none());
     }
 
     type Client = tokio_tungstenite::WebSocketStream<
@@ -401,7 +436,7 @@ mod tests {
             if pictures.counters.sent.load(Ordering::Relaxed) >= n {
                 return;
             }
-            pictures.offer(tile, &frame);
+            pictures.offer(&remote(tile), &frame);
             tokio::task::yield_now().await;
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -419,19 +454,19 @@ mod tests {
         assert_eq!(header(&first), [1, 64, 48, 5]);
         assert_eq!(&first[32..37], b"alice");
         let frame = VideoFrame::black(64, 48, 0);
-        pictures.offer("alice", &frame);
+        pictures.offer(&remote("alice"), &frame);
         let second = next_picture(&mut client).await;
         assert_eq!(IN_FLIGHT_PER_TILE, 2);
 
         // Alice's tile is full: her next pictures are dropped, Bob's tile is not.
         let dropped = pictures.counters.dropped_busy.load(Ordering::Relaxed);
-        pictures.offer("alice", &frame);
-        pictures.offer("alice", &frame);
+        pictures.offer(&remote("alice"), &frame);
+        pictures.offer(&remote("alice"), &frame);
         assert_eq!(
             pictures.counters.dropped_busy.load(Ordering::Relaxed),
             dropped + 2
         );
-        pictures.offer("bob", &frame);
+        pictures.offer(&remote("bob"), &frame);
         let bob = next_picture(&mut client).await;
         assert_eq!(&bob[32..35], b"bob");
 
@@ -460,7 +495,7 @@ mod tests {
 
         let (mut old, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         offer_until_sent(&pictures, "alice", 1).await;
-        pictures.offer("alice", &VideoFrame::black(64, 48, 0));
+        pictures.offer(&remote("alice"), &VideoFrame::black(64, 48, 0));
         next_picture(&mut old).await;
         next_picture(&mut old).await;
 
@@ -491,7 +526,7 @@ mod tests {
             let t = Instant::now();
             let mut bytes = 0;
             for f in &frames {
-                bytes += encode_message(kind, "u", 1, 0.0, f).map_or(0, |m| m.len());
+                bytes += encode_message(kind, &remote("u"), 1, 0.0, f).map_or(0, |m| m.len());
             }
             let n = frames.len() as f64;
             println!(

@@ -738,7 +738,7 @@ async fn first_picture_times(
             tokio::time::timeout(MEDIA_WAIT, async {
                 loop {
                     match frames.recv().await {
-                        Ok(v) if v.user_id == from => return,
+                        Ok(v) if v.origin.user_id() == Some(&from) => return,
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(e) => panic!("pictures: {e}"),
                     }

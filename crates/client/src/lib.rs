@@ -78,8 +78,8 @@ pub use error::ClientError;
 pub use event::{ConnectionState, MeetingEvent};
 pub use link::{Fingerprint, InviteLink, LinkError};
 pub use media::{
-    AudioLevel, Controls, Device, MediaConfig, MediaProblem, MediaStats, RemoteVideo, Sources,
-    StageMedia, LOCAL,
+    AudioLevel, Controls, Device, DeviceChoice, MediaConfig, MediaProblem, MediaStats, Origin,
+    Picture, Sources, StageMedia,
 };
 pub use meeting::{EventStream, JoinOptions, Meeting, Participant, Stage};
 pub use tls::CertificateError;

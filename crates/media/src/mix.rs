@@ -130,6 +130,13 @@ impl<T> JitterBuffer<T> {
         self.lost
     }
 
+    /// The delay target just grew while playing: the next [`poll`](Self::poll) gives
+    /// [`Playout::Lost`] to stretch the delay, though no frame is missing. A caller that
+    /// decodes in playout order can skip that slot instead of concealing a packet it has.
+    pub fn is_stretching(&self) -> bool {
+        self.hold > 0
+    }
+
     /// Unwraps a 32-bit RTP timestamp against the highest one seen (RFC 3550 style: the
     /// nearest candidate wins, so a wrap from 0xFFFF_FC40 to 0 reads as +960).
     fn extend(&self, rtp_ts: u32) -> i64 {

@@ -22,7 +22,7 @@ export class AppState {
   /** Words for the last media error per device, cleared when the device works again. */
   cameraProblem = $state<string | null>(null);
   micProblem = $state<string | null>(null);
-  /** Latest audio level (0..1) per user id, "local" for my microphone. */
+  /** Latest audio level (0..1) per origin key (`originKey`: my microphone or a participant). */
   levels = $state<Record<string, number>>({});
   toasts = $state<Toast[]>([]);
   /**

@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { remote } from './origin';
 import { encodePicture, KIND_RGBA } from './picture';
 import { FakeSocket } from './testing/fakeSocket';
 
@@ -51,14 +52,14 @@ describe('tauriBackend', () => {
     const pictures: string[] = [];
     const bad: string[] = [];
     await tauriBackend.videoChannel(
-      (p) => pictures.push(`${p.id} ${p.width}x${p.height}`),
+      (p) => pictures.push(`${p.origin.origin === 'remote' ? p.origin.user_id : 'local'} ${p.width}x${p.height}`),
       (e) => bad.push(e),
     );
     expect(calls[0]?.cmd).toBe('video_socket');
     const socket = FakeSocket.all[FakeSocket.all.length - 1]!;
     socket.open();
     expect([socket.url, socket.binaryType]).toEqual(['ws://127.0.0.1:1/pictures/key', 'arraybuffer']);
-    socket.deliver(encodePicture(KIND_RGBA, 'u1', 1, 1, new Uint8Array(4), 9).buffer);
+    socket.deliver(encodePicture(KIND_RGBA, remote('u1'), 1, 1, new Uint8Array(4), 9).buffer);
     socket.deliver(new ArrayBuffer(0));
     expect(pictures).toEqual(['u1 1x1']);
     expect(bad).toHaveLength(1);

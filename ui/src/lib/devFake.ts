@@ -4,6 +4,7 @@
 // model of the room: behaviour is tested against stage.ts, never against this.
 
 import type { Backend } from './backend';
+import { LOCAL, originKey, remote, type Origin } from './origin';
 import { encodePicture, KIND_RGBA, parsePicture } from './picture';
 import type {
   AudioLevel,
@@ -27,7 +28,8 @@ function fakeParticipant(
 }
 
 /** A moving colour gradient, so a canvas visibly updates. */
-function testPattern(id: string, frame: number): Uint8Array {
+function testPattern(origin: Origin, frame: number): Uint8Array {
+  const id = originKey(origin);
   const w = 160;
   const h = 90;
   const px = new Uint8Array(w * h * 4);
@@ -41,7 +43,7 @@ function testPattern(id: string, frame: number): Uint8Array {
       px[i + 3] = 255;
     }
   }
-  return encodePicture(KIND_RGBA, id, w, h, px);
+  return encodePicture(KIND_RGBA, origin, w, h, px);
 }
 
 export function createDevFakeBackend(): Backend {
@@ -201,14 +203,16 @@ export function createDevFakeBackend(): Backend {
         const ids = (session?.participants ?? [])
           .filter((p) => p.stage_status === 'ON_STAGE' && p.video && p.user_id !== session?.me.user_id)
           .map((p) => p.user_id);
-        if (previewOn || session?.publishing.video) ids.push('local');
-        for (const id of ids) {
-          const parsed = parsePicture(testPattern(id, frame));
+        const origins: Origin[] = ids.map(remote);
+        if (previewOn || session?.publishing.video) origins.push(LOCAL);
+        for (const origin of origins) {
+          const parsed = parsePicture(testPattern(origin, frame));
           if (parsed.ok) onPicture(parsed.picture);
           else onBadPicture?.(parsed.error);
         }
-        for (const id of ['local', ...ids]) {
-          emit(levelListeners, { user_id: id, level: Math.abs(Math.sin(frame / 5 + id.length)) });
+        for (const origin of [LOCAL, ...ids.map(remote)]) {
+          const level = Math.abs(Math.sin(frame / 5 + originKey(origin).length));
+          emit(levelListeners, { ...origin, level });
         }
       }, 1000 / 15);
     },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { encodePicture, HEADER_LEN, KIND_JPEG, KIND_RGBA, parsePicture, pictureTicket } from './picture';
+import { LOCAL, remote } from './origin';
+import { encodePicture, HEADER_LEN, KIND_JPEG, KIND_RGBA, ORIGIN_LOCAL, parsePicture, pictureTicket } from './picture';
 
 function header(kind: number, width: number, height: number, idLen: number): Uint8Array {
   const b = new Uint8Array(HEADER_LEN);
@@ -30,23 +31,23 @@ describe('parsePicture', () => {
     const r = parsePicture(msg.buffer);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.picture).toMatchObject({ kind: 'rgba', id: 'alice', width: 2, height: 3 });
+    expect(r.picture).toMatchObject({ kind: 'rgba', origin: remote('alice'), width: 2, height: 3 });
     expect(r.picture.data).toBeInstanceOf(Uint8ClampedArray);
     expect(Array.from(r.picture.data)).toEqual(Array.from(pixels));
   });
 
   it('reads a JPEG picture and a UTF-8 id', () => {
-    const r = parsePicture(encodePicture(KIND_JPEG, 'zoë', 640, 480, JPEG));
-    expect(r).toMatchObject({ ok: true, picture: { kind: 'jpeg', id: 'zoë', width: 640, height: 480 } });
+    const r = parsePicture(encodePicture(KIND_JPEG, remote('zoë'), 640, 480, JPEG));
+    expect(r).toMatchObject({ ok: true, picture: { kind: 'jpeg', origin: remote('zoë'), width: 640, height: 480 } });
     if (r.ok) expect(Array.from(r.picture.data)).toEqual(Array.from(JPEG));
   });
 
   it('reads a view at an offset inside a larger buffer', () => {
-    const msg = encodePicture(KIND_RGBA, 'local', 1, 1, new Uint8Array([9, 8, 7, 255]));
+    const msg = encodePicture(KIND_RGBA, remote('local'), 1, 1, new Uint8Array([9, 8, 7, 255]));
     const big = new Uint8Array(msg.byteLength + 10);
     big.set(msg, 7);
     const r = parsePicture(big.subarray(7, 7 + msg.byteLength));
-    expect(r).toMatchObject({ ok: true, picture: { id: 'local', width: 1, height: 1 } });
+    expect(r).toMatchObject({ ok: true, picture: { origin: remote('local'), width: 1, height: 1 } });
     if (r.ok) expect(Array.from(r.picture.data)).toEqual([9, 8, 7, 255]);
   });
 
@@ -85,7 +86,7 @@ describe('parsePicture', () => {
 
 describe('pictureTicket', () => {
   it('is the 8 ticket bytes, copied, and the time travels in the header', () => {
-    const msg = encodePicture(KIND_JPEG, 'u1', 2, 2, JPEG, 2 ** 32 + 5, 1700000000123.5);
+    const msg = encodePicture(KIND_JPEG, remote('u1'), 2, 2, JPEG, 2 ** 32 + 5, 1700000000123.5);
     const ticket = pictureTicket(msg.buffer as ArrayBuffer);
     expect(ticket).not.toBeNull();
     const view = new DataView(ticket!);
@@ -96,5 +97,22 @@ describe('pictureTicket', () => {
 
   it('is null for a message shorter than a header', () => {
     expect(pictureTicket(new ArrayBuffer(HEADER_LEN - 1))).toBeNull();
+  });
+});
+
+describe('picture origin', () => {
+  it('tells the local camera from a participant whose id is "local"', () => {
+    const mine = parsePicture(encodePicture(KIND_JPEG, LOCAL, 2, 2, JPEG));
+    expect(mine).toMatchObject({ ok: true, picture: { origin: { origin: 'local' } } });
+    const theirs = parsePicture(encodePicture(KIND_JPEG, remote('local'), 2, 2, JPEG));
+    expect(theirs).toMatchObject({ ok: true, picture: { origin: { origin: 'remote', user_id: 'local' } } });
+  });
+
+  it('refuses a local picture that carries a user id, and unknown origins', () => {
+    const msg = encodePicture(KIND_JPEG, remote('local'), 2, 2, JPEG);
+    new DataView(msg.buffer).setUint16(2, ORIGIN_LOCAL, true);
+    expect(parsePicture(msg).ok).toBe(false);
+    new DataView(msg.buffer).setUint16(2, 7, true);
+    expect(parsePicture(msg)).toEqual({ ok: false, error: 'unknown picture origin 7' });
   });
 });

@@ -1,7 +1,10 @@
 // The binary picture format of docs/APP.md: a 32-byte little-endian header
-// [u32 kind][u32 width][u32 height][u32 id_len][u64 ticket][f64 produced_unix_ms], the
-// UTF-8 user id, then the picture. Parsing never throws: a bad message is dropped by the
-// caller, the stream carries on.
+// [u16 kind][u16 origin][u32 width][u32 height][u32 id_len][u64 ticket][f64 produced_unix_ms],
+// the UTF-8 user id (a participant's picture) or nothing (the local camera), then the
+// picture. Parsing never throws: a bad message is dropped by the caller, the stream
+// carries on.
+
+import type { Origin } from './origin';
 
 export const HEADER_LEN = 32;
 /** Where the ticket is: the UI answers a picture with these 8 bytes. */
@@ -9,6 +12,10 @@ export const TICKET_AT = 16;
 export const TICKET_LEN = 8;
 export const KIND_RGBA = 1;
 export const KIND_JPEG = 2;
+/** The header's origin: a participant, named by the user id that follows. */
+export const ORIGIN_REMOTE = 0;
+/** The header's origin: this machine's camera; no user id follows. */
+export const ORIGIN_LOCAL = 1;
 
 /** Far above any camera; guards width * height * 4 against absurd headers. */
 export const MAX_SIDE = 8192;
@@ -16,7 +23,7 @@ export const MAX_SIDE = 8192;
 export const MAX_ID_LEN = 1024;
 
 interface PictureCommon {
-  id: string;
+  origin: Origin;
   width: number;
   height: number;
   /** When the shell had the decoded picture, Unix milliseconds. */
@@ -43,21 +50,28 @@ export function parsePicture(input: ArrayBuffer | ArrayBufferView): ParseResult 
     return fail(`truncated header: ${bytes.byteLength} of ${HEADER_LEN} bytes`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const kind = view.getUint32(0, true);
+  const kind = view.getUint16(0, true);
+  const originCode = view.getUint16(2, true);
   const width = view.getUint32(4, true);
   const height = view.getUint32(8, true);
   const idLen = view.getUint32(12, true);
   const producedMs = view.getFloat64(24, true);
 
   if (kind !== KIND_RGBA && kind !== KIND_JPEG) return fail(`unknown picture kind ${kind}`);
-  if (idLen === 0 || idLen > MAX_ID_LEN) return fail(`bad id length ${idLen}`);
-  if (HEADER_LEN + idLen > bytes.byteLength) return fail('truncated user id');
-
-  let id: string;
-  try {
-    id = utf8.decode(bytes.subarray(HEADER_LEN, HEADER_LEN + idLen));
-  } catch {
-    return fail('user id is not UTF-8');
+  let origin: Origin;
+  if (originCode === ORIGIN_LOCAL) {
+    if (idLen !== 0) return fail(`the local camera has no user id, got ${idLen} bytes`);
+    origin = { origin: 'local' };
+  } else if (originCode === ORIGIN_REMOTE) {
+    if (idLen === 0 || idLen > MAX_ID_LEN) return fail(`bad id length ${idLen}`);
+    if (HEADER_LEN + idLen > bytes.byteLength) return fail('truncated user id');
+    try {
+      origin = { origin: 'remote', user_id: utf8.decode(bytes.subarray(HEADER_LEN, HEADER_LEN + idLen)) };
+    } catch {
+      return fail('user id is not UTF-8');
+    }
+  } else {
+    return fail(`unknown picture origin ${originCode}`);
   }
 
   const body = bytes.subarray(HEADER_LEN + idLen);
@@ -70,7 +84,7 @@ export function parsePicture(input: ArrayBuffer | ArrayBufferView): ParseResult 
       return fail(`RGBA ${width}x${height} needs ${expected} bytes, got ${body.byteLength}`);
     }
     const data = new Uint8ClampedArray(body.buffer, body.byteOffset, body.byteLength);
-    return { ok: true, picture: { kind: 'rgba', id, width, height, producedMs, data } };
+    return { ok: true, picture: { kind: 'rgba', origin, width, height, producedMs, data } };
   }
 
   // A JPEG starts with the SOI marker FF D8; anything else would only fail later in the
@@ -78,23 +92,24 @@ export function parsePicture(input: ArrayBuffer | ArrayBufferView): ParseResult 
   if (body.byteLength < 2 || body[0] !== 0xff || body[1] !== 0xd8) {
     return fail('JPEG data does not start with a JPEG marker');
   }
-  return { ok: true, picture: { kind: 'jpeg', id, width, height, producedMs, data: body } };
+  return { ok: true, picture: { kind: 'jpeg', origin, width, height, producedMs, data: body } };
 }
 
 /** Builds a message in the same format; the dev fake and the tests use it. */
 export function encodePicture(
   kind: typeof KIND_RGBA | typeof KIND_JPEG,
-  id: string,
+  origin: Origin,
   width: number,
   height: number,
   body: Uint8Array,
   ticket = 0,
   producedMs = 0,
 ): Uint8Array {
-  const idBytes = new TextEncoder().encode(id);
+  const idBytes = origin.origin === 'remote' ? new TextEncoder().encode(origin.user_id) : new Uint8Array(0);
   const out = new Uint8Array(HEADER_LEN + idBytes.byteLength + body.byteLength);
   const view = new DataView(out.buffer);
-  view.setUint32(0, kind, true);
+  view.setUint16(0, kind, true);
+  view.setUint16(2, origin.origin === 'local' ? ORIGIN_LOCAL : ORIGIN_REMOTE, true);
   view.setUint32(4, width, true);
   view.setUint32(8, height, true);
   view.setUint32(12, idBytes.byteLength, true);

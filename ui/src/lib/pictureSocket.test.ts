@@ -1,10 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { remote } from './origin';
 import { encodePicture, KIND_JPEG, KIND_RGBA } from './picture';
 import { openPictureSocket } from './pictureSocket';
 import { FakeSocket } from './testing/fakeSocket';
 
 const rgba = (id: string, ticket: number, producedMs = 0) =>
-  encodePicture(KIND_RGBA, id, 1, 1, new Uint8Array(4), ticket, producedMs).buffer as ArrayBuffer;
+  encodePicture(KIND_RGBA, remote(id), 1, 1, new Uint8Array(4), ticket, producedMs).buffer as ArrayBuffer;
 
 const ticketOf = (b: ArrayBuffer) => new DataView(b).getUint32(0, true);
 
@@ -12,7 +13,7 @@ function open(extra: Partial<Parameters<typeof openPictureSocket>[1]> = {}) {
   const pictures: string[] = [];
   const bad: string[] = [];
   const socket = openPictureSocket('ws://x/pictures/k', {
-    onPicture: (p) => pictures.push(p.id),
+    onPicture: (p) => pictures.push(p.origin.origin === 'remote' ? p.origin.user_id : 'local'),
     onBadPicture: (e) => bad.push(e),
     WebSocketImpl: FakeSocket as unknown as typeof WebSocket,
     ...extra,
@@ -34,7 +35,7 @@ describe('openPictureSocket', () => {
     expect(ws.binaryType).toBe('arraybuffer');
     ws.open();
     ws.deliver(rgba('alice', 41));
-    ws.deliver(encodePicture(KIND_JPEG, 'bob', 1, 1, new Uint8Array([0xff, 0xd8]), 42).buffer);
+    ws.deliver(encodePicture(KIND_JPEG, remote('bob'), 1, 1, new Uint8Array([0xff, 0xd8]), 42).buffer);
     expect(pictures).toEqual(['alice', 'bob']);
     expect(ws.sent.map((t) => [t.byteLength, ticketOf(t)])).toEqual([
       [8, 41],

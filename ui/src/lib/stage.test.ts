@@ -12,7 +12,8 @@ import {
   stageTiles,
   type ControlId,
 } from './stage';
-import type { EndReason, StageStatus } from './types';
+import type { AudioLevel, EndReason, StageStatus } from './types';
+import { LOCAL_KEY, originKey, userKey } from './origin';
 import { person, session, type Preset } from '../test/fixtures';
 
 const ids = (preset: Preset, status: StageStatus): ControlId[] =>
@@ -198,13 +199,28 @@ describe('participants and tiles', () => {
     const s = session('viewer', 'OFF_STAGE', [person('a', 'ON_STAGE'), person('b', 'ACCEPTED_TO_JOIN_STAGE'), muted]);
     const tiles = stageTiles(s);
     expect(tiles.map((t) => t.user_id)).toEqual(['a', 'm']);
-    expect(tiles[1]).toMatchObject({ audio: false, video: false, isMe: false, pictureIds: ['m'] });
+    expect(tiles[1]).toMatchObject({ audio: false, video: false, isMe: false, pictureKeys: ['user:m'], levelKey: 'user:m' });
   });
 
   it('my tile shows my local camera and what I publish', () => {
     const s = session('speaker', 'ON_STAGE', [], { publishing: { audio: false, video: true } });
     const [mine] = stageTiles(s);
-    expect(mine).toMatchObject({ isMe: true, audio: false, video: true, pictureIds: ['local', 'me'] });
+    expect(mine).toMatchObject({ isMe: true, audio: false, video: true, pictureKeys: ['local', 'user:me'], levelKey: 'local' });
+  });
+
+  it('a participant whose id is "local" is shown as themselves, not as my camera', () => {
+    const s = session('speaker', 'ON_STAGE', [person('local', 'ON_STAGE')]);
+    const tiles = stageTiles(s);
+    const theirs = tiles.find((t) => t.user_id === 'local');
+    const mine = tiles.find((t) => t.isMe);
+    expect(theirs).toMatchObject({ isMe: false, pictureKeys: [userKey('local')], levelKey: userKey('local') });
+    expect(mine).toMatchObject({ pictureKeys: [LOCAL_KEY, userKey('me')], levelKey: LOCAL_KEY });
+    // Their level and my microphone's are filed apart.
+    const levels: Record<string, number> = {};
+    levels[originKey({ origin: 'remote', user_id: 'local', level: 0.9 } as AudioLevel)] = 0.9;
+    levels[originKey({ origin: 'local', level: 0.1 } as AudioLevel)] = 0.1;
+    expect(levels[theirs!.levelKey]).toBe(0.9);
+    expect(levels[mine!.levelKey]).toBe(0.1);
   });
 });
 

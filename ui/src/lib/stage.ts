@@ -10,6 +10,7 @@ import type {
   Session,
   StageStatus,
 } from './types';
+import { LOCAL_KEY, userKey } from './origin';
 
 export type ControlId =
   | 'request-access'
@@ -216,8 +217,10 @@ export interface TileView {
   audio: boolean;
   video: boolean;
   connected: boolean;
-  /** The picture ids drawn on this tile. */
-  pictureIds: string[];
+  /** The origin keys (`originKey`) of the pictures drawn on this tile. */
+  pictureKeys: string[];
+  /** The origin key of the level shown on this tile. */
+  levelKey: string;
 }
 
 /** One tile per participant on stage, in the shell's order. */
@@ -234,8 +237,10 @@ export function stageTiles(s: Session): TileView[] {
         audio: isMe ? s.publishing.audio : p.audio,
         video: isMe ? s.publishing.video : p.video,
         connected: p.connected,
-        // My self-view is the local camera ("local"), which needs no round trip.
-        pictureIds: isMe ? ['local', p.user_id] : [p.user_id],
+        // My self-view is the local camera, which needs no round trip; my level is the
+        // local microphone's. Anyone else is their user id, whatever it reads.
+        pictureKeys: isMe ? [LOCAL_KEY, userKey(p.user_id)] : [userKey(p.user_id)],
+        levelKey: isMe ? LOCAL_KEY : userKey(p.user_id),
       };
     });
 }

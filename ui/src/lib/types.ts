@@ -1,5 +1,7 @@
 // The shapes of docs/APP.md, the contract between this UI and the Tauri shell.
 
+import type { Origin } from './origin';
+
 export type StageStatus =
   | 'OFF_STAGE'
   | 'REQUESTED_TO_JOIN_STAGE'
@@ -134,10 +136,7 @@ export interface MeetingEvent {
   [field: string]: unknown;
 }
 
-export interface AudioLevel {
-  /** A participant's user id, or "local" for this machine's microphone. */
-  user_id: string;
-  level: number;
-}
+/** `audio-level`: a participant's (`origin: "remote"`, with `user_id`) or this machine's microphone (`origin: "local"`). */
+export type AudioLevel = Origin & { level: number };
 
 export type Unlisten = () => void;

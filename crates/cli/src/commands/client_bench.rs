@@ -117,13 +117,13 @@ impl Bot {
 
 /// Waits for the first decoded picture of `from` on `frames`.
 async fn first_picture(
-    frames: &mut broadcast::Receiver<onstage_client::RemoteVideo>,
+    frames: &mut broadcast::Receiver<onstage_client::Picture>,
     from: &UserId,
 ) -> Result<(), ErrorBody> {
     tokio::time::timeout(WAIT, async {
         loop {
             match frames.recv().await {
-                Ok(f) if &f.user_id == from => return Ok(()),
+                Ok(f) if f.origin.user_id() == Some(from) => return Ok(()),
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(e) => return Err(fail(format!("pictures ended: {e}"))),
             }
