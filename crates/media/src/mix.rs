@@ -74,6 +74,8 @@ pub struct JitterBuffer<T = AudioFrame> {
     /// Everything before this has been played or skipped; later arrivals are stale.
     played_until: Option<i64>,
     target: usize,
+    /// The smallest the target shrinks back to.
+    min_target: usize,
     /// Ticks to conceal without advancing, so a grown target really adds delay.
     hold: usize,
     calm_pops: u32,
@@ -89,14 +91,24 @@ impl<T> Default for JitterBuffer<T> {
 }
 
 impl<T> JitterBuffer<T> {
-    /// An empty buffer with the minimum target delay.
+    /// An empty buffer with the minimum target delay ([`MIN_TARGET_FRAMES`]), for frames
+    /// straight from the network.
     pub fn new() -> Self {
+        Self::with_min_target(MIN_TARGET_FRAMES)
+    }
+
+    /// An empty buffer whose delay starts at, and never shrinks below, `frames` (1 to
+    /// [`MAX_TARGET_FRAMES`]). One frame suits a source that is already in order and on an
+    /// even pace, where the buffer only bridges two clocks.
+    pub fn with_min_target(frames: usize) -> Self {
+        let frames = frames.clamp(1, MAX_TARGET_FRAMES);
         Self {
             frames: BTreeMap::new(),
             highest: None,
             next: None,
             played_until: None,
-            target: MIN_TARGET_FRAMES,
+            target: frames,
+            min_target: frames,
             hold: 0,
             calm_pops: 0,
             empty_pops: 0,
@@ -225,7 +237,7 @@ impl<T> JitterBuffer<T> {
         self.calm_pops += 1;
         if self.calm_pops >= CALM_POPS_BEFORE_SHRINK {
             self.calm_pops = 0;
-            if self.target > MIN_TARGET_FRAMES {
+            if self.target > self.min_target {
                 self.target -= 1;
                 // Give the frame back: skip one slot if we hold more than the new target.
                 if self
@@ -290,10 +302,18 @@ impl<T> JitterBuffer<T> {
 }
 
 /// Sums the audio of every remote source into one 20 ms frame per tick.
+///
+/// Each source's frames wait in a [`JitterBuffer`] of its own, starting at one frame of
+/// delay: what comes in is already in stream order and on an even 20 ms pace (the receive
+/// path's jitter buffer re-times the packets before decoding), so this buffer only bridges
+/// the receive path's clock and the speaker's. It grows on its own should frames come late.
 #[derive(Debug, Default)]
 pub struct AudioMixer {
     sources: HashMap<String, JitterBuffer>,
 }
+
+/// The mixer's delay per source, in frames, before any lateness grows it.
+pub const MIXER_MIN_TARGET_FRAMES: usize = 1;
 
 impl AudioMixer {
     /// An empty mixer.
@@ -310,7 +330,7 @@ impl AudioMixer {
         }
         self.sources
             .entry(source_id.to_owned())
-            .or_default()
+            .or_insert_with(|| JitterBuffer::with_min_target(MIXER_MIN_TARGET_FRAMES))
             .push(rtp_ts, frame);
     }
 
@@ -545,12 +565,33 @@ mod tests {
         let mut mixer = AudioMixer::new();
         mixer.push("a", 0, tagged(100));
         mixer.push("a", F, tagged(100));
-        mixer.push("b", 0, tagged(7)); // b has only one frame: still buffering
+        mixer.push("b", 0, tagged(7)); // b has nothing for the second slot
+        let out = mixer.mix_next();
+        assert_eq!(out.samples[0], 107);
+        assert_eq!(out.timestamp_us, 100);
         let out = mixer.mix_next();
         assert_eq!(out.samples[0], 100);
-        assert_eq!(out.timestamp_us, 100);
         mixer.remove("a");
         mixer.remove("missing"); // no-op
         assert_eq!(mixer.source_ids().collect::<Vec<_>>(), vec!["b"]);
+    }
+
+    #[test]
+    fn the_mixer_adds_one_frame_of_delay_not_two() {
+        // Its input is re-timed already: a frame pushed before a tick is heard at that
+        // tick, not held for a second slot.
+        let mut mixer = AudioMixer::new();
+        mixer.push("a", 1000, tagged(7));
+        assert_eq!(mixer.mix_next().samples[0], 7);
+        mixer.push("a", 1000 + F, tagged(8));
+        assert_eq!(mixer.mix_next().samples[0], 8);
+        assert_eq!(
+            mixer.buffer("a").map(JitterBuffer::target_frames),
+            Some(MIXER_MIN_TARGET_FRAMES)
+        );
+        // A buffer for the network keeps its two.
+        let mut network = JitterBuffer::new();
+        network.push(1000, tagged(1));
+        assert_eq!(network.poll(), Playout::Waiting);
     }
 }
