@@ -62,6 +62,11 @@
 //! - [`link`]: [`InviteLink`] (`onstage://join?...`) and [`Fingerprint`].
 //! - [`tls`]: how `https`/`wss` servers are trusted: the system's roots, or exactly the
 //!   certificate a fingerprint pins.
+//! - [`media`]: [`StageMedia`], the stage's media: what should run now is a pure plan
+//!   (`media::plan`) from the stage status and the controls; the publisher, the captures,
+//!   the receive path and the speaker each live in a file of their own.
+//! - [`rtc`]: the WebRTC peers over webrtc-rs: a publisher and a subscriber per remote
+//!   publisher, their ICE and DTLS setup, H.264 and Opus on the wire, bandwidth estimation.
 //! - `connection` (private): the socket task, reconnect and resume.
 
 mod connection;

@@ -21,7 +21,7 @@ pub enum Sources {
     },
 }
 
-/// How [`StageMedia`] runs.
+/// How [`StageMedia`](super::StageMedia) runs.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
     pub sources: Sources,
