@@ -223,6 +223,9 @@ impl StageMedia {
     pub fn stats(&self) -> MediaStats {
         let mut stats = self.shared.stats().clone();
         stats.open_sources = self.shared.open_sources.load(Ordering::SeqCst);
+        for received in stats.received.values_mut() {
+            received.compute_percentiles();
+        }
         stats
     }
 

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::rtc::{MediaKind, SubscribePeer};
 use crate::{Meeting, UserId};
 
-use super::stats::{percentiles, LevelMeter};
+use super::stats::LevelMeter;
 use super::{
     transport_for, AudioLevel, MediaConfig, Origin, Picture, Shared, DECODE_QUEUE, LATENCY_SAMPLES,
 };
@@ -180,13 +180,12 @@ fn video_decode(
                         r.last_frame_number = Some(stamp.frame_number);
                         let now_ms = (now_us / 1000) & ((1 << 48) - 1);
                         let delay = now_ms.saturating_sub(stamp.capture_time_ms) as f64;
+                        // The percentiles are computed when stats are read, not here
+                        // on every picture under the lock.
                         if r.latencies_ms.len() >= LATENCY_SAMPLES {
-                            r.latencies_ms.remove(0);
+                            r.latencies_ms.pop_front();
                         }
-                        r.latencies_ms.push(delay);
-                        let (p50, p95) = percentiles(&r.latencies_ms);
-                        r.glass_to_glass_p50_ms = Some(p50);
-                        r.glass_to_glass_p95_ms = Some(p95);
+                        r.latencies_ms.push_back(delay);
                     }
                 });
                 let _ = shared.frames.send(Picture {

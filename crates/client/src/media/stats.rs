@@ -39,8 +39,9 @@ pub struct Received {
     /// late to be played (after their slot was concealed).
     pub audio_concealed: u64,
     pub audio_late: u64,
+    /// The last glass-to-glass samples, oldest first.
     #[serde(skip)]
-    pub(super) latencies_ms: Vec<f64>,
+    pub(super) latencies_ms: std::collections::VecDeque<f64>,
 }
 
 /// `media.stats` in the `onstage` command contract, plus diagnostics.
@@ -85,8 +86,20 @@ impl LevelMeter {
     }
 }
 
-pub(super) fn percentiles(samples: &[f64]) -> (f64, f64) {
-    let mut sorted = samples.to_vec();
+impl Received {
+    /// Fills in the glass-to-glass percentiles from the samples kept.
+    pub(super) fn compute_percentiles(&mut self) {
+        if self.latencies_ms.is_empty() {
+            return;
+        }
+        let (p50, p95) = percentiles(self.latencies_ms.iter().copied());
+        self.glass_to_glass_p50_ms = Some(p50);
+        self.glass_to_glass_p95_ms = Some(p95);
+    }
+}
+
+pub(super) fn percentiles(samples: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    let mut sorted: Vec<f64> = samples.into_iter().collect();
     sorted.sort_by(f64::total_cmp);
     let at = |q: f64| {
         let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
@@ -102,6 +115,13 @@ mod tests {
     #[test]
     fn percentiles_of_samples() {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentiles(&samples), (51.0, 95.0));
+        assert_eq!(percentiles(samples.iter().copied()), (51.0, 95.0));
+        let mut received = Received::default();
+        received.compute_percentiles();
+        assert_eq!(received.glass_to_glass_p50_ms, None);
+        received.latencies_ms.extend(samples);
+        received.compute_percentiles();
+        assert_eq!(received.glass_to_glass_p50_ms, Some(51.0));
+        assert_eq!(received.glass_to_glass_p95_ms, Some(95.0));
     }
 }
