@@ -419,7 +419,7 @@ async fn a_newcomer_learns_who_publishes_and_what_from_the_welcome() {
     let mut late = server.join(&meeting, "Late", "viewer").await;
     assert_eq!(
         late.meeting.publishing().get(&hid),
-        Some(&(true, false)),
+        Some(&onstage_client::proto::MediaKinds::new(true, false)),
         "the welcome says the host publishes audio, camera off"
     );
     late.expect_event(

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime};
 use tokio::sync::broadcast;
 
+use onstage_client::proto::MediaKinds;
 use onstage_client::{AudioLevel, Meeting, MeetingEvent, Origin, StageMedia};
 
 use crate::state::{build_session, lock, Session, View};
@@ -145,7 +146,8 @@ fn remember(view: &Mutex<View>, event: &MeetingEvent) {
             audio,
             video,
         } => {
-            view.published.insert(user_id.clone(), (*audio, *video));
+            view.published
+                .insert(user_id.clone(), MediaKinds::new(*audio, *video));
         }
         MeetingEvent::MediaUnpublished { user_id }
         | MeetingEvent::ParticipantLeft { user_id, .. } => {
@@ -189,7 +191,10 @@ mod tests {
                 video: false,
             },
         );
-        assert_eq!(lock(&view).published.get(&u), Some(&(true, false)));
+        assert_eq!(
+            lock(&view).published.get(&u),
+            Some(&MediaKinds::new(true, false))
+        );
         remember(
             &view,
             &MeetingEvent::MediaUnpublished { user_id: u.clone() },

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use onstage_client::proto::StageAccess;
+use onstage_client::proto::{MediaKinds, StageAccess};
 use onstage_client::Fingerprint;
 use onstage_client::{
     AccessRequest, CloseReason, ConnectionState, Meeting, Participant, StageMedia, StageStatus,
@@ -89,7 +89,7 @@ pub struct Embedded {
 #[derive(Debug, Default)]
 pub struct View {
     pub queue: Vec<AccessRequest>,
-    pub published: HashMap<UserId, (bool, bool)>,
+    pub published: HashMap<UserId, MediaKinds>,
     pub last_session: Option<Session>,
 }
 
@@ -108,7 +108,7 @@ pub struct Session {
     pub max_on_stage: u32,
     pub mic_on: bool,
     pub camera_on: bool,
-    pub publishing: Publishing,
+    pub publishing: MediaKinds,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,12 +137,6 @@ pub struct Can {
     pub join_directly: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Publishing {
-    pub audio: bool,
-    pub video: bool,
-}
-
 impl Live {
     /// The Session as of now.
     pub fn session(&self) -> Session {
@@ -156,13 +150,10 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
     let me_id = meeting.user_id();
     let stats = media.stats();
     let controls = media.controls();
-    let publishing = Publishing {
-        audio: stats.publishing.audio,
-        video: stats.publishing.video,
-    };
+    let publishing = stats.publishing;
     let participant = |p: Participant| {
-        let (audio, video) = if p.user_id == me_id {
-            (publishing.audio, publishing.video)
+        let MediaKinds { audio, video } = if p.user_id == me_id {
+            publishing
         } else if p.stage_status == StageStatus::OnStage {
             // A participant that published before we joined announced it before we
             // listened (the welcome does not carry publications): what arrives tells.
@@ -170,10 +161,12 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
                 stats
                     .received
                     .get(&p.user_id)
-                    .map_or((false, false), |r| (r.audio_frames > 0, r.video_frames > 0))
+                    .map_or(MediaKinds::NONE, |r| {
+                        MediaKinds::new(r.audio_frames > 0, r.video_frames > 0)
+                    })
             })
         } else {
-            (false, false)
+            MediaKinds::NONE
         };
         ParticipantView {
             user_id: p.user_id,

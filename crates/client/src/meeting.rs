@@ -357,7 +357,7 @@ impl Meeting {
     }
 
     /// Who publishes media right now and what: `(audio, video)` by participant.
-    pub fn publishing(&self) -> std::collections::BTreeMap<UserId, (bool, bool)> {
+    pub fn publishing(&self) -> std::collections::BTreeMap<UserId, onstage_proto::MediaKinds> {
         self.inner.shared.lock().mirror.publishing().clone()
     }
 

@@ -34,8 +34,9 @@
 use std::collections::BTreeMap;
 
 use onstage_proto::{
-    AccessRequest, IceServer, LeaveReason, MediaEvent, MeetingId, ParticipantInfo, PeerId, Preset,
-    RoomEvent, RoomSnapshot, StageAccess, StageChangeReason, StageStatus, UserId, Welcome,
+    AccessRequest, IceServer, LeaveReason, MediaEvent, MediaKinds, MeetingId, ParticipantInfo,
+    PeerId, Preset, RoomEvent, RoomSnapshot, StageAccess, StageChangeReason, StageStatus, UserId,
+    Welcome,
 };
 
 use crate::MeetingEvent;
@@ -70,7 +71,7 @@ pub struct Mirror {
     own_status_seq: u64,
     /// Who publishes media and what (audio, video), from the welcome and the `media`
     /// messages.
-    publishing: BTreeMap<UserId, (bool, bool)>,
+    publishing: BTreeMap<UserId, MediaKinds>,
     /// The relays (with this participant's credentials) from the latest welcome.
     ice_servers: Vec<IceServer>,
 }
@@ -103,7 +104,7 @@ impl Mirror {
             own_status_seq: 0,
             publishing: publishing
                 .into_iter()
-                .map(|p| (p.user_id, (p.audio, p.video)))
+                .map(|p| (p.user_id, MediaKinds::new(p.audio, p.video)))
                 .collect(),
             ice_servers,
         }
@@ -114,8 +115,8 @@ impl Mirror {
         &self.ice_servers
     }
 
-    /// Who publishes media right now and what: (audio, video).
-    pub fn publishing(&self) -> &BTreeMap<UserId, (bool, bool)> {
+    /// Who publishes media right now and what.
+    pub fn publishing(&self) -> &BTreeMap<UserId, MediaKinds> {
         &self.publishing
     }
 
@@ -123,10 +124,10 @@ impl Mirror {
     pub fn publishing_events(&self) -> Vec<MeetingEvent> {
         self.publishing
             .iter()
-            .map(|(user_id, (audio, video))| MeetingEvent::MediaPublished {
+            .map(|(user_id, kinds)| MeetingEvent::MediaPublished {
                 user_id: user_id.clone(),
-                audio: *audio,
-                video: *video,
+                audio: kinds.audio,
+                video: kinds.video,
             })
             .collect()
     }
@@ -139,7 +140,8 @@ impl Mirror {
                 audio,
                 video,
             } => {
-                self.publishing.insert(user_id.clone(), (audio, video));
+                self.publishing
+                    .insert(user_id.clone(), MediaKinds::new(audio, video));
                 MeetingEvent::MediaPublished {
                     user_id,
                     audio,
@@ -293,9 +295,9 @@ impl Mirror {
         // Fresh credentials with every welcome: expired ones are renewed by reconnecting.
         self.ice_servers = ice_servers;
         // What changed in who publishes while we were away, as events.
-        let now: BTreeMap<UserId, (bool, bool)> = publishing
+        let now: BTreeMap<UserId, MediaKinds> = publishing
             .into_iter()
-            .map(|p| (p.user_id, (p.audio, p.video)))
+            .map(|p| (p.user_id, MediaKinds::new(p.audio, p.video)))
             .collect();
         let mut media: Vec<MeetingEvent> = self
             .publishing
@@ -306,10 +308,10 @@ impl Mirror {
         media.extend(
             now.iter()
                 .filter(|(u, state)| self.publishing.get(*u) != Some(*state))
-                .map(|(u, (audio, video))| MeetingEvent::MediaPublished {
+                .map(|(u, kinds)| MeetingEvent::MediaPublished {
                     user_id: u.clone(),
-                    audio: *audio,
-                    video: *video,
+                    audio: kinds.audio,
+                    video: kinds.video,
                 }),
         );
         self.publishing = now;

@@ -23,7 +23,7 @@ pub use error::{ErrorBody, ErrorCode};
 pub use ids::{MeetingId, PeerId, UserId};
 pub use link::{Fingerprint, FingerprintError, InviteLink, LinkError};
 pub use signal::{
-    Call, CallResult, ClientMessage, CloseReason, IceServer, LeaveReason, MediaEvent,
+    Call, CallResult, ClientMessage, CloseReason, IceServer, LeaveReason, MediaEvent, MediaKinds,
     ParticipantInfo, PublishedMedia, Request, RoomEvent, RoomSnapshot, ServerMessage,
     StageChangeReason, Welcome,
 };

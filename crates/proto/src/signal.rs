@@ -366,6 +366,38 @@ pub struct IceServer {
     pub credential: String,
 }
 
+/// Which kinds of media something carries, allows or asks for: a publication (its mic
+/// muted, its camera off), an offer, a preset. `{"audio":..,"video":..}` on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MediaKinds {
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl MediaKinds {
+    pub const NONE: MediaKinds = MediaKinds {
+        audio: false,
+        video: false,
+    };
+    pub const BOTH: MediaKinds = MediaKinds {
+        audio: true,
+        video: true,
+    };
+
+    pub fn new(audio: bool, video: bool) -> Self {
+        Self { audio, video }
+    }
+
+    pub fn is_none(self) -> bool {
+        !self.audio && !self.video
+    }
+
+    /// Every kind in `self` is in `allowed`.
+    pub fn within(self, allowed: MediaKinds) -> bool {
+        (!self.audio || allowed.audio) && (!self.video || allowed.video)
+    }
+}
+
 /// One participant's live publication: what it carries (mic muted, camera off).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedMedia {

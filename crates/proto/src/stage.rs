@@ -68,6 +68,11 @@ impl Preset {
         self.accept_stage_requests
     }
 
+    /// What this preset may publish.
+    pub fn may_produce(&self) -> crate::MediaKinds {
+        crate::MediaKinds::new(self.can_produce_audio, self.can_produce_video)
+    }
+
     /// May this preset take people off the stage?
     pub fn may_kick(&self) -> bool {
         self.accept_stage_requests || self.kick_participant

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use onstage_proto::{
-    Call, CallResult, CloseReason, ErrorBody, ErrorCode, IceServer, MediaEvent, MeetingId, PeerId,
-    PublishedMedia, RoomEvent, RoomSnapshot, ServerMessage, StageStatus, UnixMillis, UserId,
-    Welcome,
+    Call, CallResult, CloseReason, ErrorBody, ErrorCode, IceServer, MediaEvent, MediaKinds,
+    MeetingId, PeerId, PublishedMedia, RoomEvent, RoomSnapshot, ServerMessage, StageStatus,
+    UnixMillis, UserId, Welcome,
 };
 use onstage_room::{Member, Room, RoomConfig};
 use tokio::sync::{mpsc, oneshot};
@@ -119,10 +119,9 @@ struct MediaAnswer {
     user: UserId,
     conn_id: u64,
     request_id: u64,
-    /// For a publish: the kinds offered (audio, video).
-    published: Option<(bool, bool)>,
     name: &'static str,
-    result: Result<String, SfuError>,
+    /// The SDP answer and, for a publish, the kinds the SFU accepted.
+    result: Result<(String, Option<MediaKinds>), SfuError>,
 }
 
 /// The set of live rooms. Cheap to clone.
@@ -390,7 +389,7 @@ struct RoomTask {
     sfu: Option<Sfu>,
     /// Who has a live publication, as far as this room knows, and what it carries (audio,
     /// video): told to newcomers in the welcome, and to everyone when it ends.
-    publishing: HashMap<UserId, (bool, bool)>,
+    publishing: HashMap<UserId, MediaKinds>,
     /// Per participant, the oldest token generation still seated, and the goodbye for an
     /// older one: raised by revocations and removals, and by every connection (its
     /// generation was the current one when it was checked). Keeps a connection checked
@@ -521,10 +520,10 @@ impl RoomTask {
                     publishing: self
                         .publishing
                         .iter()
-                        .map(|(user_id, (audio, video))| PublishedMedia {
+                        .map(|(user_id, kinds)| PublishedMedia {
                             user_id: user_id.clone(),
-                            audio: *audio,
-                            video: *video,
+                            audio: kinds.audio,
+                            video: kinds.video,
                         })
                         .collect(),
                     ice_servers,
@@ -741,23 +740,24 @@ impl RoomTask {
             ));
         };
         let name = call.name();
-        let (answer, published) = match call {
+        // The SFU's answer, with what it accepted for a publish.
+        let answer: futures_util::future::BoxFuture<
+            'static,
+            Result<(String, Option<MediaKinds>), SfuError>,
+        > = match call {
             Call::Publish { sdp } => {
                 let Some(preset) = self.room.preset_of(user).cloned() else {
                     return Err(ErrorBody::new(ErrorCode::NotFound, "not in this meeting"));
                 };
-                let kinds = (sdp.contains("m=audio"), sdp.contains("m=video"));
-                let rx = sfu.publish_queued(
-                    self.key(user),
-                    sdp,
-                    preset.can_produce_audio,
-                    preset.can_produce_video,
-                );
-                (rx, Some(kinds))
+                let rx = sfu.publish_queued(self.key(user), sdp, preset.may_produce());
+                Box::pin(async move {
+                    let publication = rx.await.unwrap_or(Err(SfuError::Closed))?;
+                    Ok((publication.answer, Some(publication.kinds)))
+                })
             }
             Call::Subscribe { user_id, sdp } => {
                 let rx = sfu.subscribe_queued(self.key(user), self.key(&user_id), sdp);
-                (rx, None)
+                Box::pin(async move { Ok((rx.await.unwrap_or(Err(SfuError::Closed))?, None)) })
             }
             Call::Unpublish => {
                 sfu.unpublish(self.key(user));
@@ -774,7 +774,7 @@ impl RoomTask {
             }
             Call::MediaState { audio, video } => {
                 if let Some(state) = self.publishing.get_mut(user) {
-                    *state = (audio, video);
+                    *state = MediaKinds::new(audio, video);
                     self.tell_media(MediaEvent::Published {
                         user_id: user.clone(),
                         audio,
@@ -790,12 +790,11 @@ impl RoomTask {
         };
         let user = user.clone();
         tokio::spawn(async move {
-            let result = answer.await.unwrap_or(Err(SfuError::Closed));
+            let result = answer.await;
             let answer = MediaAnswer {
                 user,
                 conn_id,
                 request_id,
-                published,
                 name,
                 result,
             };
@@ -809,23 +808,23 @@ impl RoomTask {
             user,
             conn_id,
             request_id,
-            published,
             name,
             result,
         } = answer;
+        let published = result.as_ref().ok().and_then(|(_, kinds)| *kinds);
         let outcome = result
-            .map(|sdp| CallResult::Sdp { sdp })
+            .map(|(sdp, _)| CallResult::Sdp { sdp })
             .map_err(|e| ErrorBody::new(e.code(), e.to_string()));
         self.count_call(name, &outcome);
-        if let (Ok(_), Some((audio, video))) = (&outcome, published) {
+        if let (Ok(_), Some(kinds)) = (&outcome, published) {
             // Still on stage? (If not, the SFU has already ended the publication: the
             // stage exit was queued to it after this publish.)
             if self.room.status_of(&user) == Some(StageStatus::OnStage) {
-                self.publishing.insert(user.clone(), (audio, video));
+                self.publishing.insert(user.clone(), kinds);
                 self.tell_media(MediaEvent::Published {
                     user_id: user.clone(),
-                    audio,
-                    video,
+                    audio: kinds.audio,
+                    video: kinds.video,
                 });
             }
         }

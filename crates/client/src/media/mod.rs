@@ -49,7 +49,7 @@ use crate::rtc::TransportConfig;
 use crate::{Meeting, UserId};
 
 pub use config::{Controls, Device, DeviceChoice, MediaConfig, MediaProblem, Sources};
-pub use stats::{MediaStats, Publishing, Received};
+pub use stats::{MediaStats, Received};
 
 /// Whose picture or audio level it is. The local camera and microphone are their own case,
 /// not a reserved user id: a participant whose id happens to be `"local"` is someone else.

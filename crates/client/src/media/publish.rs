@@ -14,7 +14,8 @@ use crate::Meeting;
 
 use super::capture::Devices;
 use super::plan::{CaptureAction, CaptureInputs};
-use super::{transport_for, MediaConfig, Publishing, Shared, ENCODED_QUEUE};
+use super::{transport_for, MediaConfig, Shared, ENCODED_QUEUE};
+use onstage_proto::MediaKinds;
 
 /// Publishes while this participant is on stage: one publish peer, the capture threads
 /// feeding it, the bitrate following the estimate, keyframes on request.
@@ -68,7 +69,7 @@ pub(super) async fn run_publisher(
     let mut choice = shared.devices.subscribe();
     let mut connecting = true;
     let mut bitrate = config.video_bitrate_bps;
-    let mut announced: Option<(bool, bool)> = None;
+    let mut announced: Option<MediaKinds> = None;
     loop {
         // Follow the switches: the camera opens and closes with its switch; a muted mic
         // keeps capturing (levels) but nothing is sent.
@@ -87,18 +88,15 @@ pub(super) async fn run_publisher(
                 v.keyframe.store(true, Ordering::SeqCst);
             }
         }
-        let sending = (devices.has_audio() && c.mic, devices.video().is_some());
+        let sending = MediaKinds::new(devices.has_audio() && c.mic, devices.video().is_some());
         {
             let mut stats = shared.stats();
-            stats.publishing = Publishing {
-                audio: sending.0,
-                video: sending.1,
-            };
-            stats.video_bitrate_bps = sending.1.then_some(bitrate);
+            stats.publishing = sending;
+            stats.video_bitrate_bps = sending.video.then_some(bitrate);
         }
         if !connecting && announced != Some(sending) {
             // Everyone's tiles show the mute state; the publication itself stays.
-            let _ = meeting.media_state(sending.0, sending.1).await;
+            let _ = meeting.media_state(sending.audio, sending.video).await;
             announced = Some(sending);
         }
         tokio::select! {
@@ -155,6 +153,6 @@ pub(super) async fn run_publisher(
     peer.close().await;
     devices.end().await;
     let mut stats = shared.stats();
-    stats.publishing = Publishing::default();
+    stats.publishing = MediaKinds::NONE;
     stats.video_bitrate_bps = None;
 }

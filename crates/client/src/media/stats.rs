@@ -6,13 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::UserId;
-
-/// What is being published.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Publishing {
-    pub audio: bool,
-    pub video: bool,
-}
+use onstage_proto::MediaKinds;
 
 /// What was received from one participant on stage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -47,7 +41,8 @@ pub struct Received {
 /// `media.stats` in the `onstage` command contract, plus diagnostics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MediaStats {
-    pub publishing: Publishing,
+    /// What is being published (a muted mic is not).
+    pub publishing: MediaKinds,
     pub received: BTreeMap<UserId, Received>,
     /// Devices (or synthetic sources) currently open.
     pub open_sources: usize,

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use onstage_proto::{MeetingId, UserId};
+use onstage_proto::{MediaKinds, MeetingId, UserId};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
@@ -236,21 +236,21 @@ impl Engine {
             .min()
     }
 
-    /// A participant starts publishing: `offer` is its sendonly SDP offer. Replaces an
-    /// earlier publication of the same participant. Returns the SDP answer.
+    /// A participant starts publishing: `offer` is its sendonly SDP offer, of the kinds
+    /// `allowed` (its preset's). Replaces an earlier publication of the same participant.
+    /// Returns the SDP answer and the kinds it accepted.
     pub fn publish(
         &mut self,
         key: ParticipantKey,
         offer: &str,
-        allow_audio: bool,
-        allow_video: bool,
+        allowed: MediaKinds,
         now: Instant,
-    ) -> Result<String, SfuError> {
-        let (has_audio, has_video) = offered_kinds(offer);
-        if !has_audio && !has_video {
+    ) -> Result<Publication, SfuError> {
+        let kinds = offered_kinds(offer);
+        if kinds.is_none() {
             return Err(SfuError::BadSdp("the offer has no audio or video".into()));
         }
-        if (has_audio && !allow_audio) || (has_video && !allow_video) {
+        if !kinds.within(allowed) {
             return Err(SfuError::NotAllowed(
                 "this preset may not publish that kind of media".into(),
             ));
@@ -279,7 +279,7 @@ impl Engine {
             }
         }
         self.drive(now);
-        Ok(answer)
+        Ok(Publication { answer, kinds })
     }
 
     /// `subscriber` wants `publisher`'s media: `offer` is its recvonly SDP offer. Replaces
@@ -851,14 +851,20 @@ pub fn rtc_config() -> str0m::RtcConfig {
 }
 
 /// Which media kinds an SDP offer carries.
-fn offered_kinds(sdp: &str) -> (bool, bool) {
-    let mut audio = false;
-    let mut video = false;
+fn offered_kinds(sdp: &str) -> MediaKinds {
+    let mut kinds = MediaKinds::NONE;
     for line in sdp.lines() {
-        audio |= line.starts_with("m=audio");
-        video |= line.starts_with("m=video");
+        kinds.audio |= line.starts_with("m=audio");
+        kinds.video |= line.starts_with("m=video");
     }
-    (audio, video)
+    kinds
+}
+
+/// A publication the SFU accepted: its SDP answer and the kinds of media it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub answer: String,
+    pub kinds: MediaKinds,
 }
 
 #[cfg(test)]
@@ -1067,8 +1073,9 @@ mod tests {
             let (offer, pending) = self.clients[i].offer(Direction::SendOnly);
             let answer = self
                 .engine
-                .publish(key(user), &offer, true, true, self.now)
-                .expect("publish answered");
+                .publish(key(user), &offer, MediaKinds::BOTH, self.now)
+                .expect("publish answered")
+                .answer;
             self.clients[i].accept(pending, &answer);
         }
 
@@ -1159,8 +1166,9 @@ mod tests {
         let mut client = Client::new(6000, now);
         let (offer, _pending) = client.offer(Direction::SendOnly);
         let answer = engine
-            .publish(key("host"), &offer, true, true, now)
-            .expect("an answer");
+            .publish(key("host"), &offer, MediaKinds::BOTH, now)
+            .expect("an answer")
+            .answer;
         let candidates: Vec<&str> = answer
             .lines()
             .filter(|l| l.starts_with("a=candidate"))
@@ -1240,14 +1248,14 @@ mod tests {
         let now = net.now;
         let e = net
             .engine
-            .publish(key("a"), "not sdp", true, true, now)
+            .publish(key("a"), "not sdp", MediaKinds::BOTH, now)
             .expect_err("garbage");
         assert!(matches!(e, SfuError::BadSdp(_)));
         let c = net.client();
         let (offer, _) = net.clients[c].offer(Direction::SendOnly);
         let e = net
             .engine
-            .publish(key("a"), &offer, true, false, now)
+            .publish(key("a"), &offer, MediaKinds::new(true, false), now)
             .expect_err("video not allowed");
         assert!(matches!(e, SfuError::NotAllowed(_)));
         assert_eq!(net.engine.counts(), (0, 0));
@@ -1294,7 +1302,7 @@ mod tests {
             }
             let text = String::from_utf8_lossy(&bytes).into_owned();
             let now = net.now;
-            match net.engine.publish(key("p"), &text, true, true, now) {
+            match net.engine.publish(key("p"), &text, MediaKinds::BOTH, now) {
                 Ok(_) => proptest::prop_assert_eq!(net.engine.counts(), (1, 0)),
                 Err(e) => {
                     proptest::prop_assert!(matches!(e, SfuError::BadSdp(_) | SfuError::NotAllowed(_)));

@@ -23,11 +23,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use onstage_proto::ErrorCode;
+use onstage_proto::{ErrorCode, MediaKinds};
 use str0m::net::Protocol;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+pub use engine::Publication;
 use engine::{Engine, EngineStats, ParticipantKey};
 pub use net::MediaConfig;
 use net::{AddressPlan, TcpConns, TcpEvent};
@@ -62,9 +63,8 @@ enum Command {
     Publish {
         key: ParticipantKey,
         offer: String,
-        allow_audio: bool,
-        allow_video: bool,
-        reply: oneshot::Sender<Result<String, SfuError>>,
+        allowed: MediaKinds,
+        reply: oneshot::Sender<Result<Publication, SfuError>>,
     },
     Subscribe {
         subscriber: ParticipantKey,
@@ -134,15 +134,13 @@ impl Sfu {
         &self,
         key: ParticipantKey,
         offer: String,
-        allow_audio: bool,
-        allow_video: bool,
-    ) -> oneshot::Receiver<Result<String, SfuError>> {
+        allowed: MediaKinds,
+    ) -> oneshot::Receiver<Result<Publication, SfuError>> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Publish {
             key,
             offer,
-            allow_audio,
-            allow_video,
+            allowed,
             reply,
         });
         rx
@@ -360,11 +358,10 @@ fn handle(engine: &mut Engine, cmd: Command) {
         Command::Publish {
             key,
             offer,
-            allow_audio,
-            allow_video,
+            allowed,
             reply,
         } => {
-            let _ = reply.send(engine.publish(key, &offer, allow_audio, allow_video, now));
+            let _ = reply.send(engine.publish(key, &offer, allowed, now));
         }
         Command::Subscribe {
             subscriber,
