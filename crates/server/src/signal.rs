@@ -31,7 +31,7 @@ pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 
 /// The id of a refused frame, for its reply: from the frame's start, or, for a frame small
 /// enough to parse, wherever it stands.
-fn request_id(text: &str) -> Option<u64> {
+pub fn request_id(text: &str) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct IdOnly {
         id: Option<u64>,
