@@ -28,8 +28,11 @@ use onstage_server::sfu::net::{read_frames, TcpEvent, MAX_DATAGRAM};
 use onstage_server::sfu::SfuError;
 use str0m::net::Protocol;
 
+/// A fuzz target: any bytes in, a panic when something that must hold does not.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the replay test and the fuzz script.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("signal", fuzz_signal),
     ("rest", fuzz_rest),
     ("link", fuzz_link),
@@ -162,10 +165,7 @@ fn looks_like_uuid(s: &str) -> bool {
         .and_then(|s| s.strip_suffix('}'))
         .unwrap_or(s);
     let hex: String = s.chars().filter(|c| *c != '-').collect();
-    let hyphens_ok = !s.contains('-')
-        || s.split('-')
-            .map(str::len)
-            .eq([8usize, 4, 4, 4, 12].into_iter());
+    let hyphens_ok = !s.contains('-') || s.split('-').map(str::len).eq([8usize, 4, 4, 4, 12]);
     hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && hyphens_ok
 }
 
