@@ -242,6 +242,7 @@ fn with_engine(f: impl FnOnce(&mut Engine)) {
 pub const PUBLISH_OFFER: &str = include_str!("../seeds/publish.sdp");
 pub const SUBSCRIBE_OFFER: &str = include_str!("../seeds/subscribe.sdp");
 const CLIENT_UFRAG: &str = "fzcl";
+const CLIENT_PWD: &str = "fuzzclientpassword0123456";
 
 /// An SDP offer, as `media.publish` or `media.subscribe` hands it to the SFU. The first
 /// byte picks the call and what the preset allows; the rest is the offer.
@@ -333,6 +334,7 @@ pub fn fuzz_datagram(data: &[u8]) {
             };
             t += Duration::from_millis(u64::from(flags >> 5) * 25);
             engine.handle_timeout(t);
+            answer_checks(engine, t, creds.is_some());
             let stun;
             let contents = match &creds {
                 Some(creds) if flags & 16 != 0 => {
@@ -351,7 +353,7 @@ pub fn fuzz_datagram(data: &[u8]) {
             if creds.is_none() {
                 assert!(!taken, "no session, yet a datagram was taken");
             }
-            engine.drain_datagrams();
+            answer_checks(engine, t, creds.is_some());
         }
         // Whatever happened, time moves on and the session (if still there) can be ended.
         engine.handle_timeout(t + Duration::from_secs(60));
@@ -383,43 +385,74 @@ fn ice_creds(answer: &str) -> IceCreds {
 /// 12 bytes of `extra` are the transaction id, the rest goes in as raw attributes (padded)
 /// between the ICE attributes and MESSAGE-INTEGRITY, then FINGERPRINT.
 fn binding_request(creds: &IceCreds, extra: &[u8]) -> Vec<u8> {
-    use hmac::{Hmac, Mac};
     let (txid, attrs) = extra.split_at(extra.len().min(12));
     let mut txid_full = [0u8; 12];
     txid_full[..txid.len()].copy_from_slice(txid);
-
     let mut body = Vec::new();
-    let attr = |body: &mut Vec<u8>, kind: u16, value: &[u8]| {
-        body.extend_from_slice(&kind.to_be_bytes());
-        body.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        body.extend_from_slice(value);
-        while body.len() % 4 != 0 {
-            body.push(0);
-        }
-    };
     let username = format!("{}:{}", creds.ufrag, CLIENT_UFRAG);
-    attr(&mut body, 0x0006, username.as_bytes()); // USERNAME
-    attr(&mut body, 0x0024, &0x6e00_1eff_u32.to_be_bytes()); // PRIORITY
-    attr(&mut body, 0x802a, &0x0102_0304_0506_0708_u64.to_be_bytes()); // ICE-CONTROLLING
-    attr(&mut body, 0x0025, &[]); // USE-CANDIDATE
+    stun_attr(&mut body, 0x0006, username.as_bytes()); // USERNAME
+    stun_attr(&mut body, 0x0024, &0x6e00_1eff_u32.to_be_bytes()); // PRIORITY
+    stun_attr(&mut body, 0x802a, &0x0102_0304_0506_0708_u64.to_be_bytes()); // ICE-CONTROLLING
+    stun_attr(&mut body, 0x0025, &[]); // USE-CANDIDATE
     let room = 1200usize.saturating_sub(body.len());
     body.extend_from_slice(&attrs[..attrs.len().min(room)]);
     while body.len() % 4 != 0 {
         body.push(0);
     }
+    stun_message(0x0001, txid_full, &body, creds.pwd.as_bytes())
+}
 
-    let header = |len: usize| {
-        let mut h = Vec::with_capacity(20);
-        h.extend_from_slice(&0x0001u16.to_be_bytes()); // Binding request
-        h.extend_from_slice(&(len as u16).to_be_bytes());
-        h.extend_from_slice(&0x2112_a442u32.to_be_bytes());
-        h.extend_from_slice(&txid_full);
-        h
-    };
+/// The peer's answer to one of the SFU's own ICE checks, if `datagram` is one: a binding
+/// success response, signed with the peer's password (the offer's).
+fn binding_response(datagram: &[u8], mapped: SocketAddr) -> Option<Vec<u8>> {
+    if datagram.len() < 20
+        || datagram[..2] != [0x00, 0x01]
+        || datagram[4..8] != 0x2112_a442u32.to_be_bytes()
+    {
+        return None;
+    }
+    let txid: [u8; 12] = datagram[8..20].try_into().expect("12 bytes");
+    // XOR-MAPPED-ADDRESS: where the request came from, as the peer saw it.
+    let cookie = 0x2112_a442u32.to_be_bytes();
+    let mut value = vec![0, 0];
+    let port = mapped.port() ^ 0x2112;
+    value.extend_from_slice(&port.to_be_bytes());
+    match mapped.ip() {
+        std::net::IpAddr::V4(ip) => {
+            value[1] = 1;
+            value.extend(ip.octets().iter().zip(cookie).map(|(a, b)| a ^ b));
+        }
+        std::net::IpAddr::V6(ip) => {
+            value[1] = 2;
+            let mask = cookie.iter().chain(&txid);
+            value.extend(ip.octets().iter().zip(mask).map(|(a, b)| a ^ b));
+        }
+    }
+    let mut body = Vec::new();
+    stun_attr(&mut body, 0x0020, &value);
+    Some(stun_message(0x0101, txid, &body, CLIENT_PWD.as_bytes()))
+}
+
+fn stun_attr(body: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    body.extend_from_slice(&kind.to_be_bytes());
+    body.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    body.extend_from_slice(value);
+    while body.len() % 4 != 0 {
+        body.push(0);
+    }
+}
+
+/// A STUN message: header, `body`, MESSAGE-INTEGRITY with `key`, FINGERPRINT.
+fn stun_message(kind: u16, txid: [u8; 12], body: &[u8], key: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
     // MESSAGE-INTEGRITY covers everything before it, with the length counting it.
-    let mut msg = header(body.len() + 24);
-    msg.extend_from_slice(&body);
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(creds.pwd.as_bytes()).expect("any key");
+    let mut msg = Vec::with_capacity(body.len() + 52);
+    msg.extend_from_slice(&kind.to_be_bytes());
+    msg.extend_from_slice(&((body.len() + 24) as u16).to_be_bytes());
+    msg.extend_from_slice(&0x2112_a442u32.to_be_bytes());
+    msg.extend_from_slice(&txid);
+    msg.extend_from_slice(body);
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("any key");
     mac.update(&msg);
     let integrity = mac.finalize().into_bytes();
     msg.extend_from_slice(&0x0008u16.to_be_bytes());
@@ -433,6 +466,28 @@ fn binding_request(creds: &IceCreds, extra: &[u8]) -> Vec<u8> {
     msg.extend_from_slice(&4u16.to_be_bytes());
     msg.extend_from_slice(&crc.to_be_bytes());
     msg
+}
+
+/// Plays the peer's ICE agent: answers every ICE check the SFU sent, so the pair the
+/// fuzzer's binding requests opened gets nominated and what follows reaches DTLS. Bounded:
+/// the SFU answers answers with nothing, but a few rounds cover its retries.
+fn answer_checks(engine: &mut Engine, t: Instant, answering: bool) {
+    for _ in 0..4 {
+        let out: Vec<_> = engine.drain_datagrams().collect();
+        if !answering {
+            return;
+        }
+        let mut answered = false;
+        for d in out {
+            if let Some(response) = binding_response(&d.contents, d.source) {
+                engine.handle_datagram(t, d.proto, d.destination, d.source, &response);
+                answered = true;
+            }
+        }
+        if !answered {
+            return;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -510,6 +565,49 @@ mod tests {
             let request = binding_request(&wrong, b"0123456789ab");
             let stranger = addr("10.0.0.9:7000");
             assert!(!engine.handle_datagram(now, Protocol::Udp, stranger, addr(SFU_V4), &request));
+        });
+    }
+
+    /// With the peer's ICE agent played by the harness, ICE completes and DTLS starts: the
+    /// fuzzer's later datagrams meet a live DTLS endpoint.
+    #[test]
+    fn ice_completes_with_the_harness_answering_checks() {
+        let now = epoch();
+        with_engine(|engine| {
+            let answer = engine
+                .publish(key("host"), PUBLISH_OFFER, true, true, now)
+                .expect("answered");
+            let creds = ice_creds(&answer);
+            let peer = addr("10.0.0.2:6000");
+            let request = binding_request(&creds, b"0123456789ab");
+            assert!(engine.handle_datagram(now, Protocol::Udp, peer, addr(SFU_V4), &request));
+            let mut dtls = false;
+            let mut t = now;
+            for _ in 0..40 {
+                t += Duration::from_millis(25);
+                engine.handle_timeout(t);
+                for _ in 0..4 {
+                    let out: Vec<_> = engine.drain_datagrams().collect();
+                    dtls |= out.iter().any(|d| d.contents.first() == Some(&22));
+                    for d in out {
+                        if let Some(r) = binding_response(&d.contents, d.source) {
+                            engine.handle_datagram(t, d.proto, d.destination, d.source, &r);
+                        }
+                    }
+                }
+                let request = binding_request(&creds, b"abcdefghijkl");
+                engine.handle_datagram(t, Protocol::Udp, peer, addr(SFU_V4), &request);
+            }
+            assert!(!dtls, "the SFU is DTLS server (setup:passive): it waits");
+            let hello = include_bytes!("../seeds/client_hello.bin");
+            assert!(engine.handle_datagram(t, Protocol::Udp, peer, addr(SFU_V4), hello));
+            let out: Vec<_> = engine.drain_datagrams().collect();
+            assert!(
+                out.iter()
+                    .any(|d| d.destination == peer && d.contents.first() == Some(&22)),
+                "a ServerHello flight: {} datagrams",
+                out.len()
+            );
         });
     }
 }
