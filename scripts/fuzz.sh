@@ -13,7 +13,7 @@ seconds="${1:-10}"
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(signal rest link sdp datagram tcp)
+  targets=(signal token rest link sdp datagram tcp)
 fi
 
 # Explicit --target: the instrumentation flags then reach our code and its dependencies

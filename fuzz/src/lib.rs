@@ -8,7 +8,8 @@
 //! - `tests/replay.rs`, which replays every file of `corpus/<target>/` and
 //!   `regressions/<target>/` as an ordinary test.
 //!
-//! Targets: [`fuzz_signal`] (signaling frames, both directions), [`fuzz_rest`] (admin REST
+//! Targets: [`fuzz_signal`] (signaling frames, both directions), [`fuzz_token`] (participant
+//! tokens and the admin key), [`fuzz_rest`] (admin REST
 //! bodies and their checks), [`fuzz_link`] (invite links and fingerprints), [`fuzz_sdp`]
 //! (offers into the SFU), [`fuzz_datagram`] (UDP/TCP datagrams into the SFU, with and
 //! without a session) and [`fuzz_tcp`] (the ICE-TCP RFC 4571 frame reader).
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sdp", fuzz_sdp),
     ("datagram", fuzz_datagram),
     ("tcp", fuzz_tcp),
+    ("token", fuzz_token),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -82,6 +84,54 @@ pub fn fuzz_signal(data: &[u8]) {
         let again: ServerMessage = serde_json::from_str(&json)
             .unwrap_or_else(|e| panic!("the server's own message does not read back: {e}: {json}"));
         assert_eq!(again, message, "{json}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Credentials
+
+/// The secret and admin key of [`fuzz_token`]'s server; `corpus/token/` holds tokens it
+/// signed (see the test `the_token_seed_is_valid`).
+const JWT_SECRET: &str = "onstage-fuzz-jwt-secret-0123456789abcdef";
+const ADMIN_KEY: &str = "onstage-fuzz-admin-key-0123456789abcdef";
+
+fn auth() -> &'static onstage_server::auth::Auth {
+    static AUTH: OnceLock<onstage_server::auth::Auth> = OnceLock::new();
+    AUTH.get_or_init(|| {
+        onstage_server::auth::Auth::new(
+            ADMIN_KEY.into(),
+            JWT_SECRET,
+            Duration::from_secs(100 * 365 * 24 * 3600),
+        )
+    })
+}
+
+/// A participant token as `/v1/signal` gets it (`?token=` or `Authorization: Bearer`),
+/// and an admin key as the REST routes do. Only a token this server signed verifies, and
+/// then with the claims it signed; only the admin key passes the admin check.
+pub fn fuzz_token(data: &[u8]) {
+    let auth = auth();
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(claims) = auth.verify(text) {
+            let signed = auth
+                .mint(&claims.meeting_id(), &claims.user_id(), claims.iat * 1000)
+                .expect("mints");
+            let head = |t: &str| t.rsplit_once('.').map(|(h, _)| h.to_owned());
+            assert_eq!(head(text), head(&signed), "verified claims we never signed");
+        }
+    }
+    let Ok(value) = axum::http::HeaderValue::from_bytes(data) else {
+        return;
+    };
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(axum::http::header::AUTHORIZATION, value);
+    if let Some(token) = onstage_server::auth::bearer(&headers) {
+        let text = std::str::from_utf8(data).expect("a bearer token is text");
+        assert!(text.contains(token));
+    }
+    match auth.check_admin(&headers) {
+        Ok(()) => assert_eq!(onstage_server::auth::bearer(&headers), Some(ADMIN_KEY)),
+        Err(e) => assert_eq!(e.body.code, ErrorCode::Unauthorized),
     }
 }
 
@@ -536,6 +586,26 @@ pub fn fuzz_tcp(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The token seeds are tokens the target's server signed, so mutations start from a
+    /// valid signature.
+    #[test]
+    fn the_token_seed_is_valid() {
+        let token = auth()
+            .mint(
+                &MeetingId::new("m1"),
+                &UserId::new("host"),
+                1_700_000_000_000,
+            )
+            .expect("mints");
+        let seed = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/corpus/token/valid.txt"
+        ))
+        .unwrap_or_default();
+        assert_eq!(seed.trim(), token, "corpus/token/valid.txt");
+        assert!(auth().verify(&token).is_ok());
+    }
 
     /// The harness's binding request is a real one: the session takes it and answers, so
     /// what the fuzzer sends after it reaches the session rather than being dropped.

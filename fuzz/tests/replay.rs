@@ -34,6 +34,11 @@ fn signal() {
 }
 
 #[test]
+fn token() {
+    replay("token");
+}
+
+#[test]
 fn rest() {
     replay("rest");
 }
