@@ -43,6 +43,15 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("token", fuzz_token),
 ];
 
+/// Once per fuzzer process, after libFuzzer's own set-up. libfuzzer-sys installs a panic
+/// hook that aborts at once, before any `catch_unwind` could act; but the SFU engine
+/// deliberately catches the WebRTC stack's panics on offers it cannot negotiate (see
+/// `Engine::accept`). Panics unwind here as in production: one that reaches the harness is
+/// still a crash (libfuzzer-sys aborts then, and the message was printed at the panic).
+pub fn init() {
+    drop(std::panic::take_hook());
+}
+
 // ---------------------------------------------------------------------------------------
 // Signaling
 
