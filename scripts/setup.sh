@@ -4,6 +4,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(
+  # build-essential also compiles libFuzzer (the libfuzzer-sys crate) for scripts/fuzz.sh.
   build-essential pkg-config cmake nasm libclang-dev libssl-dev libasound2-dev
   # The desktop app (Tauri 2 on WebKitGTK) and its end-to-end tests (virtual display,
   # WebDriver, screenshots).

@@ -13,6 +13,11 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+# A short coverage-guided fuzz run of every decoder fed from outside (the corpora were
+# replayed above, by the onstage-fuzz tests). FUZZ_SECONDS per target; 0 skips it.
+if [ "${FUZZ_SECONDS:-10}" != 0 ]; then
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+fi
 (cd ui && npm run check && npm test)
 
 # The desktop app end to end (WebDriver), with the binaries it drives.

@@ -236,10 +236,14 @@ impl FromStr for InviteLink {
 
 impl fmt::Display for InviteLink {
     /// `onstage://join?server=..&token=..[&fp=..]`, every value query-encoded. The server
-    /// URL is written without the trailing `/` that URL parsing adds to a bare host.
+    /// URL is written without the trailing `/` that URL parsing adds to a bare host (and
+    /// whole when anything follows that `/`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut server = self.server.to_string();
-        if self.server.path() == "/" && self.server.query().is_none() {
+        if self.server.path() == "/"
+            && self.server.query().is_none()
+            && self.server.fragment().is_none()
+        {
             server.pop();
         }
         let mut query = url::form_urlencoded::Serializer::new(String::new());
@@ -380,5 +384,24 @@ mod tests {
         for e in [MissingServer, MissingToken, NotOnstage("x".into())] {
             assert_eq!(e.code(), ErrorCode::BadRequest);
         }
+    }
+
+    #[test]
+    fn a_server_with_a_query_or_fragment_writes_out_whole() {
+        for server in [
+            "http://h/#A081",
+            "http://h/#",
+            "https://h/?x=1",
+            "https://h/?",
+        ] {
+            let link = InviteLink::new(Url::parse(server).unwrap(), "t", None).unwrap();
+            let again = InviteLink::parse(&link.to_string()).unwrap();
+            assert_eq!(again, link, "{server}");
+        }
+        let bare = InviteLink::new(Url::parse("http://h").unwrap(), "t", None).unwrap();
+        assert_eq!(
+            bare.to_string(),
+            "onstage://join?server=http%3A%2F%2Fh&token=t"
+        );
     }
 }

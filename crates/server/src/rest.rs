@@ -123,16 +123,24 @@ struct CreateMeeting {
     max_on_stage: Option<u32>,
 }
 
+impl CreateMeeting {
+    /// The title as stored and the stage size, or why the body is refused.
+    fn checked(&self, default_max_on_stage: u32) -> Result<(String, u32), ApiError> {
+        let title = clean_text("title", &self.title, 200)?;
+        let max_on_stage = self.max_on_stage.unwrap_or(default_max_on_stage);
+        if !(1..=1000).contains(&max_on_stage) {
+            return Err(ApiError::bad_request("max_on_stage must be 1 to 1000"));
+        }
+        Ok((title, max_on_stage))
+    }
+}
+
 async fn create_meeting(
     State(app): Shared,
     body: Result<ApiJson<CreateMeeting>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
-    let title = clean_text("title", &body.title, 200)?;
-    let max_on_stage = body.max_on_stage.unwrap_or(app.config.default_max_on_stage);
-    if !(1..=1000).contains(&max_on_stage) {
-        return Err(ApiError::bad_request("max_on_stage must be 1 to 1000"));
-    }
+    let (title, max_on_stage) = body.checked(app.config.default_max_on_stage)?;
     let meeting = MeetingRecord {
         id: MeetingId::new(uuid::Uuid::new_v4().to_string()),
         title,
@@ -181,32 +189,40 @@ struct AddParticipantBody {
     custom_participant_id: Option<String>,
 }
 
+impl AddParticipantBody {
+    /// The name as stored, or why the body is refused.
+    fn checked(&self) -> Result<String, ApiError> {
+        let name = clean_text("name", &self.name, 100)?;
+        if let Some(custom) = &self.custom_participant_id {
+            let valid = !custom.is_empty()
+                && custom.len() <= 128
+                && custom
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.:@".contains(c));
+            if !valid {
+                return Err(ApiError::bad_request(
+                    "custom_participant_id must be 1 to 128 of [A-Za-z0-9_-.:@]",
+                ));
+            }
+            // The server's own ids are UUIDs: a custom id in that form could name (rename,
+            // re-preset, mint a token for) a participant the server made.
+            if uuid::Uuid::try_parse(custom).is_ok() {
+                return Err(ApiError::bad_request(
+                    "custom_participant_id may not have the form of the server's ids (a UUID)",
+                ));
+            }
+        }
+        Ok(name)
+    }
+}
+
 async fn add_participant(
     State(app): Shared,
     Path(id): Path<String>,
     body: Result<ApiJson<AddParticipantBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
-    let name = clean_text("name", &body.name, 100)?;
-    if let Some(custom) = &body.custom_participant_id {
-        let valid = !custom.is_empty()
-            && custom.len() <= 128
-            && custom
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.:@".contains(c));
-        if !valid {
-            return Err(ApiError::bad_request(
-                "custom_participant_id must be 1 to 128 of [A-Za-z0-9_-.:@]",
-            ));
-        }
-        // The server's own ids are UUIDs: a custom id in that form could name (rename,
-        // re-preset, mint a token for) a participant the server made.
-        if uuid::Uuid::try_parse(custom).is_ok() {
-            return Err(ApiError::bad_request(
-                "custom_participant_id may not have the form of the server's ids (a UUID)",
-            ));
-        }
-    }
+    let name = body.checked()?;
     let meeting = MeetingId::new(id.clone());
     let added = app
         .storage
@@ -296,6 +312,52 @@ async fn remove_participant(
         .await;
     tracing::info!(meeting = %meeting, user = %participant.id, "participant removed");
     Ok(ok(StatusCode::OK, participant))
+}
+
+/// A body one of the routes above reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// `POST /v1/meetings`
+    CreateMeeting,
+    /// `POST /v1/meetings/{id}/participants`
+    AddParticipant,
+    /// `POST /v1/presets` (and `PUT /v1/presets/{name}`, whose name comes from the path)
+    Preset,
+}
+
+/// Reads `bytes` as `body` and applies the checks its route makes before touching storage,
+/// the same code without HTTP or a server: the values as they would be stored, or the
+/// error the caller would get. For fuzzing and tests.
+pub fn check_body(
+    body: Body,
+    bytes: &[u8],
+    default_max_on_stage: u32,
+) -> Result<serde_json::Value, ApiError> {
+    fn read<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+        Json::<T>::from_bytes(bytes)
+            .map(|Json(v)| v)
+            .map_err(json_rejection)
+    }
+    Ok(match body {
+        Body::CreateMeeting => {
+            let (title, max_on_stage) =
+                read::<CreateMeeting>(bytes)?.checked(default_max_on_stage)?;
+            json!({ "title": title, "max_on_stage": max_on_stage })
+        }
+        Body::AddParticipant => {
+            let body = read::<AddParticipantBody>(bytes)?;
+            json!({
+                "name": body.checked()?,
+                "preset_name": body.preset_name,
+                "custom_participant_id": body.custom_participant_id,
+            })
+        }
+        Body::Preset => {
+            let preset = read::<Preset>(bytes)?;
+            validate_preset_name(&preset.name)?;
+            json!(preset)
+        }
+    })
 }
 
 async fn list_participants(

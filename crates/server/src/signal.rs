@@ -38,7 +38,7 @@ pub const HARD_FRAME_LIMIT: usize = 4 * MAX_SIGNAL_FRAME_BYTES;
 
 /// The id of a refused frame, for its reply: from the frame's start, or, for a frame small
 /// enough to parse, wherever it stands.
-fn request_id(text: &str) -> Option<u64> {
+pub fn request_id(text: &str) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct IdOnly {
         id: Option<u64>,

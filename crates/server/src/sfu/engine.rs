@@ -482,10 +482,18 @@ impl Engine {
                 Err(e) => tracing::warn!(addr = %local.addr, error = %e, "unusable media address"),
             }
         }
-        let answer: SdpAnswer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        // str0m asserts on some offers it cannot negotiate (one payload type mapped in two
+        // media lines of a recvonly offer: "Pt locked multiple times"). A peer's offer must
+        // not take the SFU task, and every meeting's media, down with it: the half-built
+        // session is dropped and the offer refused.
+        let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rtc.sdp_api().accept_offer(offer)
+        }))
+        .map_err(|_| {
+            tracing::warn!("refused an SDP offer the WebRTC stack could not negotiate");
+            SfuError::BadSdp("the offer could not be negotiated".into())
+        })?;
+        let answer: SdpAnswer = accepted.map_err(|e| SfuError::BadSdp(e.to_string()))?;
         Ok((rtc, answer.to_sdp_string()))
     }
 
@@ -1259,6 +1267,35 @@ mod tests {
             .expect_err("video not allowed");
         assert!(matches!(e, SfuError::NotAllowed(_)));
         assert_eq!(net.engine.counts(), (0, 0));
+    }
+
+    /// Found by fuzzing: a recvonly offer whose audio line also maps the video line's
+    /// payload type made str0m panic, which ended the SFU task for every meeting.
+    #[test]
+    fn an_offer_the_stack_cannot_negotiate_is_refused_and_the_engine_lives_on() {
+        let mut net = Net::new();
+        let c = net.client();
+        let (offer, _) = net.clients[c].offer(Direction::RecvOnly);
+        let h264 = offer
+            .lines()
+            .find(|l| l.starts_with("a=rtpmap:") && l.contains("H264"))
+            .expect("an H.264 payload type")
+            .to_owned();
+        let (audio, video) = offer.split_once("m=video").expect("a video line");
+        let bad = format!("{audio}{h264}\r\nm=video{video}");
+        let now = net.now;
+        let e = net
+            .engine
+            .subscribe(key("viewer"), key("host"), &bad, now)
+            .expect_err("refused");
+        assert!(matches!(e, SfuError::BadSdp(_)), "{e}");
+        assert_eq!(net.engine.counts(), (0, 0));
+        // The engine still serves: a good offer is answered.
+        let (offer, _) = net.clients[c].offer(Direction::RecvOnly);
+        net.engine
+            .subscribe(key("viewer"), key("host"), &offer, now)
+            .expect("answered");
+        assert_eq!(net.engine.counts(), (0, 1));
     }
 
     proptest::proptest! {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
@@ -479,29 +479,8 @@ async fn serve_tcp(
     mut outgoing: mpsc::Receiver<Vec<u8>>,
     events: &mpsc::Sender<TcpEvent>,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
-    let read = async {
-        let mut len = [0u8; 2];
-        loop {
-            match tokio::time::timeout(TCP_IDLE_TIMEOUT, reader.read_exact(&mut len)).await {
-                Ok(Ok(_)) => {}
-                _ => return,
-            }
-            let n = usize::from(u16::from_be_bytes(len));
-            if n == 0 || n > MAX_DATAGRAM {
-                tracing::debug!(%peer, len = n, "tcp media: not a frame; closing");
-                return;
-            }
-            let mut data = vec![0u8; n];
-            match tokio::time::timeout(TCP_IDLE_TIMEOUT, reader.read_exact(&mut data)).await {
-                Ok(Ok(_)) => {}
-                _ => return,
-            }
-            if events.send(TcpEvent::Frame { peer, data }).await.is_err() {
-                return;
-            }
-        }
-    };
+    let (reader, mut writer) = stream.into_split();
+    let read = read_frames(reader, peer, events);
     let write = async {
         while let Some(frame) = outgoing.recv().await {
             if writer.write_all(&frame).await.is_err() {
@@ -512,6 +491,36 @@ async fn serve_tcp(
     tokio::select! {
         () = read => {}
         () = write => {}
+    }
+}
+
+/// Reads RFC 4571 frames (a 16-bit length, then that many bytes) into the SFU task until
+/// the stream ends, goes quiet for [`TCP_IDLE_TIMEOUT`], or gives a length that is no frame
+/// we take (0, or over [`MAX_DATAGRAM`]).
+pub async fn read_frames(
+    mut reader: impl AsyncRead + Unpin,
+    peer: SocketAddr,
+    events: &mpsc::Sender<TcpEvent>,
+) {
+    let mut len = [0u8; 2];
+    loop {
+        match tokio::time::timeout(TCP_IDLE_TIMEOUT, reader.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let n = usize::from(u16::from_be_bytes(len));
+        if n == 0 || n > MAX_DATAGRAM {
+            tracing::debug!(%peer, len = n, "tcp media: not a frame; closing");
+            return;
+        }
+        let mut data = vec![0u8; n];
+        match tokio::time::timeout(TCP_IDLE_TIMEOUT, reader.read_exact(&mut data)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        if events.send(TcpEvent::Frame { peer, data }).await.is_err() {
+            return;
+        }
     }
 }
 

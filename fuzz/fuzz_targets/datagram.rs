@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(init: onstage_fuzz::init(), |data: &[u8]| onstage_fuzz::fuzz_datagram(data));
