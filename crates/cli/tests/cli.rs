@@ -439,14 +439,7 @@ async fn serve_refuses_a_short_admin_key() {
 async fn reissue_remove_and_delete_cut_bots_off_for_good() {
     let data = tempfile::tempdir().expect("temp dir");
     let (_server, url, key) = serve(data.path()).await;
-    let meeting = once_ok(
-        &["meeting", "create", "--server", &url, "--title", "cut"],
-        &key,
-    )
-    .await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let meeting = create_meeting(&url, &key, "cut").await;
     let (_, old) = add(&url, &key, &meeting, "vera", "viewer").await;
     let (mut vera, _) = bot("vera", &url, &old).await;
 
@@ -587,6 +580,18 @@ async fn add(url: &str, key: &str, meeting: &str, name: &str, preset: &str) -> (
     )
 }
 
+/// `onstage meeting create`: the new meeting's id.
+async fn create_meeting(url: &str, key: &str, title: &str) -> String {
+    once_ok(
+        &["meeting", "create", "--server", url, "--title", title],
+        key,
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
 fn code_of(reply: &Value) -> &str {
     reply["error"]["code"].as_str().unwrap_or("")
 }
@@ -597,14 +602,7 @@ fn code_of(reply: &Value) -> &str {
 async fn bots_walk_every_stage_row_and_error_code() {
     let data = tempfile::tempdir().expect("temp dir");
     let (_server, url, key) = serve(data.path()).await;
-    let meeting = once_ok(
-        &["meeting", "create", "--server", &url, "--title", "rows"],
-        &key,
-    )
-    .await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let meeting = create_meeting(&url, &key, "rows").await;
     let (_, host_token) = add(&url, &key, &meeting, "hana", "host").await;
     let (_, speaker_token) = add(&url, &key, &meeting, "sami", "speaker").await;
     let (_, viewer_token) = add(&url, &key, &meeting, "vera", "viewer").await;

@@ -466,6 +466,18 @@ impl Room {
         if self.is_connected(user_id) {
             return Ok(());
         }
+        let bucket = self.bucket_at(user_id, now);
+        if bucket.tokens <= 0 {
+            return Err(StageError::RateLimited {
+                retry_after_ms: bucket.retry_after(self.config.budget, now),
+            });
+        }
+        Ok(())
+    }
+
+    /// A participant's bucket as it stands at `now` (a full one for a newcomer), without
+    /// changing the stored one.
+    fn bucket_at(&self, user_id: &UserId, now: UnixMillis) -> Bucket {
         let budget = self.config.budget;
         let mut bucket = self
             .budgets
@@ -473,12 +485,7 @@ impl Room {
             .copied()
             .unwrap_or_else(|| Bucket::full(budget, now));
         bucket.refill(budget, now);
-        if bucket.tokens <= 0 {
-            return Err(StageError::RateLimited {
-                retry_after_ms: bucket.retry_after(budget, now),
-            });
-        }
-        Ok(())
+        bucket
     }
 
     /// Spends `events` tokens of a participant's budget (possibly overdrawing it).
@@ -504,14 +511,7 @@ impl Room {
     /// The budget's remaining tokens of a participant as of `now` (the full `burst` for
     /// one that has spent nothing), for tests and diagnostics.
     pub fn budget_of(&self, user_id: &UserId, now: UnixMillis) -> i64 {
-        let budget = self.config.budget;
-        let mut bucket = self
-            .budgets
-            .get(user_id)
-            .copied()
-            .unwrap_or_else(|| Bucket::full(budget, now));
-        bucket.refill(budget, now);
-        bucket.tokens
+        self.bucket_at(user_id, now).tokens
     }
 
     /// [`Room::handle_call`] once the budget allows it: the stage rules.
