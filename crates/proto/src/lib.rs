@@ -10,7 +10,8 @@
 //! - [`ids`]: `MeetingId`, `UserId`, `PeerId`.
 //! - [`stage`]: `StageStatus`, `StageAccess`, `Preset`, `AccessRequest`.
 //! - [`error`]: `ErrorCode` (the stable codes) and `ErrorBody`.
-//! - [`signal`]: `Call` (what a client asks), `ClientMessage`, `ServerMessage`, `RoomEvent`.
+//! - [`signal`]: `Call` (what a client asks), `ClientMessage`, `ServerMessage`, `RoomEvent`,
+//!   `CloseReason` (the goodbyes), `MediaEvent` and `MediaKinds` (what a publication carries).
 //! - [`link`]: `InviteLink` (`onstage://join?...`) and certificate `Fingerprint`s.
 
 pub mod error;
