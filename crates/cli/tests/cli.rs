@@ -935,3 +935,34 @@ async fn serve_refuses_missing_certificate_files() {
     let message = line["error"]["message"].as_str().expect("message");
     assert!(message.contains(missing), "{message}");
 }
+
+/// `onstage load-test` against the server it starts itself: the child must accept the
+/// admin key the load test makes for it (a short one was refused, and every load test
+/// and client benchmark failed before measuring anything).
+#[tokio::test]
+async fn a_load_test_runs_against_its_own_server() {
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(BIN)
+            .args([
+                "load-test",
+                "--participants",
+                "5",
+                "--rounds",
+                "2",
+                "--no-media",
+            ])
+            .env_remove("ONSTAGE_ADMIN_KEY")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the load test finishes")
+    .expect("runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    let report: Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(report["event"], "load_test", "{report}");
+    assert_eq!(report["participants"], 5, "{report}");
+    assert_eq!(report["deliveries"], 10, "{report}");
+}

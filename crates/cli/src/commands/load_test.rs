@@ -136,7 +136,8 @@ pub(crate) async fn server_under_test(
             Ok((None, url.clone(), key, args.server_pid))
         }
         None => {
-            let key = format!("load-{}", std::process::id());
+            // A key the server accepts (it refuses short ones), new for every run.
+            let key = onstage_server::storage::random_secret();
             let (child, url) = ChildServer::start(&key).await?;
             let pid = child.pid();
             Ok((Some(child), url, key, pid))
