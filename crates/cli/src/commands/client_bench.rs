@@ -95,24 +95,47 @@ impl Bot {
     }
 
     async fn call(&mut self, call: &str) -> Result<Value, ErrorBody> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let line = format!("{}\n", json!({"id": id, "call": call}));
-        self.stdin
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| fail(format!("bot stdin: {e}")))?;
-        let reply = self.wait_for(|v| v["id"] == id).await?;
-        if reply["ok"] != true {
-            return Err(fail(format!("{call}: {reply}")));
+        self.call_timed(call).await.map(|(result, _)| result)
+    }
+
+    /// Sends `call` and returns its result with when the accepted attempt was sent. The
+    /// rounds join and leave the stage faster than the server's broadcast budget refills:
+    /// a `rate_limited` answer is waited out (as long as it says) and the call sent again,
+    /// so a round's clock starts at the attempt that went through.
+    async fn call_timed(&mut self, call: &str) -> Result<(Value, Instant), ErrorBody> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let id = self.next_id;
+            self.next_id += 1;
+            let line = format!("{}\n", json!({"id": id, "call": call}));
+            let sent = Instant::now();
+            self.stdin
+                .write_all(line.as_bytes())
+                .await
+                .map_err(|e| fail(format!("bot stdin: {e}")))?;
+            let reply = self.wait_for(|v| v["id"] == id).await?;
+            if reply["ok"] == true {
+                return Ok((reply["result"].clone(), sent));
+            }
+            if reply["error"]["code"] != "rate_limited" || Instant::now() > deadline {
+                return Err(fail(format!("{call}: {reply}")));
+            }
+            tokio::time::sleep(retry_after(&reply).unwrap_or(Duration::from_millis(200))).await;
         }
-        Ok(reply["result"].clone())
     }
 
     /// CPU seconds (user + system) the bot has used so far (Linux).
     fn cpu_seconds(&self) -> Option<f64> {
         cpu_seconds(self.child.id()?)
     }
+}
+
+/// The wait a `rate_limited` answer names ("... try again in N ms").
+fn retry_after(reply: &Value) -> Option<Duration> {
+    let message = reply["error"]["message"].as_str()?;
+    let (_, after) = message.rsplit_once("try again in ")?;
+    let ms: u64 = after.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 /// Waits for the first decoded picture of `from` on `frames`.
@@ -182,8 +205,7 @@ pub async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
     let mut join_to_picture = Vec::new();
     for _ in 0..args.rounds.max(1) {
         let mut frames: Vec<_> = viewers.iter().map(|(_, m)| m.video_frames()).collect();
-        let joined = Instant::now();
-        bot.call("stage.join").await?;
+        let (_, joined) = bot.call_timed("stage.join").await?;
         for f in &mut frames {
             first_picture(f, &host_id).await?;
             join_to_picture.push(joined.elapsed().as_secs_f64() * 1000.0);
