@@ -545,3 +545,20 @@ async fn choosing_other_devices_restarts_only_the_capture() {
         host.media.stats().last_error
     );
 }
+
+#[tokio::test]
+async fn a_publish_over_the_broadcast_budget_waits_it_out_and_goes_through() {
+    // Arriving and joining the stage spend the whole budget of two: the publish that
+    // follows is refused rate_limited, and the SDK asks again once the server says it may.
+    let server = TestServer::start_with(|c| {
+        c.broadcast_burst = 2;
+        c.broadcast_refill = Duration::from_millis(300);
+    })
+    .await;
+    let meeting = server.create_meeting("budget").await;
+    let host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let audience = member(&server, &meeting, "Audrey", "viewer", 880.0).await;
+    host.join_stage().await;
+    // Nothing else happens in the meeting: no event would restart a publisher that gave up.
+    audience.wait_frames(&host.id(), 5).await;
+}

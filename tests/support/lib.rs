@@ -46,16 +46,22 @@ impl TestServer {
     }
 
     pub async fn start_with_grace(grace: Duration) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        Self::start_in(data, grace).await
+        Self::start_with(|c| c.grace = grace).await
     }
 
-    async fn start_in(data: tempfile::TempDir, grace: Duration) -> Self {
+    /// A server with its configuration adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_in(data, adjust).await
+    }
+
+    async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig::new(
             "127.0.0.1:0".parse().expect("addr"),
             data.path().to_path_buf(),
         );
-        config.grace = grace;
+        adjust(&mut config);
+        let grace = config.grace;
         let server = onstage_server::start(config).await.expect("server starts");
         Self {
             url: server.http_url(),
@@ -74,7 +80,7 @@ impl TestServer {
         }
         let grace = self.grace;
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
-        Self::start_in(data, grace).await
+        Self::start_in(data, |c| c.grace = grace).await
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -59,11 +59,14 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// An error as it travels: `{"code":"stage_full","message":"..."}`.
+/// An error as it travels: `{"code":"stage_full","message":"..."}`, and for a
+/// `rate_limited` that knows when the caller may try again, `"retry_after_ms":N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ErrorBody {
@@ -71,7 +74,14 @@ impl ErrorBody {
         Self {
             code,
             message: message.into(),
+            retry_after_ms: None,
         }
+    }
+
+    /// The same error, saying when the caller may try again.
+    pub fn with_retry_after(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
     }
 }
 

@@ -35,6 +35,10 @@ impl StageError {
 
 impl From<StageError> for ErrorBody {
     fn from(e: StageError) -> Self {
-        ErrorBody::new(e.code(), e.to_string())
+        let body = ErrorBody::new(e.code(), e.to_string());
+        match e {
+            StageError::RateLimited { retry_after_ms } => body.with_retry_after(retry_after_ms),
+            _ => body,
+        }
     }
 }

@@ -130,12 +130,11 @@ impl Bot {
     }
 }
 
-/// The wait a `rate_limited` answer names ("... try again in N ms").
+/// The wait a `rate_limited` answer names (`retry_after_ms`).
 fn retry_after(reply: &Value) -> Option<Duration> {
-    let message = reply["error"]["message"].as_str()?;
-    let (_, after) = message.rsplit_once("try again in ")?;
-    let ms: u64 = after.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_millis(ms))
+    reply["error"]["retry_after_ms"]
+        .as_u64()
+        .map(Duration::from_millis)
 }
 
 /// Waits for the first decoded picture of `from` on `frames`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::rtc::{PublishOptions, PublishPeer};
-use crate::Meeting;
+use crate::{ClientError, ErrorCode, Meeting};
 
 use super::capture::Devices;
 use super::plan::{CaptureAction, CaptureInputs};
@@ -42,9 +42,28 @@ pub(super) async fn run_publisher(
             Err(e) => return shared.error("publish peer", &e),
         };
     tracing::debug!(after = ?t0.elapsed(), "publish: offer ready");
-    let answer = tokio::select! {
-        a = meeting.publish_offer(offer) => a,
-        _ = stop.changed() => { peer.close().await; return; }
+    // Joining the stage and publishing both tell the whole meeting: a participant that
+    // came and went quickly may find its budget spent, and the server says for how long.
+    // The publication is what the stage is for, so it waits that out and asks again.
+    let answer = loop {
+        let attempt = tokio::select! {
+            a = meeting.publish_offer(offer.clone()) => a,
+            _ = stop.changed() => { peer.close().await; return; }
+        };
+        let wait = match &attempt {
+            Err(ClientError::Server(body)) if body.code == ErrorCode::RateLimited => {
+                Duration::from_millis(body.retry_after_ms.unwrap_or(500).clamp(50, 5_000))
+            }
+            _ => break attempt,
+        };
+        tracing::info!(
+            ?wait,
+            "media.publish: over the broadcast budget; asking again"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => { peer.close().await; return; }
+        }
     };
     let answer = match answer {
         Ok(answer) => answer,
