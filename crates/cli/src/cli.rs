@@ -166,6 +166,10 @@ pub struct ServeArgs {
     /// between requests, in ms (default 10000).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..))]
     pub header_timeout_ms: Option<u64>,
+    /// Room-wide changes one participant may cause at once before it must wait for the
+    /// budget to refill, one a second (default 20).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub broadcast_burst: Option<u32>,
 }
 
 /// Where the admin API is and the key to use.

@@ -98,6 +98,9 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     if let Some(ms) = args.header_timeout_ms {
         config.http_header_timeout = Duration::from_millis(ms);
     }
+    if let Some(burst) = args.broadcast_burst {
+        config.broadcast_burst = burst;
+    }
     let server = match onstage_server::start(config).await {
         Ok(server) => server,
         Err(e) => {
