@@ -22,8 +22,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use onstage_proto::{
-    AccessRequest, Call, CallResult, LeaveReason, ParticipantInfo, PeerId, Preset, RoomEvent,
-    RoomSnapshot, StageAccess, StageChangeReason, StageStatus, UnixMillis, UserId, MAX_BATCH_IDS,
+    AccessRequest, Call, CallResult, LeaveReason, MediaEvent, MediaKinds, ParticipantInfo, PeerId,
+    Preset, PublishedMedia, RoomEvent, RoomSnapshot, StageAccess, StageChangeReason, StageStatus,
+    UnixMillis, UserId, MAX_BATCH_IDS,
 };
 
 use crate::StageError;
@@ -207,6 +208,10 @@ struct Participant {
     disconnected_at: Option<UnixMillis>,
     /// Order of arrival in the roster, for a stable participant list.
     joined_order: u64,
+    /// What its live publication carries, while the SFU forwards one (see
+    /// [`Room::media_published`]). Only ever set while ON_STAGE and connected: a
+    /// publication belongs to one connection's peer connection, and to the stage.
+    publishing: Option<MediaKinds>,
 }
 
 /// The authority over one meeting's stage. See the module docs for the rules.
@@ -220,6 +225,9 @@ pub struct Room {
     seq: u64,
     next_joined_order: u64,
     events: VecDeque<Sequenced>,
+    /// Who publishes what, as it changes: told to every connection, unsequenced (media
+    /// events are advisory; the welcome carries the current set, [`Room::publishing`]).
+    media_events: VecDeque<MediaEvent>,
     /// Broadcast budgets by participant. Kept when a participant leaves the roster, so
     /// leaving and coming back does not refill it (the map holds at most one entry per
     /// participant the meeting ever had).
@@ -236,6 +244,7 @@ impl Room {
             seq: 0,
             next_joined_order: 0,
             events: VecDeque::new(),
+            media_events: VecDeque::new(),
             budgets: HashMap::new(),
         }
     }
@@ -290,6 +299,69 @@ impl Room {
         &self.queue
     }
 
+    /// Every live publication and what it carries, in roster order: what a newcomer's
+    /// welcome tells it.
+    pub fn publishing(&self) -> Vec<PublishedMedia> {
+        let mut list: Vec<(&UserId, &Participant)> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.publishing.is_some())
+            .collect();
+        list.sort_by_key(|(_, p)| p.joined_order);
+        list.into_iter()
+            .filter_map(|(id, p)| {
+                p.publishing.map(|kinds| PublishedMedia {
+                    user_id: id.clone(),
+                    audio: kinds.audio,
+                    video: kinds.video,
+                })
+            })
+            .collect()
+    }
+
+    /// What the participant's live publication carries, if it has one.
+    pub fn publication_of(&self, user_id: &UserId) -> Option<MediaKinds> {
+        self.participants.get(user_id).and_then(|p| p.publishing)
+    }
+
+    /// The SFU accepted the participant's publication, carrying `kinds`. Recorded, and
+    /// told to everyone ([`MediaEvent::Published`]), only while the participant is
+    /// ON_STAGE and connected: a publish answered after a stage exit or a dropped
+    /// connection has already been ended by the SFU. Returns whether it was recorded.
+    pub fn media_published(&mut self, user_id: &UserId, kinds: MediaKinds) -> bool {
+        let Some(p) = self.participants.get_mut(user_id) else {
+            return false;
+        };
+        if p.status != StageStatus::OnStage || p.disconnected_at.is_some() {
+            return false;
+        }
+        p.publishing = Some(kinds);
+        self.media_events.push_back(MediaEvent::Published {
+            user_id: user_id.clone(),
+            audio: kinds.audio,
+            video: kinds.video,
+        });
+        true
+    }
+
+    /// Drains the media events produced so far. The caller sends them after the room
+    /// events drained at the same time (a stage exit, then its unpublication).
+    pub fn drain_media_events(&mut self) -> std::collections::vec_deque::Drain<'_, MediaEvent> {
+        self.media_events.drain(..)
+    }
+
+    /// Ends the participant's publication, if it has one, telling everyone.
+    fn end_publication(&mut self, user_id: &UserId) {
+        let Some(p) = self.participants.get_mut(user_id) else {
+            return;
+        };
+        if p.publishing.take().is_some() {
+            self.media_events.push_back(MediaEvent::Unpublished {
+                user_id: user_id.clone(),
+            });
+        }
+    }
+
     /// A participant's connection arrives. New participants enter OFF_STAGE; one already in
     /// the roster resumes with its status and queue place, keeping its peer id (`peer_id` is
     /// used only for a new participant).
@@ -298,6 +370,9 @@ impl Room {
     /// spends one token of the participant's broadcast budget, and may overdraw it: it is
     /// never refused here. The caller asks [`Room::may_arrive`] first.
     pub fn connect(&mut self, member: Member, peer_id: PeerId, now: UnixMillis) -> Connected {
+        // A new connection starts without media: the replaced one's peer connections
+        // belong to the old client (and a dropped one's are already gone).
+        self.end_publication(&member.user_id);
         if let Some(p) = self.participants.get_mut(&member.user_id) {
             let replaced = p.disconnected_at.is_none();
             let peer_id = p.peer_id.clone();
@@ -322,6 +397,7 @@ impl Room {
             status: StageStatus::OffStage,
             disconnected_at: None,
             joined_order: self.next_joined_order,
+            publishing: None,
         };
         self.next_joined_order += 1;
         self.charge(&member.user_id, 1, now);
@@ -345,6 +421,8 @@ impl Room {
             return;
         }
         p.disconnected_at = Some(now);
+        // Its peer connections went with the connection.
+        self.end_publication(user_id);
         // Told to everyone: counted like any change (a connection that comes and goes in a
         // loop spends the budget as toggling does), never refused.
         self.charge(user_id, 1, now);
@@ -670,8 +748,9 @@ impl Room {
                 self.remove(caller, LeaveReason::Left);
                 Ok(CallResult::Done)
             }
-            // Media calls are carried out by the SFU; the room only rules on who may make
-            // them, and they change nothing here.
+            // Media calls are carried out by the SFU; the room rules on who may make them
+            // and keeps who publishes what (a publish is recorded when the SFU has
+            // accepted it: [`Room::media_published`]).
             Call::Publish { .. } => {
                 require(
                     preset.can_produce_audio || preset.can_produce_video,
@@ -701,15 +780,24 @@ impl Room {
                 }
                 Ok(CallResult::Done)
             }
-            Call::MediaState { .. } => {
+            Call::MediaState { audio, video } => {
                 if status != StageStatus::OnStage {
                     return Err(StageError::InvalidState(
                         "only a participant ON_STAGE publishes".into(),
                     ));
                 }
+                // Before the publication is accepted there is nothing to tell: the
+                // publish carries what it carries.
+                if self.publication_of(caller).is_some() {
+                    self.media_published(caller, MediaKinds::new(audio, video));
+                }
                 Ok(CallResult::Done)
             }
-            Call::Unpublish | Call::Unsubscribe { .. } => Ok(CallResult::Done),
+            Call::Unpublish => {
+                self.end_publication(caller);
+                Ok(CallResult::Done)
+            }
+            Call::Unsubscribe { .. } => Ok(CallResult::Done),
         }
     }
 
@@ -761,6 +849,7 @@ impl Room {
         if from == StageStatus::OnStage {
             self.on_stage -= 1;
         }
+        let ends_publication = to != StageStatus::OnStage && p.publishing.is_some();
         if to == StageStatus::OnStage {
             self.on_stage += 1;
         }
@@ -787,6 +876,10 @@ impl Room {
             by,
             requested_at,
         });
+        if ends_publication {
+            // Off the stage (leave, kick, removal): the SFU stops forwarding it.
+            self.end_publication(user_id);
+        }
     }
 
     fn remove(&mut self, user_id: &UserId, reason: LeaveReason) {

@@ -10,7 +10,10 @@
 //! - never more than `max_on_stage` participants ON_STAGE;
 //! - the events tell everyone everything: replaying them onto the previous snapshot gives
 //!   exactly the new snapshot (so a client that mirrors events never diverges), and the
-//!   sequence numbers run on without a gap.
+//!   sequence numbers run on without a gap;
+//! - publications: only a participant ON_STAGE and connected publishes, what it publishes
+//!   is what the model says, and the media events tell every change (replaying them onto
+//!   the previous set of publications gives the new one).
 
 mod common;
 
@@ -18,8 +21,8 @@ use std::collections::BTreeMap;
 
 use common::uid;
 use onstage_proto::{
-    AccessRequest, Call, ErrorCode, ParticipantInfo, PeerId, Preset, RoomEvent, RoomSnapshot,
-    StageAccess, StageStatus, UserId,
+    AccessRequest, Call, ErrorCode, MediaEvent, MediaKinds, ParticipantInfo, PeerId, Preset,
+    PublishedMedia, RoomEvent, RoomSnapshot, StageAccess, StageStatus, UserId,
 };
 use onstage_room::{builtin_preset, BroadcastBudget, Member, Room, RoomConfig};
 use proptest::prelude::*;
@@ -54,6 +57,8 @@ enum Input {
     Remove(usize),
     Wait(u64),
     Call(usize, Call),
+    /// The SFU accepted the participant's publication, carrying (audio, video).
+    Published(usize, bool, bool),
 }
 
 fn targets() -> impl Strategy<Value = Vec<UserId>> {
@@ -77,7 +82,7 @@ fn call() -> impl Strategy<Value = Call> {
         1 => Just(Call::LeaveMeeting),
         1 => Just(Call::Publish { sdp: String::new() }),
         1 => Just(Call::Unpublish),
-        1 => Just(Call::MediaState { audio: true, video: false }),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(audio, video)| Call::MediaState { audio, video }),
         1 => (0..USERS.len() + 1).prop_map(|i| Call::Subscribe {
             user_id: USERS.get(i).map_or_else(|| uid("ghost"), |u| uid(u)),
             sdp: String::new(),
@@ -92,7 +97,8 @@ fn input() -> impl Strategy<Value = Input> {
         1 => user.clone().prop_map(Input::Disconnect),
         1 => user.clone().prop_map(Input::Remove),
         1 => (0..GRACE * 2).prop_map(Input::Wait),
-        8 => (user, call()).prop_map(|(u, c)| Input::Call(u, c)),
+        8 => (user.clone(), call()).prop_map(|(u, c)| Input::Call(u, c)),
+        2 => (user, any::<bool>(), any::<bool>()).prop_map(|(u, a, v)| Input::Published(u, a, v)),
     ]
 }
 
@@ -104,6 +110,8 @@ struct Model {
     /// requested order: (requested_at, arrival counter, user)
     arrivals: u64,
     order: BTreeMap<usize, (u64, u64)>,
+    /// user index -> what its live publication carries
+    publishing: BTreeMap<usize, MediaKinds>,
 }
 
 impl Model {
@@ -123,6 +131,9 @@ impl Model {
     }
 
     fn set(&mut self, u: usize, s: StageStatus, now: u64) {
+        if s != StageStatus::OnStage {
+            self.publishing.remove(&u);
+        }
         if let Some(p) = self.present.get_mut(&u) {
             p.0 = s;
             if s == StageStatus::RequestedToJoinStage {
@@ -131,6 +142,24 @@ impl Model {
             } else {
                 self.order.remove(&u);
             }
+        }
+    }
+
+    /// The participant leaves the roster.
+    fn forget(&mut self, u: usize) -> bool {
+        self.order.remove(&u);
+        self.publishing.remove(&u);
+        self.present.remove(&u).is_some()
+    }
+
+    /// The SFU accepted a publication: it counts while ON_STAGE and connected.
+    fn published(&mut self, u: usize, kinds: MediaKinds) {
+        if self
+            .present
+            .get(&u)
+            .is_some_and(|p| p.0 == StageStatus::OnStage && p.2.is_none())
+        {
+            self.publishing.insert(u, kinds);
         }
     }
 
@@ -238,12 +267,22 @@ impl Model {
                 t.into_iter().for_each(|t| self.set(t, OffStage, now));
                 Ok(())
             }
-            Call::Snapshot | Call::Unpublish | Call::Unsubscribe { .. } => Ok(()),
+            Call::Snapshot | Call::Unsubscribe { .. } => Ok(()),
+            Call::Unpublish => {
+                self.publishing.remove(&u);
+                Ok(())
+            }
             Call::Publish { .. } => {
                 deny(p.can_produce_audio || p.can_produce_video)?;
                 state(me == OnStage)
             }
-            Call::MediaState { .. } => state(me == OnStage),
+            Call::MediaState { audio, video } => {
+                state(me == OnStage)?;
+                if let Some(kinds) = self.publishing.get_mut(&u) {
+                    *kinds = MediaKinds::new(*audio, *video);
+                }
+                Ok(())
+            }
             Call::Subscribe { user_id, .. } => {
                 let t = Self::index(user_id)
                     .filter(|t| self.present.contains_key(t))
@@ -251,8 +290,7 @@ impl Model {
                 state(t != u && self.status(t) == Some(OnStage))
             }
             Call::LeaveMeeting => {
-                self.present.remove(&u);
-                self.order.remove(&u);
+                self.forget(u);
                 Ok(())
             }
         }
@@ -297,6 +335,35 @@ fn apply(snap: &mut RoomSnapshot, seq: u64, event: &RoomEvent) {
     }
 }
 
+/// Publications in a fixed order, to compare sets.
+fn by_user(list: &[PublishedMedia]) -> Vec<PublishedMedia> {
+    let mut list = list.to_vec();
+    list.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    list
+}
+
+/// What a client does with media events: keep the set of live publications.
+fn apply_media(publications: &mut Vec<PublishedMedia>, event: &MediaEvent) {
+    match event {
+        MediaEvent::Published {
+            user_id,
+            audio,
+            video,
+        } => {
+            let entry = PublishedMedia {
+                user_id: user_id.clone(),
+                audio: *audio,
+                video: *video,
+            };
+            match publications.iter_mut().find(|p| &p.user_id == user_id) {
+                Some(p) => *p = entry,
+                None => publications.push(entry),
+            }
+        }
+        MediaEvent::Unpublished { user_id } => publications.retain(|p| &p.user_id != user_id),
+    }
+}
+
 fn find<'a>(snap: &'a mut RoomSnapshot, id: &UserId) -> &'a mut ParticipantInfo {
     snap.participants
         .iter_mut()
@@ -317,6 +384,7 @@ proptest! {
         });
         let mut model = Model::default();
         let mut mirror = room.snapshot();
+        let mut publications = room.publishing();
         let mut now = 1_000u64;
         for input in inputs {
             let before = room.snapshot();
@@ -329,17 +397,19 @@ proptest! {
                         now,
                     );
                     model.present.entry(*u).or_insert((StageStatus::OffStage, 0, None)).2 = None;
+                    // A new connection starts without media.
+                    model.publishing.remove(u);
                 }
                 Input::Disconnect(u) => {
                     room.disconnect(&uid(USERS[*u]), now);
                     if let Some(p) = model.present.get_mut(u) {
                         p.2.get_or_insert(now);
                     }
+                    model.publishing.remove(u);
                 }
                 Input::Remove(u) => {
                     let was_there = room.remove_member(&uid(USERS[*u]), now);
-                    prop_assert_eq!(was_there, model.present.remove(u).is_some());
-                    model.order.remove(u);
+                    prop_assert_eq!(was_there, model.forget(*u));
                     refused = !was_there;
                 }
                 Input::Wait(ms) => {
@@ -349,8 +419,7 @@ proptest! {
                         .filter(|(_, p)| p.2.is_some_and(|t| t + GRACE <= now))
                         .map(|(u, _)| *u).collect();
                     for u in gone {
-                        model.present.remove(&u);
-                        model.order.remove(&u);
+                        model.forget(u);
                     }
                 }
                 Input::Call(u, call) => {
@@ -360,13 +429,41 @@ proptest! {
                     prop_assert_eq!(got.map(|_| ()), want, "outcome of {:?} by {}", call, USERS[*u]);
                     refused = want.is_err();
                 }
+                Input::Published(u, audio, video) => {
+                    let kinds = MediaKinds::new(*audio, *video);
+                    let recorded = room.media_published(&uid(USERS[*u]), kinds);
+                    model.published(*u, kinds);
+                    prop_assert_eq!(recorded, model.publishing.get(u) == Some(&kinds));
+                }
             }
             let events: Vec<_> = room.drain_events().collect();
+            let media: Vec<_> = room.drain_media_events().collect();
             let after = room.snapshot();
             if refused {
                 prop_assert!(events.is_empty(), "a refused call produced events");
+                prop_assert!(media.is_empty(), "a refused call produced media events");
                 prop_assert_eq!(&after, &before, "a refused call changed the room");
+                prop_assert_eq!(by_user(&room.publishing()), by_user(&publications), "a refused call changed the publications");
             }
+            for e in &media {
+                apply_media(&mut publications, e);
+            }
+            let publishing = room.publishing();
+            prop_assert_eq!(by_user(&publications), by_user(&publishing), "media events do not tell the whole change");
+            for p in &publishing {
+                let info = after.participants.iter().find(|i| i.user_id == p.user_id);
+                prop_assert!(
+                    info.is_some_and(|i| i.stage_status == StageStatus::OnStage && i.connected),
+                    "{} publishes while not ON_STAGE and connected", p.user_id
+                );
+            }
+            let want: Vec<(&str, MediaKinds)> = model.publishing.iter().map(|(u, k)| (USERS[*u], *k)).collect();
+            let mut got: Vec<(&str, MediaKinds)> = publishing
+                .iter()
+                .map(|p| (p.user_id.as_str(), MediaKinds::new(p.audio, p.video)))
+                .collect();
+            got.sort_by_key(|(id, _)| Model::index(&uid(id)));
+            prop_assert_eq!(got, want, "publications differ from the model");
             for e in &events {
                 apply(&mut mirror, e.seq, &e.event);
             }

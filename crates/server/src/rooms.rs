@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::Utf8Bytes;
 use onstage_proto::{
     Call, CallResult, CloseReason, ErrorBody, ErrorCode, IceServer, MediaEvent, MediaKinds,
-    MeetingId, PeerId, PublishedMedia, RoomEvent, RoomSnapshot, ServerMessage, StageStatus,
-    UnixMillis, UserId, Welcome,
+    MeetingId, PeerId, RoomEvent, RoomSnapshot, ServerMessage, StageStatus, UnixMillis, UserId,
+    Welcome,
 };
 use onstage_room::{Member, Room, RoomConfig};
 use tokio::sync::{mpsc, oneshot};
@@ -188,7 +188,6 @@ impl Rooms {
             self_tx: tx.downgrade(),
             participants: 0,
             sfu: self.sfu.clone(),
-            publishing: HashMap::new(),
             fences: HashMap::new(),
         };
         tokio::spawn(task.run(rx));
@@ -387,9 +386,6 @@ struct RoomTask {
     self_tx: mpsc::WeakSender<Command>,
     participants: i64,
     sfu: Option<Sfu>,
-    /// Who has a live publication, as far as this room knows, and what it carries (audio,
-    /// video): told to newcomers in the welcome, and to everyone when it ends.
-    publishing: HashMap<UserId, MediaKinds>,
     /// Per participant, the oldest token generation still seated, and the goodbye for an
     /// older one: raised by revocations and removals, and by every connection (its
     /// generation was the current one when it was checked). Keeps a connection checked
@@ -435,7 +431,7 @@ impl RoomTask {
                             .tx
                             .try_send(Outbound::Goodbye(CloseReason::MeetingDeleted));
                     }
-                    self.media_gone(&user);
+                    self.drop_media(&user);
                 }
                 break;
             }
@@ -503,8 +499,9 @@ impl RoomTask {
                         CloseReason::Replaced
                     };
                     let _ = old.tx.try_send(Outbound::Goodbye(reason));
-                    // The old connection's peer connections belong to the old client.
-                    self.media_gone(&user);
+                    // The old connection's peer connections belong to the old client (the
+                    // room has ended its publication).
+                    self.drop_media(&user);
                 }
                 // Everyone else hears of the arrival before the newcomer's snapshot is taken,
                 // so the newcomer sees each event exactly once: in the snapshot or after it.
@@ -517,15 +514,7 @@ impl RoomTask {
                     preset,
                     grace_ms,
                     snapshot: self.room.snapshot(),
-                    publishing: self
-                        .publishing
-                        .iter()
-                        .map(|(user_id, kinds)| PublishedMedia {
-                            user_id: user_id.clone(),
-                            audio: kinds.audio,
-                            video: kinds.video,
-                        })
-                        .collect(),
+                    publishing: self.room.publishing(),
                     ice_servers,
                 }));
                 if conn.tx.try_send(Outbound::Text(encode(&welcome))).is_ok() {
@@ -536,7 +525,7 @@ impl RoomTask {
             Command::Disconnect { user, conn_id } => {
                 if self.conns.get(&user).is_some_and(|c| c.id == conn_id) {
                     self.conns.remove(&user);
-                    self.media_gone(&user);
+                    self.drop_media(&user);
                     self.room.disconnect(&user, now);
                 }
             }
@@ -636,7 +625,7 @@ impl RoomTask {
     fn end_conn(&mut self, user: &UserId, reason: CloseReason) {
         if let Some(conn) = self.conns.remove(user) {
             let _ = conn.tx.try_send(Outbound::Goodbye(reason));
-            self.media_gone(user);
+            self.drop_media(user);
         }
     }
 
@@ -671,9 +660,11 @@ impl RoomTask {
             if let Some(sfu) = &self.sfu {
                 sfu.end_publisher(self.key(&user));
             }
-            if self.publishing.remove(&user).is_some() {
-                self.tell_media(MediaEvent::Unpublished { user_id: user });
-            }
+        }
+        // After the room events they follow from (a stage exit, then its unpublication).
+        let media: Vec<MediaEvent> = self.room.drain_media_events().collect();
+        for event in media {
+            self.tell_media(event);
         }
         let count = self.room.len() as i64;
         self.metrics.participants.inc_by(count - self.participants);
@@ -693,7 +684,7 @@ impl RoomTask {
                 self.metrics.slow_clients.inc();
                 tracing::warn!(meeting = %self.meeting, user = %user, "dropping a client that does not read its events");
             }
-            self.media_gone(user);
+            self.drop_media(user);
             self.room.disconnect(user, now_ms());
             self.flush();
         }
@@ -703,15 +694,11 @@ impl RoomTask {
         (self.meeting.clone(), user.clone())
     }
 
-    /// The participant's connection is gone: so are its peer connections.
-    fn media_gone(&mut self, user: &UserId) {
+    /// The participant's connection is gone: so are its peer connections. (The room ends
+    /// its publication when it hears of the disconnect or the replacement.)
+    fn drop_media(&self, user: &UserId) {
         if let Some(sfu) = &self.sfu {
             sfu.drop_participant(self.key(user));
-        }
-        if self.publishing.remove(user).is_some() {
-            self.tell_media(MediaEvent::Unpublished {
-                user_id: user.clone(),
-            });
         }
     }
 
@@ -761,28 +748,13 @@ impl RoomTask {
             }
             Call::Unpublish => {
                 sfu.unpublish(self.key(user));
-                if self.publishing.remove(user).is_some() {
-                    self.tell_media(MediaEvent::Unpublished {
-                        user_id: user.clone(),
-                    });
-                }
                 return Ok(Some(CallResult::Done));
             }
             Call::Unsubscribe { user_id } => {
                 sfu.unsubscribe(self.key(user), self.key(&user_id));
                 return Ok(Some(CallResult::Done));
             }
-            Call::MediaState { audio, video } => {
-                if let Some(state) = self.publishing.get_mut(user) {
-                    *state = MediaKinds::new(audio, video);
-                    self.tell_media(MediaEvent::Published {
-                        user_id: user.clone(),
-                        audio,
-                        video,
-                    });
-                }
-                return Ok(Some(CallResult::Done));
-            }
+            // The room has recorded it (`media.state`) or there is nothing to carry out.
             _ => return Ok(Some(CallResult::Done)),
         };
         let Some(back) = self.self_tx.upgrade() else {
@@ -816,21 +788,18 @@ impl RoomTask {
             .map(|(sdp, _)| CallResult::Sdp { sdp })
             .map_err(|e| ErrorBody::new(e.code(), e.to_string()));
         self.count_call(name, &outcome);
-        if let (Ok(_), Some(kinds)) = (&outcome, published) {
-            // Still on stage? (If not, the SFU has already ended the publication: the
-            // stage exit was queued to it after this publish.)
-            if self.room.status_of(&user) == Some(StageStatus::OnStage) {
-                self.publishing.insert(user.clone(), kinds);
-                self.tell_media(MediaEvent::Published {
-                    user_id: user.clone(),
-                    audio: kinds.audio,
-                    video: kinds.video,
-                });
-            }
-        }
         let Some(conn) = self.conns.get(&user).filter(|c| c.id == conn_id).cloned() else {
+            // Answered for a connection since replaced or dropped: the SFU has let go of
+            // that publication with its peer connections.
             return;
         };
+        if let (Ok(_), Some(kinds)) = (&outcome, published) {
+            // The room records it only while the publisher is still on stage (otherwise the
+            // SFU has already ended it: the stage exit was queued to it after this publish).
+            if self.room.media_published(&user, kinds) {
+                self.flush();
+            }
+        }
         self.reply(&user, &conn, request_id, outcome);
     }
 
