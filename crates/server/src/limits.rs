@@ -94,35 +94,76 @@ pub struct ConnectionLimits {
     per_source: Mutex<HashMap<Source, SourceState>>,
 }
 
+/// A token bucket: `burst` at once, refilled at `per_sec`. The server's rates on what
+/// clients send (connections per source here, frames and bytes per signaling connection in
+/// `signal.rs`) are all this one shape. (The room's broadcast budget is the room's own, in
+/// whole tokens on the room's clock.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    per_sec: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub(crate) fn new(burst: f64, per_sec: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            burst,
+            per_sec,
+            last: now,
+        }
+    }
+
+    /// Credits what was earned since the last look.
+    pub(crate) fn refill(&mut self, now: Instant) {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = now;
+    }
+
+    /// Would `cost` pass? A cost above the bucket's size passes when the bucket is full
+    /// (then overdraws it), so nothing is refused for its size alone.
+    pub(crate) fn allows(&self, cost: f64) -> bool {
+        self.tokens >= cost.min(self.burst)
+    }
+
+    pub(crate) fn spend(&mut self, cost: f64) {
+        self.tokens -= cost;
+    }
+
+    /// Full as of `now`: as if it had never been used.
+    fn is_full_at(&self, now: Instant) -> bool {
+        let mut refilled = *self;
+        refilled.refill(now);
+        refilled.tokens >= refilled.burst
+    }
+}
+
 /// One source's open connections and its bucket of new ones.
 #[derive(Debug, Clone, Copy)]
 struct SourceState {
     open: usize,
-    tokens: f64,
-    last: Instant,
+    opening: TokenBucket,
 }
 
 impl SourceState {
     fn new(now: Instant) -> Self {
         Self {
             open: 0,
-            tokens: ConnectionLimits::RATE_BURST,
-            last: now,
+            opening: TokenBucket::new(
+                ConnectionLimits::RATE_BURST,
+                ConnectionLimits::RATE_PER_SEC,
+                now,
+            ),
         }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let earned =
-            now.saturating_duration_since(self.last).as_secs_f64() * ConnectionLimits::RATE_PER_SEC;
-        self.tokens = (self.tokens + earned).min(ConnectionLimits::RATE_BURST);
-        self.last = now;
     }
 
     /// Nothing to remember: no connection open and a full bucket.
     fn idle(&self, now: Instant) -> bool {
-        let mut refilled = *self;
-        refilled.refill(now);
-        refilled.open == 0 && refilled.tokens >= ConnectionLimits::RATE_BURST
+        self.open == 0 && self.opening.is_full_at(now)
     }
 }
 
@@ -179,14 +220,14 @@ impl ConnectionLimits {
             let state = sources
                 .entry(source)
                 .or_insert_with(|| SourceState::new(now));
-            state.refill(now);
+            state.opening.refill(now);
             if state.open >= self.max_per_source {
                 return Err(Refusal::SourceFull);
             }
-            if state.tokens < 1.0 {
+            if !state.opening.allows(1.0) {
                 return Err(Refusal::SourceTooFast);
             }
-            state.tokens -= 1.0;
+            state.opening.spend(1.0);
             state.open += 1;
         }
         self.total.fetch_add(1, Ordering::Relaxed);

@@ -22,6 +22,7 @@ use onstage_room::{Member, RoomConfig};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
+use crate::limits::TokenBucket;
 use crate::rooms::{encode, error_reply, next_conn_id, ConnHandle, Outbound};
 use crate::server::AppState;
 
@@ -132,43 +133,6 @@ pub async fn handler(
         })
 }
 
-/// A token bucket: `burst` at once, refilled at `per_sec`.
-#[derive(Debug)]
-struct RateLimit {
-    tokens: f64,
-    burst: f64,
-    per_sec: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(burst: f64, per_sec: f64) -> Self {
-        Self {
-            tokens: burst,
-            burst,
-            per_sec,
-            last: Instant::now(),
-        }
-    }
-
-    /// Credits what was earned since the last look.
-    fn refill(&mut self, now: Instant) {
-        let earned = now.duration_since(self.last).as_secs_f64() * self.per_sec;
-        self.tokens = (self.tokens + earned).min(self.burst);
-        self.last = now;
-    }
-
-    /// Would `cost` pass? A cost above the bucket's size passes when the bucket is full
-    /// (then overdraws it), so no single frame is refused for its size alone.
-    fn allows(&self, cost: f64) -> bool {
-        self.tokens >= cost.min(self.burst)
-    }
-
-    fn spend(&mut self, cost: f64) {
-        self.tokens -= cost;
-    }
-}
-
 /// A client asks for a snapshot after a gap in the event sequence: rarely. Four at once,
 /// then one every 5 s.
 const SNAPSHOT_BURST: f64 = 4.0;
@@ -178,11 +142,11 @@ const SNAPSHOT_PER_SEC: f64 = 0.2;
 /// and bad frames in a row.
 #[derive(Debug)]
 struct Limits {
-    frames: RateLimit,
-    bytes: RateLimit,
+    frames: TokenBucket,
+    bytes: TokenBucket,
     /// `meeting.snapshot` calls: each answer is the whole room (~30 KB at 300 people)
     /// for a request of a few bytes, so they have a bucket of their own.
-    snapshots: RateLimit,
+    snapshots: TokenBucket,
     /// Bad or over-limit frames since the last good one.
     strikes: u32,
     /// This many strikes in a row close the connection (`goodbye: bad_input`).
@@ -194,16 +158,19 @@ struct Limits {
 
 impl Limits {
     fn new(config: &crate::ServerConfig) -> Self {
+        let now = Instant::now();
         Self {
-            frames: RateLimit::new(
+            frames: TokenBucket::new(
                 f64::from(config.rate_limit_burst),
                 config.rate_limit_per_sec,
+                now,
             ),
-            bytes: RateLimit::new(
+            bytes: TokenBucket::new(
                 config.rate_limit_bytes_burst as f64,
                 config.rate_limit_bytes_per_sec as f64,
+                now,
             ),
-            snapshots: RateLimit::new(SNAPSHOT_BURST, SNAPSHOT_PER_SEC),
+            snapshots: TokenBucket::new(SNAPSHOT_BURST, SNAPSHOT_PER_SEC, now),
             strikes: 0,
             close_after: config.bad_frames_before_close.max(1),
             told_limited: false,
