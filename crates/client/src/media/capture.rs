@@ -252,6 +252,11 @@ impl Devices {
         self.video.as_ref().map(|c| c.control.as_ref())
     }
 
+    /// The camera was asked for and failed to open.
+    pub(super) fn video_failed(&self) -> bool {
+        self.video_slot.state == CaptureState::Failed
+    }
+
     /// The microphone is open.
     pub(super) fn has_audio(&self) -> bool {
         self.audio.is_some()

@@ -199,7 +199,8 @@ pub enum CaptureAction {
 ///   again in this job (it would be reported on every wake-up) until another is chosen.
 /// - The camera follows its switch: off closes it (its light goes off). One that failed to
 ///   open is tried again at the next wake-up while switched on (it may have been plugged
-///   in).
+///   in); the publisher wakes for that every couple of seconds, besides every change of
+///   the switches or devices.
 /// - Choosing another device restarts that capture only; the publication and the
 ///   subscriptions stay.
 pub fn capture(inputs: &CaptureInputs, running: &Captures) -> Vec<CaptureAction> {

@@ -17,6 +17,9 @@ use super::plan::{CaptureAction, CaptureInputs};
 use super::{transport_for, MediaConfig, Shared, ENCODED_QUEUE};
 use onstage_proto::MediaKinds;
 
+/// How often a camera that failed to open is tried again while switched on.
+const CAMERA_RETRY: Duration = Duration::from_secs(2);
+
 /// Publishes while this participant is on stage: one publish peer, the capture threads
 /// feeding it, the bitrate following the estimate, keyframes on request.
 pub(super) async fn run_publisher(
@@ -89,40 +92,47 @@ pub(super) async fn run_publisher(
     let mut connecting = true;
     let mut bitrate = config.video_bitrate_bps;
     let mut announced: Option<MediaKinds> = None;
+    // Whether the switches, the devices or the connection changed since the captures last
+    // followed them. The loop wakes for every encoded picture and audio packet (some 80
+    // times a second); following only on a change keeps that path to the write alone.
+    let mut changed = true;
     loop {
-        // Follow the switches: the camera opens and closes with its switch; a muted mic
-        // keeps capturing (levels) but nothing is sent.
-        let c = shared.controls();
-        let inputs = CaptureInputs {
-            audio: opts.audio,
-            video: opts.video,
-            controls: c,
-            devices: shared.devices(),
-        };
-        let actions = devices.follow(&inputs, &config, &shared).await;
-        if actions.contains(&CaptureAction::StartVideo) {
-            // A camera that just opened starts at the current estimate, with a keyframe.
-            if let Some(v) = devices.video() {
-                v.bitrate.store(bitrate, Ordering::SeqCst);
-                v.keyframe.store(true, Ordering::SeqCst);
+        if std::mem::take(&mut changed) {
+            // Follow the switches: the camera opens and closes with its switch; a muted mic
+            // keeps capturing (levels) but nothing is sent.
+            let c = shared.controls();
+            let inputs = CaptureInputs {
+                audio: opts.audio,
+                video: opts.video,
+                controls: c,
+                devices: shared.devices(),
+            };
+            let actions = devices.follow(&inputs, &config, &shared).await;
+            if actions.contains(&CaptureAction::StartVideo) {
+                // A camera that just opened starts at the current estimate, with a keyframe.
+                if let Some(v) = devices.video() {
+                    v.bitrate.store(bitrate, Ordering::SeqCst);
+                    v.keyframe.store(true, Ordering::SeqCst);
+                }
             }
-        }
-        let sending = MediaKinds::new(devices.has_audio() && c.mic, devices.video().is_some());
-        {
-            let mut stats = shared.stats();
-            stats.publishing = sending;
-            stats.video_bitrate_bps = sending.video.then_some(bitrate);
-        }
-        if !connecting && announced != Some(sending) {
-            // Everyone's tiles show the mute state; the publication itself stays.
-            let _ = meeting.media_state(sending.audio, sending.video).await;
-            announced = Some(sending);
+            let sending = MediaKinds::new(devices.has_audio() && c.mic, devices.video().is_some());
+            {
+                let mut stats = shared.stats();
+                stats.publishing = sending;
+                stats.video_bitrate_bps = sending.video.then_some(bitrate);
+            }
+            if !connecting && announced != Some(sending) {
+                // Everyone's tiles show the mute state; the publication itself stays.
+                let _ = meeting.media_state(sending.audio, sending.video).await;
+                announced = Some(sending);
+            }
         }
         tokio::select! {
             // Whatever was encoded before the connection was up is lost: start the
             // viewers' pictures with a fresh keyframe.
             r = peer.connected(Duration::from_secs(10)), if connecting => {
                 connecting = false;
+                changed = true;
                 tracing::debug!(after = ?t0.elapsed(), ok = r.is_ok(), "publish: connected");
                 if let Some(v) = devices.video() {
                     v.keyframe.store(true, Ordering::SeqCst);
@@ -157,11 +167,15 @@ pub(super) async fn run_publisher(
                 if let Some(v) = devices.video() {
                     v.bitrate.store(bitrate, Ordering::SeqCst);
                 }
+                changed = true;
             }
-            Ok(()) = controls.changed() => {}
+            Ok(()) = controls.changed() => changed = true,
             // Another camera or microphone: the capture restarts (above), the publication
             // stays.
-            Ok(()) = choice.changed() => {}
+            Ok(()) = choice.changed() => changed = true,
+            // A camera that failed to open is tried again now and then while it is switched
+            // on (it may have been plugged in), never in a loop.
+            () = tokio::time::sleep(CAMERA_RETRY), if devices.video_failed() => changed = true,
             _ = peer.closed() => break,
             _ = stop.changed() => break,
         }
