@@ -55,7 +55,7 @@ impl From<ClientError> for CommandError {
 
 impl From<MediaError> for CommandError {
     fn from(e: MediaError) -> Self {
-        Self::new(e.code(), e.to_string())
+        Self::new(e.code().as_str(), e.to_string())
     }
 }
 

@@ -124,7 +124,7 @@ pub async fn forward_media<R: Runtime>(app: AppHandle<R>, media: Arc<StageMedia>
             problem = problems.recv() => match problem {
                 Ok(p) => {
                     let _ = app.emit("media-error", MediaErrorEvent {
-                        code: p.code.into(),
+                        code: p.code.as_str().into(),
                         message: p.message,
                         device: Some(p.device.as_str()),
                     });
