@@ -394,7 +394,7 @@ async fn the_device_check_needs_no_meeting_and_follows_its_switches() {
     let mut seen = BTreeSet::new();
     while seen.len() < 2 {
         let p = first("device problems", &mut problems, Some).await;
-        assert_eq!(p.code, "device_not_found", "{p:?}");
+        assert_eq!(p.code.as_str(), "device_not_found", "{p:?}");
         seen.insert(p.device.as_str());
     }
     assert_eq!(seen, BTreeSet::from(["camera", "microphone"]));

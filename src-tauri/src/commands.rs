@@ -1,5 +1,5 @@
 //! The Tauri commands of docs/APP.md, each a thin mapping onto the SDK. A refusal is a
-//! [`CommandError`] `{code, message}` with the SDK's stable codes.
+//! [`CommandError`] `{code, message, device?}` (see `error`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -10,54 +10,17 @@ use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Manager, Runtime, State};
 
 use onstage_client::link::{Fingerprint, InviteLink};
-use onstage_client::{
-    ClientError, JoinOptions, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId,
-};
+use onstage_client::{JoinOptions, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId};
 use onstage_media::{list_cameras, list_microphones, list_speakers, DeviceInfo, MediaError};
+
+pub use crate::error::CommandError;
 
 use crate::config::MediaMode;
 use crate::device_check::DeviceCheck;
+use crate::error::{AppError, Code, Context};
 use crate::events::{self, emit_session};
 use crate::hosting::{self, HostRecord};
 use crate::state::{lock, Admin, AppState, Embedded, Live, Mode, Session, View};
-
-/// A refused command, as the UI receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct CommandError {
-    pub code: String,
-    pub message: String,
-}
-
-impl CommandError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new("internal", message)
-    }
-
-    fn not_joined() -> Self {
-        Self::new("invalid_state", "not in a meeting")
-    }
-}
-
-impl From<ClientError> for CommandError {
-    fn from(e: ClientError) -> Self {
-        let body = e.to_body();
-        Self::new(body.code.as_str(), body.message)
-    }
-}
-
-impl From<MediaError> for CommandError {
-    fn from(e: MediaError) -> Self {
-        Self::new(e.code(), e.to_string())
-    }
-}
 
 type Result<T> = std::result::Result<T, CommandError>;
 
@@ -74,31 +37,11 @@ pub struct AppInfo {
     last_error: Option<AppError>,
 }
 
-/// `app-error`: a failure no command answers for (the app was started with, or was sent,
-/// something that did not work).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AppError {
-    pub code: String,
-    pub message: String,
-    /// `"start"` (hosting or joining at start, the command line) or `"link"` (an invite
-    /// link opened while the app runs).
-    pub context: &'static str,
-}
-
 /// Reports an [`AppError`]: logged, kept for `app_info`, and sent to the UI.
-pub fn report<R: Runtime>(
-    app: &AppHandle<R>,
-    state: &AppState,
-    context: &'static str,
-    e: CommandError,
-) {
+pub fn report<R: Runtime>(app: &AppHandle<R>, state: &AppState, context: Context, e: CommandError) {
     use tauri::Emitter;
-    tracing::error!(code = %e.code, context, "{}", e.message);
-    let error = AppError {
-        code: e.code,
-        message: e.message,
-        context,
-    };
+    tracing::error!(code = %e.code, ?context, "{}", e.message);
+    let error = AppError { error: e, context };
     *lock(&state.last_error) = Some(error.clone());
     if let Err(e) = app.emit("app-error", &error) {
         tracing::warn!(error = %e, "emit app-error");
@@ -163,7 +106,10 @@ pub async fn host<R: Runtime>(
 ) -> Result<Session> {
     let mut live = state.live.lock().await;
     if live.is_some() {
-        return Err(CommandError::new("invalid_state", "already in a meeting"));
+        return Err(CommandError::new(
+            Code::InvalidState,
+            "already in a meeting",
+        ));
     }
     let data_dir = data_dir(app, state)?;
     let mut record = HostRecord::load(&data_dir);
@@ -276,7 +222,7 @@ async fn start_server(
                     "media (UDP and TCP)"
                 };
                 return Err(CommandError::new(
-                    "port_in_use",
+                    Code::PortInUse,
                     format!(
                         "port {} ({what}) is in use by another program; close it, or host on \
                          new ports (links already sent stop working)",
@@ -342,7 +288,7 @@ pub async fn join<R: Runtime>(
         (Some(s), Some(t), None) => (s.trim().to_owned(), t.trim().to_owned(), None),
         _ => {
             return Err(CommandError::new(
-                "bad_request",
+                Code::BadRequest,
                 "join needs server_url and token, or invite_link",
             ))
         }
@@ -353,7 +299,7 @@ pub async fn join<R: Runtime>(
 /// An invite link through the SDK's parser; what is wrong with it is `bad_link`, its
 /// message naming the part (no server, no token, a bad fingerprint, ...).
 pub fn parse_link(link: &str) -> Result<InviteLink> {
-    InviteLink::parse(link).map_err(|e| CommandError::new("bad_link", e.to_string()))
+    InviteLink::parse(link).map_err(|e| CommandError::new(Code::BadLink, e.to_string()))
 }
 
 /// An invite link opened from outside while the app runs (the URL scheme, or a second
@@ -367,17 +313,17 @@ pub async fn open_link<R: Runtime>(app: &AppHandle<R>, state: &AppState, link: &
     }
     let link = match parse_link(link) {
         Ok(link) => link,
-        Err(e) => return report(app, state, "link", e),
+        Err(e) => return report(app, state, Context::Link, e),
     };
     if state.live.lock().await.is_some() {
         let e = CommandError::new(
-            "invalid_state",
+            Code::InvalidState,
             format!(
                 "already in a meeting: leave it to join the one at {}",
                 link.server
             ),
         );
-        return report(app, state, "link", e);
+        return report(app, state, Context::Link, e);
     }
     match join_server(
         app,
@@ -393,7 +339,7 @@ pub async fn open_link<R: Runtime>(app: &AppHandle<R>, state: &AppState, link: &
             *lock(&state.last_error) = None;
             let _ = app.emit("session", &session);
         }
-        Err(e) => report(app, state, "link", e),
+        Err(e) => report(app, state, Context::Link, e),
     }
 }
 
@@ -408,7 +354,10 @@ pub async fn join_server<R: Runtime>(
 ) -> Result<Session> {
     let mut live = state.live.lock().await;
     if live.is_some() {
-        return Err(CommandError::new("invalid_state", "already in a meeting"));
+        return Err(CommandError::new(
+            Code::InvalidState,
+            "already in a meeting",
+        ));
     }
     let options = JoinOptions {
         fingerprint,
@@ -536,7 +485,7 @@ pub async fn create_invite(
 ) -> Result<Invite> {
     if preset != "viewer" && preset != "speaker" {
         return Err(CommandError::new(
-            "bad_request",
+            Code::BadRequest,
             "preset is \"viewer\" or \"speaker\"",
         ));
     }
@@ -561,7 +510,7 @@ pub async fn create_invite(
         }),
     };
     let server = hosting::server_url(&address, port)
-        .map_err(|e| CommandError::new("bad_address", format!("the invite address: {e}")))?;
+        .map_err(|e| CommandError::new(Code::BadAddress, format!("the invite address: {e}")))?;
     let token = embedded
         .admin
         .add_participant(&embedded.meeting_id, &name, &preset, None)
@@ -588,7 +537,7 @@ pub async fn create_invite(
 
 fn not_embedded() -> CommandError {
     CommandError::new(
-        "permission_denied",
+        Code::PermissionDenied,
         "invitations come from the host of an embedded meeting",
     )
 }
@@ -875,7 +824,7 @@ async fn batch_call<R: Runtime>(
     user_ids: Vec<String>,
 ) -> Result<()> {
     if user_ids.is_empty() {
-        return Err(CommandError::new("bad_request", "user_ids is empty"));
+        return Err(CommandError::new(Code::BadRequest, "user_ids is empty"));
     }
     let ids: Vec<UserId> = user_ids.into_iter().map(UserId::new).collect();
     let (meeting, media, view) = joined(state).await?;
@@ -923,7 +872,7 @@ pub fn video_socket(state: State<'_, AppState>) -> Result<VideoSocket> {
         .picture_socket
         .clone()
         .map(|url| VideoSocket { url })
-        .ok_or_else(|| CommandError::new("unavailable", "the picture socket could not start"))
+        .ok_or_else(|| CommandError::new(Code::Unavailable, "the picture socket could not start"))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -980,7 +929,7 @@ mod tests {
 
         let squatter = std::net::TcpListener::bind(("0.0.0.0", record.http_port.unwrap())).unwrap();
         let e = start_server(&dir, &record).await.unwrap_err();
-        assert_eq!(e.code, "port_in_use");
+        assert_eq!(e.code, Code::PortInUse);
         assert!(
             e.message.contains(&record.http_port.unwrap().to_string()),
             "{e}"

@@ -14,6 +14,7 @@
 
 use onstage_client::link::{Fingerprint, InviteLink};
 
+use crate::error::Code;
 use crate::video::PictureKind;
 
 /// What to do once the window is up.
@@ -58,12 +59,12 @@ pub struct AppConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ArgError {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
 }
 
 impl ArgError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -100,7 +101,9 @@ impl AppConfig {
             if arg == "--data-dir" {
                 match it.next() {
                     Some(dir) => data_dir = Some(dir.into()),
-                    None => error = Some(ArgError::new("bad_request", "--data-dir needs a value")),
+                    None => {
+                        error = Some(ArgError::new(Code::BadRequest, "--data-dir needs a value"))
+                    }
                 }
             } else {
                 rest.push(arg.clone());
@@ -135,7 +138,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
         let mut value = |flag: &str| {
             it.next()
                 .cloned()
-                .ok_or_else(|| ArgError::new("bad_request", format!("{flag} needs a value")))
+                .ok_or_else(|| ArgError::new(Code::BadRequest, format!("{flag} needs a value")))
         };
         match arg.as_str() {
             "--server" => server = Some(value("--server")?),
@@ -153,7 +156,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
             }
             other => {
                 return Err(ArgError::new(
-                    "bad_request",
+                    Code::BadRequest,
                     format!("unknown argument {other:?}"),
                 ))
             }
@@ -167,7 +170,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
             fingerprint,
         }),
         (Some(_), None) | (None, Some(_)) => Err(ArgError::new(
-            "bad_request",
+            Code::BadRequest,
             "--server and --token go together (or pass an invite link)",
         )),
         (None, None) if env("ONSTAGE_AUTOSTART").as_deref() == Some("host") => Ok(Startup::Host {
@@ -179,7 +182,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
 
 /// An invite link through the SDK's parser.
 fn parse_invite(link: &str) -> Result<InviteLink, ArgError> {
-    InviteLink::parse(link).map_err(|e| ArgError::new("bad_link", e.to_string()))
+    InviteLink::parse(link).map_err(|e| ArgError::new(Code::BadLink, e.to_string()))
 }
 
 #[cfg(test)]
@@ -230,7 +233,7 @@ mod tests {
         ] {
             let (c, e) = AppConfig::parse(&args(&[bad]), none);
             assert_eq!(c.startup, Startup::Idle);
-            assert_eq!(e.map(|e| e.code), Some("bad_link"), "{bad}");
+            assert_eq!(e.map(|e| e.code), Some(Code::BadLink), "{bad}");
         }
         let (_, e) = AppConfig::parse(&args(&["--invite", "https://x/?server=a&token=b"]), none);
         assert!(e.is_some());
@@ -262,7 +265,7 @@ mod tests {
         });
         assert_eq!(c.data_dir, Some("/env".into()));
         let (_, e) = AppConfig::parse(&args(&["--data-dir"]), none);
-        assert_eq!(e.map(|e| e.code), Some("bad_request"));
+        assert_eq!(e.map(|e| e.code), Some(Code::BadRequest));
 
         let (c, e) = AppConfig::parse(&args(&["--server", "http://s", "--token", "t"]), none);
         assert_eq!(e, None);

@@ -15,19 +15,11 @@ use tokio::sync::broadcast;
 use onstage_client::proto::MediaKinds;
 use onstage_client::{AudioLevel, Meeting, MeetingEvent, Origin, StageMedia};
 
+use crate::error::CommandError;
 use crate::state::{build_session, lock, Session, View};
 
 /// How often the media side is checked for changes the meeting events do not announce.
 const TICK: Duration = Duration::from_millis(250);
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MediaErrorEvent {
-    pub code: String,
-    pub message: String,
-    /// `camera`, `microphone` or `speaker`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub device: Option<&'static str>,
-}
 
 /// `audio-level`: `{"origin":"local","level":..}` for this machine's microphone,
 /// `{"origin":"remote","user_id":..,"level":..}` for a participant. The origin is its own
@@ -123,11 +115,7 @@ pub async fn forward_media<R: Runtime>(app: AppHandle<R>, media: Arc<StageMedia>
             },
             problem = problems.recv() => match problem {
                 Ok(p) => {
-                    let _ = app.emit("media-error", MediaErrorEvent {
-                        code: p.code.into(),
-                        message: p.message,
-                        device: Some(p.device.as_str()),
-                    });
+                    let _ = app.emit("media-error", CommandError::from(p));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,

@@ -8,6 +8,7 @@
 mod commands;
 mod config;
 mod device_check;
+mod error;
 mod events;
 mod hosting;
 mod links;
@@ -56,10 +57,9 @@ fn main() {
     // Not fatal: the join screen shows it and lets the user enter what was wrong.
     let arg_error = arg_error.map(|e| {
         tracing::error!("{e}");
-        commands::AppError {
-            code: e.code.to_owned(),
-            message: e.message,
-            context: "start",
+        error::AppError {
+            error: error::CommandError::new(e.code, e.message),
+            context: error::Context::Start,
         }
     });
     let pictures = Pictures::new(config.pictures);
@@ -151,7 +151,7 @@ fn main() {
                         use tauri::Emitter;
                         let _ = handle.emit("session", &session);
                     }
-                    Err(e) => commands::report(&handle, &state, "start", e),
+                    Err(e) => commands::report(&handle, &state, error::Context::Start, e),
                 }
             });
             Ok(())

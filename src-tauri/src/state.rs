@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use onstage_client::proto::{MediaKinds, StageAccess};
@@ -18,6 +18,7 @@ use onstage_server::RunningServer;
 
 use crate::commands::CommandError;
 use crate::config::AppConfig;
+use crate::error::Code;
 use crate::hosting::HostRecord;
 use crate::video::Pictures;
 
@@ -44,7 +45,7 @@ pub struct AppState {
     /// The device check before joining (`preview` with no meeting).
     pub idle_preview: Mutex<Option<crate::device_check::DeviceCheck>>,
     /// The last failure no command answered for (`app_info.last_error`).
-    pub last_error: Mutex<Option<crate::commands::AppError>>,
+    pub last_error: Mutex<Option<crate::error::AppError>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -231,7 +232,7 @@ impl Admin {
         let builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
         let builder = if base.starts_with("https://") {
             let tls = onstage_client::tls::client_config(pin)
-                .map_err(|e| CommandError::new("untrusted_server", e.to_string()))?;
+                .map_err(|e| CommandError::new(Code::UntrustedServer, e.to_string()))?;
             builder.tls_backend_preconfigured(tls).https_only(true)
         } else {
             // Plain http needs no roots: keep the client from loading the system's.
@@ -265,7 +266,7 @@ impl Admin {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.code == "not_found" => Ok(false),
+            Err(e) if e.code == Code::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -312,7 +313,7 @@ impl Admin {
         let response = request
             .send()
             .await
-            .map_err(|e| CommandError::new("connection_lost", format!("admin API: {e}")))?;
+            .map_err(|e| CommandError::new(Code::ConnectionLost, format!("admin API: {e}")))?;
         let status = response.status();
         let envelope: Value = response
             .json()
@@ -328,8 +329,13 @@ impl Admin {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
+        // The server's codes are the SDK's; one this shell does not know is `internal`.
+        let code = error
+            .and_then(|e| e.get("code"))
+            .and_then(|c| onstage_client::ErrorCode::deserialize(c).ok())
+            .unwrap_or(onstage_client::ErrorCode::Internal);
         Err(CommandError::new(
-            text("code").unwrap_or_else(|| "internal".into()),
+            code,
             text("message").unwrap_or_else(|| format!("admin API: HTTP {status}")),
         ))
     }
@@ -345,7 +351,7 @@ fn check_id(meeting_id: &str) -> Result<(), CommandError> {
     if ok {
         Ok(())
     } else {
-        Err(CommandError::new("bad_request", "malformed meeting id"))
+        Err(CommandError::new(Code::BadRequest, "malformed meeting id"))
     }
 }
 

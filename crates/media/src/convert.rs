@@ -265,15 +265,15 @@ mod tests {
     #[test]
     fn short_or_tiny_input_is_an_error() {
         assert_eq!(
-            rgb_to_i420(&[0; 10], 4, 4, 0).map_err(|e| e.code()),
+            rgb_to_i420(&[0; 10], 4, 4, 0).map_err(|e| e.code().as_str()),
             Err("unsupported_format")
         );
         assert_eq!(
-            rgb_to_i420(&[0; 3], 1, 1, 0).map_err(|e| e.code()),
+            rgb_to_i420(&[0; 3], 1, 1, 0).map_err(|e| e.code().as_str()),
             Err("unsupported_format")
         );
         assert_eq!(
-            rgb_to_i420(&[], u32::MAX, u32::MAX, 0).map_err(|e| e.code()),
+            rgb_to_i420(&[], u32::MAX, u32::MAX, 0).map_err(|e| e.code().as_str()),
             Err("unsupported_format")
         );
     }

@@ -26,8 +26,8 @@ use nokhwa::utils::{
 
 use crate::convert::rgb_to_i420;
 use crate::{
-    now_unix_us, AudioFrame, AudioSink, AudioSource, MediaError, VideoFormat, VideoFrame,
-    VideoSource, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE,
+    now_unix_us, AudioFrame, AudioSink, AudioSource, DeviceKind, MediaError, VideoFormat,
+    VideoFrame, VideoSource, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE,
 };
 
 /// Expands `$build!(T)` for the Rust sample type `T` of a cpal sample format (streams are
@@ -67,11 +67,11 @@ pub struct DeviceInfo {
     pub name: String,
 }
 
-/// Runs a call into a device library, turning a panic into `device_error`: a broken
-/// driver must not take the app down.
-fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, MediaError> {
+/// Runs a call into a device library, turning a panic into `device_error` about `device`:
+/// a broken driver must not take the app down.
+fn guard<T>(device: DeviceKind, what: &str, f: impl FnOnce() -> T) -> Result<T, MediaError> {
     catch_unwind(AssertUnwindSafe(f))
-        .map_err(|_| MediaError::Device(format!("{what}: the device library panicked")))
+        .map_err(|_| MediaError::Device(device, format!("{what}: the device library panicked")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -85,16 +85,16 @@ fn nokhwa_err(what: &str, e: &nokhwa::NokhwaError) -> MediaError {
     let msg = format!("{what}: {e}");
     let lower = msg.to_lowercase();
     if lower.contains("busy") || lower.contains("os error 16") {
-        MediaError::DeviceBusy(msg)
+        MediaError::DeviceBusy(DeviceKind::Camera, msg)
     } else if lower.contains("no such file")
         || lower.contains("no such device")
         || lower.contains("os error 2)")
         || lower.contains("os error 19")
         || lower.contains("not found")
     {
-        MediaError::DeviceNotFound(msg)
+        MediaError::DeviceNotFound(DeviceKind::Camera, msg)
     } else {
-        MediaError::Device(msg)
+        MediaError::Device(DeviceKind::Camera, msg)
     }
 }
 
@@ -103,8 +103,10 @@ fn nokhwa_err(what: &str, e: &nokhwa::NokhwaError) -> MediaError {
 /// # Errors
 /// `device_error` if the camera system itself cannot be queried.
 pub fn list_cameras() -> Result<Vec<DeviceInfo>, MediaError> {
-    let infos = guard("camera query", || nokhwa::query(camera_backend()))?
-        .map_err(|e| nokhwa_err("camera query", &e))?;
+    let infos = guard(DeviceKind::Camera, "camera query", || {
+        nokhwa::query(camera_backend())
+    })?
+    .map_err(|e| nokhwa_err("camera query", &e))?;
     Ok(infos
         .into_iter()
         .map(|info| DeviceInfo {
@@ -182,7 +184,7 @@ fn best_camera_format(modes: &[CameraFormat], want: VideoFormat) -> Option<Camer
 
 /// Opens the camera at `index` in the mode nearest to `want` and starts its stream.
 fn open_camera(index: CameraIndex, want: VideoFormat) -> Result<nokhwa::Camera, MediaError> {
-    let mut camera = guard("camera open", || {
+    let mut camera = guard(DeviceKind::Camera, "camera open", || {
         nokhwa::Camera::with_backend(
             index,
             RequestedFormat::new::<RgbFormat>(RequestedFormatType::None),
@@ -191,13 +193,17 @@ fn open_camera(index: CameraIndex, want: VideoFormat) -> Result<nokhwa::Camera, 
     })?
     .map_err(|e| nokhwa_err("camera open", &e))?;
 
-    match guard("camera modes", || camera.compatible_camera_formats())? {
+    match guard(DeviceKind::Camera, "camera modes", || {
+        camera.compatible_camera_formats()
+    })? {
         Ok(modes) => {
             if let Some(best) = best_camera_format(&modes, want) {
                 if best != camera.camera_format() {
                     let request =
                         RequestedFormat::new::<RgbFormat>(RequestedFormatType::Exact(best));
-                    if let Err(e) = guard("camera mode", || camera.set_camera_requset(request))? {
+                    if let Err(e) = guard(DeviceKind::Camera, "camera mode", || {
+                        camera.set_camera_requset(request)
+                    })? {
                         tracing::warn!(error = %e, ?best, "camera refused the mode, keeping its default");
                     }
                 }
@@ -205,20 +211,20 @@ fn open_camera(index: CameraIndex, want: VideoFormat) -> Result<nokhwa::Camera, 
         }
         Err(e) => tracing::warn!(error = %e, "cannot list camera modes, keeping its default"),
     }
-    guard("camera stream", || camera.open_stream())?
+    guard(DeviceKind::Camera, "camera stream", || camera.open_stream())?
         .map_err(|e| nokhwa_err("camera stream", &e))?;
     Ok(camera)
 }
 
 /// One picture from the camera, converted to I420.
 fn capture(camera: &mut nokhwa::Camera, rgb: &mut Vec<u8>) -> Result<VideoFrame, MediaError> {
-    let buffer =
-        guard("camera frame", || camera.frame())?.map_err(|e| nokhwa_err("camera frame", &e))?;
+    let buffer = guard(DeviceKind::Camera, "camera frame", || camera.frame())?
+        .map_err(|e| nokhwa_err("camera frame", &e))?;
     let timestamp_us = now_unix_us();
     let res = buffer.resolution();
     let (w, h) = (res.width(), res.height());
     rgb.resize(w as usize * h as usize * 3, 0);
-    guard("camera decode", || {
+    guard(DeviceKind::Camera, "camera decode", || {
         buffer.decode_image_to_buffer::<RgbFormat>(rgb)
     })?
     .map_err(|e| MediaError::UnsupportedFormat(format!("camera frame decode: {e}")))?;
@@ -264,7 +270,7 @@ fn camera_thread(
         }
     }
     // nokhwa's Drop unwraps `stop_stream`; a failing driver must not abort us.
-    if guard("camera close", move || drop(camera)).is_err() {
+    if guard(DeviceKind::Camera, "camera close", move || drop(camera)).is_err() {
         tracing::warn!("camera close panicked");
     }
 }
@@ -285,10 +291,13 @@ impl CameraSource {
             Some(id) => cameras.iter().find(|c| c.id == id || c.name == id),
         }
         .ok_or_else(|| {
-            MediaError::DeviceNotFound(match id {
-                Some(id) => format!("no camera {id:?}"),
-                None => "no camera".into(),
-            })
+            MediaError::DeviceNotFound(
+                DeviceKind::Camera,
+                match id {
+                    Some(id) => format!("no camera {id:?}"),
+                    None => "no camera".into(),
+                },
+            )
         })?
         .clone();
         let index = match info.id.parse::<u32>() {
@@ -315,7 +324,12 @@ impl CameraSource {
                 }
                 let _ = done_tx.send(());
             })
-            .map_err(|e| MediaError::Device(format!("cannot start camera thread: {e}")))?;
+            .map_err(|e| {
+                MediaError::Device(
+                    DeviceKind::Camera,
+                    format!("cannot start camera thread: {e}"),
+                )
+            })?;
         let mode = match ready_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(mode)) => mode,
             Ok(Err(e)) => {
@@ -324,7 +338,10 @@ impl CameraSource {
             }
             Err(_) => {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                return Err(MediaError::Device("camera did not open within 10 s".into()));
+                return Err(MediaError::Device(
+                    DeviceKind::Camera,
+                    "camera did not open within 10 s".into(),
+                ));
             }
         };
         tracing::info!(camera = %info.name, ?mode, "camera open");
@@ -361,10 +378,13 @@ impl VideoSource for CameraSource {
                 Ok(frame)
             }
             Ok(Err(e)) => Err(e),
-            Err(RecvTimeoutError::Timeout) => Err(MediaError::Device(format!(
-                "the camera delivered no picture for {} s",
-                CAMERA_FRAME_TIMEOUT.as_secs()
-            ))),
+            Err(RecvTimeoutError::Timeout) => Err(MediaError::Device(
+                DeviceKind::Camera,
+                format!(
+                    "the camera delivered no picture for {} s",
+                    CAMERA_FRAME_TIMEOUT.as_secs()
+                ),
+            )),
             Err(RecvTimeoutError::Disconnected) => Err(MediaError::Closed),
         }
     }
@@ -389,14 +409,23 @@ impl Drop for CameraSource {
 // ---------------------------------------------------------------------------------------
 // Audio devices (cpal)
 
-fn cpal_err(what: &str, e: &cpal::Error) -> MediaError {
+fn cpal_err(device: DeviceKind, what: &str, e: &cpal::Error) -> MediaError {
     use cpal::ErrorKind as K;
     let msg = format!("{what}: {e}");
     match e.kind() {
-        K::DeviceNotAvailable => MediaError::DeviceNotFound(msg),
-        K::DeviceBusy => MediaError::DeviceBusy(msg),
+        K::DeviceNotAvailable => MediaError::DeviceNotFound(device, msg),
+        K::DeviceBusy => MediaError::DeviceBusy(device, msg),
         K::UnsupportedConfig => MediaError::UnsupportedFormat(msg),
-        _ => MediaError::Device(msg),
+        _ => MediaError::Device(device, msg),
+    }
+}
+
+/// The kind of an audio device: capture is the microphone, playback the speaker.
+fn audio_kind(input: bool) -> DeviceKind {
+    if input {
+        DeviceKind::Microphone
+    } else {
+        DeviceKind::Speaker
     }
 }
 
@@ -412,14 +441,15 @@ fn list_audio(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
     } else {
         "speaker list"
     };
-    guard(what, || {
+    let device = audio_kind(input);
+    guard(device, what, || {
         let host = cpal::default_host();
         let devices = if input {
             host.input_devices().map(|d| d.collect::<Vec<_>>())
         } else {
             host.output_devices().map(|d| d.collect::<Vec<_>>())
         }
-        .map_err(|e| cpal_err(what, &e))?;
+        .map_err(|e| cpal_err(device, what, &e))?;
         Ok(devices
             .into_iter()
             .filter_map(|d| {
@@ -475,10 +505,13 @@ fn find_audio_device(input: bool, id: Option<&str>) -> Result<cpal::Device, Medi
         }
     };
     found.ok_or_else(|| {
-        MediaError::DeviceNotFound(match id {
-            Some(id) => format!("no {kind} {id:?}"),
-            None => format!("no default {kind}"),
-        })
+        MediaError::DeviceNotFound(
+            audio_kind(input),
+            match id {
+                Some(id) => format!("no {kind} {id:?}"),
+                None => format!("no default {kind}"),
+            },
+        )
     })
 }
 
@@ -498,7 +531,7 @@ fn pick_config(
     } else {
         device.default_output_config()
     }
-    .map_err(|e| cpal_err(what, &e))?;
+    .map_err(|e| cpal_err(audio_kind(input), what, &e))?;
     if default.sample_rate() == AUDIO_SAMPLE_RATE {
         return Ok(default);
     }
@@ -666,6 +699,7 @@ impl StreamThread {
     /// Starts `open` on a new thread and waits until the stream is playing (or failed).
     /// The stream lives until this handle is dropped.
     fn spawn<S: 'static>(
+        device: DeviceKind,
         name: &str,
         open: impl FnOnce() -> Result<S, MediaError> + Send + 'static,
     ) -> Result<Self, MediaError> {
@@ -674,7 +708,7 @@ impl StreamThread {
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                let stream = match guard("audio open", open) {
+                let stream = match guard(device, "audio open", open) {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) | Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -684,11 +718,11 @@ impl StreamThread {
                 let _ = ready_tx.send(Ok(()));
                 // Park until the owner is dropped (the sender goes away).
                 let _ = stop_rx.recv();
-                if guard("audio close", move || drop(stream)).is_err() {
+                if guard(device, "audio close", move || drop(stream)).is_err() {
                     tracing::warn!("audio stream close panicked");
                 }
             })
-            .map_err(|e| MediaError::Device(format!("cannot start audio thread: {e}")))?;
+            .map_err(|e| MediaError::Device(device, format!("cannot start audio thread: {e}")))?;
         let mut thread = Self {
             stop: Some(stop_tx),
             handle: Some(handle),
@@ -700,6 +734,7 @@ impl StreamThread {
                 // The thread is stuck in the driver; do not wait for it on drop.
                 thread.handle = None;
                 Err(MediaError::Device(
+                    device,
                     "audio device did not open within 10 s".into(),
                 ))
             }
@@ -723,13 +758,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 type ErrorSlot = Arc<Mutex<Option<MediaError>>>;
 
-fn error_callback(slot: ErrorSlot, what: &'static str) -> impl FnMut(cpal::Error) + Send {
+fn error_callback(slot: ErrorSlot, device: DeviceKind) -> impl FnMut(cpal::Error) + Send {
     move |e: cpal::Error| {
         if is_fatal(&e) {
-            tracing::warn!(error = %e, "{what} stream failed");
-            lock(&slot).get_or_insert_with(|| cpal_err(what, &e));
+            tracing::warn!(error = %e, "{device} stream failed");
+            lock(&slot).get_or_insert_with(|| cpal_err(device, device.as_str(), &e));
         } else {
-            tracing::debug!(error = %e, "{what} stream glitch");
+            tracing::debug!(error = %e, "{device} stream glitch");
         }
     }
 }
@@ -781,7 +816,7 @@ where
                 }
             });
         },
-        error_callback(error, "microphone"),
+        error_callback(error, DeviceKind::Microphone),
         Some(Duration::from_secs(5)),
     )
 }
@@ -798,7 +833,7 @@ impl MicrophoneSource {
         let error: ErrorSlot = Arc::default();
         let (name_tx, name_rx) = mpsc::sync_channel(1);
         let slot = error.clone();
-        let stream = StreamThread::spawn("onstage-mic", move || {
+        let stream = StreamThread::spawn(DeviceKind::Microphone, "onstage-mic", move || {
             let device = find_audio_device(true, id.as_deref())?;
             let name = device
                 .description()
@@ -812,10 +847,10 @@ impl MicrophoneSource {
                 };
             }
             let stream = with_sample_type!(supported.sample_format(), "microphone", build)
-                .map_err(|e| cpal_err("microphone stream", &e))?;
+                .map_err(|e| cpal_err(DeviceKind::Microphone, "microphone stream", &e))?;
             stream
                 .play()
-                .map_err(|e| cpal_err("microphone start", &e))?;
+                .map_err(|e| cpal_err(DeviceKind::Microphone, "microphone start", &e))?;
             tracing::info!(microphone = %name, ?config, "microphone open");
             let _ = name_tx.send(name);
             Ok(stream)
@@ -842,10 +877,13 @@ impl AudioSource for MicrophoneSource {
         match self.frames.recv_timeout(MIC_SILENCE_TIMEOUT) {
             Ok(frame) => Ok(frame),
             Err(RecvTimeoutError::Timeout) => Err(lock(&self.error).clone().unwrap_or_else(|| {
-                MediaError::Device(format!(
-                    "no audio from the microphone for {} s",
-                    MIC_SILENCE_TIMEOUT.as_secs()
-                ))
+                MediaError::Device(
+                    DeviceKind::Microphone,
+                    format!(
+                        "no audio from the microphone for {} s",
+                        MIC_SILENCE_TIMEOUT.as_secs()
+                    ),
+                )
             })),
             Err(RecvTimeoutError::Disconnected) => {
                 Err(lock(&self.error).clone().unwrap_or(MediaError::Closed))
@@ -899,7 +937,7 @@ where
                 frame.fill(v);
             }
         },
-        error_callback(error, "speaker"),
+        error_callback(error, DeviceKind::Speaker),
         Some(Duration::from_secs(5)),
     )
 }
@@ -917,7 +955,7 @@ impl SpeakerSink {
         let error: ErrorSlot = Arc::default();
         let (info_tx, info_rx) = mpsc::sync_channel::<(String, u32)>(1);
         let (ring2, slot) = (ring.clone(), error.clone());
-        let stream = StreamThread::spawn("onstage-speaker", move || {
+        let stream = StreamThread::spawn(DeviceKind::Speaker, "onstage-speaker", move || {
             let device = find_audio_device(false, id.as_deref())?;
             let name = device
                 .description()
@@ -932,8 +970,10 @@ impl SpeakerSink {
                 };
             }
             let stream = with_sample_type!(supported.sample_format(), "speaker", build)
-                .map_err(|e| cpal_err("speaker stream", &e))?;
-            stream.play().map_err(|e| cpal_err("speaker start", &e))?;
+                .map_err(|e| cpal_err(DeviceKind::Speaker, "speaker stream", &e))?;
+            stream
+                .play()
+                .map_err(|e| cpal_err(DeviceKind::Speaker, "speaker start", &e))?;
             tracing::info!(speaker = %name, ?config, "speaker open");
             let _ = info_tx.send((name, rate));
             Ok(stream)
@@ -1100,32 +1140,51 @@ mod tests {
 
     #[test]
     fn error_mapping() {
+        use crate::MediaErrorCode as C;
         let busy = nokhwa::NokhwaError::OpenDeviceError(
             "0".into(),
             "V4L2 Error: Device or resource busy (os error 16)".into(),
         );
-        assert_eq!(nokhwa_err("open", &busy).code(), "device_busy");
+        let e = nokhwa_err("open", &busy);
+        assert_eq!(
+            (e.code(), e.device()),
+            (C::DeviceBusy, Some(DeviceKind::Camera))
+        );
         let gone = nokhwa::NokhwaError::OpenDeviceError(
             "3".into(),
             "V4L2 Error: No such file or directory (os error 2)".into(),
         );
-        assert_eq!(nokhwa_err("open", &gone).code(), "device_not_found");
+        assert_eq!(nokhwa_err("open", &gone).code(), C::DeviceNotFound);
         let other = nokhwa::NokhwaError::ReadFrameError("timeout".into());
-        assert_eq!(nokhwa_err("frame", &other).code(), "device_error");
+        assert_eq!(nokhwa_err("frame", &other).code(), C::DeviceError);
 
+        // The device is the one the caller names, whatever the message says.
         let e = cpal::Error::new(cpal::ErrorKind::DeviceNotAvailable);
-        assert_eq!(cpal_err("mic", &e).code(), "device_not_found");
+        let mic = cpal_err(DeviceKind::Microphone, "camera-ish text", &e);
         assert_eq!(
-            cpal_err("mic", &cpal::Error::new(cpal::ErrorKind::DeviceBusy)).code(),
-            "device_busy"
+            (mic.code(), mic.device()),
+            (C::DeviceNotFound, Some(DeviceKind::Microphone))
         );
+        let busy = cpal_err(
+            DeviceKind::Speaker,
+            "mic",
+            &cpal::Error::new(cpal::ErrorKind::DeviceBusy),
+        );
+        assert_eq!(
+            (busy.code(), busy.device()),
+            (C::DeviceBusy, Some(DeviceKind::Speaker))
+        );
+        assert_eq!(audio_kind(true), DeviceKind::Microphone);
+        assert_eq!(audio_kind(false), DeviceKind::Speaker);
         assert!(!is_fatal(&cpal::Error::new(cpal::ErrorKind::Xrun)));
         assert!(is_fatal(&e));
     }
 
     #[test]
     fn guard_turns_panics_into_errors() {
-        let r: Result<(), _> = guard("test", || panic!("driver bug"));
-        assert_eq!(r.map_err(|e| e.code()), Err("device_error"));
+        let r: Result<(), _> = guard(DeviceKind::Microphone, "test", || panic!("driver bug"));
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), crate::MediaErrorCode::DeviceError);
+        assert_eq!(e.device(), Some(DeviceKind::Microphone));
     }
 }

@@ -151,7 +151,7 @@ mod tests {
         let mut f = VideoFrame::black(64, 48, 0);
         f.u.pop();
         assert_eq!(
-            f.validate().map_err(|e| e.code()),
+            f.validate().map_err(|e| e.code().as_str()),
             Err("unsupported_format")
         );
         let f = VideoFrame {
@@ -163,7 +163,7 @@ mod tests {
             timestamp_us: 0,
         };
         assert_eq!(
-            f.validate().map_err(|e| e.code()),
+            f.validate().map_err(|e| e.code().as_str()),
             Err("unsupported_format")
         );
         // Converting a broken frame does not panic.

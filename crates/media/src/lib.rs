@@ -21,8 +21,9 @@
 //!   [`AudioMixer`] that sums them once per 20 ms tick.
 //! - Pixel conversions in [`convert`].
 //!
-//! Every failure is a [`MediaError`] whose [`MediaError::code`] is a stable string the UI
-//! can show as a state ("no camera" is `device_not_found`, not a crash).
+//! Every failure is a [`MediaError`] whose [`MediaError::code`] is a stable
+//! [`MediaErrorCode`] the UI can show as a state ("no camera" is `device_not_found`, not a
+//! crash); a device error also says which [`DeviceKind`] it is about.
 //!
 //! ```
 //! use onstage_media::{H264Decoder, H264Encoder, EncoderConfig, SyntheticVideo, VideoSource, read_stamp};
@@ -55,7 +56,7 @@ pub use devices::{
     list_cameras, list_microphones, list_speakers, CameraSource, DeviceInfo, MicrophoneSource,
     SpeakerSink,
 };
-pub use error::MediaError;
+pub use error::{DeviceKind, MediaError, MediaErrorCode};
 pub use frame::{AudioFrame, VideoFormat, VideoFrame, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
 pub use mix::{AudioMixer, JitterBuffer, Playout};
 pub use synthetic::{

@@ -237,7 +237,7 @@ fn resolution_change_restarts_with_a_keyframe() {
 fn bad_input_is_a_typed_error_not_a_panic() {
     let code = |r: Result<H264Encoder, _>| {
         r.map(|_| ())
-            .map_err(|e: onstage_media::MediaError| e.code())
+            .map_err(|e: onstage_media::MediaError| e.code().as_str())
     };
     let cfg = |w, h, fps| EncoderConfig {
         width: w,
@@ -266,7 +266,9 @@ fn bad_input_is_a_typed_error_not_a_panic() {
     let mut broken = VideoFrame::black(64, 64, 0);
     broken.y.truncate(10);
     assert_eq!(
-        enc.encode(&broken).map(|_| ()).map_err(|e| e.code()),
+        enc.encode(&broken)
+            .map(|_| ())
+            .map_err(|e| e.code().as_str()),
         Err("unsupported_format")
     );
 
@@ -329,14 +331,18 @@ fn opus_rejects_wrong_frames_and_garbage() {
         timestamp_us: 0,
     };
     assert_eq!(
-        enc.encode(&short).map_err(|e| e.code()),
+        enc.encode(&short).map_err(|e| e.code().as_str()),
         Err("unsupported_format")
     );
     let mut dec = OpusDecoder::new().expect("decoder");
-    assert_eq!(dec.decode(&[]).map_err(|e| e.code()), Err("codec_error"));
+    assert_eq!(
+        dec.decode(&[]).map_err(|e| e.code().as_str()),
+        Err("codec_error")
+    );
     // TOC config 0 is one 10 ms SILK frame: valid Opus, but not our 20 ms tick.
     assert_eq!(
-        dec.decode(&[0x00, 0xff, 0xff]).map_err(|e| e.code()),
+        dec.decode(&[0x00, 0xff, 0xff])
+            .map_err(|e| e.code().as_str()),
         Err("unsupported_format")
     );
     // Config 1 is 20 ms: accepted.

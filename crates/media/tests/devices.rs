@@ -3,16 +3,23 @@
 //! devices they still pass (they only check the missing-device paths strictly).
 
 use onstage_media::{
-    list_cameras, list_microphones, list_speakers, CameraSource, MediaError, MicrophoneSource,
-    SpeakerSink, VideoFormat,
+    list_cameras, list_microphones, list_speakers, CameraSource, DeviceKind, MediaError,
+    MediaErrorCode, MicrophoneSource, SpeakerSink, VideoFormat,
 };
 
-const DEVICE_CODES: [&str; 4] = [
-    "device_not_found",
-    "device_busy",
-    "device_error",
-    "unsupported_format",
+const DEVICE_CODES: [MediaErrorCode; 4] = [
+    MediaErrorCode::DeviceNotFound,
+    MediaErrorCode::DeviceBusy,
+    MediaErrorCode::DeviceError,
+    MediaErrorCode::UnsupportedFormat,
 ];
+
+/// A device error names the device that was being opened; other errors name none.
+fn about(e: &MediaError, device: DeviceKind) {
+    if e.code() != MediaErrorCode::UnsupportedFormat {
+        assert_eq!(e.device(), Some(device), "{e}");
+    }
+}
 
 fn vga() -> VideoFormat {
     VideoFormat {
@@ -38,14 +45,19 @@ fn listing_devices_never_fails_for_lack_of_devices() {
 #[test]
 fn a_missing_camera_is_device_not_found() {
     let err = CameraSource::open(Some("no-such-camera-42"), vga()).expect_err("no such camera");
-    assert_eq!(err.code(), "device_not_found", "{err}");
+    assert_eq!(err.code(), MediaErrorCode::DeviceNotFound, "{err}");
+    assert_eq!(err.device(), Some(DeviceKind::Camera), "{err}");
 
     match CameraSource::open(None, vga()) {
         Ok(camera) => drop(camera), // a machine with a camera
         Err(e) => {
             assert!(DEVICE_CODES.contains(&e.code()), "{e}");
+            about(&e, DeviceKind::Camera);
             if list_cameras().is_ok_and(|c| c.is_empty()) {
-                assert_eq!(e, MediaError::DeviceNotFound("no camera".into()));
+                assert_eq!(
+                    e,
+                    MediaError::DeviceNotFound(DeviceKind::Camera, "no camera".into())
+                );
             }
         }
     }
@@ -54,11 +66,14 @@ fn a_missing_camera_is_device_not_found() {
 #[test]
 fn a_missing_microphone_or_speaker_is_device_not_found() {
     let err = MicrophoneSource::open(Some("alsa:no-such-device-42")).expect_err("no such mic");
-    assert_eq!(err.code(), "device_not_found", "{err}");
+    assert_eq!(err.code(), MediaErrorCode::DeviceNotFound, "{err}");
+    assert_eq!(err.device(), Some(DeviceKind::Microphone), "{err}");
     let err = MicrophoneSource::open(Some("not even an id")).expect_err("no such mic");
-    assert_eq!(err.code(), "device_not_found", "{err}");
+    assert_eq!(err.code(), MediaErrorCode::DeviceNotFound, "{err}");
+    assert_eq!(err.device(), Some(DeviceKind::Microphone), "{err}");
     let err = SpeakerSink::open(Some("alsa:no-such-device-42")).expect_err("no such speaker");
-    assert_eq!(err.code(), "device_not_found", "{err}");
+    assert_eq!(err.code(), MediaErrorCode::DeviceNotFound, "{err}");
+    assert_eq!(err.device(), Some(DeviceKind::Speaker), "{err}");
 }
 
 #[test]
@@ -66,11 +81,17 @@ fn the_default_devices_open_or_fail_with_a_typed_error() {
     // Here: no sound card, so a typed error; elsewhere the device opens and drops cleanly.
     match MicrophoneSource::open(None) {
         Ok(mic) => drop(mic),
-        Err(e) => assert!(DEVICE_CODES.contains(&e.code()), "{e}"),
+        Err(e) => {
+            assert!(DEVICE_CODES.contains(&e.code()), "{e}");
+            about(&e, DeviceKind::Microphone);
+        }
     }
     match SpeakerSink::open(None) {
         Ok(speaker) => drop(speaker),
-        Err(e) => assert!(DEVICE_CODES.contains(&e.code()), "{e}"),
+        Err(e) => {
+            assert!(DEVICE_CODES.contains(&e.code()), "{e}");
+            about(&e, DeviceKind::Speaker);
+        }
     }
 }
 

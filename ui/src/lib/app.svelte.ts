@@ -102,11 +102,24 @@ export class AppState {
     }
   }
 
+  /** A media error, filed under the device the shell says it is about. */
   mediaError(err: BackendError) {
     const words = errorText(err);
-    const device = deviceOf(err);
-    if (device !== 'microphone') this.cameraProblem = words;
-    if (device !== 'camera') this.micProblem = words;
+    switch (deviceOf(err)) {
+      case 'camera':
+        this.cameraProblem = words;
+        break;
+      case 'microphone':
+        this.micProblem = words;
+        break;
+      case 'speaker':
+        // Nothing on screen stands for the speaker: say it once.
+        this.toast(words, 'error');
+        break;
+      case null:
+        // About no one device (listing them failed, ...): either may be affected.
+        this.cameraProblem = this.micProblem = words;
+    }
   }
 
   async loadDevices() {

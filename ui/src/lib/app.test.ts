@@ -38,20 +38,42 @@ describe('AppState', () => {
     expect(app.session?.connection).toBe('disconnected');
   });
 
-  it('files a media error under the device it names', () => {
+  it('files a media error under the device the shell names, whatever the message says', () => {
     const app = new AppState(backend({}));
-    app.mediaError({ code: 'device_not_found', message: 'no microphone' });
+    app.mediaError({ code: 'device_not_found', message: 'no camera', device: 'microphone' });
     expect(app.micProblem).toBe('No microphone found');
     expect(app.cameraProblem).toBeNull();
-    app.mediaError({ code: 'device_busy', message: 'camera 0 busy' });
+    app.mediaError({ code: 'device_busy', message: 'microphone busy', device: 'camera' });
     expect(app.cameraProblem).toBe('The camera is in use by another app');
+    expect(app.micProblem).toBe('No microphone found');
+    expect(app.toasts).toEqual([]);
+  });
+
+  it('a speaker error is a toast, not a camera or microphone problem', () => {
+    vi.useFakeTimers();
+    const app = new AppState(backend({}));
+    app.mediaError({ code: 'device_not_found', message: 'no default speaker', device: 'speaker' });
+    expect(app.toasts).toEqual([{ id: 1, text: 'No speaker found', tone: 'error' }]);
+    expect(app.cameraProblem).toBeNull();
+    expect(app.micProblem).toBeNull();
+    vi.useRealTimers();
+  });
+
+  it('a media error without a device may be either, though its message names one', () => {
+    const app = new AppState(backend({}));
+    app.mediaError({ code: 'device_error', message: 'camera query failed' });
+    expect(app.cameraProblem).toBe('Camera or microphone stopped working');
+    expect(app.micProblem).toBe('Camera or microphone stopped working');
   });
 
   it('a failing preview shows as a device problem; a working one clears it', async () => {
     let fail = true;
     const app = new AppState(
       backend({
-        preview: () => (fail ? Promise.reject({ code: 'device_not_found', message: 'no camera' }) : Promise.resolve()),
+        preview: () =>
+          fail
+            ? Promise.reject({ code: 'device_not_found', message: 'no camera', device: 'camera' })
+            : Promise.resolve(),
       }),
     );
     await app.preview(true);

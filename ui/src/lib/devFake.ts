@@ -9,6 +9,8 @@ import { encodePicture, KIND_RGBA, parsePicture } from './picture';
 import type {
   AudioLevel,
   BackendError,
+  DeviceKind,
+  ErrorCode,
   MeetingEvent,
   Participant,
   Session,
@@ -61,7 +63,8 @@ export function createDevFakeBackend(): Backend {
     listeners.push(l);
     return Promise.resolve(() => void listeners.splice(listeners.indexOf(l), 1));
   };
-  const fail = (code: string, message: string): BackendError => ({ code, message });
+  const fail = (code: ErrorCode, message: string, device?: DeviceKind): BackendError =>
+    device ? { code, message, device } : { code, message };
 
   function live(): Session {
     if (!session) throw fail('invalid_state', 'not in a meeting');
@@ -163,7 +166,7 @@ export function createDevFakeBackend(): Backend {
           },
     selectDevices: async () => {},
     preview: async (on) => {
-      if (on && noDevices) throw fail('device_not_found', 'no camera');
+      if (on && noDevices) throw fail('device_not_found', 'no camera', 'camera');
       previewOn = on;
     },
     setMic: async (on) => {

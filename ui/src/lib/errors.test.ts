@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { describeError, deviceOf, errorText, toBackendError } from './errors';
+import type { ErrorCode } from './types';
 
 describe('error wording', () => {
-  it.each([
+  it.each<[ErrorCode, string]>([
     ['permission_denied', "You don't have permission to do that"],
     ['stage_full', 'The stage is full'],
     ['connection_lost', 'Connection lost — reconnecting…'],
@@ -18,7 +19,7 @@ describe('error wording', () => {
   });
 
   it('has words for every SDK code, never the code or the message', () => {
-    for (const code of ['invalid_state', 'not_found', 'bad_request', 'internal', 'something_new']) {
+    for (const code of ['invalid_state', 'not_found', 'bad_request', 'internal', 'closed'] as const) {
       const text = errorText({ code, message: '{"raw":"json"}' });
       expect(text).not.toContain(code);
       expect(text).not.toContain('{');
@@ -37,19 +38,27 @@ describe('error wording', () => {
     expect(errorText({ code: 'bad_link', message: '' })).toBe('This invite link cannot be used');
   });
 
-  it('names the device of a media error', () => {
-    expect(errorText({ code: 'device_not_found', message: 'no camera at index 0' })).toBe('No camera found');
-    expect(errorText({ code: 'device_not_found', message: 'no default input (microphone)' })).toBe(
-      'No microphone found',
+  it('names the device the shell says a media error is about', () => {
+    expect(errorText({ code: 'device_not_found', message: 'x', device: 'camera' })).toBe('No camera found');
+    expect(errorText({ code: 'device_not_found', message: 'x', device: 'microphone' })).toBe('No microphone found');
+    expect(errorText({ code: 'device_busy', message: 'x', device: 'camera' })).toBe(
+      'The camera is in use by another app',
     );
-    expect(errorText({ code: 'device_not_found', message: 'nothing' })).toBe('No camera or microphone found');
-    expect(errorText({ code: 'device_busy', message: 'camera busy' })).toBe('The camera is in use by another app');
-    expect(errorText({ code: 'device_error', message: 'mic stream failed' })).toBe('Microphone stopped working');
+    expect(errorText({ code: 'device_error', message: 'x', device: 'microphone' })).toBe('Microphone stopped working');
+    expect(errorText({ code: 'device_not_found', message: 'x', device: 'speaker' })).toBe('No speaker found');
   });
 
-  it('prefers an explicit device field over the message', () => {
+  // The messages are for logs and may name any device: only `device` counts.
+  it('never guesses the device from the message', () => {
     expect(deviceOf({ code: 'device_error', message: 'camera thing', device: 'microphone' })).toBe('microphone');
-    expect(errorText({ code: 'device_not_found', message: '', device: 'camera' } as never)).toBe('No camera found');
+    expect(deviceOf({ code: 'device_error', message: 'mic stream failed', device: 'camera' })).toBe('camera');
+    for (const message of ['no camera at index 0', 'no default input (microphone)', 'mic stream failed', 'webcam']) {
+      expect(deviceOf({ code: 'device_not_found', message })).toBeNull();
+      expect(errorText({ code: 'device_not_found', message })).toBe('No camera or microphone found');
+    }
+    expect(errorText({ code: 'device_busy', message: 'camera busy' })).toBe(
+      'The camera or microphone is in use by another app',
+    );
   });
 });
 
@@ -65,11 +74,25 @@ describe('toBackendError', () => {
     });
   });
 
-  it('turns a plain string, an Error or anything else into internal', () => {
+  it('keeps the device the shell names, and only a real one', () => {
+    expect(toBackendError({ code: 'device_busy', message: 'm', device: 'speaker' })).toEqual({
+      code: 'device_busy',
+      message: 'm',
+      device: 'speaker',
+    });
+    expect(toBackendError('{"code":"device_error","message":"m","device":"microphone"}').device).toBe('microphone');
+    expect(toBackendError({ code: 'device_busy', message: 'camera', device: 'webcam' })).toEqual({
+      code: 'device_busy',
+      message: 'camera',
+    });
+  });
+
+  it('turns a plain string, an Error, an unknown code or anything else into internal', () => {
     expect(toBackendError('command join not found').code).toBe('internal');
     expect(toBackendError(new Error('boom'))).toEqual({ code: 'internal', message: 'boom' });
     expect(toBackendError(undefined).code).toBe('internal');
     expect(toBackendError({ code: 'stage_full' })).toEqual({ code: 'stage_full', message: '' });
+    expect(toBackendError({ code: 'something_new', message: 'm' })).toEqual({ code: 'internal', message: 'm' });
   });
 
   it('describeError gives words for raw rejections', () => {

@@ -1,9 +1,9 @@
-// Refusals from the shell turned into words. The codes are the SDK's stable codes plus the
-// media codes (docs/APP.md); users never see a code or raw JSON.
+// Refusals from the shell turned into words. The codes are the SDK's stable codes, the
+// media codes and the shell's own (docs/APP.md); users never see a code or raw JSON.
 
-import type { BackendError } from './types';
+import { DEVICE_KINDS, ERROR_CODES, type BackendError, type DeviceKind, type ErrorCode } from './types';
 
-const WORDS: Record<string, string> = {
+const WORDS: Partial<Record<ErrorCode, string>> = {
   permission_denied: "You don't have permission to do that",
   stage_full: 'The stage is full',
   connection_lost: 'Connection lost — reconnecting…',
@@ -18,20 +18,15 @@ const WORDS: Record<string, string> = {
     "The server's identity could not be verified: its certificate is not the one the invite link names",
 };
 
-export type DeviceKind = 'camera' | 'microphone';
-
 /**
- * Which device a media error is about. The shell may say so in a `device` field; otherwise
- * the message is the only hint.
+ * Which device a media error is about: the shell's `device` field, set where the error
+ * came from. The message is never read for it (it is for logs, and may mention any device).
  */
-export function deviceOf(err: BackendError & { device?: unknown }): DeviceKind | null {
-  if (err.device === 'camera' || err.device === 'microphone') return err.device;
-  if (/\b(mic|microphone|audio|input)\b/i.test(err.message)) return 'microphone';
-  if (/\b(camera|video|webcam)\b/i.test(err.message)) return 'camera';
-  return null;
+export function deviceOf(err: BackendError): DeviceKind | null {
+  return err.device ?? null;
 }
 
-function deviceWords(code: string, device: DeviceKind | null): string | null {
+function deviceWords(code: ErrorCode, device: DeviceKind | null): string | null {
   const what = device ?? 'camera or microphone';
   const What = what[0]!.toUpperCase() + what.slice(1);
   switch (code) {
@@ -47,14 +42,14 @@ function deviceWords(code: string, device: DeviceKind | null): string | null {
 }
 
 /** Refusals whose message says exactly what is wrong: shown after the words. */
-const WITH_MESSAGE: Record<string, string> = {
+const WITH_MESSAGE: Partial<Record<ErrorCode, string>> = {
   bad_link: 'This invite link cannot be used',
   bad_address: 'That address cannot go into a link',
   port_in_use: 'The meeting cannot start',
 };
 
 /** Human words for a refusal. */
-export function errorText(err: BackendError & { device?: unknown }): string {
+export function errorText(err: BackendError): string {
   const lead = WITH_MESSAGE[err.code];
   if (lead) return err.message ? `${lead}: ${err.message}` : lead;
   return (
@@ -64,27 +59,31 @@ export function errorText(err: BackendError & { device?: unknown }): string {
   );
 }
 
-function isBackendError(v: unknown): v is BackendError {
-  return (
-    typeof v === 'object' &&
-    v !== null &&
-    typeof (v as { code?: unknown }).code === 'string'
-  );
+const isCode = (v: unknown): v is ErrorCode => (ERROR_CODES as readonly unknown[]).includes(v);
+const isDevice = (v: unknown): v is DeviceKind => (DEVICE_KINDS as readonly unknown[]).includes(v);
+
+/** Shaped like the shell's errors: an object with a string `code`. */
+function isErrorShaped(v: unknown): v is { code: string; message?: unknown; device?: unknown } {
+  return typeof v === 'object' && v !== null && typeof (v as { code?: unknown }).code === 'string';
 }
 
 /**
  * Whatever a rejected promise carried, as a BackendError. The shell rejects with
- * `{code, message}`; Tauri itself rejects with a plain string when a command or its
- * arguments are wrong, and that string may be JSON.
+ * `{code, message, device?}`; Tauri itself rejects with a plain string when a command or
+ * its arguments are wrong, and that string may be JSON. A code the UI does not know is
+ * `internal` (the message kept), a `device` that is none of the kinds is left out.
  */
 export function toBackendError(thrown: unknown): BackendError {
-  if (isBackendError(thrown)) {
-    return { ...thrown, message: typeof thrown.message === 'string' ? thrown.message : '' };
+  if (isErrorShaped(thrown)) {
+    const message = typeof thrown.message === 'string' ? thrown.message : '';
+    const err: BackendError = { code: isCode(thrown.code) ? thrown.code : 'internal', message };
+    if (isDevice(thrown.device)) err.device = thrown.device;
+    return err;
   }
   if (typeof thrown === 'string') {
     try {
       const parsed: unknown = JSON.parse(thrown);
-      if (isBackendError(parsed)) return toBackendError(parsed);
+      if (isErrorShaped(parsed)) return toBackendError(parsed);
     } catch {
       // not JSON: a plain message
     }

@@ -120,10 +120,52 @@ export type JoinArgs =
   | { server_url: string; token: string; name?: string }
   | { invite_link: string; name?: string };
 
-/** A refused command, as the shell rejects it. */
+/**
+ * Every code the shell sends (docs/APP.md "Errors"): the SDK's, the media codes and the
+ * shell's own.
+ */
+export const ERROR_CODES = [
+  // the SDK's
+  'unauthorized',
+  'token_revoked',
+  'permission_denied',
+  'invalid_state',
+  'not_found',
+  'stage_full',
+  'bad_request',
+  'rate_limited',
+  'internal',
+  'connection_lost',
+  'untrusted_server',
+  // media
+  'device_not_found',
+  'device_busy',
+  'device_error',
+  'unsupported_format',
+  'codec_error',
+  'closed',
+  // the shell's
+  'bad_link',
+  'bad_address',
+  'port_in_use',
+  'unavailable',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** The device a device error is about. */
+export const DEVICE_KINDS = ['camera', 'microphone', 'speaker'] as const;
+
+export type DeviceKind = (typeof DEVICE_KINDS)[number];
+
+/**
+ * A refused command as the shell rejects it, and the `media-error` event. `device` is set
+ * by the shell for an error about one device (it knows which one it was using).
+ */
 export interface BackendError {
-  code: string;
+  code: ErrorCode;
   message: string;
+  device?: DeviceKind;
 }
 
 /**

@@ -2,7 +2,7 @@
 //! bitrates ([`MediaConfig`]), the switches ([`Controls`]) and the devices a
 //! [`MediaProblem`] can be about.
 
-use onstage_media::VideoFormat;
+use onstage_media::{MediaErrorCode, VideoFormat};
 use serde::Serialize;
 
 use crate::rtc::TransportConfig;
@@ -106,30 +106,15 @@ impl Default for Controls {
     }
 }
 
-/// Which device a [`MediaProblem`] is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Device {
-    Camera,
-    Microphone,
-    Speaker,
-}
-
-impl Device {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Device::Camera => "camera",
-            Device::Microphone => "microphone",
-            Device::Speaker => "speaker",
-        }
-    }
-}
+/// Which device a [`MediaProblem`] is about: the media crate's kind, so that a device
+/// error and the problem it becomes name the same device.
+pub use onstage_media::DeviceKind as Device;
 
 /// A device that could not be used: `code` is the stable media code (`device_not_found`,
 /// `device_busy`, `device_error`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MediaProblem {
     pub device: Device,
-    pub code: &'static str,
+    pub code: MediaErrorCode,
     pub message: String,
 }
