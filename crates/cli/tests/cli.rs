@@ -9,34 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use std::process::Stdio;
 
-use support::{once, once_ok, Proc, BIN, WAIT};
+use support::{add, create_meeting, once, once_ok, serve, Proc, BIN, WAIT};
 use tokio::process::Command;
-
-async fn serve(data: &std::path::Path) -> (Proc, String, String) {
-    let data = data.to_str().expect("utf-8 path");
-    let mut server = Proc::spawn(
-        "serve",
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data,
-            "--grace-ms",
-            "2000",
-        ],
-        &[],
-    );
-    let ready = server.next().await.expect("serve prints its ready line");
-    assert_eq!(ready["event"], "listening", "{ready}");
-    let url = ready["http"].as_str().expect("http").to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let key = ready["admin_key"]
-        .as_str()
-        .expect("a generated admin key is printed")
-        .to_owned();
-    (server, url, key)
-}
 
 async fn bot(name: &str, url: &str, token: &str) -> (Proc, Value) {
     let mut bot = Proc::spawn(name, &["bot", "--server", url, "--token", token], &[]);
@@ -555,42 +529,6 @@ async fn admin_commands_without_a_server_fail_cleanly() {
 }
 
 /// Registers a participant with the admin command; returns (user id, token).
-async fn add(url: &str, key: &str, meeting: &str, name: &str, preset: &str) -> (String, String) {
-    let p = once_ok(
-        &[
-            "participant",
-            "add",
-            "--server",
-            url,
-            "--meeting",
-            meeting,
-            "--name",
-            name,
-            "--preset",
-            preset,
-            "--user-id",
-            name,
-        ],
-        key,
-    )
-    .await;
-    (
-        p["user_id"].as_str().expect("user id").to_owned(),
-        p["token"].as_str().expect("token").to_owned(),
-    )
-}
-
-/// `onstage meeting create`: the new meeting's id.
-async fn create_meeting(url: &str, key: &str, title: &str) -> String {
-    once_ok(
-        &["meeting", "create", "--server", url, "--title", title],
-        key,
-    )
-    .await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
-}
 
 fn code_of(reply: &Value) -> &str {
     reply["error"]["code"].as_str().unwrap_or("")

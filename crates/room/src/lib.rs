@@ -28,6 +28,6 @@ mod room;
 
 pub use error::StageError;
 pub use presets::{builtin_preset, builtin_presets, is_builtin_preset, BUILTIN_PRESET_NAMES};
-pub use room::{BroadcastBudget, Connected, Member, Room, RoomConfig, Sequenced};
+pub use room::{BroadcastBudget, Connected, Member, Room, RoomConfig, Seat, Sequenced};
 
 pub use onstage_proto as proto;

@@ -191,6 +191,20 @@ pub struct Connected {
     pub replaced: bool,
 }
 
+/// A participant's place on the stage, kept in storage as it changes so that a restarted
+/// server can give it back ([`Room::seats`], [`Room::restore`]). Only places that are not
+/// OFF_STAGE are kept: an OFF_STAGE participant who comes back is where it was anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    pub user_id: UserId,
+    pub peer_id: PeerId,
+    pub name: String,
+    pub preset: Preset,
+    pub status: StageStatus,
+    /// For a REQUESTED participant, when it asked: its place in the queue.
+    pub requested_at: Option<UnixMillis>,
+}
+
 /// A room event with its per-meeting sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sequenced {
@@ -360,6 +374,85 @@ impl Room {
                 user_id: user_id.clone(),
             });
         }
+    }
+
+    /// A room given back the places of a room that was lost with its server (the seats it
+    /// had kept, [`Room::seats`], in that order). Each seated participant is in the roster
+    /// as disconnected since `since` (when the server came back): reconnecting inside the
+    /// grace period resumes its status and queue place, as after any dropped connection,
+    /// and [`Room::handle_timeout`] removes it after that. Nothing is told: there is nobody
+    /// to tell yet, and newcomers get the snapshot. A seat ON_STAGE beyond `max_on_stage`
+    /// comes back ACCEPTED (it can join again when there is room); a REQUESTED seat without
+    /// a request time goes to the end of the queue.
+    pub fn restore(config: RoomConfig, seats: Vec<Seat>, since: UnixMillis) -> Self {
+        let mut room = Room::new(config);
+        for seat in seats {
+            if room.participants.contains_key(&seat.user_id) {
+                continue;
+            }
+            let mut status = seat.status;
+            if status == StageStatus::OnStage {
+                if room.on_stage >= config.max_on_stage {
+                    status = StageStatus::AcceptedToJoinStage;
+                } else {
+                    room.on_stage += 1;
+                }
+            }
+            if status == StageStatus::RequestedToJoinStage {
+                let requested_at = seat.requested_at.unwrap_or(UnixMillis::MAX);
+                let at = room
+                    .queue
+                    .partition_point(|r| r.requested_at <= requested_at);
+                room.queue.insert(
+                    at,
+                    AccessRequest {
+                        user_id: seat.user_id.clone(),
+                        name: seat.name.clone(),
+                        requested_at: seat.requested_at.unwrap_or(since),
+                    },
+                );
+            }
+            room.participants.insert(
+                seat.user_id,
+                Participant {
+                    peer_id: seat.peer_id,
+                    name: seat.name,
+                    preset: seat.preset,
+                    status,
+                    disconnected_at: Some(since),
+                    joined_order: room.next_joined_order,
+                    publishing: None,
+                },
+            );
+            room.next_joined_order += 1;
+        }
+        room
+    }
+
+    /// The places worth keeping across a restart: every participant not OFF_STAGE, in
+    /// roster order. The caller keeps them in storage whenever they change: after a
+    /// `stage_status_changed` or a `participant_left` event.
+    pub fn seats(&self) -> Vec<Seat> {
+        let mut list: Vec<(&UserId, &Participant)> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.status != StageStatus::OffStage)
+            .collect();
+        list.sort_by_key(|(_, p)| p.joined_order);
+        list.into_iter()
+            .map(|(id, p)| Seat {
+                user_id: id.clone(),
+                peer_id: p.peer_id.clone(),
+                name: p.name.clone(),
+                preset: p.preset.clone(),
+                status: p.status,
+                requested_at: self
+                    .queue
+                    .iter()
+                    .find(|r| &r.user_id == id)
+                    .map(|r| r.requested_at),
+            })
+            .collect()
     }
 
     /// A participant's connection arrives. New participants enter OFF_STAGE; one already in

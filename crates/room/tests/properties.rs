@@ -24,7 +24,7 @@ use onstage_proto::{
     AccessRequest, Call, ErrorCode, MediaEvent, MediaKinds, ParticipantInfo, PeerId, Preset,
     PublishedMedia, RoomEvent, RoomSnapshot, StageAccess, StageStatus, UserId,
 };
-use onstage_room::{builtin_preset, BroadcastBudget, Member, Room, RoomConfig};
+use onstage_room::{builtin_preset, BroadcastBudget, Member, Room, RoomConfig, Seat};
 use proptest::prelude::*;
 
 const USERS: [&str; 6] = ["u0", "u1", "u2", "u3", "u4", "u5"];
@@ -491,4 +491,101 @@ proptest! {
             prop_assert_eq!(on, room.on_stage_count());
         }
     }
+
+    /// A restarted server gives the stage back: the seats a room kept restore a room with
+    /// the same stage (statuses, queue order and request times, count on stage), everyone
+    /// in it disconnected, which keeps the same seats; a seated participant reconnecting
+    /// inside the grace period is where it was, and the grace period ends the others.
+    #[test]
+    fn kept_seats_restore_the_same_stage(
+        inputs in prop::collection::vec(input(), 1..80),
+        back in prop::collection::vec(any::<bool>(), USERS.len()),
+    ) {
+        let config = RoomConfig { max_on_stage: MAX_ON_STAGE, grace_ms: GRACE, budget: BroadcastBudget::UNLIMITED };
+        let mut room = Room::new(config);
+        let mut now = 1_000u64;
+        for input in &inputs {
+            drive(&mut room, input, &mut now);
+        }
+        let seats: Vec<Seat> = room.seats();
+        let before = room.snapshot();
+        prop_assert!(seats.iter().all(|s| s.status != StageStatus::OffStage));
+        let since = now + 5_000;
+        let mut restored = Room::restore(config, seats.clone(), since);
+        prop_assert_eq!(restored.seats(), seats.clone(), "the restored room keeps the same seats");
+        prop_assert_eq!(restored.on_stage_count(), room.on_stage_count());
+        prop_assert_eq!(restored.queue(), room.queue(), "queue order and request times");
+        prop_assert_eq!(restored.drain_events().count(), 0, "a restore tells nobody");
+        let snap = restored.snapshot();
+        for p in &before.participants {
+            let got = snap.participants.iter().find(|r| r.user_id == p.user_id);
+            if p.stage_status == StageStatus::OffStage {
+                prop_assert!(got.is_none(), "{} was OFF_STAGE: nothing to keep", p.user_id);
+            } else {
+                let got = got.expect("a seated participant is in the restored roster");
+                prop_assert_eq!(got.stage_status, p.stage_status);
+                prop_assert_eq!(&got.peer_id, &p.peer_id);
+                prop_assert!(!got.connected, "nobody is connected after a restart");
+            }
+        }
+        // Some come back inside the grace period; the rest time out.
+        let mut came_back = Vec::new();
+        for seat in &seats {
+            let u = Model::index(&seat.user_id).expect("a known user");
+            if back[u] {
+                let connected = restored.connect(
+                    Member { user_id: seat.user_id.clone(), name: seat.name.clone(), preset: preset_for(u) },
+                    PeerId::new("new"),
+                    since + GRACE - 1,
+                );
+                prop_assert!(connected.resumed && !connected.replaced);
+                prop_assert_eq!(&connected.peer_id, &seat.peer_id);
+                prop_assert_eq!(restored.status_of(&seat.user_id), Some(seat.status));
+                came_back.push(seat.user_id.clone());
+            }
+        }
+        restored.handle_timeout(since + GRACE);
+        for seat in &seats {
+            let status = restored.status_of(&seat.user_id);
+            if came_back.contains(&seat.user_id) {
+                prop_assert_eq!(status, Some(seat.status));
+            } else {
+                prop_assert_eq!(status, None, "{}'s grace period is over", seat.user_id);
+            }
+        }
+    }
+}
+
+/// Applies one input to the room, whatever it answers.
+fn drive(room: &mut Room, input: &Input, now: &mut u64) {
+    match input {
+        Input::Connect(u) => {
+            room.connect(
+                Member {
+                    user_id: uid(USERS[*u]),
+                    name: USERS[*u].into(),
+                    preset: preset_for(*u),
+                },
+                PeerId::new(format!("p{u}-{now}")),
+                *now,
+            );
+        }
+        Input::Disconnect(u) => room.disconnect(&uid(USERS[*u]), *now),
+        Input::Remove(u) => {
+            room.remove_member(&uid(USERS[*u]), *now);
+        }
+        Input::Wait(ms) => {
+            *now += ms;
+            room.handle_timeout(*now);
+        }
+        Input::Call(u, call) => {
+            *now += 1;
+            let _ = room.handle_call(&uid(USERS[*u]), call.clone(), *now);
+        }
+        Input::Published(u, audio, video) => {
+            room.media_published(&uid(USERS[*u]), MediaKinds::new(*audio, *video));
+        }
+    }
+    room.drain_events().for_each(drop);
+    room.drain_media_events().for_each(drop);
 }

@@ -30,6 +30,8 @@
 //! - [`signal`]: one task per WebSocket: frames in, room messages out.
 //! - [`rooms`]: one task per live meeting, driving its `onstage_room::Room` and fanning out
 //!   its events.
+//! - [`keeper`]: each live room's stage kept in storage as it changes, given back after
+//!   a restart.
 //! - [`storage`]: SQLite (rusqlite + migrations) and the data dir's secret files.
 //! - [`tls`]: https/wss certificates (files or self-signed).
 //! - [`sfu`]: media: the str0m sessions and forwarding ([`sfu::engine`], sans-IO) and the
@@ -41,6 +43,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod keeper;
 pub mod limits;
 pub mod metrics;
 pub mod rest;

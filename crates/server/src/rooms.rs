@@ -20,8 +20,10 @@ use onstage_proto::{
 use onstage_room::{Member, Room, RoomConfig};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::keeper::SeatKeeper;
 use crate::metrics::Metrics;
 use crate::sfu::{Sfu, SfuError};
+use crate::storage::Storage;
 
 /// Commands queued to one room task at most; senders wait beyond it.
 const ROOM_QUEUE: usize = 1024;
@@ -111,7 +113,20 @@ enum Command {
     /// An admin deleted the meeting: every connection ends (`goodbye: meeting_deleted`)
     /// and the room with them.
     Delete,
-    Shutdown,
+    /// The server is stopping: every connection is told `goodbye: shutdown` (they come back
+    /// and resume after the restart); `done` is dropped once the stage is in storage.
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Forgets a deleted meeting's stage, after its room's last write.
+async fn keeper_storage_clear(rooms: &Rooms, meeting: &MeetingId) {
+    if let Some(storage) = &rooms.storage {
+        if let Err(e) = storage.save_seats(meeting.clone(), Vec::new()).await {
+            tracing::error!(meeting = %meeting, error = %e, "could not forget a deleted meeting's stage");
+        }
+    }
 }
 
 /// The SFU's answer to a media call, back in the room task.
@@ -136,6 +151,12 @@ pub struct Rooms {
     /// connection checked against storage before one of them may be seated after it; it
     /// compares this count before the check and after seating (see [`Rooms::recheck`]).
     revocations: Arc<AtomicU64>,
+    /// Where each room keeps its stage, to be given back after a restart; `None` keeps
+    /// nothing (rooms of unit tests).
+    storage: Option<Storage>,
+    /// When this server started: a stage given back after a restart counts its grace
+    /// period from then (the connections dropped when the last server ended).
+    started_at: UnixMillis,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -159,7 +180,15 @@ impl Rooms {
             grace_ms,
             sfu,
             revocations: Arc::default(),
+            storage: None,
+            started_at: now_ms(),
         }
+    }
+
+    /// Rooms that keep their stage in `storage` and start from what it kept.
+    pub fn with_storage(mut self, storage: Storage) -> Self {
+        self.storage = Some(storage);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MeetingId, mpsc::Sender<Command>>> {
@@ -189,6 +218,7 @@ impl Rooms {
             participants: 0,
             sfu: self.sfu.clone(),
             fences: HashMap::new(),
+            keeper: None,
         };
         tokio::spawn(task.run(rx));
         self.metrics.rooms.inc();
@@ -347,9 +377,17 @@ impl Rooms {
     /// Stops every room task: each says `goodbye: shutdown` to its connections and ends.
     pub async fn shutdown(&self) {
         let rooms: Vec<_> = self.lock().drain().map(|(_, tx)| tx).collect();
+        let mut stopped = Vec::with_capacity(rooms.len());
         for tx in rooms {
+            let (done, wait) = oneshot::channel();
             // Waits only while a room's queue is full; a room that is gone is fine.
-            let _ = tx.send(Command::Shutdown).await;
+            if tx.send(Command::Shutdown { done }).await.is_ok() {
+                stopped.push(wait);
+            }
+        }
+        // Each room's stage is in storage once its `done` is dropped.
+        for wait in stopped {
+            let _ = wait.await;
         }
     }
 
@@ -391,11 +429,31 @@ struct RoomTask {
     /// generation was the current one when it was checked). Keeps a connection checked
     /// just before a revocation from taking a seat after it.
     fences: HashMap<UserId, (u64, CloseReason)>,
+    /// Keeps the stage in storage as it changes (when the rooms have storage).
+    keeper: Option<SeatKeeper>,
 }
 
 impl RoomTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         tracing::debug!(meeting = %self.meeting, "room started");
+        // Connections wait in the queue while the stage a restart left behind is read.
+        if let Some(storage) = self.rooms.storage.clone() {
+            let kept = match storage.load_seats(self.meeting.clone()).await {
+                Ok(seats) => seats,
+                Err(e) => {
+                    tracing::error!(meeting = %self.meeting, error = %e, "could not read the kept stage; starting with an empty one");
+                    Vec::new()
+                }
+            };
+            if !kept.is_empty() {
+                tracing::info!(meeting = %self.meeting, seats = kept.len(), "giving the stage back after a restart");
+                self.room = Room::restore(self.room.config(), kept.clone(), self.rooms.started_at);
+                self.flush();
+            }
+            self.keeper = Some(SeatKeeper::start(storage, self.meeting.clone(), kept));
+        }
+        let mut shutdown_done = None;
+        let mut deleted = false;
         loop {
             let deadline = self.room.poll_timeout();
             let cmd = match deadline {
@@ -416,10 +474,12 @@ impl RoomTask {
                 None => rx.recv().await,
             };
             let Some(cmd) = cmd else { break };
-            if matches!(cmd, Command::Shutdown) {
+            if let Command::Shutdown { done } = cmd {
                 for conn in self.conns.values() {
                     let _ = conn.tx.try_send(Outbound::Goodbye(CloseReason::Shutdown));
                 }
+                // The stage stays kept: everyone resumes after the restart.
+                shutdown_done = Some(done);
                 break;
             }
             if matches!(cmd, Command::Delete) {
@@ -433,6 +493,7 @@ impl RoomTask {
                     }
                     self.drop_media(&user);
                 }
+                deleted = true;
                 break;
             }
             self.handle(cmd);
@@ -441,6 +502,14 @@ impl RoomTask {
                 break;
             }
         }
+        if let Some(keeper) = self.keeper.take() {
+            keeper.finish().await;
+            if deleted {
+                // A write may have been under way as the meeting was deleted.
+                keeper_storage_clear(&self.rooms, &self.meeting).await;
+            }
+        }
+        drop(shutdown_done);
         self.metrics.participants.dec_by(self.participants);
         self.metrics.rooms.dec();
         tracing::debug!(meeting = %self.meeting, "room closed");
@@ -600,7 +669,7 @@ impl RoomTask {
                     tracing::info!(meeting = %self.meeting, user = %user, "participant removed");
                 }
             }
-            Command::Delete | Command::Shutdown => {}
+            Command::Delete | Command::Shutdown { .. } => {}
         }
     }
 
@@ -633,8 +702,13 @@ impl RoomTask {
     fn flush(&mut self) {
         let mut slow = Vec::new();
         let mut ended = Vec::new();
+        let mut seats_changed = false;
         for ev in self.room.drain_events() {
             self.metrics.events.inc();
+            seats_changed |= matches!(
+                ev.event,
+                RoomEvent::StageStatusChanged { .. } | RoomEvent::ParticipantLeft { .. }
+            );
             match &ev.event {
                 // Off the stage (leave, kick, removed): the SFU stops their media now.
                 RoomEvent::StageStatusChanged {
@@ -660,6 +734,9 @@ impl RoomTask {
             if let Some(sfu) = &self.sfu {
                 sfu.end_publisher(self.key(&user));
             }
+        }
+        if let (true, Some(keeper)) = (seats_changed, &self.keeper) {
+            keeper.keep(self.room.seats());
         }
         // After the room events they follow from (a stage exit, then its unpublication).
         let media: Vec<MediaEvent> = self.room.drain_media_events().collect();

@@ -406,7 +406,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         ),
         None => None,
     };
-    let rooms = Rooms::new(metrics.clone(), config.grace_ms(), sfu.clone());
+    let rooms =
+        Rooms::new(metrics.clone(), config.grace_ms(), sfu.clone()).with_storage(storage.clone());
     let (stop, shutdown) = watch::channel(false);
     let stop = Arc::new(stop);
     let (alive, alive_rx) = mpsc::channel(1);

@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use onstage_proto::{MeetingId, Preset, StageAccess, UnixMillis, UserId};
+use onstage_proto::{MeetingId, PeerId, Preset, StageAccess, StageStatus, UnixMillis, UserId};
+use onstage_room::Seat;
 use rusqlite::{params, Connection, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
 use serde::Serialize;
@@ -71,6 +72,23 @@ const MIGRATIONS: &[M<'static>] = &[
         last INTEGER NOT NULL
     ) STRICT;
     INSERT INTO token_generation_counter (id, last) VALUES (1, 0);",
+    ),
+    // The live stage of each meeting (see `onstage_room::Seat`): every participant not
+    // OFF_STAGE, kept as it changes, so a restarted server gives the stage back. `preset`
+    // is the participant's preset as JSON, as it was when it was seated (an admin's later
+    // change of the preset does not reach a seated participant either).
+    M::up(
+        "CREATE TABLE stage_seats (
+        meeting_id TEXT NOT NULL REFERENCES meetings(id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        peer_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        preset TEXT NOT NULL,
+        status TEXT NOT NULL,
+        requested_at INTEGER,
+        PRIMARY KEY (meeting_id, user_id)
+    ) STRICT;",
     ),
 ];
 
@@ -324,6 +342,11 @@ impl Storage {
                 "DELETE FROM participants WHERE meeting_id = ?1 AND user_id = ?2",
                 [meeting_id.as_str(), user_id.as_str()],
             )?;
+            // Removed while its room was not running: it must not come back with the stage.
+            tx.execute(
+                "DELETE FROM stage_seats WHERE meeting_id = ?1 AND user_id = ?2",
+                [meeting_id.as_str(), user_id.as_str()],
+            )?;
             tx.commit()?;
             Ok(RemoveParticipant::Removed(participant))
         })
@@ -342,13 +365,100 @@ impl Storage {
             };
             // Explicit rather than left to ON DELETE CASCADE: that needs the foreign_keys
             // pragma, and a deleted meeting must never leave participants (tokens) behind.
-            tx.execute(
-                "DELETE FROM participants WHERE meeting_id = ?1",
-                [meeting_id.as_str()],
-            )?;
+            for table in ["participants", "stage_seats"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE meeting_id = ?1"),
+                    [meeting_id.as_str()],
+                )?;
+            }
             tx.execute("DELETE FROM meetings WHERE id = ?1", [meeting_id.as_str()])?;
             tx.commit()?;
             Ok(Some(meeting))
+        })
+        .await
+    }
+
+    /// Keeps a meeting's live stage: replaces what was kept with `seats` (in their order).
+    pub async fn save_seats(
+        &self,
+        meeting_id: MeetingId,
+        seats: Vec<Seat>,
+    ) -> Result<(), StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM stage_seats WHERE meeting_id = ?1",
+                [meeting_id.as_str()],
+            )?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO stage_seats
+                     (meeting_id, user_id, position, peer_id, name, preset, status, requested_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for (position, seat) in seats.iter().enumerate() {
+                    let preset = serde_json::to_string(&seat.preset)
+                        .map_err(|e| StorageError::Corrupt(format!("preset: {e}")))?;
+                    insert.execute(params![
+                        meeting_id.as_str(),
+                        seat.user_id.as_str(),
+                        position as i64,
+                        seat.peer_id.as_str(),
+                        seat.name,
+                        preset,
+                        seat.status.as_str(),
+                        seat.requested_at.map(|t| t as i64),
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A meeting's kept stage, in order (empty when nothing was kept). A row that cannot
+    /// be read is left out with a warning: one damaged seat must not keep a meeting shut.
+    pub async fn load_seats(&self, meeting_id: MeetingId) -> Result<Vec<Seat>, StorageError> {
+        self.run(move |c| {
+            let mut select = c.prepare_cached(
+                "SELECT user_id, peer_id, name, preset, status, requested_at FROM stage_seats
+                 WHERE meeting_id = ?1 ORDER BY position",
+            )?;
+            let rows = select.query_map([meeting_id.as_str()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                ))
+            })?;
+            let mut seats = Vec::new();
+            for row in rows {
+                let (user_id, peer_id, name, preset, status, requested_at) = row?;
+                let preset = serde_json::from_str::<Preset>(&preset);
+                let status = serde_json::from_value::<StageStatus>(serde_json::Value::String(
+                    status.clone(),
+                ));
+                match (preset, status) {
+                    (Ok(preset), Ok(status)) => seats.push(Seat {
+                        user_id: UserId::new(user_id),
+                        peer_id: PeerId::new(peer_id),
+                        name,
+                        preset,
+                        status,
+                        requested_at: requested_at.and_then(|t| u64::try_from(t).ok()),
+                    }),
+                    (preset, status) => tracing::warn!(
+                        meeting = %meeting_id, user = %user_id,
+                        preset_ok = preset.is_ok(), status_ok = status.is_ok(),
+                        "a kept stage seat cannot be read; leaving it out"
+                    ),
+                }
+            }
+            Ok(seats)
         })
         .await
     }

@@ -190,3 +190,74 @@ pub async fn once_ok_in(netns: Option<&str>, args: &[&str], key: &str) -> Value 
     assert!(output.status.success(), "{args:?}: {value}");
     value
 }
+
+/// `onstage serve` on `data` (a 2 s grace period, a random port on loopback): the
+/// process, its URL and the admin key it generated.
+pub async fn serve(data: &std::path::Path) -> (Proc, String, String) {
+    let (server, url, key) = serve_with(data, "127.0.0.1:0", &["--grace-ms", "2000"]).await;
+    assert!(!key.is_empty(), "a generated admin key is printed");
+    (server, url, key)
+}
+
+/// `onstage serve` on `data`, listening on `listen`, with `extra` arguments.
+pub async fn serve_with(
+    data: &std::path::Path,
+    listen: &str,
+    extra: &[&str],
+) -> (Proc, String, String) {
+    let data = data.to_str().expect("utf-8 path");
+    let mut args = vec!["serve", "--listen", listen, "--data", data];
+    args.extend_from_slice(extra);
+    let mut server = Proc::spawn("serve", &args, &[]);
+    let ready = server.next().await.expect("serve prints its ready line");
+    assert_eq!(ready["event"], "listening", "{ready}");
+    let url = ready["http"].as_str().expect("http").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    // The key is printed only when it was generated, on the first start of a data dir.
+    let key = ready["admin_key"].as_str().unwrap_or_default().to_owned();
+    (server, url, key)
+}
+
+/// `onstage participant add` with the name as the user id: (user id, token).
+pub async fn add(
+    url: &str,
+    key: &str,
+    meeting: &str,
+    name: &str,
+    preset: &str,
+) -> (String, String) {
+    let p = once_ok(
+        &[
+            "participant",
+            "add",
+            "--server",
+            url,
+            "--meeting",
+            meeting,
+            "--name",
+            name,
+            "--preset",
+            preset,
+            "--user-id",
+            name,
+        ],
+        key,
+    )
+    .await;
+    (
+        p["user_id"].as_str().expect("user id").to_owned(),
+        p["token"].as_str().expect("token").to_owned(),
+    )
+}
+
+/// `onstage meeting create`: the new meeting's id.
+pub async fn create_meeting(url: &str, key: &str, title: &str) -> String {
+    once_ok(
+        &["meeting", "create", "--server", url, "--title", title],
+        key,
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
