@@ -528,8 +528,6 @@ async fn admin_commands_without_a_server_fail_cleanly() {
     assert_eq!(line["error"]["code"], "unauthorized", "{line}");
 }
 
-/// Registers a participant with the admin command; returns (user id, token).
-
 fn code_of(reply: &Value) -> &str {
     reply["error"]["code"].as_str().unwrap_or("")
 }
