@@ -99,7 +99,7 @@ impl Member {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn everyone_receives_everyone_on_stage_and_nothing_from_the_rest() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("media").await;
+    let meeting = server.meeting("media").await;
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let speaker = member(&server, &meeting, "Speaker", "speaker", 660.0).await;
     let viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
@@ -149,7 +149,7 @@ async fn everyone_receives_everyone_on_stage_and_nothing_from_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_participant_coming_on_stage_is_seen_by_all_within_a_second() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("media").await;
+    let meeting = server.meeting("media").await;
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let mut viewer = member(&server, &meeting, "Vera", "viewer", 660.0).await;
     let audience = member(&server, &meeting, "Audrey", "viewer", 880.0).await;
@@ -201,7 +201,7 @@ async fn a_participant_coming_on_stage_is_seen_by_all_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_leave_or_kick_no_frames_arrive_and_the_devices_are_closed() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("media").await;
+    let meeting = server.meeting("media").await;
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let speaker = member(&server, &meeting, "Speaker", "speaker", 660.0).await;
     let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
@@ -264,7 +264,7 @@ async fn after_leave_or_kick_no_frames_arrive_and_the_devices_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mute_and_camera_off_are_told_to_everyone_and_stop_that_media() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("media").await;
+    let meeting = server.meeting("media").await;
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
     let hid = host.id();
@@ -331,7 +331,7 @@ async fn mute_and_camera_off_are_told_to_everyone_and_stop_that_media() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_preview_shows_the_local_camera_and_mic_off_stage_and_publishes_nothing() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("media").await;
+    let meeting = server.meeting("media").await;
     let viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
     let mut pictures = viewer.media.video_frames();
     let mut levels = viewer.media.audio_levels();
@@ -405,7 +405,7 @@ async fn the_device_check_needs_no_meeting_and_follows_its_switches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_newcomer_learns_who_publishes_and_what_from_the_welcome() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("media").await;
+    let meeting = server.meeting("media").await;
     let mut host = member(&server, &meeting, "Host", "host", 440.0).await;
     host.join_stage().await;
     host.media.set_camera(false);
@@ -434,7 +434,7 @@ async fn a_newcomer_learns_who_publishes_and_what_from_the_welcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_participant_whose_id_is_local_is_shown_as_itself() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("media").await;
+    let meeting = server.meeting("media").await;
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let (status, body) = server
         .admin(
@@ -495,7 +495,7 @@ async fn a_participant_whose_id_is_local_is_shown_as_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn choosing_other_devices_restarts_only_the_capture() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("media").await;
+    let meeting = server.meeting("media").await;
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
     host.join_stage().await;
@@ -555,7 +555,7 @@ async fn a_publish_over_the_broadcast_budget_waits_it_out_and_goes_through() {
         c.broadcast_refill = Duration::from_millis(300);
     })
     .await;
-    let meeting = server.create_meeting("budget").await;
+    let meeting = server.meeting("budget").await;
     let host = member(&server, &meeting, "Host", "host", 440.0).await;
     let audience = member(&server, &meeting, "Audrey", "viewer", 880.0).await;
     host.join_stage().await;

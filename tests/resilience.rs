@@ -23,9 +23,9 @@ fn status_in(snapshot: &Value, user: &str) -> Value {
 #[tokio::test]
 async fn a_dropped_requester_resumes_its_place_inside_the_grace_period() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("resume").await;
+    let meeting = server.meeting("resume").await;
     let mut host = server.join(&meeting, "Host", "host").await;
-    let (first_id, first_token) = server.add_participant(&meeting, "First", "viewer").await;
+    let (first_id, first_token) = server.participant(&meeting, "First", "viewer").await;
     let second = server.join(&meeting, "Second", "viewer").await;
 
     let mut first = RawPeer::connect(&server, &first_token).await;
@@ -89,10 +89,10 @@ async fn a_dropped_requester_resumes_its_place_inside_the_grace_period() {
 #[tokio::test]
 async fn a_dropped_participant_is_removed_after_the_grace_period() {
     let server = TestServer::start_with_grace(SHORT_GRACE).await;
-    let meeting = server.create_meeting("expire").await;
+    let meeting = server.meeting("expire").await;
     let mut host = server.join(&meeting, "Host", "host").await;
-    let (speaker_id, speaker_token) = server.add_participant(&meeting, "Sp", "speaker").await;
-    let (viewer_id, viewer_token) = server.add_participant(&meeting, "Vi", "viewer").await;
+    let (speaker_id, speaker_token) = server.participant(&meeting, "Sp", "speaker").await;
+    let (viewer_id, viewer_token) = server.participant(&meeting, "Vi", "viewer").await;
 
     let mut speaker = RawPeer::connect(&server, &speaker_token).await;
     assert_eq!(
@@ -142,12 +142,10 @@ async fn a_dropped_participant_is_removed_after_the_grace_period() {
 #[tokio::test]
 async fn the_sdk_reconnects_and_resumes_after_a_network_cut() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("cut").await;
+    let meeting = server.meeting("cut").await;
     let mut host = server.join(&meeting, "Host", "host").await;
     let proxy = CutProxy::start(&server.url).await;
-    let (_, token) = server
-        .add_participant(&meeting, "Wanderer", "speaker")
-        .await;
+    let (_, token) = server.participant(&meeting, "Wanderer", "speaker").await;
     let mut wanderer = Client::join(&proxy.url, &token).await;
     let id = wanderer.id();
     let peer = wanderer.meeting.peer_id();
@@ -189,14 +187,12 @@ async fn the_sdk_reconnects_and_resumes_after_a_network_cut() {
 #[tokio::test]
 async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("durable").await;
+    let meeting = server.meeting("durable").await;
     server
-        .create_preset(
-            json!({"name":"panelist","stage_access":"ALLOWED","accept_stage_requests":true}),
-        )
+        .preset(json!({"name":"panelist","stage_access":"ALLOWED","accept_stage_requests":true}))
         .await;
-    let (host_id, host_token) = server.add_participant(&meeting, "Host", "panelist").await;
-    let (_, viewer_token) = server.add_participant(&meeting, "Viewer", "viewer").await;
+    let (host_id, host_token) = server.participant(&meeting, "Host", "panelist").await;
+    let (_, viewer_token) = server.participant(&meeting, "Viewer", "viewer").await;
     let admin_key = server.admin_key.clone();
 
     let server = server.restart().await;
@@ -238,9 +234,9 @@ async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
 #[tokio::test]
 async fn garbage_on_the_websocket_is_refused_and_hurts_nobody() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("garbage").await;
+    let meeting = server.meeting("garbage").await;
     let mut host = server.join(&meeting, "Host", "host").await;
-    let (_, token) = server.add_participant(&meeting, "Troll", "viewer").await;
+    let (_, token) = server.participant(&meeting, "Troll", "viewer").await;
     let mut troll = RawPeer::connect(&server, &token).await;
     let welcome = troll.next_matching(|v| v["type"] == "welcome").await;
     let seq_before = welcome["snapshot"]["seq"].as_u64().expect("seq");
@@ -286,7 +282,7 @@ async fn garbage_on_the_websocket_is_refused_and_hurts_nobody() {
 #[tokio::test]
 async fn garbage_on_the_rest_api_is_refused_and_changes_nothing() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("rest").await;
+    let meeting = server.meeting("rest").await;
     let key = server.admin_key.clone();
     let count = |body: &Value| body["data"].as_array().map(Vec::len);
     let (_, before) = server.admin("GET", "/v1/meetings", None).await;
@@ -423,8 +419,8 @@ async fn garbage_on_the_rest_api_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn a_token_for_one_meeting_cannot_touch_another() {
     let server = TestServer::start().await;
-    let a = server.create_meeting("a").await;
-    let b = server.create_meeting("b").await;
+    let a = server.meeting("a").await;
+    let b = server.meeting("b").await;
     let mut host_a = server.join(&a, "HostA", "host").await;
     let guest_b = server.join(&b, "GuestB", "viewer").await;
     guest_b
@@ -458,8 +454,8 @@ async fn a_token_for_one_meeting_cannot_touch_another() {
 async fn expired_and_forged_tokens_are_unauthorized_and_metrics_count_the_traffic() {
     use jsonwebtoken::{encode, EncodingKey, Header};
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("tokens").await;
-    let (user, issued) = server.add_participant(&meeting, "Late", "viewer").await;
+    let meeting = server.meeting("tokens").await;
+    let (user, issued) = server.participant(&meeting, "Late", "viewer").await;
     let secret = std::fs::read_to_string(server.data_dir().join("jwt_secret")).expect("secret");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -507,9 +503,9 @@ async fn expired_and_forged_tokens_are_unauthorized_and_metrics_count_the_traffi
 #[tokio::test]
 async fn a_frame_beyond_the_hard_limit_closes_only_the_offender() {
     let server = TestServer::start_with_grace(SHORT_GRACE).await;
-    let meeting = server.create_meeting("flood").await;
+    let meeting = server.meeting("flood").await;
     let mut host = server.join(&meeting, "Host", "host").await;
-    let (troll_id, token) = server.add_participant(&meeting, "Flood", "viewer").await;
+    let (troll_id, token) = server.participant(&meeting, "Flood", "viewer").await;
     let mut troll = RawPeer::connect(&server, &token).await;
     troll.next_matching(|v| v["type"] == "welcome").await;
     host.expect_event(
@@ -550,8 +546,8 @@ async fn a_frame_beyond_the_hard_limit_closes_only_the_offender() {
 #[tokio::test]
 async fn an_empty_room_is_freed_and_a_later_join_starts_a_new_one() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("freed").await;
-    let (_, token) = server.add_participant(&meeting, "Solo", "host").await;
+    let meeting = server.meeting("freed").await;
+    let (_, token) = server.participant(&meeting, "Solo", "host").await;
     let solo = Client::join(&server.url, &token).await;
     solo.meeting.stage().join().await.expect("join");
     solo.meeting.leave().await.expect("leave the meeting");
@@ -592,7 +588,7 @@ async fn issue(server: &TestServer, meeting: &str, id: &str) -> String {
 async fn the_sdk_stops_for_good_on_a_revoked_token_a_removal_and_a_deleted_meeting() {
     use onstage_client::{ClientError, CloseReason};
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("cut off").await;
+    let meeting = server.meeting("cut off").await;
     let mut host = server.join(&meeting, "Host", "host").await;
 
     // Re-issued: the session of the old token ends, and says so.

@@ -2,6 +2,7 @@
 //! each error code and each event name.
 
 use onstage_e2e::*;
+use onstage_proto::rest::CreateMeeting;
 use onstage_proto::{ErrorCode, StageStatus, UserId};
 use serde_json::json;
 
@@ -21,7 +22,7 @@ struct Cast {
 /// watches everything.
 async fn cast() -> Cast {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("flows").await;
+    let meeting = server.meeting("flows").await;
     let host = server.join(&meeting, "Host", "host").await;
     let viewer = server.join(&meeting, "Vera", "viewer").await;
     let audience = server.join(&meeting, "Audrey", "viewer").await;
@@ -266,16 +267,12 @@ async fn invite_a_spectator_who_joins_and_a_viewer_who_declines() {
 #[tokio::test]
 async fn presets_refuse_what_they_do_not_allow() {
     let server = TestServer::start().await;
-    let meeting = server.create_meeting("perms").await;
+    let meeting = server.meeting("perms").await;
     server
-        .create_preset(
-            json!({"name":"moderator","stage_access":"CAN_REQUEST","kick_participant":true}),
-        )
+        .preset(json!({"name":"moderator","stage_access":"CAN_REQUEST","kick_participant":true}))
         .await;
     server
-        .create_preset(
-            json!({"name":"listener","stage_access":"CAN_REQUEST","stage_enabled":false}),
-        )
+        .preset(json!({"name":"listener","stage_access":"CAN_REQUEST","stage_enabled":false}))
         .await;
     let host = server.join(&meeting, "Host", "host").await;
     let speaker = server.join(&meeting, "Speaker", "speaker").await;
@@ -409,7 +406,7 @@ async fn state_errors_unknown_ids_and_bad_requests() {
     );
     assert_eq!(code(hs.grant_access(&[]).await), ErrorCode::BadRequest);
     // A participant of another meeting is not found here.
-    let other = server.create_meeting("other").await;
+    let other = server.meeting("other").await;
     let stranger = server.join(&other, "Stranger", "viewer").await;
     stranger
         .meeting
@@ -436,9 +433,12 @@ async fn state_errors_unknown_ids_and_bad_requests() {
 #[tokio::test]
 async fn the_stage_fills_up() {
     let server = TestServer::start().await;
-    let meeting = server
-        .create_meeting_with(json!({"title":"small","max_on_stage":1}))
-        .await;
+    let small = CreateMeeting {
+        title: "small".into(),
+        max_on_stage: Some(1),
+    };
+    let meeting = server.admin.create_meeting(&small).await.expect("meeting");
+    let meeting = meeting.id.to_string();
     let host = server.join(&meeting, "Host", "host").await;
     let speaker = server.join(&meeting, "Speaker", "speaker").await;
     host.meeting.stage().join().await.expect("first joins");

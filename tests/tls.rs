@@ -6,19 +6,22 @@
 use std::time::Duration;
 
 use onstage_client::link::{Fingerprint, InviteLink};
-use onstage_client::{CertificateError, ClientError, ErrorCode, JoinOptions, Meeting};
+use onstage_client::proto::rest::{AddParticipant, CreateMeeting};
+use onstage_client::{AdminClient, CertificateError, ClientError, ErrorCode, JoinOptions, Meeting};
 use onstage_e2e::{within, Client, WAIT};
 use onstage_server::{RunningServer, ServerConfig, TlsConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A self-signed TLS server and an https admin client that pins it.
+/// A self-signed TLS server, the typed admin client pinned to it and an https client for
+/// everything else.
 struct TlsServer {
     server: Option<RunningServer>,
     url: String,
     fingerprint: Fingerprint,
     admin_key: String,
+    admin: AdminClient,
     http: reqwest::Client,
     _data: tempfile::TempDir,
 }
@@ -55,44 +58,39 @@ impl TlsServer {
             .timeout(WAIT)
             .build()
             .expect("https client");
+        let url = server.http_url();
+        let admin = AdminClient::with_fingerprint(&url, server.admin_key(), Some(fingerprint))
+            .expect("pinned admin client")
+            .with_timeout(WAIT);
         Self {
-            url: server.http_url(),
+            url,
             fingerprint,
             admin_key: server.admin_key().to_owned(),
+            admin,
             server: Some(server),
             http,
             _data: data,
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let response = within(
-            path,
-            self.http
-                .post(format!("{}{path}", self.url))
-                .bearer_auth(&self.admin_key)
-                .json(&body)
-                .send(),
-        )
-        .await
-        .expect("admin request over https");
-        assert_eq!(response.status(), 201, "{path}");
-        let body: Value = response.json().await.expect("JSON");
-        body["data"].clone()
-    }
-
+    // The admin client's own timeout (WAIT) bounds its calls.
     async fn meeting(&self) -> String {
-        let data = self.post("/v1/meetings", json!({"title": "tls"})).await;
-        data["id"].as_str().expect("id").to_owned()
+        let meeting = self
+            .admin
+            .create_meeting(&CreateMeeting::titled("tls"))
+            .await
+            .expect("admin request over https");
+        meeting.id.to_string()
     }
 
-    /// Adds a participant; returns its data (`id`, `token`, `link`, ...).
+    /// Adds a participant; returns its data (`id`, `token`, `link`, ...) as JSON.
     async fn add(&self, meeting: &str, name: &str, preset: &str) -> Value {
-        self.post(
-            &format!("/v1/meetings/{meeting}/participants"),
-            json!({"name": name, "preset_name": preset}),
-        )
-        .await
+        let added = self
+            .admin
+            .add_participant(meeting, &AddParticipant::new(name, preset))
+            .await
+            .expect("admin request over https");
+        serde_json::to_value(added).expect("JSON")
     }
 
     async fn healthz(&self) -> Value {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Manager, Runtime, State};
 
 use onstage_client::link::{Fingerprint, InviteLink};
+use onstage_client::proto::rest::{AddParticipant, CreateMeeting};
 use onstage_client::{JoinOptions, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId};
 use onstage_media::{list_cameras, list_microphones, list_speakers, DeviceInfo, MediaError};
 
@@ -20,7 +21,7 @@ use crate::device_check::DeviceCheck;
 use crate::error::{AppError, Code, Context};
 use crate::events::{self, emit_session};
 use crate::hosting::{self, HostRecord};
-use crate::state::{lock, Admin, AppState, Embedded, Live, Mode, Session, View};
+use crate::state::{admin_client, lock, AppState, Embedded, Live, Mode, Session, View};
 
 type Result<T> = std::result::Result<T, CommandError>;
 
@@ -123,14 +124,21 @@ pub async fn host<R: Runtime>(
     // The host talks to its own server over loopback (a wildcard bind serves it too).
     let url = format!("https://127.0.0.1:{port}");
     let prepared = async {
-        let admin = Admin::new(&url, server.admin_key(), fingerprint)?;
+        let admin = admin_client(&url, server.admin_key(), fingerprint)?;
         let meeting_id = match record.meeting_id.clone() {
             Some(id) if admin.meeting_exists(&id).await? => id,
-            _ => admin.create_meeting("Onstage meeting").await?,
+            _ => {
+                let created = admin
+                    .create_meeting(&CreateMeeting::titled("Onstage meeting"))
+                    .await?;
+                created.id.to_string()
+            }
         };
-        let token = admin
-            .add_participant(&meeting_id, name, "host", Some(HOST_USER_ID))
-            .await?;
+        let host = AddParticipant {
+            custom_participant_id: Some(HOST_USER_ID.into()),
+            ..AddParticipant::new(name, "host")
+        };
+        let token = admin.add_participant(&meeting_id, &host).await?.token;
         let options = JoinOptions {
             fingerprint,
             ..JoinOptions::default()
@@ -513,8 +521,9 @@ pub async fn create_invite(
         .map_err(|e| CommandError::new(Code::BadAddress, format!("the invite address: {e}")))?;
     let token = embedded
         .admin
-        .add_participant(&embedded.meeting_id, &name, &preset, None)
-        .await?;
+        .add_participant(&embedded.meeting_id, &AddParticipant::new(name, preset))
+        .await?
+        .token;
     let link = InviteLink::new(server.clone(), &token, embedded.server.fingerprint())
         .map_err(|e| CommandError::internal(e.to_string()))?;
     if embedded.record.invite_address.as_deref() != Some(address.as_str()) {

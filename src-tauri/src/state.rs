@@ -5,20 +5,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use onstage_client::proto::{MediaKinds, StageAccess};
+use onstage_client::proto::{ErrorBody, MediaKinds, StageAccess};
 use onstage_client::Fingerprint;
 use onstage_client::{
-    AccessRequest, CloseReason, ConnectionState, Meeting, Participant, StageMedia, StageStatus,
-    UserId,
+    AccessRequest, AdminClient, CloseReason, ConnectionState, Meeting, Participant, StageMedia,
+    StageStatus, UserId,
 };
 use onstage_server::RunningServer;
 
 use crate::commands::CommandError;
 use crate::config::AppConfig;
-use crate::error::Code;
 use crate::hosting::HostRecord;
 use crate::video::Pictures;
 
@@ -74,7 +72,7 @@ pub struct Live {
 /// The server this app runs, and the admin access to mint invitations.
 pub struct Embedded {
     pub server: RunningServer,
-    pub admin: Admin,
+    pub admin: AdminClient,
     pub meeting_id: String,
     /// The server's data dir, where [`HostRecord`] lives.
     pub data_dir: std::path::PathBuf,
@@ -217,147 +215,24 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The few admin REST calls the app needs (docs/API.md): create a meeting, add a participant.
-#[derive(Debug, Clone)]
-pub struct Admin {
-    http: reqwest::Client,
-    base: String,
-    key: String,
+/// How long the app waits on an admin call to its own server (it is on loopback: a call
+/// that takes longer will not come back, and hosting should fail rather than hang).
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The admin client of the embedded server: `base` is its https URL, `pin` its
+/// self-signed certificate's fingerprint, which the client insists on exactly as the SDK
+/// does.
+pub fn admin_client(
+    base: &str,
+    key: &str,
+    pin: Option<Fingerprint>,
+) -> Result<AdminClient, CommandError> {
+    Ok(AdminClient::with_fingerprint(base, key, pin)?.with_timeout(ADMIN_TIMEOUT))
 }
 
-impl Admin {
-    /// `base` is the embedded server's https URL; `pin` its self-signed certificate's
-    /// fingerprint, which the client insists on exactly as the SDK does.
-    pub fn new(base: &str, key: &str, pin: Option<Fingerprint>) -> Result<Admin, CommandError> {
-        let builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-        let builder = if base.starts_with("https://") {
-            let tls = onstage_client::tls::client_config(pin)
-                .map_err(|e| CommandError::new(Code::UntrustedServer, e.to_string()))?;
-            builder.tls_backend_preconfigured(tls).https_only(true)
-        } else {
-            // Plain http needs no roots: keep the client from loading the system's.
-            builder.tls_certs_only([])
-        };
-        let http = builder
-            .build()
-            .map_err(|e| CommandError::internal(format!("HTTP client: {e}")))?;
-        Ok(Admin {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            key: key.to_owned(),
-        })
+/// What an admin call answered instead of its data, as the UI's error.
+impl From<ErrorBody> for CommandError {
+    fn from(e: ErrorBody) -> Self {
+        CommandError::new(e.code, e.message)
     }
-
-    /// `POST /v1/meetings` -> the meeting id.
-    pub async fn create_meeting(&self, title: &str) -> Result<String, CommandError> {
-        let data = self.post("/v1/meetings", json!({ "title": title })).await?;
-        field(&data, "id")
-    }
-
-    /// `GET /v1/meetings/{id}`: does the server still have this meeting?
-    pub async fn meeting_exists(&self, meeting_id: &str) -> Result<bool, CommandError> {
-        check_id(meeting_id)?;
-        match self
-            .request(
-                reqwest::Method::GET,
-                &format!("/v1/meetings/{meeting_id}"),
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.code == Code::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `POST /v1/meetings/{id}/participants` -> the participant's token. With `user_id`
-    /// the participant keeps that id (adding it again renews its token).
-    pub async fn add_participant(
-        &self,
-        meeting_id: &str,
-        name: &str,
-        preset: &str,
-        user_id: Option<&str>,
-    ) -> Result<String, CommandError> {
-        check_id(meeting_id)?;
-        let mut body = json!({ "name": name, "preset_name": preset });
-        if let Some(id) = user_id {
-            body["custom_participant_id"] = json!(id);
-        }
-        let data = self
-            .post(&format!("/v1/meetings/{meeting_id}/participants"), body)
-            .await?;
-        field(&data, "token")
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<Value, CommandError> {
-        self.request(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    /// Sends a request (with a JSON body) and unwraps the `{"success", "data" | "error"}`
-    /// envelope.
-    async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, CommandError> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(body) = &body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CommandError::new(Code::ConnectionLost, format!("admin API: {e}")))?;
-        let status = response.status();
-        let envelope: Value = response
-            .json()
-            .await
-            .map_err(|e| CommandError::internal(format!("admin API reply: {e}")))?;
-        if envelope.get("success") == Some(&Value::Bool(true)) {
-            return Ok(envelope.get("data").cloned().unwrap_or(Value::Null));
-        }
-        let error = envelope.get("error");
-        let text = |k: &str| {
-            error
-                .and_then(|e| e.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        // The server's codes are the SDK's; one this shell does not know is `internal`.
-        let code = error
-            .and_then(|e| e.get("code"))
-            .and_then(|c| onstage_client::ErrorCode::deserialize(c).ok())
-            .unwrap_or(onstage_client::ErrorCode::Internal);
-        Err(CommandError::new(
-            code,
-            text("message").unwrap_or_else(|| format!("admin API: HTTP {status}")),
-        ))
-    }
-}
-
-/// Meeting ids come from our own server, but paths are built from strings: keep them to
-/// the characters ids use.
-fn check_id(meeting_id: &str) -> Result<(), CommandError> {
-    let ok = !meeting_id.is_empty()
-        && meeting_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(CommandError::new(Code::BadRequest, "malformed meeting id"))
-    }
-}
-
-fn field(data: &Value, key: &str) -> Result<String, CommandError> {
-    data.get(key)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| CommandError::internal(format!("admin API reply without {key:?}")))
 }

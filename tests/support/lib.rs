@@ -1,43 +1,31 @@
-//! Shared harness of the end-to-end tests: a real server on 127.0.0.1:0 in a temporary data
-//! dir, admin calls over real HTTP, participants joined through the real SDK, raw WebSocket
-//! peers for misbehaving clients, and a TCP proxy that can cut connections.
+//! Shared harness of the end-to-end tests: the testkit's real server on 127.0.0.1:0 in a
+//! temporary data dir (admin calls over real HTTP, typed or raw), participants joined
+//! through the real SDK, raw WebSocket peers for misbehaving clients, and a TCP proxy that
+//! can cut connections.
 //!
 //! Events are matched in their JSON form — the same shape `onstage bot` prints — so the tests
 //! check the public contract, not internal types.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use onstage_client::{EventStream, Meeting};
 use onstage_proto::UserId;
-use onstage_server::{RunningServer, ServerConfig};
-use serde_json::{json, Value};
+use onstage_server::ServerConfig;
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-/// How long any single expected thing may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use onstage_testkit::{within, WAIT};
 
-/// Awaits `fut`, failing the test with `what` if it takes longer than [`WAIT`].
-pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-pub struct TestServer {
-    server: Option<RunningServer>,
-    pub url: String,
-    pub admin_key: String,
-    pub data: tempfile::TempDir,
-    grace: Duration,
-    http: reqwest::Client,
-}
+/// The testkit's server (everything it has is reached through `Deref`), whose [`join`]
+/// gives a [`Client`] that keeps the events it sees.
+///
+/// [`join`]: TestServer::join
+pub struct TestServer(onstage_testkit::TestServer);
 
 impl TestServer {
     /// A server with the default 30 s grace period.
@@ -51,121 +39,26 @@ impl TestServer {
 
     /// A server with its configuration adjusted by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        Self::start_in(data, adjust).await
-    }
-
-    async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
-        let mut config = ServerConfig::new(
-            "127.0.0.1:0".parse().expect("addr"),
-            data.path().to_path_buf(),
-        );
-        adjust(&mut config);
-        let grace = config.grace;
-        let server = onstage_server::start(config).await.expect("server starts");
-        Self {
-            url: server.http_url(),
-            admin_key: server.admin_key().to_owned(),
-            server: Some(server),
-            data,
-            grace,
-            http: reqwest::Client::new(),
-        }
+        Self(onstage_testkit::TestServer::start_with(adjust).await)
     }
 
     /// Stops the server gracefully and starts a new one on the same data dir (new port).
-    pub async fn restart(mut self) -> Self {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await;
-        }
-        let grace = self.grace;
-        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
-        Self::start_in(data, |c| c.grace = grace).await
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        self.data.path()
-    }
-
-    pub fn ws_url(&self) -> String {
-        format!("{}/v1/signal", self.url.replacen("http", "ws", 1))
-    }
-
-    /// An admin request; returns (HTTP status, JSON body).
-    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.raw(
-            method,
-            path,
-            body.map(|b| b.to_string()),
-            Some(&self.admin_key),
-        )
-        .await
-    }
-
-    /// A request with any body text and any (or no) bearer key.
-    pub async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<String>,
-        key: Option<&str>,
-    ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            req = req.header("content-type", "application/json").body(body);
-        }
-        let resp = req.send().await.expect("http request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, json)
-    }
-
-    pub async fn create_meeting(&self, title: &str) -> String {
-        self.create_meeting_with(json!({ "title": title })).await
-    }
-
-    pub async fn create_meeting_with(&self, body: Value) -> String {
-        let (status, body) = self.admin("POST", "/v1/meetings", Some(body)).await;
-        assert_eq!(status, 201, "create meeting: {body}");
-        body["data"]["id"].as_str().expect("meeting id").to_owned()
-    }
-
-    pub async fn create_preset(&self, preset: Value) {
-        let (status, body) = self.admin("POST", "/v1/presets", Some(preset)).await;
-        assert_eq!(status, 201, "create preset: {body}");
-    }
-
-    /// Registers a participant; returns (user id, token).
-    pub async fn add_participant(
-        &self,
-        meeting: &str,
-        name: &str,
-        preset: &str,
-    ) -> (String, String) {
-        let (status, body) = self
-            .admin(
-                "POST",
-                &format!("/v1/meetings/{meeting}/participants"),
-                Some(json!({ "name": name, "preset_name": preset })),
-            )
-            .await;
-        assert_eq!(status, 201, "add participant: {body}");
-        let data = &body["data"];
-        (
-            data["id"].as_str().expect("user id").to_owned(),
-            data["token"].as_str().expect("token").to_owned(),
-        )
+    pub async fn restart(self) -> Self {
+        Self(self.0.restart().await)
     }
 
     /// Registers a participant and joins it through the SDK.
     pub async fn join(&self, meeting: &str, name: &str, preset: &str) -> Client {
-        let (_, token) = self.add_participant(meeting, name, preset).await;
+        let (_, token) = self.participant(meeting, name, preset).await;
         Client::join(&self.url, &token).await
+    }
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = onstage_testkit::TestServer;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -263,7 +156,7 @@ pub struct RawPeer {
 
 impl RawPeer {
     pub async fn connect(server: &TestServer, token: &str) -> RawPeer {
-        let url = format!("{}?token={token}", server.ws_url());
+        let url = server.ws_url(token);
         let (ws, _) = within("raw connect", tokio_tungstenite::connect_async(url))
             .await
             .expect("raw websocket connects");

@@ -60,6 +60,9 @@
 //! - [`mirror`]: the pure room copy and the event-derivation rules (unit-tested).
 //! - [`error`]: [`ClientError`] and its stable codes.
 //! - [`link`]: [`InviteLink`] (`onstage://join?...`) and [`Fingerprint`].
+//! - [`admin`]: [`AdminClient`], the admin REST API typed with `proto::rest`'s bodies —
+//!   what the `onstage` admin commands, the desktop app and the tests make meetings and
+//!   participants with.
 //! - [`tls`]: how `https`/`wss` servers are trusted: the system's roots, or exactly the
 //!   certificate a fingerprint pins.
 //! - [`media`]: [`StageMedia`], the stage's media: what should run now is a pure plan
@@ -69,6 +72,7 @@
 //!   publisher, their ICE and DTLS setup, H.264 and Opus on the wire, bandwidth estimation.
 //! - `connection` (private): the socket task, reconnect and resume.
 
+pub mod admin;
 mod connection;
 pub mod error;
 pub mod event;
@@ -79,6 +83,7 @@ pub mod mirror;
 pub mod rtc;
 pub mod tls;
 
+pub use admin::AdminClient;
 pub use error::ClientError;
 pub use event::{ConnectionState, MeetingEvent};
 pub use link::{Fingerprint, InviteLink, LinkError};

@@ -33,7 +33,7 @@ async fn watch(viewer: &Meeting, publisher: &Meeting) -> ProbeViewer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_viewers_get_everything_starting_at_a_keyframe() {
     let srv = Srv::start().await;
-    let m = srv.meeting().await;
+    let m = srv.meeting("probe").await;
     let host = srv.join(&m, "host", "host").await;
     let a = srv.join(&m, "a", "viewer").await;
     let b = srv.join(&m, "b", "viewer").await;
@@ -64,7 +64,7 @@ async fn two_viewers_get_everything_starting_at_a_keyframe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_joining_a_live_stage_gets_a_keyframe_fast() {
     let srv = Srv::start().await;
-    let m = srv.meeting().await;
+    let m = srv.meeting("probe").await;
     let host = srv.join(&m, "host", "host").await;
     let early = srv.join(&m, "early", "viewer").await;
     let late = srv.join(&m, "late", "viewer").await;
@@ -95,7 +95,7 @@ async fn a_viewer_joining_a_live_stage_gets_a_keyframe_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kick_ends_media_even_from_a_client_that_keeps_sending() {
     let srv = Srv::start().await;
-    let m = srv.meeting().await;
+    let m = srv.meeting("probe").await;
     let host = srv.join(&m, "host", "host").await;
     let speaker = srv.join(&m, "speaker", "speaker").await;
     let a = srv.join(&m, "a", "viewer").await;
@@ -147,7 +147,7 @@ async fn a_kick_ends_media_even_from_a_client_that_keeps_sending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_off_stage_is_refused() {
     let srv = Srv::start().await;
-    let m = srv.meeting().await;
+    let m = srv.meeting("probe").await;
     let host = srv.join(&m, "host", "host").await;
     let err = match within(
         "publish",

@@ -2,9 +2,9 @@
 //!
 //! Everything that crosses a process boundary is defined here, and only here: ids, presets,
 //! stage status, the signaling messages exchanged over the WebSocket at `/v1/signal`, the
-//! room events and the stable error codes. The crate is `serde` only — no I/O, no async —
-//! so the server, the SDK, the `onstage` command and the desktop app all speak exactly the
-//! same language.
+//! room events, the admin REST API's bodies and the stable error codes. The crate is
+//! `serde` only — no I/O, no async — so the server, the SDK, the `onstage` command and the
+//! desktop app all speak exactly the same language.
 //!
 //! Layout:
 //! - [`ids`]: `MeetingId`, `UserId`, `PeerId`.
@@ -13,10 +13,14 @@
 //! - [`signal`]: `Call` (what a client asks), `ClientMessage`, `ServerMessage`, `RoomEvent`,
 //!   `CloseReason` (the goodbyes), `MediaEvent` and `MediaKinds` (what a publication carries).
 //! - [`link`]: `InviteLink` (`onstage://join?...`) and certificate `Fingerprint`s.
+//! - [`rest`]: the admin REST API's bodies: the `Envelope` every answer comes in,
+//!   `CreateMeeting` and `Meeting`, `AddParticipant`, `Participant` and `AddedParticipant`
+//!   (with its token and invite link).
 
 pub mod error;
 pub mod ids;
 pub mod link;
+pub mod rest;
 pub mod signal;
 pub mod stage;
 

@@ -86,7 +86,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "success": false, "error": self.body });
+        let body = onstage_proto::rest::Envelope::<()>::Failure(self.body);
         (self.status, Json(body)).into_response()
     }
 }

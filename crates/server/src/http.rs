@@ -207,11 +207,9 @@ fn refusal_response(refusal: Refusal) -> Vec<u8> {
             "your address opens connections too fast; wait a moment and try again"
         }
     };
-    let body = serde_json::json!({
-        "success": false,
-        "error": onstage_proto::ErrorBody::new(onstage_proto::ErrorCode::RateLimited, message),
-    })
-    .to_string();
+    let error = onstage_proto::ErrorBody::new(onstage_proto::ErrorCode::RateLimited, message);
+    let body = serde_json::to_string(&onstage_proto::rest::Envelope::<()>::Failure(error))
+        .unwrap_or_default();
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nretry-after: 5\r\nconnection: close\r\n\r\n{body}",

@@ -12,16 +12,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use onstage_proto::rest::{AddParticipant, AddedParticipant, CreateMeeting, Envelope, Participant};
 use onstage_proto::{MeetingId, Preset, RoomSnapshot, UserId};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::limits::Source;
 use crate::rooms::now_ms;
 use crate::server::AppState;
-use crate::storage::{AddParticipant, DeletePreset, MeetingRecord, RemoveParticipant};
+use crate::storage::{self, DeletePreset, MeetingRecord, RemoveParticipant};
 
 type Shared = State<Arc<AppState>>;
 
@@ -72,7 +72,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 fn ok(status: StatusCode, data: impl serde::Serialize) -> Response {
-    (status, Json(json!({ "success": true, "data": data }))).into_response()
+    (status, Json(Envelope::Success(data))).into_response()
 }
 
 /// Every admin route goes through this first: a source that keeps failing the admin key
@@ -116,23 +116,17 @@ fn too_many_failures(wait: std::time::Duration) -> Response {
     ([(axum::http::header::RETRY_AFTER, secs.to_string())], error).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateMeeting {
-    title: String,
-    max_on_stage: Option<u32>,
-}
-
-impl CreateMeeting {
-    /// The title as stored and the stage size, or why the body is refused.
-    fn checked(&self, default_max_on_stage: u32) -> Result<(String, u32), ApiError> {
-        let title = clean_text("title", &self.title, 200)?;
-        let max_on_stage = self.max_on_stage.unwrap_or(default_max_on_stage);
-        if !(1..=1000).contains(&max_on_stage) {
-            return Err(ApiError::bad_request("max_on_stage must be 1 to 1000"));
-        }
-        Ok((title, max_on_stage))
+/// The title as stored and the stage size of a new meeting, or why the body is refused.
+fn check_meeting(
+    body: &CreateMeeting,
+    default_max_on_stage: u32,
+) -> Result<(String, u32), ApiError> {
+    let title = clean_text("title", &body.title, 200)?;
+    let max_on_stage = body.max_on_stage.unwrap_or(default_max_on_stage);
+    if !(1..=1000).contains(&max_on_stage) {
+        return Err(ApiError::bad_request("max_on_stage must be 1 to 1000"));
     }
+    Ok((title, max_on_stage))
 }
 
 async fn create_meeting(
@@ -140,7 +134,7 @@ async fn create_meeting(
     body: Result<ApiJson<CreateMeeting>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
-    let (title, max_on_stage) = body.checked(app.config.default_max_on_stage)?;
+    let (title, max_on_stage) = check_meeting(&body, app.config.default_max_on_stage)?;
     let meeting = MeetingRecord {
         id: MeetingId::new(uuid::Uuid::new_v4().to_string()),
         title,
@@ -181,48 +175,38 @@ async fn delete_meeting(State(app): Shared, Path(id): Path<String>) -> Result<Re
     Ok(ok(StatusCode::OK, meeting))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddParticipantBody {
-    name: String,
-    preset_name: String,
-    custom_participant_id: Option<String>,
-}
-
-impl AddParticipantBody {
-    /// The name as stored, or why the body is refused.
-    fn checked(&self) -> Result<String, ApiError> {
-        let name = clean_text("name", &self.name, 100)?;
-        if let Some(custom) = &self.custom_participant_id {
-            let valid = !custom.is_empty()
-                && custom.len() <= 128
-                && custom
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.:@".contains(c));
-            if !valid {
-                return Err(ApiError::bad_request(
-                    "custom_participant_id must be 1 to 128 of [A-Za-z0-9_-.:@]",
-                ));
-            }
-            // The server's own ids are UUIDs: a custom id in that form could name (rename,
-            // re-preset, mint a token for) a participant the server made.
-            if uuid::Uuid::try_parse(custom).is_ok() {
-                return Err(ApiError::bad_request(
-                    "custom_participant_id may not have the form of the server's ids (a UUID)",
-                ));
-            }
+/// The name of a new participant as stored, or why the body is refused.
+fn check_participant(body: &AddParticipant) -> Result<String, ApiError> {
+    let name = clean_text("name", &body.name, 100)?;
+    if let Some(custom) = &body.custom_participant_id {
+        let valid = !custom.is_empty()
+            && custom.len() <= 128
+            && custom
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:@".contains(c));
+        if !valid {
+            return Err(ApiError::bad_request(
+                "custom_participant_id must be 1 to 128 of [A-Za-z0-9_-.:@]",
+            ));
         }
-        Ok(name)
+        // The server's own ids are UUIDs: a custom id in that form could name (rename,
+        // re-preset, mint a token for) a participant the server made.
+        if uuid::Uuid::try_parse(custom).is_ok() {
+            return Err(ApiError::bad_request(
+                "custom_participant_id may not have the form of the server's ids (a UUID)",
+            ));
+        }
     }
+    Ok(name)
 }
 
 async fn add_participant(
     State(app): Shared,
     Path(id): Path<String>,
-    body: Result<ApiJson<AddParticipantBody>, ApiError>,
+    body: Result<ApiJson<AddParticipant>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
-    let name = body.checked()?;
+    let name = check_participant(&body)?;
     let meeting = MeetingId::new(id.clone());
     let added = app
         .storage
@@ -235,10 +219,12 @@ async fn add_participant(
         )
         .await?;
     let (participant, reissued) = match added {
-        AddParticipant::Added(p) => (p, false),
-        AddParticipant::Reissued(p) => (p, true),
-        AddParticipant::NoMeeting => return Err(ApiError::not_found(format!("no meeting {id:?}"))),
-        AddParticipant::NoPreset => {
+        storage::AddParticipant::Added(p) => (p, false),
+        storage::AddParticipant::Reissued(p) => (p, true),
+        storage::AddParticipant::NoMeeting => {
+            return Err(ApiError::not_found(format!("no meeting {id:?}")))
+        }
+        storage::AddParticipant::NoPreset => {
             return Err(ApiError::bad_request(format!(
                 "no preset {:?}",
                 body.preset_name
@@ -269,14 +255,14 @@ async fn add_participant(
         .map_err(|e| ApiError::internal(format!("cannot build the invite link: {e}")))?;
     Ok(ok(
         StatusCode::CREATED,
-        json!({
-            "id": participant.id,
-            "name": participant.name,
-            "preset_name": participant.preset_name,
-            "custom_participant_id": participant.custom_participant_id,
-            "token": token,
-            "link": link.to_string(),
-        }),
+        AddedParticipant {
+            id: participant.id,
+            name: participant.name,
+            preset_name: participant.preset_name,
+            custom_participant_id: participant.custom_participant_id,
+            token,
+            link: link.to_string(),
+        },
     ))
 }
 
@@ -311,7 +297,7 @@ async fn remove_participant(
         )
         .await;
     tracing::info!(meeting = %meeting, user = %participant.id, "participant removed");
-    Ok(ok(StatusCode::OK, participant))
+    Ok(ok(StatusCode::OK, Participant::from(participant)))
 }
 
 /// A body one of the routes above reads.
@@ -341,13 +327,13 @@ pub fn check_body(
     Ok(match body {
         Body::CreateMeeting => {
             let (title, max_on_stage) =
-                read::<CreateMeeting>(bytes)?.checked(default_max_on_stage)?;
+                check_meeting(&read::<CreateMeeting>(bytes)?, default_max_on_stage)?;
             json!({ "title": title, "max_on_stage": max_on_stage })
         }
         Body::AddParticipant => {
-            let body = read::<AddParticipantBody>(bytes)?;
+            let body = read::<AddParticipant>(bytes)?;
             json!({
-                "name": body.checked()?,
+                "name": check_participant(&body)?,
                 "preset_name": body.preset_name,
                 "custom_participant_id": body.custom_participant_id,
             })
@@ -369,6 +355,7 @@ async fn list_participants(
         .list_participants(MeetingId::new(id.clone()))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no meeting {id:?}")))?;
+    let list: Vec<Participant> = list.into_iter().map(Participant::from).collect();
     Ok(ok(StatusCode::OK, list))
 }
 

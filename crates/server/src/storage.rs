@@ -14,7 +14,6 @@ use onstage_proto::{MeetingId, PeerId, Preset, StageAccess, StageStatus, UnixMil
 use onstage_room::Seat;
 use rusqlite::{params, Connection, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::error::StorageError;
@@ -92,28 +91,32 @@ const MIGRATIONS: &[M<'static>] = &[
     ),
 ];
 
-/// A meeting as stored and as the admin API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MeetingRecord {
-    pub id: MeetingId,
-    pub title: String,
-    pub max_on_stage: u32,
-    pub created_at: UnixMillis,
-}
+/// A meeting as stored: exactly what the admin API answers, so the wire type serves.
+pub type MeetingRecord = onstage_proto::rest::Meeting;
 
-/// A participant of a meeting as stored and as the admin API lists it (no token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A participant of a meeting as stored; the admin API lists it as a
+/// [`onstage_proto::rest::Participant`] (no meeting, no token generation).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantRecord {
     /// The participant's user id.
     pub id: UserId,
-    #[serde(skip)]
     pub meeting_id: MeetingId,
     pub name: String,
     pub preset_name: String,
     pub custom_participant_id: Option<String>,
     /// The generation of the participant's current token; older tokens are refused.
-    #[serde(skip)]
     pub token_generation: u64,
+}
+
+impl From<ParticipantRecord> for onstage_proto::rest::Participant {
+    fn from(p: ParticipantRecord) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            preset_name: p.preset_name,
+            custom_participant_id: p.custom_participant_id,
+        }
+    }
 }
 
 /// The outcome of [`Storage::add_participant`].

@@ -82,80 +82,37 @@ fn server_cpu() -> f64 {
     cpu
 }
 
+/// The testkit's server, running on a runtime of its own (see above).
 struct Bench {
-    _server: onstage_server::RunningServer,
+    /// Dropped, and so stopped, before its runtime.
+    srv: onstage_testkit::TestServer,
     _server_rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-    url: String,
-    key: String,
-    http: reqwest::Client,
 }
 
 impl Bench {
     fn start() -> Bench {
-        let dir = tempfile::tempdir().expect("temp dir");
         let server_rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(SERVER_THREADS)
             .enable_all()
             .build()
             .expect("server runtime");
-        let mut config = onstage_server::ServerConfig::new(
-            "127.0.0.1:0".parse().expect("addr"),
-            dir.path().to_path_buf(),
-        );
         // Signaling only: the SFU is not what is measured.
-        config.media_udp = None;
-        let server = server_rt
-            .block_on(onstage_server::start(config))
-            .expect("server starts");
+        let srv = server_rt.block_on(onstage_testkit::TestServer::start_with(|config| {
+            config.media_udp = None
+        }));
         Bench {
-            url: server.http_url(),
-            key: server.admin_key().to_owned(),
-            _server: server,
+            srv,
             _server_rt: server_rt,
-            _dir: dir,
-            http: reqwest::Client::new(),
         }
     }
+}
 
-    async fn admin(&self, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .expect("admin call");
-        let body: Value = resp.json().await.expect("json");
-        body["data"].clone()
-    }
+impl std::ops::Deref for Bench {
+    type Target = onstage_testkit::TestServer;
 
-    async fn meeting(&self) -> String {
-        self.admin("/v1/meetings", json!({"title":"bench"})).await["id"]
-            .as_str()
-            .expect("id")
-            .to_owned()
-    }
-
-    /// A new participant: (user id, token).
-    async fn participant(&self, meeting: &str, name: &str, preset: &str) -> (String, String) {
-        let data = self
-            .admin(
-                &format!("/v1/meetings/{meeting}/participants"),
-                json!({"name": name, "preset_name": preset}),
-            )
-            .await;
-        let field = |f: &str| data[f].as_str().expect("participant field").to_owned();
-        (field("id"), field("token"))
-    }
-
-    fn ws_url(&self, token: &str) -> String {
-        format!(
-            "{}/v1/signal?token={token}",
-            self.url.replacen("http", "ws", 1)
-        )
+    fn deref(&self) -> &Self::Target {
+        &self.srv
     }
 }
 
@@ -185,7 +142,7 @@ fn junk_frames_under_the_cap() {
 fn junk(len: usize) {
     let bench = Bench::start();
     client_rt().block_on(async {
-        let meeting = bench.meeting().await;
+        let meeting = bench.meeting("bench").await;
         let (_, token) = bench.participant(&meeting, "junk", "viewer").await;
         let (ws, _) = tokio_tungstenite::connect_async(bench.ws_url(&token))
             .await
@@ -273,7 +230,7 @@ fn toggle_fan_out() {
     const SECS: u64 = 20;
     let bench = Bench::start();
     client_rt().block_on(async {
-        let meeting = bench.meeting().await;
+        let meeting = bench.meeting("bench").await;
         let (toggler_id, token) = bench.participant(&meeting, "toggler", "viewer").await;
         let watchers = Watchers::join(&bench, &meeting, WATCHERS, &toggler_id).await;
         let Watchers {
@@ -411,7 +368,7 @@ fn reconnect_fan_out() {
     const SECS: u64 = 10;
     let bench = Bench::start();
     client_rt().block_on(async {
-        let meeting = bench.meeting().await;
+        let meeting = bench.meeting("bench").await;
         let (looper_id, token) = bench.participant(&meeting, "looper", "viewer").await;
         let watchers = Watchers::join(&bench, &meeting, WATCHERS, &looper_id).await;
         tokio::time::sleep(Duration::from_secs(3)).await;

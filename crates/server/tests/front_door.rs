@@ -283,7 +283,7 @@ async fn a_request_whose_body_never_completes_gets_408() {
     let head = format!(
         "POST /v1/meetings HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
          content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"title\"",
-        srv.key
+        srv.admin_key
     );
     stream.write_all(head.as_bytes()).await.expect("write");
     let answer = String::from_utf8(within("408", read_to_close(&mut stream)).await).unwrap();
@@ -313,12 +313,18 @@ async fn admin_key_guessing_is_made_to_wait_per_source() {
     assert_eq!(statuses[5..], [429; 3], "{statuses:?}");
     // While it waits, even the right key from there is not looked at...
     let (status, _) = srv
-        .raw_from(guesser, "GET", "/v1/meetings", None, Some(&srv.key))
+        .raw_from(guesser, "GET", "/v1/meetings", None, Some(&srv.admin_key))
         .await;
     assert_eq!(status, 429);
     // ... and from elsewhere the right key works at once.
     let (status, _) = srv
-        .raw_from(source(51), "GET", "/v1/meetings", None, Some(&srv.key))
+        .raw_from(
+            source(51),
+            "GET",
+            "/v1/meetings",
+            None,
+            Some(&srv.admin_key),
+        )
         .await;
     assert_eq!(status, 200);
     // A request without any key guesses nothing and costs nothing.
@@ -329,7 +335,13 @@ async fn admin_key_guessing_is_made_to_wait_per_source() {
         assert_eq!(status, 401);
     }
     let (status, _) = srv
-        .raw_from(source(52), "GET", "/v1/meetings", None, Some(&srv.key))
+        .raw_from(
+            source(52),
+            "GET",
+            "/v1/meetings",
+            None,
+            Some(&srv.admin_key),
+        )
         .await;
     assert_eq!(status, 200);
     assert!(metric(&srv, "onstage_admin_backoffs_total").await >= 4.0);
@@ -366,7 +378,7 @@ async fn admin_key_guessing_is_made_to_wait_per_source() {
     let asked = Instant::now();
     within("the wait to end", async {
         while srv
-            .raw_from(guesser, "GET", "/v1/meetings", None, Some(&srv.key))
+            .raw_from(guesser, "GET", "/v1/meetings", None, Some(&srv.admin_key))
             .await
             .0
             != 200

@@ -247,7 +247,7 @@ async fn a_missing_or_wrong_admin_key_is_unauthorized_everywhere() {
         ),
         ("DELETE", "/v1/presets/p".into(), None),
     ];
-    let wrong = format!("{}x", srv.key);
+    let wrong = format!("{}x", srv.admin_key);
     // Each wrong key from its own address: one source failing this often would be made
     // to wait (see the back-off test).
     let mut source = 10u8;
@@ -539,7 +539,9 @@ async fn bad_input_is_refused_in_our_json_shape_and_changes_nothing() {
         ("DELETE", "/v1/meetings".into(), None, 405, "bad_request"),
     ];
     for (method, path, body, want_status, code) in cases {
-        let (status, reply) = srv.raw(method, &path, body.clone(), Some(&srv.key)).await;
+        let (status, reply) = srv
+            .raw(method, &path, body.clone(), Some(&srv.admin_key))
+            .await;
         assert!(
             status == want_status && reply["error"]["code"] == code,
             "{method} {path} {:?}: got {status} {reply}",
@@ -627,4 +629,78 @@ async fn a_custom_id_may_not_take_the_form_of_a_server_made_one() {
         assert_error(status, &body, 400, "bad_request");
     }
     assert_eq!(state(&srv).await, before, "Ann is untouched");
+}
+
+/// The SDK's typed admin client reads every route's answer as the server writes it (the
+/// wire types are the same on both sides), and its errors are the server's.
+#[tokio::test]
+async fn the_typed_admin_client_speaks_every_route() {
+    use onstage_proto::rest::{AddParticipant, CreateMeeting};
+    use onstage_proto::{ErrorCode, Preset, StageAccess};
+
+    let srv = Srv::start().await;
+    let admin = &srv.admin;
+    let request = CreateMeeting {
+        title: "  Typed  ".into(),
+        max_on_stage: Some(3),
+    };
+    let meeting = admin.create_meeting(&request).await.expect("create");
+    assert_eq!((meeting.title.as_str(), meeting.max_on_stage), ("Typed", 3));
+    let id = meeting.id.to_string();
+    assert_eq!(admin.get_meeting(&id).await, Ok(meeting.clone()));
+    assert_eq!(admin.list_meetings().await, Ok(vec![meeting.clone()]));
+    assert_eq!(admin.meeting_exists(&id).await, Ok(true));
+    assert_eq!(admin.meeting_exists("nope").await, Ok(false));
+
+    let preset = Preset {
+        name: "panel".into(),
+        stage_enabled: true,
+        stage_access: StageAccess::Allowed,
+        accept_stage_requests: false,
+        kick_participant: true,
+        can_produce_audio: true,
+        can_produce_video: false,
+    };
+    assert_eq!(admin.create_preset(&preset).await, Ok(preset.clone()));
+    assert_eq!(admin.get_preset("panel").await, Ok(preset.clone()));
+    let changed = Preset {
+        can_produce_video: true,
+        ..preset.clone()
+    };
+    assert_eq!(admin.update_preset(&changed).await, Ok(changed.clone()));
+    assert!(admin
+        .list_presets()
+        .await
+        .expect("presets")
+        .contains(&changed));
+
+    let ann = AddParticipant {
+        custom_participant_id: Some("ann".into()),
+        ..AddParticipant::new("Ann", "panel")
+    };
+    let added = admin.add_participant(&id, &ann).await.expect("add");
+    assert_eq!(added.id.as_str(), "ann");
+    let link = added.invite().expect("the link parses");
+    assert_eq!(link.token, added.token);
+    let listed = admin.list_participants(&id).await.expect("participants");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "Ann");
+    let stage = admin.stage(&id).await.expect("stage");
+    assert_eq!(stage.max_on_stage, 3);
+
+    let in_use = admin.delete_preset("panel").await.expect_err("in use");
+    assert_eq!(in_use.code, ErrorCode::InvalidState);
+    assert_eq!(
+        admin.remove_participant(&id, "ann").await,
+        Ok(listed[0].clone())
+    );
+    assert_eq!(admin.delete_preset("panel").await, Ok(changed));
+    assert_eq!(admin.delete_meeting(&id).await, Ok(meeting));
+    let gone = admin.get_meeting(&id).await.expect_err("deleted");
+    assert_eq!(gone.code, ErrorCode::NotFound);
+    let refused = admin
+        .create_meeting(&CreateMeeting::titled(""))
+        .await
+        .expect_err("an empty title");
+    assert_eq!(refused.code, ErrorCode::BadRequest);
 }

@@ -39,7 +39,7 @@ async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
     let (host_id, host_token) = srv.participant(&meeting, "Host", "host").await;
     let (pan_id, pan_token) = srv.participant(&meeting, "Pan", "panelist").await;
     let before = everything(&srv, &meeting).await;
-    let key = srv.key.clone();
+    let key = srv.admin_key.clone();
 
     // Someone is connected when the server goes down.
     let (mut host, _) = Peer::join(&srv, &host_token).await;
@@ -51,7 +51,7 @@ async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
     );
 
     let srv = Srv::start_in(dir, |_| {}).await;
-    assert_eq!(srv.key, key, "the admin key is kept in the data dir");
+    assert_eq!(srv.admin_key, key, "the admin key is kept in the data dir");
     assert!(srv
         .server
         .as_ref()
@@ -202,7 +202,7 @@ async fn a_data_dir_from_before_token_generations_keeps_its_participants_and_tok
 async fn a_configured_admin_key_is_used_and_not_reported_as_generated() {
     let key = "operator-key-with-at-least-32-characters";
     let srv = Srv::start_with(|c| c.admin_key = Some(key.into())).await;
-    assert_eq!(srv.key, key);
+    assert_eq!(srv.admin_key, key);
     assert!(srv
         .server
         .as_ref()
@@ -230,7 +230,7 @@ async fn the_secret_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let srv = Srv::start().await;
     for file in ["admin_key", "jwt_secret"] {
-        let meta = std::fs::metadata(srv.dir.path().join(file)).expect(file);
+        let meta = std::fs::metadata(srv.data.path().join(file)).expect(file);
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
     }
 }

@@ -16,7 +16,7 @@ const RATE_LIMITED: &str = "onstage_signal_rate_limited_frames_total";
 
 /// A token signed with the server's own secret (read from the data dir), with any claims.
 fn forge(srv: &Srv, claims: Value) -> String {
-    let secret = std::fs::read_to_string(srv.dir.path().join("jwt_secret")).expect("secret");
+    let secret = std::fs::read_to_string(srv.data.path().join("jwt_secret")).expect("secret");
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,

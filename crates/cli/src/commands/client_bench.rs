@@ -21,9 +21,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::broadcast;
 
-use super::admin::AdminClient;
 use super::load_test::{cpu_seconds, fail, percentile, round3};
 use crate::cli::LoadTestArgs;
+use onstage_client::AdminClient;
+use onstage_proto::rest::{AddParticipant, CreateMeeting};
 
 /// How long one expected thing (a picture, a reply) may take before the run fails.
 const WAIT: Duration = Duration::from_secs(20);
@@ -176,24 +177,25 @@ pub async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
     let viewers_n = args.viewers.max(1);
     let (server, url, key, _) = super::load_test::server_under_test(args).await?;
     let admin = AdminClient::new(&url, &key)?;
-    let meeting = admin.create_meeting("client bench", None).await?;
-    let meeting_id = meeting["id"]
-        .as_str()
-        .ok_or_else(|| fail("no meeting id"))?
-        .to_owned();
-    let token = |p: &Value| p["token"].as_str().unwrap_or_default().to_owned();
-    let host = admin
-        .add_participant(&meeting_id, "publisher", "host", None)
+    let meeting = admin
+        .create_meeting(&CreateMeeting::titled("client bench"))
         .await?;
-    let mut bot = Bot::start(&url, &token(&host), args).await?;
+    let meeting_id = meeting.id.to_string();
+    let host = admin
+        .add_participant(&meeting_id, &AddParticipant::new("publisher", "host"))
+        .await?;
+    let mut bot = Bot::start(&url, &host.token, args).await?;
     let host_id = bot.user_id.clone();
 
     let mut viewers = Vec::new();
     for i in 0..viewers_n {
         let p = admin
-            .add_participant(&meeting_id, &format!("viewer-{i}"), "viewer", None)
+            .add_participant(
+                &meeting_id,
+                &AddParticipant::new(format!("viewer-{i}"), "viewer"),
+            )
             .await?;
-        let meeting = Meeting::join(&url, &token(&p))
+        let meeting = Meeting::join(&url, &p.token)
             .await
             .map_err(|e| fail(format!("join: {e}")))?;
         let media = StageMedia::start(meeting.clone(), viewer_config());
@@ -247,10 +249,13 @@ pub async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
     let mut ttff = Vec::new();
     for i in 0..args.late_viewers {
         let p = admin
-            .add_participant(&meeting_id, &format!("late-{i}"), "viewer", None)
+            .add_participant(
+                &meeting_id,
+                &AddParticipant::new(format!("late-{i}"), "viewer"),
+            )
             .await?;
         let started = Instant::now();
-        let meeting = Meeting::join(&url, &token(&p))
+        let meeting = Meeting::join(&url, &p.token)
             .await
             .map_err(|e| fail(format!("join: {e}")))?;
         let media = StageMedia::start(meeting.clone(), viewer_config());

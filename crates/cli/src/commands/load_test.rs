@@ -26,8 +26,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::cli::LoadTestArgs;
-use crate::commands::admin::AdminClient;
 use crate::output;
+use onstage_client::AdminClient;
+use onstage_proto::rest::{AddParticipant, CreateMeeting};
 
 mod media;
 
@@ -182,11 +183,10 @@ async fn load_test(args: LoadTestArgs) -> Result<Value, ErrorBody> {
     let n = args.participants;
     let (child, url, key, pid) = server_under_test(&args).await?;
     let admin = AdminClient::new(&url, &key)?;
-    let meeting = admin.create_meeting("load test", None).await?;
-    let meeting_id = meeting["id"]
-        .as_str()
-        .ok_or_else(|| fail("no meeting id"))?
-        .to_owned();
+    let meeting = admin
+        .create_meeting(&CreateMeeting::titled("load test"))
+        .await?;
+    let meeting_id = meeting.id.to_string();
 
     // Register everyone first, so the memory figure covers only the joined sessions.
     let gate = Arc::new(Semaphore::new(args.join_concurrency.max(1)));
@@ -199,14 +199,17 @@ async fn load_test(args: LoadTestArgs) -> Result<Value, ErrorBody> {
             let _permit = gate.acquire().await;
             let preset = if i == 0 { "host" } else { "viewer" };
             admin
-                .add_participant(&meeting_id, &format!("load-{i}"), preset, None)
+                .add_participant(
+                    &meeting_id,
+                    &AddParticipant::new(format!("load-{i}"), preset),
+                )
                 .await
         }));
     }
     let mut tokens = Vec::with_capacity(n);
     for add in adds {
         let p = add.await.map_err(|e| fail(e.to_string()))??;
-        tokens.push(p["token"].as_str().unwrap_or_default().to_owned());
+        tokens.push(p.token);
     }
     let rss_before = pid.and_then(rss_kib);
 

@@ -2,8 +2,9 @@
 //! JSON lines on stdout.
 //!
 //! To add a subcommand: add its arguments to `cli::Command`, a module here with
-//! `pub async fn run(args) -> ExitCode`, and a line in [`run`]. The admin helpers
-//! in [`admin`] (`AdminClient`) and the bot's call handling in [`bot`] are reusable.
+//! `pub async fn run(args) -> ExitCode`, and a line in [`run`]. The admin client is the
+//! SDK's (`onstage_client::AdminClient`; [`admin::client`] builds it from the command
+//! line) and the bot's call handling in [`bot`] is reusable.
 
 use std::process::ExitCode;
 

@@ -29,7 +29,8 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{cpu_seconds, fail, percentile, round3, rss_kib};
 use crate::cli::LoadTestArgs;
-use crate::commands::admin::AdminClient;
+use onstage_client::AdminClient;
+use onstage_proto::rest::{AddParticipant, CreateMeeting};
 
 /// How long everyone may take to get a first keyframe after a stage join.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,13 +68,11 @@ async fn bench(
     let (m, n, late) = (args.publishers, args.viewers, args.late_viewers);
     let admin = AdminClient::new(url, key)?;
     let max_on_stage = u32::try_from(m).unwrap_or(u32::MAX).max(25);
-    let meeting = admin
-        .create_meeting("media load test", Some(max_on_stage))
-        .await?;
-    let meeting_id = meeting["id"]
-        .as_str()
-        .ok_or_else(|| fail("no meeting id"))?
-        .to_owned();
+    let request = CreateMeeting {
+        title: "media load test".into(),
+        max_on_stage: Some(max_on_stage),
+    };
+    let meeting_id = admin.create_meeting(&request).await?.id.to_string();
 
     // Everyone registers and joins first: publishers, waiting viewers, late viewers.
     let join_started = Instant::now();
@@ -94,10 +93,9 @@ async fn bench(
                 (format!("viewer-{}", i - m), "viewer")
             };
             let p = admin
-                .add_participant(&meeting_id, &name, preset, None)
+                .add_participant(&meeting_id, &AddParticipant::new(name, preset))
                 .await?;
-            let token = p["token"].as_str().unwrap_or_default().to_owned();
-            Meeting::join(&url, &token)
+            Meeting::join(&url, &p.token)
                 .await
                 .map_err(|e| fail(format!("join failed: {e}")))
         }));
