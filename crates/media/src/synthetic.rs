@@ -126,35 +126,48 @@ impl SyntheticVideo {
         let mut frame = VideoFrame::black(w as u32, h as u32, timestamp_us);
 
         // A diagonal triangle-wave gradient sliding left, smooth enough to code cheaply
-        // but moving every frame so the encoder has real work.
+        // but moving every frame so the encoder has real work. Drawn a row at a time from
+        // a table (a camera costs the app nothing to draw; this source should cost little).
         let bar_w = (w / 16).max(2);
         let bar_x = (k * 8) % w;
+        let in_bar = |x: usize| (x + w - bar_x) % w < bar_w;
+        let luma: Vec<u8> = (0..512)
+            .map(|t| {
+                let tri = if t < 256 { t } else { 511 - t };
+                (16 + tri * 200 / 255) as u8
+            })
+            .collect();
+        let bar_cols: Vec<bool> = (0..w).map(in_bar).collect();
         for row in 0..h {
             let line = &mut frame.y[row * w..(row + 1) * w];
+            let base = row + k * 6;
             for (col, px) in line.iter_mut().enumerate() {
-                let in_bar = (col + w - bar_x) % w < bar_w;
-                *px = if in_bar {
+                *px = if bar_cols[col] {
                     210
                 } else {
-                    let t = (col * 2 + row + k * 6) % 512;
-                    let tri = if t < 256 { t } else { 511 - t };
-                    (16 + tri * 200 / 255) as u8
+                    luma[(col * 2 + base) % 512]
                 };
             }
         }
         let (cw, ch) = (w / 2, h / 2);
-        for crow in 0..ch {
-            for ccol in 0..cw {
-                let i = crow * cw + ccol;
-                if (ccol * 2 + w - bar_x) % w < bar_w {
-                    frame.u[i] = 90;
-                    frame.v[i] = 200;
+        let fold = |t: usize| (96 + if t < 128 { t } else { 255 - t } / 2) as u8;
+        // U varies along a row only, V down the rows only.
+        let bar_chroma: Vec<bool> = (0..cw).map(|ccol| in_bar(ccol * 2)).collect();
+        let u_row: Vec<u8> = (0..cw)
+            .map(|ccol| {
+                if bar_chroma[ccol] {
+                    90
                 } else {
-                    let tu = (ccol + k * 2) % 256;
-                    let tv = (crow * 2 + k) % 256;
-                    frame.u[i] = (96 + if tu < 128 { tu } else { 255 - tu } / 2) as u8;
-                    frame.v[i] = (96 + if tv < 128 { tv } else { 255 - tv } / 2) as u8;
+                    fold((ccol + k * 2) % 256)
                 }
+            })
+            .collect();
+        for crow in 0..ch {
+            let v = fold((crow * 2 + k) % 256);
+            frame.u[crow * cw..(crow + 1) * cw].copy_from_slice(&u_row);
+            let v_line = &mut frame.v[crow * cw..(crow + 1) * cw];
+            for (ccol, px) in v_line.iter_mut().enumerate() {
+                *px = if bar_chroma[ccol] { 200 } else { v };
             }
         }
 
