@@ -653,19 +653,22 @@ impl Driver {
         }
     }
 
-    /// Retries with backoff until the server's grace period is over. `None` when it is over
-    /// for good (grace elapsed, token refused, meeting left, handles gone).
+    /// Retries with backoff: inside the server's grace period (the session resumes), then,
+    /// unless [`JoinOptions::keep_trying_every`] is `None`, on and on at a slower pace.
+    /// `None` when it is over for good (token refused, session ended, meeting left,
+    /// handles gone, or the grace period over when not to keep trying).
     async fn reconnect(&mut self) -> Option<(Ws, Welcome)> {
         let grace = Duration::from_millis(self.shared.lock().mirror.grace_ms());
         let deadline = Instant::now() + grace;
         let mut backoff = self.options.reconnect_min;
+        let mut past_grace = false;
         loop {
             let now = Instant::now();
-            let limit = self
-                .options
-                .connect_timeout
-                .min(deadline.saturating_duration_since(now))
-                .max(Duration::from_millis(100));
+            let limit = match deadline.checked_duration_since(now) {
+                Some(left) => self.options.connect_timeout.min(left),
+                None => self.options.connect_timeout,
+            }
+            .max(Duration::from_millis(100));
             let (url, connector) = (self.url.clone(), self.connector.clone());
             match self
                 .while_down(async move { connect(&url, &connector, limit).await })
@@ -696,13 +699,27 @@ impl Driver {
                 Err(e) => tracing::debug!(error = %e, "reconnect attempt failed"),
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let pause = if !left.is_zero() {
+                backoff.min(left)
+            } else if let Some(every) = self.options.keep_trying_every {
+                if !past_grace {
+                    tracing::warn!("could not reconnect within the grace period; still trying");
+                    past_grace = true;
+                }
+                backoff.min(every)
+            } else {
                 tracing::warn!("could not reconnect within the grace period");
                 return None;
-            }
-            self.while_down(tokio::time::sleep(backoff.min(left)))
-                .await?;
-            backoff = (backoff * 2).min(self.options.reconnect_max);
+            };
+            self.while_down(tokio::time::sleep(pause)).await?;
+            let cap = if past_grace {
+                self.options
+                    .keep_trying_every
+                    .unwrap_or(self.options.reconnect_max)
+            } else {
+                self.options.reconnect_max
+            };
+            backoff = (backoff * 2).min(cap);
         }
     }
 

@@ -31,6 +31,12 @@ pub struct JoinOptions {
     /// First pause between reconnect attempts; doubles up to `reconnect_max`.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Past the server's grace period the session is gone there, but the meeting may not
+    /// be (a server restarting slowly, a long network cut): by default the client keeps
+    /// trying, pausing up to this long between attempts, and a connection that works then
+    /// starts afresh (`resumed: false`, OFF_STAGE). `None` gives up at the end of the grace
+    /// period (`disconnected`).
+    pub keep_trying_every: Option<Duration>,
     /// How often the client pings the server.
     pub ping_interval: Duration,
     /// With nothing heard from the server for this long, the connection counts as dropped.
@@ -50,6 +56,7 @@ impl Default for JoinOptions {
             connect_timeout: Duration::from_secs(10),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(1),
+            keep_trying_every: Some(Duration::from_secs(10)),
             ping_interval: Duration::from_secs(10),
             dead_after: Duration::from_secs(30),
             fingerprint: None,

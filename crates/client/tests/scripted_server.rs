@@ -604,7 +604,11 @@ async fn reconnecting_stops_when_the_token_is_refused() {
 async fn reconnecting_gives_up_after_the_grace_period() {
     let mut server = Scripted::start().await;
     let url = server.url.clone();
-    let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", fast()).await });
+    let options = JoinOptions {
+        keep_trying_every: None,
+        ..fast()
+    };
+    let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", options).await });
     let mut conn = server.next_conn().await;
     let mut w = welcome("v", "viewer", 2, two("OFF_STAGE"));
     w["grace_ms"] = json!(300);
@@ -627,6 +631,52 @@ async fn reconnecting_gives_up_after_the_grace_period() {
     }
     assert!(started.elapsed() >= Duration::from_millis(250));
     assert!(!held.is_empty(), "it tried");
+}
+
+#[tokio::test]
+async fn reconnecting_keeps_trying_past_the_grace_period_and_starts_afresh() {
+    let mut server = Scripted::start().await;
+    let url = server.url.clone();
+    let options = JoinOptions {
+        keep_trying_every: Some(Duration::from_millis(50)),
+        ..fast()
+    };
+    let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", options).await });
+    let mut conn = server.next_conn().await;
+    let mut w = welcome("v", "viewer", 2, two("OFF_STAGE"));
+    w["grace_ms"] = json!(200);
+    conn.send(w).await;
+    let meeting = within("join", joining).await.unwrap().unwrap();
+    let mut events = meeting.events();
+    drop(conn);
+    // Sockets are taken but not welcomed until well past the grace period.
+    let started = tokio::time::Instant::now();
+    let mut attempts = 0;
+    let mut conn = loop {
+        tokio::select! {
+            conn = server.conns.recv() => {
+                let conn = conn.expect("the scripted server runs");
+                attempts += 1;
+                if started.elapsed() > Duration::from_millis(600) {
+                    break conn;
+                }
+            }
+            _ = tokio::time::sleep(WAIT) => panic!("stopped trying"),
+        }
+    };
+    assert!(attempts > 2, "it kept trying ({attempts} attempts)");
+    let mut w = welcome("v", "viewer", 3, two("OFF_STAGE"));
+    w["resumed"] = json!(false);
+    conn.send(w).await;
+    loop {
+        let event = within("an event", events.recv()).await.expect("open");
+        let event = serde_json::to_value(event).unwrap();
+        assert_ne!(event["state"], "disconnected", "gave up: {event}");
+        if event["state"] == "connected" {
+            assert_eq!(event["resumed"], false, "{event}");
+            break;
+        }
+    }
 }
 
 #[tokio::test]
