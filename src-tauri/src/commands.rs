@@ -36,6 +36,9 @@ pub struct AppInfo {
     /// an invite link opened from outside (also sent as the `app-error` event).
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<AppError>,
+    /// The embedded server still serves a meeting its host left without ending it: the
+    /// others carry on, and hosting again rejoins it.
+    serving: bool,
 }
 
 /// Reports an [`AppError`]: logged, kept for `app_info`, and sent to the UI.
@@ -58,6 +61,7 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo> {
             server_url: None,
             invite_link: None,
             last_error: lock(&state.last_error).clone(),
+            serving: lock(&state.serving).is_some(),
         },
         Some(l) => AppInfo {
             mode: if l.embedded.is_some() {
@@ -68,6 +72,7 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo> {
             server_url: Some(l.server_url.clone()),
             invite_link: l.invite_link.clone(),
             last_error: lock(&state.last_error).clone(),
+            serving: false,
         },
     })
 }
@@ -111,6 +116,11 @@ pub async fn host<R: Runtime>(
             Code::InvalidState,
             "already in a meeting",
         ));
+    }
+    // A meeting left without ending it is still served: the host goes back into it.
+    let kept = lock(&state.serving).take();
+    if let Some(embedded) = kept {
+        return rejoin(app, state, &mut live, embedded, name).await;
     }
     let data_dir = data_dir(app, state)?;
     let mut record = HostRecord::load(&data_dir);
@@ -170,6 +180,48 @@ pub async fn host<R: Runtime>(
         data_dir,
         record,
     };
+    stop_idle_preview(state).await;
+    let started = attach(app, state, meeting, url, Some(embedded), None);
+    let session = started.session();
+    *live = Some(started);
+    Ok(session)
+}
+
+/// The host joins its embedded server's meeting again (after leaving it without ending it).
+/// On failure the server keeps serving the others as before.
+async fn rejoin<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    live: &mut Option<Live>,
+    embedded: Embedded,
+    name: &str,
+) -> Result<Session> {
+    let url = format!("https://127.0.0.1:{}", embedded.server.local_addr().port());
+    let joined = async {
+        let host = AddParticipant {
+            custom_participant_id: Some(HOST_USER_ID.into()),
+            ..AddParticipant::new(name, "host")
+        };
+        let token = embedded
+            .admin
+            .add_participant(&embedded.meeting_id, &host)
+            .await?
+            .token;
+        let options = JoinOptions {
+            fingerprint: embedded.server.fingerprint(),
+            ..JoinOptions::default()
+        };
+        Ok::<_, CommandError>(Meeting::join_with(&url, &token, options).await?)
+    }
+    .await;
+    let meeting = match joined {
+        Ok(meeting) => meeting,
+        Err(e) => {
+            *lock(&state.serving) = Some(embedded);
+            return Err(e);
+        }
+    };
+    tracing::info!(meeting_id = %embedded.meeting_id, "host back in its meeting");
     stop_idle_preview(state).await;
     let started = attach(app, state, meeting, url, Some(embedded), None);
     let session = started.session();
@@ -589,10 +641,22 @@ pub async fn invite_addresses(state: State<'_, AppState>) -> Result<InviteAddres
     })
 }
 
+/// What `leave_meeting` and `end_meeting` answer.
+#[derive(Debug, Serialize)]
+pub struct Left {
+    /// The meeting goes on for the others: this app's embedded server keeps serving it
+    /// (while the app runs) after its host left without ending it.
+    still_running: bool,
+}
+
+/// Leaves the meeting; it goes on for the others. On the embedded server the server keeps
+/// serving them while the app runs (kept in `AppState::serving`; hosting again rejoins).
 #[tauri::command]
-pub async fn leave_meeting(state: State<'_, AppState>) -> Result<()> {
+pub async fn leave_meeting(state: State<'_, AppState>) -> Result<Left> {
     let Some(live) = state.live.lock().await.take() else {
-        return Ok(());
+        return Ok(Left {
+            still_running: lock(&state.serving).is_some(),
+        });
     };
     state.pictures.clear();
     let (meeting, embedded, _, _) = detach(live).await;
@@ -600,10 +664,37 @@ pub async fn leave_meeting(state: State<'_, AppState>) -> Result<()> {
     if let Err(e) = meeting.leave().await {
         tracing::debug!(error = %e, "leave");
     }
+    let still_running = embedded.is_some();
     if let Some(embedded) = embedded {
-        embedded.server.shutdown().await;
+        tracing::info!(meeting_id = %embedded.meeting_id, "host left; the embedded server keeps serving the meeting");
+        *lock(&state.serving) = Some(embedded);
     }
-    Ok(())
+    Ok(Left { still_running })
+}
+
+/// Ends the meeting for everyone (a host only: `permission_denied` otherwise, and the
+/// meeting goes on). Everyone is told `meetingEnded` at once. The embedded server keeps
+/// running while the app does (an invitation joined later starts a new, empty session;
+/// hosting again rejoins it).
+#[tauri::command]
+pub async fn end_meeting(state: State<'_, AppState>) -> Result<Left> {
+    let mut guard = state.live.lock().await;
+    let live = guard.as_ref().ok_or_else(CommandError::not_joined)?;
+    live.meeting.end().await?;
+    let Some(live) = guard.take() else {
+        return Ok(Left {
+            still_running: false,
+        });
+    };
+    drop(guard);
+    state.pictures.clear();
+    let (_, embedded, _, _) = detach(live).await;
+    if let Some(embedded) = embedded {
+        *lock(&state.serving) = Some(embedded);
+    }
+    Ok(Left {
+        still_running: false,
+    })
 }
 
 #[tauri::command]

@@ -44,6 +44,10 @@ pub struct AppState {
     pub idle_preview: Mutex<Option<crate::device_check::DeviceCheck>>,
     /// The last failure no command answered for (`app_info.last_error`).
     pub last_error: Mutex<Option<crate::error::AppError>>,
+    /// The embedded server after its host left without ending the meeting: it keeps
+    /// serving the others while the app runs (`app_info.serving`), and hosting again
+    /// rejoins it rather than starting another.
+    pub serving: Mutex<Option<Embedded>>,
 }
 
 #[derive(Debug, Clone, Default)]
