@@ -102,7 +102,8 @@ pub struct Session {
     pub meeting_id: String,
     pub connection: ConnectionState,
     /// Once `disconnected`: why, when the meeting ended for a known reason (`left`,
-    /// `replaced`, `revoked`, `removed`, `meeting_deleted`), for the UI to say so.
+    /// `replaced`, `revoked`, `removed`, `meeting_deleted`, `meeting_ended`), for the UI
+    /// to say so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<CloseReason>,
     pub me: Me,
@@ -138,6 +139,8 @@ pub struct Can {
     pub kick: bool,
     pub request: bool,
     pub join_directly: bool,
+    /// May end the meeting for everyone (a host: `Preset::may_end_meeting`).
+    pub end_meeting: bool,
 }
 
 impl Live {
@@ -188,6 +191,7 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
         kick: preset.may_kick(),
         request: stage && preset.stage_access == StageAccess::CanRequest,
         join_directly: stage && preset.stage_access == StageAccess::Allowed,
+        end_meeting: preset.may_end_meeting(),
     };
     Session {
         meeting_id: meeting.meeting_id().to_string(),
