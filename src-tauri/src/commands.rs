@@ -222,8 +222,19 @@ async fn rejoin<R: Runtime>(
         }
     };
     tracing::info!(meeting_id = %embedded.meeting_id, "host back in its meeting");
+    // Requests made while the host was away are in the first Session this answers with
+    // (fetched later, they could be overwritten by this answer in the UI).
+    let queue = meeting
+        .stage()
+        .get_access_requests()
+        .await
+        .unwrap_or_default();
+    let view = Arc::new(Mutex::new(View {
+        queue,
+        ..View::default()
+    }));
     stop_idle_preview(state).await;
-    let started = attach(app, state, meeting, url, Some(embedded), None);
+    let started = attach(app, state, meeting, url, Some(embedded), Some(view));
     let session = started.session();
     *live = Some(started);
     Ok(session)
