@@ -392,6 +392,10 @@ mod tests {
             ok(r#"{"id":9,"call":"meeting.leave"}"#).1,
             BotCall::Sdk(Call::LeaveMeeting)
         );
+        assert_eq!(
+            ok(r#"{"id":10,"call":"meeting.end"}"#).1,
+            BotCall::Sdk(Call::EndMeeting)
+        );
     }
 
     #[test]
