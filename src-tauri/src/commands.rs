@@ -21,7 +21,7 @@ use crate::device_check::DeviceCheck;
 use crate::error::{AppError, Code, Context};
 use crate::events::{self, emit_session};
 use crate::hosting::{self, HostRecord};
-use crate::state::{admin_client, lock, AppState, Embedded, Live, Mode, Session, View};
+use crate::state::{admin_client, lock, AppState, Embedded, Kept, Live, Mode, Session, View};
 
 type Result<T> = std::result::Result<T, CommandError>;
 
@@ -61,7 +61,9 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo> {
             server_url: None,
             invite_link: None,
             last_error: lock(&state.last_error).clone(),
-            serving: lock(&state.serving).is_some(),
+            serving: lock(&state.serving)
+                .as_ref()
+                .is_some_and(|k| k.meeting_running),
         },
         Some(l) => AppInfo {
             mode: if l.embedded.is_some() {
@@ -119,8 +121,8 @@ pub async fn host<R: Runtime>(
     }
     // A meeting left without ending it is still served: the host goes back into it.
     let kept = lock(&state.serving).take();
-    if let Some(embedded) = kept {
-        return rejoin(app, state, &mut live, embedded, name).await;
+    if let Some(kept) = kept {
+        return rejoin(app, state, &mut live, kept, name).await;
     }
     let data_dir = data_dir(app, state)?;
     let mut record = HostRecord::load(&data_dir);
@@ -187,15 +189,16 @@ pub async fn host<R: Runtime>(
     Ok(session)
 }
 
-/// The host joins its embedded server's meeting again (after leaving it without ending it).
-/// On failure the server keeps serving the others as before.
+/// The host joins its embedded server's meeting again: back among the others after leaving
+/// it, or a new session after ending it. On failure the server keeps serving as before.
 async fn rejoin<R: Runtime>(
     app: &AppHandle<R>,
     state: &AppState,
     live: &mut Option<Live>,
-    embedded: Embedded,
+    kept: Kept,
     name: &str,
 ) -> Result<Session> {
+    let embedded = &kept.embedded;
     let url = format!("https://127.0.0.1:{}", embedded.server.local_addr().port());
     let joined = async {
         let host = AddParticipant {
@@ -217,7 +220,7 @@ async fn rejoin<R: Runtime>(
     let meeting = match joined {
         Ok(meeting) => meeting,
         Err(e) => {
-            *lock(&state.serving) = Some(embedded);
+            *lock(&state.serving) = Some(kept);
             return Err(e);
         }
     };
@@ -234,7 +237,7 @@ async fn rejoin<R: Runtime>(
         ..View::default()
     }));
     stop_idle_preview(state).await;
-    let started = attach(app, state, meeting, url, Some(embedded), Some(view));
+    let started = attach(app, state, meeting, url, Some(kept.embedded), Some(view));
     let session = started.session();
     *live = Some(started);
     Ok(session)
@@ -666,7 +669,9 @@ pub struct Left {
 pub async fn leave_meeting(state: State<'_, AppState>) -> Result<Left> {
     let Some(live) = state.live.lock().await.take() else {
         return Ok(Left {
-            still_running: lock(&state.serving).is_some(),
+            still_running: lock(&state.serving)
+                .as_ref()
+                .is_some_and(|k| k.meeting_running),
         });
     };
     state.pictures.clear();
@@ -678,7 +683,10 @@ pub async fn leave_meeting(state: State<'_, AppState>) -> Result<Left> {
     let still_running = embedded.is_some();
     if let Some(embedded) = embedded {
         tracing::info!(meeting_id = %embedded.meeting_id, "host left; the embedded server keeps serving the meeting");
-        *lock(&state.serving) = Some(embedded);
+        *lock(&state.serving) = Some(Kept {
+            embedded,
+            meeting_running: true,
+        });
     }
     Ok(Left { still_running })
 }
@@ -701,7 +709,10 @@ pub async fn end_meeting(state: State<'_, AppState>) -> Result<Left> {
     state.pictures.clear();
     let (_, embedded, _, _) = detach(live).await;
     if let Some(embedded) = embedded {
-        *lock(&state.serving) = Some(embedded);
+        *lock(&state.serving) = Some(Kept {
+            embedded,
+            meeting_running: false,
+        });
     }
     Ok(Left {
         still_running: false,

@@ -44,10 +44,17 @@ pub struct AppState {
     pub idle_preview: Mutex<Option<crate::device_check::DeviceCheck>>,
     /// The last failure no command answered for (`app_info.last_error`).
     pub last_error: Mutex<Option<crate::error::AppError>>,
-    /// The embedded server after its host left without ending the meeting: it keeps
-    /// serving the others while the app runs (`app_info.serving`), and hosting again
-    /// rejoins it rather than starting another.
-    pub serving: Mutex<Option<Embedded>>,
+    /// The embedded server once its host is out of the meeting: it keeps serving while the
+    /// app runs, and hosting again rejoins it rather than starting another.
+    pub serving: Mutex<Option<Kept>>,
+}
+
+/// The embedded server the host is out of (`AppState::serving`).
+pub struct Kept {
+    pub embedded: Embedded,
+    /// The host left without ending it: the others carry on (`app_info.serving`). False
+    /// after "End meeting for all": nobody is in it, a later join starts a new session.
+    pub meeting_running: bool,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -356,6 +356,8 @@ def end_scenario():
                   and e.get("reason") == "meeting_ended", "disconnected: meeting_ended")
         never_reconnected(bot)
         assert "ended the meeting for everyone" in testid(app, "after-meeting").text
+        # Nobody is left in it: the app does not claim it still runs.
+        assert invoke(app, "app_info")["serving"] is False
         shot(app, "end-2-ended")
         app.quit()
         app = None
