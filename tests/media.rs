@@ -562,3 +562,31 @@ async fn a_publish_over_the_broadcast_budget_waits_it_out_and_goes_through() {
     // Nothing else happens in the meeting: no event would restart a publisher that gave up.
     audience.wait_frames(&host.id(), 5).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ending_the_meeting_stops_every_publication_and_subscription() {
+    let server = TestServer::start().await;
+    let meeting = server.meeting("media").await;
+    let mut host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let speaker = member(&server, &meeting, "Speaker", "speaker", 660.0).await;
+    let mut viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
+    let sid = speaker.id();
+    speaker.join_stage().await;
+    viewer.wait_frames(&sid, 20).await;
+    server.await_metric("onstage_sfu_publications", 1.0).await;
+
+    host.client.meeting.end().await.expect("the host ends it");
+    let by = serde_json::json!({ "by": host.id().as_str() });
+    for who in [&mut host.client, &mut viewer.client] {
+        who.expect_event("meetingEnded", by.clone()).await;
+    }
+    // The SFU lets go of everything, and the speaker's devices close.
+    server.await_metric("onstage_sfu_publications", 0.0).await;
+    server.await_metric("onstage_sfu_subscriptions", 0.0).await;
+    speaker
+        .wait_stats("the speaker's devices closed", |s| s.open_sources == 0)
+        .await;
+    viewer
+        .wait_stats("the viewer's devices closed", |s| s.open_sources == 0)
+        .await;
+}

@@ -493,3 +493,48 @@ async fn too_many_calls_are_rate_limited_and_change_nothing() {
         .await
         .expect("viewer still served");
 }
+
+#[tokio::test]
+async fn a_host_ends_the_meeting_and_everyone_is_told_at_once_without_reconnecting() {
+    let Cast {
+        server: _server,
+        mut host,
+        mut viewer,
+        audience,
+        ..
+    } = cast().await;
+    // Only a host may.
+    assert_eq!(
+        code(viewer.meeting.end().await),
+        ErrorCode::PermissionDenied
+    );
+    drop(audience);
+    host.meeting.end().await.expect("the host ends the meeting");
+    let by = json!({ "by": host.id() });
+    for client in [&mut host, &mut viewer] {
+        client.expect_event("meetingEnded", by.clone()).await;
+        client
+            .expect_event(
+                "connectionStateUpdate",
+                json!({"state":"disconnected","reason":"meeting_ended"}),
+            )
+            .await;
+        assert_eq!(
+            client.meeting.end_reason(),
+            Some(onstage_proto::CloseReason::MeetingEnded)
+        );
+        assert_eq!(
+            client.meeting.connection_state(),
+            onstage_client::ConnectionState::Disconnected
+        );
+        // Over for good: no reconnect, and later calls say why.
+        assert!(
+            !client.drain().iter().any(|e| e["state"] == "reconnecting"),
+            "no reconnect after the meeting ended"
+        );
+        assert_eq!(
+            code(client.meeting.stage().request_access().await),
+            ErrorCode::ConnectionLost
+        );
+    }
+}

@@ -21,7 +21,7 @@ use crate::device_check::DeviceCheck;
 use crate::error::{AppError, Code, Context};
 use crate::events::{self, emit_session};
 use crate::hosting::{self, HostRecord};
-use crate::state::{admin_client, lock, AppState, Embedded, Live, Mode, Session, View};
+use crate::state::{admin_client, lock, AppState, Embedded, Kept, Live, Mode, Session, View};
 
 type Result<T> = std::result::Result<T, CommandError>;
 
@@ -36,6 +36,9 @@ pub struct AppInfo {
     /// an invite link opened from outside (also sent as the `app-error` event).
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<AppError>,
+    /// The embedded server still serves a meeting its host left without ending it: the
+    /// others carry on, and hosting again rejoins it.
+    serving: bool,
 }
 
 /// Reports an [`AppError`]: logged, kept for `app_info`, and sent to the UI.
@@ -58,6 +61,9 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo> {
             server_url: None,
             invite_link: None,
             last_error: lock(&state.last_error).clone(),
+            serving: lock(&state.serving)
+                .as_ref()
+                .is_some_and(|k| k.meeting_running),
         },
         Some(l) => AppInfo {
             mode: if l.embedded.is_some() {
@@ -68,6 +74,7 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo> {
             server_url: Some(l.server_url.clone()),
             invite_link: l.invite_link.clone(),
             last_error: lock(&state.last_error).clone(),
+            serving: false,
         },
     })
 }
@@ -111,6 +118,11 @@ pub async fn host<R: Runtime>(
             Code::InvalidState,
             "already in a meeting",
         ));
+    }
+    // A meeting left without ending it is still served: the host goes back into it.
+    let kept = lock(&state.serving).take();
+    if let Some(kept) = kept {
+        return rejoin(app, state, &mut live, kept, name).await;
     }
     let data_dir = data_dir(app, state)?;
     let mut record = HostRecord::load(&data_dir);
@@ -172,6 +184,60 @@ pub async fn host<R: Runtime>(
     };
     stop_idle_preview(state).await;
     let started = attach(app, state, meeting, url, Some(embedded), None);
+    let session = started.session();
+    *live = Some(started);
+    Ok(session)
+}
+
+/// The host joins its embedded server's meeting again: back among the others after leaving
+/// it, or a new session after ending it. On failure the server keeps serving as before.
+async fn rejoin<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    live: &mut Option<Live>,
+    kept: Kept,
+    name: &str,
+) -> Result<Session> {
+    let embedded = &kept.embedded;
+    let url = format!("https://127.0.0.1:{}", embedded.server.local_addr().port());
+    let joined = async {
+        let host = AddParticipant {
+            custom_participant_id: Some(HOST_USER_ID.into()),
+            ..AddParticipant::new(name, "host")
+        };
+        let token = embedded
+            .admin
+            .add_participant(&embedded.meeting_id, &host)
+            .await?
+            .token;
+        let options = JoinOptions {
+            fingerprint: embedded.server.fingerprint(),
+            ..JoinOptions::default()
+        };
+        Ok::<_, CommandError>(Meeting::join_with(&url, &token, options).await?)
+    }
+    .await;
+    let meeting = match joined {
+        Ok(meeting) => meeting,
+        Err(e) => {
+            *lock(&state.serving) = Some(kept);
+            return Err(e);
+        }
+    };
+    tracing::info!(meeting_id = %embedded.meeting_id, "host back in its meeting");
+    // Requests made while the host was away are in the first Session this answers with
+    // (fetched later, they could be overwritten by this answer in the UI).
+    let queue = meeting
+        .stage()
+        .get_access_requests()
+        .await
+        .unwrap_or_default();
+    let view = Arc::new(Mutex::new(View {
+        queue,
+        ..View::default()
+    }));
+    stop_idle_preview(state).await;
+    let started = attach(app, state, meeting, url, Some(kept.embedded), Some(view));
     let session = started.session();
     *live = Some(started);
     Ok(session)
@@ -589,10 +655,24 @@ pub async fn invite_addresses(state: State<'_, AppState>) -> Result<InviteAddres
     })
 }
 
+/// What `leave_meeting` and `end_meeting` answer.
+#[derive(Debug, Serialize)]
+pub struct Left {
+    /// The meeting goes on for the others: this app's embedded server keeps serving it
+    /// (while the app runs) after its host left without ending it.
+    still_running: bool,
+}
+
+/// Leaves the meeting; it goes on for the others. On the embedded server the server keeps
+/// serving them while the app runs (kept in `AppState::serving`; hosting again rejoins).
 #[tauri::command]
-pub async fn leave_meeting(state: State<'_, AppState>) -> Result<()> {
+pub async fn leave_meeting(state: State<'_, AppState>) -> Result<Left> {
     let Some(live) = state.live.lock().await.take() else {
-        return Ok(());
+        return Ok(Left {
+            still_running: lock(&state.serving)
+                .as_ref()
+                .is_some_and(|k| k.meeting_running),
+        });
     };
     state.pictures.clear();
     let (meeting, embedded, _, _) = detach(live).await;
@@ -600,10 +680,43 @@ pub async fn leave_meeting(state: State<'_, AppState>) -> Result<()> {
     if let Err(e) = meeting.leave().await {
         tracing::debug!(error = %e, "leave");
     }
+    let still_running = embedded.is_some();
     if let Some(embedded) = embedded {
-        embedded.server.shutdown().await;
+        tracing::info!(meeting_id = %embedded.meeting_id, "host left; the embedded server keeps serving the meeting");
+        *lock(&state.serving) = Some(Kept {
+            embedded,
+            meeting_running: true,
+        });
     }
-    Ok(())
+    Ok(Left { still_running })
+}
+
+/// Ends the meeting for everyone (a host only: `permission_denied` otherwise, and the
+/// meeting goes on). Everyone is told `meetingEnded` at once. The embedded server keeps
+/// running while the app does (an invitation joined later starts a new, empty session;
+/// hosting again rejoins it).
+#[tauri::command]
+pub async fn end_meeting(state: State<'_, AppState>) -> Result<Left> {
+    let mut guard = state.live.lock().await;
+    let live = guard.as_ref().ok_or_else(CommandError::not_joined)?;
+    live.meeting.end().await?;
+    let Some(live) = guard.take() else {
+        return Ok(Left {
+            still_running: false,
+        });
+    };
+    drop(guard);
+    state.pictures.clear();
+    let (_, embedded, _, _) = detach(live).await;
+    if let Some(embedded) = embedded {
+        *lock(&state.serving) = Some(Kept {
+            embedded,
+            meeting_running: false,
+        });
+    }
+    Ok(Left {
+        still_running: false,
+    })
 }
 
 #[tauri::command]

@@ -79,6 +79,7 @@ fn main() {
         devices: Mutex::new(DeviceChoice::default()),
         idle_preview: Mutex::new(None),
         last_error: Mutex::new(arg_error),
+        serving: Mutex::new(None),
     };
 
     let result = tauri::Builder::default()
@@ -110,6 +111,7 @@ fn main() {
             commands::create_invite,
             commands::invite_addresses,
             commands::leave_meeting,
+            commands::end_meeting,
             commands::session,
             commands::devices,
             commands::select_devices,

@@ -44,6 +44,17 @@ pub struct AppState {
     pub idle_preview: Mutex<Option<crate::device_check::DeviceCheck>>,
     /// The last failure no command answered for (`app_info.last_error`).
     pub last_error: Mutex<Option<crate::error::AppError>>,
+    /// The embedded server once its host is out of the meeting: it keeps serving while the
+    /// app runs, and hosting again rejoins it rather than starting another.
+    pub serving: Mutex<Option<Kept>>,
+}
+
+/// The embedded server the host is out of (`AppState::serving`).
+pub struct Kept {
+    pub embedded: Embedded,
+    /// The host left without ending it: the others carry on (`app_info.serving`). False
+    /// after "End meeting for all": nobody is in it, a later join starts a new session.
+    pub meeting_running: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -98,7 +109,8 @@ pub struct Session {
     pub meeting_id: String,
     pub connection: ConnectionState,
     /// Once `disconnected`: why, when the meeting ended for a known reason (`left`,
-    /// `replaced`, `revoked`, `removed`, `meeting_deleted`), for the UI to say so.
+    /// `replaced`, `revoked`, `removed`, `meeting_deleted`, `meeting_ended`), for the UI
+    /// to say so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<CloseReason>,
     pub me: Me,
@@ -134,6 +146,8 @@ pub struct Can {
     pub kick: bool,
     pub request: bool,
     pub join_directly: bool,
+    /// May end the meeting for everyone (a host: `Preset::may_end_meeting`).
+    pub end_meeting: bool,
 }
 
 impl Live {
@@ -184,6 +198,7 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
         kick: preset.may_kick(),
         request: stage && preset.stage_access == StageAccess::CanRequest,
         join_directly: stage && preset.stage_access == StageAccess::Allowed,
+        end_meeting: preset.may_end_meeting(),
     };
     Session {
         meeting_id: meeting.meeting_id().to_string(),

@@ -2,7 +2,7 @@
 real servers and `onstage bot`s. Run by scripts/e2e-app.sh, which starts Xvfb and
 tauri-driver. Screenshots go to target/app-e2e/ (E2E_OUT).
 
-    python3 tests/app/e2e.py [host|viewer|lan|link|bench ...]   (bench: tests/app/bench.py)
+    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|bench ...]   (bench: tests/app/bench.py)
 """
 
 import json
@@ -16,6 +16,8 @@ import time
 import traceback
 from urllib.parse import parse_qs, urlparse
 
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from harness import (APP, OUT, ROOT, WAIT, Bot, LanLab, Server, frames, gone, invoke, log, shot,
@@ -305,8 +307,127 @@ def link_scenario():
         shutil.rmtree(data, ignore_errors=True)
 
 
-SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario, "lan": lan_scenario, "link": link_scenario}
-DEFAULT = ["host", "viewer", "lan", "link"]
+def invited_bot(app, name):
+    """A viewer bot joined with an invitation of the app's embedded meeting (at loopback:
+    the bot runs on this machine)."""
+    invite = invoke(app, "create_invite", {"preset": "viewer", "name": name, "address": "127.0.0.1"})
+    return Bot(link=invite["link"], media="none")
+
+
+def never_reconnected(bot):
+    """The bot's connection never dropped: no `reconnecting` among the lines it printed."""
+    assert not any(l.get("event") == "connectionStateUpdate" and l.get("state") == "reconnecting"
+                   for l in bot.seen), bot.seen
+
+
+def end_scenario():
+    """(e) Ending the meeting for everyone. The embedded host opens "End meeting for all",
+    backs out with Escape (nothing ends), then confirms: a bot viewer gets `meetingEnded`
+    and its session ends for good (`meeting_ended`, no reconnect). Then the other side: the
+    app joined as a viewer sees "The host ended the meeting" at once when a host bot ends
+    it, never "reconnecting"."""
+    app = start_app()
+    bot = None
+    host = None
+    data = tempfile.mkdtemp(prefix="onstage-e2e-")
+    server = None
+    try:
+        host_meeting(app, "Erin Ender")
+        me = invoke(app, "session")["me"]["user_id"]
+        bot = invited_bot(app, "Vic Viewer")
+        testid(app, "end-meeting", clickable=True).click()
+        dialog = testid(app, "end-meeting-dialog")
+        assert "everyone" in dialog.text, dialog.text
+        # The dialog takes the focus (Cancel first); Escape closes it and nothing ends.
+        focused = app.switch_to.active_element
+        assert focused.get_attribute("data-testid") == "cancel-end-meeting", focused.get_attribute("outerHTML")
+        shot(app, "end-1-confirm")
+        ActionChains(app).send_keys(Keys.ESCAPE).perform()
+        until(app, lambda d: not d.execute_script(
+            "return document.querySelector('[data-testid=end-meeting-dialog]').open"), "the dialog closed")
+        assert bot.call("stage.status")["status"] == "OFF_STAGE"
+        assert invoke(app, "session")["connection"] == "connected"
+
+        testid(app, "end-meeting", clickable=True).click()
+        testid(app, "confirm-end-meeting", clickable=True).click()
+        ended = bot.event(lambda e: e["event"] == "meetingEnded", "meetingEnded")
+        assert ended["by"] == me, ended
+        bot.event(lambda e: e["event"] == "connectionStateUpdate" and e.get("state") == "disconnected"
+                  and e.get("reason") == "meeting_ended", "disconnected: meeting_ended")
+        never_reconnected(bot)
+        assert "ended the meeting for everyone" in testid(app, "after-meeting").text
+        # Nobody is left in it: the app does not claim it still runs.
+        assert invoke(app, "app_info")["serving"] is False
+        shot(app, "end-2-ended")
+        app.quit()
+        app = None
+
+        # The audience's side: the app as a viewer, a host bot ends the meeting.
+        server = Server(data)
+        meeting = server.admin("meeting", "create", "--title", "E2E end")["id"]
+        h = server.admin("participant", "add", "--meeting", meeting, "--name", "Host Bot", "--preset", "host")
+        v = server.admin("participant", "add", "--meeting", meeting, "--name", "Ada Audience", "--preset", "viewer")
+        host = Bot(server.url, h["token"], media="none")
+        app = start_app(["--server", server.url, "--token", v["token"]])
+        testid(app, "stage-indicator")
+        assert not app.find_elements("css selector", '[data-testid="end-meeting"]'), "a viewer may not end it"
+        host.call("meeting.end")
+        until(app, lambda d: testid(d, "connection").get_attribute("data-state") == "disconnected",
+              "the meeting ended in the app", timeout=5)
+        banner = testid(app, "connection-banner")
+        assert "The host ended the meeting" in banner.text, banner.text
+        shot(app, "end-3-audience")
+    finally:
+        for b in (bot, host):
+            if b:
+                b.stop()
+        if app:
+            app.quit()
+        if server:
+            server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def leave_scenario():
+    """(f) The embedded host leaves without ending: the meeting runs on. A bot viewer stays
+    connected (it hears the host leave, and its calls are answered by the app's server),
+    the start screen says the meeting is still running, and hosting again goes back into
+    the same meeting."""
+    app = start_app()
+    bot = None
+    try:
+        meeting = host_meeting(app, "Lee Leaver")
+        me = invoke(app, "session")["me"]["user_id"]
+        bot = invited_bot(app, "Val Viewer")
+        testid(app, "leave-meeting", clickable=True).click()
+        notice = testid(app, "after-meeting")
+        assert "still running for the others" in notice.text, notice.text
+        assert invoke(app, "app_info")["serving"] is True
+        bot.event(lambda e: e["event"] == "participantLeft" and e.get("user_id") == me
+                  and e.get("reason") == "left", "the host left")
+        # The embedded server still serves: the bot's calls are answered, its session lives.
+        assert bot.call("stage.requestAccess")["status"] == "REQUESTED_TO_JOIN_STAGE"
+        assert [p["user_id"] for p in bot.call("participants.list")] == [bot.user_id]
+        never_reconnected(bot)
+        shot(app, "leave-1-still-running")
+
+        # Hosting again rejoins the same meeting on the same server; the bot sees the host back
+        # and the request waiting in its queue.
+        assert host_meeting(app, "Lee Leaver") == meeting
+        bot.event(lambda e: e["event"] == "participantJoined"
+                  and e.get("participant", {}).get("user_id") == me, "the host back")
+        testid(app, f"queue-item-{bot.user_id}")
+        never_reconnected(bot)
+        shot(app, "leave-2-back")
+    finally:
+        if bot:
+            bot.stop()
+        app.quit()
+
+
+SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario, "lan": lan_scenario, "link": link_scenario,
+             "end": end_scenario, "leave": leave_scenario}
+DEFAULT = ["host", "viewer", "lan", "link", "end", "leave"]
 
 
 def bench():

@@ -902,3 +902,34 @@ async fn a_load_test_runs_against_its_own_server() {
     assert_eq!(report["participants"], 5, "{report}");
     assert_eq!(report["deliveries"], 10, "{report}");
 }
+
+#[tokio::test]
+async fn a_host_bot_ends_the_meeting_and_a_viewer_bot_hears_it() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_server, url, key) = serve(data.path()).await;
+    let meeting = create_meeting(&url, &key, "Ending").await;
+    let (host_id, host_token) = add(&url, &key, &meeting, "Hana", "host").await;
+    let (_, viewer_token) = add(&url, &key, &meeting, "Vera", "viewer").await;
+    let (mut h, _) = bot("host-bot", &url, &host_token).await;
+    let (mut v, _) = bot("viewer-bot", &url, &viewer_token).await;
+
+    // A viewer may not, and carries on.
+    let reply = v.call(json!({"id":1,"call":"meeting.end"})).await;
+    assert_eq!(reply["error"]["code"], "permission_denied", "{reply}");
+    assert_eq!(
+        v.ok(json!({"id":2,"call":"stage.status"})).await,
+        json!({"status":"OFF_STAGE"})
+    );
+
+    // The host's end answers null, then the host bot exits 0 on its own.
+    let result = h.ok(json!({"id":1,"call":"meeting.end"})).await;
+    assert_eq!(result, Value::Null);
+    assert_eq!(h.exit_code().await, Some(0));
+    v.expect_event("meetingEnded", json!({"by": host_id.as_str()}))
+        .await;
+    v.expect_event(
+        "connectionStateUpdate",
+        json!({"state":"disconnected","reason":"meeting_ended"}),
+    )
+    .await;
+}

@@ -20,8 +20,8 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use onstage_proto::{
-    Call, CallResult, CloseReason, ErrorCode, Fingerprint, LinkError, Request, ServerMessage,
-    Welcome,
+    Call, CallResult, CloseReason, ErrorCode, Fingerprint, LinkError, Request, RoomEvent,
+    ServerMessage, Welcome,
 };
 
 use crate::mirror::Mirror;
@@ -299,6 +299,9 @@ pub(crate) struct Driver {
     deferred: Vec<Deferred>,
     /// The id of an in-flight `meeting.leave`.
     leave_id: Option<u64>,
+    /// The id of an in-flight `meeting.end`: it succeeded if the meeting ends before its
+    /// reply arrives (the `meeting_ended` event comes first).
+    end_id: Option<u64>,
     /// The id of an in-flight `meeting.snapshot` (asked by the mirror after a gap).
     snapshot_id: Option<u64>,
     /// Why the session ended for good, when known: told with the final `disconnected`.
@@ -323,6 +326,7 @@ impl Driver {
             pending: HashMap::new(),
             deferred: Vec::new(),
             leave_id: None,
+            end_id: None,
             snapshot_id: None,
             end_reason: None,
         }
@@ -333,7 +337,7 @@ impl Driver {
             match self.serve(&mut ws).await {
                 Ended::Over { reason } => {
                     self.end_reason = reason;
-                    self.fail_pending(reason == Some(CloseReason::Left), closed_error(reason));
+                    self.fail_pending(reason, closed_error(reason));
                     break;
                 }
                 Ended::Dropped => {
@@ -341,10 +345,10 @@ impl Driver {
                         // Leaving and the socket went: we are gone either way (the server
                         // times the session out after its grace period).
                         self.end_reason = Some(CloseReason::Left);
-                        self.fail_pending(true, ClientError::ConnectionLost);
+                        self.fail_pending(Some(CloseReason::Left), ClientError::ConnectionLost);
                         break;
                     }
-                    self.fail_pending(false, ClientError::ConnectionLost);
+                    self.fail_pending(None, ClientError::ConnectionLost);
                     tracing::info!("signaling connection lost; reconnecting");
                     self.shared.publish(|state| {
                         state.connection = ConnectionState::Reconnecting;
@@ -393,15 +397,21 @@ impl Driver {
         }
     }
 
-    /// Answers every call in flight: a pending `meeting.leave` succeeds when `left`, the rest
-    /// get `error`.
-    /// Held-back replies answered successfully: they are delivered as they are.
-    fn fail_pending(&mut self, left: bool, error: ClientError) {
+    /// Answers every call in flight: a pending `meeting.leave` succeeds when the session
+    /// ended as `left`, a pending `meeting.end` when it ended as `meeting_ended`; the rest
+    /// get `error`. Held-back replies answered successfully are delivered as they are.
+    fn fail_pending(&mut self, reason: Option<CloseReason>, error: ClientError) {
         self.release_deferred(true);
         let leave_id = self.leave_id.take();
+        let end_id = self.end_id.take();
+        let done = match reason {
+            Some(CloseReason::Left) => leave_id,
+            Some(CloseReason::MeetingEnded) => end_id,
+            _ => None,
+        };
         self.snapshot_id = None;
         for (id, Pending { reply, .. }) in self.pending.drain() {
-            let outcome = if left && Some(id) == leave_id {
+            let outcome = if Some(id) == done {
                 Ok(CallResult::Done)
             } else {
                 Err(error.clone())
@@ -468,6 +478,7 @@ impl Driver {
         self.next_id += 1;
         let id = self.next_id;
         let is_leave = matches!(call, Call::LeaveMeeting);
+        let is_end = matches!(call, Call::EndMeeting);
         let text = match serde_json::to_string(&Request { id, call }) {
             Ok(text) => text,
             Err(e) => {
@@ -485,6 +496,9 @@ impl Driver {
                 self.pending.insert(id, Pending { reply, sent_seq });
                 if is_leave {
                     self.leave_id = Some(id);
+                }
+                if is_end {
+                    self.end_id = Some(id);
                 }
             }
             None => self.snapshot_id = Some(id),
@@ -531,6 +545,20 @@ impl Driver {
                     }
                 }
                 None
+            }
+            ServerMessage::Event {
+                seq,
+                event: RoomEvent::MeetingEnded { by },
+            } => {
+                // The last event of the session: over at once, without waiting for the
+                // goodbye that follows (were it lost with the socket, a reconnect would
+                // start a new session of a meeting that has ended).
+                self.shared
+                    .publish(|state| state.mirror.on_meeting_ended(seq, by));
+                close_quietly(ws).await;
+                Some(Ended::Over {
+                    reason: Some(CloseReason::MeetingEnded),
+                })
             }
             ServerMessage::Event { seq, event } => {
                 let mut need_snapshot = false;

@@ -110,6 +110,7 @@ fn ended_message(reason: CloseReason) -> &'static str {
         }
         CloseReason::Removed => "an admin removed this participant from the meeting",
         CloseReason::MeetingDeleted => "an admin deleted the meeting",
+        CloseReason::MeetingEnded => "the host ended the meeting for everyone",
         CloseReason::Left => "the meeting was left",
         CloseReason::Shutdown => "the server shut down",
         CloseReason::TooSlow => "the server dropped this connection for reading too slowly",

@@ -21,7 +21,7 @@ pub enum ConnectionState {
     Reconnecting,
     /// Over for good: the meeting was left, the server ended the session (another
     /// connection with the same token took over, the token was revoked, the participant
-    /// removed, the meeting deleted), or reconnecting failed. The event streams end after
+    /// removed, the meeting deleted or ended by a host), or reconnecting failed. The event streams end after
     /// this event.
     Disconnected,
 }
@@ -71,11 +71,15 @@ pub enum MeetingEvent {
     },
     /// A participant's tracks ended (left the stage, kicked, or its connection dropped).
     MediaUnpublished { user_id: UserId },
+    /// A host ended the meeting for everyone (`meeting.end`). The connection closes right
+    /// after (`connectionStateUpdate` `disconnected`, reason `meeting_ended`); the SDK does
+    /// not reconnect. `by` is the host who ended it.
+    MeetingEnded { by: UserId },
     /// This client's own connection changed state. `resumed` is set on `connected` after a
     /// reconnect: true when the session (stage status, queue place) was kept. `reason` is
     /// set on `disconnected` when the session ended for a known reason (the server's
     /// goodbye, or a reconnect refused as `token_revoked`): `left`, `replaced`, `revoked`,
-    /// `removed` or `meeting_deleted`. None of them is retried.
+    /// `removed`, `meeting_deleted` or `meeting_ended`. None of them is retried.
     ConnectionStateUpdate {
         state: ConnectionState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +151,12 @@ mod tests {
             json!({"event":"connectionStateUpdate","state":"disconnected",
                    "reason":"meeting_deleted"})
         );
+        assert_eq!(serde_json::from_value::<MeetingEvent>(v).unwrap(), e);
+        let e = MeetingEvent::MeetingEnded {
+            by: UserId::new("h"),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v, json!({"event":"meetingEnded","by":"h"}));
         assert_eq!(serde_json::from_value::<MeetingEvent>(v).unwrap(), e);
         let e = MeetingEvent::ParticipantLeft {
             user_id: UserId::new("u2"),

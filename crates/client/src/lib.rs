@@ -51,6 +51,9 @@
 //!   it: [`ClientError::TokenRevoked`]);
 //! - `removed`: an admin removed the participant from the meeting;
 //! - `meeting_deleted`: an admin deleted the meeting;
+//! - `meeting_ended`: a host ended the meeting for everyone ([`Meeting::end`]). The SDK
+//!   stops at the `meeting_ended` event already ([`MeetingEvent::MeetingEnded`], then the
+//!   final `disconnected`), so a lost goodbye cannot make it reconnect into a new session;
 //! - `bad_input`: the server kept refusing this client's frames (malformed, oversized, or
 //!   past the rate limit after being told so); reconnecting would only repeat it.
 //!

@@ -208,7 +208,7 @@ impl Meeting {
 
     /// Why the meeting is over for this handle, once it is and the reason is known: `left`,
     /// or what the server said when it ended the session for good (`replaced`, `revoked`,
-    /// `removed`, `meeting_deleted`). `None` while the meeting goes on, and when it ended
+    /// `removed`, `meeting_deleted`, `meeting_ended`). `None` while the meeting goes on, and when it ended
     /// otherwise (every handle dropped, reconnecting failed). The final
     /// `connectionStateUpdate` carries the same reason.
     pub fn end_reason(&self) -> Option<CloseReason> {
@@ -235,6 +235,15 @@ impl Meeting {
     /// stops (the server removes the participant when its grace period ends).
     pub async fn leave(&self) -> Result<(), ClientError> {
         self.call(Call::LeaveMeeting).await.map(|_| ())
+    }
+
+    /// Ends the meeting for everyone (`meeting.end`; a host's preset only, otherwise
+    /// `permission_denied`). Everyone, this participant included, gets
+    /// [`MeetingEvent::MeetingEnded`] and then `connectionStateUpdate` `disconnected` with
+    /// reason `meeting_ended`; nobody reconnects. The meeting itself stays: joining again
+    /// starts a new session.
+    pub async fn end(&self) -> Result<(), ClientError> {
+        self.call(Call::EndMeeting).await.map(|_| ())
     }
 
     /// Sends one call and awaits its reply.

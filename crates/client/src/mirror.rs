@@ -255,6 +255,14 @@ impl Mirror {
         }
     }
 
+    /// A host ended the meeting: told at once, gap or not (nothing that could come after
+    /// it matters, and a resync could never answer: the connection closes next).
+    pub fn on_meeting_ended(&mut self, seq: u64, by: UserId) -> Vec<MeetingEvent> {
+        self.resync = None;
+        self.seq = self.seq.max(seq);
+        vec![MeetingEvent::MeetingEnded { by }]
+    }
+
     /// Replaces the room with a fresh snapshot (the answer to `meeting.snapshot`), emits what
     /// changed, then replays the events buffered while waiting.
     pub fn on_snapshot(&mut self, snapshot: RoomSnapshot) -> Applied {
@@ -364,6 +372,7 @@ impl Mirror {
                 }
                 out.push(MeetingEvent::ParticipantLeft { user_id, reason });
             }
+            RoomEvent::MeetingEnded { by } => out.push(MeetingEvent::MeetingEnded { by }),
             RoomEvent::ParticipantConnection { user_id, connected } => {
                 if let Some(p) = self.participants.iter_mut().find(|p| p.user_id == user_id) {
                     p.connected = connected;

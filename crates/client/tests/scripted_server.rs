@@ -736,3 +736,58 @@ fn events_are_plain_data() {
     assert_send_sync::<MeetingEvent>();
     assert_send_sync::<Meeting>();
 }
+
+#[tokio::test]
+async fn meeting_ended_stops_at_the_event_even_if_the_goodbye_is_lost() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    let mut events = meeting.events();
+    // The event, then the socket drops without its goodbye: over all the same, no
+    // reconnect (it would start a new session of a meeting that has ended).
+    conn.send(json!({"type":"event","seq":3,"event":{"kind":"meeting_ended","by":"h"}}))
+        .await;
+    drop(conn);
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"meetingEnded","by":"h"})
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"disconnected","reason":"meeting_ended"})
+    );
+    assert!(within("end", events.recv()).await.is_none(), "stream ends");
+    assert_eq!(meeting.end_reason(), Some(CloseReason::MeetingEnded));
+    assert_eq!(
+        meeting.stage().join().await,
+        Err(ClientError::Ended(CloseReason::MeetingEnded))
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), server.conns.recv())
+            .await
+            .is_err(),
+        "it tried to reconnect"
+    );
+}
+
+#[tokio::test]
+async fn the_host_ending_succeeds_though_the_event_comes_before_its_reply() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "h", "host").await;
+    let mut events = meeting.events();
+    let m = meeting.clone();
+    let ending = tokio::spawn(async move { m.end().await });
+    let req = conn.request().await;
+    assert_eq!(req["call"], "meeting.end");
+    conn.send(json!({"type":"event","seq":3,"event":{"kind":"meeting_ended","by":"h"}}))
+        .await;
+    within("end", ending).await.unwrap().expect("ended");
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"meetingEnded","by":"h"})
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        json!({"event":"connectionStateUpdate","state":"disconnected","reason":"meeting_ended"})
+    );
+    assert_eq!(meeting.end_reason(), Some(CloseReason::MeetingEnded));
+}

@@ -41,6 +41,10 @@ pub enum Call {
     /// Leave the meeting for good (no grace period).
     #[serde(rename = "meeting.leave")]
     LeaveMeeting,
+    /// End the meeting for everyone (a host: `accept_stage_requests` and
+    /// `kick_participant`). Everyone hears `meeting_ended`, then `goodbye: meeting_ended`.
+    #[serde(rename = "meeting.end")]
+    EndMeeting,
     /// Start publishing: a WebRTC offer (sendonly audio and/or video). Only while ON_STAGE;
     /// the reply carries the SFU's answer.
     #[serde(rename = "media.publish")]
@@ -75,6 +79,7 @@ impl Call {
             Call::Kick { .. } => "stage.kick",
             Call::Snapshot => "meeting.snapshot",
             Call::LeaveMeeting => "meeting.leave",
+            Call::EndMeeting => "meeting.end",
             Call::Publish { .. } => "media.publish",
             Call::Unpublish => "media.unpublish",
             Call::Subscribe { .. } => "media.subscribe",
@@ -178,6 +183,7 @@ pub const KNOWN_CALLS: &[&str] = &[
     "stage.kick",
     "meeting.snapshot",
     "meeting.leave",
+    "meeting.end",
     "media.publish",
     "media.unpublish",
     "media.subscribe",
@@ -197,7 +203,7 @@ pub enum CallResult {
     Snapshot(RoomSnapshot),
     /// `media.publish` and `media.subscribe`: the SFU's SDP answer.
     Sdp { sdp: String },
-    /// Batch calls and `meeting.leave`: nothing to return (`null`).
+    /// Batch calls, `meeting.leave` and `meeting.end`: nothing to return (`null`).
     Done,
 }
 
@@ -310,6 +316,12 @@ pub enum RoomEvent {
         /// Set when the status is REQUESTED: the request's time (its place in the queue).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         requested_at: Option<UnixMillis>,
+    },
+    /// A host ended the meeting for everyone (`meeting.end`). The last event of the
+    /// session: every connection is closed with `goodbye: meeting_ended` right after, and
+    /// the roster is empty. The meeting itself stays; a later join starts a new session.
+    MeetingEnded {
+        by: UserId,
     },
 }
 
@@ -432,6 +444,10 @@ pub enum CloseReason {
     Removed,
     /// An admin deleted the meeting; every token of it is refused from now on.
     MeetingDeleted,
+    /// A host ended the meeting for everyone (`meeting.end`, told first as the
+    /// `meeting_ended` event). Final: reconnecting on its own would only start a new
+    /// session of the meeting nobody asked for. The token still works for a later join.
+    MeetingEnded,
     /// The client kept sending frames the server refuses (malformed, oversized, binary,
     /// unknown calls, or past the rate limit after being told so). Final: reconnecting
     /// would only repeat it.
@@ -455,6 +471,7 @@ impl CloseReason {
             CloseReason::Revoked => "revoked",
             CloseReason::Removed => "removed",
             CloseReason::MeetingDeleted => "meeting_deleted",
+            CloseReason::MeetingEnded => "meeting_ended",
             CloseReason::BadInput => "bad_input",
         }
     }
@@ -584,6 +601,7 @@ mod tests {
             CloseReason::Revoked,
             CloseReason::Removed,
             CloseReason::MeetingDeleted,
+            CloseReason::MeetingEnded,
             CloseReason::BadInput,
         ];
         for reason in all {
@@ -600,6 +618,16 @@ mod tests {
             })
             .unwrap(),
             serde_json::json!({"type":"goodbye","reason":"meeting_deleted"})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::Event {
+                seq: 9,
+                event: RoomEvent::MeetingEnded {
+                    by: UserId::new("h")
+                }
+            })
+            .unwrap(),
+            serde_json::json!({"type":"event","seq":9,"event":{"kind":"meeting_ended","by":"h"}})
         );
         assert_eq!(
             serde_json::to_value(LeaveReason::Removed).unwrap(),

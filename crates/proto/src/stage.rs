@@ -73,6 +73,13 @@ impl Preset {
         crate::MediaKinds::new(self.can_produce_audio, self.can_produce_video)
     }
 
+    /// May this preset end the meeting for everyone (`meeting.end`)? Only a host: one
+    /// that both runs the stage (`accept_stage_requests`) and may remove people from it
+    /// (`kick_participant`). A moderator that only handles requests may not.
+    pub fn may_end_meeting(&self) -> bool {
+        self.accept_stage_requests && self.kick_participant
+    }
+
     /// May this preset take people off the stage?
     pub fn may_kick(&self) -> bool {
         self.accept_stage_requests || self.kick_participant

@@ -10,6 +10,13 @@
 //! | `join`               | ACCEPTED, or `stage_access` ALLOWED        | -> ON (`stage_full` at max)   |
 //! | `leave`              | ON or ACCEPTED                             | -> OFF                        |
 //! | `kick(ids)`          | `accept_stage_requests` or `kick_participant` | ON/ACCEPTED -> OFF         |
+//! | `meeting.end`        | `accept_stage_requests` and `kick_participant` (a host) | everyone -> out |
+//!
+//! `meeting.end` ends the meeting for everyone: one `meeting_ended {by}` event, and the
+//! roster, queue and stage are empty afterwards (no per-participant events: the one event
+//! says it all). Like `meeting.leave` it is never refused for the caller's budget. The
+//! server then closes every connection (`goodbye: meeting_ended`) and drops the room; the
+//! meeting stays, and a later join starts a new, empty room.
 //!
 //! Order of checks for every call: the caller's broadcast budget (`rate_limited`, only for
 //! calls that tell the whole room, see [`BroadcastBudget`]), the request itself
@@ -594,9 +601,10 @@ impl Room {
         if !self.participants.contains_key(caller) {
             return Err(StageError::NotFound(caller.clone()));
         }
-        if matches!(call, Call::LeaveMeeting) {
-            // Never refused (it ends the session), but what it tells the room is counted,
-            // so leaving and coming back in a loop spends the budget too.
+        if matches!(call, Call::LeaveMeeting | Call::EndMeeting) {
+            // Never refused for the budget (it ends the session, or the meeting), but what
+            // it tells the room is counted, so leaving and coming back in a loop spends the
+            // budget too.
             let seq_before = self.seq;
             let outcome = self.apply_call(caller, call, now);
             self.charge(caller, self.seq - seq_before, now);
@@ -841,6 +849,14 @@ impl Room {
                 self.remove(caller, LeaveReason::Left);
                 Ok(CallResult::Done)
             }
+            Call::EndMeeting => {
+                require(
+                    preset.may_end_meeting(),
+                    "accept_stage_requests and kick_participant",
+                )?;
+                self.end(caller);
+                Ok(CallResult::Done)
+            }
             // Media calls are carried out by the SFU; the room rules on who may make them
             // and keeps who publishes what (a publish is recorded when the SFU has
             // accepted it: [`Room::media_published`]).
@@ -973,6 +989,16 @@ impl Room {
             // Off the stage (leave, kick, removal): the SFU stops forwarding it.
             self.end_publication(user_id);
         }
+    }
+
+    /// Ends the meeting: one `meeting_ended` event, then nobody is left. Publications end
+    /// silently: every connection is about to close, and its media with it.
+    fn end(&mut self, by: &UserId) {
+        self.participants.clear();
+        self.queue.clear();
+        self.on_stage = 0;
+        self.media_events.clear();
+        self.emit(RoomEvent::MeetingEnded { by: by.clone() });
     }
 
     fn remove(&mut self, user_id: &UserId, reason: LeaveReason) {

@@ -289,3 +289,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_host_with_its_budget_spent_may_still_end_the_meeting() {
+    let mut room = room(&[("host", "host"), ("viewer", "viewer")]);
+    let t = REFILL;
+    for _ in 0..BURST {
+        let call = if room.status_of(&uid("host")) == Some(StageStatus::OnStage) {
+            Call::Leave
+        } else {
+            Call::Join
+        };
+        room.handle_call(&uid("host"), call, t).expect("burst");
+    }
+    assert_eq!(
+        room.handle_call(&uid("host"), Call::Join, t)
+            .map_err(|e| e.code()),
+        Err(ErrorCode::RateLimited)
+    );
+    room.drain_events().for_each(drop);
+    room.handle_call(&uid("host"), Call::EndMeeting, t)
+        .expect("ending is never refused for the budget");
+    assert_eq!(room.drain_events().count(), 1);
+    assert!(room.is_empty());
+}

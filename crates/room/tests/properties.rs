@@ -80,6 +80,7 @@ fn call() -> impl Strategy<Value = Call> {
         1 => Just(Call::Leave),
         1 => targets().prop_map(|user_ids| Call::Kick { user_ids }),
         1 => Just(Call::LeaveMeeting),
+        1 => Just(Call::EndMeeting),
         1 => Just(Call::Publish { sdp: String::new() }),
         1 => Just(Call::Unpublish),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(audio, video)| Call::MediaState { audio, video }),
@@ -293,6 +294,15 @@ impl Model {
                 self.forget(u);
                 Ok(())
             }
+            // A host only: both runs the stage and may kick (u5, a kicker, may not).
+            Call::EndMeeting => {
+                deny(p.accept_stage_requests && p.kick_participant)?;
+                let everyone: Vec<usize> = self.present.keys().copied().collect();
+                for u in everyone {
+                    self.forget(u);
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -309,6 +319,11 @@ fn apply(snap: &mut RoomSnapshot, seq: u64, event: &RoomEvent) {
         }
         RoomEvent::ParticipantConnection { user_id, connected } => {
             find(snap, user_id).connected = *connected;
+        }
+        // Everyone is out: the roster and the queue are empty.
+        RoomEvent::MeetingEnded { .. } => {
+            snap.participants.clear();
+            snap.queue.clear();
         }
         RoomEvent::StageStatusChanged {
             user_id,
@@ -444,6 +459,11 @@ proptest! {
                 prop_assert!(media.is_empty(), "a refused call produced media events");
                 prop_assert_eq!(&after, &before, "a refused call changed the room");
                 prop_assert_eq!(by_user(&room.publishing()), by_user(&publications), "a refused call changed the publications");
+            }
+            if events.iter().any(|e| matches!(e.event, RoomEvent::MeetingEnded { .. })) {
+                // The meeting is over: every publication ended with it, untold.
+                prop_assert!(media.is_empty(), "media events after the meeting ended");
+                publications.clear();
             }
             for e in &media {
                 apply_media(&mut publications, e);

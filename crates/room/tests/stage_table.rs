@@ -603,3 +603,59 @@ fn sequence_numbers_increase_by_one_and_snapshot_carries_the_last() {
     assert!(snap.participants.iter().all(|p| p.connected));
     let _ = StageAccess::Allowed;
 }
+
+#[test]
+fn ending_the_meeting_needs_a_host_and_empties_the_room_with_one_event() {
+    let mut room = room_with_everyone(25);
+    // Only a host: `accept_stage_requests` and `kick_participant` both. A moderator that
+    // handles requests but may not kick, and a kicker that may not handle requests, may not.
+    let moderator = Member {
+        user_id: uid("moderator"),
+        name: "m".into(),
+        preset: Preset {
+            name: "moderator".into(),
+            kick_participant: false,
+            ..builtin_preset("host").unwrap()
+        },
+    };
+    let kicker = Member {
+        user_id: uid("kicker"),
+        name: "k".into(),
+        preset: Preset {
+            name: "kicker".into(),
+            accept_stage_requests: false,
+            kick_participant: true,
+            ..builtin_preset("viewer").unwrap()
+        },
+    };
+    room.connect(moderator, "peer-m".into(), 0);
+    room.connect(kicker, "peer-k".into(), 0);
+    for who in ["speaker", "viewer", "spectator", "moderator", "kicker"] {
+        refused(
+            &mut room,
+            who,
+            Call::EndMeeting,
+            ErrorCode::PermissionDenied,
+        );
+    }
+    call(&mut room, "speaker", Call::Join, 1).unwrap();
+    call(&mut room, "viewer", Call::RequestAccess, 2).unwrap();
+    events(&mut room);
+    let seq = room.seq();
+
+    assert_eq!(
+        call(&mut room, "host", Call::EndMeeting, 3).unwrap(),
+        CallResult::Done
+    );
+    let told: Vec<_> = room.drain_events().collect();
+    assert_eq!(told.len(), 1, "one event says it all: {told:?}");
+    assert_eq!(told[0].seq, seq + 1);
+    assert_eq!(told[0].event, RoomEvent::MeetingEnded { by: uid("host") });
+    assert!(room.is_empty() && room.queue().is_empty());
+    assert_eq!(room.on_stage_count(), 0);
+    assert!(
+        room.seats().is_empty(),
+        "nothing left to keep for a restart"
+    );
+    assert_eq!(room.drain_media_events().count(), 0);
+}

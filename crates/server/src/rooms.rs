@@ -219,6 +219,7 @@ impl Rooms {
             sfu: self.sfu.clone(),
             fences: HashMap::new(),
             keeper: None,
+            ended: false,
         };
         tokio::spawn(task.run(rx));
         self.metrics.rooms.inc();
@@ -391,6 +392,18 @@ impl Rooms {
         }
     }
 
+    /// Removes a room from the registry if it is still the registered one for its meeting.
+    fn forget(&self, meeting: &MeetingId, ours: &mpsc::WeakSender<Command>) {
+        let mut map = self.lock();
+        let registered = match (map.get(meeting), ours.upgrade()) {
+            (Some(registered), Some(ours)) => registered.same_channel(&ours),
+            _ => false,
+        };
+        if registered {
+            map.remove(meeting);
+        }
+    }
+
     /// Removes an empty room from the registry, but only when no command is queued and no
     /// caller holds a sender (all senders are handed out under this lock, so nobody can be
     /// about to send). Returns whether the room was removed and its task should end.
@@ -431,6 +444,8 @@ struct RoomTask {
     fences: HashMap<UserId, (u64, CloseReason)>,
     /// Keeps the stage in storage as it changes (when the rooms have storage).
     keeper: Option<SeatKeeper>,
+    /// A host ended the meeting (`meeting.end`): the task closes every connection and ends.
+    ended: bool,
 }
 
 impl RoomTask {
@@ -498,6 +513,10 @@ impl RoomTask {
             }
             self.handle(cmd);
             self.flush();
+            if self.ended {
+                self.end_meeting();
+                break;
+            }
             if self.can_close(&rx) {
                 break;
             }
@@ -513,6 +532,20 @@ impl RoomTask {
         self.metrics.participants.dec_by(self.participants);
         self.metrics.rooms.dec();
         tracing::debug!(meeting = %self.meeting, "room closed");
+    }
+
+    /// A host ended the meeting; everyone has heard `meeting_ended` (and the host its
+    /// reply). Out of the registry first, so that a join from now on starts a new room
+    /// (connections queued behind the end are turned back by the dropped queue and retry
+    /// into it), then every connection says `goodbye: meeting_ended` and loses its media.
+    /// The room's stage is empty, so the keeper forgets the kept seats.
+    fn end_meeting(&mut self) {
+        tracing::info!(meeting = %self.meeting, "meeting ended by a host; ending its sessions");
+        self.rooms.forget(&self.meeting, &self.self_tx);
+        let users: Vec<UserId> = self.conns.keys().cloned().collect();
+        for user in users {
+            self.end_conn(&user, CloseReason::MeetingEnded);
+        }
     }
 
     /// Nobody left and nobody about to arrive: the room can go (the meeting stays in
@@ -609,6 +642,7 @@ impl RoomTask {
                 };
                 let name = call.name();
                 let leaving = matches!(call, Call::LeaveMeeting);
+                let ending = matches!(call, Call::EndMeeting);
                 let media = call.is_media().then(|| call.clone());
                 let mut outcome: Result<CallResult, ErrorBody> = self
                     .room
@@ -627,6 +661,8 @@ impl RoomTask {
                 // Events first: when the reply arrives, the caller's mirror already shows
                 // what the call changed.
                 self.flush();
+                // Ended whether or not the host's reply can be delivered.
+                self.ended |= ending && outcome.is_ok();
                 if !self.reply(&user, &conn, request_id, outcome) {
                     return;
                 }
@@ -707,7 +743,9 @@ impl RoomTask {
             self.metrics.events.inc();
             seats_changed |= matches!(
                 ev.event,
-                RoomEvent::StageStatusChanged { .. } | RoomEvent::ParticipantLeft { .. }
+                RoomEvent::StageStatusChanged { .. }
+                    | RoomEvent::ParticipantLeft { .. }
+                    | RoomEvent::MeetingEnded { .. }
             );
             match &ev.event {
                 // Off the stage (leave, kick, removed): the SFU stops their media now.

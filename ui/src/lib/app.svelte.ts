@@ -5,7 +5,7 @@
 import type { Backend } from './backend';
 import { describeError, deviceOf, errorText, toBackendError } from './errors';
 import { PictureHub } from './pictureHub';
-import type { AppError, AppInfo, BackendError, Devices, Session } from './types';
+import type { AppError, AppInfo, BackendError, Devices, Left, Session } from './types';
 
 export interface Toast {
   id: number;
@@ -14,6 +14,13 @@ export interface Toast {
 }
 
 const TOAST_MS = 6000;
+
+/** What the start screen says after leaving: whether the meeting goes on without us. */
+export function leftText(left: Left | undefined): string | null {
+  return left?.still_running
+    ? 'You left. The meeting is still running for the others while Onstage stays open; host again to go back in.'
+    : null;
+}
 
 export class AppState {
   session = $state<Session | null>(null);
@@ -31,6 +38,11 @@ export class AppState {
    * screen until the next attempt.
    */
   appError = $state<AppError | null>(null);
+  /**
+   * What the start screen says about the meeting just left: that it goes on for the others
+   * (an embedded host left without ending it), or that it was ended for everyone.
+   */
+  afterMeeting = $state<string | null>(null);
   /** Commands in flight; while any runs, buttons that would race it are disabled. */
   private pending = $state(0);
 
@@ -41,6 +53,30 @@ export class AppState {
 
   get busy(): boolean {
     return this.pending > 0;
+  }
+
+  /**
+   * Leaves the meeting; it goes on for the others. Leaving is local: even if the shell
+   * reported a problem, the meeting is over here.
+   */
+  async leave() {
+    const left = await this.run(() => this.backend.leaveMeeting());
+    this.session = null;
+    this.mode = 'idle';
+    this.afterMeeting = leftText(left);
+  }
+
+  /**
+   * Ends the meeting for everyone. Refused (not a host, the connection is down): the
+   * meeting goes on and the refusal is a toast. Returns whether it ended.
+   */
+  async endForAll(): Promise<boolean> {
+    const ended = await this.run(() => this.backend.endMeeting());
+    if (!ended) return false;
+    this.session = null;
+    this.mode = 'idle';
+    this.afterMeeting = 'You ended the meeting for everyone.';
+    return true;
   }
 
   /** A `session` event from the shell. */

@@ -124,3 +124,52 @@ describe('AppState', () => {
     expect(app.toasts).toHaveLength(1);
   });
 });
+
+describe('leaving and ending the meeting', () => {
+  it('leaving an embedded meeting says it is still running for the others', async () => {
+    const app = new AppState(backend({ leaveMeeting: async () => ({ still_running: true }) }));
+    app.session = session('host');
+    app.mode = 'embedded';
+    await app.leave();
+    expect(app.session).toBeNull();
+    expect(app.mode).toBe('idle');
+    expect(app.afterMeeting).toContain('still running for the others');
+  });
+
+  it('leaving a meeting on another server says nothing more', async () => {
+    const app = new AppState(backend({ leaveMeeting: async () => ({ still_running: false }) }));
+    app.session = session('viewer');
+    await app.leave();
+    expect(app.session).toBeNull();
+    expect(app.afterMeeting).toBeNull();
+  });
+
+  it('ending calls end_meeting, not leave, and says it ended for everyone', async () => {
+    const leaveMeeting = vi.fn();
+    const endMeeting = vi.fn(async () => ({ still_running: false }));
+    const app = new AppState(backend({ leaveMeeting, endMeeting }));
+    app.session = session('host');
+    expect(await app.endForAll()).toBe(true);
+    expect(endMeeting).toHaveBeenCalledOnce();
+    expect(leaveMeeting).not.toHaveBeenCalled();
+    expect(app.session).toBeNull();
+    expect(app.afterMeeting).toBe('You ended the meeting for everyone.');
+  });
+
+  it('a refused end keeps the meeting and says why', async () => {
+    const app = new AppState(
+      backend({ endMeeting: () => Promise.reject({ code: 'permission_denied', message: 'no' }) }),
+    );
+    app.session = session('viewer');
+    expect(await app.endForAll()).toBe(false);
+    expect(app.session).not.toBeNull();
+    expect(app.toasts).toHaveLength(1);
+  });
+
+  it('only a host may end the meeting for all', () => {
+    expect(session('host').me.can.end_meeting).toBe(true);
+    for (const preset of ['speaker', 'viewer', 'spectator'] as const) {
+      expect(session(preset).me.can.end_meeting).toBe(false);
+    }
+  });
+});

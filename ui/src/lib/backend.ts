@@ -17,6 +17,7 @@ import type {
   InviteAddresses,
   InvitePreset,
   JoinArgs,
+  Left,
   MeetingEvent,
   Session,
   StageStatus,
@@ -31,7 +32,10 @@ export interface Backend {
   /** `address`: what the link's server names (an address of this machine, or a public one). */
   createInvite(preset: InvitePreset, name: string, address?: string): Promise<Invite>;
   inviteAddresses(): Promise<InviteAddresses>;
-  leaveMeeting(): Promise<void>;
+  /** Leaves; the meeting goes on for the others (an embedded server keeps serving it). */
+  leaveMeeting(): Promise<Left>;
+  /** Ends the meeting for everyone (a host only). */
+  endMeeting(): Promise<Left>;
   session(): Promise<Session>;
   devices(): Promise<Devices>;
   selectDevices(selection: DeviceSelection): Promise<void>;
@@ -84,6 +88,7 @@ export const tauriBackend: Backend = {
     invoke('create_invite', address ? { preset, name, address } : { preset, name }),
   inviteAddresses: () => invoke('invite_addresses'),
   leaveMeeting: () => invoke('leave_meeting'),
+  endMeeting: () => invoke('end_meeting'),
   session: () => invoke('session'),
   devices: () => invoke('devices'),
   selectDevices: (selection) => invoke('select_devices', { ...selection }),

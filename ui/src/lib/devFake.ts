@@ -97,7 +97,7 @@ export function createDevFakeBackend(): Backend {
     return {
       meeting_id: 'dev-meeting',
       connection: 'connected',
-      me: { ...me, can: { accept_requests: host, kick: host, request: !host, join_directly: host } },
+      me: { ...me, can: { accept_requests: host, kick: host, request: !host, join_directly: host, end_meeting: host } },
       participants: [
         me,
         fakeParticipant('ada', 'Ada (dev fake)', 'speaker', 'ON_STAGE'),
@@ -154,6 +154,11 @@ export function createDevFakeBackend(): Backend {
     }),
     leaveMeeting: async () => {
       session = null;
+      return { still_running: false };
+    },
+    endMeeting: async () => {
+      session = null;
+      return { still_running: false };
     },
     session: async () => structuredClone(live()),
     devices: async () =>

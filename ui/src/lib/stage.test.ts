@@ -260,6 +260,7 @@ describe('the disconnected banner', () => {
     expect(ended('revoked')).toContain('replaced by a newer one');
     expect(ended('removed')).toContain('removed you');
     expect(ended('meeting_deleted')).toContain('deleted');
+    expect(ended('meeting_ended')).toBe('The host ended the meeting.');
     expect(ended('left')).toBe('You left the meeting.');
     expect(ended()).toBe('You are disconnected from the meeting.');
     expect(ended('something_new')).toBe('You are disconnected from the meeting.');

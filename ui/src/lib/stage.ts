@@ -296,6 +296,8 @@ export function disconnectedText(s: Session): string {
       return 'The host removed you from the meeting.';
     case 'meeting_deleted':
       return 'The meeting has ended: the host deleted it.';
+    case 'meeting_ended':
+      return 'The host ended the meeting.';
     case 'left':
       return 'You left the meeting.';
     default:

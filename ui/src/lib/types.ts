@@ -11,7 +11,7 @@ export type StageStatus =
 export type ConnectionState = 'connected' | 'reconnecting' | 'disconnected';
 
 /** Why the meeting ended for good, when the server said so (docs/API.md, goodbye reasons). */
-export type EndReason = 'left' | 'replaced' | 'revoked' | 'removed' | 'meeting_deleted';
+export type EndReason = 'left' | 'replaced' | 'revoked' | 'removed' | 'meeting_deleted' | 'meeting_ended';
 
 export interface Participant {
   user_id: string;
@@ -29,6 +29,8 @@ export interface Capabilities {
   kick: boolean;
   request: boolean;
   join_directly: boolean;
+  /** May end the meeting for everyone (a host). */
+  end_meeting: boolean;
 }
 
 export interface Me extends Participant {
@@ -61,6 +63,13 @@ export interface AppInfo {
   invite_link?: string;
   /** The last failure no command answered for (also sent as `app-error`). */
   last_error?: AppError;
+  /** The embedded server still serves a meeting its host left without ending it. */
+  serving?: boolean;
+}
+
+/** What leaving or ending answers: whether the meeting goes on for the others. */
+export interface Left {
+  still_running: boolean;
 }
 
 /**

@@ -162,6 +162,7 @@ pub async fn execute(
             Call::Leave => status_json(stage.leave().await?),
             Call::Kick { user_ids } => done(stage.kick(&user_ids).await?),
             Call::LeaveMeeting => done(meeting.leave().await?),
+            Call::EndMeeting => done(meeting.end().await?),
             // Signaling internals the SDK makes on the bot's behalf, not bot calls.
             Call::Snapshot
             | Call::Publish { .. }
@@ -183,7 +184,8 @@ pub async fn execute(
 pub struct Handled {
     /// The reply line (a JSON object).
     pub reply: String,
-    /// The line was `meeting.leave`: the bot stops after printing the reply.
+    /// The line was `meeting.leave`, or a `meeting.end` that succeeded: the bot stops after
+    /// printing the reply.
     pub leave: bool,
 }
 
@@ -203,10 +205,15 @@ pub async fn handle_line(
             leave: false,
         },
         Ok((id, call)) => {
-            let leave = call == BotCall::Sdk(Call::LeaveMeeting);
+            let mut leave = call == BotCall::Sdk(Call::LeaveMeeting);
+            let ending = call == BotCall::Sdk(Call::EndMeeting);
             let id = Value::from(id);
             let reply = match execute(meeting, media, call).await {
-                Ok(result) => Reply::ok(Some(&id), result),
+                Ok(result) => {
+                    // Ended for everyone, the bot included: nothing more to do.
+                    leave |= ending;
+                    Reply::ok(Some(&id), result)
+                }
                 Err(e) => Reply::error(Some(&id), e.to_body()),
             };
             Handled {
@@ -384,6 +391,10 @@ mod tests {
         assert_eq!(
             ok(r#"{"id":9,"call":"meeting.leave"}"#).1,
             BotCall::Sdk(Call::LeaveMeeting)
+        );
+        assert_eq!(
+            ok(r#"{"id":10,"call":"meeting.end"}"#).1,
+            BotCall::Sdk(Call::EndMeeting)
         );
     }
 
