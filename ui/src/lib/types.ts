@@ -127,6 +127,7 @@ export type JoinArgs =
 export const ERROR_CODES = [
   // the SDK's
   'unauthorized',
+  'token_expired',
   'token_revoked',
   'permission_denied',
   'invalid_state',
@@ -137,6 +138,10 @@ export const ERROR_CODES = [
   'internal',
   'connection_lost',
   'untrusted_server',
+  'unreachable',
+  'not_onstage_server',
+  'invalid_server_url',
+  'bad_link',
   // media
   'device_not_found',
   'device_busy',
@@ -145,7 +150,6 @@ export const ERROR_CODES = [
   'codec_error',
   'closed',
   // the shell's
-  'bad_link',
   'bad_address',
   'port_in_use',
   'unavailable',
