@@ -202,10 +202,23 @@ describe('participants and tiles', () => {
     expect(tiles[1]).toMatchObject({ audio: false, video: false, isMe: false, pictureKeys: ['user:m'], levelKey: 'user:m' });
   });
 
-  it('my tile shows my local camera and what I publish', () => {
-    const s = session('speaker', 'ON_STAGE', [], { publishing: { audio: false, video: true } });
+  it('my tile shows my local camera and my own switches', () => {
+    const s = session('speaker', 'ON_STAGE', [], { mic_on: false, camera_on: true });
     const [mine] = stageTiles(s);
     expect(mine).toMatchObject({ isMe: true, audio: false, video: true, pictureKeys: ['local', 'user:me'], levelKey: 'local' });
+  });
+
+  // While reconnecting nothing is published, though I changed nothing: my tile must not
+  // say "Camera off · Muted".
+  it('my tile keeps my switches while reconnecting', () => {
+    const s = session('speaker', 'ON_STAGE', [], {
+      connection: 'reconnecting',
+      mic_on: true,
+      camera_on: true,
+      publishing: { audio: false, video: false },
+    });
+    const [mine] = stageTiles(s);
+    expect(mine).toMatchObject({ isMe: true, audio: true, video: true });
   });
 
   it('a participant whose id is "local" is shown as themselves, not as my camera', () => {

@@ -233,9 +233,11 @@ export function stageTiles(s: Session): TileView[] {
         user_id: p.user_id,
         name: p.name,
         isMe,
-        // My own mute state is what I publish, known locally before the server echoes it.
-        audio: isMe ? s.publishing.audio : p.audio,
-        video: isMe ? s.publishing.video : p.video,
+        // My own tile follows my switches, known locally before the server echoes them.
+        // Not what I publish: that is nothing while reconnecting, though I changed nothing
+        // (a device that fails has its own message, by the controls).
+        audio: isMe ? s.mic_on : p.audio,
+        video: isMe ? s.camera_on : p.video,
         connected: p.connected,
         // My self-view is the local camera, which needs no round trip; my level is the
         // local microphone's. Anyone else is their user id, whatever it reads.
