@@ -20,6 +20,7 @@ import traceback
 from urllib.parse import parse_qs, urlparse
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from harness import (APP, OUT, ROOT, WAIT, Bot, LanLab, Server, frames, gone, invoke, log, shot,
@@ -69,8 +70,16 @@ def host_scenario():
         testid(app, f"queue-item-{uid}")
         shot(app, "host-1-request")
 
-        testid(app, f"grant-{uid}", clickable=True).click()
+        # Granted from the keyboard: focus stays on the Requests heading, so another Enter
+        # does nothing (it never lands on the Remove button of the person just granted).
+        testid(app, f"grant-{uid}", clickable=True).send_keys(Keys.ENTER)
         viewer.event(lambda e: e["event"] == "stageRequestApproved", "stageRequestApproved")
+        testid(app, f"kick-{uid}")
+        focused = lambda d: d.switch_to.active_element.get_attribute("data-testid")
+        until(app, lambda d: focused(d) == "requests-title", "focus on the Requests heading")
+        app.switch_to.active_element.send_keys(Keys.ENTER)
+        assert focused(app) == "requests-title", focused(app)
+        assert testid(app, f"participant-status-{uid}").get_attribute("data-status") == "ACCEPTED_TO_JOIN_STAGE"
         viewer.call("stage.join")
         testid(app, f"tile-{uid}")
         first = until(app, lambda d: frames(d, f"tile-{uid}") > 0 and frames(d, f"tile-{uid}"),
