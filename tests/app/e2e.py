@@ -133,9 +133,13 @@ def viewer_scenario():
         shot(app, "viewer-1-requested")
 
         host.call("stage.grantAccess", user_ids=[uid])
-        testid(app, "join-stage", clickable=True).click()
+        # Joined from the keyboard: focus survives the controls changing under it and lands
+        # on the mic toggle, not on Leave stage.
+        testid(app, "join-stage", clickable=True).send_keys(Keys.ENTER)
         until(app, lambda d: testid(d, "stage-indicator").get_attribute("data-status") == "ON_STAGE",
               "ON_STAGE in the app")
+        until(app, lambda d: d.switch_to.active_element.get_attribute("data-testid") == "mute-mic",
+              "focus on the mic toggle")
         # What the app publishes (synthetic camera) reaches the host.
         deadline = time.monotonic() + 30
         received = 0
