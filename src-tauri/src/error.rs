@@ -22,6 +22,7 @@ use onstage_proto::ErrorCode;
 pub enum Code {
     // The SDK's codes (`onstage_proto::ErrorCode`).
     Unauthorized,
+    TokenExpired,
     TokenRevoked,
     PermissionDenied,
     InvalidState,
@@ -32,6 +33,9 @@ pub enum Code {
     Internal,
     ConnectionLost,
     UntrustedServer,
+    Unreachable,
+    NotOnstageServer,
+    InvalidServerUrl,
     // The media codes (`onstage_media::MediaErrorCode`).
     DeviceNotFound,
     DeviceBusy,
@@ -39,9 +43,10 @@ pub enum Code {
     UnsupportedFormat,
     CodecError,
     Closed,
-    // The shell's own.
-    /// An invite link the SDK's parser refuses; the message names what is wrong.
+    /// An invite link the SDK's parser refuses; the message names what is wrong. The
+    /// SDK's `bad_link`, which the shell also gives for links it parses itself.
     BadLink,
+    // The shell's own.
     /// An invite address that cannot go into a link.
     BadAddress,
     /// Hosting: a stored port is taken by another program.
@@ -65,6 +70,7 @@ impl From<ErrorCode> for Code {
     fn from(code: ErrorCode) -> Self {
         match code {
             ErrorCode::Unauthorized => Self::Unauthorized,
+            ErrorCode::TokenExpired => Self::TokenExpired,
             ErrorCode::TokenRevoked => Self::TokenRevoked,
             ErrorCode::PermissionDenied => Self::PermissionDenied,
             ErrorCode::InvalidState => Self::InvalidState,
@@ -75,6 +81,10 @@ impl From<ErrorCode> for Code {
             ErrorCode::Internal => Self::Internal,
             ErrorCode::ConnectionLost => Self::ConnectionLost,
             ErrorCode::UntrustedServer => Self::UntrustedServer,
+            ErrorCode::Unreachable => Self::Unreachable,
+            ErrorCode::NotOnstageServer => Self::NotOnstageServer,
+            ErrorCode::InvalidServerUrl => Self::InvalidServerUrl,
+            ErrorCode::BadLink => Self::BadLink,
         }
     }
 }
@@ -179,6 +189,7 @@ mod tests {
     fn codes_serialize_as_the_strings_the_ui_knows() {
         let all = [
             (Code::Unauthorized, "unauthorized"),
+            (Code::TokenExpired, "token_expired"),
             (Code::TokenRevoked, "token_revoked"),
             (Code::PermissionDenied, "permission_denied"),
             (Code::InvalidState, "invalid_state"),
@@ -189,6 +200,9 @@ mod tests {
             (Code::Internal, "internal"),
             (Code::ConnectionLost, "connection_lost"),
             (Code::UntrustedServer, "untrusted_server"),
+            (Code::Unreachable, "unreachable"),
+            (Code::NotOnstageServer, "not_onstage_server"),
+            (Code::InvalidServerUrl, "invalid_server_url"),
             (Code::DeviceNotFound, "device_not_found"),
             (Code::DeviceBusy, "device_busy"),
             (Code::DeviceError, "device_error"),
@@ -211,6 +225,7 @@ mod tests {
     fn sdk_and_media_codes_keep_their_strings() {
         for code in [
             ErrorCode::Unauthorized,
+            ErrorCode::TokenExpired,
             ErrorCode::TokenRevoked,
             ErrorCode::PermissionDenied,
             ErrorCode::InvalidState,
@@ -221,6 +236,10 @@ mod tests {
             ErrorCode::Internal,
             ErrorCode::ConnectionLost,
             ErrorCode::UntrustedServer,
+            ErrorCode::Unreachable,
+            ErrorCode::NotOnstageServer,
+            ErrorCode::InvalidServerUrl,
+            ErrorCode::BadLink,
         ] {
             assert_eq!(Code::from(code).to_string(), code.as_str());
         }

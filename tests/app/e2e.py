@@ -2,9 +2,12 @@
 real servers and `onstage bot`s. Run by scripts/e2e-app.sh, which starts Xvfb and
 tauri-driver. Screenshots go to target/app-e2e/ (E2E_OUT).
 
-    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|bench ...]   (bench: tests/app/bench.py)
+    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|bench ...]   (bench: tests/app/bench.py)
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -17,6 +20,7 @@ import traceback
 from urllib.parse import parse_qs, urlparse
 
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
@@ -67,8 +71,16 @@ def host_scenario():
         testid(app, f"queue-item-{uid}")
         shot(app, "host-1-request")
 
-        testid(app, f"grant-{uid}", clickable=True).click()
+        # Granted from the keyboard: focus stays on the Requests heading, so another Enter
+        # does nothing (it never lands on the Remove button of the person just granted).
+        testid(app, f"grant-{uid}", clickable=True).send_keys(Keys.ENTER)
         viewer.event(lambda e: e["event"] == "stageRequestApproved", "stageRequestApproved")
+        testid(app, f"kick-{uid}")
+        focused = lambda d: d.switch_to.active_element.get_attribute("data-testid")
+        until(app, lambda d: focused(d) == "requests-title", "focus on the Requests heading")
+        app.switch_to.active_element.send_keys(Keys.ENTER)
+        assert focused(app) == "requests-title", focused(app)
+        assert testid(app, f"participant-status-{uid}").get_attribute("data-status") == "ACCEPTED_TO_JOIN_STAGE"
         viewer.call("stage.join")
         testid(app, f"tile-{uid}")
         first = until(app, lambda d: frames(d, f"tile-{uid}") > 0 and frames(d, f"tile-{uid}"),
@@ -122,9 +134,13 @@ def viewer_scenario():
         shot(app, "viewer-1-requested")
 
         host.call("stage.grantAccess", user_ids=[uid])
-        testid(app, "join-stage", clickable=True).click()
+        # Joined from the keyboard: focus survives the controls changing under it and lands
+        # on the mic toggle, not on Leave stage.
+        testid(app, "join-stage", clickable=True).send_keys(Keys.ENTER)
         until(app, lambda d: testid(d, "stage-indicator").get_attribute("data-status") == "ON_STAGE",
               "ON_STAGE in the app")
+        until(app, lambda d: d.switch_to.active_element.get_attribute("data-testid") == "mute-mic",
+              "focus on the mic toggle")
         # What the app publishes (synthetic camera) reaches the host.
         deadline = time.monotonic() + 30
         received = 0
@@ -425,9 +441,63 @@ def leave_scenario():
         app.quit()
 
 
+def expired_token(data_dir, meeting):
+    """A participant token of the server with data dir `data_dir`, signed with its secret,
+    whose lifetime ended an hour ago (the server's TTL is a day: no waiting for one)."""
+    secret = open(os.path.join(data_dir, "jwt_secret")).read().strip().encode()
+    part = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=")
+    now = int(time.time())
+    signed = part({"alg": "HS256", "typ": "JWT"}) + b"." + part(
+        {"sub": "someone", "meeting_id": meeting, "iat": now - 7200, "exp": now - 3600})
+    signature = base64.urlsafe_b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).rstrip(b"=")
+    return (signed + b"." + signature).decode()
+
+
+def join_error_at_start(args, code, words):
+    """Starts the app with `args`; the join screen shows the failure, in words, by the
+    form."""
+    app = start_app(args)
+    try:
+        problem = testid(app, "app-error")
+        assert (problem.get_attribute("data-code"), problem.get_attribute("data-context")) == (code, "start"), \
+            (problem.get_attribute("data-code"), problem.text)
+        assert words in problem.text, problem.text
+        # By the form it is about, not above the page.
+        assert app.find_elements(By.CSS_SELECTOR, '[data-testid="join-form"] [data-testid="app-error"]'), \
+            "the error is not in the join form"
+        shot(app, f"join-error-{code}")
+    finally:
+        app.quit()
+
+
+def join_errors_scenario():
+    """(e) A join at start that fails is on the join screen, each failure in its own words:
+    a refused token, an unreachable server, a malformed link."""
+    data = tempfile.mkdtemp(prefix="onstage-e2e-")
+    server = Server(data)
+    try:
+        join_error_at_start(["--server", server.url, "--token", "bad"], "unauthorized",
+                            "The server refused the token")
+        # Expired: a token of this server whose lifetime is over.
+        meeting = server.admin("meeting", "create", "--title", "E2E expired")["id"]
+        join_error_at_start(["--server", server.url, "--token", expired_token(data, meeting)], "token_expired",
+                            "has expired")
+        join_error_at_start(["--server", server.url.split("://", 1)[1], "--token", "t"], "invalid_server_url",
+                            "not a server address")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+        join_error_at_start(["--server", closed, "--token", "t"], "unreachable", "Cannot reach the server")
+        join_error_at_start(["onstage://join?server=http%3A%2F%2F127.0.0.1%3A1"], "bad_link",
+                            "This invite link is not valid")
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario, "lan": lan_scenario, "link": link_scenario,
-             "end": end_scenario, "leave": leave_scenario}
-DEFAULT = ["host", "viewer", "lan", "link", "end", "leave"]
+             "end": end_scenario, "leave": leave_scenario, "join-errors": join_errors_scenario}
+DEFAULT = ["host", "viewer", "lan", "link", "end", "leave", "join-errors"]
 
 
 def bench():

@@ -820,11 +820,11 @@ async fn serve_self_signed_and_a_bot_joins_by_link() {
     );
     assert_ne!(bot.exit_code().await, Some(0));
 
-    // A truncated link is a bad_request naming what is missing; the bot never connects.
+    // A truncated link is a bad_link naming what is missing; the bot never connects.
     let cut = &link[..link.find("&token=").expect("token") + 5];
     let mut bot = Proc::spawn("bot-cut-link", &["bot", "--link", cut], &[]);
     let line = bot.next().await.expect("an error line");
-    assert_eq!(line["error"]["code"], "bad_request", "{line}");
+    assert_eq!(line["error"]["code"], "bad_link", "{line}");
     assert!(
         line["error"]["message"]
             .as_str()

@@ -148,18 +148,18 @@ impl Shared {
 /// Builds the signaling URL: `http(s)://host:port[/base]` -> `ws(s)://host:port[/base]/v1/signal?token=..`.
 pub(crate) fn signal_url(server_url: &str, token: &str) -> Result<Url, ClientError> {
     let mut url = Url::parse(server_url)
-        .map_err(|e| ClientError::Connect(format!("bad server URL {server_url:?}: {e}")))?;
+        .map_err(|e| ClientError::BadServerUrl(format!("{server_url:?}: {e}")))?;
     let scheme = match url.scheme() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
         other => {
-            return Err(ClientError::Connect(format!(
+            return Err(ClientError::BadServerUrl(format!(
                 "unsupported URL scheme {other:?} (use http(s):// or ws(s)://)"
             )))
         }
     };
     url.set_scheme(scheme)
-        .map_err(|()| ClientError::Connect(format!("cannot use scheme {scheme}")))?;
+        .map_err(|()| ClientError::BadServerUrl(format!("cannot use scheme {scheme}")))?;
     let base = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{base}/v1/signal"));
     url.set_fragment(None);
@@ -225,10 +225,11 @@ async fn connect_inner(url: &Url, connector: &Connector) -> Result<(Ws, Welcome)
                     Ok(ServerMessage::Goodbye { reason }) => Err(ClientError::Connect(format!(
                         "the server closed the connection ({reason})"
                     ))),
-                    Ok(_) => Err(ClientError::Protocol(
+                    // It upgraded to a WebSocket but does not speak our protocol.
+                    Ok(_) => Err(ClientError::NotOnstage(
                         "the first message was not a welcome".into(),
                     )),
-                    Err(e) => Err(ClientError::Protocol(format!("unreadable welcome: {e}"))),
+                    Err(e) => Err(ClientError::NotOnstage(format!("unreadable welcome: {e}"))),
                 };
             }
             Some(Ok(Message::Close(_))) | None => {
@@ -255,17 +256,28 @@ fn handshake_error(e: tungstenite::Error) -> ClientError {
             let code = body
                 .as_ref()
                 .and_then(|v| v.pointer("/error/code")?.as_str().map(str::to_owned));
-            if response.status() == 401 && code.as_deref() == Some(ErrorCode::TokenRevoked.as_str())
-            {
+            let revoked = Some(ErrorCode::TokenRevoked.as_str());
+            let expired = Some(ErrorCode::TokenExpired.as_str());
+            if response.status() == 401 && code.as_deref() == revoked {
                 ClientError::TokenRevoked(
                     message.unwrap_or_else(|| "the server revoked the token".into()),
                 )
+            } else if response.status() == 401 && code.as_deref() == expired {
+                ClientError::TokenExpired(message.unwrap_or_else(|| "the token has expired".into()))
             } else if response.status() == 401 {
                 ClientError::Unauthorized(
                     message.unwrap_or_else(|| "the server refused the token".into()),
                 )
-            } else {
+            } else if response.status() == 503 {
+                // Ours, shutting down (or a proxy in front with no server behind it):
+                // come back later, as for an unreachable one.
                 ClientError::Connect(format!(
+                    "HTTP 503{}",
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                ))
+            } else {
+                // A web server without our signaling path (404), a proxy's error page, ...
+                ClientError::NotOnstage(format!(
                     "HTTP {}{}",
                     response.status(),
                     message.map(|m| format!(": {m}")).unwrap_or_default()
@@ -703,7 +715,7 @@ impl Driver {
                 .await?
             {
                 Ok(connected) => return Some(connected),
-                Err(ClientError::Unauthorized(message)) => {
+                Err(ClientError::Unauthorized(message) | ClientError::TokenExpired(message)) => {
                     tracing::warn!(%message, "the server refused the token; giving up");
                     return None;
                 }
@@ -801,11 +813,14 @@ mod tests {
         assert_eq!(url.as_str(), "ws://h:1/v1/signal?token=t");
         assert!(matches!(
             signal_url("ftp://h", "t"),
-            Err(ClientError::Connect(_))
+            Err(ClientError::BadServerUrl(_))
         ));
         assert!(matches!(
             signal_url("not a url", "t"),
-            Err(ClientError::Connect(_))
+            Err(ClientError::BadServerUrl(_))
         ));
+        // An address without a scheme: the user left out https://.
+        let e = signal_url("meet.example.com", "t").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidServerUrl, "{e}");
     }
 }

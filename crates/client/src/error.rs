@@ -14,10 +14,14 @@ pub enum ClientError {
     /// changed nothing.
     #[error("{0}")]
     Server(ErrorBody),
-    /// The server refused the token when joining (HTTP 401): missing, bad or expired, or
-    /// the participant no longer exists.
+    /// The server refused the token when joining (HTTP 401): missing or bad, or the
+    /// participant no longer exists.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The server refused the token because its lifetime is over (HTTP 401
+    /// `token_expired`). A new token for the participant works; this one never will.
+    #[error("token expired: {0}")]
+    TokenExpired(String),
     /// The server refused the token because it was superseded (HTTP 401 `token_revoked`):
     /// the participant has been issued a newer token. Retrying never helps.
     #[error("token revoked: {0}")]
@@ -29,9 +33,18 @@ pub enum ClientError {
     /// client's frames). The SDK does not reconnect; calls fail with this.
     #[error("{}", ended_message(*.0))]
     Ended(CloseReason),
-    /// The server could not be reached, or the WebSocket handshake failed.
+    /// The server could not be reached: refused, no route, no such name, or no welcome
+    /// within the connect timeout.
     #[error("cannot connect: {0}")]
     Connect(String),
+    /// Something answered at the server address, but not as an Onstage server: an HTTP
+    /// status other than a token refusal, or no welcome as the first message.
+    #[error("not an Onstage server: {0}")]
+    NotOnstage(String),
+    /// The server address is not one the SDK can use: not a URL, or a scheme other than
+    /// http(s)/ws(s). Nothing was sent.
+    #[error("bad server address: {0}")]
+    BadServerUrl(String),
     /// The connection dropped before the call was answered, or the call was made while the
     /// SDK is reconnecting. Whether a call that was in flight took effect is unknown; the
     /// events tell.
@@ -61,15 +74,19 @@ pub enum ClientError {
 impl ClientError {
     /// The stable code: the server's code for [`ClientError::Server`]; `unauthorized` for a
     /// refused token, and for a session ended because the participant was removed or the
-    /// meeting deleted (its token no longer works); `token_revoked` for a superseded token
-    /// (refused, or its session ended with `revoked`); `connection_lost` for every connection
-    /// problem (including timeouts, a closed meeting and a `replaced` session);
-    /// `untrusted_server` for a refused certificate; `bad_request` for a malformed invite
-    /// link; `internal` for protocol errors.
+    /// meeting deleted (its token no longer works); `token_expired` for a token past its
+    /// lifetime; `token_revoked` for a superseded token (refused, or its session ended with
+    /// `revoked`); for a join, `unreachable` when nothing answered at the address,
+    /// `not_onstage_server` when something else did, `invalid_server_url` for an address
+    /// that is not one; `connection_lost` for a connection lost once joined (including
+    /// timeouts, a closed meeting and a `replaced` session); `untrusted_server` for a
+    /// refused certificate; `bad_link` for a malformed invite link; `internal` for
+    /// protocol errors.
     pub fn code(&self) -> ErrorCode {
         match self {
             ClientError::Server(body) => body.code,
             ClientError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ClientError::TokenExpired(_) => ErrorCode::TokenExpired,
             ClientError::TokenRevoked(_) | ClientError::Ended(CloseReason::Revoked) => {
                 ErrorCode::TokenRevoked
             }
@@ -78,10 +95,12 @@ impl ClientError {
             }
             ClientError::Ended(CloseReason::BadInput) => ErrorCode::BadRequest,
             ClientError::Ended(_) => ErrorCode::ConnectionLost,
-            ClientError::Connect(_)
-            | ClientError::ConnectionLost
-            | ClientError::Timeout(_)
-            | ClientError::Closed => ErrorCode::ConnectionLost,
+            ClientError::Connect(_) => ErrorCode::Unreachable,
+            ClientError::NotOnstage(_) => ErrorCode::NotOnstageServer,
+            ClientError::BadServerUrl(_) => ErrorCode::InvalidServerUrl,
+            ClientError::ConnectionLost | ClientError::Timeout(_) | ClientError::Closed => {
+                ErrorCode::ConnectionLost
+            }
             ClientError::Protocol(_) => ErrorCode::Internal,
             ClientError::Certificate(_) => ErrorCode::UntrustedServer,
             ClientError::Link(e) => e.code(),

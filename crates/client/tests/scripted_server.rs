@@ -72,6 +72,21 @@ impl Scripted {
                                 .body(Some(body.to_string()))
                                 .unwrap());
                         }
+                        // Tokens that script a join failure of their own.
+                        if token == "expired" {
+                            let body = json!({"success":false,"error":
+                                {"code":"token_expired","message":"the token has expired"}});
+                            return Err(http::Response::builder()
+                                .status(401)
+                                .body(Some(body.to_string()))
+                                .unwrap());
+                        }
+                        if token == "web-page" {
+                            return Err(http::Response::builder()
+                                .status(404)
+                                .body(Some("<html>Not Found</html>".into()))
+                                .unwrap());
+                        }
                         if refusing.load(Ordering::SeqCst) {
                             let body = json!({"success":false,"error":
                                 {"code":"unauthorized","message":"token expired"}});
@@ -715,6 +730,61 @@ async fn a_refused_token_is_unauthorized_and_a_dead_address_is_connect() {
         .await
         .expect_err("nothing there");
     assert!(matches!(err, ClientError::Connect(_)), "{err:?}");
+}
+
+/// Each way a join fails has its own code, so an app can say which (never
+/// `connection_lost`, which means a meeting joined and then lost).
+#[tokio::test]
+async fn each_join_failure_has_its_own_code() {
+    let mut server = Scripted::start().await;
+    let code = |r: Result<Meeting, ClientError>| match r {
+        Ok(_) => panic!("joined"),
+        Err(e) => e.code(),
+    };
+
+    assert_eq!(
+        code(Meeting::join(&server.url, "expired").await),
+        ErrorCode::TokenExpired
+    );
+    server.refuse.store(true, Ordering::SeqCst);
+    assert_eq!(
+        code(Meeting::join(&server.url, "bad").await),
+        ErrorCode::Unauthorized
+    );
+    server.refuse.store(false, Ordering::SeqCst);
+    // A web server without the signaling path.
+    assert_eq!(
+        code(Meeting::join(&server.url, "web-page").await),
+        ErrorCode::NotOnstageServer
+    );
+    // A WebSocket server that does not speak the protocol.
+    let joining = tokio::spawn({
+        let url = server.url.clone();
+        async move { Meeting::join(&url, "t").await }
+    });
+    let mut conn = server.next_conn().await;
+    conn.ws
+        .send(Message::Text(r#"{"hello":"world"}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(within("join", joining).await.unwrap()),
+        ErrorCode::NotOnstageServer
+    );
+    assert_eq!(
+        code(Meeting::join("http://127.0.0.1:1", "t").await),
+        ErrorCode::Unreachable
+    );
+    // Addresses that are none: no scheme, another scheme.
+    for address in ["meet.example.com", "ftp://meet.example.com"] {
+        assert_eq!(
+            code(Meeting::join(address, "t").await),
+            ErrorCode::InvalidServerUrl,
+            "{address}"
+        );
+    }
+    let bad_link = onstage_client::link::InviteLink::parse("onstage://join?server=http://h");
+    assert_eq!(bad_link.unwrap_err().code(), ErrorCode::BadLink);
 }
 
 #[tokio::test]

@@ -7,8 +7,12 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// No valid credentials: missing, malformed, wrongly signed or expired token / admin key.
+    /// No valid credentials: missing, malformed or wrongly signed token / admin key, or a
+    /// token whose participant or meeting no longer exists.
     Unauthorized,
+    /// A participant token that was valid but whose lifetime is over (HTTP 401). A new
+    /// token (invite link) for the same participant works.
+    TokenExpired,
     /// A participant token that was valid but has been superseded: the participant was
     /// issued a newer token. Answered with HTTP 401 like `unauthorized`; retrying with the
     /// same token never helps.
@@ -33,12 +37,24 @@ pub enum ErrorCode {
     /// (fingerprint mismatch), or not vouched for by a trusted authority. Retrying does not
     /// help; the link or the server's certificate is wrong.
     UntrustedServer,
+    /// The client could not reach the server: no answer at the address (refused, no route,
+    /// no name, or nothing within the connect timeout). A client's own code.
+    Unreachable,
+    /// Something answered at the address, but not as an Onstage server does (an HTTP
+    /// status other than a token refusal, or no welcome). A client's own code.
+    NotOnstageServer,
+    /// A server address the client cannot use: not a URL, or a scheme other than
+    /// http(s)/ws(s). A client's own code.
+    InvalidServerUrl,
+    /// A malformed invite link (no server, no token, a bad fingerprint). A client's own code.
+    BadLink,
 }
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
             ErrorCode::TokenRevoked => "token_revoked",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::InvalidState => "invalid_state",
@@ -49,6 +65,10 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::ConnectionLost => "connection_lost",
             ErrorCode::UntrustedServer => "untrusted_server",
+            ErrorCode::Unreachable => "unreachable",
+            ErrorCode::NotOnstageServer => "not_onstage_server",
+            ErrorCode::InvalidServerUrl => "invalid_server_url",
+            ErrorCode::BadLink => "bad_link",
         }
     }
 }

@@ -139,7 +139,7 @@ pub struct InviteLink {
     pub fingerprint: Option<Fingerprint>,
 }
 
-/// What is wrong with an invite link. Every variant has the code `bad_request`.
+/// What is wrong with an invite link. Every variant has the code `bad_link`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
     #[error("not an invite link: {0}")]
@@ -163,9 +163,11 @@ pub enum LinkError {
 }
 
 impl LinkError {
-    /// The stable code: `bad_request`, whatever the cause.
+    /// The stable code: `bad_link`, whatever the cause (the message names it). Not
+    /// `bad_request` as for a refused call: nothing was sent, and the user, not the
+    /// program, has to fix it.
     pub fn code(&self) -> ErrorCode {
-        ErrorCode::BadRequest
+        ErrorCode::BadLink
     }
 }
 
@@ -382,7 +384,7 @@ mod tests {
             Err(FingerprintWithoutTls(_))
         ));
         for e in [MissingServer, MissingToken, NotOnstage("x".into())] {
-            assert_eq!(e.code(), ErrorCode::BadRequest);
+            assert_eq!(e.code(), ErrorCode::BadLink);
         }
     }
 

@@ -103,11 +103,19 @@ impl Auth {
             .map_err(|e| ApiError::internal(format!("cannot sign token: {e}")))
     }
 
-    /// The claims of a valid, unexpired token signed by this server.
+    /// The claims of a valid, unexpired token signed by this server. A token that is ours
+    /// but past its lifetime is `token_expired` (the user needs a new link, not a fixed
+    /// one); everything else wrong with it is `unauthorized`.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))
+            .map_err(|e| match e.kind() {
+                // Checked only once the signature is: a forged token never says "expired".
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::token_expired("the token has expired")
+                }
+                _ => ApiError::unauthorized(format!("invalid token: {e}")),
+            })
     }
 }
 
@@ -131,6 +139,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onstage_proto::ErrorCode;
 
     #[test]
     fn tokens_round_trip_and_are_bound_to_the_secret() {
@@ -159,7 +168,14 @@ mod tests {
         let token = auth
             .mint(&MeetingId::new("m"), &UserId::new("u"), 0, 1_000_000)
             .expect("mint");
-        assert!(auth.verify(&token).is_err());
+        let refused = auth.verify(&token).expect_err("expired");
+        assert_eq!(refused.body.code, ErrorCode::TokenExpired);
+        // The same token signed with another secret is not ours: refused, not "expired".
+        let other = Auth::new("k".into(), "other", Duration::from_secs(1));
+        assert_eq!(
+            other.verify(&token).expect_err("forged").body.code,
+            ErrorCode::Unauthorized
+        );
     }
 
     #[test]

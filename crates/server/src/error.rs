@@ -39,6 +39,11 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
+    /// A participant token past its lifetime: 401 `token_expired`.
+    pub fn token_expired(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::TokenExpired, message)
+    }
+
     /// A participant token superseded by a newer one: 401 `token_revoked`.
     pub fn token_revoked(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::TokenRevoked, message)
@@ -72,14 +77,21 @@ impl ApiError {
     pub fn status_for(code: ErrorCode) -> StatusCode {
         match code {
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::Unauthorized | ErrorCode::TokenRevoked => StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired | ErrorCode::TokenRevoked => {
+                StatusCode::UNAUTHORIZED
+            }
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::InvalidState | ErrorCode::StageFull => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::Internal | ErrorCode::ConnectionLost | ErrorCode::UntrustedServer => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            // Never sent by the server: a client's own, or no fault of the caller.
+            ErrorCode::Internal
+            | ErrorCode::ConnectionLost
+            | ErrorCode::UntrustedServer
+            | ErrorCode::Unreachable
+            | ErrorCode::NotOnstageServer
+            | ErrorCode::InvalidServerUrl
+            | ErrorCode::BadLink => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -67,10 +67,22 @@ async fn bad_tokens_are_refused_before_the_upgrade_with_json_401() {
     let mut tampered = token.clone();
     tampered.insert(tampered.len() / 2, 'x');
 
+    // Expired: its own code, so the user is told to ask for a new link.
+    let (status, body) = srv
+        .raw("GET", &format!("/v1/signal?token={expired}"), None, None)
+        .await;
+    assert_error(status, &body, 401, "token_expired");
+    // Expired and not ours: refused as not ours, never as "expired".
+    let expired_elsewhere = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": user, "meeting_id": meeting, "iat": now - 7200, "exp": now - 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(b"not the server's secret"),
+    )
+    .expect("sign");
     for bad in [
         "",
         "garbage",
-        &expired,
+        &expired_elsewhere,
         &unknown_user,
         &unknown_meeting,
         &no_exp,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeError, deviceOf, errorText, toBackendError } from './errors';
+import { describeError, deviceOf, errorPlace, errorText, toBackendError } from './errors';
 import type { ErrorCode } from './types';
 
 describe('error wording', () => {
@@ -7,7 +7,7 @@ describe('error wording', () => {
     ['permission_denied', "You don't have permission to do that"],
     ['stage_full', 'The stage is full'],
     ['connection_lost', 'Connection lost — reconnecting…'],
-    ['unauthorized', 'The token or invite link is not valid, or it has expired'],
+    ['unauthorized', 'The server refused the token: check it, or ask the host for a new invite link'],
     ['token_revoked', 'This invite link was replaced by a newer one: ask the host for the new link'],
     ['rate_limited', 'Too many requests — wait a moment and try again'],
     [
@@ -16,6 +16,38 @@ describe('error wording', () => {
     ],
   ])('%s -> %s', (code, words) => {
     expect(errorText({ code, message: 'raw server text' })).toBe(words);
+  });
+
+  // Each way a join fails has its own words: none of them is "reconnecting", which is only
+  // for a meeting joined and then lost.
+  it.each<[ErrorCode, string]>([
+    ['unreachable', 'Cannot reach the server: check the address and your network'],
+    ['not_onstage_server', 'That address answers, but it is not an Onstage server: check the address'],
+    ['invalid_server_url', 'That is not a server address: it starts with https:// (or http://)'],
+    ['token_expired', 'This invite link or token has expired: ask the host for a new one'],
+    ['unauthorized', 'The server refused the token: check it, or ask the host for a new invite link'],
+  ])('a failed join: %s -> %s', (code, words) => {
+    expect(errorText({ code, message: 'cannot connect: raw text' })).toBe(words);
+  });
+
+  it('gives every join failure different words', () => {
+    const codes = ['unreachable', 'not_onstage_server', 'invalid_server_url', 'token_expired', 'unauthorized',
+      'bad_link', 'connection_lost'] as const;
+    const words = codes.map((code) => errorText({ code, message: '' }));
+    expect(new Set(words).size).toBe(codes.length);
+    expect(errorText({ code: 'bad_link', message: 'no token' })).toBe('This invite link is not valid: no token');
+  });
+
+  it('puts a failed join by the join form and a taken port by hosting', () => {
+    expect(errorPlace({ code: 'unauthorized', message: '', context: 'start' })).toBe('join');
+    expect(errorPlace({ code: 'bad_link', message: '', context: 'link' })).toBe('join');
+    expect(errorPlace({ code: 'port_in_use', message: '', context: 'start' })).toBe('host');
+  });
+
+  it('keeps the new codes as themselves from the shell', () => {
+    for (const code of ['unreachable', 'not_onstage_server', 'invalid_server_url', 'token_expired'] as const) {
+      expect(toBackendError({ code, message: 'm' }).code).toBe(code);
+    }
   });
 
   it('has words for every SDK code, never the code or the message', () => {
@@ -29,13 +61,13 @@ describe('error wording', () => {
 
   it('says what is wrong with a link, an address or a port, from the message', () => {
     expect(errorText({ code: 'bad_link', message: 'the invite link has no token (token=...)' })).toBe(
-      'This invite link cannot be used: the invite link has no token (token=...)',
+      'This invite link is not valid: the invite link has no token (token=...)',
     );
     expect(errorText({ code: 'bad_address', message: 'x' })).toBe('That address cannot go into a link: x');
     expect(errorText({ code: 'port_in_use', message: 'port 8443 (HTTPS) is in use' })).toBe(
       'The meeting cannot start: port 8443 (HTTPS) is in use',
     );
-    expect(errorText({ code: 'bad_link', message: '' })).toBe('This invite link cannot be used');
+    expect(errorText({ code: 'bad_link', message: '' })).toBe('This invite link is not valid');
   });
 
   it('names the device the shell says a media error is about', () => {

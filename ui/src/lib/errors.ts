@@ -1,7 +1,14 @@
 // Refusals from the shell turned into words. The codes are the SDK's stable codes, the
 // media codes and the shell's own (docs/APP.md); users never see a code or raw JSON.
 
-import { DEVICE_KINDS, ERROR_CODES, type BackendError, type DeviceKind, type ErrorCode } from './types';
+import {
+  DEVICE_KINDS,
+  ERROR_CODES,
+  type AppError,
+  type BackendError,
+  type DeviceKind,
+  type ErrorCode,
+} from './types';
 
 const WORDS: Partial<Record<ErrorCode, string>> = {
   permission_denied: "You don't have permission to do that",
@@ -9,7 +16,12 @@ const WORDS: Partial<Record<ErrorCode, string>> = {
   connection_lost: 'Connection lost — reconnecting…',
   invalid_state: 'That is no longer possible: the stage changed. Try again.',
   not_found: 'That person is no longer in the meeting',
-  unauthorized: 'The token or invite link is not valid, or it has expired',
+  // A join that failed, one set of words per way (the SDK's codes say which).
+  unauthorized: 'The server refused the token: check it, or ask the host for a new invite link',
+  token_expired: 'This invite link or token has expired: ask the host for a new one',
+  unreachable: 'Cannot reach the server: check the address and your network',
+  not_onstage_server: 'That address answers, but it is not an Onstage server: check the address',
+  invalid_server_url: 'That is not a server address: it starts with https:// (or http://)',
   token_revoked: 'This invite link was replaced by a newer one: ask the host for the new link',
   bad_request: 'The app sent a request the server did not understand',
   rate_limited: 'Too many requests — wait a moment and try again',
@@ -43,10 +55,19 @@ function deviceWords(code: ErrorCode, device: DeviceKind | null): string | null 
 
 /** Refusals whose message says exactly what is wrong: shown after the words. */
 const WITH_MESSAGE: Partial<Record<ErrorCode, string>> = {
-  bad_link: 'This invite link cannot be used',
+  bad_link: 'This invite link is not valid',
   bad_address: 'That address cannot go into a link',
   port_in_use: 'The meeting cannot start',
 };
+
+/**
+ * Where the join screen shows an `app-error`: by the form it is about. Hosting's own
+ * failures go with "Start a meeting"; everything else was a join (from the command line or
+ * a link), so it goes with the join form, where it can be put right.
+ */
+export function errorPlace(err: AppError): 'host' | 'join' {
+  return err.code === 'port_in_use' ? 'host' : 'join';
+}
 
 /** Human words for a refusal. */
 export function errorText(err: BackendError): string {

@@ -1,15 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import {
+  controlFocusAfter,
   disconnectedText,
   eventNotice,
   everyone,
+  hostLayout,
   hostView,
   indicatorText,
+  isDestructiveControl,
   myStageView,
   queueOldestFirst,
   requestFromEvent,
   stageFull,
   stageTiles,
+  stableOrder,
   type ControlId,
 } from './stage';
 import type { AudioLevel, EndReason, StageStatus } from './types';
@@ -179,6 +183,76 @@ describe('the host panel', () => {
   });
 });
 
+describe('the host panel layout', () => {
+  const ids = (rows: { user_id: string }[]) => rows.map((r) => r.user_id);
+  const queued = (user_id: string, requested_at: number) => ({ user_id, name: user_id, requested_at });
+
+  it('groups stage, then requests, then audience', () => {
+    const s = session('host', 'ON_STAGE', [
+      person('off', 'OFF_STAGE'),
+      person('req', 'REQUESTED_TO_JOIN_STAGE'),
+      person('acc', 'ACCEPTED_TO_JOIN_STAGE'),
+      person('on', 'ON_STAGE', 'speaker'),
+    ], { queue: [queued('req', 5)] });
+    const l = hostLayout(hostView(s)!);
+    expect(ids(l.stage)).toEqual(['me', 'acc', 'on']);
+    expect(l.requests).toEqual([{ user_id: 'req', name: 'req', requested_at: 5, connected: true, decide: true }]);
+    expect(ids(l.audience)).toEqual(['off']);
+    expect(l.order).toEqual(['me', 'acc', 'on', 'req', 'off']);
+  });
+
+  it('keeps rows where they were as people join, whatever order the shell lists them in', () => {
+    const first = session('host', 'ON_STAGE', [person('b'), person('d'), person('s1', 'ON_STAGE')]);
+    const before = hostLayout(hostView(first)!);
+    // Newcomers, and a shell that now lists everyone in another order.
+    const later = session('host', 'ON_STAGE', [
+      person('a'), person('s0', 'ON_STAGE'), person('d'), person('c'), person('s1', 'ON_STAGE'), person('b'),
+    ]);
+    const after = hostLayout(hostView(later)!, before.order);
+    expect(ids(after.stage)).toEqual(['me', 's1', 's0']);
+    expect(ids(after.audience)).toEqual(['b', 'd', 'a', 'c']);
+  });
+
+  it('adds a new request after the ones already waiting', () => {
+    const s = (queue: ReturnType<typeof queued>[]) =>
+      session('host', 'ON_STAGE', queue.map((q) => person(q.user_id, 'REQUESTED_TO_JOIN_STAGE')), { queue });
+    const before = hostLayout(hostView(s([queued('x', 10), queued('y', 20)]))!);
+    const after = hostLayout(hostView(s([queued('z', 30), queued('y', 20), queued('x', 10)]))!, before.order);
+    expect(ids(after.requests)).toEqual(['x', 'y', 'z']);
+  });
+
+  it('without the queue, someone asking is in Requests with nothing to decide', () => {
+    const s = session('speaker', 'ON_STAGE', [person('req', 'REQUESTED_TO_JOIN_STAGE')]);
+    s.me.can = { ...s.me.can, kick: true };
+    const l = hostLayout(hostView(s)!);
+    expect(l.requests).toEqual([{ user_id: 'req', name: 'REQ', requested_at: null, connected: true, decide: false }]);
+    expect(ids(l.audience)).toEqual([]);
+  });
+
+  it('stable order: earlier rows first in their earlier order, then newcomers as given', () => {
+    const rows = ['n1', 'b', 'n2', 'a'].map((user_id) => ({ user_id }));
+    expect(ids(stableOrder(rows, ['a', 'gone', 'b']))).toEqual(['a', 'b', 'n1', 'n2']);
+    expect(ids(stableOrder(rows, []))).toEqual(['n1', 'b', 'n2', 'a']);
+  });
+});
+
+describe('focus after my stage controls', () => {
+  const controls = (preset: Preset, status: StageStatus) => myStageView(session(preset, status)).controls;
+
+  it('stays on a toggle that is still there', () => {
+    expect(controlFocusAfter('mute-mic', controls('speaker', 'ON_STAGE'))).toBe('mute-mic');
+  });
+
+  it('never lands on a destructive control', () => {
+    // Request to join becomes Cancel request: focus goes to the section instead.
+    expect(controlFocusAfter('request-access', controls('viewer', 'REQUESTED_TO_JOIN_STAGE'))).toBeNull();
+    // Join stage gives the toggles and Leave stage: the mic toggle, not Leave stage.
+    expect(controlFocusAfter('join-stage', controls('viewer', 'ON_STAGE'))).toBe('mute-mic');
+    expect(controlFocusAfter('leave-stage', controls('speaker', 'OFF_STAGE'))).toBe('join-stage');
+    for (const id of ['leave-stage', 'decline', 'cancel-request'] as const) expect(isDestructiveControl(id)).toBe(true);
+  });
+});
+
 describe('participants and tiles', () => {
   it('lists me once, first, with my own status even if my entry is stale', () => {
     const s = session('viewer', 'ON_STAGE', [person('a')]);
@@ -202,10 +276,23 @@ describe('participants and tiles', () => {
     expect(tiles[1]).toMatchObject({ audio: false, video: false, isMe: false, pictureKeys: ['user:m'], levelKey: 'user:m' });
   });
 
-  it('my tile shows my local camera and what I publish', () => {
-    const s = session('speaker', 'ON_STAGE', [], { publishing: { audio: false, video: true } });
+  it('my tile shows my local camera and my own switches', () => {
+    const s = session('speaker', 'ON_STAGE', [], { mic_on: false, camera_on: true });
     const [mine] = stageTiles(s);
     expect(mine).toMatchObject({ isMe: true, audio: false, video: true, pictureKeys: ['local', 'user:me'], levelKey: 'local' });
+  });
+
+  // While reconnecting nothing is published, though I changed nothing: my tile must not
+  // say "Camera off · Muted".
+  it('my tile keeps my switches while reconnecting', () => {
+    const s = session('speaker', 'ON_STAGE', [], {
+      connection: 'reconnecting',
+      mic_on: true,
+      camera_on: true,
+      publishing: { audio: false, video: false },
+    });
+    const [mine] = stageTiles(s);
+    expect(mine).toMatchObject({ isMe: true, audio: true, video: true });
   });
 
   it('a participant whose id is "local" is shown as themselves, not as my camera', () => {

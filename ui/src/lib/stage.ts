@@ -233,9 +233,11 @@ export function stageTiles(s: Session): TileView[] {
         user_id: p.user_id,
         name: p.name,
         isMe,
-        // My own mute state is what I publish, known locally before the server echoes it.
-        audio: isMe ? s.publishing.audio : p.audio,
-        video: isMe ? s.publishing.video : p.video,
+        // My own tile follows my switches, known locally before the server echoes them.
+        // Not what I publish: that is nothing while reconnecting, though I changed nothing
+        // (a device that fails has its own message, by the controls).
+        audio: isMe ? s.mic_on : p.audio,
+        video: isMe ? s.camera_on : p.video,
         connected: p.connected,
         // My self-view is the local camera, which needs no round trip; my level is the
         // local microphone's. Anyone else is their user id, whatever it reads.
@@ -303,4 +305,103 @@ export function disconnectedText(s: Session): string {
     default:
       return 'You are disconnected from the meeting.';
   }
+}
+
+/**
+ * Controls that take something away (my place on stage, my request, an invitation). Focus
+ * never lands on one after an action, so a second Enter cannot undo the first.
+ */
+const DESTRUCTIVE_CONTROLS: readonly ControlId[] = ['leave-stage', 'decline', 'cancel-request'];
+
+export function isDestructiveControl(id: ControlId): boolean {
+  return DESTRUCTIVE_CONTROLS.includes(id);
+}
+
+/**
+ * Where focus goes once `pressed` has done its work and the controls are `now`: the same
+ * control when it is still there (the mic and camera toggles), else the first harmless one,
+ * else null (the controls' section itself takes focus). Never a destructive control.
+ */
+export function controlFocusAfter(pressed: ControlId, now: readonly Control[]): ControlId | null {
+  const harmless = now.filter((c) => !isDestructiveControl(c.id));
+  if (harmless.some((c) => c.id === pressed)) return pressed;
+  return harmless[0]?.id ?? null;
+}
+
+export type HostGroup = 'stage' | 'requests' | 'audience';
+
+/** A row of the Requests group: the queue's entry, and whether I may decide it here. */
+export interface RequestRow {
+  user_id: string;
+  name: string;
+  requested_at: number | null;
+  connected: boolean;
+  decide: boolean;
+}
+
+/** The host panel's rows, in the order they are shown. */
+export interface HostLayout {
+  /** On stage, and invited on their way up (both can be removed). */
+  stage: ParticipantRow[];
+  /** Asking to join, oldest first. */
+  requests: RequestRow[];
+  /** Everyone else: off stage. */
+  audience: ParticipantRow[];
+  /** Every id in the order shown: pass it back as `previous` next time. */
+  order: string[];
+}
+
+/**
+ * `rows` with those in `previous` kept in their earlier order and the others after them,
+ * in the order given. So a row never moves because someone else joined or left its group:
+ * newcomers only ever add rows at the end.
+ */
+export function stableOrder<T extends { user_id: string }>(rows: readonly T[], previous: readonly string[]): T[] {
+  const seen = new Map(previous.map((id, i) => [id, i]));
+  return rows
+    .map((row, i) => ({ row, i, at: seen.get(row.user_id) }))
+    .sort((a, b) => {
+      if (a.at !== undefined && b.at !== undefined) return a.at - b.at;
+      if (a.at !== undefined) return -1;
+      if (b.at !== undefined) return 1;
+      return a.i - b.i;
+    })
+    .map(({ row }) => row);
+}
+
+/**
+ * The host panel's groups: stage, then requests, then audience, each in a stable order
+ * (`previous`: the last `order`). Requests are oldest first, which is also stable: a new
+ * one is the newest. Someone asking shows once, in Requests, whether or not I see the
+ * queue (without it I cannot decide there).
+ */
+export function hostLayout(view: HostView, previous: readonly string[] = []): HostLayout {
+  const byId = new Map(view.participants.map((p) => [p.user_id, p]));
+  const stage = stableOrder(
+    view.participants.filter((p) => p.status === 'ON_STAGE' || p.status === 'ACCEPTED_TO_JOIN_STAGE'),
+    previous,
+  );
+  const audience = stableOrder(
+    view.participants.filter((p) => p.status === 'OFF_STAGE'),
+    previous,
+  );
+  const queued: RequestRow[] = (view.queue ?? []).map((r) => ({
+    user_id: r.user_id,
+    name: r.name,
+    requested_at: r.requested_at,
+    connected: byId.get(r.user_id)?.connected ?? true,
+    decide: true,
+  }));
+  const inQueue = new Set(queued.map((r) => r.user_id));
+  const asking: RequestRow[] = stableOrder(
+    view.participants.filter((p) => p.status === 'REQUESTED_TO_JOIN_STAGE' && !inQueue.has(p.user_id)),
+    previous,
+  ).map((p) => ({ user_id: p.user_id, name: p.name, requested_at: null, connected: p.connected, decide: false }));
+  const requests = [...queued, ...asking];
+  return {
+    stage,
+    requests,
+    audience,
+    order: [...stage, ...requests, ...audience].map((r) => r.user_id),
+  };
 }

@@ -136,6 +136,7 @@ export type JoinArgs =
 export const ERROR_CODES = [
   // the SDK's
   'unauthorized',
+  'token_expired',
   'token_revoked',
   'permission_denied',
   'invalid_state',
@@ -146,6 +147,10 @@ export const ERROR_CODES = [
   'internal',
   'connection_lost',
   'untrusted_server',
+  'unreachable',
+  'not_onstage_server',
+  'invalid_server_url',
+  'bad_link',
   // media
   'device_not_found',
   'device_busy',
@@ -154,7 +159,6 @@ export const ERROR_CODES = [
   'codec_error',
   'closed',
   // the shell's
-  'bad_link',
   'bad_address',
   'port_in_use',
   'unavailable',
