@@ -18,7 +18,7 @@ pub use crate::error::CommandError;
 
 use crate::config::MediaMode;
 use crate::device_check::DeviceCheck;
-use crate::error::{AppError, Code, Context};
+use crate::error::{AppError, Code, Context, ErrorCode, ShellCode};
 use crate::events::{self, emit_session};
 use crate::hosting::{self, HostRecord};
 use crate::state::{admin_client, lock, AppState, Embedded, Kept, Live, Mode, Session, View};
@@ -115,7 +115,7 @@ pub async fn host<R: Runtime>(
     let mut live = state.live.lock().await;
     if live.is_some() {
         return Err(CommandError::new(
-            Code::InvalidState,
+            Code::Sdk(ErrorCode::InvalidState),
             "already in a meeting",
         ));
     }
@@ -296,7 +296,7 @@ async fn start_server(
                     "media (UDP and TCP)"
                 };
                 return Err(CommandError::new(
-                    Code::PortInUse,
+                    Code::Shell(ShellCode::PortInUse),
                     format!(
                         "port {} ({what}) is in use by another program; close it, or host on \
                          new ports (links already sent stop working)",
@@ -362,7 +362,7 @@ pub async fn join<R: Runtime>(
         (Some(s), Some(t), None) => (s.trim().to_owned(), t.trim().to_owned(), None),
         _ => {
             return Err(CommandError::new(
-                Code::BadRequest,
+                Code::Sdk(ErrorCode::BadRequest),
                 "join needs server_url and token, or invite_link",
             ))
         }
@@ -373,7 +373,8 @@ pub async fn join<R: Runtime>(
 /// An invite link through the SDK's parser; what is wrong with it is `bad_link`, its
 /// message naming the part (no server, no token, a bad fingerprint, ...).
 pub fn parse_link(link: &str) -> Result<InviteLink> {
-    InviteLink::parse(link).map_err(|e| CommandError::new(Code::BadLink, e.to_string()))
+    InviteLink::parse(link)
+        .map_err(|e| CommandError::new(Code::Sdk(ErrorCode::BadLink), e.to_string()))
 }
 
 /// An invite link opened from outside while the app runs (the URL scheme, or a second
@@ -391,7 +392,7 @@ pub async fn open_link<R: Runtime>(app: &AppHandle<R>, state: &AppState, link: &
     };
     if state.live.lock().await.is_some() {
         let e = CommandError::new(
-            Code::InvalidState,
+            Code::Sdk(ErrorCode::InvalidState),
             format!(
                 "already in a meeting: leave it to join the one at {}",
                 link.server
@@ -429,7 +430,7 @@ pub async fn join_server<R: Runtime>(
     let mut live = state.live.lock().await;
     if live.is_some() {
         return Err(CommandError::new(
-            Code::InvalidState,
+            Code::Sdk(ErrorCode::InvalidState),
             "already in a meeting",
         ));
     }
@@ -559,7 +560,7 @@ pub async fn create_invite(
 ) -> Result<Invite> {
     if preset != "viewer" && preset != "speaker" {
         return Err(CommandError::new(
-            Code::BadRequest,
+            Code::Sdk(ErrorCode::BadRequest),
             "preset is \"viewer\" or \"speaker\"",
         ));
     }
@@ -583,8 +584,12 @@ pub async fn create_invite(
                 .to_string()
         }),
     };
-    let server = hosting::server_url(&address, port)
-        .map_err(|e| CommandError::new(Code::BadAddress, format!("the invite address: {e}")))?;
+    let server = hosting::server_url(&address, port).map_err(|e| {
+        CommandError::new(
+            Code::Shell(ShellCode::BadAddress),
+            format!("the invite address: {e}"),
+        )
+    })?;
     let token = embedded
         .admin
         .add_participant(&embedded.meeting_id, &AddParticipant::new(name, preset))
@@ -612,7 +617,7 @@ pub async fn create_invite(
 
 fn not_embedded() -> CommandError {
     CommandError::new(
-        Code::PermissionDenied,
+        Code::Sdk(ErrorCode::PermissionDenied),
         "invitations come from the host of an embedded meeting",
     )
 }
@@ -946,7 +951,10 @@ async fn batch_call<R: Runtime>(
     user_ids: Vec<String>,
 ) -> Result<()> {
     if user_ids.is_empty() {
-        return Err(CommandError::new(Code::BadRequest, "user_ids is empty"));
+        return Err(CommandError::new(
+            Code::Sdk(ErrorCode::BadRequest),
+            "user_ids is empty",
+        ));
     }
     let ids: Vec<UserId> = user_ids.into_iter().map(UserId::new).collect();
     let (meeting, media, view) = joined(state).await?;
@@ -994,7 +1002,12 @@ pub fn video_socket(state: State<'_, AppState>) -> Result<VideoSocket> {
         .picture_socket
         .clone()
         .map(|url| VideoSocket { url })
-        .ok_or_else(|| CommandError::new(Code::Unavailable, "the picture socket could not start"))
+        .ok_or_else(|| {
+            CommandError::new(
+                Code::Shell(ShellCode::Unavailable),
+                "the picture socket could not start",
+            )
+        })
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -1051,7 +1064,7 @@ mod tests {
 
         let squatter = std::net::TcpListener::bind(("0.0.0.0", record.http_port.unwrap())).unwrap();
         let e = start_server(&dir, &record).await.unwrap_err();
-        assert_eq!(e.code, Code::PortInUse);
+        assert_eq!(e.code, Code::Shell(ShellCode::PortInUse));
         assert!(
             e.message.contains(&record.http_port.unwrap().to_string()),
             "{e}"

@@ -14,7 +14,7 @@
 
 use onstage_client::link::{Fingerprint, InviteLink};
 
-use crate::error::Code;
+use crate::error::{Code, ErrorCode};
 use crate::video::PictureKind;
 
 /// What to do once the window is up.
@@ -102,7 +102,10 @@ impl AppConfig {
                 match it.next() {
                     Some(dir) => data_dir = Some(dir.into()),
                     None => {
-                        error = Some(ArgError::new(Code::BadRequest, "--data-dir needs a value"))
+                        error = Some(ArgError::new(
+                            Code::Sdk(ErrorCode::BadRequest),
+                            "--data-dir needs a value",
+                        ))
                     }
                 }
             } else {
@@ -136,9 +139,12 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| ArgError::new(Code::BadRequest, format!("{flag} needs a value")))
+            it.next().cloned().ok_or_else(|| {
+                ArgError::new(
+                    Code::Sdk(ErrorCode::BadRequest),
+                    format!("{flag} needs a value"),
+                )
+            })
         };
         match arg.as_str() {
             "--server" => server = Some(value("--server")?),
@@ -156,7 +162,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
             }
             other => {
                 return Err(ArgError::new(
-                    Code::BadRequest,
+                    Code::Sdk(ErrorCode::BadRequest),
                     format!("unknown argument {other:?}"),
                 ))
             }
@@ -170,7 +176,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
             fingerprint,
         }),
         (Some(_), None) | (None, Some(_)) => Err(ArgError::new(
-            Code::BadRequest,
+            Code::Sdk(ErrorCode::BadRequest),
             "--server and --token go together (or pass an invite link)",
         )),
         (None, None) if env("ONSTAGE_AUTOSTART").as_deref() == Some("host") => Ok(Startup::Host {
@@ -182,7 +188,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
 
 /// An invite link through the SDK's parser.
 fn parse_invite(link: &str) -> Result<InviteLink, ArgError> {
-    InviteLink::parse(link).map_err(|e| ArgError::new(Code::BadLink, e.to_string()))
+    InviteLink::parse(link).map_err(|e| ArgError::new(Code::Sdk(ErrorCode::BadLink), e.to_string()))
 }
 
 #[cfg(test)]
@@ -233,7 +239,11 @@ mod tests {
         ] {
             let (c, e) = AppConfig::parse(&args(&[bad]), none);
             assert_eq!(c.startup, Startup::Idle);
-            assert_eq!(e.map(|e| e.code), Some(Code::BadLink), "{bad}");
+            assert_eq!(
+                e.map(|e| e.code),
+                Some(Code::Sdk(ErrorCode::BadLink)),
+                "{bad}"
+            );
         }
         let (_, e) = AppConfig::parse(&args(&["--invite", "https://x/?server=a&token=b"]), none);
         assert!(e.is_some());
@@ -265,7 +275,7 @@ mod tests {
         });
         assert_eq!(c.data_dir, Some("/env".into()));
         let (_, e) = AppConfig::parse(&args(&["--data-dir"]), none);
-        assert_eq!(e.map(|e| e.code), Some(Code::BadRequest));
+        assert_eq!(e.map(|e| e.code), Some(Code::Sdk(ErrorCode::BadRequest)));
 
         let (c, e) = AppConfig::parse(&args(&["--server", "http://s", "--token", "t"]), none);
         assert_eq!(e, None);

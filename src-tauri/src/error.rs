@@ -9,44 +9,27 @@
 use serde::Serialize;
 
 use onstage_client::ClientError;
-use onstage_media::{DeviceKind, MediaError, MediaErrorCode};
-use onstage_proto::ErrorCode;
+pub use onstage_media::MediaErrorCode;
+use onstage_media::{DeviceKind, MediaError};
+pub use onstage_proto::ErrorCode;
 
-/// Every code the UI can receive, serialized as its snake_case string.
-///
-/// The SDK's and the media crate's codes come in through exhaustive `From` conversions, so
-/// a code added to either does not compile until it is added here (and to docs/APP.md and
-/// the UI's `ErrorCode`).
+/// Every code the UI can receive, serialized as its snake_case string: the SDK's
+/// (`onstage_proto::ErrorCode`: what the server and the connection say), the media crate's
+/// (`onstage_media::MediaErrorCode`: devices and codecs) and the shell's own. Each keeps
+/// its one definition; a code added to either crate reaches the UI by itself (and belongs
+/// in docs/APP.md and the UI's `ErrorCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum Code {
+    Sdk(ErrorCode),
+    Media(MediaErrorCode),
+    Shell(ShellCode),
+}
+
+/// The shell's own codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Code {
-    // The SDK's codes (`onstage_proto::ErrorCode`).
-    Unauthorized,
-    TokenExpired,
-    TokenRevoked,
-    PermissionDenied,
-    InvalidState,
-    NotFound,
-    StageFull,
-    BadRequest,
-    RateLimited,
-    Internal,
-    ConnectionLost,
-    UntrustedServer,
-    Unreachable,
-    NotOnstageServer,
-    InvalidServerUrl,
-    // The media codes (`onstage_media::MediaErrorCode`).
-    DeviceNotFound,
-    DeviceBusy,
-    DeviceError,
-    UnsupportedFormat,
-    CodecError,
-    Closed,
-    /// An invite link the SDK's parser refuses; the message names what is wrong. The
-    /// SDK's `bad_link`, which the shell also gives for links it parses itself.
-    BadLink,
-    // The shell's own.
+pub enum ShellCode {
     /// An invite address that cannot go into a link.
     BadAddress,
     /// Hosting: a stored port is taken by another program.
@@ -68,37 +51,19 @@ impl std::fmt::Display for Code {
 
 impl From<ErrorCode> for Code {
     fn from(code: ErrorCode) -> Self {
-        match code {
-            ErrorCode::Unauthorized => Self::Unauthorized,
-            ErrorCode::TokenExpired => Self::TokenExpired,
-            ErrorCode::TokenRevoked => Self::TokenRevoked,
-            ErrorCode::PermissionDenied => Self::PermissionDenied,
-            ErrorCode::InvalidState => Self::InvalidState,
-            ErrorCode::NotFound => Self::NotFound,
-            ErrorCode::StageFull => Self::StageFull,
-            ErrorCode::BadRequest => Self::BadRequest,
-            ErrorCode::RateLimited => Self::RateLimited,
-            ErrorCode::Internal => Self::Internal,
-            ErrorCode::ConnectionLost => Self::ConnectionLost,
-            ErrorCode::UntrustedServer => Self::UntrustedServer,
-            ErrorCode::Unreachable => Self::Unreachable,
-            ErrorCode::NotOnstageServer => Self::NotOnstageServer,
-            ErrorCode::InvalidServerUrl => Self::InvalidServerUrl,
-            ErrorCode::BadLink => Self::BadLink,
-        }
+        Self::Sdk(code)
     }
 }
 
 impl From<MediaErrorCode> for Code {
     fn from(code: MediaErrorCode) -> Self {
-        match code {
-            MediaErrorCode::DeviceNotFound => Self::DeviceNotFound,
-            MediaErrorCode::DeviceBusy => Self::DeviceBusy,
-            MediaErrorCode::DeviceError => Self::DeviceError,
-            MediaErrorCode::UnsupportedFormat => Self::UnsupportedFormat,
-            MediaErrorCode::CodecError => Self::CodecError,
-            MediaErrorCode::Closed => Self::Closed,
-        }
+        Self::Media(code)
+    }
+}
+
+impl From<ShellCode> for Code {
+    fn from(code: ShellCode) -> Self {
+        Self::Shell(code)
     }
 }
 
@@ -123,11 +88,11 @@ impl CommandError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(Code::Internal, message)
+        Self::new(Code::Sdk(ErrorCode::Internal), message)
     }
 
     pub fn not_joined() -> Self {
-        Self::new(Code::InvalidState, "not in a meeting")
+        Self::new(Code::Sdk(ErrorCode::InvalidState), "not in a meeting")
     }
 }
 
@@ -188,31 +153,37 @@ mod tests {
     #[test]
     fn codes_serialize_as_the_strings_the_ui_knows() {
         let all = [
-            (Code::Unauthorized, "unauthorized"),
-            (Code::TokenExpired, "token_expired"),
-            (Code::TokenRevoked, "token_revoked"),
-            (Code::PermissionDenied, "permission_denied"),
-            (Code::InvalidState, "invalid_state"),
-            (Code::NotFound, "not_found"),
-            (Code::StageFull, "stage_full"),
-            (Code::BadRequest, "bad_request"),
-            (Code::RateLimited, "rate_limited"),
-            (Code::Internal, "internal"),
-            (Code::ConnectionLost, "connection_lost"),
-            (Code::UntrustedServer, "untrusted_server"),
-            (Code::Unreachable, "unreachable"),
-            (Code::NotOnstageServer, "not_onstage_server"),
-            (Code::InvalidServerUrl, "invalid_server_url"),
-            (Code::DeviceNotFound, "device_not_found"),
-            (Code::DeviceBusy, "device_busy"),
-            (Code::DeviceError, "device_error"),
-            (Code::UnsupportedFormat, "unsupported_format"),
-            (Code::CodecError, "codec_error"),
-            (Code::Closed, "closed"),
-            (Code::BadLink, "bad_link"),
-            (Code::BadAddress, "bad_address"),
-            (Code::PortInUse, "port_in_use"),
-            (Code::Unavailable, "unavailable"),
+            (Code::Sdk(ErrorCode::Unauthorized), "unauthorized"),
+            (Code::Sdk(ErrorCode::TokenExpired), "token_expired"),
+            (Code::Sdk(ErrorCode::TokenRevoked), "token_revoked"),
+            (Code::Sdk(ErrorCode::PermissionDenied), "permission_denied"),
+            (Code::Sdk(ErrorCode::InvalidState), "invalid_state"),
+            (Code::Sdk(ErrorCode::NotFound), "not_found"),
+            (Code::Sdk(ErrorCode::StageFull), "stage_full"),
+            (Code::Sdk(ErrorCode::BadRequest), "bad_request"),
+            (Code::Sdk(ErrorCode::RateLimited), "rate_limited"),
+            (Code::Sdk(ErrorCode::Internal), "internal"),
+            (Code::Sdk(ErrorCode::ConnectionLost), "connection_lost"),
+            (Code::Sdk(ErrorCode::UntrustedServer), "untrusted_server"),
+            (Code::Sdk(ErrorCode::Unreachable), "unreachable"),
+            (Code::Sdk(ErrorCode::NotOnstageServer), "not_onstage_server"),
+            (Code::Sdk(ErrorCode::InvalidServerUrl), "invalid_server_url"),
+            (
+                Code::Media(MediaErrorCode::DeviceNotFound),
+                "device_not_found",
+            ),
+            (Code::Media(MediaErrorCode::DeviceBusy), "device_busy"),
+            (Code::Media(MediaErrorCode::DeviceError), "device_error"),
+            (
+                Code::Media(MediaErrorCode::UnsupportedFormat),
+                "unsupported_format",
+            ),
+            (Code::Media(MediaErrorCode::CodecError), "codec_error"),
+            (Code::Media(MediaErrorCode::Closed), "closed"),
+            (Code::Sdk(ErrorCode::BadLink), "bad_link"),
+            (Code::Shell(ShellCode::BadAddress), "bad_address"),
+            (Code::Shell(ShellCode::PortInUse), "port_in_use"),
+            (Code::Shell(ShellCode::Unavailable), "unavailable"),
         ];
         for (code, text) in all {
             assert_eq!(serde_json::to_value(code).unwrap(), text);
@@ -263,7 +234,7 @@ mod tests {
             DeviceKind::Microphone,
             "camera 0".into(),
         ));
-        assert_eq!(mic.code, Code::DeviceBusy);
+        assert_eq!(mic.code, Code::Media(MediaErrorCode::DeviceBusy));
         assert_eq!(mic.device, Some(DeviceKind::Microphone));
         assert_eq!(
             serde_json::to_value(&mic).unwrap(),
@@ -319,7 +290,7 @@ mod tests {
     #[test]
     fn an_app_error_is_the_error_with_its_context() {
         let e = AppError {
-            error: CommandError::new(Code::BadLink, "no token"),
+            error: CommandError::new(Code::Sdk(ErrorCode::BadLink), "no token"),
             context: Context::Link,
         };
         assert_eq!(
