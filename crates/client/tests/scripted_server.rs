@@ -532,20 +532,25 @@ async fn revoked_removed_meeting_deleted_and_bad_input_goodbyes_stop_for_good_an
         let error = within("pending call", pending).await.unwrap().unwrap_err();
         assert_eq!(error, ClientError::Ended(expected), "{reason}");
         assert_eq!(error.code(), code, "{reason}");
-        assert_eq!(
-            meeting.stage().join().await,
-            Err(ClientError::Ended(expected))
-        );
-        assert_eq!(meeting.end_reason(), Some(expected));
         assert_eq!(meeting.connection_state(), ConnectionState::Disconnected);
-        // No reconnect attempt follows.
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), server.conns.recv())
-                .await
-                .is_err(),
-            "{reason}: it tried to reconnect"
-        );
+        over_for_good(&meeting, &mut server, expected).await;
     }
+}
+
+/// The session ended for `reason`: said so, calls refused with it, and no reconnect
+/// attempt follows.
+async fn over_for_good(meeting: &Meeting, server: &mut Scripted, reason: CloseReason) {
+    assert_eq!(
+        meeting.stage().join().await,
+        Err(ClientError::Ended(reason))
+    );
+    assert_eq!(meeting.end_reason(), Some(reason));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), server.conns.recv())
+            .await
+            .is_err(),
+        "{reason}: it tried to reconnect"
+    );
 }
 
 #[tokio::test]
@@ -826,17 +831,7 @@ async fn meeting_ended_stops_at_the_event_even_if_the_goodbye_is_lost() {
         json!({"event":"connectionStateUpdate","state":"disconnected","reason":"meeting_ended"})
     );
     assert!(within("end", events.recv()).await.is_none(), "stream ends");
-    assert_eq!(meeting.end_reason(), Some(CloseReason::MeetingEnded));
-    assert_eq!(
-        meeting.stage().join().await,
-        Err(ClientError::Ended(CloseReason::MeetingEnded))
-    );
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), server.conns.recv())
-            .await
-            .is_err(),
-        "it tried to reconnect"
-    );
+    over_for_good(&meeting, &mut server, CloseReason::MeetingEnded).await;
 }
 
 #[tokio::test]
