@@ -620,22 +620,33 @@ async fn reconnecting_stops_when_the_token_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn reconnecting_gives_up_after_the_grace_period() {
-    let mut server = Scripted::start().await;
+/// Joins with a grace period of `grace_ms` and the given [`JoinOptions::keep_trying_every`],
+/// then the connection drops.
+async fn joined_then_dropped(
+    server: &mut Scripted,
+    keep_trying_every: Option<Duration>,
+    grace_ms: u64,
+) -> Meeting {
     let url = server.url.clone();
     let options = JoinOptions {
-        keep_trying_every: None,
+        keep_trying_every,
         ..fast()
     };
     let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", options).await });
     let mut conn = server.next_conn().await;
     let mut w = welcome("v", "viewer", 2, two("OFF_STAGE"));
-    w["grace_ms"] = json!(300);
+    w["grace_ms"] = json!(grace_ms);
     conn.send(w).await;
     let meeting = within("join", joining).await.unwrap().unwrap();
-    let mut events = meeting.events();
     drop(conn);
+    meeting
+}
+
+#[tokio::test]
+async fn reconnecting_gives_up_after_the_grace_period() {
+    let mut server = Scripted::start().await;
+    let meeting = joined_then_dropped(&mut server, None, 300).await;
+    let mut events = meeting.events();
     // The server accepts sockets but never welcomes them again.
     let mut held = Vec::new();
     let started = tokio::time::Instant::now();
@@ -656,19 +667,8 @@ async fn reconnecting_gives_up_after_the_grace_period() {
 #[tokio::test]
 async fn reconnecting_keeps_trying_past_the_grace_period_and_starts_afresh() {
     let mut server = Scripted::start().await;
-    let url = server.url.clone();
-    let options = JoinOptions {
-        keep_trying_every: Some(Duration::from_millis(50)),
-        ..fast()
-    };
-    let joining = tokio::spawn(async move { Meeting::join_with(&url, "tok", options).await });
-    let mut conn = server.next_conn().await;
-    let mut w = welcome("v", "viewer", 2, two("OFF_STAGE"));
-    w["grace_ms"] = json!(200);
-    conn.send(w).await;
-    let meeting = within("join", joining).await.unwrap().unwrap();
+    let meeting = joined_then_dropped(&mut server, Some(Duration::from_millis(50)), 200).await;
     let mut events = meeting.events();
-    drop(conn);
     // Sockets are taken but not welcomed until well past the grace period.
     let started = tokio::time::Instant::now();
     let mut attempts = 0;
