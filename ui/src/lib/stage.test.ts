@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   controlFocusAfter,
+  decidable,
+  MAX_BATCH_IDS,
   disconnectedText,
   eventNotice,
   everyone,
@@ -227,6 +229,20 @@ describe('the host panel layout', () => {
     const l = hostLayout(hostView(s)!);
     expect(l.requests).toEqual([{ user_id: 'req', name: 'REQ', requested_at: null, connected: true, decide: false }]);
     expect(ids(l.audience)).toEqual([]);
+  });
+
+  it('Accept all and Deny all act on every request I may decide, oldest first, one call at most', () => {
+    const s = session('host', 'ON_STAGE', [
+      person('late', 'REQUESTED_TO_JOIN_STAGE'),
+      person('early', 'REQUESTED_TO_JOIN_STAGE'),
+      person('unqueued', 'REQUESTED_TO_JOIN_STAGE'),
+    ], { queue: [queued('late', 20), queued('early', 10)] });
+    expect(decidable(hostLayout(hostView(s)!).requests)).toEqual(['early', 'late']);
+    const many = Array.from({ length: MAX_BATCH_IDS + 5 }, (_, i) => ({
+      user_id: `u${i}`, name: '', requested_at: i, connected: true, decide: true,
+    }));
+    expect(decidable(many)).toHaveLength(MAX_BATCH_IDS);
+    expect(decidable(many)[0]).toBe('u0');
   });
 
   it('stable order: earlier rows first in their earlier order, then newcomers as given', () => {

@@ -405,3 +405,18 @@ export function hostLayout(view: HostView, previous: readonly string[] = []): Ho
     order: [...stage, ...requests, ...audience].map((r) => r.user_id),
   };
 }
+
+/** The most ids one stage call takes (the server's `MAX_BATCH_IDS`). */
+export const MAX_BATCH_IDS = 1000;
+
+/**
+ * Who "Accept all" and "Deny all" act on: every request I may decide here, oldest first,
+ * at most one call's worth (a queue longer than that takes a second press).
+ */
+export function decidable(requests: readonly RequestRow[]): string[] {
+  return requests
+    .filter((r) => r.decide)
+    .map((r) => r.user_id)
+    .slice(0, MAX_BATCH_IDS);
+}
+
