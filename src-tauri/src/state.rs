@@ -138,6 +138,9 @@ pub struct Me {
     #[serde(flatten)]
     pub participant: ParticipantView,
     pub can: Can,
+    /// While REQUESTED: my place in the queue (1 = next in line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_place: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -207,6 +210,7 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
         me: Me {
             participant: participant(meeting.self_()),
             can,
+            queue_place: meeting.stage().place_in_queue(),
         },
         participants: meeting
             .participants()

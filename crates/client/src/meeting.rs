@@ -277,6 +277,12 @@ impl Stage<'_> {
         self.meeting.inner.shared.lock().mirror.status()
     }
 
+    /// This participant's place in the request queue while it waits (1 = next in line),
+    /// kept current by the events; `None` when it is not REQUESTED.
+    pub fn place_in_queue(&self) -> Option<usize> {
+        self.meeting.inner.shared.lock().mirror.place_in_queue()
+    }
+
     /// The request queue, oldest first. Needs `accept_stage_requests`.
     pub async fn get_access_requests(&self) -> Result<Vec<AccessRequest>, ClientError> {
         match self.meeting.call(Call::GetAccessRequests).await? {

@@ -220,6 +220,16 @@ impl Mirror {
         &self.queue
     }
 
+    /// This participant's place in the request queue (1 = next in line), while REQUESTED.
+    /// Every participant's mirror keeps the queue (the events carry each request's time);
+    /// only acceptors are told it as `stageAccessRequestUpdate`.
+    pub fn place_in_queue(&self) -> Option<usize> {
+        self.queue
+            .iter()
+            .position(|r| r.user_id == self.user_id)
+            .map(|i| i + 1)
+    }
+
     /// The sequence number of the last event (or snapshot) that changed this participant's
     /// own stage status. A status call sent when the mirror was at seq `s` has taken effect
     /// in the mirror once this is greater than `s`.
@@ -825,6 +835,44 @@ mod tests {
         let ids: Vec<&str> = m.queue().iter().map(|r| r.user_id.as_str()).collect();
         assert_eq!(ids, ["c", "a", "b"]);
         assert_eq!(m.queue()[1].name, "A", "names come from the roster");
+    }
+
+    #[test]
+    fn a_requester_knows_its_place_in_line_as_it_changes() {
+        let mut m = Mirror::new(welcome(
+            "b",
+            viewer(),
+            snapshot(
+                0,
+                vec![
+                    info("a", OffStage),
+                    info("b", OffStage),
+                    info("c", OffStage),
+                ],
+            ),
+        ));
+        let r = StageChangeReason::Requested;
+        assert_eq!(m.place_in_queue(), None);
+        m.on_event(1, changed("a", RequestedToJoinStage, r, None, Some(10)));
+        m.on_event(2, changed("b", RequestedToJoinStage, r, None, Some(20)));
+        m.on_event(3, changed("c", RequestedToJoinStage, r, None, Some(30)));
+        assert_eq!(m.place_in_queue(), Some(2), "not an acceptor, yet it knows");
+        m.on_event(
+            4,
+            changed(
+                "a",
+                AcceptedToJoinStage,
+                StageChangeReason::Granted,
+                None,
+                None,
+            ),
+        );
+        assert_eq!(m.place_in_queue(), Some(1));
+        m.on_event(
+            5,
+            changed("b", OffStage, StageChangeReason::Cancelled, None, None),
+        );
+        assert_eq!(m.place_in_queue(), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   controlFocusAfter,
   decidable,
+  placeText,
   MAX_BATCH_IDS,
   disconnectedText,
   eventNotice,
@@ -369,3 +370,15 @@ describe('the disconnected banner', () => {
     expect(ended('something_new')).toBe('You are disconnected from the meeting.');
   });
 });
+
+describe('my place in the queue', () => {
+  it('is said in words, kept to what the shell says', () => {
+    expect(['next in line', '2nd in line', '3rd in line', '4th in line', '11th in line', '12th in line', '21st in line', '23rd in line', '112th in line'])
+      .toEqual([1, 2, 3, 4, 11, 12, 21, 23, 112].map(placeText));
+    const s = session('viewer', 'REQUESTED_TO_JOIN_STAGE', []);
+    expect(myStageView(s).hint).toBe('Waiting for a host to let you in');
+    s.me.queue_place = 2;
+    expect(myStageView(s).hint).toBe('Waiting for a host to let you in · 2nd in line');
+  });
+});
+

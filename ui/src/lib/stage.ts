@@ -122,7 +122,9 @@ export function myStageView(s: Session): MyStageView {
       break;
     case 'REQUESTED_TO_JOIN_STAGE':
       view.controls.push({ id: 'cancel-request', label: 'Cancel request', enabled: live });
-      view.hint = 'Waiting for a host to let you in';
+      view.hint = s.me.queue_place
+        ? `Waiting for a host to let you in · ${placeText(s.me.queue_place)}`
+        : 'Waiting for a host to let you in';
       break;
     case 'ACCEPTED_TO_JOIN_STAGE':
       view.controls.push(
@@ -420,3 +422,10 @@ export function decidable(requests: readonly RequestRow[]): string[] {
     .slice(0, MAX_BATCH_IDS);
 }
 
+/** `1` -> "next in line", `2` -> "2nd in line", `11` -> "11th in line", `23` -> "23rd in line". */
+export function placeText(place: number): string {
+  if (place <= 1) return 'next in line';
+  const teen = place % 100 >= 11 && place % 100 <= 13;
+  const suffix = teen ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[place % 10] ?? 'th';
+  return `${place}${suffix} in line`;
+}

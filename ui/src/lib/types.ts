@@ -35,6 +35,8 @@ export interface Capabilities {
 
 export interface Me extends Participant {
   can: Capabilities;
+  /** While REQUESTED: my place in the queue (1 = next in line). */
+  queue_place?: number;
 }
 
 export interface AccessRequest {
