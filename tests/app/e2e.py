@@ -154,6 +154,14 @@ def viewer_scenario():
         log("host received", received, "pictures from the app")
         shot(app, "viewer-2-on-stage")
 
+        # Alt+A mutes and unmutes the mic, as the host sees (the SDK's media.state).
+        for muted in (True, False):
+            ActionChains(app).key_down(Keys.ALT).send_keys("a").key_up(Keys.ALT).perform()
+            until(app, lambda d: testid(d, "mute-mic").get_attribute("aria-pressed") == str(muted).lower(),
+                  f"the mic {'muted' if muted else 'on'} by Alt+A")
+            host.event(lambda e: e["event"] == "mediaPublished" and e.get("user_id") == uid
+                       and e.get("audio") is (not muted), f"the host told the mic is {'off' if muted else 'on'}")
+
         testid(app, "leave-stage", clickable=True).click()
         until(app, lambda d: testid(d, "stage-indicator").get_attribute("data-status") == "OFF_STAGE",
               "OFF_STAGE in the app")

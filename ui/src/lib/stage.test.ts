@@ -3,6 +3,7 @@ import {
   controlFocusAfter,
   decidable,
   placeText,
+  shortcutFor,
   MAX_BATCH_IDS,
   disconnectedText,
   eventNotice,
@@ -379,6 +380,31 @@ describe('my place in the queue', () => {
     expect(myStageView(s).hint).toBe('Waiting for a host to let you in');
     s.me.queue_place = 2;
     expect(myStageView(s).hint).toBe('Waiting for a host to let you in · 2nd in line');
+  });
+});
+
+describe('keyboard shortcuts for my media', () => {
+  const key = (code: string, more: Partial<Parameters<typeof shortcutFor>[0]> = {}) => ({
+    code, altKey: true, ctrlKey: false, metaKey: false, shiftKey: false, typing: false, ...more,
+  });
+
+  it('Alt+A and Alt+V press the mic and camera toggles when they are offered', () => {
+    const on = myStageView(session('speaker', 'ON_STAGE', [])).controls;
+    expect(shortcutFor(key('KeyA'), on)).toBe('mute-mic');
+    expect(shortcutFor(key('KeyV'), on)).toBe('camera-off');
+    expect(shortcutFor(key('KeyX'), on)).toBeNull();
+    expect(shortcutFor(key('KeyA', { altKey: false }), on)).toBeNull();
+    expect(shortcutFor(key('KeyA', { ctrlKey: true }), on)).toBeNull();
+  });
+
+  it('never while typing, and never for a toggle that is not there or not enabled', () => {
+    const on = myStageView(session('speaker', 'ON_STAGE', [])).controls;
+    expect(shortcutFor(key('KeyA', { typing: true }), on)).toBeNull();
+    const off = myStageView(session('viewer', 'OFF_STAGE', [])).controls;
+    expect(shortcutFor(key('KeyA'), off)).toBeNull();
+    const reconnecting = session('speaker', 'ON_STAGE', []);
+    reconnecting.connection = 'reconnecting';
+    expect(shortcutFor(key('KeyV'), myStageView(reconnecting).controls)).toBeNull();
   });
 });
 

@@ -429,3 +429,29 @@ export function placeText(place: number): string {
   const suffix = teen ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[place % 10] ?? 'th';
   return `${place}${suffix} in line`;
 }
+
+/** Keyboard shortcuts for my media, as in Zoom: Alt+A the microphone, Alt+V the camera. */
+export const SHORTCUTS: Partial<Record<ControlId, string>> = { 'mute-mic': 'Alt+A', 'camera-off': 'Alt+V' };
+
+/** What a key press asks for, if it is one of the shortcuts. */
+export interface KeyPress {
+  code: string;
+  altKey: boolean;
+  ctrlKey: boolean;
+  metaKey: boolean;
+  shiftKey: boolean;
+  /** The element that has focus is a text field: the keys are the user's typing. */
+  typing: boolean;
+}
+
+/**
+ * The control a key press triggers: only one that my controls offer and that can be
+ * pressed now (a shortcut never does what the button could not), and never while typing.
+ * Matched on the physical key (`code`): Alt changes the character on some layouts.
+ */
+export function shortcutFor(key: KeyPress, controls: readonly Control[]): ControlId | null {
+  if (!key.altKey || key.ctrlKey || key.metaKey || key.shiftKey || key.typing) return null;
+  const id: ControlId | null = key.code === 'KeyA' ? 'mute-mic' : key.code === 'KeyV' ? 'camera-off' : null;
+  return id && controls.some((c) => c.id === id && c.enabled) ? id : null;
+}
+
