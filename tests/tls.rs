@@ -208,7 +208,8 @@ async fn a_wrong_fingerprint_is_refused_with_the_mismatch() {
     let error = Meeting::join_with(&plain, token, srv.pinned())
         .await
         .expect_err("a pin needs https");
-    assert_eq!(error.code(), ErrorCode::BadRequest, "{error}");
+    // The link (server and pin) cannot be used as it is.
+    assert_eq!(error.code(), ErrorCode::BadLink, "{error}");
 
     // The admin API over https with the wrong pin fails the same way.
     let tls = onstage_client::tls::client_config(Some(wrong)).expect("tls config");
