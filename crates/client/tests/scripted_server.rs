@@ -13,11 +13,20 @@ use tokio_tungstenite::tungstenite::{http, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use onstage_client::{
-    ClientError, CloseReason, ConnectionState, ErrorCode, JoinOptions, Meeting, MeetingEvent,
-    StageStatus,
+    ClientError, CloseReason, ConnectionState, ErrorCode, EventStream, JoinOptions, Meeting,
+    MeetingEvent, StageStatus,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
+
+/// The server's 401 with an error envelope, as the real one answers a refused token.
+fn refusal(code: &str, message: &str) -> http::Response<Option<String>> {
+    let body = json!({"success": false, "error": {"code": code, "message": message}});
+    http::Response::builder()
+        .status(401)
+        .body(Some(body.to_string()))
+        .unwrap()
+}
 
 async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, fut)
@@ -65,21 +74,11 @@ impl Scripted {
                             .unwrap_or_default()
                             .to_owned();
                         if revoking.load(Ordering::SeqCst) {
-                            let body = json!({"success":false,"error":
-                                {"code":"token_revoked","message":"this token was revoked"}});
-                            return Err(http::Response::builder()
-                                .status(401)
-                                .body(Some(body.to_string()))
-                                .unwrap());
+                            return Err(refusal("token_revoked", "this token was revoked"));
                         }
                         // Tokens that script a join failure of their own.
                         if token == "expired" {
-                            let body = json!({"success":false,"error":
-                                {"code":"token_expired","message":"the token has expired"}});
-                            return Err(http::Response::builder()
-                                .status(401)
-                                .body(Some(body.to_string()))
-                                .unwrap());
+                            return Err(refusal("token_expired", "the token has expired"));
                         }
                         if token == "web-page" {
                             return Err(http::Response::builder()
@@ -88,12 +87,7 @@ impl Scripted {
                                 .unwrap());
                         }
                         if refusing.load(Ordering::SeqCst) {
-                            let body = json!({"success":false,"error":
-                                {"code":"unauthorized","message":"token expired"}});
-                            return Err(http::Response::builder()
-                                .status(401)
-                                .body(Some(body.to_string()))
-                                .unwrap());
+                            return Err(refusal("unauthorized", "token expired"));
                         }
                         Ok(resp)
                     };
@@ -699,15 +693,46 @@ async fn reconnecting_keeps_trying_past_the_grace_period_and_starts_afresh() {
     }
 }
 
+/// The calls that end a session.
+enum Ending {
+    Leave,
+    End,
+}
+
+/// Joins as `me` and starts `ending` (`meeting.leave` or `meeting.end`); returns once the
+/// scripted server holds its request, with the call still in flight.
+async fn session_ending(
+    server: &mut Scripted,
+    me: &str,
+    preset: &str,
+    ending: Ending,
+) -> (
+    Meeting,
+    Conn,
+    EventStream,
+    Value,
+    tokio::task::JoinHandle<Result<(), ClientError>>,
+) {
+    let (meeting, mut conn) = join(server, me, preset).await;
+    let events = meeting.events();
+    let m = meeting.clone();
+    let (call, name) = match ending {
+        Ending::Leave => (
+            tokio::spawn(async move { m.leave().await }),
+            "meeting.leave",
+        ),
+        Ending::End => (tokio::spawn(async move { m.end().await }), "meeting.end"),
+    };
+    let req = conn.request().await;
+    assert_eq!(req["call"], name);
+    (meeting, conn, events, req, call)
+}
+
 #[tokio::test]
 async fn leave_ends_the_meeting() {
     let mut server = Scripted::start().await;
-    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
-    let mut events = meeting.events();
-    let m = meeting.clone();
-    let leaving = tokio::spawn(async move { m.leave().await });
-    let req = conn.request().await;
-    assert_eq!(req["call"], "meeting.leave");
+    let (meeting, mut conn, mut events, req, leaving) =
+        session_ending(&mut server, "v", "viewer", Ending::Leave).await;
     // The goodbye may come first; the leave still succeeds.
     conn.send(json!({"type":"goodbye","reason":"left"})).await;
     conn.reply(&req["id"], Value::Null).await;
@@ -837,12 +862,8 @@ async fn meeting_ended_stops_at_the_event_even_if_the_goodbye_is_lost() {
 #[tokio::test]
 async fn the_host_ending_succeeds_though_the_event_comes_before_its_reply() {
     let mut server = Scripted::start().await;
-    let (meeting, mut conn) = join(&mut server, "h", "host").await;
-    let mut events = meeting.events();
-    let m = meeting.clone();
-    let ending = tokio::spawn(async move { m.end().await });
-    let req = conn.request().await;
-    assert_eq!(req["call"], "meeting.end");
+    let (meeting, mut conn, mut events, _req, ending) =
+        session_ending(&mut server, "h", "host", Ending::End).await;
     conn.send(json!({"type":"event","seq":3,"event":{"kind":"meeting_ended","by":"h"}}))
         .await;
     within("end", ending).await.unwrap().expect("ended");
