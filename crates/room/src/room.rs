@@ -406,7 +406,13 @@ impl Room {
                 }
             }
             if status == StageStatus::RequestedToJoinStage {
-                let requested_at = seat.requested_at.unwrap_or(UnixMillis::MAX);
+                // One time for both the place and the record, so the queue stays sorted by
+                // it: a seat kept without one goes last.
+                let latest = room
+                    .queue
+                    .last()
+                    .map_or(since, |r| r.requested_at.max(since));
+                let requested_at = seat.requested_at.unwrap_or(latest);
                 let at = room
                     .queue
                     .partition_point(|r| r.requested_at <= requested_at);
@@ -415,7 +421,7 @@ impl Room {
                     AccessRequest {
                         user_id: seat.user_id.clone(),
                         name: seat.name.clone(),
-                        requested_at: seat.requested_at.unwrap_or(since),
+                        requested_at,
                     },
                 );
             }
