@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use std::process::Stdio;
 
-use support::{add, create_meeting, once, once_ok, serve, Proc, BIN, WAIT};
+use support::{
+    add, await_frames, create_meeting, frames_from, once, once_ok, serve, Proc, BIN, WAIT,
+};
 use tokio::process::Command;
 
 async fn bot(name: &str, url: &str, token: &str) -> (Proc, Value) {
@@ -18,6 +20,13 @@ async fn bot(name: &str, url: &str, token: &str) -> (Proc, Value) {
     assert_eq!(joined["event"], "joined", "{joined}");
     assert!(joined["peer_id"].is_string());
     (bot, joined)
+}
+
+/// Adds `name` with `preset` and starts a bot for it: its user id and the bot.
+async fn bot_as(url: &str, key: &str, meeting: &str, name: &str, preset: &str) -> (String, Proc) {
+    let (user_id, token) = add(url, key, meeting, name, preset).await;
+    let (bot, _) = bot(&format!("{name}-bot"), url, &token).await;
+    (user_id, bot)
 }
 
 #[tokio::test]
@@ -259,16 +268,6 @@ async fn bot_refuses_bad_tokens_with_stable_codes() {
     }
 }
 
-/// Frames decoded by `viewer` from `user`, as its `media.stats` says.
-async fn frames_from(viewer: &mut Proc, user: &str) -> (u64, u64) {
-    let stats = viewer.ok(json!({"id": 900, "call": "media.stats"})).await;
-    let r = &stats["received"][user];
-    (
-        r["video_frames"].as_u64().unwrap_or(0),
-        r["audio_frames"].as_u64().unwrap_or(0),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_synthetic_bots_a_viewer_sees_both_stage_members_and_nothing_after_they_leave() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -312,23 +311,7 @@ async fn three_synthetic_bots_a_viewer_sees_both_stage_members_and_nothing_after
     speaker.ok(json!({"id": 1, "call": "stage.join"})).await;
 
     // The viewer decodes both stage members' video and audio.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let host_frames = frames_from(viewer, "host").await;
-        let speaker_frames = frames_from(viewer, "speaker").await;
-        if host_frames.0 >= 30
-            && host_frames.1 >= 30
-            && speaker_frames.0 >= 30
-            && speaker_frames.1 >= 30
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "viewer decoded host {host_frames:?}, speaker {speaker_frames:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    await_frames(viewer, &["host", "speaker"], &[(0, 0), (0, 0)], 30, WAIT).await;
     let stats = viewer.ok(json!({"id": 2, "call": "media.stats"})).await;
     assert_eq!(stats["publishing"], json!({"audio": false, "video": false}));
     let stats = host.ok(json!({"id": 2, "call": "media.stats"})).await;
@@ -539,14 +522,10 @@ async fn bots_walk_every_stage_row_and_error_code() {
     let data = tempfile::tempdir().expect("temp dir");
     let (_server, url, key) = serve(data.path()).await;
     let meeting = create_meeting(&url, &key, "rows").await;
-    let (_, host_token) = add(&url, &key, &meeting, "hana", "host").await;
-    let (_, speaker_token) = add(&url, &key, &meeting, "sami", "speaker").await;
-    let (_, viewer_token) = add(&url, &key, &meeting, "vera", "viewer").await;
-    let (_, spectator_token) = add(&url, &key, &meeting, "spec", "spectator").await;
-    let (mut h, _) = bot("host", &url, &host_token).await;
-    let (mut s, _) = bot("speaker", &url, &speaker_token).await;
-    let (mut v, _) = bot("viewer", &url, &viewer_token).await;
-    let (mut x, _) = bot("spectator", &url, &spectator_token).await;
+    let (_, mut h) = bot_as(&url, &key, &meeting, "hana", "host").await;
+    let (_, mut s) = bot_as(&url, &key, &meeting, "sami", "speaker").await;
+    let (_, mut v) = bot_as(&url, &key, &meeting, "vera", "viewer").await;
+    let (_, mut x) = bot_as(&url, &key, &meeting, "spec", "spectator").await;
     h.expect_event(
         "participantJoined",
         json!({"participant":{"user_id":"spec"}}),
@@ -908,10 +887,8 @@ async fn a_host_bot_ends_the_meeting_and_a_viewer_bot_hears_it() {
     let data = tempfile::tempdir().expect("temp dir");
     let (_server, url, key) = serve(data.path()).await;
     let meeting = create_meeting(&url, &key, "Ending").await;
-    let (host_id, host_token) = add(&url, &key, &meeting, "Hana", "host").await;
-    let (_, viewer_token) = add(&url, &key, &meeting, "Vera", "viewer").await;
-    let (mut h, _) = bot("host-bot", &url, &host_token).await;
-    let (mut v, _) = bot("viewer-bot", &url, &viewer_token).await;
+    let (host_id, mut h) = bot_as(&url, &key, &meeting, "Hana", "host").await;
+    let (_, mut v) = bot_as(&url, &key, &meeting, "Vera", "viewer").await;
 
     // A viewer may not, and carries on.
     let reply = v.call(json!({"id":1,"call":"meeting.end"})).await;

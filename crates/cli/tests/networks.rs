@@ -17,7 +17,7 @@ use onstage_client::{JoinOptions, MediaConfig, Meeting, Sources, StageMedia};
 use onstage_proto::UserId;
 use serde_json::{json, Value};
 use support::netlab::{add_address, Host, Lab};
-use support::{once_ok_in, Proc};
+use support::{await_frames, once_ok_in, Proc};
 
 const HTTP_PORT: u16 = 8080;
 const MEDIA_PORT: u16 = 40000;
@@ -367,25 +367,8 @@ async fn leave_stage(bot: &mut Proc) {
 }
 
 /// Waits until `viewer` has decoded `FRAMES` pictures and audio frames from `from`.
-async fn wait_media(viewer: &mut Proc, from: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + MEDIA_WAIT;
-    let mut id = 1000;
-    loop {
-        id += 1;
-        let stats = viewer.ok(json!({"id": id, "call": "media.stats"})).await;
-        let got = &stats["received"][from];
-        let video = got["video_frames"].as_u64().unwrap_or(0);
-        let audio = got["audio_frames"].as_u64().unwrap_or(0);
-        if video >= FRAMES && audio >= FRAMES {
-            return stats;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}: no media from {from} within {MEDIA_WAIT:?}: {stats}",
-            viewer.name
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_media(viewer: &mut Proc, from: &str) {
+    await_frames(viewer, &[from], &[(0, 0)], FRAMES, MEDIA_WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

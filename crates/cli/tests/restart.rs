@@ -5,10 +5,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
-use support::{add, create_meeting, serve_with, Proc, WAIT};
+use support::{add, await_frames, create_meeting, serve_with, Proc, WAIT};
 
 /// Long enough for a restart, short enough that nothing else matters.
 const GRACE: &str = "30000";
@@ -24,39 +22,10 @@ async fn bot(name: &str, url: &str, token: &str, media: bool) -> Proc {
     bot
 }
 
-/// Frames `viewer` has decoded from `user` (video, audio).
-async fn frames_from(viewer: &mut Proc, user: &str) -> (u64, u64) {
-    let stats = viewer.ok(json!({"id": 900, "call": "media.stats"})).await;
-    let r = &stats["received"][user];
-    (
-        r["video_frames"].as_u64().unwrap_or(0),
-        r["audio_frames"].as_u64().unwrap_or(0),
-    )
-}
-
 /// Waits until `viewer` has decoded at least 30 more video and audio frames from each of
 /// `users` than `since` says.
 async fn sees_media(viewer: &mut Proc, users: &[&str], since: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let mut now = Vec::new();
-        for user in users {
-            now.push(frames_from(viewer, user).await);
-        }
-        let enough = now
-            .iter()
-            .zip(since)
-            .all(|(n, s)| n.0 >= s.0 + 30 && n.1 >= s.1 + 30);
-        if enough {
-            return now;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} decoded {now:?} from {users:?}, before {since:?}",
-            viewer.name
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    await_frames(viewer, users, since, 30, WAIT).await
 }
 
 async fn status(bot: &mut Proc) -> Value {

@@ -134,21 +134,17 @@ impl Mirror {
 
     /// A `media` message: who publishes changed. Returns the event to deliver.
     pub fn on_media(&mut self, event: MediaEvent) -> MeetingEvent {
-        match event {
-            MediaEvent::Published {
-                user_id,
-                audio,
-                video,
-            } => {
-                self.publishing
-                    .insert(user_id.clone(), MediaKinds::new(audio, video));
+        let user_id = event.user_id().clone();
+        match event.publication() {
+            Some(kinds) => {
+                self.publishing.insert(user_id.clone(), kinds);
                 MeetingEvent::MediaPublished {
                     user_id,
-                    audio,
-                    video,
+                    audio: kinds.audio,
+                    video: kinds.video,
                 }
             }
-            MediaEvent::Unpublished { user_id } => {
+            None => {
                 self.publishing.remove(&user_id);
                 MeetingEvent::MediaUnpublished { user_id }
             }

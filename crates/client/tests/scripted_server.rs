@@ -198,6 +198,30 @@ async fn next_event(events: &mut onstage_client::EventStream) -> Value {
     serde_json::to_value(e).unwrap()
 }
 
+/// The next events, in order, are exactly these.
+async fn expect_events(events: &mut onstage_client::EventStream, expected: &[Value]) {
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(
+            &next_event(events).await,
+            want,
+            "event {i} of {}",
+            expected.len()
+        );
+    }
+}
+
+/// The meeting-ended event, then the disconnect it causes.
+async fn expect_meeting_ended_by(events: &mut onstage_client::EventStream, host: &str) {
+    expect_events(
+        events,
+        &[
+            json!({"event":"meetingEnded","by":host}),
+            json!({"event":"connectionStateUpdate","state":"disconnected","reason":"meeting_ended"}),
+        ],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn join_exposes_the_welcome() {
     let mut server = Scripted::start().await;
@@ -246,18 +270,15 @@ async fn a_call_gets_its_reply_and_events_are_derived() {
     assert_eq!(meeting.stage().status(), StageStatus::RequestedToJoinStage);
 
     let mut events = meeting.events();
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"participantConnection","user_id":"h","connected":false})
-    );
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"stageStatusUpdate","status":"REQUESTED_TO_JOIN_STAGE"})
-    );
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"participantStageStatus","user_id":"v","status":"REQUESTED_TO_JOIN_STAGE"})
-    );
+    expect_events(
+        &mut events,
+        &[
+            json!({"event":"participantConnection","user_id":"h","connected":false}),
+            json!({"event":"stageStatusUpdate","status":"REQUESTED_TO_JOIN_STAGE"}),
+            json!({"event":"participantStageStatus","user_id":"v","status":"REQUESTED_TO_JOIN_STAGE"}),
+        ],
+    )
+    .await;
     // A second subscriber starts from now.
     let mut later = meeting.events();
     assert!(later.try_recv().is_none());
@@ -442,14 +463,14 @@ async fn a_dropped_connection_reconnects_and_resumes() {
     w["resumed"] = json!(true);
     w["snapshot"]["participants"][0]["connected"] = json!(false);
     conn.send(w).await;
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"participantConnection","user_id":"h","connected":false})
-    );
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"connectionStateUpdate","state":"connected","resumed":true})
-    );
+    expect_events(
+        &mut events,
+        &[
+            json!({"event":"participantConnection","user_id":"h","connected":false}),
+            json!({"event":"connectionStateUpdate","state":"connected","resumed":true}),
+        ],
+    )
+    .await;
     assert_eq!(meeting.connection_state(), ConnectionState::Connected);
     // Sequence numbers continue from the new welcome.
     conn.send(status_event(10, "h", "ON_STAGE", "joined", None))
@@ -847,14 +868,7 @@ async fn meeting_ended_stops_at_the_event_even_if_the_goodbye_is_lost() {
     conn.send(json!({"type":"event","seq":3,"event":{"kind":"meeting_ended","by":"h"}}))
         .await;
     drop(conn);
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"meetingEnded","by":"h"})
-    );
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"connectionStateUpdate","state":"disconnected","reason":"meeting_ended"})
-    );
+    expect_meeting_ended_by(&mut events, "h").await;
     assert!(within("end", events.recv()).await.is_none(), "stream ends");
     over_for_good(&meeting, &mut server, CloseReason::MeetingEnded).await;
 }
@@ -867,13 +881,6 @@ async fn the_host_ending_succeeds_though_the_event_comes_before_its_reply() {
     conn.send(json!({"type":"event","seq":3,"event":{"kind":"meeting_ended","by":"h"}}))
         .await;
     within("end", ending).await.unwrap().expect("ended");
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"meetingEnded","by":"h"})
-    );
-    assert_eq!(
-        next_event(&mut events).await,
-        json!({"event":"connectionStateUpdate","state":"disconnected","reason":"meeting_ended"})
-    );
+    expect_meeting_ended_by(&mut events, "h").await;
     assert_eq!(meeting.end_reason(), Some(CloseReason::MeetingEnded));
 }

@@ -1,7 +1,5 @@
 //! The one error type of the crate, its stable code and the device it is about.
 
-use std::fmt;
-
 use serde::Serialize;
 
 /// Which kind of device an error (or anything else) is about.
@@ -10,6 +8,8 @@ use serde::Serialize;
 /// the UI names the device from this, never from the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum DeviceKind {
     Camera,
     Microphone,
@@ -19,17 +19,7 @@ pub enum DeviceKind {
 impl DeviceKind {
     /// `camera`, `microphone` or `speaker`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Camera => "camera",
-            Self::Microphone => "microphone",
-            Self::Speaker => "speaker",
-        }
-    }
-}
-
-impl fmt::Display for DeviceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -37,6 +27,8 @@ impl fmt::Display for DeviceKind {
 /// crates and the frontend match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum MediaErrorCode {
     DeviceNotFound,
     DeviceBusy,
@@ -50,20 +42,7 @@ impl MediaErrorCode {
     /// `device_not_found`, `device_busy`, `device_error`, `unsupported_format`,
     /// `codec_error` or `closed`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DeviceNotFound => "device_not_found",
-            Self::DeviceBusy => "device_busy",
-            Self::DeviceError => "device_error",
-            Self::UnsupportedFormat => "unsupported_format",
-            Self::CodecError => "codec_error",
-            Self::Closed => "closed",
-        }
-    }
-}
-
-impl fmt::Display for MediaErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -122,6 +101,21 @@ impl MediaError {
 #[cfg(test)]
 mod tests {
     use super::{DeviceKind, MediaError, MediaErrorCode};
+    use strum::VariantArray;
+
+    #[test]
+    fn names_are_spelt_as_on_the_wire() {
+        for kind in DeviceKind::VARIANTS {
+            let wire = serde_json::to_value(kind).expect("serializes");
+            assert_eq!(wire, serde_json::json!(kind.as_str()));
+            assert_eq!(wire, serde_json::json!(kind.to_string()));
+        }
+        for code in MediaErrorCode::VARIANTS {
+            let wire = serde_json::to_value(code).expect("serializes");
+            assert_eq!(wire, serde_json::json!(code.as_str()));
+            assert_eq!(wire, serde_json::json!(code.to_string()));
+        }
+    }
 
     #[test]
     fn codes_are_stable() {

@@ -6,6 +6,8 @@ use std::fmt;
 /// A stable error code. The wire form is the snake_case name, e.g. `"stage_full"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// No valid credentials: missing, malformed or wrongly signed token / admin key, or a
     /// token whose participant or meeting no longer exists.
@@ -52,30 +54,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::TokenExpired => "token_expired",
-            ErrorCode::TokenRevoked => "token_revoked",
-            ErrorCode::PermissionDenied => "permission_denied",
-            ErrorCode::InvalidState => "invalid_state",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::StageFull => "stage_full",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Internal => "internal",
-            ErrorCode::ConnectionLost => "connection_lost",
-            ErrorCode::UntrustedServer => "untrusted_server",
-            ErrorCode::Unreachable => "unreachable",
-            ErrorCode::NotOnstageServer => "not_onstage_server",
-            ErrorCode::InvalidServerUrl => "invalid_server_url",
-            ErrorCode::BadLink => "bad_link",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 

@@ -343,6 +343,24 @@ pub enum MediaEvent {
     Unpublished { user_id: UserId },
 }
 
+impl MediaEvent {
+    /// Whose publication the event is about.
+    pub fn user_id(&self) -> &UserId {
+        match self {
+            MediaEvent::Published { user_id, .. } | MediaEvent::Unpublished { user_id } => user_id,
+        }
+    }
+
+    /// What that participant publishes once the event is applied; `None` when nothing.
+    /// One reading of an event for every keeper of the set of publications.
+    pub fn publication(&self) -> Option<MediaKinds> {
+        match self {
+            MediaEvent::Published { audio, video, .. } => Some(MediaKinds::new(*audio, *video)),
+            MediaEvent::Unpublished { .. } => None,
+        }
+    }
+}
+
 /// The first message on a signaling connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
@@ -424,6 +442,8 @@ pub struct PublishedMedia {
 /// a client must not reconnect with the same token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum CloseReason {
     /// The participant left the meeting (`meeting.leave`).
     Left,
@@ -463,23 +483,7 @@ impl CloseReason {
 
     /// The wire name, e.g. `meeting_deleted`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Left => "left",
-            CloseReason::Replaced => "replaced",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::TooSlow => "too_slow",
-            CloseReason::Revoked => "revoked",
-            CloseReason::Removed => "removed",
-            CloseReason::MeetingDeleted => "meeting_deleted",
-            CloseReason::MeetingEnded => "meeting_ended",
-            CloseReason::BadInput => "bad_input",
-        }
-    }
-}
-
-impl std::fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -536,6 +540,26 @@ impl ServerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
+
+    /// `as_str` and `Display` (strum) spell every variant as its JSON (serde) does.
+    fn spelt_as_on_the_wire<T: serde::Serialize + std::fmt::Display>(
+        all: &[T],
+        as_str: fn(&T) -> &'static str,
+    ) {
+        for v in all {
+            let wire = serde_json::to_value(v).expect("serializes");
+            assert_eq!(wire, serde_json::json!(as_str(v)));
+            assert_eq!(wire, serde_json::json!(v.to_string()));
+        }
+    }
+
+    #[test]
+    fn wire_names_are_one_spelling() {
+        spelt_as_on_the_wire(crate::ErrorCode::VARIANTS, |c| c.as_str());
+        spelt_as_on_the_wire(CloseReason::VARIANTS, |c| c.as_str());
+        spelt_as_on_the_wire(crate::StageStatus::VARIANTS, |c| c.as_str());
+    }
 
     #[test]
     fn request_wire_shape_matches_the_bot_contract() {

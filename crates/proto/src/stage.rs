@@ -7,6 +7,8 @@ use crate::{UnixMillis, UserId};
 /// Where a participant stands with respect to the stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(strum::IntoStaticStr, strum::Display, strum::VariantArray)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum StageStatus {
     #[default]
     OffStage,
@@ -18,12 +20,7 @@ pub enum StageStatus {
 impl StageStatus {
     /// The wire name, e.g. `ON_STAGE`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            StageStatus::OffStage => "OFF_STAGE",
-            StageStatus::RequestedToJoinStage => "REQUESTED_TO_JOIN_STAGE",
-            StageStatus::AcceptedToJoinStage => "ACCEPTED_TO_JOIN_STAGE",
-            StageStatus::OnStage => "ON_STAGE",
-        }
+        self.into()
     }
 }
 

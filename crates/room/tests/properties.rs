@@ -359,23 +359,20 @@ fn by_user(list: &[PublishedMedia]) -> Vec<PublishedMedia> {
 
 /// What a client does with media events: keep the set of live publications.
 fn apply_media(publications: &mut Vec<PublishedMedia>, event: &MediaEvent) {
-    match event {
-        MediaEvent::Published {
-            user_id,
-            audio,
-            video,
-        } => {
+    let user_id = event.user_id();
+    match event.publication() {
+        Some(kinds) => {
             let entry = PublishedMedia {
                 user_id: user_id.clone(),
-                audio: *audio,
-                video: *video,
+                audio: kinds.audio,
+                video: kinds.video,
             };
             match publications.iter_mut().find(|p| &p.user_id == user_id) {
                 Some(p) => *p = entry,
                 None => publications.push(entry),
             }
         }
-        MediaEvent::Unpublished { user_id } => publications.retain(|p| &p.user_id != user_id),
+        None => publications.retain(|p| &p.user_id != user_id),
     }
 }
 

@@ -39,7 +39,8 @@ impl Source {
 }
 
 /// Why a connection was not admitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Refusal {
     /// The server holds as many connections as it will.
     ServerFull,
@@ -51,11 +52,7 @@ pub enum Refusal {
 
 impl Refusal {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::ServerFull => "server_full",
-            Refusal::SourceFull => "source_full",
-            Refusal::SourceTooFast => "source_too_fast",
-        }
+        self.into()
     }
 }
 

@@ -3,14 +3,10 @@
 
 mod common;
 
-use common::{assert_error, Peer, Srv};
+use common::{assert_error, is_event, Peer, Srv};
 use serde_json::{json, Value};
 
 const CONNECTIONS: &str = "onstage_signal_connections";
-
-fn is_event(msg: &Value, kind: &str) -> bool {
-    msg["type"] == "event" && msg["event"]["kind"] == kind
-}
 
 /// Adds (or issues again) a participant with a custom id; returns its token.
 async fn issue(srv: &Srv, meeting: &str, id: &str, preset: &str) -> String {
@@ -72,8 +68,7 @@ async fn a_reissued_token_is_refused_and_its_live_session_ends_with_revoked() {
     let old_token = issue(&srv, &meeting, "ann", "viewer").await;
     let (mut old, welcome) = Peer::join(&srv, &old_token).await;
     let peer_id = welcome["peer_id"].clone();
-    let reply = old.call(json!({"call":"stage.requestAccess"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    old.call_ok(json!({"call":"stage.requestAccess"})).await;
 
     // Issued again (say the first link leaked): the old token's session ends at once.
     let new_token = issue(&srv, &meeting, "ann", "viewer").await;
@@ -121,8 +116,7 @@ async fn an_older_token_connecting_while_a_newer_one_is_live_is_refused_and_ends
     let (mut ann, _) = Peer::join(&srv, &new_token).await;
     refused(&srv, &old_token, "token_revoked").await;
     // The live session carries on.
-    let reply = ann.call(json!({"call":"stage.requestAccess"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    ann.call_ok(json!({"call":"stage.requestAccess"})).await;
 }
 
 #[tokio::test]
@@ -277,8 +271,7 @@ async fn a_deleted_meeting_ends_every_session_and_refuses_every_token() {
     let (mut host, _) = Peer::join(&srv, &host_token).await;
     let (mut ann, _) = Peer::join(&srv, &ann_token).await;
     let (mut olga, _) = Peer::join(&srv, &other_token).await;
-    let reply = ann.call(json!({"call":"stage.join"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    ann.call_ok(json!({"call":"stage.join"})).await;
     srv.await_metric("onstage_rooms", 2.0).await;
 
     let (status, body) = srv
@@ -318,6 +311,5 @@ async fn a_deleted_meeting_ends_every_session_and_refuses_every_token() {
     assert_eq!(list[0]["id"], json!(other));
 
     // The other meeting carries on.
-    let reply = olga.call(json!({"call":"stage.requestAccess"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    olga.call_ok(json!({"call":"stage.requestAccess"})).await;
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_error, within, Peer, Srv};
+use common::{assert_error, is_event, within, Peer, Srv};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -30,10 +30,6 @@ fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-fn is_event(msg: &Value, kind: &str) -> bool {
-    msg["type"] == "event" && msg["event"]["kind"] == kind
 }
 
 #[tokio::test]
@@ -181,8 +177,7 @@ async fn the_welcome_carries_ids_preset_grace_and_a_consistent_snapshot() {
     assert_eq!(joined["event"]["participant"]["user_id"], json!(viewer_id));
 
     // The viewer's first event comes right after its snapshot.
-    let reply = viewer.call(json!({"call":"stage.requestAccess"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    let reply = viewer.call_ok(json!({"call":"stage.requestAccess"})).await;
     assert_eq!(
         reply["result"],
         json!({"stage_status":"REQUESTED_TO_JOIN_STAGE"})
@@ -262,13 +257,8 @@ async fn bad_frames_get_bad_request_and_the_connection_carries_on() {
         .await;
     assert_eq!(ev["event"]["user_id"], json!(host_id));
     assert_eq!(ev["event"]["status"], json!("ON_STAGE"));
-    let reply = other.call(json!({"call":"stage.requestAccess"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
-    let snapshot = other.call(json!({"call":"meeting.snapshot"})).await;
-    assert_eq!(
-        snapshot["result"]["participants"].as_array().map(Vec::len),
-        Some(2)
-    );
+    other.call_ok(json!({"call":"stage.requestAccess"})).await;
+    assert_eq!(other.participant_count().await, 2);
 }
 
 #[tokio::test]
@@ -285,8 +275,7 @@ async fn a_frame_over_the_hard_cap_closes_only_that_connection() {
     a.send_text("x".repeat(1024 * 1024 - 200)).await;
     a.until_closed().await;
     srv.await_metric(CLOSED_BAD_INPUT, 1.0).await;
-    let reply = b.call(json!({"call":"stage.requestAccess"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    b.call_ok(json!({"call":"stage.requestAccess"})).await;
     // The cap itself is not refused: a frame of exactly 64 KiB gets bad_request.
     let mut frame = r#"{"id":3,"pad":""#.to_owned();
     frame.push_str(&"x".repeat(64 * 1024 - frame.len() - 2));
@@ -348,8 +337,7 @@ async fn big_junk_frames_are_throttled_then_closed_with_goodbye_bad_input() {
     assert_eq!(srv.metric(RATE_LIMITED).await, 4.0);
     // Everyone else carries on, answered at once.
     let started = std::time::Instant::now();
-    let reply = host.call(json!({"call":"stage.join"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    host.call_ok(json!({"call":"stage.join"})).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -399,8 +387,7 @@ async fn bad_frames_in_a_row_close_the_connection_and_a_good_one_resets_the_coun
     assert_eq!(seen[3], json!({"type":"goodbye","reason":"bad_input"}));
     srv.await_metric(CLOSED_BAD_INPUT, 1.0).await;
     // Nobody else is affected.
-    let reply = other.call(json!({"call":"stage.requestAccess"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    other.call_ok(json!({"call":"stage.requestAccess"})).await;
     // A connection that just goes away (no close frame) is a network matter, not bad input.
     drop(other);
     srv.await_metric(CONNECTIONS, 0.0).await;
@@ -611,8 +598,7 @@ async fn toggle_spam_in_a_big_meeting_reaches_everyone_a_bounded_number_of_times
     let (w0_id, w0) = &mut watchers[0];
     let w0_id = w0_id.clone();
     for call in ["stage.requestAccess", "stage.cancelRequestAccess"] {
-        let reply = w0.call(json!({ "call": call })).await;
-        assert_eq!(reply["ok"], json!(true), "{reply}");
+        w0.call_ok(json!({ "call": call })).await;
     }
     let reply = host
         .call(json!({"call":"stage.grantAccess","user_ids":[w0_id, toggler_id]}))
@@ -692,8 +678,7 @@ async fn connecting_and_dropping_in_a_loop_is_refused_once_the_budget_is_spent()
         ]
     );
     // The host carries on.
-    let reply = host.call(json!({"call":"stage.join"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    host.call_ok(json!({"call":"stage.join"})).await;
 }
 
 #[tokio::test]
@@ -782,8 +767,7 @@ async fn meeting_leave_replies_then_says_goodbye_and_everyone_is_told() {
     let reply = ann.call(json!({"call":"stage.join"})).await;
     assert_eq!(reply["ok"], json!(true));
 
-    let reply = ann.call(json!({"id":77,"call":"meeting.leave"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    ann.call_ok(json!({"id":77,"call":"meeting.leave"})).await;
     let rest = ann.until_closed().await;
     assert_eq!(
         rest.last(),
@@ -825,8 +809,7 @@ async fn a_silent_connection_is_dropped_and_a_live_one_is_kept() {
         .await;
     assert_eq!(dropped["event"]["user_id"], json!(silent_id));
     srv.await_metric(CONNECTIONS, 1.0).await;
-    let reply = live.call(json!({"call":"stage.join"})).await;
-    assert_eq!(reply["ok"], json!(true), "{reply}");
+    live.call_ok(json!({"call":"stage.join"})).await;
 }
 
 #[tokio::test]

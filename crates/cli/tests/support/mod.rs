@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -260,4 +260,47 @@ pub async fn create_meeting(url: &str, key: &str, title: &str) -> String {
         .as_str()
         .expect("id")
         .to_owned()
+}
+
+/// Frames (video, audio) `viewer` has decoded from `user`, as its `media.stats` says.
+pub async fn frames_from(viewer: &mut Proc, user: &str) -> (u64, u64) {
+    let stats = viewer.ok(json!({"id": 900, "call": "media.stats"})).await;
+    let r = &stats["received"][user];
+    (
+        r["video_frames"].as_u64().unwrap_or(0),
+        r["audio_frames"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Waits, up to `within`, until `viewer` has decoded at least `more` video and audio
+/// frames from each of `users` beyond what `since` says; returns the counts then.
+pub async fn await_frames(
+    viewer: &mut Proc,
+    users: &[&str],
+    since: &[(u64, u64)],
+    more: u64,
+    within: Duration,
+) -> Vec<(u64, u64)> {
+    assert_eq!(users.len(), since.len(), "a starting count for each user");
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mut now = Vec::new();
+        for user in users {
+            now.push(frames_from(viewer, user).await);
+        }
+        let enough = now
+            .iter()
+            .zip(since)
+            .all(|(n, s)| n.0 >= s.0 + more && n.1 >= s.1 + more);
+        if enough {
+            return now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} decoded {now:?} from {users:?} within {within:?}, before {since:?}",
+            viewer.name
+        );
+        // Polled: `media.stats` is a call, with no event for a count reached.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -14,6 +14,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// An event of this kind (`{"type":"event","event":{"kind":..}}`).
+pub fn is_event(msg: &Value, kind: &str) -> bool {
+    msg["type"] == "event" && msg["event"]["kind"] == kind
+}
+
 /// A raw signaling peer.
 pub struct Peer {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -33,6 +38,26 @@ impl Peer {
         let welcome = peer.next_json().await;
         assert_eq!(welcome["type"], json!("welcome"), "{welcome}");
         (peer, welcome)
+    }
+
+    /// Adds `name` with `preset` to `meeting` and connects it: its user id, token and peer.
+    pub async fn join_as(
+        srv: &Srv,
+        meeting: &str,
+        name: &str,
+        preset: &str,
+    ) -> (String, String, Peer) {
+        let (user_id, token) = srv.participant(meeting, name, preset).await;
+        let (peer, _) = Peer::join(srv, &token).await;
+        (user_id, token, peer)
+    }
+
+    /// How many participants the meeting's snapshot lists, as this peer sees it.
+    pub async fn participant_count(&mut self) -> usize {
+        let reply = self.call_ok(json!({"call":"meeting.snapshot"})).await;
+        reply["result"]["participants"]
+            .as_array()
+            .map_or(0, Vec::len)
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
@@ -91,6 +116,13 @@ impl Peer {
         self.send_text(request.to_string()).await;
         self.next_matching(|m| m["type"] == "reply" && m["id"] == id)
             .await
+    }
+
+    /// [`Peer::call`] that must succeed; returns the reply.
+    pub async fn call_ok(&mut self, request: Value) -> Value {
+        let reply = self.call(request).await;
+        assert_eq!(reply["ok"], json!(true), "{reply}");
+        reply
     }
 
     /// Waits until the server closes the connection; returns the messages seen meanwhile.
