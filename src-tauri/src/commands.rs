@@ -11,7 +11,9 @@ use tauri::{AppHandle, Manager, Runtime, State};
 
 use onstage_client::link::{Fingerprint, InviteLink};
 use onstage_client::proto::rest::{AddParticipant, CreateMeeting};
-use onstage_client::{JoinOptions, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId};
+use onstage_client::{
+    ConnectionState, JoinOptions, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId,
+};
 use onstage_media::{list_cameras, list_microphones, list_speakers, DeviceInfo, MediaError};
 
 pub use crate::error::CommandError;
@@ -21,7 +23,9 @@ use crate::device_check::DeviceCheck;
 use crate::error::{AppError, Code, Context, ErrorCode, ShellCode};
 use crate::events::{self, emit_session};
 use crate::hosting::{self, HostRecord};
-use crate::state::{admin_client, lock, AppState, Embedded, Kept, Live, Mode, Session, View};
+use crate::state::{
+    admin_client, lock, AppState, Embedded, Entry, Kept, Live, Mode, Session, View,
+};
 
 type Result<T> = std::result::Result<T, CommandError>;
 
@@ -183,7 +187,10 @@ pub async fn host<R: Runtime>(
         record,
     };
     stop_idle_preview(state).await;
-    let started = attach(app, state, meeting, url, Some(embedded), None);
+    let entry = Entry::Hosted {
+        name: name.to_owned(),
+    };
+    let started = attach(app, state, meeting, url, Some(embedded), None, entry);
     let session = started.session();
     *live = Some(started);
     Ok(session)
@@ -237,7 +244,18 @@ async fn rejoin<R: Runtime>(
         ..View::default()
     }));
     stop_idle_preview(state).await;
-    let started = attach(app, state, meeting, url, Some(kept.embedded), Some(view));
+    let entry = Entry::Hosted {
+        name: name.to_owned(),
+    };
+    let started = attach(
+        app,
+        state,
+        meeting,
+        url,
+        Some(kept.embedded),
+        Some(view),
+        entry,
+    );
     let session = started.session();
     *live = Some(started);
     Ok(session)
@@ -434,17 +452,89 @@ pub async fn join_server<R: Runtime>(
             "already in a meeting",
         ));
     }
-    let options = JoinOptions {
+    let entry = Entry::Server {
+        token: token.to_owned(),
         fingerprint,
+    };
+    let meeting = join_entered(server_url, &entry).await?;
+    stop_idle_preview(state).await;
+    let started = attach(
+        app,
+        state,
+        meeting,
+        server_url.to_owned(),
+        None,
+        None,
+        entry,
+    );
+    let session = started.session();
+    *live = Some(started);
+    Ok(session)
+}
+
+/// Joins a server's meeting with what it was entered with (see [`Entry::Server`]).
+async fn join_entered(server_url: &str, entry: &Entry) -> Result<Meeting> {
+    let Entry::Server { token, fingerprint } = entry else {
+        return Err(CommandError::internal("not a server's meeting"));
+    };
+    let options = JoinOptions {
+        fingerprint: *fingerprint,
         ..JoinOptions::default()
     };
     let meeting = Meeting::join_with(server_url, token, options).await?;
     tracing::info!(server_url, user_id = %meeting.user_id(), "joined");
-    stop_idle_preview(state).await;
-    let started = attach(app, state, meeting, server_url.to_owned(), None, None);
-    let session = started.session();
-    *live = Some(started);
-    Ok(session)
+    Ok(meeting)
+}
+
+/// Enters the meeting on screen again, the way it was entered (the same link or token, or
+/// hosting again), once its session has ended here (another window took over, the host
+/// ended it, the server was gone for good). A server's meeting is joined before the ended
+/// session is put away, so a failed rejoin leaves it on screen to try again.
+#[tauri::command]
+pub async fn rejoin_meeting<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> Result<Session> {
+    let mut live = state.live.lock().await;
+    let ended = live.as_ref().ok_or_else(CommandError::not_joined)?;
+    if ended.meeting.connection_state() != ConnectionState::Disconnected {
+        return Err(CommandError::new(
+            Code::Sdk(ErrorCode::InvalidState),
+            "the meeting is still connected: nothing to rejoin",
+        ));
+    }
+    let entry = ended.entry.clone();
+    let server_url = ended.server_url.clone();
+    match entry {
+        Entry::Server { .. } => {
+            let meeting = join_entered(&server_url, &entry).await?;
+            if let Some(ended) = live.take() {
+                state.pictures.clear();
+                detach(ended).await;
+            }
+            let started = attach(&app, &state, meeting, server_url, None, None, entry);
+            let session = started.session();
+            *live = Some(started);
+            Ok(session)
+        }
+        Entry::Hosted { name } => {
+            let Some(ended) = live.take() else {
+                return Err(CommandError::not_joined());
+            };
+            state.pictures.clear();
+            let (_, embedded, _, _) = detach(ended).await;
+            let Some(embedded) = embedded else {
+                return Err(CommandError::internal(
+                    "a hosted meeting without its server",
+                ));
+            };
+            let kept = Kept {
+                embedded,
+                meeting_running: true,
+            };
+            rejoin(&app, &state, &mut live, kept, &name).await
+        }
+    }
 }
 
 /// Starts stage media, the picture pump and the events task for a joined meeting.
@@ -456,6 +546,7 @@ fn attach<R: Runtime>(
     server_url: String,
     embedded: Option<Embedded>,
     view: Option<Arc<Mutex<View>>>,
+    entry: Entry,
 ) -> Live {
     // Stage media owns the devices from here on.
     *lock(&state.idle_preview) = None;
@@ -491,6 +582,7 @@ fn attach<R: Runtime>(
         view,
         events_task,
         invite_link: None,
+        entry,
     }
 }
 

@@ -111,6 +111,7 @@ fn main() {
             commands::create_invite,
             commands::invite_addresses,
             commands::leave_meeting,
+            commands::rejoin_meeting,
             commands::end_meeting,
             commands::session,
             commands::devices,

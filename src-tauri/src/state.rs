@@ -78,6 +78,20 @@ pub struct Live {
     pub events_task: tauri::async_runtime::JoinHandle<()>,
     /// The last invitation minted (`app_info.invite_link`).
     pub invite_link: Option<String>,
+    /// How the meeting was entered: Rejoin enters it the same way.
+    pub entry: Entry,
+}
+
+/// How a meeting was entered, so that Rejoin can enter it again the same way.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A server's meeting, joined with this token (and certificate pin, from a link).
+    Server {
+        token: String,
+        fingerprint: Option<Fingerprint>,
+    },
+    /// The embedded server's meeting, hosted under this name.
+    Hosted { name: String },
 }
 
 /// The server this app runs, and the admin access to mint invitations.

@@ -324,6 +324,24 @@ def link_scenario():
               "joined from the link")
         assert invoke(app, "session")["meeting_id"] == meeting
         shot(app, "link-2-joined")
+
+        # The same link opened elsewhere takes the meeting over: this window says why, and
+        # Rejoin (the same link, kept by the app) takes it back.
+        other = Bot(link=link, media="none")
+        try:
+            until(app, lambda d: "another window or device" in testid(d, "connection-banner").text,
+                  "the replaced window says why")
+            shot(app, "link-3-replaced")
+            testid(app, "rejoin", clickable=True).click()
+            other.event(lambda l: l.get("event") == "connectionStateUpdate" and l.get("state") == "disconnected"
+                        and l.get("reason") == "replaced", "the other copy replaced in turn")
+            gone(app, "connection-banner")
+            until(app, lambda d: invoke(d, "session")["connection"] == "connected", "connected again after Rejoin")
+            assert invoke(app, "session")["me"]["user_id"] == other.user_id
+            testid(app, "request-access", clickable=True)
+            shot(app, "link-4-rejoined")
+        finally:
+            other.stop()
     finally:
         if app:
             app.quit()

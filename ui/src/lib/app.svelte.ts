@@ -5,7 +5,7 @@
 import type { Backend } from './backend';
 import { describeError, deviceOf, errorText, toBackendError } from './errors';
 import { PictureHub } from './pictureHub';
-import type { AppError, AppInfo, BackendError, Devices, Left, Session } from './types';
+import type { AppError, AppInfo, BackendError, Devices, JoinArgs, Left, Session } from './types';
 
 export interface Toast {
   id: number;
@@ -77,6 +77,28 @@ export class AppState {
     this.mode = 'idle';
     this.afterMeeting = 'You ended the meeting for everyone.';
     return true;
+  }
+
+  /** Joins a meeting on a server; a refusal is a toast. */
+  async join(args: JoinArgs): Promise<Session | undefined> {
+    this.appError = null;
+    const session = await this.run(() => this.backend.join(args));
+    if (session) {
+      this.mode = 'joined';
+      this.session = session;
+    }
+    return session;
+  }
+
+  /**
+   * Enters the meeting that ended here again, the way it was entered (the same link or
+   * token, or hosting again: the shell keeps it). A refusal is a toast and the ended
+   * meeting stays on screen, so Rejoin can be tried again.
+   */
+  async rejoin(): Promise<Session | undefined> {
+    const session = await this.run(() => this.backend.rejoinMeeting());
+    if (session) this.session = session;
+    return session;
   }
 
   /** A `session` event from the shell. */

@@ -38,6 +38,44 @@ describe('AppState', () => {
     expect(app.session?.connection).toBe('disconnected');
   });
 
+  it('rejoin shows the new session, and a refused rejoin keeps the ended one on screen', async () => {
+    vi.useFakeTimers();
+    const ended = session('viewer', 'OFF_STAGE', [], { connection: 'disconnected', end_reason: 'replaced' });
+    const back = session('viewer');
+    let answer: () => Promise<typeof back> = () => Promise.reject({ code: 'unreachable', message: 'no answer' });
+    const app = new AppState(backend({ rejoinMeeting: () => answer() }));
+    app.mode = 'joined';
+    app.session = ended;
+    expect(await app.rejoin()).toBeUndefined();
+    expect(app.session).toEqual(ended);
+    expect(app.toasts.map((t) => t.tone)).toEqual(['error']);
+    answer = () => Promise.resolve(back);
+    expect(await app.rejoin()).toEqual(back);
+    expect(app.session).toEqual(back);
+    expect(app.mode).toBe('joined');
+    vi.useRealTimers();
+  });
+
+  it('join keeps the session and mode; a refused join is a toast and nothing changes', async () => {
+    vi.useFakeTimers();
+    const joined = session('viewer');
+    const app = new AppState(
+      backend({
+        join: (args) =>
+          'token' in args && args.token === 'bad'
+            ? Promise.reject({ code: 'unauthorized', message: 'bad token' })
+            : Promise.resolve(joined),
+      }),
+    );
+    expect(await app.join({ server_url: 'https://s', token: 'bad' })).toBeUndefined();
+    expect(app.session).toBeNull();
+    expect(app.mode).toBe('idle');
+    expect(await app.join({ server_url: 'https://s', token: 'good' })).toEqual(joined);
+    expect(app.session).toEqual(joined);
+    expect(app.mode).toBe('joined');
+    vi.useRealTimers();
+  });
+
   it('files a media error under the device the shell names, whatever the message says', () => {
     const app = new AppState(backend({}));
     app.mediaError({ code: 'device_not_found', message: 'no camera', device: 'microphone' });

@@ -34,6 +34,8 @@ export interface Backend {
   inviteAddresses(): Promise<InviteAddresses>;
   /** Leaves; the meeting goes on for the others (an embedded server keeps serving it). */
   leaveMeeting(): Promise<Left>;
+  /** Enters the meeting that ended here again, the way it was entered. */
+  rejoinMeeting(): Promise<Session>;
   /** Ends the meeting for everyone (a host only). */
   endMeeting(): Promise<Left>;
   session(): Promise<Session>;
@@ -88,6 +90,7 @@ export const tauriBackend: Backend = {
     invoke('create_invite', address ? { preset, name, address } : { preset, name }),
   inviteAddresses: () => invoke('invite_addresses'),
   leaveMeeting: () => invoke('leave_meeting'),
+  rejoinMeeting: () => invoke('rejoin_meeting'),
   endMeeting: () => invoke('end_meeting'),
   session: () => invoke('session'),
   devices: () => invoke('devices'),

@@ -160,6 +160,10 @@ export function createDevFakeBackend(): Backend {
       session = null;
       return { still_running: false };
     },
+    rejoinMeeting: async () => {
+      if (!session) throw fail('invalid_state', 'not in a meeting');
+      return started(newSession(session.me.name, session.me.preset === 'host'));
+    },
     session: async () => structuredClone(live()),
     devices: async () =>
       noDevices

@@ -5,6 +5,7 @@ import {
   placeText,
   shortcutFor,
   MAX_BATCH_IDS,
+  canRejoin,
   disconnectedText,
   eventNotice,
   everyone,
@@ -369,6 +370,24 @@ describe('the disconnected banner', () => {
     expect(ended('left')).toBe('You left the meeting.');
     expect(ended()).toBe('You are disconnected from the meeting.');
     expect(ended('something_new')).toBe('You are disconnected from the meeting.');
+  });
+
+  it('offers Rejoin only while the way in still works', () => {
+    const over = (reason?: string, connection: 'disconnected' | 'connected' | 'reconnecting' = 'disconnected') =>
+      canRejoin(session('viewer', 'OFF_STAGE', [], { connection, end_reason: reason as EndReason | undefined }));
+    // Another window took over, the host ended it, or the connection gave up: the link works.
+    expect(over('replaced')).toBe(true);
+    expect(over('meeting_ended')).toBe(true);
+    expect(over()).toBe(true);
+    expect(over('something_new')).toBe(true);
+    // The invitation no longer works, or leaving was meant.
+    expect(over('revoked')).toBe(false);
+    expect(over('removed')).toBe(false);
+    expect(over('meeting_deleted')).toBe(false);
+    expect(over('left')).toBe(false);
+    // Not over: nothing to rejoin.
+    expect(over(undefined, 'connected')).toBe(false);
+    expect(over(undefined, 'reconnecting')).toBe(false);
   });
 });
 

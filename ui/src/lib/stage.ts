@@ -310,6 +310,25 @@ export function disconnectedText(s: Session): string {
 }
 
 /**
+ * Whether the meeting that ended here can be entered again the same way: not after the
+ * invitation stopped working (revoked, removed, the meeting deleted) or leaving on purpose.
+ * After another window took over, Rejoin takes it back; after the host ended the meeting,
+ * the token still works and a rejoin starts a new session of it.
+ */
+export function canRejoin(s: Session): boolean {
+  if (s.connection !== 'disconnected') return false;
+  switch (s.end_reason) {
+    case 'revoked':
+    case 'removed':
+    case 'meeting_deleted':
+    case 'left':
+      return false;
+    default:
+      return true;
+  }
+}
+
+/**
  * Controls that take something away (my place on stage, my request, an invitation). Focus
  * never lands on one after an action, so a second Enter cannot undo the first.
  */
