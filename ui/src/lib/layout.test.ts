@@ -12,7 +12,8 @@ describe('gridFor', () => {
   });
 
   it('keeps 16:9 and fits the area, limited by height or width', () => {
-    for (const [n, w, h] of [[1, 1000, 300], [4, 900, 900], [9, 1280, 600], [7, 500, 1000]]) {
+    const cases: [number, number, number][] = [[1, 1000, 300], [4, 900, 900], [9, 1280, 600], [7, 500, 1000]];
+    for (const [n, w, h] of cases) {
       const g = gridFor(n, w, h);
       expect(Math.abs(g.tileWidth / g.tileHeight - 16 / 9)).toBeLessThan(0.02);
       expect(g.columns * g.tileWidth + (g.columns - 1) * 8).toBeLessThanOrEqual(w);
