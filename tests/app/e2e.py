@@ -2,7 +2,7 @@
 real servers and `onstage bot`s. Run by scripts/e2e-app.sh, which starts Xvfb and
 tauri-driver. Screenshots go to target/app-e2e/ (E2E_OUT).
 
-    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|bench ...]   (bench: tests/app/bench.py)
+    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|bench ...]   (bench: tests/app/bench.py; screenshots: the docs pictures)
 """
 
 import base64
@@ -521,6 +521,65 @@ def join_errors_scenario():
         shutil.rmtree(data, ignore_errors=True)
 
 
+def screenshots_scenario():
+    """The pictures in docs/screenshots: the app as host with 1, 4 and 9 synthetic speakers on
+    stage, and as a viewer, at the run's window size. Run on request only (not in DEFAULT)."""
+    docs = os.path.join(ROOT, "docs", "screenshots")
+    os.makedirs(docs, exist_ok=True)
+    data = tempfile.mkdtemp(prefix="onstage-e2e-")
+    server = Server(data)
+    bots = []
+    app = None
+    names = ["Ada", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hiro", "Ines"]
+
+    def add(name, preset):
+        return server.admin("participant", "add", "--meeting", meeting, "--name", name, "--preset", preset)
+
+    def speaker(name):
+        # Small, slow pictures so a two-core machine can run nine of them with the app.
+        t = add(name, "speaker")
+        bot = Bot(server.url, t["token"], media="synthetic", nice=10,
+                  extra=["--video", "160x90@8", "--video-bitrate", "150000", "--tone-hz", str(300 + 40 * len(bots))])
+        bots.append(bot)
+        bot.call("stage.join")
+        return bot
+
+    def save(name, count):
+        until(app, lambda d: int(testid(d, "stage-grid").get_attribute("data-count")) >= count, f"{count} tiles")
+        for b in bots[:count]:
+            until(app, lambda d: frames(d, f"tile-{b.user_id}") > 2, "pictures in every tile")
+        time.sleep(1)
+        path = shot(app, name)
+        shutil.copy(path, os.path.join(docs, f"{name}.png"))
+
+    try:
+        meeting = server.admin("meeting", "create", "--title", "Weekly demo")["id"]
+        h = add("Hanna Host", "host")
+        for n in ["Vera", "Walt", "Xena"]:
+            add(n, "viewer")
+        app = start_app(["--server", server.url, "--token", h["token"]])
+        testid(app, "stage-grid")
+        for count in (1, 4, 9):
+            while len(bots) < count:
+                speaker(names[len(bots)])
+            save(f"host-{count}", count)
+        app.quit()
+        app = None
+        for b in bots[4:]:
+            b.stop()
+        del bots[4:]
+        v = add("Vera Viewer", "viewer")
+        app = start_app(["--server", server.url, "--token", v["token"]])
+        save("viewer", 4)
+    finally:
+        if app:
+            app.quit()
+        for b in bots:
+            b.stop()
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario, "lan": lan_scenario, "link": link_scenario,
              "end": end_scenario, "leave": leave_scenario, "join-errors": join_errors_scenario}
 DEFAULT = ["host", "viewer", "lan", "link", "end", "leave", "join-errors"]
@@ -532,6 +591,7 @@ def bench():
 
 
 SCENARIOS["bench"] = bench
+SCENARIOS["screenshots"] = screenshots_scenario  # docs pictures, on request only
 
 
 def main(names):
