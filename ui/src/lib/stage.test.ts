@@ -372,6 +372,26 @@ describe('the disconnected banner', () => {
     expect(ended('something_new')).toBe('You are disconnected from the meeting.');
   });
 
+  it('shows no live picture or sound on any tile once the session is over here', () => {
+    const on = (connection: 'connected' | 'disconnected') =>
+      stageTiles(
+        session('speaker', 'ON_STAGE', [{ ...person('s2', 'ON_STAGE', 'speaker'), audio: true, video: true }], {
+          connection,
+          camera_on: true,
+          mic_on: true,
+          end_reason: connection === 'disconnected' ? 'replaced' : undefined,
+        }),
+      ).map((t) => [t.user_id, t.audio, t.video]);
+    expect(on('connected')).toEqual([
+      ['me', true, true],
+      ['s2', true, true],
+    ]);
+    expect(on('disconnected')).toEqual([
+      ['me', false, false],
+      ['s2', false, false],
+    ]);
+  });
+
   it('offers Rejoin only while the way in still works', () => {
     const over = (reason?: string, connection: 'disconnected' | 'connected' | 'reconnecting' = 'disconnected') =>
       canRejoin(session('viewer', 'OFF_STAGE', [], { connection, end_reason: reason as EndReason | undefined }));

@@ -227,6 +227,9 @@ export interface TileView {
 
 /** One tile per participant on stage, in the shell's order. */
 export function stageTiles(s: Session): TileView[] {
+  // Once the session is over here (replaced by another window, ended), nothing is received
+  // or sent: no tile may go on showing its last picture as if it were live.
+  const over = s.connection === 'disconnected';
   return everyone(s)
     .filter((p) => p.stage_status === 'ON_STAGE')
     .map((p) => {
@@ -238,8 +241,8 @@ export function stageTiles(s: Session): TileView[] {
         // My own tile follows my switches, known locally before the server echoes them.
         // Not what I publish: that is nothing while reconnecting, though I changed nothing
         // (a device that fails has its own message, by the controls).
-        audio: isMe ? s.mic_on : p.audio,
-        video: isMe ? s.camera_on : p.video,
+        audio: !over && (isMe ? s.mic_on : p.audio),
+        video: !over && (isMe ? s.camera_on : p.video),
         connected: p.connected,
         // My self-view is the local camera, which needs no round trip; my level is the
         // local microphone's. Anyone else is their user id, whatever it reads.
