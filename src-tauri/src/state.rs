@@ -121,6 +121,8 @@ pub struct View {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Session {
     pub meeting_id: String,
+    /// The meeting's title (empty when the server sends none).
+    pub title: String,
     pub connection: ConnectionState,
     /// Once `disconnected`: why, when the meeting ended for a known reason (`left`,
     /// `replaced`, `revoked`, `removed`, `meeting_deleted`, `meeting_ended`), for the UI
@@ -219,6 +221,7 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
     };
     Session {
         meeting_id: meeting.meeting_id().to_string(),
+        title: meeting.title(),
         connection: meeting.connection_state(),
         end_reason: meeting.end_reason(),
         me: Me {

@@ -153,6 +153,11 @@ impl Meeting {
         self.inner.shared.lock().mirror.meeting_id().clone()
     }
 
+    /// The meeting's title, from the latest welcome.
+    pub fn title(&self) -> String {
+        self.inner.shared.lock().mirror.title().to_owned()
+    }
+
     /// This participant's user id (stable across reconnects and restarts).
     pub fn user_id(&self) -> UserId {
         self.inner.shared.lock().mirror.user_id().clone()

@@ -55,6 +55,7 @@ pub struct Applied {
 #[derive(Debug, Clone)]
 pub struct Mirror {
     meeting_id: MeetingId,
+    title: String,
     user_id: UserId,
     peer_id: PeerId,
     preset: Preset,
@@ -81,6 +82,7 @@ impl Mirror {
     pub fn new(welcome: Welcome) -> Self {
         let Welcome {
             meeting_id,
+            title,
             user_id,
             peer_id,
             resumed: _,
@@ -92,6 +94,7 @@ impl Mirror {
         } = welcome;
         Self {
             meeting_id,
+            title,
             user_id,
             peer_id,
             preset,
@@ -153,6 +156,11 @@ impl Mirror {
 
     pub fn meeting_id(&self) -> &MeetingId {
         &self.meeting_id
+    }
+
+    /// The meeting's title (empty from a server that does not send one).
+    pub fn title(&self) -> &str {
+        &self.title
     }
 
     pub fn user_id(&self) -> &UserId {
@@ -296,6 +304,7 @@ impl Mirror {
     pub fn on_welcome(&mut self, welcome: Welcome) -> Vec<MeetingEvent> {
         let Welcome {
             meeting_id,
+            title,
             user_id,
             peer_id,
             resumed: _,
@@ -306,6 +315,7 @@ impl Mirror {
             ice_servers,
         } = welcome;
         self.resync = None;
+        self.title = title;
         // Fresh credentials with every welcome: expired ones are renewed by reconnecting.
         self.ice_servers = ice_servers;
         // What changed in who publishes while we were away, as events.
@@ -584,6 +594,7 @@ mod tests {
     fn welcome(me: &str, preset: Preset, snapshot: RoomSnapshot) -> Welcome {
         Welcome {
             meeting_id: MeetingId::new("m"),
+            title: "Standup".into(),
             user_id: UserId::new(me),
             peer_id: PeerId::new(format!("p-{me}")),
             resumed: false,

@@ -365,6 +365,9 @@ impl MediaEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
     pub meeting_id: MeetingId,
+    /// The meeting's title, as it was created (for everyone's header).
+    #[serde(default)]
+    pub title: String,
     pub user_id: UserId,
     pub peer_id: PeerId,
     /// True when this connection resumed a session inside its grace period.

@@ -202,7 +202,12 @@ impl Rooms {
             .cloned()
     }
 
-    fn get_or_start(&self, meeting: &MeetingId, config: RoomConfig) -> mpsc::Sender<Command> {
+    fn get_or_start(
+        &self,
+        meeting: &MeetingId,
+        title: &str,
+        config: RoomConfig,
+    ) -> mpsc::Sender<Command> {
         let mut map = self.lock();
         if let Some(tx) = map.get(meeting).filter(|tx| !tx.is_closed()) {
             return tx.clone();
@@ -210,6 +215,7 @@ impl Rooms {
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
         let task = RoomTask {
             meeting: meeting.clone(),
+            title: title.to_owned(),
             room: Room::new(config),
             conns: HashMap::new(),
             metrics: self.metrics.clone(),
@@ -234,6 +240,7 @@ impl Rooms {
     pub async fn connect(
         &self,
         meeting: &MeetingId,
+        title: &str,
         config: RoomConfig,
         member: Member,
         ice_servers: Vec<IceServer>,
@@ -243,6 +250,7 @@ impl Rooms {
         for _ in 0..3 {
             let tx = self.get_or_start(
                 meeting,
+                title,
                 RoomConfig {
                     grace_ms: self.grace_ms,
                     ..config
@@ -430,6 +438,8 @@ impl Rooms {
 
 struct RoomTask {
     meeting: MeetingId,
+    /// The meeting's title, told in every welcome.
+    title: String,
     room: Room,
     conns: HashMap<UserId, ConnHandle>,
     metrics: Arc<Metrics>,
@@ -610,6 +620,7 @@ impl RoomTask {
                 self.flush();
                 let welcome = ServerMessage::Welcome(Box::new(Welcome {
                     meeting_id: self.meeting.clone(),
+                    title: self.title.clone(),
                     user_id: user.clone(),
                     peer_id: connected.peer_id,
                     resumed: connected.resumed,
@@ -987,6 +998,7 @@ mod tests {
         rooms
             .connect(
                 meeting,
+                "t",
                 RoomConfig::default(),
                 member(user),
                 Vec::new(),
@@ -1156,6 +1168,7 @@ mod tests {
         rooms
             .connect(
                 &meeting,
+                "t",
                 RoomConfig::default(),
                 member("slow"),
                 Vec::new(),
@@ -1170,6 +1183,7 @@ mod tests {
         rooms
             .connect(
                 &meeting,
+                "t",
                 RoomConfig::default(),
                 member("fast"),
                 Vec::new(),
@@ -1188,6 +1202,7 @@ mod tests {
             rooms
                 .connect(
                     &meeting,
+                    "t",
                     RoomConfig::default(),
                     member(&format!("extra{i}")),
                     Vec::new(),

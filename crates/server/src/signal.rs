@@ -109,6 +109,7 @@ pub async fn handler(
     };
     let meeting = record.meeting.id.clone();
     let max_on_stage = record.meeting.max_on_stage;
+    let title = record.meeting.title.clone();
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
@@ -128,7 +129,7 @@ pub async fn handler(
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             Connection::new(app, meeting, member.user_id.clone(), generation)
-                .run(socket, member, max_on_stage, revocations)
+                .run(socket, member, &title, max_on_stage, revocations)
                 .await
         })
 }
@@ -240,7 +241,14 @@ impl Connection {
         }
     }
 
-    async fn run(self, socket: WebSocket, member: Member, max_on_stage: u32, revocations: u64) {
+    async fn run(
+        self,
+        socket: WebSocket,
+        member: Member,
+        title: &str,
+        max_on_stage: u32,
+        revocations: u64,
+    ) {
         let metrics = self.app.metrics.clone();
         metrics.connections.inc();
         // Shutdown waits until every connection has dropped its clone.
@@ -259,6 +267,7 @@ impl Connection {
             .rooms
             .connect(
                 &self.meeting,
+                title,
                 RoomConfig {
                     max_on_stage,
                     grace_ms: self.app.config.grace_ms(),

@@ -138,12 +138,18 @@ async fn the_token_may_come_as_a_bearer_header() {
 #[tokio::test]
 async fn the_welcome_carries_ids_preset_grace_and_a_consistent_snapshot() {
     let srv = Srv::start().await;
-    let meeting = srv.meeting("m").await;
+    let title = "Quarterly all-hands";
+    let meeting = srv.meeting(title).await;
     let (host_id, host_token) = srv.participant(&meeting, "Host", "host").await;
     let (viewer_id, viewer_token) = srv.participant(&meeting, "Vic", "viewer").await;
 
     let (mut host, welcome) = Peer::join(&srv, &host_token).await;
     assert_eq!(welcome["meeting_id"], json!(meeting));
+    assert_eq!(
+        welcome["title"],
+        json!(title),
+        "the meeting's title, for everyone's header"
+    );
     assert_eq!(welcome["user_id"], json!(host_id));
     assert_eq!(welcome["resumed"], json!(false));
     assert_eq!(welcome["grace_ms"], json!(30_000));

@@ -96,6 +96,7 @@ export function createDevFakeBackend(): Backend {
     const me = fakeParticipant('me', name || 'You', host ? 'host' : 'viewer', 'OFF_STAGE');
     return {
       meeting_id: 'dev-meeting',
+      title: 'Dev meeting',
       connection: 'connected',
       me: { ...me, can: { accept_requests: host, kick: host, request: !host, join_directly: host, end_meeting: host } },
       participants: [

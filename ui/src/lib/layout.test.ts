@@ -67,7 +67,8 @@ describe('meetingHeader', () => {
       { ...person('gone', 'OFF_STAGE'), connected: false },
     ]);
     const h = meetingHeader(s);
-    expect(h.title).toBe('m1');
+    expect(h.title).toBe('Standup');
+    expect(meetingHeader({ ...s, title: '' }).title).toBe('m1');
     expect(h.hosts).toEqual(['H']);
     expect(h.onStage).toEqual(['H', 'S']);
     expect(h.audience.map((r) => [r.name, r.requested, r.isMe])).toEqual([

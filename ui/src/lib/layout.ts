@@ -122,7 +122,8 @@ export function meetingHeader(s: Session): MeetingHeader {
     // Requesters first, then by name, so the list reads like a stage's listeners.
     .sort((a, b) => Number(b.requested) - Number(a.requested) || a.name.localeCompare(b.name));
   return {
-    title: s.meeting_id,
+    // A server that sends no title: the id still tells meetings apart.
+    title: s.title || s.meeting_id,
     hosts: all.filter(isHost).map((p) => p.name),
     onStage: onStage.map((p) => p.name),
     audience,

@@ -47,6 +47,8 @@ export interface AccessRequest {
 
 export interface Session {
   meeting_id: string;
+  /** The meeting's title (empty from a server that sends none). */
+  title: string;
   connection: ConnectionState;
   /** Once disconnected: why, when known. */
   end_reason?: EndReason;

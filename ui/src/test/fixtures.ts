@@ -30,6 +30,7 @@ export function session(
   const me = person('me', status, preset);
   return {
     meeting_id: 'm1',
+    title: 'Standup',
     connection: 'connected',
     me: { ...me, can: CAN[preset] },
     participants: [me, ...others],
