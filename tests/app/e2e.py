@@ -529,6 +529,7 @@ def screenshots_scenario():
     data = tempfile.mkdtemp(prefix="onstage-e2e-")
     server = Server(data)
     bots = []
+    listeners = []
     app = None
     names = ["Ada", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hiro", "Ines"]
 
@@ -545,6 +546,8 @@ def screenshots_scenario():
         return bot
 
     def save(name, count):
+        # The pictures are 1280x800, the size the docs promise (the window opens smaller).
+        app.set_window_size(1280, 800)
         until(app, lambda d: int(testid(d, "stage-grid").get_attribute("data-count")) >= count, f"{count} tiles")
         for b in bots[:count]:
             until(app, lambda d: frames(d, f"tile-{b.user_id}") > 2, "pictures in every tile")
@@ -555,8 +558,12 @@ def screenshots_scenario():
     try:
         meeting = server.admin("meeting", "create", "--title", "Weekly demo")["id"]
         h = add("Hanna Host", "host")
-        for n in ["Vera", "Walt", "Xena"]:
-            add(n, "viewer")
+        # A listening audience (no media), one of them asking to come up.
+        for n in ["Walt", "Xena", "Yuri", "Zoe"]:
+            bots.append(Bot(server.url, add(n, "viewer")["token"], media="none"))
+        bots[0].call("stage.requestAccess")
+        listeners = bots[:]
+        del bots[:]
         app = start_app(["--server", server.url, "--token", h["token"]])
         testid(app, "stage-grid")
         for count in (1, 4, 9):
@@ -565,6 +572,8 @@ def screenshots_scenario():
             save(f"host-{count}", count)
         app.quit()
         app = None
+        # The host stays in the meeting (from elsewhere) for the viewer's picture.
+        listeners.append(Bot(server.url, h["token"], media="none"))
         for b in bots[4:]:
             b.stop()
         del bots[4:]
@@ -574,7 +583,7 @@ def screenshots_scenario():
     finally:
         if app:
             app.quit()
-        for b in bots:
+        for b in bots + listeners:
             b.stop()
         server.stop()
         shutil.rmtree(data, ignore_errors=True)
