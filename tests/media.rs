@@ -590,3 +590,37 @@ async fn ending_the_meeting_stops_every_publication_and_subscription() {
         .wait_stats("the viewer's devices closed", |s| s.open_sources == 0)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_link_opened_again_stops_the_first_windows_media() {
+    let server = TestServer::start().await;
+    let meeting = server.meeting("media").await;
+    let mut first = member(&server, &meeting, "Sam", "speaker", 440.0).await;
+    let viewer = member(&server, &meeting, "Vera", "viewer", 880.0).await;
+    let sid = first.id();
+    first.join_stage().await;
+    viewer.wait_frames(&sid, 20).await;
+    first
+        .wait_stats("camera and mic open, publishing", |s| {
+            s.open_sources == 2 && s.publishing.audio && s.publishing.video
+        })
+        .await;
+
+    // The same token in a second window: the first is replaced and told so, and its
+    // capture, publication and subscriptions end (nothing of it goes on, frozen or live).
+    let second = Client::join(&server.url, &first.client.token).await;
+    assert_eq!(second.user_id(), sid, "the same participant");
+    first
+        .client
+        .expect_event(
+            "connectionStateUpdate",
+            serde_json::json!({"state": "disconnected", "reason": "replaced"}),
+        )
+        .await;
+    first
+        .wait_stats("the replaced window's devices closed", |s| {
+            s.open_sources == 0 && !s.publishing.audio && !s.publishing.video
+        })
+        .await;
+    server.await_metric("onstage_sfu_publications", 0.0).await;
+}
