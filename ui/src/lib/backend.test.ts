@@ -26,7 +26,7 @@ describe('tauriBackend', () => {
   it('sends the argument keys Tauri maps to the shell parameters (camelCase)', async () => {
     await tauriBackend.stageGrant(['u1', 'u2']);
     await tauriBackend.stageKick(['u3']);
-    await tauriBackend.join({ server_url: 'http://s', token: 't', name: 'Ann' });
+    await tauriBackend.join({ server_url: 'http://s', token: 't' });
     await tauriBackend.join({ invite_link: 'onstage://x' });
     await tauriBackend.setMic(false);
     await tauriBackend.createInvite('speaker', 'Guest');
@@ -37,8 +37,9 @@ describe('tauriBackend', () => {
     expect(calls).toEqual([
       { cmd: 'stage_grant', args: { userIds: ['u1', 'u2'] } },
       { cmd: 'stage_kick', args: { userIds: ['u3'] } },
-      { cmd: 'join', args: { serverUrl: 'http://s', token: 't', name: 'Ann' } },
-      { cmd: 'join', args: { inviteLink: 'onstage://x', name: undefined } },
+      // No name: the invitation carries the one the host gave (the shell takes none).
+      { cmd: 'join', args: { serverUrl: 'http://s', token: 't' } },
+      { cmd: 'join', args: { inviteLink: 'onstage://x' } },
       { cmd: 'set_mic', args: { on: false } },
       { cmd: 'create_invite', args: { preset: 'speaker', name: 'Guest' } },
       { cmd: 'create_invite', args: { preset: 'viewer', name: 'G', address: '10.99.0.1' } },

@@ -77,8 +77,8 @@ function subscribe<T>(event: string, cb: (payload: T) => void): Promise<Unlisten
  */
 function joinArgs(args: JoinArgs): Record<string, string | undefined> {
   return 'invite_link' in args
-    ? { inviteLink: args.invite_link, name: args.name }
-    : { serverUrl: args.server_url, token: args.token, name: args.name };
+    ? { inviteLink: args.invite_link }
+    : { serverUrl: args.server_url, token: args.token };
 }
 
 export const tauriBackend: Backend = {

@@ -132,7 +132,7 @@ export function createDevFakeBackend(): Backend {
     startEmbedded: async (name) => started(newSession(name, true)),
     join: async (args) => {
       if ('server_url' in args && !args.token) throw fail('unauthorized', 'empty token');
-      return started(newSession(args.name ?? 'You', false));
+      return started(newSession('You (dev fake)', false));
     },
     createInvite: async (preset, name, address) => {
       const server = `https://${address ?? '192.168.1.20'}:7000`;

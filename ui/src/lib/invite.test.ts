@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressChoice, addressProblem, describeAddress, isIpv6, serverUrlFor } from './invite';
+import { addressChoice, addressProblem, describeAddress, isIpv6, joinArgsFrom, serverUrlFor } from './invite';
 import type { HostAddress, InviteAddresses } from './types';
 
 const lan: HostAddress = { ip: '192.168.1.20', interface: 'wlan0', loopback: false };
@@ -100,5 +100,27 @@ describe('serverUrlFor', () => {
     expect(serverUrlFor('[fd00::1]:9', 8443)).toBe('https://[fd00::1]:9');
     expect(serverUrlFor('Meet.Example.com:443', 8443)).toBe('https://meet.example.com');
     expect(serverUrlFor('https://h:7/', 8443)).toBe('https://h:7');
+  });
+});
+
+describe('joinArgsFrom', () => {
+  it('sends the link, or else the server and token, and never a name', () => {
+    expect(joinArgsFrom({ invite: ' onstage://join?x ', server: 'https://s', token: 't' })).toEqual({
+      invite_link: 'onstage://join?x',
+    });
+    expect(joinArgsFrom({ invite: '', server: ' https://s ', token: ' t ' })).toEqual({
+      server_url: 'https://s',
+      token: 't',
+    });
+    for (const form of [
+      { invite: '', server: '', token: '' },
+      { invite: ' ', server: 'https://s', token: '' },
+      { invite: '', server: '', token: 't' },
+    ]) {
+      expect(joinArgsFrom(form)).toEqual({ error: 'Paste an invite link, or enter a server address and a token' });
+    }
+    // Whatever was typed as "Your name" (for hosting) is not part of a join.
+    const args = joinArgsFrom({ invite: 'onstage://join?x', server: '', token: '' });
+    expect('name' in args).toBe(false);
   });
 });

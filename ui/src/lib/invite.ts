@@ -5,7 +5,7 @@
 // host name (a port forwarded from a router); the shell builds `https://<address>:<port>`
 // and checks it again. These rules mirror src-tauri/src/hosting.rs.
 
-import type { HostAddress, InviteAddresses } from './types';
+import type { HostAddress, InviteAddresses, JoinArgs } from './types';
 
 export interface AddressOption {
   /** What goes to `create_invite` as `address`. */
@@ -140,4 +140,17 @@ export function serverUrlFor(address: string, port: number): string {
   const host = rest.includes(':') ? `[${rest.toLowerCase()}]` : rest.toLowerCase();
   const p = explicit ? Number(explicit) : port;
   return p === 443 ? `https://${host}` : `https://${host}:${p}`;
+}
+
+/**
+ * What the join form asks the shell for: the invite link, or else the server and token.
+ * No name is sent: an invitation carries the name the host gave it (the form says so).
+ */
+export function joinArgsFrom(form: { invite: string; server: string; token: string }): JoinArgs | { error: string } {
+  const invite = form.invite.trim();
+  if (invite) return { invite_link: invite };
+  const server = form.server.trim();
+  const token = form.token.trim();
+  if (server && token) return { server_url: server, token };
+  return { error: 'Paste an invite link, or enter a server address and a token' };
 }

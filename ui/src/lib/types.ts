@@ -129,9 +129,11 @@ export interface DeviceSelection {
   microphone?: string | null;
 }
 
-export type JoinArgs =
-  | { server_url: string; token: string; name?: string }
-  | { invite_link: string; name?: string };
+/**
+ * How to join a server's meeting. No name: an invitation (link or token) carries the name
+ * the host gave it, and that is the name everyone sees.
+ */
+export type JoinArgs = { server_url: string; token: string } | { invite_link: string };
 
 /**
  * Every code the shell sends (docs/APP.md "Errors"): the SDK's, the media codes and the
