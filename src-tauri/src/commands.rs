@@ -452,11 +452,11 @@ pub async fn join_server<R: Runtime>(
             "already in a meeting",
         ));
     }
+    let meeting = join_with_token(server_url, token, fingerprint).await?;
     let entry = Entry::Server {
         token: token.to_owned(),
         fingerprint,
     };
-    let meeting = join_entered(server_url, &entry).await?;
     stop_idle_preview(state).await;
     let started = attach(
         app,
@@ -472,13 +472,15 @@ pub async fn join_server<R: Runtime>(
     Ok(session)
 }
 
-/// Joins a server's meeting with what it was entered with (see [`Entry::Server`]).
-async fn join_entered(server_url: &str, entry: &Entry) -> Result<Meeting> {
-    let Entry::Server { token, fingerprint } = entry else {
-        return Err(CommandError::internal("not a server's meeting"));
-    };
+/// Joins a server's meeting with a token; `fingerprint` pins a self-signed server's
+/// certificate (from its invite link).
+async fn join_with_token(
+    server_url: &str,
+    token: &str,
+    fingerprint: Option<Fingerprint>,
+) -> Result<Meeting> {
     let options = JoinOptions {
-        fingerprint: *fingerprint,
+        fingerprint,
         ..JoinOptions::default()
     };
     let meeting = Meeting::join_with(server_url, token, options).await?;
@@ -506,11 +508,13 @@ pub async fn rejoin_meeting<R: Runtime>(
     let entry = ended.entry.clone();
     let server_url = ended.server_url.clone();
     match entry {
-        Entry::Server { .. } => {
-            let meeting = join_entered(&server_url, &entry).await?;
+        Entry::Server {
+            ref token,
+            fingerprint,
+        } => {
+            let meeting = join_with_token(&server_url, token, fingerprint).await?;
             if let Some(ended) = live.take() {
-                state.pictures.clear();
-                detach(ended).await;
+                detach(&state, ended).await;
             }
             let started = attach(&app, &state, meeting, server_url, None, None, entry);
             let session = started.session();
@@ -521,8 +525,7 @@ pub async fn rejoin_meeting<R: Runtime>(
             let Some(ended) = live.take() else {
                 return Err(CommandError::not_joined());
             };
-            state.pictures.clear();
-            let (_, embedded, _, _) = detach(ended).await;
+            let (_, embedded) = detach(&state, ended).await;
             let Some(embedded) = embedded else {
                 return Err(CommandError::internal(
                     "a hosted meeting without its server",
@@ -620,8 +623,11 @@ async fn stop_idle_preview(state: &AppState) {
     }
 }
 
-/// Stops media, pictures and events of a meeting, keeping the meeting itself.
-async fn detach(live: Live) -> (Meeting, Option<Embedded>, Arc<Mutex<View>>, String) {
+/// Stops media, pictures and events of a meeting, keeping the meeting itself (and the
+/// embedded server, if this app runs it). The pictures in flight are forgotten: the next
+/// meeting's tiles must not wait for their acknowledgements.
+async fn detach(state: &AppState, live: Live) -> (Meeting, Option<Embedded>) {
+    state.pictures.clear();
     live.events_task.abort();
     let _ = live.events_task.await;
     live.pictures_stop.store(true, Ordering::Relaxed);
@@ -631,7 +637,7 @@ async fn detach(live: Live) -> (Meeting, Option<Embedded>, Arc<Mutex<View>>, Str
         Ok(media) => media.stop().await,
         Err(media) => drop(media),
     }
-    (live.meeting, live.embedded, live.view, live.server_url)
+    (live.meeting, live.embedded)
 }
 
 #[derive(Debug, Serialize)]
@@ -771,8 +777,7 @@ pub async fn leave_meeting(state: State<'_, AppState>) -> Result<Left> {
                 .is_some_and(|k| k.meeting_running),
         });
     };
-    state.pictures.clear();
-    let (meeting, embedded, _, _) = detach(live).await;
+    let (meeting, embedded) = detach(&state, live).await;
     // Leaving for good tells everyone at once; a meeting already gone is left anyway.
     if let Err(e) = meeting.leave().await {
         tracing::debug!(error = %e, "leave");
@@ -803,8 +808,7 @@ pub async fn end_meeting(state: State<'_, AppState>) -> Result<Left> {
         });
     };
     drop(guard);
-    state.pictures.clear();
-    let (_, embedded, _, _) = detach(live).await;
+    let (_, embedded) = detach(&state, live).await;
     if let Some(embedded) = embedded {
         *lock(&state.serving) = Some(Kept {
             embedded,
