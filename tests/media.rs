@@ -624,3 +624,52 @@ async fn the_same_link_opened_again_stops_the_first_windows_media() {
         .await;
     server.await_metric("onstage_sfu_publications", 0.0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_mutes_a_speaker_whose_microphone_goes_off_until_it_unmutes() {
+    let server = TestServer::start().await;
+    let meeting = server.meeting("media").await;
+    let mut host = member(&server, &meeting, "Host", "host", 440.0).await;
+    let speaker = member(&server, &meeting, "Sam", "speaker", 880.0).await;
+    let sid = speaker.id();
+    speaker.join_stage().await;
+    host.wait_frames(&sid, 10).await;
+    assert!(speaker.media.controls().mic);
+
+    host.client
+        .meeting
+        .mute_participant(&sid)
+        .await
+        .expect("the host mutes");
+    host.client
+        .expect_event(
+            "participantMuted",
+            serde_json::json!({ "user_id": sid.as_str(), "by": host.id().as_str() }),
+        )
+        .await;
+    // The speaker's own switch is off: its app shows it muted, and says so to everyone.
+    speaker
+        .wait_stats("the speaker's microphone off", |s| !s.publishing.audio)
+        .await;
+    assert!(!speaker.media.controls().mic);
+    host.client
+        .expect_event(
+            "mediaPublished",
+            serde_json::json!({ "user_id": sid.as_str(), "audio": false, "video": true }),
+        )
+        .await;
+
+    // It unmutes itself: audio reaches the host again.
+    speaker.media.set_mic(true);
+    host.client
+        .expect_event(
+            "mediaPublished",
+            serde_json::json!({ "user_id": sid.as_str(), "audio": true, "video": true }),
+        )
+        .await;
+    let audio = host.media.stats().received[&sid].audio_frames;
+    host.wait_stats("audio again", |s| {
+        s.received[&sid].audio_frames >= audio + 10
+    })
+    .await;
+}

@@ -75,6 +75,17 @@ pub enum MeetingEvent {
     /// after (`connectionStateUpdate` `disconnected`, reason `meeting_ended`); the SDK does
     /// not reconnect. `by` is the host who ended it.
     MeetingEnded { by: UserId },
+    /// A host muted an ON_STAGE participant's microphone (`by` is the host). When it is
+    /// this participant, its [`crate::StageMedia`] has turned the microphone off; it may
+    /// turn it on again.
+    ParticipantMuted { user_id: UserId, by: UserId },
+    /// A participant was given another preset (`by` is the host), e.g. made host. When it
+    /// is this participant, [`crate::Meeting::preset`] is the new one from now on.
+    PresetChanged {
+        user_id: UserId,
+        preset: String,
+        by: UserId,
+    },
     /// This client's own connection changed state. `resumed` is set on `connected` after a
     /// reconnect: true when the session (stage status, queue place) was kept. `reason` is
     /// set on `disconnected` when the session ended for a known reason (the server's

@@ -251,6 +251,37 @@ impl Meeting {
         self.call(Call::EndMeeting).await.map(|_| ())
     }
 
+    /// Removes another participant from the meeting (`meeting.removeParticipant`; a preset
+    /// with `kick_participant`): it is forgotten by the server, its session ends with
+    /// `goodbye: removed` and its link no longer works. Everyone hears it leave.
+    pub async fn remove_participant(&self, user_id: &UserId) -> Result<(), ClientError> {
+        let call = Call::RemoveParticipant {
+            user_id: user_id.clone(),
+        };
+        self.call(call).await.map(|_| ())
+    }
+
+    /// Gives a participant another preset (`meeting.setPreset`; a host's preset only),
+    /// e.g. `"host"` to hand over the meeting before leaving. It lasts beyond this session;
+    /// everyone gets [`MeetingEvent::PresetChanged`].
+    pub async fn set_preset(&self, user_id: &UserId, preset: &str) -> Result<(), ClientError> {
+        let call = Call::SetPreset {
+            user_id: user_id.clone(),
+            preset: preset.to_owned(),
+        };
+        self.call(call).await.map(|_| ())
+    }
+
+    /// Mutes an ON_STAGE participant's microphone (`media.muteParticipant`; a preset that
+    /// runs the stage). The server stops its audio at once; its client turns the microphone
+    /// off, and the participant may unmute itself.
+    pub async fn mute_participant(&self, user_id: &UserId) -> Result<(), ClientError> {
+        let call = Call::MuteParticipant {
+            user_id: user_id.clone(),
+        };
+        self.call(call).await.map(|_| ())
+    }
+
     /// Sends one call and awaits its reply.
     pub(crate) async fn call(&self, call: Call) -> Result<CallResult, ClientError> {
         let (reply, rx) = oneshot::channel();

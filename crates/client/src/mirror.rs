@@ -389,6 +389,34 @@ impl Mirror {
                 out.push(MeetingEvent::ParticipantLeft { user_id, reason });
             }
             RoomEvent::MeetingEnded { by } => out.push(MeetingEvent::MeetingEnded { by }),
+            RoomEvent::ParticipantMuted { user_id, by } => {
+                out.push(MeetingEvent::ParticipantMuted { user_id, by });
+            }
+            RoomEvent::PresetChanged {
+                user_id,
+                preset,
+                by,
+            } => {
+                if let Some(p) = self.participants.iter_mut().find(|p| p.user_id == user_id) {
+                    p.preset.clone_from(&preset.name);
+                }
+                let was_acceptor = self.acceptor();
+                let name = preset.name.clone();
+                if self.is_me(&user_id) {
+                    self.preset = preset;
+                }
+                out.push(MeetingEvent::PresetChanged {
+                    user_id,
+                    preset: name,
+                    by,
+                });
+                // A new host is shown the queue as it stands (it heard no request so far).
+                if !was_acceptor && self.acceptor() {
+                    out.push(MeetingEvent::StageAccessRequestUpdate {
+                        requests: self.queue.clone(),
+                    });
+                }
+            }
             RoomEvent::ParticipantConnection { user_id, connected } => {
                 if let Some(p) = self.participants.iter_mut().find(|p| p.user_id == user_id) {
                     p.connected = connected;
@@ -643,6 +671,66 @@ mod tests {
     }
 
     use StageStatus::*;
+
+    #[test]
+    fn made_host_takes_the_new_permissions_and_is_shown_the_queue() {
+        let mut room = room();
+        room.participants.push(info("w", RequestedToJoinStage));
+        room.queue.push(request("w", 50));
+        let mut m = Mirror::new(welcome("v", viewer(), room));
+        let a = m.on_event(
+            3,
+            RoomEvent::PresetChanged {
+                user_id: "v".into(),
+                preset: host(),
+                by: "h".into(),
+            },
+        );
+        assert_eq!(
+            a.events,
+            vec![
+                MeetingEvent::PresetChanged {
+                    user_id: "v".into(),
+                    preset: "host".into(),
+                    by: "h".into(),
+                },
+                MeetingEvent::StageAccessRequestUpdate {
+                    requests: vec![request("w", 50)],
+                },
+            ]
+        );
+        assert!(m.preset().may_accept_requests());
+        assert_eq!(m.me().preset, "host");
+        // Someone else's change is told, and changes only the roster.
+        let a = m.on_event(
+            4,
+            RoomEvent::PresetChanged {
+                user_id: "h".into(),
+                preset: viewer(),
+                by: "v".into(),
+            },
+        );
+        assert_eq!(a.events.len(), 1, "{:?}", a.events);
+        assert_eq!(
+            m.participant(&"h".into()).map(|p| p.preset.as_str()),
+            Some("viewer")
+        );
+        assert!(m.preset().may_accept_requests(), "still a host");
+        let a = m.on_event(
+            5,
+            RoomEvent::ParticipantMuted {
+                user_id: "v".into(),
+                by: "h".into(),
+            },
+        );
+        assert_eq!(
+            a.events,
+            vec![MeetingEvent::ParticipantMuted {
+                user_id: "v".into(),
+                by: "h".into()
+            }]
+        );
+    }
 
     #[test]
     fn own_request_and_grant_as_seen_by_the_requester() {

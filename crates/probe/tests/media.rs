@@ -161,3 +161,60 @@ async fn publishing_off_stage_is_refused() {
     assert_eq!(err.code(), Some(ErrorCode::InvalidState), "{err}");
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_mute_holds_audio_even_from_a_client_that_ignores_it_until_it_unmutes() {
+    let srv = Srv::start().await;
+    let m = srv.meeting("probe").await;
+    let host = srv.join(&m, "host", "host").await;
+    let speaker = srv.join(&m, "speaker", "speaker").await;
+    let a = srv.join(&m, "a", "viewer").await;
+    // The probe publisher sends audio whatever it is told: only the SFU can stop it.
+    let _publisher = go_live(&speaker, PublisherOptions::default()).await;
+    let viewer = watch(&a, &speaker).await;
+    until("audio at the viewer", || viewer.stats().audio.packets >= 20).await;
+
+    within("mute", host.mute_participant(&speaker.user_id()))
+        .await
+        .expect("muted");
+    held_at(&srv, 10.0).await;
+    let audio_then = viewer.stats().audio.packets;
+    let video_then = viewer.stats().video.packets;
+    // About a second more of held audio: none of it reaches the viewer; video flows on.
+    held_at(&srv, 60.0).await;
+    let s = viewer.stats();
+    assert!(
+        s.audio.packets <= audio_then + 1,
+        "audio reached the viewer while held: {} -> {}",
+        audio_then,
+        s.audio.packets
+    );
+    assert!(s.video.packets > video_then + 20, "{s:?}");
+
+    // The speaker unmutes itself: audio comes back, its numbering without a gap.
+    within("unmute", speaker.media_state(true, true))
+        .await
+        .expect("unmuted");
+    until("audio again", || {
+        viewer.stats().audio.packets > audio_then + 20
+    })
+    .await;
+    let s = viewer.stats();
+    assert_eq!(
+        s.audio.lost(),
+        0,
+        "a gap in the viewer's audio: {:?}",
+        s.audio
+    );
+    srv.stop().await;
+}
+
+/// Waits until the SFU has held `n` audio packets of muted publishers.
+async fn held_at(srv: &Srv, n: f64) {
+    within("the SFU to hold the audio", async {
+        while srv.metric("onstage_sfu_held_audio_packets_total").await < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}

@@ -45,6 +45,20 @@ pub enum Call {
     /// `kick_participant`). Everyone hears `meeting_ended`, then `goodbye: meeting_ended`.
     #[serde(rename = "meeting.end")]
     EndMeeting,
+    /// Remove a participant from the meeting (a host: `kick_participant`), as the admin's
+    /// `DELETE .../participants/{id}` does: it is forgotten in storage, its session ends
+    /// with `goodbye: removed`, its tokens are refused, and everyone hears it leave the
+    /// stage or queue and then the meeting (`removed`). Not the caller itself
+    /// (`meeting.leave` is for that).
+    #[serde(rename = "meeting.removeParticipant")]
+    RemoveParticipant { user_id: UserId },
+    /// Give a participant another preset (a host: `accept_stage_requests` and
+    /// `kick_participant`), e.g. make someone host before leaving. Kept in storage, so it
+    /// holds for the participant's next session too; everyone hears `preset_changed`. A
+    /// status the new preset does not allow ends (a stage disabled by the preset, a request
+    /// from a preset that may not request).
+    #[serde(rename = "meeting.setPreset")]
+    SetPreset { user_id: UserId, preset: String },
     /// Start publishing: a WebRTC offer (sendonly audio and/or video). Only while ON_STAGE;
     /// the reply carries the SFU's answer.
     #[serde(rename = "media.publish")]
@@ -63,6 +77,12 @@ pub enum Call {
     /// everyone as `published`. Only while publishing.
     #[serde(rename = "media.state")]
     MediaState { audio: bool, video: bool },
+    /// Mute an ON_STAGE participant's microphone (a host: `kick_participant`). The SFU
+    /// stops forwarding its audio at once and everyone hears `participant_muted`; the
+    /// participant's client turns its microphone off. It may unmute itself: its
+    /// `media.state` with `audio: true` lifts the hold.
+    #[serde(rename = "media.muteParticipant")]
+    MuteParticipant { user_id: UserId },
 }
 
 impl Call {
@@ -80,11 +100,14 @@ impl Call {
             Call::Snapshot => "meeting.snapshot",
             Call::LeaveMeeting => "meeting.leave",
             Call::EndMeeting => "meeting.end",
+            Call::RemoveParticipant { .. } => "meeting.removeParticipant",
+            Call::SetPreset { .. } => "meeting.setPreset",
             Call::Publish { .. } => "media.publish",
             Call::Unpublish => "media.unpublish",
             Call::Subscribe { .. } => "media.subscribe",
             Call::Unsubscribe { .. } => "media.unsubscribe",
             Call::MediaState { .. } => "media.state",
+            Call::MuteParticipant { .. } => "media.muteParticipant",
         }
     }
 
@@ -97,6 +120,16 @@ impl Call {
                 | Call::Subscribe { .. }
                 | Call::Unsubscribe { .. }
                 | Call::MediaState { .. }
+                | Call::MuteParticipant { .. }
+        )
+    }
+
+    /// Calls the room rules on but the server carries out after storage has (the room
+    /// only checks who may make them): removing a participant, changing its preset.
+    pub fn needs_storage(&self) -> bool {
+        matches!(
+            self,
+            Call::RemoveParticipant { .. } | Call::SetPreset { .. }
         )
     }
 }
@@ -184,11 +217,14 @@ pub const KNOWN_CALLS: &[&str] = &[
     "meeting.snapshot",
     "meeting.leave",
     "meeting.end",
+    "meeting.removeParticipant",
+    "meeting.setPreset",
     "media.publish",
     "media.unpublish",
     "media.subscribe",
     "media.unsubscribe",
     "media.state",
+    "media.muteParticipant",
 ];
 
 /// What a successful call returns.
@@ -321,6 +357,19 @@ pub enum RoomEvent {
     /// session: every connection is closed with `goodbye: meeting_ended` right after, and
     /// the roster is empty. The meeting itself stays; a later join starts a new session.
     MeetingEnded {
+        by: UserId,
+    },
+    /// A host muted this ON_STAGE participant's microphone (`media.muteParticipant`): the
+    /// SFU holds its audio until it unmutes itself, and its client turns the microphone off.
+    ParticipantMuted {
+        user_id: UserId,
+        by: UserId,
+    },
+    /// The participant's preset changed (`meeting.setPreset`): what it may do from now on.
+    /// Its own client takes the new preset's permissions (a new host sees the queue).
+    PresetChanged {
+        user_id: UserId,
+        preset: Preset,
         by: UserId,
     },
 }
@@ -588,7 +637,7 @@ mod tests {
     fn every_known_call_name_parses() {
         for name in KNOWN_CALLS {
             let text = format!(
-                r#"{{"id":1,"call":"{name}","user_ids":[],"user_id":"u","sdp":"v=0","audio":true,"video":false}}"#
+                r#"{{"id":1,"call":"{name}","user_ids":[],"user_id":"u","sdp":"v=0","audio":true,"video":false,"preset":"host"}}"#
             );
             let r = Request::parse(&text).expect(name);
             assert_eq!(r.call.name(), *name);

@@ -176,6 +176,9 @@ fn broadcasts(call: &Call) -> bool {
             | Call::Publish { .. }
             | Call::Unpublish
             | Call::MediaState { .. }
+            | Call::MuteParticipant { .. }
+            | Call::RemoveParticipant { .. }
+            | Call::SetPreset { .. }
     )
 }
 
@@ -913,7 +916,93 @@ impl Room {
                 Ok(CallResult::Done)
             }
             Call::Unsubscribe { .. } => Ok(CallResult::Done),
+            Call::MuteParticipant { user_id } => {
+                require(
+                    preset.may_kick(),
+                    "accept_stage_requests or kick_participant",
+                )?;
+                let target = self
+                    .participants
+                    .get(&user_id)
+                    .ok_or_else(|| StageError::NotFound(user_id.clone()))?;
+                expect_status(&user_id, target.status, &[StageStatus::OnStage])?;
+                // Everyone's tiles show it muted at once; the SFU holds the audio until the
+                // participant unmutes itself (`media.state` with audio).
+                if let Some(kinds) = self.publication_of(&user_id) {
+                    if kinds.audio {
+                        self.media_published(&user_id, MediaKinds::new(false, kinds.video));
+                    }
+                }
+                self.emit(RoomEvent::ParticipantMuted {
+                    user_id,
+                    by: caller.clone(),
+                });
+                Ok(CallResult::Done)
+            }
+            // Carried out by the server once storage has (the participant forgotten, the
+            // preset written): then [`Room::remove_member`] or [`Room::set_preset`]. Here
+            // only who may make them, and at whom.
+            Call::RemoveParticipant { user_id } => {
+                require(preset.kick_participant, "kick_participant")?;
+                if user_id == *caller {
+                    return Err(StageError::InvalidState(
+                        "a participant does not remove itself (meeting.leave)".into(),
+                    ));
+                }
+                self.participants
+                    .get(&user_id)
+                    .ok_or_else(|| StageError::NotFound(user_id.clone()))?;
+                Ok(CallResult::Done)
+            }
+            Call::SetPreset {
+                user_id,
+                preset: name,
+            } => {
+                require(
+                    preset.may_end_meeting(),
+                    "accept_stage_requests and kick_participant",
+                )?;
+                if name.trim().is_empty() {
+                    return Err(StageError::BadRequest("preset is empty".into()));
+                }
+                self.participants
+                    .get(&user_id)
+                    .ok_or_else(|| StageError::NotFound(user_id.clone()))?;
+                Ok(CallResult::Done)
+            }
         }
+    }
+
+    /// The participant now has `preset` (storage already says so; `by` gave it): everyone
+    /// hears `preset_changed`, then, when the new preset does not allow where it is, its
+    /// stage status ends (`denied` for a request the preset may not make, `kicked` for a
+    /// stage the preset has disabled). Returns whether it was in the roster.
+    pub fn set_preset(&mut self, user_id: &UserId, preset: Preset, by: &UserId) -> bool {
+        let Some(p) = self.participants.get_mut(user_id) else {
+            return false;
+        };
+        p.preset = preset.clone();
+        let status = p.status;
+        self.emit(RoomEvent::PresetChanged {
+            user_id: user_id.clone(),
+            preset: preset.clone(),
+            by: by.clone(),
+        });
+        let reason = match status {
+            StageStatus::RequestedToJoinStage
+                if !preset.stage_enabled || preset.stage_access == StageAccess::NotAllowed =>
+            {
+                Some(StageChangeReason::Denied)
+            }
+            StageStatus::OnStage | StageStatus::AcceptedToJoinStage if !preset.stage_enabled => {
+                Some(StageChangeReason::Kicked)
+            }
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.set_status(user_id, StageStatus::OffStage, reason, Some(by.clone()), 0);
+        }
+        true
     }
 
     /// Validates a batch's targets, all before any change: the list is non-empty and not

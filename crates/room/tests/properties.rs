@@ -57,6 +57,9 @@ enum Input {
     Remove(usize),
     Wait(u64),
     Call(usize, Call),
+    /// Storage gave the participant (first) the built-in preset named, at the request of
+    /// the second (`meeting.setPreset` once storage has written it).
+    SetPreset(usize, &'static str, usize),
     /// The SFU accepted the participant's publication, carrying (audio, video).
     Published(usize, bool, bool),
 }
@@ -68,6 +71,12 @@ fn targets() -> impl Strategy<Value = Vec<UserId>> {
             .collect()
     })
 }
+
+fn target() -> impl Strategy<Value = UserId> {
+    (0..USERS.len() + 1).prop_map(|i| USERS.get(i).map_or_else(|| uid("ghost"), |u| uid(u)))
+}
+
+const PRESET_NAMES: [&str; 4] = ["host", "speaker", "viewer", "spectator"];
 
 fn call() -> impl Strategy<Value = Call> {
     prop_oneof![
@@ -84,10 +93,11 @@ fn call() -> impl Strategy<Value = Call> {
         1 => Just(Call::Publish { sdp: String::new() }),
         1 => Just(Call::Unpublish),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(audio, video)| Call::MediaState { audio, video }),
-        1 => (0..USERS.len() + 1).prop_map(|i| Call::Subscribe {
-            user_id: USERS.get(i).map_or_else(|| uid("ghost"), |u| uid(u)),
-            sdp: String::new(),
-        }),
+        1 => target().prop_map(|user_id| Call::Subscribe { user_id, sdp: String::new() }),
+        1 => target().prop_map(|user_id| Call::MuteParticipant { user_id }),
+        1 => target().prop_map(|user_id| Call::RemoveParticipant { user_id }),
+        1 => (target(), prop::sample::select(vec!["host", "viewer", ""]))
+            .prop_map(|(user_id, name)| Call::SetPreset { user_id, preset: name.into() }),
     ]
 }
 
@@ -99,6 +109,8 @@ fn input() -> impl Strategy<Value = Input> {
         1 => user.clone().prop_map(Input::Remove),
         1 => (0..GRACE * 2).prop_map(Input::Wait),
         8 => (user.clone(), call()).prop_map(|(u, c)| Input::Call(u, c)),
+        1 => (user.clone(), prop::sample::select(PRESET_NAMES.to_vec()), user.clone())
+            .prop_map(|(u, name, by)| Input::SetPreset(u, name, by)),
         2 => (user, any::<bool>(), any::<bool>()).prop_map(|(u, a, v)| Input::Published(u, a, v)),
     ]
 }
@@ -113,11 +125,40 @@ struct Model {
     order: BTreeMap<usize, (u64, u64)>,
     /// user index -> what its live publication carries
     publishing: BTreeMap<usize, MediaKinds>,
+    /// user index -> the preset it was given since (as storage keeps it, also out of the
+    /// roster); the others have `preset_for`'s
+    presets: BTreeMap<usize, Preset>,
 }
 
 impl Model {
     fn index(id: &UserId) -> Option<usize> {
         USERS.iter().position(|u| *u == id.as_str())
+    }
+
+    fn preset(&self, u: usize) -> Preset {
+        self.presets
+            .get(&u)
+            .cloned()
+            .unwrap_or_else(|| preset_for(u))
+    }
+
+    /// The participant was given `preset`: a status the preset does not allow ends.
+    fn set_preset(&mut self, u: usize, preset: Preset, now: u64) -> bool {
+        self.presets.insert(u, preset.clone());
+        let Some(status) = self.status(u) else {
+            return false;
+        };
+        let allowed = match status {
+            StageStatus::OffStage => true,
+            StageStatus::RequestedToJoinStage => {
+                preset.stage_enabled && preset.stage_access != StageAccess::NotAllowed
+            }
+            StageStatus::AcceptedToJoinStage | StageStatus::OnStage => preset.stage_enabled,
+        };
+        if !allowed {
+            self.set(u, StageStatus::OffStage, now);
+        }
+        true
     }
 
     fn status(&self, u: usize) -> Option<StageStatus> {
@@ -196,7 +237,7 @@ impl Model {
         let Some(me) = self.status(u) else {
             return Err(ErrorCode::NotFound);
         };
-        let p = preset_for(u);
+        let p = self.preset(u);
         let deny = |b: bool| {
             if b {
                 Ok(())
@@ -232,7 +273,7 @@ impl Model {
             Call::GrantAccess { user_ids } => {
                 deny(p.accept_stage_requests)?;
                 let t = self.batch(user_ids, |t, s| {
-                    deny(preset_for(t).stage_enabled)?;
+                    deny(self.preset(t).stage_enabled)?;
                     state(s == OffStage || s == RequestedToJoinStage)
                 })?;
                 t.into_iter()
@@ -294,6 +335,36 @@ impl Model {
                 self.forget(u);
                 Ok(())
             }
+            Call::MuteParticipant { user_id } => {
+                deny(p.accept_stage_requests || p.kick_participant)?;
+                let t = Self::index(user_id)
+                    .filter(|t| self.present.contains_key(t))
+                    .ok_or(ErrorCode::NotFound)?;
+                state(self.status(t) == Some(OnStage))?;
+                if let Some(kinds) = self.publishing.get_mut(&t) {
+                    kinds.audio = false;
+                }
+                Ok(())
+            }
+            // Checked only; carried out once storage has (`Input::Remove`, `SetPreset`).
+            Call::RemoveParticipant { user_id } => {
+                deny(p.kick_participant)?;
+                state(*user_id != uid(USERS[u]))?;
+                Self::index(user_id)
+                    .filter(|t| self.present.contains_key(t))
+                    .ok_or(ErrorCode::NotFound)?;
+                Ok(())
+            }
+            Call::SetPreset { user_id, preset } => {
+                deny(p.accept_stage_requests && p.kick_participant)?;
+                if preset.is_empty() {
+                    return Err(ErrorCode::BadRequest);
+                }
+                Self::index(user_id)
+                    .filter(|t| self.present.contains_key(t))
+                    .ok_or(ErrorCode::NotFound)?;
+                Ok(())
+            }
             // A host only: both runs the stage and may kick (u5, a kicker, may not).
             Call::EndMeeting => {
                 deny(p.accept_stage_requests && p.kick_participant)?;
@@ -319,6 +390,15 @@ fn apply(snap: &mut RoomSnapshot, seq: u64, event: &RoomEvent) {
         }
         RoomEvent::ParticipantConnection { user_id, connected } => {
             find(snap, user_id).connected = *connected;
+        }
+        RoomEvent::PresetChanged {
+            user_id, preset, ..
+        } => {
+            find(snap, user_id).preset = preset.name.clone();
+        }
+        // What it changes is the publication's audio, told as a media event.
+        RoomEvent::ParticipantMuted { user_id, .. } => {
+            find(snap, user_id);
         }
         // Everyone is out: the roster and the queue are empty.
         RoomEvent::MeetingEnded { .. } => {
@@ -404,7 +484,7 @@ proptest! {
             match &input {
                 Input::Connect(u) => {
                     room.connect(
-                        Member { user_id: uid(USERS[*u]), name: USERS[*u].into(), preset: preset_for(*u) },
+                        Member { user_id: uid(USERS[*u]), name: USERS[*u].into(), preset: model.preset(*u) },
                         PeerId::new(format!("p{u}-{now}")),
                         now,
                     );
@@ -440,6 +520,13 @@ proptest! {
                     let want = model.call(*u, call, now);
                     prop_assert_eq!(got.map(|_| ()), want, "outcome of {:?} by {}", call, USERS[*u]);
                     refused = want.is_err();
+                }
+                Input::SetPreset(u, name, by) => {
+                    now += 1;
+                    let preset = builtin_preset(name).unwrap();
+                    let was_there = room.set_preset(&uid(USERS[*u]), preset.clone(), &uid(USERS[*by]));
+                    prop_assert_eq!(was_there, model.set_preset(*u, preset, now));
+                    refused = !was_there;
                 }
                 Input::Published(u, audio, video) => {
                     let kinds = MediaKinds::new(*audio, *video);
@@ -598,6 +685,12 @@ fn drive(room: &mut Room, input: &Input, now: &mut u64) {
         Input::Call(u, call) => {
             *now += 1;
             let _ = room.handle_call(&uid(USERS[*u]), call.clone(), *now);
+        }
+        Input::SetPreset(u, name, by) => {
+            *now += 1;
+            if let Some(preset) = builtin_preset(name) {
+                room.set_preset(&uid(USERS[*u]), preset, &uid(USERS[*by]));
+            }
         }
         Input::Published(u, audio, video) => {
             room.media_published(&uid(USERS[*u]), MediaKinds::new(*audio, *video));

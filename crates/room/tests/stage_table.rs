@@ -659,3 +659,135 @@ fn ending_the_meeting_needs_a_host_and_empties_the_room_with_one_event() {
     );
     assert_eq!(room.drain_media_events().count(), 0);
 }
+
+#[test]
+fn a_host_mutes_a_speaker_whose_publication_then_carries_no_audio() {
+    let mut room = room_with_everyone(25);
+    call(&mut room, "speaker", Call::Join, 1).unwrap();
+    assert!(room.media_published(&uid("speaker"), onstage_proto::MediaKinds::new(true, true)));
+    events(&mut room);
+    room.drain_media_events().for_each(drop);
+    let mute = |who: &str| Call::MuteParticipant { user_id: uid(who) };
+    for who in ["speaker", "viewer", "spectator"] {
+        refused(&mut room, who, mute("speaker"), ErrorCode::PermissionDenied);
+    }
+    refused(&mut room, "host", mute("viewer"), ErrorCode::InvalidState);
+    refused(&mut room, "host", mute("ghost"), ErrorCode::NotFound);
+
+    assert_eq!(
+        call(&mut room, "host", mute("speaker"), 2).unwrap(),
+        CallResult::Done
+    );
+    assert_eq!(
+        events(&mut room),
+        [RoomEvent::ParticipantMuted {
+            user_id: uid("speaker"),
+            by: uid("host")
+        }]
+    );
+    assert_eq!(
+        room.publication_of(&uid("speaker")),
+        Some(onstage_proto::MediaKinds::new(false, true)),
+        "everyone is told the audio is off at once"
+    );
+    assert_eq!(room.drain_media_events().count(), 1);
+    assert_eq!(status(&room, "speaker"), OnStage, "muted, not kicked");
+    // The speaker unmutes itself.
+    call(
+        &mut room,
+        "speaker",
+        Call::MediaState {
+            audio: true,
+            video: true,
+        },
+        3,
+    )
+    .unwrap();
+    assert_eq!(
+        room.publication_of(&uid("speaker")),
+        Some(onstage_proto::MediaKinds::new(true, true))
+    );
+}
+
+#[test]
+fn removing_and_setting_presets_are_checked_by_the_room_and_carried_out_after_storage() {
+    let mut room = room_with_everyone(25);
+    let remove = |who: &str| Call::RemoveParticipant { user_id: uid(who) };
+    let set = |who: &str, preset: &str| Call::SetPreset {
+        user_id: uid(who),
+        preset: preset.into(),
+    };
+    for who in ["speaker", "viewer", "spectator"] {
+        refused(
+            &mut room,
+            who,
+            remove("viewer2"),
+            ErrorCode::PermissionDenied,
+        );
+        refused(
+            &mut room,
+            who,
+            set("viewer2", "host"),
+            ErrorCode::PermissionDenied,
+        );
+    }
+    refused(&mut room, "host", remove("host"), ErrorCode::InvalidState);
+    refused(&mut room, "host", remove("ghost"), ErrorCode::NotFound);
+    refused(&mut room, "host", set("ghost", "host"), ErrorCode::NotFound);
+    refused(&mut room, "host", set("viewer", " "), ErrorCode::BadRequest);
+    // Allowed: nothing changes until the server has written storage.
+    for c in [remove("viewer2"), set("viewer", "host")] {
+        assert_eq!(call(&mut room, "host", c, 1).unwrap(), CallResult::Done);
+        assert!(events(&mut room).is_empty());
+    }
+
+    // The viewer asked for the stage and is made host: the request stays (a host may
+    // request); then made spectator, who may not request: the request ends.
+    call(&mut room, "viewer", Call::RequestAccess, 2).unwrap();
+    events(&mut room);
+    let host = builtin_preset("host").unwrap();
+    assert!(room.set_preset(&uid("viewer"), host.clone(), &uid("host")));
+    assert_eq!(
+        events(&mut room),
+        [RoomEvent::PresetChanged {
+            user_id: uid("viewer"),
+            preset: host,
+            by: uid("host")
+        }]
+    );
+    assert_eq!(status(&room, "viewer"), RequestedToJoinStage);
+    assert_eq!(
+        room.preset_of(&uid("viewer")).map(|p| p.name.as_str()),
+        Some("host")
+    );
+    call(&mut room, "viewer", Call::GetAccessRequests, 3).expect("the new host sees the queue");
+    let spectator = builtin_preset("spectator").unwrap();
+    assert!(room.set_preset(&uid("viewer"), spectator.clone(), &uid("host")));
+    assert_eq!(
+        events(&mut room),
+        [
+            RoomEvent::PresetChanged {
+                user_id: uid("viewer"),
+                preset: spectator,
+                by: uid("host")
+            },
+            by(status_event("viewer", OffStage, Why::Denied), "host"),
+        ]
+    );
+    assert!(room.queue().is_empty());
+    // A stage the new preset disables ends.
+    call(&mut room, "speaker", Call::Join, 4).unwrap();
+    events(&mut room);
+    let no_stage = Preset {
+        name: "audience".into(),
+        stage_enabled: false,
+        ..builtin_preset("viewer").unwrap()
+    };
+    assert!(room.set_preset(&uid("speaker"), no_stage, &uid("host")));
+    assert_eq!(
+        events(&mut room).last(),
+        Some(&by(status_event("speaker", OffStage, Why::Kicked), "host"))
+    );
+    assert!(!room.set_preset(&uid("ghost"), builtin_preset("host").unwrap(), &uid("host")));
+    assert!(events(&mut room).is_empty());
+}

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub sfu_forwarded: Counter,
     pub sfu_dropped: Counter,
     pub sfu_keyframe_requests: Counter,
+    pub sfu_held_audio: Counter,
     pub sfu_publications: Gauge,
     pub sfu_subscriptions: Gauge,
     pub sfu_tcp_connections: Gauge,
@@ -143,6 +144,7 @@ impl Metrics {
         let sfu_forwarded = Counter::default();
         let sfu_dropped = Counter::default();
         let sfu_keyframe_requests = Counter::default();
+        let sfu_held_audio = Counter::default();
         let sfu_publications = Gauge::default();
         let sfu_subscriptions = Gauge::default();
         let sfu_tcp_connections = Gauge::default();
@@ -167,6 +169,11 @@ impl Metrics {
             "sfu_keyframe_requests",
             "Keyframe requests sent to publishers",
             sfu_keyframe_requests.clone(),
+        );
+        registry.register(
+            "sfu_held_audio_packets",
+            "Audio packets not forwarded because a host muted their publisher",
+            sfu_held_audio.clone(),
         );
         registry.register(
             "sfu_publications",
@@ -198,6 +205,7 @@ impl Metrics {
             sfu_forwarded,
             sfu_dropped,
             sfu_keyframe_requests,
+            sfu_held_audio,
             sfu_publications,
             sfu_subscriptions,
             sfu_tcp_connections,

@@ -98,6 +98,8 @@ enum Command {
     },
     /// The SFU answered a `media.publish` or `media.subscribe`.
     MediaAnswer(MediaAnswer),
+    /// Storage carried out a host's `meeting.removeParticipant` or `meeting.setPreset`.
+    StorageAnswer(StorageAnswer),
     /// The participant was issued a token of `generation`: a connection with an older one
     /// ends (`goodbye: revoked`) and none is seated again.
     Revoke {
@@ -137,6 +139,22 @@ struct MediaAnswer {
     name: &'static str,
     /// The SDP answer and, for a publish, the kinds the SFU accepted.
     result: Result<(String, Option<MediaKinds>), SfuError>,
+}
+
+/// What storage did for a host's call, back in the room task.
+struct StorageAnswer {
+    user: UserId,
+    conn_id: u64,
+    request_id: u64,
+    name: &'static str,
+    /// Whom the call was about.
+    target: UserId,
+    result: Result<StorageOutcome, crate::error::StorageError>,
+}
+
+enum StorageOutcome {
+    Removed(crate::storage::RemoveParticipant),
+    PresetSet(crate::storage::SetPreset),
 }
 
 /// The set of live rooms. Cheap to clone.
@@ -655,6 +673,7 @@ impl RoomTask {
                 let leaving = matches!(call, Call::LeaveMeeting);
                 let ending = matches!(call, Call::EndMeeting);
                 let media = call.is_media().then(|| call.clone());
+                let stored = call.needs_storage().then(|| call.clone());
                 let mut outcome: Result<CallResult, ErrorBody> = self
                     .room
                     .handle_call(&user, call, now)
@@ -665,6 +684,15 @@ impl RoomTask {
                     match self.media_call(&user, conn_id, request_id, call) {
                         Ok(Some(result)) => outcome = Ok(result),
                         Ok(None) => return,
+                        Err(e) => outcome = Err(e),
+                    }
+                }
+                if let (Ok(_), Some(call)) = (&outcome, stored) {
+                    // The room allows it; storage goes first (answered in
+                    // [`Self::storage_answered`]), so that what a restart would find is
+                    // never behind what everyone was told.
+                    match self.storage_call(&user, conn_id, request_id, call) {
+                        Ok(()) => return,
                         Err(e) => outcome = Err(e),
                     }
                 }
@@ -686,6 +714,7 @@ impl RoomTask {
                 let _ = reply.send(self.room.snapshot());
             }
             Command::MediaAnswer(answer) => self.media_answered(answer),
+            Command::StorageAnswer(answer) => self.storage_answered(answer),
             Command::Revoke { user, generation } => {
                 self.raise_fence(&user, generation, CloseReason::Revoked);
                 if self
@@ -700,23 +729,133 @@ impl RoomTask {
                     self.room.disconnect(&user, now);
                 }
             }
-            Command::Remove { user, generation } => {
-                self.raise_fence(&user, generation.saturating_add(1), CloseReason::Removed);
-                if self
-                    .conns
-                    .get(&user)
-                    .is_some_and(|c| c.generation > generation)
-                {
-                    // Added again since, and seated with the new token: that session is
-                    // not the one removed.
-                    return;
-                }
-                self.end_conn(&user, CloseReason::Removed);
-                if self.room.remove_member(&user, now) {
-                    tracing::info!(meeting = %self.meeting, user = %user, "participant removed");
-                }
-            }
+            Command::Remove { user, generation } => self.remove_member(&user, generation, now),
             Command::Delete | Command::Shutdown { .. } => {}
+        }
+    }
+
+    /// The participant (whose token was of `generation`) is gone from storage: its
+    /// session ends with `goodbye: removed` and it leaves the room.
+    fn remove_member(&mut self, user: &UserId, generation: u64, now: UnixMillis) {
+        self.raise_fence(user, generation.saturating_add(1), CloseReason::Removed);
+        if self
+            .conns
+            .get(user)
+            .is_some_and(|c| c.generation > generation)
+        {
+            // Added again since, and seated with the new token: that session is not the
+            // one removed.
+            return;
+        }
+        self.end_conn(user, CloseReason::Removed);
+        if self.room.remove_member(user, now) {
+            tracing::info!(meeting = %self.meeting, user = %user, "participant removed");
+        }
+    }
+
+    /// Writes a host's removal or preset change to storage; the answer comes back as
+    /// [`Command::StorageAnswer`].
+    fn storage_call(
+        &mut self,
+        user: &UserId,
+        conn_id: u64,
+        request_id: u64,
+        call: Call,
+    ) -> Result<(), ErrorBody> {
+        let Some(storage) = self.rooms.storage.clone() else {
+            return Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "this server keeps no participants",
+            ));
+        };
+        let Some(back) = self.self_tx.upgrade() else {
+            return Err(ErrorBody::new(ErrorCode::Internal, "the room is closing"));
+        };
+        let name = call.name();
+        let meeting = self.meeting.clone();
+        let (target, work): (UserId, futures_util::future::BoxFuture<'static, _>) = match call {
+            Call::RemoveParticipant { user_id } => (
+                user_id.clone(),
+                Box::pin(async move {
+                    storage
+                        .remove_participant(meeting, user_id)
+                        .await
+                        .map(StorageOutcome::Removed)
+                }),
+            ),
+            Call::SetPreset { user_id, preset } => (
+                user_id.clone(),
+                Box::pin(async move {
+                    storage
+                        .set_participant_preset(meeting, user_id, preset)
+                        .await
+                        .map(StorageOutcome::PresetSet)
+                }),
+            ),
+            other => {
+                return Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("{} is not carried out by storage", other.name()),
+                ))
+            }
+        };
+        let user = user.clone();
+        tokio::spawn(async move {
+            let result = work.await;
+            let answer = StorageAnswer {
+                user,
+                conn_id,
+                request_id,
+                name,
+                target,
+                result,
+            };
+            let _ = back.send(Command::StorageAnswer(answer)).await;
+        });
+        Ok(())
+    }
+
+    /// Storage has carried out a host's call: the room follows, then the host is answered.
+    fn storage_answered(&mut self, answer: StorageAnswer) {
+        use crate::storage::{RemoveParticipant, SetPreset};
+        let StorageAnswer {
+            user,
+            conn_id,
+            request_id,
+            name,
+            target,
+            result,
+        } = answer;
+        let now = now_ms();
+        let not_found = |what: String| Err(ErrorBody::new(ErrorCode::NotFound, what));
+        let outcome = match result {
+            Ok(StorageOutcome::Removed(RemoveParticipant::Removed(p))) => {
+                // A connection checked against storage before this removal may be seated
+                // after it: it checks again (see [`Rooms::recheck`]).
+                self.rooms.revoked();
+                self.remove_member(&p.id, p.token_generation, now);
+                Ok(CallResult::Done)
+            }
+            Ok(StorageOutcome::Removed(_)) => not_found(format!("{target} is not in this meeting")),
+            Ok(StorageOutcome::PresetSet(SetPreset::Set(preset))) => {
+                self.room.set_preset(&target, preset, &user);
+                Ok(CallResult::Done)
+            }
+            Ok(StorageOutcome::PresetSet(SetPreset::NoParticipant)) => {
+                not_found(format!("{target} is not in this meeting"))
+            }
+            Ok(StorageOutcome::PresetSet(SetPreset::NoPreset)) => {
+                Err(ErrorBody::new(ErrorCode::NotFound, "no such preset"))
+            }
+            Err(e) => {
+                tracing::error!(meeting = %self.meeting, error = %e, call = name, "storage failed a host's call");
+                Err(ErrorBody::new(ErrorCode::Internal, "storage failed"))
+            }
+        };
+        self.count_call(name, &outcome);
+        self.flush();
+        if let Some(conn) = self.conns.get(&user).filter(|c| c.id == conn_id).cloned() {
+            self.reply(&user, &conn, request_id, outcome);
         }
     }
 
@@ -757,6 +896,7 @@ impl RoomTask {
                 RoomEvent::StageStatusChanged { .. }
                     | RoomEvent::ParticipantLeft { .. }
                     | RoomEvent::MeetingEnded { .. }
+                    | RoomEvent::PresetChanged { .. }
             );
             match &ev.event {
                 // Off the stage (leave, kick, removed): the SFU stops their media now.
@@ -878,6 +1018,15 @@ impl RoomTask {
             }
             Call::Unsubscribe { user_id } => {
                 sfu.unsubscribe(self.key(user), self.key(&user_id));
+                return Ok(Some(CallResult::Done));
+            }
+            Call::MuteParticipant { user_id } => {
+                sfu.hold_audio(self.key(&user_id), true);
+                return Ok(Some(CallResult::Done));
+            }
+            // Unmuting oneself lifts a host's hold.
+            Call::MediaState { audio: true, .. } => {
+                sfu.hold_audio(self.key(user), false);
                 return Ok(Some(CallResult::Done));
             }
             // The room has recorded it (`media.state`) or there is nothing to carry out.

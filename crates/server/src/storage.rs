@@ -139,6 +139,15 @@ pub enum RemoveParticipant {
     NoParticipant,
 }
 
+/// The outcome of [`Storage::set_participant_preset`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetPreset {
+    /// The participant has this preset now.
+    Set(Preset),
+    NoParticipant,
+    NoPreset,
+}
+
 /// The outcome of [`Storage::delete_preset`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeletePreset {
@@ -352,6 +361,32 @@ impl Storage {
             )?;
             tx.commit()?;
             Ok(RemoveParticipant::Removed(participant))
+        })
+        .await
+    }
+
+    /// Gives a participant the preset named `preset` (built-in or custom), for this session
+    /// and the next ones.
+    pub async fn set_participant_preset(
+        &self,
+        meeting_id: MeetingId,
+        user_id: UserId,
+        preset: String,
+    ) -> Result<SetPreset, StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(found) = resolve_preset(&tx, &preset)? else {
+                return Ok(SetPreset::NoPreset);
+            };
+            let n = tx.execute(
+                "UPDATE participants SET preset_name = ?3 WHERE meeting_id = ?1 AND user_id = ?2",
+                [meeting_id.as_str(), user_id.as_str(), found.name.as_str()],
+            )?;
+            if n == 0 {
+                return Ok(SetPreset::NoParticipant);
+            }
+            tx.commit()?;
+            Ok(SetPreset::Set(found))
         })
         .await
     }
@@ -893,6 +928,42 @@ mod tests {
             s.delete_preset("mod".into()).await.expect("delete"),
             DeletePreset::NotFound
         );
+    }
+
+    #[tokio::test]
+    async fn a_preset_given_to_a_participant_is_kept_and_must_exist() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Storage::open(dir.path()).expect("open");
+        s.create_meeting(record("m1")).await.expect("create");
+        s.add_participant(
+            MeetingId::new("m1"),
+            "Ann".into(),
+            "viewer".into(),
+            Some("ann".into()),
+            1,
+        )
+        .await
+        .expect("add");
+        let set = |user: &str, preset: &str| {
+            s.set_participant_preset(MeetingId::new("m1"), UserId::new(user), preset.into())
+        };
+        assert_eq!(set("ann", "nope").await.expect("set"), SetPreset::NoPreset);
+        assert_eq!(
+            set("bob", "host").await.expect("set"),
+            SetPreset::NoParticipant
+        );
+        let host = onstage_room::builtin_preset("host").expect("built-in");
+        assert_eq!(set("ann", "host").await.expect("set"), SetPreset::Set(host));
+        // It holds for the next session, after a restart too.
+        drop(s);
+        let s = Storage::open(dir.path()).expect("reopen");
+        let member = s
+            .load_member(MeetingId::new("m1"), UserId::new("ann"))
+            .await
+            .expect("load")
+            .expect("some");
+        assert_eq!(member.participant.preset_name, "host");
+        assert_eq!(member.preset.map(|p| p.name), Some("host".to_owned()));
     }
 
     #[tokio::test]

@@ -163,6 +163,13 @@ pub async fn execute(
             Call::Kick { user_ids } => done(stage.kick(&user_ids).await?),
             Call::LeaveMeeting => done(meeting.leave().await?),
             Call::EndMeeting => done(meeting.end().await?),
+            Call::RemoveParticipant { user_id } => {
+                done(meeting.remove_participant(&user_id).await?)
+            }
+            Call::SetPreset { user_id, preset } => {
+                done(meeting.set_preset(&user_id, &preset).await?)
+            }
+            Call::MuteParticipant { user_id } => done(meeting.mute_participant(&user_id).await?),
             // Signaling internals the SDK makes on the bot's behalf, not bot calls.
             Call::Snapshot
             | Call::Publish { .. }

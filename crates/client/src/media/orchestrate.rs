@@ -215,6 +215,13 @@ pub(super) async fn run(
                     };
                     jobs.apply(action, &ctx).await;
                 }
+                // A host muted this participant: the microphone goes off here too (the
+                // server already holds its audio), and the user may switch it on again.
+                Some(MeetingEvent::ParticipantMuted { user_id, .. })
+                    if me.as_ref() == Some(&user_id) =>
+                {
+                    ctx.shared.controls.send_modify(|c| c.mic = false);
+                }
                 Some(_) => {}
             },
             // The preview switch decides who holds the devices (see the plan).

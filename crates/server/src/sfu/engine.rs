@@ -95,6 +95,8 @@ pub struct EngineStats {
     pub dropped: u64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
+    /// Audio packets not forwarded because a host muted their publisher.
+    pub held_audio: u64,
 }
 
 type SessionId = u64;
@@ -114,6 +116,8 @@ struct Session {
 enum Role {
     Publication {
         keyframes: KeyframeThrottle,
+        /// A host muted the publisher: its audio goes nowhere until it unmutes itself.
+        audio_held: bool,
     },
     Subscription {
         publisher: ParticipantKey,
@@ -228,7 +232,7 @@ impl Engine {
             .values()
             .flat_map(|s| {
                 let keyframe = match &s.role {
-                    Role::Publication { keyframes } => keyframes.due(),
+                    Role::Publication { keyframes, .. } => keyframes.due(),
                     Role::Subscription { .. } => None,
                 };
                 std::iter::once(s.timeout).chain(keyframe)
@@ -262,6 +266,7 @@ impl Engine {
             key.clone(),
             Role::Publication {
                 keyframes: KeyframeThrottle::default(),
+                audio_held: false,
             },
             now,
         );
@@ -327,6 +332,40 @@ impl Engine {
     pub fn unpublish(&mut self, key: &ParticipantKey) {
         if let Some(id) = self.publications.get(key).copied() {
             self.close(id);
+        }
+    }
+
+    /// A host muted the participant (`held`), or it unmuted itself: while held, its
+    /// publication's audio is forwarded to nobody, whatever its client sends. Lasts as long
+    /// as the publication; a new one starts unheld (its client has turned the microphone
+    /// off by then).
+    pub fn hold_audio(&mut self, key: &ParticipantKey, held: bool) {
+        let Some(id) = self.publications.get(key).copied() else {
+            return;
+        };
+        let Some(Session {
+            role: Role::Publication { audio_held, .. },
+            ..
+        }) = self.sessions.get_mut(&id)
+        else {
+            return;
+        };
+        if std::mem::replace(audio_held, held) == held || held {
+            return;
+        }
+        // Each viewer's audio goes on where it stopped: no gap in its sequence numbers,
+        // which a receiver would take for loss.
+        for sub in self.audiences.get(key).cloned().unwrap_or_default() {
+            if let Some(Session {
+                role:
+                    Role::Subscription {
+                        audio: Some(track), ..
+                    },
+                ..
+            }) = self.sessions.get_mut(&sub)
+            {
+                track.forwarder.restart(false);
+            }
         }
     }
 
@@ -449,7 +488,7 @@ impl Engine {
                 }
                 self.dirty.push(*id);
             }
-            if let Role::Publication { keyframes: k } = &mut s.role {
+            if let Role::Publication { keyframes: k, .. } = &mut s.role {
                 if k.poll(now) {
                     keyframes.push(*id);
                 }
@@ -637,9 +676,9 @@ impl Engine {
         let Some(publisher) = self.sessions.get_mut(&from) else {
             return;
         };
-        if !matches!(publisher.role, Role::Publication { .. }) {
+        let Role::Publication { audio_held, .. } = publisher.role else {
             return; // viewers do not send media; ignore whatever they do send
-        }
+        };
         let ssrc = packet.header.ssrc;
         let mid = publisher.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
         let Some(kind) = mid.and_then(|mid| {
@@ -652,6 +691,10 @@ impl Engine {
             return;
         };
         self.stats.received += 1;
+        if audio_held && kind == MediaKind::Audio {
+            self.stats.held_audio += 1;
+            return;
+        }
         let incoming = Incoming {
             kind,
             seq: *packet.seq_no,
@@ -714,7 +757,7 @@ impl Engine {
 
     fn request_keyframe(&mut self, publication: SessionId, now: Instant) {
         let send = match self.sessions.get_mut(&publication).map(|s| &mut s.role) {
-            Some(Role::Publication { keyframes }) => keyframes.request(now),
+            Some(Role::Publication { keyframes, .. }) => keyframes.request(now),
             _ => false,
         };
         if send {

@@ -78,6 +78,10 @@ enum Command {
     },
     Unpublish(ParticipantKey),
     EndPublisher(ParticipantKey),
+    HoldAudio {
+        key: ParticipantKey,
+        held: bool,
+    },
     DropParticipant(ParticipantKey),
     Stats(oneshot::Sender<SfuStats>),
     Shutdown(oneshot::Sender<()>),
@@ -178,6 +182,12 @@ impl Sfu {
     /// The participant left the stage: its publication and every subscription to it end.
     pub fn end_publisher(&self, key: ParticipantKey) {
         self.send(Command::EndPublisher(key));
+    }
+
+    /// A host muted the participant (`held`) or it unmuted itself: see
+    /// [`Engine::hold_audio`].
+    pub fn hold_audio(&self, key: ParticipantKey, held: bool) {
+        self.send(Command::HoldAudio { key, held });
     }
 
     /// The participant's connection is gone: its publication and subscriptions end.
@@ -377,6 +387,7 @@ fn handle(engine: &mut Engine, cmd: Command) {
         } => engine.unsubscribe(&subscriber, &publisher),
         Command::Unpublish(key) => engine.unpublish(&key),
         Command::EndPublisher(key) => engine.end_publisher(&key),
+        Command::HoldAudio { key, held } => engine.hold_audio(&key, held),
         Command::DropParticipant(key) => engine.drop_participant(&key),
         Command::Stats(reply) => {
             let (publications, subscriptions) = engine.counts();
@@ -424,6 +435,9 @@ fn report(
         now.keyframe_requests
             .saturating_sub(before.keyframe_requests),
     );
+    metrics
+        .sfu_held_audio
+        .inc_by(now.held_audio.saturating_sub(before.held_audio));
     metrics.sfu_publications.set(counts.0 as i64);
     metrics.sfu_subscriptions.set(counts.1 as i64);
     metrics.sfu_tcp_connections.set(tcp_connections as i64);

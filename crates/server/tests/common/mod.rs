@@ -146,3 +146,41 @@ impl Peer {
         let _ = within("close", self.ws.close(None)).await;
     }
 }
+
+/// The token is refused before the upgrade, over HTTP and as a WebSocket client sees it,
+/// with 401 and `code`.
+pub async fn refused(srv: &Srv, token: &str, code: &str) {
+    let (status, body) = srv
+        .raw("GET", &format!("/v1/signal?token={token}"), None, None)
+        .await;
+    assert_error(status, &body, 401, code);
+    match tokio_tungstenite::connect_async(srv.ws_url(token)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401)
+        }
+        other => panic!("the token was not refused: {:?}", other.map(|_| ())),
+    }
+}
+
+/// Everything the room says until `peer`'s snapshot reply; returns (events, snapshot).
+pub async fn events_then_snapshot(peer: &mut Peer) -> (Vec<Value>, Value) {
+    peer.send_text(json!({"id":9999,"call":"meeting.snapshot"}).to_string())
+        .await;
+    let mut events = Vec::new();
+    loop {
+        let msg = peer.next_json().await;
+        if msg["type"] == "reply" && msg["id"] == json!(9999) {
+            return (events, msg["result"].clone());
+        }
+        events.push(msg);
+    }
+}
+
+pub fn roster(snapshot: &Value) -> Vec<String> {
+    snapshot["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .map(|p| p["user_id"].as_str().expect("user_id").to_owned())
+        .collect()
+}
