@@ -1091,6 +1091,68 @@ pub async fn stage_kick<R: Runtime>(
     batch_call(&app, &state, BatchCall::Kick, user_ids).await
 }
 
+/// A host's call about one other participant.
+#[derive(Debug, Clone)]
+enum ParticipantCall {
+    Remove,
+    Mute,
+    SetPreset(String),
+}
+
+async fn participant_call<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    call: ParticipantCall,
+    user_id: String,
+) -> Result<()> {
+    if user_id.trim().is_empty() {
+        return Err(CommandError::new(
+            Code::Sdk(ErrorCode::BadRequest),
+            "user_id is empty",
+        ));
+    }
+    let id = UserId::new(user_id);
+    let (meeting, media, view) = joined(state).await?;
+    match call {
+        ParticipantCall::Remove => meeting.remove_participant(&id).await?,
+        ParticipantCall::Mute => meeting.mute_participant(&id).await?,
+        ParticipantCall::SetPreset(preset) => meeting.set_preset(&id, &preset).await?,
+    }
+    emit_session(app, &meeting, &media, &view);
+    Ok(())
+}
+
+/// `remove_participant`: out of the meeting for good (its link stops working).
+#[tauri::command]
+pub async fn remove_participant<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    user_id: String,
+) -> Result<()> {
+    participant_call(&app, &state, ParticipantCall::Remove, user_id).await
+}
+
+/// `mute_participant`: a speaker's microphone off (it may turn it on again).
+#[tauri::command]
+pub async fn mute_participant<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    user_id: String,
+) -> Result<()> {
+    participant_call(&app, &state, ParticipantCall::Mute, user_id).await
+}
+
+/// `set_preset`: another preset for a participant, e.g. `host` to hand the meeting over.
+#[tauri::command]
+pub async fn set_preset<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    user_id: String,
+    preset: String,
+) -> Result<()> {
+    participant_call(&app, &state, ParticipantCall::SetPreset(preset), user_id).await
+}
+
 /// `video_socket`: where the UI's picture socket is (docs/APP.md "Pictures").
 #[tauri::command]
 pub fn video_socket(state: State<'_, AppState>) -> Result<VideoSocket> {

@@ -126,6 +126,9 @@ fn main() {
             commands::stage_grant,
             commands::stage_deny,
             commands::stage_kick,
+            commands::remove_participant,
+            commands::mute_participant,
+            commands::set_preset,
             commands::video_socket,
             commands::picture_stats,
         ])

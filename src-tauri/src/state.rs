@@ -165,8 +165,11 @@ pub struct Can {
     pub kick: bool,
     pub request: bool,
     pub join_directly: bool,
-    /// May end the meeting for everyone (a host: `Preset::may_end_meeting`).
+    /// May end the meeting for everyone, and give others presets (a host:
+    /// `Preset::may_end_meeting`).
     pub end_meeting: bool,
+    /// May remove others from the meeting (`kick_participant`).
+    pub remove: bool,
 }
 
 impl Live {
@@ -218,6 +221,7 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
         request: stage && preset.stage_access == StageAccess::CanRequest,
         join_directly: stage && preset.stage_access == StageAccess::Allowed,
         end_meeting: preset.may_end_meeting(),
+        remove: preset.kick_participant,
     };
     Session {
         meeting_id: meeting.meeting_id().to_string(),

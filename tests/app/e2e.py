@@ -2,7 +2,7 @@
 real servers and `onstage bot`s. Run by scripts/e2e-app.sh, which starts Xvfb and
 tauri-driver. Screenshots go to target/app-e2e/ (E2E_OUT).
 
-    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|bench ...]   (bench: tests/app/bench.py; screenshots: the docs pictures)
+    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|powers|bench ...]   (bench: tests/app/bench.py; screenshots: the docs pictures)
 """
 
 import base64
@@ -589,9 +589,71 @@ def screenshots_scenario():
         shutil.rmtree(data, ignore_errors=True)
 
 
+def powers_scenario():
+    """(g) A host's powers over the others, in the app hosting. Mute a speaker bot: its
+    microphone goes off and it is told. Make a viewer bot host: asked first, with the focus
+    on Cancel so that Enter changes nothing; confirmed, the bot is told and runs the stage.
+    Remove it from the meeting: asked first; its session ends for good (`removed`) and its
+    row goes."""
+    app = start_app()
+    bots = []
+    try:
+        host_meeting(app, "Pat Powers")
+        me = invoke(app, "session")["me"]["user_id"]
+        invite = invoke(app, "create_invite", {"preset": "speaker", "name": "Sam Speaker", "address": "127.0.0.1"})
+        speaker = Bot(link=invite["link"], media="synthetic")
+        bots.append(speaker)
+        sid = speaker.user_id
+        on_stage_with_pictures(app, speaker, "the speaker")
+
+        testid(app, f"mute-{sid}", clickable=True).click()
+        muted = speaker.event(lambda e: e["event"] == "participantMuted" and e["user_id"] == sid,
+                              "participantMuted")
+        assert muted["by"] == me, muted
+        # Silent now: there is nothing left to mute, and the bot no longer sends audio.
+        gone(app, f"mute-{sid}")
+        deadline = time.monotonic() + WAIT
+        while speaker.call("media.stats")["publishing"]["audio"]:
+            assert time.monotonic() < deadline, "the speaker's microphone stayed on"
+            time.sleep(0.1)
+        shot(app, "powers-1-muted")
+
+        vic = invited_bot(app, "Vic Viewer")
+        bots.append(vic)
+        vid = vic.user_id
+        focused = lambda d: d.switch_to.active_element.get_attribute("data-testid")
+        testid(app, f"make-host-{vid}", clickable=True).send_keys(Keys.ENTER)
+        assert "Make Vic Viewer a host?" in testid(app, f"confirm-question-{vid}").text
+        until(app, lambda d: focused(d) == f"cancel-{vid}", "focus on Cancel")
+        shot(app, "powers-2-asked")
+        app.switch_to.active_element.send_keys(Keys.ENTER)
+        gone(app, f"confirm-question-{vid}")
+        assert [p["preset"] for p in invoke(app, "session")["participants"] if p["user_id"] == vid] == ["viewer"]
+        testid(app, f"make-host-{vid}", clickable=True).click()
+        testid(app, f"confirm-{vid}", clickable=True).click()
+        changed = vic.event(lambda e: e["event"] == "presetChanged", "presetChanged")
+        assert changed["user_id"] == vid and changed["preset"] == "host" and changed["by"] == me, changed
+        gone(app, f"make-host-{vid}")
+        assert vic.call("stage.getAccessRequests") == [], "the new host runs the stage"
+
+        testid(app, f"remove-{vid}", clickable=True).click()
+        assert "Remove Vic Viewer from the meeting?" in testid(app, f"confirm-question-{vid}").text
+        testid(app, f"confirm-{vid}", clickable=True).click()
+        vic.event(lambda e: e["event"] == "connectionStateUpdate" and e.get("state") == "disconnected"
+                  and e.get("reason") == "removed", "disconnected: removed")
+        gone(app, f"participant-{vid}")
+        never_reconnected(vic)
+        shot(app, "powers-3-removed")
+    finally:
+        for bot in bots:
+            bot.stop()
+        app.quit()
+
+
 SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario, "lan": lan_scenario, "link": link_scenario,
-             "end": end_scenario, "leave": leave_scenario, "join-errors": join_errors_scenario}
-DEFAULT = ["host", "viewer", "lan", "link", "end", "leave", "join-errors"]
+             "end": end_scenario, "leave": leave_scenario, "join-errors": join_errors_scenario,
+             "powers": powers_scenario}
+DEFAULT = ["host", "viewer", "lan", "link", "end", "leave", "join-errors", "powers"]
 
 
 def bench():

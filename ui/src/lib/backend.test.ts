@@ -49,6 +49,17 @@ describe('tauriBackend', () => {
     ]);
   });
 
+  it("names the host's calls about one participant as the shell does", async () => {
+    await tauriBackend.removeParticipant('u1');
+    await tauriBackend.muteParticipant('u2');
+    await tauriBackend.setPreset('u3', 'host');
+    expect(calls).toEqual([
+      { cmd: 'remove_participant', args: { userId: 'u1' } },
+      { cmd: 'mute_participant', args: { userId: 'u2' } },
+      { cmd: 'set_preset', args: { userId: 'u3', preset: 'host' } },
+    ]);
+  });
+
   it('opens the socket the shell names and decodes its pictures', async () => {
     const pictures: string[] = [];
     const bad: string[] = [];

@@ -51,6 +51,12 @@ export interface Backend {
   stageGrant(userIds: string[]): Promise<void>;
   stageDeny(userIds: string[]): Promise<void>;
   stageKick(userIds: string[]): Promise<void>;
+  /** Out of the meeting for good: the session ends and the invitation stops working. */
+  removeParticipant(userId: string): Promise<void>;
+  /** An ON_STAGE speaker's microphone off; they may turn it on again. */
+  muteParticipant(userId: string): Promise<void>;
+  /** Another preset for a participant, e.g. `host` to hand over the meeting. */
+  setPreset(userId: string, preset: string): Promise<void>;
   /**
    * Opens the picture stream. `onPicture` gets every well-formed picture; a malformed
    * message goes to `onBadPicture` and the stream carries on.
@@ -105,6 +111,9 @@ export const tauriBackend: Backend = {
   stageGrant: (userIds) => invoke('stage_grant', { userIds }),
   stageDeny: (userIds) => invoke('stage_deny', { userIds }),
   stageKick: (userIds) => invoke('stage_kick', { userIds }),
+  removeParticipant: (userId) => invoke('remove_participant', { userId }),
+  muteParticipant: (userId) => invoke('mute_participant', { userId }),
+  setPreset: (userId, preset) => invoke('set_preset', { userId, preset }),
   videoChannel: async (onPicture, onBadPicture) => {
     const { url } = await invoke<{ url: string }>('video_socket');
     openPictureSocket(url, { onPicture, onBadPicture });

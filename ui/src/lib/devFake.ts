@@ -98,7 +98,7 @@ export function createDevFakeBackend(): Backend {
       meeting_id: 'dev-meeting',
       title: 'Dev meeting',
       connection: 'connected',
-      me: { ...me, can: { accept_requests: host, kick: host, request: !host, join_directly: host, end_meeting: host } },
+      me: { ...me, can: { accept_requests: host, kick: host, request: !host, join_directly: host, end_meeting: host, remove: host } },
       participants: [
         me,
         fakeParticipant('ada', 'Ada (dev fake)', 'speaker', 'ON_STAGE'),
@@ -209,6 +209,21 @@ export function createDevFakeBackend(): Backend {
     },
     stageDeny: async (ids) => setTheirs(ids, 'OFF_STAGE'),
     stageKick: async (ids) => setTheirs(ids, 'OFF_STAGE'),
+    removeParticipant: async (id) => {
+      const s = live();
+      s.participants = s.participants.filter((p) => p.user_id !== id);
+      changed();
+    },
+    muteParticipant: async (id) => {
+      const p = live().participants.find((x) => x.user_id === id);
+      if (p) p.audio = false;
+      changed();
+    },
+    setPreset: async (id, preset) => {
+      const p = live().participants.find((x) => x.user_id === id);
+      if (p) p.preset = preset;
+      changed();
+    },
     videoChannel: async (onPicture, onBadPicture) => {
       let frame = 0;
       window.setInterval(() => {

@@ -8,6 +8,7 @@ import {
   canRejoin,
   disconnectedText,
   eventNotice,
+  confirmation,
   everyone,
   hostLayout,
   hostView,
@@ -158,12 +159,34 @@ describe('the host panel', () => {
       person('spec', 'OFF_STAGE', 'spectator'),
     ]);
     const rows = Object.fromEntries(hostView(s)!.participants.map((r) => [r.user_id, r]));
-    expect(rows['off']).toMatchObject({ actions: ['invite'], statusText: 'Off stage' });
-    expect(rows['req']).toMatchObject({ actions: [], statusText: 'Requested' });
-    expect(rows['acc']).toMatchObject({ actions: ['kick'], statusText: 'Invited' });
-    expect(rows['on']).toMatchObject({ actions: ['kick'], statusText: 'On stage' });
+    // Everyone may also be made host or removed from the meeting by a host.
+    const always = ['make-host', 'remove'];
+    expect(rows['off']).toMatchObject({ actions: ['invite', ...always], statusText: 'Off stage' });
+    expect(rows['req']).toMatchObject({ actions: always, statusText: 'Requested' });
+    expect(rows['acc']).toMatchObject({ actions: ['kick', ...always], statusText: 'Invited' });
+    // A speaker on stage who is heard may be muted.
+    expect(rows['on']).toMatchObject({ actions: ['mute', 'kick', ...always], statusText: 'On stage' });
     // Spectators cannot ask, but the host may still invite them.
-    expect(rows['spec']?.actions).toEqual(['invite']);
+    expect(rows['spec']?.actions).toEqual(['invite', ...always]);
+  });
+
+  it('offers Mute only for someone heard, Make host only for who is not one', () => {
+    const silent = { ...person('quiet', 'ON_STAGE', 'speaker'), audio: false };
+    const s = session('host', 'ON_STAGE', [silent, person('cohost', 'OFF_STAGE', 'host')]);
+    const rows = Object.fromEntries(hostView(s)!.participants.map((r) => [r.user_id, r]));
+    expect(rows['quiet']?.actions).toEqual(['kick', 'make-host', 'remove']);
+    expect(rows['cohost']?.actions).toEqual(['invite', 'remove']);
+  });
+
+  it('asks before handing over the host role or removing someone, naming them', () => {
+    expect(confirmation('make-host', 'Vera')).toEqual({
+      question: 'Make Vera a host? They can then run the stage, remove people and end the meeting.',
+      confirm: 'Make host',
+    });
+    expect(confirmation('remove', 'Vera')).toEqual({
+      question: 'Remove Vera from the meeting? Their invitation stops working.',
+      confirm: 'Remove',
+    });
   });
 
   it('never offers actions on my own row', () => {
@@ -178,7 +201,7 @@ describe('the host panel', () => {
     s.me.can = { ...s.me.can, kick: true };
     const v = hostView(s)!;
     expect(v.queue).toBeNull();
-    expect(v.participants.find((r) => r.user_id === 'on')?.actions).toEqual(['kick']);
+    expect(v.participants.find((r) => r.user_id === 'on')?.actions).toEqual(['mute', 'kick']);
     expect(v.participants.find((r) => r.user_id === 'off')?.actions).toEqual([]);
   });
 
@@ -343,6 +366,14 @@ describe('meeting events', () => {
   it('turns the events that matter into notices', () => {
     expect(eventNotice({ event: 'newStageRequest', request })?.text).toBe('Vera asks to join the stage');
     expect(eventNotice({ event: 'stageRequestApproved', by: 'h' })?.text).toBe('You are invited to the stage');
+    // Told only to the one it is about.
+    const muted = { event: 'participantMuted', user_id: 'me', by: 'h' };
+    expect(eventNotice(muted, 'me')?.text).toBe('A host muted your microphone. Unmute when you are ready.');
+    expect(eventNotice(muted, 'other')).toBeNull();
+    const host = { event: 'presetChanged', user_id: 'me', preset: 'host', by: 'h' };
+    expect(eventNotice(host, 'me')?.text).toBe('You are now a host of this meeting');
+    expect(eventNotice({ ...host, preset: 'viewer' }, 'me')?.text).toBe('Your role is now viewer');
+    expect(eventNotice(host, 'other')).toBeNull();
     expect(eventNotice({ event: 'stageRequestRejected', by: 'h' })?.text).toBe(
       'Your request to join the stage was declined',
     );

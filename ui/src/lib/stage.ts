@@ -147,7 +147,12 @@ export function myStageView(s: Session): MyStageView {
   return view;
 }
 
-export type HostAction = 'invite' | 'kick';
+/**
+ * What a host may do to a row: take someone on or off the stage, mute a speaker's
+ * microphone, hand over the host role, remove someone from the meeting. The last two ask
+ * for a confirmation first (`confirmation`).
+ */
+export type HostAction = 'invite' | 'kick' | 'mute' | 'make-host' | 'remove';
 
 export interface ParticipantRow {
   user_id: string;
@@ -176,20 +181,49 @@ export function queueOldestFirst(queue: readonly AccessRequest[]): AccessRequest
     .map(({ r }) => r);
 }
 
-function hostActions(p: Participant, s: Session): HostAction[] {
+function stageActions(p: Participant, s: Session): HostAction[] {
   const can = s.me.can;
-  if (p.user_id === s.me.user_id) return []; // my own stage is run by my own controls
   switch (p.stage_status) {
     case 'OFF_STAGE':
       // Granting someone who did not ask is an invitation.
       return can.accept_requests ? ['invite'] : [];
     case 'ACCEPTED_TO_JOIN_STAGE':
-    case 'ON_STAGE':
       return can.accept_requests || can.kick ? ['kick'] : [];
+    case 'ON_STAGE':
+      if (!can.accept_requests && !can.kick) return [];
+      // Muting someone already silent would say nothing.
+      return p.audio ? ['mute', 'kick'] : ['kick'];
     case 'REQUESTED_TO_JOIN_STAGE':
       // Decided in the queue with Grant / Deny.
       return [];
   }
+}
+
+function hostActions(p: Participant, s: Session): HostAction[] {
+  if (p.user_id === s.me.user_id) return []; // my own stage is run by my own controls
+  const can = s.me.can;
+  const actions = stageActions(p, s);
+  if (can.end_meeting && p.preset !== 'host') actions.push('make-host');
+  if (can.remove) actions.push('remove');
+  return actions;
+}
+
+/** The question a host answers before a `make-host` or `remove`, and its button. */
+export interface Confirmation {
+  question: string;
+  confirm: string;
+}
+
+export function confirmation(action: 'make-host' | 'remove', name: string): Confirmation {
+  return action === 'make-host'
+    ? {
+        question: `Make ${name} a host? They can then run the stage, remove people and end the meeting.`,
+        confirm: 'Make host',
+      }
+    : {
+        question: `Remove ${name} from the meeting? Their invitation stops working.`,
+        confirm: 'Remove',
+      };
 }
 
 /** The host panel, or null when my preset may neither accept requests nor kick. */
@@ -267,9 +301,21 @@ export interface Notice {
   tone: 'info' | 'error';
 }
 
-/** The toast an event deserves, or null when the session view already says it all. */
-export function eventNotice(e: MeetingEvent): Notice | null {
+/**
+ * The toast an event deserves, or null when the session view already says it all. `me` is
+ * this participant's user id: some events matter only to the one they are about.
+ */
+export function eventNotice(e: MeetingEvent, me?: string): Notice | null {
   switch (e.event) {
+    case 'participantMuted':
+      return e['user_id'] === me
+        ? { text: 'A host muted your microphone. Unmute when you are ready.', tone: 'info' }
+        : null;
+    case 'presetChanged':
+      if (e['user_id'] !== me) return null;
+      return e['preset'] === 'host'
+        ? { text: 'You are now a host of this meeting', tone: 'info' }
+        : { text: `Your role is now ${String(e['preset'])}`, tone: 'info' };
     case 'newStageRequest': {
       const r = requestFromEvent(e);
       return r ? { text: `${r.name} asks to join the stage`, tone: 'info' } : null;

@@ -29,8 +29,10 @@ export interface Capabilities {
   kick: boolean;
   request: boolean;
   join_directly: boolean;
-  /** May end the meeting for everyone (a host). */
+  /** May end the meeting for everyone, and make others host (a host). */
   end_meeting: boolean;
+  /** May remove others from the meeting (`kick_participant`). */
+  remove: boolean;
 }
 
 export interface Me extends Participant {

@@ -6,10 +6,10 @@ export type Preset = 'host' | 'speaker' | 'viewer' | 'spectator';
 
 /** The capabilities the built-in presets give (DESIGN.md, "The stage"). */
 export const CAN: Record<Preset, Capabilities> = {
-  host: { accept_requests: true, kick: true, request: false, join_directly: true, end_meeting: true },
-  speaker: { accept_requests: false, kick: false, request: false, join_directly: true, end_meeting: false },
-  viewer: { accept_requests: false, kick: false, request: true, join_directly: false, end_meeting: false },
-  spectator: { accept_requests: false, kick: false, request: false, join_directly: false, end_meeting: false },
+  host: { accept_requests: true, kick: true, request: false, join_directly: true, end_meeting: true, remove: true },
+  speaker: { accept_requests: false, kick: false, request: false, join_directly: true, end_meeting: false, remove: false },
+  viewer: { accept_requests: false, kick: false, request: true, join_directly: false, end_meeting: false, remove: false },
+  spectator: { accept_requests: false, kick: false, request: false, join_directly: false, end_meeting: false, remove: false },
 };
 
 export function person(
