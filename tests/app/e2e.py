@@ -616,6 +616,19 @@ def powers_scenario():
         while speaker.call("media.stats")["publishing"]["audio"]:
             assert time.monotonic() < deadline, "the speaker's microphone stayed on"
             time.sleep(0.1)
+        # The host comes on stage too: two tiles side by side, the same size, 16:9; the
+        # host's tone makes its tile the active speaker (the muted one cannot be).
+        testid(app, "join-stage", clickable=True).click()
+        testid(app, f"tile-{me}")
+        until(app, lambda d: testid(d, "stage-grid").get_attribute("data-count") == "2", "two tiles")
+        assert testid(app, "stage-grid").get_attribute("data-columns") == "2"
+        left, right = sorted((testid(app, f"tile-{u}").rect for u in (me, sid)), key=lambda r: r["x"])
+        assert abs(left["y"] - right["y"]) < 1 and left["x"] + left["width"] <= right["x"], (left, right)
+        for r in (left, right):
+            assert abs(r["width"] - right["width"]) < 1 and abs(r["width"] / r["height"] - 16 / 9) < 0.02, r
+        until(app, lambda d: testid(d, f"tile-{me}").get_attribute("data-active") == "true",
+              "the host's tile is the active speaker")
+        assert testid(app, f"tile-{sid}").get_attribute("data-active") == "false"
         shot(app, "powers-1-muted")
 
         vic = invited_bot(app, "Vic Viewer")
