@@ -15,6 +15,8 @@ APT_PACKAGES=(
   dbus-daemon dbus-bin xdg-utils
   # The network lab (namespaces, NAT and firewall rules) and its TURN relay.
   iproute2 iptables coturn
+  # The browser client's tests: a real Chromium (libwebrtc), headless, through WebDriver.
+  chromium chromium-driver
 )
 if ! command -v npm >/dev/null 2>&1; then
   APT_PACKAGES+=(nodejs npm)

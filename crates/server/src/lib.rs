@@ -37,6 +37,7 @@
 //! - [`sfu`]: media: the str0m sessions and forwarding ([`sfu::engine`], sans-IO) and the
 //!   sockets ([`sfu::net`]: UDP on every interface, ICE-TCP, the announced addresses).
 //! - [`turn`]: per-participant credentials for a TURN relay (coturn), put in each welcome.
+//! - [`web`]: the files browsers fetch (the web Stage SDK).
 //! - [`metrics`], [`config`], [`error`].
 
 pub mod auth;
@@ -54,6 +55,7 @@ pub mod signal;
 pub mod storage;
 pub mod tls;
 pub mod turn;
+pub mod web;
 
 pub use config::{ServerConfig, TlsConfig};
 pub use error::{ApiError, ServerError, StorageError};

@@ -436,6 +436,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
                 crate::rest::require_admin,
             )),
         )
+        .merge(crate::web::routes())
         .route("/v1/signal", get(crate::signal::handler))
         .route(
             "/healthz",
