@@ -231,9 +231,11 @@ class Bot(Lines):
 class Server(Lines):
     """`onstage serve` on a free port, with its own data dir (`tls`: self-signed https)."""
 
-    def __init__(self, data_dir, tls=False):
+    def __init__(self, data_dir, tls=False, listen="127.0.0.1:0", netns=None):
+        """`netns`: served from inside that network namespace (a LanLab guest), at `listen`."""
         extra = ["--tls-self-signed"] if tls else []
-        super().__init__([ONSTAGE, "serve", "--listen", "127.0.0.1:0", "--data", data_dir, *extra], stdin=False)
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        super().__init__([*prefix, ONSTAGE, "serve", "--listen", listen, "--data", data_dir, *extra], stdin=False)
         ready = self.next(lambda l: l.get("event") == "listening", what="listening")
         self.url = ready["http"]
         self.fingerprint = ready.get("fingerprint")

@@ -366,7 +366,9 @@ mod tests {
     #[test]
     fn every_bot_call_parses() {
         for name in bot_calls() {
-            let line = format!(r#"{{"id":4,"call":"{name}","user_ids":["u1"]}}"#);
+            let line = format!(
+                r#"{{"id":4,"call":"{name}","user_ids":["u1"],"user_id":"u1","preset":"host"}}"#
+            );
             let (id, _) = ok(&line);
             assert_eq!(id, 4);
         }

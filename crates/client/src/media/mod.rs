@@ -116,6 +116,10 @@ struct Shared {
     /// There are sources to choose (a choice between synthetic sources restarts them, as it
     /// would a device: what the tests check).
     choosable: bool,
+    /// A host muted this participant: what the server holds as its publication's state is
+    /// no longer what the publisher last told it, so the publisher tells it again (its
+    /// `media.state` with audio on is what lifts the server's hold).
+    retell_state: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -209,6 +213,7 @@ impl StageMedia {
             controls: watch::channel(Controls::default()).0,
             devices: watch::channel(devices).0,
             choosable,
+            retell_state: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(shared.clone(), stop_rx));

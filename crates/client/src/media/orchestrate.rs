@@ -220,6 +220,9 @@ pub(super) async fn run(
                 Some(MeetingEvent::ParticipantMuted { user_id, .. })
                     if me.as_ref() == Some(&user_id) =>
                 {
+                    ctx.shared
+                        .retell_state
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     ctx.shared.controls.send_modify(|c| c.mic = false);
                 }
                 Some(_) => {}

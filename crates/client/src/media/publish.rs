@@ -121,6 +121,11 @@ pub(super) async fn run_publisher(
                 stats.publishing = sending;
                 stats.video_bitrate_bps = sending.video.then_some(bitrate);
             }
+            if shared.retell_state.swap(false, Ordering::SeqCst) {
+                // The server changed what it shows of this publication (a host's mute):
+                // whatever the switches say now is told, even if it is what was last told.
+                announced = None;
+            }
             if !connecting && announced != Some(sending) {
                 // Everyone's tiles show the mute state; the publication itself stays.
                 let _ = meeting.media_state(sending.audio, sending.video).await;

@@ -350,7 +350,11 @@ impl Engine {
         else {
             return;
         };
-        if std::mem::replace(audio_held, held) == held || held {
+        if std::mem::replace(audio_held, held) == held {
+            return;
+        }
+        tracing::debug!(user = %key.1, held, "publisher audio hold");
+        if held {
             return;
         }
         // Each viewer's audio goes on where it stopped: no gap in its sequence numbers,
@@ -364,7 +368,7 @@ impl Engine {
                 ..
             }) = self.sessions.get_mut(&sub)
             {
-                track.forwarder.restart(false);
+                track.forwarder.close_gap();
             }
         }
     }
@@ -695,6 +699,7 @@ impl Engine {
             self.stats.held_audio += 1;
             return;
         }
+
         let incoming = Incoming {
             kind,
             seq: *packet.seq_no,

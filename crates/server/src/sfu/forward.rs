@@ -26,6 +26,9 @@ pub struct TrackForwarder {
     last_ts: u32,
     last_at: Option<Instant>,
     clock_rate: u32,
+    /// Packets were held back on purpose (a host's mute): the next one takes the next
+    /// sequence number, closing the gap, while timestamps keep following the publisher's.
+    close_gap: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +68,7 @@ impl TrackForwarder {
             last_ts: rand_ts(first_seq),
             last_at: None,
             clock_rate,
+            close_gap: false,
         }
     }
 
@@ -80,8 +84,21 @@ impl TrackForwarder {
         self.needs_keyframe = video;
     }
 
+    /// The packets since the last forwarded one were held back, not lost: the viewer must
+    /// not see their gap (it would take it for loss). Their time still passed, so the
+    /// timestamps stay the publisher's.
+    pub fn close_gap(&mut self) {
+        self.close_gap = true;
+    }
+
     /// Decides on one input packet: `seq` is the publisher's extended sequence number.
     pub fn on_packet(&mut self, seq: u64, ts: u32, keyframe_start: bool, now: Instant) -> Verdict {
+        if std::mem::take(&mut self.close_gap) {
+            if let Some(b) = self.base.as_mut().filter(|b| seq >= b.in_seq) {
+                b.out_seq = self.next_seq;
+                b.in_seq = seq;
+            }
+        }
         if self.needs_keyframe {
             if !keyframe_start {
                 return Verdict::WaitingForKeyframe;
@@ -227,6 +244,23 @@ mod tests {
         assert_eq!(first.seq, last.seq + 1);
         // Half a second at 90 kHz later on the viewer's clock.
         assert_eq!(first.timestamp, last.timestamp.wrapping_add(45_000));
+    }
+
+    #[test]
+    fn a_held_back_run_leaves_no_gap_in_numbers_and_time_runs_on() {
+        let t0 = Instant::now();
+        let mut f = TrackForwarder::new(false, 48_000, 100);
+        let last = fwd(f.on_packet(10, 9600, false, t0));
+        // 11..=60 held back (a host's mute), then released.
+        f.close_gap();
+        let next = fwd(f.on_packet(61, 9600 + 51 * 960, false, t0));
+        assert_eq!(next.seq, last.seq + 1);
+        assert_eq!(next.timestamp, last.timestamp.wrapping_add(51 * 960));
+        // And on from there, gaps upstream kept as usual.
+        assert_eq!(
+            fwd(f.on_packet(63, 9600 + 53 * 960, false, t0)).seq,
+            last.seq + 3
+        );
     }
 
     #[test]

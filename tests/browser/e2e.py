@@ -1,0 +1,211 @@
+"""End-to-end tests of the web Stage SDK in a real browser: headless Chromium (its own
+WebRTC, libwebrtc) through chromedriver, against a real server and `onstage bot`s. The
+server runs on a second host of a LAN (a network namespace, tests/app/harness.py LanLab),
+so media crosses a real link, never loopback. Run by scripts/e2e-browser.sh.
+
+    python3 tests/browser/e2e.py [viewer|speaker ...]
+"""
+
+import functools
+import http.server
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "app"))
+from harness import WAIT, Bot, LanLab, Server, log  # noqa: E402
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
+
+
+class PageServer:
+    """Serves this folder (the test page) at localhost, a secure context."""
+
+    def __init__(self):
+        handler = functools.partial(_QuietHandler, directory=HERE)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/page.html"
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class Browser:
+    """Headless Chromium on the test page, the SDK loaded from `server`. Fake camera and
+    microphone (a test pattern and a beep), permission granted without a prompt, and the
+    server's self-signed certificate accepted (as a user accepts it once)."""
+
+    def __init__(self, pages, server):
+        options = Options()
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                    "--autoplay-policy=no-user-gesture-required"):
+            options.add_argument(arg)
+        self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        self.driver.set_script_timeout(WAIT)
+        self.driver.get(f"{pages.url}#server={server.url}")
+        self.until(lambda: self.driver.execute_script("return window.onstageReady === true"), "the SDK to load")
+
+    def run(self, body, *args):
+        """Runs `body` (an async function body; `t` is the page's handle, `args` the
+        arguments) and returns its result; a thrown error fails the test with its message."""
+        script = ("const done = arguments[arguments.length - 1]; const args = [...arguments].slice(0, -1);"
+                  "const t = window.onstageTest;"
+                  f"(async () => {{ {body} }})().then((v) => done({{ ok: v === undefined ? null : v }}),"
+                  "(e) => done({ error: String(e && (e.code ? e.code + ': ' + e.message : e.message || e)) }));")
+        out = self.driver.execute_async_script(script, *args)
+        if "error" in out:
+            raise RuntimeError(f"in the page: {out['error']}")
+        return out["ok"]
+
+    def until(self, check, what, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = check()
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout} s for {what}")
+            time.sleep(0.1)
+
+    def quit(self):
+        self.driver.quit()
+
+
+def lab_server():
+    """A TLS server on the lab's second host, and the lab."""
+    lab = LanLab()
+    data = tempfile.mkdtemp(prefix="onstage-browser-")
+    try:
+        server = Server(data, tls=True, listen=f"{lab.guest_ip}:0", netns=lab.ns)
+    except Exception:
+        lab.close()
+        raise
+    meeting = server.admin("meeting", "create", "--title", "Browser stage")["id"]
+
+    def add(name, preset):
+        return server.admin("participant", "add", "--meeting", meeting, "--name", name, "--preset", preset)
+
+    def close():
+        server.stop()
+        lab.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+    return server, add, close
+
+
+def viewer_scenario():
+    """A browser viewer sees and hears a bot speaker: the <video> plays (its time advances,
+    frames are decoded at the speaker's size) and audio packets arrive."""
+    server, add, close = lab_server()
+    pages = PageServer()
+    browser = bot = None
+    try:
+        bot = Bot(server.url, add("Sam Speaker", "speaker")["token"], media="synthetic",
+                  extra=["--fingerprint", server.fingerprint])
+        bot.call("stage.join")
+        browser = Browser(pages, server)
+        browser.run("return t.join(args[0])", add("Wes Web", "viewer")["token"])
+        sid = bot.user_id
+        first = browser.until(lambda: (lambda r: r and r.get("frames", 0) >= 10 and r)(
+            browser.run("return (await t.stats()).received[args[0]]", sid)), "decoded frames from the bot")
+        later = browser.until(lambda: (lambda r: r["frames"] >= first["frames"] + 30 and r["time"] > first["time"]
+                                       and r.get("audioPackets", 0) > first.get("audioPackets", 0) + 20 and r)(
+            browser.run("return (await t.stats()).received[args[0]]", sid)), "the video to play on, with sound")
+        log("browser viewer", first, "->", later)
+        assert later["width"] > 0 and later["height"] > 0, later
+        assert browser.run("return t.media.localStream === null"), "a viewer captures nothing"
+    finally:
+        for part in (bot, browser):
+            if part:
+                (part.stop if part is bot else part.quit)()
+        pages.stop()
+        close()
+
+
+def speaker_scenario():
+    """A browser viewer asks for the stage, a host bot grants, the browser joins: a bot
+    viewer decodes its video and audio. The host kicks it: the browser's tracks stop (the
+    camera is let go) and the viewer receives nothing more from it."""
+    server, add, close = lab_server()
+    pages = PageServer()
+    browser = host = viewer = None
+    pin = ["--fingerprint", server.fingerprint]
+    try:
+        host = Bot(server.url, add("Hana Host", "host")["token"], media="none", extra=pin)
+        viewer = Bot(server.url, add("Vic Viewer", "viewer")["token"], media="synthetic", extra=pin)
+        browser = Browser(pages, server)
+        me = browser.run("return t.join(args[0])", add("Wes Web", "viewer")["token"])
+        assert browser.run("return t.meeting.stage.requestAccess()") == "REQUESTED_TO_JOIN_STAGE"
+        host.event(lambda e: e["event"] == "newStageRequest" and e["request"]["user_id"] == me, "the request")
+        host.call("stage.grantAccess", user_ids=[me])
+        browser.until(lambda: browser.run("return t.meeting.stage.status") == "ACCEPTED_TO_JOIN_STAGE",
+                      "the grant in the browser")
+        assert browser.run("return t.media.localStream === null"), "no capture before going on stage"
+        assert browser.run("return t.meeting.stage.join()") == "ON_STAGE"
+
+        def from_browser():
+            return viewer.call("media.stats")["received"].get(me, {})
+        got = browser.until(lambda: (lambda r: r.get("video_frames", 0) >= 30 and r.get("audio_frames", 0) >= 30
+                                     and r)(from_browser()), "the bot viewer to decode the browser's media")
+        log("bot viewer from the browser", {k: got[k] for k in ("video_frames", "audio_frames", "decode_errors")})
+        assert got["decode_errors"] == 0, got
+        browser.run("t.tracks = t.media.localStream.getTracks()")
+
+        host.call("stage.kick", user_ids=[me])
+        browser.until(lambda: browser.run("return t.tracks.every((x) => x.readyState === 'ended')"),
+                      "the browser's tracks to stop")
+        assert browser.run("return t.media.localStream === null")
+        viewer.event(lambda e: e["event"] == "mediaUnpublished" and e["user_id"] == me, "the unpublication")
+        frames = from_browser().get("video_frames", 0)
+        # Nothing more arrives from it; a quiet second is the point here.
+        time.sleep(1)
+        assert from_browser().get("video_frames", 0) == frames, "media after the kick"
+    finally:
+        for b in (host, viewer):
+            if b:
+                b.stop()
+        if browser:
+            browser.quit()
+        pages.stop()
+        close()
+
+
+SCENARIOS = {"viewer": viewer_scenario, "speaker": speaker_scenario}
+
+
+def main(names):
+    failed = []
+    for name in names or list(SCENARIOS):
+        started = time.monotonic()
+        log(f"--- browser {name}")
+        try:
+            SCENARIOS[name]()
+            log(f"ok {name} ({time.monotonic() - started:.1f} s)")
+        except Exception:
+            traceback.print_exc()
+            log(f"FAILED {name} ({time.monotonic() - started:.1f} s)")
+            failed.append(name)
+    if failed:
+        log("failed:", ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
