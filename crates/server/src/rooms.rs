@@ -80,6 +80,8 @@ enum Command {
         member: Member,
         grace_ms: u64,
         ice_servers: Vec<IceServer>,
+        /// The welcome's `token`: the personal token of a participant made by an invite.
+        token: Option<String>,
         conn: ConnHandle,
         done: oneshot::Sender<()>,
     },
@@ -244,6 +246,7 @@ impl Rooms {
         config: RoomConfig,
         member: Member,
         ice_servers: Vec<IceServer>,
+        token: Option<String>,
         conn: ConnHandle,
     ) {
         // A room may be closing down just as we arrive; then start a new one.
@@ -261,6 +264,7 @@ impl Rooms {
                 member: member.clone(),
                 grace_ms: self.grace_ms,
                 ice_servers: ice_servers.clone(),
+                token: token.clone(),
                 conn: conn.clone(),
                 done,
             };
@@ -573,6 +577,7 @@ impl RoomTask {
                 member,
                 grace_ms,
                 ice_servers,
+                token,
                 conn,
                 done,
             } => {
@@ -629,6 +634,7 @@ impl RoomTask {
                     snapshot: self.room.snapshot(),
                     publishing: self.room.publishing(),
                     ice_servers,
+                    token,
                 }));
                 if conn.tx.try_send(Outbound::Text(encode(&welcome))).is_ok() {
                     self.conns.insert(user, conn);
@@ -1002,6 +1008,7 @@ mod tests {
                 RoomConfig::default(),
                 member(user),
                 Vec::new(),
+                None,
                 ConnHandle { id, tx, generation },
             )
             .await;
@@ -1172,6 +1179,7 @@ mod tests {
                 RoomConfig::default(),
                 member("slow"),
                 Vec::new(),
+                None,
                 ConnHandle {
                     id: 1,
                     tx: slow_tx,
@@ -1187,6 +1195,7 @@ mod tests {
                 RoomConfig::default(),
                 member("fast"),
                 Vec::new(),
+                None,
                 ConnHandle {
                     id: 2,
                     tx: fast_tx,
@@ -1206,6 +1215,7 @@ mod tests {
                     RoomConfig::default(),
                     member(&format!("extra{i}")),
                     Vec::new(),
+                    None,
                     ConnHandle {
                         id: 10 + i,
                         tx,
