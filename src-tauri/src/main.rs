@@ -109,6 +109,7 @@ fn main() {
             commands::start_embedded,
             commands::join,
             commands::create_invite,
+            commands::create_role_link,
             commands::invite_addresses,
             commands::leave_meeting,
             commands::rejoin_meeting,
@@ -143,11 +144,22 @@ fn main() {
                         server_url,
                         token,
                         fingerprint,
-                        ..
-                    } => {
-                        commands::join_server(&handle, &state, server_url, token, *fingerprint)
+                        name,
+                        guest,
+                    } => match commands::guest_name(*guest, name.as_deref()) {
+                        Ok(guest) => {
+                            commands::join_server(
+                                &handle,
+                                &state,
+                                server_url,
+                                token,
+                                *fingerprint,
+                                guest.as_deref(),
+                            )
                             .await
-                    }
+                        }
+                        Err(e) => Err(e),
+                    },
                 };
                 match outcome {
                     Ok(session) => {

@@ -75,13 +75,20 @@ pub fn encode(msg: &ServerMessage) -> Utf8Bytes {
     }
 }
 
+/// What a participant's welcome tells it alone.
+#[derive(Debug, Clone, Default)]
+pub struct Personal {
+    /// TURN relays with credentials minted for it.
+    pub ice_servers: Vec<IceServer>,
+    /// Its own token, when it joined with a role invite (the server made it for this join).
+    pub token: Option<String>,
+}
+
 enum Command {
     Connect {
         member: Member,
         grace_ms: u64,
-        ice_servers: Vec<IceServer>,
-        /// The welcome's `token`: the personal token of a participant made by an invite.
-        token: Option<String>,
+        personal: Personal,
         conn: ConnHandle,
         done: oneshot::Sender<()>,
     },
@@ -245,8 +252,7 @@ impl Rooms {
         title: &str,
         config: RoomConfig,
         member: Member,
-        ice_servers: Vec<IceServer>,
-        token: Option<String>,
+        personal: Personal,
         conn: ConnHandle,
     ) {
         // A room may be closing down just as we arrive; then start a new one.
@@ -263,8 +269,7 @@ impl Rooms {
             let cmd = Command::Connect {
                 member: member.clone(),
                 grace_ms: self.grace_ms,
-                ice_servers: ice_servers.clone(),
-                token: token.clone(),
+                personal: personal.clone(),
                 conn: conn.clone(),
                 done,
             };
@@ -576,8 +581,7 @@ impl RoomTask {
             Command::Connect {
                 member,
                 grace_ms,
-                ice_servers,
-                token,
+                personal: Personal { ice_servers, token },
                 conn,
                 done,
             } => {
@@ -1007,8 +1011,7 @@ mod tests {
                 "t",
                 RoomConfig::default(),
                 member(user),
-                Vec::new(),
-                None,
+                Personal::default(),
                 ConnHandle { id, tx, generation },
             )
             .await;
@@ -1178,8 +1181,7 @@ mod tests {
                 "t",
                 RoomConfig::default(),
                 member("slow"),
-                Vec::new(),
-                None,
+                Personal::default(),
                 ConnHandle {
                     id: 1,
                     tx: slow_tx,
@@ -1194,8 +1196,7 @@ mod tests {
                 "t",
                 RoomConfig::default(),
                 member("fast"),
-                Vec::new(),
-                None,
+                Personal::default(),
                 ConnHandle {
                     id: 2,
                     tx: fast_tx,
@@ -1214,8 +1215,7 @@ mod tests {
                     "t",
                     RoomConfig::default(),
                     member(&format!("extra{i}")),
-                    Vec::new(),
-                    None,
+                    Personal::default(),
                     ConnHandle {
                         id: 10 + i,
                         tx,

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::limits::TokenBucket;
-use crate::rooms::{encode, error_reply, next_conn_id, now_ms, ConnHandle, Outbound};
+use crate::rooms::{encode, error_reply, next_conn_id, now_ms, ConnHandle, Outbound, Personal};
 use crate::server::AppState;
 use crate::storage::{JoinInvite, MemberRecord};
 
@@ -369,8 +369,10 @@ impl Connection {
                     budget: self.app.config.broadcast_budget(),
                 },
                 member,
-                ice_servers,
-                welcome_token,
+                Personal {
+                    ice_servers,
+                    token: welcome_token,
+                },
                 ConnHandle {
                     id: self.id,
                     tx,

@@ -130,10 +130,14 @@ export interface DeviceSelection {
 }
 
 /**
- * How to join a server's meeting. No name: an invitation (link or token) carries the name
- * the host gave it, and that is the name everyone sees.
+ * How to join a server's meeting. A personal invitation (link or token) carries the name
+ * the host gave it, and that is the name everyone sees: no name goes with it. A role link
+ * (`invite=`, one link for anyone) needs the guest's own `name`.
  */
-export type JoinArgs = { server_url: string; token: string } | { invite_link: string };
+export type JoinArgs =
+  | { server_url: string; token: string }
+  | { invite_link: string }
+  | { invite_link: string; name: string };
 
 /**
  * Every code the shell sends (docs/APP.md "Errors"): the SDK's, the media codes and the
