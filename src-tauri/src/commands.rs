@@ -47,9 +47,23 @@ pub struct AppInfo {
 
 /// Reports an [`AppError`]: logged, kept for `app_info`, and sent to the UI.
 pub fn report<R: Runtime>(app: &AppHandle<R>, state: &AppState, context: Context, e: CommandError) {
+    report_with_link(app, state, context, e, None);
+}
+
+/// [`report`], handing the join form a role link that needs the guest's name.
+pub fn report_with_link<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    context: Context,
+    e: CommandError,
+    link: Option<String>,
+) {
     use tauri::Emitter;
     tracing::error!(code = %e.code, ?context, "{}", e.message);
-    let error = AppError { error: e, context };
+    let error = AppError {
+        link,
+        ..AppError::new(e, context)
+    };
     *lock(&state.last_error) = Some(error.clone());
     if let Err(e) = app.emit("app-error", &error) {
         tracing::warn!(error = %e, "emit app-error");
@@ -444,9 +458,10 @@ pub async fn open_link<R: Runtime>(app: &AppHandle<R>, state: &AppState, link: &
         );
         return report(app, state, Context::Link, e);
     }
-    // A link opened from outside carries no name: a role link has to go through the form.
+    // A link opened from outside carries no name: a role link goes to the join form, which
+    // asks for one.
     if let Err(e) = guest_name(link.invite, None) {
-        return report(app, state, Context::Link, e);
+        return report_with_link(app, state, Context::Link, e, Some(link.to_string()));
     }
     match join_server(
         app,

@@ -166,6 +166,16 @@ describe('joinArgsFrom with a role link', () => {
     expect(joinArgsFrom({ invite: role, server: '', token: '', name: 'x'.repeat(101) })).toEqual({
       error: 'Your name may be at most 100 characters',
     });
+    for (const name of ['a\u202eb', 'tab\there', 'zero\u200bwidth', 'nul\u0000']) {
+      expect(joinArgsFrom({ invite: role, server: '', token: '', name })).toEqual({
+        error: 'Your name may not contain control or formatting characters',
+      });
+    }
+    // Plain spaces inside and any script's letters are fine.
+    expect(joinArgsFrom({ invite: role, server: '', token: '', name: 'Ana María 李' })).toEqual({
+      invite_link: role,
+      name: 'Ana María 李',
+    });
   });
 
   it('still sends no name with a personal link', () => {

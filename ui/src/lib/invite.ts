@@ -177,6 +177,10 @@ export function joinArgsFrom(form: {
     const name = (form.name ?? '').trim();
     if (!name) return { error: 'Enter your name: this link is for anyone, and others see the name you give' };
     if ([...name].length > MAX_NAME_CHARS) return { error: `Your name may be at most ${MAX_NAME_CHARS} characters` };
+    // What the server refuses in names (docs/API.md): said here, in words, before joining.
+    if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(name)) {
+      return { error: 'Your name may not contain control or formatting characters' };
+    }
     return { invite_link: invite, name };
   }
   if (invite) return { invite_link: invite };

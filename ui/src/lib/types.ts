@@ -82,6 +82,11 @@ export interface Left {
  */
 export interface AppError extends BackendError {
   context: 'start' | 'link';
+  /**
+   * A role link that came without the guest's name (opened from outside, or given at
+   * start): the join form takes it and asks for the name.
+   */
+  link?: string;
 }
 
 /** One of this machine's addresses (`invite_addresses`). */
