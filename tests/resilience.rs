@@ -205,6 +205,12 @@ async fn a_guest_of_a_role_link_reconnects_as_itself_after_a_network_cut() {
         nameless.map(|_| ()).map_err(|e| e.code()),
         Err(ErrorCode::BadRequest)
     );
+    let personal_way = onstage_client::Meeting::join_invite(&link, options.clone()).await;
+    assert_eq!(
+        personal_way.map(|_| ()).map_err(|e| e.code()),
+        Err(ErrorCode::BadRequest),
+        "a role link is not joined as a personal one"
+    );
     let bad = onstage_client::Meeting::join_guest(
         &proxy.url,
         &invite.token,

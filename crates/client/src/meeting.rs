@@ -64,6 +64,14 @@ impl Default for JoinOptions {
     }
 }
 
+/// A role link joined without the guest's name: `bad_request`, nothing sent.
+fn name_needed() -> ClientError {
+    ClientError::Server(onstage_proto::ErrorBody::new(
+        onstage_proto::ErrorCode::BadRequest,
+        "this invite link is for anyone: give your name to join",
+    ))
+}
+
 /// A joined meeting. A cheap handle: clones share one connection, owned by a background
 /// task. Dropping the last handle closes the connection without leaving (the server keeps
 /// the session for its grace period); call [`Meeting::leave`] to leave for good.
@@ -109,11 +117,15 @@ impl Meeting {
 
     /// Joins with an invite link (`onstage://join?server=..&token=..[&fp=..]`): its server,
     /// its token and, when it has one, its certificate fingerprint (which replaces
-    /// `options.fingerprint`).
+    /// `options.fingerprint`). A role link needs a name: see [`Meeting::join_link`].
     pub async fn join_invite(
         link: &InviteLink,
         options: JoinOptions,
     ) -> Result<Meeting, ClientError> {
+        if link.invite {
+            // Refused before anything is sent: the server would make a nameless guest.
+            return Err(name_needed());
+        }
         let options = JoinOptions {
             fingerprint: link.fingerprint.or(options.fingerprint),
             ..options
