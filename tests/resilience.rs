@@ -185,6 +185,104 @@ async fn the_sdk_reconnects_and_resumes_after_a_network_cut() {
 }
 
 #[tokio::test]
+async fn a_guest_of_a_role_link_reconnects_as_itself_after_a_network_cut() {
+    let server = TestServer::start().await;
+    let meeting = server.meeting("open house").await;
+    let mut host = server.join(&meeting, "Host", "host").await;
+    let invite = server
+        .admin
+        .create_invite(&meeting, "speaker")
+        .await
+        .expect("an invite");
+    let link = invite.invite().expect("a role link");
+    assert!(link.invite);
+    let proxy = CutProxy::start(&server.url).await;
+    let options = onstage_client::JoinOptions::default();
+
+    // A role link wants a name before anything is sent; the server refuses a bad one.
+    let nameless = onstage_client::Meeting::join_link(&link, Some("  "), options.clone()).await;
+    assert_eq!(
+        nameless.map(|_| ()).map_err(|e| e.code()),
+        Err(ErrorCode::BadRequest)
+    );
+    let personal_way = onstage_client::Meeting::join_invite(&link, options.clone()).await;
+    assert_eq!(
+        personal_way.map(|_| ()).map_err(|e| e.code()),
+        Err(ErrorCode::BadRequest),
+        "a role link is not joined as a personal one"
+    );
+    let bad = onstage_client::Meeting::join_guest(
+        &proxy.url,
+        &invite.token,
+        "a\u{202e}b",
+        options.clone(),
+    )
+    .await;
+    assert_eq!(
+        bad.map(|_| ()).map_err(|e| e.code()),
+        Err(ErrorCode::BadRequest)
+    );
+
+    let guest = within(
+        "guest join",
+        onstage_client::Meeting::join_guest(&proxy.url, &invite.token, "Nia", options.clone()),
+    )
+    .await
+    .expect("the guest joins");
+    assert_ne!(guest.token(), invite.token, "it keeps a token of its own");
+    let mut guest = Client::of(guest, &invite.token);
+    let id = guest.id();
+    let peer = guest.meeting.peer_id();
+    assert_eq!(guest.meeting.self_().name, "Nia");
+    assert_eq!(guest.meeting.preset().name, "speaker");
+    guest.meeting.stage().join().await.expect("on stage");
+    host.expect_event(
+        "participantStageStatus",
+        json!({"user_id":id,"status":"ON_STAGE"}),
+    )
+    .await;
+
+    // Revoked: nobody new comes in, but the guest reconnects with its own token.
+    server
+        .admin
+        .revoke_invite(&meeting, &invite.id)
+        .await
+        .expect("revoke");
+    let refused = onstage_client::Meeting::join_link(&link, Some("Oz"), options).await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.code()),
+        Err(ErrorCode::TokenRevoked)
+    );
+    proxy.cut().await;
+    guest
+        .expect_event("connectionStateUpdate", json!({"state":"reconnecting"}))
+        .await;
+    guest
+        .expect_event(
+            "connectionStateUpdate",
+            json!({"state":"connected","resumed":true}),
+        )
+        .await;
+    assert_eq!(
+        guest.meeting.user_id().to_string(),
+        id,
+        "the same participant"
+    );
+    assert_eq!(guest.meeting.peer_id(), peer, "resumed the same session");
+    assert_eq!(guest.meeting.stage().status(), StageStatus::OnStage);
+    let everyone = server
+        .admin
+        .list_participants(&meeting)
+        .await
+        .expect("list");
+    assert_eq!(
+        everyone.len(),
+        2,
+        "the reconnect made nobody new: {everyone:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_restart_keeps_meetings_presets_participants_and_tokens() {
     let server = TestServer::start().await;
     let meeting = server.meeting("durable").await;

@@ -138,6 +138,14 @@ pub fn fuzz_token(data: &[u8]) {
                 assert_eq!(auth.verify(&signed).map(|c| c == claims).ok(), Some(true));
             }
         }
+        // A role invite token is never a participant token too: it names no participant.
+        if let Ok(invite) = auth.verify_invite(text) {
+            assert!(invite.sub.is_none(), "an invite token naming a participant");
+            assert!(
+                auth.verify(text).is_err(),
+                "a token read as both an invite and a participant"
+            );
+        }
     }
     let Ok(value) = axum::http::HeaderValue::from_bytes(data) else {
         return;

@@ -47,9 +47,23 @@ pub struct AppInfo {
 
 /// Reports an [`AppError`]: logged, kept for `app_info`, and sent to the UI.
 pub fn report<R: Runtime>(app: &AppHandle<R>, state: &AppState, context: Context, e: CommandError) {
+    report_with_link(app, state, context, e, None);
+}
+
+/// [`report`], handing the join form a role link that needs the guest's name.
+pub fn report_with_link<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    context: Context,
+    e: CommandError,
+    link: Option<String>,
+) {
     use tauri::Emitter;
     tracing::error!(code = %e.code, ?context, "{}", e.message);
-    let error = AppError { error: e, context };
+    let error = AppError {
+        link,
+        ..AppError::new(e, context)
+    };
     *lock(&state.last_error) = Some(error.clone());
     if let Err(e) = app.emit("app-error", &error) {
         tracing::warn!(error = %e, "emit app-error");
@@ -371,13 +385,15 @@ pub async fn join<R: Runtime>(
     server_url: Option<String>,
     token: Option<String>,
     invite_link: Option<String>,
+    name: Option<String>,
 ) -> Result<Session> {
-    let (server_url, token, fingerprint) = match (server_url, token, invite_link) {
+    let (server_url, token, fingerprint, guest) = match (server_url, token, invite_link) {
         (_, _, Some(link)) => {
             let link = parse_link(&link)?;
-            (link.server.to_string(), link.token, link.fingerprint)
+            let guest = guest_name(link.invite, name.as_deref())?;
+            (link.server.to_string(), link.token, link.fingerprint, guest)
         }
-        (Some(s), Some(t), None) => (s.trim().to_owned(), t.trim().to_owned(), None),
+        (Some(s), Some(t), None) => (s.trim().to_owned(), t.trim().to_owned(), None, None),
         _ => {
             return Err(CommandError::new(
                 Code::Sdk(ErrorCode::BadRequest),
@@ -385,7 +401,31 @@ pub async fn join<R: Runtime>(
             ))
         }
     };
-    join_server(&app, &state, &server_url, &token, fingerprint).await
+    join_server(
+        &app,
+        &state,
+        &server_url,
+        &token,
+        fingerprint,
+        guest.as_deref(),
+    )
+    .await
+}
+
+/// The name a guest joins under: for a role link (`guest`), `name`, which it needs
+/// (`bad_request` without one); for a personal link none, since the host named it.
+pub fn guest_name(guest: bool, name: Option<&str>) -> Result<Option<String>> {
+    if !guest {
+        return Ok(None);
+    }
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => Ok(Some(name.to_owned())),
+        None => Err(CommandError::new(
+            Code::Sdk(ErrorCode::BadRequest),
+            "this invite link is for anyone: give your name to join \
+             (paste the link under \"Join a meeting\")",
+        )),
+    }
 }
 
 /// An invite link through the SDK's parser; what is wrong with it is `bad_link`, its
@@ -418,12 +458,18 @@ pub async fn open_link<R: Runtime>(app: &AppHandle<R>, state: &AppState, link: &
         );
         return report(app, state, Context::Link, e);
     }
+    // A link opened from outside carries no name: a role link goes to the join form, which
+    // asks for one.
+    if let Err(e) = guest_name(link.invite, None) {
+        return report_with_link(app, state, Context::Link, e, Some(link.to_string()));
+    }
     match join_server(
         app,
         state,
         link.server.as_str(),
         &link.token,
         link.fingerprint,
+        None,
     )
     .await
     {
@@ -437,13 +483,16 @@ pub async fn open_link<R: Runtime>(app: &AppHandle<R>, state: &AppState, link: &
 }
 
 /// Joins a meeting on a server (not embedded). `fingerprint` pins a self-signed server's
-/// certificate (from its invite link).
+/// certificate (from its invite link). With `guest`, `token` is a role invite's and
+/// `guest` the name to join under; the meeting is then entered again (Rejoin) with the
+/// participant's own token, so a rejoin is the same guest, not a new one.
 pub async fn join_server<R: Runtime>(
     app: &AppHandle<R>,
     state: &AppState,
     server_url: &str,
     token: &str,
     fingerprint: Option<Fingerprint>,
+    guest: Option<&str>,
 ) -> Result<Session> {
     let mut live = state.live.lock().await;
     if live.is_some() {
@@ -452,9 +501,20 @@ pub async fn join_server<R: Runtime>(
             "already in a meeting",
         ));
     }
-    let meeting = join_with_token(server_url, token, fingerprint).await?;
+    let meeting = match guest {
+        None => join_with_token(server_url, token, fingerprint).await?,
+        Some(name) => {
+            let options = JoinOptions {
+                fingerprint,
+                ..JoinOptions::default()
+            };
+            let meeting = Meeting::join_guest(server_url, token, name, options).await?;
+            tracing::info!(server_url, user_id = %meeting.user_id(), "joined as a guest");
+            meeting
+        }
+    };
     let entry = Entry::Server {
-        token: token.to_owned(),
+        token: meeting.token(),
         fingerprint,
     };
     stop_idle_preview(state).await;
@@ -669,8 +729,75 @@ pub async fn create_invite(
     let mut live = state.live.lock().await;
     let live = live.as_mut().ok_or_else(CommandError::not_joined)?;
     let embedded = live.embedded.as_mut().ok_or_else(not_embedded)?;
+    let (server, address) = invite_server(embedded, address)?;
+    let token = embedded
+        .admin
+        .add_participant(&embedded.meeting_id, &AddParticipant::new(name, preset))
+        .await?
+        .token;
+    let link = InviteLink::new(server.clone(), &token, embedded.server.fingerprint())
+        .map_err(|e| CommandError::internal(e.to_string()))?;
+    remember_address(embedded, &address);
+    let link = link.to_string();
+    live.invite_link = Some(link.clone());
+    Ok(Invite {
+        server_url: bare_url(&server),
+        token,
+        link,
+        address,
+    })
+}
+
+/// `create_role_link`: the meeting's link for anyone with `preset` ("viewer" or
+/// "speaker"), naming `address` as `create_invite` does. Each guest who opens it gives a
+/// name and joins as a new participant. The meeting keeps one invite per preset: asked
+/// again, the same invite is handed out (under the address asked for now).
+#[tauri::command]
+pub async fn create_role_link(
+    state: State<'_, AppState>,
+    preset: String,
+    address: Option<String>,
+) -> Result<Invite> {
+    if preset != "viewer" && preset != "speaker" {
+        return Err(CommandError::new(
+            Code::Sdk(ErrorCode::BadRequest),
+            "preset is \"viewer\" or \"speaker\"",
+        ));
+    }
+    let mut live = state.live.lock().await;
+    let live = live.as_mut().ok_or_else(CommandError::not_joined)?;
+    let embedded = live.embedded.as_mut().ok_or_else(not_embedded)?;
+    let (server, address) = invite_server(embedded, address)?;
+    let kept = embedded
+        .admin
+        .list_invites(&embedded.meeting_id)
+        .await?
+        .into_iter()
+        .find(|i| i.preset_name == preset && i.revoked_at.is_none());
+    let invite = match kept {
+        Some(invite) => invite,
+        None => {
+            embedded
+                .admin
+                .create_invite(&embedded.meeting_id, &preset)
+                .await?
+        }
+    };
+    let link = InviteLink::role(server.clone(), &invite.token, embedded.server.fingerprint())
+        .map_err(|e| CommandError::internal(e.to_string()))?;
+    remember_address(embedded, &address);
+    Ok(Invite {
+        server_url: bare_url(&server),
+        token: invite.token,
+        link: link.to_string(),
+        address,
+    })
+}
+
+/// The server URL invitations name, and the address it was made of: `address` when
+/// given, else the last one used, else the machine's first (non-loopback first).
+fn invite_server(embedded: &Embedded, address: Option<String>) -> Result<(url::Url, String)> {
     let port = embedded.server.local_addr().port();
-    // No address given: the last one used, else the machine's first (non-loopback first).
     let address = match address
         .map(|a| a.trim().to_owned())
         .filter(|a| !a.is_empty())
@@ -688,29 +815,26 @@ pub async fn create_invite(
             format!("the invite address: {e}"),
         )
     })?;
-    let token = embedded
-        .admin
-        .add_participant(&embedded.meeting_id, &AddParticipant::new(name, preset))
-        .await?
-        .token;
-    let link = InviteLink::new(server.clone(), &token, embedded.server.fingerprint())
-        .map_err(|e| CommandError::internal(e.to_string()))?;
-    if embedded.record.invite_address.as_deref() != Some(address.as_str()) {
-        embedded.record.invite_address = Some(address.clone());
+    Ok((server, address))
+}
+
+/// Keeps `address` as the one the next invitations name by default.
+fn remember_address(embedded: &mut Embedded, address: &str) {
+    if embedded.record.invite_address.as_deref() != Some(address) {
+        embedded.record.invite_address = Some(address.to_owned());
         if let Err(e) = embedded.record.save(&embedded.data_dir) {
             tracing::warn!(error = %e, "cannot store the hosting record");
         }
     }
-    let link = link.to_string();
-    live.invite_link = Some(link.clone());
-    let mut server_url = server.to_string();
-    server_url.pop(); // the trailing "/" of a bare host
-    Ok(Invite {
-        server_url,
-        token,
-        link,
-        address,
-    })
+}
+
+/// A server URL without the trailing "/" of a bare host.
+fn bare_url(server: &url::Url) -> String {
+    let mut text = server.to_string();
+    if server.path() == "/" {
+        text.pop();
+    }
+    text
 }
 
 fn not_embedded() -> CommandError {

@@ -29,6 +29,9 @@ pub enum Startup {
         name: Option<String>,
         /// The server certificate's fingerprint, from an invite link (self-signed servers).
         fingerprint: Option<Fingerprint>,
+        /// The token is a role invite's (a link with `invite=`): joining needs `name`, the
+        /// guest's own, and makes a participant of that name.
+        guest: bool,
     },
     /// Start the embedded server and join as its host.
     Host { name: String },
@@ -136,6 +139,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
     let mut token = env("ONSTAGE_TOKEN");
     let mut name = env("ONSTAGE_NAME");
     let mut fingerprint = None;
+    let mut guest = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| {
@@ -154,11 +158,13 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
                 let link = parse_invite(&value("--invite")?)?;
                 (server, token) = (Some(link.server.to_string()), Some(link.token));
                 fingerprint = link.fingerprint;
+                guest = link.invite;
             }
             link if link.starts_with("onstage:") => {
                 let link = parse_invite(link)?;
                 (server, token) = (Some(link.server.to_string()), Some(link.token));
                 fingerprint = link.fingerprint;
+                guest = link.invite;
             }
             other => {
                 return Err(ArgError::new(
@@ -174,6 +180,7 @@ fn startup(args: &[String], env: &impl Fn(&str) -> Option<String>) -> Result<Sta
             token,
             name,
             fingerprint,
+            guest,
         }),
         (Some(_), None) | (None, Some(_)) => Err(ArgError::new(
             Code::Sdk(ErrorCode::BadRequest),
@@ -218,6 +225,23 @@ mod tests {
                 token: "a.b+c=".into(),
                 name: None,
                 fingerprint: Some(fp),
+                guest: false,
+            }
+        );
+        // A role link: the guest's name comes with it (--name, or ONSTAGE_NAME).
+        let role = InviteLink::role("https://h:8443".parse().unwrap(), "inv", Some(fp))
+            .unwrap()
+            .to_string();
+        let (c, e) = AppConfig::parse(&args(&[&role, "--name", "Ann"]), none);
+        assert_eq!(e, None);
+        assert_eq!(
+            c.startup,
+            Startup::Join {
+                server_url: "https://h:8443/".into(),
+                token: "inv".into(),
+                name: Some("Ann".into()),
+                fingerprint: Some(fp),
+                guest: true,
             }
         );
         let (c, _) = AppConfig::parse(
@@ -286,6 +310,7 @@ mod tests {
                 token: "t".into(),
                 name: None,
                 fingerprint: None,
+                guest: false,
             }
         );
 

@@ -142,6 +142,20 @@ pub struct AppError {
     #[serde(flatten)]
     pub error: CommandError,
     pub context: Context,
+    /// A role link that came without the guest's name (opened from outside, or given at
+    /// start without `--name`): the join form takes it and asks for the name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+impl AppError {
+    pub fn new(error: CommandError, context: Context) -> Self {
+        Self {
+            error,
+            context,
+            link: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -289,21 +303,33 @@ mod tests {
 
     #[test]
     fn an_app_error_is_the_error_with_its_context() {
-        let e = AppError {
-            error: CommandError::new(Code::Sdk(ErrorCode::BadLink), "no token"),
-            context: Context::Link,
-        };
+        let e = AppError::new(
+            CommandError::new(Code::Sdk(ErrorCode::BadLink), "no token"),
+            Context::Link,
+        );
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"code": "bad_link", "message": "no token", "context": "link"})
         );
-        let e = AppError {
-            error: MediaError::Device(DeviceKind::Camera, "x".into()).into(),
-            context: Context::Start,
-        };
+        let e = AppError::new(
+            MediaError::Device(DeviceKind::Camera, "x".into()).into(),
+            Context::Start,
+        );
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"code": "device_error", "message": "device error: x", "device": "camera", "context": "start"})
+        );
+        let e = AppError {
+            link: Some("onstage://join?server=https%3A%2F%2Fh&invite=i".into()),
+            ..AppError::new(
+                CommandError::new(Code::Sdk(ErrorCode::BadRequest), "give your name"),
+                Context::Link,
+            )
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"code": "bad_request", "message": "give your name", "context": "link",
+                   "link": "onstage://join?server=https%3A%2F%2Fh&invite=i"})
         );
     }
 }

@@ -57,10 +57,10 @@ fn main() {
     // Not fatal: the join screen shows it and lets the user enter what was wrong.
     let arg_error = arg_error.map(|e| {
         tracing::error!("{e}");
-        error::AppError {
-            error: error::CommandError::new(e.code, e.message),
-            context: error::Context::Start,
-        }
+        error::AppError::new(
+            error::CommandError::new(e.code, e.message),
+            error::Context::Start,
+        )
     });
     let pictures = Pictures::new(config.pictures);
     let picture_socket = match tauri::async_runtime::block_on(pictures.serve()) {
@@ -109,6 +109,7 @@ fn main() {
             commands::start_embedded,
             commands::join,
             commands::create_invite,
+            commands::create_role_link,
             commands::invite_addresses,
             commands::leave_meeting,
             commands::rejoin_meeting,
@@ -146,11 +147,34 @@ fn main() {
                         server_url,
                         token,
                         fingerprint,
-                        ..
-                    } => {
-                        commands::join_server(&handle, &state, server_url, token, *fingerprint)
+                        name,
+                        guest,
+                    } => match commands::guest_name(*guest, name.as_deref()) {
+                        Ok(guest) => {
+                            commands::join_server(
+                                &handle,
+                                &state,
+                                server_url,
+                                token,
+                                *fingerprint,
+                                guest.as_deref(),
+                            )
                             .await
-                    }
+                        }
+                        // A role link without --name: the join form asks for one.
+                        Err(e) => {
+                            let link = server_url.parse().ok().and_then(|server| {
+                                onstage_client::InviteLink::role(server, token, *fingerprint).ok()
+                            });
+                            return commands::report_with_link(
+                                &handle,
+                                &state,
+                                error::Context::Start,
+                                e,
+                                link.map(|l| l.to_string()),
+                            );
+                        }
+                    },
                 };
                 match outcome {
                     Ok(session) => {

@@ -41,6 +41,10 @@ pub enum Command {
     /// Presets (admin API).
     #[command(subcommand)]
     Preset(PresetCommand),
+    /// Role invites of a meeting: one link per preset, each guest joining under a name of
+    /// their own (admin API).
+    #[command(subcommand)]
+    Invite(InviteCommand),
     /// Join a meeting and take calls as JSON lines on stdin.
     #[command(long_about = BOT_HELP)]
     Bot(BotArgs),
@@ -252,6 +256,44 @@ pub enum ParticipantCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create a role link for a preset. Everyone who joins with it gives a name and becomes
+    /// a new participant with that preset (`onstage bot --link L --name N`). Prints
+    /// {"invite_id":"...","preset":"...","token":"...","link":"onstage://join?..&invite=.."}.
+    Create {
+        #[command(flatten)]
+        conn: AdminConnection,
+        /// The meeting's id.
+        #[arg(long, value_name = "ID")]
+        meeting: String,
+        /// The preset guests get: host, speaker, viewer, spectator or a custom one.
+        #[arg(long)]
+        preset: String,
+    },
+    /// List a meeting's role invites, revoked ones included. Prints one line per invite,
+    /// as create does, plus "revoked_at" (null while it lets people in).
+    List {
+        #[command(flatten)]
+        conn: AdminConnection,
+        /// The meeting's id.
+        #[arg(long, value_name = "ID")]
+        meeting: String,
+    },
+    /// Revoke a role invite: nobody new joins with it (token_revoked); whoever joined
+    /// stays. Prints {"invite_id":"...","revoked_at":N}.
+    Revoke {
+        #[command(flatten)]
+        conn: AdminConnection,
+        /// The meeting's id.
+        #[arg(long, value_name = "ID")]
+        meeting: String,
+        /// The invite's id.
+        #[arg(long, value_name = "ID")]
+        invite_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PresetCommand {
     /// Create a custom preset. Prints the preset as the server stored it.
     Create {
@@ -303,6 +345,10 @@ pub struct BotArgs {
     /// answered like any refusal: a bad_request line on stdout.
     #[arg(long, value_name = "LINK", conflicts_with_all = ["server", "token", "fingerprint"])]
     pub link: Option<String>,
+    /// The bot's display name, for a role link (`invite=`, from `onstage invite create`),
+    /// which makes a new participant of that name; a personal link's name is the host's.
+    #[arg(long, value_name = "NAME", requires = "link")]
+    pub name: Option<String>,
     /// With --server: the certificate fingerprint of a self-signed https server.
     #[arg(long, value_name = "FP")]
     pub fingerprint: Option<Fingerprint>,

@@ -910,3 +910,116 @@ async fn a_host_bot_ends_the_meeting_and_a_viewer_bot_hears_it() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn bots_join_with_one_role_link_under_names_of_their_own() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_server, url, key) = serve(data.path()).await;
+    let meeting = create_meeting(&url, &key, "Open").await;
+    let created = once_ok(
+        &[
+            "invite",
+            "create",
+            "--server",
+            &url,
+            "--meeting",
+            &meeting,
+            "--preset",
+            "viewer",
+        ],
+        &key,
+    )
+    .await;
+    assert_eq!(created["preset"], "viewer", "{created}");
+    assert_eq!(created["revoked_at"], Value::Null);
+    let link = created["link"].as_str().expect("link").to_owned();
+    assert!(link.contains("&invite="), "{link}");
+    let invite_id = created["invite_id"].as_str().expect("id").to_owned();
+
+    let mut joined = Vec::new();
+    for name in ["Ona", "Pia"] {
+        let mut bot = Proc::spawn(name, &["bot", "--link", &link, "--name", name], &[]);
+        let line = bot.next().await.expect("joined line");
+        assert_eq!(line["event"], "joined", "{line}");
+        joined.push((line["user_id"].clone(), bot));
+    }
+    assert_ne!(joined[0].0, joined[1].0, "two participants");
+    let everyone = joined[1]
+        .1
+        .ok(json!({"id": 1, "call": "participants.list"}))
+        .await;
+    let mut names: Vec<(String, String)> = everyone
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name").to_owned(),
+                p["preset"].as_str().expect("preset").to_owned(),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("Ona".into(), "viewer".into()),
+            ("Pia".into(), "viewer".into())
+        ]
+    );
+
+    // Without a name, a role link is refused before anything is sent.
+    let mut nameless = Proc::spawn("nameless", &["bot", "--link", &link], &[]);
+    let line = nameless.next().await.expect("an error line");
+    assert_eq!(line["error"]["code"], "bad_request", "{line}");
+    assert_ne!(nameless.exit_code().await, Some(0));
+
+    let revoked = once_ok(
+        &[
+            "invite",
+            "revoke",
+            "--server",
+            &url,
+            "--meeting",
+            &meeting,
+            "--invite-id",
+            &invite_id,
+        ],
+        &key,
+    )
+    .await;
+    assert!(revoked["revoked_at"].as_u64().is_some(), "{revoked}");
+    let listed = once_ok(
+        &["invite", "list", "--server", &url, "--meeting", &meeting],
+        &key,
+    )
+    .await;
+    assert_eq!(listed["invite_id"], json!(invite_id));
+    assert_eq!(listed["revoked_at"], revoked["revoked_at"]);
+    let mut late = Proc::spawn("late", &["bot", "--link", &link, "--name", "Quin"], &[]);
+    let line = late.next().await.expect("an error line");
+    assert_eq!(line["error"]["code"], "token_revoked", "{line}");
+    assert_ne!(late.exit_code().await, Some(0));
+
+    // Unknown preset: a clear refusal, nothing made.
+    let (line, output) = once(
+        &[
+            "invite",
+            "create",
+            "--server",
+            &url,
+            "--meeting",
+            &meeting,
+            "--preset",
+            "ghost",
+        ],
+        &key,
+    )
+    .await;
+    assert!(!output.status.success());
+    assert_eq!(line["error"]["code"], "bad_request", "{line}");
+    for (_, mut bot) in joined {
+        bot.close_stdin().await;
+        assert_eq!(bot.exit_code().await, Some(0));
+    }
+}

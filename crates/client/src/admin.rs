@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use onstage_proto::rest::{
-    AddParticipant, AddedParticipant, CreateMeeting, Envelope, Meeting, Participant,
+    AddParticipant, AddedParticipant, CreateInvite, CreateMeeting, Envelope, Invite, Meeting,
+    Participant,
 };
 use onstage_proto::{ErrorBody, ErrorCode, Fingerprint, Preset, RoomSnapshot};
 
@@ -151,6 +152,39 @@ impl AdminClient {
             "{}/participants/{}",
             meeting_path(meeting),
             path_segment(user_id)
+        );
+        self.delete(&path).await
+    }
+
+    /// `POST /v1/meetings/{id}/invites`: a role link for `preset_name`, with its token.
+    pub async fn create_invite(
+        &self,
+        meeting: &str,
+        preset_name: &str,
+    ) -> Result<Invite, ErrorBody> {
+        let path = format!("{}/invites", meeting_path(meeting));
+        self.send(
+            reqwest::Method::POST,
+            &path,
+            Some(&CreateInvite::new(preset_name)),
+        )
+        .await
+    }
+
+    /// `GET /v1/meetings/{id}/invites`: every invite, revoked ones included (with
+    /// `revoked_at`), oldest first.
+    pub async fn list_invites(&self, meeting: &str) -> Result<Vec<Invite>, ErrorBody> {
+        self.get(&format!("{}/invites", meeting_path(meeting)))
+            .await
+    }
+
+    /// `DELETE /v1/meetings/{id}/invites/{invite_id}`: nobody new joins with it; answers
+    /// the invite, revoked.
+    pub async fn revoke_invite(&self, meeting: &str, invite_id: &str) -> Result<Invite, ErrorBody> {
+        let path = format!(
+            "{}/invites/{}",
+            meeting_path(meeting),
+            path_segment(invite_id)
         );
         self.delete(&path).await
     }

@@ -168,6 +168,27 @@ pub(crate) fn signal_url(server_url: &str, token: &str) -> Result<Url, ClientErr
     Ok(url)
 }
 
+/// The signaling URL of a guest joining with a role invite: the invite token and the
+/// guest's name (`...?token=<invite>&name=<name>`).
+pub(crate) fn guest_signal_url(
+    server_url: &str,
+    invite_token: &str,
+    name: &str,
+) -> Result<Url, ClientError> {
+    let mut url = signal_url(server_url, invite_token)?;
+    url.query_pairs_mut().append_pair("name", name);
+    Ok(url)
+}
+
+/// The same signaling URL with another token (and nothing else in its query): what a
+/// guest reconnects with once the welcome gave it a token of its own.
+pub(crate) fn with_token(url: &Url, token: &str) -> Url {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.query_pairs_mut().append_pair("token", token);
+    url
+}
+
 /// How to open the socket for a signaling URL: TLS for `wss` (pinned to `pin` when given),
 /// plain for `ws`. A pin with a plain URL is refused: the token would go in clear to a
 /// server that was meant to be authenticated.
@@ -268,6 +289,15 @@ fn handshake_error(e: tungstenite::Error) -> ClientError {
                 ClientError::Unauthorized(
                     message.unwrap_or_else(|| "the server refused the token".into()),
                 )
+            } else if response.status() == 400
+                && code.as_deref() == Some(ErrorCode::BadRequest.as_str())
+            {
+                // Ours, refusing what the join said (a guest's name the server will not
+                // take): the caller has to fix it, so it is the server's own error.
+                ClientError::Server(onstage_proto::ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    message.unwrap_or_else(|| "the server refused the join".into()),
+                ))
             } else if response.status() == 503 {
                 // Ours, shutting down (or a proxy in front with no server behind it):
                 // come back later, as for an unreachable one.

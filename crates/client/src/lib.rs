@@ -24,6 +24,12 @@
 //! `fp=`, or [`JoinOptions::fingerprint`]. A certificate that does not match is
 //! [`ClientError::Certificate`] (code `untrusted_server`), naming both fingerprints.
 //!
+//! A role link (one link for a whole meeting and preset, `invite=` in place of `token=`)
+//! joins with a name of the guest's own: [`Meeting::join_link`] (any link) or
+//! [`Meeting::join_guest`]. The server makes a participant for the join and its welcome
+//! carries that participant's token, which every reconnect uses ([`Meeting::token`]), so
+//! the guest resumes as itself and never turns into a second participant.
+//!
 //! ## How it works
 //! [`Meeting::join`] opens the WebSocket at `/v1/signal`, waits for the server's welcome
 //! (ids, own preset, grace period, a snapshot of the room) and hands the socket to a

@@ -64,6 +64,14 @@ impl Default for JoinOptions {
     }
 }
 
+/// A role link joined without the guest's name: `bad_request`, nothing sent.
+fn name_needed() -> ClientError {
+    ClientError::Server(onstage_proto::ErrorBody::new(
+        onstage_proto::ErrorCode::BadRequest,
+        "this invite link is for anyone: give your name to join",
+    ))
+}
+
 /// A joined meeting. A cheap handle: clones share one connection, owned by a background
 /// task. Dropping the last handle closes the connection without leaving (the server keeps
 /// the session for its grace period); call [`Meeting::leave`] to leave for good.
@@ -76,6 +84,8 @@ struct Inner {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     options: JoinOptions,
+    /// The participant token the connection uses (a guest's own, from its welcome).
+    token: String,
 }
 
 impl std::fmt::Debug for Meeting {
@@ -107,16 +117,65 @@ impl Meeting {
 
     /// Joins with an invite link (`onstage://join?server=..&token=..[&fp=..]`): its server,
     /// its token and, when it has one, its certificate fingerprint (which replaces
-    /// `options.fingerprint`).
+    /// `options.fingerprint`). A role link needs a name: see [`Meeting::join_link`].
     pub async fn join_invite(
         link: &InviteLink,
         options: JoinOptions,
     ) -> Result<Meeting, ClientError> {
+        if link.invite {
+            // Refused before anything is sent: the server would make a nameless guest.
+            return Err(name_needed());
+        }
         let options = JoinOptions {
             fingerprint: link.fingerprint.or(options.fingerprint),
             ..options
         };
         Self::join_with(link.server.as_str(), &link.token, options).await
+    }
+
+    /// Joins with any link: a personal one as [`Meeting::join_invite`] (`name` is not
+    /// needed: the host named the participant), a role link (`invite=`) as
+    /// [`Meeting::join_guest`] with `name`, which it needs (else
+    /// [`ClientError::Server`] with `bad_request`, before anything is sent).
+    pub async fn join_link(
+        link: &InviteLink,
+        name: Option<&str>,
+        options: JoinOptions,
+    ) -> Result<Meeting, ClientError> {
+        if !link.invite {
+            return Self::join_invite(link, options).await;
+        }
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                ClientError::Server(onstage_proto::ErrorBody::new(
+                    onstage_proto::ErrorCode::BadRequest,
+                    "this invite link is for anyone: give your name to join",
+                ))
+            })?;
+        let options = JoinOptions {
+            fingerprint: link.fingerprint.or(options.fingerprint),
+            ..options
+        };
+        Self::join_guest(link.server.as_str(), &link.token, name, options).await
+    }
+
+    /// Joins as a guest with a role invite token (a role link's `invite=`) under `name`:
+    /// the server makes a participant of the invite's preset for this join and gives it a
+    /// token of its own in the welcome, which the SDK reconnects with (so a reconnect
+    /// resumes this participant instead of making another); [`Meeting::token`] returns it.
+    /// A name the server refuses (empty, too long, control characters) is
+    /// [`ClientError::Server`] with `bad_request`; a revoked invite
+    /// [`ClientError::TokenRevoked`].
+    pub async fn join_guest(
+        server_url: &str,
+        invite_token: &str,
+        name: &str,
+        options: JoinOptions,
+    ) -> Result<Meeting, ClientError> {
+        let url = connection::guest_signal_url(server_url, invite_token, name)?;
+        Self::connect_at(url, options, true).await
     }
 
     /// [`Meeting::join`] with explicit timeouts, reconnect pacing and certificate pin.
@@ -126,8 +185,28 @@ impl Meeting {
         options: JoinOptions,
     ) -> Result<Meeting, ClientError> {
         let url = connection::signal_url(server_url, token)?;
+        Self::connect_at(url, options, false).await
+    }
+
+    /// Connects at a signaling URL; `guest`: its token is an invite, which the welcome's
+    /// personal token replaces for every reconnect.
+    async fn connect_at(
+        url: url::Url,
+        options: JoinOptions,
+        guest: bool,
+    ) -> Result<Meeting, ClientError> {
         let connector = connection::connector(&url, options.fingerprint)?;
         let (ws, welcome) = connection::connect(&url, &connector, options.connect_timeout).await?;
+        let url = match (guest, welcome.token.as_deref()) {
+            (false, _) => url,
+            (true, Some(token)) => connection::with_token(&url, token),
+            // Reconnecting with the invite would make another participant each time.
+            (true, None) => {
+                return Err(ClientError::Protocol(
+                    "the server's welcome to a guest carries no token of its own".into(),
+                ))
+            }
+        };
         tracing::debug!(
             meeting_id = %welcome.meeting_id,
             user_id = %welcome.user_id,
@@ -139,14 +218,27 @@ impl Meeting {
         // Who already publishes, as the first events (they wait for the first stream).
         shared.publish(|state| state.mirror.publishing_events());
         let (commands, rx) = mpsc::unbounded_channel();
+        let token = url
+            .query_pairs()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
         tokio::spawn(Driver::new(shared.clone(), rx, url, connector, options.clone()).run(ws));
         Ok(Meeting {
             inner: Arc::new(Inner {
                 shared,
                 commands,
                 options,
+                token,
             }),
         })
+    }
+
+    /// The participant token this meeting connects with: the one joined with, or for a
+    /// guest of a role invite the personal token the server gave it (to rejoin later as
+    /// the same participant, e.g. after a restart).
+    pub fn token(&self) -> String {
+        self.inner.token.clone()
     }
 
     pub fn meeting_id(&self) -> MeetingId {

@@ -91,6 +91,7 @@ impl Mirror {
             snapshot,
             publishing,
             ice_servers,
+            token: _,
         } = welcome;
         Self {
             meeting_id,
@@ -313,6 +314,7 @@ impl Mirror {
             snapshot,
             publishing,
             ice_servers,
+            token: _,
         } = welcome;
         self.resync = None;
         self.title = title;
@@ -631,6 +633,7 @@ mod tests {
             snapshot,
             publishing: Vec::new(),
             ice_servers: Vec::new(),
+            token: None,
         }
     }
 

@@ -8,7 +8,18 @@
 //! ```
 //!
 //! The server puts one in every participant it adds (`"link"`), the desktop app opens
-//! them, `onstage bot --link` joins with them. These types live in the wire crate because
+//! them, `onstage bot --link` joins with them.
+//!
+//! A role link, one for a whole meeting and a preset (`POST /v1/meetings/{id}/invites`),
+//! carries its invite token as `invite=` instead of `token=`:
+//!
+//! ```text
+//! onstage://join?server=https%3A%2F%2F192.168.1.20%3A8443&invite=eyJ...&fp=sha256:3f9a...
+//! ```
+//!
+//! so a client knows before connecting that it must ask the guest for a name (the server
+//! makes a participant of that name for each join). The key says it rather than the token,
+//! which a client cannot read; the server tells the two kinds of token apart on its own. These types live in the wire crate because
 //! both sides need them and the server does not depend on the SDK; the SDK re-exports them
 //! as `onstage_client::link`.
 //!
@@ -132,8 +143,11 @@ impl<'de> Deserialize<'de> for Fingerprint {
 pub struct InviteLink {
     /// The server's base URL, `http://` or `https://`.
     pub server: Url,
-    /// The participant token.
+    /// The participant token, or with [`InviteLink::invite`] the role invite token.
     pub token: String,
+    /// A role link (`invite=`): joining needs the guest's display name, and the server
+    /// answers with a personal token of the participant it makes.
+    pub invite: bool,
     /// The server certificate's fingerprint, for a server whose certificate no public
     /// authority vouches for (self-signed). Only with an `https` server.
     pub fingerprint: Option<Fingerprint>,
@@ -150,6 +164,8 @@ pub enum LinkError {
     MissingServer,
     #[error("the invite link has no token (token=...)")]
     MissingToken,
+    #[error("the invite link has both a token and an invite (token=..., invite=...)")]
+    TokenAndInvite,
     #[error("the invite link names {0} more than once")]
     Repeated(&'static str),
     #[error("the invite link's server is not a URL: {0}")]
@@ -186,7 +202,20 @@ impl InviteLink {
         Ok(Self {
             server,
             token,
+            invite: false,
             fingerprint,
+        })
+    }
+
+    /// A role link (`invite=`) carrying an invite token, checked as [`InviteLink::new`].
+    pub fn role(
+        server: Url,
+        invite_token: impl Into<String>,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<Self, LinkError> {
+        Ok(Self {
+            invite: true,
+            ..Self::new(server, invite_token, fingerprint)?
         })
     }
 
@@ -206,11 +235,20 @@ impl InviteLink {
             Ok(first.filter(|v| !v.trim().is_empty()))
         };
         let server = one("server")?.ok_or(LinkError::MissingServer)?;
-        let token = one("token")?.ok_or(LinkError::MissingToken)?;
+        let (token, invite) = match (one("token")?, one("invite")?) {
+            (Some(token), None) => (token, false),
+            (None, Some(invite)) => (invite, true),
+            (Some(_), Some(_)) => return Err(LinkError::TokenAndInvite),
+            (None, None) => return Err(LinkError::MissingToken),
+        };
         let fingerprint = one("fp")?.map(|fp| fp.parse()).transpose()?;
         let server = Url::parse(server.trim())
             .map_err(|e| LinkError::BadServer(format!("{server:?}: {e}")))?;
-        Self::new(server, token, fingerprint)
+        if invite {
+            Self::role(server, token, fingerprint)
+        } else {
+            Self::new(server, token, fingerprint)
+        }
     }
 }
 
@@ -237,7 +275,8 @@ impl FromStr for InviteLink {
 }
 
 impl fmt::Display for InviteLink {
-    /// `onstage://join?server=..&token=..[&fp=..]`, every value query-encoded. The server
+    /// `onstage://join?server=..&token=..[&fp=..]` (`invite=` for a role link), every
+    /// value query-encoded. The server
     /// URL is written without the trailing `/` that URL parsing adds to a bare host (and
     /// whole when anything follows that `/`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -250,7 +289,8 @@ impl fmt::Display for InviteLink {
         }
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         query.append_pair("server", &server);
-        query.append_pair("token", &self.token);
+        let key = if self.invite { "invite" } else { "token" };
+        query.append_pair(key, &self.token);
         if let Some(fp) = &self.fingerprint {
             query.append_pair("fp", &fp.to_string());
         }
@@ -386,6 +426,43 @@ mod tests {
         for e in [MissingServer, MissingToken, NotOnstage("x".into())] {
             assert_eq!(e.code(), ErrorCode::BadLink);
         }
+    }
+
+    #[test]
+    fn role_links_say_invite_and_round_trip() {
+        let server = Url::parse("https://h:8443").unwrap();
+        let link = InviteLink::role(server.clone(), "inv.tok", Some(fp())).unwrap();
+        assert!(link.invite);
+        let text = link.to_string();
+        assert_eq!(
+            text,
+            format!(
+                "onstage://join?server=https%3A%2F%2Fh%3A8443&invite=inv.tok&fp=sha256%3A{HEX}"
+            )
+        );
+        assert_eq!(InviteLink::parse(&text), Ok(link));
+        // A personal link is not a role link, and a link is one or the other.
+        assert!(
+            !InviteLink::parse("onstage://join?server=http://h&token=t")
+                .unwrap()
+                .invite
+        );
+        assert_eq!(
+            InviteLink::parse("onstage://join?server=http://h&token=t&invite=i"),
+            Err(LinkError::TokenAndInvite)
+        );
+        assert_eq!(
+            InviteLink::parse("onstage://join?server=http://h&invite="),
+            Err(LinkError::MissingToken)
+        );
+        assert_eq!(
+            InviteLink::parse("onstage://join?server=http://h&invite=a&invite=b"),
+            Err(LinkError::Repeated("invite"))
+        );
+        assert_eq!(
+            InviteLink::role(server, "", None),
+            Err(LinkError::MissingToken)
+        );
     }
 
     #[test]

@@ -159,6 +159,47 @@ impl AddedParticipant {
     }
 }
 
+/// `POST /v1/meetings/{id}/invites`: a role link for the meeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvite {
+    /// The preset every guest joining with it gets (built-in or custom).
+    pub preset_name: String,
+}
+
+impl CreateInvite {
+    pub fn new(preset_name: impl Into<String>) -> Self {
+        Self {
+            preset_name: preset_name.into(),
+        }
+    }
+}
+
+/// A role invite of a meeting: one link for everyone who should join with a preset, each
+/// guest giving a name of their own. Valid while the meeting exists, until revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    /// The invite's id (what `DELETE .../invites/{id}` names).
+    pub id: String,
+    pub preset_name: String,
+    /// The invite token (a JWT naming the invite, never a participant).
+    pub token: String,
+    /// The role link (`onstage://join?server=..&invite=..`), as text: see
+    /// [`Invite::invite`].
+    pub link: String,
+    pub created_at: UnixMillis,
+    /// When it was revoked: from then on it lets nobody new in.
+    #[serde(default)]
+    pub revoked_at: Option<UnixMillis>,
+}
+
+impl Invite {
+    /// The role link, read.
+    pub fn invite(&self) -> Result<InviteLink, LinkError> {
+        InviteLink::parse(&self.link)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -435,6 +435,11 @@ pub struct Welcome {
     /// welcome, so a reconnect renews them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ice_servers: Vec<IceServer>,
+    /// The participant's own token, when it joined with a role invite: the server made
+    /// the participant for this join, and a reconnect (resume) must use this token, not
+    /// the invite (which would make yet another participant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// A STUN or TURN server and the credentials to use it (the shape of WebRTC's

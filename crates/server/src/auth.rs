@@ -38,12 +38,37 @@ impl Claims {
     }
 }
 
-/// Checks admin keys, mints and verifies participant tokens.
+/// What a role invite token says. It names an invite (`inv`) and never a participant: it
+/// has no `sub`, which participant tokens must have, and participant tokens have no `inv`,
+/// which this must have, so neither kind is ever taken for the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteClaims {
+    /// The invite's id.
+    pub inv: String,
+    pub meeting_id: String,
+    /// Issued at, seconds since the epoch (the invite's creation, so the same invite
+    /// always has the same token and the list can hand it out again).
+    pub iat: u64,
+    /// Never set by this server: an invite lasts as long as its meeting unless revoked,
+    /// which storage decides. Read only to refuse a token that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+}
+
+impl InviteClaims {
+    pub fn meeting_id(&self) -> MeetingId {
+        MeetingId::new(self.meeting_id.clone())
+    }
+}
+
+/// Checks admin keys, mints and verifies participant and invite tokens.
 pub struct Auth {
     admin_key: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// For invite tokens: no required `exp` or `sub` (see [`InviteClaims`]).
+    invite_validation: Validation,
     token_ttl: Duration,
 }
 
@@ -58,11 +83,14 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut invite_validation = Validation::new(Algorithm::HS256);
+        invite_validation.set_required_spec_claims::<&str>(&[]);
         Self {
             admin_key,
             encoding: EncodingKey::from_secret(jwt_secret.as_bytes()),
             decoding: DecodingKey::from_secret(jwt_secret.as_bytes()),
             validation,
+            invite_validation,
             token_ttl,
         }
     }
@@ -116,6 +144,42 @@ impl Auth {
                 }
                 _ => ApiError::unauthorized(format!("invalid token: {e}")),
             })
+    }
+}
+
+impl Auth {
+    /// The token of a role invite of `meeting`, made at `created_at`: the same invite always
+    /// gets the same token.
+    pub fn mint_invite(
+        &self,
+        meeting: &MeetingId,
+        invite: &str,
+        created_at: UnixMillis,
+    ) -> Result<String, ApiError> {
+        let claims = InviteClaims {
+            inv: invite.to_owned(),
+            meeting_id: meeting.to_string(),
+            iat: created_at / 1000,
+            sub: None,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::internal(format!("cannot sign invite token: {e}")))
+    }
+
+    /// The claims of an invite token signed by this server; anything else, a participant
+    /// token included, is `unauthorized`. Whether the invite still exists, or was revoked,
+    /// is for storage to say.
+    pub fn verify_invite(&self, token: &str) -> Result<InviteClaims, ApiError> {
+        let claims =
+            jsonwebtoken::decode::<InviteClaims>(token, &self.decoding, &self.invite_validation)
+                .map(|data| data.claims)
+                .map_err(|e| ApiError::unauthorized(format!("invalid invite token: {e}")))?;
+        if claims.sub.is_some() {
+            return Err(ApiError::unauthorized(
+                "invalid invite token: it names a participant",
+            ));
+        }
+        Ok(claims)
     }
 }
 
@@ -191,6 +255,53 @@ mod tests {
         )
         .expect("sign");
         assert_eq!(auth.verify(&token).expect("verify").generation, 0);
+    }
+
+    #[test]
+    fn invite_and_participant_tokens_are_never_taken_for_each_other() {
+        let auth = Auth::new("k".into(), "secret", Duration::from_secs(60));
+        let now = crate::rooms::now_ms();
+        let meeting = MeetingId::new("m");
+        let invite = auth.mint_invite(&meeting, "i1", now).expect("mint");
+        assert_eq!(
+            auth.mint_invite(&meeting, "i1", now).expect("mint"),
+            invite,
+            "the same invite, the same token"
+        );
+        let claims = auth.verify_invite(&invite).expect("an invite");
+        assert_eq!(
+            (claims.inv.as_str(), claims.meeting_id.as_str()),
+            ("i1", "m")
+        );
+        assert_eq!(
+            auth.verify(&invite)
+                .expect_err("not a participant")
+                .body
+                .code,
+            ErrorCode::Unauthorized
+        );
+        let personal = auth
+            .mint(&meeting, &UserId::new("u"), 1, now)
+            .expect("mint");
+        assert_eq!(
+            auth.verify_invite(&personal)
+                .expect_err("not an invite")
+                .body
+                .code,
+            ErrorCode::Unauthorized
+        );
+        // Signed by another server, or naming both an invite and a participant: refused.
+        let other = Auth::new("k".into(), "other", Duration::from_secs(60));
+        assert!(other.verify_invite(&invite).is_err());
+        let both = serde_json::json!({"inv":"i1","meeting_id":"m","iat":1,"sub":"u",
+                                      "exp": now / 1000 + 60});
+        let both = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &both,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("sign");
+        assert!(auth.verify_invite(&both).is_err());
     }
 
     #[test]

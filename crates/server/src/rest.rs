@@ -12,7 +12,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use onstage_proto::rest::{AddParticipant, AddedParticipant, CreateMeeting, Envelope, Participant};
+use onstage_proto::rest::{
+    AddParticipant, AddedParticipant, CreateInvite, CreateMeeting, Envelope, Invite, Participant,
+};
 use onstage_proto::{MeetingId, Preset, RoomSnapshot, UserId};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -21,7 +23,9 @@ use crate::error::ApiError;
 use crate::limits::Source;
 use crate::rooms::now_ms;
 use crate::server::AppState;
-use crate::storage::{self, DeletePreset, MeetingRecord, RemoveParticipant};
+use crate::storage::{
+    self, DeletePreset, InviteRecord, MeetingRecord, RemoveParticipant, RevokeInvite,
+};
 
 type Shared = State<Arc<AppState>>;
 
@@ -36,6 +40,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/v1/meetings/{id}/participants/{participant_id}",
             delete(remove_participant),
+        )
+        .route(
+            "/v1/meetings/{id}/invites",
+            get(list_invites).post(create_invite),
+        )
+        .route(
+            "/v1/meetings/{id}/invites/{invite_id}",
+            delete(revoke_invite),
         )
         .route("/v1/meetings/{id}/stage", get(stage))
         .route("/v1/presets", get(list_presets).post(create_preset))
@@ -175,9 +187,12 @@ async fn delete_meeting(State(app): Shared, Path(id): Path<String>) -> Result<Re
     Ok(ok(StatusCode::OK, meeting))
 }
 
+/// The longest participant name, in characters (REST participants and invite guests alike).
+pub(crate) const MAX_NAME_CHARS: usize = 100;
+
 /// The name of a new participant as stored, or why the body is refused.
 fn check_participant(body: &AddParticipant) -> Result<String, ApiError> {
-    let name = clean_text("name", &body.name, 100)?;
+    let name = clean_text("name", &body.name, MAX_NAME_CHARS)?;
     if let Some(custom) = &body.custom_participant_id {
         let valid = !custom.is_empty()
             && custom.len() <= 128
@@ -300,6 +315,93 @@ async fn remove_participant(
     Ok(ok(StatusCode::OK, Participant::from(participant)))
 }
 
+/// An invite as the admin API shows it: with its token and role link, which are the same
+/// every time (the token is minted from the invite's id and creation time).
+fn invite_view(app: &AppState, invite: InviteRecord) -> Result<Invite, ApiError> {
+    let token = app
+        .auth
+        .mint_invite(&invite.meeting_id, &invite.id, invite.created_at)?;
+    let link = app
+        .invites
+        .role_link(&token)
+        .map_err(|e| ApiError::internal(format!("cannot build the role link: {e}")))?;
+    Ok(Invite {
+        id: invite.id,
+        preset_name: invite.preset_name,
+        token,
+        link: link.to_string(),
+        created_at: invite.created_at,
+        revoked_at: invite.revoked_at,
+    })
+}
+
+/// `POST /v1/meetings/{id}/invites`: a role link for a preset.
+async fn create_invite(
+    State(app): Shared,
+    Path(id): Path<String>,
+    body: Result<ApiJson<CreateInvite>, ApiError>,
+) -> Result<Response, ApiError> {
+    let ApiJson(body) = body?;
+    let created = app
+        .storage
+        .create_invite(
+            MeetingId::new(id.clone()),
+            body.preset_name.clone(),
+            now_ms(),
+        )
+        .await?;
+    let invite = match created {
+        storage::CreateInvite::Created(invite) => invite,
+        storage::CreateInvite::NoMeeting => {
+            return Err(ApiError::not_found(format!("no meeting {id:?}")))
+        }
+        storage::CreateInvite::NoPreset => {
+            return Err(ApiError::bad_request(format!(
+                "no preset {:?}",
+                body.preset_name
+            )))
+        }
+    };
+    tracing::info!(meeting = %invite.meeting_id, invite = %invite.id, preset = %invite.preset_name, "invite created");
+    Ok(ok(StatusCode::CREATED, invite_view(&app, invite)?))
+}
+
+async fn list_invites(State(app): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let list = app
+        .storage
+        .list_invites(MeetingId::new(id.clone()))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no meeting {id:?}")))?;
+    let list = list
+        .into_iter()
+        .map(|invite| invite_view(&app, invite))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ok(StatusCode::OK, list))
+}
+
+/// `DELETE /v1/meetings/{id}/invites/{invite_id}`: nobody new joins with it; whoever did
+/// stays (their own tokens are theirs).
+async fn revoke_invite(
+    State(app): Shared,
+    Path((id, invite_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let revoked = app
+        .storage
+        .revoke_invite(MeetingId::new(id.clone()), invite_id.clone(), now_ms())
+        .await?;
+    let invite = match revoked {
+        RevokeInvite::Revoked(invite) => invite,
+        RevokeInvite::NoMeeting => return Err(ApiError::not_found(format!("no meeting {id:?}"))),
+        RevokeInvite::NoInvite => {
+            return Err(ApiError::not_found(format!(
+                "no invite {invite_id:?} in meeting {id:?}"
+            )))
+        }
+    };
+    tracing::info!(meeting = %invite.meeting_id, invite = %invite.id, "invite revoked");
+    Ok(ok(StatusCode::OK, invite_view(&app, invite)?))
+}
+
 /// A body one of the routes above reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
@@ -378,7 +480,7 @@ async fn stage(State(app): Shared, Path(id): Path<String>) -> Result<Response, A
 /// or format characters (Unicode Cc, Cf, and line or paragraph separators): NUL, escape
 /// sequences, CR LF, zero-width and bidirectional overrides (U+202E) would reach every
 /// roster, UI and terminal that shows it. Plain spaces are fine.
-fn clean_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+pub(crate) fn clean_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     let text = value.trim();
     if text.is_empty() || text.chars().count() > max {
@@ -474,7 +576,7 @@ async fn delete_preset(State(app): Shared, Path(name): Path<String>) -> Result<R
         DeletePreset::Deleted(p) => Ok(ok(StatusCode::OK, p)),
         DeletePreset::NotFound => Err(ApiError::not_found(format!("no preset {name:?}"))),
         DeletePreset::InUse(n) => Err(ApiError::invalid_state(format!(
-            "preset {name:?} is used by {n} participants"
+            "preset {name:?} is used by {n} participants or invites"
         ))),
     }
 }

@@ -75,11 +75,20 @@ pub fn encode(msg: &ServerMessage) -> Utf8Bytes {
     }
 }
 
+/// What a participant's welcome tells it alone.
+#[derive(Debug, Clone, Default)]
+pub struct Personal {
+    /// TURN relays with credentials minted for it.
+    pub ice_servers: Vec<IceServer>,
+    /// Its own token, when it joined with a role invite (the server made it for this join).
+    pub token: Option<String>,
+}
+
 enum Command {
     Connect {
         member: Member,
         grace_ms: u64,
-        ice_servers: Vec<IceServer>,
+        personal: Personal,
         conn: ConnHandle,
         done: oneshot::Sender<()>,
     },
@@ -261,7 +270,7 @@ impl Rooms {
         title: &str,
         config: RoomConfig,
         member: Member,
-        ice_servers: Vec<IceServer>,
+        personal: Personal,
         conn: ConnHandle,
     ) {
         // A room may be closing down just as we arrive; then start a new one.
@@ -278,7 +287,7 @@ impl Rooms {
             let cmd = Command::Connect {
                 member: member.clone(),
                 grace_ms: self.grace_ms,
-                ice_servers: ice_servers.clone(),
+                personal: personal.clone(),
                 conn: conn.clone(),
                 done,
             };
@@ -590,7 +599,7 @@ impl RoomTask {
             Command::Connect {
                 member,
                 grace_ms,
-                ice_servers,
+                personal: Personal { ice_servers, token },
                 conn,
                 done,
             } => {
@@ -647,6 +656,7 @@ impl RoomTask {
                     snapshot: self.room.snapshot(),
                     publishing: self.room.publishing(),
                     ice_servers,
+                    token,
                 }));
                 if conn.tx.try_send(Outbound::Text(encode(&welcome))).is_ok() {
                     self.conns.insert(user, conn);
@@ -1150,7 +1160,7 @@ mod tests {
                 "t",
                 RoomConfig::default(),
                 member(user),
-                Vec::new(),
+                Personal::default(),
                 ConnHandle { id, tx, generation },
             )
             .await;
@@ -1320,7 +1330,7 @@ mod tests {
                 "t",
                 RoomConfig::default(),
                 member("slow"),
-                Vec::new(),
+                Personal::default(),
                 ConnHandle {
                     id: 1,
                     tx: slow_tx,
@@ -1335,7 +1345,7 @@ mod tests {
                 "t",
                 RoomConfig::default(),
                 member("fast"),
-                Vec::new(),
+                Personal::default(),
                 ConnHandle {
                     id: 2,
                     tx: fast_tx,
@@ -1354,7 +1364,7 @@ mod tests {
                     "t",
                     RoomConfig::default(),
                     member(&format!("extra{i}")),
-                    Vec::new(),
+                    Personal::default(),
                     ConnHandle {
                         id: 10 + i,
                         tx,

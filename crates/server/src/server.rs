@@ -61,6 +61,11 @@ impl Invites {
     pub fn link(&self, token: &str) -> Result<InviteLink, LinkError> {
         InviteLink::new(self.server.clone(), token, self.fingerprint)
     }
+
+    /// `onstage://join?server=..&invite=..[&fp=..]`, for a role invite token.
+    pub fn role_link(&self, invite_token: &str) -> Result<InviteLink, LinkError> {
+        InviteLink::role(self.server.clone(), invite_token, self.fingerprint)
+    }
 }
 
 impl AppState {

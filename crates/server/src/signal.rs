@@ -23,8 +23,9 @@ use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::limits::TokenBucket;
-use crate::rooms::{encode, error_reply, next_conn_id, ConnHandle, Outbound};
+use crate::rooms::{encode, error_reply, next_conn_id, now_ms, ConnHandle, Outbound, Personal};
 use crate::server::AppState;
+use crate::storage::{JoinInvite, MemberRecord};
 
 /// Frames beyond this close the offending connection at once (below it, frames over
 /// [`MAX_SIGNAL_FRAME_BYTES`] get `bad_request` and count as bad input).
@@ -70,31 +71,31 @@ pub async fn handler(
         return ApiError::unauthorized("missing token (?token= or Authorization: Bearer)")
             .into_response();
     };
-    let claims = match app.auth.verify(token) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
+    // What would stop the upgrade once the token checks out; a join with an invite makes
+    // its participant only when nothing does.
+    let not_ready = match &ws {
+        Err(rejection) => Some(ApiError::bad_request(format!(
+            "/v1/signal expects a WebSocket upgrade: {}",
+            rejection.body_text()
+        ))),
+        Ok(_) if app.stopping() => Some(ApiError::unavailable("the server is shutting down")),
+        Ok(_) => None,
     };
     // Read before the check: a revocation after it is caught once seated (`recheck`).
     let revocations = app.rooms.revocations();
-    let record = match app
-        .storage
-        .load_member(claims.meeting_id(), claims.user_id())
-        .await
-    {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return ApiError::unauthorized("the token's meeting or participant no longer exists")
-                .into_response()
+    let (record, welcome_token) =
+        match seat_credentials(&app, token, query.get("name"), not_ready.clone()).await {
+            Ok(seat) => seat,
+            Err(e) => return e.into_response(),
+        };
+    let ws = match (ws, not_ready) {
+        (Ok(ws), None) => ws,
+        (_, Some(refused)) => return refused.into_response(),
+        (Err(rejection), None) => {
+            return ApiError::bad_request(rejection.body_text()).into_response()
         }
-        Err(e) => return ApiError::from(e).into_response(),
     };
-    if claims.generation != record.participant.token_generation {
-        return ApiError::token_revoked(
-            "this token was revoked: the participant has been issued a newer one",
-        )
-        .into_response();
-    }
-    let generation = claims.generation;
+    let generation = record.participant.token_generation;
     let Some(preset) = record.preset else {
         return ApiError::unauthorized(format!(
             "the participant's preset {:?} no longer exists",
@@ -110,28 +111,121 @@ pub async fn handler(
     let meeting = record.meeting.id.clone();
     let max_on_stage = record.meeting.max_on_stage;
     let title = record.meeting.title.clone();
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => {
-            return ApiError::bad_request(format!(
-                "/v1/signal expects a WebSocket upgrade: {}",
-                rejection.body_text()
-            ))
-            .into_response()
-        }
-    };
-    if app.stopping() {
-        return ApiError::unavailable("the server is shutting down").into_response();
-    }
     ws.max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             Connection::new(app, meeting, member.user_id.clone(), generation)
-                .run(socket, member, &title, max_on_stage, revocations)
+                .run(
+                    socket,
+                    member,
+                    &title,
+                    max_on_stage,
+                    revocations,
+                    welcome_token,
+                )
                 .await
         })
+}
+
+/// The participant a token seats, and for a role invite the personal token of the
+/// participant made for this join (for the welcome).
+///
+/// A participant token must be of the participant's current generation. An invite token
+/// (see [`crate::auth::InviteClaims`]) needs `name`, the guest's display name, checked as
+/// the admin API checks names; each join with it makes a new participant of the invite's
+/// preset. A token that is neither is refused as a participant token would be, so an
+/// expired personal token still says `token_expired`.
+async fn seat_credentials(
+    app: &AppState,
+    token: &str,
+    name: Option<&String>,
+    not_ready: Option<ApiError>,
+) -> Result<(MemberRecord, Option<String>), ApiError> {
+    let claims = match app.auth.verify(token) {
+        Ok(claims) => claims,
+        Err(refused) => match app.auth.verify_invite(token) {
+            Ok(invite) => {
+                let (record, token) = join_invite(app, invite, name, not_ready).await?;
+                return Ok((record, Some(token)));
+            }
+            Err(_) => return Err(refused),
+        },
+    };
+    let record = app
+        .storage
+        .load_member(claims.meeting_id(), claims.user_id())
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthorized("the token's meeting or participant no longer exists")
+        })?;
+    if claims.generation != record.participant.token_generation {
+        return Err(ApiError::token_revoked(
+            "this token was revoked: the participant has been issued a newer one",
+        ));
+    }
+    Ok((record, None))
+}
+
+/// A guest joining with a role invite: the new participant and its personal token.
+///
+/// Checked in the order a caller can fix things: the invite (401), the name (400), then
+/// the request itself (`not_ready`); only then is the participant made, so a refused join
+/// leaves nothing behind.
+async fn join_invite(
+    app: &AppState,
+    invite: crate::auth::InviteClaims,
+    name: Option<&String>,
+    not_ready: Option<ApiError>,
+) -> Result<(MemberRecord, String), ApiError> {
+    let meeting = invite.meeting_id();
+    // A look first (no name: nothing is made), so a dead invite says so whatever the name.
+    let looked = app
+        .storage
+        .join_invite(meeting.clone(), invite.inv.clone(), None, now_ms())
+        .await?;
+    if !matches!(looked, JoinInvite::Valid) {
+        return Err(invite_refusal(looked));
+    }
+    let name = name.ok_or_else(|| {
+        ApiError::bad_request("joining with an invite needs the guest's name (?name=)")
+    })?;
+    let name = crate::rest::clean_text("name", name, crate::rest::MAX_NAME_CHARS)?;
+    if let Some(refused) = not_ready {
+        return Err(refused);
+    }
+    // Checked again inside the transaction that makes the participant: a revocation in
+    // between wins.
+    let record = match app
+        .storage
+        .join_invite(meeting.clone(), invite.inv.clone(), Some(name), now_ms())
+        .await?
+    {
+        JoinInvite::Joined(record) => record,
+        other => return Err(invite_refusal(other)),
+    };
+    let token = app.auth.mint(
+        &meeting,
+        &record.participant.id,
+        record.participant.token_generation,
+        now_ms(),
+    )?;
+    tracing::info!(meeting = %meeting, invite = %invite.inv, user = %record.participant.id, "a guest joined with an invite");
+    Ok((record, token))
+}
+
+/// Why an invite lets nobody in.
+fn invite_refusal(outcome: JoinInvite) -> ApiError {
+    match outcome {
+        JoinInvite::Revoked => ApiError::token_revoked("this invite link was revoked"),
+        JoinInvite::NoPreset(preset) => {
+            ApiError::unauthorized(format!("the invite's preset {preset:?} no longer exists"))
+        }
+        JoinInvite::NoInvite | JoinInvite::Valid | JoinInvite::Joined(_) => {
+            ApiError::unauthorized("the invite or its meeting no longer exists")
+        }
+    }
 }
 
 /// A client asks for a snapshot after a gap in the event sequence: rarely. Four at once,
@@ -248,6 +342,7 @@ impl Connection {
         title: &str,
         max_on_stage: u32,
         revocations: u64,
+        welcome_token: Option<String>,
     ) {
         let metrics = self.app.metrics.clone();
         metrics.connections.inc();
@@ -274,7 +369,10 @@ impl Connection {
                     budget: self.app.config.broadcast_budget(),
                 },
                 member,
-                ice_servers,
+                Personal {
+                    ice_servers,
+                    token: welcome_token,
+                },
                 ConnHandle {
                     id: self.id,
                     tx,

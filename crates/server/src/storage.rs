@@ -89,6 +89,20 @@ const MIGRATIONS: &[M<'static>] = &[
         PRIMARY KEY (meeting_id, user_id)
     ) STRICT;",
     ),
+    // Role invites: one link per meeting and preset that anyone may join with under a name
+    // of their own (each join makes a participant). A revoked invite keeps its row, so a
+    // join with it is told `token_revoked` rather than that it never existed.
+    M::up(
+        "CREATE TABLE invites (
+        id TEXT PRIMARY KEY NOT NULL,
+        meeting_id TEXT NOT NULL REFERENCES meetings(id) ON DELETE CASCADE,
+        preset_name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    ) STRICT;
+    CREATE INDEX invites_by_meeting ON invites(meeting_id);
+    CREATE INDEX invites_by_preset ON invites(preset_name);",
+    ),
 ];
 
 /// A meeting as stored: exactly what the admin API answers, so the wire type serves.
@@ -155,6 +169,47 @@ pub enum DeletePreset {
     NotFound,
     /// Participants still use it; it stays.
     InUse(u64),
+}
+
+/// A role invite as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteRecord {
+    pub id: String,
+    pub meeting_id: MeetingId,
+    pub preset_name: String,
+    pub created_at: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+/// The outcome of [`Storage::create_invite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateInvite {
+    Created(InviteRecord),
+    NoMeeting,
+    NoPreset,
+}
+
+/// The outcome of [`Storage::revoke_invite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeInvite {
+    /// Revoked now, or already before (then `revoked_at` is when it first was).
+    Revoked(InviteRecord),
+    NoMeeting,
+    NoInvite,
+}
+
+/// The outcome of [`Storage::join_invite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinInvite {
+    /// Only looked (no name given): the invite lets people in.
+    Valid,
+    /// A new participant of the invite's preset, ready to be seated.
+    Joined(MemberRecord),
+    /// No such invite (or its meeting was deleted with it).
+    NoInvite,
+    Revoked,
+    /// The invite's preset no longer resolves.
+    NoPreset(String),
 }
 
 /// What the signaling handler needs to seat a participant.
@@ -403,7 +458,7 @@ impl Storage {
             };
             // Explicit rather than left to ON DELETE CASCADE: that needs the foreign_keys
             // pragma, and a deleted meeting must never leave participants (tokens) behind.
-            for table in ["participants", "stage_seats"] {
+            for table in ["participants", "stage_seats", "invites"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE meeting_id = ?1"),
                     [meeting_id.as_str()],
@@ -525,6 +580,154 @@ impl Storage {
         .await
     }
 
+    /// A new role invite of a meeting for a preset that exists (built-in or custom).
+    pub async fn create_invite(
+        &self,
+        meeting_id: MeetingId,
+        preset_name: String,
+        now: UnixMillis,
+    ) -> Result<CreateInvite, StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            if get_meeting(&tx, &meeting_id)?.is_none() {
+                return Ok(CreateInvite::NoMeeting);
+            }
+            if resolve_preset(&tx, &preset_name)?.is_none() {
+                return Ok(CreateInvite::NoPreset);
+            }
+            let invite = InviteRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                meeting_id,
+                preset_name,
+                created_at: now,
+                revoked_at: None,
+            };
+            tx.execute(
+                "INSERT INTO invites (id, meeting_id, preset_name, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, NULL)",
+                params![
+                    invite.id,
+                    invite.meeting_id.as_str(),
+                    invite.preset_name,
+                    to_sql_time(now)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(CreateInvite::Created(invite))
+        })
+        .await
+    }
+
+    /// A meeting's invites, revoked ones included, oldest first; `None` if the meeting
+    /// does not exist.
+    pub async fn list_invites(
+        &self,
+        meeting_id: MeetingId,
+    ) -> Result<Option<Vec<InviteRecord>>, StorageError> {
+        self.run(move |c| {
+            if get_meeting(c, &meeting_id)?.is_none() {
+                return Ok(None);
+            }
+            let mut stmt = c.prepare_cached(&format!(
+                "{INVITE_SELECT} WHERE meeting_id = ?1 ORDER BY created_at, rowid"
+            ))?;
+            let rows = stmt.query_map([meeting_id.as_str()], invite_from_row)?;
+            Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
+        })
+        .await
+    }
+
+    /// Revokes an invite: nobody new joins with it. Whoever joined stays.
+    pub async fn revoke_invite(
+        &self,
+        meeting_id: MeetingId,
+        invite_id: String,
+        now: UnixMillis,
+    ) -> Result<RevokeInvite, StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            if get_meeting(&tx, &meeting_id)?.is_none() {
+                return Ok(RevokeInvite::NoMeeting);
+            }
+            let Some(mut invite) =
+                get_invite(&tx, &invite_id)?.filter(|i| i.meeting_id == meeting_id)
+            else {
+                return Ok(RevokeInvite::NoInvite);
+            };
+            if invite.revoked_at.is_none() {
+                tx.execute(
+                    "UPDATE invites SET revoked_at = ?2 WHERE id = ?1",
+                    params![invite_id, to_sql_time(now)],
+                )?;
+                invite.revoked_at = Some(now);
+            }
+            tx.commit()?;
+            Ok(RevokeInvite::Revoked(invite))
+        })
+        .await
+    }
+
+    /// A join with an invite of `meeting_id`: makes a participant named `name` with the
+    /// invite's preset and a fresh token generation, all in one transaction, unless the
+    /// invite is gone or revoked. Without a name it only looks ([`JoinInvite::Valid`]).
+    pub async fn join_invite(
+        &self,
+        meeting_id: MeetingId,
+        invite_id: String,
+        name: Option<String>,
+        now: UnixMillis,
+    ) -> Result<JoinInvite, StorageError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(meeting) = get_meeting(&tx, &meeting_id)? else {
+                return Ok(JoinInvite::NoInvite);
+            };
+            let Some(invite) = get_invite(&tx, &invite_id)?.filter(|i| i.meeting_id == meeting_id)
+            else {
+                return Ok(JoinInvite::NoInvite);
+            };
+            if invite.revoked_at.is_some() {
+                return Ok(JoinInvite::Revoked);
+            }
+            let Some(preset) = resolve_preset(&tx, &invite.preset_name)? else {
+                return Ok(JoinInvite::NoPreset(invite.preset_name));
+            };
+            let Some(name) = name else {
+                return Ok(JoinInvite::Valid);
+            };
+            let user_id = UserId::new(uuid::Uuid::new_v4().to_string());
+            let generation = next_token_generation(&tx)?;
+            tx.execute(
+                "INSERT INTO participants
+                   (meeting_id, user_id, name, preset_name, custom_participant_id,
+                    created_at, updated_at, token_generation)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?5, ?6)",
+                params![
+                    meeting_id.as_str(),
+                    user_id.as_str(),
+                    name,
+                    invite.preset_name,
+                    to_sql_time(now),
+                    to_sql_generation(generation)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(JoinInvite::Joined(MemberRecord {
+                meeting,
+                participant: ParticipantRecord {
+                    id: user_id,
+                    meeting_id,
+                    name,
+                    preset_name: invite.preset_name,
+                    custom_participant_id: None,
+                    token_generation: generation,
+                },
+                preset: Some(preset),
+            }))
+        })
+        .await
+    }
+
     /// Custom presets, by name.
     pub async fn list_presets(&self) -> Result<Vec<Preset>, StorageError> {
         self.run(|c| {
@@ -592,7 +795,8 @@ impl Storage {
         .await
     }
 
-    /// Deletes a custom preset unless participants still use it.
+    /// Deletes a custom preset unless participants or invites that are not revoked still
+    /// use it (a guest of such an invite would have no preset to join with).
     pub async fn delete_preset(&self, name: String) -> Result<DeletePreset, StorageError> {
         self.run(move |c| {
             let tx = c.transaction()?;
@@ -604,8 +808,15 @@ impl Storage {
                 [&name],
                 |r| r.get(0),
             )?;
-            if users > 0 {
-                return Ok(DeletePreset::InUse(u64::try_from(users).unwrap_or(0)));
+            let invites: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM invites WHERE preset_name = ?1 AND revoked_at IS NULL",
+                [&name],
+                |r| r.get(0),
+            )?;
+            if users + invites > 0 {
+                return Ok(DeletePreset::InUse(
+                    u64::try_from(users + invites).unwrap_or(0),
+                ));
             }
             tx.execute("DELETE FROM presets WHERE name = ?1", [&name])?;
             tx.commit()?;
@@ -691,6 +902,25 @@ fn get_participant(
         participant_from_row,
     )
     .optional()?)
+}
+
+const INVITE_SELECT: &str =
+    "SELECT id, meeting_id, preset_name, created_at, revoked_at FROM invites";
+
+fn get_invite(c: &Connection, id: &str) -> Result<Option<InviteRecord>, StorageError> {
+    Ok(c.prepare_cached(&format!("{INVITE_SELECT} WHERE id = ?1"))?
+        .query_row([id], invite_from_row)
+        .optional()?)
+}
+
+fn invite_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InviteRecord> {
+    Ok(InviteRecord {
+        id: r.get(0)?,
+        meeting_id: MeetingId::new(r.get::<_, String>(1)?),
+        preset_name: r.get(2)?,
+        created_at: from_sql_time(r.get(3)?),
+        revoked_at: r.get::<_, Option<i64>>(4)?.map(from_sql_time),
+    })
 }
 
 fn meeting_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MeetingRecord> {
@@ -1096,6 +1326,122 @@ mod tests {
                 .map(|l| l.len()),
             Some(1)
         );
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_invites_keeps_its_data_and_gains_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // A database as the schema before invites left it, with a meeting, a custom
+            // preset, a participant and a kept stage seat in it.
+            let mut conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            Migrations::from_slice(&MIGRATIONS[..3])
+                .to_latest(&mut conn)
+                .expect("the schema before invites");
+            conn.execute_batch(
+                "INSERT INTO meetings VALUES ('m1', 'Old', 5, 1);
+                 INSERT INTO presets VALUES ('panel', 1, 'ALLOWED', 0, 0, 1, 1, 1);
+                 INSERT INTO participants VALUES ('m1', 'ann', 'Ann', 'panel', 'ann', 1, 1, 7);
+                 UPDATE token_generation_counter SET last = 7;",
+            )
+            .expect("old data");
+            let preset = serde_json::to_string(&onstage_room::builtin_preset("speaker"))
+                .expect("a preset as JSON");
+            conn.execute(
+                "INSERT INTO stage_seats VALUES ('m1', 'ann', 0, 'p1', 'Ann', ?1, 'ON_STAGE', NULL)",
+                [preset],
+            )
+            .expect("a kept seat");
+        }
+        let s = Storage::open(dir.path()).expect("open and migrate");
+        let member = s
+            .load_member(MeetingId::new("m1"), UserId::new("ann"))
+            .await
+            .expect("load")
+            .expect("kept");
+        assert_eq!(
+            (
+                member.meeting.title.as_str(),
+                member.participant.name.as_str()
+            ),
+            ("Old", "Ann")
+        );
+        assert_eq!(member.participant.token_generation, 7);
+        assert_eq!(member.preset.map(|p| p.name), Some("panel".to_owned()));
+        assert_eq!(
+            s.load_seats(MeetingId::new("m1"))
+                .await
+                .expect("seats")
+                .len(),
+            1
+        );
+        assert_eq!(
+            s.list_invites(MeetingId::new("m1")).await.expect("list"),
+            Some(Vec::new())
+        );
+
+        let CreateInvite::Created(invite) = s
+            .create_invite(MeetingId::new("m1"), "panel".into(), 5)
+            .await
+            .expect("create")
+        else {
+            panic!("an invite for a kept meeting and preset")
+        };
+        let JoinInvite::Joined(guest) = s
+            .join_invite(
+                MeetingId::new("m1"),
+                invite.id.clone(),
+                Some("Bo".into()),
+                6,
+            )
+            .await
+            .expect("join")
+        else {
+            panic!("a guest joins")
+        };
+        assert!(
+            guest.participant.token_generation > 7,
+            "the counter carries on from the old data"
+        );
+        assert_eq!(
+            s.delete_preset("panel".into()).await.expect("delete"),
+            DeletePreset::InUse(3),
+            "two participants (Ann, and the guest) and an invite use it"
+        );
+        let RevokeInvite::Revoked(revoked) = s
+            .revoke_invite(MeetingId::new("m1"), invite.id.clone(), 8)
+            .await
+            .expect("revoke")
+        else {
+            panic!("revoked")
+        };
+        assert_eq!(revoked.revoked_at, Some(8));
+        assert_eq!(
+            s.join_invite(
+                MeetingId::new("m1"),
+                invite.id.clone(),
+                Some("Cy".into()),
+                9
+            )
+            .await
+            .expect("join"),
+            JoinInvite::Revoked
+        );
+        // The meeting takes its invites with it.
+        s.delete_meeting(MeetingId::new("m1"))
+            .await
+            .expect("delete");
+        assert_eq!(
+            s.join_invite(MeetingId::new("m1"), invite.id, None, 10)
+                .await
+                .expect("look"),
+            JoinInvite::NoInvite
+        );
+        let left: i64 = s
+            .run(|c| Ok(c.query_row("SELECT COUNT(*) FROM invites", [], |r| r.get(0))?))
+            .await
+            .expect("count");
+        assert_eq!(left, 0);
     }
 
     #[test]

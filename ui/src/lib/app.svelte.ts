@@ -39,6 +39,11 @@ export class AppState {
    */
   appError = $state<AppError | null>(null);
   /**
+   * A role link the shell handed over without a name (`app-error` with `link`): the join
+   * form takes it into its link field and asks for the name.
+   */
+  pendingLink = $state<string | null>(null);
+  /**
    * What the start screen says about the meeting just left: that it goes on for the others
    * (an embedded host left without ending it), or that it was ended for everyone.
    */
@@ -135,6 +140,7 @@ export class AppState {
   /** An `app-error` from the shell: on the join screen, and as a toast in a meeting. */
   reportAppError(err: AppError) {
     this.appError = err;
+    if (err.link) this.pendingLink = err.link;
     if (this.session) this.toast(errorText(err), 'error');
   }
 

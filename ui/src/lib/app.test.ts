@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { AppState } from './app.svelte';
+import { errorText } from './errors';
 import type { Backend } from './backend';
 import { session } from '../test/fixtures';
 
@@ -153,6 +154,18 @@ describe('AppState', () => {
     app.session = session('host');
     app.reportAppError({ code: 'invalid_state', message: 'already in a meeting', context: 'link' });
     expect(app.toasts.map((t) => t.tone)).toEqual(['error']);
+  });
+
+  it('hands a role link that came without a name to the join form, asking for the name', () => {
+    const app = new AppState(backend({}));
+    const link = 'onstage://join?server=https%3A%2F%2Fh%3A7000&invite=i';
+    app.reportAppError({ code: 'bad_request', message: 'give your name', context: 'link', link });
+    expect(app.pendingLink).toBe(link);
+    expect(errorText(app.appError!)).toBe('This invite link is for anyone: enter your name, then Join');
+    // Any other app-error leaves the form alone.
+    app.pendingLink = null;
+    app.reportAppError({ code: 'bad_link', message: 'no token', context: 'link' });
+    expect(app.pendingLink).toBeNull();
   });
 
   it('other refusals to host are toasts', async () => {

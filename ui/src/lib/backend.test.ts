@@ -28,24 +28,31 @@ describe('tauriBackend', () => {
     await tauriBackend.stageKick(['u3']);
     await tauriBackend.join({ server_url: 'http://s', token: 't' });
     await tauriBackend.join({ invite_link: 'onstage://x' });
+    await tauriBackend.join({ invite_link: 'onstage://y', name: 'Ann' });
     await tauriBackend.setMic(false);
     await tauriBackend.createInvite('speaker', 'Guest');
     await tauriBackend.createInvite('viewer', 'G', '10.99.0.1');
     await tauriBackend.startEmbedded('Host');
     await tauriBackend.startEmbedded('Host', true);
     await tauriBackend.inviteAddresses();
+    await tauriBackend.createRoleLink('viewer');
+    await tauriBackend.createRoleLink('speaker', '10.99.0.1');
     expect(calls).toEqual([
       { cmd: 'stage_grant', args: { userIds: ['u1', 'u2'] } },
       { cmd: 'stage_kick', args: { userIds: ['u3'] } },
       // No name: the invitation carries the one the host gave (the shell takes none).
       { cmd: 'join', args: { serverUrl: 'http://s', token: 't' } },
       { cmd: 'join', args: { inviteLink: 'onstage://x' } },
+      // A role link: the guest's own name goes with it.
+      { cmd: 'join', args: { inviteLink: 'onstage://y', name: 'Ann' } },
       { cmd: 'set_mic', args: { on: false } },
       { cmd: 'create_invite', args: { preset: 'speaker', name: 'Guest' } },
       { cmd: 'create_invite', args: { preset: 'viewer', name: 'G', address: '10.99.0.1' } },
       { cmd: 'start_embedded', args: { name: 'Host' } },
       { cmd: 'start_embedded', args: { name: 'Host', newPorts: true } },
       { cmd: 'invite_addresses', args: undefined },
+      { cmd: 'create_role_link', args: { preset: 'viewer' } },
+      { cmd: 'create_role_link', args: { preset: 'speaker', address: '10.99.0.1' } },
     ]);
   });
 

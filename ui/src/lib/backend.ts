@@ -31,6 +31,8 @@ export interface Backend {
   join(args: JoinArgs): Promise<Session>;
   /** `address`: what the link's server names (an address of this machine, or a public one). */
   createInvite(preset: InvitePreset, name: string, address?: string): Promise<Invite>;
+  /** The meeting's link for anyone with `preset`: each guest gives a name and joins anew. */
+  createRoleLink(preset: InvitePreset, address?: string): Promise<Invite>;
   inviteAddresses(): Promise<InviteAddresses>;
   /** Leaves; the meeting goes on for the others (an embedded server keeps serving it). */
   leaveMeeting(): Promise<Left>;
@@ -82,6 +84,7 @@ function subscribe<T>(event: string, cb: (payload: T) => void): Promise<Unlisten
  * camelCase.
  */
 function joinArgs(args: JoinArgs): Record<string, string | undefined> {
+  if ('name' in args) return { inviteLink: args.invite_link, name: args.name };
   return 'invite_link' in args
     ? { inviteLink: args.invite_link }
     : { serverUrl: args.server_url, token: args.token };
@@ -94,6 +97,8 @@ export const tauriBackend: Backend = {
   join: (args) => invoke('join', joinArgs(args)),
   createInvite: (preset, name, address) =>
     invoke('create_invite', address ? { preset, name, address } : { preset, name }),
+  createRoleLink: (preset, address) =>
+    invoke('create_role_link', address ? { preset, address } : { preset }),
   inviteAddresses: () => invoke('invite_addresses'),
   leaveMeeting: () => invoke('leave_meeting'),
   rejoinMeeting: () => invoke('rejoin_meeting'),

@@ -132,7 +132,7 @@ export function createDevFakeBackend(): Backend {
     startEmbedded: async (name) => started(newSession(name, true)),
     join: async (args) => {
       if ('server_url' in args && !args.token) throw fail('unauthorized', 'empty token');
-      return started(newSession('You (dev fake)', false));
+      return started(newSession('name' in args ? args.name : 'You (dev fake)', false));
     },
     createInvite: async (preset, name, address) => {
       const server = `https://${address ?? '192.168.1.20'}:7000`;
@@ -140,6 +140,15 @@ export function createDevFakeBackend(): Backend {
         server_url: server,
         token: `dev-${preset}-${encodeURIComponent(name)}`,
         link: `onstage://join?server=${encodeURIComponent(server)}&token=dev-${preset}&fp=sha256:${'ab'.repeat(32)}`,
+        address: address ?? '192.168.1.20',
+      };
+    },
+    createRoleLink: async (preset, address) => {
+      const server = `https://${address ?? '192.168.1.20'}:7000`;
+      return {
+        server_url: server,
+        token: `dev-invite-${preset}`,
+        link: `onstage://join?server=${encodeURIComponent(server)}&invite=dev-invite-${preset}&fp=sha256:${'ab'.repeat(32)}`,
         address: address ?? '192.168.1.20',
       };
     },

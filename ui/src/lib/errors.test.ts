@@ -8,7 +8,7 @@ describe('error wording', () => {
     ['stage_full', 'The stage is full'],
     ['connection_lost', 'Connection lost — reconnecting…'],
     ['unauthorized', 'The server refused the token: check it, or ask the host for a new invite link'],
-    ['token_revoked', 'This invite link was replaced by a newer one: ask the host for the new link'],
+    ['token_revoked', 'This invite link no longer works: the host replaced or withdrew it. Ask the host for a new link'],
     ['rate_limited', 'Too many requests — wait a moment and try again'],
     [
       'untrusted_server',

@@ -22,7 +22,7 @@ const WORDS: Partial<Record<ErrorCode, string>> = {
   unreachable: 'Cannot reach the server: check the address and your network',
   not_onstage_server: 'That address answers, but it is not an Onstage server: check the address',
   invalid_server_url: 'That is not a server address: it starts with https:// (or http://)',
-  token_revoked: 'This invite link was replaced by a newer one: ask the host for the new link',
+  token_revoked: 'This invite link no longer works: the host replaced or withdrew it. Ask the host for a new link',
   bad_request: 'The app sent a request the server did not understand',
   rate_limited: 'Too many requests — wait a moment and try again',
   internal: 'Something went wrong. Try again.',
@@ -70,7 +70,9 @@ export function errorPlace(err: AppError): 'host' | 'join' {
 }
 
 /** Human words for a refusal. */
-export function errorText(err: BackendError): string {
+export function errorText(err: BackendError & { link?: string }): string {
+  // A role link handed to the join form: not a failure, a question.
+  if (err.link) return 'This invite link is for anyone: enter your name, then Join';
   const lead = WITH_MESSAGE[err.code];
   if (lead) return err.message ? `${lead}: ${err.message}` : lead;
   return (

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { addressChoice, addressProblem, describeAddress, isIpv6, joinArgsFrom, serverUrlFor } from './invite';
+import {
+  addressChoice,
+  addressProblem,
+  describeAddress,
+  isIpv6,
+  isRoleLink,
+  joinArgsFrom,
+  serverUrlFor,
+} from './invite';
 import type { HostAddress, InviteAddresses } from './types';
 
 const lan: HostAddress = { ip: '192.168.1.20', interface: 'wlan0', loopback: false };
@@ -122,5 +130,55 @@ describe('joinArgsFrom', () => {
     // Whatever was typed as "Your name" (for hosting) is not part of a join.
     const args = joinArgsFrom({ invite: 'onstage://join?x', server: '', token: '' });
     expect('name' in args).toBe(false);
+  });
+});
+
+const role = 'onstage://join?server=https%3A%2F%2F192.168.1.20%3A7000&invite=eyJ.inv&fp=sha256%3Aab';
+const personal = 'onstage://join?server=https%3A%2F%2F192.168.1.20%3A7000&token=eyJ.tok';
+
+describe('isRoleLink', () => {
+  it('tells a link for anyone (invite=) from a personal one (token=)', () => {
+    expect(isRoleLink(role)).toBe(true);
+    expect(isRoleLink(`  ${role}\n`)).toBe(true);
+    expect(isRoleLink(personal)).toBe(false);
+    // Neither, or both (the shell refuses that link), or not a link at all.
+    for (const text of ['', 'onstage://join?server=x', `${personal}&invite=i`, 'https://h/?invite=i', 'invite=i']) {
+      expect(isRoleLink(text)).toBe(false);
+    }
+  });
+});
+
+describe('joinArgsFrom with a role link', () => {
+  it('asks for the guest\'s name and sends it, trimmed', () => {
+    expect(joinArgsFrom({ invite: ` ${role} `, server: '', token: '', name: '  Ann  ' })).toEqual({
+      invite_link: role,
+      name: 'Ann',
+    });
+    for (const name of [undefined, '', '   ']) {
+      expect(joinArgsFrom({ invite: role, server: '', token: '', name })).toEqual({
+        error: 'Enter your name: this link is for anyone, and others see the name you give',
+      });
+    }
+    expect(joinArgsFrom({ invite: role, server: '', token: '', name: 'é'.repeat(100) })).toEqual({
+      invite_link: role,
+      name: 'é'.repeat(100),
+    });
+    expect(joinArgsFrom({ invite: role, server: '', token: '', name: 'x'.repeat(101) })).toEqual({
+      error: 'Your name may be at most 100 characters',
+    });
+    for (const name of ['a\u202eb', 'tab\there', 'zero\u200bwidth', 'nul\u0000']) {
+      expect(joinArgsFrom({ invite: role, server: '', token: '', name })).toEqual({
+        error: 'Your name may not contain control or formatting characters',
+      });
+    }
+    // Plain spaces inside and any script's letters are fine.
+    expect(joinArgsFrom({ invite: role, server: '', token: '', name: 'Ana María 李' })).toEqual({
+      invite_link: role,
+      name: 'Ana María 李',
+    });
+  });
+
+  it('still sends no name with a personal link', () => {
+    expect(joinArgsFrom({ invite: personal, server: '', token: '', name: 'Ann' })).toEqual({ invite_link: personal });
   });
 });

@@ -142,12 +142,47 @@ export function serverUrlFor(address: string, port: number): string {
   return p === 443 ? `https://${host}` : `https://${host}:${p}`;
 }
 
+/** The longest name the server takes (docs/API.md: names are 1 to 100 characters). */
+export const MAX_NAME_CHARS = 100;
+
+/**
+ * Whether a pasted link is a role link — one link for anyone, `invite=` instead of
+ * `token=` — whose guests give a name of their own. Anything else (a personal link, a
+ * malformed one) is not: the shell's parser says what is wrong with a bad link.
+ */
+export function isRoleLink(text: string): boolean {
+  const link = text.trim();
+  if (!/^onstage:\/\/join\?/i.test(link)) return false;
+  const keys = link
+    .slice(link.indexOf('?') + 1)
+    .split('#')[0]!
+    .split('&')
+    .map((pair) => pair.split('=')[0]);
+  return keys.includes('invite') && !keys.includes('token');
+}
+
 /**
  * What the join form asks the shell for: the invite link, or else the server and token.
- * No name is sent: an invitation carries the name the host gave it (the form says so).
+ * A personal invitation carries the name the host gave it, so no name is sent (the form
+ * says so); a role link needs the guest's `name` (the form asks for it then).
  */
-export function joinArgsFrom(form: { invite: string; server: string; token: string }): JoinArgs | { error: string } {
+export function joinArgsFrom(form: {
+  invite: string;
+  server: string;
+  token: string;
+  name?: string;
+}): JoinArgs | { error: string } {
   const invite = form.invite.trim();
+  if (invite && isRoleLink(invite)) {
+    const name = (form.name ?? '').trim();
+    if (!name) return { error: 'Enter your name: this link is for anyone, and others see the name you give' };
+    if ([...name].length > MAX_NAME_CHARS) return { error: `Your name may be at most ${MAX_NAME_CHARS} characters` };
+    // What the server refuses in names (docs/API.md): said here, in words, before joining.
+    if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(name)) {
+      return { error: 'Your name may not contain control or formatting characters' };
+    }
+    return { invite_link: invite, name };
+  }
   if (invite) return { invite_link: invite };
   const server = form.server.trim();
   const token = form.token.trim();

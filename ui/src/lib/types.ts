@@ -84,6 +84,11 @@ export interface Left {
  */
 export interface AppError extends BackendError {
   context: 'start' | 'link';
+  /**
+   * A role link that came without the guest's name (opened from outside, or given at
+   * start): the join form takes it and asks for the name.
+   */
+  link?: string;
 }
 
 /** One of this machine's addresses (`invite_addresses`). */
@@ -132,10 +137,14 @@ export interface DeviceSelection {
 }
 
 /**
- * How to join a server's meeting. No name: an invitation (link or token) carries the name
- * the host gave it, and that is the name everyone sees.
+ * How to join a server's meeting. A personal invitation (link or token) carries the name
+ * the host gave it, and that is the name everyone sees: no name goes with it. A role link
+ * (`invite=`, one link for anyone) needs the guest's own `name`.
  */
-export type JoinArgs = { server_url: string; token: string } | { invite_link: string };
+export type JoinArgs =
+  | { server_url: string; token: string }
+  | { invite_link: string }
+  | { invite_link: string; name: string };
 
 /**
  * Every code the shell sends (docs/APP.md "Errors"): the SDK's, the media codes and the

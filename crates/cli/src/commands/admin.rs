@@ -1,15 +1,17 @@
 //! `meeting create`, `meeting delete`, `participant add`, `participant remove`,
-//! `preset create`: one admin API call each, through the SDK's [`AdminClient`].
+//! `preset create`, `invite create`, `invite list`, `invite revoke`: one admin API call each, through the SDK's [`AdminClient`].
 
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
 use onstage_client::AdminClient;
-use onstage_proto::rest::{AddParticipant, CreateMeeting};
+use onstage_proto::rest::{AddParticipant, CreateMeeting, Invite};
 use onstage_proto::{ErrorBody, ErrorCode, Preset};
 
-use crate::cli::{AdminConnection, MeetingCommand, ParticipantCommand, PresetCommand};
+use crate::cli::{
+    AdminConnection, InviteCommand, MeetingCommand, ParticipantCommand, PresetCommand,
+};
 use crate::output;
 
 /// The admin client for the command line's `--server` / `--admin-key` (or
@@ -107,6 +109,58 @@ pub async fn participant(command: ParticipantCommand) -> ExitCode {
         }
         .await,
     )
+}
+
+/// An invite as the invite commands print it.
+fn invite_line(invite: Invite) -> Value {
+    json!({
+        "invite_id": invite.id,
+        "preset": invite.preset_name,
+        "token": invite.token,
+        "link": invite.link,
+        "revoked_at": invite.revoked_at,
+    })
+}
+
+/// `onstage invite create` -> `{"invite_id","preset","token","link","revoked_at":null}`;
+/// `invite list` -> one such line per invite; `invite revoke` -> `{"invite_id","revoked_at"}`.
+pub async fn invite(command: InviteCommand) -> ExitCode {
+    let outcome: Result<Vec<Value>, ErrorBody> = async {
+        match command {
+            InviteCommand::Create {
+                conn,
+                meeting,
+                preset,
+            } => {
+                let invite = client(&conn)?.create_invite(&meeting, &preset).await?;
+                Ok(vec![invite_line(invite)])
+            }
+            InviteCommand::List { conn, meeting } => {
+                let list = client(&conn)?.list_invites(&meeting).await?;
+                Ok(list.into_iter().map(invite_line).collect())
+            }
+            InviteCommand::Revoke {
+                conn,
+                meeting,
+                invite_id,
+            } => {
+                let revoked = client(&conn)?.revoke_invite(&meeting, &invite_id).await?;
+                Ok(vec![
+                    json!({ "invite_id": revoked.id, "revoked_at": revoked.revoked_at }),
+                ])
+            }
+        }
+    }
+    .await;
+    match outcome {
+        Ok(lines) => {
+            for line in &lines {
+                output::print_line(line);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => finish(Err(error)),
+    }
 }
 
 /// `onstage preset create` -> the preset as the server stored it.

@@ -245,7 +245,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 async fn join(args: &BotArgs) -> Result<Meeting, ClientError> {
     if let Some(link) = &args.link {
         let link = InviteLink::parse(link)?;
-        return Meeting::join_invite(&link, JoinOptions::default()).await;
+        return Meeting::join_link(&link, args.name.as_deref(), JoinOptions::default()).await;
     }
     // clap makes --server and --token go together, or --link: both present here.
     let (Some(server), Some(token)) = (&args.server, &args.token) else {

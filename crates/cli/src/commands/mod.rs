@@ -23,6 +23,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Meeting(command) => admin::meeting(command).await,
         Command::Participant(command) => admin::participant(command).await,
         Command::Preset(command) => admin::preset(command).await,
+        Command::Invite(command) => admin::invite(command).await,
         Command::Bot(args) => bot::run(args).await,
         Command::LoadTest(args) => load_test::run(args).await,
     }

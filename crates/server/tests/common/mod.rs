@@ -19,6 +19,16 @@ pub fn is_event(msg: &Value, kind: &str) -> bool {
     msg["type"] == "event" && msg["event"]["kind"] == kind
 }
 
+/// The signaling URL of a guest: `?token=<invite token>&name=<name>`, encoded.
+pub fn guest_url(srv: &Srv, invite_token: &str, name: &str) -> String {
+    format!("{}&name={}", srv.ws_url(invite_token), encode(name))
+}
+
+/// A query value, encoded.
+pub fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 /// A raw signaling peer.
 pub struct Peer {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -31,6 +41,21 @@ impl Peer {
         let (ws, _) = within(
             "ws connect",
             tokio_tungstenite::connect_async(srv.ws_url(token)),
+        )
+        .await
+        .expect("ws connects");
+        let mut peer = Peer { ws, next_id: 1000 };
+        let welcome = peer.next_json().await;
+        assert_eq!(welcome["type"], json!("welcome"), "{welcome}");
+        (peer, welcome)
+    }
+
+    /// Connects as a guest with a role invite token under `name` and returns the peer
+    /// with its welcome.
+    pub async fn join_guest(srv: &Srv, invite_token: &str, name: &str) -> (Peer, Value) {
+        let (ws, _) = within(
+            "ws connect",
+            tokio_tungstenite::connect_async(guest_url(srv, invite_token, name)),
         )
         .await
         .expect("ws connects");
