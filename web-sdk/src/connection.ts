@@ -58,6 +58,11 @@ export interface ConnectionOptions {
   WebSocket: WebSocketConstructor;
 }
 
+/** A clock that only moves forward (a wall clock set back must not stretch the grace period). */
+function now(): number {
+  return performance.now();
+}
+
 /** The longest a successful status reply waits for its event; at most half the timeout. */
 const DEFER_LIMIT_MS = 1000;
 
@@ -529,13 +534,13 @@ export class Connection {
    */
   private reconnect(): void {
     const { connectTimeoutMs, reconnectMinMs, reconnectMaxMs, keepTryingEveryMs } = this.options;
-    const deadline = Date.now() + this.mirror.graceMs;
+    const deadline = now() + this.mirror.graceMs;
     let backoff = reconnectMinMs;
     let pastGrace = false;
     const tryOnce = () => {
       this.retryTimer = null;
       if (this.phase !== "reconnecting") return;
-      const left = deadline - Date.now();
+      const left = deadline - now();
       const limit = Math.max(left > 0 ? Math.min(connectTimeoutMs, left) : connectTimeoutMs, 100);
       this.cancelAttempt = attempt(this.options.WebSocket, this.url, limit, (outcome) => {
         this.cancelAttempt = null;
@@ -551,7 +556,7 @@ export class Connection {
           this.finish(outcome.error.reason, OnstageError.ended(outcome.error.reason));
           return;
         }
-        const leftNow = deadline - Date.now();
+        const leftNow = deadline - now();
         let pause: number;
         if (leftNow > 0) {
           pause = Math.min(backoff, leftNow);
