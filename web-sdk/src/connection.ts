@@ -276,6 +276,7 @@ export class Connection {
         if (name === "meeting.leave") {
           // Nothing to tell a server we cannot reach: it times the session out after its
           // grace period. Leaving now just stops trying.
+          // `meeting.leave` returns nothing; TypeScript does not narrow `N` from `name`.
           resolve(null as CallResult<N>);
           this.finish("left", OnstageError.closed());
         } else {

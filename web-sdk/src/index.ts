@@ -1,4 +1,4 @@
-export { OnstageMeeting, Stage, type JoinOptions, type Participant } from "./meeting.js";
+export { OnstageMeeting, Stage, type ArgsOf, type JoinOptions, type Participant } from "./meeting.js";
 export { OnstageError, type ErrorKind } from "./errors.js";
 export {
   STAGE_EVENTS,

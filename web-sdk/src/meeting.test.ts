@@ -113,4 +113,32 @@ describe("meeting", () => {
     expect(statuses).toEqual(["REQUESTED_TO_JOIN_STAGE", "ACCEPTED_TO_JOIN_STAGE"]);
     expect(meeting.title).toBe("Standup");
   });
+
+  it("call_arguments_may_be_left_out_only_when_a_call_takes_none", async () => {
+    const joining = OnstageMeeting.join("http://h:1", "t", { WebSocket: FakeSocket });
+    const server = FakeSocket.last();
+    server.receive({
+      type: "welcome",
+      meeting_id: "m1",
+      user_id: "v",
+      peer_id: "p-v",
+      resumed: false,
+      preset: { name: "host", stage_access: "ALLOWED" },
+      grace_ms: 30000,
+      snapshot: { seq: 0, max_on_stage: 25, participants: [], queue: [] },
+    });
+    const meeting = await joining;
+    const unpublishing = meeting.call("media.unpublish");
+    expect(server.request()).toEqual({ id: 1, call: "media.unpublish" });
+    server.reply(1, null);
+    expect(await unpublishing).toBeNull();
+    // Checked by `npm run check`, never run: the arguments a call needs cannot be left out.
+    const typeChecks = async () => {
+      // @ts-expect-error an offer is required
+      await meeting.call("media.publish");
+      // @ts-expect-error a subscription names its publisher
+      await meeting.call("media.subscribe", { sdp: "v=0" });
+    };
+    expect(typeof typeChecks).toBe("function");
+  });
 });

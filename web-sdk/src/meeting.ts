@@ -22,6 +22,10 @@ import type {
 /** A participant as everyone in the meeting sees it. */
 export type Participant = ParticipantInfo;
 
+/** A call's arguments, which may be left out when it takes none (`call("media.unpublish")`). */
+export type ArgsOf<N extends CallName> =
+  Record<string, never> extends CallArgs<N> ? [args?: CallArgs<N>] : [args: CallArgs<N>];
+
 export interface JoinOptions {
   /** How long a call waits for its reply (default 10 000 ms). */
   requestTimeoutMs?: number;
@@ -186,8 +190,9 @@ export class OnstageMeeting {
    * `media.publish` gives `{sdp}`). For what the methods above do not cover: media
    * signaling.
    */
-  call<N extends CallName>(name: N, args: CallArgs<N>): Promise<CallResult<N>> {
-    return this.connection.call(name, args);
+  call<N extends CallName>(name: N, ...args: ArgsOf<N>): Promise<CallResult<N>> {
+    // Only calls without arguments may leave them out (see `ArgsOf`), so `{}` is theirs.
+    return this.connection.call(name, args[0] ?? ({} as CallArgs<N>));
   }
 
   on<K extends MeetingEventName>(name: K, listener: Listener<K>): this {
