@@ -635,6 +635,41 @@ describe("connection", () => {
     expect(() => rethrown[0]?.()).toThrow("app bug");
   });
 
+  it("a_host_hears_requests_on_the_stage_and_a_viewer_does_not", async () => {
+    for (const [me, presetName, heard] of [
+      ["h", "host", true],
+      ["v", "viewer", false],
+    ] as const) {
+      FakeSocket.reset();
+      const joining = OnstageMeeting.join(SERVER, "tok", fast);
+      const conn = FakeSocket.last();
+      conn.receive(welcome(me, presetName, 2, [...two("OFF_STAGE"), participant("w", "viewer", "OFF_STAGE")]));
+      const meeting = await joining;
+      const requests: MeetingEvent[] = [];
+      meeting.stage.on("newStageRequest", (e) => requests.push(e));
+      meeting.stage.on("stageAccessRequestUpdate", (e) => requests.push(e));
+      conn.receive(statusEvent(3, "w", "REQUESTED_TO_JOIN_STAGE", "requested"));
+      await settle();
+      const request = { user_id: "w", name: "W", requested_at: 1003 };
+      expect(requests, presetName).toEqual(
+        heard
+          ? [
+              { event: "newStageRequest", request },
+              { event: "stageAccessRequestUpdate", requests: [request] },
+            ]
+          : [],
+      );
+    }
+  });
+
+  it("an_error_reply_without_an_error_is_a_protocol_error", async () => {
+    const { meeting, conn } = await join("v", "viewer");
+    const joining = rejection(meeting.stage.join());
+    conn.receive({ type: "reply", id: conn.request().id, ok: false });
+    const err = await joining;
+    expect([err.kind, err.code]).toEqual(["protocol", "internal"]);
+  });
+
   it("who_publishes_comes_from_the_welcome_and_media_messages", async () => {
     const { meeting, conn, events } = await join("v", "viewer", {}, (w) => {
       w.publishing = [{ user_id: "h", audio: true, video: true }];
