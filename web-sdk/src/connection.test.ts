@@ -7,7 +7,7 @@ import { signalUrl } from "./connection.js";
 import { OnstageError } from "./errors.js";
 import type { MeetingEvent } from "./events.js";
 import { OnstageMeeting, type JoinOptions } from "./meeting.js";
-import { FakeSocket, type Frame } from "./testing/fake-socket.js";
+import { FakeHttp, FakeSocket, type Frame } from "./testing/fake-socket.js";
 
 const SERVER = "http://127.0.0.1:7800";
 
@@ -52,12 +52,16 @@ function statusEvent(seq: number, user: string, status: string, reason: string, 
   return { type: "event", seq, event };
 }
 
+/** The server's answers over plain HTTP (asked after a failed handshake). */
+let http = new FakeHttp();
+
 const fast: JoinOptions = {
   requestTimeoutMs: 3000,
   connectTimeoutMs: 3000,
   reconnectMinMs: 10,
   reconnectMaxMs: 50,
   WebSocket: FakeSocket,
+  fetch: (url, init) => http.fetch(url, init),
 };
 
 /** Joins as `me`; the scripted side sends the welcome. */
@@ -108,6 +112,7 @@ const meetingEnded = (by: string): MeetingEvent[] => [
 beforeEach(() => {
   vi.useFakeTimers();
   FakeSocket.reset();
+  http = new FakeHttp();
 });
 
 afterEach(() => {
@@ -470,6 +475,78 @@ describe("connection", () => {
     await vi.advanceTimersByTimeAsync(3000);
     expect((await joining).code).toBe("unreachable");
     expect(silent.closed).toBe(true);
+  });
+
+  it("a_refused_handshake_says_why_as_the_server_does_over_http", async () => {
+    // A handshake the server refused: the browser only sees the socket close.
+    const refusedJoin = async (): Promise<OnstageError> => {
+      const joining = rejection(OnstageMeeting.join(SERVER, "a b", fast));
+      FakeSocket.last().drop();
+      return joining;
+    };
+    http.refuse("unauthorized", "token expired");
+    let err = await refusedJoin();
+    expect([err.kind, err.code]).toEqual(["unauthorized", "unauthorized"]);
+    expect(err.message).toBe("unauthorized: token expired");
+    expect(http.asked).toEqual(["http://127.0.0.1:7800/v1/signal?token=a+b"]);
+    http.refuse("token_expired", "the token has expired");
+    expect((await refusedJoin()).code).toBe("token_expired");
+    http.refuse("token_revoked", "this token was revoked");
+    err = await refusedJoin();
+    expect([err.kind, err.code, err.message]).toEqual([
+      "token_revoked",
+      "token_revoked",
+      "token revoked: this token was revoked",
+    ]);
+    // A web server without the signaling path.
+    http.answer = { status: 404, body: "<html>Not Found</html>" };
+    expect((await refusedJoin()).code).toBe("not_onstage_server");
+    // Ours, stopping: come back later.
+    http.answer = { status: 503, body: `{"error":{"code":"internal","message":"shutting down"}}` };
+    expect((await refusedJoin()).code).toBe("unreachable");
+    // The token is fine ("not an upgrade"): something between failed the handshake.
+    http.answer = { status: 400, body: `{"error":{"code":"bad_request","message":"expects a WebSocket upgrade"}}` };
+    expect((await refusedJoin()).code).toBe("unreachable");
+    // No answer to be had (no network, or another origin without CORS).
+    http.answer = null;
+    expect((await refusedJoin()).code).toBe("unreachable");
+    // A socket that opened and then closed was not refused: nothing to ask.
+    const asked = http.asked.length;
+    const joining = rejection(OnstageMeeting.join(SERVER, "t", fast));
+    FakeSocket.last().accept();
+    FakeSocket.last().drop();
+    expect((await joining).code).toBe("unreachable");
+    expect(http.asked).toHaveLength(asked);
+  });
+
+  it("a_reconnect_refused_as_token_revoked_ends_with_revoked", async () => {
+    const { meeting, conn, events } = await join("v", "viewer");
+    // The connection drops before any goodbye; meanwhile the token was superseded.
+    http.refuse("token_revoked", "this token was revoked");
+    FakeSocket.unreachable = true;
+    conn.drop();
+    await settle();
+    expect(take(events)).toEqual([
+      { event: "connectionStateUpdate", state: "reconnecting" },
+      { event: "connectionStateUpdate", state: "disconnected", reason: "revoked" },
+    ]);
+    expect(meeting.endReason).toBe("revoked");
+    expect((await rejection(meeting.stage.join())).code).toBe("token_revoked");
+  });
+
+  it("reconnecting_stops_when_the_token_is_refused", async () => {
+    const { conn, events } = await join("v", "viewer");
+    http.refuse("unauthorized", "token expired");
+    FakeSocket.unreachable = true;
+    conn.drop();
+    await settle();
+    expect(take(events)).toEqual([
+      { event: "connectionStateUpdate", state: "reconnecting" },
+      { event: "connectionStateUpdate", state: "disconnected" },
+    ]);
+    const opened = FakeSocket.opened.length;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(FakeSocket.opened).toHaveLength(opened);
   });
 
   it("reconnecting_gives_up_after_the_grace_period", async () => {

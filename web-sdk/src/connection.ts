@@ -3,9 +3,13 @@
 // driven by socket callbacks and timers instead of a task.
 //
 // The WebSocket constructor is injected (the browser's by default), so tests drive a fake
-// one frame by frame. A browser cannot see why a handshake failed (a refused token and an
-// unreachable server look alike) nor send pings; so join failures before a welcome are
-// `unreachable`, and a dead connection is noticed when the browser closes it.
+// one frame by frame. A browser does not tell why a handshake failed: a refused token and an
+// unreachable server look alike. So after a handshake that failed, the SDK asks the same URL
+// once over plain HTTP, where the server answers exactly as it refused the upgrade (401 with
+// `unauthorized`, `token_expired` or `token_revoked`, 503 while stopping; 400 "not an
+// upgrade" when the token is fine). Where that answer cannot be read (no CORS, no network)
+// the failure stays `unreachable`. A browser cannot send pings either: a dead connection is
+// noticed when the browser closes it.
 
 import { OnstageError } from "./errors.js";
 import type { MeetingEvent } from "./events.js";
@@ -41,6 +45,12 @@ export interface WebSocketLike {
 
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
+/** What the SDK uses of `fetch`: one GET, its status and body. */
+export type FetchLike = (
+  url: string,
+  init: { method: "GET"; cache: "no-store"; credentials: "omit" },
+) => Promise<{ status: number; text(): Promise<string> }>;
+
 export interface ConnectionOptions {
   /** How long a call waits for its reply before failing with `timeout`. */
   requestTimeoutMs: number;
@@ -56,6 +66,8 @@ export interface ConnectionOptions {
    */
   keepTryingEveryMs: number | null;
   WebSocket: WebSocketConstructor;
+  /** Asks why a handshake failed (see above); null when there is none. */
+  fetch: FetchLike | null;
 }
 
 /** A clock that only moves forward (a wall clock set back must not stretch the grace period). */
@@ -114,13 +126,15 @@ function closeQuietly(socket: WebSocketLike): void {
  * later frame arrives. Returns a function that abandons the attempt.
  */
 function attempt(
-  factory: WebSocketConstructor,
+  options: ConnectionOptions,
   url: string,
   limitMs: number,
   done: (outcome: Attempted) => void,
 ): () => void {
+  const factory = options.WebSocket;
   let socket: WebSocketLike;
   let finished = false;
+  let opened = false;
   const finish = (outcome: Attempted) => {
     if (finished) return;
     finished = true;
@@ -172,13 +186,21 @@ function attempt(
         finish({ ok: false, error: OnstageError.notOnstage("the first message was not a welcome") });
     }
   };
-  socket.onclose = () =>
-    finish({
-      ok: false,
-      error: OnstageError.connect(
-        "the server closed the connection before the welcome (unreachable, or the token was refused)",
-      ),
-    });
+  socket.onopen = () => {
+    opened = true;
+  };
+  socket.onclose = () => {
+    const closed = OnstageError.connect("the server closed the connection before the welcome");
+    if (opened || options.fetch === null) {
+      finish({ ok: false, error: closed });
+      return;
+    }
+    // The handshake itself failed: ask why (the attempt's time limit still applies).
+    socket.onclose = null;
+    void whyRefused(options.fetch, url).then((refusal) =>
+      finish({ ok: false, error: refusal ?? OnstageError.connect("the WebSocket handshake failed") }),
+    );
+  };
   // A close always follows an error; that is where the attempt ends.
   socket.onerror = () => {};
   return () => {
@@ -187,6 +209,54 @@ function attempt(
     clearTimeout(timer);
     closeQuietly(socket);
   };
+}
+
+/**
+ * Why the server refuses a WebSocket at `url`, read from its answer to a plain GET of it:
+ * the Rust SDK's reading of a refused handshake. Null when the answer says nothing of use
+ * (the token is fine) or cannot be had. Never throws.
+ */
+export async function whyRefused(fetch: FetchLike, url: string): Promise<OnstageError | null> {
+  let status: number;
+  let body: string;
+  try {
+    const response = await fetch(url.replace(/^ws/, "http"), {
+      method: "GET",
+      cache: "no-store",
+      credentials: "omit",
+    });
+    status = response.status;
+    body = await response.text();
+  } catch {
+    // No network, or the answer is not ours to read (another origin without CORS).
+    return null;
+  }
+  let code: string | undefined;
+  let message: string | undefined;
+  try {
+    const parsed: unknown = JSON.parse(body);
+    const error = typeof parsed === "object" && parsed !== null ? (parsed as { error?: unknown }).error : undefined;
+    if (typeof error === "object" && error !== null) {
+      const e = error as { code?: unknown; message?: unknown };
+      if (typeof e.code === "string") code = e.code;
+      if (typeof e.message === "string") message = e.message;
+    }
+  } catch {
+    // Not JSON: not our server's refusal (a web page, a proxy's error).
+  }
+  const said = message === undefined ? "" : `: ${message}`;
+  if (status === 401 && code === "token_revoked") {
+    return OnstageError.tokenRevoked(message ?? "the server revoked the token");
+  }
+  if (status === 401 && code === "token_expired") {
+    return OnstageError.tokenExpired(message ?? "the token has expired");
+  }
+  if (status === 401) return OnstageError.unauthorized(message ?? "the server refused the token");
+  // Ours, shutting down (or a proxy with no server behind it): come back later.
+  if (status === 503) return OnstageError.connect(`HTTP 503${said}`);
+  // "Not a WebSocket upgrade": the token is fine, something else failed the handshake.
+  if (status === 400 && code === "bad_request") return null;
+  return OnstageError.notOnstage(`HTTP ${status}${said}`);
 }
 
 interface Pending {
@@ -249,7 +319,7 @@ export class Connection {
     emit: (events: MeetingEvent[]) => void,
   ): Promise<Connection> {
     return new Promise((resolve, reject) => {
-      attempt(options.WebSocket, url, options.connectTimeoutMs, (outcome) => {
+      attempt(options, url, options.connectTimeoutMs, (outcome) => {
         if (outcome.ok) resolve(new Connection(url, options, emit, outcome.socket, outcome.welcome));
         else reject(outcome.error);
       });
@@ -543,7 +613,7 @@ export class Connection {
       if (this.phase !== "reconnecting") return;
       const left = deadline - now();
       const limit = Math.max(left > 0 ? Math.min(connectTimeoutMs, left) : connectTimeoutMs, 100);
-      this.cancelAttempt = attempt(this.options.WebSocket, this.url, limit, (outcome) => {
+      this.cancelAttempt = attempt(this.options, this.url, limit, (outcome) => {
         this.cancelAttempt = null;
         if (this.phase !== "reconnecting") {
           if (outcome.ok) closeQuietly(outcome.socket);
@@ -553,8 +623,19 @@ export class Connection {
           this.resume(outcome.socket, outcome.welcome);
           return;
         }
-        if (outcome.error.kind === "ended" && outcome.error.reason !== undefined) {
-          this.finish(outcome.error.reason, OnstageError.ended(outcome.error.reason));
+        const { error } = outcome;
+        if (error.kind === "ended" && error.reason !== undefined) {
+          this.finish(error.reason, OnstageError.ended(error.reason));
+          return;
+        }
+        // The goodbye that said so was lost with the connection: the token was superseded.
+        if (error.kind === "token_revoked") {
+          this.finish("revoked", OnstageError.ended("revoked"));
+          return;
+        }
+        // Retrying with a token the server refuses can only be refused again.
+        if (error.kind === "unauthorized" || error.kind === "token_expired") {
+          this.finish(null, OnstageError.closed());
           return;
         }
         const leftNow = deadline - now();

@@ -8,6 +8,12 @@ import type { CloseReason, ErrorBody, ErrorCode } from "./protocol.js";
 export type ErrorKind =
   /** The server refused the call; `code` is its code. A refused call changed nothing. */
   | "server"
+  /** The server refused the token: missing or bad, or its participant no longer exists. */
+  | "unauthorized"
+  /** The token's lifetime is over; a new token (invite link) for the participant works. */
+  | "token_expired"
+  /** The token was superseded by a newer one for the participant; retrying never helps. */
+  | "token_revoked"
   /** The server ended this session for good and said why (`reason`). */
   | "ended"
   /** The server could not be reached, or closed the connection before its welcome. */
@@ -88,6 +94,18 @@ export class OnstageError extends Error {
 
   static ended(reason: CloseReason): OnstageError {
     return new OnstageError("ended", endedCode(reason), ENDED_MESSAGES[reason], { reason });
+  }
+
+  static unauthorized(message: string): OnstageError {
+    return new OnstageError("unauthorized", "unauthorized", `unauthorized: ${message}`);
+  }
+
+  static tokenExpired(message: string): OnstageError {
+    return new OnstageError("token_expired", "token_expired", `token expired: ${message}`);
+  }
+
+  static tokenRevoked(message: string): OnstageError {
+    return new OnstageError("token_revoked", "token_revoked", `token revoked: ${message}`);
   }
 
   static connect(message: string): OnstageError {

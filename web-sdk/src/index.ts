@@ -9,7 +9,7 @@ export {
   type StageEventName,
 } from "./events.js";
 export type { AnyListener, Listener } from "./emitter.js";
-export { signalUrl, type WebSocketConstructor, type WebSocketLike } from "./connection.js";
+export { signalUrl, type FetchLike, type WebSocketConstructor, type WebSocketLike } from "./connection.js";
 export { Mirror, type Applied } from "./mirror.js";
 export {
   isFinal,

@@ -70,6 +70,7 @@ describe("meeting", () => {
   it("the_readme_example_runs", async () => {
     const joining = OnstageMeeting.join("https://meet.example.com", "<participant token>", {
       WebSocket: FakeSocket,
+      fetch: null,
     });
     const server = FakeSocket.last();
     expect(server.url).toBe("wss://meet.example.com/v1/signal?token=%3Cparticipant+token%3E");
@@ -115,7 +116,7 @@ describe("meeting", () => {
   });
 
   it("call_arguments_may_be_left_out_only_when_a_call_takes_none", async () => {
-    const joining = OnstageMeeting.join("http://h:1", "t", { WebSocket: FakeSocket });
+    const joining = OnstageMeeting.join("http://h:1", "t", { WebSocket: FakeSocket, fetch: null });
     const server = FakeSocket.last();
     server.receive({
       type: "welcome",

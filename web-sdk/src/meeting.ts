@@ -2,7 +2,13 @@
 // (`meeting.self`, `meeting.participants`, `meeting.stage`) so that code written against
 // RealtimeKit's Stage module runs as it is.
 
-import { Connection, signalUrl, type ConnectionOptions, type WebSocketConstructor } from "./connection.js";
+import {
+  Connection,
+  signalUrl,
+  type ConnectionOptions,
+  type FetchLike,
+  type WebSocketConstructor,
+} from "./connection.js";
 import { Emitter, type AnyListener, type Listener } from "./emitter.js";
 import { OnstageError } from "./errors.js";
 import type { ConnectionState, MeetingEventName, StageEventName } from "./events.js";
@@ -42,6 +48,19 @@ export interface JoinOptions {
   keepTryingEveryMs?: number | null;
   /** The WebSocket constructor; the browser's own by default (tests pass a fake one). */
   WebSocket?: WebSocketConstructor;
+  /**
+   * Asks the server why a WebSocket handshake failed (a refused token, an expired one), so
+   * that a join says so and a reconnect stops; the browser's `fetch` by default, `null` for
+   * none (then every handshake failure is `unreachable`).
+   */
+  fetch?: FetchLike | null;
+}
+
+function defaultFetch(): FetchLike | null {
+  // Typed, not cast, as the WebSocket is; bound, since a browser's `fetch` must be called on
+  // the window.
+  const browser: FetchLike | undefined = globalThis.fetch;
+  return browser === undefined ? null : (url, init) => browser(url, init);
 }
 
 function connectionOptions(options: JoinOptions): ConnectionOptions {
@@ -59,6 +78,7 @@ function connectionOptions(options: JoinOptions): ConnectionOptions {
     reconnectMaxMs: options.reconnectMaxMs ?? 1_000,
     keepTryingEveryMs: options.keepTryingEveryMs === undefined ? 10_000 : options.keepTryingEveryMs,
     WebSocket: socket,
+    fetch: options.fetch === undefined ? defaultFetch() : options.fetch,
   };
 }
 

@@ -1,7 +1,7 @@
 // A WebSocket the tests play the server's side of, frame by frame, so replies, event order,
 // gaps, drops and goodbyes are exactly what a test says.
 
-import type { WebSocketLike } from "../connection.js";
+import type { FetchLike, WebSocketLike } from "../connection.js";
 
 type Handler<E> = { bivarianceHack(event: E): void }["bivarianceHack"];
 
@@ -58,8 +58,19 @@ export class FakeSocket implements WebSocketLike {
     return new URL(this.url).searchParams.get("token");
   }
 
+  /** Set once the handshake succeeded (the first frame implies it). */
+  opened = false;
+
+  /** The handshake succeeds. */
+  accept(): void {
+    if (this.opened) return;
+    this.opened = true;
+    this.onopen?.({});
+  }
+
   /** The server sends a frame: a value as JSON, a string as it is (malformed ones too). */
   receive(frame: Frame | string | ArrayBuffer): void {
+    this.accept();
     const data = typeof frame === "string" || frame instanceof ArrayBuffer ? frame : JSON.stringify(frame);
     this.onmessage?.({ data });
   }
@@ -90,4 +101,26 @@ export class FakeSocket implements WebSocketLike {
   refuse(id: unknown, code: string, message = "no", extra: Frame = {}): void {
     this.receive({ type: "reply", id, ok: false, error: { code, message, ...extra } });
   }
+}
+
+/**
+ * The server's plain-HTTP answer to the signaling URL, as a test sets it: `null` is no
+ * answer at all (no network, or another origin's answer the browser will not show).
+ */
+export class FakeHttp {
+  answer: { status: number; body: string } | null = null;
+  /** The URLs asked, in order. */
+  readonly asked: string[] = [];
+
+  /** Answers as the server refuses a token: 401 with its JSON error. */
+  refuse(code: string, message: string): void {
+    this.answer = { status: 401, body: JSON.stringify({ success: false, error: { code, message } }) };
+  }
+
+  readonly fetch: FetchLike = (url) => {
+    this.asked.push(url);
+    const answer = this.answer;
+    if (answer === null) return Promise.reject(new TypeError("Failed to fetch"));
+    return Promise.resolve({ status: answer.status, text: () => Promise.resolve(answer.body) });
+  };
 }
