@@ -151,7 +151,12 @@ describe("connection", () => {
     expect(meeting.connectionState).toBe("connected");
     expect(meeting.maxOnStage).toBe(25);
     expect(meeting.title).toBe("");
-    expect(meeting.iceServers).toEqual([]);
+    expect(meeting.iceServers()).toEqual([]);
+    expect(meeting.connected()).toBe(true);
+    expect(meeting.stageStatuses()).toEqual([
+      { user_id: "h", stage_status: "OFF_STAGE" },
+      { user_id: "v", stage_status: "OFF_STAGE" },
+    ]);
   });
 
   it("a_call_gets_its_reply_and_events_are_derived", async () => {

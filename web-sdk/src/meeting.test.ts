@@ -60,6 +60,8 @@ describe("meeting", () => {
       "onAny",
       "offAny",
       "iceServers",
+      "connected",
+      "stageStatuses",
       "connectionState",
       "endReason",
     ]) {

@@ -137,7 +137,7 @@ export class OnstageMeeting {
   }
 
   /** The TURN relays offered to this participant, as `RTCIceServer`s (renewed by reconnects). */
-  get iceServers(): IceServer[] {
+  iceServers(): IceServer[] {
     return this.connection.mirror.iceServers;
   }
 
@@ -167,6 +167,16 @@ export class OnstageMeeting {
 
   get connectionState(): ConnectionState {
     return this.connection.state;
+  }
+
+  /** Is the signaling connection up? (Nothing is sent or received while it is down.) */
+  connected(): boolean {
+    return this.connection.state === "connected";
+  }
+
+  /** Everyone's stage status, this participant included, in join order: what media follows. */
+  stageStatuses(): { user_id: string; stage_status: StageStatus }[] {
+    return this.connection.mirror.participants().map(({ user_id, stage_status }) => ({ user_id, stage_status }));
   }
 
   /**
@@ -215,25 +225,24 @@ export class OnstageMeeting {
     return this.connection.call(name, args[0] ?? ({} as CallArgs<N>));
   }
 
-  on<K extends MeetingEventName>(name: K, listener: Listener<K>): this {
+  /** Listens to one event; returns what stops it (as `off` does). */
+  on<K extends MeetingEventName>(name: K, listener: Listener<K>): () => void {
     this.emitter.on(name, listener);
-    return this;
+    return () => this.emitter.off(name, listener);
   }
 
-  off<K extends MeetingEventName>(name: K, listener: Listener<K>): this {
+  off<K extends MeetingEventName>(name: K, listener: Listener<K>): void {
     this.emitter.off(name, listener);
-    return this;
   }
 
-  /** Every event, in order. */
-  onAny(listener: AnyListener): this {
+  /** Listens to every event, in order; returns what stops it. */
+  onAny(listener: AnyListener): () => void {
     this.emitter.onAny(listener);
-    return this;
+    return () => this.emitter.offAny(listener);
   }
 
-  offAny(listener: AnyListener): this {
+  offAny(listener: AnyListener): void {
     this.emitter.offAny(listener);
-    return this;
   }
 }
 
@@ -304,13 +313,12 @@ export class Stage {
   }
 
   /** The stage's own events, as RealtimeKit's Stage module emits them. */
-  on<K extends StageEventName>(name: K, listener: Listener<K>): this {
+  on<K extends StageEventName>(name: K, listener: Listener<K>): () => void {
     this.emitter.on(name, listener);
-    return this;
+    return () => this.emitter.off(name, listener);
   }
 
-  off<K extends StageEventName>(name: K, listener: Listener<K>): this {
+  off<K extends StageEventName>(name: K, listener: Listener<K>): void {
     this.emitter.off(name, listener);
-    return this;
   }
 }
