@@ -365,6 +365,13 @@ describe("connection", () => {
     expect(take(events)).toEqual([{ event: "participantStageStatus", user_id: "h", status: "ON_STAGE" }]);
   });
 
+  it("an_error_without_a_close_is_a_drop_too", async () => {
+    const { conn, events } = await join("v", "viewer");
+    conn.fail();
+    expect(take(events)).toEqual([{ event: "connectionStateUpdate", state: "reconnecting" }]);
+    expect(FakeSocket.opened).toHaveLength(2);
+  });
+
   it("a_call_in_flight_when_the_connection_drops_fails_with_connection_lost", async () => {
     const { meeting, conn } = await join("v", "viewer");
     const joining = rejection(meeting.stage.join());
@@ -515,6 +522,11 @@ describe("connection", () => {
     // No answer to be had (no network, or another origin without CORS).
     http.answer = null;
     expect((await refusedJoin()).code).toBe("unreachable");
+    // An error without a close (Node's WebSocket after a refused handshake) says as much.
+    http.refuse("unauthorized", "invalid token");
+    const erring = rejection(OnstageMeeting.join(SERVER, "t", fast));
+    FakeSocket.last().fail();
+    expect((await erring).code).toBe("unauthorized");
     // A socket that opened and then closed was not refused: nothing to ask.
     const asked = http.asked.length;
     const joining = rejection(OnstageMeeting.join(SERVER, "t", fast));

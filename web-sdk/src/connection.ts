@@ -189,20 +189,22 @@ function attempt(
   socket.onopen = () => {
     opened = true;
   };
-  socket.onclose = () => {
-    const closed = OnstageError.connect("the server closed the connection before the welcome");
+  const failed = () => {
     if (opened || options.fetch === null) {
-      finish({ ok: false, error: closed });
+      finish({ ok: false, error: OnstageError.connect("the server closed the connection before the welcome") });
       return;
     }
     // The handshake itself failed: ask why (the attempt's time limit still applies).
     socket.onclose = null;
+    socket.onerror = null;
     void whyRefused(options.fetch, url).then((refusal) =>
       finish({ ok: false, error: refusal ?? OnstageError.connect("the WebSocket handshake failed") }),
     );
   };
-  // A close always follows an error; that is where the attempt ends.
-  socket.onerror = () => {};
+  socket.onclose = failed;
+  // A browser follows an error with a close, but not every WebSocket does (Node's does not
+  // after a refused handshake): the error alone ends the attempt.
+  socket.onerror = failed;
   return () => {
     if (finished) return;
     finished = true;
@@ -396,7 +398,8 @@ export class Connection {
       }
     };
     socket.onclose = () => this.dropped();
-    socket.onerror = () => {};
+    // An error means the connection failed; not every WebSocket follows it with a close.
+    socket.onerror = () => this.dropped();
   }
 
   private report(message: string): void {

@@ -82,6 +82,12 @@ export class FakeSocket implements WebSocketLike {
     this.onclose?.({ code: 1006 });
   }
 
+  /** The connection fails with an error and no close, as Node's WebSocket does. */
+  fail(): void {
+    this.closed = true;
+    this.onerror?.({});
+  }
+
   /** The requests the SDK sent, parsed. */
   requests(): Frame[] {
     return this.sent.map((text) => JSON.parse(text) as Frame);
