@@ -764,6 +764,29 @@ describe("connection", () => {
     expect([err.kind, err.code]).toEqual(["protocol", "internal"]);
   });
 
+  it("wire_shapes_match_the_bot_contract", async () => {
+    // Exactly the JSON the Rust SDK's events serialize to (crates/client/src/event.rs): no
+    // keys for what is not set, `null` for an unknown `by`.
+    const { conn, events } = await join("v", "viewer");
+    conn.receive(statusEvent(3, "v", "REQUESTED_TO_JOIN_STAGE", "requested"));
+    conn.receive(statusEvent(4, "v", "ACCEPTED_TO_JOIN_STAGE", "invited"));
+    conn.receive({ type: "event", seq: 5, event: { kind: "participant_left", user_id: "h", reason: "timed_out" } });
+    conn.receive({ type: "goodbye", reason: "shutdown" });
+    FakeSocket.last().receive(welcome("v", "viewer", 5, [participant("v", "viewer", "ACCEPTED_TO_JOIN_STAGE")]));
+    FakeSocket.last().receive({ type: "goodbye", reason: "meeting_deleted" });
+    expect(take(events).map((e) => JSON.stringify(e))).toEqual([
+      `{"event":"stageStatusUpdate","status":"REQUESTED_TO_JOIN_STAGE"}`,
+      `{"event":"participantStageStatus","user_id":"v","status":"REQUESTED_TO_JOIN_STAGE"}`,
+      `{"event":"stageRequestApproved","by":null}`,
+      `{"event":"stageStatusUpdate","status":"ACCEPTED_TO_JOIN_STAGE"}`,
+      `{"event":"participantStageStatus","user_id":"v","status":"ACCEPTED_TO_JOIN_STAGE"}`,
+      `{"event":"participantLeft","user_id":"h","reason":"timed_out"}`,
+      `{"event":"connectionStateUpdate","state":"reconnecting"}`,
+      `{"event":"connectionStateUpdate","state":"connected","resumed":false}`,
+      `{"event":"connectionStateUpdate","state":"disconnected","reason":"meeting_deleted"}`,
+    ]);
+  });
+
   it("who_publishes_comes_from_the_welcome_and_media_messages", async () => {
     const { meeting, conn, events } = await join("v", "viewer", {}, (w) => {
       w.publishing = [{ user_id: "h", audio: true, video: true }];
