@@ -289,6 +289,19 @@ describe("connection", () => {
     expect([limited.code, limited.retry_after_ms]).toEqual(["rate_limited", 800]);
   });
 
+  it("a_call_outside_the_protocol_gets_the_server_refusal", async () => {
+    const { meeting, conn } = await join("v", "viewer");
+    // What untyped code can send: the server refuses it, and so the call fails.
+    const untyped = meeting.call.bind(meeting) as (name: string, args: object) => Promise<unknown>;
+    const dancing = rejection(untyped("stage.dance", {}));
+    conn.refuse(conn.request().id, "bad_request", `unknown call "stage.dance"`);
+    expect((await dancing).code).toBe("bad_request");
+    // A newer server's call this SDK does not know yet: its result passes as it came.
+    const newer = untyped("meeting.raiseHand", {});
+    conn.reply(conn.request().id, { raised: true });
+    expect(await newer).toEqual({ raised: true });
+  });
+
   it("an_unanswered_call_times_out", async () => {
     const { meeting, conn } = await join("v", "viewer", { requestTimeoutMs: 200 });
     const joining = rejection(meeting.stage.join());

@@ -26,6 +26,7 @@ import {
   type CallName,
   type CallResult,
   type CloseReason,
+  type Json,
   type ServerMessage,
   type Welcome,
 } from "./protocol.js";
@@ -157,9 +158,17 @@ function attempt(
     return () => {};
   }
   socket.onmessage = (event) => {
+    // Nothing the server sends may throw out of a socket handler.
+    try {
+      onFirstFrame(event.data);
+    } catch (e) {
+      finish({ ok: false, error: OnstageError.protocol(e instanceof Error ? e.message : String(e)) });
+    }
+  };
+  const onFirstFrame = (data: unknown) => {
     // Binary frames are none of the protocol's: skip them, as the Rust SDK does.
-    if (typeof event.data !== "string") return;
-    const decoded = decodeServerMessage(event.data);
+    if (typeof data !== "string") return;
+    const decoded = decodeServerMessage(data);
     if (!decoded.ok) {
       finish({ ok: false, error: OnstageError.notOnstage(`unreadable welcome: ${decoded.error}`) });
       return;
@@ -368,6 +377,7 @@ export class Connection {
         timer: setTimeout(() => {
           // A late reply finds nobody waiting and is ignored.
           this.pending.delete(id);
+          for (const d of this.deferred) if (d.pending === pending) clearTimeout(d.timer);
           this.deferred = this.deferred.filter((d) => d.pending !== pending);
           reject(OnstageError.timeout(limit));
         }, limit),
@@ -481,8 +491,12 @@ export class Connection {
       );
       return;
     }
-    const read = RESULT_READERS[pending.name];
-    const decoded = decodeWith(() => read(message.result));
+    // A name outside the protocol can only come from untyped code; the server refuses it
+    // (`bad_request`), and should it not, its result is passed on as it came.
+    const read: ((v: Json) => unknown) | undefined = Object.prototype.hasOwnProperty.call(RESULT_READERS, pending.name)
+      ? RESULT_READERS[pending.name]
+      : undefined;
+    const decoded = decodeWith(() => (read ? read(message.result) : message.result));
     if (!decoded.ok) {
       this.settle(pending, () =>
         pending.reject(OnstageError.protocol(`unexpected result for ${pending.name}: ${decoded.error}`)),
