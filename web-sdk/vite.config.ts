@@ -12,7 +12,7 @@ export default defineConfig({
     target: "es2021",
     sourcemap: true,
     minify: false,
-    // The type declarations (tsc) are written into dist/ first.
+    // The type declarations (tsc) are written into dist/types/ first.
     emptyOutDir: false,
   },
   test: {
