@@ -15,6 +15,10 @@ export default defineConfig({
     // The type declarations (tsc) are written into dist/types/ first.
     emptyOutDir: false,
   },
+  // The tests read the Rust protocol's sources (src/rust.test.ts) from the repository.
+  server: {
+    fs: { allow: [".", "../crates/proto/src"] },
+  },
   test: {
     include: ["src/**/*.test.ts"],
   },

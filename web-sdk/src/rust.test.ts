@@ -1,0 +1,76 @@
+// The protocol's names, checked against the Rust sources they are ported from
+// (crates/proto), so that neither side can add or rename one without the other noticing.
+// Skipped when the package stands outside the Onstage repository.
+
+import { describe, expect, it } from "vitest";
+
+import { CALL_NAMES, CLOSE_REASONS, ERROR_CODES, STAGE_STATUSES } from "./protocol.js";
+
+const sources = import.meta.glob("../../crates/proto/src/*.rs", {
+  query: "?raw",
+  import: "default",
+  eager: true,
+}) as Record<string, string>;
+
+const source = (file: string): string => sources[`../../crates/proto/src/${file}`] ?? "";
+
+/** The variant names of `pub enum <name> { ... }`, doc comments and attributes left out. */
+function variants(text: string, name: string): string[] {
+  const body = text.split(`pub enum ${name} {`)[1]?.split("\n}")[0] ?? "";
+  return body
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => /^[A-Z]\w*[,{ (]?/.test(line) && !line.startsWith("//"))
+    .map((line) => (/^([A-Z]\w*)/.exec(line) as RegExpExecArray)[1] as string);
+}
+
+const snake = (name: string) => name.replace(/(?<!^)([A-Z])/g, "_$1").toLowerCase();
+
+describe.skipIf(Object.keys(sources).length === 0)("the Rust protocol", () => {
+  it("error_codes_are_the_rust_ones", () => {
+    expect(variants(source("error.rs"), "ErrorCode").map(snake)).toEqual([...ERROR_CODES]);
+  });
+
+  it("close_reasons_are_the_rust_ones", () => {
+    expect(variants(source("signal.rs"), "CloseReason").map(snake)).toEqual([...CLOSE_REASONS]);
+  });
+
+  it("stage_statuses_are_the_rust_ones", () => {
+    expect(variants(source("stage.rs"), "StageStatus").map((v) => snake(v).toUpperCase())).toEqual([
+      ...STAGE_STATUSES,
+    ]);
+  });
+
+  it("call_names_are_the_servers_known_calls", () => {
+    const known = source("signal.rs").split("pub const KNOWN_CALLS: &[&str] = &[")[1]?.split("];")[0] ?? "";
+    expect([...known.matchAll(/"([^"]+)"/g)].map((m) => m[1])).toEqual([...CALL_NAMES]);
+  });
+
+  it("room_and_media_event_kinds_are_the_rust_ones", () => {
+    const signal = source("signal.rs");
+    expect(variants(signal, "RoomEvent").map(snake)).toEqual([
+      "participant_joined",
+      "participant_left",
+      "participant_connection",
+      "stage_status_changed",
+      "meeting_ended",
+      "participant_muted",
+      "preset_changed",
+    ]);
+    expect(variants(signal, "MediaEvent").map(snake)).toEqual(["published", "unpublished"]);
+    expect(variants(signal, "StageChangeReason").map(snake)).toEqual([
+      "requested",
+      "auto_accepted",
+      "cancelled",
+      "granted",
+      "invited",
+      "denied",
+      "joined",
+      "left",
+      "declined",
+      "kicked",
+      "removed",
+    ]);
+    expect(variants(signal, "LeaveReason").map(snake)).toEqual(["left", "timed_out", "removed"]);
+  });
+});
