@@ -4,7 +4,18 @@
 
 import { describe, expect, it } from "vitest";
 
-import { CALL_NAMES, CLOSE_REASONS, ERROR_CODES, STAGE_STATUSES } from "./protocol.js";
+import {
+  CALL_NAMES,
+  CLOSE_REASONS,
+  ERROR_CODES,
+  STAGE_STATUSES,
+  readAccessRequest,
+  readErrorBody,
+  readParticipant,
+  readPreset,
+  readSnapshot,
+  readWelcome,
+} from "./protocol.js";
 
 const sources = import.meta.glob("../../crates/proto/src/*.rs", {
   query: "?raw",
@@ -22,6 +33,12 @@ function variants(text: string, name: string): string[] {
     .map((line) => line.trim())
     .filter((line) => /^[A-Z]\w*[,{ (]?/.test(line) && !line.startsWith("//"))
     .map((line) => (/^([A-Z]\w*)/.exec(line) as RegExpExecArray)[1] as string);
+}
+
+/** The field names of `pub struct <name> { ... }`. */
+function fields(text: string, name: string): string[] {
+  const body = text.split(`pub struct ${name} {`)[1]?.split("\n}")[0] ?? "";
+  return [...body.matchAll(/^\s*pub (\w+):/gm)].map((m) => m[1] as string);
 }
 
 const snake = (name: string) => name.replace(/(?<!^)([A-Z])/g, "_$1").toLowerCase();
@@ -72,5 +89,32 @@ describe.skipIf(Object.keys(sources).length === 0)("the Rust protocol", () => {
       "removed",
     ]);
     expect(variants(signal, "LeaveReason").map(snake)).toEqual(["left", "timed_out", "removed"]);
+  });
+
+  it("what_the_decoder_reads_is_every_field_the_rust_types_have", () => {
+    const participant = { user_id: "u", peer_id: "p", name: "U", preset: "viewer" };
+    const snapshot = { seq: 0, max_on_stage: 1, participants: [], queue: [] };
+    const preset = { name: "viewer", stage_access: "CAN_REQUEST" };
+    const keys = (v: object) => Object.keys(v).sort();
+    const signal = source("signal.rs");
+    expect(keys(readParticipant(participant))).toEqual(fields(signal, "ParticipantInfo").sort());
+    expect(keys(readSnapshot(snapshot))).toEqual(fields(signal, "RoomSnapshot").sort());
+    expect(keys(readPreset(preset))).toEqual(fields(source("stage.rs"), "Preset").sort());
+    expect(keys(readAccessRequest({ user_id: "u", name: "U", requested_at: 1 }))).toEqual(
+      fields(source("stage.rs"), "AccessRequest").sort(),
+    );
+    expect(keys(readErrorBody({ code: "internal", message: "m", retry_after_ms: 1 }))).toEqual(
+      fields(source("error.rs"), "ErrorBody").sort(),
+    );
+    const welcome = readWelcome({
+      meeting_id: "m",
+      user_id: "u",
+      peer_id: "p",
+      resumed: false,
+      preset,
+      grace_ms: 1,
+      snapshot,
+    });
+    expect(keys(welcome)).toEqual(fields(signal, "Welcome").sort());
   });
 });
