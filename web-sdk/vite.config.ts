@@ -15,9 +15,9 @@ export default defineConfig({
     // The type declarations (tsc) are written into dist/types/ first.
     emptyOutDir: false,
   },
-  // The tests read the Rust protocol's sources (src/rust.test.ts) from the repository.
+  // The tests read the Rust protocol's and events' sources (src/rust.test.ts).
   server: {
-    fs: { allow: [".", "../crates/proto/src"] },
+    fs: { allow: [".", "../crates/proto/src", "../crates/client/src"] },
   },
   test: {
     include: ["src/**/*.test.ts"],

@@ -57,6 +57,31 @@ export type MeetingEvent =
 
 export type MeetingEventName = MeetingEvent["event"];
 
+/** Every event's name, the Rust SDK's first, in its order. */
+export const MEETING_EVENTS = [
+  "stageStatusUpdate",
+  "stageAccessRequestUpdate",
+  "newStageRequest",
+  "stageRequestApproved",
+  "stageRequestRejected",
+  "participantStageStatus",
+  "participantJoined",
+  "participantLeft",
+  "participantConnection",
+  "mediaPublished",
+  "mediaUnpublished",
+  "meetingEnded",
+  "participantMuted",
+  "presetChanged",
+  "connectionStateUpdate",
+  "protocolError",
+] as const satisfies readonly MeetingEventName[];
+
+// The list and the union must name the same events: this fails to compile otherwise.
+type Missing = Exclude<MeetingEventName, (typeof MEETING_EVENTS)[number]>;
+const everyEventListed: [Missing] extends [never] ? true : Missing = true;
+void everyEventListed;
+
 export type EventOf<K extends MeetingEventName> = Extract<MeetingEvent, { event: K }>;
 
 /** The events RealtimeKit's Stage module emits, also available on `meeting.stage`. */

@@ -1,6 +1,7 @@
 export { OnstageMeeting, Stage, type ArgsOf, type JoinOptions, type Participant } from "./meeting.js";
 export { OnstageError, type ErrorKind } from "./errors.js";
 export {
+  MEETING_EVENTS,
   STAGE_EVENTS,
   type ConnectionState,
   type EventOf,

@@ -4,6 +4,7 @@
 
 import { describe, expect, it } from "vitest";
 
+import { MEETING_EVENTS } from "./events.js";
 import {
   CALL_NAMES,
   CLOSE_REASONS,
@@ -17,13 +18,14 @@ import {
   readWelcome,
 } from "./protocol.js";
 
-const sources = import.meta.glob("../../crates/proto/src/*.rs", {
+const sources = import.meta.glob(["../../crates/proto/src/*.rs", "../../crates/client/src/event.rs"], {
   query: "?raw",
   import: "default",
   eager: true,
 }) as Record<string, string>;
 
-const source = (file: string): string => sources[`../../crates/proto/src/${file}`] ?? "";
+const source = (file: string): string =>
+  sources[file.includes("/") ? `../../crates/${file}` : `../../crates/proto/src/${file}`] ?? "";
 
 /** The variant names of `pub enum <name> { ... }`, doc comments and attributes left out. */
 function variants(text: string, name: string): string[] {
@@ -116,5 +118,12 @@ describe.skipIf(Object.keys(sources).length === 0)("the Rust protocol", () => {
       snapshot,
     });
     expect(keys(welcome)).toEqual(fields(signal, "Welcome").sort());
+  });
+
+  it("meeting_events_are_the_rust_sdk_ones_and_protocol_error", () => {
+    const rust = variants(source("client/src/event.rs"), "MeetingEvent").map(
+      (v) => v.charAt(0).toLowerCase() + v.slice(1),
+    );
+    expect([...rust, "protocolError"]).toEqual([...MEETING_EVENTS]);
   });
 });
