@@ -1,6 +1,7 @@
-// The SDK's build against a real Onstage server: two participants through a request, a
-// grant, a join, a refused call, a server restart (goodbye shutdown, reconnect, resume), a
-// kick and the host ending the meeting; and a refused token. Not part of `npm test`: it needs
+// The SDK's build against a real Onstage server: a refused token; two participants through
+// a request, a grant, a join, a refused call, a server restart (goodbye shutdown, reconnect,
+// resume), a kick, a mute refused off stage, a new preset; a session replaced by the same
+// token, one removed by the host; and the host ending the meeting. Not part of `npm test`: it needs
 // a built server, given as ONSTAGE_BIN (e.g. target/debug/onstage), and `npm run build`.
 //
 //   ONSTAGE_BIN=../target/debug/onstage npm run live
@@ -97,14 +98,39 @@ async function main() {
     await until(() => v.stage.status === "OFF_STAGE");
     check("kicked", v.stage.status === "OFF_STAGE", v.stage.status);
 
-    await h.end();
+    const notOnStage = await h.muteParticipant(v.userId).then(
+      () => null,
+      (e) => e,
+    );
+    check("only a speaker can be muted", notOnStage?.code === "invalid_state", notOnStage?.code);
+    await h.setPreset(v.userId, "host");
+    await until(() => v.preset.name === "host");
+    check("made host", vs.some((e) => e.event === "presetChanged" && e.preset === "host"), vs.slice(-3));
+
+    // The same token again: the first session is told it was replaced, and stops.
+    const again = await OnstageMeeting.join(url, viewer.token);
     await until(() => v.connectionState === "disconnected");
+    check("replaced", v.endReason === "replaced" && again.connected(), v.endReason);
+
+    // A host removes a participant: its session ends with `removed`.
+    const guest = cli("participant", "add", "--meeting", meeting.id, "--name", "Gus", "--preset", "viewer");
+    const g = await OnstageMeeting.join(url, guest.token);
+    await until(() => h.participant(g.userId) !== undefined);
+    await h.removeParticipant(g.userId);
+    await until(() => g.connectionState === "disconnected");
+    check("removed", g.endReason === "removed", g.endReason);
+    const left = hs.find((e) => e.event === "participantLeft" && e.user_id === g.userId);
+    check("everyone hears the removal", left?.reason === "removed", left);
+
+    const ended = record(again);
+    await h.end();
+    await until(() => again.connectionState === "disconnected");
     check(
       "the host ends it for everyone",
-      JSON.stringify(vs.slice(-2).map((e) => e.event)) === '["meetingEnded","connectionStateUpdate"]' &&
-        v.endReason === "meeting_ended" &&
+      JSON.stringify(ended.slice(-2).map((e) => e.event)) === '["meetingEnded","connectionStateUpdate"]' &&
+        again.endReason === "meeting_ended" &&
         h.endReason === "meeting_ended",
-      vs.slice(-2),
+      ended.slice(-2),
     );
   } catch (e) {
     check("the scenario ran", false, String(e?.stack ?? e));
