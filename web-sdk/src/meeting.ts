@@ -1,6 +1,6 @@
 // The front door: `OnstageMeeting` and its `stage`, shaped like RealtimeKit's web-core
-// (`meeting.self`, `meeting.participants`, `meeting.stage`) so that code written against
-// RealtimeKit's Stage module runs as it is.
+// (`meeting.self`, `meeting.participants`, `meeting.stage`) so that a developer who knows
+// RealtimeKit's Stage module finds its methods, properties and event names here.
 
 import {
   Connection,
@@ -57,8 +57,8 @@ export interface JoinOptions {
 }
 
 function defaultFetch(): FetchLike | null {
-  // Typed, not cast, as the WebSocket is; bound, since a browser's `fetch` must be called on
-  // the window.
+  // Typed, not cast, as the WebSocket is; wrapped, since a browser's `fetch` called as a
+  // method of another object (the options) throws "Illegal invocation".
   const browser: FetchLike | undefined = globalThis.fetch;
   return browser === undefined ? null : (url, init) => browser(url, init);
 }
@@ -100,9 +100,10 @@ export class OnstageMeeting {
   /**
    * Joins with a participant token. `serverUrl` is the server's base URL, e.g.
    * `https://meet.example.com` (`ws(s)://` works too); resolves once the server's welcome
-   * has arrived. Rejects with `invalid_server_url`, `unreachable` (which in a browser also
-   * covers a refused token: it cannot tell them apart), `not_onstage_server`, a final
-   * goodbye's code, or the server's refusal (`rate_limited`).
+   * has arrived. Rejects with `invalid_server_url`, `unauthorized`, `token_expired`,
+   * `token_revoked` (when the server's refusal can be read, see `JoinOptions.fetch`; else
+   * `unreachable`), `unreachable`, `not_onstage_server`, a final goodbye's code, or the
+   * server's refusal (`rate_limited`).
    */
   static async join(serverUrl: string, token: string, options: JoinOptions = {}): Promise<OnstageMeeting> {
     const url = signalUrl(serverUrl, token);
