@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every server (the app's embedded one too) serves the web Stage SDK's build.
+(cd web-sdk && npm run build)
+
 if [ "${1:-app}" != server ]; then
   # Tauri embeds ui/dist at compile time: the UI is built first.
   (cd ui && npm run build)

@@ -63,6 +63,13 @@ if [ -f ui/package-lock.json ] && { [ ! -f ui/node_modules/.package-lock.json ] 
   (cd ui && npm ci --no-audit --no-fund)
 fi
 
+# The web Stage SDK (the server embeds its build; its tests run in Node).
+if [ -f web-sdk/package-lock.json ] && { [ ! -f web-sdk/node_modules/.package-lock.json ] ||
+  [ web-sdk/package-lock.json -nt web-sdk/node_modules/.package-lock.json ]; }; then
+  echo "setup: npm ci in web-sdk/" >&2
+  (cd web-sdk && npm ci --no-audit --no-fund)
+fi
+
 # WebDriver for the app's end-to-end tests.
 if ! command -v tauri-driver >/dev/null 2>&1; then
   echo "setup: installing tauri-driver" >&2

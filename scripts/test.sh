@@ -8,6 +8,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # Tauri embeds ui/dist at compile time: build the UI before anything compiles the app.
 (cd ui && npm run build)
+# The server serves the web Stage SDK's build (web-sdk/dist): build it before the server.
+(cd web-sdk && npm run build)
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -19,7 +21,10 @@ if [ "${FUZZ_SECONDS:-10}" != 0 ]; then
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 fi
 (cd ui && npm run check && npm test)
+(cd web-sdk && npm run check && npm test)
 
 # The desktop app end to end (WebDriver), with the binaries it drives.
 cargo build --workspace --locked
 bash scripts/e2e-app.sh
+# The web Stage SDK in a real browser (headless Chromium) against a server on a LAN host.
+bash scripts/e2e-browser.sh

@@ -2,7 +2,7 @@
 real servers and `onstage bot`s. Run by scripts/e2e-app.sh, which starts Xvfb and
 tauri-driver. Screenshots go to target/app-e2e/ (E2E_OUT).
 
-    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|powers|bench ...]   (bench: tests/app/bench.py; screenshots: the docs pictures)
+    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|powers|role|bench ...]   (bench: tests/app/bench.py; screenshots: the docs pictures)
 """
 
 import base64
@@ -663,10 +663,64 @@ def powers_scenario():
         app.quit()
 
 
+def role_scenario():
+    """(h) One link for everyone of a role. The app hosting makes a viewer link in "Invite
+    people"; two bots join with that one link under names of their own and the host sees
+    both; then the app itself joins a server's meeting with a role link: the join form
+    asks for the name (the focus on it), and the guest is in with its own user id."""
+    app = start_app()
+    bots = []
+    data = tempfile.mkdtemp(prefix="onstage-e2e-")
+    server = None
+    try:
+        host_meeting(app, "Rita Roles")
+        testid(app, "invite-public").send_keys("127.0.0.1")
+        testid(app, "create-role-links", clickable=True).click()
+        link = until(app, lambda d: testid(d, "role-link-viewer").get_attribute("value") or False,
+                     "the viewer role link")
+        assert "invite=" in link and "token=" not in link, link
+        for name in ("Gus Guest", "Gia Guest"):
+            bots.append(Bot(link=link, media="none", extra=["--name", name]))
+        a, b = (bot.user_id for bot in bots)
+        assert a != b, "one link, two participants"
+        for bot, name in zip(bots, ("Gus Guest", "Gia Guest")):
+            row = testid(app, f"participant-{bot.user_id}")
+            assert name in row.text and "viewer" in row.text, row.text
+        shot(app, "role-1-two-guests")
+        for bot in bots:
+            bot.stop()
+        bots.clear()
+        app.quit()
+        app = None
+
+        # The app as a guest of a server's meeting.
+        server = Server(data)
+        meeting = server.admin("meeting", "create", "--title", "E2E roles")["id"]
+        invite = server.admin("invite", "create", "--meeting", meeting, "--preset", "viewer")
+        app = start_app([invite["link"]])
+        until(app, lambda d: d.switch_to.active_element.get_attribute("data-testid") == "join-guest-name",
+              "the focus on the guest's name")
+        testid(app, "join-guest-hint")
+        testid(app, "join-guest-name").send_keys("Wendy Web")
+        testid(app, "join-submit", clickable=True).click()
+        testid(app, "stage-indicator")
+        me = invoke(app, "session")["me"]
+        assert me["name"] == "Wendy Web" and me["preset"] == "viewer", me
+        shot(app, "role-2-guest")
+    finally:
+        for bot in bots:
+            bot.stop()
+        if app:
+            app.quit()
+        if server:
+            server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario, "lan": lan_scenario, "link": link_scenario,
              "end": end_scenario, "leave": leave_scenario, "join-errors": join_errors_scenario,
-             "powers": powers_scenario}
-DEFAULT = ["host", "viewer", "lan", "link", "end", "leave", "join-errors", "powers"]
+             "powers": powers_scenario, "role": role_scenario}
+DEFAULT = ["host", "viewer", "lan", "link", "end", "leave", "join-errors", "powers", "role"]
 
 
 def bench():

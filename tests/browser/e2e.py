@@ -59,7 +59,12 @@ class Browser:
         self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         self.driver.set_script_timeout(WAIT)
         self.driver.get(f"{pages.url}#server={server.url}")
-        self.until(lambda: self.driver.execute_script("return window.onstageReady === true"), "the SDK to load")
+        try:
+            self.until(lambda: self.driver.execute_script("return window.onstageReady === true"),
+                       "the SDK to load")
+        except TimeoutError:
+            log("browser console:", self.driver.get_log("browser"))
+            raise
 
     def run(self, body, *args):
         """Runs `body` (an async function body; `t` is the page's handle, `args` the

@@ -378,6 +378,23 @@ describe("connection", () => {
     expect(take(events)).toEqual([{ event: "participantStageStatus", user_id: "h", status: "ON_STAGE" }]);
   });
 
+  it("a_guest_of_a_role_link_joins_with_its_name_and_comes_back_as_itself", async () => {
+    const joining = OnstageMeeting.joinGuest(SERVER, "invite-tok", "Gus Guest", fast);
+    const conn = FakeSocket.last();
+    const url = new URL(conn.url);
+    expect([url.searchParams.get("token"), url.searchParams.get("name")]).toEqual(["invite-tok", "Gus Guest"]);
+    const w = welcome("g", "viewer", 2, two("OFF_STAGE"));
+    w.token = "own-tok";
+    conn.receive(w);
+    const meeting = await joining;
+    conn.drop();
+    await settle();
+    // The invite would make another participant: the reconnect is this one's own.
+    const again = new URL(FakeSocket.last().url);
+    expect([again.searchParams.get("token"), again.searchParams.get("name")]).toEqual(["own-tok", null]);
+    expect(meeting.userId).toBe("g");
+  });
+
   it("an_error_without_a_close_is_a_drop_too", async () => {
     const { conn, events } = await join("v", "viewer");
     conn.fail();

@@ -79,8 +79,11 @@ function now(): number {
 /** The longest a successful status reply waits for its event; at most half the timeout. */
 const DEFER_LIMIT_MS = 1000;
 
-/** Builds the signaling URL: `http(s)://host[/base]` -> `ws(s)://host[/base]/v1/signal?token=`. */
-export function signalUrl(serverUrl: string, token: string): string {
+/**
+ * Builds the signaling URL: `http(s)://host[/base]` -> `ws(s)://host[/base]/v1/signal?token=`.
+ * `name` is a guest's display name, for a role link's invite token.
+ */
+export function signalUrl(serverUrl: string, token: string, name?: string): string {
   let url: URL;
   try {
     url = new URL(serverUrl);
@@ -98,7 +101,16 @@ export function signalUrl(serverUrl: string, token: string): string {
   url.hash = "";
   url.search = "";
   url.searchParams.set("token", token);
+  if (name !== undefined) url.searchParams.set("name", name);
   return url.toString();
+}
+
+/** The same signaling URL with a participant's own token (and no guest name). */
+function withOwnToken(url: string, token: string): string {
+  const next = new URL(url);
+  next.searchParams.set("token", token);
+  next.searchParams.delete("name");
+  return next.toString();
 }
 
 type Attempted =
@@ -310,13 +322,15 @@ export class Connection {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
 
   private constructor(
-    private readonly url: string,
+    private url: string,
     private readonly options: ConnectionOptions,
     private readonly emit: (events: MeetingEvent[]) => void,
     socket: WebSocketLike,
     welcome: Welcome,
   ) {
     this.mirror = new Mirror(welcome);
+    // A guest of a role link is a participant now: it comes back as itself.
+    if (welcome.token !== undefined) this.url = withOwnToken(url, welcome.token);
     this.socket = socket;
     this.serve(socket);
     // Who already publishes, as the first events (held for the first listener).

@@ -39,3 +39,15 @@ export {
   type StageStatus,
   type Welcome,
 } from "./protocol.js";
+export {
+  BrowserStageMedia,
+  gatheringComplete,
+  h264Preferences,
+  mediaPlan,
+  mediaProblem,
+  type BrowserMediaOptions,
+  type MediaAction,
+  type MediaMeeting,
+  type MediaProblem,
+  type MediaProblemCode,
+} from "./media.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { h264Preferences, mediaPlan, mediaProblem, type MediaInputs } from './media';
+import { h264Preferences, mediaPlan, mediaProblem, type MediaInputs } from './media.js';
 
 const inputs = (me: string, onStage: string[], others: string[] = [], connected = true): MediaInputs => ({
   connected,

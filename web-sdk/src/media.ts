@@ -6,7 +6,7 @@
 // Devices are asked for only when going on stage, and every track is stopped when leaving
 // it (or on a kick): the camera light goes off with the stage, not with the page.
 
-import type { StageStatus } from './protocol';
+import type { StageStatus } from './protocol.js';
 
 /** What the media side needs of a meeting (an `OnstageMeeting` has all of it). */
 export interface MediaMeeting {

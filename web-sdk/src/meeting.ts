@@ -113,6 +113,24 @@ export class OnstageMeeting {
     return new OnstageMeeting(connection, emitter);
   }
 
+  /**
+   * Joins with a role link's invite token (`invite=` in the link) as a new participant
+   * named `name`, who then reconnects with its own token (`token`). Rejects as `join`
+   * does, and with `bad_request` for a name the server does not take.
+   */
+  static async joinGuest(
+    serverUrl: string,
+    inviteToken: string,
+    name: string,
+    options: JoinOptions = {},
+  ): Promise<OnstageMeeting> {
+    const url = signalUrl(serverUrl, inviteToken, name);
+    const resolved = connectionOptions(options);
+    const emitter = new Emitter();
+    const connection = await Connection.open(url, resolved, (events) => emitter.emit(events));
+    return new OnstageMeeting(connection, emitter);
+  }
+
   get meetingId(): string {
     return this.connection.mirror.meetingId;
   }

@@ -169,6 +169,11 @@ export interface Welcome {
   snapshot: RoomSnapshot;
   publishing: PublishedMedia[];
   ice_servers: IceServer[];
+  /**
+   * For a guest of a role link: its own participant token, which reconnects use from then
+   * on (the link's invite token would make a new participant).
+   */
+  token?: string;
 }
 
 /** Why the server closes a connection on purpose. */
@@ -444,6 +449,7 @@ export function readWelcome(o: Obj, path = "welcome"): Welcome {
     snapshot: readSnapshot(o.snapshot, `${path}.snapshot`),
     publishing: listOrEmpty(o, "publishing", path, readPublished),
     ice_servers: listOrEmpty(o, "ice_servers", path, readIceServer),
+    ...(o.token === undefined ? {} : { token: str(o, "token", path) }),
   };
 }
 

@@ -116,6 +116,7 @@ describe.skipIf(Object.keys(sources).length === 0)("the Rust protocol", () => {
       preset,
       grace_ms: 1,
       snapshot,
+      token: "own",
     });
     expect(keys(welcome)).toEqual(fields(signal, "Welcome").sort());
   });

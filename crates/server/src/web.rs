@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::server::AppState;
 
 #[derive(rust_embed::Embed)]
-#[folder = "$CARGO_MANIFEST_DIR/../../web-sdk/dist/"]
+#[folder = "../../web-sdk/dist/"]
 #[allow_missing = true]
 struct WebSdk;
 
