@@ -794,6 +794,30 @@ pub async fn create_role_link(
     })
 }
 
+/// `revoke_role_link`: the meeting's link for anyone with `preset` stops letting anyone
+/// new in (its guests stay); `create_role_link` then makes a new one. Answers whether there
+/// was a live link to revoke.
+#[tauri::command]
+pub async fn revoke_role_link(state: State<'_, AppState>, preset: String) -> Result<bool> {
+    let mut live = state.live.lock().await;
+    let live = live.as_mut().ok_or_else(CommandError::not_joined)?;
+    let embedded = live.embedded.as_mut().ok_or_else(not_embedded)?;
+    let live_invites: Vec<_> = embedded
+        .admin
+        .list_invites(&embedded.meeting_id)
+        .await?
+        .into_iter()
+        .filter(|i| i.preset_name == preset && i.revoked_at.is_none())
+        .collect();
+    for invite in &live_invites {
+        embedded
+            .admin
+            .revoke_invite(&embedded.meeting_id, &invite.id)
+            .await?;
+    }
+    Ok(!live_invites.is_empty())
+}
+
 /// The server URL invitations name, and the address it was made of: `address` when
 /// given, else the last one used, else the machine's first (non-loopback first).
 fn invite_server(embedded: &Embedded, address: Option<String>) -> Result<(url::Url, String)> {

@@ -110,6 +110,7 @@ fn main() {
             commands::join,
             commands::create_invite,
             commands::create_role_link,
+            commands::revoke_role_link,
             commands::invite_addresses,
             commands::leave_meeting,
             commands::rejoin_meeting,

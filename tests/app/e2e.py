@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from harness import (APP, OUT, ROOT, WAIT, Bot, LanLab, Server, frames, gone, invoke, log, shot,
+from harness import (APP, ONSTAGE, OUT, ROOT, WAIT, Bot, LanLab, Server, frames, gone, invoke, log, shot,
                      start_app, testid, until)
 
 
@@ -692,6 +692,17 @@ def role_scenario():
             row = testid(app, f"participant-{bot.user_id}")
             assert name in row.text and "viewer" in row.text, row.text
         shot(app, "role-1-two-guests")
+        # Revoked: nobody new gets in with it, the guests stay; a new link works.
+        testid(app, "revoke-role-link-viewer", clickable=True).click()
+        testid(app, "role-link-revoked-viewer")
+        refused = subprocess.run([ONSTAGE, "bot", "--link", link, "--name", "Late Larry", "--media", "none"],
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=WAIT)
+        assert refused.returncode != 0 and "token_revoked" in refused.stdout + refused.stderr, refused
+        assert all(not b.proc.poll() for b in bots), "the guests stay"
+        testid(app, "create-role-links", clickable=True).click()
+        fresh = until(app, lambda d: testid(d, "role-link-viewer").get_attribute("value") or False, "a new link")
+        assert fresh != link, "a new invite"
+        bots.append(Bot(link=fresh, media="none", extra=["--name", "Newt Newer"]))
         for bot in bots:
             bot.stop()
         bots.clear()

@@ -60,10 +60,12 @@ describe('tauriBackend', () => {
     await tauriBackend.removeParticipant('u1');
     await tauriBackend.muteParticipant('u2');
     await tauriBackend.setPreset('u3', 'host');
+    await tauriBackend.revokeRoleLink('viewer');
     expect(calls).toEqual([
       { cmd: 'remove_participant', args: { userId: 'u1' } },
       { cmd: 'mute_participant', args: { userId: 'u2' } },
       { cmd: 'set_preset', args: { userId: 'u3', preset: 'host' } },
+      { cmd: 'revoke_role_link', args: { preset: 'viewer' } },
     ]);
   });
 

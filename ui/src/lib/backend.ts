@@ -33,6 +33,8 @@ export interface Backend {
   createInvite(preset: InvitePreset, name: string, address?: string): Promise<Invite>;
   /** The meeting's link for anyone with `preset`: each guest gives a name and joins anew. */
   createRoleLink(preset: InvitePreset, address?: string): Promise<Invite>;
+  /** The link for anyone with `preset` lets no one new in (its guests stay); whether there was one. */
+  revokeRoleLink(preset: InvitePreset): Promise<boolean>;
   inviteAddresses(): Promise<InviteAddresses>;
   /** Leaves; the meeting goes on for the others (an embedded server keeps serving it). */
   leaveMeeting(): Promise<Left>;
@@ -97,6 +99,7 @@ export const tauriBackend: Backend = {
   join: (args) => invoke('join', joinArgs(args)),
   createInvite: (preset, name, address) =>
     invoke('create_invite', address ? { preset, name, address } : { preset, name }),
+  revokeRoleLink: (preset) => invoke('revoke_role_link', { preset }),
   createRoleLink: (preset, address) =>
     invoke('create_role_link', address ? { preset, address } : { preset }),
   inviteAddresses: () => invoke('invite_addresses'),

@@ -143,6 +143,7 @@ export function createDevFakeBackend(): Backend {
         address: address ?? '192.168.1.20',
       };
     },
+    revokeRoleLink: async () => true,
     createRoleLink: async (preset, address) => {
       const server = `https://${address ?? '192.168.1.20'}:7000`;
       return {
