@@ -2,7 +2,7 @@
 real servers and `onstage bot`s. Run by scripts/e2e-app.sh, which starts Xvfb and
 tauri-driver. Screenshots go to target/app-e2e/ (E2E_OUT).
 
-    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|powers|role|bench ...]   (bench: tests/app/bench.py; screenshots: the docs pictures)
+    python3 tests/app/e2e.py [host|viewer|lan|link|end|leave|join-errors|powers|role|browser|bench ...]   (bench: tests/app/bench.py; screenshots: the docs pictures)
 """
 
 import base64
@@ -733,10 +733,45 @@ def role_scenario():
         shutil.rmtree(data, ignore_errors=True)
 
 
+def browser_scenario():
+    """(i) A browser speaker in the desktop app: the app hosts, a headless Chromium joins
+    with its speaker link for anyone (the web SDK, its own WebRTC) and goes on stage; the
+    app shows its tile with moving pictures decoded from Chromium's H.264."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "browser"))
+    from browser import Browser, PageServer
+
+    app = start_app()
+    pages = PageServer()
+    browser = None
+    try:
+        host_meeting(app, "Hal Host")
+        # The machine's own first address, as the app offers it (not loopback).
+        link = invoke(app, "create_role_link", {"preset": "speaker"})["link"]
+        query = parse_qs(urlparse(link).query)
+        server, invite = query["server"][0], query["invite"][0]
+        assert not server.startswith("https://127."), server
+        browser = Browser(pages, server)
+        uid = browser.run("return t.join(args[0], args[1])", invite, "Bea Browser")
+        assert browser.run("return t.meeting.stage.join()") == "ON_STAGE"
+        testid(app, f"tile-{uid}")
+        first = until(app, lambda d: frames(d, f"tile-{uid}") > 0 and frames(d, f"tile-{uid}"),
+                      "the browser's first picture")
+        later = until(app, lambda d: frames(d, f"tile-{uid}") >= first + 10 and frames(d, f"tile-{uid}"),
+                      "more pictures from the browser")
+        log("browser tile frames", first, "->", later)
+        assert "Bea Browser" in testid(app, f"tile-{uid}").text
+        shot(app, "browser-1-tile")
+    finally:
+        if browser:
+            browser.quit()
+        pages.stop()
+        app.quit()
+
+
 SCENARIOS = {"host": host_scenario, "viewer": viewer_scenario, "lan": lan_scenario, "link": link_scenario,
              "end": end_scenario, "leave": leave_scenario, "join-errors": join_errors_scenario,
-             "powers": powers_scenario, "role": role_scenario}
-DEFAULT = ["host", "viewer", "lan", "link", "end", "leave", "join-errors", "powers", "role"]
+             "powers": powers_scenario, "role": role_scenario, "browser": browser_scenario}
+DEFAULT = ["host", "viewer", "lan", "link", "end", "leave", "join-errors", "powers", "role", "browser"]
 
 
 def bench():

@@ -3,94 +3,20 @@ WebRTC, libwebrtc) through chromedriver, against a real server and `onstage bot`
 server runs on a second host of a LAN (a network namespace, tests/app/harness.py LanLab),
 so media crosses a real link, never loopback. Run by scripts/e2e-browser.sh.
 
-    python3 tests/browser/e2e.py [viewer|speaker ...]
+    python3 tests/browser/e2e.py [viewer|speaker|host ...]
 """
 
-import functools
-import http.server
 import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "app"))
-from harness import WAIT, Bot, LanLab, Server, log  # noqa: E402
+from harness import Bot, LanLab, Server, log  # noqa: E402
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
-
-
-class PageServer:
-    """Serves this folder (the test page) at localhost, a secure context."""
-
-    def __init__(self):
-        handler = functools.partial(_QuietHandler, directory=HERE)
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/page.html"
-
-    def stop(self):
-        self.httpd.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class Browser:
-    """Headless Chromium on the test page, the SDK loaded from `server`. Fake camera and
-    microphone (a test pattern and a beep), permission granted without a prompt, and the
-    server's self-signed certificate accepted (as a user accepts it once)."""
-
-    def __init__(self, pages, server):
-        options = Options()
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
-                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    "--autoplay-policy=no-user-gesture-required"):
-            options.add_argument(arg)
-        self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-        self.driver.set_script_timeout(WAIT)
-        self.driver.get(f"{pages.url}#server={server.url}")
-        try:
-            self.until(lambda: self.driver.execute_script("return window.onstageReady === true"),
-                       "the SDK to load")
-        except TimeoutError:
-            log("browser console:", self.driver.get_log("browser"))
-            raise
-
-    def run(self, body, *args):
-        """Runs `body` (an async function body; `t` is the page's handle, `args` the
-        arguments) and returns its result; a thrown error fails the test with its message."""
-        script = ("const done = arguments[arguments.length - 1]; const args = [...arguments].slice(0, -1);"
-                  "const t = window.onstageTest;"
-                  f"(async () => {{ {body} }})().then((v) => done({{ ok: v === undefined ? null : v }}),"
-                  "(e) => done({ error: String(e && (e.code ? e.code + ': ' + e.message : e.message || e)) }));")
-        out = self.driver.execute_async_script(script, *args)
-        if "error" in out:
-            raise RuntimeError(f"in the page: {out['error']}")
-        return out["ok"]
-
-    def until(self, check, what, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        while True:
-            got = check()
-            if got:
-                return got
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"waited {timeout} s for {what}")
-            time.sleep(0.1)
-
-    def quit(self):
-        self.driver.quit()
-
+from browser import Browser, PageServer  # noqa: E402
 
 def lab_server():
     """A TLS server on the lab's second host, and the lab."""
@@ -124,7 +50,7 @@ def viewer_scenario():
         bot = Bot(server.url, add("Sam Speaker", "speaker")["token"], media="synthetic",
                   extra=["--fingerprint", server.fingerprint])
         bot.call("stage.join")
-        browser = Browser(pages, server)
+        browser = Browser(pages, server.url)
         browser.run("return t.join(args[0])", add("Wes Web", "viewer")["token"])
         sid = bot.user_id
         first = browser.until(lambda: (lambda r: r and r.get("frames", 0) >= 10 and r)(
@@ -154,7 +80,7 @@ def speaker_scenario():
     try:
         host = Bot(server.url, add("Hana Host", "host")["token"], media="none", extra=pin)
         viewer = Bot(server.url, add("Vic Viewer", "viewer")["token"], media="synthetic", extra=pin)
-        browser = Browser(pages, server)
+        browser = Browser(pages, server.url)
         me = browser.run("return t.join(args[0])", add("Wes Web", "viewer")["token"])
         assert browser.run("return t.meeting.stage.requestAccess()") == "REQUESTED_TO_JOIN_STAGE"
         host.event(lambda e: e["event"] == "newStageRequest" and e["request"]["user_id"] == me, "the request")
@@ -191,7 +117,48 @@ def speaker_scenario():
         close()
 
 
-SCENARIOS = {"viewer": viewer_scenario, "speaker": speaker_scenario}
+def host_scenario():
+    """A host in the browser runs the queue for bots: it hears each request (oldest first in
+    `getAccessRequests`), grants one, denies the other, and kicks the one it granted once it
+    is on stage; each bot hears what was decided."""
+    server, add, close = lab_server()
+    pages = PageServer()
+    browser = None
+    bots = []
+    pin = ["--fingerprint", server.fingerprint]
+    try:
+        browser = Browser(pages, server.url)
+        browser.run("return t.join(args[0])", add("Hana Web", "host")["token"])
+        ann, bob = (Bot(server.url, add(name, "viewer")["token"], media="none", extra=pin)
+                    for name in ("Ann", "Bob"))
+        bots += [ann, bob]
+        for bot in (ann, bob):
+            bot.call("stage.requestAccess")
+        queue = browser.until(lambda: (lambda q: len(q) == 2 and q)(
+            browser.run("return t.meeting.stage.getAccessRequests()")), "both requests")
+        assert [r["user_id"] for r in queue] == [ann.user_id, bob.user_id], queue
+        heard = browser.run("return t.events.filter((e) => e.event === 'newStageRequest').map((e) => e.request.user_id)")
+        assert heard == [ann.user_id, bob.user_id], heard
+        browser.run("await t.meeting.stage.grantAccess([args[0]])", ann.user_id)
+        browser.run("await t.meeting.stage.denyAccess([args[0]])", bob.user_id)
+        ann.event(lambda e: e["event"] == "stageRequestApproved", "Ann approved")
+        bob.event(lambda e: e["event"] == "stageRequestRejected", "Bob rejected")
+        ann.call("stage.join")
+        browser.until(lambda: browser.run(
+            "return t.meeting.participant(args[0])?.stage_status === 'ON_STAGE'", ann.user_id), "Ann on stage")
+        browser.run("await t.meeting.stage.kick([args[0]])", ann.user_id)
+        ann.event(lambda e: e["event"] == "stageStatusUpdate" and e["status"] == "OFF_STAGE", "Ann kicked")
+        assert browser.run("return t.meeting.stage.getAccessRequests()") == []
+    finally:
+        for bot in bots:
+            bot.stop()
+        if browser:
+            browser.quit()
+        pages.stop()
+        close()
+
+
+SCENARIOS = {"viewer": viewer_scenario, "speaker": speaker_scenario, "host": host_scenario}
 
 
 def main(names):
