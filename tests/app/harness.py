@@ -231,9 +231,10 @@ class Bot(Lines):
 class Server(Lines):
     """`onstage serve` on a free port, with its own data dir (`tls`: self-signed https)."""
 
-    def __init__(self, data_dir, tls=False, listen="127.0.0.1:0", netns=None):
-        """`netns`: served from inside that network namespace (a LanLab guest), at `listen`."""
-        extra = ["--tls-self-signed"] if tls else []
+    def __init__(self, data_dir, tls=False, listen="127.0.0.1:0", netns=None, extra=()):
+        """`netns`: served from inside that network namespace (a LanLab guest), at `listen`;
+        `extra`: more `onstage serve` options."""
+        extra = [*(["--tls-self-signed"] if tls else []), *extra]
         prefix = ["ip", "netns", "exec", netns] if netns else []
         super().__init__([*prefix, ONSTAGE, "serve", "--listen", listen, "--data", data_dir, *extra], stdin=False)
         ready = self.next(lambda l: l.get("event") == "listening", what="listening")

@@ -18,12 +18,13 @@ from harness import Bot, LanLab, Server, log  # noqa: E402
 
 from browser import Browser, PageServer  # noqa: E402
 
-def lab_server():
-    """A TLS server on the lab's second host, and the lab."""
+def lab_server(extra=()):
+    """A TLS server on the lab's second host (`extra`: more `onstage serve` options), and
+    the lab."""
     lab = LanLab()
     data = tempfile.mkdtemp(prefix="onstage-browser-")
     try:
-        server = Server(data, tls=True, listen=f"{lab.guest_ip}:0", netns=lab.ns)
+        server = Server(data, tls=True, listen=f"{lab.guest_ip}:0", netns=lab.ns, extra=extra)
     except Exception:
         lab.close()
         raise

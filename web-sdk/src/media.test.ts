@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { h264Preferences, mediaPlan, mediaProblem, type MediaInputs } from './media.js';
+import { h264Preferences, mediaPlan, mediaProblem, retryAfter, type MediaInputs } from './media.js';
 
 const inputs = (me: string, onStage: string[], others: string[] = [], connected = true): MediaInputs => ({
   connected,
@@ -69,5 +69,16 @@ describe('media problems', () => {
     expect(mediaProblem(named('NotFoundError')).code).toBe('device_not_found');
     expect(mediaProblem(named('NotReadableError')).code).toBe('device_busy');
     expect(mediaProblem(new Error('ice failed'))).toEqual({ code: 'negotiation_failed', message: 'ice failed' });
+  });
+});
+
+describe('a start the server put off', () => {
+  it('is tried again after the wait the server named, and only for rate_limited', () => {
+    expect(retryAfter({ code: 'rate_limited', retry_after_ms: 504 })).toBe(504);
+    expect(retryAfter({ code: 'rate_limited' })).toBe(1000);
+    expect(retryAfter({ code: 'rate_limited', retry_after_ms: 1e9 })).toBe(60_000);
+    expect(retryAfter({ code: 'invalid_state', retry_after_ms: 5 })).toBeNull();
+    expect(retryAfter(new Error('x'))).toBeNull();
+    expect(retryAfter(null)).toBeNull();
   });
 });

@@ -109,6 +109,14 @@ export function gatheringComplete(pc: RTCPeerConnection, ms = 3000): Promise<voi
   });
 }
 
+/** For a `rate_limited` refusal, how long to wait before trying again (ms); else null. */
+export function retryAfter(error: unknown): number | null {
+  if (typeof error !== 'object' || error === null) return null;
+  const { code, retry_after_ms } = error as { code?: unknown; retry_after_ms?: unknown };
+  if (code !== 'rate_limited') return null;
+  return typeof retry_after_ms === 'number' && retry_after_ms >= 0 ? Math.min(retry_after_ms, 60_000) : 1000;
+}
+
 /** Why media could not start, as a stable code (the same words as the desktop app). */
 export type MediaProblemCode = 'permission_denied' | 'device_not_found' | 'device_busy' | 'unsupported' | 'negotiation_failed';
 
@@ -145,6 +153,12 @@ export interface BrowserMediaOptions {
   peerConnection?: new (config: RTCConfiguration) => RTCPeerConnection;
   /** What to capture when going on stage. */
   constraints?: MediaStreamConstraints;
+  /**
+   * How long an offer waits for the browser's own ICE candidates (ms; default 0). The SFU
+   * needs none: it answers with its addresses and learns the browser's from its
+   * connectivity checks. Not waiting halves a browser speaker's first picture (BENCHMARKS.md).
+   */
+  candidateWaitMs?: number;
 }
 
 type Listener = () => void;
@@ -171,6 +185,7 @@ export class BrowserStageMedia {
   private readonly listeners = new Set<Listener>();
   private readonly unsubscribe: Array<() => void> = [];
   private closed = false;
+  private retry: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly meeting: MediaMeeting,
@@ -210,6 +225,7 @@ export class BrowserStageMedia {
   /** Ends everything: the tracks stop, the peer connections close. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.retry) clearTimeout(this.retry);
     this.unsubscribe.splice(0).forEach((u) => u());
     await this.serial(async () => {
       this.stopPublisher();
@@ -244,9 +260,21 @@ export class BrowserStageMedia {
     });
   }
 
-  /** One change at a time, in order: a leave never overtakes the join before it. */
+  /**
+   * One change at a time, in order: a leave never overtakes the join before it. A start the
+   * server put off (`rate_limited`: this participant's changes are over budget) is tried
+   * again once the budget allows, as the Rust SDK does; other failures are `problem`.
+   */
   private serial(work: () => Promise<void>): Promise<void> {
     this.pending = this.pending.then(work).catch((e: unknown) => {
+      const retryMs = retryAfter(e);
+      if (retryMs !== null) {
+        this.retry ??= setTimeout(() => {
+          this.retry = null;
+          this.follow();
+        }, retryMs);
+        return;
+      }
       this.problem = mediaProblem(e);
       this.changed();
     });
@@ -279,7 +307,7 @@ export class BrowserStageMedia {
       }
       this.applyTrackSwitches();
       await pc.setLocalDescription(await pc.createOffer());
-      await gatheringComplete(pc);
+      await gatheringComplete(pc, this.options.candidateWaitMs ?? 0);
       const answer = (await this.meeting.call('media.publish', { sdp: pc.localDescription?.sdp ?? '' })) as { sdp: string };
       if (this.publisher !== pc) return; // left the stage meanwhile
       await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
@@ -319,7 +347,7 @@ export class BrowserStageMedia {
     });
     try {
       await pc.setLocalDescription(await pc.createOffer());
-      await gatheringComplete(pc);
+      await gatheringComplete(pc, this.options.candidateWaitMs ?? 0);
       const answer = (await this.meeting.call('media.subscribe', {
         user_id: userId,
         sdp: pc.localDescription?.sdp ?? '',
