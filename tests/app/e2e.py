@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from urllib.parse import parse_qs, urlparse
 
 from selenium.webdriver.common.action_chains import ActionChains
@@ -24,8 +23,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from harness import (APP, ONSTAGE, OUT, ROOT, WAIT, Bot, LanLab, Server, frames, gone, invoke, log, shot,
-                     start_app, testid, until)
+from harness import (APP, ONSTAGE, OUT, ROOT, WAIT, Bot, LanLab, Server, frames, gone, invoke, log,
+                     run_scenarios, shot, start_app, testid, until)
 
 
 def host_scenario():
@@ -785,21 +784,7 @@ SCENARIOS["screenshots"] = screenshots_scenario  # docs pictures, on request onl
 
 def main(names):
     os.makedirs(OUT, exist_ok=True)
-    failed = []
-    for name in names or DEFAULT:
-        started = time.monotonic()
-        log(f"--- {name}")
-        try:
-            SCENARIOS[name]()
-            log(f"ok {name} ({time.monotonic() - started:.1f} s)")
-        except Exception:
-            traceback.print_exc()
-            log(f"FAILED {name} ({time.monotonic() - started:.1f} s)")
-            failed.append(name)
-    if failed:
-        log("failed:", ", ".join(failed))
-        return 1
-    return 0
+    return run_scenarios(SCENARIOS, names, DEFAULT)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import queue
 import subprocess
 import threading
 import time
+import traceback
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -337,3 +338,23 @@ def _remove_stale_labs():
             pid = ns[2:-len("-guest")]
             if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
                 _remove_lab(ns, f"oe{pid}r"[:15])
+
+
+def run_scenarios(scenarios, names, default, prefix=""):
+    """Runs the scenarios named (else `default`), each on its own: a failure is printed and
+    the next one runs. Returns the exit status: 1 when any failed."""
+    failed = []
+    for name in names or default:
+        started = time.monotonic()
+        log(f"--- {prefix}{name}")
+        try:
+            scenarios[name]()
+            log(f"ok {name} ({time.monotonic() - started:.1f} s)")
+        except Exception:
+            traceback.print_exc()
+            log(f"FAILED {name} ({time.monotonic() - started:.1f} s)")
+            failed.append(name)
+    if failed:
+        log("failed:", ", ".join(failed))
+        return 1
+    return 0

@@ -11,10 +11,9 @@ import shutil
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "app"))
-from harness import Bot, LanLab, Server, log  # noqa: E402
+from harness import Bot, LanLab, Server, log, run_scenarios  # noqa: E402
 
 from browser import Browser, PageServer  # noqa: E402
 
@@ -162,23 +161,5 @@ def host_scenario():
 SCENARIOS = {"viewer": viewer_scenario, "speaker": speaker_scenario, "host": host_scenario}
 
 
-def main(names):
-    failed = []
-    for name in names or list(SCENARIOS):
-        started = time.monotonic()
-        log(f"--- browser {name}")
-        try:
-            SCENARIOS[name]()
-            log(f"ok {name} ({time.monotonic() - started:.1f} s)")
-        except Exception:
-            traceback.print_exc()
-            log(f"FAILED {name} ({time.monotonic() - started:.1f} s)")
-            failed.append(name)
-    if failed:
-        log("failed:", ", ".join(failed))
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_scenarios(SCENARIOS, sys.argv[1:], list(SCENARIOS), prefix="browser "))

@@ -778,9 +778,6 @@ impl RoomTask {
                 "this server keeps no participants",
             ));
         };
-        let Some(back) = self.self_tx.upgrade() else {
-            return Err(ErrorBody::new(ErrorCode::Internal, "the room is closing"));
-        };
         let name = call.name();
         let meeting = self.meeting.clone();
         let (target, work): (UserId, futures_util::future::BoxFuture<'static, _>) = match call {
@@ -810,19 +807,16 @@ impl RoomTask {
             }
         };
         let user = user.clone();
-        tokio::spawn(async move {
-            let result = work.await;
-            let answer = StorageAnswer {
+        self.answer_later(async move {
+            Command::StorageAnswer(StorageAnswer {
                 user,
                 conn_id,
                 request_id,
                 name,
                 target,
-                result,
-            };
-            let _ = back.send(Command::StorageAnswer(answer)).await;
-        });
-        Ok(())
+                result: work.await,
+            })
+        })
     }
 
     /// Storage has carried out a host's call: the room follows, then the host is answered.
@@ -1042,22 +1036,32 @@ impl RoomTask {
             // The room has recorded it (`media.state`) or there is nothing to carry out.
             _ => return Ok(Some(CallResult::Done)),
         };
-        let Some(back) = self.self_tx.upgrade() else {
-            return Err(ErrorBody::new(ErrorCode::Internal, "the room is closing"));
-        };
         let user = user.clone();
-        tokio::spawn(async move {
-            let result = answer.await;
-            let answer = MediaAnswer {
+        self.answer_later(async move {
+            Command::MediaAnswer(MediaAnswer {
                 user,
                 conn_id,
                 request_id,
                 name,
-                result,
-            };
-            let _ = back.send(Command::MediaAnswer(answer)).await;
-        });
+                result: answer.await,
+            })
+        })?;
         Ok(None)
+    }
+
+    /// Runs `work` beside the room task and hands its outcome back to it as a command (the
+    /// SFU's or storage's answer to a call): the room never waits for either.
+    fn answer_later(
+        &self,
+        work: impl std::future::Future<Output = Command> + Send + 'static,
+    ) -> Result<(), ErrorBody> {
+        let Some(back) = self.self_tx.upgrade() else {
+            return Err(ErrorBody::new(ErrorCode::Internal, "the room is closing"));
+        };
+        tokio::spawn(async move {
+            let _ = back.send(work.await).await;
+        });
+        Ok(())
     }
 
     fn media_answered(&mut self, answer: MediaAnswer) {

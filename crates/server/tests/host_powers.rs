@@ -15,6 +15,14 @@ fn room_events(messages: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// The meeting's participants as the admin API lists them (storage's view).
+async fn listed(srv: &Srv, meeting: &str) -> Vec<Value> {
+    let list = srv
+        .ok("GET", &format!("/v1/meetings/{meeting}/participants"), None)
+        .await;
+    list.as_array().expect("a list").clone()
+}
+
 #[tokio::test]
 async fn a_host_removes_a_participant_who_is_cut_off_and_cannot_return() {
     let srv = Srv::start().await;
@@ -42,12 +50,7 @@ async fn a_host_removes_a_participant_who_is_cut_off_and_cannot_return() {
     assert_eq!(roster(&snapshot).len(), 3);
 
     host.call_ok(remove(&vera_id)).await;
-    let seen = vera.until_closed().await;
-    assert_eq!(
-        seen.last(),
-        Some(&json!({"type":"goodbye","reason":"removed"})),
-        "{seen:?}"
-    );
+    vera.expect_goodbye("removed").await;
     // Everyone hears it leave the queue, then the meeting.
     let (events, snapshot) = events_then_snapshot(&mut sam).await;
     let told = room_events(&events);
@@ -63,16 +66,10 @@ async fn a_host_removes_a_participant_who_is_cut_off_and_cannot_return() {
     assert_eq!(roster(&snapshot), vec![host_id, sam_id]);
     assert!(snapshot["queue"].as_array().is_some_and(Vec::is_empty));
     // Gone from storage: not listed, and the link no longer opens a session.
-    let list = srv
-        .ok("GET", &format!("/v1/meetings/{meeting}/participants"), None)
-        .await;
-    assert!(
-        list.as_array()
-            .expect("list")
-            .iter()
-            .all(|p| p["id"] != json!(vera_id)),
-        "{list}"
-    );
+    assert!(listed(&srv, &meeting)
+        .await
+        .iter()
+        .all(|p| p["id"] != json!(vera_id)));
     refused(&srv, &vera_token, "unauthorized").await;
     // A second removal finds nobody.
     let reply = host.call(remove(&vera_id)).await;
@@ -126,25 +123,19 @@ async fn a_host_hands_over_the_host_role_which_storage_keeps() {
     vera.call_ok(json!({"call":"stage.grantAccess","user_ids":[wes_id]}))
         .await;
     let (_, snapshot) = events_then_snapshot(&mut host).await;
-    let listed: Vec<&Value> = snapshot["participants"]
+    let vera_row: Vec<&Value> = snapshot["participants"]
         .as_array()
         .expect("participants")
         .iter()
         .filter(|p| p["user_id"] == json!(vera_id))
         .collect();
-    assert_eq!(listed[0]["preset"], json!("host"), "{snapshot}");
+    assert_eq!(vera_row[0]["preset"], json!("host"), "{snapshot}");
 
     // Kept in storage: listed so, and the next session (after a restart too) is a host's.
-    let list = srv
-        .ok("GET", &format!("/v1/meetings/{meeting}/participants"), None)
-        .await;
-    assert!(
-        list.as_array()
-            .expect("list")
-            .iter()
-            .any(|p| p["id"] == json!(vera_id) && p["preset_name"] == json!("host")),
-        "{list}"
-    );
+    assert!(listed(&srv, &meeting)
+        .await
+        .iter()
+        .any(|p| p["id"] == json!(vera_id) && p["preset_name"] == json!("host")));
     drop((host, vera, wes));
     let srv = srv.restart().await;
     let (_, welcome) = Peer::join(&srv, &vera_token).await;

@@ -35,12 +35,7 @@ async fn a_reissued_token_is_refused_and_its_live_session_ends_with_revoked() {
     // Issued again (say the first link leaked): the old token's session ends at once.
     let new_token = issue(&srv, &meeting, "ann", "viewer").await;
     assert_ne!(new_token, old_token);
-    let seen = old.until_closed().await;
-    assert_eq!(
-        seen.last(),
-        Some(&json!({"type":"goodbye","reason":"revoked"})),
-        "{seen:?}"
-    );
+    old.expect_goodbye("revoked").await;
     // It cannot come back, neither as a query parameter nor as a bearer header.
     refused(&srv, &old_token, "token_revoked").await;
     srv.await_metric(CONNECTIONS, 1.0).await;
@@ -60,12 +55,7 @@ async fn a_reissued_token_is_refused_and_its_live_session_ends_with_revoked() {
 
     // The same token again (another window): that is `replaced`, not `revoked`.
     let (_second, _) = Peer::join(&srv, &new_token).await;
-    let seen = ann.until_closed().await;
-    assert_eq!(
-        seen.last(),
-        Some(&json!({"type":"goodbye","reason":"replaced"})),
-        "{seen:?}"
-    );
+    ann.expect_goodbye("replaced").await;
     refused(&srv, &old_token, "token_revoked").await;
 }
 
@@ -110,12 +100,7 @@ async fn a_removed_participant_is_cut_off_leaves_the_room_and_cannot_return() {
         json!({"success":true,"data":{"id":"ann","name":"ANN","preset_name":"speaker",
                                        "custom_participant_id":"ann"}})
     );
-    let seen = ann.until_closed().await;
-    assert_eq!(
-        seen.last(),
-        Some(&json!({"type":"goodbye","reason":"removed"})),
-        "{seen:?}"
-    );
+    ann.expect_goodbye("removed").await;
 
     // Everyone hears it leave the stage, then the meeting; the roster no longer has it.
     let (events, snapshot) = events_then_snapshot(&mut host).await;
@@ -243,12 +228,7 @@ async fn a_deleted_meeting_ends_every_session_and_refuses_every_token() {
     assert_eq!(body["data"]["id"], json!(meeting));
     assert_eq!(body["data"]["title"], json!("doomed"));
     for peer in [&mut host, &mut ann] {
-        let seen = peer.until_closed().await;
-        assert_eq!(
-            seen.last(),
-            Some(&json!({"type":"goodbye","reason":"meeting_deleted"})),
-            "{seen:?}"
-        );
+        peer.expect_goodbye("meeting_deleted").await;
     }
     // The room is gone, and every token of the meeting is refused, also one never used.
     srv.await_metric("onstage_rooms", 1.0).await;

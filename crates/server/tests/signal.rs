@@ -702,12 +702,7 @@ async fn a_second_connection_replaces_the_first_without_a_disconnect() {
     assert_eq!(welcome2["resumed"], json!(true));
     assert_eq!(welcome2["peer_id"], welcome1["peer_id"]);
     // The old connection is told why, then closed.
-    let seen = first.until_closed().await;
-    assert_eq!(
-        seen.last(),
-        Some(&json!({"type":"goodbye","reason":"replaced"})),
-        "{seen:?}"
-    );
+    first.expect_goodbye("replaced").await;
     // Once the old socket's end has reached the room (the connection count drops), the
     // participant is still connected and keeps its place in the queue.
     srv.await_metric(CONNECTIONS, 2.0).await;
@@ -831,12 +826,7 @@ async fn shutdown_says_goodbye_to_every_connection() {
     let waiting = tokio::spawn(server.wait());
     handle.shutdown();
     for peer in [&mut a, &mut b] {
-        let seen = peer.until_closed().await;
-        assert_eq!(
-            seen.last(),
-            Some(&json!({"type":"goodbye","reason":"shutdown"})),
-            "{seen:?}"
-        );
+        peer.expect_goodbye("shutdown").await;
     }
     within("wait() returns", waiting).await.expect("joins");
     assert!(

@@ -161,6 +161,17 @@ impl Peer {
 
     /// Starts a close from our side; the server's messages before its end can still be
     /// read (see [`Peer::until_closed`]).
+    /// Everything until the server closes, which it does with `goodbye: reason` last.
+    pub async fn expect_goodbye(&mut self, reason: &str) -> Vec<Value> {
+        let seen = self.until_closed().await;
+        assert_eq!(
+            seen.last(),
+            Some(&json!({"type":"goodbye","reason":reason})),
+            "{seen:?}"
+        );
+        seen
+    }
+
     pub async fn send_close(&mut self) {
         within("close", self.ws.send(Message::Close(None)))
             .await
