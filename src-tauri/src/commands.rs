@@ -70,6 +70,37 @@ pub fn report_with_link<R: Runtime>(
     }
 }
 
+/// Marks a join to `server_url` as under way for as long as it lives.
+struct Joining<'a>(&'a AppState);
+
+impl<'a> Joining<'a> {
+    fn start(state: &'a AppState, server_url: &str) -> Self {
+        *lock(&state.joining) = Some(bare_server(server_url));
+        Joining(state)
+    }
+}
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.joining) = None;
+    }
+}
+
+/// What a page may show of a server address: scheme, host and port, nothing else.
+fn bare_server(server_url: &str) -> String {
+    match url::Url::parse(server_url).map(|u| u.origin()) {
+        Ok(origin) if origin.is_tuple() => origin.ascii_serialization(),
+        _ => server_url.to_owned(),
+    }
+}
+
+/// `join_progress`: the server a join is under way to (at start, from a link, or the join
+/// form), or null. Answers at once, also while the join holds the session.
+#[tauri::command]
+pub fn join_progress(state: State<'_, AppState>) -> Option<String> {
+    lock(&state.joining).clone()
+}
+
 #[tauri::command]
 pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo> {
     let live = state.live.lock().await;
@@ -494,6 +525,7 @@ pub async fn join_server<R: Runtime>(
     fingerprint: Option<Fingerprint>,
     guest: Option<&str>,
 ) -> Result<Session> {
+    let _joining = Joining::start(state, server_url);
     let mut live = state.live.lock().await;
     if live.is_some() {
         return Err(CommandError::new(
@@ -1344,6 +1376,23 @@ pub fn picture_stats(state: State<'_, AppState>) -> PictureStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_join_in_progress_names_the_server_and_nothing_more() {
+        assert_eq!(
+            bare_server("https://meet.example.com:8443/base?token=secret#x"),
+            "https://meet.example.com:8443"
+        );
+        assert_eq!(
+            bare_server("http://[fd00::2]:7800"),
+            "http://[fd00::2]:7800"
+        );
+        assert_eq!(
+            bare_server("https://meet.example.com"),
+            "https://meet.example.com"
+        );
+        assert_eq!(bare_server("meet.example.com:1"), "meet.example.com:1");
+    }
 
     /// The embedded server's ports: free ones the first time, the same ones afterwards, and
     /// a taken one is `port_in_use` naming it. TLS persists: the same certificate.

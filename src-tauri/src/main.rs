@@ -80,6 +80,7 @@ fn main() {
         idle_preview: Mutex::new(None),
         last_error: Mutex::new(arg_error),
         serving: Mutex::new(None),
+        joining: Mutex::new(None),
     };
 
     let result = tauri::Builder::default()
@@ -106,6 +107,7 @@ fn main() {
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
+            commands::join_progress,
             commands::start_embedded,
             commands::join,
             commands::create_invite,

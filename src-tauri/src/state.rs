@@ -47,6 +47,9 @@ pub struct AppState {
     /// The embedded server once its host is out of the meeting: it keeps serving while the
     /// app runs, and hosting again rejoins it rather than starting another.
     pub serving: Mutex<Option<Kept>>,
+    /// The server a join is under way to (`join_progress`), without its token: the page
+    /// says what it waits for while the join holds `live`.
+    pub joining: Mutex<Option<String>>,
 }
 
 /// The embedded server the host is out of (`AppState::serving`).

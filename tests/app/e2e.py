@@ -515,6 +515,23 @@ def join_errors_scenario():
         join_error_at_start(["--server", closed, "--token", "t"], "unreachable", "Cannot reach the server")
         join_error_at_start(["onstage://join?server=http%3A%2F%2F127.0.0.1%3A1"], "bad_link",
                             "This invite link is not valid")
+        # A server that takes the connection and never answers: while the join waits (up to
+        # its connect timeout), the join screen says where it goes, then what failed.
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            target = f"http://127.0.0.1:{silent.getsockname()[1]}"
+            app = start_app(["--server", target, "--token", "secret"])
+            try:
+                progress = testid(app, "join-progress")
+                assert progress.text == f"Joining the meeting at {target}…", progress.text
+                assert not testid(app, "join-submit").is_enabled(), "no second join meanwhile"
+                shot(app, "join-progress")
+                problem = testid(app, "app-error", timeout=WAIT)
+                assert problem.get_attribute("data-code") in ("unreachable", "timeout"), problem.text
+                gone(app, "join-progress")
+            finally:
+                app.quit()
     finally:
         server.stop()
         shutil.rmtree(data, ignore_errors=True)

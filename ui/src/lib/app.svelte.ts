@@ -5,6 +5,7 @@
 import type { Backend } from './backend';
 import { describeError, deviceOf, errorText, toBackendError } from './errors';
 import { PictureHub } from './pictureHub';
+import { joinTarget } from './invite';
 import type { AppError, AppInfo, BackendError, Devices, JoinArgs, Left, Session } from './types';
 
 export interface Toast {
@@ -43,6 +44,8 @@ export class AppState {
    * form takes it into its link field and asks for the name.
    */
   pendingLink = $state<string | null>(null);
+  /** A join under way: the server it goes to, shown until it is in or has failed. */
+  joining = $state<string | null>(null);
   /**
    * What the start screen says about the meeting just left: that it goes on for the others
    * (an embedded host left without ending it), or that it was ended for everyone.
@@ -84,15 +87,20 @@ export class AppState {
     return true;
   }
 
-  /** Joins a meeting on a server; a refusal is a toast. */
+  /** Joins a meeting on a server; a refusal is a toast. `joining` names it meanwhile. */
   async join(args: JoinArgs): Promise<Session | undefined> {
     this.appError = null;
-    const session = await this.run(() => this.backend.join(args));
-    if (session) {
-      this.mode = 'joined';
-      this.session = session;
+    this.joining = joinTarget(args) || 'the server';
+    try {
+      const session = await this.run(() => this.backend.join(args));
+      if (session) {
+        this.mode = 'joined';
+        this.session = session;
+      }
+      return session;
+    } finally {
+      this.joining = null;
     }
-    return session;
   }
 
   /**

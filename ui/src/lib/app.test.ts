@@ -57,6 +57,21 @@ describe('AppState', () => {
     vi.useRealTimers();
   });
 
+  it('says where a join goes while it waits, and stops saying it either way', async () => {
+    let finish: (s: ReturnType<typeof session>) => void = () => {};
+    const app = new AppState(
+      backend({ join: () => new Promise((resolve) => (finish = resolve)) }),
+    );
+    const joining = app.join({ server_url: 'https://meet.example.com:8443', token: 'secret' });
+    expect(app.joining).toBe('https://meet.example.com:8443');
+    finish(session('viewer'));
+    await joining;
+    expect(app.joining).toBeNull();
+    const refused = new AppState(backend({ join: () => Promise.reject({ code: 'unreachable', message: 'x' }) }));
+    await refused.join({ invite_link: 'onstage://join?server=http%3A%2F%2F10.0.0.9%3A1&token=t' });
+    expect(refused.joining).toBeNull();
+  });
+
   it('join keeps the session and mode; a refused join is a toast and nothing changes', async () => {
     vi.useFakeTimers();
     const joined = session('viewer');

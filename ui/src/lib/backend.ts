@@ -26,6 +26,8 @@ import type {
 
 export interface Backend {
   appInfo(): Promise<AppInfo>;
+  /** The server a join is under way to (at start or from a link), or null; answers at once. */
+  joinProgress(): Promise<string | null>;
   /** `newPorts` forgets the stored ports (after `port_in_use`; links made before stop working). */
   startEmbedded(name: string, newPorts?: boolean): Promise<Session>;
   join(args: JoinArgs): Promise<Session>;
@@ -94,6 +96,7 @@ function joinArgs(args: JoinArgs): Record<string, string | undefined> {
 
 export const tauriBackend: Backend = {
   appInfo: () => invoke('app_info'),
+  joinProgress: () => invoke('join_progress'),
   startEmbedded: (name, newPorts) =>
     invoke('start_embedded', newPorts ? { name, newPorts: true } : { name }),
   join: (args) => invoke('join', joinArgs(args)),

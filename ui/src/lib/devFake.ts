@@ -129,6 +129,7 @@ export function createDevFakeBackend(): Backend {
 
   return {
     appInfo: async () => ({ mode: session ? 'joined' : 'idle' }),
+    joinProgress: async () => null,
     startEmbedded: async (name) => started(newSession(name, true)),
     join: async (args) => {
       if ('server_url' in args && !args.token) throw fail('unauthorized', 'empty token');

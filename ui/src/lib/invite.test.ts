@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  joinTarget,
   addressChoice,
   addressProblem,
   describeAddress,
@@ -180,5 +181,18 @@ describe('joinArgsFrom with a role link', () => {
 
   it('still sends no name with a personal link', () => {
     expect(joinArgsFrom({ invite: personal, server: '', token: '', name: 'Ann' })).toEqual({ invite_link: personal });
+  });
+});
+
+describe('joinTarget', () => {
+  it('names the server a join goes to, never its token', () => {
+    expect(joinTarget({ server_url: 'https://meet.example.com:8443/x?token=s', token: 't' })).toBe(
+      'https://meet.example.com:8443',
+    );
+    expect(joinTarget({ invite_link: 'onstage://join?server=https%3A%2F%2F10.0.0.5%3A7800&token=secret' })).toBe(
+      'https://10.0.0.5:7800',
+    );
+    expect(joinTarget({ invite_link: 'onstage://join?invite=x', name: 'G' })).toBe('');
+    expect(joinTarget({ server_url: 'meet.example.com', token: 't' })).toBe('');
   });
 });

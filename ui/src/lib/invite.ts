@@ -189,3 +189,23 @@ export function joinArgsFrom(form: {
   if (server && token) return { server_url: server, token };
   return { error: 'Paste an invite link, or enter a server address and a token' };
 }
+
+/**
+ * Where a join goes, for "Joining the meeting at …" while it waits: the server's origin
+ * (scheme, host, port), never the token. Empty when the arguments name none that parses.
+ */
+export function joinTarget(args: JoinArgs): string {
+  let server: string | null = null;
+  if ('server_url' in args) server = args.server_url;
+  else {
+    const q = args.invite_link.indexOf('?');
+    server = q < 0 ? null : new URLSearchParams(args.invite_link.slice(q + 1)).get('server');
+  }
+  if (!server) return '';
+  try {
+    const origin = new URL(server).origin;
+    return origin === 'null' ? '' : origin;
+  } catch {
+    return '';
+  }
+}
