@@ -38,16 +38,18 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class Browser:
-    """Headless Chromium on the test page, the SDK loaded from `server`. Fake camera and
-    microphone (a test pattern and a beep), permission granted without a prompt, and the
-    server's self-signed certificate accepted (as a user accepts it once)."""
+    """Headless Chromium on the test page, the SDK loaded from `server_url`. Fake camera and
+    microphone (a test pattern and a beep), permission granted without a prompt (refused
+    with `deny_devices`), and the server's self-signed certificate accepted (as a user
+    accepts it once)."""
 
-    def __init__(self, pages, server_url):
+    def __init__(self, pages, server_url, deny_devices=False):
         options = Options()
         for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
-                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    "--autoplay-policy=no-user-gesture-required"):
+                    "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"):
             options.add_argument(arg)
+        # Granted without a prompt, or (`deny_devices`) refused as a user who says no.
+        options.add_argument("--deny-permission-prompts" if deny_devices else "--use-fake-ui-for-media-stream")
         self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         self.driver.set_script_timeout(WAIT)
         self.driver.get(f"{pages.url}#server={server_url}")

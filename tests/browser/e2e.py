@@ -3,7 +3,7 @@ WebRTC, libwebrtc) through chromedriver, against a real server and `onstage bot`
 server runs on a second host of a LAN (a network namespace, tests/app/harness.py LanLab),
 so media crosses a real link, never loopback. Run by scripts/e2e-browser.sh.
 
-    python3 tests/browser/e2e.py [viewer|speaker|host ...]
+    python3 tests/browser/e2e.py [viewer|speaker|host|denied ...]
 """
 
 import os
@@ -158,7 +158,40 @@ def host_scenario():
         close()
 
 
-SCENARIOS = {"viewer": viewer_scenario, "speaker": speaker_scenario, "host": host_scenario}
+def denied_scenario():
+    """A speaker whose browser is refused the camera and microphone: the page gets a clear
+    state (`permission_denied`, in words), nothing is published, and it still receives the
+    stage; it stays ON_STAGE and can leave as usual."""
+    server, add, close = lab_server()
+    pages = PageServer()
+    browser = bot = None
+    try:
+        bot = Bot(server.url, add("Sam Speaker", "speaker")["token"], media="synthetic",
+                  extra=["--fingerprint", server.fingerprint])
+        bot.call("stage.join")
+        browser = Browser(pages, server.url, deny_devices=True)
+        me = browser.run("return t.join(args[0])", add("Nora No", "speaker")["token"])
+        assert browser.run("return t.meeting.stage.join()") == "ON_STAGE"
+        problem = browser.until(lambda: browser.run("return t.media.problem"), "the refusal")
+        assert problem["code"] == "permission_denied" and "not allowed" in problem["message"], problem
+        assert browser.run("return t.media.localStream === null")
+        got = bot.call("media.stats")["received"].get(me, {})
+        assert got.get("video_frames", 0) == 0 and got.get("audio_frames", 0) == 0, got
+        assert not any(l.get("event") == "mediaPublished" and l.get("user_id") == me for l in bot.seen), \
+            "nothing was published"
+        browser.until(lambda: (lambda r: r and r.get("frames", 0) > 5)(
+            browser.run("return (await t.stats()).received[args[0]]", bot.user_id)), "the stage, received")
+        assert browser.run("return t.meeting.stage.leave()") == "OFF_STAGE"
+    finally:
+        for part in (bot, browser):
+            if part:
+                (part.stop if part is bot else part.quit)()
+        pages.stop()
+        close()
+
+
+SCENARIOS = {"viewer": viewer_scenario, "speaker": speaker_scenario, "host": host_scenario,
+             "denied": denied_scenario}
 
 
 if __name__ == "__main__":
