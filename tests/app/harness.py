@@ -14,6 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.options import ArgOptions
 from selenium.webdriver.remote.client_config import ClientConfig
 from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -67,24 +68,30 @@ def start_app(args=()):
     return webdriver.Remote(command_executor=DRIVER, options=options, client_config=config)
 
 
+# The page re-renders as the session changes: an element found a moment ago (or being
+# looked up) may be replaced or removed meanwhile. A wait asks again instead of failing.
+STALE = (StaleElementReferenceException,)
+
+
 def testid(driver, tid, timeout=WAIT, clickable=False):
     """The element with data-testid `tid`, once visible (or clickable)."""
     cond = EC.element_to_be_clickable if clickable else EC.visibility_of_element_located
-    return WebDriverWait(driver, timeout).until(
+    return WebDriverWait(driver, timeout, ignored_exceptions=STALE).until(
         cond((By.CSS_SELECTOR, f'[data-testid="{tid}"]')),
         message=f"waiting for {tid}",
     )
 
 
 def gone(driver, tid, timeout=WAIT):
-    WebDriverWait(driver, timeout).until(
+    WebDriverWait(driver, timeout, ignored_exceptions=STALE).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, f'[data-testid="{tid}"]'),
         message=f"waiting for {tid} to go",
     )
 
 
 def until(driver, fn, message, timeout=WAIT):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: fn(d), message=message)
+    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=STALE).until(
+        lambda d: fn(d), message=message)
 
 
 def frames(driver, tid):
