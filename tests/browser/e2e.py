@@ -42,7 +42,8 @@ def lab_server(extra=()):
 
 def viewer_scenario():
     """A browser viewer sees and hears a bot speaker: the <video> plays (its time advances,
-    frames are decoded at the speaker's size) and audio packets arrive."""
+    frames are decoded at the speaker's size) and audio packets arrive. Before that, a
+    refused token is told as `unauthorized`, not as an unreachable server."""
     server, add, close = lab_server()
     pages = PageServer()
     browser = bot = None
@@ -51,6 +52,10 @@ def viewer_scenario():
                   extra=["--fingerprint", server.fingerprint])
         bot.call("stage.join")
         browser = Browser(pages, server.url)
+        # A refused join says why, though the page is of another origin than the server.
+        refused = browser.run("try { await t.join(args[0]); return 'joined'; } catch (e) { return e.code; }",
+                              "not-a-token")
+        assert refused == "unauthorized", refused
         browser.run("return t.join(args[0])", add("Wes Web", "viewer")["token"])
         sid = bot.user_id
         first = browser.until(lambda: (lambda r: r and r.get("frames", 0) >= 10 and r)(

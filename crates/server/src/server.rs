@@ -442,7 +442,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             )),
         )
         .merge(crate::web::routes())
-        .route("/v1/signal", get(crate::signal::handler))
+        .route(
+            "/v1/signal",
+            get(crate::signal::handler).route_layer(middleware::map_response(any_origin)),
+        )
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status":"ok"})) }),
@@ -539,5 +542,18 @@ async fn count_requests(State(app): State<Arc<AppState>>, req: Request, next: Ne
             status: response.status().as_u16(),
         })
         .inc();
+    response
+}
+
+/// `Access-Control-Allow-Origin: *` on `/v1/signal`'s answers. A browser tells a page
+/// nothing of why a WebSocket handshake was refused; the web SDK then asks the same URL
+/// with a plain request to read the refusal (`unauthorized`, `token_expired`,
+/// `token_revoked`). A page of another origin may read that answer too: it holds the token
+/// already, and a WebSocket is not bound by the same-origin rule anyway.
+async fn any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        axum::http::HeaderValue::from_static("*"),
+    );
     response
 }
