@@ -800,12 +800,10 @@ pub async fn create_role_link(
     let live = live.as_mut().ok_or_else(CommandError::not_joined)?;
     let embedded = live.embedded.as_mut().ok_or_else(not_embedded)?;
     let (server, address) = invite_server(embedded, address)?;
-    let kept = embedded
-        .admin
-        .list_invites(&embedded.meeting_id)
+    let kept = live_role_invites(embedded, &preset)
         .await?
         .into_iter()
-        .find(|i| i.preset_name == preset && i.revoked_at.is_none());
+        .next();
     let invite = match kept {
         Some(invite) => invite,
         None => {
@@ -826,6 +824,20 @@ pub async fn create_role_link(
     })
 }
 
+/// The meeting's role invites for `preset` that still let people in, oldest first.
+async fn live_role_invites(
+    embedded: &Embedded,
+    preset: &str,
+) -> Result<Vec<onstage_client::proto::rest::Invite>> {
+    Ok(embedded
+        .admin
+        .list_invites(&embedded.meeting_id)
+        .await?
+        .into_iter()
+        .filter(|i| i.preset_name == preset && i.revoked_at.is_none())
+        .collect())
+}
+
 /// `revoke_role_link`: the meeting's link for anyone with `preset` stops letting anyone
 /// new in (its guests stay); `create_role_link` then makes a new one. Answers whether there
 /// was a live link to revoke.
@@ -834,13 +846,7 @@ pub async fn revoke_role_link(state: State<'_, AppState>, preset: String) -> Res
     let mut live = state.live.lock().await;
     let live = live.as_mut().ok_or_else(CommandError::not_joined)?;
     let embedded = live.embedded.as_mut().ok_or_else(not_embedded)?;
-    let live_invites: Vec<_> = embedded
-        .admin
-        .list_invites(&embedded.meeting_id)
-        .await?
-        .into_iter()
-        .filter(|i| i.preset_name == preset && i.revoked_at.is_none())
-        .collect();
+    let live_invites = live_role_invites(embedded, &preset).await?;
     for invite in &live_invites {
         embedded
             .admin

@@ -64,6 +64,14 @@ impl Default for JoinOptions {
     }
 }
 
+/// `options` with the link's certificate pin, when it has one, in place of theirs.
+fn pinned(link: &InviteLink, options: JoinOptions) -> JoinOptions {
+    JoinOptions {
+        fingerprint: link.fingerprint.or(options.fingerprint),
+        ..options
+    }
+}
+
 /// A role link joined without the guest's name: `bad_request`, nothing sent.
 fn name_needed() -> ClientError {
     ClientError::Server(onstage_proto::ErrorBody::new(
@@ -126,11 +134,7 @@ impl Meeting {
             // Refused before anything is sent: the server would make a nameless guest.
             return Err(name_needed());
         }
-        let options = JoinOptions {
-            fingerprint: link.fingerprint.or(options.fingerprint),
-            ..options
-        };
-        Self::join_with(link.server.as_str(), &link.token, options).await
+        Self::join_with(link.server.as_str(), &link.token, pinned(link, options)).await
     }
 
     /// Joins with any link: a personal one as [`Meeting::join_invite`] (`name` is not
@@ -148,17 +152,14 @@ impl Meeting {
         let name = name
             .map(str::trim)
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| {
-                ClientError::Server(onstage_proto::ErrorBody::new(
-                    onstage_proto::ErrorCode::BadRequest,
-                    "this invite link is for anyone: give your name to join",
-                ))
-            })?;
-        let options = JoinOptions {
-            fingerprint: link.fingerprint.or(options.fingerprint),
-            ..options
-        };
-        Self::join_guest(link.server.as_str(), &link.token, name, options).await
+            .ok_or_else(name_needed)?;
+        Self::join_guest(
+            link.server.as_str(),
+            &link.token,
+            name,
+            pinned(link, options),
+        )
+        .await
     }
 
     /// Joins as a guest with a role invite token (a role link's `invite=`) under `name`:

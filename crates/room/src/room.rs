@@ -607,9 +607,7 @@ impl Room {
         call: Call,
         now: UnixMillis,
     ) -> Result<CallResult, StageError> {
-        if !self.participants.contains_key(caller) {
-            return Err(StageError::NotFound(caller.clone()));
-        }
+        self.member(caller)?;
         if matches!(call, Call::LeaveMeeting | Call::EndMeeting) {
             // Never refused for the budget (it ends the session, or the meeting), but what
             // it tells the room is counted, so leaving and coming back in a loop spends the
@@ -709,9 +707,7 @@ impl Room {
         call: Call,
         now: UnixMillis,
     ) -> Result<CallResult, StageError> {
-        let Some(me) = self.participants.get(caller) else {
-            return Err(StageError::NotFound(caller.clone()));
-        };
+        let me = self.member(caller)?;
         let preset = me.preset.clone();
         let status = me.status;
         match call {
@@ -887,10 +883,7 @@ impl Room {
                         "a participant does not subscribe to itself".into(),
                     ));
                 }
-                let target = self
-                    .participants
-                    .get(&user_id)
-                    .ok_or_else(|| StageError::NotFound(user_id.clone()))?;
+                let target = self.member(&user_id)?;
                 if target.status != StageStatus::OnStage {
                     return Err(StageError::InvalidState(format!(
                         "{user_id} is not on stage"
@@ -921,10 +914,7 @@ impl Room {
                     preset.may_kick(),
                     "accept_stage_requests or kick_participant",
                 )?;
-                let target = self
-                    .participants
-                    .get(&user_id)
-                    .ok_or_else(|| StageError::NotFound(user_id.clone()))?;
+                let target = self.member(&user_id)?;
                 expect_status(&user_id, target.status, &[StageStatus::OnStage])?;
                 // Everyone's tiles show it muted at once; the SFU holds the audio until the
                 // participant unmutes itself (`media.state` with audio).
@@ -949,9 +939,7 @@ impl Room {
                         "a participant does not remove itself (meeting.leave)".into(),
                     ));
                 }
-                self.participants
-                    .get(&user_id)
-                    .ok_or_else(|| StageError::NotFound(user_id.clone()))?;
+                self.member(&user_id)?;
                 Ok(CallResult::Done)
             }
             Call::SetPreset {
@@ -965,9 +953,7 @@ impl Room {
                 if name.trim().is_empty() {
                     return Err(StageError::BadRequest("preset is empty".into()));
                 }
-                self.participants
-                    .get(&user_id)
-                    .ok_or_else(|| StageError::NotFound(user_id.clone()))?;
+                self.member(&user_id)?;
                 Ok(CallResult::Done)
             }
         }
@@ -1005,6 +991,13 @@ impl Room {
         true
     }
 
+    /// A participant in the roster, or `not_found` naming it.
+    fn member(&self, user_id: &UserId) -> Result<&Participant, StageError> {
+        self.participants
+            .get(user_id)
+            .ok_or_else(|| StageError::NotFound(user_id.clone()))
+    }
+
     /// Validates a batch's targets, all before any change: the list is non-empty and not
     /// oversized, every id is in the roster, and `check` passes for each. Duplicate ids count
     /// once. Returns the targets in the order given.
@@ -1028,10 +1021,7 @@ impl Room {
             }
         }
         for id in &unique {
-            let p = self
-                .participants
-                .get(id)
-                .ok_or_else(|| StageError::NotFound(id.clone()))?;
+            let p = self.member(id)?;
             check(id, p)?;
         }
         Ok(unique)

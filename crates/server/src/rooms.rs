@@ -831,7 +831,6 @@ impl RoomTask {
             result,
         } = answer;
         let now = now_ms();
-        let not_found = |what: String| Err(ErrorBody::new(ErrorCode::NotFound, what));
         let outcome = match result {
             Ok(StorageOutcome::Removed(RemoveParticipant::Removed(p))) => {
                 // A connection checked against storage before this removal may be seated
@@ -840,14 +839,17 @@ impl RoomTask {
                 self.remove_member(&p.id, p.token_generation, now);
                 Ok(CallResult::Done)
             }
-            Ok(StorageOutcome::Removed(_)) => not_found(format!("{target} is not in this meeting")),
             Ok(StorageOutcome::PresetSet(SetPreset::Set(preset))) => {
                 self.room.set_preset(&target, preset, &user);
                 Ok(CallResult::Done)
             }
-            Ok(StorageOutcome::PresetSet(SetPreset::NoParticipant)) => {
-                not_found(format!("{target} is not in this meeting"))
-            }
+            // Gone from storage meanwhile (an admin removed it, or its meeting).
+            Ok(
+                StorageOutcome::Removed(_) | StorageOutcome::PresetSet(SetPreset::NoParticipant),
+            ) => Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                format!("{target} is not in this meeting"),
+            )),
             Ok(StorageOutcome::PresetSet(SetPreset::NoPreset)) => {
                 Err(ErrorBody::new(ErrorCode::NotFound, "no such preset"))
             }
