@@ -337,6 +337,14 @@ export class Connection {
     this.emit(this.mirror.publishingEvents());
   }
 
+  /**
+   * The token this connection (re)connects with: the one it joined with, or a role link
+   * guest's own token once the welcome gave it one.
+   */
+  get token(): string {
+    return new URL(this.url).searchParams.get("token") ?? "";
+  }
+
   /** Connects and waits for the welcome; rejects with why it could not join. */
   static open(
     url: string,

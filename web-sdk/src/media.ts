@@ -205,6 +205,36 @@ export class BrowserStageMedia {
     this.follow();
   }
 
+  /** What this participant's publication carries now: nothing while not publishing. */
+  get publishing(): { audio: boolean; video: boolean } {
+    const stream = this.publisher ? this.localStream : null;
+    return {
+      audio: stream !== null && this.mic && stream.getAudioTracks().length > 0,
+      video: stream !== null && this.camera && stream.getVideoTracks().length > 0,
+    };
+  }
+
+  /**
+   * Audio levels (0..1) as the browser measures them (`getStats`): this microphone's while
+   * publishing (`local`, else null), and each received participant's by user id.
+   */
+  async audioLevels(): Promise<{ local: number | null; remote: Map<string, number> }> {
+    const levelOf = async (pc: RTCPeerConnection, type: string): Promise<number | null> => {
+      let level: number | null = null;
+      (await pc.getStats()).forEach((r: { type?: string; kind?: string; audioLevel?: number }) => {
+        if (r.type === type && r.kind === 'audio' && typeof r.audioLevel === 'number') level = r.audioLevel;
+      });
+      return level;
+    };
+    const remote = new Map<string, number>();
+    for (const [userId, pc] of [...this.subscriptions]) {
+      const level = await levelOf(pc, 'inbound-rtp').catch(() => null);
+      if (level !== null) remote.set(userId, level);
+    }
+    const local = this.publisher ? await levelOf(this.publisher, 'media-source').catch(() => null) : null;
+    return { local, remote };
+  }
+
   onChange(listener: Listener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

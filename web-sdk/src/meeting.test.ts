@@ -22,7 +22,7 @@ function members(proto: object): string[] {
 }
 
 describe("meeting", () => {
-  it("the_stage_has_exactly_realtimekits_stage_methods_plus_place_in_queue", () => {
+  it("the_stage_has_exactly_realtimekits_stage_methods_plus_the_queue_as_known", () => {
     expect(members(Stage.prototype)).toEqual(
       [
         "getAccessRequests",
@@ -36,6 +36,7 @@ describe("meeting", () => {
         "peerId",
         "status",
         "placeInQueue",
+        "accessRequests",
         "on",
         "off",
       ].sort(),
@@ -64,6 +65,7 @@ describe("meeting", () => {
       "stageStatuses",
       "connectionState",
       "endReason",
+      "token",
     ]) {
       expect(names).toContain(name);
     }
@@ -143,5 +145,42 @@ describe("meeting", () => {
       await meeting.call("media.subscribe", { sdp: "v=0" });
     };
     expect(typeof typeChecks).toBe("function");
+  });
+
+  it("a_guest_keeps_its_own_token_and_every_sdk_keeps_the_queue", async () => {
+    const joining = OnstageMeeting.joinGuest("https://meet.example.com", "<invite>", "Ann", {
+      WebSocket: FakeSocket,
+      fetch: null,
+    });
+    const server = FakeSocket.last();
+    expect(server.url).toContain("token=%3Cinvite%3E");
+    server.receive({
+      type: "welcome",
+      meeting_id: "m1",
+      user_id: "g",
+      peer_id: "p-g",
+      resumed: false,
+      token: "<own token>",
+      preset: { name: "viewer", stage_access: "CAN_REQUEST" },
+      grace_ms: 30000,
+      snapshot: {
+        seq: 0,
+        max_on_stage: 25,
+        participants: [
+          { user_id: "g", peer_id: "p-g", name: "Ann", preset: "viewer" },
+          { user_id: "b", peer_id: "p-b", name: "Bo", preset: "viewer" },
+        ],
+        queue: [],
+      },
+    });
+    const meeting = await joining;
+    expect(meeting.token, "the guest comes back as itself").toBe("<own token>");
+    expect(meeting.stage.accessRequests).toEqual([]);
+    server.receive({
+      type: "event",
+      seq: 1,
+      event: { kind: "stage_status_changed", user_id: "b", status: "REQUESTED_TO_JOIN_STAGE", reason: "requested", requested_at: 7 },
+    });
+    expect(meeting.stage.accessRequests).toEqual([{ user_id: "b", name: "Bo", requested_at: 7 }]);
   });
 });

@@ -155,6 +155,15 @@ export class OnstageMeeting {
     return this.connection.mirror.preset;
   }
 
+  /**
+   * The participant token this meeting reconnects with: the one it joined with, or, for a
+   * role link's guest, its own (keep it to come back as the same participant, e.g. after a
+   * page reload: `join(serverUrl, meeting.token)`).
+   */
+  get token(): string {
+    return this.connection.token;
+  }
+
   /** The TURN relays offered to this participant, as `RTCIceServer`s (renewed by reconnects). */
   iceServers(): IceServer[] {
     return this.connection.mirror.iceServers;
@@ -284,6 +293,15 @@ export class Stage {
   /** This participant's own stage status, as of the last event received. */
   get status(): StageStatus {
     return this.connection.mirror.status();
+  }
+
+  /**
+   * The request queue as of the last event received, oldest first (what
+   * `getAccessRequests()` answers, without asking the server). Every participant's SDK
+   * keeps it; the server tells the queue's events to acceptors only.
+   */
+  get accessRequests(): AccessRequest[] {
+    return this.connection.mirror.queue();
   }
 
   /** This participant's place in the request queue (1 = next in line), or null when not waiting. */

@@ -6,7 +6,7 @@ import type { Backend } from './backend';
 import { describeError, deviceOf, errorText, toBackendError } from './errors';
 import { PictureHub } from './pictureHub';
 import { joinTarget } from './invite';
-import type { AppError, AppInfo, BackendError, Devices, JoinArgs, Left, Session } from './types';
+import type { AppError, AppInfo, BackendError, Devices, JoinArgs, Left, Session, StreamMap } from './types';
 
 export interface Toast {
   id: number;
@@ -55,6 +55,8 @@ export class AppState {
   private pending = $state(0);
 
   readonly pictures = new PictureHub();
+  /** In a browser: the streams the tiles and the preview play (`onStreams`); empty on the desktop. */
+  streams = $state.raw<StreamMap>({});
   private nextToast = 1;
 
   constructor(readonly backend: Backend) {}

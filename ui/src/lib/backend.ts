@@ -21,10 +21,16 @@ import type {
   MeetingEvent,
   Session,
   StageStatus,
+  StreamMap,
   Unlisten,
 } from './types';
 
 export interface Backend {
+  /**
+   * `desktop`: the Tauri shell (hosting, invite links, devices through the shell);
+   * `web`: a browser page served by the server at /join (joins only, media as streams).
+   */
+  readonly kind: 'desktop' | 'web';
   appInfo(): Promise<AppInfo>;
   /** The server a join is under way to (at start or from a link), or null; answers at once. */
   joinProgress(): Promise<string | null>;
@@ -71,6 +77,8 @@ export interface Backend {
     onPicture: (picture: Picture) => void,
     onBadPicture?: (error: string) => void,
   ): Promise<void>;
+  /** The browser's received and local streams, whenever they change (never on the desktop). */
+  onStreams(cb: (streams: StreamMap) => void): Promise<Unlisten>;
   onSession(cb: (session: Session) => void): Promise<Unlisten>;
   onMeetingEvent(cb: (event: MeetingEvent) => void): Promise<Unlisten>;
   onMediaError(cb: (error: BackendError) => void): Promise<Unlisten>;
@@ -95,6 +103,7 @@ function joinArgs(args: JoinArgs): Record<string, string | undefined> {
 }
 
 export const tauriBackend: Backend = {
+  kind: 'desktop',
   appInfo: () => invoke('app_info'),
   joinProgress: () => invoke('join_progress'),
   startEmbedded: (name, newPorts) =>
@@ -129,6 +138,7 @@ export const tauriBackend: Backend = {
     const { url } = await invoke<{ url: string }>('video_socket');
     openPictureSocket(url, { onPicture, onBadPicture });
   },
+  onStreams: async () => () => {},
   onSession: (cb) => subscribe('session', cb),
   onMeetingEvent: (cb) => subscribe('meeting-event', cb),
   onMediaError: (cb) => subscribe('media-error', cb),
@@ -141,12 +151,17 @@ export function inTauri(): boolean {
 }
 
 /**
- * The Tauri backend inside the app; in a plain browser (`npm run dev`) a dev fake so the
- * screens can be worked on without the shell. The fake is a separate chunk, loaded only
- * then.
+ * The Tauri backend inside the app; the web backend in the build the server serves at /join
+ * (`vite build --mode web`); in a plain browser otherwise (`npm run dev`) a dev fake so the
+ * screens can be worked on without the shell. The web backend and the fake are chunks of
+ * their own, loaded only then.
  */
 export async function createBackend(): Promise<Backend> {
   if (inTauri()) return tauriBackend;
+  if (import.meta.env.MODE === 'web') {
+    const { createWebBackend } = await import('./webBackend');
+    return createWebBackend();
+  }
   const { createDevFakeBackend } = await import('./devFake');
   return createDevFakeBackend();
 }

@@ -128,6 +128,8 @@ export function createDevFakeBackend(): Backend {
   }
 
   return {
+    kind: 'desktop',
+    onStreams: async () => () => {},
     appInfo: async () => ({ mode: session ? 'joined' : 'idle' }),
     joinProgress: async () => null,
     startEmbedded: async (name) => started(newSession(name, true)),

@@ -26,6 +26,9 @@ const WORDS: Partial<Record<ErrorCode, string>> = {
   bad_request: 'The app sent a request the server did not understand',
   rate_limited: 'Too many requests — wait a moment and try again',
   internal: 'Something went wrong. Try again.',
+  device_denied:
+    'The browser was not allowed to use the camera or microphone: allow them for this page in its site settings, then try again',
+  codec_error: 'The video codec (H.264) failed or is not available here',
   untrusted_server:
     "The server's identity could not be verified: its certificate is not the one the invite link names",
 };

@@ -175,6 +175,8 @@ export const ERROR_CODES = [
   'unsupported_format',
   'codec_error',
   'closed',
+  // the browser's: it was not allowed to use the camera or microphone
+  'device_denied',
   // the shell's
   'bad_address',
   'port_in_use',
@@ -212,3 +214,10 @@ export interface MeetingEvent {
 export type AudioLevel = Origin & { level: number };
 
 export type Unlisten = () => void;
+
+/**
+ * The browser's pictures: one `MediaStream` per origin key (`originKey`: this browser's
+ * camera, or a participant's received camera and microphone). The desktop shell sends
+ * pictures over its video channel instead and never any stream.
+ */
+export type StreamMap = Record<string, MediaStream>;
