@@ -4,6 +4,7 @@
 // model of the room: behaviour is tested against stage.ts, never against this.
 
 import type { Backend } from './backend';
+import { Listeners } from './listeners';
 import { LOCAL, originKey, remote, type Origin } from './origin';
 import { encodePicture, KIND_RGBA, parsePicture } from './picture';
 import type {
@@ -17,7 +18,6 @@ import type {
   StageStatus,
 } from './types';
 
-type Listener<T> = (value: T) => void;
 
 function fakeParticipant(
   user_id: string,
@@ -53,16 +53,11 @@ export function createDevFakeBackend(): Backend {
   const noDevices = new URLSearchParams(window.location.search).has('nodevices');
   let session: Session | null = null;
   let previewOn = false;
-  const sessionListeners: Listener<Session>[] = [];
-  const eventListeners: Listener<MeetingEvent>[] = [];
-  const levelListeners: Listener<AudioLevel>[] = [];
+  const sessionListeners = new Listeners<Session>();
+  const eventListeners = new Listeners<MeetingEvent>();
+  const levelListeners = new Listeners<AudioLevel>();
 
   const later = (ms: number, f: () => void) => window.setTimeout(f, ms);
-  const emit = <T>(listeners: Listener<T>[], value: T) => listeners.forEach((l) => l(value));
-  const sub = <T>(listeners: Listener<T>[], l: Listener<T>) => {
-    listeners.push(l);
-    return Promise.resolve(() => void listeners.splice(listeners.indexOf(l), 1));
-  };
   const fail = (code: ErrorCode, message: string, device?: DeviceKind): BackendError =>
     device ? { code, message, device } : { code, message };
 
@@ -77,7 +72,7 @@ export function createDevFakeBackend(): Backend {
     s.queue = s.participants
       .filter((p) => p.stage_status === 'REQUESTED_TO_JOIN_STAGE')
       .map((p, i) => ({ user_id: p.user_id, name: p.name, requested_at: Date.now() - 1000 * (9 - i) }));
-    emit(sessionListeners, structuredClone(s));
+    sessionListeners.emit(structuredClone(s));
   }
   function setMine(status: StageStatus): StageStatus {
     const s = live();
@@ -121,7 +116,7 @@ export function createDevFakeBackend(): Backend {
         s.participants.push(fakeParticipant('dee', 'Dee (dev fake)', 'viewer', 'REQUESTED_TO_JOIN_STAGE'));
         changed();
         const request = s.queue.find((r) => r.user_id === 'dee');
-        emit(eventListeners, { event: 'newStageRequest', request });
+        eventListeners.emit({ event: 'newStageRequest', request });
       });
     }
     return structuredClone(s);
@@ -209,7 +204,7 @@ export function createDevFakeBackend(): Backend {
       later(3000, () => {
         if (session !== s || s.me.stage_status !== 'REQUESTED_TO_JOIN_STAGE') return;
         setMine('ACCEPTED_TO_JOIN_STAGE');
-        emit(eventListeners, { event: 'stageRequestApproved', by: 'ada' });
+        eventListeners.emit({ event: 'stageRequestApproved', by: 'ada' });
       });
       return setMine('REQUESTED_TO_JOIN_STAGE');
     },
@@ -253,14 +248,14 @@ export function createDevFakeBackend(): Backend {
         }
         for (const origin of [LOCAL, ...ids.map(remote)]) {
           const level = Math.abs(Math.sin(frame / 5 + originKey(origin).length));
-          emit(levelListeners, { ...origin, level });
+          levelListeners.emit({ ...origin, level });
         }
       }, 1000 / 15);
     },
-    onSession: (cb) => sub(sessionListeners, cb),
-    onMeetingEvent: (cb) => sub(eventListeners, cb),
+    onSession: (cb) => sessionListeners.add(cb),
+    onMeetingEvent: (cb) => eventListeners.add(cb),
     onMediaError: () => Promise.resolve(() => {}),
     onAppError: () => Promise.resolve(() => {}),
-    onAudioLevel: (cb) => sub(levelListeners, cb),
+    onAudioLevel: (cb) => levelListeners.add(cb),
   };
 }

@@ -17,20 +17,20 @@ import {
   type MeetingEventName,
 } from '@onstage/web-sdk';
 import type { Backend } from './backend';
+import { Listeners } from './listeners';
 import { LOCAL_KEY, userKey } from './origin';
 import type {
   AppError,
   AudioLevel,
   BackendError,
-  DeviceKind,
   DeviceSelection,
   JoinArgs,
   MeetingEvent,
   Session,
   StreamMap,
-  Unlisten,
 } from './types';
 import {
+  appLinkFor,
   captureConstraints,
   devicesOf,
   inviteInFragment,
@@ -43,19 +43,6 @@ import {
 
 /** How often the tiles' audio levels are read from the browser's statistics. */
 const LEVEL_EVERY_MS = 200;
-
-type Listener<T> = (value: T) => void;
-
-class Listeners<T> {
-  private readonly set = new Set<Listener<T>>();
-  add(l: Listener<T>): Promise<Unlisten> {
-    this.set.add(l);
-    return Promise.resolve(() => void this.set.delete(l));
-  }
-  emit(value: T) {
-    this.set.forEach((l) => l(value));
-  }
-}
 
 const fail = (code: BackendError['code'], message: string): BackendError => ({ code, message });
 const desktopOnly = () => Promise.reject(fail('unavailable', 'hosting and invite links are in the desktop app'));
@@ -105,6 +92,7 @@ class Joined {
         title: m.title,
         userId: m.userId,
         preset: m.preset,
+        self: m.self,
         participants: m.participants,
         publishing: m.publishing,
         connectionState: m.connectionState,
@@ -192,9 +180,8 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
     changed();
   }
 
-  function reportMedia(device: DeviceKind, e: unknown) {
-    const d = device === 'speaker' ? undefined : device;
-    mediaErrors.emit(mediaErrorOf(mediaProblem(e), d));
+  function reportMedia(device: 'camera' | 'microphone', e: unknown) {
+    mediaErrors.emit(mediaErrorOf(mediaProblem(e), device));
   }
 
   /**
@@ -224,6 +211,11 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
       if (!audio && !video) throw both;
       return new MediaStream([...(audio?.getTracks() ?? []), ...(video?.getTracks() ?? [])]);
     }
+  }
+
+  async function startPreview() {
+    preview = await env.mediaDevices.getUserMedia(captureConstraints(selection));
+    changed();
   }
 
   function stopPreview() {
@@ -280,7 +272,7 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
       code: 'bad_request',
       message: 'give your name',
       context: 'start',
-      link: `onstage://join?server=${encodeURIComponent(origin)}&invite=${encodeURIComponent(pageInvite.invite)}`,
+      link: appLinkFor(origin, pageInvite),
     };
   }
 
@@ -330,8 +322,7 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
       // A running preview shows the new choice at once; the stage takes it when it next starts.
       if (preview) {
         stopPreview();
-        preview = await env.mediaDevices.getUserMedia(captureConstraints(selection));
-        changed();
+        await startPreview();
       }
     },
     preview: async (on) => {
@@ -342,9 +333,7 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
         if (preview) stopPreview();
         return;
       }
-      if (preview) return;
-      preview = await env.mediaDevices.getUserMedia(captureConstraints(selection));
-      changed();
+      if (!preview) await startPreview();
     },
     setMic: async (on) => {
       await live().media.setMic(on);

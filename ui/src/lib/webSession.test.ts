@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { Preset } from '@onstage/web-sdk';
 import { errorText } from './errors';
 import {
+  appLinkFor,
   captureConstraints,
   capabilitiesOf,
   devicesOf,
@@ -33,6 +34,7 @@ function meeting(over: Partial<MeetingView> = {}): MeetingView {
     title: 'Standup',
     userId: 'me',
     preset: viewer,
+    self: { user_id: 'me', peer_id: 'p1', name: 'Me', preset: 'viewer', stage_status: 'REQUESTED_TO_JOIN_STAGE', connected: true },
     participants: [
       { user_id: 'me', peer_id: 'p1', name: 'Me', preset: 'viewer', stage_status: 'REQUESTED_TO_JOIN_STAGE', connected: true },
       { user_id: 's', peer_id: 'p2', name: 'Speaker', preset: 'speaker', stage_status: 'ON_STAGE', connected: true },
@@ -94,6 +96,12 @@ describe('invites of a page', () => {
     expect(parseJoinLink(' onstage://join?server=https%3A%2F%2Fh&invite=i ')).toEqual({ server: 'https://h', invite: 'i' });
     expect(parseJoinLink('https://h:8443/join#token=t')).toEqual({ server: 'https://h:8443', token: 't' });
     expect(parseJoinLink('https://h/join/#invite=i')).toEqual({ server: 'https://h', invite: 'i' });
+  });
+
+  it('reads_back_the_app_link_it_makes', () => {
+    const link = appLinkFor('https://h:8443', { invite: 'a.b' });
+    expect(link).toBe('onstage://join?server=https%3A%2F%2Fh%3A8443&invite=a.b');
+    expect(parseJoinLink(link)).toEqual({ server: 'https://h:8443', invite: 'a.b' });
   });
 
   it('refuses_bad_links_with_bad_link', () => {

@@ -12,10 +12,11 @@ import {
   type ConnectionState,
   type MediaKinds,
   type MediaProblem,
+  type MediaProblemCode,
   type ParticipantInfo,
   type Preset,
 } from '@onstage/web-sdk';
-import type { BackendError, Capabilities, Devices, DeviceSelection, EndReason, Participant, Session } from './types';
+import type { BackendError, Capabilities, Devices, DeviceSelection, EndReason, ErrorCode, Participant, Session } from './types';
 
 /** What a Session is built from: the meeting as the SDK mirrors it. */
 export interface MeetingView {
@@ -23,6 +24,8 @@ export interface MeetingView {
   title: string;
   userId: string;
   preset: Preset;
+  /** This participant (the SDK's `self`: a stand-in in the instant around leaving). */
+  self: ParticipantInfo;
   participants: ParticipantInfo[];
   /** Who publishes what, by user id (from the welcome and the media events). */
   publishing: Map<string, MediaKinds>;
@@ -82,16 +85,7 @@ export function sessionOf(meeting: MeetingView, media: MediaView | null): Sessio
   };
   const participants = meeting.participants.map(view);
   const can = capabilitiesOf(meeting.preset);
-  const me = participants.find((p) => p.user_id === meeting.userId) ?? {
-    // Only in the instant around leaving is this participant not in the roster.
-    user_id: meeting.userId,
-    name: '',
-    preset: meeting.preset.name,
-    stage_status: 'OFF_STAGE' as const,
-    connected: false,
-    audio: false,
-    video: false,
-  };
+  const me = view(meeting.self);
   const session: Session = {
     meeting_id: meeting.meetingId,
     title: meeting.title,
@@ -121,10 +115,20 @@ export function inviteInFragment(hash: string): PageInvite | null {
   return null;
 }
 
+/** `token=T` or `invite=T`, encoded: what both forms of link carry after their server. */
+function inviteParam(invite: PageInvite): string {
+  const [key, value] = 'token' in invite ? ['token', invite.token] : ['invite', invite.invite];
+  return `${key}=${encodeURIComponent(value)}`;
+}
+
 /** The page's own address for a participant token: a reload comes back as the same participant. */
 export function pageLinkFor(origin: string, invite: PageInvite): string {
-  const [key, value] = 'token' in invite ? ['token', invite.token] : ['invite', invite.invite];
-  return `${origin}/join#${key}=${encodeURIComponent(value)}`;
+  return `${origin}/join#${inviteParam(invite)}`;
+}
+
+/** The app's link for an invite (what the join form shows and `parseJoinLink` reads). */
+export function appLinkFor(server: string, invite: PageInvite): string {
+  return `onstage://join?server=${encodeURIComponent(server)}&${inviteParam(invite)}`;
 }
 
 /** A link the join form was given, parsed: which server, and the token or the role invite. */
@@ -162,25 +166,20 @@ export function parseJoinLink(text: string): ParsedLink | BackendError {
   return { server: url.origin, ...invite };
 }
 
+const MEDIA_CODES: Record<MediaProblemCode, ErrorCode> = {
+  permission_denied: 'device_denied',
+  device_not_found: 'device_not_found',
+  device_busy: 'device_busy',
+  unsupported: 'codec_error',
+  negotiation_failed: 'internal',
+};
+
 /**
  * A browser media failure as the UI's error: a refused permission is the browser's setting
  * (not the meeting's `permission_denied`); `device` when the failure was one device's.
  */
 export function mediaErrorOf(problem: MediaProblem, device?: 'camera' | 'microphone'): BackendError {
-  const code: BackendError['code'] = (() => {
-    switch (problem.code) {
-      case 'permission_denied':
-        return 'device_denied';
-      case 'device_not_found':
-        return 'device_not_found';
-      case 'device_busy':
-        return 'device_busy';
-      case 'unsupported':
-        return 'codec_error';
-      case 'negotiation_failed':
-        return 'internal';
-    }
-  })();
+  const code = MEDIA_CODES[problem.code];
   return device ? { code, message: problem.message, device } : { code, message: problem.message };
 }
 
