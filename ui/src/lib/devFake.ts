@@ -4,6 +4,7 @@
 // model of the room: behaviour is tested against stage.ts, never against this.
 
 import type { Backend } from './backend';
+import { serverUrlFor } from './invite';
 import { Listeners } from './listeners';
 import { LOCAL, originKey, remote, type Origin } from './origin';
 import { encodePicture, KIND_RGBA, parsePicture } from './picture';
@@ -12,12 +13,28 @@ import type {
   BackendError,
   DeviceKind,
   ErrorCode,
+  Invite,
   MeetingEvent,
   Participant,
   Session,
   StageStatus,
 } from './types';
+import { appLinkFor, pageLinkFor, type PageInvite } from './webSession';
 
+const FINGERPRINT = `sha256:${'ab'.repeat(32)}`;
+const PORT = 7000;
+
+/** An invite as the shell answers one: the app's link (with its pin) and the browser's. */
+function fakeInvite(invite: PageInvite, address = '192.168.1.20'): Invite {
+  const server = serverUrlFor(address, PORT);
+  return {
+    server_url: server,
+    token: 'token' in invite ? invite.token : invite.invite,
+    link: `${appLinkFor(server, invite)}&fp=${FINGERPRINT}`,
+    web_link: pageLinkFor(server, invite),
+    address,
+  };
+}
 
 function fakeParticipant(
   user_id: string,
@@ -132,34 +149,18 @@ export function createDevFakeBackend(): Backend {
       if ('server_url' in args && !args.token) throw fail('unauthorized', 'empty token');
       return started(newSession('name' in args ? args.name : 'You (dev fake)', false));
     },
-    createInvite: async (preset, name, address) => {
-      const server = `https://${address ?? '192.168.1.20'}:7000`;
-      return {
-        server_url: server,
-        token: `dev-${preset}-${encodeURIComponent(name)}`,
-        link: `onstage://join?server=${encodeURIComponent(server)}&token=dev-${preset}&fp=sha256:${'ab'.repeat(32)}`,
-        address: address ?? '192.168.1.20',
-      };
-    },
+    createInvite: async (preset, name, address) => fakeInvite({ token: `dev-${preset}-${name}` }, address),
     revokeRoleLink: async () => true,
-    createRoleLink: async (preset, address) => {
-      const server = `https://${address ?? '192.168.1.20'}:7000`;
-      return {
-        server_url: server,
-        token: `dev-invite-${preset}`,
-        link: `onstage://join?server=${encodeURIComponent(server)}&invite=dev-invite-${preset}&fp=sha256:${'ab'.repeat(32)}`,
-        address: address ?? '192.168.1.20',
-      };
-    },
+    createRoleLink: async (preset, address) => fakeInvite({ invite: `dev-invite-${preset}` }, address),
     inviteAddresses: async () => ({
-      port: 7000,
+      port: PORT,
       media_port: 7001,
       addresses: [
         { ip: '192.168.1.20', interface: 'wlan0', loopback: false },
         { ip: '10.8.0.2', interface: 'tun0', loopback: false },
         { ip: '127.0.0.1', interface: 'lo', loopback: true },
       ],
-      fingerprint: `sha256:${'ab'.repeat(32)}`,
+      fingerprint: FINGERPRINT,
     }),
     leaveMeeting: async () => {
       session = null;

@@ -116,6 +116,13 @@ export interface Invite {
   server_url: string;
   token: string;
   link: string;
+  /**
+   * The same invitation for a browser, nothing to install: the UI the server serves at
+   * `https://HOST:PORT/join#token=..` (`#invite=..` for a role link), naming the same server
+   * as `link`. It carries no certificate pin: a browser trusts a self-signed server after
+   * its own warning.
+   */
+  web_link: string;
   /** The address the link names. */
   address: string;
 }
