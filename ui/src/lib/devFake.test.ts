@@ -3,7 +3,7 @@
 
 import { describe, expect, it, vi } from 'vitest';
 import type { Invite } from './types';
-import { parseJoinLink } from './webSession';
+import { parseJoinLink } from './links';
 
 // The fake reads `?nodevices` from the page's address when it is made.
 vi.stubGlobal('window', { location: { search: '' }, setTimeout: () => 0 });

@@ -19,7 +19,7 @@ import type {
   Session,
   StageStatus,
 } from './types';
-import { appLinkFor, pageLinkFor, type PageInvite } from './webSession';
+import { appLinkFor, pageLinkFor, type PageInvite } from './links';
 
 const FINGERPRINT = `sha256:${'ab'.repeat(32)}`;
 const PORT = 7000;

@@ -5,7 +5,6 @@ import {
   addressProblem,
   describeAddress,
   isIpv6,
-  isRoleLink,
   joinArgsFrom,
   serverUrlFor,
 } from './invite';
@@ -136,18 +135,6 @@ describe('joinArgsFrom', () => {
 
 const role = 'onstage://join?server=https%3A%2F%2F192.168.1.20%3A7000&invite=eyJ.inv&fp=sha256%3Aab';
 const personal = 'onstage://join?server=https%3A%2F%2F192.168.1.20%3A7000&token=eyJ.tok';
-
-describe('isRoleLink', () => {
-  it('tells a link for anyone (invite=) from a personal one (token=)', () => {
-    expect(isRoleLink(role)).toBe(true);
-    expect(isRoleLink(`  ${role}\n`)).toBe(true);
-    expect(isRoleLink(personal)).toBe(false);
-    // Neither, or both (the shell refuses that link), or not a link at all.
-    for (const text of ['', 'onstage://join?server=x', `${personal}&invite=i`, 'https://h/?invite=i', 'invite=i']) {
-      expect(isRoleLink(text)).toBe(false);
-    }
-  });
-});
 
 describe('joinArgsFrom with a role link', () => {
   it('asks for the guest\'s name and sends it, trimmed', () => {

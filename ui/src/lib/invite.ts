@@ -5,6 +5,7 @@
 // host name (a port forwarded from a router); the shell builds `https://<address>:<port>`
 // and checks it again. These rules mirror src-tauri/src/hosting.rs.
 
+import { isRoleLink } from './links';
 import type { HostAddress, InviteAddresses, JoinArgs } from './types';
 
 export interface AddressOption {
@@ -145,21 +146,6 @@ export function serverUrlFor(address: string, port: number): string {
 /** The longest name the server takes (docs/API.md: names are 1 to 100 characters). */
 export const MAX_NAME_CHARS = 100;
 
-/**
- * Whether a pasted link is a role link — one link for anyone, `invite=` instead of
- * `token=` — whose guests give a name of their own. Anything else (a personal link, a
- * malformed one) is not: the shell's parser says what is wrong with a bad link.
- */
-export function isRoleLink(text: string): boolean {
-  const link = text.trim();
-  if (!/^onstage:\/\/join\?/i.test(link)) return false;
-  const keys = link
-    .slice(link.indexOf('?') + 1)
-    .split('#')[0]!
-    .split('&')
-    .map((pair) => pair.split('=')[0]);
-  return keys.includes('invite') && !keys.includes('token');
-}
 
 /**
  * What the join form asks the shell for: the invite link, or else the server and token.

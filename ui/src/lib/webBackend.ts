@@ -29,17 +29,8 @@ import type {
   Session,
   StreamMap,
 } from './types';
-import {
-  appLinkFor,
-  captureConstraints,
-  devicesOf,
-  inviteInFragment,
-  mediaErrorOf,
-  pageLinkFor,
-  parseJoinLink,
-  sessionOf,
-  type PageInvite,
-} from './webSession';
+import { appLinkFor, inviteInFragment, pageLinkFor, parseJoinLink, type PageInvite } from './links';
+import { captureConstraints, devicesOf, mediaErrorOf, sessionOf } from './webSession';
 
 /** How often the tiles' audio levels are read from the browser's statistics. */
 const LEVEL_EVERY_MS = 200;

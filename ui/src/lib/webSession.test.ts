@@ -5,14 +5,10 @@ import { describe, expect, it } from 'vitest';
 import type { Preset } from '@onstage/web-sdk';
 import { errorText } from './errors';
 import {
-  appLinkFor,
   captureConstraints,
   capabilitiesOf,
   devicesOf,
-  inviteInFragment,
   mediaErrorOf,
-  pageLinkFor,
-  parseJoinLink,
   sessionOf,
   type MeetingView,
 } from './webSession';
@@ -79,36 +75,6 @@ describe('the session a browser shows', () => {
 
   it('a_disabled_stage_allows_no_request', () => {
     expect(capabilitiesOf({ ...viewer, stage_enabled: false }).request).toBe(false);
-  });
-});
-
-describe('invites of a page', () => {
-  it('reads_the_fragment', () => {
-    expect(inviteInFragment('#token=abc')).toEqual({ token: 'abc' });
-    expect(inviteInFragment('#invite=xyz')).toEqual({ invite: 'xyz' });
-    expect(inviteInFragment('')).toBeNull();
-    expect(inviteInFragment('#token=')).toBeNull();
-    expect(pageLinkFor('https://h:8443', { token: 'a.b' })).toBe('https://h:8443/join#token=a.b');
-  });
-
-  it('parses_links_of_both_forms', () => {
-    expect(parseJoinLink('onstage://join?server=https%3A%2F%2Fh%3A8443&token=t&fp=sha256:aa')).toEqual({ server: 'https://h:8443', token: 't' });
-    expect(parseJoinLink(' onstage://join?server=https%3A%2F%2Fh&invite=i ')).toEqual({ server: 'https://h', invite: 'i' });
-    expect(parseJoinLink('https://h:8443/join#token=t')).toEqual({ server: 'https://h:8443', token: 't' });
-    expect(parseJoinLink('https://h/join/#invite=i')).toEqual({ server: 'https://h', invite: 'i' });
-  });
-
-  it('reads_back_the_app_link_it_makes', () => {
-    const link = appLinkFor('https://h:8443', { invite: 'a.b' });
-    expect(link).toBe('onstage://join?server=https%3A%2F%2Fh%3A8443&invite=a.b');
-    expect(parseJoinLink(link)).toEqual({ server: 'https://h:8443', invite: 'a.b' });
-  });
-
-  it('refuses_bad_links_with_bad_link', () => {
-    for (const bad of ['', 'hello', 'onstage://join?token=t', 'onstage://join?server=ftp%3A%2F%2Fh&token=t', 'https://h/other#token=t', 'https://h/join', 'ftp://h/join#token=t']) {
-      const parsed = parseJoinLink(bad);
-      expect('code' in parsed && parsed.code, bad).toBe('bad_link');
-    }
   });
 });
 
