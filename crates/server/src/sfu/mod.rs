@@ -16,6 +16,8 @@
 pub mod engine;
 pub mod forward;
 pub mod h264;
+#[cfg(test)]
+mod libwebrtc_sdp;
 pub mod net;
 
 use std::io;
