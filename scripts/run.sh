@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Every server (the app's embedded one too) serves the web Stage SDK's build.
+# Every server (the app's embedded one too) serves the web Stage SDK's build and the app
+# for browsers (/join, ui/dist-web).
 (cd web-sdk && npm run build)
+(cd ui && npm run build:web)
 
 if [ "${1:-app}" != server ]; then
   # Tauri embeds ui/dist at compile time: the UI is built first.
@@ -60,6 +62,9 @@ Join as the host (type calls as JSON lines, e.g. {"id":1,"call":"stage.getAccess
 
 Join as a viewer (e.g. {"id":1,"call":"stage.requestAccess"}):
   $ONSTAGE bot --server $URL --token $(field "$VIEWER" token)
+
+Or watch in a browser (camera and microphone need https or localhost):
+  $(field "$VIEWER" web_link)
 
 More participants:
   ONSTAGE_ADMIN_KEY=$ONSTAGE_ADMIN_KEY $ONSTAGE participant add --server $URL --meeting $MEETING --name NAME --preset viewer

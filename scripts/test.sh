@@ -8,8 +8,10 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # Tauri embeds ui/dist at compile time: build the UI before anything compiles the app.
 (cd ui && npm run build)
-# The server serves the web Stage SDK's build (web-sdk/dist): build it before the server.
+# The server serves the web Stage SDK's build (web-sdk/dist) and the app for browsers
+# (ui/dist-web, at /join): build them before the server.
 (cd web-sdk && npm run build)
+(cd ui && npm run build:web)
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

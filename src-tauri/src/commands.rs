@@ -737,6 +737,8 @@ pub struct Invite {
     server_url: String,
     token: String,
     link: String,
+    /// The same invitation for a browser (`https://HOST:PORT/join#token=..`).
+    web_link: String,
     /// The address the link names (as given, or the one chosen for it).
     address: String,
 }
@@ -770,12 +772,14 @@ pub async fn create_invite(
     let link = InviteLink::new(server.clone(), &token, embedded.server.fingerprint())
         .map_err(|e| CommandError::internal(e.to_string()))?;
     remember_address(embedded, &address);
+    let web_link = link.web_link();
     let link = link.to_string();
     live.invite_link = Some(link.clone());
     Ok(Invite {
         server_url: bare_url(&server),
         token,
         link,
+        web_link,
         address,
     })
 }
@@ -819,6 +823,7 @@ pub async fn create_role_link(
     Ok(Invite {
         server_url: bare_url(&server),
         token: invite.token,
+        web_link: link.web_link(),
         link: link.to_string(),
         address,
     })

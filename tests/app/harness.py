@@ -4,10 +4,12 @@
 import json
 import os
 import queue
+import ssl
 import subprocess
 import threading
 import time
 import traceback
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -258,6 +260,15 @@ class Server(Lines):
             capture_output=True, text=True, timeout=WAIT, check=True,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def rest(self, method, path):
+        """An admin REST call with the admin key; the answer's `data`. The certificate is not
+        checked: this test started the server, on a link of its own."""
+        request = urllib.request.Request(self.url + path, method=method,
+                                         headers={"Authorization": f"Bearer {self.admin_key}"})
+        unverified = ssl._create_unverified_context()
+        with urllib.request.urlopen(request, timeout=WAIT, context=unverified) as response:
+            return json.loads(response.read())["data"]
 
     def stop(self):
         if self.proc.poll() is None:

@@ -1,11 +1,12 @@
-"""The browser side of the end-to-end tests: the test page served at localhost (a secure
-context) and headless Chromium on it through chromedriver, the web SDK loaded from the
-server under test."""
+"""The browser side of the end-to-end tests: headless Chromium through chromedriver, the
+test page served at localhost (a secure context) with the web SDK loaded from the server
+under test, and that server on a second LAN host (`lab_server`)."""
 
 import functools
 import http.server
 import os
 import shutil
+import tempfile
 import threading
 import time
 
@@ -13,7 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
-from harness import WAIT, log
+from harness import WAIT, LanLab, Server, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
@@ -37,22 +38,33 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class Browser:
-    """Headless Chromium on the test page, the SDK loaded from `server_url`. Fake camera and
-    microphone (a test pattern and a beep), permission granted without a prompt (refused
-    with `deny_devices`), and the server's self-signed certificate accepted (as a user
-    accepts it once)."""
+def chromium(deny_devices=False, flags=()):
+    """Headless Chromium through chromedriver: fake camera and microphone (a test pattern and
+    a beep), permission granted without a prompt (refused with `deny_devices`, as a user who
+    says no), a self-signed certificate accepted (as a user accepts it once), sound allowed
+    to play without a click; `flags`: more Chromium switches."""
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+                "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required",
+                "--window-size=1280,800"):
+        options.add_argument(arg)
+    options.add_argument("--deny-permission-prompts" if deny_devices else "--use-fake-ui-for-media-stream")
+    for arg in flags:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_script_timeout(WAIT)
+    return driver
 
-    def __init__(self, pages, server_url, deny_devices=False):
-        options = Options()
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
-                    "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"):
-            options.add_argument(arg)
-        # Granted without a prompt, or (`deny_devices`) refused as a user who says no.
-        options.add_argument("--deny-permission-prompts" if deny_devices else "--use-fake-ui-for-media-stream")
-        self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-        self.driver.set_script_timeout(WAIT)
-        self.driver.get(f"{pages.url}#server={server_url}")
+
+class Browser:
+    """Headless Chromium (`chromium`) on the test page, the SDK loaded from `server_url`.
+    `flags`: more Chromium switches; `params`: more of the page's settings (its address'
+    fragment, e.g. candidateWaitMs)."""
+
+    def __init__(self, pages, server_url, deny_devices=False, flags=(), params=None):
+        self.driver = chromium(deny_devices, flags)
+        extra = "".join(f"&{k}={v}" for k, v in (params or {}).items())
+        self.driver.get(f"{pages.url}#server={server_url}{extra}")
         try:
             self.until(lambda: self.driver.execute_script("return window.onstageReady === true"),
                        "the SDK to load")
@@ -84,3 +96,28 @@ class Browser:
 
     def quit(self):
         self.driver.quit()
+
+
+def lab_server(extra=()):
+    """A TLS server on the lab's second host (`extra`: more `onstage serve` options) with a
+    meeting; `add(name, preset)` adds a participant to it (`add.meeting` is its id);
+    `close()` stops the server and removes the lab."""
+    lab = LanLab()
+    data = tempfile.mkdtemp(prefix="onstage-browser-")
+    try:
+        server = Server(data, tls=True, listen=f"{lab.guest_ip}:0", netns=lab.ns, extra=extra)
+    except Exception:
+        lab.close()
+        raise
+    meeting = server.admin("meeting", "create", "--title", "Browser stage")["id"]
+
+    def add(name, preset):
+        return server.admin("participant", "add", "--meeting", meeting, "--name", name, "--preset", preset)
+
+    def close():
+        server.stop()
+        lab.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+    add.meeting = meeting
+    return server, add, close

@@ -7,38 +7,13 @@ so media crosses a real link, never loopback. Run by scripts/e2e-browser.sh.
 """
 
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "app"))
-from harness import Bot, LanLab, Server, log, run_scenarios  # noqa: E402
+from harness import Bot, log, run_scenarios  # noqa: E402
 
-from browser import Browser, PageServer  # noqa: E402
-
-def lab_server(extra=()):
-    """A TLS server on the lab's second host (`extra`: more `onstage serve` options), and
-    the lab."""
-    lab = LanLab()
-    data = tempfile.mkdtemp(prefix="onstage-browser-")
-    try:
-        server = Server(data, tls=True, listen=f"{lab.guest_ip}:0", netns=lab.ns, extra=extra)
-    except Exception:
-        lab.close()
-        raise
-    meeting = server.admin("meeting", "create", "--title", "Browser stage")["id"]
-
-    def add(name, preset):
-        return server.admin("participant", "add", "--meeting", meeting, "--name", name, "--preset", preset)
-
-    def close():
-        server.stop()
-        lab.close()
-        shutil.rmtree(data, ignore_errors=True)
-
-    return server, add, close
-
+from browser import Browser, PageServer, lab_server  # noqa: E402
 
 def viewer_scenario():
     """A browser viewer sees and hears a bot speaker: the <video> plays (its time advances,

@@ -222,7 +222,8 @@ pub enum MeetingCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ParticipantCommand {
-    /// Add a participant to a meeting. Prints {"user_id":"...","token":"..."}.
+    /// Add a participant to a meeting. Prints {"user_id":"...","token":"...","link":"onstage://..",
+    /// "web_link":"https://HOST:PORT/join#token=.."}.
     Add {
         #[command(flatten)]
         conn: AdminConnection,
@@ -259,7 +260,8 @@ pub enum ParticipantCommand {
 pub enum InviteCommand {
     /// Create a role link for a preset. Everyone who joins with it gives a name and becomes
     /// a new participant with that preset (`onstage bot --link L --name N`). Prints
-    /// {"invite_id":"...","preset":"...","token":"...","link":"onstage://join?..&invite=.."}.
+    /// {"invite_id":"...","preset":"...","token":"...","link":"onstage://join?..&invite=..",
+    /// "web_link":"https://HOST:PORT/join#invite=.."}.
     Create {
         #[command(flatten)]
         conn: AdminConnection,
@@ -341,7 +343,8 @@ pub struct BotArgs {
     #[arg(long, value_name = "T", requires = "server")]
     pub token: Option<String>,
     /// An invite link, onstage://join?server=..&token=..[&fp=..] (the "link" of
-    /// `onstage participant add`), instead of --server and --token. A malformed one is
+    /// `onstage participant add`) or its browser form https://HOST:PORT/join#token=..
+    /// ("web_link"), instead of --server and --token. A malformed one is
     /// answered like any refusal: a bad_request line on stdout.
     #[arg(long, value_name = "LINK", conflicts_with_all = ["server", "token", "fingerprint"])]
     pub link: Option<String>,

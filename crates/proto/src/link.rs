@@ -19,9 +19,21 @@
 //!
 //! so a client knows before connecting that it must ask the guest for a name (the server
 //! makes a participant of that name for each join). The key says it rather than the token,
-//! which a client cannot read; the server tells the two kinds of token apart on its own. These types live in the wire crate because
-//! both sides need them and the server does not depend on the SDK; the SDK re-exports them
-//! as `onstage_client::link`.
+//! which a client cannot read; the server tells the two kinds of token apart on its own.
+//!
+//! The same invitation opened in a browser is a **web link**: the page the server serves at
+//! `/join`, the token in the fragment (so it never reaches a request line or a log):
+//!
+//! ```text
+//! https://192.168.1.20:8443/join#token=eyJ...        (a role link: #invite=eyJ...)
+//! ```
+//!
+//! It carries no fingerprint: a browser decides on its own whether to trust the server's
+//! certificate. [`InviteLink::web_link`] writes it and [`InviteLink::parse`] reads it too, so
+//! the app and `onstage bot --link` accept either form.
+//!
+//! These types live in the wire crate because both sides need them and the server does not
+//! depend on the SDK; the SDK re-exports them as `onstage_client::link`.
 //!
 //! A fingerprint is written `sha256:` followed by the 64 lowercase hex digits of the
 //! SHA-256 of the certificate's DER bytes (what [`Fingerprint`]'s `Display` prints). On
@@ -158,7 +170,7 @@ pub struct InviteLink {
 pub enum LinkError {
     #[error("not an invite link: {0}")]
     Unparseable(String),
-    #[error("an invite link starts with onstage://join, not {0:?}")]
+    #[error("an invite link is onstage://join?.. or https://HOST/join#token=.., not {0:?}")]
     NotOnstage(String),
     #[error("the invite link has no server (server=...)")]
     MissingServer,
@@ -219,9 +231,13 @@ impl InviteLink {
         })
     }
 
-    /// Reads a link; every way it can be malformed or truncated is a [`LinkError`].
+    /// Reads a link, the app's (`onstage://join?..`) or the browser's (`https://HOST/join#..`);
+    /// every way it can be malformed or truncated is a [`LinkError`].
     pub fn parse(link: &str) -> Result<Self, LinkError> {
         let url = Url::parse(link.trim()).map_err(|e| LinkError::Unparseable(e.to_string()))?;
+        if let Some(page) = web_page(&url) {
+            return Self::parse_web(&url, page);
+        }
         if url.scheme() != "onstage" || url.host_str() != Some("join") {
             let shown: String = link.trim().chars().take(40).collect();
             return Err(LinkError::NotOnstage(shown));
@@ -252,6 +268,82 @@ impl InviteLink {
     }
 }
 
+impl InviteLink {
+    /// The browser's form of this link: the server's `/join` page with `#token=` (or
+    /// `#invite=`) in the fragment, encoded as in the app's link. The fingerprint stays out:
+    /// a page cannot pin a certificate.
+    pub fn web_link(&self) -> String {
+        let mut fragment = url::form_urlencoded::Serializer::new(String::new());
+        fragment.append_pair(self.key(), &self.token);
+        format!(
+            "{}/{WEB_PAGE}#{}",
+            bare_server(&self.server).trim_end_matches('/'),
+            fragment.finish()
+        )
+    }
+
+    /// `token` or `invite`: the key the token goes by in both forms of link.
+    fn key(&self) -> &'static str {
+        if self.invite {
+            "invite"
+        } else {
+            "token"
+        }
+    }
+
+    /// A web link (`http(s)://HOST[/path]/join#token=..`): the server is the address before
+    /// `/join`, the token in the fragment.
+    fn parse_web(url: &Url, page: usize) -> Result<Self, LinkError> {
+        let mut server = url.clone();
+        server.set_fragment(None);
+        server.set_query(None);
+        let base = format!("{}/", &url.path()[..page]);
+        server.set_path(&base);
+        let fragment = url.fragment().unwrap_or_default();
+        let one = |key: &'static str| -> Result<Option<String>, LinkError> {
+            let mut values = url::form_urlencoded::parse(fragment.as_bytes())
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v);
+            let first = values.next().map(|v| v.into_owned());
+            if values.next().is_some() {
+                return Err(LinkError::Repeated(key));
+            }
+            Ok(first.filter(|v| !v.trim().is_empty()))
+        };
+        match (one("token")?, one("invite")?) {
+            (Some(token), None) => Self::new(server, token, None),
+            (None, Some(invite)) => Self::role(server, invite, None),
+            (Some(_), Some(_)) => Err(LinkError::TokenAndInvite),
+            (None, None) => Err(LinkError::MissingToken),
+        }
+    }
+}
+
+/// The path of the page a server serves browsers (`GET /join`).
+pub const WEB_PAGE: &str = "join";
+
+/// Where `/join` starts in an http(s) URL's path that ends with it (or `/join/`): that URL
+/// is a web link.
+fn web_page(url: &Url) -> Option<usize> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let path = url.path().strip_suffix('/').unwrap_or(url.path());
+    path.strip_suffix(WEB_PAGE)
+        .filter(|rest| rest.ends_with('/'))
+        .map(|rest| rest.len() - 1)
+}
+
+/// A server URL as links write it: without the trailing `/` that URL parsing adds to a bare
+/// host (and whole when anything follows that `/`).
+fn bare_server(server: &Url) -> String {
+    let mut text = server.to_string();
+    if server.path() == "/" && server.query().is_none() && server.fragment().is_none() {
+        text.pop();
+    }
+    text
+}
+
 /// An http(s) URL with a host; a fingerprint only with https.
 fn check_server(server: &Url, pinned: bool) -> Result<(), LinkError> {
     match server.scheme() {
@@ -276,21 +368,11 @@ impl FromStr for InviteLink {
 
 impl fmt::Display for InviteLink {
     /// `onstage://join?server=..&token=..[&fp=..]` (`invite=` for a role link), every
-    /// value query-encoded. The server
-    /// URL is written without the trailing `/` that URL parsing adds to a bare host (and
-    /// whole when anything follows that `/`).
+    /// value query-encoded, the server URL as [`bare_server`] writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut server = self.server.to_string();
-        if self.server.path() == "/"
-            && self.server.query().is_none()
-            && self.server.fragment().is_none()
-        {
-            server.pop();
-        }
         let mut query = url::form_urlencoded::Serializer::new(String::new());
-        query.append_pair("server", &server);
-        let key = if self.invite { "invite" } else { "token" };
-        query.append_pair(key, &self.token);
+        query.append_pair("server", &bare_server(&self.server));
+        query.append_pair(self.key(), &self.token);
         if let Some(fp) = &self.fingerprint {
             query.append_pair("fp", &fp.to_string());
         }
@@ -366,6 +448,65 @@ mod tests {
         assert_eq!(InviteLink::parse(&plain.to_string()), Ok(plain));
         let literal = format!("onstage://join?server=https://h:1&token=t&fp=sha256:{HEX}");
         assert_eq!(InviteLink::parse(&literal).unwrap().fingerprint, Some(fp()));
+    }
+
+    #[test]
+    fn web_links_round_trip_and_carry_no_fingerprint() {
+        let server = Url::parse("https://192.168.1.20:8443").unwrap();
+        let link = InviteLink::new(server.clone(), "a.b+c=&d", Some(fp())).unwrap();
+        let web = link.web_link();
+        assert_eq!(web, "https://192.168.1.20:8443/join#token=a.b%2Bc%3D%26d");
+        let read = InviteLink::parse(&web).unwrap();
+        assert_eq!(
+            read,
+            InviteLink {
+                fingerprint: None,
+                ..link
+            }
+        );
+
+        let role = InviteLink::role(server, "eyJ.x", None).unwrap();
+        assert_eq!(
+            role.web_link(),
+            "https://192.168.1.20:8443/join#invite=eyJ.x"
+        );
+        assert_eq!(InviteLink::parse(&role.web_link()), Ok(role));
+
+        // A server under a path keeps it; `/join/` reads as `/join`; plain http is fine.
+        let under = InviteLink::new(Url::parse("http://h:1/onstage/").unwrap(), "t", None).unwrap();
+        assert_eq!(under.web_link(), "http://h:1/onstage/join#token=t");
+        assert_eq!(InviteLink::parse(&under.web_link()), Ok(under.clone()));
+        assert_eq!(
+            InviteLink::parse("http://h:1/onstage/join/#token=t"),
+            Ok(under)
+        );
+    }
+
+    #[test]
+    fn malformed_web_links_say_what_is_wrong() {
+        use LinkError::*;
+        let parse = InviteLink::parse;
+        assert_eq!(parse("https://h/join"), Err(MissingToken));
+        assert_eq!(parse("https://h/join#token="), Err(MissingToken));
+        // A token in the query would reach request lines and logs: only the fragment counts.
+        assert_eq!(parse("https://h/join?token=t"), Err(MissingToken));
+        assert_eq!(
+            parse("https://h/join#token=a&invite=b"),
+            Err(TokenAndInvite)
+        );
+        assert_eq!(
+            parse("https://h/join#token=a&token=b"),
+            Err(Repeated("token"))
+        );
+        assert!(matches!(
+            parse("https://h/rejoin#token=t"),
+            Err(NotOnstage(_))
+        ));
+        assert!(matches!(
+            parse("https://h/joined#token=t"),
+            Err(NotOnstage(_))
+        ));
+        assert!(matches!(parse("ftp://h/join#token=t"), Err(NotOnstage(_))));
     }
 
     #[test]

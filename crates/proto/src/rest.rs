@@ -150,6 +150,9 @@ pub struct AddedParticipant {
     /// The invite link (`onstage://join?...`) carrying the token, as text: see
     /// [`AddedParticipant::invite`].
     pub link: String,
+    /// The same invitation for a browser, `https://HOST:PORT/join#token=..`
+    /// ([`InviteLink::web_link`]).
+    pub web_link: String,
 }
 
 impl AddedParticipant {
@@ -187,6 +190,9 @@ pub struct Invite {
     /// The role link (`onstage://join?server=..&invite=..`), as text: see
     /// [`Invite::invite`].
     pub link: String,
+    /// The same link for a browser, `https://HOST:PORT/join#invite=..`
+    /// ([`InviteLink::web_link`]).
+    pub web_link: String,
     pub created_at: UnixMillis,
     /// When it was revoked: from then on it lets nobody new in.
     #[serde(default)]

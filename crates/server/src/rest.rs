@@ -276,6 +276,7 @@ async fn add_participant(
             preset_name: participant.preset_name,
             custom_participant_id: participant.custom_participant_id,
             token,
+            web_link: link.web_link(),
             link: link.to_string(),
         },
     ))
@@ -329,6 +330,7 @@ fn invite_view(app: &AppState, invite: InviteRecord) -> Result<Invite, ApiError>
         id: invite.id,
         preset_name: invite.preset_name,
         token,
+        web_link: link.web_link(),
         link: link.to_string(),
         created_at: invite.created_at,
         revoked_at: invite.revoked_at,

@@ -122,6 +122,9 @@ export class AppState {
     // that must not pull the user back out of the join screen.
     if (s.connection === 'disconnected' && this.session === null) return;
     this.session = s;
+    // A device whose track goes out works: what was said against it no longer holds.
+    if (s.publishing.video) this.cameraProblem = null;
+    if (s.publishing.audio) this.micProblem = null;
   }
 
   toast(text: string, tone: Toast['tone'] = 'info') {

@@ -120,6 +120,18 @@ describe('AppState', () => {
     expect(app.micProblem).toBe('Camera or microphone stopped working');
   });
 
+  it('a device that publishes clears what was said against it, and only that one', () => {
+    const app = new AppState(backend({}));
+    app.mediaError({ code: 'device_denied', message: 'NotAllowedError' });
+    const denied = errorText({ code: 'device_denied', message: '' });
+    app.applySession(session('speaker', 'ON_STAGE', [], { publishing: { audio: false, video: false } }));
+    expect([app.cameraProblem, app.micProblem]).toEqual([denied, denied]);
+    app.applySession(session('speaker', 'ON_STAGE', [], { publishing: { audio: true, video: false } }));
+    expect([app.cameraProblem, app.micProblem]).toEqual([denied, null]);
+    app.applySession(session('speaker', 'ON_STAGE'));
+    expect([app.cameraProblem, app.micProblem]).toEqual([null, null]);
+  });
+
   it('a failing preview shows as a device problem; a working one clears it', async () => {
     let fail = true;
     const app = new AppState(

@@ -70,7 +70,8 @@ pub async fn meeting(command: MeetingCommand) -> ExitCode {
     )
 }
 
-/// `onstage participant add` -> `{"user_id":"...","token":"...","link":"onstage://join?.."}`;
+/// `onstage participant add` ->
+/// `{"user_id":"...","token":"...","link":"onstage://join?..","web_link":"https://../join#token=.."}`;
 /// `onstage participant remove` -> `{"user_id":"..."}`.
 pub async fn participant(command: ParticipantCommand) -> ExitCode {
     finish(
@@ -93,6 +94,7 @@ pub async fn participant(command: ParticipantCommand) -> ExitCode {
                         "user_id": added.id,
                         "token": added.token,
                         "link": added.link,
+                        "web_link": added.web_link,
                     }))
                 }
                 ParticipantCommand::Remove {
@@ -118,11 +120,12 @@ fn invite_line(invite: Invite) -> Value {
         "preset": invite.preset_name,
         "token": invite.token,
         "link": invite.link,
+        "web_link": invite.web_link,
         "revoked_at": invite.revoked_at,
     })
 }
 
-/// `onstage invite create` -> `{"invite_id","preset","token","link","revoked_at":null}`;
+/// `onstage invite create` -> `{"invite_id","preset","token","link","web_link","revoked_at":null}`;
 /// `invite list` -> one such line per invite; `invite revoke` -> `{"invite_id","revoked_at"}`.
 pub async fn invite(command: InviteCommand) -> ExitCode {
     let outcome: Result<Vec<Value>, ErrorBody> = async {
