@@ -754,39 +754,60 @@ def role_scenario():
 
 
 def browser_scenario():
-    """(i) A browser speaker in the desktop app: the app hosts, a headless Chromium joins
-    with its speaker link for anyone (the web SDK, its own WebRTC) and goes on stage; the
-    app shows its tile with moving pictures decoded from Chromium's H.264."""
+    """(i) The app and a browser, both ways: the app hosts and makes its links for anyone
+    (Invite people); a headless Chromium opens the speaker link's browser form (the app the
+    embedded server serves at /join, on Chromium's own WebRTC), gives its name and goes on
+    stage: the app shows its tile with moving pictures decoded from Chromium's H.264. The
+    host goes on stage too: its tile plays in the browser."""
     sys.path.insert(0, os.path.join(ROOT, "tests", "browser"))
-    from browser import Browser, PageServer
+    from browser import chromium
 
     app = start_app()
-    pages = PageServer()
     browser = None
     try:
         host_meeting(app, "Hal Host")
-        # The machine's own first address the app offers (not loopback: earlier scenarios
-        # may have left that as the one last used).
+        # The machine's own first address (not loopback: earlier scenarios may have left that
+        # as the one last used), chosen as a user would when there are several.
         ours = next(a for a in invoke(app, "invite_addresses")["addresses"] if not a["loopback"])
-        link = invoke(app, "create_role_link", {"preset": "speaker", "address": ours["ip"]})["link"]
-        query = parse_qs(urlparse(link).query)
-        server, invite = query["server"][0], query["invite"][0]
+        if app.find_elements(By.CSS_SELECTOR, '[data-testid="invite-address"]'):
+            Select(testid(app, "invite-address")).select_by_value(ours["ip"])
+        testid(app, "create-role-links", clickable=True).click()
+        web_link = until(app, lambda d: testid(d, "role-web-link-speaker").get_attribute("value") or False,
+                         "the speaker link's browser form")
+        app_link = testid(app, "role-link-speaker").get_attribute("value")
+        server = parse_qs(urlparse(app_link).query)["server"][0]
+        assert web_link.startswith(f"{server}/join#invite="), (web_link, server)
         assert not server.startswith("https://127."), server
-        browser = Browser(pages, server)
-        uid = browser.run("return t.join(args[0], args[1])", invite, "Bea Browser")
-        assert browser.run("return t.meeting.stage.join()") == "ON_STAGE"
+
+        browser = chromium()
+        browser.get(web_link)
+        testid(browser, "join-guest-name").send_keys("Bea Browser")
+        testid(browser, "join-submit", clickable=True).click()
+        testid(browser, "join-stage", clickable=True).click()
+        until(browser, lambda d: testid(d, "stage-indicator").get_attribute("data-status") == "ON_STAGE",
+              "the browser on stage")
+        uid = until(app, lambda d: next((p["user_id"] for p in invoke(d, "session")["participants"]
+                                         if p["name"] == "Bea Browser"), None), "the browser guest in the app")
         testid(app, f"tile-{uid}")
         first = until(app, lambda d: frames(d, f"tile-{uid}") > 0 and frames(d, f"tile-{uid}"),
                       "the browser's first picture")
         later = until(app, lambda d: frames(d, f"tile-{uid}") >= first + 10 and frames(d, f"tile-{uid}"),
                       "more pictures from the browser")
-        log("browser tile frames", first, "->", later)
+        log("browser tile frames in the app", first, "->", later)
         assert "Bea Browser" in testid(app, f"tile-{uid}").text
         shot(app, "browser-1-tile")
+
+        # The desktop host on stage plays in the browser.
+        host = invoke(app, "session")["me"]["user_id"]
+        testid(app, "join-stage", clickable=True).click()
+        until(app, lambda d: testid(d, "stage-indicator").get_attribute("data-status") == "ON_STAGE",
+              "the host on stage")
+        seen = until(browser, lambda d: frames(d, f"tile-{host}") >= 10 and frames(d, f"tile-{host}"),
+                     "the host's pictures in the browser")
+        log("host tile frames in the browser", seen)
     finally:
         if browser:
             browser.quit()
-        pages.stop()
         app.quit()
 
 

@@ -9,15 +9,30 @@ A TLS server on a second LAN host (a network namespace), headless Chromium on th
    framesDecoded).
 2. The browser, a speaker, joins the stage `rounds` times (10): from the join call to the
    first picture a bot viewer decoded (polled every 10 ms), then leaves it again.
+3. The Onstage app the server serves at /join, opened from a viewer's web link `joins`
+   times, each a new participant, 500 ms apart: from the navigation (the page's own clock,
+   performance.now) to the first picture presented in the bot speaker's tile (its
+   data-frames, counted by requestVideoFrameCallback) — page load, join and media in all.
 """
 
+import os
 import statistics
 import sys
 import time
 
-from e2e import lab_server
-from browser import Browser, PageServer
-from harness import Bot, log
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "app"))
+from harness import Bot, log  # noqa: E402
+
+from browser import Browser, PageServer, chromium, lab_server  # noqa: E402
+
+# In the app's page: waits for the first picture in `uid`'s tile, then answers the time
+# since the navigation began.
+FIRST_TILE_PICTURE = """
+const [uid, done] = arguments;
+const tile = () => document.querySelector(`[data-testid="tile-${uid}"]`);
+const look = () => (Number(tile()?.dataset.frames ?? 0) > 0 ? done(performance.now()) : requestAnimationFrame(look));
+look();
+"""
 
 
 def pct(values, p):
@@ -71,6 +86,21 @@ def main(joins=20, rounds=10, candidate_wait_ms=0):
             # The bot's receive side keeps its counts per user; the next round starts fresh.
             time.sleep(0.3)
         summary("browser speaker stage join -> first picture at a bot viewer", joins_ms)
+        browser.quit()
+        browser = None
+
+        speaker.call("stage.join")
+        page = chromium()
+        browser_app = []
+        try:
+            for i in range(joins):
+                time.sleep(0.5)
+                page.get(add(f"Page {i}", "viewer")["web_link"])
+                browser_app.append(page.execute_async_script(FIRST_TILE_PICTURE, speaker.user_id))
+                page.get("about:blank")  # leaves the meeting: the next link is a new page
+        finally:
+            page.quit()
+        summary("the app at /join: web link opened -> first picture in the tile", browser_app)
     finally:
         for bot in bots:
             bot.stop()
