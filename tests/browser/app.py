@@ -40,6 +40,18 @@ def open_app(link, deny_devices=False):
     return driver
 
 
+def close_page(driver):
+    """Quits the browser; when a test is failing, first logs what the page showed and said."""
+    if sys.exc_info()[0] is not None:
+        try:
+            log("page at failure:", driver.current_url.split("#")[0],
+                driver.find_element(By.TAG_NAME, "body").text.replace("\n", " | "))
+            log("page console:", driver.get_log("browser"))
+        except Exception as e:  # the page itself may be what broke
+            log("page unreadable:", e)
+    driver.quit()
+
+
 def status(driver):
     return testid(driver, "stage-indicator").get_attribute("data-status")
 
@@ -69,7 +81,8 @@ def sound_plays(driver, what):
 def app_viewer_scenario():
     """A guest opens a viewer's web link: the page joins at once, shows the bot speaker's
     tile with moving pictures and plays its sound, capturing nothing. It asks for the stage
-    (request-access), a host bot grants, the green room's Join stage puts it on: the bot
+    (request-access), a host bot grants, the green room previews (its microphone meter
+    moves), and its Join stage puts it on, with the preview's capture: the bot
     decodes its video and audio. The host kicks it: the page is a viewer again and every
     track it captured has stopped (the camera light goes off)."""
     server, add, close = lab_server()
@@ -94,6 +107,10 @@ def app_viewer_scenario():
         until(driver, lambda d: status(d) == "REQUESTED_TO_JOIN_STAGE", "Requested in the page")
         host.call("stage.grantAccess", user_ids=[me])
         testid(driver, "green-room")
+        # The green room's meter moves with the (fake) microphone's beeps.
+        until(driver, lambda d: int(testid(d, "mic-level").get_attribute("data-level")) > 0,
+              "the green room's microphone level")
+        assert live_tracks(driver)[1] >= 2, "the green room previews camera and microphone"
         testid(driver, "join-stage", clickable=True).click()
         until(driver, lambda d: status(d) == "ON_STAGE", "On stage in the page")
         moving_tile(driver, me, "the page's own camera", more=10)
@@ -105,7 +122,7 @@ def app_viewer_scenario():
         assert got["decode_errors"] == 0, got
         log("bot from the browser app", {k: got[k] for k in ("video_frames", "audio_frames", "decode_errors")})
         captured, live = live_tracks(driver)
-        assert captured >= 2 and live >= 2, (captured, live)
+        assert captured == 2 and live == 2, f"the stage took the green room's capture: {captured}, {live}"
 
         host.call("stage.kick", user_ids=[me])
         until(driver, lambda d: status(d) == "OFF_STAGE", "the page off stage after the kick")
@@ -116,7 +133,7 @@ def app_viewer_scenario():
         assert frames(driver, f"tile-{sam.user_id}") > later, "the stage still plays"
     finally:
         if driver:
-            driver.quit()
+            close_page(driver)
         for bot in (host, sam):
             if bot:
                 bot.stop()
@@ -150,7 +167,7 @@ def app_denied_scenario():
         gone(driver, "media-problem")
     finally:
         if driver:
-            driver.quit()
+            close_page(driver)
         if sam:
             sam.stop()
         close()
@@ -217,7 +234,7 @@ def app_host_scenario(screenshot=None):
         assert queue_order(driver) == []
     finally:
         if driver:
-            driver.quit()
+            close_page(driver)
         for bot in bots:
             bot.stop()
         close()
@@ -255,7 +272,7 @@ def app_guest_scenario():
         assert guests == [gus], stored
     finally:
         if driver:
-            driver.quit()
+            close_page(driver)
         if host:
             host.stop()
         close()

@@ -120,6 +120,34 @@ function browserEnvironment(): WebEnvironment {
   };
 }
 
+/**
+ * The green room's microphone level. A publication's comes from the browser's statistics;
+ * a preview has none, so it is read from the samples here (Web Audio), as often as the
+ * stage's. Each reading is the RMS of the last ~170 ms, so a short sound is not missed
+ * between readings. Answers the function that stops it.
+ */
+function previewMeter(stream: MediaStream, report: (level: number) => void): () => void {
+  const track = stream.getAudioTracks()[0];
+  if (!track || typeof AudioContext === 'undefined') return () => undefined;
+  const context = new AudioContext();
+  const source = context.createMediaStreamSource(new MediaStream([track]));
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 8192;
+  source.connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const x of samples) sum += x * x;
+    report(track.enabled ? Math.sqrt(sum / samples.length) : 0);
+  }, LEVEL_EVERY_MS);
+  return () => {
+    clearInterval(timer);
+    source.disconnect();
+    void context.close();
+  };
+}
+
 export function createWebBackend(env: WebEnvironment = browserEnvironment()): Backend {
   const origin = env.location.origin;
   const sessions = new Listeners<Session>();
@@ -133,6 +161,7 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
   /** The last meeting's server and participant token, for Rejoin. */
   let last: { server: string; token: string } | null = null;
   let preview: MediaStream | null = null;
+  let stopMeter: () => void = () => undefined;
   let selection: DeviceSelection = {};
   let lastError: AppError | undefined;
   let sessionQueued = false;
@@ -184,6 +213,8 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
     if (preview) {
       const handed = preview;
       preview = null;
+      // On stage the level comes from the publication's statistics.
+      endMeter();
       return handed;
     }
     const get = (c: MediaStreamConstraints) => env.mediaDevices.getUserMedia(c);
@@ -206,10 +237,17 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
 
   async function startPreview() {
     preview = await env.mediaDevices.getUserMedia(captureConstraints(selection));
+    stopMeter = previewMeter(preview, (level) => levels.emit({ origin: 'local', level }));
     changed();
   }
 
+  function endMeter() {
+    stopMeter();
+    stopMeter = () => undefined;
+  }
+
   function stopPreview() {
+    endMeter();
     preview?.getTracks().forEach((t) => t.stop());
     preview = null;
     changed();
@@ -310,7 +348,8 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
     devices: async () => devicesOf(await env.mediaDevices.enumerateDevices()),
     selectDevices: async (choice) => {
       selection = { ...selection, ...choice };
-      // A running preview shows the new choice at once; the stage takes it when it next starts.
+      // A running preview shows the new choice at once, and hands it to the stage. (Devices
+      // are chosen in the green room; on stage there is no picker.)
       if (preview) {
         stopPreview();
         await startPreview();
