@@ -26,11 +26,12 @@ from harness import Bot, log  # noqa: E402
 from browser import Browser, PageServer, chromium, lab_server  # noqa: E402
 
 # In the app's page: waits for the first picture in `uid`'s tile, then answers the time
-# since the navigation began.
+# since the navigation began, and when the page had loaded (DOMContentLoaded done).
 FIRST_TILE_PICTURE = """
 const [uid, done] = arguments;
 const tile = () => document.querySelector(`[data-testid="tile-${uid}"]`);
-const look = () => (Number(tile()?.dataset.frames ?? 0) > 0 ? done(performance.now()) : requestAnimationFrame(look));
+const loaded = () => performance.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? 0;
+const look = () => (Number(tile()?.dataset.frames ?? 0) > 0 ? done([performance.now(), loaded()]) : requestAnimationFrame(look));
 look();
 """
 
@@ -91,16 +92,19 @@ def main(joins=20, rounds=10, candidate_wait_ms=0):
 
         speaker.call("stage.join")
         page = chromium()
-        browser_app = []
+        browser_app, loads = [], []
         try:
             for i in range(joins):
                 time.sleep(0.5)
                 page.get(add(f"Page {i}", "viewer")["web_link"])
-                browser_app.append(page.execute_async_script(FIRST_TILE_PICTURE, speaker.user_id))
+                first_ms, loaded_ms = page.execute_async_script(FIRST_TILE_PICTURE, speaker.user_id)
+                browser_app.append(first_ms)
+                loads.append(loaded_ms)
                 page.get("about:blank")  # leaves the meeting: the next link is a new page
         finally:
             page.quit()
         summary("the app at /join: web link opened -> first picture in the tile", browser_app)
+        summary("  of which the page loading (DOMContentLoaded)", loads)
     finally:
         for bot in bots:
             bot.stop()
