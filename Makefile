@@ -18,7 +18,8 @@ test: setup
 
 # The desktop app's WebDriver tests alone (after a build).
 e2e-app: setup
-	(cd ui && npm run build)
+	(cd ui && npm run build && npm run build:web)
+	(cd web-sdk && npm run build)
 	cargo build --workspace --locked
 	bash scripts/e2e-app.sh
 

@@ -7,12 +7,16 @@
 //! tasks decide *who* may publish and *when* publishing ends (the stage rules); the SFU
 //! carries it out.
 //!
+//! - [`allocate`]: which simulcast layer of each stage video a viewer receives (its
+//!   bandwidth estimate and tile sizes in, a layer per video out), and switching layers at
+//!   keyframes.
 //! - [`engine`]: the sessions and the forwarding, driven by datagrams, commands and time.
 //! - [`forward`]: per-viewer rewriting (SSRC, sequence numbers, timestamps), keyframe
 //!   gating and keyframe-request coalescing.
 //! - [`h264`]: finding where a keyframe starts in an RTP payload.
 //! - [`net`]: the UDP socket and the ICE-TCP listener, and the addresses peers are told.
 
+pub mod allocate;
 pub mod engine;
 pub mod forward;
 pub mod h264;

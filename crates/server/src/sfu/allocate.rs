@@ -1,0 +1,616 @@
+//! Which simulcast layer of each stage video one viewer receives: the per-viewer allocator.
+//!
+//! Pure logic, no I/O and no clock of its own: the viewer's bandwidth estimate, the layers
+//! each publisher sends and the viewer's tiles come in, a layer (or none) per video goes
+//! out. The engine runs it for every viewer whenever an input changes, and carries the
+//! choice out with a [`LayerSwitch`] per forwarded video.
+//!
+//! The rules, in order:
+//! - **Audio first.** Its share is taken off the estimate before any video.
+//! - **Nothing for what is not shown.** A hidden tile (a minimised window) takes no video;
+//!   a small tile takes no more than the smallest layer that fills it, even with bandwidth
+//!   to spare.
+//! - **Everyone before anyone better.** Every shown video gets its lowest layer first,
+//!   largest tile first; only then are layers raised, again largest tile first. A video
+//!   whose lowest layer does not fit what is left is paused. The sum never exceeds the
+//!   estimate.
+//! - **Down at once, up slowly.** A layer the estimate no longer carries is left at once;
+//!   a higher one is taken only once the estimate has carried it, with [`CLIMB_HEADROOM`]
+//!   to spare, for [`CLIMB_HOLD`] without a break. A wavering estimate thus does not make
+//!   the picture flap.
+//!
+//! A layer switch takes effect only at a keyframe of the layer switched to, which
+//! [`LayerSwitch`] waits for while the old layer plays on.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long the estimate must carry a higher layer before a viewer climbs to it.
+pub const CLIMB_HOLD: Duration = Duration::from_secs(4);
+
+/// The share of the estimate kept free when climbing: a layer is taken only if it fits in
+/// `estimate * (1 - CLIMB_HEADROOM)`, so an estimate hovering at a layer's edge does not
+/// take it and leave it again.
+pub const CLIMB_HEADROOM: f64 = 0.15;
+
+/// A layer's place among its video's layers: 0 is the lowest.
+pub type LayerIndex = usize;
+
+/// One layer of a publisher's video, as it is sent now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layer {
+    pub width: u32,
+    pub height: u32,
+    /// Its bitrate as measured at the SFU (or announced, before there is a measure), bit/s.
+    pub bitrate: u64,
+}
+
+/// How large a viewer shows a video, in device pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Tile {
+    fn area(self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+}
+
+/// A stage video as one viewer may take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Video<K> {
+    pub key: K,
+    /// The layers the publisher sends now, lowest first: each larger and costlier than the
+    /// one below (a layer it stopped is not here).
+    pub layers: Vec<Layer>,
+    /// Where the viewer shows it; `None`: not shown (no video for it).
+    pub tile: Option<Tile>,
+}
+
+impl<K> Video<K> {
+    /// The highest layer worth sending to this tile: the smallest that fills it (at least
+    /// as wide or as tall), else the top one. `None` for a hidden tile or no layers.
+    pub fn ceiling(&self) -> Option<LayerIndex> {
+        let tile = self.tile.filter(|t| t.width > 0 && t.height > 0)?;
+        let top = self.layers.len().checked_sub(1)?;
+        Some(
+            self.layers
+                .iter()
+                .position(|l| l.width >= tile.width || l.height >= tile.height)
+                .unwrap_or(top),
+        )
+    }
+}
+
+/// The best layers for `budget` bit/s, by the rules of the module (without the time
+/// rules): a layer or `None` (paused) for every video. The chosen bitrates never add up
+/// to more than `budget`, and no single further step (a paused video's lowest layer, or
+/// one layer up within its ceiling) would still fit what is left.
+pub fn ideal<K: Ord + Clone>(budget: u64, videos: &[Video<K>]) -> BTreeMap<K, Option<LayerIndex>> {
+    // Largest tile first; ties by key, so the answer does not depend on the input's order.
+    let mut order: Vec<&Video<K>> = videos.iter().collect();
+    order.sort_by(|a, b| {
+        let area = |v: &Video<K>| v.tile.map_or(0, Tile::area);
+        area(b).cmp(&area(a)).then_with(|| a.key.cmp(&b.key))
+    });
+    let mut left = budget;
+    let mut chosen: BTreeMap<K, Option<LayerIndex>> =
+        videos.iter().map(|v| (v.key.clone(), None)).collect();
+    // Everyone's lowest layer first.
+    for video in &order {
+        if video.ceiling().is_none() {
+            continue;
+        }
+        let lowest = video.layers[0].bitrate;
+        if lowest <= left {
+            left -= lowest;
+            chosen.insert(video.key.clone(), Some(0));
+        }
+    }
+    // Then up, as far as each can go within its ceiling.
+    for video in &order {
+        let (Some(ceiling), Some(Some(at))) = (video.ceiling(), chosen.get(&video.key).copied())
+        else {
+            continue;
+        };
+        let mut now = at;
+        for up in at + 1..=ceiling {
+            // The layer taken now is given back for the one above (which may even cost less).
+            let available = left + video.layers[now].bitrate;
+            let cost = video.layers[up].bitrate;
+            if cost > available {
+                break;
+            }
+            left = available - cost;
+            now = up;
+        }
+        chosen.insert(video.key.clone(), Some(now));
+    }
+    chosen
+}
+
+/// One viewer's allocator: [`ideal`] with the time rules (down at once, up after a hold).
+#[derive(Debug, Clone, Default)]
+pub struct Allocator<K: Ord> {
+    current: BTreeMap<K, Current>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Current {
+    layer: Option<LayerIndex>,
+    /// Since when the estimate (with headroom) has carried more than `layer`.
+    better_since: Option<Instant>,
+}
+
+/// What a viewer should receive now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation<K: Ord> {
+    /// A layer, or `None` (paused), for every video given.
+    pub layers: BTreeMap<K, Option<LayerIndex>>,
+    /// The rate worth probing for: what the choice takes plus the next step a video would
+    /// climb to. Given to the bandwidth estimator as its target, so that a higher layer
+    /// is tried only when the path has shown it can carry it.
+    pub wanted: u64,
+}
+
+impl<K: Ord + Clone> Allocator<K> {
+    pub fn new() -> Self {
+        Self {
+            current: BTreeMap::new(),
+        }
+    }
+
+    /// The choice for `estimate` bit/s, of which `audio` goes to sound, at `now`.
+    pub fn allocate(
+        &mut self,
+        estimate: u64,
+        audio: u64,
+        videos: &[Video<K>],
+        now: Instant,
+    ) -> Allocation<K> {
+        let budget = estimate.saturating_sub(audio);
+        let carried = ideal(budget, videos);
+        let climb_budget = ((budget as f64) * (1.0 - CLIMB_HEADROOM)) as u64;
+        let climbable = ideal(climb_budget, videos);
+        self.current.retain(|k, _| carried.contains_key(k));
+        let mut layers = BTreeMap::new();
+        for video in videos {
+            let key = &video.key;
+            let can = carried.get(key).copied().flatten();
+            let could = climbable.get(key).copied().flatten();
+            // First sight (a new viewer, or a video new on stage): what the estimate carries
+            // with headroom, at once, rather than nothing for a hold.
+            let state = self.current.entry(key.clone()).or_insert(Current {
+                layer: could,
+                better_since: None,
+            });
+            // A stopped layer (the publisher's list shrank) is no longer there to keep.
+            if state.layer.is_some_and(|l| l >= video.layers.len()) {
+                state.layer = video.layers.len().checked_sub(1);
+            }
+            if can < state.layer {
+                // Down at once: the estimate no longer carries it.
+                state.layer = can;
+                state.better_since = None;
+            } else if could > state.layer {
+                let since = *state.better_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= CLIMB_HOLD {
+                    state.layer = could;
+                    state.better_since = None;
+                }
+            } else {
+                state.better_since = None;
+            }
+            // Never more than the estimate carries for this video now: with less to share
+            // (the headroom) the ideal may favour it over a larger tile, and a layer kept
+            // from before is no claim on the estimate.
+            state.layer = state.layer.min(can);
+            layers.insert(key.clone(), state.layer);
+        }
+        let taken: u64 = videos
+            .iter()
+            .filter_map(|v| layers[&v.key].map(|l| v.layers[l].bitrate))
+            .sum();
+        let next_step = videos
+            .iter()
+            .filter_map(|v| {
+                let ceiling = v.ceiling()?;
+                match layers[&v.key] {
+                    Some(l) if l < ceiling => {
+                        Some(v.layers[l + 1].bitrate.saturating_sub(v.layers[l].bitrate))
+                    }
+                    None => Some(v.layers[0].bitrate),
+                    Some(_) => None,
+                }
+            })
+            .max()
+            .unwrap_or(0);
+        Allocation {
+            layers,
+            wanted: audio + taken + next_step,
+        }
+    }
+}
+
+/// Carries a layer choice out for one forwarded video: packets of the layer being shown
+/// go on; a new choice takes effect at the first keyframe of the layer chosen, while the
+/// old layer plays on (no freeze while waiting). A pause takes effect at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerSwitch {
+    shown: Option<LayerIndex>,
+    target: Option<LayerIndex>,
+}
+
+/// What to do with one packet of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Forward it: it belongs to the layer shown.
+    Forward,
+    /// Forward it, and from it on show this layer: it starts a keyframe of the target. The
+    /// caller continues the viewer's sequence numbers and timestamps across the change.
+    SwitchTo(LayerIndex),
+    /// Not for this viewer.
+    Drop,
+}
+
+impl LayerSwitch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The layer shown now (`None`: nothing yet, or paused).
+    pub fn shown(&self) -> Option<LayerIndex> {
+        self.shown
+    }
+
+    /// The layer chosen, once its keyframe comes.
+    pub fn target(&self) -> Option<LayerIndex> {
+        self.target
+    }
+
+    /// Whether a keyframe of the target layer is awaited (the caller asks the publisher
+    /// for one).
+    pub fn awaiting_keyframe(&self) -> bool {
+        self.target.is_some() && self.target != self.shown
+    }
+
+    /// A new choice. `None` pauses at once.
+    pub fn choose(&mut self, layer: Option<LayerIndex>) {
+        self.target = layer;
+        if layer.is_none() {
+            self.shown = None;
+        }
+    }
+
+    /// Decides on one packet of `layer`; `keyframe_start` when it begins a keyframe.
+    pub fn on_packet(&mut self, layer: LayerIndex, keyframe_start: bool) -> Pick {
+        if let Some(target) = self.target.filter(|&t| Some(t) != self.shown) {
+            if layer == target && keyframe_start {
+                self.shown = Some(target);
+                return Pick::SwitchTo(target);
+            }
+        }
+        if Some(layer) == self.shown {
+            Pick::Forward
+        } else {
+            Pick::Drop
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const L180: Layer = Layer {
+        width: 320,
+        height: 180,
+        bitrate: 150_000,
+    };
+    const L360: Layer = Layer {
+        width: 640,
+        height: 360,
+        bitrate: 450_000,
+    };
+    const L720: Layer = Layer {
+        width: 1280,
+        height: 720,
+        bitrate: 1_700_000,
+    };
+
+    fn video(key: &'static str, tile: Option<(u32, u32)>) -> Video<&'static str> {
+        Video {
+            key,
+            layers: vec![L180, L360, L720],
+            tile: tile.map(|(width, height)| Tile { width, height }),
+        }
+    }
+
+    fn only<K: Ord + Clone>(m: &BTreeMap<K, Option<LayerIndex>>, k: K) -> Option<LayerIndex> {
+        m[&k]
+    }
+
+    #[test]
+    fn a_big_tile_with_room_gets_the_top_layer_and_a_small_tile_the_small_one() {
+        let big = video("big", Some((1280, 720)));
+        let small = video("small", Some((300, 170)));
+        let got = ideal(10_000_000, &[big, small]);
+        assert_eq!(only(&got, "big"), Some(2));
+        assert_eq!(
+            only(&got, "small"),
+            Some(0),
+            "bandwidth to spare changes nothing"
+        );
+        // Between two layers: the one that fills the tile.
+        assert_eq!(video("x", Some((500, 280))).ceiling(), Some(1));
+        assert_eq!(video("x", Some((4000, 2000))).ceiling(), Some(2));
+    }
+
+    #[test]
+    fn a_hidden_tile_takes_no_video() {
+        for tile in [None, Some((0, 0)), Some((640, 0))] {
+            let got = ideal(10_000_000, &[video("v", tile)]);
+            assert_eq!(only(&got, "v"), None, "{tile:?}");
+        }
+    }
+
+    #[test]
+    fn everyone_gets_the_lowest_layer_before_anyone_gets_more() {
+        let videos = [
+            video("a", Some((1280, 720))),
+            video("b", Some((640, 360))),
+            video("c", Some((640, 360))),
+        ];
+        // Three lowest layers (450 k) and one step up (300 k) fit; the largest tile climbs.
+        let got = ideal(800_000, &videos);
+        assert_eq!(
+            got.values().copied().collect::<Vec<_>>(),
+            [Some(1), Some(0), Some(0)]
+        );
+        // Not even every lowest layer fits: the smallest tiles are paused first (ties by key).
+        let got = ideal(320_000, &videos);
+        assert_eq!(
+            got.values().copied().collect::<Vec<_>>(),
+            [Some(0), Some(0), None]
+        );
+        assert_eq!(ideal(100_000, &videos).values().flatten().count(), 0);
+    }
+
+    #[test]
+    fn down_at_once_up_only_after_the_hold_with_headroom() {
+        let t0 = Instant::now();
+        let videos = [video("v", Some((1280, 720)))];
+        let mut a = Allocator::new();
+        // First sight: what the estimate carries, at once.
+        assert_eq!(
+            a.allocate(3_000_000, 50_000, &videos, t0).layers["v"],
+            Some(2)
+        );
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // The estimate falls under 720p: down at once.
+        assert_eq!(
+            a.allocate(500_000, 50_000, &videos, at(5)).layers["v"],
+            Some(1)
+        );
+        // Back up: not before the estimate has held for CLIMB_HOLD.
+        assert_eq!(
+            a.allocate(3_000_000, 50_000, &videos, at(6)).layers["v"],
+            Some(1)
+        );
+        assert_eq!(
+            a.allocate(3_000_000, 50_000, &videos, at(9)).layers["v"],
+            Some(1)
+        );
+        assert_eq!(
+            a.allocate(3_000_000, 50_000, &videos, at(10)).layers["v"],
+            Some(2)
+        );
+        // A break in the good estimate starts the hold again.
+        a.allocate(500_000, 50_000, &videos, at(11));
+        a.allocate(3_000_000, 50_000, &videos, at(12));
+        a.allocate(600_000, 50_000, &videos, at(14));
+        assert_eq!(
+            a.allocate(3_000_000, 50_000, &videos, at(17)).layers["v"],
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn an_estimate_at_a_layers_edge_does_not_make_it_flap() {
+        // The three layers take 1.7 M with 50 k of audio: an estimate wavering 1.8-2.0 M
+        // could carry 720p but never with the headroom, so the viewer stays on 360p.
+        let t0 = Instant::now();
+        let videos = [video("v", Some((1280, 720)))];
+        let mut a = Allocator::new();
+        let mut changes = 0;
+        let mut last = None;
+        for tick in 0..600u64 {
+            let estimate = 1_800_000 + (tick * 7919 % 200_000);
+            let got = a.allocate(
+                estimate,
+                50_000,
+                &videos,
+                t0 + Duration::from_millis(100 * tick),
+            );
+            if got.layers["v"] != last {
+                changes += 1;
+                last = got.layers["v"];
+            }
+        }
+        assert_eq!(last, Some(1));
+        assert!(changes <= 2, "{changes} layer changes in a minute");
+    }
+
+    #[test]
+    fn a_stopped_layer_is_left_and_a_gone_video_forgotten() {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let full = [video("v", Some((1280, 720)))];
+        a.allocate(5_000_000, 0, &full, t0);
+        a.allocate(5_000_000, 0, &full, t0 + CLIMB_HOLD);
+        let mut shrunk = full.clone();
+        shrunk[0].layers.truncate(1);
+        let got = a.allocate(5_000_000, 0, &shrunk, t0 + CLIMB_HOLD * 2);
+        assert_eq!(got.layers["v"], Some(0));
+        let got = a.allocate(5_000_000, 0, &[], t0 + CLIMB_HOLD * 3);
+        assert!(got.layers.is_empty() && a.current.is_empty());
+    }
+
+    #[test]
+    fn the_wanted_rate_names_the_next_step_up() {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let videos = [video("v", Some((1280, 720)))];
+        let got = a.allocate(200_000, 40_000, &videos, t0);
+        // Paused (the lowest layer does not fit with headroom): probe for it.
+        assert_eq!(got.layers["v"], None);
+        assert_eq!(got.wanted, 40_000 + L180.bitrate);
+        let got = Allocator::new().allocate(700_000, 40_000, &videos, t0);
+        assert_eq!(got.layers["v"], Some(1));
+        assert_eq!(
+            got.wanted,
+            40_000 + L720.bitrate,
+            "360p taken, the step to 720p wanted"
+        );
+    }
+
+    #[test]
+    fn a_switch_waits_for_the_keyframe_of_its_layer_while_the_old_one_plays() {
+        let mut s = LayerSwitch::new();
+        s.choose(Some(2));
+        assert!(s.awaiting_keyframe());
+        assert_eq!(s.on_packet(2, false), Pick::Drop);
+        assert_eq!(s.on_packet(0, true), Pick::Drop, "another layer's keyframe");
+        assert_eq!(s.on_packet(2, true), Pick::SwitchTo(2));
+        assert_eq!(s.on_packet(2, false), Pick::Forward);
+        s.choose(Some(0));
+        assert_eq!(
+            s.on_packet(2, false),
+            Pick::Forward,
+            "the old layer plays on"
+        );
+        assert_eq!(s.on_packet(0, false), Pick::Drop);
+        assert_eq!(s.on_packet(0, true), Pick::SwitchTo(0));
+        assert_eq!(s.on_packet(2, true), Pick::Drop);
+        s.choose(None);
+        assert_eq!((s.shown(), s.awaiting_keyframe()), (None, false));
+        assert_eq!(s.on_packet(0, true), Pick::Drop, "paused at once");
+    }
+
+    /// Up to four layers, lowest first: each larger and costlier than the one below, as a
+    /// publisher's encoders make them.
+    fn layers() -> impl Strategy<Value = Vec<Layer>> {
+        prop::collection::vec((16u32..4000, 1u64..5000), 0..4).prop_map(|v| {
+            let (mut widths, mut kbits): (Vec<u32>, Vec<u64>) = v.into_iter().unzip();
+            widths.sort_unstable();
+            kbits.sort_unstable();
+            widths
+                .into_iter()
+                .zip(kbits)
+                .map(|(width, kbit)| Layer {
+                    width,
+                    height: width * 9 / 16,
+                    bitrate: kbit * 1000,
+                })
+                .collect()
+        })
+    }
+
+    fn videos() -> impl Strategy<Value = Vec<Video<u8>>> {
+        prop::collection::vec((layers(), prop::option::of((0u32..3000, 0u32..2000))), 0..6)
+            .prop_map(|v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, (layers, tile))| Video {
+                        key: i as u8,
+                        layers,
+                        tile: tile.map(|(width, height)| Tile { width, height }),
+                    })
+                    .collect()
+            })
+    }
+
+    fn spent(videos: &[Video<u8>], chosen: &BTreeMap<u8, Option<LayerIndex>>) -> u64 {
+        videos
+            .iter()
+            .filter_map(|v| chosen[&v.key].map(|l| v.layers[l].bitrate))
+            .sum()
+    }
+
+    proptest! {
+        #[test]
+        fn the_ideal_never_exceeds_the_budget_and_leaves_no_step_that_fits(
+            budget in 0u64..20_000_000,
+            videos in videos(),
+        ) {
+            let chosen = ideal(budget, &videos);
+            let used = spent(&videos, &chosen);
+            prop_assert!(used <= budget);
+            let left = budget - used;
+            for v in &videos {
+                match (chosen[&v.key], v.ceiling()) {
+                    (Some(l), Some(ceiling)) => {
+                        prop_assert!(l <= ceiling);
+                        if l < ceiling {
+                            let up = v.layers[l + 1].bitrate;
+                            prop_assert!(up > left + v.layers[l].bitrate, "one more step of {} fits {}", v.key, left);
+                        }
+                    }
+                    (Some(_), None) => prop_assert!(false, "video for a hidden tile"),
+                    (None, Some(_)) => prop_assert!(v.layers[0].bitrate > left),
+                    (None, None) => {}
+                }
+            }
+        }
+
+        #[test]
+        fn the_allocator_never_exceeds_the_estimate(
+            steps in prop::collection::vec((0u64..6_000_000, 0u64..200_000, 0u64..3000), 1..40),
+            videos in videos(),
+        ) {
+            let mut a = Allocator::new();
+            let mut now = Instant::now();
+            for (estimate, audio, ms) in steps {
+                now += Duration::from_millis(ms);
+                let got = a.allocate(estimate, audio, &videos, now);
+                prop_assert!(spent(&videos, &got.layers) <= estimate.saturating_sub(audio));
+            }
+        }
+
+        #[test]
+        fn a_switch_shows_a_new_layer_only_from_its_keyframe(
+            steps in prop::collection::vec(
+                prop_oneof![
+                    prop::option::of(0usize..3).prop_map(Err),
+                    (0usize..3, any::<bool>()).prop_map(Ok),
+                ],
+                0..200,
+            ),
+        ) {
+            let mut s = LayerSwitch::new();
+            let mut shown: Option<LayerIndex> = None;
+            for step in steps {
+                match step {
+                    Err(choice) => {
+                        s.choose(choice);
+                        if choice.is_none() {
+                            shown = None;
+                        }
+                    }
+                    Ok((layer, keyframe)) => match s.on_packet(layer, keyframe) {
+                        Pick::Forward => prop_assert_eq!(Some(layer), shown),
+                        Pick::SwitchTo(to) => {
+                            prop_assert!(keyframe && to == layer && Some(to) == s.target());
+                            shown = Some(to);
+                        }
+                        Pick::Drop => prop_assert_ne!(Some(layer), shown),
+                    },
+                }
+                prop_assert_eq!(s.shown(), shown);
+            }
+        }
+    }
+}
