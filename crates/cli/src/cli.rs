@@ -73,7 +73,9 @@ Calls and their results:
   participants.list              [{\"user_id\",\"name\",\"preset\",\"stage_status\"}, ...] everyone,
                                  the bot included, in join order
   media.stats                    {\"publishing\":{\"audio\":bool,\"video\":bool},
-                                  \"received\":{USER_ID:{\"video_frames\":N,\"audio_frames\":N}}}
+                                  \"received\":{USER_ID:{\"video_frames\":N,\"audio_frames\":N,
+                                  \"width\":N,\"height\":N,\"fps\":F (last second),
+                                  \"freezes\":N,\"longest_freeze_ms\":N,..}}}
   meeting.leave                  null; the bot then exits with status 0
 
 A line that is not JSON or names no known call gets {\"ok\":false,\"error\":{\"code\":\"bad_request\",..}}

@@ -314,6 +314,20 @@ async fn three_synthetic_bots_a_viewer_sees_both_stage_members_and_nothing_after
     await_frames(viewer, &["host", "speaker"], &[(0, 0), (0, 0)], 30, WAIT).await;
     let stats = viewer.ok(json!({"id": 2, "call": "media.stats"})).await;
     assert_eq!(stats["publishing"], json!({"audio": false, "video": false}));
+    // Per received stream: the picture's size and how it flows (the last second's rate;
+    // freezes are counted, not asserted: a loaded machine may stall a decoder).
+    for who in ["host", "speaker"] {
+        let r = &stats["received"][who];
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            (Some(640), Some(480)),
+            "{r}"
+        );
+        assert!(r["fps"].as_f64().is_some_and(|fps| fps > 0.0), "{r}");
+        for field in ["freezes", "freeze_ms_total", "longest_freeze_ms"] {
+            assert!(r[field].as_u64().is_some(), "{field}: {r}");
+        }
+    }
     let stats = host.ok(json!({"id": 2, "call": "media.stats"})).await;
     assert_eq!(stats["publishing"], json!({"audio": true, "video": true}));
 

@@ -228,8 +228,9 @@ impl StageMedia {
     pub fn stats(&self) -> MediaStats {
         let mut stats = self.shared.stats().clone();
         stats.open_sources = self.shared.open_sources.load(Ordering::SeqCst);
+        let now = std::time::Instant::now();
         for received in stats.received.values_mut() {
-            received.compute_percentiles();
+            received.compute_at_reading(now);
         }
         stats
     }

@@ -170,8 +170,9 @@ fn video_decode(
                 let now_us = now_unix_us();
                 frame.timestamp_us = now_us;
                 let stamp = read_stamp(&frame);
+                let decoded_at = std::time::Instant::now();
                 shared.received(&user, |r| {
-                    r.video_frames += 1;
+                    r.picture(frame.width, frame.height, decoded_at);
                     if let Some(stamp) = stamp {
                         r.stamped_frames += 1;
                         if r.last_frame_number.is_some_and(|n| stamp.frame_number <= n) {

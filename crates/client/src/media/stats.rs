@@ -1,7 +1,8 @@
 //! What is published and received, as the app and `media.stats` see it, and the small
 //! meters that fill it in (audio levels, glass-to-glass percentiles).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -29,6 +30,15 @@ pub struct Received {
     pub audio_frequency_hz: Option<f32>,
     /// Decoder errors (each triggers a keyframe request).
     pub decode_errors: u64,
+    /// The last decoded picture's size (0 before the first).
+    pub width: u32,
+    pub height: u32,
+    /// Pictures decoded in the last second, as of the reading.
+    pub fps: f64,
+    /// Freezes (see [`PictureFlow`]): how many, their summed and their longest duration.
+    pub freezes: u64,
+    pub freeze_ms_total: u64,
+    pub longest_freeze_ms: u64,
     /// Audio packets that never arrived and were concealed, and packets that arrived too
     /// late to be played (after their slot was concealed).
     pub audio_concealed: u64,
@@ -36,6 +46,8 @@ pub struct Received {
     /// The last glass-to-glass samples, oldest first.
     #[serde(skip)]
     pub(super) latencies_ms: std::collections::VecDeque<f64>,
+    #[serde(skip)]
+    pub(super) flow: PictureFlow,
 }
 
 /// `media.stats` in the `onstage` command contract, plus diagnostics.
@@ -82,14 +94,83 @@ impl LevelMeter {
 }
 
 impl Received {
-    /// Fills in the glass-to-glass percentiles from the samples kept.
-    pub(super) fn compute_percentiles(&mut self) {
+    /// One picture decoded at `at`, of `width` x `height`.
+    pub(super) fn picture(&mut self, width: u32, height: u32, at: Instant) {
+        self.video_frames += 1;
+        (self.width, self.height) = (width, height);
+        if let Some(freeze) = self.flow.picture(at) {
+            let ms = freeze.as_millis() as u64;
+            self.freezes += 1;
+            self.freeze_ms_total += ms;
+            self.longest_freeze_ms = self.longest_freeze_ms.max(ms);
+        }
+    }
+
+    /// Fills in what is computed when read: the glass-to-glass percentiles from the
+    /// samples kept, and the frame rate as of `now`.
+    pub(super) fn compute_at_reading(&mut self, now: Instant) {
+        self.fps = self.flow.fps(now);
         if self.latencies_ms.is_empty() {
             return;
         }
         let (p50, p95) = percentiles(self.latencies_ms.iter().copied());
         self.glass_to_glass_p50_ms = Some(p50);
         self.glass_to_glass_p95_ms = Some(p95);
+    }
+}
+
+/// How pictures keep coming: the frame rate over the last second and freezes, by the
+/// rule of the W3C's WebRTC statistics (`freezeCount`): a freeze is a gap between two
+/// pictures of at least max(3 x the average gap, the average gap + 150 ms), the average
+/// over the gaps before it (here the last [`PictureFlow::AVERAGED`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct PictureFlow {
+    /// When the pictures of the last second (and a little more) came.
+    recent: VecDeque<Instant>,
+    /// The last gaps, for their average.
+    gaps: VecDeque<Duration>,
+}
+
+impl PictureFlow {
+    const AVERAGED: usize = 30;
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    /// A picture at `at`; the freeze it ends, if the gap before it was one.
+    pub(super) fn picture(&mut self, at: Instant) -> Option<Duration> {
+        let gap = self
+            .recent
+            .back()
+            .map(|&last| at.saturating_duration_since(last));
+        let freeze = gap.filter(|&gap| {
+            let n = self.gaps.len() as u32;
+            n > 0 && {
+                let average = self.gaps.iter().sum::<Duration>() / n;
+                gap >= (average * 3).max(average + Duration::from_millis(150))
+            }
+        });
+        if let Some(gap) = gap {
+            if self.gaps.len() == Self::AVERAGED {
+                self.gaps.pop_front();
+            }
+            self.gaps.push_back(gap);
+        }
+        self.recent.push_back(at);
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| at.saturating_duration_since(t) > Self::WINDOW * 2)
+        {
+            self.recent.pop_front();
+        }
+        freeze
+    }
+
+    /// Pictures in the second before `now`.
+    pub(super) fn fps(&self, now: Instant) -> f64 {
+        self.recent
+            .iter()
+            .filter(|&&t| now.saturating_duration_since(t) < Self::WINDOW && t <= now)
+            .count() as f64
     }
 }
 
@@ -111,12 +192,68 @@ mod tests {
     fn percentiles_of_samples() {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentiles(samples.iter().copied()), (51.0, 95.0));
+        let now = Instant::now();
         let mut received = Received::default();
-        received.compute_percentiles();
+        received.compute_at_reading(now);
         assert_eq!(received.glass_to_glass_p50_ms, None);
         received.latencies_ms.extend(samples);
-        received.compute_percentiles();
+        received.compute_at_reading(now);
         assert_eq!(received.glass_to_glass_p50_ms, Some(51.0));
         assert_eq!(received.glass_to_glass_p95_ms, Some(95.0));
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_steady_stream_has_its_rate_and_no_freeze() {
+        let t0 = Instant::now();
+        let mut r = Received::default();
+        for i in 0..90 {
+            r.picture(640, 360, t0 + ms(33 * i));
+        }
+        let end = t0 + ms(33 * 89);
+        r.compute_at_reading(end);
+        assert_eq!((r.video_frames, r.width, r.height), (90, 640, 360));
+        assert_eq!(r.fps, 31.0, "the pictures of the last 1000 ms");
+        assert_eq!(r.freezes, 0);
+        // Read a second after the last picture: nothing came in the last second.
+        r.compute_at_reading(end + ms(1000));
+        assert_eq!(r.fps, 0.0);
+    }
+
+    #[test]
+    fn a_gap_over_three_frames_and_150_ms_is_one_freeze() {
+        let t0 = Instant::now();
+        let mut r = Received::default();
+        let mut at = t0;
+        for _ in 0..30 {
+            at += ms(33);
+            r.picture(320, 180, at);
+        }
+        // 170 ms: over three frames (100 ms) but not over the average + 150 ms (183 ms).
+        at += ms(170);
+        r.picture(320, 180, at);
+        assert_eq!(r.freezes, 0);
+        at += ms(33);
+        r.picture(320, 180, at);
+        // 600 ms: a freeze, and it counts as such.
+        at += ms(600);
+        r.picture(1280, 720, at);
+        assert_eq!(
+            (r.freezes, r.freeze_ms_total, r.longest_freeze_ms),
+            (1, 600, 600)
+        );
+        assert_eq!((r.width, r.height), (1280, 720));
+        // At 5 fps a 400 ms gap is not a freeze (3 x 200 ms = 600 ms).
+        let mut slow = Received::default();
+        for i in 0..20 {
+            slow.picture(320, 180, t0 + ms(200 * i));
+        }
+        slow.picture(320, 180, t0 + ms(200 * 19 + 400));
+        assert_eq!(slow.freezes, 0);
+        slow.picture(320, 180, t0 + ms(200 * 19 + 400 + 700));
+        assert_eq!(slow.freezes, 1);
     }
 }
