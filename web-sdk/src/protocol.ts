@@ -214,6 +214,7 @@ export type ErrorCode =
   | "invalid_state"
   | "not_found"
   | "stage_full"
+  | "meeting_full"
   | "bad_request"
   | "rate_limited"
   | "internal"
@@ -232,6 +233,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   "invalid_state",
   "not_found",
   "stage_full",
+  "meeting_full",
   "bad_request",
   "rate_limited",
   "internal",

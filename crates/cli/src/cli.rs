@@ -31,7 +31,7 @@ pub enum Command {
     /// ("https://" with TLS), with "fingerprint":"sha256:<hex>" for a self-signed
     /// certificate, and "admin_key" when the key did not come from ONSTAGE_ADMIN_KEY
     /// (generated, or kept in the data dir). Ctrl-C or SIGTERM shuts it down gracefully.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Meetings (admin API).
     #[command(subcommand)]
     Meeting(MeetingCommand),
@@ -80,7 +80,8 @@ Calls and their results:
 
 A line that is not JSON or names no known call gets {\"ok\":false,\"error\":{\"code\":\"bad_request\",..}}
 (with the id when it could be read) and the bot carries on. Errors from the server carry its
-codes (permission_denied, invalid_state, not_found, stage_full, bad_request, rate_limited);
+codes (permission_denied, invalid_state, not_found, stage_full, meeting_full, bad_request,
+rate_limited);
 calls made while the connection is down get connection_lost.
 
 Events are printed as they happen, one line each, with an \"event\" key: stageStatusUpdate,
@@ -110,6 +111,10 @@ pub struct ServeArgs {
     /// Default most participants on stage at once, for meetings that do not set it.
     #[arg(long, value_name = "N")]
     pub max_on_stage: Option<u32>,
+    /// Most participants a meeting holds before its role links let nobody new in
+    /// (meeting_full; default 10000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_participants: Option<u32>,
     /// Where the SFU's media socket binds, UDP and ICE-TCP on the same port (default: the
     /// listen IP, a free port). A wildcard (0.0.0.0, or :: for IPv6 and IPv4) serves every
     /// interface and offers each interface's address.
@@ -483,11 +488,27 @@ mod tests {
             "60",
             "--max-on-stage",
             "3",
+            "--max-participants",
+            "7",
         ])
         .unwrap();
         let Command::Serve(args) = cli.command else {
             panic!("serve")
         };
+        assert_eq!(args.max_participants, Some(7));
+        assert!(
+            parse(&[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                "/x",
+                "--max-participants",
+                "0"
+            ])
+            .is_err(),
+            "a meeting holds someone"
+        );
         assert_eq!(args.listen.port(), 0);
         assert_eq!(args.data, PathBuf::from("/tmp/x"));
         assert_eq!(args.grace_ms, Some(500));

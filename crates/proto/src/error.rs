@@ -27,6 +27,10 @@ pub enum ErrorCode {
     NotFound,
     /// The stage already holds `max_on_stage` participants.
     StageFull,
+    /// The meeting already holds as many participants as the server lets a meeting hold
+    /// (`max_participants`): a role link lets nobody new in (HTTP 409) until some are
+    /// removed.
+    MeetingFull,
     /// Malformed input: unparseable JSON, unknown call, oversized frame, bad field.
     BadRequest,
     /// Too many calls in too short a time.

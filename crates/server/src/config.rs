@@ -38,6 +38,11 @@ pub struct ServerConfig {
     pub token_ttl: Duration,
     /// `max_on_stage` of meetings created without one (default 25).
     pub default_max_on_stage: u32,
+    /// The participants a meeting may hold before role links let nobody new in (default
+    /// 10 000): a guest joining past it is refused with `meeting_full` and nothing is made.
+    /// One leaked link thus cannot fill the database. Participants the admin API adds are
+    /// the operator's own and are not refused (they do count).
+    pub max_participants: usize,
     /// Signaling rate limit per connection: the bucket size (default 50 calls).
     pub rate_limit_burst: u32,
     /// Signaling rate limit per connection: refill rate in calls per second (default 20).
@@ -125,6 +130,7 @@ impl ServerConfig {
             grace: Duration::from_secs(30),
             token_ttl: Duration::from_secs(24 * 60 * 60),
             default_max_on_stage: 25,
+            max_participants: 10_000,
             rate_limit_burst: 50,
             rate_limit_per_sec: 20.0,
             rate_limit_bytes_burst: 1024 * 1024,

@@ -49,6 +49,10 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::TokenRevoked, message)
     }
 
+    pub fn meeting_full(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::MeetingFull, message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
@@ -82,7 +86,9 @@ impl ApiError {
             }
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::InvalidState | ErrorCode::StageFull => StatusCode::CONFLICT,
+            ErrorCode::InvalidState | ErrorCode::StageFull | ErrorCode::MeetingFull => {
+                StatusCode::CONFLICT
+            }
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             // Never sent by the server: a client's own, or no fault of the caller.
             ErrorCode::Internal

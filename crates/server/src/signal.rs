@@ -183,7 +183,13 @@ async fn join_invite(
     // A look first (no name: nothing is made), so a dead invite says so whatever the name.
     let looked = app
         .storage
-        .join_invite(meeting.clone(), invite.inv.clone(), None, now_ms())
+        .join_invite(
+            meeting.clone(),
+            invite.inv.clone(),
+            None,
+            app.config.max_participants,
+            now_ms(),
+        )
         .await?;
     if !matches!(looked, JoinInvite::Valid) {
         return Err(invite_refusal(looked));
@@ -199,7 +205,13 @@ async fn join_invite(
     // between wins.
     let record = match app
         .storage
-        .join_invite(meeting.clone(), invite.inv.clone(), Some(name), now_ms())
+        .join_invite(
+            meeting.clone(),
+            invite.inv.clone(),
+            Some(name),
+            app.config.max_participants,
+            now_ms(),
+        )
         .await?
     {
         JoinInvite::Joined(record) => record,
@@ -222,6 +234,9 @@ fn invite_refusal(outcome: JoinInvite) -> ApiError {
         JoinInvite::NoPreset(preset) => {
             ApiError::unauthorized(format!("the invite's preset {preset:?} no longer exists"))
         }
+        JoinInvite::Full => ApiError::meeting_full(
+            "the meeting holds as many participants as it may: the invite lets nobody new in",
+        ),
         JoinInvite::NoInvite | JoinInvite::Valid | JoinInvite::Joined(_) => {
             ApiError::unauthorized("the invite or its meeting no longer exists")
         }

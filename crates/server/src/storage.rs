@@ -210,6 +210,8 @@ pub enum JoinInvite {
     Revoked,
     /// The invite's preset no longer resolves.
     NoPreset(String),
+    /// The meeting already holds as many participants as it may (`max_participants`).
+    Full,
 }
 
 /// What the signaling handler needs to seat a participant.
@@ -675,6 +677,7 @@ impl Storage {
         meeting_id: MeetingId,
         invite_id: String,
         name: Option<String>,
+        max_participants: usize,
         now: UnixMillis,
     ) -> Result<JoinInvite, StorageError> {
         self.run(move |c| {
@@ -692,6 +695,14 @@ impl Storage {
             let Some(preset) = resolve_preset(&tx, &invite.preset_name)? else {
                 return Ok(JoinInvite::NoPreset(invite.preset_name));
             };
+            let held: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM participants WHERE meeting_id = ?1",
+                params![meeting_id.as_str()],
+                |row| row.get(0),
+            )?;
+            if usize::try_from(held).unwrap_or(usize::MAX) >= max_participants {
+                return Ok(JoinInvite::Full);
+            }
             let Some(name) = name else {
                 return Ok(JoinInvite::Valid);
             };
@@ -1392,6 +1403,7 @@ mod tests {
                 MeetingId::new("m1"),
                 invite.id.clone(),
                 Some("Bo".into()),
+                100,
                 6,
             )
             .await
@@ -1421,6 +1433,7 @@ mod tests {
                 MeetingId::new("m1"),
                 invite.id.clone(),
                 Some("Cy".into()),
+                100,
                 9
             )
             .await
@@ -1432,7 +1445,7 @@ mod tests {
             .await
             .expect("delete");
         assert_eq!(
-            s.join_invite(MeetingId::new("m1"), invite.id, None, 10)
+            s.join_invite(MeetingId::new("m1"), invite.id, None, 100, 10)
                 .await
                 .expect("look"),
             JoinInvite::NoInvite

@@ -165,6 +165,39 @@ async fn a_guest_resumes_with_the_token_of_its_welcome() {
 }
 
 #[tokio::test]
+async fn a_full_meeting_lets_no_guest_in_until_room_is_made() {
+    let srv = Srv::start_with(|c| c.max_participants = 3).await;
+    let meeting = srv.meeting("m").await;
+    // The admin API's own participant counts, and is never refused.
+    let (host, _) = srv.participant(&meeting, "Host", "host").await;
+    let token = token_of(&invite(&srv, &meeting, "viewer").await);
+    let (_ann, _) = Peer::join_guest(&srv, &token, "Ann").await;
+    let (_bob, _) = Peer::join_guest(&srv, &token, "Bob").await;
+    join_refused(&srv, &token, Some("Cy"), 409, "meeting_full").await;
+    // Nothing was made, whatever the name; a nameless look says so too.
+    join_refused(&srv, &token, None, 409, "meeting_full").await;
+    assert_eq!(participants(&srv, &meeting).await.len(), 3);
+    let (crew, _) = srv.participant(&meeting, "Crew", "viewer").await;
+    assert_eq!(
+        participants(&srv, &meeting).await.len(),
+        4,
+        "admins may go past it"
+    );
+
+    // Room made: the next guest gets in.
+    for uid in [host, crew] {
+        srv.ok(
+            "DELETE",
+            &format!("/v1/meetings/{meeting}/participants/{uid}"),
+            None,
+        )
+        .await;
+    }
+    let (_cy, welcome) = Peer::join_guest(&srv, &token, "Cy").await;
+    assert!(welcome["token"].is_string(), "{welcome}");
+}
+
+#[tokio::test]
 async fn a_revoked_invite_lets_nobody_new_in_and_its_guests_stay() {
     let srv = Srv::start().await;
     let meeting = srv.meeting("m").await;

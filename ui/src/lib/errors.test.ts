@@ -6,6 +6,7 @@ describe('error wording', () => {
   it.each<[ErrorCode, string]>([
     ['permission_denied', "You don't have permission to do that"],
     ['stage_full', 'The stage is full'],
+    ['meeting_full', 'This meeting is full: the link lets nobody new in. Ask the host'],
     ['connection_lost', 'Connection lost — reconnecting…'],
     ['unauthorized', 'The server refused the token: check it, or ask the host for a new invite link'],
     ['token_revoked', 'This invite link no longer works: the host replaced or withdrew it. Ask the host for a new link'],

@@ -13,6 +13,7 @@ import {
 const WORDS: Partial<Record<ErrorCode, string>> = {
   permission_denied: "You don't have permission to do that",
   stage_full: 'The stage is full',
+  meeting_full: 'This meeting is full: the link lets nobody new in. Ask the host',
   connection_lost: 'Connection lost — reconnecting…',
   invalid_state: 'That is no longer possible: the stage changed. Try again.',
   not_found: 'That person is no longer in the meeting',

@@ -166,6 +166,7 @@ export const ERROR_CODES = [
   'invalid_state',
   'not_found',
   'stage_full',
+  'meeting_full',
   'bad_request',
   'rate_limited',
   'internal',

@@ -19,7 +19,7 @@ pub mod serve;
 /// Runs one parsed command.
 pub async fn run(command: Command) -> ExitCode {
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Meeting(command) => admin::meeting(command).await,
         Command::Participant(command) => admin::participant(command).await,
         Command::Preset(command) => admin::preset(command).await,

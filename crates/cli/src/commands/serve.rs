@@ -48,6 +48,9 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
         config.default_max_on_stage = max;
     }
+    if let Some(max) = args.max_participants {
+        config.max_participants = max as usize;
+    }
     if let Some(udp) = args.media_udp {
         config.media_udp = Some(udp);
     }
