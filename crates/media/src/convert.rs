@@ -122,28 +122,103 @@ pub fn half_size(frame: &VideoFrame) -> VideoFrame {
     if frame.validate().is_err() || nw < 2 || nh < 2 {
         return frame.clone();
     }
-    let plane = |src: &[u8], sw: usize, dw: usize, dh: usize| -> Vec<u8> {
-        let mut out = Vec::with_capacity(dw * dh);
-        for y in 0..dh {
-            let (r0, r1) = (&src[2 * y * sw..], &src[(2 * y + 1) * sw..]);
-            for x in 0..dw {
-                let sum = u16::from(r0[2 * x])
-                    + u16::from(r0[2 * x + 1])
-                    + u16::from(r1[2 * x])
-                    + u16::from(r1[2 * x + 1]);
-                out.push(((sum + 2) / 4) as u8);
-            }
-        }
-        out
-    };
+    box_filter(frame, nw, nh, 2)
+}
+
+/// Scales a picture down to `width` x `height`, e.g. a 1280x720 capture to the 640x360 and
+/// 320x180 layers of a simulcast publication. The size is rounded down to even and kept
+/// within the picture's own (nothing is scaled up); the capture time is kept.
+///
+/// A size that divides the picture's exactly (1280x720 by 2 or 4) is a box filter: every
+/// output pixel the mean of its k x k block, integer math, each input byte read once. Any
+/// other ratio (1366x768 to 682x384) is bilinear, sampled at pixel centres, which for
+/// ratios up to 2 reads every input pixel too. A malformed picture, or a size below 2x2,
+/// comes back as is.
+pub fn downscale(frame: &VideoFrame, width: u32, height: u32) -> VideoFrame {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let dw = (width as usize).min(w) & !1;
+    let dh = (height as usize).min(h) & !1;
+    if frame.validate().is_err() || dw < 2 || dh < 2 || (dw, dh) == (w, h) {
+        return frame.clone();
+    }
+    let k = w / dw;
+    if w == dw * k && h == dh * k {
+        return box_filter(frame, dw, dh, k);
+    }
+    let cw = w / 2;
+    let (dcw, dch) = (dw / 2, dh / 2);
     VideoFrame {
-        width: nw as u32,
-        height: nh as u32,
-        y: plane(&frame.y, w, nw, nh),
-        u: plane(&frame.u, w / 2, nw / 2, nh / 2),
-        v: plane(&frame.v, w / 2, nw / 2, nh / 2),
+        width: dw as u32,
+        height: dh as u32,
+        y: bilinear_plane(&frame.y, w, h, dw, dh),
+        u: bilinear_plane(&frame.u, cw, h / 2, dcw, dch),
+        v: bilinear_plane(&frame.v, cw, h / 2, dcw, dch),
         timestamp_us: frame.timestamp_us,
     }
+}
+
+/// Every plane of `frame` reduced by `k` in each direction to a `dw` x `dh` picture (its
+/// chroma `dw/2` x `dh/2`); reads the top-left `dw*k` x `dh*k` of the picture.
+fn box_filter(frame: &VideoFrame, dw: usize, dh: usize, k: usize) -> VideoFrame {
+    let w = frame.width as usize;
+    VideoFrame {
+        width: dw as u32,
+        height: dh as u32,
+        y: box_plane(&frame.y, w, dw, dh, k),
+        u: box_plane(&frame.u, w / 2, dw / 2, dh / 2, k),
+        v: box_plane(&frame.v, w / 2, dw / 2, dh / 2, k),
+        timestamp_us: frame.timestamp_us,
+    }
+}
+
+/// One plane of stride `sw` reduced by `k`: each output byte the rounded mean of a k x k
+/// block. Rows are summed first (one pass over each input row, in order), then the
+/// column sums are folded k at a time.
+fn box_plane(src: &[u8], sw: usize, dw: usize, dh: usize, k: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(dw * dh);
+    let mut sums = vec![0u32; dw * k];
+    let area = (k * k) as u32;
+    for y in 0..dh {
+        sums.fill(0);
+        for row in src[y * k * sw..].chunks(sw).take(k) {
+            for (s, &p) in sums.iter_mut().zip(&row[..dw * k]) {
+                *s += u32::from(p);
+            }
+        }
+        out.extend(
+            sums.chunks_exact(k)
+                .map(|block| ((block.iter().sum::<u32>() + area / 2) / area) as u8),
+        );
+    }
+    out
+}
+
+/// One plane of `sw` x `sh` resampled to `dw` x `dh`, bilinear, in 8-bit fixed point.
+fn bilinear_plane(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
+    // Source position of output pixel i's centre, in 1/256 pixels: (i + 0.5) * s / d - 0.5,
+    // clamped to the picture; its integer part and the weight of the next pixel.
+    let taps = |s: usize, d: usize| -> Vec<(usize, u32)> {
+        (0..d)
+            .map(|i| {
+                let pos = ((2 * i + 1) * s * 256 / (2 * d)).saturating_sub(128);
+                let pos = pos.min((s - 1) * 256);
+                (pos / 256, (pos % 256) as u32)
+            })
+            .collect()
+    };
+    let (xs, ys) = (taps(sw, dw), taps(sh, dh));
+    let mut out = Vec::with_capacity(dw * dh);
+    for &(y0, fy) in &ys {
+        let y1 = (y0 + 1).min(sh - 1);
+        let (r0, r1) = (&src[y0 * sw..(y0 + 1) * sw], &src[y1 * sw..(y1 + 1) * sw]);
+        for &(x0, fx) in &xs {
+            let x1 = (x0 + 1).min(sw - 1);
+            let top = u32::from(r0[x0]) * (256 - fx) + u32::from(r0[x1]) * fx;
+            let bottom = u32::from(r1[x0]) * (256 - fx) + u32::from(r1[x1]) * fx;
+            out.push(((top * (256 - fy) + bottom * fy + (1 << 15)) >> 16) as u8);
+        }
+    }
+    out
 }
 
 /// Converts I420 to packed RGBA (alpha 255), `width * height * 4` bytes.
@@ -293,5 +368,86 @@ mod tests {
         );
         let tiny = VideoFrame::black(2, 2, 0);
         assert_eq!(half_size(&tiny).width, 2, "too small to halve");
+    }
+
+    /// A picture whose luma is a horizontal ramp and whose chroma are constants.
+    fn ramp(width: u32, height: u32) -> VideoFrame {
+        let mut f = VideoFrame::black(width, height, 42);
+        for (i, px) in f.y.iter_mut().enumerate() {
+            *px = (i % width as usize * 255 / (width as usize - 1)) as u8;
+        }
+        f.u.fill(90);
+        f.v.fill(200);
+        f
+    }
+
+    #[test]
+    fn downscale_by_whole_factors_is_a_box_filter() {
+        // Blocks of four distinct values average exactly.
+        let mut f = VideoFrame::black(8, 8, 7);
+        for (i, px) in f.y.iter_mut().enumerate() {
+            let (x, y) = (i % 8, i / 8);
+            *px = [10, 20, 30, 40][(x % 2) + 2 * (y % 2)];
+        }
+        let half = downscale(&f, 4, 4);
+        assert_eq!((half.width, half.height, half.timestamp_us), (4, 4, 7));
+        assert!(half.y.iter().all(|&p| p == 25), "{:?}", half.y);
+        assert_eq!(half, half_size(&f), "the same filter as half_size");
+        let quarter = downscale(&f, 2, 2);
+        quarter.validate().expect("valid I420");
+        assert!(quarter.y.iter().all(|&p| p == 25));
+        assert_eq!((quarter.u[0], quarter.v[0]), (128, 128));
+
+        // 1280x720 to the simulcast sizes: the ramp stays a ramp, the chroma stays.
+        let capture = ramp(1280, 720);
+        for (w, h) in [(640, 360), (320, 180)] {
+            let layer = downscale(&capture, w, h);
+            layer.validate().expect("valid I420");
+            assert_eq!((layer.width, layer.height), (w, h));
+            let row = &layer.y[..w as usize];
+            assert!(row.windows(2).all(|p| p[0] <= p[1]), "monotonic");
+            assert!(row[0] < 4 && row[w as usize - 1] > 251, "{row:?}");
+            assert!(layer.y.chunks(w as usize).all(|r| r == row), "rows equal");
+            assert!(layer.u.iter().all(|&p| p == 90) && layer.v.iter().all(|&p| p == 200));
+        }
+    }
+
+    #[test]
+    fn downscale_to_other_ratios_is_bilinear() {
+        let capture = ramp(1366, 768);
+        let layer = downscale(&capture, 683, 384);
+        layer.validate().expect("valid I420");
+        assert_eq!(
+            (layer.width, layer.height),
+            (682, 384),
+            "rounded down to even"
+        );
+        let row = &layer.y[..682];
+        assert!(row.windows(2).all(|p| p[0] <= p[1]), "monotonic");
+        assert!(row[0] < 4 && row[681] > 251, "{} .. {}", row[0], row[681]);
+        // The middle of the picture is the middle of the ramp.
+        assert!(row[341].abs_diff(128) <= 2, "{}", row[341]);
+        assert!(layer.u.iter().all(|&p| p == 90) && layer.v.iter().all(|&p| p == 200));
+        // A flat picture stays flat, whatever the ratio.
+        let grey = downscale(&VideoFrame::black(1000, 600, 0), 358, 202);
+        assert_eq!((grey.width, grey.height), (358, 202));
+        assert!(grey.y.iter().all(|&p| p == 16) && grey.u.iter().all(|&p| p == 128));
+    }
+
+    #[test]
+    fn downscale_never_scales_up_and_leaves_bad_input_alone() {
+        let f = ramp(64, 48);
+        assert_eq!(downscale(&f, 64, 48), f);
+        assert_eq!(downscale(&f, 1280, 720), f, "not scaled up");
+        let narrow = downscale(&f, 32, 720);
+        assert_eq!(
+            (narrow.width, narrow.height),
+            (32, 48),
+            "each side within the picture"
+        );
+        assert_eq!(downscale(&f, 1, 1), f, "below 2x2");
+        let mut broken = f.clone();
+        broken.y.pop();
+        assert_eq!(downscale(&broken, 32, 24), broken);
     }
 }

@@ -51,7 +51,7 @@ pub use codec::{
     EncodedVideo, EncoderConfig, H264Decoder, H264Encoder, OpusDecoder, OpusEncoder,
     MAX_BITRATE_BPS, MIN_BITRATE_BPS,
 };
-pub use convert::{half_size, i420_to_rgb, i420_to_rgba, rgb_to_i420, rgba_to_i420};
+pub use convert::{downscale, half_size, i420_to_rgb, i420_to_rgba, rgb_to_i420, rgba_to_i420};
 pub use devices::{
     list_cameras, list_microphones, list_speakers, CameraSource, DeviceInfo, MicrophoneSource,
     SpeakerSink,

@@ -233,6 +233,62 @@ fn resolution_change_restarts_with_a_keyframe() {
     assert_eq!(read_stamp(&picture).map(|s| s.frame_number), Some(3));
 }
 
+/// What a viewer of a simulcast publication decodes when the SFU switches it from one
+/// layer to another: one decoder, the stream of one encoder up to a keyframe of the other
+/// (each layer is its own encoder, so each has its own SPS and PPS, same ids), down and up.
+#[test]
+fn a_layer_switch_at_a_keyframe_decodes_at_the_new_size() {
+    let capture = SyntheticVideo::unpaced(1280, 720, 30);
+    let mut small = encoder(640, 360, 450_000);
+    let mut large = encoder(1280, 720, 1_700_000);
+    let mut dec = H264Decoder::new().expect("decoder");
+    // Frames 0..10 from the small layer, 10..20 from the large one, 20..30 small again:
+    // each switch is at the new layer's keyframe, as the SFU switches.
+    let mut decoded = Vec::new();
+    for k in 0..30u32 {
+        let frame = capture.render(k, u64::from(k) * 33_333);
+        // The stamp painted again at the layer's size, as the publisher does for a
+        // synthetic source.
+        let mut scaled = onstage_media::downscale(&frame, 640, 360);
+        onstage_media::write_stamp(&mut scaled, read_stamp(&frame).expect("stamped"));
+        let on_large = (10..20).contains(&k);
+        if k == 10 {
+            large.request_keyframe();
+        }
+        if k == 20 {
+            small.request_keyframe();
+        }
+        // Both layers are encoded all along; only one is forwarded.
+        let small_out = small.encode(&scaled).expect("encode");
+        let large_out = large.encode(&frame).expect("encode");
+        let Some(out) = (if on_large { large_out } else { small_out }) else {
+            continue;
+        };
+        if k == 10 || k == 20 {
+            assert!(out.keyframe, "frame {k}: the switch is at a keyframe");
+        }
+        if let Some(picture) = dec.decode(&out.data).expect("decode") {
+            let stamp = read_stamp(&picture).map(|s| s.frame_number);
+            decoded.push((k, picture.width, picture.height, stamp));
+        }
+    }
+    for &(k, w, h, stamp) in &decoded {
+        let size = if (10..20).contains(&k) {
+            (1280, 720)
+        } else {
+            (640, 360)
+        };
+        assert_eq!((w, h), size, "frame {k}");
+        assert_eq!(stamp, Some(k), "frame {k}");
+    }
+    for k in [9, 10, 19, 20] {
+        assert!(
+            decoded.iter().any(|d| d.0 == k),
+            "frame {k} decoded: {decoded:?}"
+        );
+    }
+}
+
 #[test]
 fn bad_input_is_a_typed_error_not_a_panic() {
     let code = |r: Result<H264Encoder, _>| {
