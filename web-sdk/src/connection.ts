@@ -319,6 +319,8 @@ export class Connection {
   /** The id of the mirror's own in-flight `meeting.snapshot`. */
   private snapshotId: number | null = null;
   private cancelAttempt: (() => void) | null = null;
+  /** Who hears the SFU's `layers` (this participant's simulcast layers some viewer takes). */
+  private readonly layersListeners = new Set<(rids: string[]) => void>();
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
 
   private constructor(
@@ -366,6 +368,12 @@ export class Connection {
   /** Why the session ended for good, once it has and the reason is known. */
   get endReason(): CloseReason | null {
     return this.endReasonValue;
+  }
+
+  /** Listens to the SFU's `layers` messages; returns what stops it. */
+  onLayers(listener: (rids: string[]) => void): () => void {
+    this.layersListeners.add(listener);
+    return () => this.layersListeners.delete(listener);
   }
 
   /** Sends one call; resolves with its result as read for that call. */
@@ -491,6 +499,18 @@ export class Connection {
         return;
       case "media":
         this.emit([this.mirror.onMedia(message.event)]);
+        return;
+      case "layers":
+        for (const listener of [...this.layersListeners]) {
+          try {
+            listener([...message.rids]);
+          } catch (e) {
+            // As for events: the app's bug surfaces, the connection carries on.
+            queueMicrotask(() => {
+              throw e;
+            });
+          }
+        }
         return;
       case "error":
         this.emit([{ event: "protocolError", code: message.error.code, message: message.error.message }]);

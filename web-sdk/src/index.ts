@@ -14,6 +14,7 @@ export { signalUrl, type FetchLike, type WebSocketConstructor, type WebSocketLik
 export { Mirror, type Applied } from "./mirror.js";
 export {
   isFinal,
+  MAX_TILE_SIDE,
   mayAcceptRequests,
   mayEndMeeting,
   mayKick,
@@ -37,17 +38,25 @@ export {
   type StageAccess,
   type StageChangeReason,
   type StageStatus,
+  type TileSize,
+  type VideoLayer,
   type Welcome,
 } from "./protocol.js";
 export {
   BrowserStageMedia,
+  SIMULCAST_LAYERS,
+  activeEncodings,
   gatheringComplete,
   h264Preferences,
   mediaPlan,
   mediaProblem,
+  simulcastPlan,
+  tileSizes,
   type BrowserMediaOptions,
   type MediaAction,
   type MediaMeeting,
   type MediaProblem,
   type MediaProblemCode,
+  type SimulcastPlan,
+  type Tile,
 } from "./media.js";

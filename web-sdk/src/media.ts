@@ -6,7 +6,7 @@
 // Devices are asked for only when going on stage, and every track is stopped when leaving
 // it (or on a kick): the camera light goes off with the stage, not with the page.
 
-import type { StageStatus } from './protocol.js';
+import { MAX_TILE_SIDE, type StageStatus, type TileSize, type VideoLayer } from './protocol.js';
 
 /** What the media side needs of a meeting (an `OnstageMeeting` has all of it). */
 export interface MediaMeeting {
@@ -22,6 +22,11 @@ export interface MediaMeeting {
   call(name: string, args?: Record<string, unknown>): Promise<unknown>;
   /** Subscribes to a meeting event by name; returns the unsubscribe. */
   on(event: string, listener: (event: Record<string, unknown>) => void): () => void;
+  /**
+   * Subscribes to the SFU's `layers` messages (the simulcast layers of this participant's
+   * video some viewer takes); returns the unsubscribe. Without it every layer stays on.
+   */
+  onLayers?(listener: (rids: string[]) => void): () => void;
 }
 
 /** What should run now, from [`mediaPlan`]'s point of view. */
@@ -92,6 +97,74 @@ export function h264Preferences<T extends Codec>(codecs: readonly T[]): T[] | nu
   return [...ordered, ...rtx];
 }
 
+/** The simulcast layers a camera may be sent as, lowest first: their RIDs and bitrates. */
+export const SIMULCAST_LAYERS = [
+  { rid: 'q', maxBitrate: 150_000 },
+  { rid: 'h', maxBitrate: 450_000 },
+  { rid: 'f', maxBitrate: 1_700_000 },
+] as const;
+
+/** How a camera is sent as simulcast: the encodings to offer and their description. */
+export interface SimulcastPlan {
+  /** For `addTransceiver`'s `sendEncodings`, lowest first. */
+  encodings: RTCRtpEncodingParameters[];
+  /** For `media.publish`'s `layers`: the same layers, their sizes from the capture's. */
+  layers: VideoLayer[];
+}
+
+/**
+ * The simulcast layers for a capture of `width` x `height` (either orientation): three
+ * (q, h, f at a quarter, half and full size) from 1280x720 up, two (q at half size, h at
+ * full) from 640x360 up, and `null` below: one plain encoding. Pure.
+ */
+export function simulcastPlan(width: number | undefined, height: number | undefined): SimulcastPlan | null {
+  if (!width || !height || !Number.isFinite(width) || !Number.isFinite(height)) return null;
+  const [long, short] = width >= height ? [width, height] : [height, width];
+  const scales = long >= 1280 && short >= 720 ? [4, 2, 1] : long >= 640 && short >= 360 ? [2, 1] : null;
+  if (!scales) return null;
+  const encodings: RTCRtpEncodingParameters[] = [];
+  const layers: VideoLayer[] = [];
+  scales.forEach((scale, i) => {
+    const { rid, maxBitrate } = SIMULCAST_LAYERS[i] as (typeof SIMULCAST_LAYERS)[number];
+    encodings.push({ rid, scaleResolutionDownBy: scale, maxBitrate });
+    layers.push({
+      rid,
+      width: Math.floor(width / scale),
+      height: Math.floor(height / scale),
+      max_bitrate: maxBitrate,
+    });
+  });
+  return { encodings, layers };
+}
+
+/**
+ * Which of a simulcast sender's encodings (their RIDs, lowest first) stay on when the SFU
+ * names `wanted` (its `layers` message): those named, and the lowest always, so a viewer
+ * always has a picture to fall back to. Pure.
+ */
+export function activeEncodings(rids: ReadonlyArray<string | undefined>, wanted: readonly string[]): boolean[] {
+  return rids.map((rid, i) => i === 0 || (rid !== undefined && wanted.includes(rid)));
+}
+
+/** A stage video as the page shows it (`OnstageMeeting.setTiles`), in device pixels. */
+export interface Tile {
+  userId: string;
+  width: number;
+  height: number;
+}
+
+/**
+ * The `media.tiles` list for `tiles`: sides rounded and kept within 0..`MAX_TILE_SIDE`, a
+ * tile whose size is not a number left out (its video then gets what the bandwidth
+ * carries). Pure.
+ */
+export function tileSizes(tiles: readonly Tile[]): TileSize[] {
+  const side = (x: number) => Math.min(MAX_TILE_SIDE, Math.max(0, Math.round(x)));
+  return tiles
+    .filter((t) => !Number.isNaN(t.width) && !Number.isNaN(t.height))
+    .map((t) => ({ user_id: t.userId, width: side(t.width), height: side(t.height) }));
+}
+
 /** Resolves once ICE gathering is complete (the SFU takes one offer, no trickle), or after `ms`. */
 export function gatheringComplete(pc: RTCPeerConnection, ms = 3000): Promise<void> {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -151,8 +224,16 @@ export interface BrowserMediaOptions {
   getUserMedia?: (constraints: MediaStreamConstraints) => Promise<MediaStream>;
   /** Defaults to the global `RTCPeerConnection`. */
   peerConnection?: new (config: RTCConfiguration) => RTCPeerConnection;
-  /** What to capture when going on stage. */
+  /**
+   * What to capture when going on stage; by default sound and a camera at 1280x720 if it
+   * can (ideal constraints: any camera is taken).
+   */
   constraints?: MediaStreamConstraints;
+  /**
+   * Send a camera of 640x360 or more as simulcast layers (`simulcastPlan`), so that each
+   * viewer gets the one its tile and network take (default true); false: one encoding.
+   */
+  simulcast?: boolean;
   /**
    * How long an offer waits for the browser's own ICE candidates (ms; default 0). The SFU
    * needs none: it answers with its addresses and learns the browser's from its
@@ -162,6 +243,12 @@ export interface BrowserMediaOptions {
 }
 
 type Listener = () => void;
+
+/** Sound, and a camera at 1280x720 where it can (enough for three simulcast layers). */
+const DEFAULT_CONSTRAINTS: MediaStreamConstraints = {
+  audio: true,
+  video: { width: { ideal: 1280 }, height: { ideal: 720 } },
+};
 
 /**
  * The stage's media in a browser. Follows the meeting: publishes while ON_STAGE (asking
@@ -180,6 +267,11 @@ export class BrowserStageMedia {
   camera = true;
 
   private publisher: RTCPeerConnection | null = null;
+  /** The publication's simulcast video sender, while there is one. */
+  private simulcastSender: RTCRtpSender | null = null;
+  /** The RIDs the SFU last named for this publication (`layers`); null: not told yet. */
+  private wantedRids: string[] | null = null;
+  private layersPending: Promise<void> = Promise.resolve();
   private subscriptions = new Map<string, RTCPeerConnection>();
   private pending: Promise<void> = Promise.resolve();
   private readonly listeners = new Set<Listener>();
@@ -202,6 +294,14 @@ export class BrowserStageMedia {
         if (e['user_id'] === meeting.userId) void this.setMic(false);
       }),
     );
+    if (meeting.onLayers) {
+      this.unsubscribe.push(
+        meeting.onLayers((rids) => {
+          this.wantedRids = rids;
+          this.applyLayers();
+        }),
+      );
+    }
     this.follow();
   }
 
@@ -322,25 +422,44 @@ export class BrowserStageMedia {
 
   private async startPublisher(): Promise<void> {
     const getUserMedia = this.options.getUserMedia ?? ((c) => navigator.mediaDevices.getUserMedia(c));
-    const stream = await getUserMedia(this.options.constraints ?? { audio: true, video: { width: 1280, height: 720 } });
+    const stream = await getUserMedia(this.options.constraints ?? DEFAULT_CONSTRAINTS);
     const pc = this.newPeer();
     this.publisher = pc;
     this.localStream = stream;
+    this.wantedRids = null;
+    let layers: VideoLayer[] = [];
     try {
       for (const track of stream.getTracks()) {
-        const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+        const plan =
+          track.kind === 'video' && this.options.simulcast !== false
+            ? simulcastPlan(track.getSettings().width, track.getSettings().height)
+            : null;
+        const transceiver = pc.addTransceiver(track, {
+          direction: 'sendonly',
+          streams: [stream],
+          ...(plan ? { sendEncodings: plan.encodings } : {}),
+        });
         if (track.kind === 'video') {
           const prefs = h264Preferences(RTCRtpSender.getCapabilities('video')?.codecs ?? []);
           if (!prefs) throw Object.assign(new Error('this browser cannot send H.264 video'), { name: 'unsupported' });
           transceiver.setCodecPreferences(prefs);
         }
+        if (plan) {
+          layers = plan.layers;
+          this.simulcastSender = transceiver.sender;
+        }
       }
       this.applyTrackSwitches();
       await pc.setLocalDescription(await pc.createOffer());
       await gatheringComplete(pc, this.options.candidateWaitMs ?? 0);
-      const answer = (await this.meeting.call('media.publish', { sdp: pc.localDescription?.sdp ?? '' })) as { sdp: string };
+      const sdp = pc.localDescription?.sdp ?? '';
+      const answer = (await this.meeting.call('media.publish', layers.length ? { sdp, layers } : { sdp })) as {
+        sdp: string;
+      };
       if (this.publisher !== pc) return; // left the stage meanwhile
       await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+      // The SFU may have named the layers it wants before the answer was taken.
+      this.applyLayers();
       await this.tellState();
       this.problem = null;
     } catch (e) {
@@ -351,9 +470,32 @@ export class BrowserStageMedia {
     }
   }
 
+  /**
+   * Turns the simulcast encodings the SFU did not name off (the browser stops encoding
+   * them) and those it names on, never the lowest; one change at a time, in order. A
+   * sender that refuses keeps encoding as it was: that costs CPU, not the picture.
+   */
+  private applyLayers(): void {
+    this.layersPending = this.layersPending.then(async () => {
+      const sender = this.simulcastSender;
+      const wanted = this.wantedRids;
+      if (!sender || wanted === null || this.publisher?.remoteDescription == null) return;
+      const params = sender.getParameters();
+      const active = activeEncodings(
+        params.encodings.map((e) => e.rid),
+        wanted,
+      );
+      if (params.encodings.every((e, i) => (e.active ?? true) === active[i])) return;
+      params.encodings.forEach((e, i) => (e.active = active[i] ?? true));
+      await sender.setParameters(params).catch(() => undefined);
+    });
+  }
+
   private stopPublisher(): void {
     const pc = this.publisher;
     this.publisher = null;
+    this.simulcastSender = null;
+    this.wantedRids = null;
     this.localStream?.getTracks().forEach((t) => t.stop());
     this.localStream = null;
     if (pc) {

@@ -66,6 +66,8 @@ describe("meeting", () => {
       "connectionState",
       "endReason",
       "token",
+      "setTiles",
+      "onLayers",
     ]) {
       expect(names).toContain(name);
     }
@@ -182,5 +184,59 @@ describe("meeting", () => {
       event: { kind: "stage_status_changed", user_id: "b", status: "REQUESTED_TO_JOIN_STAGE", reason: "requested", requested_at: 7 },
     });
     expect(meeting.stage.accessRequests).toEqual([{ user_id: "b", name: "Bo", requested_at: 7 }]);
+  });
+
+  it("tiles_go_out_as_media_tiles_and_layers_reach_their_listeners", async () => {
+    const joining = OnstageMeeting.join("http://h:1", "t", { WebSocket: FakeSocket, fetch: null });
+    const server = FakeSocket.last();
+    server.receive({
+      type: "welcome",
+      meeting_id: "m1",
+      user_id: "v",
+      peer_id: "p-v",
+      resumed: false,
+      preset: { name: "host", stage_access: "ALLOWED" },
+      grace_ms: 30000,
+      snapshot: { seq: 0, max_on_stage: 25, participants: [], queue: [] },
+    });
+    const meeting = await joining;
+    const setting = meeting.setTiles([
+      { userId: "a", width: 1279.6, height: 720 },
+      { userId: "b", width: 0, height: 0 },
+    ]);
+    expect(server.sent[server.sent.length - 1]).toBe(
+      `{"id":1,"call":"media.tiles","tiles":[{"user_id":"a","width":1280,"height":720},{"user_id":"b","width":0,"height":0}]}`,
+    );
+    server.reply(1, null);
+    await expect(setting).resolves.toBeUndefined();
+
+    const events: string[] = [];
+    meeting.onAny((e) => events.push(e.event));
+    await vi.advanceTimersByTimeAsync(0);
+    const heard: string[][] = [];
+    const stop = meeting.onLayers((rids) => heard.push(rids));
+    meeting.onLayers(() => {
+      throw new Error("an app's bug");
+    });
+    // The SDK hands a listener's exception back to the app on a microtask of its own.
+    const rethrown: (() => void)[] = [];
+    const spy = vi.spyOn(globalThis, "queueMicrotask").mockImplementation((fn) => {
+      rethrown.push(fn);
+    });
+    try {
+      server.receive({ type: "layers", rids: ["q", "h"] });
+      // A message of a type this SDK does not know is reported, never thrown.
+      server.receive({ type: "layers2", rids: ["q"] });
+      server.receive({ type: "layers", rids: "q" });
+      stop();
+      server.receive({ type: "layers", rids: ["q"] });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(rethrown).toHaveLength(2);
+    expect(() => rethrown[0]?.()).toThrow("an app's bug");
+    expect(heard).toEqual([["q", "h"]]);
+    expect(events).toEqual(["protocolError", "protocolError"]);
+    expect(meeting.connected()).toBe(true);
   });
 });

@@ -12,6 +12,7 @@ import {
 import { Emitter, type AnyListener, type Listener } from "./emitter.js";
 import { OnstageError } from "./errors.js";
 import type { ConnectionState, MeetingEventName, StageEventName } from "./events.js";
+import { tileSizes, type Tile } from "./media.js";
 import type {
   AccessRequest,
   CallArgs,
@@ -241,6 +242,27 @@ export class OnstageMeeting {
   /** Mutes an ON_STAGE participant's microphone; it may unmute itself. */
   async muteParticipant(userId: string): Promise<void> {
     await this.connection.call("media.muteParticipant", { user_id: userId });
+  }
+
+  /**
+   * Tells the SFU how large each stage video is shown here (`media.tiles`), in device
+   * pixels (CSS size x `devicePixelRatio`): it then sends no larger a simulcast layer than
+   * fills a tile, and no video at all for a tile of 0x0 (a hidden page, a tile out of
+   * view). A video not listed gets what the bandwidth carries. Each call replaces the last.
+   * Sizes are rounded and kept within 0..`MAX_TILE_SIDE`; a tile whose size is not a
+   * number is left out.
+   */
+  async setTiles(tiles: readonly Tile[]): Promise<void> {
+    await this.connection.call("media.tiles", { tiles: tileSizes(tiles) });
+  }
+
+  /**
+   * Listens to the SFU's word on this participant's simulcast video (`layers`): the RIDs
+   * some viewer takes now, the lowest always among them. `BrowserStageMedia` pauses the
+   * others; returns what stops the listener.
+   */
+  onLayers(listener: (rids: string[]) => void): () => void {
+    return this.connection.onLayers(listener);
   }
 
   /**

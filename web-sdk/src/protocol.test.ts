@@ -50,6 +50,7 @@ describe("protocol", () => {
       "media.unsubscribe",
       "media.state",
       "media.muteParticipant",
+      "media.tiles",
     ]);
   });
 
@@ -121,6 +122,23 @@ describe("protocol", () => {
     });
   });
 
+  it("simulcast_wire_shapes", () => {
+    const layers = [
+      { rid: "q", width: 320, height: 180, max_bitrate: 150000 },
+      { rid: "h", width: 640, height: 360, max_bitrate: 450000 },
+    ];
+    expect(encodeRequest(5, "media.publish", { sdp: "v=0", layers })).toBe(
+      `{"id":5,"call":"media.publish","sdp":"v=0","layers":[{"rid":"q","width":320,"height":180,"max_bitrate":150000},` +
+        `{"rid":"h","width":640,"height":360,"max_bitrate":450000}]}`,
+    );
+    expect(encodeRequest(6, "media.publish", { sdp: "v=0" })).toBe(`{"id":6,"call":"media.publish","sdp":"v=0"}`);
+    expect(encodeRequest(7, "media.tiles", { tiles: [{ user_id: "u", width: 640, height: 360 }] })).toBe(
+      `{"id":7,"call":"media.tiles","tiles":[{"user_id":"u","width":640,"height":360}]}`,
+    );
+    expect(decoded({ type: "layers", rids: ["q", "h"] })).toEqual({ type: "layers", rids: ["q", "h"] });
+    expect(decoded({ type: "layers", rids: [] })).toEqual({ type: "layers", rids: [] });
+  });
+
   it("what_does_not_decode_says_where", () => {
     const cases: [string, string][] = [
       ["{", "not valid JSON"],
@@ -131,6 +149,8 @@ describe("protocol", () => {
       [`{"type":"reply","id":1,"ok":"yes"}`, "reply.ok"],
       [`{"type":"goodbye","reason":"bored"}`, "goodbye.reason"],
       [`{"type":"error","error":{"code":"oops","message":"x"}}`, "error.code"],
+      [`{"type":"layers"}`, "layers.rids"],
+      [`{"type":"layers","rids":["q",1]}`, "layers.rids[1]"],
     ];
     for (const [text, where] of cases) {
       const d = decodeServerMessage(text);

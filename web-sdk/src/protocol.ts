@@ -264,7 +264,32 @@ export type ServerMessage =
   | { type: "event"; seq: number; event: RoomEvent }
   | { type: "error"; error: ErrorBody }
   | { type: "media"; event: MediaEvent }
+  /**
+   * To a publisher of simulcast video: the layers (by RID) some viewer takes now, the
+   * lowest always among them; the others may be paused until named again.
+   */
+  | { type: "layers"; rids: string[] }
   | { type: "goodbye"; reason: CloseReason };
+
+/** One simulcast layer of a published video, as its publisher describes it (`media.publish`). */
+export interface VideoLayer {
+  /** Its RTP stream id (`a=rid`), e.g. `q`, `h`, `f`. */
+  rid: string;
+  width: number;
+  height: number;
+  /** The most it is encoded at, in bit/s. */
+  max_bitrate: number;
+}
+
+/** How large one participant's video is shown, in device pixels (`media.tiles`). */
+export interface TileSize {
+  user_id: string;
+  width: number;
+  height: number;
+}
+
+/** The largest tile side `media.tiles` takes; a larger one is `bad_request`. */
+export const MAX_TILE_SIDE = 16_384;
 
 /** Each call a client can make: its arguments and what a successful reply carries. */
 export interface Calls {
@@ -284,12 +309,14 @@ export interface Calls {
   "meeting.end": { args: Record<string, never>; result: null };
   "meeting.removeParticipant": { args: { user_id: string }; result: null };
   "meeting.setPreset": { args: { user_id: string; preset: string }; result: null };
-  "media.publish": { args: { sdp: string }; result: { sdp: string } };
+  /** `layers`: a simulcast offer's layers, lowest first. */
+  "media.publish": { args: { sdp: string; layers?: VideoLayer[] }; result: { sdp: string } };
   "media.unpublish": { args: Record<string, never>; result: null };
   "media.subscribe": { args: { user_id: string; sdp: string }; result: { sdp: string } };
   "media.unsubscribe": { args: { user_id: string }; result: null };
   "media.state": { args: { audio: boolean; video: boolean }; result: null };
   "media.muteParticipant": { args: { user_id: string }; result: null };
+  "media.tiles": { args: { tiles: TileSize[] }; result: null };
 }
 
 export type CallName = keyof Calls;
@@ -320,6 +347,12 @@ function obj(v: unknown, path: string): Obj {
 function str(o: Obj, key: string, path: string): string {
   const v = o[key];
   if (typeof v !== "string") fail(`${path}.${key}`, "a string");
+  return v;
+}
+
+/** A string item of a list. */
+function text(v: unknown, path: string): string {
+  if (typeof v !== "string") fail(path, "a string");
   return v;
 }
 
@@ -575,6 +608,8 @@ function readServerMessage(value: unknown): ServerMessage {
       return { type, error: readErrorBody(o.error) };
     case "media":
       return { type, event: readMediaEvent(o.event, "media.event") };
+    case "layers":
+      return { type, rids: list(o, "rids", "layers", text) };
     case "goodbye":
       return { type, reason: oneOf(o, "reason", "goodbye", CLOSE_REASONS) };
     default:
@@ -620,6 +655,7 @@ export const RESULT_READERS: { [N in CallName]: (v: Json) => CallResult<N> } = {
   "media.unsubscribe": readNothing,
   "media.state": readNothing,
   "media.muteParticipant": readNothing,
+  "media.tiles": readNothing,
 };
 
 export const CALL_NAMES = Object.keys(RESULT_READERS) as CallName[];
