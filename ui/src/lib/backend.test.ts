@@ -61,11 +61,14 @@ describe('tauriBackend', () => {
     await tauriBackend.muteParticipant('u2');
     await tauriBackend.setPreset('u3', 'host');
     await tauriBackend.revokeRoleLink('viewer');
+    await tauriBackend.setTiles([{ user_id: 'u1', width: 640, height: 360 }]);
     expect(calls).toEqual([
       { cmd: 'remove_participant', args: { userId: 'u1' } },
       { cmd: 'mute_participant', args: { userId: 'u2' } },
       { cmd: 'set_preset', args: { userId: 'u3', preset: 'host' } },
       { cmd: 'revoke_role_link', args: { preset: 'viewer' } },
+      // The sizes inside keep the wire's field names (serde reads them as they are).
+      { cmd: 'set_tiles', args: { tiles: [{ user_id: 'u1', width: 640, height: 360 }] } },
     ]);
   });
 

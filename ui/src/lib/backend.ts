@@ -22,6 +22,7 @@ import type {
   Session,
   StageStatus,
   StreamMap,
+  TileSize,
   Unlisten,
 } from './types';
 
@@ -69,6 +70,11 @@ export interface Backend {
   muteParticipant(userId: string): Promise<void>;
   /** Another preset for a participant, e.g. `host` to hand over the meeting. */
   setPreset(userId: string, preset: string): Promise<void>;
+  /**
+   * How large each stage video is shown, in device pixels (0x0: not seen), so that the
+   * SFU sends no larger a layer than fills it. Each call replaces the last.
+   */
+  setTiles(tiles: TileSize[]): Promise<void>;
   /**
    * Opens the picture stream. `onPicture` gets every well-formed picture; a malformed
    * message goes to `onBadPicture` and the stream carries on.
@@ -134,6 +140,7 @@ export const tauriBackend: Backend = {
   removeParticipant: (userId) => invoke('remove_participant', { userId }),
   muteParticipant: (userId) => invoke('mute_participant', { userId }),
   setPreset: (userId, preset) => invoke('set_preset', { userId, preset }),
+  setTiles: (tiles) => invoke('set_tiles', { tiles }),
   videoChannel: async (onPicture, onBadPicture) => {
     const { url } = await invoke<{ url: string }>('video_socket');
     openPictureSocket(url, { onPicture, onBadPicture });

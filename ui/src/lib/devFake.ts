@@ -233,6 +233,12 @@ export function createDevFakeBackend(): Backend {
       if (p) p.preset = preset;
       changed();
     },
+    // The fake's pictures are one small size whatever the tiles; the last sizes are kept
+    // for a look in the console (`window.onstageTiles`).
+    setTiles: async (tiles) => {
+      live();
+      (window as unknown as { onstageTiles?: unknown }).onstageTiles = tiles;
+    },
     videoChannel: async (onPicture, onBadPicture) => {
       let frame = 0;
       window.setInterval(() => {

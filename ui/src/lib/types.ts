@@ -144,6 +144,16 @@ export interface DeviceSelection {
 }
 
 /**
+ * How large one stage video is shown here, in device pixels (`set_tiles`); 0x0: not seen
+ * (a hidden window, a tile out of view).
+ */
+export interface TileSize {
+  user_id: string;
+  width: number;
+  height: number;
+}
+
+/**
  * How to join a server's meeting. A personal invitation (link or token) carries the name
  * the host gave it, and that is the name everyone sees: no name goes with it. A role link
  * (`invite=`, one link for anyone) needs the guest's own `name`.

@@ -49,6 +49,7 @@ function mediaMeetingOf(m: OnstageMeeting): MediaMeeting {
     iceServers: () => m.iceServers(),
     call: (name, args) => m.call(name as CallName, (args ?? {}) as never),
     on: (event, listener) => m.on(event as MeetingEventName, listener as never),
+    onLayers: (listener) => m.onLayers(listener),
   };
 }
 
@@ -383,6 +384,8 @@ export function createWebBackend(env: WebEnvironment = browserEnvironment()): Ba
     removeParticipant: (userId) => live().meeting.removeParticipant(userId),
     muteParticipant: (userId) => live().meeting.muteParticipant(userId),
     setPreset: (userId, preset) => live().meeting.setPreset(userId, preset),
+    setTiles: (tiles) =>
+      live().meeting.setTiles(tiles.map((t) => ({ userId: t.user_id, width: t.width, height: t.height }))),
     // Pictures come as `MediaStream`s here (`onStreams`), played by <video> elements.
     videoChannel: async () => undefined,
     onStreams: (cb) => streamListeners.add(cb),
