@@ -20,7 +20,8 @@ from harness import OUT, ROOT, Bot, frames, gone, log, run_scenarios, shot, test
 from browser import chromium, lab_server  # noqa: E402
 
 # Before the app's own scripts run: every track the page captures is kept, so the test can
-# tell the camera and microphone were asked for only on going on stage, and let go after.
+# tell the camera and microphone were asked for only on going on stage, and let go after;
+# and every `media.tiles` call the page sends is kept, to check the sizes it tells the SFU.
 KEEP_TRACKS = """
 window.__captured = [];
 const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
@@ -29,7 +30,28 @@ navigator.mediaDevices.getUserMedia = async (constraints) => {
   window.__captured.push(...stream.getTracks());
   return stream;
 };
+window.__tiles = [];
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  if (typeof data === 'string' && data.includes('"media.tiles"')) window.__tiles.push(JSON.parse(data).tiles);
+  return send.call(this, data);
+};
 """
+
+
+def told_tiles(driver, uid):
+    """Waits for the page to tell the SFU the size of `uid`'s tile as it shows it (device
+    pixels: its CSS box x devicePixelRatio, within a pixel); returns what it told."""
+    size = ("const r = document.querySelector(`[data-testid='tile-${arguments[0]}']`).getBoundingClientRect();"
+            "return [Math.round(r.width * devicePixelRatio), Math.round(r.height * devicePixelRatio)];")
+
+    def check(d):
+        told = d.execute_script("return window.__tiles.at(-1) || null")
+        width, height = d.execute_script(size, uid)
+        mine = [t for t in told or [] if t["user_id"] == uid]
+        return (mine and abs(mine[0]["width"] - width) <= 1 and abs(mine[0]["height"] - height) <= 1
+                and width > 0 and told)
+    return until(driver, check, f"the size of {uid}'s tile told to the SFU")
 
 
 def open_app(link, deny_devices=False):
@@ -99,6 +121,9 @@ def app_viewer_scenario():
         until(driver, lambda d: status(d) == "OFF_STAGE", "the meeting, as a viewer")
         first, later = moving_tile(driver, sam.user_id, "the bot speaker", more=30)
         log("browser app: the bot's tile", first, "->", later)
+        told = told_tiles(driver, sam.user_id)
+        log("browser app: tiles told to the SFU", told)
+        assert [t["user_id"] for t in told] == [sam.user_id], told
         sound_plays(driver, "the bot speaker")
         assert live_tracks(driver) == [0, 0], "a viewer captures nothing"
 

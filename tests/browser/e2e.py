@@ -3,7 +3,7 @@ WebRTC, libwebrtc) through chromedriver, against a real server and `onstage bot`
 server runs on a second host of a LAN (a network namespace, tests/app/harness.py LanLab),
 so media crosses a real link, never loopback. Run by scripts/e2e-browser.sh.
 
-    python3 tests/browser/e2e.py [viewer|speaker|host|denied ...]
+    python3 tests/browser/e2e.py [viewer|speaker|host|denied|simulcast ...]
 """
 
 import os
@@ -170,8 +170,74 @@ def denied_scenario():
         close()
 
 
+# The layers a 1280x720 camera is sent as (web-sdk simulcastPlan): RID -> picture size.
+SIMULCAST = {"q": (320, 180), "h": (640, 360), "f": (1280, 720)}
+
+
+def simulcast_scenario():
+    """A browser speaker whose camera gives 1280x720 publishes it as three simulcast layers:
+    its offer has `a=simulcast:send q;h;f`, and Chromium's own statistics show an
+    outbound-rtp stream per RID, each H.264 and each encoding frames at its size (320x180,
+    640x360, 1280x720) and sending them. A bot viewer decodes the browser's video."""
+    server, add, close = lab_server()
+    pages = PageServer()
+    browser = viewer = None
+    try:
+        viewer = Bot(server.url, add("Vic Viewer", "viewer")["token"], media="synthetic",
+                     extra=["--fingerprint", server.fingerprint])
+        browser = Browser(pages, server.url, params={"video": "1280x720"})
+        me = browser.run("return t.join(args[0])", add("Sia Simulcast", "speaker")["token"])
+        assert browser.run("return t.meeting.stage.join()") == "ON_STAGE"
+
+        def sent():
+            raw = browser.run("return t.rawStats(null)")
+            if not raw:
+                return {}, {}, ""
+            codecs = {r["id"]: r.get("mimeType") for r in raw["reports"] if r["type"] == "codec"}
+            video = {r["rid"]: r for r in raw["reports"]
+                     if r["type"] == "outbound-rtp" and r.get("kind") == "video" and "rid" in r}
+            return video, codecs, raw["offer"] or ""
+
+        first = browser.until(lambda: (lambda v: set(v) == set(SIMULCAST)
+                                       and all(r.get("framesEncoded", 0) > 0 for r in v.values()) and v)(
+            sent()[0]), "an outbound-rtp stream per RID, each encoding")
+        time.sleep(3)
+        later, codecs, offer = sent()
+        assert "a=simulcast:send q;h;f" in offer, offer
+        for rid in SIMULCAST:
+            assert f"a=rid:{rid} send" in offer, (rid, offer)
+        summary = {}
+        for rid, (width, height) in SIMULCAST.items():
+            a, b = first[rid], later[rid]
+            summary[rid] = {k: b.get(k) for k in ("frameWidth", "frameHeight", "framesEncoded", "framesSent",
+                                                   "bytesSent", "qualityLimitationReason")}
+            assert codecs.get(b.get("codecId")) == "video/H264", (rid, codecs, b.get("codecId"))
+            assert b.get("framesEncoded", 0) >= a.get("framesEncoded", 0) + 15, (rid, a, b)
+            assert b.get("framesSent", 0) > a.get("framesSent", 0) and b.get("bytesSent", 0) > a.get("bytesSent", 0), \
+                (rid, a, b)
+            # The browser may scale a layer down when the CPU is short; never up.
+            assert 0 < b.get("frameWidth", 0) <= width and 0 < b.get("frameHeight", 0) <= height, (rid, b)
+        log("browser simulcast layers", summary)
+        assert later["f"]["frameWidth"] > later["h"]["frameWidth"] > later["q"]["frameWidth"], summary
+
+        def from_browser():
+            return viewer.call("media.stats")["received"].get(me, {})
+        got = browser.until(lambda: (lambda r: r.get("video_frames", 0) >= 30 and r)(from_browser()),
+                            "the bot viewer to decode the browser's video")
+        log("bot viewer from the simulcast browser",
+            {k: got.get(k) for k in ("video_frames", "width", "height", "fps", "decode_errors")})
+        assert got["decode_errors"] == 0, got
+        assert (got.get("width"), got.get("height")) in SIMULCAST.values(), got
+    finally:
+        for part in (viewer, browser):
+            if part:
+                (part.stop if part is viewer else part.quit)()
+        pages.stop()
+        close()
+
+
 SCENARIOS = {"viewer": viewer_scenario, "speaker": speaker_scenario, "host": host_scenario,
-             "denied": denied_scenario}
+             "denied": denied_scenario, "simulcast": simulcast_scenario}
 
 
 if __name__ == "__main__":

@@ -64,8 +64,14 @@ class Stage:
         self.parts.append(bot)
         return bot
 
-    def browser(self, **options):
-        browser = Browser(self.pages, self.server.url, **options)
+    def browser(self, simulcast=False, **options):
+        """A browser on the test page. Its camera goes out as one encoding unless
+        `simulcast`: each scenario here is about one stream's recovery, measured on its one
+        outbound-rtp report (the simulcast layers are e2e.py's `simulcast`)."""
+        params = dict(options.pop("params", None) or {})
+        if not simulcast:
+            params["simulcast"] = "0"
+        browser = Browser(self.pages, self.server.url, params=params, **options)
         self.parts.append(browser)
         return browser
 
