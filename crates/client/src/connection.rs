@@ -61,6 +61,9 @@ pub(crate) enum Command {
 /// State shared by the handles and the task.
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// The simulcast layers (RIDs) the SFU last said anyone takes of our video (`None`:
+    /// it has not said, so every layer is wanted).
+    pub(crate) wanted_layers: tokio::sync::watch::Sender<Option<Vec<String>>>,
 }
 
 pub(crate) struct State {
@@ -103,6 +106,7 @@ impl Shared {
                 finished: false,
                 ended: None,
             }),
+            wanted_layers: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -633,6 +637,11 @@ impl Driver {
             ServerMessage::Media { event } => {
                 self.shared
                     .publish(|state| vec![state.mirror.on_media(event)]);
+                None
+            }
+            ServerMessage::Layers { rids } => {
+                tracing::debug!(?rids, "the SFU wants these layers of our video");
+                self.shared.wanted_layers.send_replace(Some(rids));
                 None
             }
             ServerMessage::Error { error } => {

@@ -485,7 +485,26 @@ impl Meeting {
     /// Offers to publish (sendonly audio and/or video); returns the SFU's answer. Only
     /// while ON_STAGE (`invalid_state` otherwise).
     pub async fn publish_offer(&self, sdp: String) -> Result<String, ClientError> {
-        sdp_result("media.publish", self.call(Call::Publish { sdp }).await?)
+        self.publish_offer_with_layers(sdp, Vec::new()).await
+    }
+
+    /// [`Meeting::publish_offer`] for a simulcast video: `layers` describes its layers,
+    /// lowest first (their RIDs as in the offer's `a=simulcast:send`).
+    pub async fn publish_offer_with_layers(
+        &self,
+        sdp: String,
+        layers: Vec<onstage_proto::VideoLayer>,
+    ) -> Result<String, ClientError> {
+        sdp_result(
+            "media.publish",
+            self.call(Call::Publish { sdp, layers }).await?,
+        )
+    }
+
+    /// The simulcast layers (RIDs) of our video that the SFU last said anyone takes
+    /// (`None` until it says: every layer is wanted). The others need not be encoded.
+    pub fn wanted_layers(&self) -> tokio::sync::watch::Receiver<Option<Vec<String>>> {
+        self.inner.shared.wanted_layers.subscribe()
     }
 
     /// Stops publishing.
@@ -518,6 +537,14 @@ impl Meeting {
         self.call(Call::MediaState { audio, video })
             .await
             .map(|_| ())
+    }
+
+    /// Tells the SFU how large each stage video is shown here (`media.tiles`), so that it
+    /// sends no larger a simulcast layer than fills a tile, and no video for a tile of 0x0
+    /// (a hidden window). Each call replaces the last; a video not listed gets what the
+    /// bandwidth carries.
+    pub async fn set_tiles(&self, tiles: Vec<onstage_proto::TileSize>) -> Result<(), ClientError> {
+        self.call(Call::Tiles { tiles }).await.map(|_| ())
     }
 
     /// Stops receiving `user_id`'s media.

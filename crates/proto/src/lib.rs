@@ -30,7 +30,7 @@ pub use link::{Fingerprint, FingerprintError, InviteLink, LinkError};
 pub use signal::{
     Call, CallResult, ClientMessage, CloseReason, IceServer, LeaveReason, MediaEvent, MediaKinds,
     ParticipantInfo, PublishedMedia, Request, RoomEvent, RoomSnapshot, ServerMessage,
-    StageChangeReason, Welcome,
+    StageChangeReason, TileSize, VideoLayer, Welcome, MAX_TILE_SIDE,
 };
 pub use stage::{AccessRequest, Preset, StageAccess, StageStatus};
 

@@ -60,9 +60,16 @@ pub enum Call {
     #[serde(rename = "meeting.setPreset")]
     SetPreset { user_id: UserId, preset: String },
     /// Start publishing: a WebRTC offer (sendonly audio and/or video). Only while ON_STAGE;
-    /// the reply carries the SFU's answer.
+    /// the reply carries the SFU's answer. A simulcast video (`a=simulcast:send` with
+    /// `a=rid` lines) describes its layers in `layers`; the SFU measures their bitrates
+    /// itself and, without a description, takes the usual meaning of the RIDs `q`, `h`
+    /// and `f` (a quarter, half and full 1280x720).
     #[serde(rename = "media.publish")]
-    Publish { sdp: String },
+    Publish {
+        sdp: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        layers: Vec<VideoLayer>,
+    },
     /// Stop publishing (the server also stops on its own when the caller leaves the stage).
     #[serde(rename = "media.unpublish")]
     Unpublish,
@@ -83,7 +90,35 @@ pub enum Call {
     /// `media.state` with `audio: true` lifts the hold.
     #[serde(rename = "media.muteParticipant")]
     MuteParticipant { user_id: UserId },
+    /// How large the caller shows each stage video now, in device pixels: the SFU sends
+    /// no larger a simulcast layer than fills a tile, and no video for a tile of 0x0 (a
+    /// hidden window). A video not listed takes what the caller's bandwidth carries. Each
+    /// call replaces the last; not told to anyone.
+    #[serde(rename = "media.tiles")]
+    Tiles { tiles: Vec<TileSize> },
 }
+
+/// One simulcast layer of a published video, as its publisher describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoLayer {
+    /// Its RTP stream id (`a=rid`), e.g. `q`, `h`, `f`.
+    pub rid: String,
+    pub width: u32,
+    pub height: u32,
+    /// The bitrate it is encoded at, at most, in bit/s.
+    pub max_bitrate: u64,
+}
+
+/// How large one participant's video is shown, in device pixels (`media.tiles`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileSize {
+    pub user_id: UserId,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The largest tile side `media.tiles` takes (an 8K screen's width, twice).
+pub const MAX_TILE_SIDE: u32 = 16_384;
 
 impl Call {
     /// The call's wire name, e.g. `stage.join`.
@@ -108,6 +143,7 @@ impl Call {
             Call::Unsubscribe { .. } => "media.unsubscribe",
             Call::MediaState { .. } => "media.state",
             Call::MuteParticipant { .. } => "media.muteParticipant",
+            Call::Tiles { .. } => "media.tiles",
         }
     }
 
@@ -121,6 +157,7 @@ impl Call {
                 | Call::Unsubscribe { .. }
                 | Call::MediaState { .. }
                 | Call::MuteParticipant { .. }
+                | Call::Tiles { .. }
         )
     }
 
@@ -225,6 +262,7 @@ pub const KNOWN_CALLS: &[&str] = &[
     "media.unsubscribe",
     "media.state",
     "media.muteParticipant",
+    "media.tiles",
 ];
 
 /// What a successful call returns.
@@ -569,6 +607,12 @@ pub enum ServerMessage {
     Media {
         event: MediaEvent,
     },
+    /// To a publisher of simulcast video: the layers (by RID) some viewer takes or is
+    /// about to take. The others may be paused (not encoded) until they are named again;
+    /// the lowest is always named. Sent whenever the set changes.
+    Layers {
+        rids: Vec<String>,
+    },
     /// The server is about to close the connection on purpose.
     Goodbye {
         reason: CloseReason,
@@ -642,7 +686,7 @@ mod tests {
     fn every_known_call_name_parses() {
         for name in KNOWN_CALLS {
             let text = format!(
-                r#"{{"id":1,"call":"{name}","user_ids":[],"user_id":"u","sdp":"v=0","audio":true,"video":false,"preset":"host"}}"#
+                r#"{{"id":1,"call":"{name}","user_ids":[],"user_id":"u","sdp":"v=0","audio":true,"video":false,"preset":"host","tiles":[]}}"#
             );
             let r = Request::parse(&text).expect(name);
             assert_eq!(r.call.name(), *name);

@@ -909,6 +909,21 @@ impl Room {
                 Ok(CallResult::Done)
             }
             Call::Unsubscribe { .. } => Ok(CallResult::Done),
+            Call::Tiles { tiles } => {
+                if let Some(t) = tiles.iter().find(|t| {
+                    t.width > onstage_proto::MAX_TILE_SIDE
+                        || t.height > onstage_proto::MAX_TILE_SIDE
+                }) {
+                    return Err(StageError::BadRequest(format!(
+                        "a tile of {}x{} for {} is larger than {max} on a side",
+                        t.width,
+                        t.height,
+                        t.user_id,
+                        max = onstage_proto::MAX_TILE_SIDE
+                    )));
+                }
+                Ok(CallResult::Done)
+            }
             Call::MuteParticipant { user_id } => {
                 require(
                     preset.may_kick(),

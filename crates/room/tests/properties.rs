@@ -90,7 +90,10 @@ fn call() -> impl Strategy<Value = Call> {
         1 => targets().prop_map(|user_ids| Call::Kick { user_ids }),
         1 => Just(Call::LeaveMeeting),
         1 => Just(Call::EndMeeting),
-        1 => Just(Call::Publish { sdp: String::new() }),
+        1 => Just(Call::Publish {
+            sdp: String::new(),
+            layers: Vec::new()
+        }),
         1 => Just(Call::Unpublish),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(audio, video)| Call::MediaState { audio, video }),
         1 => target().prop_map(|user_id| Call::Subscribe { user_id, sdp: String::new() }),
@@ -98,6 +101,10 @@ fn call() -> impl Strategy<Value = Call> {
         1 => target().prop_map(|user_id| Call::RemoveParticipant { user_id }),
         1 => (target(), prop::sample::select(vec!["host", "viewer", ""]))
             .prop_map(|(user_id, name)| Call::SetPreset { user_id, preset: name.into() }),
+        1 => (target(), prop::sample::select(vec![0u32, 320, 16_384, 16_385]))
+            .prop_map(|(user_id, side)| Call::Tiles {
+                tiles: vec![onstage_proto::TileSize { user_id, width: side, height: side / 2 }],
+            }),
     ]
 }
 
@@ -363,6 +370,14 @@ impl Model {
                 Self::index(user_id)
                     .filter(|t| self.present.contains_key(t))
                     .ok_or(ErrorCode::NotFound)?;
+                Ok(())
+            }
+            // Anyone may say how it shows videos; a tile over the largest side is refused.
+            Call::Tiles { tiles } => {
+                let max = onstage_proto::MAX_TILE_SIDE;
+                if tiles.iter().any(|t| t.width > max || t.height > max) {
+                    return Err(ErrorCode::BadRequest);
+                }
                 Ok(())
             }
             // A host only: both runs the stage and may kick (u5, a kicker, may not).

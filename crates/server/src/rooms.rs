@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::keeper::SeatKeeper;
 use crate::metrics::Metrics;
-use crate::sfu::{Sfu, SfuError};
+use crate::sfu::{Notice, NoticeSink, Sfu, SfuError, Tile};
 use crate::storage::Storage;
 
 /// Commands queued to one room task at most; senders wait beyond it.
@@ -983,6 +983,25 @@ impl RoomTask {
         }
     }
 
+    /// Where the SFU's notices for `user`'s publication go: straight onto the connection
+    /// that published (a notice is advisory: one that does not fit the queue is dropped,
+    /// and the next change says it again).
+    fn notice_sink(&self, user: &UserId, conn_id: u64) -> NoticeSink {
+        let tx = self
+            .conns
+            .get(user)
+            .filter(|c| c.id == conn_id)
+            .map(|c| c.tx.clone());
+        Box::new(move |notice| {
+            let message = match notice {
+                Notice::Layers(rids) => ServerMessage::Layers { rids },
+            };
+            if let Some(tx) = &tx {
+                let _ = tx.try_send(Outbound::Text(encode(&message)));
+            }
+        })
+    }
+
     /// Carries out a media call the room allowed. `Ok(Some)` answers now; `Ok(None)` means
     /// the SFU will answer (through [`Command::MediaAnswer`]).
     fn media_call(
@@ -1004,11 +1023,13 @@ impl RoomTask {
             'static,
             Result<(String, Option<MediaKinds>), SfuError>,
         > = match call {
-            Call::Publish { sdp } => {
+            Call::Publish { sdp, layers } => {
                 let Some(preset) = self.room.preset_of(user).cloned() else {
                     return Err(ErrorBody::new(ErrorCode::NotFound, "not in this meeting"));
                 };
-                let rx = sfu.publish_queued(self.key(user), sdp, preset.may_produce());
+                let notices = self.notice_sink(user, conn_id);
+                let rx =
+                    sfu.publish_queued(self.key(user), sdp, layers, preset.may_produce(), notices);
                 Box::pin(async move {
                     let publication = rx.await.unwrap_or(Err(SfuError::Closed))?;
                     Ok((publication.answer, Some(publication.kinds)))
@@ -1028,6 +1049,20 @@ impl RoomTask {
             }
             Call::MuteParticipant { user_id } => {
                 sfu.hold_audio(self.key(&user_id), true);
+                return Ok(Some(CallResult::Done));
+            }
+            Call::Tiles { tiles } => {
+                let tiles = tiles
+                    .into_iter()
+                    .map(|t| {
+                        let shown = (t.width > 0 && t.height > 0).then_some(Tile {
+                            width: t.width,
+                            height: t.height,
+                        });
+                        (t.user_id, shown)
+                    })
+                    .collect();
+                sfu.set_tiles(self.key(user), tiles);
                 return Ok(Some(CallResult::Done));
             }
             // Unmuting oneself lifts a host's hold.

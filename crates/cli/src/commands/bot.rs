@@ -170,6 +170,7 @@ pub async fn execute(
                 done(meeting.set_preset(&user_id, &preset).await?)
             }
             Call::MuteParticipant { user_id } => done(meeting.mute_participant(&user_id).await?),
+            Call::Tiles { tiles } => done(meeting.set_tiles(tiles).await?),
             // Signaling internals the SDK makes on the bot's behalf, not bot calls.
             Call::Snapshot
             | Call::Publish { .. }

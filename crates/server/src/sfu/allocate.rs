@@ -150,8 +150,9 @@ pub struct Allocation<K: Ord> {
     /// A layer, or `None` (paused), for every video given.
     pub layers: BTreeMap<K, Option<LayerIndex>>,
     /// The rate worth probing for: what the choice takes plus the next step a video would
-    /// climb to. Given to the bandwidth estimator as its target, so that a higher layer
-    /// is tried only when the path has shown it can carry it.
+    /// climb to, with the [`CLIMB_HEADROOM`] a climb asks of the estimate. Given to the
+    /// bandwidth estimator as its target, so that a higher layer is tried only when the
+    /// path has shown it can carry it.
     pub wanted: u64,
 }
 
@@ -160,6 +161,13 @@ impl<K: Ord + Clone> Allocator<K> {
         Self {
             current: BTreeMap::new(),
         }
+    }
+
+    /// Forgets what was chosen for `key`: its next allocation is a first sight, which takes
+    /// what the estimate carries at once. For a tile that changed size: the climb's hold
+    /// guards against a wavering estimate, not against a larger window.
+    pub fn reset(&mut self, key: &K) {
+        self.current.remove(key);
     }
 
     /// The choice for `estimate` bit/s, of which `audio` goes to sound, at `now`.
@@ -229,9 +237,14 @@ impl<K: Ord + Clone> Allocator<K> {
             .unwrap_or(0);
         Allocation {
             layers,
-            wanted: audio + taken + next_step,
+            wanted: audio + with_headroom(taken + next_step),
         }
     }
+}
+
+/// The estimate under which `video` bit/s fit with the climb's headroom.
+fn with_headroom(video: u64) -> u64 {
+    ((video as f64) / (1.0 - CLIMB_HEADROOM)).ceil() as u64
 }
 
 /// Carries a layer choice out for one forwarded video: packets of the layer being shown
@@ -467,12 +480,12 @@ mod tests {
         let got = a.allocate(200_000, 40_000, &videos, t0);
         // Paused (the lowest layer does not fit with headroom): probe for it.
         assert_eq!(got.layers["v"], None);
-        assert_eq!(got.wanted, 40_000 + L180.bitrate);
+        assert_eq!(got.wanted, 40_000 + with_headroom(L180.bitrate));
         let got = Allocator::new().allocate(700_000, 40_000, &videos, t0);
         assert_eq!(got.layers["v"], Some(1));
         assert_eq!(
             got.wanted,
-            40_000 + L720.bitrate,
+            40_000 + with_headroom(L720.bitrate),
             "360p taken, the step to 720p wanted"
         );
     }

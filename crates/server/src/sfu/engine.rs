@@ -21,9 +21,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use onstage_proto::{MediaKinds, MeetingId, UserId};
+use onstage_proto::{MediaKinds, MeetingId, UserId, VideoLayer};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
@@ -31,9 +32,29 @@ use str0m::net::{DatagramRecv, Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
+use super::allocate::{Allocator, LayerIndex, LayerSwitch, Pick, Tile, Video};
 use super::forward::{KeyframeThrottle, TrackForwarder, Verdict};
 use super::h264::starts_keyframe;
+use super::layers::{offered_rids, BitrateMeter, PublishedLayers};
 use super::SfuError;
+
+/// How often every viewer's layers are chosen again (the climb's hold is counted in these
+/// steps; a falling estimate or a new tile size is acted on at once).
+pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The bandwidth estimate a viewer's session starts from, before TWCC feedback has told
+/// better: enough for a middle layer, so the first picture comes fast and sharp enough.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
+
+/// What a publication's audio is taken to cost before it is measured, bit/s.
+const AUDIO_BITRATE: u64 = 40_000;
+
+/// A change the SFU tells a publisher (through its signaling connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The simulcast layers (RIDs) someone takes now: the others may pause.
+    Layers(Vec<String>),
+}
 
 /// A participant of a meeting: who owns a session.
 pub type ParticipantKey = (MeetingId, UserId);
@@ -115,14 +136,23 @@ struct Session {
 
 enum Role {
     Publication {
-        keyframes: KeyframeThrottle,
+        /// Keyframe requests, per video layer.
+        keyframes: Vec<KeyframeThrottle>,
         /// A host muted the publisher: its audio goes nowhere until it unmutes itself.
         audio_held: bool,
+        layers: PublishedLayers,
+        audio_meter: BitrateMeter,
     },
     Subscription {
         publisher: ParticipantKey,
         audio: Option<OutTrack>,
         video: Option<OutTrack>,
+        /// Which of the publisher's video layers this viewer is shown.
+        switch: LayerSwitch,
+        /// The session's bandwidth estimate (TWCC), bit/s, once there is one.
+        estimate: Option<u64>,
+        /// The rate last asked of the estimator (it probes towards it).
+        desired: u64,
     },
 }
 
@@ -136,6 +166,8 @@ struct OutTrack {
 /// What a publisher's packet needs to be forwarded: read once, written to every viewer.
 struct Incoming {
     kind: MediaKind,
+    /// The video layer (0 for audio, and for a video without simulcast).
+    layer: LayerIndex,
     seq: u64,
     timestamp: u32,
     marker: bool,
@@ -165,9 +197,15 @@ pub struct Engine {
     /// Sessions that had input since they were last polled.
     dirty: Vec<SessionId>,
     out: Vec<Datagram>,
+    notices: Vec<(ParticipantKey, Notice)>,
     stats: EngineStats,
     /// Sessions whose media travels over UDP and over TCP.
     over: [usize; 2],
+    /// How large each viewer shows each publisher's video (`media.tiles`), by viewer.
+    tiles: HashMap<ParticipantKey, HashMap<UserId, Option<Tile>>>,
+    /// Each viewer's layer allocator.
+    allocators: HashMap<ParticipantKey, Allocator<ParticipantKey>>,
+    next_allocation: Option<Instant>,
 }
 
 impl Engine {
@@ -187,8 +225,12 @@ impl Engine {
             routes: HashMap::new(),
             dirty: Vec::new(),
             out: Vec::new(),
+            notices: Vec::new(),
             stats: EngineStats::default(),
             over: [0, 0],
+            tiles: HashMap::new(),
+            allocators: HashMap::new(),
+            next_allocation: None,
         }
     }
 
@@ -226,27 +268,37 @@ impl Engine {
         self.out.drain(..)
     }
 
+    /// What to tell publishers, produced since the last call.
+    pub fn drain_notices(&mut self) -> std::vec::Drain<'_, (ParticipantKey, Notice)> {
+        self.notices.drain(..)
+    }
+
     /// The earliest moment [`Engine::handle_timeout`] must run.
     pub fn next_timeout(&self) -> Option<Instant> {
         self.sessions
             .values()
             .flat_map(|s| {
                 let keyframe = match &s.role {
-                    Role::Publication { keyframes, .. } => keyframes.due(),
+                    Role::Publication { keyframes, .. } => {
+                        keyframes.iter().filter_map(KeyframeThrottle::due).min()
+                    }
                     Role::Subscription { .. } => None,
                 };
                 std::iter::once(s.timeout).chain(keyframe)
             })
+            .chain(self.next_allocation)
             .min()
     }
 
     /// A participant starts publishing: `offer` is its sendonly SDP offer, of the kinds
     /// `allowed` (its preset's). Replaces an earlier publication of the same participant.
     /// Returns the SDP answer and the kinds it accepted.
+    /// `described`: the publisher's description of its simulcast layers (may be empty).
     pub fn publish(
         &mut self,
         key: ParticipantKey,
         offer: &str,
+        described: &[VideoLayer],
         allowed: MediaKinds,
         now: Instant,
     ) -> Result<Publication, SfuError> {
@@ -259,31 +311,43 @@ impl Engine {
                 "this preset may not publish that kind of media".into(),
             ));
         }
-        let (rtc, answer) = self.accept(offer, now)?;
+        let layers = PublishedLayers::simulcast(&offered_rids(offer), described)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let (rtc, answer) = self.accept(offer, false, now)?;
         self.unpublish(&key);
         let id = self.insert(
             rtc,
             key.clone(),
             Role::Publication {
-                keyframes: KeyframeThrottle::default(),
+                keyframes: vec![KeyframeThrottle::default(); layers.len()],
                 audio_held: false,
+                layers,
+                audio_meter: BitrateMeter::default(),
             },
             now,
         );
         self.publications.insert(key.clone(), id);
-        // Viewers who were watching an earlier publication start over at a keyframe.
+        // Viewers who were watching an earlier publication start over at a keyframe of
+        // the new one's lowest layer, then climb as their estimates allow.
         for sub in self.audiences.get(&key).cloned().unwrap_or_default() {
-            if let Some(Role::Subscription { audio, video, .. }) =
-                self.sessions.get_mut(&sub).map(|s| &mut s.role)
+            if let Some(Role::Subscription {
+                audio,
+                video,
+                switch,
+                ..
+            }) = self.sessions.get_mut(&sub).map(|s| &mut s.role)
             {
                 for (track, is_video) in [(audio, false), (video, true)] {
                     if let Some(t) = track {
                         t.forwarder.restart(is_video);
                     }
                 }
+                *switch = LayerSwitch::new();
+                switch.choose(Some(0));
             }
         }
         self.drive(now);
+        self.allocate_soon(now);
         Ok(Publication { answer, kinds })
     }
 
@@ -296,8 +360,11 @@ impl Engine {
         offer: &str,
         now: Instant,
     ) -> Result<String, SfuError> {
-        let (rtc, answer) = self.accept(offer, now)?;
+        let (rtc, answer) = self.accept(offer, true, now)?;
         self.unsubscribe(&subscriber, &publisher);
+        // The lowest layer first, for a picture at once; the allocator raises it.
+        let mut switch = LayerSwitch::new();
+        switch.choose(Some(0));
         let id = self.insert(
             rtc,
             subscriber.clone(),
@@ -305,6 +372,9 @@ impl Engine {
                 publisher: publisher.clone(),
                 audio: None,
                 video: None,
+                switch,
+                estimate: None,
+                desired: 0,
             },
             now,
         );
@@ -314,7 +384,31 @@ impl Engine {
             .push(id);
         self.subscriptions.insert((subscriber, publisher), id);
         self.drive(now);
+        self.allocate_soon(now);
         Ok(answer)
+    }
+
+    /// How large `viewer` shows each stage video now (`media.tiles`): `None` is hidden. A
+    /// publisher left out is shown at whatever size its layers come in. Replaces the last
+    /// call's sizes, and takes effect at once.
+    pub fn set_tiles(
+        &mut self,
+        viewer: &ParticipantKey,
+        tiles: impl IntoIterator<Item = (UserId, Option<Tile>)>,
+        now: Instant,
+    ) {
+        let tiles: HashMap<UserId, Option<Tile>> = tiles.into_iter().collect();
+        let before = self.tiles.insert(viewer.clone(), tiles.clone());
+        if let Some(allocator) = self.allocators.get_mut(viewer) {
+            let before = before.unwrap_or_default();
+            let publishers = tiles.keys().chain(before.keys());
+            for user in publishers.filter(|u| tiles.get(*u) != before.get(*u)) {
+                allocator.reset(&(viewer.0.clone(), user.clone()));
+            }
+        }
+        self.allocate_viewer(viewer, now);
+        self.tell_layers();
+        self.drive(now);
     }
 
     /// Ends one subscription.
@@ -385,6 +479,8 @@ impl Engine {
     /// The participant's connection is gone: its publication and its own subscriptions end.
     pub fn drop_participant(&mut self, key: &ParticipantKey) {
         self.unpublish(key);
+        self.tiles.remove(key);
+        self.allocators.remove(key);
         let own: Vec<SessionId> = self
             .subscriptions
             .iter()
@@ -493,22 +589,199 @@ impl Engine {
                 self.dirty.push(*id);
             }
             if let Role::Publication { keyframes: k, .. } = &mut s.role {
-                if k.poll(now) {
-                    keyframes.push(*id);
+                for (layer, throttle) in k.iter_mut().enumerate() {
+                    if throttle.poll(now) {
+                        keyframes.push((*id, layer));
+                    }
                 }
             }
         }
-        for id in keyframes {
-            self.send_keyframe_request(id);
+        for (id, layer) in keyframes {
+            self.send_keyframe_request(id, layer);
+        }
+        if self.next_allocation.is_some_and(|at| at <= now) {
+            self.allocate_all(now);
         }
         self.drive(now);
     }
 
-    fn accept(&mut self, offer: &str, now: Instant) -> Result<(Rtc, String), SfuError> {
+    /// Runs the allocation at the next step (now, if none is planned).
+    fn allocate_soon(&mut self, now: Instant) {
+        if self.next_allocation.is_none() {
+            self.next_allocation = Some(now);
+        }
+    }
+
+    /// Chooses every viewer's layers, tells publishers which layers are taken, and plans
+    /// the next round while anyone watches.
+    fn allocate_all(&mut self, now: Instant) {
+        let mut viewers: Vec<ParticipantKey> =
+            self.subscriptions.keys().map(|(v, _)| v.clone()).collect();
+        viewers.sort();
+        viewers.dedup();
+        for viewer in &viewers {
+            self.allocate_viewer(viewer, now);
+        }
+        self.allocators
+            .retain(|v, _| viewers.binary_search(v).is_ok());
+        self.tell_layers();
+        self.next_allocation = (!viewers.is_empty()).then(|| now + ALLOCATION_INTERVAL);
+    }
+
+    /// One viewer's layers: its estimate (all its sessions' together, as they share its
+    /// link) shared among the stage videos it shows, by [`Allocator`]'s rules.
+    fn allocate_viewer(&mut self, viewer: &ParticipantKey, now: Instant) {
+        struct Leg {
+            sub: SessionId,
+            publication: SessionId,
+            index: Vec<LayerIndex>,
+            estimate: u64,
+        }
+        let mut legs = Vec::new();
+        let mut videos = Vec::new();
+        let mut audio = 0;
+        let tiles = self.tiles.get(viewer);
+        for ((v, publisher), &sub) in &self.subscriptions {
+            if v != viewer {
+                continue;
+            }
+            let Some(&publication) = self.publications.get(publisher) else {
+                continue;
+            };
+            let Some(Role::Publication {
+                layers,
+                audio_meter,
+                ..
+            }) = self.sessions.get(&publication).map(|s| &s.role)
+            else {
+                continue;
+            };
+            let Some(Role::Subscription { estimate, .. }) =
+                self.sessions.get(&sub).map(|s| &s.role)
+            else {
+                continue;
+            };
+            audio += audio_meter.bitrate(now).unwrap_or(AUDIO_BITRATE);
+            let (offer, index) = layers.on_offer(now);
+            let tile = match tiles.and_then(|t| t.get(&publisher.1)) {
+                Some(tile) => *tile,
+                None => Some(Tile {
+                    width: u32::MAX,
+                    height: u32::MAX,
+                }),
+            };
+            videos.push(Video {
+                key: publisher.clone(),
+                layers: offer,
+                tile,
+            });
+            legs.push(Leg {
+                sub,
+                publication,
+                index,
+                estimate: estimate.unwrap_or(INITIAL_ESTIMATE.as_u64()),
+            });
+        }
+        if legs.is_empty() {
+            return;
+        }
+        let total: u64 = legs.iter().map(|l| l.estimate).sum();
+        let allocation = self
+            .allocators
+            .entry(viewer.clone())
+            .or_insert_with(Allocator::new)
+            .allocate(total, audio, &videos, now);
+        for (leg, video) in legs.iter().zip(&videos) {
+            // A shown video never goes below its lowest layer: a picture on a congested
+            // link beats none, and a video without simulcast has nothing lower to go to.
+            let lowest = video
+                .tile
+                .filter(|t| t.width > 0 && t.height > 0)
+                .and_then(|_| leg.index.first().copied());
+            let choice = allocation
+                .layers
+                .get(&video.key)
+                .copied()
+                .flatten()
+                .and_then(|i| leg.index.get(i).copied())
+                .or(lowest);
+            // Each session probes for its share of what the viewer wants.
+            let share = allocation.wanted as f64 * leg.estimate as f64 / total.max(1) as f64;
+            let mut keyframe = None;
+            if let Some(s) = self.sessions.get_mut(&leg.sub) {
+                if let Role::Subscription {
+                    switch, desired, ..
+                } = &mut s.role
+                {
+                    if switch.target() != choice {
+                        tracing::debug!(viewer = %viewer.1, publisher = %video.key.1, from = ?switch.shown(), to = ?choice, "layer change");
+                        switch.choose(choice);
+                    }
+                    if switch.awaiting_keyframe() {
+                        keyframe = switch.target();
+                    }
+                    let wanted = share as u64;
+                    if wanted.abs_diff(*desired) * 20 > *desired {
+                        *desired = wanted;
+                        s.rtc
+                            .bwe()
+                            .set_bitrate(Bitrate::ZERO, Bitrate::bps(wanted.max(1)));
+                        self.dirty.push(leg.sub);
+                    }
+                }
+            }
+            if let Some(layer) = keyframe {
+                self.request_keyframe(leg.publication, layer, now);
+            }
+        }
+    }
+
+    /// Tells each simulcast publisher which of its layers anyone is shown or switching
+    /// to, when that changed.
+    fn tell_layers(&mut self) {
+        let pubs: Vec<(ParticipantKey, SessionId)> = self
+            .publications
+            .iter()
+            .map(|(k, id)| (k.clone(), *id))
+            .collect();
+        for (key, id) in pubs {
+            let n = match self.sessions.get(&id).map(|s| &s.role) {
+                Some(Role::Publication { layers, .. }) if layers.is_simulcast() => layers.len(),
+                _ => continue,
+            };
+            let mut taken = vec![false; n];
+            for sub in self.audiences.get(&key).into_iter().flatten() {
+                if let Some(Role::Subscription { switch, .. }) =
+                    self.sessions.get(sub).map(|s| &s.role)
+                {
+                    for layer in [switch.shown(), switch.target()].into_iter().flatten() {
+                        if let Some(t) = taken.get_mut(layer) {
+                            *t = true;
+                        }
+                    }
+                }
+            }
+            if let Some(Role::Publication { layers, .. }) =
+                self.sessions.get_mut(&id).map(|s| &mut s.role)
+            {
+                if let Some(rids) = layers.set_taken(&taken) {
+                    tracing::debug!(publisher = %key.1, ?rids, "layers taken");
+                    self.notices.push((key, Notice::Layers(rids)));
+                }
+            }
+        }
+    }
+
+    /// Accepts an offer. A subscription's session (`bwe`) estimates the bandwidth to its
+    /// viewer from TWCC feedback, for the layer allocation.
+    fn accept(&mut self, offer: &str, bwe: bool, now: Instant) -> Result<(Rtc, String), SfuError> {
         let reach = PeerReach::of(offer);
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
         let mut config = rtc_config();
+        if bwe {
+            config = config.enable_bwe(Some(INITIAL_ESTIMATE));
+        }
         if let Some(cert) = &self.dtls_cert {
             config = config.set_dtls_cert(cert.clone());
         }
@@ -651,10 +924,31 @@ impl Engine {
                 }
             }
             Event::RtpPacket(packet) => self.forward(id, packet, now),
-            // A viewer is ready, or its decoder lost the picture: ask the publisher.
+            // A viewer is ready, or its decoder lost the picture: ask the publisher, for
+            // the layer the viewer is shown or is switching to.
             Event::Connected | Event::KeyframeRequest(_) => {
-                if let Some(pub_id) = self.publisher_session_of(id) {
-                    self.request_keyframe(pub_id, now);
+                if let Some((pub_id, layer)) = self.publisher_session_of(id) {
+                    self.request_keyframe(pub_id, layer, now);
+                }
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                let fell = match self.sessions.get_mut(&id).map(|s| &mut s.role) {
+                    Some(Role::Subscription {
+                        estimate: current, ..
+                    }) => {
+                        let bps = estimate.as_u64();
+                        let before = current.replace(bps);
+                        before.is_some_and(|b| bps < b)
+                    }
+                    _ => false,
+                };
+                // A falling estimate is acted on at once (down at once); a rising one
+                // waits for the next round (up only after a hold anyway).
+                if fell {
+                    if let Some(viewer) = self.sessions.get(&id).map(|s| s.owner.clone()) {
+                        self.allocate_viewer(&viewer, now);
+                        self.tell_layers();
+                    }
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -668,10 +962,16 @@ impl Engine {
         }
     }
 
-    /// For a subscription: its publisher's live publication session.
-    fn publisher_session_of(&self, id: SessionId) -> Option<SessionId> {
+    /// For a subscription: its publisher's live publication session, and the video layer
+    /// the viewer is shown (or switching to).
+    fn publisher_session_of(&self, id: SessionId) -> Option<(SessionId, LayerIndex)> {
         match &self.sessions.get(&id)?.role {
-            Role::Subscription { publisher, .. } => self.publications.get(publisher).copied(),
+            Role::Subscription {
+                publisher, switch, ..
+            } => {
+                let layer = switch.target().or(switch.shown()).unwrap_or(0);
+                Some((*self.publications.get(publisher)?, layer))
+            }
             Role::Publication { .. } => None,
         }
     }
@@ -680,28 +980,57 @@ impl Engine {
         let Some(publisher) = self.sessions.get_mut(&from) else {
             return;
         };
-        let Role::Publication { audio_held, .. } = publisher.role else {
+        let Role::Publication {
+            audio_held,
+            layers,
+            audio_meter,
+            ..
+        } = &mut publisher.role
+        else {
             return; // viewers do not send media; ignore whatever they do send
         };
         let ssrc = packet.header.ssrc;
-        let mid = publisher.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
-        let Some(kind) = mid.and_then(|mid| {
-            publisher
-                .mids
-                .iter()
-                .find(|(m, _)| *m == mid)
-                .map(|(_, k)| *k)
-        }) else {
+        let Some((mid, rid)) = publisher
+            .rtc
+            .direct_api()
+            .stream_rx(&ssrc)
+            .map(|s| (s.mid(), s.rid()))
+        else {
+            return;
+        };
+        let Some(kind) = publisher
+            .mids
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .map(|(_, k)| *k)
+        else {
             return;
         };
         self.stats.received += 1;
-        if audio_held && kind == MediaKind::Audio {
-            self.stats.held_audio += 1;
-            return;
-        }
+        let layer = match kind {
+            MediaKind::Audio => {
+                audio_meter.record(now, packet.payload.len());
+                if *audio_held {
+                    self.stats.held_audio += 1;
+                    return;
+                }
+                0
+            }
+            MediaKind::Video => {
+                // A RID the offer did not declare (or none, in a simulcast video) belongs to
+                // no layer: nobody is sent it.
+                let Some(layer) = layers.index_of(rid.as_deref()) else {
+                    self.stats.dropped += 1;
+                    return;
+                };
+                layers.on_packet(layer, packet.payload.len(), now);
+                layer
+            }
+        };
 
         let incoming = Incoming {
             kind,
+            layer,
             seq: *packet.seq_no,
             timestamp: packet.header.timestamp,
             marker: packet.header.marker,
@@ -723,14 +1052,20 @@ impl Engine {
             }
         }
         if want_keyframe {
-            self.request_keyframe(from, now);
+            self.request_keyframe(from, incoming.layer, now);
         }
     }
 
     /// Writes one publisher packet to one subscription, rewritten for it.
     fn write_to(&mut self, sub: SessionId, p: &Incoming, now: Instant) -> Option<Verdict> {
         let s = self.sessions.get_mut(&sub)?;
-        let Role::Subscription { audio, video, .. } = &mut s.role else {
+        let Role::Subscription {
+            audio,
+            video,
+            switch,
+            ..
+        } = &mut s.role
+        else {
             return None;
         };
         let is_video = p.kind == MediaKind::Video;
@@ -739,6 +1074,22 @@ impl Engine {
             *slot = out_track(&mut s.rtc, &s.mids, p.kind);
         }
         let track = slot.as_mut()?;
+        if is_video {
+            match switch.on_packet(p.layer, p.keyframe_start) {
+                Pick::Forward => {}
+                // The viewer's stream goes on across the change: the forwarder starts a new
+                // mapping at this keyframe, continuing its sequence numbers and timestamps.
+                Pick::SwitchTo(_) => track.forwarder.restart(true),
+                Pick::Drop => {
+                    let waiting = switch.awaiting_keyframe() && switch.target() == Some(p.layer);
+                    return Some(if waiting {
+                        Verdict::WaitingForKeyframe
+                    } else {
+                        Verdict::Stale
+                    });
+                }
+            }
+        }
         let verdict = track
             .forwarder
             .on_packet(p.seq, p.timestamp, p.keyframe_start, now);
@@ -760,19 +1111,26 @@ impl Engine {
         Some(verdict)
     }
 
-    fn request_keyframe(&mut self, publication: SessionId, now: Instant) {
+    /// Asks a publication for a keyframe of one video layer (coalesced per layer).
+    fn request_keyframe(&mut self, publication: SessionId, layer: LayerIndex, now: Instant) {
         let send = match self.sessions.get_mut(&publication).map(|s| &mut s.role) {
-            Some(Role::Publication { keyframes, .. }) => keyframes.request(now),
+            Some(Role::Publication { keyframes, .. }) => keyframes
+                .get_mut(layer)
+                .is_some_and(|throttle| throttle.request(now)),
             _ => false,
         };
         if send {
-            self.send_keyframe_request(publication);
+            self.send_keyframe_request(publication, layer);
         }
     }
 
-    fn send_keyframe_request(&mut self, publication: SessionId) {
+    fn send_keyframe_request(&mut self, publication: SessionId, layer: LayerIndex) {
         let Some(s) = self.sessions.get_mut(&publication) else {
             return;
+        };
+        let rid = match &s.role {
+            Role::Publication { layers, .. } => layers.rid(layer).map(str0m::media::Rid::from),
+            Role::Subscription { .. } => return,
         };
         let Some(mid) = s
             .mids
@@ -783,7 +1141,7 @@ impl Engine {
             return;
         };
         // No stream yet means no packet yet: the encoder's first frame is a keyframe.
-        if let Some(rx) = s.rtc.direct_api().stream_rx_by_mid(mid, None) {
+        if let Some(rx) = s.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests += 1;
             self.dirty.push(publication);
@@ -950,6 +1308,10 @@ mod tests {
         /// RTP received: (kind, sequence number, payload).
         received: Vec<(MediaKind, u16, Vec<u8>)>,
         seq: u64,
+        /// A simulcast publisher's layers: RID and next sequence number of each.
+        layers: Vec<(&'static str, u64)>,
+        /// Notices the SFU gave this client (as a publisher).
+        told: Vec<Notice>,
     }
 
     impl Client {
@@ -963,7 +1325,65 @@ mod tests {
                 mids: Vec::new(),
                 received: Vec::new(),
                 seq: 1,
+                layers: Vec::new(),
+                told: Vec::new(),
             }
+        }
+
+        /// A sendonly offer of audio and a simulcast video with these RIDs (lowest
+        /// first).
+        fn offer_simulcast(
+            &mut self,
+            rids: &[&'static str],
+        ) -> (String, str0m::change::SdpPendingOffer) {
+            let mut change = self.rtc.sdp_api();
+            let a = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+            let simulcast = str0m::media::Simulcast {
+                send: rids
+                    .iter()
+                    .map(|r| str0m::media::SimulcastLayer::new(r))
+                    .collect(),
+                recv: Vec::new(),
+            };
+            let v = change.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                None,
+                None,
+                Some(simulcast),
+            );
+            self.mids = vec![(a, MediaKind::Audio), (v, MediaKind::Video)];
+            self.layers = rids.iter().map(|r| (*r, 1)).collect();
+            let (offer, pending) = change.apply().expect("an offer");
+            (offer.to_sdp_string(), pending)
+        }
+
+        /// Sends one packet of simulcast layer `layer`: a keyframe start or a slice, its
+        /// payload naming the layer (the byte after the NAL header).
+        fn send_layer(&mut self, layer: usize, keyframe: bool, now: Instant) {
+            let mid = self.mid(MediaKind::Video);
+            let pt = self.pt(mid, Codec::H264);
+            let (rid, seq) = self.layers[layer];
+            self.layers[layer].1 += 1;
+            let payload: Vec<u8> = if keyframe {
+                vec![0x67, layer as u8, 0xc0, 0x1f]
+            } else {
+                vec![0x41, layer as u8, seq as u8]
+            };
+            let rid = str0m::media::Rid::from(rid);
+            let mut api = self.rtc.direct_api();
+            if api.stream_tx_by_mid(mid, Some(rid)).is_none() {
+                let ssrc = Ssrc::from(0x1000 + layer as u32);
+                api.declare_stream_tx(ssrc, None, mid, Some(rid));
+            }
+            let tx = api
+                .stream_tx_by_mid(mid, Some(rid))
+                .expect("a layer stream");
+            tx.write_rtp(
+                RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload)
+                    .marker(true)
+                    .nackable(true),
+            );
         }
 
         /// Makes an offer for audio + video in `dir`; returns it with the pending change.
@@ -1023,6 +1443,19 @@ mod tests {
                 .expect("a negotiated payload type")
         }
 
+        /// The layer of each video packet received (from a simulcast publisher).
+        fn layers_received(&self) -> Vec<u8> {
+            self.video_received().iter().map(|p| p[1]).collect()
+        }
+
+        fn video_seqs(&self) -> Vec<u16> {
+            self.received
+                .iter()
+                .filter(|r| r.0 == MediaKind::Video)
+                .map(|r| r.1)
+                .collect()
+        }
+
         fn video_received(&self) -> Vec<&Vec<u8>> {
             self.received
                 .iter()
@@ -1067,6 +1500,18 @@ mod tests {
                 }
                 for i in 0..self.clients.len() {
                     self.pump(i);
+                }
+                let notices: Vec<(ParticipantKey, Notice)> = self.engine.drain_notices().collect();
+                for ((_, user), notice) in notices {
+                    // Clients are named c<index> in the simulcast tests.
+                    if let Some(i) = user
+                        .as_str()
+                        .strip_prefix('c')
+                        .and_then(|n| n.parse::<usize>().ok())
+                    {
+                        let c: &mut Client = &mut self.clients[i];
+                        c.told.push(notice);
+                    }
                 }
                 // SFU -> clients. A client is polled after every datagram: in RTP mode
                 // str0m holds one received packet until it is polled.
@@ -1129,7 +1574,7 @@ mod tests {
             let (offer, pending) = self.clients[i].offer(Direction::SendOnly);
             let answer = self
                 .engine
-                .publish(key(user), &offer, MediaKinds::BOTH, self.now)
+                .publish(key(user), &offer, &[], MediaKinds::BOTH, self.now)
                 .expect("publish answered")
                 .answer;
             self.clients[i].accept(pending, &answer);
@@ -1143,6 +1588,158 @@ mod tests {
                 .expect("subscribe answered");
             self.clients[i].accept(pending, &answer);
         }
+    }
+
+    /// A simulcast publisher `c0` (q, h, f) and `viewers` viewers `c1`, `c2`, ...,
+    /// connected.
+    fn simulcast_stage(viewers: usize) -> Net {
+        let mut net = Net::new();
+        let host = net.client();
+        let (offer, pending) = net.clients[host].offer_simulcast(&["q", "h", "f"]);
+        let answer = net
+            .engine
+            .publish(key("c0"), &offer, &[], MediaKinds::BOTH, net.now)
+            .expect("a simulcast publish is answered")
+            .answer;
+        assert!(answer.contains("a=simulcast:recv q;h;f"), "{answer}");
+        net.clients[host].accept(pending, &answer);
+        for v in 1..=viewers {
+            let i = net.client();
+            net.subscribe(i, &format!("c{v}"), "c0");
+        }
+        net.run(300);
+        (net.clients.iter()).for_each(|c| assert!(c.rtc.is_connected()));
+        net
+    }
+
+    /// Sends `ms` of every layer of `layers` from publisher 0: a packet per layer every
+    /// 10 ms, a keyframe of every layer every `gop_ms`.
+    fn play(net: &mut Net, layers: &[usize], ms: u64, gop_ms: u64) {
+        for step in 0..ms / 10 {
+            let now = net.now;
+            for &l in layers {
+                net.clients[0].send_layer(l, (step * 10) % gop_ms == 0, now);
+            }
+            net.run(10);
+        }
+    }
+
+    #[test]
+    fn a_simulcast_viewer_gets_one_layer_at_a_time_and_switches_at_a_keyframe_with_one_numbering() {
+        let mut net = simulcast_stage(1);
+        // A small tile: q fills it.
+        net.engine.set_tiles(
+            &key("c1"),
+            [(
+                UserId::new("c0"),
+                Some(Tile {
+                    width: 320,
+                    height: 180,
+                }),
+            )],
+            net.now,
+        );
+        play(&mut net, &[0, 1, 2], 600, 200);
+        let got = net.clients[1].layers_received();
+        assert!(!got.is_empty(), "the small tile gets video");
+        assert!(
+            got.iter().all(|l| *l == 0),
+            "only the lowest layer: {got:?}"
+        );
+        // A larger tile: h, from its next keyframe on, and never two layers at once.
+        net.engine.set_tiles(
+            &key("c1"),
+            [(
+                UserId::new("c0"),
+                Some(Tile {
+                    width: 640,
+                    height: 360,
+                }),
+            )],
+            net.now,
+        );
+        let before = got.len();
+        play(&mut net, &[0, 1, 2], 1_000, 200);
+        let got = net.clients[1].layers_received();
+        let after = &got[before..];
+        let first_h = after.iter().position(|l| *l == 1).expect("switched to h");
+        assert!(after[first_h..].iter().all(|l| *l == 1), "{after:?}");
+        assert_eq!(
+            net.clients[1].video_received()[before + first_h][0] & 0x1f,
+            7,
+            "at a keyframe"
+        );
+        let seqs = net.clients[1].video_seqs();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "one unbroken numbering across the switch: {seqs:?}"
+        );
+    }
+
+    #[test]
+    fn a_hidden_tile_gets_no_video_but_its_sound_and_nobody_taking_a_layer_pauses_it() {
+        let mut net = simulcast_stage(1);
+        net.engine
+            .set_tiles(&key("c1"), [(UserId::new("c0"), None)], net.now);
+        play(&mut net, &[0, 1, 2], 500, 200);
+        assert!(
+            net.clients[1].video_received().is_empty(),
+            "hidden: no video"
+        );
+        // Only the lowest layer runs now: the others are the publisher's to pause.
+        assert_eq!(
+            net.clients[0].told.last(),
+            Some(&Notice::Layers(vec!["q".into()]))
+        );
+        // Shown small again: q plays at once (it never paused).
+        net.engine.set_tiles(
+            &key("c1"),
+            [(
+                UserId::new("c0"),
+                Some(Tile {
+                    width: 200,
+                    height: 100,
+                }),
+            )],
+            net.now,
+        );
+        play(&mut net, &[0], 500, 200);
+        assert!(!net.clients[1].video_received().is_empty());
+    }
+
+    #[test]
+    fn a_layer_that_stops_moves_its_viewers_down_and_an_undeclared_rid_reaches_nobody() {
+        let mut net = simulcast_stage(1);
+        net.engine.set_tiles(
+            &key("c1"),
+            [(
+                UserId::new("c0"),
+                Some(Tile {
+                    width: 640,
+                    height: 360,
+                }),
+            )],
+            net.now,
+        );
+        play(&mut net, &[0, 1], 800, 200);
+        assert_eq!(net.clients[1].layers_received().last(), Some(&1), "on h");
+        // h stops (the publisher's CPU, say) without anyone pausing it: back to q.
+        let before = net.clients[1].video_received().len();
+        play(&mut net, &[0], 2_500, 200);
+        let got = net.clients[1].layers_received();
+        assert!(got[before..].contains(&0), "moved down to q: {got:?}");
+        // Packets with a RID the offer never declared go to no one (str0m or the engine
+        // drops them), and the layers declared play on.
+        net.clients[0].layers.push(("zz", 1));
+        let seen = net.clients[1].video_received().len();
+        for _ in 0..10 {
+            let now = net.now;
+            net.clients[0].send_layer(3, true, now);
+            net.run(10);
+        }
+        assert_eq!(net.clients[1].video_received().len(), seen);
+        play(&mut net, &[0], 300, 100);
+        assert!(net.clients[1].video_received().len() > seen);
     }
 
     /// A publisher and a viewer, connected; the viewer has had its first keyframe.
@@ -1222,7 +1819,7 @@ mod tests {
         let mut client = Client::new(6000, now);
         let (offer, _pending) = client.offer(Direction::SendOnly);
         let answer = engine
-            .publish(key("host"), &offer, MediaKinds::BOTH, now)
+            .publish(key("host"), &offer, &[], MediaKinds::BOTH, now)
             .expect("an answer")
             .answer;
         let candidates: Vec<&str> = answer
@@ -1304,14 +1901,14 @@ mod tests {
         let now = net.now;
         let e = net
             .engine
-            .publish(key("a"), "not sdp", MediaKinds::BOTH, now)
+            .publish(key("a"), "not sdp", &[], MediaKinds::BOTH, now)
             .expect_err("garbage");
         assert!(matches!(e, SfuError::BadSdp(_)));
         let c = net.client();
         let (offer, _) = net.clients[c].offer(Direction::SendOnly);
         let e = net
             .engine
-            .publish(key("a"), &offer, MediaKinds::new(true, false), now)
+            .publish(key("a"), &offer, &[], MediaKinds::new(true, false), now)
             .expect_err("video not allowed");
         assert!(matches!(e, SfuError::NotAllowed(_)));
         assert_eq!(net.engine.counts(), (0, 0));
@@ -1387,7 +1984,7 @@ mod tests {
             }
             let text = String::from_utf8_lossy(&bytes).into_owned();
             let now = net.now;
-            match net.engine.publish(key("p"), &text, MediaKinds::BOTH, now) {
+            match net.engine.publish(key("p"), &text, &[], MediaKinds::BOTH, now) {
                 Ok(_) => proptest::prop_assert_eq!(net.engine.counts(), (1, 0)),
                 Err(e) => {
                     proptest::prop_assert!(matches!(e, SfuError::BadSdp(_) | SfuError::NotAllowed(_)));

@@ -192,7 +192,13 @@ fn the_fixtures_are_what_chromium_offers() {
 fn a_chromium_publisher_gets_nack_rtx_pli_and_transport_cc() {
     let mut engine = engine();
     let publication = engine
-        .publish(key("pub"), PUBLISH_OFFER, MediaKinds::BOTH, Instant::now())
+        .publish(
+            key("pub"),
+            PUBLISH_OFFER,
+            &[],
+            MediaKinds::BOTH,
+            Instant::now(),
+        )
         .expect("Chromium's publish offer is accepted");
     assert_eq!(publication.kinds, MediaKinds::BOTH);
     assert_recovery_kept(PUBLISH_OFFER, &publication.answer);
@@ -206,7 +212,7 @@ fn a_chromium_viewer_gets_nack_rtx_pli_and_transport_cc_and_an_rtx_stream() {
     let mut engine = engine();
     let now = Instant::now();
     engine
-        .publish(key("pub"), PUBLISH_OFFER, MediaKinds::BOTH, now)
+        .publish(key("pub"), PUBLISH_OFFER, &[], MediaKinds::BOTH, now)
         .expect("publish");
     let answer = engine
         .subscribe(key("viewer"), key("pub"), SUBSCRIBE_OFFER, now)

@@ -14,12 +14,15 @@
 //! - [`forward`]: per-viewer rewriting (SSRC, sequence numbers, timestamps), keyframe
 //!   gating and keyframe-request coalescing.
 //! - [`h264`]: finding where a keyframe starts in an RTP payload.
+//! - [`layers`]: a publisher's simulcast layers as received: their RIDs, bitrates, and
+//!   which are paused.
 //! - [`net`]: the UDP socket and the ICE-TCP listener, and the addresses peers are told.
 
 pub mod allocate;
 pub mod engine;
 pub mod forward;
 pub mod h264;
+pub mod layers;
 #[cfg(test)]
 mod libwebrtc_sdp;
 pub mod net;
@@ -29,13 +32,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use onstage_proto::{ErrorCode, MediaKinds};
+use std::collections::HashMap;
+
+use onstage_proto::{ErrorCode, MediaKinds, UserId, VideoLayer};
 use str0m::net::Protocol;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-pub use engine::Publication;
+pub use allocate::Tile;
 use engine::{Engine, EngineStats, ParticipantKey};
+pub use engine::{Notice, Publication};
 pub use net::MediaConfig;
 use net::{AddressPlan, TcpConns, TcpEvent};
 
@@ -65,12 +71,21 @@ impl SfuError {
 /// changes networks keeps hosting).
 const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
 
+/// Where the SFU's notices to one publisher go (its signaling connection).
+pub type NoticeSink = Box<dyn Fn(Notice) + Send>;
+
 enum Command {
     Publish {
         key: ParticipantKey,
         offer: String,
+        layers: Vec<VideoLayer>,
         allowed: MediaKinds,
+        notices: NoticeSink,
         reply: oneshot::Sender<Result<Publication, SfuError>>,
+    },
+    Tiles {
+        viewer: ParticipantKey,
+        tiles: Vec<(UserId, Option<Tile>)>,
     },
     Subscribe {
         subscriber: ParticipantKey,
@@ -139,21 +154,33 @@ impl Sfu {
     }
 
     /// Queues a publish; the answer arrives on the returned receiver. Lets a caller that
-    /// must not wait (a room task) keep its commands in order.
+    /// must not wait (a room task) keep its commands in order. `layers` describes a
+    /// simulcast video's layers; `notices` is how the publisher is told which of them
+    /// anyone takes, for as long as the publication lasts.
     pub fn publish_queued(
         &self,
         key: ParticipantKey,
         offer: String,
+        layers: Vec<VideoLayer>,
         allowed: MediaKinds,
+        notices: NoticeSink,
     ) -> oneshot::Receiver<Result<Publication, SfuError>> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Publish {
             key,
             offer,
+            layers,
             allowed,
+            notices,
             reply,
         });
         rx
+    }
+
+    /// How large `viewer` shows each stage video (`None`: hidden); see
+    /// [`Engine::set_tiles`].
+    pub fn set_tiles(&self, viewer: ParticipantKey, tiles: Vec<(UserId, Option<Tile>)>) {
+        self.send(Command::Tiles { viewer, tiles });
     }
 
     /// Queues a subscription; the answer arrives on the returned receiver.
@@ -281,6 +308,7 @@ async fn run(
     metrics: Arc<Metrics>,
 ) {
     let mut reported = EngineStats::default();
+    let mut sinks: HashMap<ParticipantKey, NoticeSink> = HashMap::new();
     loop {
         let wake = engine
             .next_timeout()
@@ -299,7 +327,7 @@ async fn run(
                     if matches!(cmd, Command::Publish { .. } | Command::Subscribe { .. }) {
                         io.refresh_candidates(&mut engine, Instant::now());
                     }
-                    handle(&mut engine, cmd);
+                    handle(&mut engine, &mut sinks, cmd);
                 }
                 None => shutdown = Some(oneshot::channel().0),
             },
@@ -332,6 +360,7 @@ async fn run(
             return;
         }
         send_all(&io, &mut engine).await;
+        tell_publishers(&mut engine, &mut sinks);
         let now_stats = engine.stats();
         report(&metrics, &reported, &now_stats, &engine, io.tcp_conns.len());
         reported = now_stats;
@@ -368,17 +397,37 @@ fn on_tcp(io: &mut Io, engine: &mut Engine, event: Option<TcpEvent>) {
     }
 }
 
-fn handle(engine: &mut Engine, cmd: Command) {
+/// Hands the engine's notices to their publishers, and lets go of the sinks of
+/// publications that ended.
+fn tell_publishers(engine: &mut Engine, sinks: &mut HashMap<ParticipantKey, NoticeSink>) {
+    for (key, notice) in engine.drain_notices() {
+        if let Some(sink) = sinks.get(&key) {
+            sink(notice);
+        }
+    }
+    if sinks.len() > engine.counts().0 {
+        sinks.retain(|key, _| engine.is_publishing(key));
+    }
+}
+
+fn handle(engine: &mut Engine, sinks: &mut HashMap<ParticipantKey, NoticeSink>, cmd: Command) {
     let now = Instant::now();
     match cmd {
         Command::Publish {
             key,
             offer,
+            layers,
             allowed,
+            notices,
             reply,
         } => {
-            let _ = reply.send(engine.publish(key, &offer, allowed, now));
+            let published = engine.publish(key.clone(), &offer, &layers, allowed, now);
+            if published.is_ok() {
+                sinks.insert(key, notices);
+            }
+            let _ = reply.send(published);
         }
+        Command::Tiles { viewer, tiles } => engine.set_tiles(&viewer, tiles, now),
         Command::Subscribe {
             subscriber,
             publisher,
