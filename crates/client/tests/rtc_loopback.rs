@@ -485,6 +485,7 @@ async fn session() -> Result<Session, Box<dyn std::error::Error + Send + Sync>> 
         PublishOptions {
             audio: true,
             video: true,
+            ..PublishOptions::default()
         },
         &config,
     )
@@ -747,6 +748,7 @@ async fn bad_answer_is_bad_request() -> TestResult {
         PublishOptions {
             audio: false,
             video: true,
+            ..PublishOptions::default()
         },
         &config,
     )

@@ -34,13 +34,14 @@ pub(super) async fn run_publisher(
     let opts = PublishOptions {
         audio: preset.can_produce_audio,
         video: preset.can_produce_video,
+        ..PublishOptions::default()
     };
     if !opts.audio && !opts.video {
         return;
     }
     let t0 = Instant::now();
     let (peer, offer) =
-        match PublishPeer::with_config(opts, &transport_for(&meeting, &config)).await {
+        match PublishPeer::with_config(opts.clone(), &transport_for(&meeting, &config)).await {
             Ok(pair) => pair,
             Err(e) => return shared.error("publish peer", &e),
         };
@@ -161,7 +162,7 @@ pub(super) async fn run_publisher(
                     tracing::debug!(error = %e, "audio write");
                 }
             }
-            Some(()) = keyframes.recv() => {
+            Some(_) = keyframes.recv() => {
                 if let Some(v) = devices.video() {
                     v.keyframe.store(true, Ordering::SeqCst);
                 }

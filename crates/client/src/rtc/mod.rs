@@ -26,7 +26,9 @@
 //! unless an interceptor forwards it. `tap::RtcpTap` sits wire-most in the chain, reads
 //! every inbound RTCP compound packet (PLI/FIR -> keyframe requests, receiver reports and REMB ->
 //! bandwidth estimate) and every outbound RTP packet (send counters), and passes everything on
-//! unchanged so the stock interceptors (NACK, reports, TWCC) still work.
+//! so the stock interceptors (NACK, reports, TWCC) still work. The one thing it changes: the
+//! packets of a simulcast video get the MID and RID header extensions, which webrtc-rs
+//! negotiates but does not write, and which the SFU needs to tell the layers apart.
 //!
 //! ## How the end of a session is seen
 //! webrtc-rs does not change the peer connection state when the remote closes DTLS
@@ -67,8 +69,9 @@ use webrtc::peer_connection::{
 };
 
 pub use bwe::{LossBasedEstimator, MAX_BITRATE_BPS, MIN_BITRATE_BPS, START_BITRATE_BPS};
-pub use publish::{PublishOptions, PublishPeer, PublishStats};
+pub use publish::{LayerSendStats, PublishOptions, PublishPeer, PublishStats};
 pub use subscribe::{SubscribePeer, SubscribeStats};
+pub use tap::KeyframeRequest;
 
 use onstage_proto::{ErrorCode, IceServer};
 

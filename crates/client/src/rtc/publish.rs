@@ -1,4 +1,10 @@
 //! [`PublishPeer`]: sendonly audio + video towards the SFU.
+//!
+//! The video is one track: a plain stream (one SSRC), or a simulcast of layers
+//! ([`PublishOptions::simulcast`]), one encoding each, with its RID and SSRC, lowest first:
+//! the offer carries `a=rid:q send`, `a=rid:h send`, `a=rid:f send` and
+//! `a=simulcast:send q;h;f`, and no `a=ssrc` lines (the SFU learns each layer's SSRC from
+//! the RID header extension the tap stamps on its packets: see [`super::tap`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,67 +24,117 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::tap::{RtcpTap, TapShared};
+use super::tap::{KeyframeRequest, RtcpTap, TapShared};
 use super::{
     build_peer, complete_offer, h264_codec, opus_codec, spawn_monitor, ConnEvents, MediaKind,
     RtcError, TransportConfig,
 };
 
 /// What to publish. A kind left out gets no transceiver at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishOptions {
     pub audio: bool,
     pub video: bool,
+    /// The RIDs of the video's simulcast layers, lowest first (`q`, `h`, `f`): one encoding
+    /// each, with its own SSRC; [`PublishPeer::write_video_layer`] takes the layer's index
+    /// in this list. Fewer than two: a plain stream, no simulcast (layer 0 is that stream).
+    pub simulcast: Vec<String>,
 }
 
 /// Counters for benchmarks. RTP packets and payload bytes as they leave the interceptor chain
 /// (so NACK retransmissions are included, and counted apart too); frames as written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishStats {
     pub packets_sent: u64,
     /// RTP payload bytes (no RTP/SRTP/UDP overhead).
     pub bytes_sent: u64,
     pub retransmissions_sent: u64,
+    /// Video frames written, all layers together.
     pub video_frames_sent: u64,
     pub audio_frames_sent: u64,
     /// PLI/FIR received for our video.
     pub keyframe_requests: u64,
+    /// Per video layer, lowest first (one for a plain stream).
+    pub layers: Vec<LayerSendStats>,
+}
+
+/// What was written to one video layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerSendStats {
+    /// Its RID; empty for a plain stream.
+    pub rid: String,
+    pub ssrc: u32,
+    pub frames_sent: u64,
+    /// Access unit bytes written (before packetization).
+    pub bytes_sent: u64,
+}
+
+/// One video layer's encoding and its counters.
+struct LayerOut {
+    rid: String,
+    ssrc: u32,
+    frames: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// One outgoing track and what writing to it needs.
 struct Outgoing {
     track: Arc<TrackLocalStaticSample>,
     sender: Arc<dyn RtpSender>,
-    ssrc: u32,
+    /// Its encodings, lowest layer first; one for audio and for a plain video stream.
+    layers: Vec<LayerOut>,
     /// The payload type the answer settled on; read from the sender after negotiation.
     payload_type: OnceCell<u8>,
+    /// Its MID, as the offer set it.
+    mid: Option<String>,
 }
 
 impl Outgoing {
+    /// A sendonly transceiver with one track of `kind`: one encoding for each RID of
+    /// `rids` (simulcast), or a single one without a RID when there are fewer than two.
     async fn new(
         pc: &dyn PeerConnection,
         kind: RtpCodecKind,
         codec: RTCRtpCodec,
         stream_id: &str,
+        rids: &[String],
     ) -> Result<Self, RtcError> {
-        let ssrc = random_ssrc();
         let name = match kind {
             RtpCodecKind::Audio => "audio",
             _ => "video",
         };
+        let rids: Vec<String> = if rids.len() > 1 {
+            rids.to_vec()
+        } else {
+            vec![String::new()]
+        };
+        let layers: Vec<LayerOut> = rids
+            .into_iter()
+            .map(|rid| LayerOut {
+                rid,
+                ssrc: random_ssrc(),
+                frames: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+            })
+            .collect();
+        let encodings = layers
+            .iter()
+            .map(|layer| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: layer.rid.clone(),
+                    ssrc: Some(layer.ssrc),
+                    ..Default::default()
+                },
+                codec: codec.clone(),
+                ..Default::default()
+            })
+            .collect();
         let track = MediaStreamTrack::new(
             stream_id.to_owned(),
             format!("{stream_id}-{name}"),
             name.to_owned(),
             kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec,
-                ..Default::default()
-            }],
+            encodings,
         );
         let track = Arc::new(
             TrackLocalStaticSample::new(Instant::now(), track).map_err(RtcError::internal)?,
@@ -101,9 +157,14 @@ impl Outgoing {
         Ok(Outgoing {
             track,
             sender,
-            ssrc,
+            layers,
             payload_type: OnceCell::new(),
+            mid: None,
         })
+    }
+
+    fn is_simulcast(&self) -> bool {
+        self.layers.len() > 1
     }
 
     async fn payload_type(&self) -> Result<u8, RtcError> {
@@ -127,7 +188,13 @@ impl Outgoing {
             .copied()
     }
 
-    async fn write(&self, data: &[u8], duration: Duration) -> Result<(), RtcError> {
+    /// Writes one sample to `layer`; empty `data` sends nothing and only moves the RTP
+    /// clock on by `duration`.
+    async fn write(&self, layer: usize, data: &[u8], duration: Duration) -> Result<(), RtcError> {
+        let out = self
+            .layers
+            .get(layer)
+            .ok_or(RtcError::Internal(format!("no video layer {layer}")))?;
         let payload_type = self.payload_type().await?;
         let sample = Sample {
             data: bytes::Bytes::copy_from_slice(data),
@@ -135,10 +202,15 @@ impl Outgoing {
             ..Sample::new(Instant::now())
         };
         self.track
-            .sample_writer(self.ssrc, payload_type)
+            .sample_writer(out.ssrc, payload_type)
             .write_sample(&sample)
             .await
-            .map_err(|e| RtcError::Internal(format!("write sample: {e}")))
+            .map_err(|e| RtcError::Internal(format!("write sample: {e}")))?;
+        if !data.is_empty() {
+            out.frames.fetch_add(1, Ordering::Relaxed);
+            out.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +218,18 @@ impl Outgoing {
 /// stack resolves the rare collision). Zero is avoided: some stacks treat it as unset.
 fn random_ssrc() -> u32 {
     rand::random::<u32>().max(1)
+}
+
+/// The MID of the transceiver that sends with `sender`, once an offer has set it.
+async fn mid_of(pc: &dyn PeerConnection, sender: &dyn RtpSender) -> Option<String> {
+    for transceiver in pc.get_transceivers().await {
+        if let Ok(Some(s)) = transceiver.sender().await {
+            if s.id() == sender.id() {
+                return transceiver.mid().await.ok().flatten();
+            }
+        }
+    }
+    None
 }
 
 struct Handler {
@@ -170,7 +254,7 @@ pub struct PublishPeer {
     tap: Arc<TapShared>,
     video: Option<Outgoing>,
     audio: Option<Outgoing>,
-    keyframe_rx: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
+    keyframe_rx: Mutex<Option<mpsc::UnboundedReceiver<KeyframeRequest>>>,
     bitrate_rx: watch::Receiver<u32>,
     video_frames: AtomicU64,
     audio_frames: AtomicU64,
@@ -198,16 +282,30 @@ impl PublishPeer {
         // Audio first: the m-line order is the SFU's business, but a fixed one keeps SDPs
         // comparable in logs.
         let audio = if opts.audio {
-            Some(Outgoing::new(pc.as_ref(), RtpCodecKind::Audio, opus_codec(), &stream_id).await?)
+            let codec = opus_codec();
+            Some(Outgoing::new(pc.as_ref(), RtpCodecKind::Audio, codec, &stream_id, &[]).await?)
         } else {
             None
         };
-        let video = if opts.video {
-            Some(Outgoing::new(pc.as_ref(), RtpCodecKind::Video, h264_codec(), &stream_id).await?)
+        let mut video = if opts.video {
+            let (codec, rids) = (h264_codec(), &opts.simulcast);
+            Some(Outgoing::new(pc.as_ref(), RtpCodecKind::Video, codec, &stream_id, rids).await?)
         } else {
             None
         };
         let offer = complete_offer(pc.as_ref(), &events).await?;
+        if let Some(video) = video.as_mut().filter(|v| v.is_simulcast()) {
+            // What the tap stamps on each layer's packets once webrtc-rs binds them (when
+            // the answer is applied): the MID the offer gave the video, each layer's RID.
+            video.mid = mid_of(pc.as_ref(), video.sender.as_ref()).await;
+            for (index, layer) in video.layers.iter().enumerate() {
+                tap.register_layer(layer.ssrc, index, &layer.rid);
+            }
+            match &video.mid {
+                Some(mid) => tap.set_video_mid(mid.clone()),
+                None => tracing::warn!("the simulcast video has no MID in the offer"),
+            }
+        }
         spawn_monitor(Arc::downgrade(&pc), Arc::clone(&events));
         let peer = PublishPeer {
             pc,
@@ -233,18 +331,50 @@ impl PublishPeer {
         self.events.wait_connected(timeout).await
     }
 
-    /// Sends one H.264 access unit (Annex-B, any start code form) lasting `duration`.
-    /// webrtc-rs packetizes it (single NAL / STAP-A for SPS+PPS / FU-A) and advances the RTP
-    /// timestamp by `duration` at 90 kHz. Awaits back-pressure from the connection's driver.
+    /// Sends one H.264 access unit (Annex-B, any start code form) lasting `duration`, on
+    /// the plain stream (the lowest layer of a simulcast: see
+    /// [`PublishPeer::write_video_layer`]). webrtc-rs packetizes it (single NAL / STAP-A for
+    /// SPS+PPS / FU-A) and advances the RTP timestamp by `duration` at 90 kHz. Awaits
+    /// back-pressure from the connection's driver.
     pub async fn write_video(&self, annex_b: &[u8], duration: Duration) -> Result<(), RtcError> {
+        self.write_video_layer(0, annex_b, duration).await
+    }
+
+    /// [`PublishPeer::write_video`] to simulcast layer `layer` (its index in
+    /// [`PublishOptions::simulcast`], 0 the lowest), on that layer's SSRC, with its own
+    /// sequence numbers and RTP clock. An empty `annex_b` sends nothing and only moves the
+    /// layer's RTP clock on by `duration`: how a layer that was paused resumes with a
+    /// timestamp that says how long it was away.
+    pub async fn write_video_layer(
+        &self,
+        layer: usize,
+        annex_b: &[u8],
+        duration: Duration,
+    ) -> Result<(), RtcError> {
         let out = self
             .video
             .as_ref()
             .ok_or(RtcError::NoTrack(MediaKind::Video))?;
         self.check_open()?;
-        out.write(annex_b, duration).await?;
-        self.video_frames.fetch_add(1, Ordering::Relaxed);
+        out.write(layer, annex_b, duration).await?;
+        if !annex_b.is_empty() {
+            self.video_frames.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    /// The video's layers, lowest first, by RID and SSRC (one, with an empty RID, for a
+    /// plain stream; none without video).
+    pub fn video_layers(&self) -> Vec<(String, u32)> {
+        self.video
+            .iter()
+            .flat_map(|v| v.layers.iter().map(|l| (l.rid.clone(), l.ssrc)))
+            .collect()
+    }
+
+    /// The video's MID, for a simulcast (what the tap stamps on its packets).
+    pub fn video_mid(&self) -> Option<String> {
+        self.video.as_ref().and_then(|v| v.mid.clone())
     }
 
     /// Sends one Opus packet (normally 20 ms) lasting `duration`.
@@ -254,7 +384,7 @@ impl PublishPeer {
             .as_ref()
             .ok_or(RtcError::NoTrack(MediaKind::Audio))?;
         self.check_open()?;
-        out.write(packet, duration).await?;
+        out.write(0, packet, duration).await?;
         self.audio_frames.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -266,11 +396,12 @@ impl PublishPeer {
         Ok(())
     }
 
-    /// Keyframe requests (PLI or FIR for our video SSRC) from the remote side, one `()` each.
-    /// They are read by our RTCP tap interceptor, since webrtc-rs 0.21 swallows inbound RTCP
-    /// by default. The receiver can be taken once; later calls return a receiver that is
+    /// Keyframe requests (PLI or FIR for one of our video SSRCs) from the remote side, one
+    /// each, naming the layer asked for: only that layer's encoder need make one. They are
+    /// read by our RTCP tap interceptor, since webrtc-rs 0.21 swallows inbound RTCP by
+    /// default. The receiver can be taken once; later calls return a receiver that is
     /// already closed.
-    pub fn keyframe_requests(&self) -> mpsc::UnboundedReceiver<()> {
+    pub fn keyframe_requests(&self) -> mpsc::UnboundedReceiver<KeyframeRequest> {
         let taken = self.keyframe_rx.lock().ok().and_then(|mut rx| rx.take());
         taken.unwrap_or_else(|| {
             tracing::warn!("keyframe_requests() taken twice; the second receiver is closed");
@@ -281,9 +412,11 @@ impl PublishPeer {
     /// Bandwidth estimate for the outgoing video, bps, updated as RTCP arrives.
     ///
     /// It is a loss-based controller ([`super::LossBasedEstimator`]) driven by the `fraction_lost`
-    /// of every receiver report about our video (> 10 % loss -> -15 %, < 2 % -> +5 %), capped by
-    /// the remote's REMB when it sends one, clamped to [100 kbps, 2.5 Mbps], starting at 1 Mbps.
-    /// Receivers report about once a second, so expect that update rate. No delay-based part.
+    /// of the receiver reports about our video (> 10 % loss -> -15 %, < 2 % -> +5 %; a
+    /// compound RTCP packet with a report for each simulcast layer counts once, at the worst
+    /// of them), capped by the remote's REMB when it sends one, clamped to [100 kbps,
+    /// 3 Mbps], starting at 1 Mbps. Receivers report about once a second, so expect that
+    /// update rate. No delay-based part.
     pub fn bitrate_estimates(&self) -> watch::Receiver<u32> {
         self.bitrate_rx.clone()
     }
@@ -297,6 +430,17 @@ impl PublishPeer {
             video_frames_sent: self.video_frames.load(Ordering::Relaxed),
             audio_frames_sent: self.audio_frames.load(Ordering::Relaxed),
             keyframe_requests: self.tap.keyframe_requests.load(Ordering::Relaxed),
+            layers: self
+                .video
+                .iter()
+                .flat_map(|v| &v.layers)
+                .map(|l| LayerSendStats {
+                    rid: l.rid.clone(),
+                    ssrc: l.ssrc,
+                    frames_sent: l.frames.load(Ordering::Relaxed),
+                    bytes_sent: l.bytes.load(Ordering::Relaxed),
+                })
+                .collect(),
         }
     }
 
