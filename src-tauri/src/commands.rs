@@ -11,6 +11,7 @@ use tauri::{AppHandle, Manager, Runtime, State};
 
 use onstage_client::link::{Fingerprint, InviteLink};
 use onstage_client::proto::rest::{AddParticipant, CreateMeeting};
+use onstage_client::proto::{TileSize, MAX_TILE_SIDE};
 use onstage_client::{
     ConnectionState, JoinOptions, MediaConfig, Meeting, Sources, StageMedia, StageStatus, UserId,
 };
@@ -1344,6 +1345,32 @@ pub async fn set_preset<R: Runtime>(
     participant_call(&app, &state, ParticipantCall::SetPreset(preset), user_id).await
 }
 
+/// The sizes as the SFU takes them: each side at most [`MAX_TILE_SIDE`] (a larger one is
+/// as good as the largest layer, and the SFU would refuse the whole list), the last size
+/// given for a participant named twice.
+fn tiles_for_sfu(tiles: Vec<TileSize>) -> Vec<TileSize> {
+    let mut out: Vec<TileSize> = Vec::with_capacity(tiles.len());
+    for mut tile in tiles {
+        tile.width = tile.width.min(MAX_TILE_SIDE);
+        tile.height = tile.height.min(MAX_TILE_SIDE);
+        match out.iter_mut().find(|t| t.user_id == tile.user_id) {
+            Some(same) => *same = tile,
+            None => out.push(tile),
+        }
+    }
+    out
+}
+
+/// `set_tiles`: how large the window shows each stage video, in device pixels (0x0: not
+/// seen, a minimised window or a tile out of view), so that the SFU sends no larger a
+/// simulcast layer than fills it (`media.tiles`). Each call replaces the last.
+#[tauri::command]
+pub async fn set_tiles(state: State<'_, AppState>, tiles: Vec<TileSize>) -> Result<()> {
+    let (meeting, _, _) = joined(&state).await?;
+    meeting.set_tiles(tiles_for_sfu(tiles)).await?;
+    Ok(())
+}
+
 /// `video_socket`: where the UI's picture socket is (docs/APP.md "Pictures").
 #[tauri::command]
 pub fn video_socket(state: State<'_, AppState>) -> Result<VideoSocket> {
@@ -1387,6 +1414,24 @@ pub fn picture_stats(state: State<'_, AppState>) -> PictureStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiles_keep_within_what_the_sfu_takes_and_one_size_per_participant() {
+        let tile = |user: &str, width, height| TileSize {
+            user_id: UserId::new(user),
+            width,
+            height,
+        };
+        assert_eq!(
+            tiles_for_sfu(vec![
+                tile("a", 1280, 720),
+                tile("b", 40_000, 0),
+                tile("a", 640, 360),
+            ]),
+            vec![tile("a", 640, 360), tile("b", MAX_TILE_SIDE, 0)]
+        );
+        assert_eq!(tiles_for_sfu(Vec::new()), Vec::new());
+    }
 
     #[test]
     fn a_join_in_progress_names_the_server_and_nothing_more() {

@@ -133,6 +133,7 @@ fn main() {
             commands::remove_participant,
             commands::mute_participant,
             commands::set_preset,
+            commands::set_tiles,
             commands::video_socket,
             commands::picture_stats,
         ])
