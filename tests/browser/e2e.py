@@ -175,61 +175,118 @@ SIMULCAST = {"q": (320, 180), "h": (640, 360), "f": (1280, 720)}
 
 
 def simulcast_scenario():
-    """A browser speaker whose camera gives 1280x720 publishes it as three simulcast layers:
-    its offer has `a=simulcast:send q;h;f`, and Chromium's own statistics show an
-    outbound-rtp stream per RID, each H.264 and each encoding frames at its size (320x180,
-    640x360, 1280x720) and sending them. A bot viewer decodes the browser's video."""
+    """A browser speaker whose camera gives 1280x720 publishes it as three simulcast layers
+    (its offer: `a=simulcast:send q;h;f`), and each viewer gets the layer its tile and link
+    take, the speaker encoding only the layers someone takes:
+    - a second browser viewer (TWCC feedback, nothing said of its tiles) climbs to the
+      1280x720 layer; a bot viewer (no TWCC: the SFU's first estimate) gets 640x360. All
+      three layers are sent then: Chromium's outbound-rtp per RID, H.264, each encoding and
+      sending frames at its size (320x180, 640x360, 1280x720);
+    - the bot's tile set to 320x180 (media.tiles): it gets the 320x180 layer, the SFU names
+      only q and f (`layers`), and the browser stops encoding h (`active` false);
+    - the browser viewer's tile set to 0x0 (meeting.setTiles): its video stops, the SFU
+      names only q and the browser stops encoding f; the lowest layer never stops;
+    - the bot's tile back to 640x360: h is named and encoded again, the bot gets 640x360."""
     server, add, close = lab_server()
     pages = PageServer()
-    browser = viewer = None
+    speaker = watcher = viewer = None
     try:
         viewer = Bot(server.url, add("Vic Viewer", "viewer")["token"], media="synthetic",
                      extra=["--fingerprint", server.fingerprint])
-        browser = Browser(pages, server.url, params={"video": "1280x720"})
-        me = browser.run("return t.join(args[0])", add("Sia Simulcast", "speaker")["token"])
-        assert browser.run("return t.meeting.stage.join()") == "ON_STAGE"
+        speaker = Browser(pages, server.url, params={"video": "1280x720"})
+        me = speaker.run("return t.join(args[0])", add("Sia Simulcast", "speaker")["token"])
+        watcher = Browser(pages, server.url)
+        watcher.run("return t.join(args[0])", add("Wes Watcher", "viewer")["token"])
+        assert speaker.run("return t.meeting.stage.join()") == "ON_STAGE"
 
         def sent():
-            raw = browser.run("return t.rawStats(null)")
-            if not raw:
-                return {}, {}, ""
+            """The speaker's video per RID: its outbound-rtp report, with its codec."""
+            raw = speaker.run("return t.rawStats(null)") or {"reports": [], "offer": ""}
             codecs = {r["id"]: r.get("mimeType") for r in raw["reports"] if r["type"] == "codec"}
-            video = {r["rid"]: r for r in raw["reports"]
+            video = {r["rid"]: dict(r, codec=codecs.get(r.get("codecId"))) for r in raw["reports"]
                      if r["type"] == "outbound-rtp" and r.get("kind") == "video" and "rid" in r}
-            return video, codecs, raw["offer"] or ""
+            return video, raw["offer"] or ""
 
-        first = browser.until(lambda: (lambda v: set(v) == set(SIMULCAST)
-                                       and all(r.get("framesEncoded", 0) > 0 for r in v.values()) and v)(
-            sent()[0]), "an outbound-rtp stream per RID, each encoding")
-        time.sleep(3)
-        later, codecs, offer = sent()
+        def encoding(rids, seconds=2.0):
+            """Waits until exactly `rids` are on (`active`), then checks over `seconds` that
+            those encode and send frames and the others encode none; returns the reports."""
+            speaker.until(lambda: {rid for rid, r in sent()[0].items() if r.get("active")} == set(rids),
+                          f"the speaker to encode {sorted(rids)} only (the SFU named {layers()})")
+            before = sent()[0]
+            time.sleep(seconds)
+            after = sent()[0]
+            for rid in SIMULCAST:
+                a, b = before[rid], after[rid]
+                if rid in rids:
+                    assert b.get("framesEncoded", 0) >= a.get("framesEncoded", 0) + 10 * seconds, (rid, a, b)
+                    assert b.get("framesSent", 0) > a.get("framesSent", 0), (rid, a, b)
+                    assert b.get("bytesSent", 0) > a.get("bytesSent", 0), (rid, a, b)
+                else:
+                    assert b.get("framesEncoded", 0) == a.get("framesEncoded", 0), ("paused", rid, a, b)
+            return after
+
+        def layers():
+            return speaker.run("return t.layers")
+
+        def bot_sees():
+            return viewer.call("media.stats")["received"].get(me, {})
+
+        def watcher_sees():
+            return watcher.run("return (await t.stats()).received[args[0]]", me) or {}
+
+        video, offer = speaker.until(lambda: (lambda v: set(v[0]) == set(SIMULCAST) and v)(sent()),
+                                     "an outbound-rtp report per RID")
         assert "a=simulcast:send q;h;f" in offer, offer
         for rid in SIMULCAST:
             assert f"a=rid:{rid} send" in offer, (rid, offer)
-        summary = {}
-        for rid, (width, height) in SIMULCAST.items():
-            a, b = first[rid], later[rid]
-            summary[rid] = {k: b.get(k) for k in ("frameWidth", "frameHeight", "framesEncoded", "framesSent",
-                                                   "bytesSent", "qualityLimitationReason")}
-            assert codecs.get(b.get("codecId")) == "video/H264", (rid, codecs, b.get("codecId"))
-            assert b.get("framesEncoded", 0) >= a.get("framesEncoded", 0) + 15, (rid, a, b)
-            assert b.get("framesSent", 0) > a.get("framesSent", 0) and b.get("bytesSent", 0) > a.get("bytesSent", 0), \
-                (rid, a, b)
-            # The browser may scale a layer down when the CPU is short; never up.
-            assert 0 < b.get("frameWidth", 0) <= width and 0 < b.get("frameHeight", 0) <= height, (rid, b)
-        log("browser simulcast layers", summary)
-        assert later["f"]["frameWidth"] > later["h"]["frameWidth"] > later["q"]["frameWidth"], summary
 
-        def from_browser():
-            return viewer.call("media.stats")["received"].get(me, {})
-        got = browser.until(lambda: (lambda r: r.get("video_frames", 0) >= 30 and r)(from_browser()),
+        # The browser viewer's estimate climbs to the top layer; the bot stays on the middle.
+        top = watcher.until(lambda: (lambda r: r.get("width") == 1280 and r)(watcher_sees()),
+                            "the browser viewer to get the 1280x720 layer", timeout=45)
+        log("browser viewer of the simulcast speaker", top, "layers named:", layers())
+        reports = encoding({"q", "h", "f"})
+        summary = {rid: {k: r.get(k) for k in ("frameWidth", "frameHeight", "framesEncoded", "framesSent",
+                                                "bytesSent", "qualityLimitationReason")}
+                   for rid, r in reports.items()}
+        log("speaker simulcast layers", summary)
+        for rid, (width, height) in SIMULCAST.items():
+            r = reports[rid]
+            assert r["codec"] == "video/H264", (rid, r)
+            # The browser may scale a layer down when the CPU is short; never up.
+            assert 0 < r.get("frameWidth", 0) <= width and 0 < r.get("frameHeight", 0) <= height, (rid, r)
+        assert reports["f"]["frameWidth"] > reports["h"]["frameWidth"] > reports["q"]["frameWidth"], summary
+        got = speaker.until(lambda: (lambda r: r.get("video_frames", 0) >= 30 and r)(bot_sees()),
                             "the bot viewer to decode the browser's video")
-        log("bot viewer from the simulcast browser",
-            {k: got.get(k) for k in ("video_frames", "width", "height", "fps", "decode_errors")})
+        log("bot viewer of the simulcast speaker", {k: got.get(k) for k in ("video_frames", "width", "height",
+                                                                              "fps", "decode_errors")})
         assert got["decode_errors"] == 0, got
-        assert (got.get("width"), got.get("height")) in SIMULCAST.values(), got
+        assert (got["width"], got["height"]) == SIMULCAST["h"], got
+
+        # A small tile takes the small layer; nobody takes h any more: it pauses.
+        viewer.call("media.tiles", tiles=[{"user_id": me, "width": 320, "height": 180}])
+        speaker.until(lambda: (bot_sees().get("width"), bot_sees().get("height")) == SIMULCAST["q"],
+                      "the bot to get the 320x180 layer")
+        encoding({"q", "f"})
+        assert layers()[-1] == ["q", "f"], layers()
+
+        # A tile of 0x0 takes no video; nobody takes f: it pauses, and q never does.
+        speaker.run("return t.meeting.setTiles([])")
+        watcher.run("return t.meeting.setTiles([{ userId: args[0], width: 0, height: 0 }])", me)
+        encoding({"q"})
+        frames = watcher_sees().get("frames", 0)
+        time.sleep(1)
+        assert watcher_sees().get("frames", 0) <= frames + 2, "video to a tile of 0x0"
+        assert layers()[-1] == ["q"], layers()
+
+        # The bot's tile grows again: h is named and encoded again, and the bot gets it.
+        viewer.call("media.tiles", tiles=[{"user_id": me, "width": 640, "height": 360}])
+        encoding({"q", "h"})
+        speaker.until(lambda: (bot_sees().get("width"), bot_sees().get("height")) == SIMULCAST["h"],
+                      "the bot to get the 640x360 layer again")
+        assert bot_sees()["decode_errors"] == 0, bot_sees()
+        log("layers the SFU named, in order:", layers())
     finally:
-        for part in (viewer, browser):
+        for part in (viewer, speaker, watcher):
             if part:
                 (part.stop if part is viewer else part.quit)()
         pages.stop()
