@@ -489,12 +489,15 @@ impl Meeting {
     }
 
     /// [`Meeting::publish_offer`] for a simulcast video: `layers` describes its layers,
-    /// lowest first (their RIDs as in the offer's `a=simulcast:send`).
+    /// lowest first (their RIDs as in the offer's `a=simulcast:send`). A new publication
+    /// starts with every layer wanted ([`Meeting::wanted_layers`] is `None` again) until
+    /// the SFU says otherwise.
     pub async fn publish_offer_with_layers(
         &self,
         sdp: String,
         layers: Vec<onstage_proto::VideoLayer>,
     ) -> Result<String, ClientError> {
+        self.inner.shared.wanted_layers.send_replace(None);
         sdp_result(
             "media.publish",
             self.call(Call::Publish { sdp, layers }).await?,

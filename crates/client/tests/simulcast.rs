@@ -29,6 +29,7 @@ fn options(simulcast: Vec<String>) -> PublishOptions {
         audio: true,
         video: true,
         simulcast,
+        ..PublishOptions::default()
     }
 }
 

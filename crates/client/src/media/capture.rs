@@ -2,19 +2,27 @@
 //! a plain thread (reads block), hand every picture to the local preview and every
 //! microphone frame to the level meter, and encode to the publisher when there is one.
 //! [`Devices`] holds the threads of one job and follows [`plan::capture`].
+//!
+//! A publishing camera thread encodes each picture once per layer of the publication (one
+//! for a plain stream, up to three for a simulcast: see [`super::layers`]), each layer its
+//! own encoder, fed the picture scaled down to the layer's size. A layer whose bitrate is 0
+//! ([`LayerControl::bitrate`]: cut by the estimate, or taken by no viewer) is not encoded
+//! at all, and restarts with a keyframe.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle as ThreadHandle;
 
 use onstage_media::{
-    AudioSource, CameraSource, EncoderConfig, H264Encoder, MediaError, MicrophoneSource,
-    OpusEncoder, SyntheticAudio, SyntheticVideo, VideoSource,
+    downscale, read_stamp, write_stamp, AudioSource, CameraSource, EncoderConfig, H264Encoder,
+    MediaError, MicrophoneSource, OpusEncoder, SyntheticAudio, SyntheticVideo, VideoFrame,
+    VideoSource,
 };
 use tokio::sync::{mpsc, watch};
 
+use super::layers::{self, LayerSpec};
 use super::plan::{self, CaptureAction, CaptureInputs, CaptureState, Captures, Slot};
-use super::stats::LevelMeter;
+use super::stats::{LevelMeter, PublishedLayer};
 use super::{AudioLevel, Device, MediaConfig, Origin, Shared, Sources};
 
 /// Counts an open source for as long as it lives.
@@ -63,18 +71,58 @@ fn open_audio(config: &MediaConfig) -> Result<Option<Box<dyn AudioSource>>, Medi
 /// Control shared between the network side and a capture thread.
 pub(super) struct CaptureControl {
     stop: AtomicBool,
+    /// One per layer of the publication, lowest first (one for a plain stream, the
+    /// preview and the microphone).
+    pub(super) layers: Vec<LayerControl>,
+}
+
+/// How the network side steers one layer's encoder.
+pub(super) struct LayerControl {
+    /// Make the next picture of this layer a keyframe.
     pub(super) keyframe: AtomicBool,
+    /// The bitrate to encode at; 0: not encoded at all.
     pub(super) bitrate: AtomicU32,
 }
 
 impl CaptureControl {
-    fn new(bitrate: u32) -> Arc<Self> {
+    fn new(bitrates: impl IntoIterator<Item = u32>) -> Arc<Self> {
         Arc::new(CaptureControl {
             stop: AtomicBool::new(false),
-            keyframe: AtomicBool::new(false),
-            bitrate: AtomicU32::new(bitrate),
+            layers: bitrates
+                .into_iter()
+                .map(|bps| LayerControl {
+                    keyframe: AtomicBool::new(false),
+                    bitrate: AtomicU32::new(bps),
+                })
+                .collect(),
         })
     }
+
+    /// Every layer's next picture a keyframe.
+    pub(super) fn keyframe_all(&self) {
+        for layer in &self.layers {
+            layer.keyframe.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Where a publishing camera thread sends what it encodes.
+#[derive(Clone)]
+pub(super) struct VideoOut {
+    pub(super) tx: mpsc::Sender<EncodedPicture>,
+    /// The layers the publication offered, lowest first: one for a plain stream.
+    pub(super) layers: Vec<LayerSpec>,
+}
+
+/// One encoded picture of one layer.
+#[derive(Debug)]
+pub(super) struct EncodedPicture {
+    /// The layer's index, 0 the lowest.
+    pub(super) layer: usize,
+    /// One access unit, Annex-B.
+    pub(super) data: Vec<u8>,
+    /// The capture time of its picture, unix microseconds.
+    pub(super) timestamp_us: u64,
 }
 
 /// A capture thread and its switch.
@@ -117,11 +165,17 @@ async fn open_source<S: ?Sized + Send + 'static>(
 async fn start_video(
     config: &MediaConfig,
     shared: &Arc<Shared>,
-    out: Option<mpsc::Sender<Vec<u8>>>,
+    out: Option<VideoOut>,
 ) -> Option<Capture> {
     let cfg = config.clone();
     let source = open_source(Device::Camera, shared, move || open_video(&cfg)).await?;
-    let control = CaptureControl::new(config.video_bitrate_bps);
+    // Until the publisher says otherwise: a plain stream at the configured rate, every
+    // layer of a simulcast at its maximum.
+    let bitrates: Vec<u32> = match &out {
+        Some(out) if out.layers.len() > 1 => out.layers.iter().map(|l| l.max_bitrate_bps).collect(),
+        _ => vec![config.video_bitrate_bps],
+    };
+    let control = CaptureControl::new(bitrates);
     let (c, s, cfg) = (control.clone(), shared.clone(), config.clone());
     let thread = std::thread::spawn(move || video_capture(source, cfg, c, out, s));
     Some(Capture { control, thread })
@@ -136,7 +190,7 @@ async fn start_audio(
 ) -> Option<Capture> {
     let cfg = config.clone();
     let source = open_source(Device::Microphone, shared, move || open_audio(&cfg)).await?;
-    let control = CaptureControl::new(0);
+    let control = CaptureControl::new([0]);
     let (c, s, rate) = (control.clone(), shared.clone(), config.audio_bitrate_bps);
     let thread = std::thread::spawn(move || audio_capture(source, rate, c, out, s));
     Some(Capture { control, thread })
@@ -178,13 +232,13 @@ pub(super) struct Devices {
     video_slot: Slot,
     /// Where encoded packets and pictures go; `None` for the preview (nothing is encoded).
     audio_out: Option<mpsc::Sender<Vec<u8>>>,
-    video_out: Option<mpsc::Sender<Vec<u8>>>,
+    video_out: Option<VideoOut>,
 }
 
 impl Devices {
     pub(super) fn new(
         audio_out: Option<mpsc::Sender<Vec<u8>>>,
-        video_out: Option<mpsc::Sender<Vec<u8>>>,
+        video_out: Option<VideoOut>,
     ) -> Self {
         Devices {
             audio: None,
@@ -281,22 +335,32 @@ fn video_capture(
     mut source: OpenSource<Box<dyn VideoSource>>,
     config: MediaConfig,
     control: Arc<CaptureControl>,
-    out: Option<mpsc::Sender<Vec<u8>>>,
+    out: Option<VideoOut>,
     shared: Arc<Shared>,
 ) {
     let format = source.source.format();
-    let mut encoder = match &out {
-        None => None,
-        Some(_) => match H264Encoder::new(EncoderConfig {
-            width: format.width,
-            height: format.height,
-            fps: format.fps,
-            bitrate_bps: config.video_bitrate_bps,
-        }) {
-            Ok(e) => Some(e),
-            Err(e) => return shared.error("video encoder", &e),
-        },
-    };
+    // The layers at the size the source really delivers (the offer was made for the size
+    // asked for), as many as were offered at most.
+    let mut encoding = out.as_ref().map(|out| {
+        let specs = match out.layers.as_slice() {
+            [single] => vec![LayerSpec {
+                width: format.width,
+                height: format.height,
+                ..single.clone()
+            }],
+            offered => {
+                let mut specs = layers::plan(format.width, format.height, offered.len(), 0);
+                // A capture smaller than asked for may have fewer layers; each keeps the
+                // rate the publication described.
+                for (spec, offered) in specs.iter_mut().zip(offered) {
+                    spec.max_bitrate_bps = offered.max_bitrate_bps;
+                }
+                specs
+            }
+        };
+        Layers::new(specs, format.fps, &shared)
+    });
+    let synthetic = matches!(config.sources, Sources::Synthetic { .. });
     while !control.stop.load(Ordering::SeqCst) {
         let frame = match source.source.next_frame() {
             Ok(f) => f,
@@ -306,33 +370,163 @@ fn video_capture(
             break;
         }
         shared.local_picture(&frame, out.is_some());
-        let (Some(encoder), Some(out)) = (encoder.as_mut(), out.as_ref()) else {
+        let (Some(layers), Some(out)) = (encoding.as_mut(), out.as_ref()) else {
             continue;
         };
-        if control.keyframe.swap(false, Ordering::SeqCst) {
-            encoder.request_keyframe();
+        match layers.encode(&frame, synthetic, &control, &out.tx, &shared) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return shared.error("video encoder", &e),
         }
-        let target = control.bitrate.load(Ordering::SeqCst);
-        if target != 0 && target != encoder.bitrate() {
-            if let Err(e) = encoder.set_bitrate(target) {
-                tracing::debug!(error = %e, "bitrate change");
+    }
+}
+
+/// The encoders of a publishing camera thread, one per layer, made when the layer is
+/// first encoded.
+struct Layers {
+    specs: Vec<LayerSpec>,
+    fps: u32,
+    encoders: Vec<Option<H264Encoder>>,
+    /// Whether each layer was encoded last time (one that starts again starts with a
+    /// keyframe).
+    running: Vec<bool>,
+    /// What the stats show of each layer.
+    stats: Vec<PublishedLayer>,
+}
+
+impl Layers {
+    fn new(specs: Vec<LayerSpec>, fps: u32, shared: &Shared) -> Layers {
+        let stats: Vec<PublishedLayer> = specs
+            .iter()
+            .map(|spec| PublishedLayer {
+                rid: spec.rid.to_owned(),
+                width: spec.width,
+                height: spec.height,
+                ..PublishedLayer::default()
+            })
+            .collect();
+        shared.stats().layers.clone_from(&stats);
+        Layers {
+            encoders: specs.iter().map(|_| None).collect(),
+            running: vec![false; specs.len()],
+            specs,
+            fps,
+            stats,
+        }
+    }
+
+    /// Encodes `frame` for every layer whose bitrate is not 0 and sends the pictures.
+    /// `Ok(false)`: the publisher is gone.
+    fn encode(
+        &mut self,
+        frame: &VideoFrame,
+        synthetic: bool,
+        control: &CaptureControl,
+        out: &mpsc::Sender<EncodedPicture>,
+        shared: &Shared,
+    ) -> Result<bool, MediaError> {
+        let targets: Vec<u32> = (0..self.specs.len())
+            .map(|i| {
+                control
+                    .layers
+                    .get(i)
+                    .map_or(0, |c| c.bitrate.load(Ordering::SeqCst))
+            })
+            .collect();
+        let sizes: Vec<(u32, u32)> = self.specs.iter().map(|s| (s.width, s.height)).collect();
+        let wanted: Vec<bool> = targets.iter().map(|&bps| bps != 0).collect();
+        let mut scaled = scale_layers(frame, &sizes, &wanted);
+        if synthetic {
+            // The synthetic pattern's stamp is sized to its picture: painted again at each
+            // layer's size, the far end reads it whichever layer it receives.
+            if let Some(stamp) = read_stamp(frame) {
+                for picture in scaled.iter_mut().flatten() {
+                    write_stamp(picture, stamp);
+                }
             }
-            shared.stats().video_bitrate_bps = Some(encoder.bitrate());
         }
-        match encoder.encode(&frame) {
-            Ok(Some(au)) => match out.try_send(au.data) {
+        let mut open = true;
+        for (i, &target) in targets.iter().enumerate() {
+            let stats = &mut self.stats[i];
+            if target == 0 {
+                self.running[i] = false;
+                stats.bitrate_bps = 0;
+                continue;
+            }
+            let encoder = match &mut self.encoders[i] {
+                Some(encoder) => encoder,
+                empty => empty.insert(H264Encoder::new(EncoderConfig {
+                    width: self.specs[i].width,
+                    height: self.specs[i].height,
+                    fps: self.fps,
+                    bitrate_bps: target,
+                })?),
+            };
+            let resumed = !std::mem::replace(&mut self.running[i], true);
+            if control.layers[i].keyframe.swap(false, Ordering::SeqCst) || resumed {
+                encoder.request_keyframe();
+            }
+            if target != encoder.bitrate() {
+                if let Err(e) = encoder.set_bitrate(target) {
+                    tracing::debug!(error = %e, layer = i, "bitrate change");
+                }
+            }
+            stats.bitrate_bps = encoder.bitrate();
+            let picture = scaled[i].as_ref().unwrap_or(frame);
+            let Some(au) = encoder.encode(picture)? else {
+                continue;
+            };
+            stats.frames_encoded += 1;
+            stats.bytes_encoded += au.data.len() as u64;
+            stats.keyframes += u64::from(au.keyframe);
+            let picture = EncodedPicture {
+                layer: i,
+                data: au.data,
+                timestamp_us: au.timestamp_us,
+            };
+            match out.try_send(picture) {
                 Ok(()) => {}
                 // The network cannot keep up: drop this picture, and restart the decoders
                 // downstream with a keyframe.
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    control.keyframe.store(true, Ordering::SeqCst);
+                    control.layers[i].keyframe.store(true, Ordering::SeqCst);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
-            },
-            Ok(None) => {}
-            Err(e) => return shared.error("video encoder", &e),
+                Err(mpsc::error::TrySendError::Closed(_)) => open = false,
+            }
         }
+        {
+            let mut stats = shared.stats();
+            stats.layers.clone_from(&self.stats);
+            let sum = self.stats.iter().map(|l| l.bitrate_bps).sum::<u32>();
+            stats.video_bitrate_bps = Some(sum);
+        }
+        Ok(open)
     }
+}
+
+/// The pictures of the layers to encode (`wanted`) from one capture, each scaled from the
+/// smallest picture already made that is still larger (1280x720 -> 640x360 -> 320x180:
+/// the full picture is read once). `None` for a layer not wanted, and for one of the
+/// capture's own size (the capture itself is encoded, not a copy).
+fn scale_layers(
+    frame: &VideoFrame,
+    sizes: &[(u32, u32)],
+    wanted: &[bool],
+) -> Vec<Option<VideoFrame>> {
+    let mut out: Vec<Option<VideoFrame>> = sizes.iter().map(|_| None).collect();
+    let mut smallest: Option<usize> = None;
+    for i in (0..sizes.len()).rev() {
+        let (width, height) = sizes[i];
+        if !wanted.get(i).copied().unwrap_or(false)
+            || (width, height) == (frame.width, frame.height)
+        {
+            continue;
+        }
+        let from = smallest.and_then(|j| out[j].as_ref()).unwrap_or(frame);
+        out[i] = Some(downscale(from, width, height));
+        smallest = Some(i);
+    }
+    out
 }
 
 fn audio_capture(

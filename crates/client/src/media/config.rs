@@ -27,8 +27,14 @@ pub struct MediaConfig {
     pub sources: Sources,
     /// Capture size and rate (default 640x480 at 30 fps).
     pub video: VideoFormat,
-    /// Starting video bitrate; the encoder then follows the transport's estimate.
+    /// Starting video bitrate; the encoder then follows the transport's estimate. A plain
+    /// stream goes up to twice this; simulcast layers have their own rates (see
+    /// [`super::layers`]).
     pub video_bitrate_bps: u32,
+    /// Publish a capture of at least 640x360 as simulcast layers (two, or three from
+    /// 1280x720), each encoded on its own, so that every viewer can get the one its tile
+    /// and its network take. Off: one stream of the capture. On by default.
+    pub simulcast: bool,
     pub audio_bitrate_bps: u32,
     /// Decode received video (the app and the tests want pictures; a pure listener may not).
     pub decode_video: bool,
@@ -48,6 +54,7 @@ impl Default for MediaConfig {
                 fps: 30,
             },
             video_bitrate_bps: 1_000_000,
+            simulcast: true,
             audio_bitrate_bps: 32_000,
             decode_video: true,
             play_audio: false,

@@ -24,14 +24,18 @@
 //!   running jobs to start/stop actions (unit- and property-tested).
 //! - `orchestrate`: applies the plan: holds the publisher, the preview and the
 //!   subscriptions.
+//! - [`layers`]: the simulcast layers of a capture, and which of them the bandwidth carries
+//!   (pure, unit-tested).
 //! - `publish`: the publish peer and what feeds it.
-//! - `capture`: the camera and microphone threads (preview and encoding).
+//! - `capture`: the camera and microphone threads (preview and encoding, one encoder per
+//!   layer).
 //! - `receive`: one subscription: video decoding, audio through a jitter buffer.
 //! - `speaker`: plays the mix.
 //! - this file: [`StageMedia`], the handle the app holds, and the state its jobs share.
 
 mod capture;
 pub mod config;
+pub mod layers;
 mod orchestrate;
 mod plan;
 mod publish;
@@ -49,7 +53,7 @@ use crate::rtc::TransportConfig;
 use crate::{Meeting, UserId};
 
 pub use config::{Controls, Device, DeviceChoice, MediaConfig, MediaProblem, Sources};
-pub use stats::{MediaStats, Received};
+pub use stats::{MediaStats, PublishedLayer, Received};
 
 /// Whose picture or audio level it is. The local camera and microphone are their own case,
 /// not a reserved user id: a participant whose id happens to be `"local"` is someone else.

@@ -58,14 +58,34 @@ pub struct MediaStats {
     pub received: BTreeMap<UserId, Received>,
     /// Devices (or synthetic sources) currently open.
     pub open_sources: usize,
-    /// The encoder's current target bitrate while publishing.
+    /// The encoder's current target bitrate while publishing (all layers together).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video_bitrate_bps: Option<u32>,
+    /// The published video's layers, lowest first: one for a plain stream, up to three for
+    /// a simulcast (see [`super::layers`]); empty when no video is published.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<PublishedLayer>,
     /// Keyframe requests the publisher received.
     pub keyframe_requests: u64,
     /// The last error, e.g. a missing camera (`device_not_found`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+/// One layer of the published video, as its encoder sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PublishedLayer {
+    /// Its RID (`q`, `h`, `f`); empty for a plain stream.
+    pub rid: String,
+    pub width: u32,
+    pub height: u32,
+    /// What it is encoded at now; 0 while it is not encoded (cut by the bandwidth
+    /// estimate, or taken by no viewer).
+    pub bitrate_bps: u32,
+    /// Pictures encoded, their bytes, and how many were keyframes.
+    pub frames_encoded: u64,
+    pub bytes_encoded: u64,
+    pub keyframes: u64,
 }
 
 /// Sums 20 ms frames into a level every five frames (100 ms).

@@ -39,6 +39,18 @@ impl Default for LossBasedEstimator {
 }
 
 impl LossBasedEstimator {
+    /// An estimator starting at `bps` (clamped to the bounds) instead of
+    /// [`START_BITRATE_BPS`]: a simulcast publisher starts at the sum of its layers, so
+    /// that all of them go out from the first picture and loss, if there is any, cuts the
+    /// top ones (receivers report only every few seconds, so growing there from
+    /// [`START_BITRATE_BPS`] would take a minute).
+    pub fn starting_at(bps: u32) -> Self {
+        LossBasedEstimator {
+            loss_based: f64::from(bps.clamp(MIN_BITRATE_BPS, MAX_BITRATE_BPS)),
+            remb: None,
+        }
+    }
+
     /// Applies one receiver report's `fraction_lost` (RFC 3550: lost/expected * 256 since the
     /// previous report) and returns the new estimate.
     pub fn on_fraction_lost(&mut self, fraction_lost: u8) -> u32 {
@@ -79,6 +91,24 @@ mod tests {
     #[test]
     fn starts_at_start_rate() {
         assert_eq!(LossBasedEstimator::default().estimate(), START_BITRATE_BPS);
+    }
+
+    #[test]
+    fn a_start_of_its_own_within_the_bounds() {
+        assert_eq!(
+            LossBasedEstimator::starting_at(2_300_000).estimate(),
+            2_300_000
+        );
+        assert_eq!(
+            LossBasedEstimator::starting_at(9_000_000).estimate(),
+            MAX_BITRATE_BPS
+        );
+        assert_eq!(
+            LossBasedEstimator::starting_at(0).estimate(),
+            MIN_BITRATE_BPS
+        );
+        let mut e = LossBasedEstimator::starting_at(2_000_000);
+        assert_eq!(e.on_fraction_lost(64), 1_700_000);
     }
 
     #[test]

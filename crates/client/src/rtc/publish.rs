@@ -39,6 +39,9 @@ pub struct PublishOptions {
     /// each, with its own SSRC; [`PublishPeer::write_video_layer`] takes the layer's index
     /// in this list. Fewer than two: a plain stream, no simulcast (layer 0 is that stream).
     pub simulcast: Vec<String>,
+    /// Where the bandwidth estimate ([`PublishPeer::bitrate_estimates`]) starts; `None`:
+    /// [`super::START_BITRATE_BPS`].
+    pub start_bitrate_bps: Option<u32>,
 }
 
 /// Counters for benchmarks. RTP packets and payload bytes as they leave the interceptor chain
@@ -273,7 +276,7 @@ impl PublishPeer {
         config: &TransportConfig,
     ) -> Result<(PublishPeer, String), RtcError> {
         let events = ConnEvents::new();
-        let (tap, keyframe_rx, bitrate_rx) = TapShared::new();
+        let (tap, keyframe_rx, bitrate_rx) = TapShared::new(opts.start_bitrate_bps);
         let handler = Arc::new(Handler {
             events: Arc::clone(&events),
         });
@@ -415,8 +418,9 @@ impl PublishPeer {
     /// of the receiver reports about our video (> 10 % loss -> -15 %, < 2 % -> +5 %; a
     /// compound RTCP packet with a report for each simulcast layer counts once, at the worst
     /// of them), capped by the remote's REMB when it sends one, clamped to [100 kbps,
-    /// 3 Mbps], starting at 1 Mbps. Receivers report about once a second, so expect that
-    /// update rate. No delay-based part.
+    /// 3 Mbps], starting at 1 Mbps (or [`PublishOptions::start_bitrate_bps`]). Receivers
+    /// report every second or few (str0m, the SFU, every 5 s for a video without RTX), so
+    /// expect that update rate. No delay-based part.
     pub fn bitrate_estimates(&self) -> watch::Receiver<u32> {
         self.bitrate_rx.clone()
     }

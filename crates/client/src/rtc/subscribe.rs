@@ -251,7 +251,7 @@ impl SubscribePeer {
         });
         // The tap is unused on the receive side except that it must exist in the chain shape
         // both peers share; its channels are simply never read.
-        let (tap, _, _) = TapShared::new();
+        let (tap, _, _) = TapShared::new(None);
         let handler = Arc::new(Handler {
             shared: Arc::clone(&shared),
         });

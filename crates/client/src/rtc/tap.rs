@@ -80,13 +80,18 @@ pub(crate) struct TapShared {
 }
 
 impl TapShared {
-    pub(crate) fn new() -> (
+    /// The tap's shared half, with the estimate starting at `start_bps` (the estimator's
+    /// own start when `None`).
+    pub(crate) fn new(
+        start_bps: Option<u32>,
+    ) -> (
         Arc<Self>,
         mpsc::UnboundedReceiver<KeyframeRequest>,
         watch::Receiver<u32>,
     ) {
         let (keyframe_tx, keyframe_rx) = mpsc::unbounded_channel();
-        let estimator = LossBasedEstimator::default();
+        let estimator =
+            start_bps.map_or_else(LossBasedEstimator::default, LossBasedEstimator::starting_at);
         let (bitrate_tx, bitrate_rx) = watch::channel(estimator.estimate());
         let shared = Arc::new(TapShared {
             video_ssrcs: Mutex::new(HashMap::new()),
@@ -428,7 +433,7 @@ mod tests {
         mpsc::UnboundedReceiver<KeyframeRequest>,
         watch::Receiver<u32>,
     ) {
-        let (shared, keyframes, bitrate) = TapShared::new();
+        let (shared, keyframes, bitrate) = TapShared::new(None);
         for (index, (ssrc, rid)) in [(11, "q"), (12, "h"), (13, "f")].into_iter().enumerate() {
             shared.register_layer(ssrc, index, rid);
         }
@@ -489,7 +494,7 @@ mod tests {
 
     #[test]
     fn a_plain_stream_is_not_stamped() {
-        let (shared, _, _) = TapShared::new();
+        let (shared, _, _) = TapShared::new(None);
         let mut tap = RtcpTap::new(shared);
         tap.bind_local_stream(&video_stream(7, None));
         assert_eq!(

@@ -1,0 +1,191 @@
+//! Simulcast through the real server: a speaker publishing a 1280x720 synthetic capture
+//! as three layers, the SFU forwarding to each viewer the layer its tile takes, and telling
+//! the speaker which layers anyone takes, so that the others stop being encoded.
+
+use std::time::{Duration, Instant};
+
+use onstage_client::rtc::TransportConfig;
+use onstage_client::{MediaConfig, MediaStats, Meeting, Sources, StageMedia};
+use onstage_media::VideoFormat;
+use onstage_proto::{TileSize, UserId};
+use onstage_testkit::{within, TestServer};
+
+/// Simulcast takes a while: the publisher's estimate has to grow before its top layer
+/// comes on, and the SFU's per-viewer estimate before a viewer is moved up to it.
+const SLOW: Duration = Duration::from_secs(45);
+
+fn config(sources: Sources) -> MediaConfig {
+    MediaConfig {
+        sources,
+        video: VideoFormat {
+            width: 1280,
+            height: 720,
+            fps: 30,
+        },
+        transport: TransportConfig::loopback(),
+        ..MediaConfig::default()
+    }
+}
+
+/// Waits (up to `limit`) until `pred` holds on the media stats; the stats when it did.
+async fn wait_stats(
+    media: &StageMedia,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&MediaStats) -> bool,
+) -> MediaStats {
+    let started = Instant::now();
+    loop {
+        let stats = media.stats();
+        if pred(&stats) {
+            eprintln!("{what}: after {:?}", started.elapsed());
+            return stats;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out waiting for {what}; stats {stats:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn encoded(stats: &MediaStats) -> Vec<(String, u64)> {
+    stats
+        .layers
+        .iter()
+        .map(|l| (l.rid.clone(), l.frames_encoded))
+        .collect()
+}
+
+async fn tiles(viewer: &Meeting, speaker: &UserId, (width, height): (u32, u32)) {
+    let tiles = vec![TileSize {
+        user_id: speaker.clone(),
+        width,
+        height,
+    }];
+    within("media.tiles", viewer.set_tiles(tiles))
+        .await
+        .expect("tiles told");
+}
+
+/// Whether `stats` show a picture of the speaker larger than 320x180, stamped.
+fn larger_than_small(stats: &MediaStats, speaker: &UserId, frames: u64) -> bool {
+    stats
+        .received
+        .get(speaker)
+        .is_some_and(|r| r.width > 320 && r.height > 180 && r.stamped_frames >= frames)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_720p_speaker_sends_its_layers_by_tile_and_encodes_only_those_taken() {
+    let server = TestServer::start().await;
+    let meeting = server.meeting("simulcast").await;
+    let speaker = server.join(&meeting, "Speaker", "speaker").await;
+    let small = server.join(&meeting, "Small", "viewer").await;
+    let large = server.join(&meeting, "Large", "viewer").await;
+    let speaker_id = speaker.user_id();
+    let receive_only = config(Sources::None);
+    let small_media = StageMedia::start(small.clone(), receive_only.clone());
+    let large_media = StageMedia::start(large.clone(), receive_only);
+    tiles(&small, &speaker_id, (320, 180)).await;
+    tiles(&large, &speaker_id, (1280, 720)).await;
+    let speaker_media = StageMedia::start(
+        speaker.clone(),
+        config(Sources::Synthetic { tone_hz: 440.0 }),
+    );
+    within("the speaker joins the stage", speaker.stage().join())
+        .await
+        .expect("on stage");
+
+    // Three layers at a quarter, half and full size. The two lower ones are taken (the
+    // small tile q; the large one starts lower than 720p and climbs as the SFU's estimate
+    // of its link allows).
+    let stats = wait_stats(&speaker_media, "three layers, q and h encoded", SLOW, |s| {
+        s.layers.len() == 3 && s.layers[..2].iter().all(|l| l.frames_encoded >= 30)
+    })
+    .await;
+    let sizes: Vec<(&str, u32, u32)> = stats
+        .layers
+        .iter()
+        .map(|l| (l.rid.as_str(), l.width, l.height))
+        .collect();
+    assert_eq!(sizes, [("q", 320, 180), ("h", 640, 360), ("f", 1280, 720)]);
+    assert!(stats.layers[0].bytes_encoded < stats.layers[1].bytes_encoded);
+
+    // Each viewer decodes the layer its tile takes, stamps and all (the synthetic stamp is
+    // painted at every layer's size).
+    let received = |stats: &MediaStats| stats.received.get(&speaker_id).cloned();
+    let small_stats = wait_stats(&small_media, "the small tile gets 320x180", SLOW, |s| {
+        received(s).is_some_and(|r| (r.width, r.height) == (320, 180) && r.stamped_frames >= 30)
+    })
+    .await;
+    let r = received(&small_stats).expect("received");
+    assert_eq!((r.out_of_order_frames, r.decode_errors), (0, 0), "{r:?}");
+    wait_stats(
+        &large_media,
+        "the large tile gets a larger layer",
+        SLOW,
+        |s| larger_than_small(s, &speaker_id, 30),
+    )
+    .await;
+
+    // Both tiles small: the SFU says only q is taken, and h and f stop being encoded.
+    tiles(&large, &speaker_id, (320, 180)).await;
+    let paused = wait_stats(&speaker_media, "h and f paused", SLOW, |s| {
+        s.layers.len() == 3 && s.layers[1].bitrate_bps == 0 && s.layers[2].bitrate_bps == 0
+    })
+    .await;
+    assert_eq!(
+        *speaker.wanted_layers().borrow(),
+        Some(vec!["q".to_owned()])
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = speaker_media.stats();
+    let (before, after) = (encoded(&paused), encoded(&later));
+    assert!(
+        after[0].1 >= before[0].1 + 20,
+        "q goes on: {before:?} -> {after:?}"
+    );
+    for layer in [1, 2] {
+        assert!(
+            after[layer].1 <= before[layer].1 + 1,
+            "{} is not encoded: {before:?} -> {after:?}",
+            after[layer].0
+        );
+    }
+    wait_stats(
+        &large_media,
+        "the large viewer moved to 320x180",
+        SLOW,
+        |s| received(s).is_some_and(|r| (r.width, r.height) == (320, 180)),
+    )
+    .await;
+
+    // A large tile again: h is taken again, encoded again from a keyframe, and shown.
+    tiles(&large, &speaker_id, (1280, 720)).await;
+    let resumed = wait_stats(&speaker_media, "h encoded again", SLOW, |s| {
+        s.layers.len() == 3 && s.layers[1].frames_encoded >= after[1].1 + 30
+    })
+    .await;
+    assert!(resumed.layers[1].keyframes > paused.layers[1].keyframes);
+    let stamped = received(&large_media.stats()).map_or(0, |r| r.stamped_frames);
+    let back = wait_stats(
+        &large_media,
+        "the large tile back above 320x180",
+        SLOW,
+        |s| larger_than_small(s, &speaker_id, stamped + 30),
+    )
+    .await;
+    // Down a layer and up again, every picture decoded and stamped. The layers are
+    // pictures of the same captures, so at a switch the first picture of the new layer may
+    // show the instant the old layer's last one did (a repeat, counted as not increasing),
+    // at most once per switch.
+    let r = received(&back).expect("received");
+    assert_eq!(r.decode_errors, 0, "{r:?}");
+    assert_eq!(r.stamped_frames, r.video_frames, "{r:?}");
+    assert!(r.out_of_order_frames <= 3, "{r:?}");
+
+    speaker_media.stop().await;
+    small_media.stop().await;
+    large_media.stop().await;
+}
