@@ -73,9 +73,13 @@ Calls and their results:
   participants.list              [{\"user_id\",\"name\",\"preset\",\"stage_status\"}, ...] everyone,
                                  the bot included, in join order
   media.stats                    {\"publishing\":{\"audio\":bool,\"video\":bool},
+                                  \"layers\":[{\"rid\",\"width\",\"height\",\"bitrate_bps\" (0: paused),
+                                  \"frames_encoded\",\"bytes_encoded\",\"keyframes\"}, ..] (published),
                                   \"received\":{USER_ID:{\"video_frames\":N,\"audio_frames\":N,
                                   \"width\":N,\"height\":N,\"fps\":F (last second),
                                   \"freezes\":N,\"longest_freeze_ms\":N,..}}}
+  media.tiles         tiles      null; tiles [{\"user_id\",\"width\",\"height\"}, ..]: how large the
+                                 bot shows each stage video (--tiles tells it for every one)
   meeting.leave                  null; the bot then exits with status 0
 
 A line that is not JSON or names no known call gets {\"ok\":false,\"error\":{\"code\":\"bad_request\",..}}
@@ -374,6 +378,37 @@ pub struct BotArgs {
     /// Starting video bitrate, bits per second (the encoder then follows the estimate).
     #[arg(long, default_value_t = 1_000_000, value_name = "BPS")]
     pub video_bitrate: u32,
+    /// Publish a picture of at least 640x360 as simulcast layers (two, three from
+    /// 1280x720, each encoded on its own), or as one stream (off): to compare what each
+    /// costs at the same --video.
+    #[arg(long, value_enum, default_value_t = Switch::On, value_name = "on|off")]
+    pub simulcast: Switch,
+    /// Tell the SFU that this bot shows every stage video at WIDTHxHEIGHT (device pixels),
+    /// as an app's tiles do: no larger a simulcast layer is sent to it. Told again
+    /// whenever someone comes on or leaves the stage. Without it the bot tells nothing
+    /// and gets what its bandwidth carries.
+    #[arg(long, value_parser = parse_size, value_name = "WxH")]
+    pub tiles: Option<(u32, u32)>,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// `320x180` -> (320, 180), each side 0..=16384 (0x0: a hidden tile).
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("expected WIDTHxHEIGHT like 320x180, got {text:?}");
+    let (w, h) = text.split_once('x').ok_or_else(bad)?;
+    let (width, height): (u32, u32) =
+        (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    let max = onstage_proto::MAX_TILE_SIDE;
+    if width > max || height > max {
+        return Err(format!("{text:?}: each side at most {max}"));
+    }
+    Ok((width, height))
 }
 
 /// `1280x720@30` -> a video format (even sizes, 1..=60 fps).
@@ -764,5 +799,32 @@ mod tests {
         assert_eq!(args.media, MediaMode::Synthetic);
         assert!(parse(&["bot", "--server", "s", "--token", "t", "--media", "x"]).is_err());
         assert!(parse(&["bot", "--server", "s"]).is_err());
+    }
+
+    #[test]
+    fn bot_simulcast_is_on_by_default_and_tiles_are_a_size() {
+        let bot = |extra: &[&str]| {
+            let args = [&["bot", "--server", "http://h:1", "--token", "t"], extra].concat();
+            parse(&args).map(|cli| match cli.command {
+                Command::Bot(args) => args,
+                _ => panic!("bot"),
+            })
+        };
+        let args = bot(&[]).unwrap();
+        assert_eq!((args.simulcast, args.tiles), (Switch::On, None));
+        let args = bot(&["--simulcast", "off", "--tiles", "320x180"]).unwrap();
+        assert_eq!(
+            (args.simulcast, args.tiles),
+            (Switch::Off, Some((320, 180)))
+        );
+        assert_eq!(
+            bot(&["--tiles", "0x0"]).unwrap().tiles,
+            Some((0, 0)),
+            "hidden"
+        );
+        for bad in ["320", "320x", "x180", "-1x2", "16385x10", "1.5x2"] {
+            assert!(bot(&["--tiles", bad]).is_err(), "{bad}");
+        }
+        assert!(bot(&["--simulcast", "maybe"]).is_err());
     }
 }

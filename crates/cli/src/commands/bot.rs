@@ -13,12 +13,13 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use onstage_client::{
-    ClientError, InviteLink, JoinOptions, MediaConfig, Meeting, Participant, Sources, StageMedia,
+    ClientError, ConnectionState, InviteLink, JoinOptions, MediaConfig, Meeting, MeetingEvent,
+    Participant, Sources, StageMedia,
 };
 use onstage_proto::signal::KNOWN_CALLS;
-use onstage_proto::{Call, ErrorBody, ErrorCode, PeerId, Request, StageStatus, UserId};
+use onstage_proto::{Call, ErrorBody, ErrorCode, PeerId, Request, StageStatus, TileSize, UserId};
 
-use crate::cli::{BotArgs, MediaMode};
+use crate::cli::{BotArgs, MediaMode, Switch};
 use crate::output::{self, Lines, Reply};
 
 /// Calls the bot answers itself, from the SDK's state.
@@ -291,11 +292,18 @@ pub async fn run(args: BotArgs) -> ExitCode {
                 },
                 video: args.video,
                 video_bitrate_bps: args.video_bitrate,
+                simulcast: args.simulcast == Switch::On,
                 ..MediaConfig::default()
             },
         )
     });
+    let tiles = args
+        .tiles
+        .map(|size| tokio::spawn(tell_tiles(meeting.clone(), size)));
     let left = read_calls(&meeting, media.as_ref(), &lines).await;
+    if let Some(tiles) = tiles {
+        tiles.abort();
+    }
     if let Some(media) = media {
         media.stop().await;
     }
@@ -311,6 +319,44 @@ pub async fn run(args: BotArgs) -> ExitCode {
     drop(lines);
     let _ = writer.await;
     ExitCode::SUCCESS
+}
+
+/// `--tiles`: tells the SFU that every stage video is shown at `width` x `height`, as the
+/// set of publishers changes and again after a reconnect (the server's session is new).
+async fn tell_tiles(meeting: Meeting, (width, height): (u32, u32)) {
+    let me = meeting.user_id();
+    let mut events = meeting.events();
+    let mut told: Option<Vec<UserId>> = None;
+    loop {
+        let publishers: Vec<UserId> = meeting
+            .publishing()
+            .into_keys()
+            .filter(|user| *user != me)
+            .collect();
+        if told.as_ref() != Some(&publishers) {
+            let tiles = publishers
+                .iter()
+                .map(|user_id| TileSize {
+                    user_id: user_id.clone(),
+                    width,
+                    height,
+                })
+                .collect();
+            match meeting.set_tiles(tiles).await {
+                Ok(()) => told = Some(publishers),
+                // Told again at the next change (a reconnect is one).
+                Err(e) => tracing::debug!(error = %e, "media.tiles"),
+            }
+        }
+        match events.recv().await {
+            None => return,
+            Some(MeetingEvent::ConnectionStateUpdate {
+                state: ConnectionState::Connected,
+                ..
+            }) => told = None,
+            Some(_) => {}
+        }
+    }
 }
 
 /// Answers stdin lines until end of input, a signal, or `meeting.leave` (returns true).
@@ -368,7 +414,7 @@ mod tests {
     fn every_bot_call_parses() {
         for name in bot_calls() {
             let line = format!(
-                r#"{{"id":4,"call":"{name}","user_ids":["u1"],"user_id":"u1","preset":"host"}}"#
+                r#"{{"id":4,"call":"{name}","user_ids":["u1"],"user_id":"u1","preset":"host","tiles":[]}}"#
             );
             let (id, _) = ok(&line);
             assert_eq!(id, 4);
