@@ -74,11 +74,22 @@ impl Lab {
     /// Plugs `host` into `switch` with address `cidr` (e.g. "10.77.0.2/24"). Returns the
     /// host's interface name.
     pub fn plug(&mut self, host: &mut Host, switch: &mut Host, cidr: &str) -> String {
+        self.plug_port(host, switch, cidr).0
+    }
+
+    /// [`Lab::plug`], returning the switch's port too (where traffic *to* the host
+    /// leaves the switch: the place to shape what the host receives).
+    pub fn plug_port(
+        &mut self,
+        host: &mut Host,
+        switch: &mut Host,
+        cidr: &str,
+    ) -> (String, String) {
         let (h, s) = self.veth(host, switch);
         sh(&["ip", "-n", &switch.ns, "link", "set", &s, "master", "br0"]);
         sh(&["ip", "-n", &switch.ns, "link", "set", &s, "up"]);
         address(host, &h, cidr);
-        h
+        (h, s)
     }
 
     /// A direct link between two hosts, `a_cidr` on `a`'s end and `b_cidr` on `b`'s.
@@ -247,6 +258,16 @@ impl Host {
     }
 
     /// `iptables` inside this host, e.g. `["-t", "nat", "-A", "POSTROUTING", ...]`.
+    /// Limits what leaves `iface` to `rate` (tc's units, e.g. `3mbit`, `500kbit`) with a
+    /// token bucket: a link of that capacity with a queue of about 200 ms (a home
+    /// router's). Again on the same interface changes the rate in place.
+    pub fn limit_rate(&self, iface: &str, rate: &str) {
+        sh(&[
+            "tc", "-n", &self.ns, "qdisc", "replace", "dev", iface, "root", "tbf", "rate", rate,
+            "burst", "32kb", "latency", "200ms",
+        ]);
+    }
+
     pub fn iptables(&self, rule: &[&str]) {
         let mut args = vec!["iptables", "-w"];
         args.extend_from_slice(rule);

@@ -705,8 +705,13 @@ impl Engine {
                 .flatten()
                 .and_then(|i| leg.index.get(i).copied())
                 .or(lowest);
-            // Each session probes for its share of what the viewer wants.
-            let share = allocation.wanted as f64 * leg.estimate as f64 / total.max(1) as f64;
+            // Each session probes for its share of what the viewer wants (str0m probes
+            // when the rate asked for rises, and periodically while the link is idle).
+            // Padding up to it all the time would teach the estimator faster, but costs
+            // the viewer's link, and webrtc-rs receivers answered it with collapsing
+            // estimates in the lab.
+            let share =
+                (allocation.wanted as f64 * leg.estimate as f64 / total.max(1) as f64) as u64;
             let mut keyframe = None;
             if let Some(s) = self.sessions.get_mut(&leg.sub) {
                 if let Role::Subscription {
@@ -714,18 +719,18 @@ impl Engine {
                 } = &mut s.role
                 {
                     if switch.target() != choice {
-                        tracing::debug!(viewer = %viewer.1, publisher = %video.key.1, from = ?switch.shown(), to = ?choice, "layer change");
+                        tracing::debug!(viewer = %viewer.1, publisher = %video.key.1, from = ?switch.shown(), to = ?choice, estimate = total, "layer change");
                         switch.choose(choice);
                     }
                     if switch.awaiting_keyframe() {
                         keyframe = switch.target();
                     }
-                    let wanted = share as u64;
-                    if wanted.abs_diff(*desired) * 20 > *desired {
-                        *desired = wanted;
+                    if share.abs_diff(*desired) * 20 > *desired {
+                        tracing::trace!(viewer = %viewer.1, share, estimate = leg.estimate, "probing towards");
+                        *desired = share;
                         s.rtc
                             .bwe()
-                            .set_bitrate(Bitrate::ZERO, Bitrate::bps(wanted.max(1)));
+                            .set_bitrate(Bitrate::ZERO, Bitrate::bps(share.max(1)));
                         self.dirty.push(leg.sub);
                     }
                 }
@@ -931,12 +936,16 @@ impl Engine {
                     self.request_keyframe(pub_id, layer, now);
                 }
             }
-            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+            Event::EgressBitrateEstimate(BweKind::Twcc {
+                estimate,
+                can_probe,
+            }) => {
                 let fell = match self.sessions.get_mut(&id).map(|s| &mut s.role) {
                     Some(Role::Subscription {
                         estimate: current, ..
                     }) => {
                         let bps = estimate.as_u64();
+                        tracing::trace!(bps, can_probe, "bandwidth estimate");
                         let before = current.replace(bps);
                         before.is_some_and(|b| bps < b)
                     }
