@@ -1638,6 +1638,14 @@ mod tests {
         net
     }
 
+    /// Viewer c1 shows publisher c0's video at this size (`None`: hidden).
+    fn show(net: &mut Net, size: Option<(u32, u32)>) {
+        let tile = size.map(|(width, height)| Tile { width, height });
+        let now = net.now;
+        net.engine
+            .set_tiles(&key("c1"), [(UserId::new("c0"), tile)], now);
+    }
+
     /// Sends `ms` of every layer of `layers` from publisher 0: a packet per layer every
     /// 10 ms, a keyframe of every layer every `gop_ms`.
     fn play(net: &mut Net, layers: &[usize], ms: u64, gop_ms: u64) {
@@ -1654,17 +1662,7 @@ mod tests {
     fn a_simulcast_viewer_gets_one_layer_at_a_time_and_switches_at_a_keyframe_with_one_numbering() {
         let mut net = simulcast_stage(1);
         // A small tile: q fills it.
-        net.engine.set_tiles(
-            &key("c1"),
-            [(
-                UserId::new("c0"),
-                Some(Tile {
-                    width: 320,
-                    height: 180,
-                }),
-            )],
-            net.now,
-        );
+        show(&mut net, Some((320, 180)));
         play(&mut net, &[0, 1, 2], 600, 200);
         let got = net.clients[1].layers_received();
         assert!(!got.is_empty(), "the small tile gets video");
@@ -1673,17 +1671,7 @@ mod tests {
             "only the lowest layer: {got:?}"
         );
         // A larger tile: h, from its next keyframe on, and never two layers at once.
-        net.engine.set_tiles(
-            &key("c1"),
-            [(
-                UserId::new("c0"),
-                Some(Tile {
-                    width: 640,
-                    height: 360,
-                }),
-            )],
-            net.now,
-        );
+        show(&mut net, Some((640, 360)));
         let before = got.len();
         play(&mut net, &[0, 1, 2], 1_000, 200);
         let got = net.clients[1].layers_received();
@@ -1705,8 +1693,7 @@ mod tests {
     #[test]
     fn a_hidden_tile_gets_no_video_but_its_sound_and_nobody_taking_a_layer_pauses_it() {
         let mut net = simulcast_stage(1);
-        net.engine
-            .set_tiles(&key("c1"), [(UserId::new("c0"), None)], net.now);
+        show(&mut net, None);
         play(&mut net, &[0, 1, 2], 500, 200);
         assert!(
             net.clients[1].video_received().is_empty(),
@@ -1718,17 +1705,7 @@ mod tests {
             Some(&Notice::Layers(vec!["q".into()]))
         );
         // Shown small again: q plays at once (it never paused).
-        net.engine.set_tiles(
-            &key("c1"),
-            [(
-                UserId::new("c0"),
-                Some(Tile {
-                    width: 200,
-                    height: 100,
-                }),
-            )],
-            net.now,
-        );
+        show(&mut net, Some((200, 100)));
         play(&mut net, &[0], 500, 200);
         assert!(!net.clients[1].video_received().is_empty());
     }
@@ -1736,17 +1713,7 @@ mod tests {
     #[test]
     fn a_layer_that_stops_moves_its_viewers_down_and_an_undeclared_rid_reaches_nobody() {
         let mut net = simulcast_stage(1);
-        net.engine.set_tiles(
-            &key("c1"),
-            [(
-                UserId::new("c0"),
-                Some(Tile {
-                    width: 640,
-                    height: 360,
-                }),
-            )],
-            net.now,
-        );
+        show(&mut net, Some((640, 360)));
         play(&mut net, &[0, 1], 800, 200);
         assert_eq!(net.clients[1].layers_received().last(), Some(&1), "on h");
         // h stops (the publisher's CPU, say) without anyone pausing it: back to q.
