@@ -340,6 +340,7 @@ pub fn fuzz_sdp(data: &[u8]) {
                 .publish(
                     key("host"),
                     offer,
+                    &[],
                     MediaKinds::new(pick & 2 != 0, pick & 4 != 0),
                     now,
                 )
@@ -384,7 +385,7 @@ pub fn fuzz_datagram(data: &[u8]) {
         let creds = match setup % 3 {
             0 => None,
             1 => engine
-                .publish(key("host"), PUBLISH_OFFER, MediaKinds::BOTH, now)
+                .publish(key("host"), PUBLISH_OFFER, &[], MediaKinds::BOTH, now)
                 .ok()
                 .map(|publication| ice_creds(&publication.answer)),
             _ => engine
@@ -649,7 +650,7 @@ mod tests {
         let now = epoch();
         with_engine(|engine| {
             let answer = engine
-                .publish(key("host"), PUBLISH_OFFER, MediaKinds::BOTH, now)
+                .publish(key("host"), PUBLISH_OFFER, &[], MediaKinds::BOTH, now)
                 .expect("the seed offer is answered")
                 .answer;
             engine.drain_datagrams();
@@ -681,7 +682,7 @@ mod tests {
         let now = epoch();
         with_engine(|engine| {
             let answer = engine
-                .publish(key("host"), PUBLISH_OFFER, MediaKinds::BOTH, now)
+                .publish(key("host"), PUBLISH_OFFER, &[], MediaKinds::BOTH, now)
                 .expect("answered")
                 .answer;
             let creds = ice_creds(&answer);
