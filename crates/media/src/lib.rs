@@ -48,8 +48,8 @@ pub mod mix;
 pub mod synthetic;
 
 pub use codec::{
-    EncodedVideo, EncoderConfig, H264Decoder, H264Encoder, OpusDecoder, OpusEncoder,
-    MAX_BITRATE_BPS, MIN_BITRATE_BPS,
+    EncodedVideo, EncoderComplexity, EncoderConfig, H264Decoder, H264Encoder, OpusDecoder,
+    OpusEncoder, MAX_BITRATE_BPS, MIN_BITRATE_BPS,
 };
 pub use convert::{downscale, half_size, i420_to_rgb, i420_to_rgba, rgb_to_i420, rgba_to_i420};
 pub use devices::{

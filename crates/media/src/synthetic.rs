@@ -138,15 +138,18 @@ impl SyntheticVideo {
             })
             .collect();
         let bar_cols: Vec<bool> = (0..w).map(in_bar).collect();
+        // Pixel `col` of a row whose phase is `base` is luma[(2 * col + base) % 512]: with
+        // base = 2 * b + p, that is entry `b % 256 + col` of the table of parity `p`, so
+        // each row is a slice of one of two tables (and the loop a plain select).
+        let tables: [Vec<u8>; 2] =
+            [0, 1].map(|p| (0..256 + w).map(|t| luma[(2 * t + p) % 512]).collect());
         for row in 0..h {
             let line = &mut frame.y[row * w..(row + 1) * w];
             let base = row + k * 6;
-            for (col, px) in line.iter_mut().enumerate() {
-                *px = if bar_cols[col] {
-                    210
-                } else {
-                    luma[(col * 2 + base) % 512]
-                };
+            let start = (base / 2) % 256;
+            let gradient = &tables[base % 2][start..start + w];
+            for ((px, &bar), &g) in line.iter_mut().zip(&bar_cols).zip(gradient) {
+                *px = if bar { 210 } else { g };
             }
         }
         let (cw, ch) = (w / 2, h / 2);
@@ -166,8 +169,8 @@ impl SyntheticVideo {
             let v = fold((crow * 2 + k) % 256);
             frame.u[crow * cw..(crow + 1) * cw].copy_from_slice(&u_row);
             let v_line = &mut frame.v[crow * cw..(crow + 1) * cw];
-            for (ccol, px) in v_line.iter_mut().enumerate() {
-                *px = if bar_chroma[ccol] { 200 } else { v };
+            for (px, &bar) in v_line.iter_mut().zip(&bar_chroma) {
+                *px = if bar { 200 } else { v };
             }
         }
 
@@ -450,6 +453,47 @@ pub fn dominant_frequency(samples: &[i16], sample_rate: u32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pattern's luma as first written, pixel by pixel: what the table-driven
+    /// [`SyntheticVideo::render`] must keep drawing.
+    fn reference_luma(width: usize, height: usize, k: usize) -> Vec<u8> {
+        let luma: Vec<u8> = (0..512)
+            .map(|t| {
+                let tri = if t < 256 { t } else { 511 - t };
+                (16 + tri * 200 / 255) as u8
+            })
+            .collect();
+        let bar_w = (width / 16).max(2);
+        let bar_x = (k * 8) % width;
+        let mut y = vec![0u8; width * height];
+        for row in 0..height {
+            for col in 0..width {
+                let in_bar = (col + width - bar_x) % width < bar_w;
+                y[row * width + col] = if in_bar {
+                    210
+                } else {
+                    luma[(col * 2 + row + k * 6) % 512]
+                };
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn the_pattern_is_the_one_first_drawn() {
+        for (w, h) in [(1280, 720), (640, 480), (322, 182), (2, 2)] {
+            let source = SyntheticVideo::unpaced(w, h, 30);
+            for k in [0, 1, 7, 43, 1000] {
+                let frame = source.render(k, 0);
+                let expected = reference_luma(w as usize, h as usize, k as usize);
+                // The stamp is painted over the top rows: compare below it.
+                let stamp_rows = stamp_layout(w, h)
+                    .map_or(0, |per_row| STAMP_BITS.div_ceil(per_row) * STAMP_BLOCK);
+                let from = (stamp_rows * w) as usize;
+                assert_eq!(frame.y[from..], expected[from..], "{w}x{h} frame {k}");
+            }
+        }
+    }
 
     #[test]
     fn stamp_round_trips_in_a_clean_picture() {
