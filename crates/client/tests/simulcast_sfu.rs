@@ -84,11 +84,6 @@ async fn a_720p_speaker_sends_its_layers_by_tile_and_encodes_only_those_taken() 
     let small = server.join(&meeting, "Small", "viewer").await;
     let large = server.join(&meeting, "Large", "viewer").await;
     let speaker_id = speaker.user_id();
-    let receive_only = config(Sources::None);
-    let small_media = StageMedia::start(small.clone(), receive_only.clone());
-    let large_media = StageMedia::start(large.clone(), receive_only);
-    tiles(&small, &speaker_id, (320, 180)).await;
-    tiles(&large, &speaker_id, (1280, 720)).await;
     let speaker_media = StageMedia::start(
         speaker.clone(),
         config(Sources::Synthetic { tone_hz: 440.0 }),
@@ -97,23 +92,33 @@ async fn a_720p_speaker_sends_its_layers_by_tile_and_encodes_only_those_taken() 
         .await
         .expect("on stage");
 
-    // Three layers at a quarter, half and full size. The two lower ones are taken (the
-    // small tile q; the large one starts lower than 720p and climbs as the SFU's estimate
-    // of its link allows).
-    let stats = wait_stats(&speaker_media, "three layers, q and h encoded", SLOW, |s| {
-        s.layers.len() == 3 && s.layers[..2].iter().all(|l| l.frames_encoded >= 30)
-    })
+    // Nobody watches yet: the SFU says so at once (the lowest layer is always named), and
+    // only that one is encoded.
+    wait_stats(
+        &speaker_media,
+        "nobody watching, only q encoded",
+        SLOW,
+        |s| {
+            s.layers.len() == 3
+                && s.layers[0].frames_encoded >= 10
+                && s.layers[1..].iter().all(|l| l.bitrate_bps == 0)
+        },
+    )
     .await;
-    let sizes: Vec<(&str, u32, u32)> = stats
-        .layers
-        .iter()
-        .map(|l| (l.rid.as_str(), l.width, l.height))
-        .collect();
-    assert_eq!(sizes, [("q", 320, 180), ("h", 640, 360), ("f", 1280, 720)]);
-    assert!(stats.layers[0].bytes_encoded < stats.layers[1].bytes_encoded);
+    assert_eq!(
+        *speaker.wanted_layers().borrow(),
+        Some(vec!["q".to_owned()])
+    );
+
+    let receive_only = config(Sources::None);
+    let small_media = StageMedia::start(small.clone(), receive_only.clone());
+    let large_media = StageMedia::start(large.clone(), receive_only);
+    tiles(&small, &speaker_id, (320, 180)).await;
+    tiles(&large, &speaker_id, (1280, 720)).await;
 
     // Each viewer decodes the layer its tile takes, stamps and all (the synthetic stamp is
-    // painted at every layer's size).
+    // painted at every layer's size): the small tile q, the large one a larger layer (h or
+    // f, as the SFU's estimate of its link allows).
     let received = |stats: &MediaStats| stats.received.get(&speaker_id).cloned();
     let small_stats = wait_stats(&small_media, "the small tile gets 320x180", SLOW, |s| {
         received(s).is_some_and(|r| (r.width, r.height) == (320, 180) && r.stamped_frames >= 30)
@@ -128,6 +133,43 @@ async fn a_720p_speaker_sends_its_layers_by_tile_and_encodes_only_those_taken() 
         |s| larger_than_small(s, &speaker_id, 30),
     )
     .await;
+
+    // Three layers at a quarter, half and full size, and exactly those the SFU names are
+    // encoded: q and the large tile's.
+    let taken = |s: &MediaStats| -> Vec<String> {
+        s.layers
+            .iter()
+            .filter(|l| l.bitrate_bps > 0)
+            .map(|l| l.rid.clone())
+            .collect()
+    };
+    let stats = wait_stats(
+        &speaker_media,
+        "the layers named are the layers encoded",
+        SLOW,
+        |s| {
+            let named = speaker.wanted_layers().borrow().clone();
+            named.as_ref().is_some_and(|n| n.len() >= 2) && named == Some(taken(s))
+        },
+    )
+    .await;
+    let sizes: Vec<(&str, u32, u32)> = stats
+        .layers
+        .iter()
+        .map(|l| (l.rid.as_str(), l.width, l.height))
+        .collect();
+    assert_eq!(sizes, [("q", 320, 180), ("h", 640, 360), ("f", 1280, 720)]);
+    let shown = received(&large_media.stats()).expect("received");
+    let rid = sizes
+        .iter()
+        .find(|(_, w, h)| (*w, *h) == (shown.width, shown.height))
+        .map(|(rid, ..)| rid.to_string());
+    assert!(
+        rid.as_ref().is_some_and(|rid| taken(&stats).contains(rid)),
+        "the large tile shows {}x{}, a layer encoded: {stats:?}",
+        shown.width,
+        shown.height
+    );
 
     // Both tiles small: the SFU says only q is taken, and h and f stop being encoded.
     tiles(&large, &speaker_id, (320, 180)).await;
@@ -161,13 +203,17 @@ async fn a_720p_speaker_sends_its_layers_by_tile_and_encodes_only_those_taken() 
     )
     .await;
 
-    // A large tile again: h is taken again, encoded again from a keyframe, and shown.
+    // A large tile again: a larger layer is taken again, encoded again from a keyframe,
+    // and shown.
     tiles(&large, &speaker_id, (1280, 720)).await;
-    let resumed = wait_stats(&speaker_media, "h encoded again", SLOW, |s| {
-        s.layers.len() == 3 && s.layers[1].frames_encoded >= after[1].1 + 30
+    let resumed = wait_stats(&speaker_media, "a larger layer encoded again", SLOW, |s| {
+        s.layers.len() == 3 && (1..3).any(|i| s.layers[i].frames_encoded >= after[i].1 + 30)
     })
     .await;
-    assert!(resumed.layers[1].keyframes > paused.layers[1].keyframes);
+    assert!(
+        (1..3).any(|i| resumed.layers[i].keyframes > paused.layers[i].keyframes),
+        "{paused:?} -> {resumed:?}"
+    );
     let stamped = received(&large_media.stats()).map_or(0, |r| r.stamped_frames);
     let back = wait_stats(
         &large_media,

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle as ThreadHandle;
 
 use onstage_media::{
-    downscale, read_stamp, write_stamp, AudioSource, CameraSource, EncoderConfig, H264Encoder,
-    MediaError, MicrophoneSource, OpusEncoder, SyntheticAudio, SyntheticVideo, VideoFrame,
-    VideoSource,
+    downscale, read_stamp, write_stamp, AudioSource, CameraSource, EncoderComplexity,
+    EncoderConfig, H264Encoder, MediaError, MicrophoneSource, OpusEncoder, SyntheticAudio,
+    SyntheticVideo, VideoFrame, VideoSource,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -386,6 +386,10 @@ fn video_capture(
 struct Layers {
     specs: Vec<LayerSpec>,
     fps: u32,
+    /// A plain stream's encoder works as hard as OpenH264 does by default; a simulcast's
+    /// three at low complexity, which keeps the three within what one used to take
+    /// (about a quarter less CPU each: see the `simulcast_bench` example).
+    complexity: EncoderComplexity,
     encoders: Vec<Option<H264Encoder>>,
     /// Whether each layer was encoded last time (one that starts again starts with a
     /// keyframe).
@@ -406,7 +410,12 @@ impl Layers {
             })
             .collect();
         shared.stats().layers.clone_from(&stats);
+        let complexity = match specs.len() {
+            1 => EncoderComplexity::Medium,
+            _ => EncoderComplexity::Low,
+        };
         Layers {
+            complexity,
             encoders: specs.iter().map(|_| None).collect(),
             running: vec![false; specs.len()],
             specs,
@@ -436,7 +445,7 @@ impl Layers {
         let sizes: Vec<(u32, u32)> = self.specs.iter().map(|s| (s.width, s.height)).collect();
         let wanted: Vec<bool> = targets.iter().map(|&bps| bps != 0).collect();
         let mut scaled = scale_layers(frame, &sizes, &wanted);
-        if synthetic {
+        if synthetic && scaled.iter().any(Option::is_some) {
             // The synthetic pattern's stamp is sized to its picture: painted again at each
             // layer's size, the far end reads it whichever layer it receives.
             if let Some(stamp) = read_stamp(frame) {
@@ -455,12 +464,15 @@ impl Layers {
             }
             let encoder = match &mut self.encoders[i] {
                 Some(encoder) => encoder,
-                empty => empty.insert(H264Encoder::new(EncoderConfig {
-                    width: self.specs[i].width,
-                    height: self.specs[i].height,
-                    fps: self.fps,
-                    bitrate_bps: target,
-                })?),
+                empty => {
+                    let config = EncoderConfig {
+                        width: self.specs[i].width,
+                        height: self.specs[i].height,
+                        fps: self.fps,
+                        bitrate_bps: target,
+                    };
+                    empty.insert(H264Encoder::with_complexity(config, self.complexity)?)
+                }
             };
             let resumed = !std::mem::replace(&mut self.running[i], true);
             if control.layers[i].keyframe.swap(false, Ordering::SeqCst) || resumed {
@@ -565,6 +577,137 @@ fn audio_capture(
                 }
             }
             Err(e) => return shared.error("audio encoder", &e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onstage_media::VideoFormat;
+
+    fn layer_frame(width: u32, height: u32, value: u8) -> VideoFrame {
+        let mut f = VideoFrame::black(width, height, 7);
+        f.y.fill(value);
+        f
+    }
+
+    #[test]
+    fn each_layer_is_scaled_from_the_next_larger_picture_made() {
+        let capture = layer_frame(1280, 720, 100);
+        let sizes = [(320, 180), (640, 360), (1280, 720)];
+        let all = scale_layers(&capture, &sizes, &[true, true, true]);
+        let made: Vec<Option<(u32, u32)>> = all
+            .iter()
+            .map(|p| p.as_ref().map(|p| (p.width, p.height)))
+            .collect();
+        assert_eq!(
+            made,
+            [Some((320, 180)), Some((640, 360)), None],
+            "f is the capture"
+        );
+        assert!(all.iter().flatten().all(|p| p.y.iter().all(|&v| v == 100)));
+        assert!(all.iter().flatten().all(|p| p.timestamp_us == 7));
+        // Only q: straight from the capture.
+        let q = scale_layers(&capture, &sizes, &[true, false, false]);
+        assert_eq!(q[0].as_ref().map(|p| (p.width, p.height)), Some((320, 180)));
+        assert!(q[1].is_none() && q[2].is_none());
+        // Nothing wanted, nothing made.
+        assert!(scale_layers(&capture, &sizes, &[false; 3])
+            .iter()
+            .all(Option::is_none));
+    }
+
+    /// User + system CPU seconds of this process so far (Linux).
+    fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<f64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        (fields[11] + fields[12]) / 100.0
+    }
+
+    /// What a publishing camera thread costs: the synthetic 1280x720@30 capture, scaled
+    /// and encoded for each layer with a rate, for `SECONDS`, in cores (CPU seconds per
+    /// second). Network sending is not included (see BENCHMARKS.md for the whole bot).
+    #[test]
+    #[ignore = "a measurement: cargo test --release -p onstage-client --lib publisher_cpu -- --ignored --nocapture"]
+    fn publisher_cpu_by_layers_encoded() {
+        const SECONDS: u64 = 20;
+        let format = VideoFormat {
+            width: 1280,
+            height: 720,
+            fps: 30,
+        };
+        let full = layers::plan(1280, 720, layers::MAX_LAYERS, 0);
+        let rate = |i: usize| full[i].max_bitrate_bps;
+        let cases: Vec<(&str, Vec<LayerSpec>, Vec<u32>)> = vec![
+            (
+                "1 layer (no simulcast), 1280x720",
+                layers::plan(1280, 720, 1, 2_000_000),
+                vec![2_000_000],
+            ),
+            (
+                "2 layers, 640x360 + 1280x720",
+                layers::plan(1280, 720, 2, 0),
+                vec![rate(1), rate(2)],
+            ),
+            (
+                "3 layers, all encoded",
+                full.clone(),
+                vec![rate(0), rate(1), rate(2)],
+            ),
+            (
+                "3 layers, f paused (q + h)",
+                full.clone(),
+                vec![rate(0), rate(1), 0],
+            ),
+            ("3 layers, only q taken", full.clone(), vec![rate(0), 0, 0]),
+        ];
+        for (name, specs, rates) in cases {
+            let shared = Arc::new(Shared::new(super::super::DeviceChoice::default(), false));
+            let config = MediaConfig {
+                sources: Sources::Synthetic { tone_hz: 440.0 },
+                video: format,
+                ..MediaConfig::default()
+            };
+            let source: Box<dyn VideoSource> = Box::new(SyntheticVideo::new(1280, 720, 30));
+            let source = OpenSource::new(source, &shared);
+            let control = CaptureControl::new(rates);
+            let (tx, mut rx) = mpsc::channel::<EncodedPicture>(64);
+            let drain = std::thread::spawn(move || {
+                let mut bytes = 0usize;
+                while let Some(picture) = rx.blocking_recv() {
+                    bytes += picture.data.len();
+                }
+                bytes
+            });
+            let out = VideoOut { tx, layers: specs };
+            let (c, s) = (control.clone(), shared.clone());
+            let (cpu0, wall) = (cpu_seconds(), std::time::Instant::now());
+            let thread = std::thread::spawn(move || video_capture(source, config, c, Some(out), s));
+            std::thread::sleep(std::time::Duration::from_secs(SECONDS));
+            control.stop.store(true, Ordering::SeqCst);
+            thread.join().expect("capture thread");
+            let bytes = drain.join().expect("drain");
+            let cores = (cpu_seconds() - cpu0) / wall.elapsed().as_secs_f64();
+            let frames: Vec<u64> = shared
+                .stats()
+                .layers
+                .iter()
+                .map(|l| l.frames_encoded)
+                .collect();
+            println!(
+                "{name}: {cores:.3} cores, {:.0} kbit/s, frames per layer {frames:?}",
+                bytes as f64 * 8.0 / 1000.0 / wall.elapsed().as_secs_f64()
+            );
+            assert!(
+                shared.stats().last_error.is_none(),
+                "{:?}",
+                shared.stats().last_error
+            );
         }
     }
 }

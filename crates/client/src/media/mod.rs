@@ -127,6 +127,21 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(devices: DeviceChoice, choosable: bool) -> Shared {
+        Shared {
+            problems: broadcast::channel(16).0,
+            stats: Mutex::default(),
+            open_sources: AtomicUsize::new(0),
+            frames: broadcast::channel(16).0,
+            levels: broadcast::channel(64).0,
+            mixer: Mutex::new(AudioMixer::new()),
+            controls: watch::channel(Controls::default()).0,
+            devices: watch::channel(devices).0,
+            choosable,
+            retell_state: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     fn stats(&self) -> std::sync::MutexGuard<'_, MediaStats> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -205,20 +220,7 @@ impl StageMedia {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let (frames, _) = broadcast::channel(16);
-        let (levels, _) = broadcast::channel(64);
-        let shared = Arc::new(Shared {
-            problems: broadcast::channel(16).0,
-            stats: Mutex::default(),
-            open_sources: AtomicUsize::new(0),
-            frames,
-            levels,
-            mixer: Mutex::new(AudioMixer::new()),
-            controls: watch::channel(Controls::default()).0,
-            devices: watch::channel(devices).0,
-            choosable,
-            retell_state: std::sync::atomic::AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(devices, choosable));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(shared.clone(), stop_rx));
         StageMedia {

@@ -131,6 +131,9 @@ pub(super) async fn run_publisher(
     // What each layer is encoded at (0: not at all): the estimate's share, if anyone
     // takes it.
     let mut rates = Rates::new(specs, start);
+    // The SFU may have said already (it does as soon as the publication exists), before
+    // this receiver was made: what it said counts as much as what it says next.
+    rates.wanted(wanted_layers.borrow_and_update().as_deref());
     let mut clocks = LayerClocks::new(frame_time);
     let mut announced: Option<MediaKinds> = None;
     // Whether the switches, the devices or the connection changed since the captures last
