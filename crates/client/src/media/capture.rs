@@ -454,14 +454,26 @@ impl Layers {
                 }
             }
         }
-        let mut open = true;
+        // Which layers start again or were asked for a keyframe: they go first. The SFU
+        // switches a viewer to a layer at its keyframe and drops the old layer from there;
+        // were the old layer's picture of the same capture sent before, the viewer would
+        // be shown that instant twice.
+        let mut keyframe = vec![false; targets.len()];
         for (i, &target) in targets.iter().enumerate() {
-            let stats = &mut self.stats[i];
             if target == 0 {
                 self.running[i] = false;
-                stats.bitrate_bps = 0;
+                self.stats[i].bitrate_bps = 0;
                 continue;
             }
+            let resumed = !std::mem::replace(&mut self.running[i], true);
+            keyframe[i] = control.layers[i].keyframe.swap(false, Ordering::SeqCst) || resumed;
+        }
+        let order = (0..targets.len())
+            .filter(|&i| keyframe[i])
+            .chain((0..targets.len()).filter(|&i| !keyframe[i] && targets[i] != 0));
+        let mut open = true;
+        for i in order {
+            let (target, stats) = (targets[i], &mut self.stats[i]);
             let encoder = match &mut self.encoders[i] {
                 Some(encoder) => encoder,
                 empty => {
@@ -474,8 +486,7 @@ impl Layers {
                     empty.insert(H264Encoder::with_complexity(config, self.complexity)?)
                 }
             };
-            let resumed = !std::mem::replace(&mut self.running[i], true);
-            if control.layers[i].keyframe.swap(false, Ordering::SeqCst) || resumed {
+            if keyframe[i] {
                 encoder.request_keyframe();
             }
             if target != encoder.bitrate() {
