@@ -1205,9 +1205,11 @@ async fn a_small_tile_gets_the_small_layer_and_a_layer_nobody_takes_is_not_encod
         after[0] > before[0] + 20,
         "q is encoded: {before:?} -> {after:?}"
     );
-    assert_eq!(
-        after[1..],
-        before[1..],
+    // The viewer may have been shown f until q's keyframe came, and the SFU names the
+    // layers taken once the switch is done: a picture of f may still be on its way then.
+    let stopped = |l: usize| after[l] <= before[l] + 1;
+    assert!(
+        stopped(1) && stopped(2),
         "h and f are not: {before:?} -> {after:?}"
     );
     // A 640x360 tile: h is encoded again, and the viewer is moved up to it (its link, a
