@@ -178,8 +178,8 @@ def simulcast_scenario():
     """A browser speaker whose camera gives 1280x720 publishes it as three simulcast layers
     (its offer: `a=simulcast:send q;h;f`), and each viewer gets the layer its tile and link
     take, the speaker encoding only the layers someone takes:
-    - a second browser viewer (TWCC feedback, nothing said of its tiles) climbs to the
-      1280x720 layer; a bot viewer (no TWCC: the SFU's first estimate) gets 640x360. All
+    - a second browser viewer (nothing said of its tiles) gets the 1280x720 layer; a bot
+      viewer whose tile is 640x360 (media.tiles) gets 640x360. All
       three layers are sent then: Chromium's outbound-rtp per RID, H.264, each encoding and
       sending frames at its size (320x180, 640x360, 1280x720);
     - the bot's tile set to 320x180 (media.tiles): it gets the 320x180 layer, the SFU names
@@ -195,6 +195,7 @@ def simulcast_scenario():
                      extra=["--fingerprint", server.fingerprint])
         speaker = Browser(pages, server.url, params={"video": "1280x720"})
         me = speaker.run("return t.join(args[0])", add("Sia Simulcast", "speaker")["token"])
+        viewer.call("media.tiles", tiles=[{"user_id": me, "width": 640, "height": 360}])
         watcher = Browser(pages, server.url)
         watcher.run("return t.join(args[0])", add("Wes Watcher", "viewer")["token"])
         assert speaker.run("return t.meeting.stage.join()") == "ON_STAGE"
@@ -240,7 +241,7 @@ def simulcast_scenario():
         for rid in SIMULCAST:
             assert f"a=rid:{rid} send" in offer, (rid, offer)
 
-        # The browser viewer's estimate climbs to the top layer; the bot stays on the middle.
+        # The browser viewer gets the top layer; the bot, showing it at 640x360, the middle.
         top = watcher.until(lambda: (lambda r: r.get("width") == 1280 and r)(watcher_sees()),
                             "the browser viewer to get the 1280x720 layer", timeout=45)
         log("browser viewer of the simulcast speaker", top, "layers named:", layers())
