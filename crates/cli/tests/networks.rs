@@ -1060,12 +1060,13 @@ async fn watch(
 /// (a token bucket on the switch's port towards B). The targets: A keeps 720p throughout;
 /// B is on 720p at 3 Mbit/s, leaves it within 3 s of the step down with no freeze over
 /// 500 ms, and is back on 720p within 15 s of the step up, changing layers at most twice a
-/// minute while the rate is steady. Prints both timelines and how each target fared (see
-/// BENCHMARKS.md): the SDK's viewers do not reach 720p yet, so this is measured, not
-/// asserted.
+/// minute while the rate is steady. Prints both timelines and how each target fared (the
+/// figures of BENCHMARKS.md). Every target is asserted but the freeze after the step down:
+/// GCC sees the slower link about a second after it, through the SDK's feedback, and the
+/// picture holds until the lowest layer's keyframe has come (0.85-1.4 s measured), so that
+/// bound is 2 s here and the 500 ms target stays open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run by hand, see BENCHMARKS.md"]
-async fn bench_simulcast_through_a_step_down_and_up() {
+async fn a_viewer_whose_link_steps_down_and_up_follows_it_and_the_free_viewer_keeps_720p() {
     let mut world = World::new();
     let server_host = world.host_at("srv", 1, true);
     let speaker_host = world.host_at("spk", 2, true);
@@ -1141,19 +1142,39 @@ async fn bench_simulcast_through_a_step_down_and_up() {
          step up in {back_720:?}",
         tb.longest_freeze_since(down)
     );
+    let a_kept_720 = ta
+        .samples
+        .iter()
+        .filter(|s| s.at >= climbed)
+        .all(|s| s.height == 720);
+    let freeze = tb.longest_freeze_since(down);
     eprintln!(
-        "simulcast targets: B on 720p at 3 Mbit/s: {}; A on 720p throughout: {}; \
+        "simulcast targets: B on 720p at 3 Mbit/s: {}; A on 720p throughout: {a_kept_720}; \
          changes while steady <= 1 in 15 s: {}; B off 720p within 3 s of the step down: {}; \
          no freeze over 500 ms after it: {}; B back on 720p within 15 s of the step up: {}",
         on_720_steady == 720,
-        ta.samples
-            .iter()
-            .filter(|s| s.at >= climbed)
-            .all(|s| s.height == 720),
         steady_changes <= 1,
         left_720.is_some_and(|t| t <= Duration::from_secs(3)),
-        tb.longest_freeze_since(down) <= 500,
+        freeze <= 500,
         back_720.is_some_and(|t| t <= Duration::from_secs(15)),
+    );
+    assert_eq!(on_720_steady, 720, "B on 720p at 3 Mbit/s");
+    assert!(a_kept_720, "A, on a free link, keeps 720p throughout");
+    assert!(
+        steady_changes <= 1,
+        "B changed layers {steady_changes} times in 15 steady s"
+    );
+    assert!(
+        left_720.is_some_and(|t| t <= Duration::from_secs(3)),
+        "B off 720p within 3 s of the step down: {left_720:?}"
+    );
+    assert!(
+        freeze <= 2000,
+        "B's longest freeze after the step down: {freeze} ms"
+    );
+    assert!(
+        back_720.is_some_and(|t| t <= Duration::from_secs(15)),
+        "B back on 720p within 15 s of the step up: {back_720:?}"
     );
 }
 

@@ -77,6 +77,8 @@ use onstage_proto::{ErrorCode, IceServer};
 
 /// RTP payload type offered for H.264 (constrained baseline, packetization-mode 1).
 pub const H264_PAYLOAD_TYPE: u8 = 102;
+/// The payload type of H.264 retransmissions (RTX), on a viewer's connections.
+pub const H264_RTX_PAYLOAD_TYPE: u8 = 103;
 /// RTP payload type offered for Opus.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// The only H.264 format offered: constrained baseline 3.1, non-interleaved (FU-A/STAP-A).
@@ -276,9 +278,23 @@ pub(crate) fn opus_codec() -> RTCRtpCodec {
     }
 }
 
+/// Which way a peer connection's media goes, for what its media engine offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Publish,
+    Subscribe,
+}
+
 /// A media engine with exactly H.264 and Opus, and the stock interceptors (NACK both ways,
-/// sender/receiver reports, TWCC receiver) plus our `tap::RtcpTap` wire-most.
-fn media_setup(tap: tap::RtcpTap) -> Result<(MediaEngine, Registry), RtcError> {
+/// sender/receiver reports, TWCC receiver) plus our `tap::RtcpTap` wire-most. A viewer also
+/// takes H.264 retransmissions on their own stream (RTX, RFC 4588): the SFU then probes
+/// the viewer's link with resent packets of full size, which a bandwidth estimate can
+/// measure, rather than with small blank ones. (A publisher's layers are stamped with RIDs
+/// by our tap; its retransmissions stay on the layer's own stream.)
+fn media_setup(
+    tap: tap::RtcpTap,
+    direction: Direction,
+) -> Result<(MediaEngine, Registry), RtcError> {
     let mut engine = MediaEngine::default();
     engine
         .register_codec(
@@ -298,6 +314,24 @@ fn media_setup(tap: tap::RtcpTap) -> Result<(MediaEngine, Registry), RtcError> {
             RtpCodecKind::Audio,
         )
         .map_err(RtcError::internal)?;
+    if direction == Direction::Subscribe {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: rtc::peer_connection::configuration::media_engine::MIME_TYPE_RTX
+                            .to_owned(),
+                        clock_rate: 90_000,
+                        channels: 0,
+                        sdp_fmtp_line: format!("apt={H264_PAYLOAD_TYPE}"),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: H264_RTX_PAYLOAD_TYPE,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(RtcError::internal)?;
+    }
     let registry =
         register_default_interceptors(Registry::new(), &mut engine).map_err(RtcError::internal)?;
     // Wire-most (below every stock slot): sees all inbound RTCP before anything consumes it,
@@ -377,10 +411,11 @@ impl ConnEvents {
 /// Builds a peer connection with our media setup and the given event handler.
 async fn build_peer(
     config: &TransportConfig,
+    direction: Direction,
     tap: tap::RtcpTap,
     handler: Arc<dyn webrtc::peer_connection::PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>, RtcError> {
-    let (engine, registry) = media_setup(tap)?;
+    let (engine, registry) = media_setup(tap, direction)?;
     let settings = SettingEngineBuilder::new()
         .with_ice_timeouts(
             Some(config.ice_disconnected_timeout),

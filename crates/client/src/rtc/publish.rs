@@ -280,7 +280,13 @@ impl PublishPeer {
         let handler = Arc::new(Handler {
             events: Arc::clone(&events),
         });
-        let pc = build_peer(config, RtcpTap::new(Arc::clone(&tap)), handler).await?;
+        let pc = build_peer(
+            config,
+            super::Direction::Publish,
+            RtcpTap::new(Arc::clone(&tap)),
+            handler,
+        )
+        .await?;
         let stream_id = format!("onstage-{:08x}", random_ssrc());
         // Audio first: the m-line order is the SFU's business, but a fixed one keeps SDPs
         // comparable in logs.

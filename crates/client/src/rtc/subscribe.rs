@@ -255,7 +255,13 @@ impl SubscribePeer {
         let handler = Arc::new(Handler {
             shared: Arc::clone(&shared),
         });
-        let pc = build_peer(config, RtcpTap::new(tap), handler).await?;
+        let pc = build_peer(
+            config,
+            super::Direction::Subscribe,
+            RtcpTap::new(tap),
+            handler,
+        )
+        .await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,

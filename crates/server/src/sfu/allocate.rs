@@ -18,6 +18,9 @@
 //!   a higher one is taken only once the estimate has carried it, with [`CLIMB_HEADROOM`]
 //!   to spare, for [`CLIMB_HOLD`] without a break. A wavering estimate thus does not make
 //!   the picture flap.
+//! - **Congestion: the lowest layers.** A viewer whose link is losing heavily (see
+//!   `estimate`) gets no more than every video's lowest layer, at once, and climbs again
+//!   by the rules above once the loss is over.
 //!
 //! A layer switch takes effect only at a keyframe of the layer switched to, which
 //! [`LayerSwitch`] waits for while the old layer plays on.
@@ -149,10 +152,10 @@ struct Current {
 pub struct Allocation<K: Ord> {
     /// A layer, or `None` (paused), for every video given.
     pub layers: BTreeMap<K, Option<LayerIndex>>,
-    /// The rate worth probing for: what the choice takes plus the next step a video would
-    /// climb to, with the [`CLIMB_HEADROOM`] a climb asks of the estimate. Given to the
-    /// bandwidth estimator as its target, so that a higher layer is tried only when the
-    /// path has shown it can carry it.
+    /// The rate worth probing for: what every shown video would take at the best layer
+    /// its tile is worth, with the [`CLIMB_HEADROOM`] a climb asks of the estimate. Given
+    /// to the bandwidth estimator as its target, so that the path is probed for what the
+    /// viewer could use, and a higher layer is taken only once it has shown it carries it.
     pub wanted: u64,
 }
 
@@ -170,18 +173,25 @@ impl<K: Ord + Clone> Allocator<K> {
         self.current.remove(key);
     }
 
-    /// The choice for `estimate` bit/s, of which `audio` goes to sound, at `now`.
+    /// The choice for `estimate` bit/s, of which `audio` goes to sound, at `now`;
+    /// `congested` when the viewer's link is losing heavily.
     pub fn allocate(
         &mut self,
         estimate: u64,
         audio: u64,
         videos: &[Video<K>],
+        congested: bool,
         now: Instant,
     ) -> Allocation<K> {
         let budget = estimate.saturating_sub(audio);
-        let carried = ideal(budget, videos);
+        let mut carried = ideal(budget, videos);
         let climb_budget = ((budget as f64) * (1.0 - CLIMB_HEADROOM)) as u64;
-        let climbable = ideal(climb_budget, videos);
+        let mut climbable = ideal(climb_budget, videos);
+        if congested {
+            for layer in carried.values_mut().chain(climbable.values_mut()) {
+                *layer = layer.map(|_| 0);
+            }
+        }
         self.current.retain(|k, _| carried.contains_key(k));
         let mut layers = BTreeMap::new();
         for video in videos {
@@ -217,27 +227,14 @@ impl<K: Ord + Clone> Allocator<K> {
             state.layer = state.layer.min(can);
             layers.insert(key.clone(), state.layer);
         }
-        let taken: u64 = videos
+        let best = ideal(u64::MAX, videos);
+        let wanted: u64 = videos
             .iter()
-            .filter_map(|v| layers[&v.key].map(|l| v.layers[l].bitrate))
+            .filter_map(|v| best[&v.key].map(|l| v.layers[l].bitrate))
             .sum();
-        let next_step = videos
-            .iter()
-            .filter_map(|v| {
-                let ceiling = v.ceiling()?;
-                match layers[&v.key] {
-                    Some(l) if l < ceiling => {
-                        Some(v.layers[l + 1].bitrate.saturating_sub(v.layers[l].bitrate))
-                    }
-                    None => Some(v.layers[0].bitrate),
-                    Some(_) => None,
-                }
-            })
-            .max()
-            .unwrap_or(0);
         Allocation {
             layers,
-            wanted: audio + with_headroom(taken + next_step),
+            wanted: audio + with_headroom(wanted),
         }
     }
 }
@@ -293,6 +290,21 @@ impl LayerSwitch {
     pub fn choose(&mut self, layer: Option<LayerIndex>) {
         self.target = layer;
         if layer.is_none() {
+            self.shown = None;
+        }
+    }
+
+    /// A new choice that must not wait: a lower layer stops the one shown at once (the
+    /// viewer's picture holds until the new layer's keyframe). For a congested link, where
+    /// the old layer's packets would only deepen the queue the new keyframe must pass.
+    pub fn cut_to(&mut self, layer: Option<LayerIndex>) {
+        let lower = match (layer, self.shown) {
+            (Some(new), Some(old)) => new < old,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        self.choose(layer);
+        if lower {
             self.shown = None;
         }
     }
@@ -399,34 +411,34 @@ mod tests {
         let mut a = Allocator::new();
         // First sight: what the estimate carries, at once.
         assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, t0).layers["v"],
+            a.allocate(3_000_000, 50_000, &videos, false, t0).layers["v"],
             Some(2)
         );
         let at = |s: u64| t0 + Duration::from_secs(s);
         // The estimate falls under 720p: down at once.
         assert_eq!(
-            a.allocate(500_000, 50_000, &videos, at(5)).layers["v"],
+            a.allocate(500_000, 50_000, &videos, false, at(5)).layers["v"],
             Some(1)
         );
         // Back up: not before the estimate has held for CLIMB_HOLD.
         assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, at(6)).layers["v"],
+            a.allocate(3_000_000, 50_000, &videos, false, at(6)).layers["v"],
             Some(1)
         );
         assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, at(9)).layers["v"],
+            a.allocate(3_000_000, 50_000, &videos, false, at(9)).layers["v"],
             Some(1)
         );
         assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, at(10)).layers["v"],
+            a.allocate(3_000_000, 50_000, &videos, false, at(10)).layers["v"],
             Some(2)
         );
         // A break in the good estimate starts the hold again.
-        a.allocate(500_000, 50_000, &videos, at(11));
-        a.allocate(3_000_000, 50_000, &videos, at(12));
-        a.allocate(600_000, 50_000, &videos, at(14));
+        a.allocate(500_000, 50_000, &videos, false, at(11));
+        a.allocate(3_000_000, 50_000, &videos, false, at(12));
+        a.allocate(600_000, 50_000, &videos, false, at(14));
         assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, at(17)).layers["v"],
+            a.allocate(3_000_000, 50_000, &videos, false, at(17)).layers["v"],
             Some(1)
         );
     }
@@ -446,6 +458,7 @@ mod tests {
                 estimate,
                 50_000,
                 &videos,
+                false,
                 t0 + Duration::from_millis(100 * tick),
             );
             if got.layers["v"] != last {
@@ -462,32 +475,76 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Allocator::new();
         let full = [video("v", Some((1280, 720)))];
-        a.allocate(5_000_000, 0, &full, t0);
-        a.allocate(5_000_000, 0, &full, t0 + CLIMB_HOLD);
+        a.allocate(5_000_000, 0, &full, false, t0);
+        a.allocate(5_000_000, 0, &full, false, t0 + CLIMB_HOLD);
         let mut shrunk = full.clone();
         shrunk[0].layers.truncate(1);
-        let got = a.allocate(5_000_000, 0, &shrunk, t0 + CLIMB_HOLD * 2);
+        let got = a.allocate(5_000_000, 0, &shrunk, false, t0 + CLIMB_HOLD * 2);
         assert_eq!(got.layers["v"], Some(0));
-        let got = a.allocate(5_000_000, 0, &[], t0 + CLIMB_HOLD * 3);
+        let got = a.allocate(5_000_000, 0, &[], false, t0 + CLIMB_HOLD * 3);
         assert!(got.layers.is_empty() && a.current.is_empty());
     }
 
     #[test]
-    fn the_wanted_rate_names_the_next_step_up() {
+    fn the_wanted_rate_is_what_the_tiles_are_worth_whatever_the_estimate() {
         let t0 = Instant::now();
-        let mut a = Allocator::new();
-        let videos = [video("v", Some((1280, 720)))];
-        let got = a.allocate(200_000, 40_000, &videos, t0);
-        // Paused (the lowest layer does not fit with headroom): probe for it.
-        assert_eq!(got.layers["v"], None);
+        let big = [video("v", Some((1280, 720)))];
+        for estimate in [200_000, 700_000, 5_000_000] {
+            let got = Allocator::new().allocate(estimate, 40_000, &big, false, t0);
+            assert_eq!(
+                got.wanted,
+                40_000 + with_headroom(L720.bitrate),
+                "{estimate}"
+            );
+        }
+        let small = [video("v", Some((320, 180))), video("w", None)];
+        let got = Allocator::new().allocate(200_000, 40_000, &small, false, t0);
         assert_eq!(got.wanted, 40_000 + with_headroom(L180.bitrate));
-        let got = Allocator::new().allocate(700_000, 40_000, &videos, t0);
-        assert_eq!(got.layers["v"], Some(1));
+    }
+
+    #[test]
+    fn congestion_takes_every_video_to_its_lowest_layer_at_once_and_the_climb_waits() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut a = Allocator::new();
+        let videos = [video("v", Some((1280, 720))), video("w", Some((640, 360)))];
+        let got = a.allocate(10_000_000, 50_000, &videos, false, t0);
+        assert_eq!((got.layers["v"], got.layers["w"]), (Some(2), Some(1)));
+        let got = a.allocate(10_000_000, 50_000, &videos, true, at(1));
+        assert_eq!((got.layers["v"], got.layers["w"]), (Some(0), Some(0)));
+        // Still congested: no climb, however long.
+        let got = a.allocate(10_000_000, 50_000, &videos, true, at(1) + CLIMB_HOLD * 2);
+        assert_eq!(got.layers["v"], Some(0));
+        // Over: the climb's hold starts then.
+        let over = at(1) + CLIMB_HOLD * 2;
+        let got = a.allocate(10_000_000, 50_000, &videos, false, over);
+        assert_eq!(got.layers["v"], Some(0));
+        let got = a.allocate(10_000_000, 50_000, &videos, false, over + CLIMB_HOLD);
+        assert_eq!((got.layers["v"], got.layers["w"]), (Some(2), Some(1)));
+        // A video whose lowest layer does not fit stays paused, congested or not.
+        let got = Allocator::new().allocate(100_000, 50_000, &videos, true, t0);
+        assert_eq!((got.layers["v"], got.layers["w"]), (None, None));
+    }
+
+    #[test]
+    fn a_cut_drops_the_old_layer_at_once_and_shows_the_new_one_from_its_keyframe() {
+        let mut s = LayerSwitch::new();
+        s.choose(Some(2));
+        assert_eq!(s.on_packet(2, true), Pick::SwitchTo(2));
+        s.cut_to(Some(0));
+        assert_eq!(s.shown(), None);
+        assert!(s.awaiting_keyframe());
         assert_eq!(
-            got.wanted,
-            40_000 + with_headroom(L720.bitrate),
-            "360p taken, the step to 720p wanted"
+            s.on_packet(2, false),
+            Pick::Drop,
+            "the old layer is gone at once"
         );
+        assert_eq!(s.on_packet(0, false), Pick::Drop);
+        assert_eq!(s.on_packet(0, true), Pick::SwitchTo(0));
+        assert_eq!(s.on_packet(0, false), Pick::Forward);
+        // A cut upwards is an ordinary switch: the old layer plays on.
+        s.cut_to(Some(1));
+        assert_eq!(s.on_packet(0, false), Pick::Forward);
     }
 
     #[test]
@@ -588,7 +645,7 @@ mod tests {
             let mut now = Instant::now();
             for (estimate, audio, ms) in steps {
                 now += Duration::from_millis(ms);
-                let got = a.allocate(estimate, audio, &videos, now);
+                let got = a.allocate(estimate, audio, &videos, false, now);
                 prop_assert!(spent(&videos, &got.layers) <= estimate.saturating_sub(audio));
             }
         }

@@ -33,6 +33,7 @@ use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use super::allocate::{Allocator, LayerIndex, LayerSwitch, Pick, Tile, Video};
+use super::estimate::LinkEstimate;
 use super::forward::{KeyframeThrottle, TrackForwarder, Verdict};
 use super::h264::starts_keyframe;
 use super::layers::{offered_rids, BitrateMeter, PublishedLayers};
@@ -49,6 +50,10 @@ pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
 /// 1.1-1.7 Mbit/s). A viewer on a slower link pays with a second or two of congestion at
 /// the start, until its estimate falls and it is moved down.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
+
+/// How often a subscription that estimates its bandwidth reports its raw estimate and
+/// loss (str0m's peer stats): the delay before heavy loss moves a viewer down.
+const LINK_STATS_INTERVAL: Duration = Duration::from_millis(200);
 
 /// What a publication's audio is taken to cost before it is measured, bit/s.
 const AUDIO_BITRATE: u64 = 40_000;
@@ -153,10 +158,9 @@ enum Role {
         video: Option<OutTrack>,
         /// Which of the publisher's video layers this viewer is shown.
         switch: LayerSwitch,
-        /// The session's bandwidth estimate (TWCC), bit/s, once there is one.
-        estimate: Option<u64>,
-        /// The rate last asked of the estimator (it probes towards it).
-        desired: u64,
+        /// The session's bandwidth estimate, and what its estimator is asked to probe for
+        /// (boxed: a publication's variant is much smaller).
+        link: Box<LinkEstimate>,
     },
 }
 
@@ -390,8 +394,7 @@ impl Engine {
                 audio: None,
                 video: None,
                 switch,
-                estimate: None,
-                desired: 0,
+                link: Box::default(),
             },
             now,
         );
@@ -657,6 +660,7 @@ impl Engine {
         let mut legs = Vec::new();
         let mut videos = Vec::new();
         let mut audio = 0;
+        let mut congested = false;
         let tiles = self.tiles.get(viewer);
         for ((v, publisher), &sub) in &self.subscriptions {
             if v != viewer {
@@ -673,11 +677,11 @@ impl Engine {
             else {
                 continue;
             };
-            let Some(Role::Subscription { estimate, .. }) =
-                self.sessions.get(&sub).map(|s| &s.role)
+            let Some(Role::Subscription { link, .. }) = self.sessions.get(&sub).map(|s| &s.role)
             else {
                 continue;
             };
+            congested |= link.congested(now);
             audio += audio_meter.bitrate(now).unwrap_or(AUDIO_BITRATE);
             let (offer, index) = layers.on_offer(now);
             let tile = match tiles.and_then(|t| t.get(&publisher.1)) {
@@ -696,7 +700,7 @@ impl Engine {
                 sub,
                 publication,
                 index,
-                estimate: estimate.unwrap_or(INITIAL_ESTIMATE.as_u64()),
+                estimate: link.bitrate().unwrap_or(INITIAL_ESTIMATE.as_u64()),
             });
         }
         if legs.is_empty() {
@@ -707,7 +711,7 @@ impl Engine {
             .allocators
             .entry(viewer.clone())
             .or_insert_with(Allocator::new)
-            .allocate(total, audio, &videos, now);
+            .allocate(total, audio, &videos, congested, now);
         for (leg, video) in legs.iter().zip(&videos) {
             // A shown video never goes below its lowest layer: a picture on a congested
             // link beats none, and a video without simulcast has nothing lower to go to.
@@ -723,31 +727,33 @@ impl Engine {
                 .and_then(|i| leg.index.get(i).copied())
                 .or(lowest);
             // Each session probes for its share of what the viewer wants (str0m probes
-            // when the rate asked for rises, and periodically while the link is idle).
-            // Padding up to it all the time would teach the estimator faster, but costs
-            // the viewer's link, and webrtc-rs receivers answered it with collapsing
-            // estimates in the lab.
+            // when the rate asked for rises; `LinkEstimate` makes it rise again while the
+            // estimate falls short). Padding up to it all the time would teach the
+            // estimator faster, but costs the viewer's link, and webrtc-rs receivers
+            // answered it with collapsing estimates in the lab.
             let share =
                 (allocation.wanted as f64 * leg.estimate as f64 / total.max(1) as f64) as u64;
             let mut keyframe = None;
             if let Some(s) = self.sessions.get_mut(&leg.sub) {
-                if let Role::Subscription {
-                    switch, desired, ..
-                } = &mut s.role
-                {
+                if let Role::Subscription { switch, link, .. } = &mut s.role {
                     if switch.target() != choice {
-                        tracing::debug!(viewer = %viewer.1, publisher = %video.key.1, from = ?switch.shown(), to = ?choice, estimate = total, "layer change");
-                        switch.choose(choice);
+                        tracing::debug!(viewer = %viewer.1, publisher = %video.key.1, from = ?switch.shown(), to = ?choice, estimate = total, congested, "layer change");
+                        // On a congested link the old layer stops at once: its packets
+                        // would only lengthen the queue the new keyframe has to pass.
+                        if congested {
+                            switch.cut_to(choice);
+                        } else {
+                            switch.choose(choice);
+                        }
                     }
                     if switch.awaiting_keyframe() {
                         keyframe = switch.target();
                     }
-                    if share.abs_diff(*desired) * 20 > *desired {
-                        tracing::trace!(viewer = %viewer.1, share, estimate = leg.estimate, "probing towards");
-                        *desired = share;
+                    if let Some(desired) = link.desired(share, now) {
+                        tracing::trace!(viewer = %viewer.1, desired, estimate = leg.estimate, "probing towards");
                         s.rtc
                             .bwe()
-                            .set_bitrate(Bitrate::ZERO, Bitrate::bps(share.max(1)));
+                            .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
                         self.dirty.push(leg.sub);
                     }
                 }
@@ -794,6 +800,40 @@ impl Engine {
         }
     }
 
+    /// The bandwidth view of a subscription session.
+    fn link_of(&mut self, id: SessionId) -> Option<&mut LinkEstimate> {
+        match self.sessions.get_mut(&id).map(|s| &mut s.role) {
+            Some(Role::Subscription { link, .. }) => Some(link),
+            _ => None,
+        }
+    }
+
+    /// Re-decides the viewer's layers at once when its session's estimate fell below
+    /// `before`, or its link became congested (down at once); a rising estimate waits for
+    /// the next round (up only after a hold anyway).
+    fn reallocate_if_worse(
+        &mut self,
+        id: SessionId,
+        before: Option<u64>,
+        congested: bool,
+        now: Instant,
+    ) {
+        let Some(session) = self.sessions.get(&id) else {
+            return;
+        };
+        let fell = match &session.role {
+            Role::Subscription { link, .. } => {
+                before.zip(link.bitrate()).is_some_and(|(b, n)| n < b)
+            }
+            _ => false,
+        };
+        if fell || congested {
+            let viewer = session.owner.clone();
+            self.allocate_viewer(&viewer, now);
+            self.tell_layers();
+        }
+    }
+
     /// Accepts an offer. A subscription's session (`bwe`) estimates the bandwidth to its
     /// viewer from TWCC feedback, for the layer allocation.
     fn accept(&mut self, offer: &str, bwe: bool, now: Instant) -> Result<(Rtc, String), SfuError> {
@@ -802,7 +842,11 @@ impl Engine {
             SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
         let mut config = rtc_config();
         if bwe {
-            config = config.enable_bwe(Some(INITIAL_ESTIMATE));
+            // Peer stats carry str0m's raw estimate and the loss its TWCC feedback shows:
+            // the fast signals of `LinkEstimate`.
+            config = config
+                .enable_bwe(Some(INITIAL_ESTIMATE))
+                .set_stats_interval(Some(LINK_STATS_INTERVAL));
         }
         if let Some(cert) = &self.dtls_cert {
             config = config.set_dtls_cert(cert.clone());
@@ -957,25 +1001,28 @@ impl Engine {
                 estimate,
                 can_probe,
             }) => {
-                let fell = match self.sessions.get_mut(&id).map(|s| &mut s.role) {
-                    Some(Role::Subscription {
-                        estimate: current, ..
-                    }) => {
-                        let bps = estimate.as_u64();
-                        tracing::trace!(bps, can_probe, "bandwidth estimate");
-                        let before = current.replace(bps);
-                        before.is_some_and(|b| bps < b)
-                    }
-                    _ => false,
+                let before = self.link_of(id).and_then(|link| {
+                    let before = link.bitrate();
+                    link.on_estimate(estimate.as_u64());
+                    before
+                });
+                tracing::trace!(
+                    session = id,
+                    bps = estimate.as_u64(),
+                    can_probe,
+                    "bandwidth estimate"
+                );
+                self.reallocate_if_worse(id, before, false, now);
+            }
+            Event::PeerStats(stats) => {
+                let loss = stats.egress_loss_fraction;
+                let raw = stats.bwe_tx.map(|b| b.as_u64());
+                let (before, began) = match self.link_of(id) {
+                    Some(link) => (link.bitrate(), link.on_stats(raw, loss, now)),
+                    None => (None, false),
                 };
-                // A falling estimate is acted on at once (down at once); a rising one
-                // waits for the next round (up only after a hold anyway).
-                if fell {
-                    if let Some(viewer) = self.sessions.get(&id).map(|s| s.owner.clone()) {
-                        self.allocate_viewer(&viewer, now);
-                        self.tell_layers();
-                    }
-                }
+                tracing::trace!(session = id, ?raw, ?loss, began, "link stats");
+                self.reallocate_if_worse(id, before, began, now);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 if let Some(s) = self.sessions.get_mut(&id) {

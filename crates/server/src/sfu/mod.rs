@@ -10,6 +10,8 @@
 //! - [`allocate`]: which simulcast layer of each stage video a viewer receives (its
 //!   bandwidth estimate and tile sizes in, a layer per video out), and switching layers at
 //!   keyframes.
+//! - [`estimate`]: a viewer session's bandwidth as the allocator takes it (str0m's
+//!   estimate, heavy loss as congestion) and the rhythm of probing for more.
 //! - [`engine`]: the sessions and the forwarding, driven by datagrams, commands and time.
 //! - [`forward`]: per-viewer rewriting (SSRC, sequence numbers, timestamps), keyframe
 //!   gating and keyframe-request coalescing.
@@ -20,6 +22,7 @@
 
 pub mod allocate;
 pub mod engine;
+pub mod estimate;
 pub mod forward;
 pub mod h264;
 pub mod layers;

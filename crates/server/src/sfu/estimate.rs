@@ -1,0 +1,233 @@
+//! What the allocator takes for one viewer session's bandwidth, and what the session's
+//! bandwidth estimator is asked to probe for: [`LinkEstimate`].
+//!
+//! Pure logic over what str0m reports, no I/O and no clock of its own. str0m's estimator
+//! (GCC over TWCC feedback) is the source; this adds what a layer choice needs on top:
+//! - **A fall is seen at once.** str0m's `EgressBitrateEstimate` event is smoothed (it
+//!   steps down over a second or two); its raw estimate, in the periodic peer stats, is
+//!   taken whenever it is lower.
+//! - **Heavy loss or a collapse is congestion now.** When more than [`CONGESTED_LOSS`] of
+//!   what was sent in the last second was reported lost, or the raw estimate fell by more
+//!   than [`COLLAPSE`] from one report to the next (GCC backing off from a queue that
+//!   grows), the path carries far less than is being sent: a link that just got slower.
+//!   The viewer then falls back to every video's lowest layer at once, rather than step
+//!   by step as the smoothed estimate comes down, and climbs again by the usual rules once
+//!   it is over. The raw estimate is not taken in a session's first [`RAW_WARMUP`]: while
+//!   little has been acknowledged it reads a fraction of the link (a quarter, on loopback).
+//! - **Probing for more, again and again.** str0m probes when the rate it is asked to
+//!   discover rises above its estimate, and on its own only now and then. While the viewer
+//!   wants more than the estimate carries, the wanted rate is lowered to the estimate and
+//!   raised again every [`REPROBE_INTERVAL`], so a link that got faster is found within
+//!   seconds rather than never (an SFU sending a low layer sends too little for the
+//!   estimate to grow by itself).
+
+use std::time::{Duration, Instant};
+
+/// The share of a second's packets reported lost above which a viewer's link is taken as
+/// congested (libwebrtc's loss-based rule cuts its rate above the same 10%).
+pub const CONGESTED_LOSS: f32 = 0.10;
+
+/// The fall of the raw estimate, from one report to the next, that is taken as congestion:
+/// GCC's back-off on overuse takes it to 85% of what was acknowledged, so a fall this deep
+/// says the path carries well under half of what it did.
+pub const COLLAPSE: f64 = 0.5;
+
+/// How long after its first report a session's raw estimate is ignored.
+pub const RAW_WARMUP: Duration = Duration::from_secs(3);
+
+/// How long a viewer stays taken as congested after the last report of heavy loss: the
+/// loss figure covers a second, and the queue that overflowed takes a moment to drain.
+pub const CONGESTION_HOLD: Duration = Duration::from_secs(1);
+
+/// How often an estimate short of what the viewer wants is probed again.
+pub const REPROBE_INTERVAL: Duration = Duration::from_secs(3);
+
+/// One session's view of its path, from str0m's events.
+#[derive(Debug, Clone, Default)]
+pub struct LinkEstimate {
+    /// From `EgressBitrateEstimate` (smoothed), bit/s.
+    smoothed: Option<u64>,
+    /// From the peer stats (str0m's last raw estimate), bit/s, once past the warm-up.
+    raw: Option<u64>,
+    /// The first peer stats report.
+    first_stats: Option<Instant>,
+    /// Until when heavy loss counts.
+    congested_until: Option<Instant>,
+    /// The rate last asked of the estimator, bit/s (0: not yet asked).
+    desired: u64,
+    /// When a probe was last asked for (the wanted rate raised above the estimate).
+    probed_at: Option<Instant>,
+    /// The wanted rate was lowered for a probe, to be raised on the next call.
+    dipped: bool,
+}
+
+impl LinkEstimate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// str0m's (smoothed) estimate changed.
+    pub fn on_estimate(&mut self, bps: u64) {
+        self.smoothed = Some(bps);
+    }
+
+    /// A peer stats report: str0m's raw estimate and the share of the last second's
+    /// packets the viewer's feedback reported lost. Returns whether this report begins a
+    /// congestion (the caller re-decides the viewer's layers at once).
+    pub fn on_stats(&mut self, raw: Option<u64>, loss: Option<f32>, now: Instant) -> bool {
+        let first = *self.first_stats.get_or_insert(now);
+        let raw = raw.filter(|_| now.saturating_duration_since(first) >= RAW_WARMUP);
+        let collapsed = self
+            .raw
+            .zip(raw)
+            .is_some_and(|(old, new)| (new as f64) < old as f64 * COLLAPSE);
+        if raw.is_some() {
+            self.raw = raw;
+        }
+        let heavy = collapsed || loss.is_some_and(|l| l > CONGESTED_LOSS);
+        let began = heavy && !self.congested(now);
+        if heavy {
+            self.congested_until = Some(now + CONGESTION_HOLD);
+        }
+        began
+    }
+
+    /// The estimate, bit/s, once there is one: the lower of the smoothed and the raw.
+    pub fn bitrate(&self) -> Option<u64> {
+        match (self.smoothed, self.raw) {
+            (Some(s), Some(r)) => Some(s.min(r)),
+            (s, r) => s.or(r),
+        }
+    }
+
+    /// Whether heavy loss was reported within [`CONGESTION_HOLD`].
+    pub fn congested(&self, now: Instant) -> bool {
+        self.congested_until.is_some_and(|until| now < until)
+    }
+
+    /// The rate to ask the estimator to discover, given what the viewer would take
+    /// (`wanted`, bit/s), if it should change: `None` keeps the last one. See the module
+    /// docs for the probing rhythm.
+    pub fn desired(&mut self, wanted: u64, now: Instant) -> Option<u64> {
+        let wanted = wanted.max(1);
+        if self.dipped {
+            self.dipped = false;
+            self.probed_at = Some(now);
+            self.desired = wanted;
+            return Some(wanted);
+        }
+        let short = self.bitrate().is_some_and(|e| e < wanted);
+        let due = self
+            .probed_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= REPROBE_INTERVAL);
+        if short && due && !self.congested(now) && self.desired >= wanted {
+            // Lowered now, raised on the next call: str0m probes on a rise only.
+            let estimate = self.bitrate().unwrap_or(wanted);
+            self.dipped = true;
+            self.desired = estimate;
+            return Some(estimate.max(1));
+        }
+        // Small changes are not worth telling (each retimes the estimator).
+        if wanted.abs_diff(self.desired) * 20 > self.desired {
+            if wanted > self.desired {
+                self.probed_at = Some(now);
+            }
+            self.desired = wanted;
+            return Some(wanted);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lower_of_the_smoothed_and_the_raw_estimate_counts() {
+        let mut link = LinkEstimate::new();
+        assert_eq!(link.bitrate(), None);
+        link.on_estimate(2_000_000);
+        assert_eq!(link.bitrate(), Some(2_000_000));
+        let t0 = Instant::now();
+        // Not in the warm-up.
+        link.on_stats(Some(600_000), Some(0.0), t0);
+        assert_eq!(link.bitrate(), Some(2_000_000));
+        let now = t0 + RAW_WARMUP;
+        link.on_stats(Some(600_000), Some(0.0), now);
+        assert_eq!(link.bitrate(), Some(600_000));
+        link.on_stats(Some(3_000_000), None, now);
+        assert_eq!(link.bitrate(), Some(2_000_000));
+    }
+
+    #[test]
+    fn heavy_loss_is_congestion_for_a_hold_and_begins_once() {
+        let mut link = LinkEstimate::new();
+        let t0 = Instant::now();
+        assert!(!link.on_stats(None, Some(0.05), t0));
+        assert!(!link.congested(t0));
+        assert!(link.on_stats(None, Some(0.3), t0));
+        assert!(link.congested(t0));
+        // Still lossy: the same congestion, not a new one.
+        let t1 = t0 + Duration::from_millis(200);
+        assert!(!link.on_stats(None, Some(0.2), t1));
+        // No report of loss since: over after the hold.
+        assert!(link.congested(t1 + CONGESTION_HOLD - Duration::from_millis(1)));
+        assert!(!link.congested(t1 + CONGESTION_HOLD));
+        // A report without a loss figure says nothing about congestion.
+        assert!(!link.on_stats(None, None, t1 + CONGESTION_HOLD));
+    }
+
+    #[test]
+    fn a_collapsing_raw_estimate_is_congestion_and_a_gentle_fall_is_not() {
+        let mut link = LinkEstimate::new();
+        let start = Instant::now();
+        // A collapse in the warm-up is not taken.
+        assert!(!link.on_stats(Some(3_000_000), Some(0.0), start));
+        assert!(!link.on_stats(Some(600_000), Some(0.0), start));
+        let t0 = start + RAW_WARMUP;
+        assert!(!link.on_stats(Some(3_000_000), Some(0.0), t0));
+        assert!(!link.on_stats(Some(1_600_000), Some(0.0), t0));
+        assert!(!link.congested(t0));
+        assert!(link.on_stats(Some(700_000), Some(0.0), t0));
+        assert!(link.congested(t0));
+        assert_eq!(link.bitrate(), Some(700_000));
+    }
+
+    #[test]
+    fn an_estimate_short_of_the_wanted_rate_is_probed_again_by_a_dip_and_a_rise() {
+        let mut link = LinkEstimate::new();
+        let t0 = Instant::now();
+        link.on_estimate(500_000);
+        // The first ask is a rise (str0m probes on it).
+        assert_eq!(link.desired(2_000_000, t0), Some(2_000_000));
+        // Unchanged, and too soon for another probe.
+        assert_eq!(link.desired(2_010_000, t0 + Duration::from_secs(1)), None);
+        // Due: down to the estimate, then up again on the next round.
+        let t1 = t0 + REPROBE_INTERVAL;
+        assert_eq!(link.desired(2_000_000, t1), Some(500_000));
+        let t2 = t1 + Duration::from_millis(250);
+        assert_eq!(link.desired(2_000_000, t2), Some(2_000_000));
+        assert_eq!(link.desired(2_000_000, t2 + Duration::from_secs(1)), None);
+        // Not while congested: probing a congested link deepens its queue.
+        let t3 = t2 + REPROBE_INTERVAL;
+        link.on_stats(None, Some(0.5), t3);
+        assert_eq!(link.desired(2_000_000, t3), None);
+        // Nor once the estimate carries what is wanted.
+        let t4 = t3 + CONGESTION_HOLD;
+        link.on_estimate(3_000_000);
+        link.on_stats(Some(3_000_000), Some(0.0), t4);
+        assert_eq!(link.desired(2_000_000, t4), None);
+    }
+
+    #[test]
+    fn a_changed_wanted_rate_is_told_when_it_moved_by_more_than_five_percent() {
+        let mut link = LinkEstimate::new();
+        let t0 = Instant::now();
+        link.on_estimate(5_000_000);
+        assert_eq!(link.desired(1_000_000, t0), Some(1_000_000));
+        assert_eq!(link.desired(1_040_000, t0), None);
+        assert_eq!(link.desired(800_000, t0), Some(800_000));
+        assert_eq!(link.desired(0, t0), Some(1));
+    }
+}
