@@ -36,6 +36,10 @@ pub const CLIMB_HOLD: Duration = Duration::from_secs(4);
 /// take it and leave it again.
 pub const CLIMB_HEADROOM: f64 = 0.15;
 
+/// How far past what the best layers would take a viewer below them probes: see
+/// [`Allocation::wanted`].
+pub const PROBE_MARGIN: f64 = 0.15;
+
 /// A layer's place among its video's layers: 0 is the lowest.
 pub type LayerIndex = usize;
 
@@ -153,7 +157,8 @@ pub struct Allocation<K: Ord> {
     /// A layer, or `None` (paused), for every video given.
     pub layers: BTreeMap<K, Option<LayerIndex>>,
     /// The rate worth probing for: what every shown video would take at the best layer
-    /// its tile is worth, with the [`CLIMB_HEADROOM`] a climb asks of the estimate. Given
+    /// its tile is worth, with the [`CLIMB_HEADROOM`] a climb asks of the estimate (and
+    /// [`PROBE_MARGIN`] more while any video is below that best). Given
     /// to the bandwidth estimator as its target, so that the path is probed for what the
     /// viewer could use, and a higher layer is taken only once it has shown it carries it.
     pub wanted: u64,
@@ -228,14 +233,17 @@ impl<K: Ord + Clone> Allocator<K> {
             layers.insert(key.clone(), state.layer);
         }
         let best = ideal(u64::MAX, videos);
-        let wanted: u64 = videos
+        let cost: u64 = videos
             .iter()
             .filter_map(|v| best[&v.key].map(|l| v.layers[l].bitrate))
             .sum();
-        Allocation {
-            layers,
-            wanted: audio + with_headroom(wanted),
+        let mut wanted = audio + with_headroom(cost);
+        // Below the best, aim the probes past the climb's threshold: a layer's measured
+        // rate wavers, and an estimate that only just reaches it breaks the climb's hold.
+        if videos.iter().any(|v| layers[&v.key] != best[&v.key]) {
+            wanted += (wanted as f64 * PROBE_MARGIN) as u64;
         }
+        Allocation { layers, wanted }
     }
 }
 
@@ -489,16 +497,19 @@ mod tests {
     fn the_wanted_rate_is_what_the_tiles_are_worth_whatever_the_estimate() {
         let t0 = Instant::now();
         let big = [video("v", Some((1280, 720)))];
-        for estimate in [200_000, 700_000, 5_000_000] {
+        let top = 40_000 + with_headroom(L720.bitrate);
+        for estimate in [200_000, 700_000] {
             let got = Allocator::new().allocate(estimate, 40_000, &big, false, t0);
             assert_eq!(
                 got.wanted,
-                40_000 + with_headroom(L720.bitrate),
-                "{estimate}"
+                top + (top as f64 * PROBE_MARGIN) as u64,
+                "{estimate}: below the best, past it"
             );
         }
+        let got = Allocator::new().allocate(5_000_000, 40_000, &big, false, t0);
+        assert_eq!(got.wanted, top, "on the best");
         let small = [video("v", Some((320, 180))), video("w", None)];
-        let got = Allocator::new().allocate(200_000, 40_000, &small, false, t0);
+        let got = Allocator::new().allocate(2_000_000, 40_000, &small, false, t0);
         assert_eq!(got.wanted, 40_000 + with_headroom(L180.bitrate));
     }
 

@@ -33,7 +33,7 @@ use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use super::allocate::{Allocator, LayerIndex, LayerSwitch, Pick, Tile, Video};
-use super::estimate::LinkEstimate;
+use super::estimate::{LinkEstimate, LinkReport};
 use super::forward::{KeyframeThrottle, TrackForwarder, Verdict};
 use super::h264::starts_keyframe;
 use super::layers::{offered_rids, BitrateMeter, PublishedLayers};
@@ -661,6 +661,7 @@ impl Engine {
         let mut videos = Vec::new();
         let mut audio = 0;
         let mut congested = false;
+        let mut restarts = Vec::new();
         let tiles = self.tiles.get(viewer);
         for ((v, publisher), &sub) in &self.subscriptions {
             if v != viewer {
@@ -682,8 +683,16 @@ impl Engine {
                 continue;
             };
             congested |= link.congested(now);
-            audio += audio_meter.bitrate(now).unwrap_or(AUDIO_BITRATE);
+            let audio_rate = audio_meter.bitrate(now).unwrap_or(AUDIO_BITRATE);
+            audio += audio_rate;
             let (offer, index) = layers.on_offer(now);
+            // A congestion that just began restarts the estimator from what the viewer
+            // falls back to: GCC's estimate may not have seen the slower link (the queue
+            // was noticed first), and once the fallback no longer fills the link it never
+            // would, and would let the viewer climb straight back into the queue.
+            let restart = link
+                .restart_pending()
+                .then(|| audio_rate + offer.first().map_or(0, |l| l.bitrate));
             let tile = match tiles.and_then(|t| t.get(&publisher.1)) {
                 Some(tile) => *tile,
                 None => Some(Tile {
@@ -700,8 +709,23 @@ impl Engine {
                 sub,
                 publication,
                 index,
-                estimate: link.bitrate().unwrap_or(INITIAL_ESTIMATE.as_u64()),
+                estimate: restart
+                    .or(link.bitrate())
+                    .unwrap_or(INITIAL_ESTIMATE.as_u64()),
             });
+            if let Some(floor) = restart {
+                restarts.push((sub, floor));
+            }
+        }
+        for (sub, floor) in restarts {
+            if let Some(s) = self.sessions.get_mut(&sub) {
+                if let Role::Subscription { link, .. } = &mut s.role {
+                    tracing::debug!(viewer = %viewer.1, floor, "estimate restarted");
+                    link.restart(floor);
+                    s.rtc.bwe().reset(Bitrate::bps(floor.max(1)));
+                    self.dirty.push(sub);
+                }
+            }
         }
         if legs.is_empty() {
             return;
@@ -1015,13 +1039,16 @@ impl Engine {
                 self.reallocate_if_worse(id, before, false, now);
             }
             Event::PeerStats(stats) => {
-                let loss = stats.egress_loss_fraction;
-                let raw = stats.bwe_tx.map(|b| b.as_u64());
+                let report = LinkReport {
+                    raw: stats.bwe_tx.map(|b| b.as_u64()),
+                    loss: stats.egress_loss_fraction,
+                    rtt: stats.rtt,
+                };
                 let (before, began) = match self.link_of(id) {
-                    Some(link) => (link.bitrate(), link.on_stats(raw, loss, now)),
+                    Some(link) => (link.bitrate(), link.on_stats(report, now)),
                     None => (None, false),
                 };
-                tracing::trace!(session = id, ?raw, ?loss, began, "link stats");
+                tracing::trace!(session = id, ?report, began, "link stats");
                 self.reallocate_if_worse(id, before, began, now);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

@@ -6,13 +6,18 @@
 //! - **A fall is seen at once.** str0m's `EgressBitrateEstimate` event is smoothed (it
 //!   steps down over a second or two); its raw estimate, in the periodic peer stats, is
 //!   taken whenever it is lower.
-//! - **Heavy loss or a collapse is congestion now.** When more than [`CONGESTED_LOSS`] of
-//!   what was sent in the last second was reported lost, or the raw estimate fell by more
+//! - **A queue, heavy loss or a collapse is congestion now.** When the time from sending a
+//!   packet to its feedback has grown by more than [`QUEUE_CONGESTED`] over its floor (a
+//!   queue building up at a bottleneck: the fastest sign, as a bottleneck's buffer fills
+//!   before it drops; in the lab it shows 0.3 s after a step down, 0.5 s before GCC's
+//!   trend filter calls it overuse), when more than [`CONGESTED_LOSS`] of what
+//!   was sent in the last second was reported lost, or when the raw estimate fell by more
 //!   than [`COLLAPSE`] from one report to the next (GCC backing off from a queue that
 //!   grows), the path carries far less than is being sent: a link that just got slower.
 //!   The viewer then falls back to every video's lowest layer at once, rather than step
 //!   by step as the smoothed estimate comes down, and climbs again by the usual rules once
-//!   it is over. The raw estimate is not taken in a session's first [`RAW_WARMUP`]: while
+//!   it is over. The estimator restarts from what the viewer falls back to
+//!   ([`LinkEstimate::restart`]), as its estimate may never have seen the slower link. The raw estimate is not taken in a session's first [`RAW_WARMUP`]: while
 //!   little has been acknowledged it reads a fraction of the link (a quarter, on loopback).
 //! - **Probing for more, again and again.** str0m probes when the rate it is asked to
 //!   discover rises above its estimate, and on its own only now and then. While the viewer
@@ -31,6 +36,54 @@ pub const CONGESTED_LOSS: f32 = 0.10;
 /// GCC's back-off on overuse takes it to 85% of what was acknowledged, so a fall this deep
 /// says the path carries well under half of what it did.
 pub const COLLAPSE: f64 = 0.5;
+
+/// The growth of the feedback round trip over its floor that says a queue is building.
+/// Well above what a free viewer's feedback wavers by (at most 31 ms over a minute in the
+/// lab, with the machine's two cores busy), so a viewer's busy moment is not taken for a
+/// slower link.
+pub const QUEUE_CONGESTED: Duration = Duration::from_millis(150);
+
+/// Over how long the round trip's floor is the smallest seen (in two halves, so an old
+/// floor ages out).
+pub const RTT_FLOOR_WINDOW: Duration = Duration::from_secs(10);
+
+/// What one peer stats report says of a session's path.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LinkReport {
+    /// str0m's raw estimate, bit/s.
+    pub raw: Option<u64>,
+    /// The share of the last second's packets the viewer's feedback reported lost.
+    pub loss: Option<f32>,
+    /// From sending the newest packet the feedback covers to receiving that feedback.
+    pub rtt: Option<Duration>,
+}
+
+/// The smallest round trip over [`RTT_FLOOR_WINDOW`]: the path without a queue.
+#[derive(Debug, Clone, Copy, Default)]
+struct RttFloor {
+    since: Option<Instant>,
+    current: Option<Duration>,
+    previous: Option<Duration>,
+}
+
+impl RttFloor {
+    fn add(&mut self, rtt: Duration, now: Instant) {
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= RTT_FLOOR_WINDOW / 2 {
+            self.previous = self.current;
+            self.current = None;
+            self.since = Some(now);
+        }
+        self.current = Some(self.current.map_or(rtt, |c| c.min(rtt)));
+    }
+
+    fn get(&self) -> Option<Duration> {
+        match (self.current, self.previous) {
+            (Some(c), Some(p)) => Some(c.min(p)),
+            (c, p) => c.or(p),
+        }
+    }
+}
 
 /// How long after its first report a session's raw estimate is ignored.
 pub const RAW_WARMUP: Duration = Duration::from_secs(3);
@@ -51,6 +104,9 @@ pub struct LinkEstimate {
     raw: Option<u64>,
     /// The first peer stats report.
     first_stats: Option<Instant>,
+    rtt_floor: RttFloor,
+    /// A congestion began: the estimator is to start over.
+    restart_pending: bool,
     /// Until when heavy loss counts.
     congested_until: Option<Instant>,
     /// The rate last asked of the estimator, bit/s (0: not yet asked).
@@ -71,12 +127,20 @@ impl LinkEstimate {
         self.smoothed = Some(bps);
     }
 
-    /// A peer stats report: str0m's raw estimate and the share of the last second's
-    /// packets the viewer's feedback reported lost. Returns whether this report begins a
-    /// congestion (the caller re-decides the viewer's layers at once).
-    pub fn on_stats(&mut self, raw: Option<u64>, loss: Option<f32>, now: Instant) -> bool {
+    /// A peer stats report. Returns whether it begins a congestion (the caller re-decides
+    /// the viewer's layers at once).
+    pub fn on_stats(&mut self, report: LinkReport, now: Instant) -> bool {
+        let LinkReport { raw, loss, rtt } = report;
         let first = *self.first_stats.get_or_insert(now);
         let raw = raw.filter(|_| now.saturating_duration_since(first) >= RAW_WARMUP);
+        let queue = rtt.is_some_and(|rtt| {
+            let queued = self
+                .rtt_floor
+                .get()
+                .is_some_and(|floor| rtt.saturating_sub(floor) > QUEUE_CONGESTED);
+            self.rtt_floor.add(rtt, now);
+            queued
+        });
         let collapsed = self
             .raw
             .zip(raw)
@@ -84,12 +148,25 @@ impl LinkEstimate {
         if raw.is_some() {
             self.raw = raw;
         }
-        let heavy = collapsed || loss.is_some_and(|l| l > CONGESTED_LOSS);
+        let heavy = queue || collapsed || loss.is_some_and(|l| l > CONGESTED_LOSS);
         let began = heavy && !self.congested(now);
         if heavy {
             self.congested_until = Some(now + CONGESTION_HOLD);
         }
+        self.restart_pending |= began;
         began
+    }
+
+    /// Whether a congestion began since the last [`restart`](Self::restart).
+    pub fn restart_pending(&self) -> bool {
+        self.restart_pending
+    }
+
+    /// The estimator started over from `bps` (str0m's estimate is reset to it).
+    pub fn restart(&mut self, bps: u64) {
+        self.restart_pending = false;
+        self.smoothed = Some(bps);
+        self.raw = self.raw.map(|_| bps);
     }
 
     /// The estimate, bit/s, once there is one: the lower of the smoothed and the raw.
@@ -143,6 +220,56 @@ impl LinkEstimate {
 mod tests {
     use super::*;
 
+    fn r(raw: Option<u64>, loss: Option<f32>) -> LinkReport {
+        LinkReport {
+            raw,
+            loss,
+            rtt: None,
+        }
+    }
+
+    fn rtt(ms: u64) -> LinkReport {
+        LinkReport {
+            rtt: Some(Duration::from_millis(ms)),
+            ..LinkReport::default()
+        }
+    }
+
+    #[test]
+    fn a_queue_building_up_is_congestion() {
+        let mut link = LinkEstimate::new();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        for (i, ms) in [20, 35, 25, 40, 160].into_iter().enumerate() {
+            assert!(!link.on_stats(rtt(ms), at(200 * i as u64)));
+        }
+        assert!(!link.congested(at(1000)));
+        // A queue: over 150 ms above the floor (20 ms).
+        assert!(link.on_stats(rtt(178), at(1200)));
+        assert!(link.congested(at(1200)));
+        assert!(!link.on_stats(rtt(420), at(1400)), "the same congestion");
+        // The estimator starts over from the fallback, once.
+        assert!(link.restart_pending());
+        link.on_estimate(2_500_000);
+        link.restart(190_000);
+        assert!(!link.restart_pending());
+        assert_eq!(link.bitrate(), Some(190_000));
+        // Over once the queue is gone, after the hold.
+        assert!(!link.on_stats(rtt(25), at(1600)));
+        assert!(!link.congested(at(1400) + CONGESTION_HOLD));
+    }
+
+    #[test]
+    fn the_round_trip_floor_ages_out() {
+        let mut floor = RttFloor::default();
+        let t0 = Instant::now();
+        floor.add(Duration::from_millis(10), t0);
+        floor.add(Duration::from_millis(50), t0 + RTT_FLOOR_WINDOW / 2);
+        assert_eq!(floor.get(), Some(Duration::from_millis(10)));
+        floor.add(Duration::from_millis(60), t0 + RTT_FLOOR_WINDOW);
+        assert_eq!(floor.get(), Some(Duration::from_millis(50)));
+    }
+
     #[test]
     fn the_lower_of_the_smoothed_and_the_raw_estimate_counts() {
         let mut link = LinkEstimate::new();
@@ -151,12 +278,12 @@ mod tests {
         assert_eq!(link.bitrate(), Some(2_000_000));
         let t0 = Instant::now();
         // Not in the warm-up.
-        link.on_stats(Some(600_000), Some(0.0), t0);
+        link.on_stats(r(Some(600_000), Some(0.0)), t0);
         assert_eq!(link.bitrate(), Some(2_000_000));
         let now = t0 + RAW_WARMUP;
-        link.on_stats(Some(600_000), Some(0.0), now);
+        link.on_stats(r(Some(600_000), Some(0.0)), now);
         assert_eq!(link.bitrate(), Some(600_000));
-        link.on_stats(Some(3_000_000), None, now);
+        link.on_stats(r(Some(3_000_000), None), now);
         assert_eq!(link.bitrate(), Some(2_000_000));
     }
 
@@ -164,18 +291,18 @@ mod tests {
     fn heavy_loss_is_congestion_for_a_hold_and_begins_once() {
         let mut link = LinkEstimate::new();
         let t0 = Instant::now();
-        assert!(!link.on_stats(None, Some(0.05), t0));
+        assert!(!link.on_stats(r(None, Some(0.05)), t0));
         assert!(!link.congested(t0));
-        assert!(link.on_stats(None, Some(0.3), t0));
+        assert!(link.on_stats(r(None, Some(0.3)), t0));
         assert!(link.congested(t0));
         // Still lossy: the same congestion, not a new one.
         let t1 = t0 + Duration::from_millis(200);
-        assert!(!link.on_stats(None, Some(0.2), t1));
+        assert!(!link.on_stats(r(None, Some(0.2)), t1));
         // No report of loss since: over after the hold.
         assert!(link.congested(t1 + CONGESTION_HOLD - Duration::from_millis(1)));
         assert!(!link.congested(t1 + CONGESTION_HOLD));
         // A report without a loss figure says nothing about congestion.
-        assert!(!link.on_stats(None, None, t1 + CONGESTION_HOLD));
+        assert!(!link.on_stats(r(None, None), t1 + CONGESTION_HOLD));
     }
 
     #[test]
@@ -183,13 +310,13 @@ mod tests {
         let mut link = LinkEstimate::new();
         let start = Instant::now();
         // A collapse in the warm-up is not taken.
-        assert!(!link.on_stats(Some(3_000_000), Some(0.0), start));
-        assert!(!link.on_stats(Some(600_000), Some(0.0), start));
+        assert!(!link.on_stats(r(Some(3_000_000), Some(0.0)), start));
+        assert!(!link.on_stats(r(Some(600_000), Some(0.0)), start));
         let t0 = start + RAW_WARMUP;
-        assert!(!link.on_stats(Some(3_000_000), Some(0.0), t0));
-        assert!(!link.on_stats(Some(1_600_000), Some(0.0), t0));
+        assert!(!link.on_stats(r(Some(3_000_000), Some(0.0)), t0));
+        assert!(!link.on_stats(r(Some(1_600_000), Some(0.0)), t0));
         assert!(!link.congested(t0));
-        assert!(link.on_stats(Some(700_000), Some(0.0), t0));
+        assert!(link.on_stats(r(Some(700_000), Some(0.0)), t0));
         assert!(link.congested(t0));
         assert_eq!(link.bitrate(), Some(700_000));
     }
@@ -211,12 +338,12 @@ mod tests {
         assert_eq!(link.desired(2_000_000, t2 + Duration::from_secs(1)), None);
         // Not while congested: probing a congested link deepens its queue.
         let t3 = t2 + REPROBE_INTERVAL;
-        link.on_stats(None, Some(0.5), t3);
+        link.on_stats(r(None, Some(0.5)), t3);
         assert_eq!(link.desired(2_000_000, t3), None);
         // Nor once the estimate carries what is wanted.
         let t4 = t3 + CONGESTION_HOLD;
         link.on_estimate(3_000_000);
-        link.on_stats(Some(3_000_000), Some(0.0), t4);
+        link.on_stats(r(Some(3_000_000), Some(0.0)), t4);
         assert_eq!(link.desired(2_000_000, t4), None);
     }
 
