@@ -250,8 +250,14 @@ def loss_publish_scenario():
                 sent_fps=sent_fps, bot_fps=bot_fps, packets_per_s=rate(*sent, "packetsSent", dt),
                 decode_errors=got[1].get("decode_errors", 0) - got[0].get("decode_errors", 0))
         assert lost > 0, "the rule dropped nothing"
-        assert nacks > 0, f"no NACK reached the browser: {sent}"
-        assert rtx > 0, f"the browser retransmitted nothing: {sent}"
+        # The SFU's NACKs come batched, one for several losses: at the browser's ~25 video
+        # packets a second that is one every 3-6 s, so one may miss the window. Awaited
+        # (the loss goes on) rather than counted.
+        if nacks == 0:
+            browser.until(lambda: pub.rtp().get("nackCount", 0) > sent[0].get("nackCount", 0),
+                          "a NACK to reach the browser")
+        assert rtx > 0 or pub.rtp().get("retransmittedPacketsSent", 0) > \
+            sent[0].get("retransmittedPacketsSent", 0), f"the browser retransmitted nothing: {sent}"
         assert bot_fps >= 0.85 * sent_fps, f"the bot decoded {bot_fps:.1f} fps of {sent_fps:.1f} sent"
         assert got[1].get("decode_errors", 0) == got[0].get("decode_errors", 0), got
 

@@ -12,8 +12,10 @@
 //!   to spare.
 //! - **Everyone before anyone better.** Every shown video gets its lowest layer first,
 //!   largest tile first; only then are layers raised, again largest tile first. A video
-//!   whose lowest layer does not fit what is left is paused. The sum never exceeds the
-//!   estimate.
+//!   whose lowest layer does not fit what is left gets `None`. The sum never exceeds the
+//!   estimate. (The engine still sends a shown video with `None` its lowest layer: on a
+//!   link too slow even for that, a picture beats none, and a video without simulcast has
+//!   nothing lower. Only a hidden tile is paused.)
 //! - **Down at once, up slowly.** A layer the estimate no longer carries is left at once;
 //!   a higher one is taken only once the estimate has carried it, with [`CLIMB_HEADROOM`]
 //!   to spare, for [`CLIMB_HOLD`] without a break. A wavering estimate thus does not make

@@ -51,9 +51,10 @@ pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
 /// the start, until its estimate falls and it is moved down.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
 
-/// How often a subscription that estimates its bandwidth reports its raw estimate and
-/// loss (str0m's peer stats): the delay before heavy loss moves a viewer down.
-const LINK_STATS_INTERVAL: Duration = Duration::from_millis(200);
+/// How often a subscription that estimates its bandwidth reports its raw estimate, loss
+/// and feedback round trip (str0m's peer stats): a queue is seen in two reports running,
+/// so this is half the delay before a congested viewer is moved down.
+const LINK_STATS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What a publication's audio is taken to cost before it is measured, bit/s.
 const AUDIO_BITRATE: u64 = 40_000;
@@ -198,7 +199,8 @@ pub struct Engine {
     /// Subscriptions by publisher participant.
     audiences: HashMap<ParticipantKey, Vec<SessionId>>,
     /// Subscriptions by (subscriber, publisher).
-    subscriptions: HashMap<(ParticipantKey, ParticipantKey), SessionId>,
+    /// By subscriber, then publisher: a viewer's allocation reads its own alone.
+    subscriptions: HashMap<ParticipantKey, HashMap<ParticipantKey, SessionId>>,
     /// Which session a remote address belongs to, learnt from the first datagram a
     /// session accepted.
     routes: HashMap<(Protocol, SocketAddr), SessionId>,
@@ -258,7 +260,8 @@ impl Engine {
 
     /// Live publications and subscriptions.
     pub fn counts(&self) -> (usize, usize) {
-        (self.publications.len(), self.subscriptions.len())
+        let subscriptions = self.subscriptions.values().map(HashMap::len).sum();
+        (self.publications.len(), subscriptions)
     }
 
     /// Sessions whose media travels over UDP, and over TCP (ICE-TCP).
@@ -402,7 +405,10 @@ impl Engine {
             .entry(publisher.clone())
             .or_default()
             .push(id);
-        self.subscriptions.insert((subscriber, publisher), id);
+        self.subscriptions
+            .entry(subscriber)
+            .or_default()
+            .insert(publisher, id);
         self.drive(now);
         self.allocate_soon(now);
         Ok(answer)
@@ -435,7 +441,8 @@ impl Engine {
     pub fn unsubscribe(&mut self, subscriber: &ParticipantKey, publisher: &ParticipantKey) {
         if let Some(id) = self
             .subscriptions
-            .get(&(subscriber.clone(), publisher.clone()))
+            .get(subscriber)
+            .and_then(|by_publisher| by_publisher.get(publisher))
             .copied()
         {
             self.close(id);
@@ -503,9 +510,10 @@ impl Engine {
         self.allocators.remove(key);
         let own: Vec<SessionId> = self
             .subscriptions
-            .iter()
-            .filter(|((sub, _), _)| sub == key)
-            .map(|(_, id)| *id)
+            .get(key)
+            .into_iter()
+            .flat_map(HashMap::values)
+            .copied()
             .collect();
         for id in own {
             self.close(id);
@@ -635,10 +643,8 @@ impl Engine {
     /// Chooses every viewer's layers, tells publishers which layers are taken, and plans
     /// the next round while anyone watches.
     fn allocate_all(&mut self, now: Instant) {
-        let mut viewers: Vec<ParticipantKey> =
-            self.subscriptions.keys().map(|(v, _)| v.clone()).collect();
+        let mut viewers: Vec<ParticipantKey> = self.subscriptions.keys().cloned().collect();
         viewers.sort();
-        viewers.dedup();
         for viewer in &viewers {
             self.allocate_viewer(viewer, now);
         }
@@ -663,10 +669,7 @@ impl Engine {
         let mut congested = false;
         let mut restarts = Vec::new();
         let tiles = self.tiles.get(viewer);
-        for ((v, publisher), &sub) in &self.subscriptions {
-            if v != viewer {
-                continue;
-            }
+        for (publisher, &sub) in self.subscriptions.get(viewer).into_iter().flatten() {
             let Some(&publication) = self.publications.get(publisher) else {
                 continue;
             };
@@ -962,9 +965,13 @@ impl Engine {
                         self.audiences.remove(&publisher);
                     }
                 }
-                let pair = (s.owner, publisher);
-                if self.subscriptions.get(&pair) == Some(&id) {
-                    self.subscriptions.remove(&pair);
+                if let Some(by_publisher) = self.subscriptions.get_mut(&s.owner) {
+                    if by_publisher.get(&publisher) == Some(&id) {
+                        by_publisher.remove(&publisher);
+                    }
+                    if by_publisher.is_empty() {
+                        self.subscriptions.remove(&s.owner);
+                    }
                 }
             }
         }

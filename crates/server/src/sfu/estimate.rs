@@ -7,17 +7,19 @@
 //!   steps down over a second or two); its raw estimate, in the periodic peer stats, is
 //!   taken whenever it is lower.
 //! - **A queue, heavy loss or a collapse is congestion now.** When the time from sending a
-//!   packet to its feedback has grown by more than [`QUEUE_CONGESTED`] over its floor (a
-//!   queue building up at a bottleneck: the fastest sign, as a bottleneck's buffer fills
-//!   before it drops; in the lab it shows 0.3 s after a step down, 0.5 s before GCC's
-//!   trend filter calls it overuse), when more than [`CONGESTED_LOSS`] of what
+//!   packet to its feedback is more than [`QUEUE_CONGESTED`] over its floor in two reports
+//!   running, and still growing (a queue building up at a bottleneck: the fastest sign, as
+//!   a bottleneck's buffer fills before it drops; in the lab it shows 0.5 s after a step
+//!   down, about as GCC's trend filter calls it overuse; one late feedback, a viewer's busy
+//!   moment, is a spike that does not grow), when more than [`CONGESTED_LOSS`] of what
 //!   was sent in the last second was reported lost, or when the raw estimate fell by more
 //!   than [`COLLAPSE`] from one report to the next (GCC backing off from a queue that
 //!   grows), the path carries far less than is being sent: a link that just got slower.
 //!   The viewer then falls back to every video's lowest layer at once, rather than step
 //!   by step as the smoothed estimate comes down, and climbs again by the usual rules once
 //!   it is over. The estimator restarts from what the viewer falls back to
-//!   ([`LinkEstimate::restart`]), as its estimate may never have seen the slower link. The raw estimate is not taken in a session's first [`RAW_WARMUP`]: while
+//!   ([`LinkEstimate::restart`]), as its estimate may never have seen the slower link.
+//!   The raw estimate is not taken in a session's first [`RAW_WARMUP`]: while
 //!   little has been acknowledged it reads a fraction of the link (a quarter, on loopback).
 //! - **Probing for more, again and again.** str0m probes when the rate it is asked to
 //!   discover rises above its estimate, and on its own only now and then. While the viewer
@@ -37,10 +39,9 @@ pub const CONGESTED_LOSS: f32 = 0.10;
 /// says the path carries well under half of what it did.
 pub const COLLAPSE: f64 = 0.5;
 
-/// The growth of the feedback round trip over its floor that says a queue is building.
-/// Well above what a free viewer's feedback wavers by (at most 31 ms over a minute in the
-/// lab, with the machine's two cores busy), so a viewer's busy moment is not taken for a
-/// slower link.
+/// The growth of the feedback round trip over its floor that says a queue is building,
+/// in two reports running and growing. Well above what a free viewer's feedback wavers
+/// by (at most 31 ms over a minute in the lab, with the machine's two cores busy).
 pub const QUEUE_CONGESTED: Duration = Duration::from_millis(150);
 
 /// Over how long the round trip's floor is the smallest seen (in two halves, so an old
@@ -105,6 +106,8 @@ pub struct LinkEstimate {
     /// The first peer stats report.
     first_stats: Option<Instant>,
     rtt_floor: RttFloor,
+    /// How far over the floor the last report's round trip was, when over the threshold.
+    queued: Option<Duration>,
     /// A congestion began: the estimator is to start over.
     restart_pending: bool,
     /// Until when heavy loss counts.
@@ -133,14 +136,19 @@ impl LinkEstimate {
         let LinkReport { raw, loss, rtt } = report;
         let first = *self.first_stats.get_or_insert(now);
         let raw = raw.filter(|_| now.saturating_duration_since(first) >= RAW_WARMUP);
-        let queue = rtt.is_some_and(|rtt| {
-            let queued = self
+        let mut queue = false;
+        if let Some(rtt) = rtt {
+            let over = self
                 .rtt_floor
                 .get()
-                .is_some_and(|floor| rtt.saturating_sub(floor) > QUEUE_CONGESTED);
+                .map(|floor| rtt.saturating_sub(floor))
+                .filter(|&over| over > QUEUE_CONGESTED);
+            queue = over
+                .zip(self.queued)
+                .is_some_and(|(now, before)| now > before);
+            self.queued = over;
             self.rtt_floor.add(rtt, now);
-            queued
-        });
+        }
         let collapsed = self
             .raw
             .zip(raw)
@@ -236,17 +244,20 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_building_up_is_congestion() {
+    fn a_queue_building_up_is_congestion_and_a_late_feedback_is_not() {
         let mut link = LinkEstimate::new();
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        for (i, ms) in [20, 35, 25, 40, 160].into_iter().enumerate() {
-            assert!(!link.on_stats(rtt(ms), at(200 * i as u64)));
+        // Late feedback: a spike over the floor (20 ms), then less, then back.
+        for (i, ms) in [20, 35, 25, 40, 330, 250, 30].into_iter().enumerate() {
+            assert!(!link.on_stats(rtt(ms), at(200 * i as u64)), "{ms}");
         }
-        assert!(!link.congested(at(1000)));
-        // A queue: over 150 ms above the floor (20 ms).
-        assert!(link.on_stats(rtt(178), at(1200)));
-        assert!(link.congested(at(1200)));
+        assert!(!link.congested(at(1400)));
+        // A queue: over 150 ms above the floor, twice, growing.
+        assert!(!link.on_stats(rtt(178), at(1600)));
+        assert!(link.on_stats(rtt(334), at(1800)));
+        assert!(link.congested(at(1800)));
+        let at = |ms: u64| t0 + Duration::from_millis(ms + 400);
         assert!(!link.on_stats(rtt(420), at(1400)), "the same congestion");
         // The estimator starts over from the fallback, once.
         assert!(link.restart_pending());
