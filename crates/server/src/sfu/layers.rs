@@ -245,8 +245,12 @@ impl PublishedLayers {
             let runs = i == 0 || taken.get(i).copied().unwrap_or(false);
             if l.paused == runs {
                 l.paused = !runs;
-                // A paused layer is not measured: when it resumes, it starts over.
+                // A paused layer is not measured: when it resumes, it starts over. Its
+                // last packet is from before the pause; kept, it would count the layer
+                // as stopped on its own until the publisher's first packet after the
+                // resume (and a 640x360 tile would be given 720p meanwhile).
                 l.meter = BitrateMeter::default();
+                l.last_packet = None;
                 changed = true;
             }
         }
@@ -420,5 +424,10 @@ mod tests {
         assert_eq!(l.on_offer(much_later).1, [0, 2]);
         // The lowest always runs, even if nobody takes it.
         assert_eq!(l.set_taken(&[false, false, true]), Some(rids(&["q", "f"])));
+        // f resumed long after its last packet: on offer while the publisher starts it
+        // (and h, paused now, too).
+        let resumed = much_later + LAYER_SILENCE * 2;
+        l.on_packet(0, 500, resumed);
+        assert_eq!(l.on_offer(resumed).1, [0, 1, 2]);
     }
 }
