@@ -198,8 +198,8 @@ pub struct Engine {
     publications: HashMap<ParticipantKey, SessionId>,
     /// Subscriptions by publisher participant.
     audiences: HashMap<ParticipantKey, Vec<SessionId>>,
-    /// Subscriptions by (subscriber, publisher).
-    /// By subscriber, then publisher: a viewer's allocation reads its own alone.
+    /// Subscriptions by subscriber, then publisher: a viewer's allocation reads its own
+    /// alone.
     subscriptions: HashMap<ParticipantKey, HashMap<ParticipantKey, SessionId>>,
     /// Which session a remote address belongs to, learnt from the first datagram a
     /// session accepted.

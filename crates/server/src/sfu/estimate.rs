@@ -89,7 +89,7 @@ impl RttFloor {
 /// How long after its first report a session's raw estimate is ignored.
 pub const RAW_WARMUP: Duration = Duration::from_secs(3);
 
-/// How long a viewer stays taken as congested after the last report of heavy loss: the
+/// How long a viewer stays taken as congested after the last sign of congestion: the
 /// loss figure covers a second, and the queue that overflowed takes a moment to drain.
 pub const CONGESTION_HOLD: Duration = Duration::from_secs(1);
 
