@@ -20,6 +20,12 @@
 //!   a higher one is taken only once the estimate has carried it, with [`CLIMB_HEADROOM`]
 //!   to spare, for [`CLIMB_HOLD`] without a break. A wavering estimate thus does not make
 //!   the picture flap.
+//! - **A climb is tried before it is taken.** While the hold runs, the viewer's link is
+//!   asked to carry what the climb will send ([`Allocation::sustain`]: the estimator pads
+//!   up to it). A link that only looked faster (a probe of a few milliseconds passes
+//!   whole through a token bucket's burst, and reads its line rate) then shows its
+//!   queue, the viewer is taken as congested, and the climb is called off before a
+//!   keyframe of the higher layer is sent into that queue.
 //! - **Congestion: the lowest layers.** A viewer whose link is losing heavily (see
 //!   `estimate`) gets no more than every video's lowest layer, at once, and climbs again
 //!   by the rules above once the loss is over.
@@ -164,6 +170,9 @@ pub struct Allocation<K: Ord> {
     /// to the bandwidth estimator as its target, so that the path is probed for what the
     /// viewer could use, and a higher layer is taken only once it has shown it carries it.
     pub wanted: u64,
+    /// What the link is to carry while a climb's hold runs, bit/s: audio and every video
+    /// at the layer it climbs to (or stays on). 0 when no climb is pending.
+    pub sustain: u64,
 }
 
 impl<K: Ord + Clone> Allocator<K> {
@@ -201,6 +210,8 @@ impl<K: Ord + Clone> Allocator<K> {
         }
         self.current.retain(|k, _| carried.contains_key(k));
         let mut layers = BTreeMap::new();
+        let mut climbing = false;
+        let mut sustain = audio;
         for video in videos {
             let key = &video.key;
             let can = carried.get(key).copied().flatten();
@@ -224,6 +235,8 @@ impl<K: Ord + Clone> Allocator<K> {
                 if now.saturating_duration_since(since) >= CLIMB_HOLD {
                     state.layer = could;
                     state.better_since = None;
+                } else {
+                    climbing = true;
                 }
             } else {
                 state.better_since = None;
@@ -233,7 +246,14 @@ impl<K: Ord + Clone> Allocator<K> {
             // from before is no claim on the estimate.
             state.layer = state.layer.min(can);
             layers.insert(key.clone(), state.layer);
+            let goal = if state.better_since.is_some() {
+                could
+            } else {
+                state.layer
+            };
+            sustain += goal.map_or(0, |l| video.layers[l].bitrate);
         }
+        let sustain = if climbing { sustain } else { 0 };
         let best = ideal(u64::MAX, videos);
         let cost: u64 = videos
             .iter()
@@ -245,7 +265,11 @@ impl<K: Ord + Clone> Allocator<K> {
         if videos.iter().any(|v| layers[&v.key] != best[&v.key]) {
             wanted += (wanted as f64 * PROBE_MARGIN) as u64;
         }
-        Allocation { layers, wanted }
+        Allocation {
+            layers,
+            wanted,
+            sustain,
+        }
     }
 }
 

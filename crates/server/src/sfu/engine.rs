@@ -397,7 +397,7 @@ impl Engine {
                 audio: None,
                 video: None,
                 switch,
-                link: Box::default(),
+                link: Box::new(LinkEstimate::new(INITIAL_ESTIMATE.as_u64())),
             },
             now,
         );
@@ -712,9 +712,7 @@ impl Engine {
                 sub,
                 publication,
                 index,
-                estimate: restart
-                    .or(link.bitrate())
-                    .unwrap_or(INITIAL_ESTIMATE.as_u64()),
+                estimate: restart.unwrap_or(link.bitrate()),
             });
             if let Some(floor) = restart {
                 restarts.push((sub, floor));
@@ -758,8 +756,9 @@ impl Engine {
             // estimate falls short). Padding up to it all the time would teach the
             // estimator faster, but costs the viewer's link, and webrtc-rs receivers
             // answered it with collapsing estimates in the lab.
-            let share =
-                (allocation.wanted as f64 * leg.estimate as f64 / total.max(1) as f64) as u64;
+            let part = |bps: u64| (bps as f64 * leg.estimate as f64 / total.max(1) as f64) as u64;
+            let share = part(allocation.wanted);
+            let sustain = part(allocation.sustain);
             let mut keyframe = None;
             if let Some(s) = self.sessions.get_mut(&leg.sub) {
                 if let Role::Subscription { switch, link, .. } = &mut s.role {
@@ -776,11 +775,13 @@ impl Engine {
                     if switch.awaiting_keyframe() {
                         keyframe = switch.target();
                     }
-                    if let Some(desired) = link.desired(share, now) {
-                        tracing::trace!(viewer = %viewer.1, desired, estimate = leg.estimate, "probing towards");
+                    let probe = link.desired(share, now).is_some();
+                    if link.sustain(sustain, now) | probe {
+                        let (minimum, desired) = link.asked();
+                        tracing::trace!(viewer = %viewer.1, minimum, desired, estimate = leg.estimate, "probing towards");
                         s.rtc
                             .bwe()
-                            .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+                            .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
                         self.dirty.push(leg.sub);
                     }
                 }
@@ -849,9 +850,7 @@ impl Engine {
             return;
         };
         let fell = match &session.role {
-            Role::Subscription { link, .. } => {
-                before.zip(link.bitrate()).is_some_and(|(b, n)| n < b)
-            }
+            Role::Subscription { link, .. } => before.is_some_and(|b| link.bitrate() < b),
             _ => false,
         };
         if fell || congested {
@@ -1032,7 +1031,7 @@ impl Engine {
                 estimate,
                 can_probe,
             }) => {
-                let before = self.link_of(id).and_then(|link| {
+                let before = self.link_of(id).map(|link| {
                     let before = link.bitrate();
                     link.on_estimate(estimate.as_u64());
                     before
@@ -1047,12 +1046,13 @@ impl Engine {
             }
             Event::PeerStats(stats) => {
                 let report = LinkReport {
+                    sent_bytes: stats.peer_bytes_tx,
                     raw: stats.bwe_tx.map(|b| b.as_u64()),
                     loss: stats.egress_loss_fraction,
                     rtt: stats.rtt,
                 };
                 let (before, began) = match self.link_of(id) {
-                    Some(link) => (link.bitrate(), link.on_stats(report, now)),
+                    Some(link) => (Some(link.bitrate()), link.on_stats(report, now)),
                     None => (None, false),
                 };
                 tracing::trace!(session = id, ?report, began, "link stats");
