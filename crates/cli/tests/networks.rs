@@ -1083,9 +1083,10 @@ async fn watch(
 /// 500 ms, and is back on 720p within 15 s of the step up, changing layers at most twice a
 /// minute while the rate is steady. Prints both timelines and how each target fared (the
 /// figures of BENCHMARKS.md). Every target is asserted, the climb back at 20 s rather
-/// than 15 s (see there), the freeze after the step down at 1.5 s rather than 500 ms: it is the time from the step to the queue showing in the
-/// viewer's feedback, plus the lowest layer's keyframe crossing what is queued, and was
-/// 676-759 ms in the runs of BENCHMARKS.md.
+/// than 15 s (see there), the freeze after the step down at 1.5 s rather than 500 ms: when
+/// the queue shows in the viewer's feedback only after the link's buffer overflowed, the
+/// lowest layer's keyframe must wait for the viewer to ask again, and the freeze was
+/// 0-379 ms in most runs of BENCHMARKS.md but 738 ms in one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_whose_link_steps_down_and_up_follows_it_and_the_free_viewer_keeps_720p() {
     let mut world = World::new();
@@ -1175,13 +1176,13 @@ async fn a_viewer_whose_link_steps_down_and_up_follows_it_and_the_free_viewer_ke
     eprintln!(
         "simulcast targets: B on 720p at 3 Mbit/s: {}; A on 720p throughout: {a_kept_720}; \
          changes while steady <= 1 in 15 s: {}; B off 720p within 3 s of the step down: {}; \
-         no freeze over 500 ms after it: {}; <= 1 change in the 7 steady s at 500 kbit/s: {}; \
+         no freeze over 500 ms after it: {}; <= 2 changes in the 7 steady s at 500 kbit/s: {}; \
          B back on 720p within 15 s of the step up: {}",
         on_720_steady == 720,
         steady_changes <= 1,
         left_720.is_some_and(|t| t <= Duration::from_secs(3)),
         freeze <= 500,
-        slow_changes <= 1,
+        slow_changes <= 2,
         back_720.is_some_and(|t| t <= Duration::from_secs(15)),
     );
     assert_eq!(on_720_steady, 720, "B on 720p at 3 Mbit/s");
@@ -1198,8 +1199,11 @@ async fn a_viewer_whose_link_steps_down_and_up_follows_it_and_the_free_viewer_ke
         freeze <= 1500,
         "B's longest freeze after the step down: {freeze} ms"
     );
+    // The target, at most 2 changes a minute at a steady rate: a climb the link turns out
+    // not to carry, tried and left, is two (its keyframe was cut before it was shown, in
+    // most runs: then none).
     assert!(
-        slow_changes <= 1,
+        slow_changes <= 2,
         "B changed layers {slow_changes} times in the 7 steady s at 500 kbit/s"
     );
     // The target is 15 s (met in every run of BENCHMARKS.md, 8.3-12.4 s); with the other

@@ -454,25 +454,29 @@ mod tests {
             a.allocate(500_000, 50_000, &videos, false, at(5)).layers["v"],
             Some(1)
         );
-        // Back up: not before the estimate has held for CLIMB_HOLD.
+        // Back up: not before the estimate has held for CLIMB_HOLD, and meanwhile the link
+        // is asked to carry what the climb will send.
+        let up = at(6);
+        let trying = a.allocate(3_000_000, 50_000, &videos, false, up);
+        assert_eq!(trying.layers["v"], Some(1));
+        assert_eq!(trying.sustain, 50_000 + videos[0].layers[2].bitrate);
+        let almost = up + CLIMB_HOLD - Duration::from_millis(1);
         assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, false, at(6)).layers["v"],
+            a.allocate(3_000_000, 50_000, &videos, false, almost).layers["v"],
             Some(1)
         );
-        assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, false, at(9)).layers["v"],
-            Some(1)
-        );
-        assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, false, at(10)).layers["v"],
-            Some(2)
-        );
+        let taken = a.allocate(3_000_000, 50_000, &videos, false, up + CLIMB_HOLD);
+        assert_eq!(taken.layers["v"], Some(2));
+        assert_eq!(taken.sustain, 0, "no climb pending");
         // A break in the good estimate starts the hold again.
-        a.allocate(500_000, 50_000, &videos, false, at(11));
-        a.allocate(3_000_000, 50_000, &videos, false, at(12));
-        a.allocate(600_000, 50_000, &videos, false, at(14));
+        let t1 = up + CLIMB_HOLD + Duration::from_secs(1);
+        let at = |s: u64| t1 + Duration::from_secs(s);
+        a.allocate(500_000, 50_000, &videos, false, at(0));
+        a.allocate(3_000_000, 50_000, &videos, false, at(1));
+        a.allocate(600_000, 50_000, &videos, false, at(2));
         assert_eq!(
-            a.allocate(3_000_000, 50_000, &videos, false, at(17)).layers["v"],
+            a.allocate(3_000_000, 50_000, &videos, false, at(1) + CLIMB_HOLD)
+                .layers["v"],
             Some(1)
         );
     }

@@ -718,6 +718,19 @@ impl Engine {
                 restarts.push((sub, floor));
             }
         }
+        // An estimator that stood still too long starts over from where it stood.
+        for leg in &legs {
+            if let Some(s) = self.sessions.get_mut(&leg.sub) {
+                if let Role::Subscription { link, .. } = &mut s.role {
+                    if link.kick_pending() && !restarts.iter().any(|(sub, _)| *sub == leg.sub) {
+                        tracing::debug!(viewer = %viewer.1, from = leg.estimate, "estimator kicked");
+                        link.kicked();
+                        s.rtc.bwe().reset(Bitrate::bps(leg.estimate.max(1)));
+                        self.dirty.push(leg.sub);
+                    }
+                }
+            }
+        }
         for (sub, floor) in restarts {
             if let Some(s) = self.sessions.get_mut(&sub) {
                 if let Role::Subscription { link, .. } = &mut s.role {

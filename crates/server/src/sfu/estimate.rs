@@ -58,6 +58,16 @@ pub const COLLAPSE: f64 = 0.5;
 /// by (at most 31 ms over a minute in the lab, with the machine's two cores busy).
 pub const QUEUE_CONGESTED: Duration = Duration::from_millis(150);
 
+/// A queue growing this fast is congestion before it reaches [`QUEUE_CONGESTED`]: the
+/// round trip over its floor grew by at least this from one report to the next, twice
+/// running, and is over [`QUEUE_RISING_OVER`]. A link that just got several times
+/// slower than what is sent shows this in its first two reports (its queue grows by
+/// most of a report interval in each); a late feedback rises once, then falls.
+pub const QUEUE_RISE: Duration = Duration::from_millis(50);
+
+/// See [`QUEUE_RISE`].
+pub const QUEUE_RISING_OVER: Duration = Duration::from_millis(75);
+
 /// Over how long the round trip's floor is the smallest seen (in two halves, so an old
 /// floor ages out).
 pub const RTT_FLOOR_WINDOW: Duration = Duration::from_secs(10);
@@ -119,6 +129,14 @@ pub const CONGESTION_HOLD: Duration = Duration::from_secs(1);
 /// How often an estimate short of what the viewer wants is probed again.
 pub const REPROBE_INTERVAL: Duration = Duration::from_secs(3);
 
+/// How long str0m's estimate may stand still, short of what the viewer wants and with no
+/// congestion, before its estimator is started over from it ([`LinkEstimate::kick_pending`]).
+/// After heavy loss, str0m's loss-based estimate can hold a low figure while little is
+/// sent (a viewer on its lowest layer), and it does not probe while loss limits it:
+/// without a kick, a viewer whose link came back stayed on 180p for good (seen in the
+/// lab). A fresh estimator probes from where the old one stood.
+pub const STALL: Duration = Duration::from_secs(8);
+
 /// How often, at most, a link where a climb was just tried and failed is probed again:
 /// each try costs the viewer a short queue, and a link that failed is likely to fail the
 /// next (twice [`REPROBE_INTERVAL`] after a failure, until a try does not fail).
@@ -144,6 +162,8 @@ pub struct LinkEstimate {
     rtt_floor: RttFloor,
     /// How far over the floor the last report's round trip was, when over the threshold.
     queued: Option<Duration>,
+    /// How far over the floor the last two reports' round trips were (the last first).
+    over_floor: [Option<Duration>; 2],
     /// A congestion began: the estimator is to start over.
     restart_pending: bool,
     /// Until when heavy loss counts.
@@ -161,6 +181,12 @@ pub struct LinkEstimate {
     /// The reports of the last [`DELIVERY_WINDOW`] (and the one before it): when, bytes
     /// sent so far, and whether the path showed no queue and next to no loss.
     deliveries: VecDeque<(Instant, u64, bool)>,
+    /// Since when str0m's raw estimate has read what it reads now.
+    raw_since: Option<Instant>,
+    /// When the estimator was last started over, or a stall was last looked for.
+    kicked_at: Option<Instant>,
+    /// The estimator stood still too long: it is to start over from the estimate.
+    kick_pending: bool,
 }
 
 impl LinkEstimate {
@@ -176,6 +202,7 @@ impl LinkEstimate {
             probed_after_feedback: false,
             rtt_floor: RttFloor::default(),
             queued: None,
+            over_floor: [None; 2],
             restart_pending: false,
             congested_until: None,
             desired: 0,
@@ -184,6 +211,9 @@ impl LinkEstimate {
             minimum: 0,
             climb_failed: false,
             deliveries: VecDeque::new(),
+            raw_since: None,
+            kicked_at: None,
+            kick_pending: false,
         }
     }
 
@@ -205,18 +235,28 @@ impl LinkEstimate {
             let first = *self.first_feedback.get_or_insert(now);
             self.settled |= now.saturating_duration_since(first) >= WARMUP;
         }
+        if raw.is_some() && raw != self.raw_seen || self.raw_since.is_none() {
+            self.raw_since = Some(now);
+        }
         self.raw_seen = raw.or(self.raw_seen);
         let raw = raw.filter(|_| self.settled);
         let mut queue = false;
         if let Some(rtt) = rtt {
-            let over = self
-                .rtt_floor
-                .get()
-                .map(|floor| rtt.saturating_sub(floor))
-                .filter(|&over| over > QUEUE_CONGESTED);
+            let above = self.rtt_floor.get().map(|floor| rtt.saturating_sub(floor));
+            let over = above.filter(|&over| over > QUEUE_CONGESTED);
             queue = over
                 .zip(self.queued)
                 .is_some_and(|(now, before)| now > before);
+            let rising = match (above, self.over_floor) {
+                (Some(o0), [Some(o1), Some(o2)]) => {
+                    o0 > QUEUE_RISING_OVER
+                        && o0.saturating_sub(o1) >= QUEUE_RISE
+                        && o1.saturating_sub(o2) >= QUEUE_RISE
+                }
+                _ => false,
+            };
+            queue |= rising;
+            self.over_floor = [above, self.over_floor[0]];
             self.queued = over;
             self.rtt_floor.add(rtt, now);
         }
@@ -249,7 +289,31 @@ impl LinkEstimate {
         if began && self.minimum > 0 {
             self.climb_failed = true;
         }
+        let still =
+            |at: Option<Instant>| at.is_none_or(|at| now.saturating_duration_since(at) >= STALL);
+        if self.settled
+            && self.desired > self.bitrate()
+            && !self.congested(now)
+            && still(self.raw_since)
+            && still(self.kicked_at)
+        {
+            self.kick_pending = true;
+            self.kicked_at = Some(now);
+            self.raw_since = Some(now);
+        }
         began
+    }
+
+    /// Whether the estimator stood still for [`STALL`] and is to start over from
+    /// [`bitrate`](Self::bitrate) (the caller resets str0m's, then calls
+    /// [`kicked`](Self::kicked)).
+    pub fn kick_pending(&self) -> bool {
+        self.kick_pending
+    }
+
+    /// The estimator started over.
+    pub fn kicked(&mut self) {
+        self.kick_pending = false;
     }
 
     /// What the link is to carry while a climb is tried (0: none), bit/s. Returns whether
@@ -403,6 +467,13 @@ mod tests {
             assert!(!link.on_stats(rtt(ms), at(200 * i as u64)), "{ms}");
         }
         assert!(!link.congested(at(1400)));
+        // A queue growing fast (a link several times slower than what is sent): seen
+        // before it is 150 ms deep.
+        let mut fast = LinkEstimate::new(START);
+        for (i, ms) in [12, 14, 86].into_iter().enumerate() {
+            assert!(!fast.on_stats(rtt(ms), at(100 * i as u64)), "{ms}");
+        }
+        assert!(fast.on_stats(rtt(162), at(300)));
         // A queue: over 150 ms above the floor, twice, growing.
         assert!(!link.on_stats(rtt(178), at(1600)));
         assert!(link.on_stats(rtt(334), at(1800)));
@@ -523,6 +594,37 @@ mod tests {
         // Loss over 2%: not clean.
         link.on_stats(report(550_000, 10, 0.05), t1 + Duration::from_millis(1100));
         assert_eq!(link.bitrate(), 1_200_000);
+    }
+
+    #[test]
+    fn an_estimate_standing_still_short_of_the_wanted_rate_is_kicked() {
+        let (mut link, t0) = settled();
+        link.on_estimate(394_000);
+        assert_eq!(
+            link.desired(2_300_000, t0),
+            Some(394_000),
+            "the first probe"
+        );
+        assert_eq!(link.desired(2_300_000, t0), Some(2_300_000));
+        let report = |raw: u64| r(Some(raw), Some(0.0));
+        link.on_stats(report(394_000), t0);
+        // Moving: no kick.
+        link.on_stats(report(400_000), t0 + STALL - Duration::from_secs(1));
+        assert!(!link.kick_pending());
+        // Still for STALL: kicked, once.
+        let t1 = t0 + STALL - Duration::from_secs(1);
+        link.on_stats(report(400_000), t1 + STALL);
+        assert!(link.kick_pending());
+        link.kicked();
+        link.on_stats(report(400_000), t1 + STALL + Duration::from_secs(1));
+        assert!(!link.kick_pending());
+        // Not while what is wanted is carried.
+        let mut carried = settled().0;
+        carried.on_estimate(3_000_000);
+        carried.on_stats(report(3_000_000), t0);
+        carried.desired(2_300_000, t0);
+        carried.on_stats(report(3_000_000), t0 + STALL * 2);
+        assert!(!carried.kick_pending());
     }
 
     #[test]
