@@ -213,6 +213,10 @@ def simulcast_scenario():
             those encode and send frames and the others encode none; returns the reports."""
             speaker.until(lambda: {rid for rid, r in sent()[0].items() if r.get("active")} == set(rids),
                           f"the speaker to encode {sorted(rids)} only (the SFU named {layers()})")
+            # A layer just resumed starts slowly (Chromium's encoder ramps up over a second
+            # or so): measured from when every one encodes at 10 frames/s.
+            speaker.until(lambda: all(sent()[0][rid].get("framesPerSecond", 0) >= 10 for rid in rids),
+                          f"{sorted(rids)} to encode at 10 frames/s")
             before = sent()[0]
             time.sleep(seconds)
             after = sent()[0]

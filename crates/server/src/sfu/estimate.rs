@@ -11,7 +11,9 @@
 //!   running, and still growing (a queue building up at a bottleneck: the fastest sign, as
 //!   a bottleneck's buffer fills before it drops; in the lab it shows 0.5 s after a step
 //!   down, about as GCC's trend filter calls it overuse; one late feedback, a viewer's busy
-//!   moment, is a spike that does not grow), when more than [`CONGESTED_LOSS`] of what
+//!   moment, is a spike that does not grow), or sooner when it grows by [`QUEUE_RISE`]
+//!   in each of two reports (a link several times slower than what is sent: seen before
+//!   the bottleneck's buffer overflows), when more than [`CONGESTED_LOSS`] of what
 //!   was sent in the last second was reported lost, or when the raw estimate fell by more
 //!   than [`COLLAPSE`] from one report to the next (GCC backing off from a queue that
 //!   grows), the path carries far less than is being sent: a link that just got slower.
