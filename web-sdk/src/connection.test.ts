@@ -378,6 +378,30 @@ describe("connection", () => {
     expect(take(events)).toEqual([{ event: "participantStageStatus", user_id: "h", status: "ON_STAGE" }]);
   });
 
+  it("the_tiles_are_told_again_on_a_new_connection_and_only_the_last_ones", async () => {
+    const { meeting, conn } = await join("v", "viewer");
+    for (const width of [1280, 320]) {
+      const telling = meeting.setTiles([{ userId: "h", width, height: (width * 9) / 16 }]);
+      const req = conn.request();
+      expect(req.call).toBe("media.tiles");
+      conn.reply(req.id, null);
+      await expect(telling).resolves.toBeUndefined();
+    }
+    conn.drop();
+    await settle();
+    const again = FakeSocket.last();
+    again.receive(welcome("v", "viewer", 9, two("OFF_STAGE")));
+    const req = again.request();
+    expect(req).toEqual({ id: req.id, call: "media.tiles", tiles: [{ user_id: "h", width: 320, height: 180 }] });
+    // Its reply is nobody's, and the connection goes on.
+    again.reply(req.id, null);
+    const granting = meeting.stage.grantAccess(["v"]);
+    const next = again.request();
+    expect(next.call).toBe("stage.grantAccess");
+    again.reply(next.id, null);
+    await expect(granting).resolves.toBeUndefined();
+  });
+
   it("a_guest_of_a_role_link_joins_with_its_name_and_comes_back_as_itself", async () => {
     const joining = OnstageMeeting.joinGuest(SERVER, "invite-tok", "Gus Guest", fast);
     const conn = FakeSocket.last();

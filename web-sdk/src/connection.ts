@@ -310,6 +310,12 @@ export class Connection {
   private endReasonValue: CloseReason | null = null;
   private socket: WebSocketLike | null;
   private nextId = 0;
+  /**
+   * The tiles last told (`media.tiles`). The server forgets a viewer's tiles with its
+   * connection, so a new connection tells them again: else a hidden page would get video,
+   * and a small tile the top layer, until the layout next changed.
+   */
+  private tiles: CallArgs<"media.tiles"> | null = null;
   private readonly pending = new Map<number, Pending>();
   private deferred: Deferred[] = [];
   /** The id of an in-flight `meeting.leave`. */
@@ -413,6 +419,8 @@ export class Connection {
         }, limit),
       };
       this.pending.set(id, pending);
+      // `name` is "media.tiles", so `args` are its arguments; TypeScript does not narrow `N`.
+      if (name === "media.tiles") this.tiles = args as CallArgs<"media.tiles">;
       if (name === "meeting.leave") this.leaveId = id;
       if (name === "meeting.end") this.endId = id;
       this.send(encodeRequest(id, name, args));
@@ -723,5 +731,7 @@ export class Connection {
     this.phase = "connected";
     events.push({ event: "connectionStateUpdate", state: "connected", resumed: welcome.resumed });
     this.emit(events);
+    // Nobody waits for this reply: the caller had its answer before.
+    if (this.tiles !== null) this.call("media.tiles", this.tiles).catch(() => undefined);
   }
 }

@@ -352,6 +352,10 @@ pub(crate) struct Driver {
     snapshot_id: Option<u64>,
     /// Why the session ended for good, when known: told with the final `disconnected`.
     end_reason: Option<CloseReason>,
+    /// The tiles last told (`media.tiles`). The server forgets a viewer's tiles with its
+    /// connection, so a new connection tells them again: else a hidden window would get
+    /// video, and a small tile the top layer, until the layout next changed.
+    tiles: Option<Call>,
 }
 
 impl Driver {
@@ -375,6 +379,7 @@ impl Driver {
             end_id: None,
             snapshot_id: None,
             end_reason: None,
+            tiles: None,
         }
     }
 
@@ -409,6 +414,13 @@ impl Driver {
                     };
                     tracing::info!(resumed = welcome.resumed, "signaling connection restored");
                     ws = new_ws;
+                    if let Some(tiles) = self.tiles.clone() {
+                        // Nobody waits for this reply: the caller had its answer before.
+                        let (reply, _) = oneshot::channel();
+                        if self.send_call(&mut ws, tiles, Some(reply)).await.is_err() {
+                            tracing::debug!("the socket dropped while telling the tiles again");
+                        }
+                    }
                     let resumed = welcome.resumed;
                     self.shared.publish(|state| {
                         let mut events = state.mirror.on_welcome(welcome);
@@ -523,6 +535,9 @@ impl Driver {
     ) -> Result<(), tungstenite::Error> {
         self.next_id += 1;
         let id = self.next_id;
+        if matches!(call, Call::Tiles { .. }) {
+            self.tiles = Some(call.clone());
+        }
         let is_leave = matches!(call, Call::LeaveMeeting);
         let is_end = matches!(call, Call::EndMeeting);
         let text = match serde_json::to_string(&Request { id, call }) {

@@ -482,6 +482,49 @@ async fn a_dropped_connection_reconnects_and_resumes() {
 }
 
 #[tokio::test]
+async fn the_tiles_are_told_again_on_a_new_connection_and_only_the_last_ones() {
+    let mut server = Scripted::start().await;
+    let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
+    let tile = |width: u32| onstage_proto::TileSize {
+        user_id: onstage_proto::UserId::new("h"),
+        width,
+        height: width * 9 / 16,
+    };
+    for width in [1280, 320] {
+        let told = meeting.clone();
+        let call = tokio::spawn(async move { told.set_tiles(vec![tile(width)]).await });
+        let req = conn.request().await;
+        assert_eq!(req["call"], "media.tiles");
+        assert_eq!(req["tiles"][0]["width"], width);
+        conn.reply(&req["id"], Value::Null).await;
+        within("the tiles' reply", call)
+            .await
+            .unwrap()
+            .expect("told");
+    }
+    // The connection drops; the first request on the new one is the last tiles told.
+    drop(conn);
+    let mut conn = server.next_conn().await;
+    conn.send(welcome("v", "viewer", 9, two("OFF_STAGE"))).await;
+    let req = conn.request().await;
+    assert_eq!(req["call"], "media.tiles", "{req}");
+    assert_eq!(
+        req["tiles"],
+        json!([{"user_id": "h", "width": 320, "height": 180}])
+    );
+    // Its reply is nobody's, and the connection goes on.
+    conn.reply(&req["id"], Value::Null).await;
+    let call = {
+        let m = meeting.clone();
+        tokio::spawn(async move { m.stage().request_access().await })
+    };
+    let req = conn.request().await;
+    assert_eq!(req["call"], "stage.requestAccess", "{req}");
+    conn.reply(&req["id"], json!({})).await;
+    drop(call);
+}
+
+#[tokio::test]
 async fn a_goodbye_shutdown_reconnects_but_replaced_ends_the_meeting() {
     let mut server = Scripted::start().await;
     let (meeting, mut conn) = join(&mut server, "v", "viewer").await;
