@@ -486,6 +486,10 @@ pub struct LoadTestArgs {
     /// Media: viewers that join the live stage one after another (time to first frame).
     #[arg(long, default_value_t = 20)]
     pub late_viewers: usize,
+    /// Media: the pause between two late viewers, from the first keyframe of one to the
+    /// next one's subscribing (0: back to back).
+    #[arg(long, default_value_t = 400, value_name = "MS")]
+    pub late_gap_ms: u64,
 }
 
 /// `ALLOWED`, `CAN_REQUEST`, `NOT_ALLOWED`; case and `-`/`_` do not matter.

@@ -733,8 +733,8 @@ async fn first_picture_times(
             times.push(t0.elapsed());
             media.stop().await;
             let _ = meeting.leave().await;
-            // Beyond the SFU's keyframe-request interval (300 ms), so each try waits for
-            // its own keyframe request, not the previous one's.
+            // Beyond the SFU's least keyframe-request interval (100 ms) and a keyframe's
+            // way, so each try waits for its own keyframe request, not the previous one's.
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
         times

@@ -29,7 +29,8 @@ use onstage_proto::rest::{AddParticipant, CreateMeeting};
 /// How long one expected thing (a picture, a reply) may take before the run fails.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Between two late viewers: more than the SFU's keyframe-request interval (300 ms).
+/// Between two late viewers: more than the SFU's least keyframe-request interval (100 ms)
+/// and the time a keyframe takes to arrive, so each waits for a keyframe of its own.
 const LATE_VIEWER_GAP: Duration = Duration::from_millis(500);
 
 /// The publishing bot, driven over stdin/stdout.

@@ -1104,6 +1104,7 @@ impl Engine {
             audio_held,
             layers,
             audio_meter,
+            keyframes,
             ..
         } = &mut publisher.role
         else {
@@ -1144,6 +1145,11 @@ impl Engine {
                     return;
                 };
                 layers.on_packet(layer, packet.payload.len(), now);
+                if starts_keyframe(&packet.payload) {
+                    if let Some(throttle) = keyframes.get_mut(layer) {
+                        throttle.on_keyframe();
+                    }
+                }
                 layer
             }
         };

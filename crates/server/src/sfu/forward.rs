@@ -3,9 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-/// The least time between two keyframe requests to one publisher. Many viewers joining at
-/// once, or one viewer's repeated PLIs, make one request.
-pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// How long a requested keyframe is taken to be on its way: requests meanwhile are
+/// answered by it; one still unanswered after this is sent again (a lost request).
+pub const KEYFRAME_WAIT: Duration = Duration::from_millis(500);
+
+/// The least time between two keyframe requests for one layer of a publisher: a join
+/// storm, viewers arriving one after another, costs it at most one keyframe per interval.
+pub const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Rewrites one publisher track for one viewer.
 ///
@@ -149,34 +153,45 @@ fn rand_ts(seed: u16) -> u32 {
     u32::from(seed).wrapping_mul(2_654_435_761)
 }
 
-/// Coalesces keyframe requests to one publisher: at most one per
-/// [`KEYFRAME_REQUEST_INTERVAL`]; a request inside the interval is sent when it ends.
+/// Coalesces keyframe requests for one layer of a publisher by whether a keyframe is on
+/// its way: a request while one is (asked for, none arrived since) is answered by it and
+/// sends nothing; one after it arrived goes out at once, unless the last went out less
+/// than [`KEYFRAME_MIN_INTERVAL`] ago (then when that ends). A fixed window would make a
+/// viewer who arrives just after a request wait out the window, though the keyframe it
+/// needs could be asked for at once.
 #[derive(Debug, Clone, Default)]
 pub struct KeyframeThrottle {
     last_sent: Option<Instant>,
+    /// A request went out and no keyframe has arrived since.
+    awaiting: bool,
+    /// A request waits for the interval to end.
     pending: bool,
 }
 
 impl KeyframeThrottle {
     /// Someone wants a keyframe. Returns true when the request should go out now.
     pub fn request(&mut self, now: Instant) -> bool {
-        match self.last_sent {
-            Some(at) if now < at + KEYFRAME_REQUEST_INTERVAL => {
-                self.pending = true;
-                false
-            }
-            _ => {
-                self.last_sent = Some(now);
-                self.pending = false;
-                true
-            }
+        let since = self.last_sent.map(|at| now.saturating_duration_since(at));
+        if self.awaiting && since.is_some_and(|s| s < KEYFRAME_WAIT) {
+            return false;
         }
+        if since.is_some_and(|s| s < KEYFRAME_MIN_INTERVAL) {
+            self.pending = true;
+            return false;
+        }
+        self.sent(now);
+        true
+    }
+
+    /// A keyframe of this layer arrived from the publisher: whoever asked has it.
+    pub fn on_keyframe(&mut self) {
+        self.awaiting = false;
     }
 
     /// When a deferred request is due, if one is waiting.
     pub fn due(&self) -> Option<Instant> {
         match (self.pending, self.last_sent) {
-            (true, Some(at)) => Some(at + KEYFRAME_REQUEST_INTERVAL),
+            (true, Some(at)) => Some(at + KEYFRAME_MIN_INTERVAL),
             _ => None,
         }
     }
@@ -184,11 +199,16 @@ impl KeyframeThrottle {
     /// Time passed: returns true when a deferred request should go out now.
     pub fn poll(&mut self, now: Instant) -> bool {
         if self.due().is_some_and(|due| now >= due) {
-            self.last_sent = Some(now);
-            self.pending = false;
+            self.sent(now);
             return true;
         }
         false
+    }
+
+    fn sent(&mut self, now: Instant) {
+        self.last_sent = Some(now);
+        self.awaiting = true;
+        self.pending = false;
     }
 }
 
@@ -279,17 +299,52 @@ mod tests {
     }
 
     #[test]
-    fn keyframe_requests_are_coalesced() {
+    fn requests_while_a_keyframe_is_on_its_way_are_answered_by_it() {
         let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut k = KeyframeThrottle::default();
         assert!(k.request(t0));
-        assert!(!k.request(t0 + Duration::from_millis(10)));
-        assert!(!k.request(t0 + Duration::from_millis(200)));
-        assert_eq!(k.due(), Some(t0 + KEYFRAME_REQUEST_INTERVAL));
-        assert!(!k.poll(t0 + Duration::from_millis(299)));
-        assert!(k.poll(t0 + KEYFRAME_REQUEST_INTERVAL));
+        // Viewers arriving while it is on its way: nothing more is asked.
+        assert!(!k.request(ms(10)));
+        assert!(!k.request(ms(60)));
         assert_eq!(k.due(), None);
-        assert!(!k.poll(t0 + Duration::from_secs(5)));
-        assert!(k.request(t0 + Duration::from_secs(5)));
+        // It arrived; a viewer after it asks again at once.
+        k.on_keyframe();
+        assert!(k.request(ms(150)));
+        assert!(!k.request(ms(160)));
+        // A request that was lost: asked again once the wait is over.
+        assert!(!k.request(ms(150) + KEYFRAME_WAIT - Duration::from_millis(1)));
+        assert!(k.request(ms(150) + KEYFRAME_WAIT));
+    }
+
+    #[test]
+    fn a_join_storm_costs_at_most_one_keyframe_per_interval() {
+        let t0 = Instant::now();
+        let mut k = KeyframeThrottle::default();
+        let mut sent = Vec::new();
+        // A viewer every 10 ms for a second; each keyframe arrives 30 ms after its request.
+        for i in 0..100u64 {
+            let now = t0 + Duration::from_millis(10 * i);
+            if sent
+                .last()
+                .is_some_and(|&at| now >= at + Duration::from_millis(30))
+            {
+                k.on_keyframe();
+            }
+            if k.poll(now) || k.request(now) {
+                sent.push(now);
+            }
+        }
+        assert!(sent.len() <= 10, "{} requests", sent.len());
+        assert!(sent.len() >= 9, "{} requests", sent.len());
+        for pair in sent.windows(2) {
+            assert!(pair[1] - pair[0] >= KEYFRAME_MIN_INTERVAL, "{sent:?}");
+        }
+        // A deferred request is due when the interval ends.
+        let at = *sent.last().unwrap_or(&t0);
+        k.on_keyframe();
+        assert!(!k.request(at + Duration::from_millis(40)));
+        assert_eq!(k.due(), Some(at + KEYFRAME_MIN_INTERVAL));
+        assert!(k.poll(at + KEYFRAME_MIN_INTERVAL));
     }
 }

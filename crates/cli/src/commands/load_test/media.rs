@@ -34,8 +34,6 @@ use onstage_proto::rest::{AddParticipant, CreateMeeting};
 
 /// How long everyone may take to get a first keyframe after a stage join.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause between two late viewers, longer than the SFU's keyframe-request coalescing.
-const LATE_VIEWER_GAP: Duration = Duration::from_millis(400);
 
 /// One viewer's subscriptions, by publisher index.
 struct Viewer {
@@ -267,7 +265,7 @@ async fn bench(
             late_ms.push(t.as_secs_f64() * 1e3);
         }
         late_probes.push(probe);
-        tokio::time::sleep(LATE_VIEWER_GAP).await;
+        tokio::time::sleep(Duration::from_millis(args.late_gap_ms)).await;
     }
 
     let forwarded = match (fwd_before, fwd_after) {
