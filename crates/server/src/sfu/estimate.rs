@@ -50,9 +50,12 @@ use std::time::{Duration, Instant};
 /// congested (libwebrtc's loss-based rule cuts its rate above the same 10%).
 pub const CONGESTED_LOSS: f32 = 0.10;
 
-/// The fall of the raw estimate, from one report to the next, that is taken as congestion:
-/// GCC's back-off on overuse takes it to 85% of what was acknowledged, so a fall this deep
-/// says the path carries well under half of what it did.
+/// The fall of the raw estimate, from one report to the next, that is taken as congestion
+/// when the round trip shows a queue (over [`QUEUE_RISING_OVER`]): GCC's back-off on
+/// overuse takes it to 85% of what was acknowledged, so a fall this deep says the path
+/// carries well under half of what it did. Without a queue it is no sign: a viewer taking
+/// only a low layer has little acknowledged, and GCC's back-off from a blip of a few
+/// milliseconds (a busy receiver) halved its estimate on a free LAN in the lab.
 pub const COLLAPSE: f64 = 0.5;
 
 /// The growth of the feedback round trip over its floor that says a queue is building,
@@ -262,10 +265,14 @@ impl LinkEstimate {
             self.queued = over;
             self.rtt_floor.add(rtt, now);
         }
-        let collapsed = self
-            .raw
-            .zip(raw)
-            .is_some_and(|(old, new)| (new as f64) < old as f64 * COLLAPSE);
+        // A collapse with no queue behind it is GCC's back-off from a blip on a link that
+        // carries little (it backs off to 85% of what was acknowledged): not congestion.
+        let queued_some = self.over_floor[0].is_some_and(|o| o > QUEUE_RISING_OVER);
+        let collapsed = queued_some
+            && self
+                .raw
+                .zip(raw)
+                .is_some_and(|(old, new)| (new as f64) < old as f64 * COLLAPSE);
         if raw.is_some() {
             self.raw = raw;
         }
@@ -655,10 +662,20 @@ mod tests {
         assert!(!link.on_stats(r(Some(3_000_000), Some(0.0)), start));
         assert!(!link.on_stats(r(Some(600_000), Some(0.0)), start));
         let t0 = start + WARMUP;
-        assert!(!link.on_stats(r(Some(3_000_000), Some(0.0)), t0));
-        assert!(!link.on_stats(r(Some(1_600_000), Some(0.0)), t0));
+        let with_rtt = |raw: u64, ms: u64| LinkReport {
+            rtt: Some(Duration::from_millis(ms)),
+            ..r(Some(raw), Some(0.0))
+        };
+        assert!(!link.on_stats(with_rtt(3_000_000, 10), t0));
+        assert!(!link.on_stats(with_rtt(1_600_000, 12), t0));
         assert!(!link.congested(t0));
-        assert!(link.on_stats(r(Some(700_000), Some(0.0)), t0));
+        // A halving with no queue behind it: GCC's back-off from a blip, not congestion.
+        assert!(!link.on_stats(with_rtt(700_000, 11), t0));
+        assert!(!link.congested(t0));
+        assert!(!link.on_stats(with_rtt(1_500_000, 11), t0));
+        // With a queue (100 ms over the floor): congestion.
+        assert!(!link.on_stats(with_rtt(1_500_000, 110), t0));
+        assert!(link.on_stats(with_rtt(700_000, 120), t0));
         assert!(link.congested(t0));
         assert_eq!(link.bitrate(), 700_000);
     }
