@@ -1250,13 +1250,27 @@ impl Engine {
         }
     }
 
+    /// Asks the publisher for a keyframe of `layer`; a request that could not go out (no
+    /// packet of the layer yet) is forgotten by its throttle, so that it is not waited for.
     fn send_keyframe_request(&mut self, publication: SessionId, layer: LayerIndex) {
+        if !self.try_keyframe_request(publication, layer) {
+            if let Some(Role::Publication { keyframes, .. }) =
+                self.sessions.get_mut(&publication).map(|s| &mut s.role)
+            {
+                if let Some(throttle) = keyframes.get_mut(layer) {
+                    throttle.unsent();
+                }
+            }
+        }
+    }
+
+    fn try_keyframe_request(&mut self, publication: SessionId, layer: LayerIndex) -> bool {
         let Some(s) = self.sessions.get_mut(&publication) else {
-            return;
+            return false;
         };
         let rid = match &s.role {
             Role::Publication { layers, .. } => layers.rid(layer).map(str0m::media::Rid::from),
-            Role::Subscription { .. } => return,
+            Role::Subscription { .. } => return false,
         };
         let Some(mid) = s
             .mids
@@ -1264,14 +1278,17 @@ impl Engine {
             .find(|(_, k)| *k == MediaKind::Video)
             .map(|(m, _)| *m)
         else {
-            return;
+            return false;
         };
         // No stream yet means no packet yet: the encoder's first frame is a keyframe.
-        if let Some(rx) = s.rtc.direct_api().stream_rx_by_mid(mid, rid) {
-            rx.request_keyframe(KeyframeRequestKind::Pli);
-            self.stats.keyframe_requests += 1;
-            self.dirty.push(publication);
-        }
+        let mut api = s.rtc.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(mid, rid) else {
+            return false;
+        };
+        rx.request_keyframe(KeyframeRequestKind::Pli);
+        self.stats.keyframe_requests += 1;
+        self.dirty.push(publication);
+        true
     }
 }
 

@@ -188,6 +188,14 @@ impl KeyframeThrottle {
         self.awaiting = false;
     }
 
+    /// The request [`request`](Self::request) or [`poll`](Self::poll) said to send could
+    /// not go out: nothing is on its way, and the next request may go at once.
+    pub fn unsent(&mut self) {
+        self.last_sent = None;
+        self.awaiting = false;
+        self.pending = false;
+    }
+
     /// When a deferred request is due, if one is waiting.
     pub fn due(&self) -> Option<Instant> {
         match (self.pending, self.last_sent) {
@@ -312,6 +320,11 @@ mod tests {
         k.on_keyframe();
         assert!(k.request(ms(150)));
         assert!(!k.request(ms(160)));
+        // One that could not go out is not waited for.
+        let mut never = KeyframeThrottle::default();
+        assert!(never.request(t0));
+        never.unsent();
+        assert!(never.request(ms(1)));
         // A request that was lost: asked again once the wait is over.
         assert!(!k.request(ms(150) + KEYFRAME_WAIT - Duration::from_millis(1)));
         assert!(k.request(ms(150) + KEYFRAME_WAIT));
