@@ -991,10 +991,7 @@ impl Timeline {
 
     /// Picture height changes among the samples from `since` on.
     fn changes_since(&self, since: Duration) -> usize {
-        let from: Vec<&Seen> = self.samples.iter().filter(|s| s.at >= since).collect();
-        from.windows(2)
-            .filter(|w| w[0].height != w[1].height && w[1].height != 0)
-            .count()
+        self.changes_between(since, Duration::MAX)
     }
 
     /// The longest a single freeze after `since` can have lasted: the frozen time added

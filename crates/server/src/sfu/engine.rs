@@ -1128,6 +1128,7 @@ impl Engine {
             return;
         };
         self.stats.received += 1;
+        let keyframe_start = kind == MediaKind::Video && starts_keyframe(&packet.payload);
         let layer = match kind {
             MediaKind::Audio => {
                 audio_meter.record(now, packet.payload.len());
@@ -1145,7 +1146,7 @@ impl Engine {
                     return;
                 };
                 layers.on_packet(layer, packet.payload.len(), now);
-                if starts_keyframe(&packet.payload) {
+                if keyframe_start {
                     if let Some(throttle) = keyframes.get_mut(layer) {
                         throttle.on_keyframe();
                     }
@@ -1160,7 +1161,7 @@ impl Engine {
             seq: *packet.seq_no,
             timestamp: packet.header.timestamp,
             marker: packet.header.marker,
-            keyframe_start: kind == MediaKind::Video && starts_keyframe(&packet.payload),
+            keyframe_start,
             payload: packet.payload,
             arrived: packet.timestamp,
         };

@@ -165,8 +165,6 @@ pub struct LinkEstimate {
     /// A probe was asked for since the first feedback.
     probed_after_feedback: bool,
     rtt_floor: RttFloor,
-    /// How far over the floor the last report's round trip was, when over the threshold.
-    queued: Option<Duration>,
     /// How far over the floor the last two reports' round trips were (the last first).
     over_floor: [Option<Duration>; 2],
     /// A congestion began: the estimator is to start over.
@@ -206,7 +204,6 @@ impl LinkEstimate {
             raw_seen: None,
             probed_after_feedback: false,
             rtt_floor: RttFloor::default(),
-            queued: None,
             over_floor: [None; 2],
             restart_pending: false,
             congested_until: None,
@@ -249,9 +246,8 @@ impl LinkEstimate {
         if let Some(rtt) = rtt {
             let above = self.rtt_floor.get().map(|floor| rtt.saturating_sub(floor));
             let over = above.filter(|&over| over > QUEUE_CONGESTED);
-            queue = over
-                .zip(self.queued)
-                .is_some_and(|(now, before)| now > before);
+            let before = self.over_floor[0].filter(|&over| over > QUEUE_CONGESTED);
+            queue = over.zip(before).is_some_and(|(now, before)| now > before);
             let rising = match (above, self.over_floor) {
                 (Some(o0), [Some(o1), Some(o2)]) => {
                     o0 > QUEUE_RISING_OVER
@@ -262,7 +258,6 @@ impl LinkEstimate {
             };
             queue |= rising;
             self.over_floor = [above, self.over_floor[0]];
-            self.queued = over;
             self.rtt_floor.add(rtt, now);
         }
         // A collapse with no queue behind it is GCC's back-off from a blip on a link that
