@@ -13,11 +13,14 @@
 //! - [`signal`]: `Call` (what a client asks), `ClientMessage`, `ServerMessage`, `RoomEvent`,
 //!   `CloseReason` (the goodbyes), `MediaEvent` and `MediaKinds` (what a publication carries).
 //! - [`link`]: `InviteLink` (`onstage://join?...`) and certificate `Fingerprint`s.
+//! - [`h264`]: where a keyframe starts in an H.264 RTP payload (RFC 6184), which the SFU
+//!   switches layers at and a receiver resumes at.
 //! - [`rest`]: the admin REST API's bodies: the `Envelope` every answer comes in,
 //!   `CreateMeeting` and `Meeting`, `AddParticipant`, `Participant` and `AddedParticipant`
 //!   (with its token and invite link).
 
 pub mod error;
+pub mod h264;
 pub mod ids;
 pub mod link;
 pub mod rest;

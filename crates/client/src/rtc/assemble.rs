@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use onstage_proto::h264::starts_keyframe;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp::Packet;
@@ -255,6 +256,22 @@ impl VideoAssembler {
             .map(|b| now.saturating_duration_since(b.arrived))
             .max()
             .unwrap_or_default();
+        // A complete keyframe behind the hole ends the wait at once: what the hole belongs
+        // to is older than a picture that can be shown now. (A sender answering congestion
+        // sends a second keyframe soon after one the queue cut short.)
+        if let Some(keyframe) = self.complete_keyframe_from(hole) {
+            tracing::debug!(
+                from = hole,
+                to = keyframe,
+                "video: a keyframe behind missing packets"
+            );
+            self.buffer.retain(|&seq, _| seq >= keyframe);
+            self.next = Some(keyframe);
+            self.prev_timestamp = None;
+            self.need_keyframe = true;
+            out.discarded += 1;
+            return true;
+        }
         if waited < self.max_wait && self.buffer.len() < self.max_late {
             return false;
         }
@@ -273,6 +290,31 @@ impl VideoAssembler {
         self.need_keyframe = true;
         out.discarded += 1;
         true
+    }
+}
+
+impl VideoAssembler {
+    /// The first buffered packet at or after `from` that starts a keyframe whose every
+    /// packet, up to its marker, is there.
+    fn complete_keyframe_from(&self, from: u64) -> Option<u64> {
+        self.buffer
+            .range(from..)
+            .filter(|(_, b)| starts_keyframe(&b.packet.payload))
+            .map(|(&seq, _)| seq)
+            .find(|&start| {
+                let timestamp = self.buffer[&start].packet.header.timestamp;
+                let mut seq = start;
+                while let Some(b) = self.buffer.get(&seq) {
+                    if b.packet.header.timestamp != timestamp {
+                        return true;
+                    }
+                    if b.packet.header.marker {
+                        return true;
+                    }
+                    seq += 1;
+                }
+                false
+            })
     }
 }
 
@@ -476,13 +518,44 @@ mod tests {
         run(&mut asm, t0, vec![single(1, 0, 5)]);
         // Keyframe at ts 3000: 2 = start (lost), 3 = middle, 4 = end. Then IDRs at 6000, 9000.
         let [_s, m, e] = fua(2, 3000, 5);
-        let out = run(&mut asm, t0, vec![m, e, single(5, 6000, 5)]);
+        let out = run(&mut asm, t0, vec![m, e, single(5, 6000, 1)]);
         assert!(out.frames.is_empty(), "still waiting for 2");
         let later = t0 + Duration::from_millis(20);
-        let out = asm.push(later, single(6, 9000, 5));
+        let out = asm.push(later, single(6, 9000, 1));
+        assert!(
+            out.frames.is_empty(),
+            "P-frames after the hole are not decodable"
+        );
+        assert_eq!(out.discarded, 4, "the hole, the tail and two P-frames");
+        let out = asm.push(later, single(7, 12000, 5));
         let stamps: Vec<u32> = out.frames.iter().map(|f| f.rtp_timestamp).collect();
-        assert_eq!(stamps, vec![6000, 9000]);
-        assert_eq!(out.discarded, 2, "the hole and the tail");
+        assert_eq!(stamps, vec![12000]);
+    }
+
+    #[test]
+    fn a_complete_keyframe_behind_a_hole_is_shown_without_waiting() {
+        let mut asm = VideoAssembler::new(Duration::from_secs(10), 1000);
+        let t0 = Instant::now();
+        run(&mut asm, t0, vec![single(1, 0, 5)]);
+        // A keyframe cut short (2 lost), then a P-frame, then a second keyframe in three
+        // packets: shown as soon as its last packet is in, not after the wait.
+        let [_lost, m, e] = fua(2, 3000, 5);
+        let [a, b, c] = fua(6, 9000, 5);
+        let out = run(&mut asm, t0, vec![m, e, single(5, 6000, 1), a, b]);
+        assert!(
+            out.frames.is_empty(),
+            "the second keyframe is not complete yet"
+        );
+        let out = asm.push(t0, c);
+        let stamps: Vec<u32> = out.frames.iter().map(|f| f.rtp_timestamp).collect();
+        assert_eq!(stamps, vec![9000]);
+        assert!(out.frames[0].keyframe);
+        assert!(!asm.waiting_for_keyframe());
+        // And what follows it plays on.
+        let out = asm.push(t0, single(9, 12000, 1));
+        assert_eq!(out.frames.len(), 1);
+        // A late retransmission of what the keyframe superseded changes nothing.
+        assert!(asm.push(t0, single(3, 3000, 5)).frames.is_empty());
     }
 
     #[test]

@@ -285,6 +285,9 @@ fn with_headroom(video: u64) -> u64 {
 pub struct LayerSwitch {
     shown: Option<LayerIndex>,
     target: Option<LayerIndex>,
+    /// The pending switch is a cut (see [`LayerSwitch::cut_to`]), until its keyframe has
+    /// come and [`LayerSwitch::take_cut`] was asked.
+    cut: bool,
 }
 
 /// What to do with one packet of one layer.
@@ -323,6 +326,7 @@ impl LayerSwitch {
     /// A new choice. `None` pauses at once.
     pub fn choose(&mut self, layer: Option<LayerIndex>) {
         self.target = layer;
+        self.cut = false;
         if layer.is_none() {
             self.shown = None;
         }
@@ -340,7 +344,19 @@ impl LayerSwitch {
         self.choose(layer);
         if lower {
             self.shown = None;
+            self.cut = layer.is_some();
         }
+    }
+
+    /// Whether the layer just switched to (at [`Pick::SwitchTo`]) was reached by a cut;
+    /// asking clears it. A keyframe sent into a congested link meets the queue the old
+    /// layer filled and is often cut short by it, so the caller asks for another soon.
+    pub fn take_cut(&mut self) -> bool {
+        let cut = self.cut && self.target == self.shown;
+        if cut {
+            self.cut = false;
+        }
+        cut
     }
 
     /// Decides on one packet of `layer`; `keyframe_start` when it begins a keyframe.
@@ -581,11 +597,21 @@ mod tests {
             "the old layer is gone at once"
         );
         assert_eq!(s.on_packet(0, false), Pick::Drop);
+        assert!(!s.take_cut(), "not yet switched");
         assert_eq!(s.on_packet(0, true), Pick::SwitchTo(0));
+        assert!(s.take_cut(), "the layer was reached by a cut");
+        assert!(!s.take_cut(), "asked once");
         assert_eq!(s.on_packet(0, false), Pick::Forward);
         // A cut upwards is an ordinary switch: the old layer plays on.
         s.cut_to(Some(1));
         assert_eq!(s.on_packet(0, false), Pick::Forward);
+        assert_eq!(s.on_packet(1, true), Pick::SwitchTo(1));
+        assert!(!s.take_cut(), "an ordinary switch");
+        // A cut overtaken by another choice before its keyframe is no cut.
+        s.cut_to(Some(0));
+        s.choose(Some(0));
+        assert_eq!(s.on_packet(0, true), Pick::SwitchTo(0));
+        assert!(!s.take_cut());
     }
 
     #[test]

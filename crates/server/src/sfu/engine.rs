@@ -35,13 +35,21 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use super::allocate::{Allocator, LayerIndex, LayerSwitch, Pick, Tile, Video};
 use super::estimate::{LinkEstimate, LinkReport};
 use super::forward::{KeyframeThrottle, TrackForwarder, Verdict};
-use super::h264::starts_keyframe;
 use super::layers::{offered_rids, BitrateMeter, PublishedLayers};
 use super::SfuError;
+use onstage_proto::h264::starts_keyframe;
 
 /// How often every viewer's layers are chosen again (the climb's hold is counted in these
 /// steps; a falling estimate or a new tile size is acted on at once).
 pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long after a cut to a lower layer (congestion: see [`LayerSwitch::cut_to`]) its
+/// keyframe is asked for a second time. The first one went into a link whose queue the old
+/// layer had just filled, and a token bucket drops what arrives at a full queue: in the
+/// lab the first keyframe was cut short in some runs, and the viewer's picture froze until
+/// its own request (one queue's delay later) brought another. By now the queue has room,
+/// and a keyframe of the lowest layer costs little.
+const KEYFRAME_AGAIN_AFTER_CUT: Duration = Duration::from_millis(250);
 
 /// The bandwidth estimate a viewer's session starts from, before TWCC feedback has told
 /// better: enough for the top layer of a 720p speaker. Starting lower leaves a viewer in
@@ -162,6 +170,8 @@ enum Role {
         /// The session's bandwidth estimate, and what its estimator is asked to probe for
         /// (boxed: a publication's variant is much smaller).
         link: Box<LinkEstimate>,
+        /// When to ask for a second keyframe of the layer shown, after a cut to it.
+        keyframe_again: Option<Instant>,
     },
 }
 
@@ -293,7 +303,7 @@ impl Engine {
                     Role::Publication { keyframes, .. } => {
                         keyframes.iter().filter_map(KeyframeThrottle::due).min()
                     }
-                    Role::Subscription { .. } => None,
+                    Role::Subscription { keyframe_again, .. } => *keyframe_again,
                 };
                 std::iter::once(s.timeout).chain(keyframe)
             })
@@ -398,6 +408,7 @@ impl Engine {
                 video: None,
                 switch,
                 link: Box::new(LinkEstimate::new(INITIAL_ESTIMATE.as_u64())),
+                keyframe_again: None,
             },
             now,
         );
@@ -609,6 +620,7 @@ impl Engine {
     /// requests.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut keyframes = Vec::new();
+        let mut again = Vec::new();
         for (id, s) in &mut self.sessions {
             if s.timeout <= now {
                 if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
@@ -616,16 +628,37 @@ impl Engine {
                 }
                 self.dirty.push(*id);
             }
-            if let Role::Publication { keyframes: k, .. } = &mut s.role {
-                for (layer, throttle) in k.iter_mut().enumerate() {
-                    if throttle.poll(now) {
-                        keyframes.push((*id, layer));
+            match &mut s.role {
+                Role::Publication { keyframes: k, .. } => {
+                    for (layer, throttle) in k.iter_mut().enumerate() {
+                        if throttle.poll(now) {
+                            keyframes.push((*id, layer));
+                        }
+                    }
+                }
+                Role::Subscription {
+                    publisher,
+                    switch,
+                    keyframe_again,
+                    ..
+                } => {
+                    if keyframe_again.is_some_and(|at| at <= now) {
+                        *keyframe_again = None;
+                        if let Some(layer) = switch.shown() {
+                            again.push((publisher.clone(), layer));
+                        }
                     }
                 }
             }
         }
         for (id, layer) in keyframes {
             self.send_keyframe_request(id, layer);
+        }
+        for (publisher, layer) in again {
+            if let Some(&publication) = self.publications.get(&publisher) {
+                tracing::trace!(session = publication, layer, "keyframe again after a cut");
+                self.request_keyframe(publication, layer, now);
+            }
         }
         if self.next_allocation.is_some_and(|at| at <= now) {
             self.allocate_all(now);
@@ -849,6 +882,17 @@ impl Engine {
         }
     }
 
+    /// A subscription's periodic link report: its estimate learns from it, and a link
+    /// that became congested moves its viewer down at once.
+    fn on_link_report(&mut self, id: SessionId, report: LinkReport, now: Instant) {
+        let (before, began) = match self.link_of(id) {
+            Some(link) => (Some(link.bitrate()), link.on_stats(report, now)),
+            None => (None, false),
+        };
+        tracing::trace!(session = id, ?report, began, "link stats");
+        self.reallocate_if_worse(id, before, began, now);
+    }
+
     /// Re-decides the viewer's layers at once when its session's estimate fell below
     /// `before`, or its link became congested (down at once); a rising estimate waits for
     /// the next round (up only after a hold anyway).
@@ -1064,12 +1108,7 @@ impl Engine {
                     loss: stats.egress_loss_fraction,
                     rtt: stats.rtt,
                 };
-                let (before, began) = match self.link_of(id) {
-                    Some(link) => (Some(link.bitrate()), link.on_stats(report, now)),
-                    None => (None, false),
-                };
-                tracing::trace!(session = id, ?report, began, "link stats");
-                self.reallocate_if_worse(id, before, began, now);
+                self.on_link_report(id, report, now);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 if let Some(s) = self.sessions.get_mut(&id) {
@@ -1190,6 +1229,7 @@ impl Engine {
             audio,
             video,
             switch,
+            keyframe_again,
             ..
         } = &mut s.role
         else {
@@ -1206,7 +1246,13 @@ impl Engine {
                 Pick::Forward => {}
                 // The viewer's stream goes on across the change: the forwarder starts a new
                 // mapping at this keyframe, continuing its sequence numbers and timestamps.
-                Pick::SwitchTo(_) => track.forwarder.restart(true),
+                Pick::SwitchTo(layer) => {
+                    tracing::trace!(session = sub, layer, "switched at a keyframe");
+                    if switch.take_cut() {
+                        *keyframe_again = Some(now + KEYFRAME_AGAIN_AFTER_CUT);
+                    }
+                    track.forwarder.restart(true)
+                }
                 Pick::Drop => {
                     let waiting = switch.awaiting_keyframe() && switch.target() == Some(p.layer);
                     return Some(if waiting {
@@ -1247,6 +1293,7 @@ impl Engine {
             _ => false,
         };
         if send {
+            tracing::trace!(session = publication, layer, "keyframe requested");
             self.send_keyframe_request(publication, layer);
         }
     }
@@ -1776,6 +1823,17 @@ mod tests {
         }
     }
 
+    /// Like [`play`], without keyframes.
+    fn slices(net: &mut Net, layers: &[usize], ms: u64) {
+        for _ in 0..ms / 10 {
+            let now = net.now;
+            for &l in layers {
+                net.clients[0].send_layer(l, false, now);
+            }
+            net.run(10);
+        }
+    }
+
     #[test]
     fn a_simulcast_viewer_gets_one_layer_at_a_time_and_switches_at_a_keyframe_with_one_numbering() {
         let mut net = simulcast_stage(1);
@@ -1806,6 +1864,52 @@ mod tests {
             seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
             "one unbroken numbering across the switch: {seqs:?}"
         );
+    }
+
+    #[test]
+    fn a_cut_on_a_congested_link_stops_the_old_layer_and_asks_for_the_new_keyframe_twice() {
+        let mut net = simulcast_stage(1);
+        show(&mut net, Some((1280, 720)));
+        play(&mut net, &[0, 1, 2], 600, 200);
+        assert_eq!(net.clients[1].layers_received().last(), Some(&2), "on f");
+        // The viewer's link reports a queue growing fast (back to back: the session's own
+        // reports, of a link with no queue, come between them otherwise).
+        let sub = net.engine.subscriptions[&key("c1")][&key("c0")];
+        let asked = net.engine.stats().keyframe_requests;
+        for ms in [2, 60, 130, 210] {
+            let report = LinkReport {
+                rtt: Some(Duration::from_millis(ms)),
+                loss: Some(0.0),
+                ..LinkReport::default()
+            };
+            net.engine.on_link_report(sub, report, net.now);
+        }
+        net.run(10);
+        assert_eq!(
+            net.engine.stats().keyframe_requests,
+            asked + 1,
+            "the cut asks for a keyframe of q"
+        );
+        // Until q's keyframe comes, nothing: f stopped at once.
+        let before = net.clients[1].layers_received().len();
+        slices(&mut net, &[0, 2], 100);
+        assert_eq!(net.clients[1].layers_received().len(), before);
+        // q's keyframe: the switch. A second request of it follows, a little later.
+        let now = net.now;
+        net.clients[0].send_layer(0, true, now);
+        net.run(10);
+        assert_eq!(net.clients[1].layers_received().last(), Some(&0));
+        let asked = net.engine.stats().keyframe_requests;
+        slices(
+            &mut net,
+            &[0],
+            KEYFRAME_AGAIN_AFTER_CUT.as_millis() as u64 - 50,
+        );
+        assert_eq!(net.engine.stats().keyframe_requests, asked, "not at once");
+        slices(&mut net, &[0], 100);
+        assert_eq!(net.engine.stats().keyframe_requests, asked + 1, "once more");
+        slices(&mut net, &[0], 1_000);
+        assert_eq!(net.engine.stats().keyframe_requests, asked + 1, "only once");
     }
 
     #[test]

@@ -15,7 +15,6 @@
 //! - [`engine`]: the sessions and the forwarding, driven by datagrams, commands and time.
 //! - [`forward`]: per-viewer rewriting (SSRC, sequence numbers, timestamps), keyframe
 //!   gating and keyframe-request coalescing.
-//! - [`h264`]: finding where a keyframe starts in an RTP payload.
 //! - [`layers`]: a publisher's simulcast layers as received: their RIDs, bitrates, and
 //!   which are paused.
 //! - [`net`]: the UDP socket and the ICE-TCP listener, and the addresses peers are told.
@@ -24,7 +23,6 @@ pub mod allocate;
 pub mod engine;
 pub mod estimate;
 pub mod forward;
-pub mod h264;
 pub mod layers;
 #[cfg(test)]
 mod libwebrtc_sdp;

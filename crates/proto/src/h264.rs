@@ -1,5 +1,6 @@
-//! Just enough H.264 RTP payload parsing (RFC 6184) for the SFU to find where a viewer
-//! can start decoding: the first packet of a keyframe.
+//! Just enough H.264 RTP payload parsing (RFC 6184) to find where a viewer can start
+//! decoding: the first packet of a keyframe. The SFU switches a viewer's layer there, and
+//! a receiver that lost part of a frame resumes there.
 
 /// NAL unit types that begin a decodable picture sequence.
 const NAL_IDR: u8 = 5;
