@@ -1192,8 +1192,10 @@ async fn a_viewer_whose_link_steps_down_and_up_follows_it_and_the_free_viewer_ke
         left_720.is_some_and(|t| t <= Duration::from_secs(3)),
         "B off 720p within 3 s of the step down: {left_720:?}"
     );
+    // The first keyframe of the layer cut to can meet a full queue; the SFU sends a
+    // second one (then 0-382 ms in every run of BENCHMARKS.md).
     assert!(
-        freeze <= 1500,
+        freeze <= 500,
         "B's longest freeze after the step down: {freeze} ms"
     );
     // The target, at most 2 changes a minute at a steady rate: a climb the link turns out
@@ -1203,9 +1205,9 @@ async fn a_viewer_whose_link_steps_down_and_up_follows_it_and_the_free_viewer_ke
         slow_changes <= 2,
         "B changed layers {slow_changes} times in the 7 steady s at 500 kbit/s"
     );
-    // The target is 15 s (met in every run of BENCHMARKS.md, 8.3-12.4 s); with the other
-    // tests running beside it, the climb's probes and holds were seen to take 13.8 s and
-    // once more than 15 s, so the bound here is 20 s.
+    // The target is 15 s, met in 11 runs of 12 in BENCHMARKS.md (2.5-14.3 s; once 19.1 s,
+    // with a build running beside it): two climbs of a 4 s hold each, q to h and h to f,
+    // when the estimate after the step up reads just short of f. So the bound here is 20 s.
     assert!(
         back_720.is_some_and(|t| t <= Duration::from_secs(20)),
         "B back on 720p within 20 s of the step up: {back_720:?}"
