@@ -28,6 +28,7 @@ import {
   type CloseReason,
   type Json,
   type ServerMessage,
+  type TileSize,
   type Welcome,
 } from "./protocol.js";
 
@@ -369,6 +370,11 @@ export class Connection {
 
   get state(): "connected" | "reconnecting" | "disconnected" {
     return this.phase;
+  }
+
+  /** The tiles last told (`media.tiles`), `null` before any. */
+  get toldTiles(): TileSize[] | null {
+    return this.tiles?.tiles ?? null;
   }
 
   /** Why the session ended for good, once it has and the reason is known. */

@@ -60,3 +60,10 @@ export {
   type SimulcastPlan,
   type Tile,
 } from "./media.js";
+export {
+  receptionOf,
+  receptionSample,
+  type Reception,
+  type ReceptionSample,
+  type StatsLike,
+} from "./reception.js";

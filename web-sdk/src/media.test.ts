@@ -329,3 +329,137 @@ describe('a simulcast publication', () => {
     await media.close();
   });
 });
+
+describe('reception of the participants received', () => {
+  type Stats = Record<string, unknown>[];
+  class FakeSubscription {
+    static all: FakeSubscription[] = [];
+    stats: Stats = [];
+    iceGatheringState = 'complete';
+    localDescription: { sdp: string } | null = null;
+    constructor() {
+      FakeSubscription.all.push(this);
+    }
+    addTransceiver() {
+      return { setCodecPreferences: () => undefined };
+    }
+    async createOffer() {
+      return { type: 'offer', sdp: 'v=0 offer' };
+    }
+    async setLocalDescription(d: { sdp: string }) {
+      this.localDescription = d;
+    }
+    async setRemoteDescription() {}
+    async getStats() {
+      return new Map(this.stats.map((s, i) => [String(i), s]));
+    }
+    close() {}
+    addEventListener() {}
+  }
+  /** Counters after `seconds` of steady media at 30 fps and 48 kHz, `lost` of the sound made up. */
+  const steady = (seconds: number, lost = 0): Stats => [
+    { type: 'inbound-rtp', kind: 'video', framesDecoded: 30 * seconds, freezeCount: 0 },
+    { type: 'inbound-rtp', kind: 'audio', concealedSamples: 48_000 * seconds * lost, totalSamplesReceived: 48_000 * seconds },
+  ];
+
+  let clock = 0;
+  let publishing: Map<string, { audio: boolean; video: boolean }>;
+  let tiles: { user_id: string; width: number; height: number }[] | null;
+  function received(userIds: string[]) {
+    const meeting: MediaMeeting = {
+      userId: 'me',
+      connected: () => true,
+      stageStatuses: () => [
+        { user_id: 'me', stage_status: 'OFF_STAGE' },
+        ...userIds.map((user_id) => ({ user_id, stage_status: 'ON_STAGE' as const })),
+      ],
+      iceServers: () => [],
+      call: async () => ({ sdp: 'v=0 answer' }),
+      on: () => () => undefined,
+      get publishing() {
+        return publishing;
+      },
+      tiles: () => tiles,
+    };
+    const media = new BrowserStageMedia(meeting, {
+      peerConnection: FakeSubscription as unknown as new (c: RTCConfiguration) => RTCPeerConnection,
+      now: () => clock,
+    });
+    let changes = 0;
+    media.onChange(() => changes++);
+    return { media, changes: () => changes };
+  }
+  /** One second on: every subscription has had `stats(t)` by then, and the reading runs. */
+  async function second(stats: (t: number, i: number) => Stats) {
+    clock += 1000;
+    FakeSubscription.all.forEach((s, i) => (s.stats = stats(clock / 1000, i)));
+    await vi.advanceTimersByTimeAsync(1000);
+  }
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    clock = 0;
+    FakeSubscription.all = [];
+    publishing = new Map([
+      ['a', { audio: true, video: true }],
+      ['b', { audio: true, video: true }],
+    ]);
+    tiles = null;
+    vi.stubGlobal('MediaStream', class {});
+    vi.stubGlobal('RTCRtpReceiver', { getCapabilities: () => ({ codecs: [] }) });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+  });
+
+  it('reads each subscription about every second and tells the levels once 2 s of media came', async () => {
+    const { media, changes } = received(['a', 'b']);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSubscription.all).toHaveLength(2);
+    await second((t) => steady(t));
+    await second((t) => steady(t));
+    expect(media.reception()).toEqual(new Map());
+    const before = changes();
+    await second((t) => steady(t));
+    expect(media.reception()).toEqual(new Map([['a', 'good'], ['b', 'good']]));
+    expect(changes()).toBe(before + 1);
+    // b's sound breaks up: only b changes, and once.
+    for (let i = 0; i < 3; i++) await second((t, i) => steady(t, i === 1 ? 0.2 : 0));
+    expect(media.reception()).toEqual(new Map([['a', 'good'], ['b', 'poor']]));
+    expect(changes()).toBe(before + 2);
+    await media.close();
+  });
+
+  it('holds no missing pictures against a camera switched off or a tile shown at 0x0', async () => {
+    const { media } = received(['a', 'b']);
+    await vi.advanceTimersByTimeAsync(0);
+    publishing.set('a', { audio: true, video: false });
+    tiles = [{ user_id: 'b', width: 0, height: 0 }];
+    // Neither sends pictures: a's camera is off, b's video is not sent to a hidden tile.
+    const soundOnly = (t: number): Stats => [
+      { type: 'inbound-rtp', kind: 'video', framesDecoded: 0, freezeCount: 0 },
+      { type: 'inbound-rtp', kind: 'audio', concealedSamples: 0, totalSamplesReceived: 48_000 * t },
+    ];
+    for (let i = 0; i < 4; i++) await second(soundOnly);
+    expect(media.reception()).toEqual(new Map([['a', 'good'], ['b', 'good']]));
+    // Once b's video is expected and judged, no pictures is poor.
+    tiles = [{ user_id: 'b', width: 640, height: 360 }];
+    for (let i = 0; i < 4; i++) await second(soundOnly);
+    expect(media.reception()).toEqual(new Map([['a', 'good'], ['b', 'poor']]));
+    await media.close();
+  });
+
+  it('forgets everyone on close, and reads nothing after it', async () => {
+    const { media } = received(['a']);
+    await vi.advanceTimersByTimeAsync(0);
+    for (let i = 0; i < 3; i++) await second((t) => steady(t));
+    expect(media.reception().get('a')).toBe('good');
+    await media.close();
+    expect(media.reception()).toEqual(new Map());
+    const reads = vi.fn(async () => new Map());
+    FakeSubscription.all.forEach((s) => (s.getStats = reads));
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(reads).not.toHaveBeenCalled();
+  });
+});

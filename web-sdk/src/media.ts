@@ -6,7 +6,8 @@
 // Devices are asked for only when going on stage, and every track is stopped when leaving
 // it (or on a kick): the camera light goes off with the stage, not with the page.
 
-import { MAX_TILE_SIDE, type StageStatus, type TileSize, type VideoLayer } from './protocol.js';
+import { MAX_TILE_SIDE, type MediaKinds, type StageStatus, type TileSize, type VideoLayer } from './protocol.js';
+import { receptionOf, receptionSample, withSample, type Reception, type ReceptionSample, type StatsLike } from './reception.js';
 
 /** What the media side needs of a meeting (an `OnstageMeeting` has all of it). */
 export interface MediaMeeting {
@@ -27,6 +28,17 @@ export interface MediaMeeting {
    * video some viewer takes); returns the unsubscribe. Without it every layer stays on.
    */
   onLayers?(listener: (rids: string[]) => void): () => void;
+  /**
+   * Who publishes what, by user id. Reception judges someone's video and sound only while
+   * they send it: a camera switched off still sends a black picture a second, which says
+   * nothing about the link. Without it, whatever is received is expected.
+   */
+  readonly publishing?: ReadonlyMap<string, MediaKinds>;
+  /**
+   * The tiles last told (`media.tiles`). A video shown at 0x0 is not sent here, so its
+   * missing pictures are not held against the link.
+   */
+  tiles?(): ReadonlyArray<TileSize> | null;
 }
 
 /** What should run now, from [`mediaPlan`]'s point of view. */
@@ -240,6 +252,10 @@ export interface BrowserMediaOptions {
    * connectivity checks. Not waiting halves a browser speaker's first picture (BENCHMARKS.md).
    */
   candidateWaitMs?: number;
+  /** How often each subscription's reception is read (ms; default 1000, 0: never). */
+  receptionEveryMs?: number;
+  /** The clock reception samples are taken by (ms; default `performance.now`). */
+  now?: () => number;
 }
 
 type Listener = () => void;
@@ -254,7 +270,7 @@ const DEFAULT_CONSTRAINTS: MediaStreamConstraints = {
  * The stage's media in a browser. Follows the meeting: publishes while ON_STAGE (asking
  * for the devices then), receives everyone else on stage as one `MediaStream` each
  * (`streams`), and lets go of all of it on `close()`. `onChange` fires whenever `streams`,
- * `localStream` or `problem` changed.
+ * `localStream`, `problem` or `reception()` changed.
  */
 export class BrowserStageMedia {
   /** Received streams by participant, for `<video>` elements. */
@@ -278,6 +294,11 @@ export class BrowserStageMedia {
   private readonly unsubscribe: Array<() => void> = [];
   private closed = false;
   private retry: ReturnType<typeof setTimeout> | null = null;
+  /** Each subscription's reception samples, with the peer they were read from. */
+  private readonly receptionHistory = new Map<string, { pc: RTCPeerConnection; samples: ReceptionSample[] }>();
+  private receptionLevels = new Map<string, Reception>();
+  private receptionTimer: ReturnType<typeof setInterval> | null = null;
+  private readingReception = false;
 
   constructor(
     private readonly meeting: MediaMeeting,
@@ -302,6 +323,8 @@ export class BrowserStageMedia {
         }),
       );
     }
+    const every = options.receptionEveryMs ?? 1000;
+    if (every > 0) this.receptionTimer = setInterval(() => void this.readReception(), every);
     this.follow();
   }
 
@@ -335,6 +358,15 @@ export class BrowserStageMedia {
     return { local, remote };
   }
 
+  /**
+   * How well each received participant's media reaches this browser, by user id (the rule
+   * of `receptionOf`, read from `getStats` about every second). Someone is missing until
+   * 2 s of their media has come. `onChange` fires when a level changes.
+   */
+  reception(): Map<string, Reception> {
+    return new Map(this.receptionLevels);
+  }
+
   onChange(listener: Listener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -357,6 +389,8 @@ export class BrowserStageMedia {
     this.closed = true;
     if (this.retry) clearTimeout(this.retry);
     this.unsubscribe.splice(0).forEach((u) => u());
+    if (this.receptionTimer) clearInterval(this.receptionTimer);
+    this.receptionTimer = null;
     await this.serial(async () => {
       this.stopPublisher();
       for (const userId of [...this.subscriptions.keys()]) this.stopSubscription(userId);
@@ -409,6 +443,49 @@ export class BrowserStageMedia {
       this.changed();
     });
     return this.pending;
+  }
+
+  /** Takes one reception sample of every subscription and updates the levels. */
+  private async readReception(): Promise<void> {
+    if (this.readingReception || this.closed) return;
+    this.readingReception = true;
+    try {
+      const now = this.options.now ?? (() => performance.now());
+      const hidden = new Set(
+        (this.meeting.tiles?.() ?? []).filter((t) => t.width === 0 || t.height === 0).map((t) => t.user_id),
+      );
+      for (const [userId, pc] of [...this.subscriptions]) {
+        const report = await pc.getStats().catch(() => null);
+        if (!report || this.subscriptions.get(userId) !== pc) continue;
+        const sends = this.meeting.publishing?.get(userId) ?? { audio: true, video: true };
+        const sample = receptionSample(report as unknown as StatsLike, now(), {
+          audio: sends.audio,
+          video: sends.video && !hidden.has(userId),
+        });
+        // A new subscription's counters start again from zero: so does its history.
+        const kept = this.receptionHistory.get(userId);
+        const samples = withSample(kept?.pc === pc ? kept.samples : [], sample);
+        this.receptionHistory.set(userId, { pc, samples });
+      }
+      const levels = new Map<string, Reception>();
+      for (const [userId, { samples }] of [...this.receptionHistory]) {
+        if (!this.subscriptions.has(userId)) {
+          this.receptionHistory.delete(userId);
+          continue;
+        }
+        const level = receptionOf(samples);
+        if (level) levels.set(userId, level);
+      }
+      const same =
+        levels.size === this.receptionLevels.size &&
+        [...levels].every(([userId, level]) => this.receptionLevels.get(userId) === level);
+      if (!same && !this.closed) {
+        this.receptionLevels = levels;
+        this.changed();
+      }
+    } finally {
+      this.readingReception = false;
+    }
   }
 
   private changed() {
@@ -535,6 +612,8 @@ export class BrowserStageMedia {
   private stopSubscription(userId: string): void {
     const pc = this.subscriptions.get(userId);
     this.subscriptions.delete(userId);
+    this.receptionHistory.delete(userId);
+    this.receptionLevels.delete(userId);
     const stream = this.streams.get(userId);
     this.streams.delete(userId);
     stream?.getTracks().forEach((t) => t.stop());

@@ -24,6 +24,7 @@ import type {
   ParticipantInfo,
   Preset,
   StageStatus,
+  TileSize,
 } from "./protocol.js";
 
 /** A participant as everyone in the meeting sees it. */
@@ -254,6 +255,11 @@ export class OnstageMeeting {
    */
   async setTiles(tiles: readonly Tile[]): Promise<void> {
     await this.connection.call("media.tiles", { tiles: tileSizes(tiles) });
+  }
+
+  /** The tiles last told (`setTiles`, as sent), `null` before any. */
+  tiles(): TileSize[] | null {
+    return this.connection.toldTiles;
   }
 
   /**
