@@ -88,19 +88,19 @@ describe("the reception rule", () => {
   it("is poor for 5 s after a freeze ended, fair until 15 s", () => {
     const after = (n: number) => receptionOf(history([...steady(5), { ...STEADY, freezes: 1 }, ...steady(n)]));
     expect(after(0)).toBe("poor");
-    expect(after(5)).toBe("poor");
-    expect(after(6)).toBe("fair");
-    expect(after(15)).toBe("fair");
-    expect(after(16)).toBe("good");
+    expect(after(4)).toBe("poor");
+    expect(after(5)).toBe("fair");
+    expect(after(14)).toBe("fair");
+    expect(after(15)).toBe("good");
   });
 
   it("takes a second without a picture for a freeze going on, and its end from then", () => {
     const seconds = [...steady(5), { ...STEADY, fps: 0 }, { ...STEADY, fps: 0 }];
     expect(receptionOf(history(seconds))).toBe("poor");
     // Pictures again: the freeze ended with the last second without one.
-    expect(receptionOf(history([...seconds, ...steady(5)]))).toBe("poor");
-    expect(receptionOf(history([...seconds, ...steady(6)]))).toBe("fair");
-    expect(receptionOf(history([...seconds, ...steady(16)]))).toBe("good");
+    expect(receptionOf(history([...seconds, ...steady(4)]))).toBe("poor");
+    expect(receptionOf(history([...seconds, ...steady(5)]))).toBe("fair");
+    expect(receptionOf(history([...seconds, ...steady(15)]))).toBe("good");
   });
 
   it("judges sound by its concealment over the last 5 s", () => {
@@ -124,6 +124,12 @@ describe("the reception rule", () => {
   it("leaves out sound that is not expected (muted, held by a host)", () => {
     const mutedLossy = { ...STEADY, audio: false, concealed: 48_000 };
     expect(receptionOf(history([...steady(5), ...steady(5, mutedLossy)]))).toBe("good");
+  });
+
+  it("is unknown while nothing is expected: muted with the camera off", () => {
+    const nothing = { fps: 1, played: 48_000, concealed: 48_000, audio: false, video: false };
+    expect(receptionOf(history([...steady(5), nothing]))).toBeNull();
+    expect(receptionOf(history([...steady(5), nothing, STEADY]))).toBe("good");
   });
 
   it("judges video from 2 s after it is expected again, and not while it is not", () => {

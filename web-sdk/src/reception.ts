@@ -62,10 +62,11 @@ const grown = (now: number, before: number) => Math.max(0, now - before);
 /**
  * The level the samples (oldest first, the last one now) show, or `null` while too little
  * media has come to judge. The rule, with the figures at the last sample:
- * - unknown until `RECEPTION_START_MS` after the first sample with media;
- * - `poor` if video is judged and (fps < 5, or a freeze ended within 5 s), or audio
+ * - unknown until `RECEPTION_START_MS` after the first sample with media, and while
+ *   neither video nor sound is expected;
+ * - `poor` if video is judged and (fps < 5, or a freeze ended less than 5 s ago), or audio
  *   concealment over the last 5 s is above 10 %;
- * - else `fair` if a freeze ended within 15 s, or video is judged and fps < 0.6 x peak_fps
+ * - else `fair` if a freeze ended less than 15 s ago, or video is judged and fps < 0.6 x peak_fps
  *   (the best second of the last 10 s), or audio concealment is above 2 %;
  * - else `good`.
  * fps is the pictures decoded over the last second. A second without a picture while video
@@ -77,6 +78,8 @@ export function receptionOf(samples: readonly ReceptionSample[]): Reception | nu
   const now = last.at;
   const first = samples.find((s) => s.framesDecoded > 0 || s.totalSamplesReceived > 0);
   if (!first || now - first.at < RECEPTION_START_MS) return null;
+  // Someone sending nothing (muted, camera off, tile hidden) gives nothing to judge.
+  if (!last.videoExpected && !last.audioExpected) return null;
 
   // Video is judged within each unbroken run of samples that expected it, from
   // RECEPTION_VIDEO_START_MS into the run: `judgedFrom[i]` is that time for sample i's run.
@@ -114,7 +117,7 @@ export function receptionOf(samples: readonly ReceptionSample[]): Reception | nu
     if (cur.at >= now - RECEPTION_PEAK_MS) peakFps = Math.max(peakFps, perSecond);
   }
   const concealment = played > 0 ? concealed / played : 0;
-  const frozeWithin = (ms: number) => now - lastFreeze <= ms;
+  const frozeWithin = (ms: number) => now - lastFreeze < ms;
 
   if ((fps !== null && (fps < POOR_FPS || frozeWithin(RECEPTION_POOR_MS))) || concealment > POOR_CONCEALMENT) {
     return "poor";
