@@ -40,3 +40,15 @@ describe('the dev fake invites', () => {
     sameInvitation(invite, 'token');
   });
 });
+
+describe('the dev fake stage', () => {
+  it('gives those received on stage a reception, and none to me or anyone off stage', async () => {
+    const backend = createDevFakeBackend();
+    const s = await backend.startEmbedded('Host');
+    const byId = Object.fromEntries(s.participants.map((p) => [p.user_id, p]));
+    expect(byId['ada']?.reception).toBe('good');
+    expect(byId['bo']).not.toHaveProperty('reception');
+    expect(byId['me']).not.toHaveProperty('reception');
+    expect(s.me).not.toHaveProperty('reception');
+  });
+});

@@ -16,6 +16,7 @@ import type {
   Invite,
   MeetingEvent,
   Participant,
+  Reception,
   Session,
   StageStatus,
 } from './types';
@@ -36,6 +37,9 @@ function fakeInvite(invite: PageInvite, address = '192.168.1.20'): Invite {
   };
 }
 
+/** Each fake's reception once on stage, so every mark can be seen: invite Bo, let Cy in. */
+const FAKE_RECEPTION: Record<string, Reception> = { ada: 'good', bo: 'fair', cy: 'poor', dee: 'fair' };
+
 function fakeParticipant(
   user_id: string,
   name: string,
@@ -43,7 +47,10 @@ function fakeParticipant(
   stage_status: StageStatus,
 ): Participant {
   const on = stage_status === 'ON_STAGE';
-  return { user_id, name, preset, stage_status, connected: true, audio: on, video: on };
+  const p: Participant = { user_id, name, preset, stage_status, connected: true, audio: on, video: on };
+  const reception = FAKE_RECEPTION[user_id];
+  if (on && reception) p.reception = reception;
+  return p;
 }
 
 /** A moving colour gradient, so a canvas visibly updates. */
@@ -100,6 +107,8 @@ export function createDevFakeBackend(): Backend {
   }
   function setTheirs(ids: string[], status: StageStatus) {
     for (const p of live().participants.filter((p) => ids.includes(p.user_id))) {
+      // Off stage nobody is received: no reception left behind.
+      delete p.reception;
       Object.assign(p, fakeParticipant(p.user_id, p.name, p.preset, status));
     }
     changed();

@@ -353,6 +353,37 @@ describe('participants and tiles', () => {
   });
 });
 
+describe('reception on the tiles', () => {
+  const withReception = (p: ReturnType<typeof person>, reception: 'good' | 'fair' | 'poor') => ({ ...p, reception });
+
+  it('shows the reception of someone else on stage', () => {
+    const s = session('viewer', 'OFF_STAGE', [withReception(person('a', 'ON_STAGE'), 'poor'), person('b', 'ON_STAGE')]);
+    const tiles = stageTiles(s);
+    expect(tiles.find((t) => t.user_id === 'a')?.reception).toBe('poor');
+    // Not yet judged: no mark, not a guess.
+    expect(tiles.find((t) => t.user_id === 'b')).not.toHaveProperty('reception');
+  });
+
+  it('shows none on my own tile, whatever the shell lists', () => {
+    const s = session('speaker', 'ON_STAGE', [person('a', 'ON_STAGE')]);
+    s.participants[0] = withReception(s.participants[0]!, 'good');
+    s.me = { ...s.me, reception: 'fair' };
+    const mine = stageTiles(s).find((t) => t.isMe);
+    expect(mine).toBeDefined();
+    expect(mine).not.toHaveProperty('reception');
+  });
+
+  it('has no tile, so no mark, for someone off stage', () => {
+    const s = session('viewer', 'ON_STAGE', [withReception(person('a', 'OFF_STAGE'), 'poor')]);
+    expect(stageTiles(s).map((t) => t.user_id)).toEqual(['me']);
+  });
+
+  it('shows none once the session is over: nothing is received', () => {
+    const s = session('viewer', 'OFF_STAGE', [withReception(person('a', 'ON_STAGE'), 'good')], { connection: 'disconnected' });
+    expect(stageTiles(s)[0]).not.toHaveProperty('reception');
+  });
+});
+
 describe('meeting events', () => {
   const request = { user_id: 'v1', name: 'Vera', requested_at: 42 };
 

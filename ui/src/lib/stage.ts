@@ -7,6 +7,7 @@ import type {
   AccessRequest,
   MeetingEvent,
   Participant,
+  Reception,
   Session,
   StageStatus,
 } from './types';
@@ -257,6 +258,8 @@ export interface TileView {
   pictureKeys: string[];
   /** The origin key of the level shown on this tile. */
   levelKey: string;
+  /** How their media reaches me; absent on my own tile and while unknown. */
+  reception?: Reception;
 }
 
 /** One tile per participant on stage, in the shell's order. */
@@ -268,7 +271,7 @@ export function stageTiles(s: Session): TileView[] {
     .filter((p) => p.stage_status === 'ON_STAGE')
     .map((p) => {
       const isMe = p.user_id === s.me.user_id;
-      return {
+      const tile: TileView = {
         user_id: p.user_id,
         name: p.name,
         isMe,
@@ -283,6 +286,9 @@ export function stageTiles(s: Session): TileView[] {
         pictureKeys: isMe ? [LOCAL_KEY, userKey(p.user_id)] : [userKey(p.user_id)],
         levelKey: isMe ? LOCAL_KEY : userKey(p.user_id),
       };
+      // Nothing is received once the session is over, and my own media is not received here.
+      if (!over && !isMe && p.reception) tile.reception = p.reception;
+      return tile;
     });
 }
 

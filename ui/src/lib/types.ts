@@ -13,6 +13,12 @@ export type ConnectionState = 'connected' | 'reconnecting' | 'disconnected';
 /** Why the meeting ended for good, when the server said so (docs/API.md, goodbye reasons). */
 export type EndReason = 'left' | 'replaced' | 'revoked' | 'removed' | 'meeting_deleted' | 'meeting_ended';
 
+/**
+ * How well a participant's media reaches this window (docs/API.md, "Reception"): the mark
+ * on their tile.
+ */
+export type Reception = 'good' | 'fair' | 'poor';
+
 export interface Participant {
   user_id: string;
   name: string;
@@ -22,6 +28,11 @@ export interface Participant {
   /** What the participant publishes right now: false means muted / camera off. */
   audio: boolean;
   video: boolean;
+  /**
+   * How their media reaches me: only for someone else on stage, once 2 s of their media has
+   * come (absent for me, off stage, and before that).
+   */
+  reception?: Reception;
 }
 
 export interface Capabilities {
