@@ -50,6 +50,10 @@ function mediaMeetingOf(m: OnstageMeeting): MediaMeeting {
     call: (name, args) => m.call(name as CallName, (args ?? {}) as never),
     on: (event, listener) => m.on(event as MeetingEventName, listener as never),
     onLayers: (listener) => m.onLayers(listener),
+    get publishing() {
+      return m.publishing;
+    },
+    tiles: () => m.tiles(),
   };
 }
 
@@ -93,7 +97,12 @@ class Joined {
         accessRequests: m.stage.accessRequests,
         placeInQueue: m.stage.placeInQueue,
       },
-      { mic: this.media.mic, camera: this.media.camera, publishing: this.media.publishing },
+      {
+        mic: this.media.mic,
+        camera: this.media.camera,
+        publishing: this.media.publishing,
+        reception: this.media.reception(),
+      },
     );
   }
 

@@ -73,6 +73,24 @@ describe('the session a browser shows', () => {
     expect(sessionOf(meeting({ connectionState: 'disconnected', endReason: 'too_slow' }), null).end_reason).toBeUndefined();
   });
 
+  it('tells_the_reception_of_those_received_on_stage_only', () => {
+    const reception = new Map([
+      ['s', 'fair' as const],
+      ['o', 'poor' as const],
+      ['me', 'good' as const],
+    ]);
+    const s = sessionOf(meeting(), { mic: true, camera: true, publishing: { audio: false, video: false }, reception });
+    const byId = Object.fromEntries(s.participants.map((p) => [p.user_id, p]));
+    expect(byId['s']?.reception).toBe('fair');
+    expect(byId['o'], 'off stage: a level left from before').not.toHaveProperty('reception');
+    expect(byId['me']).not.toHaveProperty('reception');
+    expect(s.me).not.toHaveProperty('reception');
+    // Not judged yet, or no media at all: no field.
+    const none = sessionOf(meeting(), { mic: true, camera: true, publishing: { audio: false, video: false }, reception: new Map() });
+    expect(none.participants.some((p) => 'reception' in p)).toBe(false);
+    expect(sessionOf(meeting(), null).participants.some((p) => 'reception' in p)).toBe(false);
+  });
+
   it('a_disabled_stage_allows_no_request', () => {
     expect(capabilitiesOf({ ...viewer, stage_enabled: false }).request).toBe(false);
   });

@@ -15,6 +15,7 @@ import {
   type MediaProblemCode,
   type ParticipantInfo,
   type Preset,
+  type Reception,
 } from '@onstage/web-sdk';
 import type { BackendError, Capabilities, Devices, DeviceSelection, EndReason, ErrorCode, Participant, Session } from './types';
 
@@ -41,6 +42,8 @@ export interface MediaView {
   mic: boolean;
   camera: boolean;
   publishing: MediaKinds;
+  /** How each received participant's media reaches this browser (`BrowserStageMedia.reception`). */
+  reception?: ReadonlyMap<string, Reception>;
 }
 
 const NOTHING: MediaKinds = { audio: false, video: false };
@@ -73,7 +76,7 @@ export function sessionOf(meeting: MeetingView, media: MediaView | null): Sessio
         : p.stage_status === 'ON_STAGE'
           ? (meeting.publishing.get(p.user_id) ?? NOTHING)
           : NOTHING;
-    return {
+    const participant: Participant = {
       user_id: p.user_id,
       name: p.name,
       preset: p.preset,
@@ -82,6 +85,10 @@ export function sessionOf(meeting: MeetingView, media: MediaView | null): Sessio
       audio: kinds.audio,
       video: kinds.video,
     };
+    // Only someone else on stage is received; a level left from before they left it is stale.
+    const reception = media?.reception?.get(p.user_id);
+    if (reception && p.user_id !== meeting.userId && p.stage_status === 'ON_STAGE') participant.reception = reception;
+    return participant;
   };
   const participants = meeting.participants.map(view);
   const can = capabilitiesOf(meeting.preset);
