@@ -10,8 +10,8 @@ use serde::Serialize;
 use onstage_client::proto::{ErrorBody, MediaKinds, StageAccess};
 use onstage_client::Fingerprint;
 use onstage_client::{
-    AccessRequest, AdminClient, CloseReason, ConnectionState, Meeting, Participant, StageMedia,
-    StageStatus, UserId,
+    AccessRequest, AdminClient, CloseReason, ConnectionState, Meeting, Participant, Reception,
+    StageMedia, StageStatus, UserId,
 };
 use onstage_server::RunningServer;
 
@@ -150,6 +150,10 @@ pub struct ParticipantView {
     pub connected: bool,
     pub audio: bool,
     pub video: bool,
+    /// How their media comes through here (the tile's mark): someone else on stage, once
+    /// there is enough to judge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reception: Option<Reception>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -206,6 +210,9 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
         } else {
             MediaKinds::NONE
         };
+        let reception = (p.user_id != me_id && p.stage_status == StageStatus::OnStage)
+            .then(|| stats.received.get(&p.user_id).and_then(|r| r.reception))
+            .flatten();
         ParticipantView {
             user_id: p.user_id,
             name: p.name,
@@ -214,6 +221,7 @@ pub fn build_session(meeting: &Meeting, media: &StageMedia, view: &View) -> Sess
             connected: p.connected,
             audio,
             video,
+            reception,
         }
     };
     let preset = meeting.preset();

@@ -77,7 +77,8 @@ Calls and their results:
                                   \"frames_encoded\",\"bytes_encoded\",\"keyframes\"}, ..] (published),
                                   \"received\":{USER_ID:{\"video_frames\":N,\"audio_frames\":N,
                                   \"width\":N,\"height\":N,\"fps\":F (last second),
-                                  \"freezes\":N,\"longest_freeze_ms\":N,..}}}
+                                  \"freezes\":N,\"longest_freeze_ms\":N,
+                                  \"reception\":\"good\"|\"fair\"|\"poor\" (once known),..}}}
   media.tiles         tiles      null; tiles [{\"user_id\",\"width\",\"height\"}, ..]: how large the
                                  bot shows each stage video (--tiles tells it for every one)
   meeting.leave                  null; the bot then exits with status 0

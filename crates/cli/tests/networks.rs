@@ -952,6 +952,8 @@ struct Seen {
     frames: u64,
     freezes: u64,
     freeze_ms_total: u64,
+    /// The reception mark (`good`, `fair`, `poor`), once there is one.
+    reception: Option<&'static str>,
 }
 
 impl Seen {
@@ -965,6 +967,9 @@ impl Seen {
             frames: r["video_frames"].as_u64().unwrap_or(0),
             freezes: r["freezes"].as_u64().unwrap_or(0),
             freeze_ms_total: r["freeze_ms_total"].as_u64().unwrap_or(0),
+            reception: ["good", "fair", "poor"]
+                .into_iter()
+                .find(|mark| r["reception"].as_str() == Some(mark)),
         }
     }
 }
@@ -1037,14 +1042,16 @@ impl Timeline {
     fn print(&self) {
         for s in &self.samples {
             eprintln!(
-                "timeline {} t={:.2}s height={} fps={:.1} frames={} freezes={} frozen_ms={}",
+                "timeline {} t={:.2}s height={} fps={:.1} frames={} freezes={} frozen_ms={} \
+                 reception={}",
                 self.name,
                 s.at.as_secs_f64(),
                 s.height,
                 s.fps,
                 s.frames,
                 s.freezes,
-                s.freeze_ms_total
+                s.freeze_ms_total,
+                s.reception.unwrap_or("-"),
             );
         }
     }
@@ -1211,6 +1218,24 @@ async fn a_viewer_whose_link_steps_down_and_up_follows_it_and_the_free_viewer_ke
     assert!(
         back_720.is_some_and(|t| t <= Duration::from_secs(20)),
         "B back on 720p within 20 s of the step up: {back_720:?}"
+    );
+    // The tile's reception mark follows: B's falls after the step down (its pictures
+    // thin out and may freeze), and is good again once the link is; A's is good at the end.
+    let b_marked = tb
+        .samples
+        .iter()
+        .filter(|s| s.at >= down && s.at <= down + Duration::from_secs(3))
+        .any(|s| matches!(s.reception, Some("fair" | "poor")));
+    assert!(b_marked, "B's reception falls after the step down");
+    assert_eq!(
+        tb.last().reception,
+        Some("good"),
+        "B's reception at the end"
+    );
+    assert_eq!(
+        ta.last().reception,
+        Some("good"),
+        "A's reception at the end"
     );
 }
 

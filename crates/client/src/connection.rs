@@ -77,6 +77,8 @@ pub(crate) struct State {
     finished: bool,
     /// Why the session ended, when known (see [`State::closed_error`]).
     pub(crate) ended: Option<CloseReason>,
+    /// The tile sizes last told (`media.tiles`), as `Meeting::tiles` gives them.
+    pub(crate) tiles: Option<Vec<onstage_proto::TileSize>>,
 }
 
 impl State {
@@ -104,6 +106,7 @@ impl Shared {
                 subscribers: vec![tx],
                 first: Some(rx),
                 finished: false,
+                tiles: None,
                 ended: None,
             }),
             wanted_layers: tokio::sync::watch::Sender::new(None),

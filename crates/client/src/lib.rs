@@ -98,7 +98,7 @@ pub use event::{ConnectionState, MeetingEvent};
 pub use link::{Fingerprint, InviteLink, LinkError};
 pub use media::{
     AudioLevel, Controls, Device, DeviceChoice, MediaConfig, MediaProblem, MediaStats, Origin,
-    Picture, Sources, StageMedia,
+    Picture, Reception, Sources, StageMedia,
 };
 pub use meeting::{EventStream, JoinOptions, Meeting, Participant, Stage};
 pub use tls::CertificateError;

@@ -96,6 +96,19 @@ struct Inner {
     token: String,
 }
 
+/// A [`Meeting`] handle that does not keep the connection open: for what only looks at
+/// a meeting while it lasts (the stage media's reception).
+#[derive(Clone)]
+pub(crate) struct WeakMeeting {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakMeeting {
+    pub(crate) fn upgrade(&self) -> Option<Meeting> {
+        self.inner.upgrade().map(|inner| Meeting { inner })
+    }
+}
+
 impl std::fmt::Debug for Meeting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = self.inner.shared.lock();
@@ -547,7 +560,23 @@ impl Meeting {
     /// (a hidden window). Each call replaces the last; a video not listed gets what the
     /// bandwidth carries.
     pub async fn set_tiles(&self, tiles: Vec<onstage_proto::TileSize>) -> Result<(), ClientError> {
-        self.call(Call::Tiles { tiles }).await.map(|_| ())
+        self.call(Call::Tiles {
+            tiles: tiles.clone(),
+        })
+        .await?;
+        self.inner.shared.lock().tiles = Some(tiles);
+        Ok(())
+    }
+
+    /// The tile sizes last told with [`Meeting::set_tiles`] (`None`: never told).
+    pub fn tiles(&self) -> Option<Vec<onstage_proto::TileSize>> {
+        self.inner.shared.lock().tiles.clone()
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakMeeting {
+        WeakMeeting {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Stops receiving `user_id`'s media.

@@ -49,11 +49,13 @@ use std::sync::{Arc, Mutex};
 use onstage_media::{AudioMixer, MediaError, VideoFrame};
 use tokio::sync::{broadcast, watch};
 
+use crate::meeting::WeakMeeting;
 use crate::rtc::TransportConfig;
 use crate::{Meeting, UserId};
+use onstage_proto::MediaKinds;
 
 pub use config::{Controls, Device, DeviceChoice, MediaConfig, MediaProblem, Sources};
-pub use stats::{MediaStats, PublishedLayer, Received};
+pub use stats::{MediaStats, PublishedLayer, Received, Reception};
 
 /// Whose picture or audio level it is. The local camera and microphone are their own case,
 /// not a reserved user id: a participant whose id happens to be `"local"` is someone else.
@@ -189,6 +191,10 @@ impl Shared {
 /// publishing and receiving.
 pub struct StageMedia {
     shared: Arc<Shared>,
+    /// The meeting followed, for what its participants publish and which tiles are shown
+    /// (a reception is judged against what is expected: a camera switched off or a hidden
+    /// tile is no frozen picture). Weak: the media does not keep the connection open.
+    meeting: Option<WeakMeeting>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -197,9 +203,12 @@ impl StageMedia {
     /// Starts following the stage. Must be called inside a tokio runtime.
     pub fn start(meeting: Meeting, config: MediaConfig) -> StageMedia {
         let choice = (config.devices(), config.sources != Sources::None);
-        Self::spawn(choice, |shared, stop| {
+        let weak = meeting.downgrade();
+        let mut media = Self::spawn(choice, |shared, stop| {
             orchestrate::run(Some(meeting), config, shared, stop)
-        })
+        });
+        media.meeting = Some(weak);
+        media
     }
 
     /// Media without a meeting: the device check before joining one. Only the preview
@@ -225,6 +234,7 @@ impl StageMedia {
         let task = tokio::spawn(run(shared.clone(), stop_rx));
         StageMedia {
             shared,
+            meeting: None,
             stop,
             task: Some(task),
         }
@@ -232,12 +242,34 @@ impl StageMedia {
 
     /// A snapshot of what is published and received.
     pub fn stats(&self) -> MediaStats {
-        let mut stats = self.shared.stats().clone();
-        stats.open_sources = self.shared.open_sources.load(Ordering::SeqCst);
+        // What is expected is read before the stats' lock is taken (the meeting has its
+        // own); the reading is computed on the shared stats, as it keeps since when video
+        // is expected.
+        let meeting = self.meeting.as_ref().and_then(WeakMeeting::upgrade);
+        let publishing = meeting
+            .as_ref()
+            .map(Meeting::publishing)
+            .unwrap_or_default();
+        let hidden: Vec<UserId> = meeting
+            .as_ref()
+            .and_then(Meeting::tiles)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.width == 0 || t.height == 0)
+            .map(|t| t.user_id)
+            .collect();
         let now = std::time::Instant::now();
-        for received in stats.received.values_mut() {
-            received.compute_at_reading(now);
-        }
+        let mut stats = {
+            let mut shared = self.shared.stats();
+            for (user, received) in &mut shared.received {
+                let published = publishing.get(user).copied().unwrap_or(MediaKinds::NONE);
+                let expected =
+                    MediaKinds::new(published.audio, published.video && !hidden.contains(user));
+                received.compute_at_reading(now, expected);
+            }
+            shared.clone()
+        };
+        stats.open_sources = self.shared.open_sources.load(Ordering::SeqCst);
         stats
     }
 

@@ -119,8 +119,9 @@ pub(super) async fn run_subscription(
                                 level,
                             });
                         }
+                        let at = Instant::now();
                         shared.received(&user, |r| {
-                            r.audio_frames += 1;
+                            r.audio_slot(at, false);
                             if measured.is_some() {
                                 r.audio_frequency_hz = measured;
                             }
@@ -130,7 +131,8 @@ pub(super) async fn run_subscription(
                     // A packet that never came: Opus conceals it from its state, so the mix
                     // hears a smooth guess instead of a click of silence.
                     Sound::Concealed(pcm) => {
-                        shared.received(&user, |r| r.audio_concealed += 1);
+                        let at = Instant::now();
+                        shared.received(&user, |r| r.audio_slot(at, true));
                         pcm
                     }
                 };

@@ -43,11 +43,57 @@ pub struct Received {
     /// late to be played (after their slot was concealed).
     pub audio_concealed: u64,
     pub audio_late: u64,
+    /// How this participant's media comes through, for a mark on its tile (see
+    /// [`Reception`]); absent until there is enough to judge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reception: Option<Reception>,
     /// The last glass-to-glass samples, oldest first.
     #[serde(skip)]
     pub(super) latencies_ms: std::collections::VecDeque<f64>,
     #[serde(skip)]
     pub(super) flow: PictureFlow,
+    /// When the first picture or sound came, and when the last freeze ended.
+    #[serde(skip)]
+    pub(super) first_media: Option<Instant>,
+    #[serde(skip)]
+    pub(super) last_freeze_end: Option<Instant>,
+    /// Since when video is expected (published with the camera on, to a tile that is
+    /// shown), as of the last reading; `None` while it is not.
+    #[serde(skip)]
+    pub(super) video_expected_since: Option<Instant>,
+    /// The audio slots of the last [`Reception::AUDIO_WINDOW`]: when, and whether it was
+    /// concealed.
+    #[serde(skip)]
+    pub(super) audio_slots: VecDeque<(Instant, bool)>,
+}
+
+/// How a participant's media comes through, judged by what a viewer notices: freezes, a
+/// frame rate that fell, sound that had to be made up. The same rule runs in the web SDK
+/// (`web-sdk/src/reception.ts`); docs/API.md states it.
+///
+/// - `poor`: video is published and fewer than 5 pictures came in the last second, or a
+///   freeze ended in the last 5 s; or more than 10 % of the last 5 s of sound was concealed.
+/// - `fair`: a freeze ended in the last 15 s; or video is published and the last second's
+///   frame rate is under 60 % of the best second in the last 10 s; or more than 2 % of the
+///   sound was concealed.
+/// - `good` otherwise. Nothing is said in the first 2 s after the first media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reception {
+    Good,
+    Fair,
+    Poor,
+}
+
+impl Reception {
+    const WARMUP: Duration = Duration::from_secs(2);
+    const RECENT_FREEZE: Duration = Duration::from_secs(5);
+    const FREEZE_MEMORY: Duration = Duration::from_secs(15);
+    pub(super) const AUDIO_WINDOW: Duration = Duration::from_secs(5);
+    const POOR_FPS: f64 = 5.0;
+    const FAIR_FPS_SHARE: f64 = 0.6;
+    const POOR_CONCEALED: f64 = 0.10;
+    const FAIR_CONCEALED: f64 = 0.02;
 }
 
 /// `media.stats` in the `onstage` command contract, plus diagnostics.
@@ -117,19 +163,94 @@ impl Received {
     /// One picture decoded at `at`, of `width` x `height`.
     pub(super) fn picture(&mut self, width: u32, height: u32, at: Instant) {
         self.video_frames += 1;
+        self.first_media.get_or_insert(at);
         (self.width, self.height) = (width, height);
         if let Some(freeze) = self.flow.picture(at) {
             let ms = freeze.as_millis() as u64;
             self.freezes += 1;
             self.freeze_ms_total += ms;
             self.longest_freeze_ms = self.longest_freeze_ms.max(ms);
+            self.last_freeze_end = Some(at);
+        }
+    }
+
+    /// One 20 ms slot of sound played at `at`: decoded, or `concealed` (its packet never
+    /// came).
+    pub(super) fn audio_slot(&mut self, at: Instant, concealed: bool) {
+        if concealed {
+            self.audio_concealed += 1;
+        } else {
+            self.audio_frames += 1;
+        }
+        self.first_media.get_or_insert(at);
+        self.audio_slots.push_back((at, concealed));
+        while self
+            .audio_slots
+            .front()
+            .is_some_and(|&(t, _)| at.saturating_duration_since(t) > Reception::AUDIO_WINDOW)
+        {
+            self.audio_slots.pop_front();
+        }
+    }
+
+    /// [`Reception`]'s rule as of `now`, for a participant from whom `expected` is expected
+    /// (video: published with the camera on, to a tile that is shown). Video is judged from
+    /// [`Reception::WARMUP`] after it is expected again: its first picture waits for a
+    /// keyframe, and that wait is no freeze of the link.
+    pub fn reception_at(&mut self, now: Instant, expected: MediaKinds) -> Option<Reception> {
+        if !expected.video {
+            self.video_expected_since = None;
+        } else if self.video_expected_since.is_none() {
+            self.video_expected_since = Some(now);
+        }
+        let first = self.first_media?;
+        if !(expected.audio || expected.video)
+            || now.saturating_duration_since(first) < Reception::WARMUP
+        {
+            return None;
+        }
+        let judged_from = self
+            .video_expected_since
+            .map(|since| since.max(first) + Reception::WARMUP);
+        let video = judged_from.is_some_and(|from| from <= now);
+        // A freeze counts once video was judged (one that ended since stays remembered
+        // after the camera goes off).
+        let counted_from = judged_from.or(self.last_freeze_end);
+        let freeze_within = |window: Duration| {
+            self.last_freeze_end.is_some_and(|end| {
+                counted_from.is_some_and(|from| end >= from)
+                    && now.saturating_duration_since(end) < window
+            })
+        };
+        let (slots, concealed) = self
+            .audio_slots
+            .iter()
+            .filter(|&&(t, _)| now.saturating_duration_since(t) <= Reception::AUDIO_WINDOW)
+            .fold((0u32, 0u32), |(n, c), &(_, lost)| {
+                (n + 1, c + u32::from(lost))
+            });
+        let concealed = f64::from(concealed) / f64::from(slots.max(1));
+        let fps = self.flow.fps(now);
+        if (video && (fps < Reception::POOR_FPS || freeze_within(Reception::RECENT_FREEZE)))
+            || concealed > Reception::POOR_CONCEALED
+        {
+            Some(Reception::Poor)
+        } else if freeze_within(Reception::FREEZE_MEMORY)
+            || (video && fps < Reception::FAIR_FPS_SHARE * self.flow.peak_fps(now))
+            || concealed > Reception::FAIR_CONCEALED
+        {
+            Some(Reception::Fair)
+        } else {
+            Some(Reception::Good)
         }
     }
 
     /// Fills in what is computed when read: the glass-to-glass percentiles from the
-    /// samples kept, and the frame rate as of `now`.
-    pub(super) fn compute_at_reading(&mut self, now: Instant) {
+    /// samples kept, the frame rate and the reception as of `now` (the participant
+    /// from whom `expected` is expected).
+    pub(super) fn compute_at_reading(&mut self, now: Instant, expected: MediaKinds) {
         self.fps = self.flow.fps(now);
+        self.reception = self.reception_at(now, expected);
         if self.latencies_ms.is_empty() {
             return;
         }
@@ -154,6 +275,8 @@ pub(super) struct PictureFlow {
 impl PictureFlow {
     const AVERAGED: usize = 30;
     const WINDOW: Duration = Duration::from_secs(1);
+    /// How far back the best second is looked for ([`PictureFlow::peak_fps`]).
+    const PEAK_WINDOW: Duration = Duration::from_secs(10);
 
     /// A picture at `at`; the freeze it ends, if the gap before it was one.
     pub(super) fn picture(&mut self, at: Instant) -> Option<Duration> {
@@ -178,11 +301,32 @@ impl PictureFlow {
         while self
             .recent
             .front()
-            .is_some_and(|&t| at.saturating_duration_since(t) > Self::WINDOW * 2)
+            .is_some_and(|&t| at.saturating_duration_since(t) > Self::PEAK_WINDOW + Self::WINDOW)
         {
             self.recent.pop_front();
         }
         freeze
+    }
+
+    /// The most pictures that came in any one second of the last ten before `now`.
+    pub(super) fn peak_fps(&self, now: Instant) -> f64 {
+        let since = now.checked_sub(Self::PEAK_WINDOW);
+        let times: Vec<Instant> = self
+            .recent
+            .iter()
+            .copied()
+            .filter(|&t| t <= now && since.is_none_or(|s| t >= s))
+            .collect();
+        // A window ending at each picture: the pictures within the second before it.
+        let mut start = 0;
+        let mut best = 0;
+        for (end, &t) in times.iter().enumerate() {
+            while t.saturating_duration_since(times[start]) >= Self::WINDOW {
+                start += 1;
+            }
+            best = best.max(end + 1 - start);
+        }
+        best as f64
     }
 
     /// Pictures in the second before `now`.
@@ -214,10 +358,10 @@ mod tests {
         assert_eq!(percentiles(samples.iter().copied()), (51.0, 95.0));
         let now = Instant::now();
         let mut received = Received::default();
-        received.compute_at_reading(now);
+        received.compute_at_reading(now, MediaKinds::BOTH);
         assert_eq!(received.glass_to_glass_p50_ms, None);
         received.latencies_ms.extend(samples);
-        received.compute_at_reading(now);
+        received.compute_at_reading(now, MediaKinds::BOTH);
         assert_eq!(received.glass_to_glass_p50_ms, Some(51.0));
         assert_eq!(received.glass_to_glass_p95_ms, Some(95.0));
     }
@@ -234,12 +378,12 @@ mod tests {
             r.picture(640, 360, t0 + ms(33 * i));
         }
         let end = t0 + ms(33 * 89);
-        r.compute_at_reading(end);
+        r.compute_at_reading(end, MediaKinds::BOTH);
         assert_eq!((r.video_frames, r.width, r.height), (90, 640, 360));
         assert_eq!(r.fps, 31.0, "the pictures of the last 1000 ms");
         assert_eq!(r.freezes, 0);
         // Read a second after the last picture: nothing came in the last second.
-        r.compute_at_reading(end + ms(1000));
+        r.compute_at_reading(end + ms(1000), MediaKinds::BOTH);
         assert_eq!(r.fps, 0.0);
     }
 
@@ -275,5 +419,176 @@ mod tests {
         assert_eq!(slow.freezes, 0);
         slow.picture(320, 180, t0 + ms(200 * 19 + 400 + 700));
         assert_eq!(slow.freezes, 1);
+    }
+
+    /// A participant publishing both, its pictures every 33 ms and its sound every 20 ms
+    /// from `t0` for `ms`; returns the instant of the last.
+    fn steady(r: &mut Received, t0: Instant, from_ms: u64, to_ms: u64) -> Instant {
+        let mut at = t0 + ms(from_ms);
+        let mut next_audio = at;
+        while at < t0 + ms(to_ms) {
+            r.picture(640, 360, at);
+            while next_audio <= at {
+                r.audio_slot(next_audio, false);
+                next_audio += ms(20);
+            }
+            at += ms(33);
+        }
+        at - ms(33)
+    }
+
+    #[test]
+    fn reception_is_unknown_at_first_then_good_on_a_steady_stream() {
+        let t0 = Instant::now();
+        let mut r = Received::default();
+        assert_eq!(r.reception_at(t0, MediaKinds::BOTH), None, "nothing came");
+        let end = steady(&mut r, t0, 0, 1_500);
+        assert_eq!(r.reception_at(end, MediaKinds::BOTH), None, "under 2 s");
+        let end = steady(&mut r, t0, 1_500 + 12, 4_000);
+        assert_eq!(r.reception_at(end, MediaKinds::BOTH), Some(Reception::Good));
+        assert_eq!(
+            r.reception_at(end, MediaKinds::NONE),
+            None,
+            "publishes nothing"
+        );
+        r.compute_at_reading(end, MediaKinds::BOTH);
+        assert_eq!(r.reception, Some(Reception::Good));
+    }
+
+    #[test]
+    fn a_freeze_is_poor_for_5_s_and_fair_until_15_s() {
+        let t0 = Instant::now();
+        let mut r = Received::default();
+        assert_eq!(
+            r.reception_at(t0, MediaKinds::BOTH),
+            None,
+            "read from the start"
+        );
+        steady(&mut r, t0, 0, 3_000);
+        // 600 ms without a picture, then the stream goes on.
+        let end = steady(&mut r, t0, 3_600, 7_000);
+        assert_eq!(r.freezes, 1);
+        assert_eq!(r.reception_at(end, MediaKinds::BOTH), Some(Reception::Poor));
+        let end = steady(&mut r, t0, 7_000, 12_000);
+        assert_eq!(r.reception_at(end, MediaKinds::BOTH), Some(Reception::Fair));
+        let end = steady(&mut r, t0, 12_000, 19_000);
+        assert_eq!(r.reception_at(end, MediaKinds::BOTH), Some(Reception::Good));
+    }
+
+    #[test]
+    fn a_frame_rate_that_fell_is_fair_and_under_5_fps_poor_unless_the_camera_is_off() {
+        let t0 = Instant::now();
+        let mut r = Received::default();
+        assert_eq!(
+            r.reception_at(t0, MediaKinds::BOTH),
+            None,
+            "read from the start"
+        );
+        let end = steady(&mut r, t0, 0, 4_000);
+        // 15 fps after 30: 50 % of the best second.
+        let mut at = end;
+        for _ in 0..20 {
+            at += ms(66);
+            r.picture(640, 360, at);
+            r.audio_slot(at, false);
+        }
+        assert_eq!(r.freezes, 0, "slower, not frozen");
+        assert_eq!(r.reception_at(at, MediaKinds::BOTH), Some(Reception::Fair));
+        // Then pictures stop: under 5 a second.
+        let later = at + ms(1_100);
+        assert_eq!(
+            r.reception_at(later, MediaKinds::BOTH),
+            Some(Reception::Poor)
+        );
+        // With the camera off, only the sound counts.
+        let audio_only = MediaKinds::new(true, false);
+        assert_eq!(r.reception_at(later, audio_only), Some(Reception::Good));
+    }
+
+    #[test]
+    fn the_wait_for_a_picture_after_the_camera_comes_back_is_no_freeze() {
+        let t0 = Instant::now();
+        let mut r = Received::default();
+        r.reception_at(t0, MediaKinds::BOTH);
+        let end = steady(&mut r, t0, 0, 3_000);
+        assert_eq!(r.reception_at(end, MediaKinds::BOTH), Some(Reception::Good));
+        // The camera goes off for 4 s: sound only, and nothing held against the link.
+        let audio_only = MediaKinds::new(true, false);
+        let mut at = end;
+        for _ in 0..200 {
+            at += ms(20);
+            r.audio_slot(at, false);
+        }
+        assert_eq!(r.reception_at(at, audio_only), Some(Reception::Good));
+        // Back on: the first picture ends a gap the W3C rule calls a freeze.
+        assert_eq!(r.reception_at(at, MediaKinds::BOTH), Some(Reception::Good));
+        let end = steady(&mut r, t0, 7_400, 10_000);
+        assert_eq!(r.freezes, 1, "the gap counted as a freeze in the stats");
+        assert_eq!(
+            r.reception_at(end, MediaKinds::BOTH),
+            Some(Reception::Good),
+            "but not against the reception"
+        );
+        // A real one, once video is judged, is.
+        let end = steady(&mut r, t0, 10_600, 12_000);
+        assert_eq!(r.freezes, 2);
+        assert_eq!(r.reception_at(end, MediaKinds::BOTH), Some(Reception::Poor));
+        // And stays remembered when the camera goes off.
+        assert_eq!(
+            r.reception_at(end + ms(6_000), audio_only),
+            Some(Reception::Fair)
+        );
+    }
+
+    #[test]
+    fn concealed_sound_over_2_percent_is_fair_and_over_10_percent_poor() {
+        let t0 = Instant::now();
+        let audio_only = MediaKinds::new(true, false);
+        let run = |every: u64| {
+            let mut r = Received::default();
+            let mut at = t0;
+            for i in 0..300u64 {
+                at = t0 + ms(20 * i);
+                r.audio_slot(at, i % every == 0);
+            }
+            r.reception_at(at, audio_only)
+        };
+        assert_eq!(run(1_000), Some(Reception::Good), "one in 300");
+        assert_eq!(run(20), Some(Reception::Fair), "5 %");
+        assert_eq!(run(5), Some(Reception::Poor), "20 %");
+        // Concealment older than 5 s is forgotten.
+        let mut r = Received::default();
+        for i in 0..100u64 {
+            r.audio_slot(t0 + ms(20 * i), true);
+        }
+        let mut at = t0;
+        for i in 100..500u64 {
+            at = t0 + ms(20 * i);
+            r.audio_slot(at, false);
+        }
+        assert_eq!(r.reception_at(at, audio_only), Some(Reception::Good));
+        assert!(
+            r.audio_slots.len() <= 252,
+            "the window is kept, not the past"
+        );
+        assert_eq!((r.audio_frames, r.audio_concealed), (400, 100));
+    }
+
+    #[test]
+    fn the_best_second_is_found_in_the_last_ten() {
+        let t0 = Instant::now();
+        let mut flow = PictureFlow::default();
+        for i in 0..30 {
+            flow.picture(t0 + ms(33 * i));
+        }
+        for i in 0..20 {
+            flow.picture(t0 + ms(1_000 + 100 * i));
+        }
+        assert_eq!(flow.peak_fps(t0 + ms(3_000)), 30.0);
+        assert_eq!(
+            flow.peak_fps(t0 + ms(11_500)),
+            10.0,
+            "the 30 fps second aged out"
+        );
     }
 }
