@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How long the estimate must carry a higher layer before a viewer climbs to it.
-pub const CLIMB_HOLD: Duration = Duration::from_secs(4);
+pub const CLIMB_HOLD: Duration = Duration::from_secs(3);
 
 /// The share of the estimate kept free when climbing: a layer is taken only if it fits in
 /// `estimate * (1 - CLIMB_HEADROOM)`, so an estimate hovering at a layer's edge does not

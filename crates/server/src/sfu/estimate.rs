@@ -142,6 +142,21 @@ pub const REPROBE_INTERVAL: Duration = Duration::from_secs(3);
 /// lab). A fresh estimator probes from where the old one stood.
 pub const STALL: Duration = Duration::from_secs(8);
 
+/// How long str0m's estimate may stand still after a congestion's restart, once the path
+/// is clean again (no queue, next to no loss in every report), before its estimator is
+/// started over a second time. The estimator restarted in the middle of a congestion
+/// learns the loss of the queue that is still draining; str0m's loss controller then
+/// holds one figure and does not probe, though the link may have come back: in the lab
+/// a viewer whose link stepped up just after such a restart waited out [`STALL`] on 180p
+/// (5-8 s of its climb back). Once per congestion, so a link that is slow for good costs
+/// one extra probe per congestion, not one every few seconds.
+pub const STALL_AFTER_CONGESTION: Duration = Duration::from_secs(2);
+
+/// How far str0m's raw estimate may move and still be standing still, as a share of
+/// where it stood: a loss-limited estimate creeps by a few kbit/s from report to report
+/// (289 359, 288 359, 291 002, 287 295 bit/s in the lab) without ever probing.
+pub const STILL_WITHIN: f64 = 0.10;
+
 /// How often, at most, a link where a climb was just tried and failed is probed again:
 /// each try costs the viewer a short queue, and a link that failed is likely to fail the
 /// next (twice [`REPROBE_INTERVAL`] after a failure, until a try does not fail).
@@ -184,12 +199,18 @@ pub struct LinkEstimate {
     /// The reports of the last [`DELIVERY_WINDOW`] (and the one before it): when, bytes
     /// sent so far, and whether the path showed no queue and next to no loss.
     deliveries: VecDeque<(Instant, u64, bool)>,
-    /// Since when str0m's raw estimate has read what it reads now.
+    /// Since when str0m's raw estimate has read what it reads now (within
+    /// [`STILL_WITHIN`]), and what it read then.
     raw_since: Option<Instant>,
+    raw_then: Option<u64>,
     /// When the estimator was last started over, or a stall was last looked for.
     kicked_at: Option<Instant>,
     /// The estimator stood still too long: it is to start over from the estimate.
     kick_pending: bool,
+    /// The estimator was restarted in a congestion and not started over since.
+    restarted_in_congestion: bool,
+    /// Since when every report has been clean (no queue, next to no loss, no congestion).
+    clean_since: Option<Instant>,
 }
 
 impl LinkEstimate {
@@ -214,8 +235,11 @@ impl LinkEstimate {
             climb_failed: false,
             deliveries: VecDeque::new(),
             raw_since: None,
+            raw_then: None,
             kicked_at: None,
             kick_pending: false,
+            restarted_in_congestion: false,
+            clean_since: None,
         }
     }
 
@@ -237,8 +261,12 @@ impl LinkEstimate {
             let first = *self.first_feedback.get_or_insert(now);
             self.settled |= now.saturating_duration_since(first) >= WARMUP;
         }
-        if raw.is_some() && raw != self.raw_seen || self.raw_since.is_none() {
+        let moved = raw
+            .zip(self.raw_then)
+            .is_none_or(|(raw, then)| raw.abs_diff(then) as f64 > then as f64 * STILL_WITHIN);
+        if raw.is_some() && moved || self.raw_since.is_none() {
             self.raw_since = Some(now);
+            self.raw_then = raw.or(self.raw_then);
         }
         self.raw_seen = raw.or(self.raw_seen);
         let raw = raw.filter(|_| self.settled);
@@ -293,15 +321,24 @@ impl LinkEstimate {
         if began && self.minimum > 0 {
             self.climb_failed = true;
         }
-        let still =
-            |at: Option<Instant>| at.is_none_or(|at| now.saturating_duration_since(at) >= STALL);
+        self.clean_since = clean.then(|| self.clean_since.unwrap_or(now));
+        let still_for = |at: Option<Instant>, d: Duration| {
+            at.is_none_or(|at| now.saturating_duration_since(at) >= d)
+        };
+        let stalled = still_for(self.raw_since, STALL) && still_for(self.kicked_at, STALL);
+        // A congestion's restart whose estimator holds still on a path clean again: see
+        // `STALL_AFTER_CONGESTION`.
+        let stalled_after_congestion = self.restarted_in_congestion
+            && self.clean_since.is_some()
+            && still_for(self.clean_since, STALL_AFTER_CONGESTION)
+            && still_for(self.raw_since, STALL_AFTER_CONGESTION);
         if self.settled
             && self.desired > self.bitrate()
             && !self.congested(now)
-            && still(self.raw_since)
-            && still(self.kicked_at)
+            && (stalled || stalled_after_congestion)
         {
             self.kick_pending = true;
+            self.restarted_in_congestion = false;
             self.kicked_at = Some(now);
             self.raw_since = Some(now);
         }
@@ -348,6 +385,7 @@ impl LinkEstimate {
     /// The estimator started over from `bps` (str0m's estimate is reset to it).
     pub fn restart(&mut self, bps: u64) {
         self.restart_pending = false;
+        self.restarted_in_congestion = true;
         self.start = bps;
         self.smoothed = Some(bps);
         self.raw = self.raw.map(|_| bps);
@@ -613,14 +651,14 @@ mod tests {
         let report = |raw: u64| r(Some(raw), Some(0.0));
         link.on_stats(report(394_000), t0);
         // Moving: no kick.
-        link.on_stats(report(400_000), t0 + STALL - Duration::from_secs(1));
+        link.on_stats(report(450_000), t0 + STALL - Duration::from_secs(1));
         assert!(!link.kick_pending());
         // Still for STALL: kicked, once.
         let t1 = t0 + STALL - Duration::from_secs(1);
-        link.on_stats(report(400_000), t1 + STALL);
+        link.on_stats(report(450_000), t1 + STALL);
         assert!(link.kick_pending());
         link.kicked();
-        link.on_stats(report(400_000), t1 + STALL + Duration::from_secs(1));
+        link.on_stats(report(450_000), t1 + STALL + Duration::from_secs(1));
         assert!(!link.kick_pending());
         // Not while what is wanted is carried.
         let mut carried = settled().0;
@@ -629,6 +667,53 @@ mod tests {
         carried.desired(2_300_000, t0);
         carried.on_stats(report(3_000_000), t0 + STALL * 2);
         assert!(!carried.kick_pending());
+    }
+
+    #[test]
+    fn an_estimate_restarted_in_a_congestion_and_standing_still_on_a_clean_path_is_kicked_soon() {
+        let clean = |raw: u64| LinkReport {
+            raw: Some(raw),
+            loss: Some(0.0),
+            rtt: Some(Duration::from_millis(20)),
+            ..LinkReport::default()
+        };
+        let every_100ms = |link: &mut LinkEstimate, from: Instant, to: Instant, raw: u64| {
+            let mut at = from;
+            while at <= to {
+                link.on_stats(clean(raw), at);
+                at += Duration::from_millis(100);
+            }
+        };
+        for restarted in [false, true] {
+            let (mut link, t0) = settled();
+            every_100ms(&mut link, t0, t0 + Duration::from_secs(1), 2_000_000);
+            // A congestion: heavy loss, and the estimator restarted from the lowest layers.
+            let t1 = t0 + Duration::from_secs(2);
+            assert!(link.on_stats(r(Some(2_000_000), Some(0.4)), t1));
+            if restarted {
+                link.restart(180_000);
+            }
+            link.on_estimate(400_000);
+            link.desired(2_300_000, t1);
+            link.desired(2_300_000, t1);
+            // Over: clean reports, the raw estimate held at one figure.
+            let t2 = t1 + CONGESTION_HOLD;
+            let t3 = t2 + STALL_AFTER_CONGESTION + Duration::from_millis(200);
+            // Creeping by a few kbit/s, as a loss-limited estimate does, is standing still.
+            every_100ms(&mut link, t2, t2 + Duration::from_secs(1), 400_000);
+            every_100ms(&mut link, t2 + Duration::from_secs(1), t3, 392_000);
+            assert_eq!(
+                link.kick_pending(),
+                restarted,
+                "kicked {STALL_AFTER_CONGESTION:?} after a congestion's restart only"
+            );
+            if restarted {
+                // Once per congestion.
+                link.kicked();
+                every_100ms(&mut link, t3, t3 + STALL_AFTER_CONGESTION * 2, 400_000);
+                assert!(!link.kick_pending());
+            }
+        }
     }
 
     #[test]
