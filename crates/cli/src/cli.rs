@@ -450,10 +450,11 @@ pub struct LoadTestArgs {
     /// Signaling only, no media.
     #[arg(long)]
     pub no_media: bool,
-    /// Test this running server instead of starting one (needs the admin key).
+    /// Test this running server instead of starting one (needs the admin key); with --sfu
+    /// janus, the running Janus's HTTP API.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// The pid of the `--server`, to read its memory.
+    /// The pid of the `--server`, to read its memory and CPU time.
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// The admin key of `--server` (default: $ONSTAGE_ADMIN_KEY).
