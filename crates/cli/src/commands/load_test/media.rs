@@ -470,18 +470,20 @@ impl OnstageSfu {
     }
 }
 
-/// Joins with `token`, trying again a few times: from one address (the lab's client
-/// host) a join storm outruns the server's per-source rate of new connections, which
-/// refuses the excess rather than queueing it.
+/// Joins with `token`, trying again for a while: from one address (the lab's client host)
+/// a join storm outruns the server's per-source rate of new connections (a burst of 128,
+/// then 32 a second), which refuses the excess rather than queueing it.
 async fn join_patiently(url: &str, token: &str) -> Result<Meeting, ErrorBody> {
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut attempt = 0u32;
     loop {
         match Meeting::join(url, token).await {
             Ok(m) => return Ok(m),
-            Err(e) if attempt < 8 => {
+            Err(e) if Instant::now() < deadline => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "join refused, trying again");
-                tokio::time::sleep(Duration::from_millis(250) * attempt).await;
+                let pause = Duration::from_millis(200 * u64::from(attempt.min(5)));
+                tokio::time::sleep(pause).await;
             }
             Err(e) => return Err(fail(format!("join failed: {e}"))),
         }
