@@ -15,6 +15,8 @@ APT_PACKAGES=(
   dbus-daemon dbus-bin xdg-utils
   # The network lab (namespaces, NAT and firewall rules) and its TURN relay.
   iproute2 iptables coturn
+  # The peer SFU the load test compares ours with (`onstage load-test --compare janus`).
+  janus
   # The browser client's tests: a real Chromium (libwebrtc), headless, through WebDriver.
   chromium chromium-driver
 )

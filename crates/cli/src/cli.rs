@@ -450,10 +450,11 @@ pub struct LoadTestArgs {
     /// Signaling only, no media.
     #[arg(long)]
     pub no_media: bool,
-    /// Test this running server instead of starting one (needs the admin key).
+    /// Test this running server instead of starting one (needs the admin key); with --sfu
+    /// janus, the running Janus's HTTP API.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// The pid of the `--server`, to read its memory.
+    /// The pid of the `--server`, to read its memory and CPU time.
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// The admin key of `--server` (default: $ONSTAGE_ADMIN_KEY).
@@ -491,6 +492,47 @@ pub struct LoadTestArgs {
     /// next one's subscribing (0: back to back).
     #[arg(long, default_value_t = 400, value_name = "MS")]
     pub late_gap_ms: u64,
+    /// Media: the SFU to drive. `janus`: Janus's VideoRoom with the same probes and load,
+    /// through its HTTP API; with --server URL (its API, e.g. http://10.0.0.1:8088/janus)
+    /// a running Janus, else one started here in a network namespace (needs root).
+    #[arg(long, value_enum, default_value_t = SfuKind::Onstage)]
+    pub sfu: SfuKind,
+    /// Media: run our SFU and then this one under identical conditions (both in a network
+    /// namespace, the SFU pinned to one core and the probes to the others) and print the
+    /// figures side by side with their ratios. Needs root and Janus installed.
+    #[arg(long, value_enum, value_name = "SFU", conflicts_with_all = ["server", "sdk_clients"])]
+    pub compare: Option<PeerSfu>,
+    /// The Janus binary (a path, or a name looked up on PATH).
+    #[arg(long, value_name = "PATH", default_value = "janus")]
+    pub janus: PathBuf,
+    /// Media: the local address the probes bind to (the SFU must be reachable from it).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub bind_ip: std::net::IpAddr,
+}
+
+/// The SFU `load-test` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SfuKind {
+    /// Ours (`onstage serve`).
+    Onstage,
+    /// Janus's VideoRoom plugin.
+    Janus,
+}
+
+impl SfuKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SfuKind::Onstage => "onstage",
+            SfuKind::Janus => "janus",
+        }
+    }
+}
+
+/// Another SFU to compare ours with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeerSfu {
+    /// Janus's VideoRoom plugin.
+    Janus,
 }
 
 /// `ALLOWED`, `CAN_REQUEST`, `NOT_ALLOWED`; case and `-`/`_` do not matter.

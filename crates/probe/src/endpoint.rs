@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{DatagramRecv, Protocol, Receive};
@@ -40,6 +40,46 @@ impl Endpoint {
         bind_ip: IpAddr,
         lines: &[(MediaKind, Direction)],
     ) -> Result<(Endpoint, String), ProbeError> {
+        let mut ep = Self::bind(bind_ip).await?;
+        let mut api = ep.rtc.sdp_api();
+        for (kind, dir) in lines {
+            ep.mids
+                .push((api.add_media(*kind, *dir, None, None, None), *kind));
+        }
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| ProbeError::Sdp("nothing to offer".into()))?;
+        ep.pending = Some(pending);
+        Ok((ep, offer.to_sdp_string()))
+    }
+
+    /// Binds a socket on `bind_ip` and answers the peer's `offer` (as an SFU that offers
+    /// its subscriptions, Janus for one, wants). The offer's media lines are this
+    /// endpoint's, in the direction the offer implies (a sendonly line is received).
+    pub async fn answer(bind_ip: IpAddr, offer: &str) -> Result<(Endpoint, String), ProbeError> {
+        let mut ep = Self::bind(bind_ip).await?;
+        let parsed =
+            SdpOffer::from_sdp_string(offer).map_err(|e| ProbeError::Sdp(e.to_string()))?;
+        let answer = ep
+            .rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| ProbeError::Sdp(e.to_string()))?;
+        // The offer's audio and video lines, as str0m took them.
+        for mid in offer_mids(offer) {
+            if let Some(kind) = ep.rtc.media(mid).map(|m| m.kind()) {
+                ep.mids.push((mid, kind));
+            }
+        }
+        if ep.mids.is_empty() {
+            return Err(ProbeError::Negotiation("the offer has no media".into()));
+        }
+        Ok((ep, answer.to_sdp_string()))
+    }
+
+    /// A session with only H.264 and Opus, its socket on `bind_ip` (a free port) and that
+    /// socket as its one host candidate.
+    async fn bind(bind_ip: IpAddr) -> Result<Endpoint, ProbeError> {
         let socket = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).await?;
         let local = socket.local_addr()?;
         let mut config = Rtc::builder()
@@ -56,24 +96,13 @@ impl Endpoint {
         let candidate =
             Candidate::host(local, "udp").map_err(|e| ProbeError::Sdp(format!("{local}: {e}")))?;
         rtc.add_local_candidate(candidate);
-        let mut api = rtc.sdp_api();
-        let mut mids = Vec::new();
-        for (kind, dir) in lines {
-            mids.push((api.add_media(*kind, *dir, None, None, None), *kind));
-        }
-        let (offer, pending) = api
-            .apply()
-            .ok_or_else(|| ProbeError::Sdp("nothing to offer".into()))?;
-        Ok((
-            Endpoint {
-                rtc,
-                socket,
-                local,
-                mids,
-                pending: Some(pending),
-            },
-            offer.to_sdp_string(),
-        ))
+        Ok(Endpoint {
+            rtc,
+            socket,
+            local,
+            mids: Vec::new(),
+            pending: None,
+        })
     }
 
     /// Applies the server's answer.
@@ -124,6 +153,14 @@ impl Endpoint {
     pub fn kinds(&self) -> HashMap<Mid, MediaKind> {
         self.mids.iter().copied().collect()
     }
+}
+
+/// The `a=mid:` of each media section of an SDP, in order.
+fn offer_mids(sdp: &str) -> Vec<Mid> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+        .map(Mid::from)
+        .collect()
 }
 
 /// What a probe does with its session; the loop in [`run`] calls it.

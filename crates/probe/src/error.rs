@@ -9,6 +9,10 @@ pub enum ProbeError {
     /// The server refused the media call, or the signaling connection failed.
     #[error("signaling: {0}")]
     Signaling(#[from] ClientError),
+    /// Signaling through something other than an Onstage meeting (another SFU's API)
+    /// failed.
+    #[error("signaling: {0}")]
+    Peer(String),
     /// Our offer could not be made or the server's answer could not be applied.
     #[error("sdp: {0}")]
     Sdp(String),

@@ -12,7 +12,10 @@
 //!   Opus-sized audio. Every frame's first packet carries a [`shape::Stamp`] (frame number,
 //!   send time). Keyframes at start and whenever the SFU asks (PLI/FIR). It can keep
 //!   sending after the server closed its session, like a client that ignores a kick.
-//! - [`ProbeViewer`]: subscribes to one publisher (`media.subscribe`, recvonly) and counts:
+//!   [`ProbePublisher::start_with`] leaves the signaling to the caller (another SFU's API).
+//! - [`ProbeViewer`]: subscribes to one publisher (`media.subscribe`, recvonly), or answers
+//!   an SFU's offer of a subscription ([`ProbeViewer::answer`], as Janus's VideoRoom
+//!   offers), and counts:
 //!   packets per kind, loss by sequence numbers, time to the first video packet and to the
 //!   first keyframe, per-frame latency from the stamps, order, and whether the server
 //!   closed the session (and whether anything still arrived after that).

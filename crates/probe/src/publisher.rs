@@ -86,12 +86,29 @@ impl ProbePublisher {
         meeting: &Meeting,
         opts: PublisherOptions,
     ) -> Result<ProbePublisher, ProbeError> {
+        Self::start_with(opts, |offer| async move {
+            Ok(meeting.publish_offer(offer).await?)
+        })
+        .await
+    }
+
+    /// Like [`ProbePublisher::start`], with the signaling done by `signal`: it takes the
+    /// sendonly offer to the SFU (any SFU: Janus's VideoRoom `publish`, say) and returns
+    /// the SFU's answer.
+    pub async fn start_with<F, Fut>(
+        opts: PublisherOptions,
+        signal: F,
+    ) -> Result<ProbePublisher, ProbeError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<String, ProbeError>>,
+    {
         let mut lines = vec![(MediaKind::Video, Direction::SendOnly)];
         if opts.audio {
             lines.insert(0, (MediaKind::Audio, Direction::SendOnly));
         }
         let (mut ep, offer) = Endpoint::offer(opts.bind_ip, &lines).await?;
-        let answer = meeting.publish_offer(offer).await?;
+        let answer = signal(offer).await?;
         ep.accept(&answer)?;
         let video = Track::of(&mut ep, MediaKind::Video)?;
         let audio = if opts.audio {

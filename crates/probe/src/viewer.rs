@@ -146,6 +146,23 @@ impl ProbeViewer {
         let (mut ep, offer) = Endpoint::offer(opts.bind_ip, &lines).await?;
         let answer = meeting.subscribe_offer(publisher, offer).await?;
         ep.accept(&answer)?;
+        Ok(Self::spawn(ep, started, &opts))
+    }
+
+    /// Answers an SFU's `offer` of a subscription (the SFU offers, as Janus does): receives
+    /// what the offer sends. Returns the viewer, already running, and the answer for the
+    /// caller to deliver. `started` is when the caller asked for the subscription (the
+    /// start of [`ViewerStats::time_to_first_keyframe`]); `answered_at` is now.
+    pub async fn answer(
+        offer: &str,
+        started: Instant,
+        opts: ViewerOptions,
+    ) -> Result<(ProbeViewer, String), ProbeError> {
+        let (ep, answer) = Endpoint::answer(opts.bind_ip, offer).await?;
+        Ok((Self::spawn(ep, started, &opts), answer))
+    }
+
+    fn spawn(ep: Endpoint, started: Instant, opts: &ViewerOptions) -> ProbeViewer {
         let stats = Arc::new(Mutex::new(ViewerStats {
             started_at: Some(started),
             answered_at: Some(Instant::now()),
@@ -163,11 +180,11 @@ impl ProbeViewer {
             connected_tx,
             closed_tx,
         };
-        Ok(ProbeViewer {
+        ProbeViewer {
             stats,
             connected,
             session: Session::spawn(ep, role, closed),
-        })
+        }
     }
 
     /// Everything counted so far (a copy, latencies included).

@@ -1,5 +1,6 @@
 //! `onstage load-test`: the signaling benchmark (`--no-media`); the SFU benchmark with
-//! probe endpoints (`--viewers N`, in [`media`]); real SDK clients (`--sdk-clients`).
+//! probe endpoints (`--viewers N`, in [`media`]), also on Janus and side by side with it
+//! (`--sfu janus`, `--compare janus`, in [`compare`]); real SDK clients (`--sdk-clients`).
 //!
 //! The signaling benchmark:
 //!
@@ -25,11 +26,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::cli::LoadTestArgs;
+use crate::cli::{LoadTestArgs, SfuKind};
 use crate::output;
 use onstage_client::AdminClient;
 use onstage_proto::rest::{AddParticipant, CreateMeeting};
 
+mod compare;
+mod janus;
+mod lab;
 mod media;
 
 /// How long one stage change may take to reach everyone before the run fails.
@@ -60,13 +64,25 @@ pub(crate) struct ChildServer {
 impl ChildServer {
     pub(crate) async fn start(admin_key: &str) -> Result<(ChildServer, String), ErrorBody> {
         let exe = std::env::current_exe().map_err(|e| fail(format!("own path: {e}")))?;
+        Self::start_with(Command::new(exe), "127.0.0.1:0", &[], admin_key).await
+    }
+
+    /// `command` (this binary, perhaps behind `ip netns exec` and `taskset`) `serve`s on
+    /// `listen` with `extra` arguments.
+    pub(crate) async fn start_with(
+        mut command: Command,
+        listen: &str,
+        extra: &[&str],
+        admin_key: &str,
+    ) -> Result<(ChildServer, String), ErrorBody> {
         let data = std::env::temp_dir().join(format!("onstage-load-{}", std::process::id()));
-        let mut child = Command::new(exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        let mut child = command
+            .args(["serve", "--listen", listen, "--data"])
             .arg(&data)
             // The rounds join and leave the stage back to back, far faster than anyone
             // does: a budget this size keeps what is measured the media, not the waits.
             .args(["--broadcast-burst", "1000"])
+            .args(extra)
             .env("ONSTAGE_ADMIN_KEY", admin_key)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -164,6 +180,9 @@ pub(crate) fn round3(x: f64) -> f64 {
 async fn load_test(args: LoadTestArgs) -> Result<Value, ErrorBody> {
     if args.sdk_clients {
         return super::client_bench::run(&args).await;
+    }
+    if args.compare.is_some() || (args.sfu == SfuKind::Janus && args.server.is_none()) {
+        return compare::run(&args).await;
     }
     if args.viewers > 0 {
         return media::run(&args).await;

@@ -1,23 +1,30 @@
-//! `onstage load-test --publishers M --viewers N --duration SECS`: the SFU benchmark.
+//! `onstage load-test --publishers M --viewers N --duration SECS`: the SFU benchmark, on
+//! our SFU or (`--sfu janus`) on Janus's VideoRoom, with the same probes and load.
 //!
-//! M participants (host preset) join the stage one after another while N viewers wait;
-//! every viewer subscribes to a publisher as soon as it sees it go ON_STAGE. Publishers
-//! and viewers are [`onstage_probe`] endpoints (real WebRTC, synthetic H.264-shaped
-//! video and Opus-sized audio, nothing encoded or decoded), so this process stays light
-//! and the figures are the server's. Measured:
+//! M publishers go live one after another while N viewers wait; every viewer subscribes
+//! to a publisher as soon as it learns it is live (on our SFU: it sees it go ON_STAGE; on
+//! Janus: its feed is published). Publishers and viewers are [`onstage_probe`] endpoints
+//! (real WebRTC, synthetic H.264-shaped video and Opus-sized audio, nothing encoded or
+//! decoded), so this process stays light and the figures are the server's. What differs
+//! between the two SFUs is only signaling, behind [`Sfu`]; everything measured is here,
+//! once. Measured:
 //!
-//! 1. Stage join -> first frame: from the publisher's `stage.join` call to each viewer's
-//!    first keyframe packet of it (includes the viewers' subscriptions and connections).
+//! 1. Stage join -> first frame: from the publisher's join call (`stage.join`, or Janus's
+//!    publisher `join`) to each viewer's first keyframe packet of it (includes the
+//!    viewers' subscriptions and connections).
 //! 2. A steady window of `--duration` seconds: the server's CPU time (utime + stime from
-//!    `/proc/<pid>/stat`), packets forwarded (`onstage_sfu_forwarded_packets_total` before
-//!    and after), hence microseconds of server CPU per forwarded packet and viewers per
-//!    core; packet latency (send -> arrival, first packet of each frame) at the viewers.
+//!    `/proc/<pid>/stat`), packets delivered to the viewers (counted by the viewers, the
+//!    same for both SFUs) and, on ours, packets forwarded
+//!    (`onstage_sfu_forwarded_packets_total`), hence microseconds of server CPU per packet
+//!    and viewers per core; packet latency (send -> arrival, first packet of each frame)
+//!    at the viewers.
 //! 3. `--late-viewers` viewers subscribing to the live stage one after another (400 ms
 //!    apart): time from the subscribe call to their first keyframe packet.
 //!
 //! Loss is counted per viewer by sequence numbers from its first packet to its last, over
 //! the whole run, repairs (NACK/RTX) counting as received.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,8 +34,9 @@ use onstage_proto::{ErrorBody, ErrorCode};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
+use super::janus::{self, Janus};
 use super::{cpu_seconds, fail, percentile, round3, rss_kib};
-use crate::cli::LoadTestArgs;
+use crate::cli::{LoadTestArgs, SfuKind};
 use onstage_client::AdminClient;
 use onstage_proto::rest::{AddParticipant, CreateMeeting};
 
@@ -37,8 +45,60 @@ const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One viewer's subscriptions, by publisher index.
 struct Viewer {
-    meeting: Meeting,
     probes: Vec<Option<ProbeViewer>>,
+}
+
+/// A viewer's subscription to a publisher as it came out: (viewer, publisher, probe).
+pub(super) type Subscribed = (usize, usize, Result<ProbeViewer, String>);
+
+/// The SFU under test as the benchmark drives it: signaling only (publishing, subscribing),
+/// never measuring.
+pub(super) trait Sfu {
+    /// Sets up the meeting (or room) and everyone in it. From then on, viewers subscribe to
+    /// each publisher as soon as they learn it is live, and send what came of it on `subs`.
+    async fn prepare(&mut self, subs: mpsc::UnboundedSender<Subscribed>) -> Result<(), ErrorBody>;
+    /// Publisher `pi` goes live: returns when its join call was answered, and the
+    /// publisher, once connected.
+    async fn go_live(
+        &mut self,
+        pi: usize,
+        opts: PublisherOptions,
+    ) -> Result<(Instant, ProbePublisher), ErrorBody>;
+    /// Late viewer `li` subscribes to the first publisher.
+    async fn late_viewer(&mut self, li: usize) -> Result<ProbeViewer, ErrorBody>;
+    /// The server's own count of packets forwarded so far, if it keeps one.
+    async fn forwarded_packets(&self) -> Option<f64>;
+    /// Everyone leaves.
+    async fn finish(self);
+}
+
+/// What the benchmark's shape is, whichever SFU runs it.
+#[derive(Debug, Clone)]
+struct Shape {
+    publishers: usize,
+    viewers: usize,
+    late: usize,
+    join_concurrency: usize,
+    bind_ip: IpAddr,
+}
+
+impl Shape {
+    fn of(args: &LoadTestArgs) -> Shape {
+        Shape {
+            publishers: args.publishers,
+            viewers: args.viewers,
+            late: args.late_viewers,
+            join_concurrency: args.join_concurrency.max(1),
+            bind_ip: args.bind_ip,
+        }
+    }
+
+    fn viewer_options(&self) -> ViewerOptions {
+        ViewerOptions {
+            bind_ip: self.bind_ip,
+            ..ViewerOptions::default()
+        }
+    }
 }
 
 pub(super) async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
@@ -49,95 +109,42 @@ pub(super) async fn run(args: &LoadTestArgs) -> Result<Value, ErrorBody> {
             "need --publishers >= 1, --viewers >= 1 and --duration >= 1",
         ));
     }
-    let (child, url, key, pid) = super::server_under_test(args).await?;
-    let result = bench(args, &url, &key, pid).await;
-    if let Some(child) = child {
-        child.stop().await;
+    match args.sfu {
+        SfuKind::Onstage => {
+            let (child, url, key, pid) = super::server_under_test(args).await?;
+            let sfu = OnstageSfu::new(Shape::of(args), &url, &key)?;
+            let result = bench(args, sfu, pid).await;
+            if let Some(child) = child {
+                child.stop().await;
+            }
+            result
+        }
+        SfuKind::Janus => {
+            let url = args.server.as_deref().ok_or_else(|| {
+                ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "--sfu janus drives a running Janus with --server URL (its HTTP API, \
+                     e.g. http://10.0.0.1:8088/janus)",
+                )
+            })?;
+            let sfu = JanusSfu::connect(Shape::of(args), url).await?;
+            bench(args, sfu, args.server_pid).await
+        }
     }
-    result
 }
 
-async fn bench(
+async fn bench<S: Sfu>(
     args: &LoadTestArgs,
-    url: &str,
-    key: &str,
+    mut sfu: S,
     pid: Option<u32>,
 ) -> Result<Value, ErrorBody> {
     let (m, n, late) = (args.publishers, args.viewers, args.late_viewers);
-    let admin = AdminClient::new(url, key)?;
-    let max_on_stage = u32::try_from(m).unwrap_or(u32::MAX).max(25);
-    let request = CreateMeeting {
-        title: "media load test".into(),
-        max_on_stage: Some(max_on_stage),
-    };
-    let meeting_id = admin.create_meeting(&request).await?.id.to_string();
-
-    // Everyone registers and joins first: publishers, waiting viewers, late viewers.
     let join_started = Instant::now();
-    let gate = Arc::new(Semaphore::new(args.join_concurrency.max(1)));
-    let mut joins = Vec::with_capacity(m + n + late);
-    for i in 0..m + n + late {
-        let (admin, meeting_id, url, gate) = (
-            admin.clone(),
-            meeting_id.clone(),
-            url.to_owned(),
-            gate.clone(),
-        );
-        joins.push(tokio::spawn(async move {
-            let _permit = gate.acquire().await;
-            let (name, preset) = if i < m {
-                (format!("pub-{i}"), "host")
-            } else {
-                (format!("viewer-{}", i - m), "viewer")
-            };
-            let p = admin
-                .add_participant(&meeting_id, &AddParticipant::new(name, preset))
-                .await?;
-            Meeting::join(&url, &p.token)
-                .await
-                .map_err(|e| fail(format!("join failed: {e}")))
-        }));
-    }
-    let mut meetings = Vec::with_capacity(joins.len());
-    for j in joins {
-        meetings.push(j.await.map_err(|e| fail(e.to_string()))??);
-    }
-    let join_all_secs = join_started.elapsed().as_secs_f64();
-    let late_meetings = meetings.split_off(m + n);
-    let viewer_meetings = meetings.split_off(m);
-    let publisher_meetings = meetings;
-    let publisher_ids: Vec<UserId> = publisher_meetings.iter().map(|p| p.user_id()).collect();
-
-    // Viewers subscribe to whoever goes ON_STAGE, as an app would.
     let (sub_tx, mut sub_rx) = mpsc::unbounded_channel();
-    for (vi, vm) in viewer_meetings.iter().enumerate() {
-        let mut events = vm.events();
-        let (vm, ids, tx) = (vm.clone(), publisher_ids.clone(), sub_tx.clone());
-        tokio::spawn(async move {
-            while let Some(e) = events.recv().await {
-                let MeetingEvent::ParticipantStageStatus { user_id, status } = e else {
-                    continue;
-                };
-                let Some(pi) = ids.iter().position(|id| *id == user_id) else {
-                    continue;
-                };
-                if status != StageStatus::OnStage {
-                    continue;
-                }
-                let (vm, tx) = (vm.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let probe =
-                        ProbeViewer::start_with(&vm, &user_id, ViewerOptions::default()).await;
-                    let _ = tx.send((vi, pi, probe));
-                });
-            }
-        });
-    }
-    drop(sub_tx);
-    let mut viewers: Vec<Viewer> = viewer_meetings
-        .into_iter()
-        .map(|meeting| Viewer {
-            meeting,
+    sfu.prepare(sub_tx).await?;
+    let join_all_secs = join_started.elapsed().as_secs_f64();
+    let mut viewers: Vec<Viewer> = (0..n)
+        .map(|_| Viewer {
             probes: (0..m).map(|_| None).collect(),
         })
         .collect();
@@ -150,21 +157,17 @@ async fn bench(
     let mut steps: [Vec<f64>; 5] = Default::default();
     let mut subscribe_failures = 0usize;
     let mut missing_first_frame = 0usize;
-    for (pi, pm) in publisher_meetings.iter().enumerate() {
+    let mut failed = vec![vec![false; m]; n];
+    for pi in 0..m {
         let t0 = Instant::now();
         let ms = |at: Instant| at.saturating_duration_since(t0).as_secs_f64() * 1e3;
-        pm.stage()
-            .join()
-            .await
-            .map_err(|e| fail(format!("stage join: {e}")))?;
-        steps[0].push(ms(Instant::now()));
         let opts = PublisherOptions {
             video_bitrate_bps: u64::from(args.video_bitrate),
+            bind_ip: args.bind_ip,
             ..PublisherOptions::default()
         };
-        let publisher = ProbePublisher::start(pm, opts)
-            .await
-            .map_err(|e| fail(format!("publisher {pi}: {e}")))?;
+        let (joined, publisher) = sfu.go_live(pi, opts).await?;
+        steps[0].push(ms(joined));
         steps[1].push(ms(publisher.connected_at()));
         publishers.push(publisher);
         let deadline = t0 + FIRST_FRAME_TIMEOUT;
@@ -176,12 +179,19 @@ async fn bench(
                     Ok(probe) => viewers[vi].probes[p] = Some(probe),
                     Err(e) => {
                         subscribe_failures += 1;
+                        failed[vi][p] = true;
                         tracing::warn!(viewer = vi, error = %e, "subscribe failed");
                     }
                 }
             }
             for (vi, v) in viewers.iter().enumerate() {
                 if got[vi] {
+                    continue;
+                }
+                // A failed subscription is counted as such, not waited for.
+                if failed[vi][pi] {
+                    got[vi] = true;
+                    pending -= 1;
                     continue;
                 }
                 if let Some(at) = v.probes[pi].as_ref().and_then(|p| p.first_keyframe_at()) {
@@ -208,7 +218,6 @@ async fn bench(
 
     // 2. The steady window.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let http = reqwest::Client::new();
     let latency_marks: Vec<Vec<usize>> = viewers
         .iter()
         .map(|v| {
@@ -220,12 +229,23 @@ async fn bench(
         .collect();
     let cpu_before = pid.and_then(cpu_seconds);
     let own_before = cpu_seconds(std::process::id());
-    let fwd_before = metric(&http, url, "onstage_sfu_forwarded_packets_total").await;
+    let fwd_before = sfu.forwarded_packets().await;
+    let delivered_before = delivered(&viewers);
     let window_start = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let cpu_after = pid.and_then(cpu_seconds);
     let own_after = cpu_seconds(std::process::id());
-    let fwd_after = metric(&http, url, "onstage_sfu_forwarded_packets_total").await;
+    let fwd_after = sfu.forwarded_packets().await;
+    let delivered_after = delivered(&viewers);
+    let delivered_packets = (delivered_after.iter().sum::<u64>() as f64
+        - delivered_before.iter().sum::<u64>() as f64)
+        .max(0.0);
+    // Subscriptions that got media in the window: every one, when all went well.
+    let with_media = delivered_after
+        .iter()
+        .zip(&delivered_before)
+        .filter(|(a, b)| a > b)
+        .count();
     let wall = window_start.elapsed().as_secs_f64();
     let rss = pid.and_then(rss_kib);
 
@@ -253,10 +273,16 @@ async fn bench(
     // 3. Late viewers join the live stage one after another.
     let mut late_ms = Vec::with_capacity(late);
     let mut late_probes = Vec::with_capacity(late);
-    for lm in &late_meetings {
-        let probe = ProbeViewer::start(lm, &publisher_ids[0])
-            .await
-            .map_err(|e| fail(format!("late viewer: {e}")))?;
+    let mut late_failures = 0usize;
+    for li in 0..late {
+        let probe = match sfu.late_viewer(li).await {
+            Ok(probe) => probe,
+            Err(e) => {
+                late_failures += 1;
+                tracing::warn!(viewer = li, error = %e.message, "late viewer failed");
+                continue;
+            }
+        };
         let deadline = Instant::now() + FIRST_FRAME_TIMEOUT;
         while probe.first_keyframe_at().is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -280,10 +306,12 @@ async fn bench(
         (Some(b), Some(a)) => Some((a - b).max(0.0)),
         _ => None,
     };
-    let us_per_packet = match (server_cpu, forwarded) {
+    let per_packet = |packets: Option<f64>| match (server_cpu, packets) {
         (Some(c), Some(f)) if f > 0.0 => Some(round3(c * 1e6 / f)),
         _ => None,
     };
+    let us_per_packet = per_packet(forwarded);
+    let us_per_delivered = per_packet(Some(delivered_packets));
     let core_fraction = server_cpu.map(|c| c / wall);
     // Viewers one core could serve at this load: for one publisher N / core fraction; with
     // more publishers each viewer holds M subscriptions, so count subscriptions too.
@@ -317,12 +345,15 @@ async fn bench(
     };
     let report = json!({
         "event": "load_test_media",
+        "sfu": args.sfu.name(),
         "publishers": m,
         "viewers": n,
         "subscriptions": m * n,
         "duration_secs": args.duration,
         "join_all_secs": round3(join_all_secs),
         "subscribe_failures": subscribe_failures,
+        "subscriptions_with_media": with_media,
+        "late_viewer_failures": late_failures,
         "stage_join_to_first_frame_ms": dist(&join_to_frame_ms),
         "stage_join_steps_ms": {
             "join_replied": dist(&steps[0]),
@@ -340,6 +371,9 @@ async fn bench(
             "forwarded_packets": forwarded,
             "forwarded_per_sec": forwarded.map(|f| (f / wall).round()),
             "us_per_forwarded_packet": us_per_packet,
+            "delivered_packets": delivered_packets,
+            "delivered_per_sec": (delivered_packets / wall).round(),
+            "us_per_delivered_packet": us_per_delivered,
             "viewers_per_core": viewers_per_core,
             "subscriptions_per_core": subscriptions_per_core,
             "load_test_process_cpu_secs": own_cpu.map(round3),
@@ -369,15 +403,27 @@ async fn bench(
         for p in v.probes.into_iter().flatten() {
             drop(p);
         }
-        let _ = v.meeting.leave().await;
     }
     for p in publishers {
         p.stop().await;
     }
-    for pm in publisher_meetings.iter().chain(&late_meetings) {
-        let _ = pm.leave().await;
-    }
+    sfu.finish().await;
     Ok(report)
+}
+
+/// Packets each subscription (viewer by publisher; 0 for one that failed) has received so
+/// far, all kinds.
+fn delivered(viewers: &[Viewer]) -> Vec<u64> {
+    viewers
+        .iter()
+        .flat_map(|v| v.probes.iter())
+        .map(|p| {
+            p.as_ref().map_or(0, |p| {
+                let s = p.stats();
+                s.audio.packets + s.video.packets
+            })
+        })
+        .collect()
 }
 
 /// An unlabelled metric from the server's `/metrics`.
@@ -394,4 +440,289 @@ async fn metric(http: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
         let (key, value) = line.split_once(' ')?;
         (key == name).then(|| value.trim().parse().ok())?
     })
+}
+
+/// Our SFU: one meeting, publishers with the host preset who join the stage, viewers who
+/// subscribe when they see a publisher go ON_STAGE, as an app would.
+struct OnstageSfu {
+    shape: Shape,
+    url: String,
+    admin: AdminClient,
+    http: reqwest::Client,
+    publishers: Vec<Meeting>,
+    viewers: Vec<Meeting>,
+    late: Vec<Meeting>,
+    publisher_ids: Vec<UserId>,
+}
+
+impl OnstageSfu {
+    fn new(shape: Shape, url: &str, key: &str) -> Result<OnstageSfu, ErrorBody> {
+        Ok(OnstageSfu {
+            shape,
+            url: url.to_owned(),
+            admin: AdminClient::new(url, key)?,
+            http: reqwest::Client::new(),
+            publishers: Vec::new(),
+            viewers: Vec::new(),
+            late: Vec::new(),
+            publisher_ids: Vec::new(),
+        })
+    }
+}
+
+/// Joins with `token`, trying again for a while: from one address (the lab's client host)
+/// a join storm outruns the server's per-source rate of new connections (a burst of 128,
+/// then 32 a second), which refuses the excess rather than queueing it.
+async fn join_patiently(url: &str, token: &str) -> Result<Meeting, ErrorBody> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut attempt = 0u32;
+    loop {
+        match Meeting::join(url, token).await {
+            Ok(m) => return Ok(m),
+            Err(e) if Instant::now() < deadline => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "join refused, trying again");
+                let pause = Duration::from_millis(200 * u64::from(attempt.min(5)));
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(fail(format!("join failed: {e}"))),
+        }
+    }
+}
+
+impl Sfu for OnstageSfu {
+    async fn prepare(&mut self, subs: mpsc::UnboundedSender<Subscribed>) -> Result<(), ErrorBody> {
+        let Shape {
+            publishers: m,
+            viewers: n,
+            late,
+            ..
+        } = self.shape;
+        let max_on_stage = u32::try_from(m).unwrap_or(u32::MAX).max(25);
+        let request = CreateMeeting {
+            title: "media load test".into(),
+            max_on_stage: Some(max_on_stage),
+        };
+        let meeting_id = self.admin.create_meeting(&request).await?.id.to_string();
+
+        // Everyone registers and joins first: publishers, waiting viewers, late viewers.
+        let gate = Arc::new(Semaphore::new(self.shape.join_concurrency));
+        let mut joins = Vec::with_capacity(m + n + late);
+        for i in 0..m + n + late {
+            let (admin, meeting_id, url, gate) = (
+                self.admin.clone(),
+                meeting_id.clone(),
+                self.url.clone(),
+                gate.clone(),
+            );
+            joins.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await;
+                let (name, preset) = if i < m {
+                    (format!("pub-{i}"), "host")
+                } else {
+                    (format!("viewer-{}", i - m), "viewer")
+                };
+                let p = admin
+                    .add_participant(&meeting_id, &AddParticipant::new(name, preset))
+                    .await?;
+                join_patiently(&url, &p.token).await
+            }));
+        }
+        let mut meetings = Vec::with_capacity(joins.len());
+        for j in joins {
+            meetings.push(j.await.map_err(|e| fail(e.to_string()))??);
+        }
+        self.late = meetings.split_off(m + n);
+        self.viewers = meetings.split_off(m);
+        self.publishers = meetings;
+        self.publisher_ids = self.publishers.iter().map(|p| p.user_id()).collect();
+
+        for (vi, vm) in self.viewers.iter().enumerate() {
+            let mut events = vm.events();
+            let (vm, ids, tx) = (vm.clone(), self.publisher_ids.clone(), subs.clone());
+            let opts = self.shape.viewer_options();
+            tokio::spawn(async move {
+                while let Some(e) = events.recv().await {
+                    let MeetingEvent::ParticipantStageStatus { user_id, status } = e else {
+                        continue;
+                    };
+                    let Some(pi) = ids.iter().position(|id| *id == user_id) else {
+                        continue;
+                    };
+                    if status != StageStatus::OnStage {
+                        continue;
+                    }
+                    let (vm, tx, opts) = (vm.clone(), tx.clone(), opts.clone());
+                    tokio::spawn(async move {
+                        let probe = ProbeViewer::start_with(&vm, &user_id, opts)
+                            .await
+                            .map_err(|e| e.to_string());
+                        let _ = tx.send((vi, pi, probe));
+                    });
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn go_live(
+        &mut self,
+        pi: usize,
+        opts: PublisherOptions,
+    ) -> Result<(Instant, ProbePublisher), ErrorBody> {
+        let pm = &self.publishers[pi];
+        pm.stage()
+            .join()
+            .await
+            .map_err(|e| fail(format!("stage join: {e}")))?;
+        let joined = Instant::now();
+        let publisher = ProbePublisher::start(pm, opts)
+            .await
+            .map_err(|e| fail(format!("publisher {pi}: {e}")))?;
+        Ok((joined, publisher))
+    }
+
+    async fn late_viewer(&mut self, li: usize) -> Result<ProbeViewer, ErrorBody> {
+        ProbeViewer::start_with(
+            &self.late[li],
+            &self.publisher_ids[0],
+            self.shape.viewer_options(),
+        )
+        .await
+        .map_err(|e| fail(format!("late viewer: {e}")))
+    }
+
+    async fn forwarded_packets(&self) -> Option<f64> {
+        metric(&self.http, &self.url, "onstage_sfu_forwarded_packets_total").await
+    }
+
+    async fn finish(self) {
+        for m in self
+            .viewers
+            .iter()
+            .chain(&self.publishers)
+            .chain(&self.late)
+        {
+            let _ = m.leave().await;
+        }
+    }
+}
+
+/// Janus's VideoRoom: one room, a handle per publisher and per subscription, all in one
+/// session; viewers subscribe to a feed as soon as it is published, a bounded number at
+/// once.
+struct JanusSfu {
+    shape: Shape,
+    janus: Arc<Janus>,
+    room: u64,
+    subs: Option<mpsc::UnboundedSender<Subscribed>>,
+    feeds: Vec<u64>,
+}
+
+impl JanusSfu {
+    async fn connect(shape: Shape, url: &str) -> Result<JanusSfu, ErrorBody> {
+        let janus = Janus::connect(url).await?;
+        Ok(JanusSfu {
+            shape,
+            janus: Arc::new(janus),
+            room: 1000 + u64::from(std::process::id() % 100_000),
+            subs: None,
+            feeds: Vec::new(),
+        })
+    }
+}
+
+/// One subscription on Janus: attach, join as subscriber to `feed` (Janus offers), answer,
+/// start.
+async fn janus_subscribe(
+    janus: &Janus,
+    room: u64,
+    feed: u64,
+    opts: ViewerOptions,
+) -> Result<ProbeViewer, String> {
+    let started = Instant::now();
+    let handle = janus.attach().await?;
+    // Janus knows the feed once the publisher's session is up on its side too, a moment
+    // after ours: until then it says "No such feed".
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let offer = loop {
+        match janus.subscribe(handle, room, feed).await {
+            Err(e) if e.contains("No such feed") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            got => break got?,
+        }
+    };
+    let (viewer, answer) = ProbeViewer::answer(&offer, started, opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    janus.start(handle, room, &answer).await?;
+    Ok(viewer)
+}
+
+impl Sfu for JanusSfu {
+    async fn prepare(&mut self, subs: mpsc::UnboundedSender<Subscribed>) -> Result<(), ErrorBody> {
+        self.janus
+            .create_room(self.room, self.shape.publishers)
+            .await
+            .map_err(|e| fail(format!("Janus room: {e}")))?;
+        self.subs = Some(subs);
+        Ok(())
+    }
+
+    async fn go_live(
+        &mut self,
+        pi: usize,
+        opts: PublisherOptions,
+    ) -> Result<(Instant, ProbePublisher), ErrorBody> {
+        let handle = self
+            .janus
+            .attach()
+            .await
+            .map_err(|e| fail(format!("Janus attach: {e}")))?;
+        let (janus, room) = (self.janus.clone(), self.room);
+        let feed = janus
+            .join_publisher(handle, room, &format!("pub-{pi}"))
+            .await
+            .map_err(|e| fail(format!("Janus publisher join: {e}")))?;
+        let joined = Instant::now();
+        self.feeds.push(feed);
+        let publisher = ProbePublisher::start_with(opts, |offer| async move {
+            janus.publish(handle, &offer).await.map_err(janus::peer)
+        })
+        .await
+        .map_err(|e| fail(format!("publisher {pi}: {e}")))?;
+        // The feed is live: every viewer subscribes, a bounded number at once.
+        let gate = Arc::new(Semaphore::new(self.shape.join_concurrency));
+        for vi in 0..self.shape.viewers {
+            let (janus, gate, subs) = (self.janus.clone(), gate.clone(), self.subs.clone());
+            let opts = self.shape.viewer_options();
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await;
+                let probe = janus_subscribe(&janus, room, feed, opts).await;
+                if let Some(subs) = subs {
+                    let _ = subs.send((vi, pi, probe));
+                }
+            });
+        }
+        Ok((joined, publisher))
+    }
+
+    async fn late_viewer(&mut self, _li: usize) -> Result<ProbeViewer, ErrorBody> {
+        let feed = *self
+            .feeds
+            .first()
+            .ok_or_else(|| fail("no publisher to watch"))?;
+        janus_subscribe(&self.janus, self.room, feed, self.shape.viewer_options())
+            .await
+            .map_err(|e| fail(format!("late viewer: {e}")))
+    }
+
+    async fn forwarded_packets(&self) -> Option<f64> {
+        None
+    }
+
+    async fn finish(self) {
+        self.janus.destroy().await;
+    }
 }
