@@ -18,6 +18,7 @@
 //! room checks) and are closed the moment the participant leaves the stage or its
 //! connection drops. A datagram no live session accepts is dropped and counted.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +73,39 @@ const AUDIO_BITRATE: u64 = 40_000;
 pub enum Notice {
     /// The simulcast layers (RIDs) someone takes now: the others may pause.
     Layers(Vec<String>),
+}
+
+/// Which way a session's media goes, as the call that made it means: a publication's
+/// media comes in only, a subscription's goes out only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Publication,
+    Subscription,
+}
+
+impl Side {
+    /// The offer as its call means it: a `sendrecv` media line is taken as `sendonly` in a
+    /// publication's offer (the SFU answers `recvonly`) and as `recvonly` in a
+    /// subscription's (answered `sendonly`). str0m would answer `sendrecv`, which the
+    /// API does not promise, and which tells a viewer's stack to send on a subscription.
+    fn read(self, offer: &str) -> Cow<'_, str> {
+        if !offer.lines().any(|l| l.trim_end() == "a=sendrecv") {
+            return Cow::Borrowed(offer);
+        }
+        let meant = match self {
+            Side::Publication => "a=sendonly",
+            Side::Subscription => "a=recvonly",
+        };
+        let lines = offer.split_inclusive('\n').map(|line| {
+            let body = line.trim_end_matches(['\r', '\n']);
+            if body == "a=sendrecv" {
+                Cow::Owned(format!("{meant}{}", &line[body.len()..]))
+            } else {
+                Cow::Borrowed(line)
+            }
+        });
+        Cow::Owned(lines.collect())
+    }
 }
 
 /// A participant of a meeting: who owns a session.
@@ -334,7 +368,7 @@ impl Engine {
         }
         let layers = PublishedLayers::simulcast(&offered_rids(offer), described)
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let (rtc, answer) = self.accept(offer, false, now)?;
+        let (rtc, answer) = self.accept(offer, Side::Publication, false, now)?;
         self.unpublish(&key);
         let id = self.insert(
             rtc,
@@ -394,7 +428,7 @@ impl Engine {
             Some(Role::Publication { layers, .. }) => layers.is_simulcast(),
             _ => true,
         };
-        let (rtc, answer) = self.accept(offer, layered, now)?;
+        let (rtc, answer) = self.accept(offer, Side::Subscription, layered, now)?;
         self.unsubscribe(&subscriber, &publisher);
         // The lowest layer first, for a picture at once; the allocator raises it.
         let mut switch = LayerSwitch::new();
@@ -917,12 +951,18 @@ impl Engine {
         }
     }
 
-    /// Accepts an offer. A subscription's session (`bwe`) estimates the bandwidth to its
-    /// viewer from TWCC feedback, for the layer allocation.
-    fn accept(&mut self, offer: &str, bwe: bool, now: Instant) -> Result<(Rtc, String), SfuError> {
+    /// Accepts an offer for `side`. A subscription's session (`bwe`) estimates the
+    /// bandwidth to its viewer from TWCC feedback, for the layer allocation.
+    fn accept(
+        &mut self,
+        offer: &str,
+        side: Side,
+        bwe: bool,
+        now: Instant,
+    ) -> Result<(Rtc, String), SfuError> {
         let reach = PeerReach::of(offer);
-        let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(&side.read(offer))
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
         let mut config = rtc_config();
         if bwe {
             // Peer stats carry str0m's raw estimate and the loss its TWCC feedback shows:
@@ -2127,6 +2167,42 @@ mod tests {
             .expect_err("video not allowed");
         assert!(matches!(e, SfuError::NotAllowed(_)));
         assert_eq!(net.engine.counts(), (0, 0));
+    }
+
+    /// A peer that offers `sendrecv` gets the direction its call means: a publication
+    /// only receives, a subscription only sends (and the peer's stack takes the answer).
+    #[test]
+    fn a_sendrecv_offer_is_answered_with_the_direction_the_call_means() {
+        let directions = |sdp: &str| -> Vec<String> {
+            sdp.lines()
+                .map(str::trim_end)
+                .filter(|l| ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"].contains(l))
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut net = Net::new();
+        let now = net.now;
+        let publisher = net.client();
+        let (offer, pending) = net.clients[publisher].offer(Direction::SendRecv);
+        assert_eq!(directions(&offer), ["a=sendrecv", "a=sendrecv"]);
+        let published = net
+            .engine
+            .publish(key("host"), &offer, &[], MediaKinds::BOTH, now)
+            .expect("answered");
+        assert_eq!(directions(&published.answer), ["a=recvonly", "a=recvonly"]);
+        net.clients[publisher].accept(pending, &published.answer);
+        let viewer = net.client();
+        let (offer, pending) = net.clients[viewer].offer(Direction::SendRecv);
+        let answer = net
+            .engine
+            .subscribe(key("viewer"), key("host"), &offer, now)
+            .expect("answered");
+        assert_eq!(directions(&answer), ["a=sendonly", "a=sendonly"]);
+        net.clients[viewer].accept(pending, &answer);
+        // Offers that say what they mean are read as they are.
+        let other = net.client();
+        let (offer, _) = net.clients[other].offer(Direction::RecvOnly);
+        assert!(matches!(Side::Subscription.read(&offer), Cow::Borrowed(_)));
     }
 
     /// Found by fuzzing: a recvonly offer whose audio line also maps the video line's
