@@ -87,6 +87,10 @@ def host_scenario():
         later = until(app, lambda d: frames(d, f"tile-{uid}") >= first + 10 and frames(d, f"tile-{uid}"),
                       "more pictures in the tile")
         log("tile frames", first, "->", later)
+        # The tile's reception mark, from the desktop SDK's judgement of what arrives: on
+        # this free link, good once the first seconds are judged.
+        until(app, lambda d: testid(d, f"reception-{uid}").get_attribute("data-reception") == "good",
+              "a good reception mark on the tile")
 
         # A second viewer waits in the queue while the first is on stage: the picture for
         # the README.
