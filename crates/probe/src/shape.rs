@@ -101,21 +101,9 @@ pub fn audio_packet(counter: u64, size: usize) -> Vec<u8> {
     p
 }
 
-/// Can a decoder that has seen nothing start at this payload? (An SPS, or an IDR slice
-/// start, alone, in a STAP-A or as the first FU-A fragment: what the SFU gates on.)
-pub fn starts_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    match first & 0x1f {
-        NAL_SPS | NAL_IDR => true,
-        NAL_STAP_A => stap_a_units(&payload[1..]).any(|u| matches!(u[0] & 0x1f, NAL_SPS | NAL_IDR)),
-        NAL_FU_A => payload
-            .get(1)
-            .is_some_and(|fu| fu & 0x80 != 0 && matches!(fu & 0x1f, NAL_SPS | NAL_IDR)),
-        _ => false,
-    }
-}
+/// Can a decoder that has seen nothing start at this payload? The SFU's own test, so the
+/// probe counts keyframes as the SFU gates on them.
+pub use onstage_proto::h264::starts_keyframe;
 
 /// The stamp of a packet that starts a frame: an SPS or slice as a single NAL unit, the
 /// first FU-A fragment of a slice, or the first unit of a STAP-A. `None` for everything
