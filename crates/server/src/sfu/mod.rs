@@ -458,15 +458,24 @@ fn handle(engine: &mut Engine, sinks: &mut HashMap<ParticipantKey, NoticeSink>, 
 }
 
 async fn send_all(io: &Io, engine: &mut Engine) {
+    let mut udp = Vec::new();
     for d in engine.drain_datagrams() {
         if d.proto == Protocol::Tcp {
             // A full queue or a closed connection drops the frame; NACK or ICE recovers.
             io.tcp_conns.send(&d);
         } else {
-            let source = io.plan.local_source(d.source.ip());
-            io.udp.send(source, d.destination, &d.contents).await;
+            udp.push(d);
         }
     }
+    let batch: Vec<net::Outgoing<'_>> = udp
+        .iter()
+        .map(|d| net::Outgoing {
+            source: io.plan.local_source(d.source.ip()),
+            destination: d.destination,
+            contents: &d.contents,
+        })
+        .collect();
+    io.udp.send_batch(&batch).await;
 }
 
 fn report(

@@ -320,41 +320,237 @@ impl MediaUdp {
         count
     }
 
-    /// Sends one datagram from `source` (`None`: the kernel's choice), waiting while the
-    /// socket buffer is full. A peer that went away (ICMP) only costs its own datagram.
-    pub async fn send(&self, source: Option<IpAddr>, destination: SocketAddr, contents: &[u8]) {
-        let (destination, source) = if self.local.is_ipv6() {
-            (map_v6(destination), source.map(map_v6_ip))
-        } else {
-            (destination, source)
-        };
-        // A specific bind has one source; naming it again is harmless but pointless.
-        let src_ip = source.filter(|_| self.local.ip().is_unspecified());
-        let transmit = quinn_udp::Transmit {
-            destination,
-            ecn: None,
-            contents,
-            segment_size: None,
-            src_ip,
-        };
+    /// Sends `batch` in order, each datagram from its `source` (`None`: the kernel's
+    /// choice), waiting while the socket buffer is full. On Linux one `sendmmsg` takes up
+    /// to [`SEND_BATCH`] datagrams; when the kernel takes only part of them the rest follow
+    /// in the next call. A datagram the kernel refuses (no route, a firewall, a broadcast
+    /// address) only costs itself.
+    pub async fn send_batch(&self, batch: &[Outgoing<'_>]) {
+        let mut done = 0;
         loop {
-            let sent = self.socket.try_io(tokio::io::Interest::WRITABLE, || {
-                self.state
-                    .try_send(UdpSockRef::from(&self.socket), &transmit)
+            let step = send_in_order(batch, &mut done, |part| {
+                self.socket
+                    .try_io(tokio::io::Interest::WRITABLE, || self.send_prefix(part))
             });
-            match sent {
+            match step {
                 Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The buffer is full: the rest go once there is room.
+                Err(_) => {
                     if self.socket.writable().await.is_err() {
                         return;
                     }
                 }
-                Err(e) => {
-                    tracing::trace!(error = %e, to = %destination, "udp send");
-                    return;
-                }
             }
         }
+    }
+
+    /// One `sendmmsg` of the first [`SEND_BATCH`] of `part` (not empty). Returns how many
+    /// the kernel took (at least one), or the error of the first.
+    #[cfg(target_os = "linux")]
+    fn send_prefix(&self, part: &[Outgoing<'_>]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+
+        let part = &part[..part.len().min(SEND_BATCH)];
+        let v6 = self.local.is_ipv6();
+        // A specific bind has one source; naming it again is harmless but pointless.
+        let wildcard = self.local.ip().is_unspecified();
+        let names: Vec<socket2::SockAddr> = part
+            .iter()
+            .map(|o| {
+                socket2::SockAddr::from(if v6 {
+                    map_v6(o.destination)
+                } else {
+                    o.destination
+                })
+            })
+            .collect();
+        let mut iovs: Vec<libc::iovec> = part
+            .iter()
+            .map(|o| libc::iovec {
+                // The kernel only reads through it (`sendmmsg` takes a const buffer).
+                iov_base: o.contents.as_ptr().cast_mut().cast(),
+                iov_len: o.contents.len(),
+            })
+            .collect();
+        let mut controls: Vec<Control> = part
+            .iter()
+            .map(|o| {
+                let mut control = Control::EMPTY;
+                if let Some(source) = o.source.filter(|_| wildcard) {
+                    control.set_source(if v6 { map_v6_ip(source) } else { source });
+                }
+                control
+            })
+            .collect();
+        // Raw pointers taken once, after the last write to these buffers, so that none is
+        // invalidated by a later borrow before the call.
+        let iov_at = iovs.as_mut_ptr();
+        let control_at = controls.as_mut_ptr();
+        let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(part.len());
+        for (i, (name, control)) in names.iter().zip(&controls).enumerate() {
+            // SAFETY: `msghdr` and `mmsghdr` are plain C structs of integers and pointers,
+            // for which all zeroes is a valid value (null pointers, zero lengths); musl's
+            // has private padding fields, which is why it is not built field by field.
+            let mut msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            msg.msg_hdr.msg_name = name.as_ptr().cast_mut().cast();
+            msg.msg_hdr.msg_namelen = name.len();
+            msg.msg_hdr.msg_iov = iov_at.wrapping_add(i);
+            msg.msg_hdr.msg_iovlen = 1;
+            if control.len > 0 {
+                msg.msg_hdr.msg_control = control_at.wrapping_add(i).cast();
+                msg.msg_hdr.msg_controllen = control.len as _;
+            }
+            msgs.push(msg);
+        }
+        let count = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: `msgs` holds `count` initialised headers, and every pointer in them
+        // (`names`, `iovs`, `controls`, and the datagrams' contents borrowed by `part`)
+        // points into memory that lives until this function returns, with the lengths
+        // given; the kernel reads those and writes only `msg_len` of each header, which
+        // `msgs` owns mutably.
+        let sent = unsafe { libc::sendmmsg(self.socket.as_raw_fd(), msgs.as_mut_ptr(), count, 0) };
+        match usize::try_from(sent) {
+            Ok(n) => Ok(n),
+            Err(_) => Err(io::Error::last_os_error()),
+        }
+    }
+
+    /// Elsewhere: one datagram at a time.
+    #[cfg(not(target_os = "linux"))]
+    fn send_prefix(&self, part: &[Outgoing<'_>]) -> io::Result<usize> {
+        let o = &part[0];
+        let (destination, source) = if self.local.is_ipv6() {
+            (map_v6(o.destination), o.source.map(map_v6_ip))
+        } else {
+            (o.destination, o.source)
+        };
+        let transmit = quinn_udp::Transmit {
+            destination,
+            ecn: None,
+            contents: o.contents,
+            segment_size: None,
+            src_ip: source.filter(|_| self.local.ip().is_unspecified()),
+        };
+        self.state
+            .try_send(UdpSockRef::from(&self.socket), &transmit)?;
+        Ok(1)
+    }
+}
+
+/// One UDP datagram to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The local IP it leaves from; `None`: the kernel's choice.
+    pub source: Option<IpAddr>,
+    pub destination: SocketAddr,
+    pub contents: &'a [u8],
+}
+
+/// Datagrams handed to the kernel by one `sendmmsg` (its limit, `UIO_MAXIOV`, is 1024).
+pub const SEND_BATCH: usize = 64;
+
+/// Sends `batch[*done..]` in order through `send`, which sends a prefix of the datagrams
+/// it is given and says how many it took. Advances `*done` past every datagram sent or
+/// given up on: the kernel taking only part of a call, the next call starts at the first
+/// it did not take; an error is that first datagram's own, so that one is skipped (a
+/// refusal is the same on a retry) and the rest go on. Returns when all are done, or with
+/// `WouldBlock` when the socket buffer is full (call again with the same `done` once it
+/// has room).
+fn send_in_order(
+    batch: &[Outgoing<'_>],
+    done: &mut usize,
+    mut send: impl FnMut(&[Outgoing<'_>]) -> io::Result<usize>,
+) -> io::Result<()> {
+    while *done < batch.len() {
+        let rest = &batch[*done..];
+        match send(rest) {
+            Ok(n) if n > 0 => *done += n.min(rest.len()),
+            // Taking nothing without an error is no answer `sendmmsg` gives; skipping the
+            // datagram keeps the loop from spinning on it.
+            Ok(_) => *done += 1,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::trace!(error = %e, to = %rest[0].destination, "udp send");
+                *done += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+// `Control`'s alignment serves a `cmsghdr`.
+#[cfg(target_os = "linux")]
+const _: () = assert!(std::mem::align_of::<libc::cmsghdr>() <= 8);
+
+/// Room for one control message: the source address (`IP_PKTINFO` or `IPV6_PKTINFO`).
+/// The buffer comes first and is aligned as `cmsghdr` must be.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control {
+    buf: [u8; 64],
+    /// How much of `buf` is used (the `msg_controllen`); 0: no control message.
+    len: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Control {
+    const EMPTY: Control = Control {
+        buf: [0; 64],
+        len: 0,
+    };
+
+    /// Writes the control message that makes a datagram leave from `source`.
+    fn set_source(&mut self, source: IpAddr) {
+        self.len = match source {
+            IpAddr::V4(v4) => self.set(
+                libc::IPPROTO_IP,
+                libc::IP_PKTINFO,
+                libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                },
+            ),
+            IpAddr::V6(v6) => self.set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_PKTINFO,
+                libc::in6_pktinfo {
+                    ipi6_ifindex: 0,
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                },
+            ),
+        };
+    }
+
+    /// Writes one control message; returns the room it takes.
+    fn set<T: Copy>(&mut self, level: libc::c_int, kind: libc::c_int, value: T) -> usize {
+        let data_len = std::mem::size_of::<T>() as libc::c_uint;
+        // SAFETY: `CMSG_SPACE` and `CMSG_LEN` only compute sizes.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(data_len), libc::CMSG_LEN(data_len)) };
+        assert!(
+            space as usize <= self.buf.len(),
+            "control message too large"
+        );
+        let header = self.buf.as_mut_ptr().cast::<libc::cmsghdr>();
+        // SAFETY: the buffer is aligned for `cmsghdr` (`align(8)`, enough as checked at compile
+        // time) and holds the header and its data (`CMSG_SPACE` checked above);
+        // `CMSG_DATA` points past the header inside it. The data is written unaligned, as
+        // `CMSG_DATA` promises no alignment for `T`; both are `Copy` values.
+        unsafe {
+            let mut h: libc::cmsghdr = std::mem::zeroed();
+            h.cmsg_len = len as _;
+            h.cmsg_level = level;
+            h.cmsg_type = kind;
+            header.write(h);
+            libc::CMSG_DATA(header).cast::<T>().write_unaligned(value);
+        }
+        space as usize
     }
 }
 
@@ -679,6 +875,204 @@ mod tests {
         assert!(usable(ip("::1")));
         assert!(usable(ip("192.168.1.2")));
         assert!(usable(ip("2001:db8::2")));
+    }
+
+    fn out(destination: SocketAddr, contents: &[u8]) -> Outgoing<'_> {
+        Outgoing {
+            source: None,
+            destination,
+            contents,
+        }
+    }
+
+    #[test]
+    fn a_short_send_keeps_the_rest() {
+        let to: SocketAddr = "10.0.0.1:5".parse().expect("addr");
+        let refused: SocketAddr = "10.0.0.2:5".parse().expect("addr");
+        let contents: Vec<[u8; 1]> = (0..200u8).map(|i| [i]).collect();
+        let batch: Vec<Outgoing<'_>> = contents
+            .iter()
+            .map(|c| out(if c[0] == 7 { refused } else { to }, c))
+            .collect();
+        // What the "kernel" did, call by call: it takes one, then has no room, then takes
+        // some, refuses datagram 7 (reported as the first of a call), then takes the rest
+        // but at most what one call may carry.
+        let mut sent = Vec::new();
+        let mut offered = Vec::new();
+        let mut calls = 0;
+        let mut kernel = |part: &[Outgoing<'_>]| -> io::Result<usize> {
+            calls += 1;
+            offered.push(part.len());
+            if part[0].destination == refused {
+                return Err(io::Error::from_raw_os_error(libc::EACCES));
+            }
+            let take = match calls {
+                1 => 1,
+                2 => return Err(io::ErrorKind::WouldBlock.into()),
+                3 => return Err(io::ErrorKind::Interrupted.into()),
+                _ => part.len().min(SEND_BATCH),
+            };
+            // A call carries datagrams up to the first refused one.
+            let take = part
+                .iter()
+                .take(take)
+                .take_while(|o| o.destination != refused)
+                .count();
+            sent.extend(part[..take].iter().map(|o| o.contents[0]));
+            Ok(take)
+        };
+        let mut done = 0;
+        let full = send_in_order(&batch, &mut done, &mut kernel);
+        assert_eq!(full.map_err(|e| e.kind()), Err(io::ErrorKind::WouldBlock));
+        assert_eq!(done, 1);
+        // The socket has room again: the same call goes on where it stopped.
+        send_in_order(&batch, &mut done, &mut kernel).expect("all sent");
+        assert_eq!(done, batch.len());
+        let expected: Vec<u8> = (0..200u8).filter(|i| *i != 7).collect();
+        assert_eq!(
+            sent, expected,
+            "each once, in order, all but the refused one"
+        );
+        // The remainder is offered whole; the sender limits each call itself.
+        assert_eq!(offered[..3], [200, 199, 199]);
+    }
+
+    #[test]
+    fn a_kernel_taking_nothing_does_not_stall_the_batch() {
+        let to: SocketAddr = "10.0.0.1:5".parse().expect("addr");
+        let batch = [out(to, b"a"), out(to, b"b")];
+        let mut done = 0;
+        send_in_order(&batch, &mut done, |_| Ok(0)).expect("done");
+        assert_eq!(done, 2);
+    }
+
+    /// Reads datagrams until `count` have arrived; the payloads by sender.
+    fn receive(socket: &std::net::UdpSocket, count: usize) -> Vec<(SocketAddr, Vec<u8>)> {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; MAX_DATAGRAM];
+        while got.len() < count {
+            let (n, from) = socket.recv_from(&mut buf).expect("datagram in time");
+            got.push((from, buf[..n].to_vec()));
+        }
+        got
+    }
+
+    fn receivers(n: usize) -> Vec<std::net::UdpSocket> {
+        (0..n)
+            .map(|_| {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+                    .expect("socket");
+                let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
+                s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+                    .expect("bind");
+                s.into()
+            })
+            .collect()
+    }
+
+    fn local(s: &std::net::UdpSocket) -> SocketAddr {
+        s.local_addr().expect("addr")
+    }
+
+    #[tokio::test]
+    async fn a_batch_reaches_every_receiver_intact_and_in_order() {
+        let udp = MediaUdp::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let peers = receivers(3);
+        let per_peer = 150; // several calls' worth for the three of them
+        let contents: Vec<Vec<u8>> = (0..per_peer * peers.len())
+            .map(|i| {
+                let mut c = (i as u32).to_be_bytes().to_vec();
+                c.resize(100 + i % 300, (i % 251) as u8);
+                c
+            })
+            .collect();
+        let batch: Vec<Outgoing<'_>> = contents
+            .iter()
+            .enumerate()
+            .map(|(i, c)| out(local(&peers[i % peers.len()]), c))
+            .collect();
+        udp.send_batch(&batch).await;
+        for (p, peer) in peers.iter().enumerate() {
+            let got = receive(peer, per_peer);
+            let expected: Vec<Vec<u8>> = contents
+                .iter()
+                .skip(p)
+                .step_by(peers.len())
+                .cloned()
+                .collect();
+            let payloads: Vec<Vec<u8>> = got.iter().map(|(_, c)| c.clone()).collect();
+            assert!(
+                payloads == expected,
+                "peer {p}: not the datagrams sent, in order"
+            );
+            assert!(got.iter().all(|(from, _)| *from == udp.local_addr()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_datagram_costs_only_itself() {
+        let udp = MediaUdp::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let peers = receivers(1);
+        let to = local(&peers[0]);
+        // The kernel refuses a broadcast from a socket without SO_BROADCAST: the call
+        // carrying it takes only what precedes it, and the rest follow.
+        let broadcast: SocketAddr = "255.255.255.255:9".parse().expect("addr");
+        let contents: Vec<[u8; 1]> = (0..100u8).map(|i| [i]).collect();
+        let batch: Vec<Outgoing<'_>> = contents
+            .iter()
+            .map(|c| out(if c[0] % 30 == 0 { broadcast } else { to }, c))
+            .collect();
+        udp.send_batch(&batch).await;
+        let got: Vec<u8> = receive(&peers[0], 96).iter().map(|(_, c)| c[0]).collect();
+        let expected: Vec<u8> = (0..100u8).filter(|i| i % 30 != 0).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_does_not_stop_the_others() {
+        let udp = MediaUdp::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let peers = receivers(1);
+        let to = local(&peers[0]);
+        // A port nobody listens on: loopback answers with ICMP port unreachable.
+        let closed = local(&receivers(1)[0]);
+        for round in 0..3u8 {
+            let contents = [round];
+            let batch = [out(closed, b"x"), out(to, &contents), out(closed, b"y")];
+            udp.send_batch(&batch).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got: Vec<u8> = receive(&peers[0], 3).iter().map(|(_, c)| c[0]).collect();
+        assert_eq!(got, [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_socket_sends_from_the_source_given() {
+        let peers = receivers(1);
+        let to = local(&peers[0]);
+        // The whole of 127/8 is this machine's: 127.0.0.2 is a local address to leave from.
+        let source = ip("127.0.0.2");
+        for bind in ["0.0.0.0:0", "[::]:0"] {
+            let Ok(udp) = MediaUdp::bind(bind.parse().expect("addr")) else {
+                assert!(bind.starts_with('['), "an IPv4 wildcard binds");
+                continue; // no IPv6 on this machine
+            };
+            let port = udp.local_addr().port();
+            let batch = [
+                Outgoing {
+                    source: Some(source),
+                    destination: to,
+                    contents: b"from .2",
+                },
+                out(to, b"any"),
+            ];
+            udp.send_batch(&batch).await;
+            let got = receive(&peers[0], 2);
+            assert_eq!(got[0], (SocketAddr::new(source, port), b"from .2".to_vec()));
+            assert_eq!(got[1].1, b"any");
+        }
     }
 
     #[test]
