@@ -37,6 +37,7 @@ use super::allocate::{Allocator, LayerIndex, LayerSwitch, Pick, Tile, Video};
 use super::estimate::{LinkEstimate, LinkReport};
 use super::forward::{KeyframeThrottle, TrackForwarder, Verdict};
 use super::layers::{offered_rids, BitrateMeter, PublishedLayers};
+use super::timers::{self, WakeQueue};
 use super::SfuError;
 use onstage_proto::h264::starts_keyframe;
 
@@ -180,7 +181,10 @@ struct Session {
     role: Role,
     /// The negotiated media lines.
     mids: Vec<(Mid, MediaKind)>,
+    /// When its `Rtc` wants to be woken (its last `Output::Timeout`).
     timeout: Instant,
+    /// The instant of its live entry in the engine's [`WakeQueue`] (see [`timers`]).
+    wake: Option<Instant>,
     /// How its DTLS and media travel (the nominated pair's protocol), once known: ICE
     /// checks go over every pair, everything else only over the nominated one.
     transport: Option<Protocol>,
@@ -194,6 +198,10 @@ enum Role {
         audio_held: bool,
         layers: PublishedLayers,
         audio_meter: BitrateMeter,
+        /// The subscriptions its packets are written to: the publisher's audience, kept
+        /// here as the forwarding reads it (a clone is a count, not a copy) and built
+        /// again only when someone subscribes or a subscription ends.
+        audience: Arc<[SessionId]>,
     },
     Subscription {
         publisher: ParticipantKey,
@@ -250,6 +258,8 @@ pub struct Engine {
     routes: HashMap<(Protocol, SocketAddr), SessionId>,
     /// Sessions that had input since they were last polled.
     dirty: Vec<SessionId>,
+    /// When each session must be woken next.
+    wakes: WakeQueue<SessionId>,
     out: Vec<Datagram>,
     notices: Vec<(ParticipantKey, Notice)>,
     stats: EngineStats,
@@ -278,6 +288,7 @@ impl Engine {
             subscriptions: HashMap::new(),
             routes: HashMap::new(),
             dirty: Vec::new(),
+            wakes: WakeQueue::default(),
             out: Vec::new(),
             notices: Vec::new(),
             stats: EngineStats::default(),
@@ -330,17 +341,9 @@ impl Engine {
 
     /// The earliest moment [`Engine::handle_timeout`] must run.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.sessions
-            .values()
-            .flat_map(|s| {
-                let keyframe = match &s.role {
-                    Role::Publication { keyframes, .. } => {
-                        keyframes.iter().filter_map(KeyframeThrottle::due).min()
-                    }
-                    Role::Subscription { keyframe_again, .. } => *keyframe_again,
-                };
-                std::iter::once(s.timeout).chain(keyframe)
-            })
+        self.wakes
+            .next()
+            .into_iter()
             .chain(self.next_allocation)
             .min()
     }
@@ -378,10 +381,12 @@ impl Engine {
                 audio_held: false,
                 layers,
                 audio_meter: BitrateMeter::default(),
+                audience: Arc::from([]),
             },
             now,
         );
         self.publications.insert(key.clone(), id);
+        self.refresh_audience(&key);
         // Viewers who were watching an earlier publication start over at a keyframe of
         // the new one's lowest layer, then climb as their estimates allow.
         for sub in self.audiences.get(&key).cloned().unwrap_or_default() {
@@ -450,6 +455,7 @@ impl Engine {
             .entry(publisher.clone())
             .or_default()
             .push(id);
+        self.refresh_audience(&publisher);
         self.subscriptions
             .entry(subscriber)
             .or_default()
@@ -655,18 +661,32 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut keyframes = Vec::new();
         let mut again = Vec::new();
-        for (id, s) in &mut self.sessions {
+        let mut due = Vec::new();
+        while let Some((id, at)) = self.wakes.pop_due(now) {
+            if self
+                .sessions
+                .get_mut(&id)
+                .is_some_and(|s| timers::claim(&mut s.wake, at))
+            {
+                due.push(id);
+            }
+        }
+        for id in due {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            // Polled below, which schedules its next wake.
+            self.dirty.push(id);
             if s.timeout <= now {
                 if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(error = %e, "session timeout failed");
                 }
-                self.dirty.push(*id);
             }
             match &mut s.role {
                 Role::Publication { keyframes: k, .. } => {
                     for (layer, throttle) in k.iter_mut().enumerate() {
                         if throttle.poll(now) {
-                            keyframes.push((*id, layer));
+                            keyframes.push((id, layer));
                         }
                     }
                 }
@@ -1013,6 +1033,7 @@ impl Engine {
                 role,
                 mids: Vec::new(),
                 timeout: now,
+                wake: None,
                 transport: None,
             },
         );
@@ -1061,6 +1082,7 @@ impl Engine {
                         self.audiences.remove(&publisher);
                     }
                 }
+                self.refresh_audience(&publisher);
                 if let Some(by_publisher) = self.subscriptions.get_mut(&s.owner) {
                     if by_publisher.get(&publisher) == Some(&id) {
                         by_publisher.remove(&publisher);
@@ -1089,6 +1111,8 @@ impl Engine {
                         Ok(Output::Transmit(t)) => self.out.push(Datagram::from(t)),
                         Ok(Output::Timeout(t)) => {
                             s.timeout = t;
+                            let wake = wake_of(s);
+                            self.wakes.schedule(id, &mut s.wake, wake);
                             break;
                         }
                         Ok(Output::Event(e)) => events.push(e),
@@ -1184,7 +1208,7 @@ impl Engine {
             layers,
             audio_meter,
             keyframes,
-            ..
+            audience,
         } = &mut publisher.role
         else {
             return; // viewers do not send media; ignore whatever they do send
@@ -1244,10 +1268,9 @@ impl Engine {
             payload: packet.payload,
             arrived: packet.timestamp,
         };
-        let owner = publisher.owner.clone();
-        let audience = self.audiences.get(&owner).cloned().unwrap_or_default();
+        let audience = Arc::clone(audience);
         let mut want_keyframe = false;
-        for sub in audience {
+        for &sub in audience.iter() {
             match self.write_to(sub, &incoming, now) {
                 Some(Verdict::Forward(_)) => {
                     self.stats.forwarded += 1;
@@ -1290,6 +1313,8 @@ impl Engine {
                     tracing::trace!(session = sub, layer, "switched at a keyframe");
                     if switch.take_cut() {
                         *keyframe_again = Some(now + KEYFRAME_AGAIN_AFTER_CUT);
+                        // Polled, and so scheduled for it, even if nothing is written.
+                        self.dirty.push(sub);
                     }
                     track.forwarder.restart(true)
                 }
@@ -1335,6 +1360,33 @@ impl Engine {
         if send {
             tracing::trace!(session = publication, layer, "keyframe requested");
             self.send_keyframe_request(publication, layer);
+        } else {
+            // A request deferred by the throttle comes due later: its wake may be sooner.
+            self.reschedule(publication);
+        }
+    }
+
+    /// Schedules a session's wake again after something other than its `Rtc` changed it.
+    fn reschedule(&mut self, id: SessionId) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            let wake = wake_of(s);
+            self.wakes.schedule(id, &mut s.wake, wake);
+        }
+    }
+
+    /// Rebuilds the audience a publisher's live publication forwards to, after its
+    /// subscriptions changed.
+    fn refresh_audience(&mut self, publisher: &ParticipantKey) {
+        let Some(id) = self.publications.get(publisher) else {
+            return;
+        };
+        if let Some(Role::Publication { audience, .. }) =
+            self.sessions.get_mut(id).map(|s| &mut s.role)
+        {
+            *audience = self
+                .audiences
+                .get(publisher)
+                .map_or_else(|| Arc::from([]), |list| Arc::from(list.as_slice()));
         }
     }
 
@@ -1378,6 +1430,18 @@ impl Engine {
         self.dirty.push(publication);
         true
     }
+}
+
+/// When a session must be woken: its `Rtc`'s timeout, or sooner for a deferred keyframe
+/// request (a publication) or a second keyframe after a cut (a subscription).
+fn wake_of(s: &Session) -> Instant {
+    let keyframe = match &s.role {
+        Role::Publication { keyframes, .. } => {
+            keyframes.iter().filter_map(KeyframeThrottle::due).min()
+        }
+        Role::Subscription { keyframe_again, .. } => *keyframe_again,
+    };
+    keyframe.map_or(s.timeout, |at| at.min(s.timeout))
 }
 
 /// What the peer's offered candidates say about which of our addresses it can use. Every
@@ -1725,7 +1789,10 @@ mod tests {
             for _ in 0..ms {
                 self.now += Duration::from_millis(1);
                 let now = self.now;
-                self.engine.handle_timeout(now);
+                // As the SFU's task drives it: only when it says a wake is due.
+                if self.engine.next_timeout().is_some_and(|at| at <= now) {
+                    self.engine.handle_timeout(now);
+                }
                 for c in &mut self.clients {
                     let _ = c.rtc.handle_input(Input::Timeout(now));
                 }
@@ -2038,6 +2105,33 @@ mod tests {
             seqs[1],
             seqs[0].wrapping_add(1),
             "consecutive on the viewer's stream"
+        );
+    }
+
+    #[test]
+    fn a_deferred_keyframe_request_goes_out_when_it_comes_due() {
+        let (mut net, host, _viewer) = stage();
+        let publication = net.engine.publications[&key("host")];
+        let now = net.now;
+        net.clients[host].send_video(true, now);
+        net.run(5);
+        net.engine.request_keyframe(publication, 0, net.now);
+        let first = net.now;
+        let sent = net.engine.stats().keyframe_requests;
+        net.clients[host].send_video(true, first);
+        net.run(5);
+        // Within the throttle's interval: deferred to its end, and the engine must wake
+        // for it (driven, as the SFU's task does, only when it says a wake is due).
+        net.engine.request_keyframe(publication, 0, net.now);
+        assert_eq!(net.engine.stats().keyframe_requests, sent, "deferred");
+        let due = first + crate::sfu::forward::KEYFRAME_MIN_INTERVAL;
+        assert!(net.engine.next_timeout().is_some_and(|at| at <= due));
+        let ms_to_due = due.duration_since(net.now).as_millis() as u64;
+        net.run(ms_to_due);
+        assert_eq!(
+            net.engine.stats().keyframe_requests,
+            sent + 1,
+            "sent when due"
         );
     }
 

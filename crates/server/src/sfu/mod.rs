@@ -18,6 +18,7 @@
 //! - [`layers`]: a publisher's simulcast layers as received: their RIDs, bitrates, and
 //!   which are paused.
 //! - [`net`]: the UDP socket and the ICE-TCP listener, and the addresses peers are told.
+//! - [`timers`]: when each session must be woken next, in a heap.
 
 pub mod allocate;
 pub mod engine;
@@ -27,6 +28,7 @@ pub mod layers;
 #[cfg(test)]
 mod libwebrtc_sdp;
 pub mod net;
+pub mod timers;
 
 use std::io;
 use std::net::SocketAddr;
