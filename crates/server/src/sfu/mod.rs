@@ -146,6 +146,8 @@ impl Sfu {
             port: local_addr.port(),
             with_tcp: config.tcp,
             refreshed: Instant::now(),
+            pending: Vec::new(),
+            batch: net::SendBatch::default(),
         };
         tokio::spawn(run(io, engine, rx, metrics));
         Ok(Sfu { tx, local_addr })
@@ -287,6 +289,9 @@ struct Io {
     with_tcp: bool,
     /// When the candidates were last read from the interfaces.
     refreshed: Instant,
+    /// What the next send takes, kept between sends for their room.
+    pending: Vec<engine::Datagram>,
+    batch: net::SendBatch,
 }
 
 impl Io {
@@ -354,7 +359,7 @@ async fn run(
         }
         if let Some(done) = shutdown {
             engine.close_all();
-            send_all(&io, &mut engine).await;
+            send_all(&mut io, &mut engine).await;
             // Close the sockets before saying so: the UDP port is free once `shutdown`
             // returns, and the TCP listener's task ends as it sees its events closed.
             drop(io);
@@ -362,7 +367,7 @@ async fn run(
             tracing::info!("media (SFU) stopped");
             return;
         }
-        send_all(&io, &mut engine).await;
+        send_all(&mut io, &mut engine).await;
         tell_publishers(&mut engine, &mut sinks);
         let now_stats = engine.stats();
         report(&metrics, &reported, &now_stats, &engine, io.tcp_conns.len());
@@ -459,8 +464,11 @@ fn handle(engine: &mut Engine, sinks: &mut HashMap<ParticipantKey, NoticeSink>, 
     }
 }
 
-async fn send_all(io: &Io, engine: &mut Engine) {
-    let mut udp = Vec::new();
+/// Sends what the engine produced: TCP frames to their connections, UDP datagrams grouped
+/// by peer (each peer's in their order; peers are independent) so that a peer's run goes
+/// as one segmented send.
+async fn send_all(io: &mut Io, engine: &mut Engine) {
+    let mut udp = std::mem::take(&mut io.pending);
     for d in engine.drain_datagrams() {
         if d.proto == Protocol::Tcp {
             // A full queue or a closed connection drops the frame; NACK or ICE recovers.
@@ -469,15 +477,21 @@ async fn send_all(io: &Io, engine: &mut Engine) {
             udp.push(d);
         }
     }
-    let batch: Vec<net::Outgoing<'_>> = udp
-        .iter()
-        .map(|d| net::Outgoing {
-            source: io.plan.local_source(d.source.ip()),
-            destination: d.destination,
-            contents: &d.contents,
-        })
-        .collect();
-    io.udp.send_batch(&batch).await;
+    // Stable: a peer's datagrams keep their order.
+    udp.sort_by_key(|d| d.destination);
+    let max_segments = io.udp.max_segments();
+    io.batch.clear();
+    for d in &udp {
+        io.batch.push(
+            io.plan.local_source(d.source.ip()),
+            d.destination,
+            &d.contents,
+            max_segments,
+        );
+    }
+    udp.clear();
+    io.pending = udp;
+    io.udp.send_batch(&io.batch.outgoing()).await;
 }
 
 fn report(

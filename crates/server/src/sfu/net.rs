@@ -16,11 +16,15 @@
 //!   for every non-loopback interface address: what arrives at the private address is handed
 //!   to str0m as arriving at the public one, and replies leave from the private one, which
 //!   the NAT maps back.
+//! - **Batched sends.** One `sendmmsg` carries many datagrams, each to its own peer; runs
+//!   of datagrams to one peer (a video frame's packets) travel as one buffer the kernel
+//!   cuts into datagrams (UDP GSO, [`SendBatch`]), so the stack is walked once per run.
 
 use std::collections::HashMap;
 use std::io;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -237,6 +241,9 @@ pub struct Received<'a> {
 pub struct MediaUdp {
     socket: UdpSocket,
     state: UdpSocketState,
+    /// A send cut by the kernel failed (a device that cannot checksum what it is handed
+    /// cut up): from then on every datagram goes alone.
+    gso_failed: AtomicBool,
     local: SocketAddr,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
@@ -267,6 +274,7 @@ impl MediaUdp {
         Ok(MediaUdp {
             socket,
             state,
+            gso_failed: AtomicBool::new(false),
             local,
             bufs: (0..RECV_BATCH).map(|_| vec![0u8; buf_len]).collect(),
             metas: vec![RecvMeta::default(); RECV_BATCH],
@@ -275,6 +283,15 @@ impl MediaUdp {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// How many datagrams one send may carry cut by the kernel (UDP GSO): 1 where it
+    /// cannot.
+    pub fn max_segments(&self) -> usize {
+        if self.gso_failed.load(Ordering::Relaxed) {
+            return 1;
+        }
+        self.state.max_gso_segments().clamp(1, MAX_SEGMENTS)
     }
 
     /// Waits until datagrams can be read.
@@ -329,8 +346,19 @@ impl MediaUdp {
         let mut done = 0;
         loop {
             let step = send_in_order(batch, &mut done, |part| {
-                self.socket
-                    .try_io(tokio::io::Interest::WRITABLE, || self.send_prefix(part))
+                let sent = self
+                    .socket
+                    .try_io(tokio::io::Interest::WRITABLE, || self.send_prefix(part));
+                if let Err(e) = &sent {
+                    // EIO is how Linux refuses a segmented send the device cannot take.
+                    if e.raw_os_error() == Some(libc::EIO)
+                        && part[0].segment.is_some()
+                        && !self.gso_failed.swap(true, Ordering::Relaxed)
+                    {
+                        tracing::warn!(error = %e, "UDP segmentation offload refused: sending datagrams one by one");
+                    }
+                }
+                sent
             });
             match step {
                 Ok(()) => return,
@@ -378,6 +406,9 @@ impl MediaUdp {
                 let mut control = Control::EMPTY;
                 if let Some(source) = o.source.filter(|_| wildcard) {
                     control.set_source(if v6 { map_v6_ip(source) } else { source });
+                }
+                if let Some(size) = o.segment {
+                    control.set_segment(size);
                 }
                 control
             })
@@ -428,7 +459,7 @@ impl MediaUdp {
             destination,
             ecn: None,
             contents: o.contents,
-            segment_size: None,
+            segment_size: o.segment.map(usize::from),
             src_ip: source.filter(|_| self.local.ip().is_unspecified()),
         };
         self.state
@@ -437,13 +468,108 @@ impl MediaUdp {
     }
 }
 
-/// One UDP datagram to send.
+/// One UDP datagram to send, or with `segment` several to one peer.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
     /// The local IP it leaves from; `None`: the kernel's choice.
     pub source: Option<IpAddr>,
     pub destination: SocketAddr,
+    /// One datagram; with `segment`, datagrams of that size back to back (the last may be
+    /// shorter), which the kernel cuts apart (UDP GSO).
     pub contents: &'a [u8],
+    pub segment: Option<u16>,
+}
+
+/// Most datagrams joined in one segmented send (the kernel's `UDP_MAX_SEGMENTS`).
+pub const MAX_SEGMENTS: usize = 64;
+
+/// Most bytes in one segmented send: what one UDP datagram may carry.
+const MAX_SEGMENTED_BYTES: usize = 65_000;
+
+/// Datagrams gathered for one [`MediaUdp::send_batch`], with each run of datagrams to the
+/// same peer from the same address joined into one segmented send where the kernel allows:
+/// equal sizes, only the last shorter (what UDP GSO can cut). Only neighbours are joined,
+/// so push datagrams grouped by peer (each peer's in their order) for the most joins.
+#[derive(Debug, Default)]
+pub struct SendBatch {
+    /// Every datagram's bytes, runs contiguous.
+    bytes: Vec<u8>,
+    runs: Vec<Run>,
+}
+
+#[derive(Debug)]
+struct Run {
+    source: Option<IpAddr>,
+    destination: SocketAddr,
+    start: usize,
+    len: usize,
+    /// The size of each datagram but the last.
+    segment: usize,
+    count: usize,
+    /// A shorter datagram ended it: nothing more may follow.
+    closed: bool,
+}
+
+impl SendBatch {
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.runs.clear();
+    }
+
+    /// Adds a datagram; `max_segments` is what the socket takes ([`MediaUdp::max_segments`]).
+    pub fn push(
+        &mut self,
+        source: Option<IpAddr>,
+        destination: SocketAddr,
+        contents: &[u8],
+        max_segments: usize,
+    ) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(contents);
+        let size = contents.len();
+        if let Some(run) = self.runs.last_mut() {
+            let joins = run.destination == destination
+                && run.source == source
+                && !run.closed
+                && run.count < max_segments
+                && size > 0
+                && size <= run.segment
+                && run.len + size <= MAX_SEGMENTED_BYTES;
+            if joins {
+                run.len += size;
+                run.count += 1;
+                run.closed = size < run.segment;
+                return;
+            }
+        }
+        self.runs.push(Run {
+            source,
+            destination,
+            start,
+            len: size,
+            segment: size,
+            count: 1,
+            closed: false,
+        });
+    }
+
+    /// What to hand [`MediaUdp::send_batch`]: one entry per run.
+    pub fn outgoing(&self) -> Vec<Outgoing<'_>> {
+        self.runs
+            .iter()
+            .map(|run| Outgoing {
+                source: run.source,
+                destination: run.destination,
+                contents: &self.bytes[run.start..run.start + run.len],
+                segment: (run.count > 1).then(|| u16::try_from(run.segment).unwrap_or(u16::MAX)),
+            })
+            .collect()
+    }
+
+    /// Datagrams pushed.
+    pub fn datagrams(&self) -> usize {
+        self.runs.iter().map(|r| r.count).sum()
+    }
 }
 
 /// Datagrams handed to the kernel by one `sendmmsg` (its limit, `UIO_MAXIOV`, is 1024).
@@ -483,8 +609,9 @@ fn send_in_order(
 #[cfg(target_os = "linux")]
 const _: () = assert!(std::mem::align_of::<libc::cmsghdr>() <= 8);
 
-/// Room for one control message: the source address (`IP_PKTINFO` or `IPV6_PKTINFO`).
-/// The buffer comes first and is aligned as `cmsghdr` must be.
+/// Room for the control messages of one send: the source address (`IP_PKTINFO` or
+/// `IPV6_PKTINFO`) and the segment size (`UDP_SEGMENT`); both at once take the 64 bytes for
+/// IPv6. The buffer comes first and is aligned as `cmsghdr` must be.
 #[cfg(target_os = "linux")]
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
@@ -501,9 +628,14 @@ impl Control {
         len: 0,
     };
 
-    /// Writes the control message that makes a datagram leave from `source`.
+    /// Adds the control message that cuts the send into datagrams of `size` (UDP GSO).
+    fn set_segment(&mut self, size: u16) {
+        self.len += self.set(libc::SOL_UDP, libc::UDP_SEGMENT, size);
+    }
+
+    /// Adds the control message that makes a datagram leave from `source`.
     fn set_source(&mut self, source: IpAddr) {
-        self.len = match source {
+        self.len += match source {
             IpAddr::V4(v4) => self.set(
                 libc::IPPROTO_IP,
                 libc::IP_PKTINFO,
@@ -528,18 +660,20 @@ impl Control {
         };
     }
 
-    /// Writes one control message; returns the room it takes.
+    /// Writes one control message after those already there; returns the room it takes.
     fn set<T: Copy>(&mut self, level: libc::c_int, kind: libc::c_int, value: T) -> usize {
         let data_len = std::mem::size_of::<T>() as libc::c_uint;
         // SAFETY: `CMSG_SPACE` and `CMSG_LEN` only compute sizes.
         let (space, len) = unsafe { (libc::CMSG_SPACE(data_len), libc::CMSG_LEN(data_len)) };
         assert!(
-            space as usize <= self.buf.len(),
-            "control message too large"
+            self.len + space as usize <= self.buf.len(),
+            "control messages too large"
         );
-        let header = self.buf.as_mut_ptr().cast::<libc::cmsghdr>();
-        // SAFETY: the buffer is aligned for `cmsghdr` (`align(8)`, enough as checked at compile
-        // time) and holds the header and its data (`CMSG_SPACE` checked above);
+        // `self.len` is a sum of `CMSG_SPACE`s, each a multiple of the header's alignment.
+        let header = self.buf[self.len..].as_mut_ptr().cast::<libc::cmsghdr>();
+        // SAFETY: the buffer at `self.len` is aligned for `cmsghdr` (`align(8)`, enough as
+        // checked at compile time, and a multiple of it in) and holds the header and its data
+        // (`CMSG_SPACE` checked above);
         // `CMSG_DATA` points past the header inside it. The data is written unaligned, as
         // `CMSG_DATA` promises no alignment for `T`; both are `Copy` values.
         unsafe {
@@ -882,6 +1016,110 @@ mod tests {
             source: None,
             destination,
             contents,
+            segment: None,
+        }
+    }
+
+    /// (destination port, segment, datagrams) of each entry a batch hands the socket.
+    fn shape(batch: &SendBatch) -> Vec<(u16, Option<u16>, usize)> {
+        batch
+            .outgoing()
+            .iter()
+            .map(|o| {
+                let n = match o.segment {
+                    Some(size) => o.contents.len().div_ceil(usize::from(size)),
+                    None => 1,
+                };
+                (o.destination.port(), o.segment, n)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_to_one_peer_are_joined_while_the_kernel_can_cut_them() {
+        let a: SocketAddr = "10.0.0.1:1".parse().expect("addr");
+        let b: SocketAddr = "10.0.0.1:2".parse().expect("addr");
+        let mut batch = SendBatch::default();
+        // A frame of three full packets and a short one to a, then b's own.
+        for len in [1200, 1200, 1200, 300] {
+            batch.push(None, a, &vec![1; len], 64);
+        }
+        // After a shorter one nothing joins: the kernel cuts at the first size only.
+        batch.push(None, a, &[2; 1200], 64);
+        batch.push(None, b, &[3; 100], 64);
+        // Larger than the run's size: a run of its own.
+        batch.push(None, b, &[4; 200], 64);
+        batch.push(None, b, &[5; 200], 64);
+        assert_eq!(
+            shape(&batch),
+            vec![
+                (1, Some(1200), 4),
+                (1, None, 1),
+                (2, None, 1),
+                (2, Some(200), 2)
+            ]
+        );
+        assert_eq!(batch.datagrams(), 8);
+        // Another source address is another run; so is a socket that cannot cut.
+        batch.clear();
+        batch.push(Some(ip("10.0.0.9")), a, &[1; 10], 64);
+        batch.push(None, a, &[1; 10], 64);
+        batch.push(None, a, &[1; 10], 1);
+        assert_eq!(
+            shape(&batch),
+            vec![(1, None, 1), (1, None, 1), (1, None, 1)]
+        );
+        // At most `max_segments` in a run.
+        batch.clear();
+        for _ in 0..5 {
+            batch.push(None, a, &[1; 10], 2);
+        }
+        assert_eq!(
+            shape(&batch),
+            vec![(1, Some(10), 2), (1, Some(10), 2), (1, None, 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_joined_run_arrives_as_the_datagrams_it_was_made_of() {
+        // A specific bind, and a wildcard naming each run's source (both control messages
+        // in one send).
+        for (bind, source) in [("127.0.0.1:0", None), ("0.0.0.0:0", Some(ip("127.0.0.2")))] {
+            let udp = MediaUdp::bind(bind.parse().expect("addr")).expect("bind");
+            #[cfg(target_os = "linux")]
+            assert!(udp.max_segments() > 1, "Linux cuts segmented sends");
+            let peers = receivers(2);
+            let mut batch = SendBatch::default();
+            // Nine full datagrams and a short last one per peer, each byte telling which.
+            let expected: Vec<Vec<Vec<u8>>> = (0..2u8)
+                .map(|p| {
+                    (0..10u8)
+                        .map(|i| vec![p * 16 + i; if i == 9 { 77 } else { 1100 }])
+                        .collect()
+                })
+                .collect();
+            // Grouped by peer, as the SFU pushes them.
+            for (p, peer) in peers.iter().enumerate() {
+                for d in &expected[p] {
+                    batch.push(source, local(peer), d, udp.max_segments());
+                }
+            }
+            let out = batch.outgoing();
+            assert_eq!(out.len(), 2, "one send per peer");
+            udp.send_batch(&out).await;
+            for (p, peer) in peers.iter().enumerate() {
+                let got = receive(peer, 10);
+                let from = source.unwrap_or(ip("127.0.0.1"));
+                assert!(
+                    got.iter().all(|(addr, _)| addr.ip() == from),
+                    "{bind}: from {from}"
+                );
+                let got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
+                assert_eq!(
+                    got, expected[p],
+                    "{bind}, peer {p}: the datagrams, whole and in order"
+                );
+            }
         }
     }
 
@@ -1065,6 +1303,7 @@ mod tests {
                     source: Some(source),
                     destination: to,
                     contents: b"from .2",
+                    segment: None,
                 },
                 out(to, b"any"),
             ];
