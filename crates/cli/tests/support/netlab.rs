@@ -34,7 +34,7 @@ impl Lab {
     pub fn new() -> Lab {
         let n = LABS.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("ol{}x{n}", std::process::id());
-        remove_stale_namespaces();
+        onstage_netns::remove_stale("ol");
         let probe = format!("{prefix}-probe");
         let made = Command::new("ip").args(["netns", "add", &probe]).output();
         match made {
@@ -174,38 +174,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for ns in self.namespaces.iter().rev() {
-            kill_namespace(ns);
-        }
-    }
-}
-
-/// Kills what runs in `ns` and removes it.
-fn kill_namespace(ns: &str) {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-9", pid]).status();
-        }
-    }
-    let _ = Command::new("ip").args(["netns", "del", ns]).status();
-}
-
-/// Namespaces of lab processes that no longer run (killed before their labs dropped).
-fn remove_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(ns) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(rest) = ns.strip_prefix("ol") else {
-            continue;
-        };
-        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            kill_namespace(ns);
+            onstage_netns::delete(ns);
         }
     }
 }

@@ -60,7 +60,7 @@ impl Lab {
                  media over loopback), which needs root",
             ));
         }
-        remove_stale();
+        onstage_netns::remove_stale(PREFIX);
         let pid = std::process::id();
         let mut lab = Lab {
             sfu_ns: format!("{PREFIX}{pid}-sfu"),
@@ -140,11 +140,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for ns in self.made.drain(..) {
-            kill_all_in(&ns);
-            let _ = StdCommand::new("ip")
-                .args(["netns", "del", &ns])
-                .stderr(Stdio::null())
-                .status();
+            onstage_netns::delete(&ns);
         }
     }
 }
@@ -183,43 +179,6 @@ fn pins() -> Option<(String, String)> {
         format!("1-{}", n - 1)
     };
     Some(("0".to_owned(), clients))
-}
-
-/// Kills what still runs in `ns` (a child the drop order left behind).
-fn kill_all_in(ns: &str) {
-    let Ok(out) = StdCommand::new("ip").args(["netns", "pids", ns]).output() else {
-        return;
-    };
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        if let Ok(pid) = pid.parse::<i32>() {
-            let _ = StdCommand::new("kill")
-                .args(["-9", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// Removes the namespaces of lab runs whose process is gone.
-fn remove_stale() {
-    let Ok(out) = StdCommand::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let Some((pid, _)) = rest.split_once('-') else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
-            kill_all_in(name);
-            let _ = StdCommand::new("ip").args(["netns", "del", name]).status();
-        }
-    }
 }
 
 /// Janus's binary and its plugin and transport folders.
