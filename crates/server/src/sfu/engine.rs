@@ -109,6 +109,76 @@ impl Side {
     }
 }
 
+/// Everything building one session needs, taken from the engine ([`Engine::plan_subscription`]):
+/// building it ([`SessionSetup::build`]: a DTLS context with fresh key shares, and the SDP
+/// negotiation) costs about a millisecond of CPU, so the SFU's task hands it to a worker
+/// instead of holding every meeting's forwarding up for it, a join storm's hundreds of times
+/// over.
+pub struct SessionSetup {
+    offer: String,
+    side: Side,
+    bwe: bool,
+    candidates: Vec<LocalCandidate>,
+    dtls_cert: Option<str0m::config::DtlsCert>,
+    now: Instant,
+}
+
+/// A built session and its SDP answer, for [`Engine::finish_subscription`].
+pub struct BuiltSession {
+    rtc: Rtc,
+    answer: String,
+}
+
+impl SessionSetup {
+    /// Builds the session: its `Rtc`, with our candidates that the peer can use, and the
+    /// answer to the offer. Pure: needs nothing of the engine, runs on any thread.
+    pub fn build(self) -> Result<BuiltSession, SfuError> {
+        let reach = PeerReach::of(&self.offer);
+        let offer = SdpOffer::from_sdp_string(&self.side.read(&self.offer))
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let mut config = rtc_config();
+        if self.bwe {
+            // Peer stats carry str0m's raw estimate and the loss its TWCC feedback shows:
+            // the fast signals of `LinkEstimate`.
+            config = config
+                .enable_bwe(Some(INITIAL_ESTIMATE))
+                .set_stats_interval(Some(LINK_STATS_INTERVAL));
+        }
+        if let Some(cert) = self.dtls_cert {
+            config = config.set_dtls_cert(cert);
+        }
+        let mut rtc = config.build(self.now);
+        for local in self
+            .candidates
+            .iter()
+            .filter(|c| reach.may_use(c.addr.ip()))
+        {
+            match local.to_str0m() {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(addr = %local.addr, error = %e, "unusable media address"),
+            }
+        }
+        // str0m asserts on some offers it cannot negotiate (one payload type mapped in two
+        // media lines of a recvonly offer: "Pt locked multiple times"). A peer's offer must
+        // not take the SFU task, and every meeting's media, down with it: the half-built
+        // session is dropped and the offer refused.
+        let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rtc.sdp_api().accept_offer(offer)
+        }))
+        .map_err(|_| {
+            tracing::warn!("refused an SDP offer the WebRTC stack could not negotiate");
+            SfuError::BadSdp("the offer could not be negotiated".into())
+        })?;
+        let answer: SdpAnswer = accepted.map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        Ok(BuiltSession {
+            rtc,
+            answer: answer.to_sdp_string(),
+        })
+    }
+}
+
 /// A participant of a meeting: who owns a session.
 pub type ParticipantKey = (MeetingId, UserId);
 
@@ -253,6 +323,9 @@ pub struct Engine {
     /// Subscriptions by subscriber, then publisher: a viewer's allocation reads its own
     /// alone.
     subscriptions: HashMap<ParticipantKey, HashMap<ParticipantKey, SessionId>>,
+    /// Subscriptions being set up, by (subscriber, publisher): the ticket of the latest.
+    planned: HashMap<(ParticipantKey, ParticipantKey), u64>,
+    next_ticket: u64,
     /// Which session a remote address belongs to, learnt from the first datagram a
     /// session accepted.
     routes: HashMap<(Protocol, SocketAddr), SessionId>,
@@ -286,6 +359,8 @@ impl Engine {
             publications: HashMap::new(),
             audiences: HashMap::new(),
             subscriptions: HashMap::new(),
+            planned: HashMap::new(),
+            next_ticket: 1,
             routes: HashMap::new(),
             dirty: Vec::new(),
             wakes: WakeQueue::default(),
@@ -412,7 +487,9 @@ impl Engine {
     }
 
     /// `subscriber` wants `publisher`'s media: `offer` is its recvonly SDP offer. Replaces
-    /// an earlier subscription of the same pair. Returns the SDP answer.
+    /// an earlier subscription of the same pair. Returns the SDP answer. The steps of
+    /// [`Engine::plan_subscription`], [`SessionSetup::build`] and
+    /// [`Engine::finish_subscription`] at once.
     pub fn subscribe(
         &mut self,
         subscriber: ParticipantKey,
@@ -420,6 +497,21 @@ impl Engine {
         offer: &str,
         now: Instant,
     ) -> Result<String, SfuError> {
+        let (ticket, setup) =
+            self.plan_subscription(subscriber.clone(), publisher.clone(), offer.to_owned(), now);
+        self.finish_subscription(ticket, subscriber, publisher, setup.build(), now)
+    }
+
+    /// The first step of a subscription: what to build for it, and its ticket. Until it is
+    /// finished, ending the subscription (or the subscriber, or the publisher) or asking
+    /// for it again voids the ticket.
+    pub fn plan_subscription(
+        &mut self,
+        subscriber: ParticipantKey,
+        publisher: ParticipantKey,
+        offer: String,
+        now: Instant,
+    ) -> (u64, SessionSetup) {
         // Estimating the viewer's bandwidth is what choosing a layer needs, and it costs:
         // str0m then paces every packet to the estimate (measured at 100 viewers: a third
         // more SFU CPU per forwarded packet, and queueing in the pacer). A publisher known
@@ -433,7 +525,31 @@ impl Engine {
             Some(Role::Publication { layers, .. }) => layers.is_simulcast(),
             _ => true,
         };
-        let (rtc, answer) = self.accept(offer, Side::Subscription, layered, now)?;
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.planned.insert((subscriber, publisher), ticket);
+        (ticket, self.setup(offer, Side::Subscription, layered, now))
+    }
+
+    /// The last step of a subscription: takes the session built for `ticket` into the
+    /// meeting. Returns the SDP answer, or why not (the build failed; the ticket was voided
+    /// meanwhile, and the session is dropped unused).
+    pub fn finish_subscription(
+        &mut self,
+        ticket: u64,
+        subscriber: ParticipantKey,
+        publisher: ParticipantKey,
+        built: Result<BuiltSession, SfuError>,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        let pair = (subscriber, publisher);
+        if self.planned.get(&pair) != Some(&ticket) {
+            return Err(SfuError::Superseded);
+        }
+        let (subscriber, publisher) = pair;
+        self.planned
+            .remove(&(subscriber.clone(), publisher.clone()));
+        let BuiltSession { rtc, answer } = built?;
         self.unsubscribe(&subscriber, &publisher);
         // The lowest layer first, for a picture at once; the allocator raises it.
         let mut switch = LayerSwitch::new();
@@ -488,8 +604,10 @@ impl Engine {
         self.drive(now);
     }
 
-    /// Ends one subscription.
+    /// Ends one subscription (and voids one being set up).
     pub fn unsubscribe(&mut self, subscriber: &ParticipantKey, publisher: &ParticipantKey) {
+        self.planned
+            .remove(&(subscriber.clone(), publisher.clone()));
         if let Some(id) = self
             .subscriptions
             .get(subscriber)
@@ -549,6 +667,7 @@ impl Engine {
     /// end now.
     pub fn end_publisher(&mut self, key: &ParticipantKey) {
         self.unpublish(key);
+        self.planned.retain(|(_, publisher), _| publisher != key);
         for id in self.audiences.get(key).cloned().unwrap_or_default() {
             self.close(id);
         }
@@ -557,6 +676,7 @@ impl Engine {
     /// The participant's connection is gone: its publication and its own subscriptions end.
     pub fn drop_participant(&mut self, key: &ParticipantKey) {
         self.unpublish(key);
+        self.planned.retain(|(subscriber, _), _| subscriber != key);
         self.tiles.remove(key);
         self.allocators.remove(key);
         let own: Vec<SessionId> = self
@@ -573,6 +693,7 @@ impl Engine {
 
     /// Ends every session (server shutdown).
     pub fn close_all(&mut self) {
+        self.planned.clear();
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             self.close(id);
@@ -971,8 +1092,8 @@ impl Engine {
         }
     }
 
-    /// Accepts an offer for `side`. A subscription's session (`bwe`) estimates the
-    /// bandwidth to its viewer from TWCC feedback, for the layer allocation.
+    /// Accepts an offer for `side` here and now (see [`SessionSetup`] for doing the costly
+    /// part elsewhere).
     fn accept(
         &mut self,
         offer: &str,
@@ -980,46 +1101,22 @@ impl Engine {
         bwe: bool,
         now: Instant,
     ) -> Result<(Rtc, String), SfuError> {
-        let reach = PeerReach::of(offer);
-        let offer = SdpOffer::from_sdp_string(&side.read(offer))
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let mut config = rtc_config();
-        if bwe {
-            // Peer stats carry str0m's raw estimate and the loss its TWCC feedback shows:
-            // the fast signals of `LinkEstimate`.
-            config = config
-                .enable_bwe(Some(INITIAL_ESTIMATE))
-                .set_stats_interval(Some(LINK_STATS_INTERVAL));
+        let built = self.setup(offer.to_owned(), side, bwe, now).build()?;
+        Ok((built.rtc, built.answer))
+    }
+
+    /// What building a session for `offer` takes from the engine. A subscription's session
+    /// (`bwe`) estimates the bandwidth to its viewer from TWCC feedback, for the layer
+    /// allocation.
+    fn setup(&self, offer: String, side: Side, bwe: bool, now: Instant) -> SessionSetup {
+        SessionSetup {
+            offer,
+            side,
+            bwe,
+            candidates: self.candidates.clone(),
+            dtls_cert: self.dtls_cert.clone(),
+            now,
         }
-        if let Some(cert) = &self.dtls_cert {
-            config = config.set_dtls_cert(cert.clone());
-        }
-        let mut rtc = config.build(now);
-        for local in self
-            .candidates
-            .iter()
-            .filter(|c| reach.may_use(c.addr.ip()))
-        {
-            match local.to_str0m() {
-                Ok(c) => {
-                    rtc.add_local_candidate(c);
-                }
-                Err(e) => tracing::warn!(addr = %local.addr, error = %e, "unusable media address"),
-            }
-        }
-        // str0m asserts on some offers it cannot negotiate (one payload type mapped in two
-        // media lines of a recvonly offer: "Pt locked multiple times"). A peer's offer must
-        // not take the SFU task, and every meeting's media, down with it: the half-built
-        // session is dropped and the offer refused.
-        let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rtc.sdp_api().accept_offer(offer)
-        }))
-        .map_err(|_| {
-            tracing::warn!("refused an SDP offer the WebRTC stack could not negotiate");
-            SfuError::BadSdp("the offer could not be negotiated".into())
-        })?;
-        let answer: SdpAnswer = accepted.map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        Ok((rtc, answer.to_sdp_string()))
     }
 
     fn insert(&mut self, rtc: Rtc, owner: ParticipantKey, role: Role, now: Instant) -> SessionId {
@@ -2106,6 +2203,76 @@ mod tests {
             seqs[0].wrapping_add(1),
             "consecutive on the viewer's stream"
         );
+    }
+
+    #[test]
+    fn a_subscription_ended_or_asked_again_while_being_set_up_is_void() {
+        let (mut net, _host, _viewer) = stage();
+        let before = net.engine.counts();
+        let offer = |net: &mut Net| {
+            let c = net.client();
+            net.clients[c].offer(Direction::RecvOnly).0
+        };
+        let now = net.now;
+        // Ended before it was finished: its session is dropped unused.
+        let o = offer(&mut net);
+        let (ticket, setup) = net
+            .engine
+            .plan_subscription(key("late"), key("host"), o, now);
+        let built = setup.build();
+        net.engine.unsubscribe(&key("late"), &key("host"));
+        let got = net
+            .engine
+            .finish_subscription(ticket, key("late"), key("host"), built, now);
+        assert_eq!(got, Err(SfuError::Superseded));
+        assert_eq!(net.engine.counts(), before, "nothing was added");
+        // Asked for twice: only the latest counts.
+        let o = offer(&mut net);
+        let (first, setup1) = net
+            .engine
+            .plan_subscription(key("late"), key("host"), o, now);
+        let o = offer(&mut net);
+        let (second, setup2) = net
+            .engine
+            .plan_subscription(key("late"), key("host"), o, now);
+        let old =
+            net.engine
+                .finish_subscription(first, key("late"), key("host"), setup1.build(), now);
+        assert_eq!(old, Err(SfuError::Superseded));
+        let new =
+            net.engine
+                .finish_subscription(second, key("late"), key("host"), setup2.build(), now);
+        assert!(new.is_ok_and(|answer| answer.contains("a=sendonly")));
+        assert_eq!(net.engine.counts(), (before.0, before.1 + 1));
+        // The subscriber leaving, or the publisher leaving the stage, voids one too.
+        for end in [true, false] {
+            let o = offer(&mut net);
+            let (ticket, setup) = net
+                .engine
+                .plan_subscription(key("other"), key("host"), o, now);
+            if end {
+                net.engine.drop_participant(&key("other"));
+            } else {
+                net.engine.end_publisher(&key("host"));
+            }
+            let got = net.engine.finish_subscription(
+                ticket,
+                key("other"),
+                key("host"),
+                setup.build(),
+                now,
+            );
+            assert_eq!(got, Err(SfuError::Superseded));
+        }
+        // A bad offer is refused when built, and leaves nothing planned behind.
+        let (ticket, setup) =
+            net.engine
+                .plan_subscription(key("bad"), key("host"), "v=0\r\nnonsense".into(), now);
+        let got =
+            net.engine
+                .finish_subscription(ticket, key("bad"), key("host"), setup.build(), now);
+        assert!(matches!(got, Err(SfuError::BadSdp(_))));
+        assert!(net.engine.planned.is_empty());
     }
 
     #[test]

@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 pub use allocate::Tile;
-use engine::{Engine, EngineStats, ParticipantKey};
+use engine::{BuiltSession, Engine, EngineStats, ParticipantKey, SessionSetup};
 pub use engine::{Notice, Publication};
 pub use net::MediaConfig;
 use net::{AddressPlan, TcpConns, TcpEvent};
@@ -57,6 +57,8 @@ pub enum SfuError {
     NotAllowed(String),
     #[error("the media server is shutting down")]
     Closed,
+    #[error("the subscription was ended or asked for again while it was being set up")]
+    Superseded,
 }
 
 impl SfuError {
@@ -66,6 +68,7 @@ impl SfuError {
             SfuError::BadSdp(_) => ErrorCode::BadRequest,
             SfuError::NotAllowed(_) => ErrorCode::PermissionDenied,
             SfuError::Closed => ErrorCode::Internal,
+            SfuError::Superseded => ErrorCode::InvalidState,
         }
     }
 }
@@ -73,6 +76,10 @@ impl SfuError {
 /// How often the announced addresses are read again from the interfaces (a laptop that
 /// changes networks keeps hosting).
 const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
+
+/// Threads that build subscription sessions for the SFU's task (see [`SessionSetup`]), at
+/// most: one per core beyond the first, which the forwarding keeps.
+const MAX_SETUP_WORKERS: usize = 4;
 
 /// Where the SFU's notices to one publisher go (its signaling connection).
 pub type NoticeSink = Box<dyn Fn(Notice) + Send>;
@@ -317,6 +324,8 @@ async fn run(
 ) {
     let mut reported = EngineStats::default();
     let mut sinks: HashMap<ParticipantKey, NoticeSink> = HashMap::new();
+    let (built_tx, mut built_rx) = mpsc::unbounded_channel();
+    let setups = SetupWorkers::start(built_tx);
     loop {
         let wake = engine
             .next_timeout()
@@ -335,10 +344,11 @@ async fn run(
                     if matches!(cmd, Command::Publish { .. } | Command::Subscribe { .. }) {
                         io.refresh_candidates(&mut engine, Instant::now());
                     }
-                    handle(&mut engine, &mut sinks, cmd);
+                    handle(&mut engine, &mut sinks, &setups, cmd);
                 }
                 None => shutdown = Some(oneshot::channel().0),
             },
+            Some(built) = built_rx.recv() => finish(&mut engine, built),
             ready = io.udp.readable() => {
                 if ready.is_ok() {
                     let now = Instant::now();
@@ -418,7 +428,12 @@ fn tell_publishers(engine: &mut Engine, sinks: &mut HashMap<ParticipantKey, Noti
     }
 }
 
-fn handle(engine: &mut Engine, sinks: &mut HashMap<ParticipantKey, NoticeSink>, cmd: Command) {
+fn handle(
+    engine: &mut Engine,
+    sinks: &mut HashMap<ParticipantKey, NoticeSink>,
+    setups: &SetupWorkers,
+    cmd: Command,
+) {
     let now = Instant::now();
     match cmd {
         Command::Publish {
@@ -442,7 +457,17 @@ fn handle(engine: &mut Engine, sinks: &mut HashMap<ParticipantKey, NoticeSink>, 
             offer,
             reply,
         } => {
-            let _ = reply.send(engine.subscribe(subscriber, publisher, &offer, now));
+            let (ticket, setup) =
+                engine.plan_subscription(subscriber.clone(), publisher.clone(), offer, now);
+            let job = SetupJob {
+                ticket,
+                subscriber,
+                publisher,
+                reply,
+            };
+            if let Some(built) = setups.build(job, setup) {
+                finish(engine, built);
+            }
         }
         Command::Unsubscribe {
             subscriber,
@@ -461,6 +486,90 @@ fn handle(engine: &mut Engine, sinks: &mut HashMap<ParticipantKey, NoticeSink>, 
             });
         }
         Command::Shutdown(_) => {}
+    }
+}
+
+/// Takes a built subscription into the engine and answers its subscriber.
+fn finish(engine: &mut Engine, built: Built) {
+    let Built { job, built } = built;
+    let answer = engine.finish_subscription(
+        job.ticket,
+        job.subscriber,
+        job.publisher,
+        built,
+        Instant::now(),
+    );
+    let _ = job.reply.send(answer);
+}
+
+/// A subscription being set up, and whom to answer.
+struct SetupJob {
+    ticket: u64,
+    subscriber: ParticipantKey,
+    publisher: ParticipantKey,
+    reply: oneshot::Sender<Result<String, SfuError>>,
+}
+
+/// A job's session, built, on its way back to the SFU's task.
+struct Built {
+    job: SetupJob,
+    built: Result<BuiltSession, SfuError>,
+}
+
+/// The threads that build sessions, fed in order of the subscribes. They end when the
+/// SFU's task does (it drops the sender).
+struct SetupWorkers {
+    jobs: std::sync::mpsc::Sender<(SetupJob, SessionSetup)>,
+}
+
+impl SetupWorkers {
+    fn start(built: mpsc::UnboundedSender<Built>) -> SetupWorkers {
+        let (jobs, queue) = std::sync::mpsc::channel::<(SetupJob, SessionSetup)>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = cores.saturating_sub(1).clamp(1, MAX_SETUP_WORKERS);
+        for i in 0..workers {
+            let queue = Arc::clone(&queue);
+            let built = built.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sfu-setup-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only to take one job, never while building.
+                    let next = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((job, setup)) = next else {
+                        return; // the SFU stopped
+                    };
+                    let built_session = setup.build();
+                    if built
+                        .send(Built {
+                            job,
+                            built: built_session,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a session set-up thread");
+            }
+        }
+        SetupWorkers { jobs }
+    }
+
+    /// Queues a build. With no worker left to take it (none could be started), builds it
+    /// here and now rather than never: the result is returned, for the caller to finish.
+    fn build(&self, job: SetupJob, setup: SessionSetup) -> Option<Built> {
+        match self.jobs.send((job, setup)) {
+            Ok(()) => None,
+            Err(std::sync::mpsc::SendError((job, setup))) => Some(Built {
+                job,
+                built: setup.build(),
+            }),
+        }
     }
 }
 
