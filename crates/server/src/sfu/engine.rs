@@ -783,6 +783,7 @@ impl Engine {
         let mut keyframes = Vec::new();
         let mut again = Vec::new();
         let mut due = Vec::new();
+        let mut rescheduled = Vec::new();
         while let Some((id, at)) = self.wakes.pop_due(now) {
             if self
                 .sessions
@@ -796,12 +797,17 @@ impl Engine {
             let Some(s) = self.sessions.get_mut(&id) else {
                 continue;
             };
-            // Polled below, which schedules its next wake.
-            self.dirty.push(id);
             if s.timeout <= now {
                 if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(error = %e, "session timeout failed");
                 }
+                // Polled below, which schedules its next wake.
+                self.dirty.push(id);
+            } else {
+                // Woken early (its `Rtc` moved its timeout later, or for a keyframe
+                // request): nothing for the `Rtc`, whose poll would cost as much as a
+                // packet's.
+                rescheduled.push(id);
             }
             match &mut s.role {
                 Role::Publication { keyframes: k, .. } => {
@@ -828,6 +834,9 @@ impl Engine {
         }
         for (id, layer) in keyframes {
             self.send_keyframe_request(id, layer);
+        }
+        for id in rescheduled {
+            self.reschedule(id);
         }
         for (publisher, layer) in again {
             if let Some(&publication) = self.publications.get(&publisher) {
