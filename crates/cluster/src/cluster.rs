@@ -154,6 +154,17 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, 
     }
 }
 
+/// Checks that `url` is a usable Redis URL and that Redis answers PING within `timeout`,
+/// before anything else is done (a server checks this before it touches its data dir).
+pub async fn check_reachable(url: &str, timeout: Duration) -> Result<(), ClusterError> {
+    let mut conn = connect(url, timeout).await?;
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+    if pong != "PONG" {
+        return Err(ClusterError::BadReply(format!("PING answered {pong:?}")));
+    }
+    Ok(())
+}
+
 struct Held {
     lease: HomeLease,
     clock: LeaseClock,
@@ -333,22 +344,40 @@ impl Cluster {
     }
 
     /// Takes the meeting's home (once; see [`Self::take_home_within`] to wait), renewed
-    /// from now on until released or lost. Already ours: the lease we hold.
+    /// from now on until released or lost. One holder at a time even inside this process:
+    /// a meeting whose home is held here already is [`ClusterError::HeldElsewhere`] too
+    /// (a room ending while the next one starts waits for the first to let go).
     pub async fn take_home(&self, meeting: &str) -> Result<HomeLease, ClusterError> {
         check_meeting_id(meeting)?;
         if let Some(held) = self.shared.held().get(meeting) {
-            return Ok(held.lease.clone());
+            return Err(ClusterError::HeldElsewhere {
+                meeting: meeting.to_owned(),
+                holder: self.shared.node_id.to_string(),
+                epoch: held.lease.epoch(),
+            });
         }
         let sent = Instant::now();
         let lease = self.shared.locks.take(meeting, Epoch(0)).await?;
         let clock = LeaseClock::taken(self.shared.locks.timing(), sent);
-        self.shared.held().insert(
-            meeting.to_owned(),
-            Held {
-                lease: lease.clone(),
-                clock,
-            },
-        );
+        {
+            // Two takes of this process raced and Redis handed both our own lock: the
+            // first to get here holds it.
+            let mut held = self.shared.held();
+            if let Some(first) = held.get(meeting) {
+                return Err(ClusterError::HeldElsewhere {
+                    meeting: meeting.to_owned(),
+                    holder: self.shared.node_id.to_string(),
+                    epoch: first.lease.epoch(),
+                });
+            }
+            held.insert(
+                meeting.to_owned(),
+                Held {
+                    lease: lease.clone(),
+                    clock,
+                },
+            );
+        }
         tracing::info!(meeting, epoch = %lease.epoch(), "took the meeting's home");
         Ok(lease)
     }
@@ -372,15 +401,24 @@ impl Cluster {
         }
     }
 
-    /// Gives the meeting's home up (compare-and-delete: a lock that has become someone
-    /// else's stays). `false` when it was not ours.
-    pub async fn release_home(&self, meeting: &str) -> Result<bool, ClusterError> {
-        let Some(held) = self.shared.held().remove(meeting) else {
-            return Ok(false);
-        };
-        let released = self.shared.locks.release(&held.lease).await?;
-        tracing::info!(meeting, epoch = %held.lease.epoch(), released, "gave the meeting's home up");
+    /// Gives up the home `lease` names (compare-and-delete: a lock that has become someone
+    /// else's stays). Only that lease: a newer one of the same meeting, taken since it was
+    /// lost, is kept. `false` when the lock was not ours any more.
+    pub async fn release_home(&self, lease: &HomeLease) -> Result<bool, ClusterError> {
+        {
+            let mut held = self.shared.held();
+            if held.get(&lease.meeting).is_some_and(|h| h.lease == *lease) {
+                held.remove(&lease.meeting);
+            }
+        }
+        let released = self.shared.locks.release(lease).await?;
+        tracing::info!(meeting = %lease.meeting, epoch = %lease.epoch(), released, "gave the meeting's home up");
         Ok(released)
+    }
+
+    /// The home locks' TTL and renewal period.
+    pub fn lease_timing(&self) -> LeaseTiming {
+        self.shared.locks.timing()
     }
 
     /// Leaves gracefully: stops the tasks, releases every home and deregisters. Later

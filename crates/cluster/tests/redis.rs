@@ -256,6 +256,39 @@ async fn nodes_racing_for_a_meeting_get_exactly_one_home() {
 }
 
 #[tokio::test]
+async fn a_meeting_held_here_is_not_taken_twice_and_an_old_lease_releases_only_itself() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let a = join(&redis, "node-a").await;
+    // Concurrent takes inside one process: one lease.
+    let takes: Vec<_> = (0..8)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.take_home("m1").await })
+        })
+        .collect();
+    let mut leases = Vec::new();
+    for take in takes {
+        match take.await.expect("the task ran") {
+            Ok(lease) => leases.push(lease),
+            Err(e) => assert_eq!(e.code(), "held_elsewhere", "{e}"),
+        }
+    }
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(a.homes(), 1);
+    let first = leases.remove(0);
+    // Released, then taken again: the first lease's release leaves the second alone.
+    assert!(a.release_home(&first).await.expect("releases"));
+    let second = a.take_home("m1").await.expect("takes m1 again");
+    assert!(second.epoch() > first.epoch());
+    assert!(!a.release_home(&first).await.expect("answers"));
+    assert_eq!(a.home_epoch("m1"), Some(second.epoch()));
+    let holder = a.home_of("m1").await.expect("reads");
+    assert_eq!(holder.map(|h| h.epoch), Some(second.epoch()));
+}
+
+#[tokio::test]
 async fn an_expired_lease_goes_to_another_with_a_higher_epoch_and_the_old_holder_steps_down() {
     let Some(redis) = RedisServer::start_or_skip() else {
         return;
@@ -431,8 +464,8 @@ async fn after_redis_restarts_empty_nodes_register_again_and_retake_their_meetin
     let mut events = a.events();
     // Spend some epochs, so a retake can be seen to go above them.
     for _ in 0..3 {
-        a.take_home("m1").await.expect("takes m1");
-        a.release_home("m1").await.expect("releases m1");
+        let lease = a.take_home("m1").await.expect("takes m1");
+        assert!(a.release_home(&lease).await.expect("releases m1"));
     }
     let old = a.take_home("m1").await.expect("takes m1");
     assert_eq!(old.epoch(), Epoch(4));
