@@ -31,6 +31,10 @@ pub mod registry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+/// The Redis client this crate speaks through, for callers (tests, tools) that look at the
+/// same keys.
+pub use redis;
+
 pub use cluster::{Cluster, ClusterConfig, ClusterEvent};
 pub use error::ClusterError;
 pub use lease::{Epoch, EpochFence, LeaseClock, LeaseStep, LeaseTiming, RenewReply};
