@@ -214,3 +214,131 @@ async fn bad_cluster_flags_and_an_unreachable_redis_are_clear_errors() {
         assert!(!data_dir.exists(), "{flags:?}: no data dir is made");
     }
 }
+
+fn signal(proc: &Proc, sig: &str) {
+    let pid = proc.child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+async fn load_of(registry: &Registry, id: &str) -> Option<u64> {
+    let info = registry.get(&NodeId::new(id).expect("valid")).await;
+    info.ok().flatten().map(|n| n.load.meetings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_frozen_past_its_lease_steps_down_when_it_resumes() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let (registry, _) = look(&redis).await;
+    // Another node's locks, with a long lease: it keeps what it takes.
+    let conn = connect(&redis.url(), Duration::from_secs(1))
+        .await
+        .expect("connects");
+    let other = HomeLocks::new(
+        conn,
+        Keys::default(),
+        LeaseTiming::from_ttl(Duration::from_secs(30)).expect("valid"),
+        NodeId::new("node-z").expect("valid"),
+        "z",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut a, ready) = node(&redis, "node-a", dir.path()).await;
+    let http = ready["http"].as_str().expect("http");
+    let key = ready["admin_key"].as_str().expect("admin key");
+    let meeting = create_meeting(http, key, "frozen").await;
+    let (_, token) = add(http, key, &meeting, "host", "host").await;
+    let mut host = bot("host", http, &token).await;
+    let held = other.holder(&meeting).await.expect("reads");
+    let old = held.expect("node-a holds the home");
+    assert_eq!(old.node_id.as_str(), "node-a");
+
+    // Frozen (SIGSTOP) past its lease (1.5 s): its lock runs out and node-z takes it.
+    signal(&a, "-STOP");
+    eventually(Duration::from_secs(4), "node-a's lock runs out", || async {
+        other.holder(&meeting).await.expect("reads").is_none()
+    })
+    .await;
+    let taken = other
+        .take(&meeting, onstage_cluster::Epoch(0))
+        .await
+        .expect("node-z takes it");
+    assert!(taken.epoch() > old.epoch);
+    assert_eq!(
+        ids(&registry).await,
+        Vec::<String>::new(),
+        "a frozen node leaves the registry"
+    );
+
+    // Resumed: its own clock says the lease is over, so it steps down before anything
+    // else: the meeting's sessions end here (the bot is told and reconnects), it comes
+    // back to the registry with no meetings, and node-z's lock is untouched.
+    let resumed = Instant::now();
+    signal(&a, "-CONT");
+    host.expect_event("connectionStateUpdate", json!({"state":"reconnecting"}))
+        .await;
+    eventually(
+        Duration::from_secs(3),
+        "node-a registered again, home of nothing",
+        || async { load_of(&registry, "node-a").await == Some(0) },
+    )
+    .await;
+    eprintln!(
+        "stepped down and registered again within {:?}",
+        resumed.elapsed()
+    );
+    let holder = other.holder(&meeting).await.expect("reads");
+    assert_eq!(holder, Some(taken.holder.clone()));
+    a.child.start_kill().expect("kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_restarts_empty_a_node_registers_and_takes_its_meeting_again() {
+    let Some(mut redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let (registry, locks) = look(&redis).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut a, ready) = node(&redis, "node-a", dir.path()).await;
+    let http = ready["http"].as_str().expect("http");
+    let key = ready["admin_key"].as_str().expect("admin key");
+    let meeting = create_meeting(http, key, "kept").await;
+    let (_, token) = add(http, key, &meeting, "host", "host").await;
+    let mut host = bot("host", http, &token).await;
+    let old = locks.holder(&meeting).await.expect("reads").expect("held");
+
+    redis.restart_empty().expect("Redis restarts");
+    let (registry_after, locks_after) = look(&redis).await;
+    drop((registry, locks));
+    let took = eventually(
+        Duration::from_secs(3),
+        "node-a back with its meeting",
+        || async {
+            let home = locks_after.holder(&meeting).await.ok().flatten();
+            load_of(&registry_after, "node-a").await == Some(1)
+                && home.is_some_and(|h| h.node_id.as_str() == "node-a" && h.epoch > old.epoch)
+        },
+    )
+    .await;
+    eprintln!("registered and home again {took:?} after the restart");
+    // The meeting went on throughout: the host's session is the same one.
+    let listed = host.ok(json!({"id": 5, "call": "participants.list"})).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // The room ends with its last participant and gives up the home it took again.
+    host.ok(json!({"id": 6, "call": "meeting.leave"})).await;
+    eventually(
+        Duration::from_secs(5),
+        "the retaken home is given up",
+        || async {
+            let home = locks_after.holder(&meeting).await.ok().flatten();
+            home.is_none() && load_of(&registry_after, "node-a").await == Some(0)
+        },
+    )
+    .await;
+    signal(&a, "-TERM");
+    assert_eq!(a.exit_code().await, Some(0));
+}

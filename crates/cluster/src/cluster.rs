@@ -166,7 +166,11 @@ pub async fn check_reachable(url: &str, timeout: Duration) -> Result<(), Cluster
 }
 
 struct Held {
+    /// The lock as it is now (a retake after Redis lost it changes the epoch).
     lease: HomeLease,
+    /// The lease [`Cluster::take_home`] handed out, which the caller releases with: it
+    /// names this holding through retakes.
+    origin: HomeLease,
     clock: LeaseClock,
 }
 
@@ -374,6 +378,7 @@ impl Cluster {
                 meeting.to_owned(),
                 Held {
                     lease: lease.clone(),
+                    origin: lease.clone(),
                     clock,
                 },
             );
@@ -401,17 +406,26 @@ impl Cluster {
         }
     }
 
-    /// Gives up the home `lease` names (compare-and-delete: a lock that has become someone
-    /// else's stays). Only that lease: a newer one of the same meeting, taken since it was
-    /// lost, is kept. `false` when the lock was not ours any more.
+    /// Gives up the home `lease` (as [`Self::take_home`] returned it) names, with the epoch
+    /// it has now if it was retaken since (compare-and-delete: a lock that has become
+    /// someone else's stays). Only that holding: a newer one of the same meeting, taken
+    /// after it was lost, is kept. `false` when the lock was not ours any more.
     pub async fn release_home(&self, lease: &HomeLease) -> Result<bool, ClusterError> {
-        {
+        let current = {
             let mut held = self.shared.held();
-            if held.get(&lease.meeting).is_some_and(|h| h.lease == *lease) {
-                held.remove(&lease.meeting);
+            if held.get(&lease.meeting).is_some_and(|h| h.origin == *lease) {
+                held.remove(&lease.meeting).map(|h| h.lease)
+            } else {
+                None
             }
-        }
-        let released = self.shared.locks.release(lease).await?;
+        };
+        // Not held any more (lost): its own value may still be in Redis (we stepped down
+        // by our clock while Redis was away), and only that is deleted.
+        let released = self
+            .shared
+            .locks
+            .release(current.as_ref().unwrap_or(lease))
+            .await?;
         tracing::info!(meeting = %lease.meeting, epoch = %lease.epoch(), released, "gave the meeting's home up");
         Ok(released)
     }
@@ -544,9 +558,13 @@ async fn retake(shared: &Shared, lease: HomeLease) {
     let sent = Instant::now();
     let result = shared.locks.take(&lease.meeting, lease.epoch()).await;
     let mut held = shared.held();
-    if held.get(&lease.meeting).is_none_or(|h| h.lease != lease) {
+    let Some(origin) = held
+        .get(&lease.meeting)
+        .filter(|h| h.lease == lease)
+        .map(|h| h.origin.clone())
+    else {
         return; // released meanwhile; a lock just taken runs out by its TTL
-    }
+    };
     match result {
         Ok(new) => {
             tracing::info!(meeting = %lease.meeting, old = %lease.epoch(), new = %new.epoch(), "took the meeting's home again after Redis lost it");
@@ -559,6 +577,7 @@ async fn retake(shared: &Shared, lease: HomeLease) {
                 lease.meeting.clone(),
                 Held {
                     lease: new,
+                    origin,
                     clock: LeaseClock::taken(shared.locks.timing(), sent),
                 },
             );

@@ -500,5 +500,10 @@ async fn after_redis_restarts_empty_nodes_register_again_and_retake_their_meetin
     assert!(a.home_epoch("m1").is_some_and(|e| e > old.epoch()));
     assert_eq!(a.homes(), 1);
     assert_eq!(b.homes(), 1);
+    // The lease first handed out still names the holding: releasing it frees the retaken
+    // lock (not only the old epoch's value, which Redis no longer has).
+    assert!(a.release_home(&old).await.expect("releases"));
+    assert_eq!(a.homes(), 0);
+    assert_eq!(locks.holder("m1").await.expect("reads"), None);
     eprintln!("registered again {took:?} after the restart");
 }
