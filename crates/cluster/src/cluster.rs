@@ -183,6 +183,8 @@ struct Shared {
     registry: Registry,
     locks: HomeLocks,
     held: Mutex<HashMap<String, Held>>,
+    /// Meetings whose take is under way: one take per meeting at a time in this process.
+    taking: Mutex<std::collections::HashSet<String>>,
     events: broadcast::Sender<ClusterEvent>,
     connections: Box<dyn Fn() -> u64 + Send + Sync>,
     cpu: Mutex<CpuMeter>,
@@ -216,6 +218,30 @@ impl Shared {
             epoch,
             reason,
         });
+    }
+}
+
+/// A take under way, for one meeting; ends (even when the take is dropped half-way) when
+/// this is dropped.
+struct Taking<'a> {
+    shared: &'a Shared,
+    meeting: String,
+}
+
+impl<'a> Taking<'a> {
+    fn start(shared: &'a Shared, meeting: &str) -> Option<Self> {
+        let mut taking = shared.taking.lock().unwrap_or_else(|p| p.into_inner());
+        taking.insert(meeting.to_owned()).then(|| Self {
+            shared,
+            meeting: meeting.to_owned(),
+        })
+    }
+}
+
+impl Drop for Taking<'_> {
+    fn drop(&mut self) {
+        let mut taking = self.shared.taking.lock().unwrap_or_else(|p| p.into_inner());
+        taking.remove(&self.meeting);
     }
 }
 
@@ -280,6 +306,7 @@ impl Cluster {
                 instance,
             ),
             held: Mutex::default(),
+            taking: Mutex::default(),
             events: broadcast::channel(256).0,
             connections: Box::new(connections),
             cpu: Mutex::new(CpuMeter::new()),
@@ -353,26 +380,24 @@ impl Cluster {
     /// (a room ending while the next one starts waits for the first to let go).
     pub async fn take_home(&self, meeting: &str) -> Result<HomeLease, ClusterError> {
         check_meeting_id(meeting)?;
+        let here = |epoch| ClusterError::HeldElsewhere {
+            meeting: meeting.to_owned(),
+            holder: self.shared.node_id.to_string(),
+            epoch,
+        };
         if let Some(held) = self.shared.held().get(meeting) {
-            return Err(ClusterError::HeldElsewhere {
-                meeting: meeting.to_owned(),
-                holder: self.shared.node_id.to_string(),
-                epoch: held.lease.epoch(),
-            });
+            return Err(here(held.lease.epoch()));
         }
+        let Some(_taking) = Taking::start(&self.shared, meeting) else {
+            return Err(here(Epoch(0)));
+        };
         let sent = Instant::now();
         let lease = self.shared.locks.take(meeting, Epoch(0)).await?;
         let clock = LeaseClock::taken(self.shared.locks.timing(), sent);
         {
-            // Two takes of this process raced and Redis handed both our own lock: the
-            // first to get here holds it.
             let mut held = self.shared.held();
             if let Some(first) = held.get(meeting) {
-                return Err(ClusterError::HeldElsewhere {
-                    meeting: meeting.to_owned(),
-                    holder: self.shared.node_id.to_string(),
-                    epoch: first.lease.epoch(),
-                });
+                return Err(here(first.lease.epoch()));
             }
             held.insert(
                 meeting.to_owned(),
@@ -519,13 +544,17 @@ async fn renew_leases(shared: Arc<Shared>, timing: LeaseTiming) {
                 Due::Expired(lease) => {
                     shared.lost(&lease.meeting, lease.epoch(), LossReason::Expired);
                 }
-                Due::Renew(lease) => renew_one(&shared, lease, now).await,
+                // Each renewal on its own task: one that hangs (up to the Redis timeout)
+                // delays neither the others nor the next tick's expiry checks.
+                Due::Renew(lease) => {
+                    tokio::spawn(renew_one(shared.clone(), lease, now));
+                }
             }
         }
     }
 }
 
-async fn renew_one(shared: &Shared, lease: HomeLease, sent: Instant) {
+async fn renew_one(shared: Arc<Shared>, lease: HomeLease, sent: Instant) {
     let reply = shared.locks.renew(&lease).await;
     let step = {
         let mut held = shared.held();
@@ -548,7 +577,7 @@ async fn renew_one(shared: &Shared, lease: HomeLease, sent: Instant) {
     match step {
         LeaseStep::Keep => {}
         LeaseStep::StepDown(reason) => shared.lost(&lease.meeting, lease.epoch(), reason),
-        LeaseStep::Retake => retake(shared, lease).await,
+        LeaseStep::Retake => retake(&shared, lease).await,
     }
 }
 

@@ -163,6 +163,9 @@ pub struct LeaseClock {
     valid_until: Instant,
     /// When the last renewal (or the take) was sent.
     last_attempt: Instant,
+    /// A renewal is on its way and not answered yet: no second one is sent meanwhile (a
+    /// Redis that hangs must not pile renewals up), while the expiry keeps being checked.
+    in_flight: bool,
 }
 
 impl LeaseClock {
@@ -172,6 +175,7 @@ impl LeaseClock {
             timing,
             valid_until: sent_at + timing.ttl - timing.drift(),
             last_attempt: sent_at,
+            in_flight: false,
         }
     }
 
@@ -194,17 +198,20 @@ impl LeaseClock {
         self.last_attempt + self.timing.renew_every
     }
 
+    /// Is a renewal to be sent now? Never while one is unanswered.
     pub fn renewal_due(&self, now: Instant) -> bool {
-        now >= self.next_renewal()
+        !self.in_flight && now >= self.next_renewal()
     }
 
     /// A renewal is being sent now.
     pub fn sending(&mut self, now: Instant) {
         self.last_attempt = now;
+        self.in_flight = true;
     }
 
     /// Redis answered a renewal sent at `sent_at`.
     pub fn answered(&mut self, reply: RenewReply, sent_at: Instant) -> LeaseStep {
+        self.in_flight = false;
         match reply {
             RenewReply::Renewed => {
                 let until = sent_at + self.timing.ttl - self.timing.drift();
@@ -219,6 +226,7 @@ impl LeaseClock {
     /// A renewal got no answer (Redis unreachable, timed out): keep the lease while our
     /// clock says it is valid and try again at the next renewal; past that, step down.
     pub fn unanswered(&mut self, now: Instant) -> LeaseStep {
+        self.in_flight = false;
         if self.expired(now) {
             LeaseStep::StepDown(LossReason::Expired)
         } else {
@@ -277,6 +285,24 @@ mod tests {
         clock.sending(t0 + ms(310));
         assert!(!clock.renewal_due(t0 + ms(500)));
         assert_eq!(clock.next_renewal(), t0 + ms(610));
+    }
+
+    #[test]
+    fn no_second_renewal_is_sent_while_one_is_unanswered() {
+        let t0 = Instant::now();
+        let mut clock = LeaseClock::taken(timing(), t0);
+        clock.sending(t0 + ms(300));
+        // Redis hangs: nothing more is due, however late, but the expiry still shows.
+        assert!(!clock.renewal_due(t0 + ms(700)));
+        assert!(clock.expired(t0 + ms(950)));
+        assert_eq!(clock.unanswered(t0 + ms(700)), LeaseStep::Keep);
+        assert!(clock.renewal_due(t0 + ms(700)), "due again once it gave up");
+        clock.sending(t0 + ms(700));
+        assert_eq!(
+            clock.answered(RenewReply::Renewed, t0 + ms(700)),
+            LeaseStep::Keep
+        );
+        assert!(clock.renewal_due(t0 + ms(1000)));
     }
 
     #[test]

@@ -143,6 +143,13 @@ return 0
     )
 });
 
+/// What one take script found.
+enum Taken {
+    Fresh(HomeLease),
+    /// The lock already has this instance's value.
+    Ours(Holder),
+}
+
 /// One process's home locks: takes, renewals and releases in its name.
 #[derive(Clone)]
 pub struct HomeLocks {
@@ -193,10 +200,35 @@ impl HomeLocks {
     }
 
     /// Takes the meeting's home with an epoch above `floor` (use `Epoch(0)` for a first
-    /// take). [`ClusterError::HeldElsewhere`] when another holds it. A lock this process
-    /// already holds (an earlier take whose answer was lost) is handed back as it is.
+    /// take); every take that succeeds has a fresh epoch. [`ClusterError::HeldElsewhere`]
+    /// when another holds it. A lock of this very instance that its caller no longer counts
+    /// as held (a take whose answer was lost, a lease given up by the clock while Redis
+    /// still had it) is stale: it is deleted and taken anew. One take per meeting at a
+    /// time from one instance (as [`crate::Cluster`] does).
     pub async fn take(&self, meeting: &str, floor: Epoch) -> Result<HomeLease, ClusterError> {
         check_meeting_id(meeting)?;
+        match self.take_once(meeting, floor).await? {
+            Taken::Fresh(lease) => Ok(lease),
+            Taken::Ours(stale) => {
+                tracing::info!(meeting, epoch = %stale.epoch, "replacing a stale lock of this process");
+                let stale = HomeLease {
+                    meeting: meeting.to_owned(),
+                    holder: stale,
+                };
+                self.release(&stale).await?;
+                match self.take_once(meeting, floor.max(stale.epoch())).await? {
+                    Taken::Fresh(lease) => Ok(lease),
+                    Taken::Ours(again) => Err(ClusterError::HeldElsewhere {
+                        meeting: meeting.to_owned(),
+                        holder: again.node_id.to_string(),
+                        epoch: again.epoch,
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn take_once(&self, meeting: &str, floor: Epoch) -> Result<Taken, ClusterError> {
         let (epoch, value): (u64, String) = TAKE
             .key(self.keys.home(meeting))
             .key(self.keys.epoch(meeting))
@@ -207,16 +239,19 @@ impl HomeLocks {
             .invoke_async(&mut self.conn.clone())
             .await?;
         let holder = Holder::parse(&value)?;
-        if epoch == 0 && !self.is_ours(&holder) {
-            return Err(ClusterError::HeldElsewhere {
+        if epoch != 0 {
+            return Ok(Taken::Fresh(HomeLease {
                 meeting: meeting.to_owned(),
-                holder: holder.node_id.to_string(),
-                epoch: holder.epoch,
-            });
+                holder,
+            }));
         }
-        Ok(HomeLease {
+        if self.is_ours(&holder) {
+            return Ok(Taken::Ours(holder));
+        }
+        Err(ClusterError::HeldElsewhere {
             meeting: meeting.to_owned(),
-            holder,
+            holder: holder.node_id.to_string(),
+            epoch: holder.epoch,
         })
     }
 

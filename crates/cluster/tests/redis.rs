@@ -338,6 +338,36 @@ async fn an_expired_lease_goes_to_another_with_a_higher_epoch_and_the_old_holder
 }
 
 #[tokio::test]
+async fn a_stale_lock_of_the_same_process_is_replaced_with_a_fresh_epoch() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let a = locks(&redis, "node-a", "ia").await;
+    let first = a.take("m1", Epoch(0)).await.expect("takes m1");
+    // The caller lost track of it (its answer lost, or given up by the clock): taking
+    // again replaces it rather than handing the same epoch out twice.
+    let second = a.take("m1", Epoch(0)).await.expect("takes m1 again");
+    assert!(
+        second.epoch() > first.epoch(),
+        "{} > {}",
+        second.epoch(),
+        first.epoch()
+    );
+    assert_eq!(
+        a.renew(&first).await.expect("answers"),
+        RenewReply::HeldBy(second.holder.value())
+    );
+    assert_eq!(
+        a.renew(&second).await.expect("answers"),
+        RenewReply::Renewed
+    );
+    // Another instance under the same node id is not "the same process".
+    let twin = locks(&redis, "node-a", "other").await;
+    let refused = twin.take("m1", Epoch(0)).await.expect_err("held by ia");
+    assert_eq!(refused.code(), "held_elsewhere");
+}
+
+#[tokio::test]
 async fn compare_and_delete_never_deletes_another_holders_lock() {
     let Some(redis) = RedisServer::start_or_skip() else {
         return;

@@ -448,11 +448,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let mut rooms =
         Rooms::new(metrics.clone(), config.grace_ms(), sfu.clone()).with_storage(storage.clone());
+    let (stop, shutdown) = watch::channel(false);
     if let Some(cluster) = &cluster {
         rooms = rooms.with_cluster(cluster.clone());
-        tokio::spawn(step_down_lost_homes(cluster.clone(), rooms.clone()));
+        tokio::spawn(step_down_lost_homes(
+            cluster.clone(),
+            rooms.clone(),
+            shutdown.clone(),
+        ));
     }
-    let (stop, shutdown) = watch::channel(false);
     let stop = Arc::new(stop);
     let (alive, alive_rx) = mpsc::channel(1);
     let shutdown_timeout = config.shutdown_timeout;
@@ -556,14 +560,25 @@ async fn join_cluster(
     Ok(cluster)
 }
 
-/// Ends the room of every meeting whose home lock this node lost. An event missed (the
-/// channel overflowed) is made up for by checking every live room against the locks held.
-async fn step_down_lost_homes(cluster: onstage_cluster::Cluster, rooms: Rooms) {
+/// Ends the room of every meeting whose home lock this node lost, until the server stops
+/// (then its handle goes, so a server dropped without a shutdown stops renewing too). An
+/// event missed (the channel overflowed) is made up for by checking every live room
+/// against the locks held; a room still waiting for its lock then starts over, which only
+/// costs its connections a reconnect.
+async fn step_down_lost_homes(
+    cluster: onstage_cluster::Cluster,
+    rooms: Rooms,
+    mut stopping: watch::Receiver<bool>,
+) {
     use onstage_cluster::ClusterEvent;
     use tokio::sync::broadcast::error::RecvError;
     let mut events = cluster.events();
     loop {
-        match events.recv().await {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = stopping.wait_for(|stop| *stop) => break,
+        };
+        match event {
             Ok(ClusterEvent::HomeLost { meeting, epoch, .. }) => {
                 // A newer lease of the same meeting (taken again since) is not the lost one.
                 if cluster.home_epoch(&meeting).is_some_and(|now| now > epoch) {
