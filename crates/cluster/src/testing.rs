@@ -92,6 +92,31 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and commands hang unanswered,
+    /// as with a Redis that stalls. [`Self::resume`] lets it go on.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Resumes a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return;
+        };
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return;
+        };
+        // SAFETY: kill(2) with our own child's pid and a valid signal number; the child is
+        // not reaped until `kill`/drop, so the pid is still ours.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
     /// Kills the server and starts a new, empty one on the same port.
     pub fn restart_empty(&mut self) -> Result<(), String> {
         self.kill();

@@ -537,3 +537,63 @@ async fn after_redis_restarts_empty_nodes_register_again_and_retake_their_meetin
     assert_eq!(locks.holder("m1").await.expect("reads"), None);
     eprintln!("registered again {took:?} after the restart");
 }
+
+#[tokio::test]
+async fn a_home_whose_redis_hangs_steps_down_by_its_clock_in_time() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let a = join(&redis, "node-a").await;
+    let mut events = a.events();
+    let lease = a.take_home("m1").await.expect("takes m1");
+    // Frozen, not gone: renewals hang until the Redis timeout instead of failing at once.
+    let frozen = Instant::now();
+    redis.pause();
+    let event = next_event(&mut events).await;
+    let after = frozen.elapsed();
+    redis.resume();
+    assert_eq!(
+        event,
+        ClusterEvent::HomeLost {
+            meeting: "m1".into(),
+            epoch: lease.epoch(),
+            reason: LossReason::Expired,
+        }
+    );
+    // Before the lock can have run out in Redis, renewals stuck or not.
+    assert!(
+        after < TTL,
+        "stepped down {after:?} after Redis froze; TTL {TTL:?}"
+    );
+    assert_eq!(a.home_epoch("m1"), None);
+}
+
+#[tokio::test]
+async fn a_foreign_key_among_the_node_keys_hides_nobody() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let registry = registry(&redis).await;
+    let _a = join(&redis, "node-a").await;
+    let conn = connect(&redis.url(), Duration::from_secs(1))
+        .await
+        .expect("connects");
+    for (key, value) in [
+        ("onstage:node:junk", "not json"),
+        ("onstage:node:odd", r#"{"node_id":"a b"}"#),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut conn.clone())
+            .await
+            .expect("sets");
+    }
+    assert_eq!(node_ids(&registry).await, ["node-a"]);
+    // Read alone, a foreign value is a clear error, not a node.
+    let err = registry
+        .get(&node("junk"))
+        .await
+        .expect_err("not a registration");
+    assert_eq!(err.code(), "bad_reply");
+}
