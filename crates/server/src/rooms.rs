@@ -227,6 +227,11 @@ impl Rooms {
         self
     }
 
+    /// This node's cluster membership, if it is a member.
+    pub fn cluster(&self) -> Option<&onstage_cluster::Cluster> {
+        self.cluster.as_ref()
+    }
+
     /// The live rooms' meetings.
     pub fn live_meetings(&self) -> Vec<MeetingId> {
         self.lock()

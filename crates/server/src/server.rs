@@ -454,6 +454,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tokio::spawn(step_down_lost_homes(
             cluster.clone(),
             rooms.clone(),
+            metrics.clone(),
             shutdown.clone(),
         ));
     }
@@ -568,6 +569,7 @@ async fn join_cluster(
 async fn step_down_lost_homes(
     cluster: onstage_cluster::Cluster,
     rooms: Rooms,
+    metrics: Arc<Metrics>,
     mut stopping: watch::Receiver<bool>,
 ) {
     use onstage_cluster::ClusterEvent;
@@ -580,6 +582,7 @@ async fn step_down_lost_homes(
         };
         match event {
             Ok(ClusterEvent::HomeLost { meeting, epoch, .. }) => {
+                metrics.cluster_homes_lost.inc();
                 // A newer lease of the same meeting (taken again since) is not the lost one.
                 if cluster.home_epoch(&meeting).is_some_and(|now| now > epoch) {
                     continue;
@@ -606,6 +609,10 @@ async fn step_down_lost_homes(
 async fn render_metrics(State(app): State<Arc<AppState>>) -> Response {
     let open = i64::try_from(app.limits.open()).unwrap_or(i64::MAX);
     app.metrics.http_connections.set(open);
+    if let Some(cluster) = app.rooms.cluster() {
+        let homes = i64::try_from(cluster.homes()).unwrap_or(i64::MAX);
+        app.metrics.cluster_homes.set(homes);
+    }
     (
         StatusCode::OK,
         [(

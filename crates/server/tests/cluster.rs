@@ -67,6 +67,7 @@ async fn a_room_that_loses_its_home_lock_ends_its_sessions_and_comes_back_once_i
         .await
         .expect("the room holds its home");
     assert_eq!(node, "n1");
+    assert_eq!(srv.metric("onstage_cluster_homes").await, 1.0);
 
     // As if n1 had been frozen past its lease: the lock is gone and n2 takes it.
     let _: () = redis::cmd("DEL")
@@ -88,6 +89,8 @@ async fn a_room_that_loses_its_home_lock_ends_its_sessions_and_comes_back_once_i
         "stepped down after {:?}",
         lost.elapsed()
     );
+    assert_eq!(srv.metric("onstage_cluster_homes_lost_total").await, 1.0);
+    assert_eq!(srv.metric("onstage_cluster_homes").await, 0.0);
     assert_eq!(
         holder(&n2, &meeting).await,
         Some(("n2".to_owned(), taken.epoch())),
