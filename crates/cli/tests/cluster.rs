@@ -203,6 +203,28 @@ async fn bad_cluster_flags_and_an_unreachable_redis_are_clear_errors() {
             vec!["--redis", "http://nowhere", "--node-id", "n1"],
             "bad_request",
         ),
+        (
+            vec![
+                "--redis",
+                dead.as_str(),
+                "--node-id",
+                "n1",
+                "--lease-ttl-ms",
+                "999999999999",
+            ],
+            "bad_request",
+        ),
+        (
+            vec![
+                "--redis",
+                dead.as_str(),
+                "--node-id",
+                "n1",
+                "--node-ttl-ms",
+                "999999999999",
+            ],
+            "bad_request",
+        ),
     ] {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data];
         args.extend(&flags);
@@ -341,4 +363,39 @@ async fn after_redis_restarts_empty_a_node_registers_and_takes_its_meeting_again
     .await;
     signal(&a, "-TERM");
     assert_eq!(a.exit_code().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_id_in_use_by_a_live_node_is_refused() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let dir_a = tempfile::tempdir().expect("temp dir");
+    let (_a, _) = node(&redis, "node-a", dir_a.path()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let url = redis.url();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data,
+        "--redis",
+        &url,
+        "--node-id",
+        "node-a",
+        "--node-ttl-ms",
+        "1000",
+    ];
+    let started = Instant::now();
+    let mut twin = Proc::spawn("twin", &args, &[]);
+    let line = twin.next().await.expect("an error line");
+    assert_eq!(line["ok"], false, "{line}");
+    assert_eq!(line["error"]["code"], "bad_request", "{line}");
+    let message = line["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("node_id_in_use"), "{line}");
+    assert_eq!(twin.exit_code().await, Some(1));
+    // It waited out a registration's TTL first: a node restarted at once gets its id back.
+    assert!(started.elapsed() >= NODE_TTL, "{:?}", started.elapsed());
 }

@@ -82,9 +82,25 @@ impl ClusterConfig {
     }
 
     fn check(&self) -> Result<(), ClusterError> {
+        self.check_timings()?;
+        if self.public_url.trim().is_empty() {
+            return Err(ClusterError::BadConfig("the public URL is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks the TTLs and timeouts fit together ([`Cluster::join`] does it too), so that a
+    /// caller can refuse bad settings before it does anything else.
+    pub fn check_timings(&self) -> Result<(), ClusterError> {
         if self.node_ttl < Duration::from_millis(300) {
             return Err(ClusterError::BadConfig(format!(
                 "a node TTL of {:?} is shorter than 300 ms",
+                self.node_ttl
+            )));
+        }
+        if self.node_ttl > Duration::from_secs(24 * 60 * 60) {
+            return Err(ClusterError::BadConfig(format!(
+                "a node TTL of {:?} is longer than a day",
                 self.node_ttl
             )));
         }
@@ -100,9 +116,6 @@ impl ClusterConfig {
                 self.redis_timeout,
                 self.lease.ttl()
             )));
-        }
-        if self.public_url.trim().is_empty() {
-            return Err(ClusterError::BadConfig("the public URL is empty".into()));
         }
         Ok(())
     }

@@ -192,6 +192,14 @@ async fn unreachable_redis_and_bad_settings_are_clear_errors() {
     let cfg = config(&redis, "node-a").with_node_ttl(Duration::from_millis(10));
     let err = Cluster::join(cfg, || 0).await.expect_err("TTL too short");
     assert_eq!(err.code(), "bad_config", "{err}");
+
+    let cfg = config(&redis, "node-a").with_node_ttl(Duration::from_secs(2 * 24 * 3600));
+    assert_eq!(
+        cfg.check_timings().map_err(|e| e.code()).err(),
+        Some("bad_config")
+    );
+    let err = Cluster::join(cfg, || 0).await.expect_err("TTL too long");
+    assert_eq!(err.code(), "bad_config", "{err}");
 }
 
 #[tokio::test]

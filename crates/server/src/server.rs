@@ -363,7 +363,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     // A bad cluster setting or a Redis that does not answer is found before the data dir
     // is touched too; the node joins once its URL is known, below.
     if let Some(settings) = &config.cluster {
-        onstage_cluster::LeaseTiming::from_ttl(settings.lease_ttl)?;
+        cluster_config(settings, "")?.check_timings()?;
         onstage_cluster::cluster::check_reachable(
             &settings.redis_url,
             std::time::Duration::from_secs(1),
@@ -542,6 +542,21 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     })
 }
 
+/// The membership `settings` describe, registered under `public_url`.
+fn cluster_config(
+    settings: &crate::config::ClusterSettings,
+    public_url: &str,
+) -> Result<onstage_cluster::ClusterConfig, ServerError> {
+    let lease = onstage_cluster::LeaseTiming::from_ttl(settings.lease_ttl)?;
+    Ok(onstage_cluster::ClusterConfig::new(
+        settings.redis_url.clone(),
+        settings.node_id.clone(),
+        public_url,
+    )
+    .with_node_ttl(settings.node_ttl)
+    .with_lease(lease))
+}
+
 /// Joins the cluster as `settings` say, registered under the public URL, with the open
 /// connections as part of the load.
 async fn join_cluster(
@@ -549,14 +564,7 @@ async fn join_cluster(
     public_url: &Url,
     limits: Arc<ConnectionLimits>,
 ) -> Result<onstage_cluster::Cluster, ServerError> {
-    let lease = onstage_cluster::LeaseTiming::from_ttl(settings.lease_ttl)?;
-    let config = onstage_cluster::ClusterConfig::new(
-        settings.redis_url.clone(),
-        settings.node_id.clone(),
-        public_url.as_str().trim_end_matches('/'),
-    )
-    .with_node_ttl(settings.node_ttl)
-    .with_lease(lease);
+    let config = cluster_config(settings, public_url.as_str().trim_end_matches('/'))?;
     let cluster = onstage_cluster::Cluster::join(config, move || limits.open() as u64).await?;
     Ok(cluster)
 }
