@@ -17,6 +17,8 @@ APT_PACKAGES=(
   iproute2 iptables coturn
   # The peer SFU the load test compares ours with (`onstage load-test --compare janus`).
   janus
+  # The cluster's registry and home locks (crates/cluster) and its tests' Redis.
+  redis-server
   # The browser client's tests: a real Chromium (libwebrtc), headless, through WebDriver.
   chromium chromium-driver
 )

@@ -186,6 +186,22 @@ pub struct ServeArgs {
     /// budget to refill, one a second (default 20).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub broadcast_burst: Option<u32>,
+    /// Join a cluster of nodes on this Redis (`redis://HOST:PORT`): the node registers
+    /// itself with its public URL and load, and holds the home lock of every meeting it
+    /// runs. Without it the server is a node on its own.
+    #[arg(long, value_name = "URL", requires = "node_id")]
+    pub redis: Option<String>,
+    /// This node's name in the cluster: 1 to 64 of A-Z a-z 0-9 . _ - (with --redis).
+    #[arg(long, value_name = "ID", requires = "redis")]
+    pub node_id: Option<String>,
+    /// How long the node's registration lives unless refreshed, in ms; refreshed three
+    /// times within it (default 6000).
+    #[arg(long, value_name = "MS", requires = "redis", value_parser = clap::value_parser!(u64).range(300..))]
+    pub node_ttl_ms: Option<u64>,
+    /// How long a meeting's home lock lives unless renewed, in ms; renewed three times
+    /// within it (default 10000).
+    #[arg(long, value_name = "MS", requires = "redis", value_parser = clap::value_parser!(u64).range(300..))]
+    pub lease_ttl_ms: Option<u64>,
 }
 
 /// Where the admin API is and the key to use.

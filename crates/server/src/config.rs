@@ -118,6 +118,37 @@ pub struct ServerConfig {
     /// Hold loopback connections (this machine: the desktop app, local bots, load tests)
     /// to the per-source cap too (default false).
     pub limit_loopback: bool,
+    /// Membership of a cluster of nodes on Redis (`--redis`). `None` (the default): this
+    /// server is a node on its own and nothing is asked of Redis.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// How a server joins a cluster: it registers itself (with its public URL and load) and
+/// holds the home lock of every meeting it runs. See `onstage_cluster`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClusterSettings {
+    /// `redis://HOST:PORT`.
+    pub redis_url: String,
+    pub node_id: onstage_cluster::NodeId,
+    /// A registration lives this long unless refreshed, three times within it (default
+    /// 6 s): a dead node leaves the registry at most this long after its last refresh.
+    pub node_ttl: Duration,
+    /// A meeting's home lock lives this long unless renewed, three times within it
+    /// (default 10 s): how long a dead home holds its meetings.
+    pub lease_ttl: Duration,
+}
+
+impl ClusterSettings {
+    /// The defaults documented on each field.
+    pub fn new(redis_url: impl Into<String>, node_id: onstage_cluster::NodeId) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            node_id,
+            node_ttl: Duration::from_secs(6),
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -155,6 +186,7 @@ impl ServerConfig {
             max_connections: None,
             max_connections_per_source: 256,
             limit_loopback: false,
+            cluster: None,
         }
     }
 

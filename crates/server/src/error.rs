@@ -150,4 +150,7 @@ pub enum ServerError {
     Config(String),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// Joining the cluster failed (Redis unreachable, a node id in use, a bad setting).
+    #[error("cluster: {0} ({code})", code = .0.code())]
+    Cluster(#[from] onstage_cluster::ClusterError),
 }

@@ -57,6 +57,6 @@ pub mod tls;
 pub mod turn;
 pub mod web;
 
-pub use config::{ServerConfig, TlsConfig};
+pub use config::{ClusterSettings, ServerConfig, TlsConfig};
 pub use error::{ApiError, ServerError, StorageError};
 pub use server::{shutdown_signal, start, RunningServer, ShutdownHandle};

@@ -52,6 +52,10 @@ pub struct Metrics {
     pub sfu_tcp_connections: Gauge,
     pub sfu_sessions_over_udp: Gauge,
     pub sfu_sessions_over_tcp: Gauge,
+    /// Meetings whose home lock this node holds (a cluster member; 0 otherwise).
+    pub cluster_homes: Gauge,
+    /// Home locks this node lost (taken by another node, or run out by its clock).
+    pub cluster_homes_lost: Counter,
     registry: Registry,
 }
 
@@ -121,6 +125,18 @@ impl Metrics {
             "http_requests",
             "Admin API requests by method and status",
             http_requests.clone(),
+        );
+        let cluster_homes = Gauge::default();
+        let cluster_homes_lost = Counter::default();
+        registry.register(
+            "cluster_homes",
+            "Meetings whose home lock this node holds (cluster members)",
+            cluster_homes.clone(),
+        );
+        registry.register(
+            "cluster_homes_lost",
+            "Home locks this node lost: taken by another node or run out by its clock",
+            cluster_homes_lost.clone(),
         );
         let http_connections = Gauge::default();
         let http_refused = Family::<RefusedLabels, Counter>::default();
@@ -225,6 +241,8 @@ impl Metrics {
             http_connections,
             http_refused,
             admin_backoffs,
+            cluster_homes,
+            cluster_homes_lost,
             registry,
         }
     }

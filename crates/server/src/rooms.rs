@@ -129,6 +129,11 @@ enum Command {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+    /// The meeting's home lock is lost (this node is a cluster member and another node
+    /// took it, or the lease ran out by our clock): the room stops being run here at once.
+    /// Every connection ends with `goodbye: shutdown` and loses its media; the stage stays
+    /// kept, and the clients reconnect.
+    StepDown,
 }
 
 /// Forgets a deleted meeting's stage, after its room's last write.
@@ -184,6 +189,9 @@ pub struct Rooms {
     /// When this server started: a stage given back after a restart counts its grace
     /// period from then (the connections dropped when the last server ended).
     started_at: UnixMillis,
+    /// This node's cluster membership: each room takes its meeting's home lock before it
+    /// runs and gives it up when it ends. `None`: a node on its own.
+    cluster: Option<onstage_cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -209,6 +217,37 @@ impl Rooms {
             revocations: Arc::default(),
             storage: None,
             started_at: now_ms(),
+            cluster: None,
+        }
+    }
+
+    /// Rooms that run only while they hold their meeting's home lock in `cluster`.
+    pub fn with_cluster(mut self, cluster: onstage_cluster::Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// This node's cluster membership, if it is a member.
+    pub fn cluster(&self) -> Option<&onstage_cluster::Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// The live rooms' meetings.
+    pub fn live_meetings(&self) -> Vec<MeetingId> {
+        self.lock()
+            .iter()
+            .filter(|(_, tx)| !tx.is_closed())
+            .map(|(meeting, _)| meeting.clone())
+            .collect()
+    }
+
+    /// The meeting's home lock is lost: its room ends here now (see [`Command::StepDown`]).
+    /// Out of the registry first, so a connection arriving from now on starts a new room,
+    /// which must take the lock again before it runs.
+    pub async fn step_down(&self, meeting: &MeetingId) {
+        let tx = self.lock().remove(meeting);
+        if let Some(tx) = tx {
+            let _ = tx.send(Command::StepDown).await;
         }
     }
 
@@ -253,6 +292,7 @@ impl Rooms {
             fences: HashMap::new(),
             keeper: None,
             ended: false,
+            home: None,
         };
         tokio::spawn(task.run(rx));
         self.metrics.rooms.inc();
@@ -483,11 +523,31 @@ struct RoomTask {
     keeper: Option<SeatKeeper>,
     /// A host ended the meeting (`meeting.end`): the task closes every connection and ends.
     ended: bool,
+    /// The meeting's home lock, while this node is a cluster member.
+    home: Option<onstage_cluster::HomeLease>,
 }
 
 impl RoomTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         tracing::debug!(meeting = %self.meeting, "room started");
+        // In a cluster the room runs only on the meeting's home: connections wait in the
+        // queue while the lock is taken (for up to a lease, the longest a dead home can
+        // hold it), and are turned away to come back later if another node keeps it.
+        if let Some(cluster) = self.rooms.cluster.clone() {
+            let wait = cluster.lease_timing().ttl() + Duration::from_secs(1);
+            match cluster.take_home_within(self.meeting.as_str(), wait).await {
+                Ok(lease) => {
+                    tracing::info!(meeting = %self.meeting, epoch = %lease.epoch(), "this node is the meeting's home");
+                    self.home = Some(lease);
+                }
+                Err(e) => {
+                    tracing::warn!(meeting = %self.meeting, error = %e, code = e.code(), "not the meeting's home; turning its connections away");
+                    self.turn_away(rx).await;
+                    self.metrics.rooms.dec();
+                    return;
+                }
+            }
+        }
         // Connections wait in the queue while the stage a restart left behind is read.
         if let Some(storage) = self.rooms.storage.clone() {
             let kept = match storage.load_seats(self.meeting.clone()).await {
@@ -534,6 +594,14 @@ impl RoomTask {
                 shutdown_done = Some(done);
                 break;
             }
+            if matches!(cmd, Command::StepDown) {
+                tracing::warn!(meeting = %self.meeting, "the meeting's home lock is lost; ending its sessions here");
+                let users: Vec<UserId> = self.conns.keys().cloned().collect();
+                for user in users {
+                    self.end_conn(&user, CloseReason::Shutdown);
+                }
+                break;
+            }
             if matches!(cmd, Command::Delete) {
                 tracing::info!(meeting = %self.meeting, "meeting deleted; ending its sessions");
                 let users: Vec<UserId> = self.conns.keys().cloned().collect();
@@ -565,10 +633,30 @@ impl RoomTask {
                 keeper_storage_clear(&self.rooms, &self.meeting).await;
             }
         }
+        if let (Some(cluster), Some(lease)) = (&self.rooms.cluster, self.home.take()) {
+            // Compare-and-delete: a lock lost meanwhile to another node stays theirs.
+            if let Err(e) = cluster.release_home(&lease).await {
+                tracing::warn!(meeting = %self.meeting, error = %e, "could not give the meeting's home up; it runs out by its TTL");
+            }
+        }
         drop(shutdown_done);
         self.metrics.participants.dec_by(self.participants);
         self.metrics.rooms.dec();
         tracing::debug!(meeting = %self.meeting, "room closed");
+    }
+
+    /// The room could not run here (another node is the meeting's home): out of the
+    /// registry, then every connection queued for it is told `goodbye: shutdown` (the
+    /// client comes back later) and everything else queued is dropped.
+    async fn turn_away(&mut self, mut rx: mpsc::Receiver<Command>) {
+        self.rooms.forget(&self.meeting, &self.self_tx);
+        rx.close();
+        while let Some(cmd) = rx.recv().await {
+            if let Command::Connect { conn, done, .. } = cmd {
+                let _ = conn.tx.try_send(Outbound::Goodbye(CloseReason::Shutdown));
+                let _ = done.send(());
+            }
+        }
     }
 
     /// A host ended the meeting; everyone has heard `meeting_ended` (and the host its
@@ -740,7 +828,7 @@ impl RoomTask {
                 }
             }
             Command::Remove { user, generation } => self.remove_member(&user, generation, now),
-            Command::Delete | Command::Shutdown { .. } => {}
+            Command::Delete | Command::Shutdown { .. } | Command::StepDown => {}
         }
     }
 

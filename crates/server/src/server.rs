@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
 use crate::config::ServerConfig;
-use onstage_proto::{Fingerprint, InviteLink, LinkError};
+use onstage_proto::{Fingerprint, InviteLink, LinkError, MeetingId};
 use url::Url;
 
 use crate::error::{ApiError, ServerError};
@@ -92,6 +92,7 @@ pub struct RunningServer {
     tls: Option<ServerTls>,
     invites: Invites,
     limits: Arc<ConnectionLimits>,
+    cluster: Option<onstage_cluster::Cluster>,
 }
 
 /// Asks a [`RunningServer`] to shut down gracefully from anywhere. Cheap to clone.
@@ -163,6 +164,11 @@ impl RunningServer {
         self.admin_key_generated
     }
 
+    /// This node's cluster membership, when it is a member (`ServerConfig::cluster`).
+    pub fn cluster(&self) -> Option<&onstage_cluster::Cluster> {
+        self.cluster.as_ref()
+    }
+
     /// A handle that triggers the graceful shutdown from elsewhere (see [`Self::wait`]).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
@@ -206,6 +212,20 @@ impl RunningServer {
             .is_err()
         {
             tracing::warn!("shutdown timed out with signaling connections still open");
+        }
+        // The rooms gave their homes up as they ended; leaving releases anything left and
+        // takes the node out of the registry, so nobody waits for its TTLs.
+        if let Some(cluster) = &self.cluster {
+            let leave = tokio::time::timeout(std::time::Duration::from_secs(2), cluster.leave());
+            match leave.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, code = e.code(), "leaving the cluster failed; the registration runs out by its TTL")
+                }
+                Err(_) => tracing::warn!(
+                    "leaving the cluster timed out; the registration runs out by its TTL"
+                ),
+            }
         }
         tracing::info!("server stopped");
     }
@@ -340,6 +360,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             )));
         }
     }
+    // A bad cluster setting or a Redis that does not answer is found before the data dir
+    // is touched too; the node joins once its URL is known, below.
+    if let Some(settings) = &config.cluster {
+        cluster_config(settings, "")?.check_timings()?;
+        onstage_cluster::cluster::check_reachable(
+            &settings.redis_url,
+            std::time::Duration::from_secs(1),
+        )
+        .await?;
+    }
     let data_dir = config.data_dir.clone();
     let configured_key = config.admin_key.clone();
     let tls_config = config.tls.clone();
@@ -395,6 +425,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .map(|t| t.fingerprint),
     };
 
+    let cluster = match &config.cluster {
+        Some(settings) => Some(join_cluster(settings, &invites.server, limits.clone()).await?),
+        None => None,
+    };
+
     let metrics = Arc::new(Metrics::new());
     let sfu = match config.media_udp {
         Some(bind) => Some(
@@ -411,9 +446,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         ),
         None => None,
     };
-    let rooms =
+    let mut rooms =
         Rooms::new(metrics.clone(), config.grace_ms(), sfu.clone()).with_storage(storage.clone());
     let (stop, shutdown) = watch::channel(false);
+    if let Some(cluster) = &cluster {
+        rooms = rooms.with_cluster(cluster.clone());
+        tokio::spawn(step_down_lost_homes(
+            cluster.clone(),
+            rooms.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
     let stop = Arc::new(stop);
     let (alive, alive_rx) = mpsc::channel(1);
     let shutdown_timeout = config.shutdown_timeout;
@@ -494,12 +538,89 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tls,
         invites,
         limits,
+        cluster,
     })
+}
+
+/// The membership `settings` describe, registered under `public_url`.
+fn cluster_config(
+    settings: &crate::config::ClusterSettings,
+    public_url: &str,
+) -> Result<onstage_cluster::ClusterConfig, ServerError> {
+    let lease = onstage_cluster::LeaseTiming::from_ttl(settings.lease_ttl)?;
+    Ok(onstage_cluster::ClusterConfig::new(
+        settings.redis_url.clone(),
+        settings.node_id.clone(),
+        public_url,
+    )
+    .with_node_ttl(settings.node_ttl)
+    .with_lease(lease))
+}
+
+/// Joins the cluster as `settings` say, registered under the public URL, with the open
+/// connections as part of the load.
+async fn join_cluster(
+    settings: &crate::config::ClusterSettings,
+    public_url: &Url,
+    limits: Arc<ConnectionLimits>,
+) -> Result<onstage_cluster::Cluster, ServerError> {
+    let config = cluster_config(settings, public_url.as_str().trim_end_matches('/'))?;
+    let cluster = onstage_cluster::Cluster::join(config, move || limits.open() as u64).await?;
+    Ok(cluster)
+}
+
+/// Ends the room of every meeting whose home lock this node lost, until the server stops
+/// (then its handle goes, so a server dropped without a shutdown stops renewing too). An
+/// event missed (the channel overflowed) is made up for by checking every live room
+/// against the locks held; a room still waiting for its lock then starts over, which only
+/// costs its connections a reconnect.
+async fn step_down_lost_homes(
+    cluster: onstage_cluster::Cluster,
+    rooms: Rooms,
+    metrics: Arc<Metrics>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    use onstage_cluster::ClusterEvent;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = cluster.events();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = stopping.wait_for(|stop| *stop) => break,
+        };
+        match event {
+            Ok(ClusterEvent::HomeLost { meeting, epoch, .. }) => {
+                metrics.cluster_homes_lost.inc();
+                // A newer lease of the same meeting (taken again since) is not the lost one.
+                if cluster.home_epoch(&meeting).is_some_and(|now| now > epoch) {
+                    continue;
+                }
+                rooms.step_down(&MeetingId::from(meeting)).await;
+            }
+            Ok(ClusterEvent::HomeRetaken { .. }) => {}
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "missed cluster events; checking every room's home lock"
+                );
+                for meeting in rooms.live_meetings() {
+                    if cluster.home_epoch(meeting.as_str()).is_none() {
+                        rooms.step_down(&meeting).await;
+                    }
+                }
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
 }
 
 async fn render_metrics(State(app): State<Arc<AppState>>) -> Response {
     let open = i64::try_from(app.limits.open()).unwrap_or(i64::MAX);
     app.metrics.http_connections.set(open);
+    if let Some(cluster) = app.rooms.cluster() {
+        let homes = i64::try_from(cluster.homes()).unwrap_or(i64::MAX);
+        app.metrics.cluster_homes.set(homes);
+    }
     (
         StatusCode::OK,
         [(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use onstage_proto::Fingerprint;
 use onstage_proto::{ErrorBody, ErrorCode};
-use onstage_server::{ServerConfig, ServerError, TlsConfig};
+use onstage_server::{ClusterSettings, ServerConfig, ServerError, TlsConfig};
 use serde::Serialize;
 
 use crate::cli::ServeArgs;
@@ -13,8 +13,8 @@ use crate::output;
 
 /// The ready line, keys in the documented order:
 /// `{"event":"listening","http":"http(s)://127.0.0.1:PORT","public_url":..,
-/// "fingerprint":"sha256:..","admin_key":..}` (fingerprint only for a self-signed
-/// certificate).
+/// "fingerprint":"sha256:..","admin_key":..,"node_id":..}` (fingerprint only for a
+/// self-signed certificate, node_id only for a member of a cluster).
 #[derive(Serialize)]
 struct Listening<'a> {
     event: &'static str,
@@ -24,6 +24,9 @@ struct Listening<'a> {
     fingerprint: Option<Fingerprint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_key: Option<&'a str>,
+    /// The node's id, when it joined a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<&'a str>,
 }
 
 pub async fn run(args: ServeArgs) -> ExitCode {
@@ -104,13 +107,40 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     if let Some(burst) = args.broadcast_burst {
         config.broadcast_burst = burst;
     }
+    if let Some(redis) = &args.redis {
+        let node_id = args.node_id.clone().unwrap_or_default();
+        let node_id = match onstage_cluster::NodeId::new(node_id) {
+            Ok(id) => id,
+            Err(e) => {
+                output::print_error(
+                    None,
+                    &ErrorBody::new(ErrorCode::BadRequest, format!("--node-id: {e}")),
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut cluster = ClusterSettings::new(redis.clone(), node_id);
+        if let Some(ms) = args.node_ttl_ms {
+            cluster.node_ttl = Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.lease_ttl_ms {
+            cluster.lease_ttl = Duration::from_millis(ms);
+        }
+        config.cluster = Some(cluster);
+    }
     let server = match onstage_server::start(config).await {
         Ok(server) => server,
         Err(e) => {
             // What the operator got wrong (a certificate file, the public URL) is
             // bad_request; the rest (storage, binding) internal.
-            let code = match e {
+            let code = match &e {
                 ServerError::Tls(_) | ServerError::Config(_) => ErrorCode::BadRequest,
+                // A Redis that does not answer is named as such; a bad --redis URL, a
+                // node id another live node has, or TTLs that do not fit are the flags'.
+                ServerError::Cluster(c) if c.code() == "redis_unavailable" => {
+                    ErrorCode::Unreachable
+                }
+                ServerError::Cluster(_) => ErrorCode::BadRequest,
                 _ => ErrorCode::Internal,
             };
             output::print_error(None, &ErrorBody::new(code, e.to_string()));
@@ -125,6 +155,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         public_url: server.public_url().as_str().trim_end_matches('/'),
         fingerprint: server.fingerprint(),
         admin_key: from_env.is_none().then(|| server.admin_key()),
+        node_id: server.cluster().map(|c| c.node_id().as_str()),
     });
     server.run_until(super::shutdown_signal()).await;
     ExitCode::SUCCESS

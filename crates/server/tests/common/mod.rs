@@ -50,6 +50,17 @@ impl Peer {
         (peer, welcome)
     }
 
+    /// Connects without waiting for anything (the first message may not be a welcome).
+    pub async fn connect(srv: &Srv, token: &str) -> Peer {
+        let (ws, _) = within(
+            "ws connect",
+            tokio_tungstenite::connect_async(srv.ws_url(token)),
+        )
+        .await
+        .expect("ws connects");
+        Peer { ws, next_id: 1000 }
+    }
+
     /// Connects as a guest with a role invite token under `name` and returns the peer
     /// with its welcome.
     pub async fn join_guest(srv: &Srv, invite_token: &str, name: &str) -> (Peer, Value) {
