@@ -433,3 +433,96 @@ async fn a_loudspeaker_unplugged_mid_call_is_told_once_and_plays_again_when_it_r
         assert_eq!(bot.exit_code().await, Some(0), "{}", bot.name);
     }
 }
+
+/// `onstage devices` with `env`: its lines, and whether it succeeded.
+async fn devices(env: &[(&str, &str)]) -> (Vec<serde_json::Value>, bool) {
+    let out = tokio::process::Command::new(support::BIN)
+        .arg("devices")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("onstage devices runs");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    (lines, out.status.success())
+}
+
+#[tokio::test]
+async fn devices_lists_the_sound_servers_devices_and_no_stand_ins() {
+    let Some(sound) = SoundServer::start() else {
+        return;
+    };
+    let (listed, ok) = devices(&sound.env()).await;
+    assert!(ok, "{listed:?}");
+    for kind in ["microphone", "speaker"] {
+        assert!(
+            listed
+                .iter()
+                .any(|d| d["kind"] == kind && d["id"] == "alsa:default"),
+            "no default {kind}: {listed:?}"
+        );
+    }
+    // ALSA's null device and its plugins are no microphones or speakers.
+    for d in &listed {
+        let id = d["id"].as_str().unwrap_or_default();
+        assert!(
+            id == "alsa:default"
+                || id.contains("CARD=")
+                || id.contains("hw:")
+                || d["kind"] == "camera",
+            "a stand-in is listed: {d}"
+        );
+    }
+
+    // A device named that is not there: a clear error at start, with a stable code.
+    let out = tokio::process::Command::new(support::BIN)
+        .args([
+            "bot",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+            "--media",
+            "devices",
+            "--mic",
+            "no-such-microphone",
+        ])
+        .envs(sound.env())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("onstage bot runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(out.status.code(), Some(1), "{line}");
+    assert_eq!(line["ok"], false, "{line}");
+    assert_eq!(line["error"]["code"], "device_not_found", "{line}");
+    assert_eq!(line["error"]["device"], "microphone", "{line}");
+    // Named on purpose, a stand-in is what was asked for: the bot goes on to join (and
+    // here finds no server).
+    let out = tokio::process::Command::new(support::BIN)
+        .args([
+            "bot",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+            "--media",
+            "devices",
+            "--mic",
+            "alsa:null",
+            "--camera",
+            "none",
+        ])
+        .envs(sound.env())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("onstage bot runs");
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one JSON line");
+    assert_eq!(line["error"]["code"], "unreachable", "{line}");
+}

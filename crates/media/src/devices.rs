@@ -94,7 +94,13 @@ pub fn list_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
 /// # Errors
 /// `device_not_found` naming the device and what was asked for, or the listing's error.
 pub fn find_device(kind: DeviceKind, wanted: &str) -> Result<DeviceInfo, MediaError> {
-    list_devices(kind)?
+    // A stand-in named on purpose (`alsa:null`) is what was asked for: it opens.
+    let listed = match kind {
+        DeviceKind::Camera => list_cameras()?,
+        DeviceKind::Microphone => list_audio(true)?,
+        DeviceKind::Speaker => list_audio(false)?,
+    };
+    listed
         .into_iter()
         .find(|d| d.is(wanted))
         .ok_or_else(|| MediaError::DeviceNotFound(kind, format!("no {kind} {wanted:?}")))
@@ -468,6 +474,26 @@ fn is_fatal(e: &cpal::Error) -> bool {
     !matches!(e.kind(), K::Xrun | K::RealtimeDenied | K::DeviceChanged)
 }
 
+/// Whether a listed audio device is one (a microphone, a speaker) rather than a stand-in.
+///
+/// ALSA lists beside the devices PCMs that only stand in for one: `null` (silence in,
+/// nothing out), the rate converters and channel mixers (they wrap another device), and
+/// the bridges to sound systems it lists whether or not anything runs behind them
+/// (`pulse`, `jack`, `oss`). Listed as microphones, they made a machine without a sound
+/// card say "Microphone ready" with a flat meter. What counts is hardware (`hw:`,
+/// `plughw:`, anything naming a `CARD=`) and `default`, which ALSA lists only when a card
+/// or a running sound server is behind it. Other hosts list devices only.
+fn is_audio_device(id: &str) -> bool {
+    let Some(pcm) = id.strip_prefix("alsa:") else {
+        return true;
+    };
+    pcm == "default"
+        || pcm.contains("CARD=")
+        || pcm.starts_with("hw:")
+        || pcm.starts_with("plughw:")
+}
+
+/// Every microphone (`input`) or speaker the audio host lists, stand-ins included.
 fn list_audio(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
     let what = if input {
         "microphone list"
@@ -497,20 +523,29 @@ fn list_audio(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
     })?
 }
 
-/// Microphones of the default audio host.
+/// The devices among `listed` (see [`is_audio_device`]).
+fn devices_only(listed: Vec<DeviceInfo>) -> Vec<DeviceInfo> {
+    listed
+        .into_iter()
+        .filter(|d| is_audio_device(&d.id))
+        .collect()
+}
+
+/// Microphones of the default audio host: devices only, not the stand-ins (ALSA's `null`,
+/// its plugins): none on a machine without a sound card or a running sound server.
 ///
 /// # Errors
 /// `device_error` if the audio system cannot be queried.
 pub fn list_microphones() -> Result<Vec<DeviceInfo>, MediaError> {
-    list_audio(true)
+    list_audio(true).map(devices_only)
 }
 
-/// Speakers of the default audio host.
+/// Speakers of the default audio host: devices only, as [`list_microphones`].
 ///
 /// # Errors
 /// `device_error` if the audio system cannot be queried.
 pub fn list_speakers() -> Result<Vec<DeviceInfo>, MediaError> {
-    list_audio(false)
+    list_audio(false).map(devices_only)
 }
 
 fn find_audio_device(input: bool, id: Option<&str>) -> Result<cpal::Device, MediaError> {
@@ -1291,6 +1326,34 @@ mod tests {
         assert_eq!(audio_kind(false), DeviceKind::Speaker);
         assert!(!is_fatal(&cpal::Error::new(cpal::ErrorKind::Xrun)));
         assert!(is_fatal(&e));
+    }
+
+    #[test]
+    fn stand_ins_are_not_listed_as_devices() {
+        for stand_in in [
+            "alsa:null",
+            "alsa:pulse",
+            "alsa:jack",
+            "alsa:oss",
+            "alsa:lavrate",
+            "alsa:samplerate",
+            "alsa:speexrate",
+            "alsa:speex",
+            "alsa:upmix",
+            "alsa:vdownmix",
+        ] {
+            assert!(!is_audio_device(stand_in), "{stand_in}");
+        }
+        for device in [
+            "alsa:default",
+            "alsa:hw:0,0",
+            "alsa:plughw:1,0",
+            "alsa:sysdefault:CARD=PCH",
+            "alsa:front:CARD=PCH,DEV=0",
+            "coreaudio:BuiltInMicrophoneDevice",
+        ] {
+            assert!(is_audio_device(device), "{device}");
+        }
     }
 
     #[test]
