@@ -526,3 +526,75 @@ async fn devices_lists_the_sound_servers_devices_and_no_stand_ins() {
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one JSON line");
     assert_eq!(line["error"]["code"], "unreachable", "{line}");
 }
+
+/// The `p`-th percentile (0..=100) of `sorted` (nearest rank).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Mouth to ear on real audio devices: 20 tone bursts into the speaker's microphone, each
+/// onset found in `mic.monitor` and again in the viewer's `spk.monitor`; p50 / p95.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo nextest run -p onstage --test audio --run-ignored only --no-capture"]
+async fn mouth_to_ear_delay_over_20_onsets() {
+    const ONSETS: usize = 20;
+    let (Some(talker), Some(listener)) = (
+        SoundServer::start_with(&["mic"]),
+        SoundServer::start_with(&["spk"]),
+    ) else {
+        return;
+    };
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_server, url, key) = serve(data.path()).await;
+    let (mut speaker, mut viewer) = a_call(&url, &key, &talker, &listener).await;
+    await_audio(&mut viewer, "speaker", 25).await;
+    let mouth = talker.record("mic.monitor");
+    let ear = listener.record("spk.monitor");
+    let (on, off) = (Duration::from_millis(300), Duration::from_millis(700));
+    let _bursts = talker.play(
+        "mic",
+        onstage_testkit::sound::bursts(440.0, PLAYED, Duration::from_millis(500), on, off, ONSETS),
+    );
+    // A burst's onset: the tone after 200 ms without it.
+    let onsets = |r: &Recording| tone_onsets(&r.samples, 440.0, ARRIVED, 20);
+    let within = WAIT + (on + off) * ONSETS as u32;
+    let (played, heard) = block_in_place(|| {
+        let heard = ear.wait_for("every burst on the loudspeaker", within, |r| {
+            onsets(r).len() >= ONSETS
+        });
+        let played = mouth.wait_for("every burst into the microphone", WAIT, |r| {
+            onsets(r).len() >= ONSETS
+        });
+        (played, heard)
+    });
+    let times = |r: &Recording| -> Vec<std::time::Instant> {
+        onsets(r).into_iter().filter_map(|i| r.time_of(i)).collect()
+    };
+    let (mouth_at, ear_at) = (times(&played), times(&heard));
+    // Each burst is heard after it was played and before the next one is.
+    let mut delays: Vec<f64> = mouth_at
+        .iter()
+        .filter_map(|m| {
+            ear_at
+                .iter()
+                .find(|e| *e > m && e.duration_since(*m) < on + off)
+                .map(|e| e.duration_since(*m).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    assert_eq!(delays.len(), ONSETS, "every burst heard once: {delays:?}");
+    let in_order: Vec<String> = delays.iter().map(|d| format!("{d:.0}")).collect();
+    println!("mouth to ear, burst by burst (ms): {}", in_order.join(" "));
+    delays.sort_by(f64::total_cmp);
+    println!(
+        "mouth to ear over {ONSETS} onsets: p50 {:.0} ms, p95 {:.0} ms, min {:.0} ms, max {:.0} ms",
+        percentile(&delays, 50.0),
+        percentile(&delays, 95.0),
+        delays[0],
+        delays[ONSETS - 1]
+    );
+    for bot in [&mut speaker, &mut viewer] {
+        bot.close_stdin().await;
+        assert_eq!(bot.exit_code().await, Some(0), "{}", bot.name);
+    }
+}
