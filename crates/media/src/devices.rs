@@ -1141,6 +1141,12 @@ impl SpeakerSink {
         })
     }
 
+    /// How much audio waits in the queue for the device (what it adds to the delay).
+    pub fn queued(&self) -> Duration {
+        let rate = f64::from(self.capacity as u32 * 1000 / SPEAKER_QUEUE_MS.max(1));
+        Duration::from_secs_f64(lock(&self.ring).len() as f64 / rate.max(1.0))
+    }
+
     /// The speaker's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -1,5 +1,5 @@
-//! The speaker: the mix of everyone on stage, one 20 ms frame every 20 ms, on the chosen
-//! output device (the default one unless told).
+//! The speaker: the mix of everyone on stage, one 20 ms frame at a time as the chosen
+//! output device (the default one unless told) takes them.
 //!
 //! A speaker that is missing or goes away mid-call is reported once (`device_not_found`,
 //! `device_lost`), and opened again with a back-off ([`Retry`]) until it works: when
@@ -18,6 +18,14 @@ use super::{Device, Shared};
 
 /// One mix frame.
 const FRAME: Duration = Duration::from_millis(20);
+/// What the speaker's queue is kept at (the device holds two 20 ms periods besides): the
+/// next frame is mixed when the queue runs below it.
+const QUEUE_TARGET: Duration = Duration::from_millis(40);
+/// How often the queue is looked at.
+const QUEUE_POLL: Duration = Duration::from_millis(5);
+/// A device that takes nothing for this long is given a frame anyway: playing is what
+/// finds out whether it failed.
+const STALLED: Duration = Duration::from_millis(500);
 
 /// Plays the mix on `speaker` (`None`: the default one), paced by 20 ms frames, until the
 /// returned flag is set.
@@ -32,6 +40,7 @@ fn play_mix(shared: &Shared, speaker: Option<&str>, stop: &AtomicBool) {
     let mut sink: Option<SpeakerSink> = None;
     let mut retry = Retry::default();
     let mut due = Instant::now();
+    let mut played: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
         if sink.is_none() && retry.ready(Instant::now()) {
             match SpeakerSink::open(speaker) {
@@ -48,8 +57,25 @@ fn play_mix(shared: &Shared, speaker: Option<&str>, stop: &AtomicBool) {
             // Opening may take a while: the pace starts again from now, not with a burst.
             due = Instant::now();
         }
-        due += FRAME;
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        match sink.as_ref() {
+            // The device's pace: a frame whenever its queue runs below the target, so the
+            // queue neither fills up after a stall (a burst of frames) nor drifts.
+            Some(playing) => {
+                let waited = Instant::now();
+                while playing.queued() >= QUEUE_TARGET
+                    && waited.elapsed() < STALLED
+                    && !stop.load(Ordering::SeqCst)
+                {
+                    std::thread::sleep(QUEUE_POLL);
+                }
+                due = Instant::now();
+            }
+            // No device: the mix is still taken at its pace (and dropped).
+            None => {
+                due += FRAME;
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+        }
         let frame: AudioFrame = match shared.mixer.lock() {
             Ok(mut mixer) => mixer.mix_next(),
             Err(_) => break,
@@ -57,6 +83,18 @@ fn play_mix(shared: &Shared, speaker: Option<&str>, stop: &AtomicBool) {
         let Some(playing) = sink.as_mut() else {
             continue;
         };
+        played += 1;
+        if played % 250 == 0 {
+            // Every 5 s: where the delay of what plays is held.
+            let buffered: Vec<(String, usize)> = match shared.mixer.lock() {
+                Ok(mixer) => mixer
+                    .source_ids()
+                    .filter_map(|id| Some((id.to_owned(), mixer.buffer(id)?.len())))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            tracing::debug!(queued = ?playing.queued(), ?buffered, "speaker queue");
+        }
         if let Err(e) = playing.play(&frame) {
             // Closed before it is opened again.
             sink = None;
