@@ -598,3 +598,52 @@ async fn mouth_to_ear_delay_over_20_onsets() {
         assert_eq!(bot.exit_code().await, Some(0), "{}", bot.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_default_camera_is_told_once_and_the_microphone_goes_on() {
+    if std::path::Path::new("/dev/video0").exists() {
+        return; // a machine with a camera
+    }
+    let Some(sound) = SoundServer::start() else {
+        return;
+    };
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_server, url, key) = serve(data.path()).await;
+    let meeting = create_meeting(&url, &key, "no camera").await;
+    let (_, speaker_token) = add(&url, &key, &meeting, "speaker", "speaker").await;
+    let (_, viewer_token) = add(&url, &key, &meeting, "viewer", "viewer").await;
+    let mut speaker = Proc::spawn(
+        "speaker",
+        &[
+            "bot",
+            "--server",
+            &url,
+            "--token",
+            &speaker_token,
+            "--media",
+            "devices",
+            "--speaker",
+            "none",
+        ],
+        &sound.env(),
+    );
+    speaker.expect_event("joined", json!({})).await;
+    let mut viewer = device_bot(&url, &viewer_token, "viewer", &["--mic", "none"], &sound).await;
+    speaker.ok(json!({"id": 1, "call": "stage.join"})).await;
+    speaker
+        .expect_event(
+            "mediaError",
+            json!({"device": "camera", "code": "device_not_found"}),
+        )
+        .await;
+    // Four seconds of the microphone's audio: the camera is tried again meanwhile (every
+    // 2 s), and not told again.
+    await_audio(&mut viewer, "speaker", 200).await;
+    let stats = speaker.ok(json!({"id": 2, "call": "media.stats"})).await;
+    assert_eq!(stats["publishing"], json!({"audio": true, "video": false}));
+    assert_eq!(media_errors(&speaker, "camera"), 1, "{:#?}", speaker.seen());
+    for bot in [&mut speaker, &mut viewer] {
+        bot.close_stdin().await;
+        assert_eq!(bot.exit_code().await, Some(0), "{}", bot.name);
+    }
+}

@@ -181,14 +181,10 @@ async fn start_video(
     config: &MediaConfig,
     shared: &Arc<Shared>,
     out: Option<VideoOut>,
-) -> Option<Capture> {
+) -> Result<Option<Capture>, MediaError> {
     let cfg = config.clone();
-    let source = match open_source(Device::Camera, shared, move || open_video(&cfg)).await {
-        Ok(source) => source?,
-        Err(e) => {
-            shared.device_error(Device::Camera, &e);
-            return None;
-        }
+    let Some(source) = open_source(Device::Camera, shared, move || open_video(&cfg)).await? else {
+        return Ok(None);
     };
     // Until the publisher says otherwise: a plain stream at the configured rate, every
     // layer of a simulcast at its maximum.
@@ -199,11 +195,11 @@ async fn start_video(
     let control = CaptureControl::new(bitrates);
     let (c, s, cfg) = (control.clone(), shared.clone(), config.clone());
     let thread = std::thread::spawn(move || video_capture(source, cfg, c, out, s));
-    Some(Capture {
+    Ok(Some(Capture {
         control,
         thread,
         ended: Arc::default(),
-    })
+    }))
 }
 
 /// Opens the microphone and starts capturing: levels always, encoded packets to `out`
@@ -282,6 +278,8 @@ pub(super) struct Devices {
     audio_slot: Slot,
     /// How soon the microphone is opened again after it failed, and whether that is told.
     audio_retry: Retry,
+    /// Whether the camera's failure to open was told (it is tried again at the job's pace).
+    video_retry: Retry,
     video: Option<Capture>,
     video_slot: Slot,
     /// Where encoded packets and pictures go; `None` for the preview (nothing is encoded).
@@ -298,6 +296,7 @@ impl Devices {
             audio: None,
             audio_slot: Slot::default(),
             audio_retry: Retry::default(),
+            video_retry: Retry::default(),
             video: None,
             video_slot: Slot::default(),
             audio_out,
@@ -328,6 +327,12 @@ impl Devices {
                 // Its wait is over: the plan opens it again.
                 self.audio_slot.state = CaptureState::Stopped;
             }
+        }
+        if self.video_slot.state == CaptureState::Failed
+            && self.video_slot.device != inputs.devices.camera
+        {
+            // Another camera chosen: told if it fails too.
+            self.video_retry.reset();
         }
         let actions = plan::capture(inputs, &self.states());
         let config = config.with_devices(&inputs.devices);
@@ -365,7 +370,21 @@ impl Devices {
                     };
                 }
                 CaptureAction::StartVideo => {
-                    self.video = start_video(&config, shared, self.video_out.clone()).await;
+                    self.video = match start_video(&config, shared, self.video_out.clone()).await {
+                        Ok(capture) => {
+                            self.video_retry.opened(Instant::now());
+                            capture
+                        }
+                        // A missing camera is tried again now and then: told once.
+                        Err(e) => {
+                            if self.video_retry.open_failed(Instant::now()) {
+                                shared.device_error(Device::Camera, &e);
+                            } else {
+                                tracing::debug!(error = %e, "camera still failing");
+                            }
+                            None
+                        }
+                    };
                     self.video_slot = Slot {
                         state: state_of(&self.video),
                         device: inputs.devices.camera.clone(),
