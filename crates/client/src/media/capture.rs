@@ -204,7 +204,7 @@ async fn start_video(
 
 /// Opens the microphone and starts capturing: levels always, encoded packets to `out`
 /// when given. `Ok(None)`: there is no microphone to open (no sources). A microphone that
-/// fails while capturing ends its thread, keeps why in the capture's `failure` and wakes
+/// fails while capturing ends its thread, keeps why in the capture's `ended` and wakes
 /// the job (`Shared::capture_ended`), which reports it and opens it again in time.
 async fn start_audio(
     config: &MediaConfig,
