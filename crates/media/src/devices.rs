@@ -1052,7 +1052,37 @@ pub struct SpeakerSink {
     name: String,
     scratch: Vec<f32>,
     resampled: Vec<f32>,
+    /// The first [`FADE_IN_MS`] it plays fade in.
+    fade: FadeIn,
     _stream: StreamThread,
+}
+
+/// How long what a speaker plays first (opened, or opened again after it was lost: the
+/// mix has gone on meanwhile) takes to reach its level: started at full level
+/// mid-waveform it would click.
+const FADE_IN_MS: u32 = 10;
+
+/// A gain rising from 0 to 1 over its first `total` samples, then 1.
+#[derive(Debug, Clone)]
+struct FadeIn {
+    done: usize,
+    total: usize,
+}
+
+impl FadeIn {
+    fn new(total: usize) -> Self {
+        Self { done: 0, total }
+    }
+
+    fn apply(&mut self, samples: &mut [f32]) {
+        for s in samples {
+            if self.done >= self.total {
+                return;
+            }
+            *s *= self.done as f32 / self.total as f32;
+            self.done += 1;
+        }
+    }
 }
 
 impl std::fmt::Debug for SpeakerSink {
@@ -1137,6 +1167,7 @@ impl SpeakerSink {
             name,
             scratch: Vec::new(),
             resampled: Vec::new(),
+            fade: FadeIn::new((rate * FADE_IN_MS / 1000) as usize),
             _stream: stream,
         })
     }
@@ -1163,6 +1194,7 @@ impl AudioSink for SpeakerSink {
             .extend(frame.samples.iter().map(|&s| f32::from(s) / 32768.0));
         self.resampled.clear();
         self.resampler.process(&self.scratch, &mut self.resampled);
+        self.fade.apply(&mut self.resampled);
         let mut ring = lock(&self.ring);
         ring.extend(self.resampled.iter().copied());
         if ring.len() > self.capacity {
@@ -1332,6 +1364,21 @@ mod tests {
         assert_eq!(audio_kind(false), DeviceKind::Speaker);
         assert!(!is_fatal(&cpal::Error::new(cpal::ErrorKind::Xrun)));
         assert!(is_fatal(&e));
+    }
+
+    #[test]
+    fn a_speakers_first_sound_fades_in_without_a_step() {
+        let mut fade = FadeIn::new(480);
+        let mut first = vec![1.0f32; 300];
+        let mut second = vec![1.0f32; 300];
+        fade.apply(&mut first);
+        fade.apply(&mut second);
+        let all: Vec<f32> = first.into_iter().chain(second).collect();
+        assert_eq!(all[0], 0.0);
+        // Rising by 1/480 a sample, across the calls, to full level and no further.
+        assert!(all.windows(2).all(|w| w[1] - w[0] <= 1.0 / 480.0 + 1e-6));
+        assert!(all[480..].iter().all(|&s| s == 1.0));
+        assert!((all[240] - 0.5).abs() < 1e-6);
     }
 
     #[test]
