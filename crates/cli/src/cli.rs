@@ -98,7 +98,11 @@ calls made while the connection is down get connection_lost.
 Events are printed as they happen, one line each, with an \"event\" key: stageStatusUpdate,
 stageAccessRequestUpdate, newStageRequest, stageRequestApproved, stageRequestRejected,
 participantStageStatus, participantJoined, participantLeft, participantConnection,
-connectionStateUpdate. The last connectionStateUpdate, {\"state\":\"disconnected\"}, says why when
+connectionStateUpdate. With media, a device it cannot use is
+{\"event\":\"mediaError\",\"device\":\"camera\"|\"microphone\"|\"speaker\",\"code\":..,\"message\":..}:
+device_not_found, device_busy, device_error, or device_lost for a microphone or speaker that
+went away mid-call (told once; it is opened again with a back-off, and the stage goes on).
+The last connectionStateUpdate, {\"state\":\"disconnected\"}, says why when
 the server ended the session for good, in \"reason\": left, replaced (the same token joined
 elsewhere), revoked (a newer token was issued), removed (an admin removed the participant)
 or meeting_deleted; the bot never reconnects after those.
