@@ -21,6 +21,9 @@ APT_PACKAGES=(
   redis-server
   # The browser client's tests: a real Chromium (libwebrtc), headless, through WebDriver.
   chromium chromium-driver
+  # Real audio devices without a sound card: a private PulseAudio with null sinks, reached
+  # through ALSA's default device (the real-audio tests and `onstage bot --media devices`).
+  pulseaudio pulseaudio-utils libasound2-plugins
 )
 if ! command -v npm >/dev/null 2>&1; then
   APT_PACKAGES+=(nodejs npm)

@@ -189,6 +189,7 @@ mod tests {
             ),
             (Code::Media(MediaErrorCode::DeviceBusy), "device_busy"),
             (Code::Media(MediaErrorCode::DeviceError), "device_error"),
+            (Code::Media(MediaErrorCode::DeviceLost), "device_lost"),
             (
                 Code::Media(MediaErrorCode::UnsupportedFormat),
                 "unsupported_format",
@@ -234,6 +235,7 @@ mod tests {
             MediaErrorCode::DeviceNotFound,
             MediaErrorCode::DeviceBusy,
             MediaErrorCode::DeviceError,
+            MediaErrorCode::DeviceLost,
             MediaErrorCode::UnsupportedFormat,
             MediaErrorCode::CodecError,
             MediaErrorCode::Closed,

@@ -51,6 +51,12 @@ pub enum Command {
     /// Benchmark: join N participants to one meeting and measure how long a stage change
     /// takes to reach all of them, and the server's memory per idle participant.
     LoadTest(LoadTestArgs),
+    /// List the cameras, microphones and speakers this machine has: one line each,
+    /// {"kind":"camera"|"microphone"|"speaker","id":..,"name":..}. The id or the name is
+    /// what `bot --camera/--mic/--speaker` take. A device system that cannot be queried
+    /// prints an error line ({"ok":false,"error":{"code":..,"device":..}}) and the
+    /// command exits with status 1 after listing the others.
+    Devices,
 }
 
 const BOT_HELP: &str = "\
@@ -92,7 +98,11 @@ calls made while the connection is down get connection_lost.
 Events are printed as they happen, one line each, with an \"event\" key: stageStatusUpdate,
 stageAccessRequestUpdate, newStageRequest, stageRequestApproved, stageRequestRejected,
 participantStageStatus, participantJoined, participantLeft, participantConnection,
-connectionStateUpdate. The last connectionStateUpdate, {\"state\":\"disconnected\"}, says why when
+connectionStateUpdate. With media, a device it cannot use is
+{\"event\":\"mediaError\",\"device\":\"camera\"|\"microphone\"|\"speaker\",\"code\":..,\"message\":..}:
+device_not_found, device_busy, device_error, or device_lost for a microphone or speaker that
+went away mid-call (told once; it is opened again with a back-off, and the stage goes on).
+The last connectionStateUpdate, {\"state\":\"disconnected\"}, says why when
 the server ended the session for good, in \"reason\": left, replaced (the same token joined
 elsewhere), revoked (a newer token was issued), removed (an admin removed the participant)
 or meeting_deleted; the bot never reconnects after those.
@@ -355,6 +365,42 @@ pub enum MediaMode {
     /// A moving test pattern (640x480, 30 fps, stamped with frame number and capture
     /// time) and a sine tone; also receives and decodes everyone on stage.
     Synthetic,
+    /// The real camera and microphone (--camera, --mic) while on stage, and what it
+    /// receives played on the real speaker (--speaker), as the desktop app does.
+    Devices,
+}
+
+/// Which device `--media devices` uses: `default` (the system's), `none` (left out) or
+/// one named by its id or name from `onstage devices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceArg {
+    Default,
+    None,
+    Named(String),
+}
+
+impl DeviceArg {
+    /// Whether the device is used at all.
+    pub fn is_used(&self) -> bool {
+        *self != DeviceArg::None
+    }
+
+    /// The device id to open: `None` for the default (and for a device left out).
+    pub fn id(&self) -> Option<String> {
+        match self {
+            DeviceArg::Named(name) => Some(name.clone()),
+            DeviceArg::Default | DeviceArg::None => None,
+        }
+    }
+}
+
+fn parse_device(text: &str) -> Result<DeviceArg, String> {
+    Ok(match text {
+        "" => return Err("expected a device id or name, default or none".into()),
+        "default" => DeviceArg::Default,
+        "none" => DeviceArg::None,
+        named => DeviceArg::Named(named.to_owned()),
+    })
 }
 
 #[derive(Debug, Args)]
@@ -386,6 +432,18 @@ pub struct BotArgs {
     /// Media to publish while on stage.
     #[arg(long, value_enum, default_value_t = MediaMode::None)]
     pub media: MediaMode,
+    /// With --media devices: the camera (an id or name from `onstage devices`), default or
+    /// none. A named camera that does not exist stops the bot at start
+    /// ({"ok":false,"error":{"code":"device_not_found","device":"camera",..}}, status 1).
+    #[arg(long, default_value = "default", value_parser = parse_device, value_name = "NAME|default|none")]
+    pub camera: DeviceArg,
+    /// With --media devices: the microphone (an id or name), default or none.
+    #[arg(long, default_value = "default", value_parser = parse_device, value_name = "NAME|default|none")]
+    pub mic: DeviceArg,
+    /// With --media devices: the speaker the mix of everyone on stage plays on (an id or
+    /// name), default or none (nothing is played).
+    #[arg(long, default_value = "default", value_parser = parse_device, value_name = "NAME|default|none")]
+    pub speaker: DeviceArg,
     /// The synthetic tone's frequency, Hz.
     #[arg(long, default_value_t = 440.0, value_name = "HZ")]
     pub tone_hz: f32,
@@ -861,6 +919,31 @@ mod tests {
         };
         assert_eq!(args.media, MediaMode::Synthetic);
         assert!(parse(&["bot", "--server", "s", "--token", "t", "--media", "x"]).is_err());
+        let cli = parse(&[
+            "bot",
+            "--server",
+            "http://h:1",
+            "--token",
+            "t",
+            "--media",
+            "devices",
+            "--camera",
+            "none",
+            "--mic",
+            "alsa:pulse",
+        ])
+        .unwrap();
+        let Command::Bot(args) = cli.command else {
+            panic!("bot")
+        };
+        assert_eq!(args.media, MediaMode::Devices);
+        assert_eq!(args.camera, DeviceArg::None);
+        assert_eq!(args.mic, DeviceArg::Named("alsa:pulse".into()));
+        assert_eq!(args.mic.id().as_deref(), Some("alsa:pulse"));
+        assert_eq!(args.speaker, DeviceArg::Default);
+        assert!(!args.camera.is_used() && args.speaker.is_used());
+        assert_eq!(args.speaker.id(), None);
+        assert!(parse(&["bot", "--server", "s", "--token", "t", "--mic", ""]).is_err());
         assert!(parse(&["bot", "--server", "s"]).is_err());
     }
 

@@ -67,6 +67,45 @@ pub struct DeviceInfo {
     pub name: String,
 }
 
+impl DeviceInfo {
+    /// Whether `wanted` names this device: its id or its name, as a user may give either.
+    pub fn is(&self, wanted: &str) -> bool {
+        self.id == wanted || self.name == wanted
+    }
+}
+
+/// The devices of `kind` the OS knows about: [`list_cameras`], [`list_microphones`] or
+/// [`list_speakers`].
+///
+/// # Errors
+/// `device_error` if that device system cannot be queried.
+pub fn list_devices(kind: DeviceKind) -> Result<Vec<DeviceInfo>, MediaError> {
+    match kind {
+        DeviceKind::Camera => list_cameras(),
+        DeviceKind::Microphone => list_microphones(),
+        DeviceKind::Speaker => list_speakers(),
+    }
+}
+
+/// The listed device of `kind` that `wanted` names (its id or its name): a device chosen
+/// by name is checked with this before it is needed, so a typo is an error at once and
+/// not a problem reported when the stage is joined.
+///
+/// # Errors
+/// `device_not_found` naming the device and what was asked for, or the listing's error.
+pub fn find_device(kind: DeviceKind, wanted: &str) -> Result<DeviceInfo, MediaError> {
+    // A stand-in named on purpose (`alsa:null`) is what was asked for: it opens.
+    let listed = match kind {
+        DeviceKind::Camera => list_cameras()?,
+        DeviceKind::Microphone => list_audio(true)?,
+        DeviceKind::Speaker => list_audio(false)?,
+    };
+    listed
+        .into_iter()
+        .find(|d| d.is(wanted))
+        .ok_or_else(|| MediaError::DeviceNotFound(kind, format!("no {kind} {wanted:?}")))
+}
+
 /// Runs a call into a device library, turning a panic into `device_error` about `device`:
 /// a broken driver must not take the app down.
 fn guard<T>(device: DeviceKind, what: &str, f: impl FnOnce() -> T) -> Result<T, MediaError> {
@@ -288,7 +327,7 @@ impl CameraSource {
         let cameras = list_cameras()?;
         let info = match id {
             None => cameras.first(),
-            Some(id) => cameras.iter().find(|c| c.id == id || c.name == id),
+            Some(id) => cameras.iter().find(|c| c.is(id)),
         }
         .ok_or_else(|| {
             MediaError::DeviceNotFound(
@@ -435,6 +474,26 @@ fn is_fatal(e: &cpal::Error) -> bool {
     !matches!(e.kind(), K::Xrun | K::RealtimeDenied | K::DeviceChanged)
 }
 
+/// Whether a listed audio device is one (a microphone, a speaker) rather than a stand-in.
+///
+/// ALSA lists beside the devices PCMs that only stand in for one: `null` (silence in,
+/// nothing out), the rate converters and channel mixers (they wrap another device), and
+/// the bridges to sound systems it lists whether or not anything runs behind them
+/// (`pulse`, `jack`, `oss`). Listed as microphones, they made a machine without a sound
+/// card say "Microphone ready" with a flat meter. What counts is hardware (`hw:`,
+/// `plughw:`, anything naming a `CARD=`) and `default`, which ALSA lists only when a card
+/// or a running sound server is behind it. Other hosts list devices only.
+fn is_audio_device(id: &str) -> bool {
+    let Some(pcm) = id.strip_prefix("alsa:") else {
+        return true;
+    };
+    pcm == "default"
+        || pcm.contains("CARD=")
+        || pcm.starts_with("hw:")
+        || pcm.starts_with("plughw:")
+}
+
+/// Every microphone (`input`) or speaker the audio host lists, stand-ins included.
 fn list_audio(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
     let what = if input {
         "microphone list"
@@ -464,20 +523,29 @@ fn list_audio(input: bool) -> Result<Vec<DeviceInfo>, MediaError> {
     })?
 }
 
-/// Microphones of the default audio host.
+/// The devices among `listed` (see [`is_audio_device`]).
+fn devices_only(listed: Vec<DeviceInfo>) -> Vec<DeviceInfo> {
+    listed
+        .into_iter()
+        .filter(|d| is_audio_device(&d.id))
+        .collect()
+}
+
+/// Microphones of the default audio host: devices only, not the stand-ins (ALSA's `null`,
+/// its plugins): none on a machine without a sound card or a running sound server.
 ///
 /// # Errors
 /// `device_error` if the audio system cannot be queried.
 pub fn list_microphones() -> Result<Vec<DeviceInfo>, MediaError> {
-    list_audio(true)
+    list_audio(true).map(devices_only)
 }
 
-/// Speakers of the default audio host.
+/// Speakers of the default audio host: devices only, as [`list_microphones`].
 ///
 /// # Errors
 /// `device_error` if the audio system cannot be queried.
 pub fn list_speakers() -> Result<Vec<DeviceInfo>, MediaError> {
-    list_audio(false)
+    list_audio(false).map(devices_only)
 }
 
 fn find_audio_device(input: bool, id: Option<&str>) -> Result<cpal::Device, MediaError> {
@@ -548,6 +616,23 @@ fn pick_config(
         })
         .find_map(|r| r.try_with_sample_rate(AUDIO_SAMPLE_RATE))
         .unwrap_or(default))
+}
+
+/// The device period asked for (the stream buffers two): what the device may take
+/// between two callbacks. The sound server's default (PulseAudio through ALSA) is a few
+/// milliseconds, which a busy machine misses: the stream underruns, and the plugin's
+/// restart after an underrun fails the stream (`I/O error`) every few seconds.
+const DEVICE_PERIOD_MS: u32 = 20;
+
+/// The stream of `supported` with a [`DEVICE_PERIOD_MS`] period, within what the device
+/// allows (its own default when it says nothing).
+fn stream_config(supported: &cpal::SupportedStreamConfig) -> StreamConfig {
+    let mut config = supported.config();
+    let frames = config.sample_rate * DEVICE_PERIOD_MS / 1000;
+    if let cpal::SupportedBufferSize::Range { min, max } = supported.buffer_size() {
+        config.buffer_size = cpal::BufferSize::Fixed(frames.clamp(*min, (*max).max(*min)));
+    }
+    config
 }
 
 /// A resampler for one channel, streaming across calls of any length.
@@ -751,6 +836,41 @@ impl Drop for StreamThread {
     }
 }
 
+/// How long a stream that has just started is watched for an early failure.
+const STARTUP_WATCH: Duration = Duration::from_millis(50);
+/// How many times a stream that fails as it starts is started.
+const STARTUP_ATTEMPTS: u32 = 4;
+
+/// Starts a stream with `start` and watches it for [`STARTUP_WATCH`]: one whose stream
+/// fails at once is started again, up to [`STARTUP_ATTEMPTS`] times. PulseAudio through
+/// ALSA refuses the first calls of a stream now and then (`snd_pcm_avail_delay`: I/O
+/// error) and the next start works; without this, such a start would look like a device
+/// lost a moment after it opened. `error` is the slot the stream's errors land in.
+fn start_watched<T>(
+    device: DeviceKind,
+    error: &ErrorSlot,
+    mut start: impl FnMut() -> Result<(StreamThread, T), MediaError>,
+) -> Result<(StreamThread, T), MediaError> {
+    let mut attempt = 1;
+    loop {
+        let started = start()?;
+        std::thread::sleep(STARTUP_WATCH);
+        let Some(e) = lock(error).take() else {
+            return Ok(started);
+        };
+        // Closed before it is started again.
+        drop(started);
+        if attempt >= STARTUP_ATTEMPTS {
+            return Err(MediaError::Device(
+                device,
+                format!("{device} failed as it started, {attempt} times: {e}"),
+            ));
+        }
+        tracing::debug!(error = %e, attempt, "{device} failed as it started; starting again");
+        attempt += 1;
+    }
+}
+
 /// Locks, recovering from poisoning: audio state stays usable even if a holder panicked.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -758,11 +878,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 type ErrorSlot = Arc<Mutex<Option<MediaError>>>;
 
+/// A running stream's errors: the first fatal one is kept as `device_lost` (the device was
+/// open and working) for the owner to find at its next read or write, and logged once: a
+/// failing stream repeats its error in a loop until it is dropped.
 fn error_callback(slot: ErrorSlot, device: DeviceKind) -> impl FnMut(cpal::Error) + Send {
     move |e: cpal::Error| {
         if is_fatal(&e) {
-            tracing::warn!(error = %e, "{device} stream failed");
-            lock(&slot).get_or_insert_with(|| cpal_err(device, device.as_str(), &e));
+            let mut slot = lock(&slot);
+            if slot.is_none() {
+                tracing::warn!(error = %e, "{device} stream failed");
+                *slot = Some(MediaError::DeviceLost(
+                    device,
+                    format!("{device} stream: {e}"),
+                ));
+            }
         } else {
             tracing::debug!(error = %e, "{device} stream glitch");
         }
@@ -775,6 +904,8 @@ const MIC_QUEUE_FRAMES: usize = 50;
 /// `next_frame` gives up after this long without audio, so a dead device is an error and
 /// not a hang.
 const MIC_SILENCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a wait for the microphone's next frame looks whether its stream failed.
+const MIC_ERROR_CHECK: Duration = Duration::from_millis(50);
 
 /// A microphone as an [`AudioSource`]: any sample format, rate and channel count is
 /// converted to 48 kHz mono `i16` in 20 ms frames.
@@ -828,37 +959,42 @@ impl MicrophoneSource {
     /// `device_not_found` if there is no such (or no default) microphone, `device_busy`,
     /// `unsupported_format` for a sample format we cannot convert, `device_error` otherwise.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
-        let id = id.map(str::to_owned);
         let (tx, rx) = mpsc::sync_channel(MIC_QUEUE_FRAMES);
         let error: ErrorSlot = Arc::default();
-        let (name_tx, name_rx) = mpsc::sync_channel(1);
-        let slot = error.clone();
-        let stream = StreamThread::spawn(DeviceKind::Microphone, "onstage-mic", move || {
-            let device = find_audio_device(true, id.as_deref())?;
-            let name = device
-                .description()
-                .map(|d| d.name().to_owned())
-                .unwrap_or_else(|_| "microphone".into());
-            let supported = pick_config(&device, true)?;
-            let config = supported.config();
-            macro_rules! build {
-                ($t:ty) => {
-                    build_input::<$t>(&device, config, tx, slot)
-                };
-            }
-            let stream = with_sample_type!(supported.sample_format(), "microphone", build)
-                .map_err(|e| cpal_err(DeviceKind::Microphone, "microphone stream", &e))?;
-            stream
-                .play()
-                .map_err(|e| cpal_err(DeviceKind::Microphone, "microphone start", &e))?;
-            tracing::info!(microphone = %name, ?config, "microphone open");
-            let _ = name_tx.send(name);
-            Ok(stream)
+        let (stream, name) = start_watched(DeviceKind::Microphone, &error, || {
+            let (id, tx, slot) = (id.map(str::to_owned), tx.clone(), error.clone());
+            let (name_tx, name_rx) = mpsc::sync_channel(1);
+            let stream = StreamThread::spawn(DeviceKind::Microphone, "onstage-mic", move || {
+                let device = find_audio_device(true, id.as_deref())?;
+                let name = device
+                    .description()
+                    .map(|d| d.name().to_owned())
+                    .unwrap_or_else(|_| "microphone".into());
+                let supported = pick_config(&device, true)?;
+                let config = stream_config(&supported);
+                macro_rules! build {
+                    ($t:ty) => {
+                        build_input::<$t>(&device, config, tx, slot)
+                    };
+                }
+                let stream = with_sample_type!(supported.sample_format(), "microphone", build)
+                    .map_err(|e| cpal_err(DeviceKind::Microphone, "microphone stream", &e))?;
+                stream
+                    .play()
+                    .map_err(|e| cpal_err(DeviceKind::Microphone, "microphone start", &e))?;
+                tracing::info!(microphone = %name, ?config, "microphone open");
+                let _ = name_tx.send(name);
+                Ok(stream)
+            })?;
+            let name = name_rx.try_recv().unwrap_or_else(|_| "microphone".into());
+            Ok((stream, name))
         })?;
+        // What a failed start may have captured is not the microphone's.
+        while rx.try_recv().is_ok() {}
         Ok(Self {
             frames: rx,
             error,
-            name: name_rx.try_recv().unwrap_or_else(|_| "microphone".into()),
+            name,
             _stream: stream,
         })
     }
@@ -871,13 +1007,23 @@ impl MicrophoneSource {
 
 impl AudioSource for MicrophoneSource {
     fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
-        if let Some(e) = lock(&self.error).clone() {
-            return Err(e);
-        }
-        match self.frames.recv_timeout(MIC_SILENCE_TIMEOUT) {
+        // Waited for in slices: a stream that failed says so at once, not after the
+        // silence timeout.
+        let deadline = std::time::Instant::now() + MIC_SILENCE_TIMEOUT;
+        let received = loop {
+            if let Some(e) = lock(&self.error).clone() {
+                return Err(e);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.frames.recv_timeout(left.min(MIC_ERROR_CHECK)) {
+                Err(RecvTimeoutError::Timeout) if !left.is_zero() => {}
+                received => break received,
+            }
+        };
+        match received {
             Ok(frame) => Ok(frame),
             Err(RecvTimeoutError::Timeout) => Err(lock(&self.error).clone().unwrap_or_else(|| {
-                MediaError::Device(
+                MediaError::DeviceLost(
                     DeviceKind::Microphone,
                     format!(
                         "no audio from the microphone for {} s",
@@ -906,7 +1052,37 @@ pub struct SpeakerSink {
     name: String,
     scratch: Vec<f32>,
     resampled: Vec<f32>,
+    /// The first [`FADE_IN_MS`] it plays fade in.
+    fade: FadeIn,
     _stream: StreamThread,
+}
+
+/// How long what a speaker plays first (opened, or opened again after it was lost: the
+/// mix has gone on meanwhile) takes to reach its level: started at full level
+/// mid-waveform it would click.
+const FADE_IN_MS: u32 = 10;
+
+/// A gain rising from 0 to 1 over its first `total` samples, then 1.
+#[derive(Debug, Clone)]
+struct FadeIn {
+    done: usize,
+    total: usize,
+}
+
+impl FadeIn {
+    fn new(total: usize) -> Self {
+        Self { done: 0, total }
+    }
+
+    fn apply(&mut self, samples: &mut [f32]) {
+        for s in samples {
+            if self.done >= self.total {
+                return;
+            }
+            *s *= self.done as f32 / self.total as f32;
+            self.done += 1;
+        }
+    }
 }
 
 impl std::fmt::Debug for SpeakerSink {
@@ -950,37 +1126,39 @@ impl SpeakerSink {
     /// `device_not_found` if there is no such (or no default) speaker, `device_busy`,
     /// `unsupported_format` for a sample format we cannot produce, `device_error` otherwise.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
-        let id = id.map(str::to_owned);
         let ring: Arc<Mutex<VecDeque<f32>>> = Arc::default();
         let error: ErrorSlot = Arc::default();
-        let (info_tx, info_rx) = mpsc::sync_channel::<(String, u32)>(1);
-        let (ring2, slot) = (ring.clone(), error.clone());
-        let stream = StreamThread::spawn(DeviceKind::Speaker, "onstage-speaker", move || {
-            let device = find_audio_device(false, id.as_deref())?;
-            let name = device
-                .description()
-                .map(|d| d.name().to_owned())
-                .unwrap_or_else(|_| "speaker".into());
-            let supported = pick_config(&device, false)?;
-            let config = supported.config();
-            let rate = config.sample_rate;
-            macro_rules! build {
-                ($t:ty) => {
-                    build_output::<$t>(&device, config, ring2, slot)
-                };
-            }
-            let stream = with_sample_type!(supported.sample_format(), "speaker", build)
-                .map_err(|e| cpal_err(DeviceKind::Speaker, "speaker stream", &e))?;
-            stream
-                .play()
-                .map_err(|e| cpal_err(DeviceKind::Speaker, "speaker start", &e))?;
-            tracing::info!(speaker = %name, ?config, "speaker open");
-            let _ = info_tx.send((name, rate));
-            Ok(stream)
+        let (stream, (name, rate)) = start_watched(DeviceKind::Speaker, &error, || {
+            let (id, ring, slot) = (id.map(str::to_owned), ring.clone(), error.clone());
+            let (info_tx, info_rx) = mpsc::sync_channel::<(String, u32)>(1);
+            let stream = StreamThread::spawn(DeviceKind::Speaker, "onstage-speaker", move || {
+                let device = find_audio_device(false, id.as_deref())?;
+                let name = device
+                    .description()
+                    .map(|d| d.name().to_owned())
+                    .unwrap_or_else(|_| "speaker".into());
+                let supported = pick_config(&device, false)?;
+                let config = stream_config(&supported);
+                let rate = config.sample_rate;
+                macro_rules! build {
+                    ($t:ty) => {
+                        build_output::<$t>(&device, config, ring, slot)
+                    };
+                }
+                let stream = with_sample_type!(supported.sample_format(), "speaker", build)
+                    .map_err(|e| cpal_err(DeviceKind::Speaker, "speaker stream", &e))?;
+                stream
+                    .play()
+                    .map_err(|e| cpal_err(DeviceKind::Speaker, "speaker start", &e))?;
+                tracing::info!(speaker = %name, ?config, "speaker open");
+                let _ = info_tx.send((name, rate));
+                Ok(stream)
+            })?;
+            let info = info_rx
+                .try_recv()
+                .unwrap_or_else(|_| ("speaker".into(), AUDIO_SAMPLE_RATE));
+            Ok((stream, info))
         })?;
-        let (name, rate) = info_rx
-            .try_recv()
-            .unwrap_or_else(|_| ("speaker".into(), AUDIO_SAMPLE_RATE));
         Ok(Self {
             ring,
             error,
@@ -989,8 +1167,15 @@ impl SpeakerSink {
             name,
             scratch: Vec::new(),
             resampled: Vec::new(),
+            fade: FadeIn::new((rate * FADE_IN_MS / 1000) as usize),
             _stream: stream,
         })
+    }
+
+    /// How much audio waits in the queue for the device (what it adds to the delay).
+    pub fn queued(&self) -> Duration {
+        let rate = f64::from(self.capacity as u32 * 1000 / SPEAKER_QUEUE_MS.max(1));
+        Duration::from_secs_f64(lock(&self.ring).len() as f64 / rate.max(1.0))
     }
 
     /// The speaker's name.
@@ -1009,6 +1194,7 @@ impl AudioSink for SpeakerSink {
             .extend(frame.samples.iter().map(|&s| f32::from(s) / 32768.0));
         self.resampled.clear();
         self.resampler.process(&self.scratch, &mut self.resampled);
+        self.fade.apply(&mut self.resampled);
         let mut ring = lock(&self.ring);
         ring.extend(self.resampled.iter().copied());
         if ring.len() > self.capacity {
@@ -1178,6 +1364,49 @@ mod tests {
         assert_eq!(audio_kind(false), DeviceKind::Speaker);
         assert!(!is_fatal(&cpal::Error::new(cpal::ErrorKind::Xrun)));
         assert!(is_fatal(&e));
+    }
+
+    #[test]
+    fn a_speakers_first_sound_fades_in_without_a_step() {
+        let mut fade = FadeIn::new(480);
+        let mut first = vec![1.0f32; 300];
+        let mut second = vec![1.0f32; 300];
+        fade.apply(&mut first);
+        fade.apply(&mut second);
+        let all: Vec<f32> = first.into_iter().chain(second).collect();
+        assert_eq!(all[0], 0.0);
+        // Rising by 1/480 a sample, across the calls, to full level and no further.
+        assert!(all.windows(2).all(|w| w[1] - w[0] <= 1.0 / 480.0 + 1e-6));
+        assert!(all[480..].iter().all(|&s| s == 1.0));
+        assert!((all[240] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn stand_ins_are_not_listed_as_devices() {
+        for stand_in in [
+            "alsa:null",
+            "alsa:pulse",
+            "alsa:jack",
+            "alsa:oss",
+            "alsa:lavrate",
+            "alsa:samplerate",
+            "alsa:speexrate",
+            "alsa:speex",
+            "alsa:upmix",
+            "alsa:vdownmix",
+        ] {
+            assert!(!is_audio_device(stand_in), "{stand_in}");
+        }
+        for device in [
+            "alsa:default",
+            "alsa:hw:0,0",
+            "alsa:plughw:1,0",
+            "alsa:sysdefault:CARD=PCH",
+            "alsa:front:CARD=PCH,DEV=0",
+            "coreaudio:BuiltInMicrophoneDevice",
+        ] {
+            assert!(is_audio_device(device), "{device}");
+        }
     }
 
     #[test]

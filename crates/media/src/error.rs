@@ -33,14 +33,15 @@ pub enum MediaErrorCode {
     DeviceNotFound,
     DeviceBusy,
     DeviceError,
+    DeviceLost,
     UnsupportedFormat,
     CodecError,
     Closed,
 }
 
 impl MediaErrorCode {
-    /// `device_not_found`, `device_busy`, `device_error`, `unsupported_format`,
-    /// `codec_error` or `closed`.
+    /// `device_not_found`, `device_busy`, `device_error`, `device_lost`,
+    /// `unsupported_format`, `codec_error` or `closed`.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -63,6 +64,11 @@ pub enum MediaError {
     /// The device or the audio/video system failed in some other way.
     #[error("device error: {1}")]
     Device(DeviceKind, String),
+    /// A device that was open and working went away (unplugged, its driver or sound
+    /// server gone) or stopped delivering: what was playing or capturing stops until it
+    /// is opened again.
+    #[error("device lost: {1}")]
+    DeviceLost(DeviceKind, String),
     /// A frame, packet or device format this crate cannot handle (odd sizes, wrong
     /// lengths, unknown sample formats).
     #[error("unsupported format: {0}")]
@@ -82,6 +88,7 @@ impl MediaError {
             Self::DeviceNotFound(..) => MediaErrorCode::DeviceNotFound,
             Self::DeviceBusy(..) => MediaErrorCode::DeviceBusy,
             Self::Device(..) => MediaErrorCode::DeviceError,
+            Self::DeviceLost(..) => MediaErrorCode::DeviceLost,
             Self::UnsupportedFormat(_) => MediaErrorCode::UnsupportedFormat,
             Self::Codec(_) => MediaErrorCode::CodecError,
             Self::Closed => MediaErrorCode::Closed,
@@ -92,7 +99,10 @@ impl MediaError {
     /// used); `None` for the errors that are not about a device.
     pub fn device(&self) -> Option<DeviceKind> {
         match self {
-            Self::DeviceNotFound(d, _) | Self::DeviceBusy(d, _) | Self::Device(d, _) => Some(*d),
+            Self::DeviceNotFound(d, _)
+            | Self::DeviceBusy(d, _)
+            | Self::Device(d, _)
+            | Self::DeviceLost(d, _) => Some(*d),
             Self::UnsupportedFormat(_) | Self::Codec(_) | Self::Closed => None,
         }
     }
@@ -137,6 +147,11 @@ mod tests {
                 "device_error",
             ),
             (
+                MediaError::DeviceLost(cam, "x".into()),
+                MediaErrorCode::DeviceLost,
+                "device_lost",
+            ),
+            (
                 MediaError::UnsupportedFormat("x".into()),
                 MediaErrorCode::UnsupportedFormat,
                 "unsupported_format",
@@ -169,6 +184,7 @@ mod tests {
                 MediaError::DeviceNotFound(device, "x".into()),
                 MediaError::DeviceBusy(device, "x".into()),
                 MediaError::Device(device, "x".into()),
+                MediaError::DeviceLost(device, "x".into()),
             ] {
                 assert_eq!(err.device(), Some(device), "{err}");
             }

@@ -53,14 +53,14 @@ pub use codec::{
 };
 pub use convert::{downscale, half_size, i420_to_rgb, i420_to_rgba, rgb_to_i420, rgba_to_i420};
 pub use devices::{
-    list_cameras, list_microphones, list_speakers, CameraSource, DeviceInfo, MicrophoneSource,
-    SpeakerSink,
+    find_device, list_cameras, list_devices, list_microphones, list_speakers, CameraSource,
+    DeviceInfo, MicrophoneSource, SpeakerSink,
 };
 pub use error::{DeviceKind, MediaError, MediaErrorCode};
 pub use frame::{AudioFrame, VideoFormat, VideoFrame, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
 pub use mix::{AudioMixer, JitterBuffer, Playout};
 pub use synthetic::{
-    dominant_frequency, read_stamp, write_stamp, Stamp, SyntheticAudio, SyntheticVideo,
+    dominant_frequency, read_stamp, tone_level, write_stamp, Stamp, SyntheticAudio, SyntheticVideo,
 };
 
 /// Something that produces pictures: a camera or a synthetic pattern.

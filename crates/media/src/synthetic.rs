@@ -450,6 +450,29 @@ pub fn dominant_frequency(samples: &[i16], sample_rate: u32) -> f32 {
     best_f as f32
 }
 
+/// The amplitude of the `hz` component of `samples`, as a fraction of full scale (a sine
+/// of peak 0.5 gives about 0.5; 0.0 for too little input).
+///
+/// One Hann-windowed Goertzel term, so two tones a few tens of hertz apart are measured
+/// apart: what checks a mix of test tones (each tone's level, no clipping).
+pub fn tone_level(samples: &[i16], sample_rate: u32, hz: f32) -> f32 {
+    let n = samples.len();
+    if n < 8 || sample_rate == 0 {
+        return 0.0;
+    }
+    let (mut re, mut im, mut window_sum) = (0.0f64, 0.0f64, 0.0f64);
+    let step = TAU * f64::from(hz) / f64::from(sample_rate);
+    for (i, &s) in samples.iter().enumerate() {
+        let w = 0.5 - 0.5 * (TAU * i as f64 / (n - 1) as f64).cos();
+        let v = f64::from(s) / 32768.0 * w;
+        let phase = step * i as f64;
+        re += v * phase.cos();
+        im += v * phase.sin();
+        window_sum += w;
+    }
+    (2.0 * (re * re + im * im).sqrt() / window_sum) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +627,23 @@ mod tests {
         }
         assert_eq!(dominant_frequency(&[0; 960], AUDIO_SAMPLE_RATE), 0.0);
         assert_eq!(dominant_frequency(&[], AUDIO_SAMPLE_RATE), 0.0);
+    }
+
+    #[test]
+    fn tone_level_measures_each_tone_of_a_mix() {
+        let rate = AUDIO_SAMPLE_RATE as f32;
+        let mix: Vec<i16> = (0..48_000)
+            .map(|i| {
+                let t = i as f32 / rate;
+                let v = 0.3 * (TAU as f32 * 440.0 * t).sin() + 0.1 * (TAU as f32 * 660.0 * t).sin();
+                (v * 32767.0) as i16
+            })
+            .collect();
+        let level = |hz| tone_level(&mix, AUDIO_SAMPLE_RATE, hz);
+        assert!((level(440.0) - 0.3).abs() < 0.01, "{}", level(440.0));
+        assert!((level(660.0) - 0.1).abs() < 0.01, "{}", level(660.0));
+        assert!(level(1000.0) < 0.005, "{}", level(1000.0));
+        assert_eq!(tone_level(&[], AUDIO_SAMPLE_RATE, 440.0), 0.0);
     }
 
     #[test]

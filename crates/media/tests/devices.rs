@@ -42,6 +42,25 @@ fn listing_devices_never_fails_for_lack_of_devices() {
     list_speakers().expect("speaker listing works without a sound card");
 }
 
+/// No sound card, no sound server: no microphone and no speaker, not the stand-ins ALSA
+/// lists beside devices (`null`, its plugins).
+#[test]
+fn a_machine_without_a_sound_card_lists_no_microphone() {
+    let cards = std::fs::read_to_string("/proc/asound/cards").unwrap_or_default();
+    let server = ["PULSE_SERVER", "PULSE_RUNTIME_PATH"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !cfg!(target_os = "linux") || cards.contains('[') || server {
+        return; // there may be something to list
+    }
+    let mics = list_microphones().expect("list");
+    let speakers = list_speakers().expect("list");
+    // ALSA's `default` is listed only when a sound server runs (the user's own, here).
+    let only_default = |d: &[onstage_media::DeviceInfo]| d.iter().all(|d| d.id == "alsa:default");
+    assert!(only_default(&mics), "{mics:?}");
+    assert!(only_default(&speakers), "{speakers:?}");
+}
+
 #[test]
 fn a_missing_camera_is_device_not_found() {
     let err = CameraSource::open(Some("no-such-camera-42"), vga()).expect_err("no such camera");
@@ -98,11 +117,18 @@ fn the_default_devices_open_or_fail_with_a_typed_error() {
 #[test]
 fn the_alsa_null_device_proves_the_audio_wiring() {
     // ALSA's `null` device opens without hardware: capture yields zeros, playback
-    // discards. It is not paced in real time, so this checks plumbing, never timing.
-    let mics = list_microphones().expect("list");
-    if !mics.iter().any(|m| m.id == "alsa:null") {
+    // discards. It is not paced in real time, so this checks plumbing, never timing. It is
+    // no microphone (not listed as one) but opens when named.
+    if !cfg!(target_os = "linux") {
         return; // not an ALSA machine
     }
+    assert!(
+        !list_microphones()
+            .expect("list")
+            .iter()
+            .any(|m| m.id == "alsa:null"),
+        "the null device is listed as a microphone"
+    );
     let mut mic = MicrophoneSource::open(Some("alsa:null")).expect("null capture opens");
     use onstage_media::{AudioSink, AudioSource};
     for _ in 0..3 {

@@ -11,7 +11,10 @@
 //! it depends on `onstage-server`, a cycle cargo allows because only the server's
 //! integration tests (which link the same library) use it.
 //!
-//! Layout: one file — [`TestServer`], [`within`] and [`WAIT`], [`assert_error`].
+//! Layout: this file — [`TestServer`], [`within`] and [`WAIT`], [`assert_error`]; [`sound`]:
+//! a private sound server (PulseAudio with null sinks) for tests of real audio devices.
+
+pub mod sound;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};

@@ -79,6 +79,7 @@ describe('error wording', () => {
     );
     expect(errorText({ code: 'device_error', message: 'x', device: 'microphone' })).toBe('Microphone stopped working');
     expect(errorText({ code: 'device_not_found', message: 'x', device: 'speaker' })).toBe('No speaker found');
+    expect(errorText({ code: 'device_lost', message: 'x', device: 'speaker' })).toBe('Speaker disconnected');
   });
 
   // The messages are for logs and may name any device: only `device` counts.

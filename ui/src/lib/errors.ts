@@ -52,6 +52,8 @@ function deviceWords(code: ErrorCode, device: DeviceKind | null): string | null 
       return `The ${what} is in use by another app`;
     case 'device_error':
       return `${What} stopped working`;
+    case 'device_lost':
+      return `${What} disconnected`;
     default:
       return null;
   }

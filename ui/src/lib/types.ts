@@ -201,6 +201,7 @@ export const ERROR_CODES = [
   'device_not_found',
   'device_busy',
   'device_error',
+  'device_lost',
   'unsupported_format',
   'codec_error',
   'closed',

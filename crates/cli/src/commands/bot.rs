@@ -13,11 +13,14 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use onstage_client::{
-    ClientError, ConnectionState, InviteLink, JoinOptions, MediaConfig, Meeting, MeetingEvent,
-    Participant, Sources, StageMedia,
+    ClientError, ConnectionState, InviteLink, JoinOptions, MediaConfig, MediaProblem, Meeting,
+    MeetingEvent, Participant, Sources, StageMedia,
 };
+use onstage_media::{find_device, DeviceKind, MediaError};
 use onstage_proto::signal::KNOWN_CALLS;
-use onstage_proto::{Call, ErrorBody, ErrorCode, PeerId, Request, StageStatus, TileSize, UserId};
+use onstage_proto::{
+    Call, ErrorBody, ErrorCode, MediaKinds, PeerId, Request, StageStatus, TileSize, UserId,
+};
 
 use crate::cli::{BotArgs, MediaMode, Switch};
 use crate::output::{self, Lines, Reply};
@@ -260,7 +263,84 @@ async fn join(args: &BotArgs) -> Result<Meeting, ClientError> {
     Meeting::join_with(server, token, options).await
 }
 
+/// What `--media` publishes and plays; `None` for no media at all.
+fn media_config(args: &BotArgs) -> Option<MediaConfig> {
+    let base = MediaConfig {
+        video: args.video,
+        video_bitrate_bps: args.video_bitrate,
+        simulcast: args.simulcast == Switch::On,
+        ..MediaConfig::default()
+    };
+    match args.media {
+        MediaMode::None => None,
+        MediaMode::Synthetic => Some(MediaConfig {
+            sources: Sources::Synthetic {
+                tone_hz: args.tone_hz,
+            },
+            ..base
+        }),
+        MediaMode::Devices => Some(MediaConfig {
+            sources: Sources::Devices {
+                camera: args.camera.id(),
+                microphone: args.mic.id(),
+            },
+            capture: MediaKinds::new(args.mic.is_used(), args.camera.is_used()),
+            play_audio: args.speaker.is_used(),
+            speaker: args.speaker.id(),
+            ..base
+        }),
+    }
+}
+
+/// With `--media devices`: every device named on the command line exists (the defaults
+/// and the ones left out are not checked: no default device is a state, reported when
+/// the stage needs it).
+async fn check_named_devices(args: &BotArgs) -> Result<(), MediaError> {
+    if args.media != MediaMode::Devices {
+        return Ok(());
+    }
+    let named: Vec<(DeviceKind, String)> = [
+        (DeviceKind::Camera, &args.camera),
+        (DeviceKind::Microphone, &args.mic),
+        (DeviceKind::Speaker, &args.speaker),
+    ]
+    .into_iter()
+    .filter_map(|(kind, arg)| arg.id().map(|id| (kind, id)))
+    .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    // Device libraries block: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        named
+            .iter()
+            .try_for_each(|(kind, id)| find_device(*kind, id).map(drop))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(MediaError::Device(
+            DeviceKind::Camera,
+            format!("the device check stopped: {e}"),
+        ))
+    })
+}
+
+/// `{"event":"mediaError","device":"microphone","code":"device_lost","message":..}`: a
+/// device the media could not use, as it happens (the app's `media-error`).
+pub fn media_error_event(problem: &MediaProblem) -> Value {
+    json!({
+        "event": "mediaError",
+        "device": problem.device,
+        "code": problem.code,
+        "message": problem.message,
+    })
+}
+
 pub async fn run(args: BotArgs) -> ExitCode {
+    if let Err(e) = check_named_devices(&args).await {
+        output::print_line(&super::devices::device_error_line(&e));
+        return ExitCode::FAILURE;
+    }
     let meeting = match join(&args).await {
         Ok(meeting) => meeting,
         Err(e) => {
@@ -282,20 +362,22 @@ pub async fn run(args: BotArgs) -> ExitCode {
         }
     });
 
-    // Publishes the synthetic sources while on stage; receives everyone on stage.
-    let media = (args.media == MediaMode::Synthetic).then(|| {
-        StageMedia::start(
-            meeting.clone(),
-            MediaConfig {
-                sources: Sources::Synthetic {
-                    tone_hz: args.tone_hz,
-                },
-                video: args.video,
-                video_bitrate_bps: args.video_bitrate,
-                simulcast: args.simulcast == Switch::On,
-                ..MediaConfig::default()
-            },
-        )
+    // Publishes while on stage; receives everyone on stage.
+    let media = media_config(&args).map(|config| StageMedia::start(meeting.clone(), config));
+    let problems = media.as_ref().map(|media| {
+        let mut problems = media.media_problems();
+        let lines = lines.clone();
+        tokio::spawn(async move {
+            loop {
+                match problems.recv().await {
+                    Ok(problem) => lines.send(&media_error_event(&problem)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(n, "media problems skipped");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
     });
     let tiles = args
         .tiles
@@ -306,6 +388,9 @@ pub async fn run(args: BotArgs) -> ExitCode {
     }
     if let Some(media) = media {
         media.stop().await;
+    }
+    if let Some(problems) = problems {
+        problems.abort();
     }
     if !left {
         if let Err(e) = meeting.leave().await {

@@ -13,6 +13,7 @@ use crate::cli::Command;
 pub mod admin;
 pub mod bot;
 pub mod client_bench;
+pub mod devices;
 pub mod load_test;
 pub mod serve;
 
@@ -26,6 +27,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Invite(command) => admin::invite(command).await,
         Command::Bot(args) => bot::run(args).await,
         Command::LoadTest(args) => load_test::run(args).await,
+        Command::Devices => devices::run().await,
     }
 }
 

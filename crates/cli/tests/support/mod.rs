@@ -99,6 +99,11 @@ impl Proc {
             .await
     }
 
+    /// Every line read so far, in order (whether or not an `expect` took it).
+    pub fn seen(&self) -> &[Value] {
+        &self.seen
+    }
+
     pub async fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin.write_all(line.as_bytes()).await.expect("write");

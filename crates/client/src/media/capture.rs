@@ -10,8 +10,9 @@
 //! at all, and restarts with a keyframe.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle as ThreadHandle;
+use std::time::Instant;
 
 use onstage_media::{
     downscale, read_stamp, write_stamp, AudioSource, CameraSource, EncoderComplexity,
@@ -20,6 +21,7 @@ use onstage_media::{
 };
 use tokio::sync::{mpsc, watch};
 
+use super::backoff::Retry;
 use super::layers::{self, LayerSpec};
 use super::plan::{self, CaptureAction, CaptureInputs, CaptureState, Captures, Slot};
 use super::stats::{LevelMeter, PublishedLayer};
@@ -129,6 +131,26 @@ pub(super) struct EncodedPicture {
 struct Capture {
     control: Arc<CaptureControl>,
     thread: ThreadHandle<()>,
+    /// Set when the thread ends on its own, with why (the device's error) if it failed.
+    ended: Arc<Mutex<Option<Ended>>>,
+}
+
+/// How a capture thread ended on its own.
+struct Ended {
+    /// The device's error; `None` when nothing was wrong with it (the publisher went).
+    failure: Option<MediaError>,
+}
+
+impl Capture {
+    /// Whether the thread has ended on its own (or is about to: it says so last).
+    fn has_ended(&self) -> bool {
+        self.thread.is_finished()
+            || self
+                .ended
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+    }
 }
 
 impl Capture {
@@ -140,23 +162,16 @@ impl Capture {
 }
 
 /// Opens a device off the async threads (a device may take a while to open) and counts it
-/// as open. `None` when there is none to open or it failed (the failure is reported).
+/// as open. `Ok(None)` when there is none to open.
 async fn open_source<S: ?Sized + Send + 'static>(
     device: Device,
     shared: &Arc<Shared>,
     open: impl FnOnce() -> Result<Option<Box<S>>, MediaError> + Send + 'static,
-) -> Option<OpenSource<Box<S>>> {
+) -> Result<Option<OpenSource<Box<S>>>, MediaError> {
     match tokio::task::spawn_blocking(open).await {
-        Ok(Ok(Some(source))) => Some(OpenSource::new(source, shared)),
-        Ok(Ok(None)) => None,
-        Ok(Err(e)) => {
-            shared.device_error(device, &e);
-            None
-        }
-        Err(e) => {
-            shared.error(device.as_str(), &e);
-            None
-        }
+        Ok(Ok(source)) => Ok(source.map(|source| OpenSource::new(source, shared))),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(MediaError::Device(device, format!("opening stopped: {e}"))),
     }
 }
 
@@ -166,9 +181,11 @@ async fn start_video(
     config: &MediaConfig,
     shared: &Arc<Shared>,
     out: Option<VideoOut>,
-) -> Option<Capture> {
+) -> Result<Option<Capture>, MediaError> {
     let cfg = config.clone();
-    let source = open_source(Device::Camera, shared, move || open_video(&cfg)).await?;
+    let Some(source) = open_source(Device::Camera, shared, move || open_video(&cfg)).await? else {
+        return Ok(None);
+    };
     // Until the publisher says otherwise: a plain stream at the configured rate, every
     // layer of a simulcast at its maximum.
     let bitrates: Vec<u32> = match &out {
@@ -178,22 +195,49 @@ async fn start_video(
     let control = CaptureControl::new(bitrates);
     let (c, s, cfg) = (control.clone(), shared.clone(), config.clone());
     let thread = std::thread::spawn(move || video_capture(source, cfg, c, out, s));
-    Some(Capture { control, thread })
+    Ok(Some(Capture {
+        control,
+        thread,
+        ended: Arc::default(),
+    }))
 }
 
 /// Opens the microphone and starts capturing: levels always, encoded packets to `out`
-/// when given.
+/// when given. `Ok(None)`: there is no microphone to open (no sources). A microphone that
+/// fails while capturing ends its thread, keeps why in the capture's `ended` and wakes
+/// the job (`Shared::capture_ended`), which reports it and opens it again in time.
 async fn start_audio(
     config: &MediaConfig,
     shared: &Arc<Shared>,
     out: Option<mpsc::Sender<Vec<u8>>>,
-) -> Option<Capture> {
+) -> Result<Option<Capture>, MediaError> {
     let cfg = config.clone();
-    let source = open_source(Device::Microphone, shared, move || open_audio(&cfg)).await?;
+    let Some(source) = open_source(Device::Microphone, shared, move || open_audio(&cfg)).await?
+    else {
+        return Ok(None);
+    };
     let control = CaptureControl::new([0]);
-    let (c, s, rate) = (control.clone(), shared.clone(), config.audio_bitrate_bps);
-    let thread = std::thread::spawn(move || audio_capture(source, rate, c, out, s));
-    Some(Capture { control, thread })
+    let ended: Arc<Mutex<Option<Ended>>> = Arc::default();
+    let (c, s, rate, e) = (
+        control.clone(),
+        shared.clone(),
+        config.audio_bitrate_bps,
+        ended.clone(),
+    );
+    let thread = std::thread::spawn(move || {
+        let stop = c.clone();
+        let failure = audio_capture(source, rate, c, out, &s);
+        if !stop.stop.load(Ordering::SeqCst) {
+            // Said before the job is woken, so that it finds the thread ended.
+            *e.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ended { failure });
+            s.capture_ended.notify_one();
+        }
+    });
+    Ok(Some(Capture {
+        control,
+        thread,
+        ended,
+    }))
 }
 
 /// The device check and green room off stage: camera pictures to the app, microphone
@@ -208,13 +252,17 @@ pub(super) async fn run_preview(
     let mut devices = Devices::new(None, None);
     loop {
         let inputs = CaptureInputs {
-            audio: true,
-            video: true,
+            audio: config.capture.audio,
+            video: config.capture.video,
             controls: shared.controls(),
             devices: shared.devices(),
         };
         devices.follow(&inputs, &config, &shared).await;
+        let mic_retry = devices.audio_retry_at();
         tokio::select! {
+            // The microphone failed: its level stops; it is opened again in time.
+            () = shared.capture_ended.notified() => {}
+            () = super::publish::sleep_until(mic_retry), if mic_retry.is_some() => {}
             r = controls.changed() => if r.is_err() { break },
             r = choice.changed() => if r.is_err() { break },
             _ = stop.changed() => break,
@@ -228,6 +276,10 @@ pub(super) async fn run_preview(
 pub(super) struct Devices {
     audio: Option<Capture>,
     audio_slot: Slot,
+    /// How soon the microphone is opened again after it failed, and whether that is told.
+    audio_retry: Retry,
+    /// Whether the camera's failure to open was told (it is tried again at the job's pace).
+    video_retry: Retry,
     video: Option<Capture>,
     video_slot: Slot,
     /// Where encoded packets and pictures go; `None` for the preview (nothing is encoded).
@@ -243,6 +295,8 @@ impl Devices {
         Devices {
             audio: None,
             audio_slot: Slot::default(),
+            audio_retry: Retry::default(),
+            video_retry: Retry::default(),
             video: None,
             video_slot: Slot::default(),
             audio_out,
@@ -264,6 +318,22 @@ impl Devices {
         config: &MediaConfig,
         shared: &Arc<Shared>,
     ) -> Vec<CaptureAction> {
+        self.reap_audio(shared);
+        if self.audio_slot.state == CaptureState::Failed {
+            if self.audio_slot.device != inputs.devices.microphone {
+                // Another microphone chosen: tried at once, and told if it fails.
+                self.audio_retry.reset();
+            } else if self.audio_retry.ready(Instant::now()) {
+                // Its wait is over: the plan opens it again.
+                self.audio_slot.state = CaptureState::Stopped;
+            }
+        }
+        if self.video_slot.state == CaptureState::Failed
+            && self.video_slot.device != inputs.devices.camera
+        {
+            // Another camera chosen: told if it fails too.
+            self.video_retry.reset();
+        }
         let actions = plan::capture(inputs, &self.states());
         let config = config.with_devices(&inputs.devices);
         for action in &actions {
@@ -283,14 +353,38 @@ impl Devices {
                     self.video_slot.state = CaptureState::Stopped;
                 }
                 CaptureAction::StartAudio => {
-                    self.audio = start_audio(&config, shared, self.audio_out.clone()).await;
+                    self.audio = match start_audio(&config, shared, self.audio_out.clone()).await {
+                        Ok(capture) => {
+                            self.audio_retry.opened(Instant::now());
+                            capture
+                        }
+                        Err(e) => {
+                            let tell = self.audio_retry.open_failed(Instant::now());
+                            tell_audio(shared, tell, &e);
+                            None
+                        }
+                    };
                     self.audio_slot = Slot {
                         state: state_of(&self.audio),
                         device: inputs.devices.microphone.clone(),
                     };
                 }
                 CaptureAction::StartVideo => {
-                    self.video = start_video(&config, shared, self.video_out.clone()).await;
+                    self.video = match start_video(&config, shared, self.video_out.clone()).await {
+                        Ok(capture) => {
+                            self.video_retry.opened(Instant::now());
+                            capture
+                        }
+                        // A missing camera is tried again now and then: told once.
+                        Err(e) => {
+                            if self.video_retry.open_failed(Instant::now()) {
+                                shared.device_error(Device::Camera, &e);
+                            } else {
+                                tracing::debug!(error = %e, "camera still failing");
+                            }
+                            None
+                        }
+                    };
                     self.video_slot = Slot {
                         state: state_of(&self.video),
                         device: inputs.devices.camera.clone(),
@@ -299,6 +393,38 @@ impl Devices {
             }
         }
         actions
+    }
+
+    /// A microphone whose thread ended on its own (the device failed or went away): its
+    /// problem is told (once: not again until it has worked for a while) and it is opened
+    /// again when its back-off allows.
+    fn reap_audio(&mut self, shared: &Shared) {
+        if !self.audio.as_ref().is_some_and(Capture::has_ended) {
+            return;
+        }
+        let Some(capture) = self.audio.take() else {
+            return;
+        };
+        let failure = capture
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .and_then(|ended| ended.failure);
+        // Ended, or about to: joining does not wait for long.
+        let _ = capture.thread.join();
+        let tell = self.audio_retry.failed(Instant::now());
+        self.audio_slot.state = CaptureState::Failed;
+        if let Some(e) = failure {
+            tell_audio(shared, tell, &e);
+        }
+    }
+
+    /// When the microphone, failed or lost, is due to be opened again: the job wakes then.
+    pub(super) fn audio_retry_at(&self) -> Option<Instant> {
+        (self.audio_slot.state == CaptureState::Failed)
+            .then(|| self.audio_retry.due())
+            .flatten()
     }
 
     /// The camera's thread, to steer its encoder.
@@ -311,9 +437,11 @@ impl Devices {
         self.video_slot.state == CaptureState::Failed
     }
 
-    /// The microphone is open.
+    /// The microphone is open and capturing.
     pub(super) fn has_audio(&self) -> bool {
-        self.audio.is_some()
+        self.audio
+            .as_ref()
+            .is_some_and(|capture| !capture.has_ended())
     }
 
     /// Stops both threads and waits until the devices are closed.
@@ -321,6 +449,16 @@ impl Devices {
         for capture in [self.video.take(), self.audio.take()].into_iter().flatten() {
             capture.end().await;
         }
+    }
+}
+
+/// Tells the app about the microphone's problem, or only logs it (told already, or a
+/// glitch just after opening).
+fn tell_audio(shared: &Shared, tell: bool, e: &MediaError) {
+    if tell {
+        shared.device_error(Device::Microphone, e);
+    } else {
+        tracing::debug!(error = %e, "microphone failed; opening it again");
     }
 }
 
@@ -552,25 +690,31 @@ fn scale_layers(
     out
 }
 
+/// Captures until stopped; the device's error if it failed (the caller tells it).
 fn audio_capture(
     mut source: OpenSource<Box<dyn AudioSource>>,
     bitrate: u32,
     control: Arc<CaptureControl>,
     out: Option<mpsc::Sender<Vec<u8>>>,
-    shared: Arc<Shared>,
-) {
+    shared: &Shared,
+) -> Option<MediaError> {
     let mut encoder = match &out {
         None => None,
         Some(_) => match OpusEncoder::new(bitrate) {
             Ok(e) => Some(e),
-            Err(e) => return shared.error("audio encoder", &e),
+            Err(e) => {
+                shared.error("audio encoder", &e);
+                return None;
+            }
         },
     };
     let mut meter = LevelMeter::default();
     while !control.stop.load(Ordering::SeqCst) {
         let frame = match source.source.next_frame() {
             Ok(f) => f,
-            Err(e) => return shared.device_error(Device::Microphone, &e),
+            // Stopped while waiting for the device: not a failure.
+            Err(_) if control.stop.load(Ordering::SeqCst) => return None,
+            Err(e) => return Some(e),
         };
         if let Some(level) = meter.add(&frame.samples) {
             let _ = shared.levels.send(AudioLevel {
@@ -587,9 +731,13 @@ fn audio_capture(
                     break;
                 }
             }
-            Err(e) => return shared.error("audio encoder", &e),
+            Err(e) => {
+                shared.error("audio encoder", &e);
+                return None;
+            }
         }
     }
+    None
 }
 
 #[cfg(test)]

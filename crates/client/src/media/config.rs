@@ -3,6 +3,7 @@
 //! [`MediaProblem`] can be about.
 
 use onstage_media::{MediaErrorCode, VideoFormat};
+use onstage_proto::MediaKinds;
 use serde::Serialize;
 
 use crate::rtc::TransportConfig;
@@ -36,11 +37,18 @@ pub struct MediaConfig {
     /// and its network take. Off: one stream of the capture. On by default.
     pub simulcast: bool,
     pub audio_bitrate_bps: u32,
+    /// Which of the camera and the microphone are captured at all (both by default). One
+    /// left out is never opened, previewed or offered: a participant without a camera
+    /// publishes audio only, without ever trying the device.
+    pub capture: MediaKinds,
     /// Decode received video (the app and the tests want pictures; a pure listener may not).
     pub decode_video: bool,
     /// Play the mix of everyone on stage on the default speaker. A missing speaker is
     /// logged, not fatal.
     pub play_audio: bool,
+    /// The speaker the mix plays on (a device id or name from the listing); `None` is the
+    /// system's default.
+    pub speaker: Option<String>,
     pub transport: TransportConfig,
 }
 
@@ -56,8 +64,10 @@ impl Default for MediaConfig {
             video_bitrate_bps: 1_000_000,
             simulcast: true,
             audio_bitrate_bps: 32_000,
+            capture: MediaKinds::BOTH,
             decode_video: true,
             play_audio: false,
+            speaker: None,
             transport: TransportConfig::default(),
         }
     }

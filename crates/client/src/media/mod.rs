@@ -31,8 +31,10 @@
 //!   layer).
 //! - `receive`: one subscription: video decoding, audio through a jitter buffer.
 //! - `speaker`: plays the mix.
+//! - `backoff`: how soon a failed or lost device is opened again.
 //! - this file: [`StageMedia`], the handle the app holds, and the state its jobs share.
 
+mod backoff;
 mod capture;
 pub mod config;
 pub mod layers;
@@ -126,6 +128,9 @@ struct Shared {
     /// no longer what the publisher last told it, so the publisher tells it again (its
     /// `media.state` with audio on is what lifts the server's hold).
     retell_state: std::sync::atomic::AtomicBool,
+    /// A capture thread ended on its own (its device failed): the job holding it wakes to
+    /// tell everyone the microphone is off and to open it again in time.
+    capture_ended: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -141,6 +146,7 @@ impl Shared {
             devices: watch::channel(devices).0,
             choosable,
             retell_state: std::sync::atomic::AtomicBool::new(false),
+            capture_ended: tokio::sync::Notify::new(),
         }
     }
 

@@ -183,7 +183,8 @@ pub(super) async fn run(
     let mut events = meeting.as_ref().map(Meeting::events);
     let mut controls = shared.controls.subscribe();
     // The device check before joining plays nothing: there is no one to hear.
-    let speaker = (config.play_audio && meeting.is_some()).then(|| start_speaker(shared.clone()));
+    let speaker = (config.play_audio && meeting.is_some())
+        .then(|| start_speaker(shared.clone(), config.speaker.clone()));
     let me = meeting.as_ref().map(Meeting::user_id);
     let ctx = Context {
         meeting,

@@ -195,8 +195,10 @@ pub enum CaptureAction {
 /// before it is opened again, so reopening it cannot find it busy).
 ///
 /// - The microphone opens once and stays open while the job runs, muted or not: levels
-///   keep flowing and unmuting is instant. A microphone that failed to open is not tried
-///   again in this job (it would be reported on every wake-up) until another is chosen.
+///   keep flowing and unmuting is instant. A microphone that failed (to open, or while
+///   capturing) stays `Failed` here until another is chosen; the job's `Devices` make it
+///   `Stopped` again when its back-off is over, so it is tried again then, not at every
+///   wake-up, and its problem is told once.
 /// - The camera follows its switch: off closes it (its light goes off). One that failed to
 ///   open is tried again at the next wake-up while switched on (it may have been plugged
 ///   in); the publisher wakes for that every couple of seconds, besides every change of

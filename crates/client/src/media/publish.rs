@@ -26,6 +26,14 @@ use onstage_proto::MediaKinds;
 /// How often a camera that failed to open is tried again while switched on.
 const CAMERA_RETRY: Duration = Duration::from_secs(2);
 
+/// Sleeps until `at` (forever for `None`: the branch is then disabled anyway).
+pub(super) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Publishes while this participant is on stage: one publish peer, the capture threads
 /// feeding it, the bitrate following the estimate, keyframes on request.
 pub(super) async fn run_publisher(
@@ -46,7 +54,7 @@ pub(super) async fn run_publisher(
     // A plain stream goes up to twice the starting rate, as it always has.
     let single_max = config.video_bitrate_bps.saturating_mul(2);
     let specs = layers::plan(width, height, max_layers, single_max);
-    let simulcast = preset.can_produce_video && specs.len() > 1;
+    let simulcast = preset.can_produce_video && config.capture.video && specs.len() > 1;
     // A simulcast starts with every layer on: the estimate starts at their sum (it only
     // grows a few percent per receiver report) and loss cuts the top ones. A plain
     // stream starts where the estimator does, at the configured rate.
@@ -54,9 +62,10 @@ pub(super) async fn run_publisher(
         true => specs.iter().map(|l| l.max_bitrate_bps).sum(),
         false => config.video_bitrate_bps,
     };
+    // A device left out (`capture`) is not offered either.
     let opts = PublishOptions {
-        audio: preset.can_produce_audio,
-        video: preset.can_produce_video,
+        audio: preset.can_produce_audio && config.capture.audio,
+        video: preset.can_produce_video && config.capture.video,
         simulcast: match simulcast {
             true => specs.iter().map(|l| l.rid.to_owned()).collect(),
             false => Vec::new(),
@@ -179,7 +188,12 @@ pub(super) async fn run_publisher(
                 announced = Some(sending);
             }
         }
+        let mic_retry = devices.audio_retry_at();
         tokio::select! {
+            // The microphone failed or went away: everyone is told it is off (muted), and
+            // it is opened again when its back-off allows.
+            () = shared.capture_ended.notified() => changed = true,
+            () = sleep_until(mic_retry), if mic_retry.is_some() => changed = true,
             // Whatever was encoded before the connection was up is lost: start the
             // viewers' pictures with a fresh keyframe.
             r = peer.connected(Duration::from_secs(10)), if connecting => {
