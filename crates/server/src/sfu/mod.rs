@@ -3,7 +3,9 @@
 //! One UDP socket (and one TCP listener at the same port, for peers without UDP) carries
 //! every WebRTC session of every meeting. One task owns the sockets and the sans-IO
 //! [`engine::Engine`] (str0m sessions, routing, forwarding); everything else talks to it
-//! through [`Sfu`], a cheap handle that queues commands in order. Room
+//! through [`Sfu`], a cheap handle that queues commands in order. Subscription sessions
+//! are built on set-up threads ([`engine::SessionSetup`]: about a millisecond of key
+//! generation each), so that a join storm does not hold the forwarding up. Room
 //! tasks decide *who* may publish and *when* publishing ends (the stage rules); the SFU
 //! carries it out.
 //!
