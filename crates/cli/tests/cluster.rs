@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use onstage_cluster::cluster::connect;
 use onstage_cluster::keys::Keys;
-use onstage_cluster::testing::RedisServer;
+use onstage_cluster::testing::{eventually, RedisServer};
 use onstage_cluster::{HomeLocks, LeaseTiming, NodeId, NodeInfo, Registry};
 use serde_json::{json, Value};
 use support::{add, create_meeting, Proc};
@@ -76,22 +75,6 @@ async fn ids(registry: &Registry) -> Vec<String> {
 async fn home(locks: &HomeLocks, meeting: &str) -> Option<String> {
     let holder = locks.holder(meeting).await.expect("reads the lock");
     holder.map(|h| h.node_id.to_string())
-}
-
-/// Polls `check` every 25 ms until it holds, for at most `within`; how long it took.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn bot(name: &str, url: &str, token: &str) -> Proc {

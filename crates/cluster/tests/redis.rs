@@ -1,13 +1,12 @@
 //! The cluster against a real `redis-server` (started per test on a free loopback port, no
 //! persistence). Skipped, saying so, only when redis-server is not installed.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use onstage_cluster::cluster::connect;
 use onstage_cluster::keys::Keys;
 use onstage_cluster::lease::LossReason;
-use onstage_cluster::testing::RedisServer;
+use onstage_cluster::testing::{eventually, RedisServer};
 use onstage_cluster::{
     Cluster, ClusterConfig, ClusterError, ClusterEvent, Epoch, HomeLocks, LeaseClock, LeaseStep,
     LeaseTiming, NodeId, Registry, RenewReply,
@@ -55,22 +54,6 @@ async fn node_ids(registry: &Registry) -> Vec<String> {
     match registry.list().await {
         Ok(nodes) => nodes.into_iter().map(|n| n.node_id.to_string()).collect(),
         Err(_) => Vec::new(), // Redis restarting: nobody listed yet
-    }
-}
-
-/// Polls `check` every 25 ms until it holds or `within` has passed; the time it took.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
